@@ -1,0 +1,197 @@
+import type { DateTime } from "luxon";
+import type { Broker } from "./broker.js";
+import { checkInteger } from "./durations.js";
+import { ChardError, InvalidOptionError, StateError, UnknownTaskError, describe, toUtcDateTime } from "./errors.js";
+import { Job, checkArgs } from "./jobs.js";
+import { getLogger } from "./logger.js";
+import { Batch, DEFAULT_QUEUE, Task, checkQueue, type TaskFunction, type TaskOptions, type TaskRef, type Tasks } from "./tasks.js";
+import { Workers } from "./workers.js";
+
+/** Default namespace of an engine. */
+export const DEFAULT_NAMESPACE = "chard";
+
+/** Options of `engine.startWorkers`. */
+export interface StartWorkersOptions {
+  /** Jobs run at once. @defaultValue 5 */
+  number?: number;
+  /** The queue these workers serve. @defaultValue "chard" */
+  queue?: string;
+  /** Stop once the queue is empty and nothing runs (scheduled and periodic jobs are not awaited). @defaultValue false */
+  stopWhenQueueEmpty?: boolean;
+  /** Stop gracefully on SIGTERM and SIGINT. @defaultValue false */
+  handleSigterm?: boolean;
+}
+
+/** Owns a namespace on a broker: defines tasks, schedules jobs and runs workers. */
+export class Engine {
+  /** The namespace that isolates this engine's jobs, schedules, limits and signals. */
+  readonly namespace: string;
+  /** The broker the engine stores jobs in. */
+  readonly broker: Broker;
+  readonly #tasks = new Map<string, Task>();
+  #workers: Workers | undefined;
+  #running: Promise<void> | undefined;
+  #closed = false;
+
+  /**
+   * @throws InvalidOptionError for an empty namespace; BrokerInUseError when the broker already has an engine.
+   */
+  constructor(broker: Broker, namespace: string = DEFAULT_NAMESPACE) {
+    if (typeof namespace !== "string" || namespace.length === 0 || namespace.length > 200) {
+      throw new InvalidOptionError(`namespace must be a string of 1 to 200 characters, got ${describe(namespace)}`);
+    }
+    if (broker === null || typeof broker !== "object" || typeof broker.enqueueJobs !== "function") {
+      throw new InvalidOptionError(`broker must be a Broker (MemoryBroker, RedisBroker), got ${describe(broker)}`);
+    }
+    broker.namespace = namespace;
+    this.namespace = namespace;
+    this.broker = broker;
+  }
+
+  /** Tasks known to this engine. */
+  get tasks(): ReadonlyMap<string, Task> {
+    return this.#tasks;
+  }
+
+  /** True while workers run. */
+  get workersRunning(): boolean {
+    return this.#running !== undefined;
+  }
+
+  /**
+   * Defines a task on this engine.
+   * @throws InvalidOptionError for bad options; ChardError when the name is taken.
+   */
+  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
+    const task = new Task(name, fn, options);
+    this.addTask(task as Task);
+    return task;
+  }
+
+  /** Attaches a registry: its tasks, and those defined in it later, belong to this engine. */
+  attachTasks(tasks: Tasks): void {
+    tasks.attachTo(this);
+  }
+
+  /** @internal Adds a task; used by `task` and attached registries. @throws ChardError for a duplicate name. */
+  addTask(task: Task): void {
+    const existing = this.#tasks.get(task.name);
+    if (existing === task) return;
+    if (existing) throw new ChardError(`a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`);
+    if (this.#running) getLogger().warn(`task "${task.name}" was defined while workers run; restart them to register its schedule and limits`);
+    this.#tasks.set(task.name, task);
+  }
+
+  /** Finds a task by name or object. @throws UnknownTaskError when the engine does not know it. */
+  getTask(ref: TaskRef): Task {
+    const name = typeof ref === "string" ? ref : ref instanceof Task ? ref.name : undefined;
+    const task = name === undefined ? undefined : this.#tasks.get(name);
+    if (!task || (typeof ref !== "string" && task !== ref)) {
+      const what = name === undefined ? describe(ref) : JSON.stringify(name);
+      throw new UnknownTaskError(`unknown task ${what}; known tasks: ${JSON.stringify([...this.#tasks.keys()])}. Define it with engine.task() or attach its Tasks`);
+    }
+    return task;
+  }
+
+  /** Runs the task function now, in this process, without the broker or signals. */
+  async execute<A extends unknown[], R>(task: TaskRef<A, R>, ...args: A): Promise<Awaited<R>> {
+    const t = this.getTask(task as TaskRef) as Task<A, R>;
+    return await t.fn(...args);
+  }
+
+  /**
+   * Schedules a job to run as soon as possible.
+   * @throws UnknownTaskError, SerializationError (arguments), StateError (engine closed).
+   */
+  schedule<A extends unknown[], R>(task: TaskRef<A, R>, ...args: A): Promise<Job> {
+    return this.#enqueueOne(task as TaskRef, undefined, args);
+  }
+
+  /**
+   * Schedules a job to run at `at` (a luxon DateTime or Date; stored in UTC).
+   * @throws UnknownTaskError, SerializationError, InvalidOptionError (invalid date), StateError.
+   */
+  scheduleAt<A extends unknown[], R>(task: TaskRef<A, R>, at: DateTime | Date, ...args: A): Promise<Job> {
+    return this.#enqueueOne(task as TaskRef, at, args);
+  }
+
+  /**
+   * Schedules every job of `batch` in one broker round-trip; nothing is enqueued if any is invalid.
+   * @throws the errors of `scheduleAt` for the first invalid entry.
+   */
+  async scheduleBatch(batch: Batch): Promise<Job[]> {
+    if (!(batch instanceof Batch)) throw new InvalidOptionError(`scheduleBatch needs a Batch, got ${describe(batch)}`);
+    const now = this.broker.clock.now();
+    const jobs = batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
+    this.#checkOpen();
+    await this.broker.enqueueJobs(jobs);
+    return jobs;
+  }
+
+  async #enqueueOne(task: TaskRef, at: DateTime | Date | undefined, args: unknown[]): Promise<Job> {
+    const job = this.#buildJob(task, at, args, this.broker.clock.now());
+    this.#checkOpen();
+    await this.broker.enqueueJobs([job]);
+    return job;
+  }
+
+  #buildJob(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], now: number): Job {
+    const task = this.getTask(ref);
+    checkArgs(task.name, args);
+    const atMs = at === undefined ? now : toUtcDateTime(at, `scheduleAt(${JSON.stringify(task.name)}) at`).toMillis();
+    return new Job({ taskName: task.name, queue: task.queue, atMs, maxRetries: task.maxRetries, taskArgs: args });
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StateError(`the engine of namespace "${this.namespace}" is closed`);
+  }
+
+  /**
+   * Starts a pool of workers; the promise settles when they have stopped.
+   * @throws StateError when workers already run or the engine is closed; InvalidOptionError for bad options.
+   */
+  startWorkers(options: StartWorkersOptions = {}): Promise<void> {
+    const { number = 5, queue = DEFAULT_QUEUE, stopWhenQueueEmpty = false, handleSigterm = false } = options;
+    checkInteger(number, "startWorkers number", 1);
+    checkQueue(queue, "startWorkers queue");
+    for (const [name, value] of [["stopWhenQueueEmpty", stopWhenQueueEmpty], ["handleSigterm", handleSigterm]] as const) {
+      if (typeof value !== "boolean") throw new InvalidOptionError(`startWorkers ${name} must be a boolean, got ${describe(value)}`);
+    }
+    this.#checkOpen();
+    if (this.#running) throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
+    const workers = new Workers(this.broker, this.namespace, this.#tasks, { number, queue, stopWhenQueueEmpty });
+    const onSignal = (): void => {
+      void this.stopWorkers();
+    };
+    if (handleSigterm) {
+      process.on("SIGTERM", onSignal);
+      process.on("SIGINT", onSignal);
+    }
+    this.#workers = workers;
+    this.#running = workers.run().finally(() => {
+      if (handleSigterm) {
+        process.off("SIGTERM", onSignal);
+        process.off("SIGINT", onSignal);
+      }
+      this.#workers = undefined;
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  /** Stops the workers gracefully: no new jobs, running ones finish. Resolves when they have stopped. */
+  async stopWorkers(): Promise<void> {
+    const running = this.#running;
+    if (!running) return;
+    this.#workers?.stop();
+    await running.catch(() => undefined);
+  }
+
+  /** Stops the workers if they run, then closes the broker. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.stopWorkers();
+    await this.broker.close();
+  }
+}

@@ -1,0 +1,74 @@
+import { DateTime } from "luxon";
+
+/** Base class of every error Chard throws. */
+export class ChardError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A task name (or function) that no registry of this engine knows. */
+export class UnknownTaskError extends ChardError {}
+
+/** An option, argument or date that Chard cannot accept; the message names it and what to fix. */
+export class InvalidOptionError extends ChardError {}
+
+/** Task arguments that would not survive a round-trip through JSON. */
+export class SerializationError extends ChardError {}
+
+/** A broker that already belongs to an engine was given to another one. */
+export class BrokerInUseError extends ChardError {}
+
+/** The engine or registry is not in a state that allows the call (e.g. workers already running). */
+export class StateError extends ChardError {}
+
+/** Throw from a task to retry it, optionally at `at` (a naive `Date` is a UTC instant anyway). */
+export class RetryError extends ChardError {
+  /** When to retry; `undefined` means exponential backoff. */
+  readonly at: DateTime | undefined;
+  constructor(message: string, options?: { at?: DateTime | Date }) {
+    super(message);
+    this.at = options?.at === undefined ? undefined : toUtcDateTime(options.at, "RetryError at");
+  }
+}
+
+/** Throw from a task to fail the job now, whatever retries are left. */
+export class AbortJobError extends ChardError {}
+
+/** Turns anything thrown into an `Error`, so it can be logged or stored on a job. */
+export function toError(e: unknown): Error {
+  if (e instanceof Error) return e;
+  let text: string;
+  try {
+    text = typeof e === "string" ? e : JSON.stringify(e) ?? String(e);
+  } catch {
+    text = String(e);
+  }
+  return new Error(`non-Error thrown: ${text}`);
+}
+
+/**
+ * Converts a luxon `DateTime` or a JS `Date` to a UTC `DateTime`.
+ * A `Date` is always an absolute instant, so there is nothing naive to guess: it is read as UTC.
+ * @throws InvalidOptionError when the value is not a valid date.
+ */
+export function toUtcDateTime(value: DateTime | Date, what: string): DateTime {
+  let dt: DateTime;
+  if (DateTime.isDateTime(value)) dt = value;
+  else if (value instanceof Date) dt = DateTime.fromJSDate(value);
+  else throw new InvalidOptionError(`${what} must be a luxon DateTime or a Date, got ${describe(value)}`);
+  if (!dt.isValid) {
+    throw new InvalidOptionError(`${what} is an invalid date (${dt.invalidReason ?? "unknown reason"}); pass a valid DateTime or Date`);
+  }
+  return dt.toUTC();
+}
+
+/** A short description of a value for error messages. */
+export function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
+  if (typeof value === "object") return (value as object).constructor?.name ?? "object";
+  if (typeof value === "string") return JSON.stringify(value);
+  return `${typeof value} ${String(value)}`;
+}

@@ -1,0 +1,27 @@
+/**
+ * Chard: background jobs for TypeScript, on Redis or in memory.
+ * Every name of the public API contract is exported here.
+ */
+export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions } from "./engine.js";
+export { Task, Tasks, Batch, DEFAULT_QUEUE, type TaskOptions, type TaskFunction, type TaskRef, type BatchEntry } from "./tasks.js";
+export { Job, JobStatus, type JobFields } from "./jobs.js";
+export {
+  ChardError,
+  UnknownTaskError,
+  InvalidOptionError,
+  SerializationError,
+  BrokerInUseError,
+  StateError,
+  RetryError,
+  AbortJobError,
+} from "./errors.js";
+export { WorkerDiedError } from "./workers.js";
+export { signals, SafeNamedSignal, type Receiver, type JobPayload, type JobErrorPayload, type WorkerPayload } from "./signals.js";
+export { setLogger, getLogger, type Logger } from "./logger.js";
+export { exponentialBackoff } from "./backoff.js";
+export { systemClock, type Clock } from "./clock.js";
+export type { DurationInput } from "./durations.js";
+export type { Broker, FetchResult, FinishedJob, Outcome, Recovery } from "./broker.js";
+export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";
+export { RedisBroker, type RedisBrokerOptions } from "../brokers/redis/index.js";
+export type { BrokerOptions } from "../brokers/base.js";

@@ -1,0 +1,177 @@
+/**
+ * Jobs and their one wire format.
+ *
+ * Both brokers store a job as the string `toJSON` makes and read it back with `fromJSON`; the
+ * Redis Lua scripts never re-encode it (they only rewrite the `retries` counter in place, which
+ * is why `retries` comes right after `id`). The status is not stored: where a job sits (queue,
+ * future set, running set) is its status.
+ */
+import { randomUUID } from "node:crypto";
+import { DateTime } from "luxon";
+import { SerializationError, describe } from "./errors.js";
+
+/** The states of a job. */
+export const JobStatus = {
+  NotSet: 0,
+  Waiting: 1,
+  Queued: 2,
+  Running: 3,
+  Succeeded: 4,
+  Failed: 5,
+} as const;
+/** One of the values of `JobStatus`. */
+export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
+
+const STATUS_NAMES = Object.fromEntries(Object.entries(JobStatus).map(([k, v]) => [v, k])) as Record<JobStatus, string>;
+
+/** What a Job is made of; brokers and the engine build jobs from it. */
+export interface JobFields {
+  id?: string;
+  taskName: string;
+  queue: string;
+  atMs: number;
+  maxRetries: number;
+  retries?: number;
+  status?: JobStatus;
+  taskArgs: unknown[];
+}
+
+/** One execution request of a task. Users get jobs from `schedule*` and signals; they do not build them. */
+export class Job {
+  /** UUID of the job; kept across retries. */
+  readonly id: string;
+  /** Name of the task to run. */
+  readonly taskName: string;
+  /** Queue the job waits in. */
+  readonly queue: string;
+  /** When the job may start, in epoch milliseconds (UTC). */
+  atMs: number;
+  /** How many times the job may be retried after its first execution. */
+  readonly maxRetries: number;
+  /** Executions already retried. */
+  retries: number;
+  /** Where the job is in its lifecycle. */
+  status: JobStatus;
+  /** Arguments passed to the task function. */
+  readonly taskArgs: unknown[];
+
+  constructor(fields: JobFields) {
+    this.id = fields.id ?? randomUUID();
+    this.taskName = fields.taskName;
+    this.queue = fields.queue;
+    this.atMs = fields.atMs;
+    this.maxRetries = fields.maxRetries;
+    this.retries = fields.retries ?? 0;
+    this.status = fields.status ?? JobStatus.NotSet;
+    this.taskArgs = fields.taskArgs;
+  }
+
+  /** When the job may start, as a UTC luxon DateTime. */
+  get at(): DateTime {
+    return DateTime.fromMillis(this.atMs, { zone: "utc" });
+  }
+
+  /** True while retries are left. */
+  get shouldRetry(): boolean {
+    return this.retries < this.maxRetries;
+  }
+
+  /** `Job <taskName STATUS id>`, for logs. */
+  toString(): string {
+    return `Job <${this.taskName} ${STATUS_NAMES[this.status]} ${this.id}>`;
+  }
+}
+
+/** Serialises a job to the wire format shared by every broker. Arguments must have passed `checkArgs`. */
+export function toJSON(job: Job): string {
+  return (
+    `{"id":${JSON.stringify(job.id)},"retries":${job.retries},"task":${JSON.stringify(job.taskName)},` +
+    `"queue":${JSON.stringify(job.queue)},"at":${job.atMs},"maxRetries":${job.maxRetries},"args":${JSON.stringify(job.taskArgs)}}`
+  );
+}
+
+/** The wire form of a periodic job; `brokers/redis/scripts/fetch_jobs.lua` builds the same string. */
+export function periodicJobJSON(id: string, taskName: string, queue: string, atMs: number, maxRetries: number): string {
+  return `{"id":${JSON.stringify(id)},"retries":0,"task":${JSON.stringify(taskName)},"queue":${JSON.stringify(queue)},"at":${atMs},"maxRetries":${maxRetries},"args":[]}`;
+}
+
+interface Wire {
+  id: unknown;
+  retries: unknown;
+  task: unknown;
+  queue: unknown;
+  at: unknown;
+  maxRetries: unknown;
+  args: unknown;
+}
+
+/**
+ * Reads a job back from the wire format.
+ * @throws SerializationError when the text is not a job (corrupt or foreign data).
+ */
+export function fromJSON(text: string, status: JobStatus): Job {
+  let w: Wire;
+  try {
+    w = JSON.parse(text) as Wire;
+  } catch (e) {
+    throw new SerializationError(`not a Chard job (invalid JSON): ${text.slice(0, 200)}`, { cause: e });
+  }
+  if (
+    typeof w !== "object" || w === null || typeof w.id !== "string" || typeof w.task !== "string" ||
+    typeof w.queue !== "string" || typeof w.at !== "number" || typeof w.retries !== "number" ||
+    typeof w.maxRetries !== "number" || !Array.isArray(w.args)
+  ) {
+    throw new SerializationError(`not a Chard job (missing or mistyped fields): ${text.slice(0, 200)}`);
+  }
+  return new Job({ id: w.id, taskName: w.task, queue: w.queue, atMs: w.at, maxRetries: w.maxRetries, retries: w.retries, status, taskArgs: w.args });
+}
+
+/**
+ * Checks that task arguments survive a JSON round-trip unchanged: plain objects, arrays, strings,
+ * finite numbers, booleans and null only.
+ * @throws SerializationError naming the path of the first bad value and what to do instead.
+ */
+export function checkArgs(taskName: string, args: readonly unknown[]): void {
+  const seen = new Set<object>();
+  const visit = (value: unknown, path: string): void => {
+    switch (typeof value) {
+      case "string":
+      case "boolean":
+        return;
+      case "number":
+        if (!Number.isFinite(value)) fail(path, `${value} is not representable in JSON`);
+        return;
+      case "bigint":
+        fail(path, "a BigInt is not JSON; pass it as a string");
+        return;
+      case "undefined":
+        fail(path, "undefined does not survive JSON; use null or leave the key out");
+        return;
+      case "function":
+      case "symbol":
+        fail(path, `a ${typeof value} cannot be serialised; pass data, not code`);
+        return;
+    }
+    if (value === null) return;
+    const obj = value as object;
+    if (seen.has(obj)) fail(path, "a circular reference cannot be serialised");
+    const proto = Object.getPrototypeOf(obj) as unknown;
+    if (Array.isArray(obj)) {
+      seen.add(obj);
+      obj.forEach((item, i) => visit(item, `${path}[${i}]`));
+      seen.delete(obj);
+      return;
+    }
+    if (proto !== Object.prototype && proto !== null) {
+      const hint = obj instanceof Date ? "; pass date.toISOString() or a number of milliseconds" : "; pass a plain object";
+      fail(path, `${describe(obj)} instance would not round-trip through JSON${hint}`);
+    }
+    seen.add(obj);
+    for (const [key, item] of Object.entries(obj)) visit(item, `${path}.${key}`);
+    seen.delete(obj);
+  };
+  const fail = (path: string, why: string): never => {
+    throw new SerializationError(`arguments of task "${taskName}" must be JSON-serialisable: ${path}: ${why}`);
+  };
+  args.forEach((arg, i) => visit(arg, `args[${i}]`));
+}

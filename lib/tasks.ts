@@ -1,0 +1,197 @@
+import type { DateTime } from "luxon";
+import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
+import { ChardError, InvalidOptionError, StateError, UnknownTaskError, describe } from "./errors.js";
+import type { Job } from "./jobs.js";
+
+/** Default queue of tasks and workers. */
+export const DEFAULT_QUEUE = "chard";
+
+/** Options of a task (or registry-wide defaults given to `new Tasks`). */
+export interface TaskOptions {
+  /** Queue the task's jobs go to. @defaultValue the registry's queue, else `"chard"` */
+  queue?: string;
+  /** Retries after a failed execution; 0 is at-most-once, more is at-least-once. @defaultValue 0 */
+  maxRetries?: number;
+  /** Run the task every period (seconds or a luxon Duration), scheduled by the workers themselves. */
+  periodicity?: DurationInput;
+  /** Most jobs of this task running at once across the namespace; needs `maxRetries > 0`. */
+  maxConcurrency?: number;
+}
+
+/** A task function: sync or async, with JSON-serialisable arguments. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TaskFunction<A extends unknown[] = any[], R = unknown> = (...args: A) => R;
+
+/** A named unit of work that jobs execute. Made by `engine.task` or `tasks.task`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export class Task<A extends unknown[] = any[], R = unknown> {
+  /** Unique name of the task within an engine. */
+  readonly name: string;
+  /** The function a job runs. */
+  readonly fn: TaskFunction<A, R>;
+  /** Queue its jobs go to. */
+  readonly queue: string;
+  /** Retries after a failed execution. */
+  readonly maxRetries: number;
+  /** Period in milliseconds for a periodic task, else undefined. */
+  readonly periodicityMs: number | undefined;
+  /** Concurrency limit across the namespace, else undefined. */
+  readonly maxConcurrency: number | undefined;
+
+  /** @throws InvalidOptionError when a name or option is invalid; the message names it. */
+  constructor(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}) {
+    if (typeof name !== "string" || name.length === 0) throw new InvalidOptionError(`task name must be a non-empty string, got ${describe(name)}`);
+    if (typeof fn !== "function") throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
+    this.name = name;
+    this.fn = fn;
+    this.queue = checkQueue(options.queue ?? DEFAULT_QUEUE, `task "${name}": queue`);
+    this.maxRetries = checkInteger(options.maxRetries ?? 0, `task "${name}": maxRetries`, 0);
+    this.periodicityMs = options.periodicity === undefined ? undefined : toMilliseconds(options.periodicity, `task "${name}": periodicity`);
+    if (options.maxConcurrency !== undefined) {
+      checkInteger(options.maxConcurrency, `task "${name}": maxConcurrency`, 1);
+      if (this.maxRetries < 1) {
+        throw new InvalidOptionError(
+          `task "${name}": maxConcurrency needs maxRetries > 0 (a job lost with a dead worker must be able to release its slot); set maxRetries`,
+        );
+      }
+    }
+    this.maxConcurrency = options.maxConcurrency;
+  }
+
+  /** `Task(name, queue, maxRetries, ...)`, for logs. */
+  toString(): string {
+    return `Task(${this.name}, queue=${this.queue}, maxRetries=${this.maxRetries}, periodicityMs=${this.periodicityMs}, maxConcurrency=${this.maxConcurrency})`;
+  }
+}
+
+/**
+ * Checks a queue name.
+ * @throws InvalidOptionError when it is empty or starts with "_" (reserved).
+ */
+export function checkQueue(queue: unknown, option: string): string {
+  if (typeof queue !== "string" || queue.length === 0 || queue.startsWith("_")) {
+    throw new InvalidOptionError(`${option} must be a non-empty string not starting with "_", got ${describe(queue)}`);
+  }
+  return queue;
+}
+
+/** A task or a task name, as the scheduling methods accept. */
+export type TaskRef<A extends unknown[] = unknown[], R = unknown> = Task<A, R> | string;
+
+/** What a registry needs from the engine it is attached to. */
+export interface TaskHost {
+  readonly namespace: string;
+  addTask(task: Task): void;
+  schedule(task: TaskRef, ...args: unknown[]): Promise<Job>;
+  scheduleAt(task: TaskRef, at: DateTime | Date, ...args: unknown[]): Promise<Job>;
+  scheduleBatch(batch: Batch): Promise<Job[]>;
+}
+
+/** A registry of tasks with shared defaults, attached to an engine with `engine.attachTasks`. */
+export class Tasks {
+  readonly #defaults: TaskOptions;
+  readonly #tasks = new Map<string, Task>();
+  #host: TaskHost | undefined;
+
+  /** @param defaults options every task of this registry gets unless it sets its own. */
+  constructor(defaults: TaskOptions = {}) {
+    // Validate the defaults now, with a throwaway task, so a bad default fails here and not later.
+    new Task("defaults", () => undefined, defaults);
+    this.#defaults = { ...defaults };
+  }
+
+  /**
+   * Defines a task in this registry (and on the attached engine, if any).
+   * @throws InvalidOptionError for bad options; ChardError for a duplicate name.
+   */
+  task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
+    const merged: TaskOptions = { ...this.#defaults, ...stripUndefined(options) };
+    const task = new Task(name, fn, merged);
+    if (this.#tasks.has(name)) throw new ChardError(`task "${name}" is already defined in this registry; task names must be unique`);
+    this.#host?.addTask(task as Task);
+    this.#tasks.set(name, task as Task);
+    return task;
+  }
+
+  /** Tasks of this registry. */
+  get tasks(): ReadonlyMap<string, Task> {
+    return this.#tasks;
+  }
+
+  /** Names of the tasks of this registry. */
+  get names(): string[] {
+    return [...this.#tasks.keys()];
+  }
+
+  /**
+   * Looks a task up by name or object.
+   * @throws UnknownTaskError when it is not in this registry.
+   */
+  get(ref: TaskRef): Task {
+    const name = typeof ref === "string" ? ref : ref?.name;
+    const task = this.#tasks.get(name);
+    if (!task || (typeof ref !== "string" && task !== ref)) {
+      throw new UnknownTaskError(`unknown task ${JSON.stringify(name)}; known tasks: ${JSON.stringify(this.names)}`);
+    }
+    return task;
+  }
+
+  /** Called by `engine.attachTasks`; a registry belongs to one engine. */
+  attachTo(host: TaskHost): void {
+    if (this.#host && this.#host !== host) {
+      throw new StateError(`this Tasks registry is already attached to the engine of namespace "${this.#host.namespace}"`);
+    }
+    if (this.#host === host) return;
+    for (const task of this.#tasks.values()) host.addTask(task);
+    this.#host = host;
+  }
+
+  /** Schedules a job of one of these tasks on the attached engine. @throws StateError before `attachTasks`. */
+  async schedule<A extends unknown[], R>(task: TaskRef<A, R>, ...args: A): Promise<Job> {
+    return this.#attached().schedule(task as TaskRef, ...args);
+  }
+
+  /** Schedules a job for `at` on the attached engine. @throws StateError before `attachTasks`. */
+  async scheduleAt<A extends unknown[], R>(task: TaskRef<A, R>, at: DateTime | Date, ...args: A): Promise<Job> {
+    return this.#attached().scheduleAt(task as TaskRef, at, ...args);
+  }
+
+  /** Schedules a batch on the attached engine. @throws StateError before `attachTasks`. */
+  async scheduleBatch(batch: Batch): Promise<Job[]> {
+    return this.#attached().scheduleBatch(batch);
+  }
+
+  #attached(): TaskHost {
+    if (!this.#host) throw new StateError("this Tasks registry is not attached to an engine; call engine.attachTasks(tasks) first");
+    return this.#host;
+  }
+}
+
+function stripUndefined(options: TaskOptions): TaskOptions {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TaskOptions;
+}
+
+/** One job to create in a batch; `at` undefined means "as soon as possible". */
+export interface BatchEntry {
+  task: TaskRef;
+  at: DateTime | Date | undefined;
+  args: unknown[];
+}
+
+/** Jobs to schedule together in one broker round-trip with `engine.scheduleBatch`. */
+export class Batch {
+  /** Entries in the order they were added. */
+  readonly entries: BatchEntry[] = [];
+
+  /** Adds a job to run as soon as the batch is scheduled. */
+  schedule<A extends unknown[], R>(task: TaskRef<A, R>, ...args: A): this {
+    this.entries.push({ task: task as TaskRef, at: undefined, args });
+    return this;
+  }
+
+  /** Adds a job to run at `at`. */
+  scheduleAt<A extends unknown[], R>(task: TaskRef<A, R>, at: DateTime | Date, ...args: A): this {
+    this.entries.push({ task: task as TaskRef, at, args });
+    return this;
+  }
+}

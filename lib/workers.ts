@@ -1,0 +1,253 @@
+/**
+ * Workers: the arbiter loop and the jobs it runs, for one engine and one queue.
+ *
+ * States: starting (broker started, periodic tasks and concurrency limits registered, one
+ * `workerStarted` per worker) -> running (the arbiter fetches at most as many jobs as there are
+ * free slots, then sleeps in `broker.waitForEvent` until the broker reports something, a job ends,
+ * or the next future job / periodic task is due) -> draining (stop requested or queue empty: no
+ * more fetching, running jobs finish) -> stopped (acks written, `workerTerminated` per worker,
+ * timers cleared, broker stopped).
+ *
+ * Finished jobs are acknowledged in batches: each end of a job wakes the arbiter, which writes
+ * every pending ack in one `finishJobs` call before it fetches again.
+ */
+import { exponentialBackoff } from "./backoff.js";
+import type { Broker, FinishedJob, Recovery } from "./broker.js";
+import { AbortJobError, ChardError, RetryError, UnknownTaskError, toError } from "./errors.js";
+import { JobStatus, type Job } from "./jobs.js";
+import { getLogger } from "./logger.js";
+import { signals } from "./signals.js";
+import type { Task } from "./tasks.js";
+
+/** The error a job gets when the worker running it died and it cannot be retried. */
+export class WorkerDiedError extends ChardError {}
+
+/** Settings of a worker pool, validated by the engine. */
+export interface WorkersSettings {
+  number: number;
+  queue: string;
+  stopWhenQueueEmpty: boolean;
+}
+
+/** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
+const FINAL_ACK_ATTEMPTS = 5;
+
+/** A pool of `number` async workers serving one queue. */
+export class Workers {
+  readonly #broker: Broker;
+  readonly #namespace: string;
+  readonly #tasks: ReadonlyMap<string, Task>;
+  readonly #settings: WorkersSettings;
+  readonly #inflight = new Set<Promise<void>>();
+  #acks: FinishedJob[] = [];
+  #stopping = false;
+  #nextDueAtMs: number | undefined;
+  #keeper: NodeJS.Timeout | undefined;
+  #keeping: Promise<void> | undefined;
+  #sleep: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
+
+  constructor(broker: Broker, namespace: string, tasks: ReadonlyMap<string, Task>, settings: WorkersSettings) {
+    this.#broker = broker;
+    this.#namespace = namespace;
+    this.#tasks = tasks;
+    this.#settings = settings;
+  }
+
+  /** Names of the workers, as sent in worker signals. */
+  get workerNames(): string[] {
+    return Array.from({ length: this.#settings.number }, (_, i) => `${this.#namespace}-worker-${i + 1}`);
+  }
+
+  /** Jobs executing right now. */
+  get runningCount(): number {
+    return this.#inflight.size;
+  }
+
+  /** Runs until stopped (or the queue is empty with `stopWhenQueueEmpty`). */
+  async run(): Promise<void> {
+    const broker = this.#broker;
+    await broker.start();
+    try {
+      const tasks = [...this.#tasks.values()];
+      await broker.registerPeriodicTasks(tasks.filter((t) => t.periodicityMs !== undefined));
+      await broker.setConcurrencyKeys(tasks);
+      for (const workerName of this.workerNames) signals.workerStarted.send(this.#namespace, { workerName });
+      this.#scheduleKeepAlive();
+      await this.#arbiter();
+      while (this.#inflight.size > 0) await Promise.all(this.#inflight);
+      await this.#finalAcks();
+      for (const workerName of this.workerNames) signals.workerTerminated.send(this.#namespace, { workerName });
+    } finally {
+      clearTimeout(this.#keeper);
+      this.#keeper = undefined;
+      await this.#keeping;
+      await broker.stop();
+    }
+  }
+
+  /** Asks the pool to stop: no more fetching; running jobs finish. */
+  stop(): void {
+    this.#stopping = true;
+    this.#interruptSleep();
+    this.#broker.wake();
+  }
+
+  async #arbiter(): Promise<void> {
+    const { number, queue, stopWhenQueueEmpty } = this.#settings;
+    let failures = 0;
+    while (!this.#stopping) {
+      try {
+        if (this.#acks.length > 0) await this.#flushAcks();
+        const free = number - this.#inflight.size;
+        let fetched = 0;
+        if (free > 0) {
+          const result = await this.#broker.fetchJobs(queue, free);
+          this.#nextDueAtMs = result.nextDueAtMs;
+          fetched = result.jobs.length;
+          // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
+          for (const job of result.jobs) this.#launch(job);
+        }
+        failures = 0;
+        if (
+          stopWhenQueueEmpty && free > 0 && fetched === 0 && this.#inflight.size === 0 &&
+          this.#acks.length === 0 && (await this.#broker.isQueueEmpty(queue))
+        ) {
+          return;
+        }
+        // With every slot busy, only a job's end (a local wake) can let us fetch: no deadline then,
+        // or a due date in the past would spin the loop.
+        const idleSlots = number - this.#inflight.size;
+        if (this.#acks.length === 0 && !this.#stopping) await this.#broker.waitForEvent(idleSlots > 0 ? this.#nextDueAtMs : undefined);
+      } catch (e) {
+        failures++;
+        const delay = Math.min(exponentialBackoff(failures, 20) * 250, 5_000);
+        getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
+        await this.#pause(delay);
+      }
+    }
+  }
+
+  #launch(job: Job): void {
+    const task = this.#tasks.get(job.taskName);
+    if (!task) {
+      const known = JSON.stringify([...this.#tasks.keys()]);
+      const err = new UnknownTaskError(`no task "${job.taskName}" on this worker (known: ${known}); deploy it here or route it to another queue`);
+      job.status = JobStatus.Failed;
+      getLogger().error(`${this.#namespace}: ${job} failed`, err);
+      signals.jobFailed.send(this.#namespace, { job, err });
+      this.#acks.push({ job, outcome: "failed" });
+      return;
+    }
+    const running = this.#execute(job, task).finally(() => {
+      this.#inflight.delete(running);
+      this.#broker.wake();
+    });
+    this.#inflight.add(running);
+  }
+
+  async #execute(job: Job, task: Task): Promise<void> {
+    const ns = this.#namespace;
+    job.status = JobStatus.Running;
+    signals.jobStarted.send(ns, { job });
+    let outcome: FinishedJob["outcome"];
+    try {
+      await task.fn(...job.taskArgs);
+      job.status = JobStatus.Succeeded;
+      outcome = "succeeded";
+    } catch (e) {
+      const err = toError(e);
+      if (!(err instanceof AbortJobError) && job.retries < job.maxRetries) {
+        const now = this.#broker.clock.now();
+        job.retries++;
+        job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
+        job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+        getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
+        signals.jobScheduleRetry.send(ns, { job, err });
+        outcome = "retry";
+      } else {
+        job.status = JobStatus.Failed;
+        getLogger().error(`${ns}: ${job} failed`, err);
+        signals.jobFailed.send(ns, { job, err });
+        outcome = "failed";
+      }
+    }
+    signals.jobFinished.send(ns, { job });
+    this.#acks.push({ job, outcome });
+  }
+
+  async #flushAcks(): Promise<void> {
+    const batch = this.#acks;
+    this.#acks = [];
+    try {
+      await this.#broker.finishJobs(batch);
+    } catch (e) {
+      this.#acks = batch.concat(this.#acks);
+      throw e;
+    }
+  }
+
+  async #finalAcks(): Promise<void> {
+    for (let attempt = 1; this.#acks.length > 0; attempt++) {
+      try {
+        await this.#flushAcks();
+      } catch (e) {
+        if (attempt >= FINAL_ACK_ATTEMPTS) {
+          getLogger().error(
+            `${this.#namespace}: could not acknowledge ${this.#acks.length} job(s) while stopping; they will be recovered when this broker's lease expires`,
+            toError(e),
+          );
+          return;
+        }
+        await this.#pause(Math.min(exponentialBackoff(attempt, 20) * 100, 2_000), true);
+      }
+    }
+  }
+
+  /** Renews the lease every third of it and recovers jobs of dead brokers. */
+  #scheduleKeepAlive(): void {
+    const period = Math.max(100, Math.floor(this.#broker.leaseMs / 3));
+    this.#keeper = setTimeout(() => {
+      this.#keeping = this.#keepAlive().finally(() => {
+        this.#keeping = undefined;
+        if (this.#keeper !== undefined) this.#scheduleKeepAlive();
+      });
+    }, period);
+  }
+
+  async #keepAlive(): Promise<void> {
+    let recovery: Recovery;
+    try {
+      recovery = await this.#broker.keepAlive();
+    } catch (e) {
+      getLogger().warn(`${this.#namespace}: lease renewal failed`, toError(e));
+      return;
+    }
+    const ns = this.#namespace;
+    if (recovery.leaseLost) getLogger().warn(`${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`);
+    for (const job of recovery.requeued) getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
+    for (const job of recovery.failed) {
+      const err = new WorkerDiedError(`the worker running ${job} died and the job has no retries left`);
+      getLogger().error(`${ns}: ${job} failed`, err);
+      signals.jobFailed.send(ns, { job, err });
+    }
+  }
+
+  /** Sleeps `ms`, or less if stop is requested (unless `evenWhenStopping`). */
+  #pause(ms: number, evenWhenStopping = false): Promise<void> {
+    if (this.#stopping && !evenWhenStopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#sleep = undefined;
+        resolve();
+      }, ms);
+      if (!evenWhenStopping) this.#sleep = { timer, resolve };
+    });
+  }
+
+  #interruptSleep(): void {
+    if (!this.#sleep) return;
+    clearTimeout(this.#sleep.timer);
+    this.#sleep.resolve();
+    this.#sleep = undefined;
+  }
+}
