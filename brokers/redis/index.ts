@@ -1,0 +1,318 @@
+/**
+ * RedisBroker: the broker contract on Redis (standalone or Cluster), with MemoryBroker's semantics.
+ *
+ * Every multi-step operation is one Lua script (brokers/redis/scripts/*.lua), so each is atomic
+ * and costs one round-trip: enqueue a batch, fetch (lease + due future jobs + periodic tasks +
+ * pop), finish a batch, keep alive. All keys of a namespace share one hash tag (keys.ts), which
+ * makes the scripts Redis-Cluster safe. Workers learn about new jobs through pub/sub on the
+ * namespace's events channel (a dedicated subscriber connection, opened by `start()`), never by
+ * polling; `waitForEvent` also wakes at the next due date the last fetch reported.
+ */
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis, type RedisOptions } from "ioredis";
+import type { FetchResult, FinishedJob, Recovery } from "../../lib/broker.js";
+import { InvalidOptionError } from "../../lib/errors.js";
+import { Job, JobStatus, fromJSON } from "../../lib/jobs.js";
+import { getLogger } from "../../lib/logger.js";
+import type { Task } from "../../lib/tasks.js";
+import { BaseBroker, type BrokerOptions } from "../base.js";
+import * as calls from "./calls.js";
+import { deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
+import { namespaceKeys, periodicTaskJSON, type NamespaceKeys } from "./keys.js";
+import { ScriptCode, isTransient, runScript, toChardError, type RedisClient } from "./scripts.js";
+
+export { RedisConnectionError, RedisReplyError } from "./scripts.js";
+export type { RedisClient } from "./scripts.js";
+
+/** Where a RedisBroker connects when given no client, options or URL. */
+export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
+
+/** Attempts of an idempotent call (enqueue, finish) when the connection fails. */
+const ATTEMPTS = 4;
+
+/** Options of `RedisBroker`: those of every broker (clock, lease). */
+export interface RedisBrokerOptions extends BrokerOptions {}
+
+/** A broker that stores jobs in Redis; processes sharing a Redis and a namespace share the work. */
+export class RedisBroker extends BaseBroker {
+  readonly #client: RedisClient;
+  readonly #owned: boolean;
+  #keys: NamespaceKeys | undefined;
+  #subscriber: RedisClient | undefined;
+  #started = false;
+  #closed = false;
+  /** Ids of the jobs fetched and not yet acknowledged: anything else in our running hash is an orphan. */
+  readonly #inFlight = new Set<string>();
+  /** Ids of fetched entries that were not jobs: removed from the running hash by the next reclaim. */
+  readonly #unreadable = new Set<string>();
+  /** Acknowledgements that failed even after retries: sent again by `keepAlive`. */
+  #pendingAcks: FinishedJob[] = [];
+  #fetching = 0;
+  /** A fetch reply may have been lost (failed fetch, dropped connection): look for orphans. */
+  #suspect = false;
+  readonly #onClose = (): void => {
+    this.#suspect = true;
+  };
+
+  /**
+   * @param redis an ioredis client or Cluster (used, never closed by the broker), or ioredis
+   *   options or a URL for a connection the broker opens lazily and closes in `close()`.
+   *   @defaultValue `"redis://127.0.0.1:6379"`
+   * @throws InvalidOptionError for a client with a `keyPrefix` (the broker's keys and its pub/sub
+   *   channel must not be renamed behind its back) or an argument of another type.
+   */
+  constructor(redis?: RedisClient | RedisOptions | string, options: RedisBrokerOptions = {}) {
+    super(options);
+    if (isClient(redis)) {
+      this.#client = redis;
+      this.#owned = false;
+    } else if (redis === undefined || typeof redis === "string") {
+      this.#client = new Redis(redis ?? DEFAULT_REDIS_URL, { lazyConnect: true });
+      this.#owned = true;
+    } else if (typeof redis === "object" && redis !== null) {
+      this.#client = new Redis({ lazyConnect: true, ...redis });
+      this.#owned = true;
+    } else {
+      throw new InvalidOptionError(`RedisBroker: redis must be an ioredis client, ioredis options or a URL, got ${typeof redis}`);
+    }
+    const prefix = this.#client.options.keyPrefix;
+    if (prefix) {
+      if (this.#owned) this.#client.disconnect();
+      throw new InvalidOptionError(`RedisBroker: clients with keyPrefix (${JSON.stringify(prefix)}) are not supported; namespaces already isolate Chard's keys`);
+    }
+    if (this.#owned) logErrors(this.#client, "client");
+    // ioredis re-sends unanswered commands after a reconnect: a fetch may have run twice.
+    this.#client.on("close", this.#onClose);
+  }
+
+  /** The client commands go through (the one given, or the one the broker opened). */
+  get redis(): RedisClient {
+    return this.#client;
+  }
+
+  protected override onNamespace(namespace: string): void {
+    this.#keys = namespaceKeys(namespace);
+  }
+
+  get #k(): NamespaceKeys {
+    return this.#keys ?? namespaceKeys(this.namespace); // the getter throws StateError without one
+  }
+
+  async #run(call: calls.ScriptCall): Promise<unknown> {
+    return runScript(this.#client, call.name, call.keys, call.args);
+  }
+
+  /** Runs an idempotent call, retrying connection failures with jittered exponential backoff. */
+  async #retrying(call: calls.ScriptCall): Promise<unknown> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#run(call);
+      } catch (e) {
+        if (!isTransient(e) || attempt >= ATTEMPTS || this.#closed) throw e;
+        const half = (50 * 2 ** attempt) / 2;
+        getLogger().warn(`${call.name} failed (attempt ${attempt}/${ATTEMPTS}), retrying: ${(e as Error).message}`);
+        await sleep(half + Math.random() * half);
+      }
+    }
+  }
+
+  /** Subscribes to the namespace's events and takes a lease. @throws RedisConnectionError */
+  async start(): Promise<void> {
+    const k = this.#k;
+    try {
+      this.#subscriber ??= await subscribe(this.#client, k.events, () => this.wake());
+      await this.#client.zadd(k.leases, this.clock.now() + this.leaseMs, this.id);
+    } catch (e) {
+      throw toChardError(e, "start");
+    }
+    this.#started = true;
+  }
+
+  /**
+   * Stops listening and drops the lease, unless jobs are still running here (they stay
+   * recoverable). Never throws: when Redis cannot be reached, the lease simply expires.
+   */
+  async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    await this.#closeSubscriber();
+    const acks = this.#pendingAcks.splice(0);
+    if (acks.length > 0) await this.finishJobs(acks).catch(() => undefined);
+    let running: number;
+    try {
+      running = calls.int(await this.#run(calls.stopCall(this.#k, this.id)), "stop");
+    } catch (e) {
+      getLogger().warn(`broker ${this.id} could not give up its lease; it will expire by itself`, e);
+      return;
+    }
+    if (running > 0) {
+      getLogger().warn(`broker ${this.id} stopped with ${running} running job(s); they will be recovered when its lease expires`);
+    }
+  }
+
+  async #closeSubscriber(): Promise<void> {
+    const subscriber = this.#subscriber;
+    this.#subscriber = undefined;
+    if (subscriber) await quit(subscriber);
+  }
+
+  /**
+   * Stores jobs in one script call; retried on connection failures with the same idempotency
+   * token, so a batch is never stored twice. @throws RedisConnectionError, RedisReplyError
+   */
+  async enqueueJobs(jobs: readonly Job[]): Promise<void> {
+    if (jobs.length === 0) return;
+    const now = this.clock.now();
+    const entries = jobs.map((job) => calls.storeEntry(job, now));
+    const reply = await this.#retrying(calls.enqueueCall(this.#k, entries, randomUUID()));
+    if (reply === ScriptCode.Duplicate) getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
+    for (const job of jobs) job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+  }
+
+  /**
+   * Renews the lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of
+   * `queue` in one script call (not retried: a lost reply is repaired by `keepAlive`).
+   * @throws RedisConnectionError, RedisReplyError
+   */
+  async fetchJobs(queue: string, maxJobs: number): Promise<FetchResult> {
+    const count = Number.isFinite(maxJobs) ? Math.max(0, Math.ceil(maxJobs)) : 2 ** 31 - 1;
+    const call = calls.fetchCall(this.#k, this.id, queue, count, this.clock.now(), this.leaseMs, randomUUID());
+    let reply: calls.FetchReply;
+    this.#fetching++;
+    try {
+      reply = calls.parseFetchReply(await this.#run(call));
+    } catch (e) {
+      this.#suspect = true;
+      throw e;
+    } finally {
+      this.#fetching--;
+    }
+    for (const json of reply.dropped) getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
+    const jobs: Job[] = [];
+    for (const json of reply.jsons) {
+      try {
+        const job = fromJSON(json, JobStatus.Running);
+        this.#inFlight.add(job.id);
+        jobs.push(job);
+      } catch (e) {
+        // Not a job after all: the next keepAlive removes it from the running hash.
+        getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
+        const id = calls.entryId(json);
+        if (id !== undefined) this.#unreadable.add(id);
+        this.#suspect = true;
+      }
+    }
+    return { jobs, nextDueAtMs: reply.nextDueAtMs };
+  }
+
+  /**
+   * Acknowledges ended executions in one script call (safe to repeat: a job is only acted on while
+   * it is in this broker's running set). Retried on connection failures; if it still fails, it
+   * throws and `keepAlive` sends it again later. @throws RedisConnectionError, RedisReplyError
+   */
+  async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
+    if (finished.length === 0) return;
+    const now = this.clock.now();
+    const entries = finished.map(({ job, outcome }) => ({
+      id: job.id,
+      taskName: job.taskName,
+      retry: outcome === "retry" ? calls.storeEntry(job, now) : undefined,
+    }));
+    let applied: boolean[];
+    try {
+      applied = calls.parseFinishReply(await this.#retrying(calls.finishCall(this.#k, this.id, entries)), entries.length);
+    } catch (e) {
+      this.#pendingAcks.push(...finished); // still in #inFlight, so never mistaken for orphans
+      throw e;
+    }
+    for (const { job } of finished) this.#inFlight.delete(job.id);
+    finished.forEach(({ job, outcome }, i) => {
+      if (applied[i] && outcome === "retry") job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+    });
+  }
+
+  /** Registers the periodic tasks among `tasks` (see register_periodic_tasks.lua). @throws RedisConnectionError, RedisReplyError */
+  async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
+    const entries: calls.PeriodicEntry[] = [];
+    for (const t of tasks) {
+      if (t.periodicityMs !== undefined) entries.push({ name: t.name, periodMs: t.periodicityMs, json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs) });
+    }
+    await this.#retrying(calls.registerPeriodicCall(this.#k, entries, this.clock.now()));
+  }
+
+  /** Records the concurrency limits of `tasks` (see set_concurrency_keys.lua). @throws RedisConnectionError, RedisReplyError */
+  async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.#retrying(calls.concurrencyCall(this.#k, tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency }))));
+  }
+
+  /**
+   * Renews the lease and takes back the running jobs of brokers whose lease expired (one more
+   * script call when there are some). Then repairs what connection failures left behind: sends
+   * acknowledgements that failed again, and puts back jobs of a fetch whose reply was lost.
+   * @throws RedisConnectionError, RedisReplyError
+   */
+  async keepAlive(): Promise<Recovery> {
+    const k = this.#k;
+    const now = this.clock.now();
+    const { leaseLost, expired } = calls.parseKeepAliveReply(await this.#run(calls.keepAliveCall(k, this.id, now, this.leaseMs)));
+    let recovery: Recovery = { requeued: [], failed: [], leaseLost };
+    if (expired.length > 0) {
+      const taken = calls.parseTakenBack(await this.#run(calls.recoverCall(k, expired, now)));
+      for (const json of taken.dropped) getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
+      recovery = { requeued: calls.parseJobs(taken.requeued, JobStatus.Queued), failed: calls.parseJobs(taken.failed, JobStatus.Failed), leaseLost };
+    }
+    await this.#repair();
+    return recovery;
+  }
+
+  /** Re-sends failed acknowledgements, then puts back orphans; failures wait for the next keepAlive. */
+  async #repair(): Promise<void> {
+    const acks = this.#pendingAcks.splice(0);
+    if (acks.length > 0) await this.finishJobs(acks).catch(() => undefined); // re-queued in #pendingAcks
+    // Only while no fetch is under way: its jobs are in the hash before their ids are in #inFlight.
+    if (!this.#suspect || this.#fetching > 0) return;
+    this.#suspect = false;
+    const unreadable = [...this.#unreadable];
+    try {
+      const reply = calls.parseReclaimReply(await this.#run(calls.reclaimCall(this.#k, this.id, [...this.#inFlight], unreadable)));
+      for (const id of unreadable) this.#unreadable.delete(id);
+      if (reply.putBack.length > 0) getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
+    } catch (e) {
+      this.#suspect = true;
+      getLogger().warn("could not look for jobs of lost fetch replies; will try again", e);
+    }
+  }
+
+  /** True when `queue` holds no Queued job (LLEN). @throws RedisConnectionError */
+  async isQueueEmpty(queue: string): Promise<boolean> {
+    try {
+      return (await this.#client.llen(this.#k.queue(queue))) === 0;
+    } catch (e) {
+      throw toChardError(e, "isQueueEmpty");
+    }
+  }
+
+  /** Deletes every key of this namespace (SCAN on every master, never KEYS or FLUSHDB). */
+  async flush(): Promise<void> {
+    try {
+      await deleteMatching(this.#client, this.#k.pattern);
+    } catch (e) {
+      throw toChardError(e, "flush");
+    }
+  }
+
+  /** Stops if started, then closes the subscriber and the connection the broker opened. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      if (this.#started) await this.stop();
+    } finally {
+      this.#closed = true;
+      this.#client.off("close", this.#onClose);
+      await this.#closeSubscriber();
+      if (this.#owned) await quit(this.#client);
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Key layout of the Redis broker: pure functions, no I/O.
+ *
+ * Every key and the pub/sub channel of a namespace start with one hash tag,
+ * `{chard:<encodeURIComponent(namespace)>}`, so all of them map to one Redis Cluster slot and a
+ * Lua script may touch any of them. The namespace is URI-encoded, so braces, colons, spaces and
+ * glob characters in it can neither end the hash tag early nor let one namespace's keys look like
+ * another's.
+ *
+ * | key                        | type   | content                                            |
+ * |----------------------------|--------|----------------------------------------------------|
+ * | `<p>:queue:<queue>`        | LIST   | Queued job JSON, FIFO (RPUSH, LPOP)                |
+ * | `<p>:future`               | ZSET   | Waiting job JSON, score = atMs                     |
+ * | `<p>:running:<brokerId>`   | HASH   | job id -> job JSON, jobs Running on that broker    |
+ * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
+ * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
+ * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..}` |
+ * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only)            |
+ * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
+ * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min) |
+ * | `<p>:events`               | channel| "something happened" (pub/sub, not a key)          |
+ *
+ * Future jobs due at the same millisecond are ordered by member bytes (so by job id), not by
+ * insertion as in MemoryBroker.
+ */
+import { InvalidOptionError } from "../../lib/errors.js";
+
+/**
+ * The hash-tagged prefix of every key of `namespace`.
+ * @throws InvalidOptionError when the namespace is not well-formed Unicode (a lone surrogate).
+ */
+export function namespacePrefix(namespace: string): string {
+  try {
+    return `{chard:${encodeURIComponent(namespace)}}`;
+  } catch (e) {
+    throw new InvalidOptionError(`namespace ${JSON.stringify(namespace)} is not well-formed Unicode (lone surrogate)`, { cause: e });
+  }
+}
+
+/** Every key name of one namespace. */
+export interface NamespaceKeys {
+  /** `{chard:<ns>}`: the hash tag all keys start with. */
+  readonly prefix: string;
+  /** Waiting jobs (ZSET, score atMs). */
+  readonly future: string;
+  /** Broker leases (ZSET, score expiry ms). */
+  readonly leases: string;
+  /** Next run of each periodic task (ZSET). */
+  readonly periodic: string;
+  /** Definition of each periodic task (HASH). */
+  readonly periodicTasks: string;
+  /** Concurrency limits (HASH). */
+  readonly maxConcurrency: string;
+  /** Running counts of limited tasks (HASH). */
+  readonly concurrency: string;
+  /** Pub/sub channel of the namespace. */
+  readonly events: string;
+  /** SCAN pattern matching every key of the namespace, and only those. */
+  readonly pattern: string;
+  /** The LIST of a queue. */
+  queue(queue: string): string;
+  /** The HASH of jobs running on a broker. */
+  running(brokerId: string): string;
+  /** The idempotency marker of one enqueue call. */
+  token(uuid: string): string;
+}
+
+/** Builds the keys of `namespace`. @throws InvalidOptionError as `namespacePrefix` does. */
+export function namespaceKeys(namespace: string): NamespaceKeys {
+  const p = namespacePrefix(namespace);
+  return {
+    prefix: p,
+    future: `${p}:future`,
+    leases: `${p}:leases`,
+    periodic: `${p}:periodic`,
+    periodicTasks: `${p}:periodic-tasks`,
+    maxConcurrency: `${p}:max-concurrency`,
+    concurrency: `${p}:concurrency`,
+    events: `${p}:events`,
+    pattern: `${escapeGlob(p)}:*`,
+    queue: (queue) => `${p}:queue:${queue}`,
+    running: (brokerId) => `${p}:running:${brokerId}`,
+    token: (uuid) => `${p}:token:${uuid}`,
+  };
+}
+
+/** Escapes the glob characters of Redis MATCH patterns (`* ? [ ] \`) so `text` matches only itself. */
+export function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+/** The value stored in `<p>:periodic-tasks`; `maxRetries` comes first because fetch_jobs.lua copies its raw text. */
+export function periodicTaskJSON(queue: string, maxRetries: number, periodMs: number): string {
+  return `{"maxRetries":${maxRetries},"periodMs":${periodMs},"queue":${JSON.stringify(queue)}}`;
+}

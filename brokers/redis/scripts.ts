@@ -1,0 +1,117 @@
+/**
+ * The Lua scripts of the Redis broker: read and hashed once, on first use, run by SHA.
+ *
+ * Each `scripts/<name>.lua` documents its KEYS, ARGV and reply in its header. `_prelude.lua` holds
+ * helpers (job header reader, JSON string encoder) and is prepended to every script, so the text
+ * Redis runs and hashes is prelude + script. `toChardError` is the one place where Redis replies and
+ * client failures become Chard errors.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type { Cluster, Redis } from "ioredis";
+import { ChardError } from "../../lib/errors.js";
+
+/** A client the broker talks through: a single node or a Cluster. */
+export type RedisClient = Redis | Cluster;
+
+/** An argument of a script call. */
+export type ScriptArg = string | number;
+
+const NAMES = [
+  "enqueue_jobs",
+  "fetch_jobs",
+  "finish_jobs",
+  "register_periodic_tasks",
+  "set_concurrency_keys",
+  "keep_alive",
+  "recover_dead_brokers",
+  "reclaim_orphans",
+  "stop",
+] as const;
+
+/** Name of a Lua script (its file name without `.lua`). */
+export type ScriptName = (typeof NAMES)[number];
+
+interface Script {
+  readonly source: string;
+  readonly sha: string;
+}
+
+let loaded: ReadonlyMap<ScriptName, Script> | undefined;
+
+/** Reads and hashes every script on first use (never at import), then serves them from memory. */
+function script(name: ScriptName): Script {
+  if (!loaded) {
+    const read = (file: string): string => readFileSync(new URL(`./scripts/${file}.lua`, import.meta.url), "utf8");
+    const prelude = read("_prelude");
+    loaded = new Map(
+      NAMES.map((n) => {
+        const source = `${prelude}\n${read(n)}`;
+        return [n, { source, sha: createHash("sha1").update(source).digest("hex") }] as const;
+      }),
+    );
+  }
+  return loaded.get(name)!;
+}
+
+/** Integer replies with a meaning, shared with the scripts' headers. */
+export const ScriptCode = {
+  /** enqueue_jobs: an earlier attempt of the same call (same token) already stored the batch. */
+  Duplicate: 1,
+} as const;
+
+/** The Lua source Redis runs for `name` (prelude included). */
+export function scriptSource(name: ScriptName): string {
+  return script(name).source;
+}
+
+/** The SHA1 Redis knows `name` by. */
+export function scriptSha(name: ScriptName): string {
+  return script(name).sha;
+}
+
+/**
+ * Runs a script by SHA (EVALSHA); on NOSCRIPT (a restarted or flushed server, a new Cluster node)
+ * sends the source once with EVAL, after which Redis has it cached again.
+ * @throws RedisReplyError when Redis answers with an error; RedisConnectionError when no answer came.
+ */
+export async function runScript(client: RedisClient, name: ScriptName, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
+  try {
+    try {
+      return await client.evalsha(scriptSha(name), keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith("NOSCRIPT")) throw e;
+      return await client.eval(scriptSource(name), keys.length, ...keys, ...args);
+    }
+  } catch (e) {
+    throw toChardError(e, `script ${name}`);
+  }
+}
+
+/** Redis answered a command with an error (wrong type, script error, OOM...). */
+export class RedisReplyError extends ChardError {}
+
+/** Redis did not answer: connection refused, closed or timed out. Retrying may succeed. */
+export class RedisConnectionError extends ChardError {}
+
+/** Reply prefixes after which the same call may succeed later (server loading, failover, busy). */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY)\b/;
+
+/**
+ * Maps whatever a Redis call threw to a `ChardError`: the one place that does it.
+ * Errors already Chard's pass through; replies of the server become `RedisReplyError` (or
+ * `RedisConnectionError` when transient); anything else (socket errors, ioredis giving up on a
+ * request, a closed client) becomes `RedisConnectionError`. The original is kept as `cause`.
+ */
+export function toChardError(error: unknown, context: string): ChardError {
+  if (error instanceof ChardError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const isReply = error instanceof Error && error.name === "ReplyError";
+  if (isReply && !TRANSIENT_REPLY.test(message)) return new RedisReplyError(`${context}: Redis replied ${message}`, { cause: error });
+  return new RedisConnectionError(`${context}: ${message}`, { cause: error });
+}
+
+/** True for errors after which retrying the same idempotent call may succeed. */
+export function isTransient(error: unknown): boolean {
+  return error instanceof RedisConnectionError;
+}
