@@ -1,0 +1,415 @@
+/**
+ * The Broker contract, at broker level, on every broker: MemoryBroker is the reference and
+ * RedisBroker must behave the same. Brokers of one `world()` share state like processes sharing one
+ * Redis; time is a FakeClock, so leases, due dates and periods move only when a test says so.
+ */
+import { randomUUID } from "node:crypto";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import type { Broker } from "../lib/broker.js";
+import { BrokerInUseError, StateError } from "../lib/errors.js";
+import { Job, JobStatus, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { Task } from "../lib/tasks.js";
+import type { BrokerOptions } from "../brokers/base.js";
+import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
+import { FakeClock, settlesWithin, until } from "./helpers/until.js";
+
+const T0 = 1_700_000_000_000;
+const noop = (): undefined => undefined;
+
+describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
+  let clock: FakeClock;
+  let w: ReturnType<BrokerFactory["world"]>;
+  let ns: string;
+  let made: Broker[];
+
+  /** A broker of this test's world, in namespace `namespace` (the test's one by default). */
+  const make = (options: BrokerOptions = {}, namespace = ns): Broker => {
+    const broker = w.create({ clock, lease: 15, ...options });
+    broker.namespace = namespace;
+    made.push(broker);
+    return broker;
+  };
+  const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
+    new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [], ...fields });
+  const ids = (jobs: readonly Job[]): string[] => jobs.map((j) => j.id);
+
+  beforeEach(() => {
+    clock = new FakeClock(T0);
+    w = world();
+    ns = `t-${randomUUID()}`;
+    made = [];
+  });
+
+  afterEach(async () => {
+    for (const broker of made) await broker.flush();
+    for (const broker of made) await broker.close();
+  });
+
+  describe("queues", () => {
+    test("a due job is fetched exactly once, and jobs come out in FIFO order", async () => {
+      const b = make();
+      const jobs = [job({ taskArgs: [1] }), job({ taskArgs: [2] }), job({ taskArgs: [3] })];
+      await b.enqueueJobs(jobs);
+      const first = await b.fetchJobs("q", 2);
+      expect(ids(first.jobs)).toEqual(ids(jobs.slice(0, 2)));
+      expect(first.jobs.map((j) => j.status)).toEqual([JobStatus.Running, JobStatus.Running]);
+      expect(first.jobs[0]).toEqual({ ...jobs[0], status: JobStatus.Running });
+      expect(ids((await b.fetchJobs("q", 5)).jobs)).toEqual([jobs[2]!.id]);
+      expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
+    });
+
+    test("two brokers of one namespace never get the same job", async () => {
+      const [a, b] = [make(), make()];
+      const jobs = Array.from({ length: 20 }, (_, i) => job({ taskArgs: [i] }));
+      await a.enqueueJobs(jobs);
+      const got = await Promise.all([a.fetchJobs("q", 7), b.fetchJobs("q", 7), a.fetchJobs("q", 7), b.fetchJobs("q", 7)]);
+      const all = got.flatMap((r) => ids(r.jobs));
+      expect(all.length).toBe(20);
+      expect(new Set(all)).toEqual(new Set(ids(jobs)));
+    });
+
+    test("enqueue sets Queued on due jobs and Waiting on later ones; an empty batch is a no-op", async () => {
+      const b = make();
+      const due = job();
+      const past = job({ atMs: T0 - 5_000 });
+      const later = job({ atMs: T0 + 1 });
+      await b.enqueueJobs([due, later, past]);
+      expect([due.status, later.status, past.status]).toEqual([JobStatus.Queued, JobStatus.Waiting, JobStatus.Queued]);
+      await b.enqueueJobs([]);
+      expect(ids((await b.fetchJobs("q", 10)).jobs)).toEqual([due.id, past.id]);
+    });
+
+    test("a batch keeps its order within each queue and may mix queues and due dates", async () => {
+      const b = make();
+      const batch = [job({ queue: "q1" }), job({ queue: "q2" }), job({ queue: "q1", atMs: T0 + 1000 }), job({ queue: "q1" }), job({ queue: "q2" })];
+      await b.enqueueJobs(batch);
+      expect(ids((await b.fetchJobs("q1", 10)).jobs)).toEqual([batch[0]!.id, batch[3]!.id]);
+      expect(ids((await b.fetchJobs("q2", 10)).jobs)).toEqual([batch[1]!.id, batch[4]!.id]);
+      clock.t += 1000;
+      expect(ids((await b.fetchJobs("q1", 10)).jobs)).toEqual([batch[2]!.id]);
+    });
+
+    test("isQueueEmpty reports Queued jobs only; fetching 0 jobs takes nothing", async () => {
+      const b = make();
+      expect(await b.isQueueEmpty("q")).toBe(true);
+      await b.enqueueJobs([job({ atMs: T0 + 1000 })]);
+      expect(await b.isQueueEmpty("q")).toBe(true);
+      await b.enqueueJobs([job()]);
+      expect(await b.isQueueEmpty("q")).toBe(false);
+      expect((await b.fetchJobs("q", 0)).jobs).toEqual([]);
+      expect(await b.isQueueEmpty("q")).toBe(false);
+      await b.fetchJobs("q", 1);
+      expect(await b.isQueueEmpty("q")).toBe(true);
+    });
+  });
+
+  describe("future jobs", () => {
+    test("a future job is not fetched before it is due, and is fetched once due", async () => {
+      const b = make();
+      const later = job({ atMs: T0 + 600_000 });
+      await b.enqueueJobs([later]);
+      expect(await b.fetchJobs("q", 5)).toEqual({ jobs: [], nextDueAtMs: T0 + 600_000 });
+      clock.t = T0 + 599_999;
+      expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
+      clock.t = T0 + 600_000;
+      const { jobs, nextDueAtMs } = await b.fetchJobs("q", 5);
+      expect(ids(jobs)).toEqual([later.id]);
+      expect(nextDueAtMs).toBeUndefined();
+    });
+
+    test("due future jobs move in due order, behind jobs already queued", async () => {
+      const b = make();
+      const [j3, j1, j2] = [job({ atMs: T0 + 30 }), job({ atMs: T0 + 10 }), job({ atMs: T0 + 20 })];
+      await b.enqueueJobs([j3, j1, j2]);
+      const now = job();
+      clock.t = T0 + 25;
+      await b.enqueueJobs([now]);
+      expect(ids((await b.fetchJobs("q", 10)).jobs)).toEqual([now.id, j1.id, j2.id]);
+      expect((await b.fetchJobs("q", 10)).nextDueAtMs).toBe(T0 + 30);
+    });
+
+    test("nextDueAtMs is the earliest of future jobs and periodic tasks, or undefined", async () => {
+      const b = make();
+      expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBeUndefined();
+      await b.enqueueJobs([job({ atMs: T0 + 60_000, queue: "other" })]);
+      expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBe(T0 + 60_000);
+      await b.registerPeriodicTasks([new Task("p", noop, { periodicity: 30 })]);
+      expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBe(T0 + 30_000);
+    });
+  });
+
+  describe("finishJobs", () => {
+    test("success forgets the job; a retry goes back to its queue now or to the future set", async () => {
+      const b = make();
+      const [ok, again, later] = [job({ maxRetries: 3 }), job({ maxRetries: 3 }), job({ maxRetries: 3 })];
+      await b.enqueueJobs([ok, again, later]);
+      const [f1, f2, f3] = (await b.fetchJobs("q", 3)).jobs;
+      f2!.retries = 1;
+      f3!.retries = 1;
+      f3!.atMs = T0 + 5_000;
+      await b.finishJobs([{ job: f1!, outcome: "succeeded" }, { job: f2!, outcome: "retry" }, { job: f3!, outcome: "retry" }]);
+      expect([f1!.status, f2!.status, f3!.status]).toEqual([JobStatus.Running, JobStatus.Queued, JobStatus.Waiting]);
+      const { jobs, nextDueAtMs } = await b.fetchJobs("q", 5);
+      expect(jobs.map((j) => [j.id, j.retries])).toEqual([[again.id, 1]]);
+      expect(nextDueAtMs).toBe(T0 + 5_000);
+      clock.t += 5_000;
+      expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[later.id, 1]]);
+      // A job finished already is not running any more: finishing it again does nothing.
+      await b.finishJobs([{ job: f1!, outcome: "retry" }]);
+      expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
+    });
+
+    test("finishing a job that another broker recovered does nothing (no requeue, no slot released)", async () => {
+      const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 });
+      const a = make();
+      await a.setConcurrencyKeys([limited]);
+      const first = job({ taskName: "L", maxRetries: 2 });
+      await a.enqueueJobs([first]);
+      const [mine] = (await a.fetchJobs("q", 1)).jobs;
+      clock.t += a.leaseMs + 1;
+      const b = make();
+      await b.start();
+      expect(ids((await b.keepAlive()).requeued)).toEqual([first.id]);
+      const [theirs] = (await b.fetchJobs("q", 1)).jobs;
+      expect(theirs!.retries).toBe(1);
+
+      mine!.retries = 1;
+      await a.finishJobs([{ job: mine!, outcome: "retry" }]);
+      expect(mine!.status).toBe(JobStatus.Running);
+      const second = job({ taskName: "L", maxRetries: 2 });
+      await a.enqueueJobs([second]);
+      expect((await a.fetchJobs("q", 5)).jobs).toEqual([]); // b still holds the only slot
+      await b.finishJobs([{ job: theirs!, outcome: "succeeded" }]);
+      expect(ids((await a.fetchJobs("q", 5)).jobs)).toEqual([second.id]);
+    });
+  });
+
+  describe("periodic tasks", () => {
+    const every10s = new Task("tick", noop, { periodicity: 10, queue: "pq", maxRetries: 2 });
+
+    test("fire once per period across two brokers, as a job with no arguments", async () => {
+      const [a, b] = [make(), make()];
+      await a.registerPeriodicTasks([every10s]);
+      await b.registerPeriodicTasks([every10s]);
+      expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
+      clock.t += 10_000;
+      const { jobs, nextDueAtMs } = await a.fetchJobs("pq", 5);
+      expect((await b.fetchJobs("pq", 5)).jobs).toEqual([]);
+      expect(jobs.length).toBe(1);
+      const tick = jobs[0]!;
+      expect({ task: tick.taskName, queue: tick.queue, at: tick.atMs, maxRetries: tick.maxRetries, retries: tick.retries, args: tick.taskArgs })
+        .toEqual({ task: "tick", queue: "pq", at: clock.t, maxRetries: 2, retries: 0, args: [] });
+      expect(toJSON(tick)).toBe(periodicJobJSON(tick.id, "tick", "pq", clock.t, 2));
+      expect(nextDueAtMs).toBe(clock.t + 10_000);
+      clock.t += 10_000;
+      expect((await b.fetchJobs("pq", 5)).jobs.length).toBe(1);
+      expect((await a.fetchJobs("pq", 5)).jobs.length).toBe(0);
+    });
+
+    test("several due tasks fire in one fetch, each as its own job with a unique id", async () => {
+      const b = make();
+      const names = Array.from({ length: 40 }, (_, i) => `p${i}`);
+      await b.registerPeriodicTasks(names.map((name) => new Task(name, noop, { periodicity: 5, queue: "pq" })));
+      clock.t += 5_000;
+      const { jobs } = await b.fetchJobs("pq", 100);
+      expect(jobs.map((j) => j.taskName).sort()).toEqual([...names].sort());
+      expect(new Set(jobs.map((j) => j.id)).size).toBe(40);
+      for (const j of jobs) expect(j.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    });
+
+    test("after a long gap fire once, not in a catch-up burst, and next run one period later", async () => {
+      const b = make();
+      await b.registerPeriodicTasks([every10s]);
+      clock.t += 1_000_000;
+      const { jobs, nextDueAtMs } = await b.fetchJobs("pq", 100);
+      expect(jobs.length).toBe(1);
+      expect(nextDueAtMs).toBe(clock.t + 10_000);
+      expect((await b.fetchJobs("pq", 100)).jobs.length).toBe(0);
+    });
+
+    test("re-registering with the same period keeps the next run; a new period resets it; others are never deleted", async () => {
+      const a = make();
+      const other = new Task("other", noop, { periodicity: 60 });
+      await a.registerPeriodicTasks([every10s, other]);
+      clock.t += 5_000;
+      await make().registerPeriodicTasks([every10s]);
+      expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 10_000);
+      await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 20, queue: "pq" })]);
+      expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 5_000 + 20_000);
+      await a.registerPeriodicTasks([]);
+      clock.t = T0 + 60_000;
+      expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
+    });
+  });
+
+  describe("maxConcurrency", () => {
+    test("limits a task across two brokers; set-aside jobs keep their order at the front", async () => {
+      const limited = new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 });
+      const free = new Task("U", noop, { maxRetries: 1 });
+      const [a, b] = [make(), make()];
+      await a.setConcurrencyKeys([limited, free]);
+      await b.setConcurrencyKeys([limited, free]);
+      const [l1, u1, l2, u2, l3] = ["L", "U", "L", "U", "L"].map((taskName) => job({ taskName, maxRetries: 1 }));
+      await a.enqueueJobs([l1!, u1!, l2!, u2!, l3!]);
+      const fromA = (await a.fetchJobs("q", 10)).jobs;
+      expect(ids(fromA)).toEqual(ids([l1!, u1!, u2!]));
+      expect((await b.fetchJobs("q", 10)).jobs).toEqual([]);
+      await a.finishJobs([{ job: fromA[0]!, outcome: "succeeded" }]);
+      const fromB = (await b.fetchJobs("q", 10)).jobs;
+      expect(ids(fromB)).toEqual([l2!.id]);
+      expect((await a.fetchJobs("q", 10)).jobs).toEqual([]);
+      fromB[0]!.retries = 1;
+      await b.finishJobs([{ job: fromB[0]!, outcome: "retry" }]); // a retry frees the slot too
+      expect(ids((await a.fetchJobs("q", 10)).jobs)).toEqual([l3!.id]);
+    });
+
+    test("a task set back to unlimited is no longer held back", async () => {
+      const b = make();
+      await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 })]);
+      const jobs = [job({ taskName: "L" }), job({ taskName: "L" })];
+      await b.enqueueJobs(jobs);
+      expect((await b.fetchJobs("q", 5)).jobs.length).toBe(1);
+      await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1 })]);
+      expect((await b.fetchJobs("q", 5)).jobs.length).toBe(1);
+    });
+  });
+
+  describe("leases and recovery", () => {
+    test("a dead broker's retryable jobs are requeued with retries + 1, the others fail, and every slot is released", async () => {
+      const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 2 });
+      const a = make();
+      await a.start();
+      await a.setConcurrencyKeys([limited]);
+      const retryable = job({ taskName: "L", maxRetries: 2 });
+      const exhausted = job({ taskName: "L", maxRetries: 2, retries: 2 });
+      const once = job({ taskName: "once" });
+      await a.enqueueJobs([retryable, exhausted, once]);
+      expect((await a.fetchJobs("q", 5)).jobs.length).toBe(3);
+
+      clock.t += a.leaseMs - 1;
+      const b = make();
+      await b.start();
+      expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false }); // a's lease still runs
+      clock.t += 2;
+      const { requeued, failed, leaseLost } = await b.keepAlive();
+      expect(leaseLost).toBe(false);
+      expect(requeued.map((j) => [j.id, j.retries, j.status])).toEqual([[retryable.id, 1, JobStatus.Queued]]);
+      expect(failed.map((j) => [j.id, j.retries, j.status]).sort()).toEqual(
+        [[exhausted.id, 2, JobStatus.Failed], [once.id, 0, JobStatus.Failed]].sort(),
+      );
+      expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false }); // recovered once
+      expect((await a.keepAlive()).leaseLost).toBe(true);
+
+      const more = [job({ taskName: "L", maxRetries: 2 }), job({ taskName: "L", maxRetries: 2 })];
+      await b.enqueueJobs(more);
+      // Both slots are free again: the requeued job and one more run, the last waits.
+      expect(ids((await b.fetchJobs("q", 5)).jobs)).toEqual([retryable.id, more[0]!.id]);
+    });
+
+    test("stop() with no running job drops the lease; with running jobs it keeps them recoverable", async () => {
+      const a = make();
+      await a.start();
+      await a.stop();
+      expect((await a.keepAlive()).leaseLost).toBe(true);
+
+      const c = make();
+      await c.start();
+      await c.enqueueJobs([job({ maxRetries: 1 })]);
+      await c.fetchJobs("q", 1);
+      await c.stop();
+      expect((await c.keepAlive()).leaseLost).toBe(false);
+      clock.t += c.leaseMs + 1;
+      const d = make();
+      await d.start();
+      expect((await d.keepAlive()).requeued.length).toBe(1);
+    });
+  });
+
+  describe("events", () => {
+    test("waitForEvent resolves when another broker enqueues, and at the deadline otherwise", async () => {
+      const a = make();
+      const b = make();
+      await a.start();
+      await a.waitForEvent(clock.now()); // consume anything pending
+      const started = Date.now();
+      await a.waitForEvent(clock.now() + 60);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(50);
+
+      let woke = false;
+      const waiting = a.waitForEvent(undefined).then(() => (woke = true));
+      expect(await settlesWithin(waiting, 30)).toBe(false);
+      await b.enqueueJobs([job()]);
+      await until(() => woke, 3_000, "a woken by b's enqueue");
+    });
+  });
+
+  describe("namespaces", () => {
+    test("two namespaces never see each other's jobs or schedules, and flush deletes only its own", async () => {
+      const a = make();
+      const other = make({}, `${ns}-other`);
+      const mine = job();
+      const theirs = job();
+      await a.enqueueJobs([mine]);
+      await other.enqueueJobs([theirs, job({ atMs: T0 + 1000 })]);
+      await other.registerPeriodicTasks([new Task("p", noop, { periodicity: 5 })]);
+      const got = await a.fetchJobs("q", 10);
+      expect(got).toEqual({ jobs: [expect.objectContaining({ id: mine.id })], nextDueAtMs: undefined });
+      await a.enqueueJobs([job(), job({ atMs: T0 + 1 })]);
+      await a.flush();
+      expect(await a.fetchJobs("q", 10)).toEqual({ jobs: [], nextDueAtMs: undefined });
+      const left = await other.fetchJobs("q", 10);
+      expect(ids(left.jobs)).toEqual([theirs.id]);
+      expect(left.nextDueAtMs).toBe(T0 + 1000);
+    });
+
+    test("a broker without a namespace refuses to work with StateError", async () => {
+      const b = w.create({ clock });
+      made.push(b);
+      await expect(b.enqueueJobs([job()])).rejects.toThrow(StateError);
+      await expect(b.fetchJobs("q", 1)).rejects.toThrow(StateError);
+      b.namespace = ns;
+    });
+
+    test("setting the namespace twice throws BrokerInUseError", () => {
+      const b = make();
+      expect(() => (b.namespace = "again")).toThrow(BrokerInUseError);
+      expect(b.namespace).toBe(ns);
+    });
+  });
+
+  describe("wire format", () => {
+    const tricky = [[], ["a/b", { "k/": "/x/", e: [] }, [[]], {}], ["é ✓ \u007f \u0001 \\/ \"q\""]];
+
+    test("jobs with [] and '/' in their arguments round-trip byte for byte through queue, future and recovery", async () => {
+      const a = make();
+      await a.start();
+      const jobs = tricky.map((taskArgs) => job({ taskArgs, maxRetries: 1, atMs: T0 + 10 }));
+      const want = new Map(jobs.map((j) => [j.id, toJSON(j)]));
+      await a.enqueueJobs(jobs);
+      clock.t += 10;
+      // Jobs due at the same millisecond may move in any order (Redis sorts ties by member).
+      const fetched = (await a.fetchJobs("q", 10)).jobs;
+      expect(fetched.length).toBe(3);
+      for (const j of fetched) expect(toJSON(j)).toBe(want.get(j.id));
+
+      clock.t += a.leaseMs + 1;
+      const b = make();
+      await b.start();
+      const { requeued } = await b.keepAlive();
+      const again = (await b.fetchJobs("q", 10)).jobs;
+      for (const list of [requeued, again]) {
+        expect(list.length).toBe(3);
+        for (const j of list) expect(toJSON(j)).toBe(want.get(j.id)!.replace('"retries":0', '"retries":1'));
+      }
+    });
+
+    test("periodic jobs of oddly named tasks and queues match periodicJobJSON", async () => {
+      const b = make();
+      const odd = new Task('a/b "é" \u007f', noop, { periodicity: 1, queue: "q/1 ✓", maxRetries: 3 });
+      await b.registerPeriodicTasks([odd]);
+      clock.t += 1000;
+      const [tick] = (await b.fetchJobs("q/1 ✓", 1)).jobs;
+      expect(toJSON(tick!)).toBe(periodicJobJSON(tick!.id, odd.name, odd.queue, clock.t, 3));
+    });
+  });
+});

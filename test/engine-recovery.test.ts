@@ -1,0 +1,57 @@
+import { describe, expect, test } from "vitest";
+import { JobStatus } from "../lib/jobs.js";
+import { WorkerDiedError } from "../lib/workers.js";
+import { brokerFactories } from "./helpers/brokers.js";
+import { recordSignals, trackEngine, until } from "./helpers/engines.js";
+
+describe.each(brokerFactories())("recovery of jobs from dead workers on $name", (factory) => {
+  test("a dead broker's retryable jobs run elsewhere (counted as a retry) and non-retryable ones fail, never re-run", async () => {
+    const world = factory.world();
+    // The "dead" worker: it fetched two jobs and then stopped renewing its lease (as if killed).
+    const dead = trackEngine(world.create({ lease: 0.3 }));
+    const alive = trackEngine(world.create({ lease: 0.3 }), dead.namespace);
+    const ran: string[] = [];
+    for (const e of [dead, alive]) {
+      e.task("retryable", () => void ran.push("retryable"), { maxRetries: 2 });
+      e.task("once", () => void ran.push("once"));
+    }
+    const retryable = await dead.schedule("retryable");
+    const once = await dead.schedule("once");
+    await dead.broker.start();
+    const { jobs } = await dead.broker.fetchJobs("chard", 10);
+    expect(jobs.map((j) => j.id)).toEqual([retryable.id, once.id]);
+
+    const rec = recordSignals(alive.namespace);
+    const workers = alive.startWorkers({ number: 2 });
+    await until(() => ran.length === 1 && rec.forJob(once.id).length === 1, 5_000, "recovery");
+    await alive.stopWorkers();
+    await workers;
+    expect(ran).toEqual(["retryable"]);
+    expect(rec.forJob(retryable.id)).toEqual(["jobStarted", "jobFinished"]);
+    expect(rec.events.find((e) => e.jobId === retryable.id)!.retries).toBe(1);
+    expect(rec.forJob(once.id)).toEqual(["jobFailed"]);
+    const failed = rec.events.find((e) => e.jobId === once.id)!;
+    expect(failed.err).toBeInstanceOf(WorkerDiedError);
+    expect(failed.status).toBe(JobStatus.Failed);
+    // The dead broker's late acks change nothing: the jobs are no longer its own.
+    await dead.broker.finishJobs(jobs.map((job) => ({ job, outcome: "retry" as const })));
+    expect(await dead.broker.isQueueEmpty("chard")).toBe(true);
+    rec.stop();
+  });
+
+  test("a clean stop leaves no lease behind: nothing is recovered from it", async () => {
+    const world = factory.world();
+    const a = trackEngine(world.create({ lease: 0.3 }));
+    const b = trackEngine(world.create({ lease: 0.3 }), a.namespace);
+    let runs = 0;
+    for (const e of [a, b]) e.task("t", () => void runs++, { maxRetries: 3 });
+    await a.schedule("t");
+    await a.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(runs).toBe(1);
+    const recovered = await b.broker.keepAlive();
+    await new Promise((r) => setTimeout(r, 400));
+    const later = await b.broker.keepAlive();
+    expect([...recovered.requeued, ...recovered.failed, ...later.requeued, ...later.failed]).toEqual([]);
+    await b.broker.stop();
+  });
+});

@@ -1,0 +1,117 @@
+import { DateTime } from "luxon";
+import { describe, expect, test } from "vitest";
+import { AbortJobError, RetryError } from "../lib/errors.js";
+import { JobStatus } from "../lib/jobs.js";
+import { brokerFactories } from "./helpers/brokers.js";
+import { recordSignals, trackEngine, until } from "./helpers/engines.js";
+
+/** Retry "now": keeps the suite fast while going through the real retry path. */
+const soon = () => ({ at: DateTime.utc() });
+
+describe.each(brokerFactories())("retries on $name", (factory) => {
+  const setup = () => {
+    const engine = trackEngine(factory.world().create());
+    return { engine, rec: recordSignals(engine.namespace) };
+  };
+
+  test("a failing job with retries left is retried, with jobStarted, jobScheduleRetry, jobFinished", async () => {
+    const { engine, rec } = setup();
+    let calls = 0;
+    const t = engine.task("flaky", () => {
+      if (++calls < 3) throw new RetryError("not yet", soon());
+      return "done";
+    }, { maxRetries: 5 });
+    const job = await engine.schedule(t);
+    const workers = engine.startWorkers({ number: 1 });
+    await until(() => rec.forJob(job.id).length === 8);
+    await engine.stopWorkers();
+    await workers;
+    expect(rec.forJob(job.id)).toEqual([
+      "jobStarted", "jobScheduleRetry", "jobFinished",
+      "jobStarted", "jobScheduleRetry", "jobFinished",
+      "jobStarted", "jobFinished",
+    ]);
+    const retry = rec.events.find((e) => e.signal === "jobScheduleRetry")!;
+    expect(retry.retries).toBe(1);
+    expect(retry.err).toBeInstanceOf(RetryError);
+    expect(rec.events.at(-1)!.status).toBe(JobStatus.Succeeded);
+    expect(calls).toBe(3);
+  });
+
+  test("retries are exhausted after maxRetries + 1 executions, then jobFailed", async () => {
+    const { engine, rec } = setup();
+    let calls = 0;
+    const t = engine.task("bad", () => {
+      calls++;
+      throw new RetryError("always", soon());
+    }, { maxRetries: 2 });
+    const job = await engine.schedule(t);
+    const workers = engine.startWorkers({ number: 1 });
+    await until(() => rec.forJob(job.id).includes("jobFailed") && rec.forJob(job.id).length === 9);
+    await engine.stopWorkers();
+    await workers;
+    expect(calls).toBe(3);
+    expect(rec.forJob(job.id).slice(-3)).toEqual(["jobStarted", "jobFailed", "jobFinished"]);
+    const failed = rec.events.find((e) => e.signal === "jobFailed")!;
+    expect(failed.status).toBe(JobStatus.Failed);
+    expect(failed.retries).toBe(2);
+  });
+
+  test("maxRetries 0 is at-most-once: the first failure is final", async () => {
+    const { engine, rec } = setup();
+    let calls = 0;
+    const job = await engine.schedule(engine.task("once", () => {
+      calls++;
+      throw new Error("boom");
+    }));
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(calls).toBe(1);
+    expect(rec.forJob(job.id)).toEqual(["jobStarted", "jobFailed", "jobFinished"]);
+    expect(rec.events[1]!.err!.message).toBe("boom");
+  });
+
+  test("AbortJobError fails at once whatever maxRetries says", async () => {
+    const { engine, rec } = setup();
+    let calls = 0;
+    const job = await engine.schedule(engine.task("abort", () => {
+      calls++;
+      throw new AbortJobError("give up");
+    }, { maxRetries: 10 }));
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(calls).toBe(1);
+    expect(rec.forJob(job.id)).toEqual(["jobStarted", "jobFailed", "jobFinished"]);
+    expect(rec.events[1]!.err).toBeInstanceOf(AbortJobError);
+  });
+
+  test("without RetryError.at the retry waits an exponential backoff with jitter (3-6 s for the first)", async () => {
+    const { engine, rec } = setup();
+    const t = engine.task("t", () => {
+      throw new Error("transient");
+    }, { maxRetries: 3 });
+    const job = await engine.schedule(t);
+    const before = Date.now();
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    const retry = rec.events.find((e) => e.signal === "jobScheduleRetry");
+    expect(retry).toBeDefined();
+    expect(retry!.status).toBe(JobStatus.Waiting);
+    // The retry sits in the broker as a future job: nothing is queued, and it is due 3-6 s later.
+    expect(await engine.broker.isQueueEmpty("chard")).toBe(true);
+    const { nextDueAtMs } = await engine.broker.fetchJobs("chard", 1);
+    expect(nextDueAtMs! - before).toBeGreaterThanOrEqual(3_000);
+    expect(nextDueAtMs! - Date.now()).toBeLessThanOrEqual(6_000);
+    expect(job.id).toBe(retry!.jobId);
+  });
+
+  test("RetryError.at sets the retry time and the job waits for it", async () => {
+    const { engine, rec } = setup();
+    const at = DateTime.utc().plus({ minutes: 7 });
+    const t = engine.task("t", () => {
+      throw new RetryError("later", { at: at.toJSDate() });
+    }, { maxRetries: 1 });
+    await engine.schedule(t);
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    const { nextDueAtMs } = await engine.broker.fetchJobs("chard", 1);
+    expect(nextDueAtMs).toBe(at.toMillis());
+    expect(rec.events.map((e) => e.signal)).toEqual(["jobStarted", "jobScheduleRetry", "jobFinished"]);
+  });
+});

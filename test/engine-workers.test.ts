@@ -1,0 +1,196 @@
+import { DateTime } from "luxon";
+import { describe, expect, test } from "vitest";
+import { JobStatus, type Job } from "../lib/jobs.js";
+import { StateError, UnknownTaskError } from "../lib/errors.js";
+import { signals } from "../lib/signals.js";
+import { brokerFactories } from "./helpers/brokers.js";
+import { deferred, recordSignals, trackEngine, until } from "./helpers/engines.js";
+
+describe.each(brokerFactories())("workers on $name", (factory) => {
+  const setup = () => {
+    const world = factory.world();
+    const engine = trackEngine(world.create());
+    return { world, engine, rec: recordSignals(engine.namespace) };
+  };
+
+  test("workers run queued jobs and stop when the queue is empty", async () => {
+    const { engine, rec } = setup();
+    const seen: number[] = [];
+    const t = engine.task("t", async (i: number) => void seen.push(i));
+    for (let i = 0; i < 5; i++) await engine.schedule(t, i);
+    await engine.startWorkers({ number: 2, stopWhenQueueEmpty: true });
+    expect(seen.sort()).toEqual([0, 1, 2, 3, 4]);
+    const finished = rec.events.filter((e) => e.signal === "jobFinished");
+    expect(finished).toHaveLength(5);
+    expect(finished.every((e) => e.status === JobStatus.Succeeded)).toBe(true);
+    expect(engine.workersRunning).toBe(false);
+  });
+
+  test("success sends jobStarted (Running) then jobFinished (Succeeded)", async () => {
+    const { engine, rec } = setup();
+    const job = await engine.schedule(engine.task("ok", () => "fine"));
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(rec.forJob(job.id)).toEqual(["jobStarted", "jobFinished"]);
+    expect(rec.events.map((e) => e.status)).toEqual([JobStatus.Running, JobStatus.Succeeded]);
+  });
+
+  test("number jobs run at once, never more", async () => {
+    const { engine } = setup();
+    let running = 0;
+    let peak = 0;
+    const gate = deferred();
+    const t = engine.task("slow", async () => {
+      running++;
+      peak = Math.max(peak, running);
+      await gate.promise;
+      running--;
+    });
+    for (let i = 0; i < 12; i++) await engine.schedule(t);
+    const done = engine.startWorkers({ number: 4, stopWhenQueueEmpty: true });
+    await until(() => running === 4, 5_000, "4 jobs running");
+    await new Promise((r) => setTimeout(r, 30));
+    expect(running).toBe(4);
+    gate.resolve();
+    await done;
+    expect(peak).toBe(4);
+  });
+
+  test("an idle worker picks up a new job without polling", async () => {
+    const { engine } = setup();
+    const ran = deferred<number>();
+    const t = engine.task("t", () => ran.resolve(Date.now()));
+    const workers = engine.startWorkers({ number: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+    const scheduled = Date.now();
+    await engine.schedule(t);
+    const started = await ran.promise;
+    // The longest sleep is 30 s: a start within a second proves the broker woke the worker.
+    expect(started - scheduled).toBeLessThan(1_000);
+    await engine.stopWorkers();
+    await workers;
+  });
+
+  test("a job scheduled for later waits in the broker and starts when due, not before", async () => {
+    const { engine } = setup();
+    const ran = deferred<number>();
+    const t = engine.task("t", () => ran.resolve(Date.now()));
+    const workers = engine.startWorkers({ number: 1 });
+    const at = DateTime.utc().plus({ milliseconds: 300 });
+    const job = await engine.scheduleAt(t, at);
+    expect(job.status).toBe(JobStatus.Waiting);
+    const started = await ran.promise;
+    expect(started).toBeGreaterThanOrEqual(at.toMillis());
+    expect(started - at.toMillis()).toBeLessThan(1_000);
+    await engine.stopWorkers();
+    await workers;
+  });
+
+  test("a job of a task this engine does not know fails with jobFailed, and the worker goes on", async () => {
+    const { world, engine, rec } = setup();
+    const producer = trackEngine(world.create(), engine.namespace);
+    producer.task("elsewhere", () => 1, { maxRetries: 3 });
+    const ghost = await producer.schedule("elsewhere");
+    const ok = await engine.schedule(engine.task("ok", () => 1));
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(rec.forJob(ghost.id)).toEqual(["jobFailed"]);
+    const failed = rec.events.find((e) => e.jobId === ghost.id)!;
+    expect(failed.err).toBeInstanceOf(UnknownTaskError);
+    expect(failed.err!.message).toMatch(/no task "elsewhere" on this worker/);
+    expect(failed.status).toBe(JobStatus.Failed);
+    expect(rec.forJob(ok.id)).toEqual(["jobStarted", "jobFinished"]);
+    expect(await engine.broker.isQueueEmpty("chard")).toBe(true);
+  });
+
+  test("workers serve one queue; other queues' jobs wait for their own workers", async () => {
+    const { engine } = setup();
+    const ran: string[] = [];
+    const a = engine.task("a", () => void ran.push("a"), { queue: "qa" });
+    const b = engine.task("b", () => void ran.push("b"), { queue: "qb" });
+    await engine.schedule(a);
+    await engine.schedule(b);
+    await engine.startWorkers({ queue: "qa", stopWhenQueueEmpty: true });
+    expect(ran).toEqual(["a"]);
+    expect(await engine.broker.isQueueEmpty("qb")).toBe(false);
+    await engine.startWorkers({ queue: "qb", stopWhenQueueEmpty: true });
+    expect(ran).toEqual(["a", "b"]);
+  });
+
+  test("stopWorkers lets running jobs finish, fetches nothing new and sends workerTerminated per worker", async () => {
+    const { engine, rec } = setup();
+    const names: string[] = [];
+    const offStart = signals.workerStarted.connectVia(engine.namespace, (_ns, { workerName }) => void names.push(`+${workerName}`));
+    const offEnd = signals.workerTerminated.connectVia(engine.namespace, (_ns, { workerName }) => void names.push(`-${workerName}`));
+    const gate = deferred();
+    let started = 0;
+    const t = engine.task("t", async () => {
+      started++;
+      await gate.promise;
+    });
+    for (let i = 0; i < 4; i++) await engine.schedule(t);
+    const workers = engine.startWorkers({ number: 2 });
+    await until(() => started === 2);
+    const stopped = engine.stopWorkers();
+    let stoppedYet = false;
+    void stopped.then(() => (stoppedYet = true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(stoppedYet).toBe(false);
+    gate.resolve();
+    await stopped;
+    await workers;
+    expect(started).toBe(2);
+    expect(rec.events.filter((e) => e.signal === "jobFinished").map((e) => e.status)).toEqual([JobStatus.Succeeded, JobStatus.Succeeded]);
+    const ns = engine.namespace;
+    expect(names).toEqual([`+${ns}-worker-1`, `+${ns}-worker-2`, `-${ns}-worker-1`, `-${ns}-worker-2`]);
+    expect(await engine.broker.isQueueEmpty("chard")).toBe(false);
+    offStart();
+    offEnd();
+  });
+
+  test("workers can be started again after a stop, but not twice at once", async () => {
+    const { engine } = setup();
+    const workers = engine.startWorkers({ number: 1 });
+    expect(() => engine.startWorkers()).toThrow(StateError);
+    await engine.stopWorkers();
+    await workers;
+    const ran = deferred();
+    await engine.schedule(engine.task("t", () => ran.resolve()));
+    const again = engine.startWorkers({ number: 1 });
+    await ran.promise;
+    await engine.stopWorkers();
+    await again;
+  });
+
+  test("handleSigterm stops the workers gracefully on SIGTERM", async () => {
+    const { engine } = setup();
+    const before = process.listenerCount("SIGTERM");
+    const workers = engine.startWorkers({ number: 1, handleSigterm: true });
+    expect(process.listenerCount("SIGTERM")).toBe(before + 1);
+    await new Promise((r) => setTimeout(r, 20));
+    process.emit("SIGTERM");
+    await workers;
+    expect(engine.workersRunning).toBe(false);
+    expect(process.listenerCount("SIGTERM")).toBe(before);
+  });
+
+  test("close stops running workers and then refuses new work", async () => {
+    const { engine } = setup();
+    const t = engine.task("t", () => 1);
+    const workers = engine.startWorkers({ number: 1 });
+    await engine.close();
+    await workers;
+    expect(engine.workersRunning).toBe(false);
+    await expect(engine.schedule(t)).rejects.toThrow(/closed/);
+    expect(() => engine.startWorkers()).toThrow(/closed/);
+  });
+
+  test("a thrown non-Error is turned into an Error on jobFailed", async () => {
+    const { engine, rec } = setup();
+    const job: Job = await engine.schedule(engine.task("t", () => {
+      throw "plain string";
+    }));
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    const failed = rec.events.find((e) => e.jobId === job.id && e.signal === "jobFailed");
+    expect(failed?.err).toBeInstanceOf(Error);
+    expect(failed?.err?.message).toMatch(/plain string/);
+  });
+});

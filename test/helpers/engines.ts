@@ -1,0 +1,78 @@
+/** Engines for the behaviour suite: tracked so the global afterEach closes them, plus log capture and state waits. */
+import { randomUUID } from "node:crypto";
+import type { Broker } from "../../lib/broker.js";
+import { Engine } from "../../lib/engine.js";
+import { setLogger, type Logger } from "../../lib/logger.js";
+
+/** Engines made by `trackEngine` and not yet closed. */
+export const openEngines = new Set<Engine>();
+
+/** Makes an engine on `broker` (random namespace unless given) that the test setup will close. */
+export function trackEngine(broker: Broker, namespace = `t-${randomUUID()}`): Engine {
+  const engine = new Engine(broker, namespace);
+  openEngines.add(engine);
+  return engine;
+}
+
+/** A logged line. */
+export interface LogLine {
+  level: keyof Logger;
+  message: string;
+  rest: unknown[];
+}
+
+/** Captures the library log for the current test file (installed by setup.ts). */
+export const logLines: LogLine[] = [];
+
+/** A logger that records lines instead of printing them. */
+export const captureLogger: Logger = {
+  debug: (message, ...rest) => logLines.push({ level: "debug", message, rest }),
+  info: (message, ...rest) => logLines.push({ level: "info", message, rest }),
+  warn: (message, ...rest) => logLines.push({ level: "warn", message, rest }),
+  error: (message, ...rest) => logLines.push({ level: "error", message, rest }),
+};
+setLogger(captureLogger);
+
+/** Waits until `condition()` is truthy, polling every few ms; fails after `timeoutMs`. */
+export async function until(condition: () => unknown, timeoutMs = 5_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A promise with its resolve function exposed, for tasks that wait on the test. */
+export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+import { signals } from "../../lib/signals.js";
+import type { JobStatus } from "../../lib/jobs.js";
+
+/** One recorded job signal. */
+export interface Recorded {
+  signal: string;
+  jobId: string;
+  status: JobStatus;
+  retries: number;
+  err?: Error;
+}
+
+/** Records every job signal of `namespace` (via connectVia) until `stop()`. */
+export function recordSignals(namespace: string): { events: Recorded[]; forJob(id: string): string[]; stop(): void } {
+  const events: Recorded[] = [];
+  const offs = (["jobStarted", "jobFinished", "jobScheduleRetry", "jobFailed"] as const).map((name) =>
+    signals[name].connectVia(namespace, (_ns, payload) => {
+      const { job } = payload;
+      events.push({ signal: name, jobId: job.id, status: job.status, retries: job.retries, err: "err" in payload ? (payload.err as Error) : undefined });
+    }),
+  );
+  return {
+    events,
+    forJob: (id) => events.filter((e) => e.jobId === id).map((e) => e.signal),
+    stop: () => offs.forEach((off) => off()),
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * RedisBroker on a real 3-master Redis Cluster: every key of a namespace hashes to one slot, so
+ * every script runs on one node. Core cases of the contract, with a FakeClock.
+ */
+import { randomUUID } from "node:crypto";
+import { Cluster, Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { RedisBroker } from "../brokers/redis/index.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { Job, JobStatus } from "../lib/jobs.js";
+import { Task } from "../lib/tasks.js";
+import { startRedisCluster, type RedisCluster } from "./helpers/redis-cluster.js";
+import { FakeClock, until } from "./helpers/until.js";
+
+const noop = (): undefined => undefined;
+let cluster: RedisCluster;
+let admin: Cluster;
+const brokers: RedisBroker[] = [];
+const clients: Cluster[] = [];
+let clock: FakeClock;
+
+beforeAll(async () => {
+  cluster = await startRedisCluster(3);
+  admin = new Cluster(cluster.startupNodes);
+}, 60_000);
+afterAll(async () => {
+  admin?.disconnect();
+  await cluster?.stop();
+});
+afterEach(async () => {
+  const made = brokers.splice(0);
+  for (const b of made) await b.flush();
+  for (const b of made) await b.close();
+  for (const c of clients.splice(0)) await c.quit();
+});
+
+/** A broker on its own Cluster client (handed in, so the test closes the client too). */
+function broker(namespace: string): RedisBroker {
+  const client = new Cluster(cluster.startupNodes);
+  const b = new RedisBroker(client, { clock, lease: 1 });
+  b.namespace = namespace;
+  clients.push(client);
+  brokers.push(b);
+  return b;
+}
+const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
+  new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [], ...fields });
+
+/** Every key of the namespace, found by scanning every master. */
+async function keysOf(namespace: string): Promise<string[]> {
+  const keys: string[] = [];
+  for (const node of admin.nodes("master")) {
+    let cursor = "0";
+    do {
+      const [next, batch] = await node.scan(cursor, "MATCH", namespaceKeys(namespace).pattern, "COUNT", 1000);
+      keys.push(...batch);
+      cursor = next;
+    } while (cursor !== "0");
+  }
+  return keys;
+}
+
+describe("RedisBroker on Redis Cluster", () => {
+  let ns: string;
+  test("the cluster has 3 masters", () => {
+    expect(admin.nodes("master").length).toBe(3);
+  });
+
+  describe.each(["plain", "a}b{c: d*?[x]"])("namespace %j", (base) => {
+    test("enqueue, fetch, finish, future jobs and flush; all keys in one slot", async () => {
+      clock = new FakeClock();
+      ns = `${base}-${randomUUID()}`;
+      const [a, b] = [broker(ns), broker(ns)];
+      await a.start();
+      const jobs = [job({ taskArgs: ["a/b", []] }), job(), job({ atMs: clock.now() + 1000 })];
+      await b.enqueueJobs(jobs);
+      expect(jobs.map((j) => j.status)).toEqual([JobStatus.Queued, JobStatus.Queued, JobStatus.Waiting]);
+      const first = await a.fetchJobs("q", 5);
+      expect(first.jobs.map((j) => j.id)).toEqual([jobs[0]!.id, jobs[1]!.id]);
+      expect(first.jobs[0]!.taskArgs).toEqual(["a/b", []]);
+      expect(first.nextDueAtMs).toBe(clock.now() + 1000);
+      first.jobs[1]!.retries = 1;
+      await a.finishJobs([{ job: first.jobs[0]!, outcome: "succeeded" }, { job: first.jobs[1]!, outcome: "retry" }]);
+      clock.t += 1000;
+      expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[jobs[1]!.id, 1], [jobs[2]!.id, 0]]);
+
+      const keys = await keysOf(ns);
+      expect(keys.length).toBeGreaterThanOrEqual(3); // token, leases, running hash of b
+      const slots = new Set(await Promise.all(keys.map((k) => admin.cluster("KEYSLOT", k))));
+      expect(slots.size).toBe(1);
+      await a.flush();
+      expect(await keysOf(ns)).toEqual([]);
+    });
+  });
+
+  test("periodic tasks fire once per period across brokers, with no catch-up", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const [a, b] = [broker(ns), broker(ns)];
+    const tick = new Task("tick", noop, { periodicity: 10, queue: "pq" });
+    await a.registerPeriodicTasks([tick]);
+    await b.registerPeriodicTasks([tick]);
+    clock.t += 100_000;
+    const got = [await a.fetchJobs("pq", 10), await b.fetchJobs("pq", 10)];
+    expect(got.map((r) => r.jobs.length)).toEqual([1, 0]);
+    expect(got[1]!.nextDueAtMs).toBe(clock.now() + 10_000);
+  });
+
+  test("maxConcurrency holds across brokers and set-aside jobs keep their order", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const [a, b] = [broker(ns), broker(ns)];
+    await a.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 })]);
+    const [l1, u1, l2, l3] = ["L", "U", "L", "L"].map((taskName) => job({ taskName }));
+    await a.enqueueJobs([l1!, u1!, l2!, l3!]);
+    const fromA = (await a.fetchJobs("q", 10)).jobs;
+    expect(fromA.map((j) => j.id)).toEqual([l1!.id, u1!.id]);
+    expect((await b.fetchJobs("q", 10)).jobs).toEqual([]);
+    await a.finishJobs([{ job: fromA[0]!, outcome: "succeeded" }]);
+    expect((await b.fetchJobs("q", 10)).jobs.map((j) => j.id)).toEqual([l2!.id]);
+  });
+
+  test("a dead broker's jobs are recovered by another broker's keepAlive", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const a = broker(ns);
+    await a.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 })]);
+    const [retryable, once] = [job({ taskName: "L" }), job({ maxRetries: 0 })];
+    await a.enqueueJobs([retryable, once]);
+    await a.fetchJobs("q", 5);
+    clock.t += 1001;
+    const b = broker(ns);
+    await b.start();
+    const recovery = await b.keepAlive();
+    expect(recovery.requeued.map((j) => [j.id, j.retries])).toEqual([[retryable.id, 1]]);
+    expect(recovery.failed.map((j) => j.id)).toEqual([once.id]);
+    expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.id)).toEqual([retryable.id]); // slot released
+    expect((await a.keepAlive()).leaseLost).toBe(true);
+  });
+
+  test("waitForEvent wakes on another broker's enqueue (pub/sub through the cluster)", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const [a, b] = [broker(ns), broker(ns)];
+    await a.start();
+    await a.waitForEvent(clock.now());
+    let woke = false;
+    const waiting = a.waitForEvent(undefined).then(() => (woke = true));
+    await b.enqueueJobs([job()]);
+    await until(() => woke, 5_000, "the pub/sub wake-up");
+    await waiting;
+  });
+
+  test("scripts survive SCRIPT FLUSH on every node", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const a = broker(ns);
+    await a.enqueueJobs([job()]);
+    await Promise.all(cluster.nodes.map(async (n) => {
+      const c = new Redis(n.port, "127.0.0.1");
+      await c.script("FLUSH");
+      c.disconnect();
+    }));
+    await a.enqueueJobs([job()]);
+    expect((await a.fetchJobs("q", 5)).jobs.length).toBe(2);
+  });
+});

@@ -1,0 +1,147 @@
+/**
+ * RedisBroker when its server dies: a private redis-server (no persistence) is SIGKILLed and
+ * restarted on the same port. Calls made during the outage either wait and succeed or reject with
+ * a ChardError; afterwards the broker (client and subscriber) works again by itself.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterEach, describe, expect, test } from "vitest";
+import { RedisBroker, RedisConnectionError } from "../brokers/redis/index.js";
+import { fetchCall } from "../brokers/redis/calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { runScript } from "../brokers/redis/scripts.js";
+import { ChardError } from "../lib/errors.js";
+import { Job } from "../lib/jobs.js";
+import { Task } from "../lib/tasks.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { until } from "./helpers/until.js";
+
+const servers: RedisServer[] = [];
+const brokers: RedisBroker[] = [];
+const clients: Redis[] = [];
+afterEach(async () => {
+  for (const b of brokers.splice(0)) await b.close();
+  for (const c of clients.splice(0)) c.disconnect();
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+async function server(port?: number): Promise<RedisServer> {
+  const s = await startRedisServer({ port });
+  servers.push(s);
+  return s;
+}
+function broker(redis: string | Redis, namespace: string): RedisBroker {
+  const b = new RedisBroker(redis, { lease: 1 });
+  b.namespace = namespace;
+  brokers.push(b);
+  return b;
+}
+const job = (n: number): Job => new Job({ taskName: "t", queue: "q", atMs: Date.now(), maxRetries: 0, taskArgs: [n] });
+
+describe("server restarts", () => {
+  test("after SIGKILL and a restart on the same port, the broker reconnects, resubscribes and works", async () => {
+    const first = await server();
+    const ns = `t-${randomUUID()}`;
+    const [worker, producer] = [broker(first.url, ns), broker(first.url, ns)];
+    await worker.start();
+    await producer.enqueueJobs([job(1)]);
+    expect((await worker.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[1]]);
+
+    await first.stop("SIGKILL");
+    const during = producer.enqueueJobs([job(2)]).then(() => "stored", (e: unknown) => e);
+    const fetching = worker.fetchJobs("q", 5).then((r) => r.jobs.map((j) => j.taskArgs), (e: unknown) => e);
+    await server(first.port);
+    const [stored, fetched] = await Promise.all([during, fetching]);
+    expect(stored === "stored" || stored instanceof ChardError).toBe(true);
+    expect(Array.isArray(fetched) || fetched instanceof ChardError).toBe(true);
+
+    // The data died with the server (no persistence); the broker must simply be usable again.
+    let woke = false;
+    await worker.waitForEvent(Date.now()); // drain the wake-up the resubscription gives
+    const waiting = worker.waitForEvent(undefined).then(() => (woke = true));
+    await until(async () => {
+      await producer.enqueueJobs([job(3)]).catch(() => undefined);
+      return woke;
+    }, 15_000, "a pub/sub wake-up after the restart");
+    await waiting;
+    await until(async () => (await worker.fetchJobs("q", 10)).jobs.some((j) => j.taskArgs[0] === 3), 5_000, "job 3 fetched");
+    expect((await worker.keepAlive()).leaseLost).toBe(false);
+  });
+
+  test("while the server stays down, calls reject with RedisConnectionError after bounded retries; then recover", async () => {
+    const s = await server();
+    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
+    client.on("error", () => undefined);
+    clients.push(client);
+    await until(() => client.status === "ready", 5_000, "the client to connect");
+    const b = broker(client, `t-${randomUUID()}`);
+    await b.enqueueJobs([job(1)]);
+    await s.stop("SIGKILL");
+
+    const started = Date.now();
+    const err = await b.enqueueJobs([job(2)]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisConnectionError);
+    expect(err).toBeInstanceOf(ChardError);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await expect(b.fetchJobs("q", 1)).rejects.toBeInstanceOf(RedisConnectionError);
+
+    await server(s.port);
+    await until(() => client.status === "ready", 10_000, "the client to reconnect");
+    await b.enqueueJobs([job(3)]);
+    expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[3]]);
+  });
+
+  test("jobs of a fetch whose reply was lost are put back unchanged by the next keepAlive, not left running for ever", async () => {
+    const s = await server();
+    const admin = new Redis(s.url);
+    clients.push(admin);
+    const ns = `t-${randomUUID()}`;
+    const k = namespaceKeys(ns);
+    const b = broker(s.url, ns);
+    await b.start();
+    await b.setConcurrencyKeys([new Task("L", () => undefined, { maxRetries: 1, maxConcurrency: 1 })]);
+    await b.enqueueJobs([job(0)]);
+    const [mine] = (await b.fetchJobs("q", 1)).jobs;
+
+    // Redis runs a fetch for b but the reply never reaches it (as when the connection drops after
+    // the script ran and ioredis re-sends the command on reconnect).
+    const limited = new Job({ taskName: "L", queue: "q", atMs: Date.now(), maxRetries: 1, taskArgs: [1] });
+    const once = job(2);
+    await b.enqueueJobs([limited, once]);
+    const lost = fetchCall(k, b.id, "q", 10, Date.now(), b.leaseMs, randomUUID());
+    await runScript(admin, lost.name, lost.keys, lost.args);
+    expect(await admin.hlen(k.running(b.id))).toBe(3);
+    await admin.client("KILL", "TYPE", "normal"); // b's command connection drops (not the admin's)
+    await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
+
+    // Orphans never started: back at the front of their queue, retries unchanged, slot released.
+    expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false });
+    expect(await admin.hkeys(k.running(b.id))).toEqual([mine!.id]); // the job b knows about stays
+    expect(await admin.hget(k.concurrency, "L")).toBe("0");
+    await b.finishJobs([{ job: mine!, outcome: "succeeded" }]);
+    const again = (await b.fetchJobs("q", 5)).jobs;
+    expect(again.map((j) => [j.id, j.retries]).sort()).toEqual([[limited.id, 0], [once.id, 0]].sort());
+  });
+
+  test("an acknowledgement that fails even after retries is sent again by keepAlive", async () => {
+    const s = await server();
+    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
+    client.on("error", () => undefined);
+    clients.push(client);
+    await until(() => client.status === "ready", 5_000, "the client to connect");
+    const ns = `t-${randomUUID()}`;
+    const b = broker(client, ns);
+    await b.enqueueJobs([job(1)]);
+    const [j] = (await b.fetchJobs("q", 1)).jobs;
+    await s.stop("SIGKILL");
+    await expect(b.finishJobs([{ job: j!, outcome: "succeeded" }])).rejects.toBeInstanceOf(RedisConnectionError);
+    const restarted = await server(s.port);
+    await until(() => client.status === "ready", 10_000, "the client to reconnect");
+    // The restarted server is empty: put the job back as running on b, as a durable server would have it.
+    const admin = new Redis(restarted.url);
+    clients.push(admin);
+    await admin.hset(namespaceKeys(ns).running(b.id), j!.id, "{}");
+    await b.keepAlive();
+    expect(await admin.hlen(namespaceKeys(ns).running(b.id))).toBe(0);
+  });
+});

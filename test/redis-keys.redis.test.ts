@@ -1,0 +1,259 @@
+/**
+ * RedisBroker internals: key layout, hostile namespaces, stored bytes, client ownership, the
+ * idempotency token and script loading. Runs on a private redis-server so it can list every key,
+ * reset command statistics and flush the script cache without disturbing other test files.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { RedisBroker } from "../brokers/redis/index.js";
+import { enqueueCall } from "../brokers/redis/calls.js";
+import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
+import { ScriptCode, runScript } from "../brokers/redis/scripts.js";
+import { InvalidOptionError } from "../lib/errors.js";
+import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { Task } from "../lib/tasks.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { FakeClock, until } from "./helpers/until.js";
+
+const noop = (): undefined => undefined;
+let server: RedisServer;
+let admin: Redis;
+const brokers: RedisBroker[] = [];
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  admin = new Redis(server.url);
+});
+afterAll(async () => {
+  await admin?.quit();
+  await server?.stop();
+});
+afterEach(async () => {
+  for (const b of brokers.splice(0)) await b.close();
+});
+
+function broker(namespace: string, clock = new FakeClock(), redis: Redis | string = server.url): RedisBroker {
+  const b = new RedisBroker(redis, { clock, lease: 1 });
+  b.namespace = namespace;
+  brokers.push(b);
+  return b;
+}
+const job = (clock: FakeClock, fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
+  new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [], ...fields });
+
+async function allKeys(pattern = "*"): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, batch] = await admin.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    keys.push(...batch);
+    cursor = next;
+  } while (cursor !== "0");
+  return keys.sort();
+}
+
+/** Enqueue (due + future), periodic, concurrency, fetch, retry, recovery: touches every kind of key. */
+async function workload(namespace: string): Promise<{ a: RedisBroker; b: RedisBroker; clock: FakeClock }> {
+  const clock = new FakeClock();
+  const [a, b] = [broker(namespace, clock), broker(namespace, clock)];
+  await a.start();
+  await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 1, queue: "q" })]);
+  await a.setConcurrencyKeys([new Task("t", noop, { maxRetries: 1, maxConcurrency: 5 })]);
+  await a.enqueueJobs([job(clock), job(clock), job(clock, { atMs: clock.now() + 60_000 })]);
+  clock.t += 1000;
+  const { jobs } = await a.fetchJobs("q", 10);
+  expect(jobs.map((j) => j.taskName).sort()).toEqual(["t", "t", "tick"]);
+  jobs[0]!.retries = 1;
+  jobs[0]!.atMs = clock.now() + 5_000;
+  await a.finishJobs([{ job: jobs[0]!, outcome: "retry" }]);
+  clock.t += 1001;
+  await b.start();
+  expect((await b.keepAlive()).requeued.length + (await b.keepAlive()).failed.length).toBeGreaterThan(0);
+  await b.fetchJobs("q", 1);
+  return { a, b, clock };
+}
+
+describe("key layout", () => {
+  test("namespacePrefix encodes anything that could break the hash tag or a glob", () => {
+    expect(namespacePrefix("chard")).toBe("{chard:chard}");
+    expect(namespacePrefix("a}b{c: d*?[x]")).toBe("{chard:a%7Db%7Bc%3A%20d*%3F%5Bx%5D}");
+    expect(namespaceKeys("a*").pattern).toBe("{chard:a\\*}:*");
+    expect(escapeGlob("*?[]\\x")).toBe("\\*\\?\\[\\]\\\\x");
+    expect(() => namespacePrefix("bad \ud800")).toThrow(InvalidOptionError);
+    expect(() => (new RedisBroker(server.url).namespace = "bad \ud800")).toThrow(InvalidOptionError);
+  });
+
+  test("every key the broker creates starts with the namespace's hash tag", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const before = new Set(await allKeys());
+    const { a } = await workload(namespace);
+    const created = (await allKeys()).filter((k) => !before.has(k));
+    const p = namespacePrefix(namespace);
+    expect(created.length).toBeGreaterThan(0);
+    for (const key of created) expect(key.startsWith(`${p}:`)).toBe(true);
+    const kinds = new Set(created.map((k) => k.slice(p.length + 1).split(":")[0]));
+    expect([...kinds].sort()).toEqual(["concurrency", "future", "leases", "max-concurrency", "periodic", "periodic-tasks", "queue", "running", "token"]);
+    const ttl = await admin.pttl(created.find((k) => k.includes(":token:"))!);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+    await a.flush();
+    expect((await allKeys()).filter((k) => !before.has(k))).toEqual([]);
+  });
+
+  test("a hostile namespace works, and its flush deletes nothing of namespaces its pattern could match unescaped", async () => {
+    const hostile = "a}b{c: d*?[x]";
+    const victims = ["a}b{c: dEXTRA?[x]", "a", "a}b{c: d", `${hostile}x`];
+    for (const v of victims) await broker(v).enqueueJobs([job(new FakeClock())]);
+    const victimKeys = await allKeys("{chard:a*");
+    expect(victimKeys.length).toBeGreaterThanOrEqual(victims.length);
+
+    const { a } = await workload(hostile);
+    const clock = new FakeClock();
+    const j = job(clock, { taskArgs: ["x"] });
+    await a.enqueueJobs([j]);
+    expect((await a.fetchJobs("q", 10)).jobs.map((x) => x.id)).toContain(j.id);
+    await a.flush();
+    expect(await allKeys(`${escapeGlob(namespacePrefix(hostile))}*`)).toEqual([]);
+    expect(await allKeys("{chard:a*")).toEqual(victimKeys);
+    for (const v of victims) await broker(v).flush();
+  });
+});
+
+describe("stored bytes", () => {
+  test("future, periodic and recovered jobs are stored exactly as toJSON and periodicJobJSON write them", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const a = broker(namespace, clock);
+    const odd = new Task('p/"x" \u007f', noop, { periodicity: 1, queue: "pq", maxRetries: 2 });
+    await a.registerPeriodicTasks([odd]);
+    const jobs = [[], ["a/b", { "/": [] }], ["\u007f\u0001 é"]].map((taskArgs) => job(clock, { taskArgs, atMs: clock.now() + 1000 }));
+    await a.enqueueJobs(jobs);
+    clock.t += 1000;
+    await a.fetchJobs("none", 1); // moves the future jobs and fires the periodic task
+    expect((await admin.lrange(k.queue("q"), 0, -1)).sort()).toEqual(jobs.map(toJSON).sort());
+    const [tick] = await admin.lrange(k.queue("pq"), 0, -1);
+    const id = (JSON.parse(tick!) as { id: string }).id;
+    expect(tick).toBe(periodicJobJSON(id, odd.name, "pq", clock.now(), 2));
+
+    await a.fetchJobs("q", 10);
+    clock.t += 1001;
+    const b = broker(namespace, clock);
+    await b.start();
+    expect((await b.keepAlive()).requeued.length).toBe(3);
+    const retried = jobs.map((j) => toJSON(Object.assign(new Job({ ...j }), { retries: 1 })));
+    expect((await admin.lrange(k.queue("q"), 0, -1)).sort()).toEqual(retried.sort());
+    await a.flush();
+  });
+});
+
+describe("corrupt data", () => {
+  test("entries that are not jobs are dropped from queues and never stay running", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const b = broker(namespace, clock);
+    const good = job(clock);
+    await admin.rpush(k.queue("q"), "not json", '{"id":"half a job"}', toJSON(good), '{"id":"x","retries":0,"task":"t","queue":"q","at":1,"maxRetries":0,"args":[');
+    await admin.zadd(k.future, clock.now(), "future garbage");
+    const { jobs } = await b.fetchJobs("q", 10);
+    expect(jobs.map((j) => j.id)).toEqual([good.id]);
+    expect(await admin.exists(k.queue("q"), k.future)).toBe(0);
+    // Entries Redis took into running but the client could not read are taken back by keepAlive.
+    const recovery = await b.keepAlive();
+    expect(recovery.requeued).toEqual([]);
+    expect(await admin.hkeys(k.running(b.id))).toEqual([good.id]);
+    await b.flush();
+  });
+});
+
+describe("connections", () => {
+  test("close() leaves a handed-in client open and closes the connections the broker opened", async () => {
+    const clients = async (): Promise<number> => String(await admin.client("LIST")).trim().split("\n").length;
+    const baseline = 1; // admin
+    await until(async () => (await clients()) === baseline, 2_000, "earlier tests' connections to close");
+    const mine = new Redis(server.url);
+    const handed = broker(`t-${randomUUID()}`, new FakeClock(), mine);
+    await handed.start();
+    await handed.close();
+    expect(await mine.ping()).toBe("PONG");
+    await mine.quit();
+
+    const owned = broker(`t-${randomUUID()}`);
+    await owned.start();
+    await owned.enqueueJobs([job(new FakeClock())]);
+    expect(await clients()).toBe(baseline + 2); // client + subscriber
+    await owned.flush();
+    await owned.close();
+    await owned.close(); // idempotent
+    expect(owned.redis.status).toBe("end");
+    await until(async () => (await clients()) === baseline, 2_000, "the broker's connections to close");
+  });
+
+  test("a broker never opens a connection it is not asked to use, and refuses clients with keyPrefix", async () => {
+    const clients = async (): Promise<number> => String(await admin.client("LIST")).trim().split("\n").length;
+    const baseline = 1; // admin
+    await until(async () => (await clients()) === baseline, 2_000, "earlier tests' connections to close");
+    const idle = new RedisBroker(server.url);
+    expect(await clients()).toBe(baseline);
+    await idle.close();
+    const prefixed = new Redis(server.url, { keyPrefix: "app:", lazyConnect: true });
+    expect(() => new RedisBroker(prefixed)).toThrow(InvalidOptionError);
+    expect(() => new RedisBroker({ keyPrefix: "app:" })).toThrow(/keyPrefix/);
+    prefixed.disconnect();
+  });
+});
+
+describe("scripts", () => {
+  test("an enqueue retried with the same token stores the batch once", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const jobs = [job(clock), job(clock, { atMs: clock.now() + 1 })];
+    const call = enqueueCall(k, jobs.map((j, i) => ({ json: toJSON(j), queue: j.queue, atMs: j.atMs, due: i === 0 })), randomUUID());
+    expect(await runScript(admin, call.name, call.keys, call.args)).toBe(0);
+    expect(await runScript(admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([toJSON(jobs[0]!)]);
+    expect(await admin.zrange(k.future, 0, -1)).toEqual([toJSON(jobs[1]!)]);
+    const other = enqueueCall(k, [{ json: toJSON(jobs[0]!), queue: "q", atMs: 0, due: true }], randomUUID());
+    expect(await runScript(admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
+    expect(await admin.llen(k.queue("q"))).toBe(2);
+    await admin.unlink(...(await allKeys(`${escapeGlob(k.prefix)}*`)));
+  });
+
+  test("scripts run by SHA, and survive SCRIPT FLUSH by sending their source once", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const stats = async (): Promise<Record<string, number>> => {
+      const info = await admin.info("commandstats");
+      const calls: Record<string, number> = {};
+      for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
+      return calls;
+    };
+    const run = async (): Promise<void> => {
+      const clock = new FakeClock();
+      const b = broker(namespace, clock);
+      await b.start();
+      await b.enqueueJobs([job(clock)]);
+      const { jobs } = await b.fetchJobs("q", 1);
+      await b.finishJobs([{ job: jobs[0]!, outcome: "succeeded" }]);
+      await b.keepAlive();
+      await b.close();
+    };
+    await run(); // loads the scripts if needed
+    await admin.config("RESETSTAT");
+    await run();
+    let calls = await stats();
+    expect(calls.evalsha).toBeGreaterThanOrEqual(5);
+    expect(calls.eval).toBeUndefined();
+
+    await admin.script("FLUSH");
+    await admin.config("RESETSTAT");
+    await run();
+    calls = await stats();
+    expect(calls.eval).toBe(5); // enqueue, fetch, finish, keep_alive, stop: once each
+    await run();
+    expect((await stats()).eval).toBe(5);
+    await broker(namespace).flush();
+  });
+});

@@ -1,0 +1,78 @@
+import { describe, expect, test } from "vitest";
+import { exponentialBackoff } from "../lib/backoff.js";
+import { Job, JobStatus, checkArgs, fromJSON, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { SerializationError, RetryError, InvalidOptionError, toError } from "../lib/errors.js";
+import { DateTime } from "luxon";
+
+describe("exponentialBackoff", () => {
+  test.each([
+    [1, 3, 6],
+    [2, 6, 12],
+    [3, 12, 24],
+    [8, 384, 768],
+    [9, 600, 1200],
+    [30, 600, 1200],
+  ])("attempt %i waits between %i and %i seconds", (attempt, low, high) => {
+    expect(exponentialBackoff(attempt, 1200, () => 0)).toBe(low);
+    expect(exponentialBackoff(attempt, 1200, () => 1)).toBe(high);
+    const sample = exponentialBackoff(attempt);
+    expect(sample).toBeGreaterThanOrEqual(low);
+    expect(sample).toBeLessThanOrEqual(high);
+  });
+
+  test("the cap bounds the delay", () => {
+    expect(exponentialBackoff(20, 60, () => 1)).toBe(60);
+  });
+});
+
+describe("job wire format", () => {
+  const job = () => new Job({ taskName: 'say "hi"/x', queue: "q", atMs: 1_700_000_000_123, maxRetries: 3, retries: 1, taskArgs: [{ a: [1, "two"] }, null, true, "/"] });
+
+  test("toJSON and fromJSON round-trip every field; the status comes from where the job is", () => {
+    const original = job();
+    const back = fromJSON(toJSON(original), JobStatus.Running);
+    expect(back).toEqual({ ...original, status: JobStatus.Running });
+    expect(back.at.toISO()).toBe("2023-11-14T22:13:20.123Z");
+  });
+
+  test("retries is the second field, so the Lua scripts can rewrite it in place", () => {
+    expect(toJSON(job())).toMatch(/^\{"id":"[0-9a-f-]{36}","retries":1,/);
+  });
+
+  test("periodic jobs use the same format with no arguments", () => {
+    const text = periodicJobJSON("id-1", "tick", "q", 5, 2);
+    expect(fromJSON(text, JobStatus.Queued)).toMatchObject({ id: "id-1", taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, retries: 0, taskArgs: [] });
+    expect(text).toBe(toJSON(new Job({ id: "id-1", taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, taskArgs: [] })));
+  });
+
+  test("foreign data is refused with a SerializationError", () => {
+    expect(() => fromJSON("not json", JobStatus.Queued)).toThrow(SerializationError);
+    expect(() => fromJSON('{"id":1}', JobStatus.Queued)).toThrow(/missing or mistyped/);
+  });
+
+  test("checkArgs accepts plain JSON data and null-prototype objects", () => {
+    expect(() => checkArgs("t", [1, "s", null, false, [1, [2]], { a: { b: [] } }, Object.create(null)])).not.toThrow();
+  });
+
+  test("checkArgs allows shared (non-circular) references", () => {
+    const shared = { x: 1 };
+    expect(() => checkArgs("t", [shared, shared, [shared]])).not.toThrow();
+  });
+});
+
+describe("errors", () => {
+  test("RetryError normalises at to UTC and refuses invalid dates", () => {
+    const err = new RetryError("later", { at: DateTime.fromISO("2030-01-01T10:00:00", { zone: "Europe/Paris" }) });
+    expect(err.at!.zoneName).toBe("UTC");
+    expect(err.at!.toISO()).toBe("2030-01-01T09:00:00.000Z");
+    expect(() => new RetryError("x", { at: new Date(NaN) })).toThrow(InvalidOptionError);
+    expect(err.name).toBe("RetryError");
+  });
+
+  test("toError wraps non-errors", () => {
+    expect(toError("x").message).toMatch(/x/);
+    expect(toError({ a: 1 }).message).toMatch(/\{"a":1\}/);
+    const e = new Error("keep");
+    expect(toError(e)).toBe(e);
+  });
+});
