@@ -1,0 +1,107 @@
+/**
+ * Redis cost per job: runs 10,000 no-op jobs through Chard on a private redis-server and reads
+ * `INFO commandstats` before and after each scenario (commands run inside Lua scripts count too).
+ * Prints a Markdown table. Run with `npm run bench:commands` (needs redis-server on PATH).
+ */
+import { Redis } from "ioredis";
+import { Batch, Engine, RedisBroker, setLogger } from "../lib/index.js";
+import { startRedisServer } from "../test/helpers/redis-server.js";
+
+const N = Number(process.env.CHARD_BENCH_JOBS ?? 10_000);
+
+async function commandStats(admin: Redis): Promise<Map<string, number>> {
+  const info = await admin.info("commandstats");
+  const stats = new Map<string, number>();
+  for (const line of info.split("\n")) {
+    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+    if (m) stats.set(m[1]!, Number(m[2]));
+  }
+  return stats;
+}
+
+function delta(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const d = new Map<string, number>();
+  for (const [name, calls] of after) {
+    const n = calls - (before.get(name) ?? 0) - (name === "info" ? 1 : 0);
+    if (n > 0) d.set(name, n);
+  }
+  return d;
+}
+
+interface Row {
+  scenario: string;
+  commands: Map<string, number>;
+  ms: number;
+}
+
+async function measure(admin: Redis, scenario: string, run: () => Promise<void>): Promise<Row> {
+  const before = await commandStats(admin);
+  const t0 = performance.now();
+  await run();
+  const ms = performance.now() - t0;
+  return { scenario, commands: delta(before, await commandStats(admin)), ms };
+}
+
+async function main(): Promise<void> {
+  setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+  const server = await startRedisServer();
+  const admin = new Redis(server.url);
+  const rows: Row[] = [];
+  try {
+    const scenarios: [string, (engine: Engine) => Promise<void>][] = [
+      ["enqueue one at a time (awaited)", async (e) => {
+        for (let i = 0; i < N; i++) await e.schedule("noop", i);
+      }],
+      ["enqueue in batches of 1,000", async (e) => {
+        for (let i = 0; i < N; i += 1000) {
+          const batch = new Batch();
+          for (let j = i; j < Math.min(N, i + 1000); j++) batch.schedule("noop", j);
+          await e.scheduleBatch(batch);
+        }
+      }],
+    ];
+    for (const [name, enqueue] of scenarios) {
+      const engine = new Engine(new RedisBroker(server.url), `bench-${rows.length}`);
+      engine.task("noop", (_i: number) => undefined);
+      rows.push(await measure(admin, name, () => enqueue(engine)));
+      for (const number of [10, 100]) {
+        if (number === 100) await enqueue(engine);
+        rows.push(await measure(admin, `  then process at concurrency ${number}`, () => engine.startWorkers({ number, stopWhenQueueEmpty: true })));
+      }
+      await engine.broker.flush();
+      await engine.close();
+    }
+    const e2e = new Engine(new RedisBroker(server.url), "bench-e2e");
+    e2e.task("noop", (_i: number) => undefined);
+    rows.push(await measure(admin, "end to end: batches of 100 + 100 workers", async () => {
+      let done = 0;
+      const { signals } = await import("../lib/index.js");
+      const off = signals.jobFinished.connectVia("bench-e2e", () => void done++);
+      const workers = e2e.startWorkers({ number: 100 });
+      for (let i = 0; i < N; i += 100) {
+        const batch = new Batch();
+        for (let j = i; j < i + 100; j++) batch.schedule("noop", j);
+        await e2e.scheduleBatch(batch);
+      }
+      while (done < N) await new Promise((r) => setTimeout(r, 5));
+      off();
+      await e2e.stopWorkers();
+      await workers;
+    }));
+    await e2e.broker.flush();
+    await e2e.close();
+  } finally {
+    admin.disconnect();
+    await server.stop();
+  }
+  console.log(`\nRedis commands per job, ${N.toLocaleString("en")} no-op jobs (INFO commandstats, Lua-internal commands included)\n`);
+  console.log("| scenario | commands/job | of which EVALSHA | jobs/s | top commands |");
+  console.log("|---|---:|---:|---:|---|");
+  for (const r of rows) {
+    const total = [...r.commands.values()].reduce((a, b) => a + b, 0);
+    const top = [...r.commands].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, v]) => `${k} ${(v / N).toFixed(2)}`).join(", ");
+    console.log(`| ${r.scenario} | ${(total / N).toFixed(2)} | ${((r.commands.get("evalsha") ?? 0) / N).toFixed(3)} | ${Math.round(N / (r.ms / 1000)).toLocaleString("en")} | ${top} |`);
+  }
+}
+
+await main();
