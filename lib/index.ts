@@ -23,5 +23,5 @@ export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
 export type { Broker, FetchResult, FinishedJob, Outcome, Recovery } from "./broker.js";
 export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";
-export { RedisBroker, type RedisBrokerOptions } from "../brokers/redis/index.js";
+export { RedisBroker, RedisConnectionError, RedisReplyError, DEFAULT_REDIS_URL, type RedisBrokerOptions, type RedisClient } from "../brokers/redis/index.js";
 export type { BrokerOptions } from "../brokers/base.js";
