@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Broker, FetchResult, FinishedJob, Recovery } from "../lib/broker.js";
+import type { Broker, FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
 import { systemClock, type Clock } from "../lib/clock.js";
 import { toMilliseconds, type DurationInput } from "../lib/durations.js";
 import { BrokerInUseError, InvalidOptionError, StateError } from "../lib/errors.js";
@@ -31,6 +31,9 @@ export abstract class BaseBroker implements Broker {
   #namespace: string | undefined;
   #eventPending = false;
   #release: (() => void) | undefined;
+  #cancelHandler: ((id: string) => void) | undefined;
+  /** `waitForResult` calls waiting, by job id: each is called when the job ended, or with an error. */
+  readonly #resultWaiters = new Map<string, Set<(error?: Error) => void>>();
 
   constructor(options: BrokerOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -84,6 +87,67 @@ export abstract class BaseBroker implements Broker {
     else this.#eventPending = true;
   }
 
+  onCancel(handler: ((id: string) => void) | undefined): void {
+    this.#cancelHandler = handler;
+  }
+
+  /** Subclasses call this when a cancel for `id` reached the broker. */
+  protected deliverCancel(id: string): void {
+    this.#cancelHandler?.(id);
+  }
+
+  /**
+   * Waits for the end of a job: registers before it reads, so an end between the read and the
+   * wait is not missed; woken by `resultsEnded`, never by polling.
+   */
+  async waitForResult(id: string, untilMs: number | undefined): Promise<ResultLookup | undefined> {
+    await this.listenForResults();
+    for (;;) {
+      let waiter!: (error?: Error) => void;
+      let timer: NodeJS.Timeout | undefined;
+      const woken = new Promise<boolean>((resolve, reject) => {
+        waiter = (error) => (error ? reject(error) : resolve(true));
+        if (untilMs !== undefined) timer = setTimeout(() => resolve(false), Math.max(0, untilMs - this.clock.now()));
+      });
+      woken.catch(() => undefined); // settled by the read below throwing is not an unhandled rejection
+      let set = this.#resultWaiters.get(id);
+      if (!set) this.#resultWaiters.set(id, (set = new Set()));
+      set.add(waiter);
+      try {
+        const lookup = await this.readResult(id);
+        if (lookup.state === "finished" || lookup.state === "unknown") return lookup;
+        if (!(await woken)) return undefined;
+      } finally {
+        clearTimeout(timer);
+        set.delete(waiter);
+        if (set.size === 0 && this.#resultWaiters.get(id) === set) this.#resultWaiters.delete(id);
+      }
+    }
+  }
+
+  /** Subclasses call this with the ids of jobs that ended (from any process of the namespace). */
+  protected resultsEnded(ids: Iterable<string>): void {
+    if (this.#resultWaiters.size === 0) return;
+    for (const id of ids) for (const waiter of this.#resultWaiters.get(id) ?? []) waiter();
+  }
+
+  /** Subclasses call this when ends may have been missed (a reconnect): every waiter reads again. */
+  protected resultsMaybeEnded(): void {
+    this.resultsEnded([...this.#resultWaiters.keys()]);
+  }
+
+  /** Subclasses call this when closing: pending `waitForResult` calls reject with `error`. */
+  protected abortResultWaits(error: Error): void {
+    for (const set of this.#resultWaiters.values()) for (const waiter of set) waiter(error);
+  }
+
+  /** Makes sure `resultsEnded` will be called for jobs that end from now on. */
+  protected abstract listenForResults(): Promise<void>;
+  abstract revokeJob(id: string): Promise<JobState>;
+  abstract cancelJob(id: string): Promise<JobState>;
+  abstract readResult(id: string): Promise<ResultLookup>;
+  abstract setProgress(id: string, json: string): Promise<void>;
+  abstract getProgress(id: string): Promise<string | undefined>;
   abstract start(): Promise<void>;
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;

@@ -7,7 +7,10 @@
  * what runs here runs the same on RedisBroker.
  */
 import { randomUUID } from "node:crypto";
-import type { FetchResult, FinishedJob, Recovery } from "../lib/broker.js";
+import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
+import { StateError } from "../lib/errors.js";
+import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
+import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import { getLogger } from "../lib/logger.js";
 import { Job, JobStatus, fromJSON, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import type { Task } from "../lib/tasks.js";
@@ -66,6 +69,37 @@ class NamespaceState {
   readonly periodic = new Map<string, PeriodicEntry>();
   readonly maxConcurrency = new Map<string, number>();
   readonly concurrency = new Map<string, number>();
+  /** Jobs not ended yet, by id: pending (queued or waiting), running, or revoked (dropped when fetched). */
+  readonly jobs = new Map<string, "pending" | "running" | "revoked">();
+  /** Result records of ended jobs, in insertion order. */
+  readonly results = new Map<string, { record: string; expiresAtMs: number }>();
+  /** Latest progress of running generator jobs. */
+  readonly progress = new Map<string, string>();
+
+  /** Stores a result record; forgets expired ones at the head (insertion order). */
+  keepResult(id: string, record: string, ttlMs: number, now: number): void {
+    for (const [oldId, entry] of this.results) {
+      if (entry.expiresAtMs > now) break;
+      this.results.delete(oldId);
+    }
+    this.results.delete(id);
+    this.results.set(id, { record, expiresAtMs: now + ttlMs });
+  }
+
+  /** The result record of `id` unless it expired. */
+  result(id: string, now: number): string | undefined {
+    const entry = this.results.get(id);
+    if (entry && entry.expiresAtMs <= now) {
+      this.results.delete(id);
+      return undefined;
+    }
+    return entry?.record;
+  }
+
+  /** State of a job for revoke, cancel and results. */
+  stateOf(id: string, now: number): JobState {
+    return this.jobs.get(id) ?? (this.result(id, now) !== undefined ? "finished" : "unknown");
+  }
 
   queue(name: string): Deque {
     let q = this.queues.get(name);
@@ -98,6 +132,7 @@ class NamespaceState {
 export class MemoryStore {
   readonly #namespaces = new Map<string, NamespaceState>();
   readonly #listeners = new Map<string, Set<MemoryBroker>>();
+  readonly #resultListeners = new Map<string, Set<MemoryBroker>>();
 
   /** @internal State of one namespace. */
   state(namespace: string): NamespaceState {
@@ -125,6 +160,25 @@ export class MemoryStore {
   /** @internal Wakes every started broker of the namespace (the pub/sub of this store). */
   notify(namespace: string): void {
     for (const broker of this.#listeners.get(namespace) ?? []) broker.wake();
+  }
+
+  /** @internal Tells every started broker of the namespace to cancel job `id` if it runs it. */
+  notifyCancel(namespace: string, id: string): void {
+    for (const broker of this.#listeners.get(namespace) ?? []) broker.cancelled(id);
+  }
+
+  /** @internal Subscribes a broker to the ends of jobs of its namespace (for results). */
+  listenForResults(namespace: string, broker: MemoryBroker, on: boolean): void {
+    let set = this.#resultListeners.get(namespace);
+    if (!set) this.#resultListeners.set(namespace, (set = new Set()));
+    if (on) set.add(broker);
+    else set.delete(broker);
+  }
+
+  /** @internal Tells the brokers waiting for results that these jobs ended. */
+  notifyResults(namespace: string, ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    for (const broker of this.#resultListeners.get(namespace) ?? []) broker.ended(ids);
   }
 }
 
@@ -178,6 +232,7 @@ export class MemoryBroker extends BaseBroker {
   }
 
   #put(ns: NamespaceState, job: Job, json: string, now: number): void {
+    ns.jobs.set(job.id, "pending");
     if (job.atMs <= now) {
       ns.queue(job.queue).push(json);
       job.status = JobStatus.Queued;
@@ -194,6 +249,7 @@ export class MemoryBroker extends BaseBroker {
     if (this.#moveDue(ns, now) > 0) this.#store.notify(this.namespace);
 
     const jobs: Job[] = [];
+    const revoked: Job[] = [];
     const q = ns.queues.get(queue);
     if (q && maxJobs > 0) {
       let running = ns.running.get(this.id);
@@ -210,6 +266,12 @@ export class MemoryBroker extends BaseBroker {
           getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
           continue;
         }
+        if (ns.jobs.get(job.id) === "revoked") {
+          ns.jobs.delete(job.id);
+          ns.keepResult(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          revoked.push(job);
+          continue;
+        }
         if (limited) {
           const max = ns.maxConcurrency.get(job.taskName);
           if (max !== undefined) {
@@ -222,11 +284,13 @@ export class MemoryBroker extends BaseBroker {
           }
         }
         running.set(job.id, { taskName: job.taskName, json });
+        ns.jobs.set(job.id, "running");
         jobs.push(job);
       }
       q.unshiftAll(setAside);
     }
-    return { jobs, nextDueAtMs: this.#nextDue(ns) };
+    if (revoked.length > 0) this.#store.notifyResults(this.namespace, revoked.map((j) => j.id));
+    return { jobs, nextDueAtMs: this.#nextDue(ns), revoked };
   }
 
   /** Moves due future jobs and fires due periodic tasks; returns how many jobs were queued. */
@@ -239,7 +303,9 @@ export class MemoryBroker extends BaseBroker {
     }
     for (const [name, p] of ns.periodic) {
       if (p.nextMs > now) continue;
-      ns.queue(p.queue).push(periodicJobJSON(randomUUID(), name, p.queue, now, p.maxRetries));
+      const id = randomUUID();
+      ns.jobs.set(id, "pending");
+      ns.queue(p.queue).push(periodicJobJSON(id, name, p.queue, now, p.maxRetries));
       // Next run one period from now, not from the missed due date: no catch-up burst.
       p.nextMs = now + p.periodMs;
       moved++;
@@ -259,19 +325,26 @@ export class MemoryBroker extends BaseBroker {
     const now = this.clock.now();
     // Others must hear of re-enqueued jobs and of freed concurrency slots (their set-aside jobs).
     let notify = false;
-    for (const { job, outcome } of finished) {
+    const ended: string[] = [];
+    for (const { job, outcome, result, resultTtlMs, hadProgress } of finished) {
       // A job no longer in our running set was recovered by another broker: it is theirs now.
       if (!running?.delete(job.id)) continue;
       if (ns.maxConcurrency.has(job.taskName)) {
         ns.release(job.taskName);
         notify = true;
       }
+      if (hadProgress) ns.progress.delete(job.id);
       if (outcome === "retry") {
         this.#put(ns, job, toJSON(job), now);
         notify = true;
+      } else {
+        ns.jobs.delete(job.id);
+        if (result !== undefined) ns.keepResult(job.id, result, resultTtlMs ?? DEFAULT_RESULT_TTL_MS, now);
+        ended.push(job.id);
       }
     }
     if (notify) this.#store.notify(this.namespace);
+    this.#store.notifyResults(this.namespace, ended);
   }
 
   async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
@@ -315,10 +388,14 @@ export class MemoryBroker extends BaseBroker {
         if (job.retries < job.maxRetries) {
           job.retries++;
           ns.queue(job.queue).push(toJSON(job));
+          ns.jobs.set(job.id, "pending");
           job.status = JobStatus.Queued;
           requeued.push(job);
         } else {
           job.status = JobStatus.Failed;
+          ns.jobs.delete(job.id);
+          ns.progress.delete(job.id);
+          ns.keepResult(job.id, LOST_RECORD, DEFAULT_RESULT_TTL_MS, now);
           failed.push(job);
         }
       }
@@ -326,11 +403,54 @@ export class MemoryBroker extends BaseBroker {
       ns.leases.delete(brokerId);
     }
     if (requeued.length > 0) this.#store.notify(this.namespace);
+    this.#store.notifyResults(this.namespace, failed.map((j) => j.id));
     return { requeued, failed, leaseLost };
   }
 
   async isQueueEmpty(queue: string): Promise<boolean> {
     return (this.#ns.queues.get(queue)?.length ?? 0) === 0;
+  }
+
+  async revokeJob(id: string): Promise<JobState> {
+    const ns = this.#ns;
+    const state = ns.stateOf(id, this.clock.now());
+    if (state === "pending") ns.jobs.set(id, "revoked");
+    return state;
+  }
+
+  async cancelJob(id: string): Promise<JobState> {
+    const state = await this.revokeJob(id);
+    if (state === "running") this.#store.notifyCancel(this.namespace, id);
+    return state;
+  }
+
+  async readResult(id: string): Promise<ResultLookup> {
+    const ns = this.#ns;
+    const now = this.clock.now();
+    const record = ns.result(id, now);
+    return { record, state: record !== undefined ? "finished" : ns.stateOf(id, now) };
+  }
+
+  async setProgress(id: string, json: string): Promise<void> {
+    this.#ns.progress.set(id, json);
+  }
+
+  async getProgress(id: string): Promise<string | undefined> {
+    return this.#ns.progress.get(id);
+  }
+
+  protected async listenForResults(): Promise<void> {
+    this.#store.listenForResults(this.namespace, this, true);
+  }
+
+  /** @internal A cancel reached this broker. */
+  cancelled(id: string): void {
+    this.deliverCancel(id);
+  }
+
+  /** @internal Jobs of the namespace ended. */
+  ended(ids: readonly string[]): void {
+    this.resultsEnded(ids);
   }
 
   async flush(): Promise<void> {
@@ -339,5 +459,7 @@ export class MemoryBroker extends BaseBroker {
 
   async close(): Promise<void> {
     if (this.#started) await this.stop();
+    if (this.hasNamespace) this.#store.listenForResults(this.namespace, this, false);
+    this.abortResultWaits(new StateError("the broker was closed while waiting for a result"));
   }
 }

@@ -17,6 +17,23 @@ export type Outcome = "succeeded" | "failed" | "retry";
 export interface FinishedJob {
   job: Job;
   outcome: Outcome;
+  /** For an ended job (not `retry`): its result record (lib/results.ts) when its task keeps results. */
+  result?: string;
+  /** How long to keep `result`, in ms. */
+  resultTtlMs?: number;
+  /** The job stored progress (`setProgress`) that can be forgotten now. */
+  hadProgress?: boolean;
+}
+
+/** Where a job is, as far as revoke, cancel and results are concerned. */
+export type JobState = "pending" | "running" | "revoked" | "finished" | "unknown";
+
+/** What `Broker.readResult` returns. */
+export interface ResultLookup {
+  /** The result record, when the job ended and its result is kept. */
+  record: string | undefined;
+  /** The job's state (`finished` when a record exists). */
+  state: JobState;
 }
 
 /** What `Broker.fetchJobs` returns. */
@@ -25,6 +42,8 @@ export interface FetchResult {
   jobs: Job[];
   /** When the earliest future job or periodic task of the namespace is due (epoch ms), if any. */
   nextDueAtMs: number | undefined;
+  /** Revoked jobs the fetch took out of the queue and dropped (their result says so): never run. */
+  revoked: Job[];
 }
 
 /** What `Broker.keepAlive` returns. */
@@ -69,6 +88,26 @@ export interface Broker {
   waitForEvent(untilMs: number | undefined): Promise<void>;
   /** Wakes a pending (or the next) `waitForEvent` from this process. */
   wake(): void;
+  /** Marks a job that has not started as revoked (dropped when fetched); reports the job's state before. */
+  revokeJob(id: string): Promise<JobState>;
+  /**
+   * Cancels a job: a pending one is revoked; for a running one, every broker of the namespace is
+   * told (its cancel handler runs). Reports the job's state before.
+   */
+  cancelJob(id: string): Promise<JobState>;
+  /** Sets what runs when a cancel for `id` reaches this broker (workers set it while they run). */
+  onCancel(handler: ((id: string) => void) | undefined): void;
+  /** The result record of a job, if kept, and its state. */
+  readResult(id: string): Promise<ResultLookup>;
+  /**
+   * Resolves once the job ended (with `readResult`'s answer then), at once if it already has, or
+   * with undefined at `untilMs`. Waits on notifications, never by polling.
+   */
+  waitForResult(id: string, untilMs: number | undefined): Promise<ResultLookup | undefined>;
+  /** Stores the latest progress (JSON) of a running job, readable from any process. */
+  setProgress(id: string, json: string): Promise<void>;
+  /** The latest progress (JSON) of a running job, if any (after it ended, its result record holds it). */
+  getProgress(id: string): Promise<string | undefined>;
   /** Deletes everything of this broker's namespace. */
   flush(): Promise<void>;
   /** Releases what the broker opened (not a client it was handed); idempotent. */

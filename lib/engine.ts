@@ -1,11 +1,22 @@
 import type { DateTime } from "luxon";
-import type { Broker } from "./broker.js";
-import { checkInteger } from "./durations.js";
-import { ChardError, InvalidOptionError, StateError, UnknownTaskError, describe, toUtcDateTime } from "./errors.js";
-import { Job, checkArgs } from "./jobs.js";
+import type { Broker, JobState } from "./broker.js";
+import { checkInteger, toMilliseconds } from "./durations.js";
+import {
+  ChardError, InvalidOptionError, ResultTimeoutError, StateError, UnknownJobError, UnknownTaskError, describe, toUtcDateTime,
+} from "./errors.js";
+import { Job, JobStatus, checkArgs, type ResultOptions } from "./jobs.js";
+import { readRecord, recordProgress } from "./results.js";
+import { signals } from "./signals.js";
 import { getLogger } from "./logger.js";
 import { Batch, DEFAULT_QUEUE, Task, checkQueue, type TaskFunction, type TaskOptions, type TaskRef, type Tasks } from "./tasks.js";
 import { Workers } from "./workers.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** @throws InvalidOptionError unless `id` is a job id (a UUID, as `job.id`). */
+function checkJobId(id: unknown, method: string): asserts id is string {
+  if (typeof id !== "string" || !UUID.test(id)) throw new InvalidOptionError(`${method}: a job id is a UUID string (job.id), got ${describe(id)}`);
+}
 
 /** Default namespace of an engine. */
 export const DEFAULT_NAMESPACE = "chard";
@@ -125,13 +136,24 @@ export class Engine {
     const jobs = batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
     this.#checkOpen();
     await this.broker.enqueueJobs(jobs);
+    this.#enqueued(jobs);
     return jobs;
+  }
+
+  /** Signals the jobs the broker accepted, and binds `job.result()` to this engine. */
+  #enqueued(jobs: readonly Job[]): void {
+    for (const job of jobs) {
+      job.bindResults((options) => this.getResult(job.id, options));
+      signals.jobEnqueued.send(this.namespace, { job });
+      if (job.status === JobStatus.Waiting) signals.jobScheduled.send(this.namespace, { job });
+    }
   }
 
   async #enqueueOne(task: TaskRef, at: DateTime | Date | undefined, args: unknown[]): Promise<Job> {
     const job = this.#buildJob(task, at, args, this.broker.clock.now());
     this.#checkOpen();
     await this.broker.enqueueJobs([job]);
+    this.#enqueued([job]);
     return job;
   }
 
@@ -159,7 +181,7 @@ export class Engine {
     }
     this.#checkOpen();
     if (this.#running) throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
-    const workers = new Workers(this.broker, this.namespace, this.#tasks, { number, queue, stopWhenQueueEmpty });
+    const workers = new Workers(this.broker, this.namespace, this.#tasks, { number, queue, stopWhenQueueEmpty }, (id, options) => this.getResult(id, options));
     const onSignal = (): void => {
       void this.stopWorkers();
     };
@@ -177,6 +199,72 @@ export class Engine {
       this.#running = undefined;
     });
     return this.#running;
+  }
+
+  /**
+   * Waits for a job to end, from any process of the namespace, without polling: resolves with what
+   * its task returned, or rejects with why it did not succeed (`JobFailedError` with the original
+   * error's name and message, `JobRevokedError`, `JobExpiredError`, `JobTimeoutError`, `JobCancelledError`).
+   * @throws InvalidOptionError (bad id or timeout), UnknownJobError (never scheduled in this
+   *   namespace, or ended with its result not kept or expired), ResultTimeoutError.
+   */
+  async getResult(jobId: string, options: ResultOptions = {}): Promise<unknown> {
+    checkJobId(jobId, "getResult");
+    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, "getResult timeout", { allowZero: true });
+    this.#checkOpen();
+    const lookup = await this.broker.waitForResult(jobId, timeoutMs === undefined ? undefined : this.broker.clock.now() + timeoutMs);
+    if (!lookup) throw new ResultTimeoutError(`job ${jobId} did not end within ${timeoutMs! / 1000} s`);
+    if (lookup.record === undefined) {
+      throw new UnknownJobError(
+        `no result for job ${jobId} in namespace "${this.namespace}": it was never scheduled here, or it ended and its result was not kept (keepResult: false) or expired (resultTtl)`,
+      );
+    }
+    const outcome = readRecord(lookup.record, jobId);
+    if (outcome.ok) return outcome.value;
+    throw outcome.error;
+  }
+
+  /**
+   * The last value a generator job yielded (its progress), from any process; undefined before the first.
+   * @throws InvalidOptionError (bad id), UnknownJobError.
+   */
+  async getProgress(jobId: string): Promise<unknown> {
+    checkJobId(jobId, "getProgress");
+    const json = await this.broker.getProgress(jobId);
+    if (json !== undefined) return JSON.parse(json) as unknown;
+    const { record, state } = await this.broker.readResult(jobId);
+    if (record !== undefined) return recordProgress(record);
+    if (state === "unknown") throw new UnknownJobError(`no job ${jobId} in namespace "${this.namespace}" (never scheduled here, or its result is gone)`);
+    return undefined;
+  }
+
+  /**
+   * Revokes a job that has not started: it is dropped instead of run (`jobRevoked`, from the worker
+   * that would have run it; its result rejects with `JobRevokedError`). Revoking twice is harmless.
+   * @throws InvalidOptionError (bad id), UnknownJobError, StateError (running: use `cancel`; or already ended).
+   */
+  async revoke(jobId: string): Promise<void> {
+    checkJobId(jobId, "revoke");
+    this.#checkOpen();
+    const state = await this.broker.revokeJob(jobId);
+    if (state === "running") throw new StateError(`job ${jobId} is already running; use engine.cancel(id) to stop it`);
+    this.#checkEndState(jobId, state);
+  }
+
+  /**
+   * Cancels a job: a running one, on whichever process runs it, gets its AbortSignal fired and
+   * fails without retry (`JobCancelledError`); one not started yet is revoked.
+   * @throws InvalidOptionError (bad id), UnknownJobError, StateError (already ended).
+   */
+  async cancel(jobId: string): Promise<void> {
+    checkJobId(jobId, "cancel");
+    this.#checkOpen();
+    this.#checkEndState(jobId, await this.broker.cancelJob(jobId));
+  }
+
+  #checkEndState(jobId: string, state: JobState): void {
+    if (state === "finished") throw new StateError(`job ${jobId} has already ended`);
+    if (state === "unknown") throw new UnknownJobError(`no job ${jobId} waiting or running in namespace "${this.namespace}"`);
   }
 
   /** Stops the workers gracefully: no new jobs, running ones finish. Resolves when they have stopped. */

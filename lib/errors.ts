@@ -36,6 +36,37 @@ export class RetryError extends ChardError {
 /** Throw from a task to fail the job now, whatever retries are left. */
 export class AbortJobError extends ChardError {}
 
+/** A job id that the broker of the engine does not know (never scheduled, or its result expired). */
+export class UnknownJobError extends ChardError {}
+
+/** A job ran past its task's `timeout`; it is retried if it has retries left. */
+export class JobTimeoutError extends ChardError {}
+
+/** A running job was cancelled with `engine.cancel`; it fails without retry. */
+export class JobCancelledError extends ChardError {}
+
+/** `getResult` of a job that was revoked before it started. */
+export class JobRevokedError extends ChardError {}
+
+/** A job was not started within its task's `expiresIn` after it was due. */
+export class JobExpiredError extends ChardError {}
+
+/** `getResult` did not see the job end within its `timeout`. */
+export class ResultTimeoutError extends ChardError {}
+
+/**
+ * `getResult` of a job that failed: carries the name and message of the error the job failed with
+ * (the original error object lives in the process that ran the job).
+ */
+export class JobFailedError extends ChardError {
+  /** The name of the error the job failed with (e.g. "TypeError", "JobTimeoutError"). */
+  readonly errorName: string;
+  constructor(message: string, errorName: string) {
+    super(message);
+    this.errorName = errorName;
+  }
+}
+
 /** Turns anything thrown into an `Error`, so it can be logged or stored on a job. */
 export function toError(e: unknown): Error {
   if (e instanceof Error) return e;

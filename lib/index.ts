@@ -3,8 +3,9 @@
  * Every name of the public API contract is exported here.
  */
 export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions } from "./engine.js";
-export { Task, Tasks, Batch, DEFAULT_QUEUE, type TaskOptions, type TaskFunction, type TaskRef, type BatchEntry } from "./tasks.js";
-export { Job, JobStatus, type JobFields } from "./jobs.js";
+export { Task, Tasks, Batch, DEFAULT_QUEUE, DEFAULT_RESULT_TTL_MS, type TaskOptions, type TaskFunction, type TaskRef, type BatchEntry } from "./tasks.js";
+export { Job, JobStatus, type JobFields, type ResultOptions } from "./jobs.js";
+export { currentJob, type JobContext } from "./context.js";
 export {
   ChardError,
   UnknownTaskError,
@@ -14,14 +15,32 @@ export {
   StateError,
   RetryError,
   AbortJobError,
+  UnknownJobError,
+  JobTimeoutError,
+  JobCancelledError,
+  JobRevokedError,
+  JobExpiredError,
+  JobFailedError,
+  ResultTimeoutError,
 } from "./errors.js";
 export { WorkerDiedError } from "./workers.js";
-export { signals, SafeNamedSignal, type Receiver, type JobPayload, type JobErrorPayload, type WorkerPayload } from "./signals.js";
+export {
+  signals,
+  SafeNamedSignal,
+  type Receiver,
+  type JobPayload,
+  type JobErrorPayload,
+  type JobResultPayload,
+  type JobOutputPayload,
+  type JobIterationPayload,
+  type SignalFailurePayload,
+  type WorkerPayload,
+} from "./signals.js";
 export { setLogger, getLogger, type Logger } from "./logger.js";
 export { exponentialBackoff } from "./backoff.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
-export type { Broker, FetchResult, FinishedJob, Outcome, Recovery } from "./broker.js";
+export type { Broker, FetchResult, FinishedJob, JobState, Outcome, Recovery, ResultLookup } from "./broker.js";
 export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";
 export { RedisBroker, RedisConnectionError, RedisReplyError, DEFAULT_REDIS_URL, type RedisBrokerOptions, type RedisClient } from "../brokers/redis/index.js";
 export type { BrokerOptions } from "../brokers/base.js";

@@ -8,7 +8,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { DateTime } from "luxon";
-import { SerializationError, describe } from "./errors.js";
+import type { DurationInput } from "./durations.js";
+import { SerializationError, StateError, describe } from "./errors.js";
 
 /** The states of a job. */
 export const JobStatus = {
@@ -34,6 +35,12 @@ export interface JobFields {
   retries?: number;
   status?: JobStatus;
   taskArgs: unknown[];
+}
+
+/** Options of `getResult` and `job.result`. */
+export interface ResultOptions {
+  /** Longest wait (seconds or Duration); without it, waits as long as it takes. */
+  timeout?: DurationInput;
 }
 
 /** One execution request of a task. Users get jobs from `schedule*` and signals; they do not build them. */
@@ -74,6 +81,24 @@ export class Job {
   /** True while retries are left. */
   get shouldRetry(): boolean {
     return this.retries < this.maxRetries;
+  }
+
+  #results: ((options: ResultOptions) => Promise<unknown>) | undefined;
+
+  /** @internal Lets `result()` ask the engine that scheduled or ran this job. */
+  bindResults(source: (options: ResultOptions) => Promise<unknown>): this {
+    this.#results = source;
+    return this;
+  }
+
+  /**
+   * Waits for the job to end: resolves with what its task returned, rejects with the failure
+   * (`JobFailedError`, `JobRevokedError`, ...) or `ResultTimeoutError`. Same as `engine.getResult(job.id)`.
+   * @throws StateError for a job that no engine handed out.
+   */
+  result(options: ResultOptions = {}): Promise<unknown> {
+    if (!this.#results) return Promise.reject(new StateError(`${this} was not scheduled or run by an engine; use engine.getResult(id)`));
+    return this.#results(options);
   }
 
   /** `Job <taskName STATUS id>`, for logs. */

@@ -69,9 +69,9 @@ export class SafeNamedSignal<P extends object> {
     const guarded = (ns: string, payload: P): void => {
       try {
         const result = receiver(ns, payload);
-        if (result instanceof Promise) result.catch((e: unknown) => this.#failed(e));
+        if (result instanceof Promise) result.catch((e: unknown) => this.#failed(ns, e));
       } catch (e) {
-        this.#failed(e);
+        this.#failed(ns, e);
       }
     };
     const connection = { namespace, guarded };
@@ -106,8 +106,11 @@ export class SafeNamedSignal<P extends object> {
     return emitter;
   }
 
-  #failed(e: unknown): void {
-    getLogger().error(`error in a receiver of signal "${this.name}"`, toError(e));
+  #failed(namespace: string, e: unknown): void {
+    const err = toError(e);
+    getLogger().error(`error in a receiver of signal "${this.name}"`, err);
+    // A failing receiver of signalHandlerFailed itself is only logged: no loop.
+    if (this !== (signals.signalHandlerFailed as unknown)) signals.signalHandlerFailed.send(namespace, { signal: this.name, err });
   }
 
   /** `SafeNamedSignal "name"`. */
@@ -129,19 +132,66 @@ export interface JobErrorPayload {
 export interface WorkerPayload {
   workerName: string;
 }
+/** Payload of `jobSucceeded`: the job and what its task returned. */
+export interface JobResultPayload {
+  job: Job;
+  result: unknown;
+}
+/** Payload of `jobProgress` and `afterLoop`: a value a generator task yielded, and its index (from 0). */
+export interface JobOutputPayload {
+  job: Job;
+  output: unknown;
+  iteration: number;
+}
+/** Payload of `beforeLoop`: the index (from 0) of the generator iteration about to run. */
+export interface JobIterationPayload {
+  job: Job;
+  iteration: number;
+}
+/** Payload of `signalHandlerFailed`: the signal whose receiver threw, and the error. */
+export interface SignalFailurePayload {
+  signal: string;
+  err: Error;
+}
 
 /** The signals Chard sends. */
 export const signals = {
+  /** A job was accepted by the broker (once per job of a batch), sent in the producer. */
+  jobEnqueued: new SafeNamedSignal<JobPayload>("jobEnqueued"),
+  /** A job waits for a future time: `scheduleAt` (in the producer), or a retry with a delay (in the worker). */
+  jobScheduled: new SafeNamedSignal<JobPayload>("jobScheduled"),
   /** A worker starts executing a job. */
   jobStarted: new SafeNamedSignal<JobPayload>("jobStarted"),
   /** Execution ended, whatever the outcome (also after a retry or a failure). */
   jobFinished: new SafeNamedSignal<JobPayload>("jobFinished"),
+  /** The task returned (after `jobStarted`, before `jobFinished`): a terminal signal. */
+  jobSucceeded: new SafeNamedSignal<JobResultPayload>("jobSucceeded"),
   /** A failed job is rescheduled for a retry (`job.retries` and `job.at` already updated). */
   jobScheduleRetry: new SafeNamedSignal<JobErrorPayload>("jobScheduleRetry"),
-  /** A job failed and will not be retried. */
+  /** A job failed and will not be retried: a terminal signal. */
   jobFailed: new SafeNamedSignal<JobErrorPayload>("jobFailed"),
+  /** A revoked job was dropped instead of run: a terminal signal. */
+  jobRevoked: new SafeNamedSignal<JobPayload>("jobRevoked"),
+  /** A job was not started within its task's `expiresIn` after it was due: a terminal signal. */
+  jobExpired: new SafeNamedSignal<JobPayload>("jobExpired"),
+  /** A job ran past its `timeout` (then `jobScheduleRetry` or `jobFailed` follows). */
+  jobTimedOut: new SafeNamedSignal<JobErrorPayload>("jobTimedOut"),
+  /** A non-retryable job was running on a worker that died (then `jobFailed` follows). */
+  jobLost: new SafeNamedSignal<JobPayload>("jobLost"),
+  /** A retryable job was taken back from a dead worker and enqueued again. */
+  jobRecovered: new SafeNamedSignal<JobPayload>("jobRecovered"),
+  /** A generator task yielded a value (stored as the job's progress). */
+  jobProgress: new SafeNamedSignal<JobOutputPayload>("jobProgress"),
+  /** A generator task is about to compute its next value. */
+  beforeLoop: new SafeNamedSignal<JobIterationPayload>("beforeLoop"),
+  /** A generator task yielded a value (sent before `jobProgress`). */
+  afterLoop: new SafeNamedSignal<JobOutputPayload>("afterLoop"),
   /** A worker starts. */
   workerStarted: new SafeNamedSignal<WorkerPayload>("workerStarted"),
+  /** Stop was requested: the worker takes no new job and its running job is being drained. */
+  workerStopping: new SafeNamedSignal<WorkerPayload>("workerStopping"),
   /** A worker shuts down. */
   workerTerminated: new SafeNamedSignal<WorkerPayload>("workerTerminated"),
+  /** A receiver of some signal threw or rejected (it is also logged). */
+  signalHandlerFailed: new SafeNamedSignal<SignalFailurePayload>("signalHandlerFailed"),
 } as const;

@@ -16,7 +16,24 @@ export interface TaskOptions {
   periodicity?: DurationInput;
   /** Most jobs of this task running at once across the namespace; needs `maxRetries > 0`. */
   maxConcurrency?: number;
+  /** Longest run of one execution (seconds or Duration): then its AbortSignal fires and it fails with `JobTimeoutError`. */
+  timeout?: DurationInput;
+  /** A job not started within this time after it was due is never started (`jobExpired`). */
+  expiresIn?: DurationInput;
+  /** Keep each job's result (or failure) for `getResult`. @defaultValue true */
+  keepResult?: boolean;
+  /** How long a kept result lives (seconds or Duration). @defaultValue 3600 (1 hour) */
+  resultTtl?: DurationInput;
+  /** Called after the task returned (a throwing hook is logged, like a signal receiver). */
+  onSuccess?: (job: Job, result: unknown) => unknown;
+  /** Called when the job failed for good (no retry left, aborted, timed out, cancelled, lost). */
+  onFailure?: (job: Job, err: Error) => unknown;
+  /** Called when a failed execution is rescheduled for a retry. */
+  onRetry?: (job: Job, err: Error) => unknown;
 }
+
+/** Default lifetime of a kept result: one hour. */
+export const DEFAULT_RESULT_TTL_MS = 3_600_000;
 
 /** A task function: sync or async, with JSON-serialisable arguments. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -37,6 +54,14 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   readonly periodicityMs: number | undefined;
   /** Concurrency limit across the namespace, else undefined. */
   readonly maxConcurrency: number | undefined;
+  /** Longest run of one execution in milliseconds, else undefined. */
+  readonly timeoutMs: number | undefined;
+  /** How long after its due time a job may still start, in milliseconds, else undefined. */
+  readonly expiresInMs: number | undefined;
+  /** How long results are kept in milliseconds; 0 when `keepResult` is false. */
+  readonly resultTtlMs: number;
+  /** The per-task hooks given in the options. */
+  readonly hooks: Pick<TaskOptions, "onSuccess" | "onFailure" | "onRetry">;
 
   /** @throws InvalidOptionError when a name or option is invalid; the message names it. */
   constructor(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}) {
@@ -56,6 +81,20 @@ export class Task<A extends unknown[] = any[], R = unknown> {
       }
     }
     this.maxConcurrency = options.maxConcurrency;
+    const duration = (value: DurationInput | undefined, option: string): number | undefined =>
+      value === undefined ? undefined : toMilliseconds(value, `task "${name}": ${option}`);
+    this.timeoutMs = duration(options.timeout, "timeout");
+    this.expiresInMs = duration(options.expiresIn, "expiresIn");
+    const keep = options.keepResult ?? true;
+    if (typeof keep !== "boolean") throw new InvalidOptionError(`task "${name}": keepResult must be a boolean, got ${describe(keep)}`);
+    const ttl = duration(options.resultTtl, "resultTtl") ?? DEFAULT_RESULT_TTL_MS;
+    this.resultTtlMs = keep ? ttl : 0;
+    for (const hook of ["onSuccess", "onFailure", "onRetry"] as const) {
+      if (options[hook] !== undefined && typeof options[hook] !== "function") {
+        throw new InvalidOptionError(`task "${name}": ${hook} must be a function, got ${describe(options[hook])}`);
+      }
+    }
+    this.hooks = { onSuccess: options.onSuccess, onFailure: options.onFailure, onRetry: options.onRetry };
   }
 
   /** `Task(name, queue, maxRetries, ...)`, for logs. */

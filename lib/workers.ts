@@ -13,11 +13,13 @@
  */
 import { exponentialBackoff } from "./backoff.js";
 import type { Broker, FinishedJob, Recovery } from "./broker.js";
-import { AbortJobError, ChardError, RetryError, UnknownTaskError, toError } from "./errors.js";
-import { JobStatus, type Job } from "./jobs.js";
+import { runWithJob } from "./context.js";
+import { AbortJobError, ChardError, JobCancelledError, JobExpiredError, JobTimeoutError, RetryError, UnknownTaskError, toError } from "./errors.js";
+import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { signals } from "./signals.js";
-import type { Task } from "./tasks.js";
+import { failureRecord, storable, successRecord } from "./results.js";
+import { DEFAULT_RESULT_TTL_MS, type Task } from "./tasks.js";
 
 /** The error a job gets when the worker running it died and it cannot be retried. */
 export class WorkerDiedError extends ChardError {}
@@ -29,6 +31,34 @@ export interface WorkersSettings {
   stopWhenQueueEmpty: boolean;
 }
 
+/** The last progress a generator task yielded (JSON) and whether the broker holds it. */
+interface Progress {
+  json: string | undefined;
+  stored: boolean;
+}
+
+type AnyIterator = Iterator<unknown, unknown, undefined> | AsyncIterator<unknown, unknown, undefined>;
+
+/** True for what a generator function (sync or async) returns. */
+function isIterator(value: unknown): value is AnyIterator {
+  if (value === null || typeof value !== "object") return false;
+  const v = value as Record<PropertyKey, unknown>;
+  return typeof v.next === "function" && (typeof v[Symbol.iterator] === "function" || typeof v[Symbol.asyncIterator] === "function");
+}
+
+/** Calls a per-task hook; a throwing or rejecting hook is logged and changes nothing else. */
+function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(namespace: string, task: Task, name: K, job: Job, arg: unknown): void {
+  const hook = task.hooks[name] as ((job: Job, arg: unknown) => unknown) | undefined;
+  if (!hook) return;
+  const failed = (e: unknown): void => getLogger().error(`${namespace}: hook ${name} of task "${task.name}" failed`, toError(e));
+  try {
+    const result = hook(job, arg);
+    if (result instanceof Promise) result.catch(failed);
+  } catch (e) {
+    failed(e);
+  }
+}
+
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
 const FINAL_ACK_ATTEMPTS = 5;
 
@@ -38,7 +68,10 @@ export class Workers {
   readonly #namespace: string;
   readonly #tasks: ReadonlyMap<string, Task>;
   readonly #settings: WorkersSettings;
+  readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
   readonly #inflight = new Set<Promise<void>>();
+  /** The AbortController of each running job, by id (timeouts, cancels). */
+  readonly #controllers = new Map<string, AbortController>();
   #acks: FinishedJob[] = [];
   #stopping = false;
   #nextDueAtMs: number | undefined;
@@ -46,7 +79,11 @@ export class Workers {
   #keeping: Promise<void> | undefined;
   #sleep: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
 
-  constructor(broker: Broker, namespace: string, tasks: ReadonlyMap<string, Task>, settings: WorkersSettings) {
+  constructor(
+    broker: Broker, namespace: string, tasks: ReadonlyMap<string, Task>, settings: WorkersSettings,
+    results: (id: string, options: ResultOptions) => Promise<unknown>,
+  ) {
+    this.#results = results;
     this.#broker = broker;
     this.#namespace = namespace;
     this.#tasks = tasks;
@@ -67,6 +104,7 @@ export class Workers {
   async run(): Promise<void> {
     const broker = this.#broker;
     await broker.start();
+    broker.onCancel((id) => this.#cancel(id));
     try {
       const tasks = [...this.#tasks.values()];
       await broker.registerPeriodicTasks(tasks.filter((t) => t.periodicityMs !== undefined));
@@ -81,12 +119,14 @@ export class Workers {
       clearTimeout(this.#keeper);
       this.#keeper = undefined;
       await this.#keeping;
+      broker.onCancel(undefined);
       await broker.stop();
     }
   }
 
   /** Asks the pool to stop: no more fetching; running jobs finish. */
   stop(): void {
+    if (!this.#stopping) for (const workerName of this.workerNames) signals.workerStopping.send(this.#namespace, { workerName });
     this.#stopping = true;
     this.#interruptSleep();
     this.#broker.wake();
@@ -100,10 +140,18 @@ export class Workers {
         if (this.#acks.length > 0) await this.#flushAcks();
         const free = number - this.#inflight.size;
         let fetched = 0;
+        let dropped = 0;
         if (free > 0) {
           const result = await this.#broker.fetchJobs(queue, free);
           this.#nextDueAtMs = result.nextDueAtMs;
           fetched = result.jobs.length;
+          dropped = result.revoked.length;
+          for (const job of [...result.jobs, ...result.revoked]) job.bindResults((options) => this.#results(job.id, options));
+          for (const job of result.revoked) {
+            job.status = JobStatus.Failed;
+            getLogger().info(`${this.#namespace}: ${job} was revoked; dropped`);
+            signals.jobRevoked.send(this.#namespace, { job });
+          }
           // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
           for (const job of result.jobs) this.#launch(job);
         }
@@ -117,7 +165,10 @@ export class Workers {
         // With every slot busy, only a job's end (a local wake) can let us fetch: no deadline then,
         // or a due date in the past would spin the loop.
         const idleSlots = number - this.#inflight.size;
-        if (this.#acks.length === 0 && !this.#stopping) await this.#broker.waitForEvent(idleSlots > 0 ? this.#nextDueAtMs : undefined);
+        // Revoked jobs took fetch places: more may be queued behind them, fetch again at once.
+        if (this.#acks.length === 0 && !this.#stopping && dropped === 0) {
+          await this.#broker.waitForEvent(idleSlots > 0 ? this.#nextDueAtMs : undefined);
+        }
       } catch (e) {
         failures++;
         const delay = Math.min(exponentialBackoff(failures, 20) * 250, 5_000);
@@ -128,51 +179,134 @@ export class Workers {
   }
 
   #launch(job: Job): void {
+    const ns = this.#namespace;
     const task = this.#tasks.get(job.taskName);
     if (!task) {
       const known = JSON.stringify([...this.#tasks.keys()]);
       const err = new UnknownTaskError(`no task "${job.taskName}" on this worker (known: ${known}); deploy it here or route it to another queue`);
       job.status = JobStatus.Failed;
-      getLogger().error(`${this.#namespace}: ${job} failed`, err);
-      signals.jobFailed.send(this.#namespace, { job, err });
-      this.#acks.push({ job, outcome: "failed" });
+      getLogger().error(`${ns}: ${job} failed`, err);
+      signals.jobFailed.send(ns, { job, err });
+      this.#acks.push({ job, outcome: "failed", result: failureRecord(err, undefined), resultTtlMs: DEFAULT_RESULT_TTL_MS });
       return;
     }
-    const running = this.#execute(job, task).finally(() => {
+    if (task.expiresInMs !== undefined && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
+      const err = new JobExpiredError(`${job} was not started within ${task.expiresInMs / 1000} s of its due time`);
+      job.status = JobStatus.Failed;
+      getLogger().warn(`${ns}: ${err.message}; dropped`);
+      signals.jobExpired.send(ns, { job });
+      this.#acks.push(this.#ended(job, task, "failed", failureRecord(err, undefined), false));
+      return;
+    }
+    const controller = new AbortController();
+    this.#controllers.set(job.id, controller);
+    const running = this.#execute(job, task, controller).finally(() => {
+      this.#controllers.delete(job.id);
       this.#inflight.delete(running);
       this.#broker.wake();
     });
     this.#inflight.add(running);
   }
 
-  async #execute(job: Job, task: Task): Promise<void> {
+  /** The acknowledgement of an ended job, with its result record when its task keeps results. */
+  #ended(job: Job, task: Task, outcome: FinishedJob["outcome"], record: string | undefined, hadProgress: boolean): FinishedJob {
+    const keep = outcome !== "retry" && task.resultTtlMs > 0;
+    return { job, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
+  }
+
+  async #execute(job: Job, task: Task, controller: AbortController): Promise<void> {
     const ns = this.#namespace;
+    const progress: Progress = { json: undefined, stored: false };
     job.status = JobStatus.Running;
     signals.jobStarted.send(ns, { job });
-    let outcome: FinishedJob["outcome"];
+    let ack: FinishedJob;
     try {
-      await task.fn(...job.taskArgs);
+      const result = await this.#run(job, task, controller, progress);
       job.status = JobStatus.Succeeded;
-      outcome = "succeeded";
+      signals.jobSucceeded.send(ns, { job, result });
+      callHook(ns, task, "onSuccess", job, result);
+      ack = this.#ended(job, task, "succeeded", successRecord(result, progress.json, `the result of ${job}`), progress.stored);
     } catch (e) {
-      const err = toError(e);
-      if (!(err instanceof AbortJobError) && job.retries < job.maxRetries) {
+      // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
+      const err = controller.signal.aborted ? toError(controller.signal.reason) : toError(e);
+      if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
+      const final = err instanceof AbortJobError || err instanceof JobCancelledError;
+      if (!final && job.retries < job.maxRetries) {
         const now = this.#broker.clock.now();
         job.retries++;
         job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
         job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
         getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
         signals.jobScheduleRetry.send(ns, { job, err });
-        outcome = "retry";
+        callHook(ns, task, "onRetry", job, err);
+        if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
+        ack = this.#ended(job, task, "retry", undefined, progress.stored);
       } else {
         job.status = JobStatus.Failed;
         getLogger().error(`${ns}: ${job} failed`, err);
         signals.jobFailed.send(ns, { job, err });
-        outcome = "failed";
+        callHook(ns, task, "onFailure", job, err);
+        ack = this.#ended(job, task, "failed", failureRecord(err, progress.json), progress.stored);
       }
     }
     signals.jobFinished.send(ns, { job });
-    this.#acks.push({ job, outcome });
+    this.#acks.push(ack);
+  }
+
+  /**
+   * Runs the task in the job's context; settles when it does, or as soon as the job's AbortSignal
+   * fires (timeout, cancel), so the slot is freed even if the task ignores the signal.
+   */
+  #run(job: Job, task: Task, controller: AbortController, progress: Progress): Promise<unknown> {
+    const { signal } = controller;
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(toError(signal.reason));
+      signal.addEventListener("abort", onAbort, { once: true });
+      const timer =
+        task.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => controller.abort(new JobTimeoutError(`${job} ran longer than its timeout of ${task.timeoutMs! / 1000} s`)), task.timeoutMs);
+      const work = runWithJob({ job, signal }, () => this.#call(job, task, signal, progress));
+      work.then(resolve, reject).finally(() => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+      });
+    });
+  }
+
+  /** Calls the task function; a generator task is iterated here, each value stored as progress. */
+  async #call(job: Job, task: Task, signal: AbortSignal, progress: Progress): Promise<unknown> {
+    const value: unknown = await task.fn(...job.taskArgs);
+    if (!isIterator(value)) return value;
+    const ns = this.#namespace;
+    for (let iteration = 0; ; iteration++) {
+      if (signal.aborted) {
+        await value.return?.();
+        throw toError(signal.reason);
+      }
+      signals.beforeLoop.send(ns, { job, iteration });
+      const step = await value.next();
+      if (step.done) return step.value;
+      const output: unknown = step.value;
+      signals.afterLoop.send(ns, { job, output, iteration });
+      signals.jobProgress.send(ns, { job, output, iteration });
+      const json = storable(output, `the progress of ${job}`);
+      if (json === undefined) continue;
+      progress.json = json;
+      try {
+        await this.#broker.setProgress(job.id, json);
+        progress.stored = true;
+      } catch (e) {
+        getLogger().warn(`${ns}: could not store the progress of ${job}`, toError(e));
+      }
+    }
+  }
+
+  /** A cancel for `id` reached this broker: abort the job if it runs here. */
+  #cancel(id: string): void {
+    const controller = this.#controllers.get(id);
+    if (!controller || controller.signal.aborted) return;
+    controller.abort(new JobCancelledError(`job ${id} was cancelled`));
   }
 
   async #flushAcks(): Promise<void> {
@@ -224,11 +358,18 @@ export class Workers {
     }
     const ns = this.#namespace;
     if (recovery.leaseLost) getLogger().warn(`${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`);
-    for (const job of recovery.requeued) getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
+    for (const job of [...recovery.requeued, ...recovery.failed]) job.bindResults((options) => this.#results(job.id, options));
+    for (const job of recovery.requeued) {
+      getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
+      signals.jobRecovered.send(ns, { job });
+    }
     for (const job of recovery.failed) {
       const err = new WorkerDiedError(`the worker running ${job} died and the job has no retries left`);
       getLogger().error(`${ns}: ${job} failed`, err);
+      signals.jobLost.send(ns, { job });
       signals.jobFailed.send(ns, { job, err });
+      const task = this.#tasks.get(job.taskName);
+      if (task) callHook(ns, task, "onFailure", job, err);
     }
   }
 

@@ -108,7 +108,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const b = make();
       const later = job({ atMs: T0 + 600_000 });
       await b.enqueueJobs([later]);
-      expect(await b.fetchJobs("q", 5)).toEqual({ jobs: [], nextDueAtMs: T0 + 600_000 });
+      expect(await b.fetchJobs("q", 5)).toEqual({ jobs: [], nextDueAtMs: T0 + 600_000, revoked: [] });
       clock.t = T0 + 599_999;
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
       clock.t = T0 + 600_000;
@@ -353,10 +353,10 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await other.enqueueJobs([theirs, job({ atMs: T0 + 1000 })]);
       await other.registerPeriodicTasks([new Task("p", noop, { periodicity: 5 })]);
       const got = await a.fetchJobs("q", 10);
-      expect(got).toEqual({ jobs: [expect.objectContaining({ id: mine.id })], nextDueAtMs: undefined });
+      expect(got).toEqual({ jobs: [expect.objectContaining({ id: mine.id })], nextDueAtMs: undefined, revoked: [] });
       await a.enqueueJobs([job(), job({ atMs: T0 + 1 })]);
       await a.flush();
-      expect(await a.fetchJobs("q", 10)).toEqual({ jobs: [], nextDueAtMs: undefined });
+      expect(await a.fetchJobs("q", 10)).toEqual({ jobs: [], nextDueAtMs: undefined, revoked: [] });
       const left = await other.fetchJobs("q", 10);
       expect(ids(left.jobs)).toEqual([theirs.id]);
       expect(left.nextDueAtMs).toBe(T0 + 1000);

@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { JobStatus } from "../lib/jobs.js";
 import { WorkerDiedError } from "../lib/workers.js";
 import { brokerFactories } from "./helpers/brokers.js";
-import { recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { ALL_JOB_SIGNALS, recordSignals, trackEngine, until } from "./helpers/engines.js";
 
 describe.each(brokerFactories())("recovery of jobs from dead workers on $name", (factory) => {
   test("a dead broker's retryable jobs run elsewhere (counted as a retry) and non-retryable ones fail, never re-run", async () => {
@@ -21,16 +21,18 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
     const { jobs } = await dead.broker.fetchJobs("chard", 10);
     expect(jobs.map((j) => j.id)).toEqual([retryable.id, once.id]);
 
-    const rec = recordSignals(alive.namespace);
+    const rec = recordSignals(alive.namespace, ALL_JOB_SIGNALS);
     const workers = alive.startWorkers({ number: 2 });
-    await until(() => ran.length === 1 && rec.forJob(once.id).length === 1, 5_000, "recovery");
+    await until(() => ran.length === 1 && rec.forJob(once.id).length === 2, 5_000, "recovery");
     await alive.stopWorkers();
     await workers;
     expect(ran).toEqual(["retryable"]);
-    expect(rec.forJob(retryable.id)).toEqual(["jobStarted", "jobFinished"]);
+    expect(rec.forJob(retryable.id)).toEqual(["jobRecovered", "jobStarted", "jobSucceeded", "jobFinished"]);
     expect(rec.events.find((e) => e.jobId === retryable.id)!.retries).toBe(1);
-    expect(rec.forJob(once.id)).toEqual(["jobFailed"]);
-    const failed = rec.events.find((e) => e.jobId === once.id)!;
+    expect(rec.forJob(once.id)).toEqual(["jobLost", "jobFailed"]);
+    await expect(alive.getResult(once.id)).rejects.toMatchObject({ errorName: "WorkerDiedError" });
+    expect(await alive.getResult(retryable.id)).toBeUndefined();
+    const failed = rec.events.find((e) => e.jobId === once.id && e.signal === "jobFailed")!;
     expect(failed.err).toBeInstanceOf(WorkerDiedError);
     expect(failed.status).toBe(JobStatus.Failed);
     // The dead broker's late acks change nothing: the jobs are no longer its own.

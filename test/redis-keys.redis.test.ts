@@ -67,6 +67,7 @@ async function workload(namespace: string): Promise<{ a: RedisBroker; b: RedisBr
   jobs[0]!.retries = 1;
   jobs[0]!.atMs = clock.now() + 5_000;
   await a.finishJobs([{ job: jobs[0]!, outcome: "retry" }]);
+  await a.setProgress(jobs[1]!.id, "1");
   clock.t += 1001;
   await b.start();
   expect((await b.keepAlive()).requeued.length + (await b.keepAlive()).failed.length).toBeGreaterThan(0);
@@ -93,7 +94,10 @@ describe("key layout", () => {
     expect(created.length).toBeGreaterThan(0);
     for (const key of created) expect(key.startsWith(`${p}:`)).toBe(true);
     const kinds = new Set(created.map((k) => k.slice(p.length + 1).split(":")[0]));
-    expect([...kinds].sort()).toEqual(["concurrency", "future", "leases", "max-concurrency", "periodic", "periodic-tasks", "queue", "running", "token"]);
+    expect([...kinds].sort()).toEqual([
+      "concurrency", "future", "jobs", "leases", "max-concurrency", "periodic", "periodic-tasks", "progress", "queue", "result-expiry",
+      "results", "running", "token",
+    ]);
     const ttl = await admin.pttl(created.find((k) => k.includes(":token:"))!);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);

@@ -3,7 +3,10 @@
  * order its header documents) and check its reply, plus the Job <-> stored JSON conversions. No
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
+import type { JobState, ResultLookup } from "../../lib/broker.js";
 import { fromJSON, toJSON, type Job, type JobStatus } from "../../lib/jobs.js";
+import { LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
+import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
 import type { NamespaceKeys } from "./keys.js";
 import { RedisReplyError, type ScriptArg, type ScriptName } from "./scripts.js";
@@ -40,22 +43,24 @@ function queueKeys(k: NamespaceKeys, keys: string[], queue: string, index: Map<s
 
 /** enqueue_jobs.lua: one call per batch, `token` shared by every attempt of that call. */
 export function enqueueCall(k: NamespaceKeys, entries: readonly StoreEntry[], token: string): ScriptCall {
-  const keys = [k.token(token), k.future];
+  const keys = [k.token(token), k.future, k.jobs];
   const args: ScriptArg[] = [k.events, TOKEN_TTL_MS];
   const index = new Map<string, number>();
   for (const e of entries) args.push(e.due ? queueKeys(k, keys, e.queue, index) : 0, e.atMs, e.json);
   return { name: "enqueue_jobs", keys, args };
 }
 
-/** fetch_jobs.lua. */
 /** fetch_jobs.lua; `uuid` is a fresh random UUID the ids of periodic jobs are derived from. */
 export function fetchCall(
   k: NamespaceKeys, brokerId: string, queue: string, maxJobs: number, nowMs: number, leaseMs: number, uuid: string,
 ): ScriptCall {
   return {
     name: "fetch_jobs",
-    keys: [k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency],
-    args: [k.prefix, k.events, brokerId, nowMs, nowMs + leaseMs, maxJobs, uuid],
+    keys: [
+      k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency,
+      k.jobs, k.results, k.resultExpiry,
+    ],
+    args: [k.prefix, k.events, brokerId, nowMs, nowMs + leaseMs, maxJobs, uuid, k.resultsChannel, DEFAULT_RESULT_TTL_MS, REVOKED_RECORD],
   };
 }
 
@@ -64,15 +69,17 @@ export interface FetchReply {
   jsons: string[];
   nextDueAtMs: number | undefined;
   dropped: string[];
+  revoked: string[];
 }
 
 /** Checks the reply of fetch_jobs.lua. @throws RedisReplyError when it has another shape. */
 export function parseFetchReply(reply: unknown): FetchReply {
-  const [jsons, next, dropped] = tuple(reply, 3, "fetch_jobs");
+  const [jsons, next, dropped, revoked] = tuple(reply, 4, "fetch_jobs");
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
     dropped: strings(dropped, "fetch_jobs"),
+    revoked: strings(revoked, "fetch_jobs"),
   };
 }
 
@@ -81,16 +88,21 @@ export interface FinishEntry {
   readonly id: string;
   readonly taskName: string;
   readonly retry: StoreEntry | undefined;
+  /** Result record to keep ("" for none) and for how long (ms). */
+  readonly record: string;
+  readonly ttlMs: number;
+  /** The job stored progress, to be forgotten now. */
+  readonly hadProgress: boolean;
 }
 
 /** finish_jobs.lua. */
-export function finishCall(k: NamespaceKeys, brokerId: string, entries: readonly FinishEntry[]): ScriptCall {
-  const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future];
-  const args: ScriptArg[] = [k.events];
+export function finishCall(k: NamespaceKeys, brokerId: string, entries: readonly FinishEntry[], nowMs: number): ScriptCall {
+  const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future, k.jobs, k.results, k.resultExpiry, k.progress];
+  const args: ScriptArg[] = [k.events, k.resultsChannel, nowMs];
   const index = new Map<string, number>();
-  for (const { id, taskName, retry } of entries) {
-    if (retry === undefined) args.push(id, taskName, "", "");
-    else args.push(id, taskName, retry.due ? String(queueKeys(k, keys, retry.queue, index)) : `f${retry.atMs}`, retry.json);
+  for (const { id, taskName, retry, record, ttlMs, hadProgress } of entries) {
+    const target = retry === undefined ? "" : retry.due ? String(queueKeys(k, keys, retry.queue, index)) : `f${retry.atMs}`;
+    args.push(id, taskName, target, retry?.json ?? "", record, ttlMs, hadProgress ? "1" : "");
   }
   return { name: "finish_jobs", keys, args };
 }
@@ -142,9 +154,34 @@ export function parseKeepAliveReply(reply: unknown): { leaseLost: boolean; expir
 export function recoverCall(k: NamespaceKeys, brokerIds: readonly string[], nowMs: number): ScriptCall {
   return {
     name: "recover_dead_brokers",
-    keys: [k.leases, k.maxConcurrency, k.concurrency, ...brokerIds.map((id) => k.running(id))],
-    args: [k.prefix, k.events, nowMs, ...brokerIds],
+    keys: [k.leases, k.maxConcurrency, k.concurrency, k.jobs, k.results, k.resultExpiry, k.progress, ...brokerIds.map((id) => k.running(id))],
+    args: [k.prefix, k.events, nowMs, k.resultsChannel, DEFAULT_RESULT_TTL_MS, LOST_RECORD, ...brokerIds],
   };
+}
+
+/** revoke_job.lua. */
+export function revokeCall(k: NamespaceKeys, id: string, mode: "revoke" | "cancel"): ScriptCall {
+  return { name: "revoke_job", keys: [k.jobs, k.results], args: [id, mode, k.events] };
+}
+
+/** read_result.lua. */
+export function readResultCall(k: NamespaceKeys, id: string, nowMs: number): ScriptCall {
+  return { name: "read_result", keys: [k.results, k.resultExpiry, k.jobs], args: [id, nowMs] };
+}
+
+const STATES: readonly JobState[] = ["pending", "running", "revoked", "finished", "unknown"];
+
+/** Checks a job state reply. */
+export function jobState(value: unknown, script: string): JobState {
+  const state = str(value, script) as JobState;
+  if (!STATES.includes(state)) throw shapeError(script, value);
+  return state;
+}
+
+/** Checks the reply of read_result.lua. */
+export function parseReadResult(reply: unknown): ResultLookup {
+  const [record, state] = tuple(reply, 2, "read_result");
+  return { record: record === null ? undefined : str(record, "read_result"), state: jobState(state, "read_result") };
 }
 
 /**
@@ -154,7 +191,7 @@ export function recoverCall(k: NamespaceKeys, brokerIds: readonly string[], nowM
 export function reclaimCall(k: NamespaceKeys, brokerId: string, known: readonly string[], unreadable: readonly string[]): ScriptCall {
   return {
     name: "reclaim_orphans",
-    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency],
+    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs],
     args: [k.prefix, k.events, known.length, ...known, ...unreadable],
   };
 }

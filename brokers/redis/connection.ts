@@ -21,18 +21,18 @@ export function logErrors(client: RedisClient, label: string): void {
 }
 
 /**
- * Opens a subscriber connection (a duplicate of `client`) on `channel` and calls `onEvent` for each
- * message, and once after every reconnection: messages published while it was away are lost.
+ * Opens a subscriber connection (a duplicate of `client`) on `channel` and calls `onEvent` with each
+ * message, and with `undefined` after every reconnection: messages published while it was away are lost.
  */
-export async function subscribe(client: RedisClient, channel: string, onEvent: () => void): Promise<RedisClient> {
+export async function subscribe(client: RedisClient, channel: string, onEvent: (message: string | undefined) => void): Promise<RedisClient> {
   const subscriber = client.duplicate();
   logErrors(subscriber, "subscriber");
-  subscriber.on("message", (from: string) => {
-    if (from === channel) onEvent();
+  subscriber.on("message", (from: string, message: string) => {
+    if (from === channel) onEvent(message);
   });
   let connected = false;
   subscriber.on("ready", () => {
-    if (connected) onEvent();
+    if (connected) onEvent(undefined);
     connected = true;
   });
   try {

@@ -11,11 +11,11 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
-import type { FetchResult, FinishedJob, Recovery } from "../../lib/broker.js";
-import { InvalidOptionError } from "../../lib/errors.js";
+import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../../lib/broker.js";
+import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { Job, JobStatus, fromJSON } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
-import type { Task } from "../../lib/tasks.js";
+import { DEFAULT_RESULT_TTL_MS, type Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
 import { deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
@@ -40,6 +40,8 @@ export class RedisBroker extends BaseBroker {
   readonly #owned: boolean;
   #keys: NamespaceKeys | undefined;
   #subscriber: RedisClient | undefined;
+  /** Connection listening for ended jobs, opened by the first `waitForResult`. */
+  #resultsSubscriber: Promise<RedisClient> | undefined;
   #started = false;
   #closed = false;
   /** Ids of the jobs fetched and not yet acknowledged: anything else in our running hash is an orphan. */
@@ -121,7 +123,10 @@ export class RedisBroker extends BaseBroker {
   async start(): Promise<void> {
     const k = this.#k;
     try {
-      this.#subscriber ??= await subscribe(this.#client, k.events, () => this.wake());
+      this.#subscriber ??= await subscribe(this.#client, k.events, (message) => {
+        if (message?.startsWith("c ")) this.deliverCancel(message.slice(2));
+        else this.wake();
+      });
       await this.#client.zadd(k.leases, this.clock.now() + this.leaseMs, this.id);
     } catch (e) {
       throw toChardError(e, "start");
@@ -189,6 +194,7 @@ export class RedisBroker extends BaseBroker {
       this.#fetching--;
     }
     for (const json of reply.dropped) getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
+    const revoked = calls.parseJobs(reply.revoked, JobStatus.Failed);
     const jobs: Job[] = [];
     for (const json of reply.jsons) {
       try {
@@ -203,7 +209,7 @@ export class RedisBroker extends BaseBroker {
         this.#suspect = true;
       }
     }
-    return { jobs, nextDueAtMs: reply.nextDueAtMs };
+    return { jobs, nextDueAtMs: reply.nextDueAtMs, revoked };
   }
 
   /**
@@ -214,14 +220,17 @@ export class RedisBroker extends BaseBroker {
   async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
     if (finished.length === 0) return;
     const now = this.clock.now();
-    const entries = finished.map(({ job, outcome }) => ({
+    const entries = finished.map(({ job, outcome, result, resultTtlMs, hadProgress }) => ({
       id: job.id,
       taskName: job.taskName,
       retry: outcome === "retry" ? calls.storeEntry(job, now) : undefined,
+      record: result ?? "",
+      ttlMs: resultTtlMs ?? DEFAULT_RESULT_TTL_MS,
+      hadProgress: hadProgress === true,
     }));
     let applied: boolean[];
     try {
-      applied = calls.parseFinishReply(await this.#retrying(calls.finishCall(this.#k, this.id, entries)), entries.length);
+      applied = calls.parseFinishReply(await this.#retrying(calls.finishCall(this.#k, this.id, entries, now)), entries.length);
     } catch (e) {
       this.#pendingAcks.push(...finished); // still in #inFlight, so never mistaken for orphans
       throw e;
@@ -294,6 +303,52 @@ export class RedisBroker extends BaseBroker {
     }
   }
 
+  /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */
+  async revokeJob(id: string): Promise<JobState> {
+    return calls.jobState(await this.#run(calls.revokeCall(this.#k, id, "revoke")), "revoke_job");
+  }
+
+  /** Revokes a pending job or tells the broker running it to abort it (revoke_job.lua). */
+  async cancelJob(id: string): Promise<JobState> {
+    return calls.jobState(await this.#run(calls.revokeCall(this.#k, id, "cancel")), "revoke_job");
+  }
+
+  /** The result record and state of a job (read_result.lua). */
+  async readResult(id: string): Promise<ResultLookup> {
+    return calls.parseReadResult(await this.#run(calls.readResultCall(this.#k, id, this.clock.now())));
+  }
+
+  /** Stores the latest progress of a running job (HSET). */
+  async setProgress(id: string, json: string): Promise<void> {
+    try {
+      await this.#client.hset(this.#k.progress, id, json);
+    } catch (e) {
+      throw toChardError(e, "setProgress");
+    }
+  }
+
+  /** The latest progress of a running job (HGET). */
+  async getProgress(id: string): Promise<string | undefined> {
+    try {
+      return (await this.#client.hget(this.#k.progress, id)) ?? undefined;
+    } catch (e) {
+      throw toChardError(e, "getProgress");
+    }
+  }
+
+  /** Opens, once, the connection that hears of ended jobs (the namespace's results channel). */
+  protected async listenForResults(): Promise<void> {
+    if (this.#closed) throw new StateError("the broker is closed");
+    this.#resultsSubscriber ??= subscribe(this.#client, this.#k.resultsChannel, (message) => {
+      if (message === undefined) this.resultsMaybeEnded();
+      else this.resultsEnded(message.split(" "));
+    }).catch((e: unknown) => {
+      this.#resultsSubscriber = undefined;
+      throw toChardError(e, "subscribe to results");
+    });
+    await this.#resultsSubscriber;
+  }
+
   /** Deletes every key of this namespace (SCAN on every master, never KEYS or FLUSHDB). */
   async flush(): Promise<void> {
     try {
@@ -311,7 +366,11 @@ export class RedisBroker extends BaseBroker {
     } finally {
       this.#closed = true;
       this.#client.off("close", this.#onClose);
+      this.abortResultWaits(new StateError("the broker was closed while waiting for a result"));
       await this.#closeSubscriber();
+      const results = await this.#resultsSubscriber?.catch(() => undefined);
+      this.#resultsSubscriber = undefined;
+      if (results) await quit(results);
       if (this.#owned) await quit(this.#client);
     }
   }

@@ -18,7 +18,12 @@
  * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only)            |
  * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
  * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min) |
- * | `<p>:events`               | channel| "something happened" (pub/sub, not a key)          |
+ * | `<p>:jobs`                 | HASH   | job id -> p (pending) / r (running) / x (revoked), jobs not ended |
+ * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
+ * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
+ * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
+ * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel)    |
+ * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
  *
  * Future jobs due at the same millisecond are ordered by member bytes (so by job id), not by
  * insertion as in MemoryBroker.
@@ -55,6 +60,16 @@ export interface NamespaceKeys {
   readonly concurrency: string;
   /** Pub/sub channel of the namespace. */
   readonly events: string;
+  /** Jobs not ended: id -> state letter (HASH). */
+  readonly jobs: string;
+  /** Result records (HASH). */
+  readonly results: string;
+  /** When each result record goes (ZSET, score ms). */
+  readonly resultExpiry: string;
+  /** Latest progress of running generator jobs (HASH). */
+  readonly progress: string;
+  /** Pub/sub channel announcing the ids of jobs that ended. */
+  readonly resultsChannel: string;
   /** SCAN pattern matching every key of the namespace, and only those. */
   readonly pattern: string;
   /** The LIST of a queue. */
@@ -77,6 +92,11 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     maxConcurrency: `${p}:max-concurrency`,
     concurrency: `${p}:concurrency`,
     events: `${p}:events`,
+    jobs: `${p}:jobs`,
+    results: `${p}:results`,
+    resultExpiry: `${p}:result-expiry`,
+    progress: `${p}:progress`,
+    resultsChannel: `${p}:results`,
     pattern: `${escapeGlob(p)}:*`,
     queue: (queue) => `${p}:queue:${queue}`,
     running: (brokerId) => `${p}:running:${brokerId}`,

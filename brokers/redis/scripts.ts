@@ -27,6 +27,8 @@ const NAMES = [
   "recover_dead_brokers",
   "reclaim_orphans",
   "stop",
+  "revoke_job",
+  "read_result",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

@@ -49,8 +49,8 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T)
   return { promise, resolve };
 }
 
-import { signals } from "../../lib/signals.js";
-import type { JobStatus } from "../../lib/jobs.js";
+import { signals, type SafeNamedSignal } from "../../lib/signals.js";
+import type { Job, JobStatus } from "../../lib/jobs.js";
 
 /** One recorded job signal. */
 export interface Recorded {
@@ -61,13 +61,27 @@ export interface Recorded {
   err?: Error;
 }
 
-/** Records every job signal of `namespace` (via connectVia) until `stop()`. */
-export function recordSignals(namespace: string): { events: Recorded[]; forJob(id: string): string[]; stop(): void } {
+/** The job signals of the core contract, in the order recordSignals listens. */
+export const CORE_JOB_SIGNALS = ["jobStarted", "jobFinished", "jobScheduleRetry", "jobFailed"] as const;
+
+/** Every signal whose payload carries a job. */
+export const ALL_JOB_SIGNALS = [
+  "jobEnqueued", "jobScheduled", "jobStarted", "jobSucceeded", "jobScheduleRetry", "jobFailed", "jobRevoked", "jobExpired",
+  "jobTimedOut", "jobLost", "jobRecovered", "jobProgress", "beforeLoop", "afterLoop", "jobFinished",
+] as const;
+
+type JobSignalName = (typeof ALL_JOB_SIGNALS)[number];
+
+/** Records the job signals `names` of `namespace` (via connectVia) until `stop()`. */
+export function recordSignals(
+  namespace: string,
+  names: readonly JobSignalName[] = CORE_JOB_SIGNALS,
+): { events: Recorded[]; forJob(id: string): string[]; stop(): void } {
   const events: Recorded[] = [];
-  const offs = (["jobStarted", "jobFinished", "jobScheduleRetry", "jobFailed"] as const).map((name) =>
-    signals[name].connectVia(namespace, (_ns, payload) => {
+  const offs = names.map((name) =>
+    (signals[name] as SafeNamedSignal<{ job: Job; err?: Error }>).connectVia(namespace, (_ns, payload) => {
       const { job } = payload;
-      events.push({ signal: name, jobId: job.id, status: job.status, retries: job.retries, err: "err" in payload ? (payload.err as Error) : undefined });
+      events.push({ signal: name, jobId: job.id, status: job.status, retries: job.retries, err: payload.err });
     }),
   );
   return {

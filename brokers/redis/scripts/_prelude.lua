@@ -113,8 +113,65 @@ local function chard_take_back(json, prefix, max_key, cur_key, out)
     local new = string.gsub(json, '"retries":%-?%d+', '"retries":' .. string.format('%d', job.retries + 1), 1)
     redis.call('RPUSH', prefix .. ':queue:' .. job.queue, new)
     out.requeued[#out.requeued + 1] = new
+    out.requeued_ids[#out.requeued_ids + 1] = job.id
   else
     out.failed[#out.failed + 1] = json
+    out.failed_ids[#out.failed_ids + 1] = job.id
+  end
+end
+
+-- The id of a stored job: read from toJSON's fixed start, else by a full header read; nil if none.
+local function chard_job_id(json)
+  local id = string.match(json, '^{"id":"([^"\\]*)"')
+  if id then return id end
+  local job = chard_read_job(json)
+  return job and job.id
+end
+
+-- Sets every field of `fields` (a list of field names) of HASH `key` to `value`, in chunks.
+local function chard_hset_all(key, fields, value)
+  local args = {}
+  for i = 1, #fields do
+    args[#args + 1] = fields[i]
+    args[#args + 1] = value
+    if #args >= 2000 or i == #fields then
+      redis.call('HSET', key, unpack(args))
+      args = {}
+    end
+  end
+end
+
+-- Deletes every field of `fields` of HASH `key`, in chunks.
+local function chard_hdel_all(key, fields)
+  for i = 1, #fields, 1000 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
+  end
+end
+
+-- Stores result records: `records` is a list of { id, record, ttl ms }; the expiry ZSET scores
+-- each id by when its record goes. Expired records (up to 100 per call) are removed here, so
+-- the results HASH never grows past what the TTLs allow.
+local function chard_keep_results(results_key, expiry_key, records, now)
+  local fields, scores = {}, {}
+  for _, r in ipairs(records) do
+    fields[#fields + 1] = r[1]
+    fields[#fields + 1] = r[2]
+    scores[#scores + 1] = chard_score(now + tonumber(r[3]))
+    scores[#scores + 1] = r[1]
+    if #fields >= 2000 then
+      redis.call('HSET', results_key, unpack(fields))
+      redis.call('ZADD', expiry_key, unpack(scores))
+      fields, scores = {}, {}
+    end
+  end
+  if #fields > 0 then
+    redis.call('HSET', results_key, unpack(fields))
+    redis.call('ZADD', expiry_key, unpack(scores))
+  end
+  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', 0, 100)
+  if #expired > 0 then
+    redis.call('HDEL', results_key, unpack(expired))
+    redis.call('ZREM', expiry_key, unpack(expired))
   end
 end
 

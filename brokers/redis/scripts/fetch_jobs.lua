@@ -7,6 +7,9 @@
 -- KEYS[6]  running HASH of this broker
 -- KEYS[7]  max-concurrency HASH
 -- KEYS[8]  concurrency HASH
+-- KEYS[9]  jobs HASH (id -> "p" pending / "r" running / "x" revoked)
+-- KEYS[10] results HASH
+-- KEYS[11] result-expiry ZSET
 -- ARGV[1]  key prefix "{chard:<ns>}". The queues that due future jobs and periodic tasks go to
 --          depend on the stored data, so their keys are built here as prefix..":queue:"..queue:
 --          they carry the prefix's hash tag, hence live in the same Cluster slot as KEYS.
@@ -19,10 +22,16 @@
 --          job fired by this call (i from 0) gets this UUID with i added to its last 48 bits
 --          (version and variant untouched): unique within the call, and across calls by the
 --          other 74 random bits. At most 1000 periodic tasks fire per call (the rest stay due).
+-- ARGV[8]  results channel (the ids of revoked jobs dropped here are published to it)
+-- ARGV[9]  how long the record of a revoked job is kept (ms)
+-- ARGV[10] the record of a revoked job (lib/results.ts REVOKED_RECORD)
+-- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
+-- returned apart, so the worker sends jobRevoked.
 -- Returns { accepted job JSONs in queue order, nextDueAtMs (string) or nil,
---           corrupt entries dropped (for the log) }
+--           corrupt entries dropped (for the log), revoked job JSONs }
 local queue_key, future_key, periodic_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local leases_key, running_key, max_key, cur_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local jobs_key, results_key, expiry_key = KEYS[9], KEYS[10], KEYS[11]
 local prefix, channel, broker_id, now_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, max_jobs = tonumber(now_s), tonumber(ARGV[6])
 
@@ -59,7 +68,7 @@ local function periodic_id(i)
 end
 do
   local names = redis.call('ZRANGEBYSCORE', periodic_key, '-inf', now_s, 'LIMIT', 0, 1000)
-  local fired = 0
+  local fired, fired_ids = 0, {}
   for _, name in ipairs(names) do
     local raw = redis.call('HGET', tasks_key, name)
     local ok, task = false, nil
@@ -68,6 +77,7 @@ do
     if ok and type(task) == 'table' and type(task.queue) == 'string' and type(task.periodMs) == 'number'
         and task.periodMs > 0 and max_retries then
       -- Same bytes as lib/jobs.ts periodicJobJSON(id, name, queue, now, maxRetries).
+      fired_ids[#fired_ids + 1] = periodic_id(fired)
       push(task.queue, '{"id":"' .. periodic_id(fired) .. '","retries":0,"task":' .. chard_json_string(name)
         .. ',"queue":' .. chard_json_string(task.queue) .. ',"at":' .. now_s .. ',"maxRetries":' .. max_retries
         .. ',"args":[]}')
@@ -77,29 +87,41 @@ do
       redis.call('ZREM', periodic_key, name) -- no (valid) definition: a stale schedule entry
     end
   end
+  if #fired_ids > 0 then chard_hset_all(jobs_key, fired_ids, 'p') end
 end
 for _, key in ipairs(push_order) do chard_rpush(key, pushes[key]) end
 if moved > 0 then redis.call('PUBLISH', channel, '') end
 
 -- 3. Take up to maxJobs jobs. Jobs of a task at its concurrency limit are set aside and go back
 -- to the front of the queue in their original order.
-local accepted, running = {}, {}
+local accepted, running, accepted_ids, revoked, revoked_ids = {}, {}, {}, {}, {}
 local function accept(id, json)
   accepted[#accepted + 1] = json
+  accepted_ids[#accepted_ids + 1] = id
   running[#running + 1] = id
   running[#running + 1] = json
+end
+local function drop_revoked(id, json)
+  revoked[#revoked + 1] = json
+  revoked_ids[#revoked_ids + 1] = id
 end
 if max_jobs > 0 then
   local limits = redis.call('HGETALL', max_key)
   if #limits == 0 then
-    local popped = redis.call('LPOP', queue_key, max_jobs)
-    for _, json in ipairs(popped or {}) do
-      local id = string.match(json, '^{"id":"([^"\\]*)"')
-      if not id then
-        local job = chard_read_job(json)
-        id = job and job.id
+    local popped = redis.call('LPOP', queue_key, max_jobs) or {}
+    local ids, jsons = {}, {}
+    for _, json in ipairs(popped) do
+      local id = chard_job_id(json)
+      if id then
+        ids[#ids + 1] = id
+        jsons[#jsons + 1] = json
+      else
+        dropped[#dropped + 1] = json
       end
-      if id then accept(id, json) else dropped[#dropped + 1] = json end
+    end
+    local states = #ids > 0 and redis.call('HMGET', jobs_key, unpack(ids)) or {}
+    for i, id in ipairs(ids) do
+      if states[i] == 'x' then drop_revoked(id, jsons[i]) else accept(id, jsons[i]) end
     end
   else
     local limit, current, taken, taken_order, set_aside = {}, {}, {}, {}, {}
@@ -110,6 +132,8 @@ if max_jobs > 0 then
       local job = chard_read_job(json)
       if not job then
         dropped[#dropped + 1] = json
+      elseif redis.call('HGET', jobs_key, job.id) == 'x' then
+        drop_revoked(job.id, json)
       elseif limit[job.task] then
         local cur = current[job.task] or tonumber(redis.call('HGET', cur_key, job.task)) or 0
         current[job.task] = cur
@@ -139,6 +163,14 @@ if max_jobs > 0 then
   for i = 1, #running, 2000 do
     redis.call('HSET', running_key, unpack(running, i, math.min(i + 1999, #running)))
   end
+  if #accepted_ids > 0 then chard_hset_all(jobs_key, accepted_ids, 'r') end
+  if #revoked_ids > 0 then
+    chard_hdel_all(jobs_key, revoked_ids)
+    local records = {}
+    for i, id in ipairs(revoked_ids) do records[i] = { id, ARGV[10], ARGV[9] } end
+    chard_keep_results(results_key, expiry_key, records, now)
+    redis.call('PUBLISH', ARGV[8], table.concat(revoked_ids, ' '))
+  end
 end
 
 local next_due = false
@@ -148,4 +180,4 @@ if first_future[2] then next_due = first_future[2] end
 if first_periodic[2] and (not next_due or tonumber(first_periodic[2]) < tonumber(next_due)) then
   next_due = first_periodic[2]
 end
-return { accepted, next_due, dropped }
+return { accepted, next_due, dropped, revoked }

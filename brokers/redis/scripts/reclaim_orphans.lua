@@ -8,6 +8,7 @@
 -- KEYS[1]   running HASH of this broker
 -- KEYS[2]   max-concurrency HASH
 -- KEYS[3]   concurrency HASH
+-- KEYS[4]   jobs HASH (an orphan put back is pending again)
 -- ARGV[1]   key prefix "{chard:<ns>}": an orphan goes back to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was put back)
@@ -29,6 +30,7 @@ for i = 1, #entries, 2 do
     if job then chard_release(max_key, cur_key, job.task) end
     if job and not unreadable[id] then
       redis.call('LPUSH', prefix .. ':queue:' .. job.queue, json)
+      if redis.call('HGET', KEYS[4], job.id) == 'r' then redis.call('HSET', KEYS[4], job.id, 'p') end
       put_back[#put_back + 1] = json
     else
       removed[#removed + 1] = json
