@@ -41,6 +41,8 @@ export class Engine {
   readonly broker: Broker;
   readonly #tasks = new Map<string, Task>();
   #workers: Workers | undefined;
+  /** `getResult` bound once, for `job.result()` of every job this engine hands out. */
+  readonly #getResult = (id: string, options: ResultOptions): Promise<unknown> => this.getResult(id, options);
   #running: Promise<void> | undefined;
   #closed = false;
 
@@ -143,7 +145,7 @@ export class Engine {
   /** Signals the jobs the broker accepted, and binds `job.result()` to this engine. */
   #enqueued(jobs: readonly Job[]): void {
     for (const job of jobs) {
-      job.bindResults((options) => this.getResult(job.id, options));
+      job.bindResults(this.#getResult);
       signals.jobEnqueued.send(this.namespace, { job });
       if (job.status === JobStatus.Waiting) signals.jobScheduled.send(this.namespace, { job });
     }
@@ -181,7 +183,7 @@ export class Engine {
     }
     this.#checkOpen();
     if (this.#running) throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
-    const workers = new Workers(this.broker, this.namespace, this.#tasks, { number, queue, stopWhenQueueEmpty }, (id, options) => this.getResult(id, options));
+    const workers = new Workers(this.broker, this.namespace, this.#tasks, { number, queue, stopWhenQueueEmpty }, this.#getResult);
     const onSignal = (): void => {
       void this.stopWorkers();
     };

@@ -83,10 +83,10 @@ export class Job {
     return this.retries < this.maxRetries;
   }
 
-  #results: ((options: ResultOptions) => Promise<unknown>) | undefined;
+  #results: ((id: string, options: ResultOptions) => Promise<unknown>) | undefined;
 
-  /** @internal Lets `result()` ask the engine that scheduled or ran this job. */
-  bindResults(source: (options: ResultOptions) => Promise<unknown>): this {
+  /** @internal Lets `result()` ask the engine that scheduled or ran this job (its `getResult`). */
+  bindResults(source: (id: string, options: ResultOptions) => Promise<unknown>): this {
     this.#results = source;
     return this;
   }
@@ -98,7 +98,7 @@ export class Job {
    */
   result(options: ResultOptions = {}): Promise<unknown> {
     if (!this.#results) return Promise.reject(new StateError(`${this} was not scheduled or run by an engine; use engine.getResult(id)`));
-    return this.#results(options);
+    return this.#results(this.id, options);
   }
 
   /** `Job <taskName STATUS id>`, for logs. */

@@ -13,7 +13,7 @@
  */
 import { exponentialBackoff } from "./backoff.js";
 import type { Broker, FinishedJob, Recovery } from "./broker.js";
-import { runWithJob } from "./context.js";
+import { runWithJob, type JobContext } from "./context.js";
 import { AbortJobError, ChardError, JobCancelledError, JobExpiredError, JobTimeoutError, RetryError, UnknownTaskError, toError } from "./errors.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
@@ -29,6 +29,43 @@ export interface WorkersSettings {
   number: number;
   queue: string;
   stopWhenQueueEmpty: boolean;
+}
+
+/**
+ * One running execution, and the context `currentJob()` returns inside it. Its AbortSignal is
+ * made only when the task asks for it or the execution is aborted (most jobs never need one).
+ */
+class Execution implements JobContext {
+  readonly job: Job;
+  /** Settles the execution at once when it is aborted (set by `#run`). */
+  onAbort: ((reason: Error) => void) | undefined;
+  #controller: AbortController | undefined;
+  #reason: Error | undefined;
+
+  constructor(job: Job) {
+    this.job = job;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Why the execution was aborted (timeout, cancel), if it was. */
+  get abortReason(): Error | undefined {
+    return this.#reason;
+  }
+
+  /** Fires the signal and ends the execution with `reason`; later calls change nothing. */
+  abort(reason: Error): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    this.onAbort?.(reason);
+  }
 }
 
 /** The last progress a generator task yielded (JSON) and whether the broker holds it. */
@@ -70,8 +107,8 @@ export class Workers {
   readonly #settings: WorkersSettings;
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
   readonly #inflight = new Set<Promise<void>>();
-  /** The AbortController of each running job, by id (timeouts, cancels). */
-  readonly #controllers = new Map<string, AbortController>();
+  /** Each running execution, by job id (timeouts, cancels). */
+  readonly #executions = new Map<string, Execution>();
   #acks: FinishedJob[] = [];
   #stopping = false;
   #nextDueAtMs: number | undefined;
@@ -146,7 +183,8 @@ export class Workers {
           this.#nextDueAtMs = result.nextDueAtMs;
           fetched = result.jobs.length;
           dropped = result.revoked.length;
-          for (const job of [...result.jobs, ...result.revoked]) job.bindResults((options) => this.#results(job.id, options));
+          for (const job of result.jobs) job.bindResults(this.#results);
+          for (const job of result.revoked) job.bindResults(this.#results);
           for (const job of result.revoked) {
             job.status = JobStatus.Failed;
             getLogger().info(`${this.#namespace}: ${job} was revoked; dropped`);
@@ -198,10 +236,10 @@ export class Workers {
       this.#acks.push(this.#ended(job, task, "failed", failureRecord(err, undefined), false));
       return;
     }
-    const controller = new AbortController();
-    this.#controllers.set(job.id, controller);
-    const running = this.#execute(job, task, controller).finally(() => {
-      this.#controllers.delete(job.id);
+    const execution = new Execution(job);
+    this.#executions.set(job.id, execution);
+    const running = this.#execute(execution, task).finally(() => {
+      this.#executions.delete(job.id);
       this.#inflight.delete(running);
       this.#broker.wake();
     });
@@ -214,21 +252,22 @@ export class Workers {
     return { job, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
   }
 
-  async #execute(job: Job, task: Task, controller: AbortController): Promise<void> {
+  async #execute(execution: Execution, task: Task): Promise<void> {
+    const { job } = execution;
     const ns = this.#namespace;
     const progress: Progress = { json: undefined, stored: false };
     job.status = JobStatus.Running;
     signals.jobStarted.send(ns, { job });
     let ack: FinishedJob;
     try {
-      const result = await this.#run(job, task, controller, progress);
+      const result = await this.#run(execution, task, progress);
       job.status = JobStatus.Succeeded;
       signals.jobSucceeded.send(ns, { job, result });
       callHook(ns, task, "onSuccess", job, result);
       ack = this.#ended(job, task, "succeeded", successRecord(result, progress.json, `the result of ${job}`), progress.stored);
     } catch (e) {
       // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
-      const err = controller.signal.aborted ? toError(controller.signal.reason) : toError(e);
+      const err = execution.abortReason ?? toError(e);
       if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
       const final = err instanceof AbortJobError || err instanceof JobCancelledError;
       if (!final && job.retries < job.maxRetries) {
@@ -257,32 +296,37 @@ export class Workers {
    * Runs the task in the job's context; settles when it does, or as soon as the job's AbortSignal
    * fires (timeout, cancel), so the slot is freed even if the task ignores the signal.
    */
-  #run(job: Job, task: Task, controller: AbortController, progress: Progress): Promise<unknown> {
-    const { signal } = controller;
+  #run(execution: Execution, task: Task, progress: Progress): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(toError(signal.reason));
-      signal.addEventListener("abort", onAbort, { once: true });
+      execution.onAbort = reject;
+      const { timeoutMs } = task;
       const timer =
-        task.timeoutMs === undefined
+        timeoutMs === undefined
           ? undefined
-          : setTimeout(() => controller.abort(new JobTimeoutError(`${job} ran longer than its timeout of ${task.timeoutMs! / 1000} s`)), task.timeoutMs);
-      const work = runWithJob({ job, signal }, () => this.#call(job, task, signal, progress));
-      work.then(resolve, reject).finally(() => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", onAbort);
-      });
+          : setTimeout(() => execution.abort(new JobTimeoutError(`${execution.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
+      runWithJob(execution, () => this.#call(execution, task, progress)).then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
     });
   }
 
   /** Calls the task function; a generator task is iterated here, each value stored as progress. */
-  async #call(job: Job, task: Task, signal: AbortSignal, progress: Progress): Promise<unknown> {
+  async #call(execution: Execution, task: Task, progress: Progress): Promise<unknown> {
+    const { job } = execution;
     const value: unknown = await task.fn(...job.taskArgs);
     if (!isIterator(value)) return value;
     const ns = this.#namespace;
     for (let iteration = 0; ; iteration++) {
-      if (signal.aborted) {
+      if (execution.abortReason) {
         await value.return?.();
-        throw toError(signal.reason);
+        throw execution.abortReason;
       }
       signals.beforeLoop.send(ns, { job, iteration });
       const step = await value.next();
@@ -304,9 +348,7 @@ export class Workers {
 
   /** A cancel for `id` reached this broker: abort the job if it runs here. */
   #cancel(id: string): void {
-    const controller = this.#controllers.get(id);
-    if (!controller || controller.signal.aborted) return;
-    controller.abort(new JobCancelledError(`job ${id} was cancelled`));
+    this.#executions.get(id)?.abort(new JobCancelledError(`job ${id} was cancelled`));
   }
 
   async #flushAcks(): Promise<void> {
@@ -358,7 +400,7 @@ export class Workers {
     }
     const ns = this.#namespace;
     if (recovery.leaseLost) getLogger().warn(`${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`);
-    for (const job of [...recovery.requeued, ...recovery.failed]) job.bindResults((options) => this.#results(job.id, options));
+    for (const job of [...recovery.requeued, ...recovery.failed]) job.bindResults(this.#results);
     for (const job of recovery.requeued) {
       getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
       signals.jobRecovered.send(ns, { job });
