@@ -1,6 +1,7 @@
 /**
- * Chard demo on MemoryBroker: a task that succeeds, one that retries, one that fails, and a periodic
- * one, with signal handlers printing what happens. Run it with `npm run example`; it exits by itself.
+ * Chard demo on MemoryBroker: a task that succeeds, one that retries, one that fails, a periodic one
+ * and a generator task reporting progress, with signal handlers printing what happens and results
+ * awaited from the producer side. Run it with `npm run example`; it exits by itself.
  */
 import { DateTime } from "luxon";
 import { Batch, Engine, MemoryBroker, RetryError, Tasks, setLogger, signals } from "../lib/index.js";
@@ -26,6 +27,14 @@ const brokenReport = tasks.task("brokenReport", () => {
   throw new Error("report template missing");
 });
 
+const buildReport = tasks.task("buildReport", async function* (pages: number) {
+  for (let page = 1; page <= pages; page++) {
+    await new Promise((r) => setTimeout(r, 30));
+    yield `${page}/${pages} pages`; // each value is the job's progress, readable from any process
+  }
+  return `report of ${pages} pages`;
+});
+
 let ticks = 0;
 tasks.task("heartbeat", () => void ticks++, { periodicity: 0.25 });
 
@@ -38,6 +47,7 @@ signals.jobStarted.connectVia("demo", (_ns, { job }) => console.log(`${stamp()} 
 signals.jobScheduleRetry.connectVia("demo", (_ns, { job, err }) => console.log(`${stamp()}  retry     ${job.taskName}: ${err.message}`));
 signals.jobFailed.connectVia("demo", (_ns, { job, err }) => console.log(`${stamp()}  FAILED    ${job.taskName}: ${err.message}`));
 signals.jobFinished.connectVia("demo", (_ns, { job }) => console.log(`${stamp()}  finished  ${job.taskName}`));
+signals.jobProgress.connectVia("demo", (_ns, { job, output }) => console.log(`${stamp()}  progress  ${job.taskName}: ${String(output)}`));
 signals.workerStarted.connectVia("demo", (_ns, { workerName }) => console.log(`${stamp()}  worker up ${workerName}`));
 signals.workerTerminated.connectVia("demo", (_ns, { workerName }) => console.log(`${stamp()}  worker down ${workerName}`));
 
@@ -45,14 +55,21 @@ let finished = 0;
 signals.jobFinished.connectVia("demo", () => void finished++);
 
 await engine.scheduleBatch(new Batch().schedule(sendEmail, "ada@example.com").schedule(sendEmail, "alan@example.com"));
-await engine.schedule(flakyApi);
+const flaky = await engine.schedule(flakyApi);
+const report = await engine.schedule(buildReport, 3);
 await engine.schedule(brokenReport);
 await engine.scheduleAt(sendEmail, DateTime.utc().plus({ milliseconds: 400 }), "later@example.com");
 
 const workers = engine.startWorkers({ number: 3, queue: "demo", handleSigterm: true });
 
-// Wait for: 3 emails, 3 flaky attempts, 1 broken report and at least 2 heartbeats.
-while (!(finished >= 9 && ticks >= 2)) await new Promise((r) => setTimeout(r, 10));
+// Results are awaited like promises (here in the same process; on Redis, from any process).
+const flakyResult = await flaky.result({ timeout: 10 });
+console.log(`${stamp()}  result    flakyApi: ${String(flakyResult)}`);
+const reportResult = await report.result({ timeout: 10 });
+console.log(`${stamp()}  result    buildReport: ${String(reportResult)}`);
+
+// Wait for: 3 emails, 3 flaky attempts, 1 broken report, 1 report and at least 2 heartbeats.
+while (!(finished >= 10 && ticks >= 2)) await new Promise((r) => setTimeout(r, 10));
 await engine.close();
 await workers;
 console.log(`\ndone: ${finished} executions, flakyApi took ${attempts} attempts, heartbeat ran ${ticks} times`);
