@@ -1,5 +1,5 @@
 /**
- * Workers: the arbiter loop and the jobs it runs, for one engine and one queue.
+ * Workers: the arbiter loop of one engine and one queue (executions themselves: execution.ts).
  *
  * States: starting (broker started, periodic tasks and concurrency limits registered, one
  * `workerStarted` per worker) -> running (the arbiter fetches at most as many jobs as there are
@@ -13,12 +13,12 @@
  */
 import { exponentialBackoff } from "./backoff.js";
 import type { Broker, FinishedJob, Recovery } from "./broker.js";
-import { runWithJob, type JobContext } from "./context.js";
-import { AbortJobError, ChardError, JobCancelledError, JobExpiredError, JobTimeoutError, RetryError, UnknownTaskError, toError } from "./errors.js";
+import { ChardError, JobCancelledError, JobExpiredError, UnknownTaskError, toError } from "./errors.js";
+import { Execution, callHook, endedAck } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { signals } from "./signals.js";
-import { failureRecord, storable, successRecord } from "./results.js";
+import { failureRecord } from "./results.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "./tasks.js";
 
 /** The error a job gets when the worker running it died and it cannot be retried. */
@@ -29,71 +29,6 @@ export interface WorkersSettings {
   number: number;
   queue: string;
   stopWhenQueueEmpty: boolean;
-}
-
-/**
- * One running execution, and the context `currentJob()` returns inside it. Its AbortSignal is
- * made only when the task asks for it or the execution is aborted (most jobs never need one).
- */
-class Execution implements JobContext {
-  readonly job: Job;
-  /** Settles the execution at once when it is aborted (set by `#run`). */
-  onAbort: ((reason: Error) => void) | undefined;
-  #controller: AbortController | undefined;
-  #reason: Error | undefined;
-
-  constructor(job: Job) {
-    this.job = job;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#reason) this.#controller.abort(this.#reason);
-    }
-    return this.#controller.signal;
-  }
-
-  /** Why the execution was aborted (timeout, cancel), if it was. */
-  get abortReason(): Error | undefined {
-    return this.#reason;
-  }
-
-  /** Fires the signal and ends the execution with `reason`; later calls change nothing. */
-  abort(reason: Error): void {
-    if (this.#reason) return;
-    this.#reason = reason;
-    this.#controller?.abort(reason);
-    this.onAbort?.(reason);
-  }
-}
-
-/** The last progress a generator task yielded (JSON) and whether the broker holds it. */
-interface Progress {
-  json: string | undefined;
-  stored: boolean;
-}
-
-type AnyIterator = Iterator<unknown, unknown, undefined> | AsyncIterator<unknown, unknown, undefined>;
-
-/** True for what a generator function (sync or async) returns. */
-function isIterator(value: unknown): value is AnyIterator {
-  if (value === null || typeof value !== "object") return false;
-  const v = value as Record<PropertyKey, unknown>;
-  return typeof v.next === "function" && (typeof v[Symbol.iterator] === "function" || typeof v[Symbol.asyncIterator] === "function");
-}
-
-/** Calls a per-task hook; a throwing or rejecting hook is logged and changes nothing else. */
-function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(namespace: string, task: Task, name: K, job: Job, arg: unknown): void {
-  const hook = task.hooks[name] as ((job: Job, arg: unknown) => unknown) | undefined;
-  if (!hook) return;
-  const failed = (e: unknown): void => getLogger().error(`${namespace}: hook ${name} of task "${task.name}" failed`, toError(e));
-  try {
-    const result = hook(job, arg);
-    if (result instanceof Promise) result.catch(failed);
-  } catch (e) {
-    failed(e);
-  }
 }
 
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
@@ -233,12 +168,12 @@ export class Workers {
       job.status = JobStatus.Failed;
       getLogger().warn(`${ns}: ${err.message}; dropped`);
       signals.jobExpired.send(ns, { job });
-      this.#acks.push(this.#ended(job, task, "failed", failureRecord(err, undefined), false));
+      this.#acks.push(endedAck(job, task, "failed", failureRecord(err, undefined), false));
       return;
     }
-    const execution = new Execution(job);
+    const execution = new Execution(job, task, ns, this.#broker);
     this.#executions.set(job.id, execution);
-    const running = this.#execute(execution, task).finally(() => {
+    const running = execution.run().then((ack) => void this.#acks.push(ack)).finally(() => {
       this.#executions.delete(job.id);
       this.#inflight.delete(running);
       this.#broker.wake();
@@ -246,105 +181,6 @@ export class Workers {
     this.#inflight.add(running);
   }
 
-  /** The acknowledgement of an ended job, with its result record when its task keeps results. */
-  #ended(job: Job, task: Task, outcome: FinishedJob["outcome"], record: string | undefined, hadProgress: boolean): FinishedJob {
-    const keep = outcome !== "retry" && task.resultTtlMs > 0;
-    return { job, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
-  }
-
-  async #execute(execution: Execution, task: Task): Promise<void> {
-    const { job } = execution;
-    const ns = this.#namespace;
-    const progress: Progress = { json: undefined, stored: false };
-    job.status = JobStatus.Running;
-    signals.jobStarted.send(ns, { job });
-    let ack: FinishedJob;
-    try {
-      const result = await this.#run(execution, task, progress);
-      job.status = JobStatus.Succeeded;
-      signals.jobSucceeded.send(ns, { job, result });
-      callHook(ns, task, "onSuccess", job, result);
-      ack = this.#ended(job, task, "succeeded", successRecord(result, progress.json, `the result of ${job}`), progress.stored);
-    } catch (e) {
-      // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
-      const err = execution.abortReason ?? toError(e);
-      if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
-      const final = err instanceof AbortJobError || err instanceof JobCancelledError;
-      if (!final && job.retries < job.maxRetries) {
-        const now = this.#broker.clock.now();
-        job.retries++;
-        job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
-        job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
-        getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
-        signals.jobScheduleRetry.send(ns, { job, err });
-        callHook(ns, task, "onRetry", job, err);
-        if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
-        ack = this.#ended(job, task, "retry", undefined, progress.stored);
-      } else {
-        job.status = JobStatus.Failed;
-        getLogger().error(`${ns}: ${job} failed`, err);
-        signals.jobFailed.send(ns, { job, err });
-        callHook(ns, task, "onFailure", job, err);
-        ack = this.#ended(job, task, "failed", failureRecord(err, progress.json), progress.stored);
-      }
-    }
-    signals.jobFinished.send(ns, { job });
-    this.#acks.push(ack);
-  }
-
-  /**
-   * Runs the task in the job's context; settles when it does, or as soon as the job's AbortSignal
-   * fires (timeout, cancel), so the slot is freed even if the task ignores the signal.
-   */
-  #run(execution: Execution, task: Task, progress: Progress): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      execution.onAbort = reject;
-      const { timeoutMs } = task;
-      const timer =
-        timeoutMs === undefined
-          ? undefined
-          : setTimeout(() => execution.abort(new JobTimeoutError(`${execution.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
-      runWithJob(execution, () => this.#call(execution, task, progress)).then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (e: unknown) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      );
-    });
-  }
-
-  /** Calls the task function; a generator task is iterated here, each value stored as progress. */
-  async #call(execution: Execution, task: Task, progress: Progress): Promise<unknown> {
-    const { job } = execution;
-    const value: unknown = await task.fn(...job.taskArgs);
-    if (!isIterator(value)) return value;
-    const ns = this.#namespace;
-    for (let iteration = 0; ; iteration++) {
-      if (execution.abortReason) {
-        await value.return?.();
-        throw execution.abortReason;
-      }
-      signals.beforeLoop.send(ns, { job, iteration });
-      const step = await value.next();
-      if (step.done) return step.value;
-      const output: unknown = step.value;
-      signals.afterLoop.send(ns, { job, output, iteration });
-      signals.jobProgress.send(ns, { job, output, iteration });
-      const json = storable(output, `the progress of ${job}`);
-      if (json === undefined) continue;
-      progress.json = json;
-      try {
-        await this.#broker.setProgress(job.id, json);
-        progress.stored = true;
-      } catch (e) {
-        getLogger().warn(`${ns}: could not store the progress of ${job}`, toError(e));
-      }
-    }
-  }
 
   /** A cancel for `id` reached this broker: abort the job if it runs here. */
   #cancel(id: string): void {

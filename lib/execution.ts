@@ -1,0 +1,188 @@
+/**
+ * One execution of a job: runs its task in the job's context (`currentJob()`), enforces its
+ * timeout, iterates generator tasks (progress), sends the execution's signals in their documented
+ * order, calls the task's hooks, and decides the outcome: succeeded, retry (with backoff) or failed.
+ */
+import { exponentialBackoff } from "./backoff.js";
+import type { Broker, FinishedJob } from "./broker.js";
+import { runWithJob, type JobContext } from "./context.js";
+import { AbortJobError, JobCancelledError, JobTimeoutError, RetryError, toError } from "./errors.js";
+import { JobStatus, type Job } from "./jobs.js";
+import { getLogger } from "./logger.js";
+import { failureRecord, storable, successRecord } from "./results.js";
+import { signals } from "./signals.js";
+import type { Task } from "./tasks.js";
+
+/** The last progress a generator task yielded (JSON) and whether the broker holds it. */
+interface Progress {
+  json: string | undefined;
+  stored: boolean;
+}
+
+type AnyIterator = Iterator<unknown, unknown, undefined> | AsyncIterator<unknown, unknown, undefined>;
+
+/** True for what a generator function (sync or async) returns. */
+function isIterator(value: unknown): value is AnyIterator {
+  if (value === null || typeof value !== "object") return false;
+  const v = value as Record<PropertyKey, unknown>;
+  return typeof v.next === "function" && (typeof v[Symbol.iterator] === "function" || typeof v[Symbol.asyncIterator] === "function");
+}
+
+/** Calls a per-task hook; a throwing or rejecting hook is logged and changes nothing else. */
+export function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(namespace: string, task: Task, name: K, job: Job, arg: unknown): void {
+  const hook = task.hooks[name] as ((job: Job, arg: unknown) => unknown) | undefined;
+  if (!hook) return;
+  const failed = (e: unknown): void => getLogger().error(`${namespace}: hook ${name} of task "${task.name}" failed`, toError(e));
+  try {
+    const result = hook(job, arg);
+    if (result instanceof Promise) result.catch(failed);
+  } catch (e) {
+    failed(e);
+  }
+}
+
+/** The acknowledgement of an ended execution, with its result record when its task keeps results. */
+export function endedAck(job: Job, task: Task, outcome: FinishedJob["outcome"], record: string | undefined, hadProgress: boolean): FinishedJob {
+  const keep = outcome !== "retry" && task.resultTtlMs > 0;
+  return { job, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
+}
+
+/**
+ * One running execution, and the context `currentJob()` returns inside it. Its AbortSignal is
+ * made only when the task asks for it or the execution is aborted (most jobs never need one).
+ */
+export class Execution implements JobContext {
+  readonly job: Job;
+  readonly #task: Task;
+  readonly #namespace: string;
+  readonly #broker: Broker;
+  readonly #progress: Progress = { json: undefined, stored: false };
+  /** Settles the execution at once when it is aborted (set by `#runTask`). */
+  #onAbort: ((reason: Error) => void) | undefined;
+  #controller: AbortController | undefined;
+  #reason: Error | undefined;
+
+  constructor(job: Job, task: Task, namespace: string, broker: Broker) {
+    this.job = job;
+    this.#task = task;
+    this.#namespace = namespace;
+    this.#broker = broker;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** Why the execution was aborted (timeout, cancel), if it was. */
+  get abortReason(): Error | undefined {
+    return this.#reason;
+  }
+
+  /** Fires the signal and ends the execution with `reason`; later calls change nothing. */
+  abort(reason: Error): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    this.#onAbort?.(reason);
+  }
+
+  /** Runs the job to its end and returns its acknowledgement; never throws. */
+  async run(): Promise<FinishedJob> {
+    const { job } = this;
+    const task = this.#task;
+    const ns = this.#namespace;
+    const progress = this.#progress;
+    job.status = JobStatus.Running;
+    signals.jobStarted.send(ns, { job });
+    let ack: FinishedJob;
+    try {
+      const result = await this.#runTask();
+      job.status = JobStatus.Succeeded;
+      signals.jobSucceeded.send(ns, { job, result });
+      callHook(ns, task, "onSuccess", job, result);
+      ack = endedAck(job, task, "succeeded", successRecord(result, progress.json, `the result of ${job}`), progress.stored);
+    } catch (e) {
+      // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
+      const err = this.#reason ?? toError(e);
+      if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
+      const final = err instanceof AbortJobError || err instanceof JobCancelledError;
+      if (!final && job.retries < job.maxRetries) {
+        const now = this.#broker.clock.now();
+        job.retries++;
+        job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
+        job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+        getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
+        signals.jobScheduleRetry.send(ns, { job, err });
+        callHook(ns, task, "onRetry", job, err);
+        if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
+        ack = endedAck(job, task, "retry", undefined, progress.stored);
+      } else {
+        job.status = JobStatus.Failed;
+        getLogger().error(`${ns}: ${job} failed`, err);
+        signals.jobFailed.send(ns, { job, err });
+        callHook(ns, task, "onFailure", job, err);
+        ack = endedAck(job, task, "failed", failureRecord(err, progress.json), progress.stored);
+      }
+    }
+    signals.jobFinished.send(ns, { job });
+    return ack;
+  }
+
+  /**
+   * Runs the task in the job's context; settles when it does, or as soon as the execution is
+   * aborted (timeout, cancel), so the worker slot is freed even if the task ignores its signal.
+   */
+  #runTask(): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#onAbort = reject;
+      const { timeoutMs } = this.#task;
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
+      runWithJob(this, () => this.#call()).then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** Calls the task function; a generator task is iterated here, each value stored as progress. */
+  async #call(): Promise<unknown> {
+    const { job } = this;
+    const value: unknown = await this.#task.fn(...job.taskArgs);
+    if (!isIterator(value)) return value;
+    const ns = this.#namespace;
+    for (let iteration = 0; ; iteration++) {
+      if (this.#reason) {
+        await value.return?.();
+        throw this.#reason;
+      }
+      signals.beforeLoop.send(ns, { job, iteration });
+      const step = await value.next();
+      if (step.done) return step.value;
+      const output: unknown = step.value;
+      signals.afterLoop.send(ns, { job, output, iteration });
+      signals.jobProgress.send(ns, { job, output, iteration });
+      const json = storable(output, `the progress of ${job}`);
+      if (json === undefined) continue;
+      this.#progress.json = json;
+      try {
+        await this.#broker.setProgress(job.id, json);
+        this.#progress.stored = true;
+      } catch (e) {
+        getLogger().warn(`${ns}: could not store the progress of ${job}`, toError(e));
+      }
+    }
+  }
+}
