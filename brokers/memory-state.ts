@@ -1,0 +1,177 @@
+/**
+ * The state behind MemoryBroker: a `MemoryStore` per "server", one `NamespaceState` per namespace
+ * (queues, future jobs, running sets, leases, periodic schedule, limits, job states, results,
+ * progress), and the store's in-process pub/sub. Mirrors the Redis key layout of brokers/redis/keys.ts.
+ */
+import type { JobState } from "../lib/broker.js";
+import type { MemoryBroker } from "./memory.js";
+
+/** A FIFO of strings with O(1) push/shift at both ends. */
+export class Deque {
+  #items: string[] = [];
+  #head = 0;
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+  push(item: string): void {
+    this.#items.push(item);
+  }
+  shift(): string | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+  unshiftAll(items: readonly string[]): void {
+    if (items.length === 0) return;
+    this.#items = [...items, ...this.#items.slice(this.#head)];
+    this.#head = 0;
+  }
+}
+
+/** An entry of the namespace state. */
+export interface FutureEntry {
+  atMs: number;
+  queue: string;
+  json: string;
+}
+
+/** An entry of the namespace state. */
+export interface PeriodicEntry {
+  queue: string;
+  maxRetries: number;
+  periodMs: number;
+  nextMs: number;
+}
+
+/** An entry of the namespace state. */
+export interface RunningEntry {
+  taskName: string;
+  json: string;
+}
+
+/** Everything of one namespace. */
+export class NamespaceState {
+  readonly queues = new Map<string, Deque>();
+  /** Sorted by atMs, then insertion order. */
+  readonly future: FutureEntry[] = [];
+  readonly running = new Map<string, Map<string, RunningEntry>>();
+  readonly leases = new Map<string, number>();
+  readonly periodic = new Map<string, PeriodicEntry>();
+  readonly maxConcurrency = new Map<string, number>();
+  readonly concurrency = new Map<string, number>();
+  /** Jobs not ended yet, by id: pending (queued or waiting), running, or revoked (dropped when fetched). */
+  readonly jobs = new Map<string, "pending" | "running" | "revoked">();
+  /** Result records of ended jobs, in insertion order. */
+  readonly results = new Map<string, { record: string; expiresAtMs: number }>();
+  /** Latest progress of running generator jobs. */
+  readonly progress = new Map<string, string>();
+
+  /** Stores a result record; forgets expired ones at the head (insertion order). */
+  keepResult(id: string, record: string, ttlMs: number, now: number): void {
+    for (const [oldId, entry] of this.results) {
+      if (entry.expiresAtMs > now) break;
+      this.results.delete(oldId);
+    }
+    this.results.delete(id);
+    this.results.set(id, { record, expiresAtMs: now + ttlMs });
+  }
+
+  /** The result record of `id` unless it expired. */
+  result(id: string, now: number): string | undefined {
+    const entry = this.results.get(id);
+    if (entry && entry.expiresAtMs <= now) {
+      this.results.delete(id);
+      return undefined;
+    }
+    return entry?.record;
+  }
+
+  /** State of a job for revoke, cancel and results. */
+  stateOf(id: string, now: number): JobState {
+    return this.jobs.get(id) ?? (this.result(id, now) !== undefined ? "finished" : "unknown");
+  }
+
+  queue(name: string): Deque {
+    let q = this.queues.get(name);
+    if (!q) {
+      q = new Deque();
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  addFuture(entry: FutureEntry): void {
+    const f = this.future;
+    let lo = 0;
+    let hi = f.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (f[mid]!.atMs <= entry.atMs) lo = mid + 1;
+      else hi = mid;
+    }
+    f.splice(lo, 0, entry);
+  }
+
+  release(taskName: string): void {
+    const current = this.concurrency.get(taskName);
+    if (current !== undefined) this.concurrency.set(taskName, Math.max(0, current - 1));
+  }
+}
+
+/** In-process state shared by the MemoryBrokers given the same store: the in-memory "Redis server". */
+export class MemoryStore {
+  readonly #namespaces = new Map<string, NamespaceState>();
+  readonly #listeners = new Map<string, Set<MemoryBroker>>();
+  readonly #resultListeners = new Map<string, Set<MemoryBroker>>();
+
+  /** @internal State of one namespace. */
+  state(namespace: string): NamespaceState {
+    let s = this.#namespaces.get(namespace);
+    if (!s) {
+      s = new NamespaceState();
+      this.#namespaces.set(namespace, s);
+    }
+    return s;
+  }
+
+  /** @internal Forgets a namespace. */
+  drop(namespace: string): void {
+    this.#namespaces.delete(namespace);
+  }
+
+  /** @internal Subscribes a started broker to its namespace's events. */
+  listen(namespace: string, broker: MemoryBroker, on: boolean): void {
+    let set = this.#listeners.get(namespace);
+    if (!set) this.#listeners.set(namespace, (set = new Set()));
+    if (on) set.add(broker);
+    else set.delete(broker);
+  }
+
+  /** @internal Wakes every started broker of the namespace (the pub/sub of this store). */
+  notify(namespace: string): void {
+    for (const broker of this.#listeners.get(namespace) ?? []) broker.wake();
+  }
+
+  /** @internal Tells every started broker of the namespace to cancel job `id` if it runs it. */
+  notifyCancel(namespace: string, id: string): void {
+    for (const broker of this.#listeners.get(namespace) ?? []) broker.cancelled(id);
+  }
+
+  /** @internal Subscribes a broker to the ends of jobs of its namespace (for results). */
+  listenForResults(namespace: string, broker: MemoryBroker, on: boolean): void {
+    let set = this.#resultListeners.get(namespace);
+    if (!set) this.#resultListeners.set(namespace, (set = new Set()));
+    if (on) set.add(broker);
+    else set.delete(broker);
+  }
+
+  /** @internal Tells the brokers waiting for results that these jobs ended. */
+  notifyResults(namespace: string, ids: readonly string[]): void {
+    if (ids.length === 0) return;
+    for (const broker of this.#resultListeners.get(namespace) ?? []) broker.ended(ids);
+  }
+}
