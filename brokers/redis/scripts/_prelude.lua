@@ -91,10 +91,11 @@ local function chard_release(max_key, cur_key, task)
   return false
 end
 
--- Pushes `items` (in order) to the tail of `key`, in chunks small enough for unpack().
-local function chard_rpush(key, items)
+-- Runs `command key item...` over `items` (in order), in chunks small enough for unpack():
+-- RPUSH pushes them to the tail of a LIST, HDEL deletes them as fields of a HASH.
+local function chard_chunked(command, key, items)
   for i = 1, #items, 1000 do
-    redis.call('RPUSH', key, unpack(items, i, math.min(i + 999, #items)))
+    redis.call(command, key, unpack(items, i, math.min(i + 999, #items)))
   end
 end
 
@@ -138,13 +139,6 @@ local function chard_hset_all(key, fields, value)
       redis.call('HSET', key, unpack(args))
       args = {}
     end
-  end
-end
-
--- Deletes every field of `fields` of HASH `key`, in chunks.
-local function chard_hdel_all(key, fields)
-  for i = 1, #fields, 1000 do
-    redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
   end
 end
 

@@ -89,7 +89,7 @@ do
   end
   if #fired_ids > 0 then chard_hset_all(jobs_key, fired_ids, 'p') end
 end
-for _, key in ipairs(push_order) do chard_rpush(key, pushes[key]) end
+for _, key in ipairs(push_order) do chard_chunked('RPUSH', key, pushes[key]) end
 if moved > 0 then redis.call('PUBLISH', channel, '') end
 
 -- 3. Take up to maxJobs jobs. Jobs of a task at its concurrency limit are set aside and go back
@@ -165,7 +165,7 @@ if max_jobs > 0 then
   end
   if #accepted_ids > 0 then chard_hset_all(jobs_key, accepted_ids, 'r') end
   if #revoked_ids > 0 then
-    chard_hdel_all(jobs_key, revoked_ids)
+    chard_chunked('HDEL', jobs_key, revoked_ids)
     local records = {}
     for i, id in ipairs(revoked_ids) do records[i] = { id, ARGV[10], ARGV[9] } end
     chard_keep_results(results_key, expiry_key, records, now)

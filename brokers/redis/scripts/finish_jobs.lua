@@ -47,9 +47,9 @@ for i = 4, #ARGV, 7 do
   end
 end
 if #pending > 0 then chard_hset_all(jobs_key, pending, 'p') end
-if #progress > 0 then chard_hdel_all(progress_key, progress) end
+if #progress > 0 then chard_chunked('HDEL', progress_key, progress) end
 if #ended > 0 then
-  chard_hdel_all(jobs_key, ended)
+  chard_chunked('HDEL', jobs_key, ended)
   chard_keep_results(results_key, expiry_key, records, now)
   redis.call('PUBLISH', ARGV[2], table.concat(ended, ' '))
 end

@@ -39,8 +39,8 @@ if #out.requeued > 0 then
   redis.call('PUBLISH', ARGV[2], '')
 end
 if #out.failed > 0 then
-  chard_hdel_all(jobs_key, out.failed_ids)
-  chard_hdel_all(progress_key, out.failed_ids)
+  chard_chunked('HDEL', jobs_key, out.failed_ids)
+  chard_chunked('HDEL', progress_key, out.failed_ids)
   local records = {}
   for i, id in ipairs(out.failed_ids) do records[i] = { id, ARGV[6], ARGV[5] } end
   chard_keep_results(results_key, expiry_key, records, now)
