@@ -33,14 +33,7 @@ export const captureLogger: Logger = {
 };
 setLogger(captureLogger);
 
-/** Waits until `condition()` is truthy, polling every few ms; fails after `timeoutMs`. */
-export async function until(condition: () => unknown, timeoutMs = 5_000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+export { until } from "./until.js";
 
 /** A promise with its resolve function exposed, for tasks that wait on the test. */
 export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
