@@ -6,10 +6,12 @@ import {
 } from "./errors.js";
 import { Job, JobStatus, checkArgs, type ResultOptions } from "./jobs.js";
 import { readRecord, recordProgress } from "./results.js";
-import { signals } from "./signals.js";
 import { getLogger } from "./logger.js";
-import { Batch, DEFAULT_QUEUE, Task, checkQueue, type TaskFunction, type TaskOptions, type TaskRef, type Tasks } from "./tasks.js";
-import { Workers } from "./workers.js";
+import { findReliable, receiverTask, type ReliableReceiver } from "./reliable.js";
+import { signals, type SafeNamedSignal } from "./signals.js";
+import { Batch, DEFAULT_QUEUE, Task, checkQueue, checkUserTaskName, type TaskFunction, type TaskOptions, type TaskRef, type Tasks } from "./tasks.js";
+import { Transaction } from "./transaction.js";
+import { Workers, type TaskLookup } from "./workers.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -40,6 +42,14 @@ export class Engine {
   /** The broker the engine stores jobs in. */
   readonly broker: Broker;
   readonly #tasks = new Map<string, Task>();
+  /** Tasks of reliable receivers, built on first use per receiver (lib/reliable.ts). */
+  readonly #receiverTasks = new WeakMap<ReliableReceiver, Task>();
+  /** What workers and `getTask` look tasks up in: defined tasks, then reliable receivers. */
+  readonly #lookup: TaskLookup = {
+    get: (name) => this.#tasks.get(name) ?? this.#receiverTask(name),
+    values: () => this.#tasks.values(),
+    keys: () => this.#tasks.keys(),
+  };
   #workers: Workers | undefined;
   /** `getResult` bound once, for `job.result()` of every job this engine hands out. */
   readonly #getResult = (id: string, options: ResultOptions): Promise<unknown> => this.getResult(id, options);
@@ -61,6 +71,14 @@ export class Engine {
     this.broker = broker;
   }
 
+  #receiverTask(name: string): Task | undefined {
+    const receiver = findReliable(name);
+    if (!receiver) return undefined;
+    let task = this.#receiverTasks.get(receiver);
+    if (!task) this.#receiverTasks.set(receiver, (task = receiverTask(receiver, this.namespace)));
+    return task;
+  }
+
   /** Tasks known to this engine. */
   get tasks(): ReadonlyMap<string, Task> {
     return this.#tasks;
@@ -76,6 +94,7 @@ export class Engine {
    * @throws InvalidOptionError for bad options; ChardError when the name is taken.
    */
   task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
+    checkUserTaskName(name);
     const task = new Task(name, fn, options);
     this.addTask(task as Task);
     return task;
@@ -98,7 +117,7 @@ export class Engine {
   /** Finds a task by name or object. @throws UnknownTaskError when the engine does not know it. */
   getTask(ref: TaskRef): Task {
     const name = typeof ref === "string" ? ref : ref instanceof Task ? ref.name : undefined;
-    const task = name === undefined ? undefined : this.#tasks.get(name);
+    const task = name === undefined ? undefined : this.#lookup.get(name);
     if (!task || (typeof ref !== "string" && task !== ref)) {
       const what = name === undefined ? describe(ref) : JSON.stringify(name);
       throw new UnknownTaskError(`unknown task ${what}; known tasks: ${JSON.stringify([...this.#tasks.keys()])}. Define it with engine.task() or attach its Tasks`);
@@ -133,10 +152,46 @@ export class Engine {
    * @throws the errors of `scheduleAt` for the first invalid entry.
    */
   async scheduleBatch(batch: Batch): Promise<Job[]> {
+    return this.commitJobs(this.prepareJobs(batch));
+  }
+
+  /**
+   * Sends `signal` reliably: one job per reliable receiver connected in this process
+   * (`signal.connectReliable`), enqueued in one broker round-trip; no receiver, no job.
+   * @throws SerializationError (payload not JSON data), StateError (engine closed).
+   */
+  async sendReliable<P extends object>(signal: SafeNamedSignal<P>, payload: P): Promise<Job[]> {
+    const batch = new Batch().sendReliable(signal, payload);
+    return batch.entries.length === 0 ? [] : this.scheduleBatch(batch);
+  }
+
+  /**
+   * Runs `fn` with a transaction that buffers jobs and reliable signals, then enqueues all of them
+   * in one atomic broker operation when `fn` resolves; if `fn` throws, nothing is enqueued and the
+   * error is rethrown. Resolves with the jobs enqueued.
+   */
+  async transaction(fn: (tx: Transaction) => unknown): Promise<Job[]> {
+    if (typeof fn !== "function") throw new InvalidOptionError(`transaction needs a function, got ${describe(fn)}`);
+    const tx = new Transaction(this);
+    try {
+      await fn(tx);
+    } finally {
+      tx.close();
+    }
+    return this.commitJobs(tx.jobs);
+  }
+
+  /** @internal Validates a batch and builds its jobs, without touching the broker. @throws as `scheduleAt` does. */
+  prepareJobs(batch: Batch): Job[] {
     if (!(batch instanceof Batch)) throw new InvalidOptionError(`scheduleBatch needs a Batch, got ${describe(batch)}`);
     const now = this.broker.clock.now();
-    const jobs = batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
+    return batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
+  }
+
+  /** @internal Enqueues prepared jobs in one broker call and signals them. */
+  async commitJobs(jobs: Job[]): Promise<Job[]> {
     this.#checkOpen();
+    if (jobs.length === 0) return jobs;
     await this.broker.enqueueJobs(jobs);
     this.#enqueued(jobs);
     return jobs;
@@ -183,7 +238,7 @@ export class Engine {
     }
     this.#checkOpen();
     if (this.#running) throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
-    const workers = new Workers(this.broker, this.namespace, this.#tasks, { number, queue, stopWhenQueueEmpty }, this.#getResult);
+    const workers = new Workers(this.broker, this.namespace, this.#lookup, { number, queue, stopWhenQueueEmpty }, this.#getResult);
     const onSignal = (): void => {
       void this.stopWorkers();
     };

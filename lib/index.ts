@@ -6,6 +6,8 @@ export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions } from "./engine.js
 export { Task, Tasks, Batch, DEFAULT_QUEUE, DEFAULT_RESULT_TTL_MS, type TaskOptions, type TaskFunction, type TaskRef, type BatchEntry } from "./tasks.js";
 export { Job, JobStatus, type JobFields, type ResultOptions } from "./jobs.js";
 export { currentJob, type JobContext } from "./context.js";
+export { Transaction } from "./transaction.js";
+export { RELIABLE_TASK_PREFIX, reliableTaskName, type ReliableOptions, type ReliableReceiver } from "./reliable.js";
 export {
   ChardError,
   UnknownTaskError,

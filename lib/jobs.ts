@@ -157,7 +157,18 @@ export function fromJSON(text: string, status: JobStatus): Job {
  * @throws SerializationError naming the path of the first bad value and what to do instead.
  */
 export function checkArgs(taskName: string, args: readonly unknown[]): void {
+  args.forEach((arg, i) => checkJSON(arg, `arguments of task "${taskName}"`, `args[${i}]`));
+}
+
+/**
+ * Checks that `value` survives a JSON round-trip unchanged (see `checkArgs`).
+ * @throws SerializationError `<what> must be JSON-serialisable: <path>: <why>`.
+ */
+export function checkJSON(value: unknown, what: string, path: string): void {
   const seen = new Set<object>();
+  const fail = (at: string, why: string): never => {
+    throw new SerializationError(`${what} must be JSON-serialisable: ${at}: ${why}`);
+  };
   const visit = (value: unknown, path: string): void => {
     switch (typeof value) {
       case "string":
@@ -195,8 +206,5 @@ export function checkArgs(taskName: string, args: readonly unknown[]): void {
     for (const [key, item] of Object.entries(obj)) visit(item, `${path}.${key}`);
     seen.delete(obj);
   };
-  const fail = (path: string, why: string): never => {
-    throw new SerializationError(`arguments of task "${taskName}" must be JSON-serialisable: ${path}: ${why}`);
-  };
-  args.forEach((arg, i) => visit(arg, `args[${i}]`));
+  visit(value, path);
 }

@@ -9,6 +9,7 @@ import { EventEmitter } from "tseep";
 import { toError } from "./errors.js";
 import type { Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
+import { registerReliable, unregisterReliable, type ReliableOptions, type ReliableReceiver } from "./reliable.js";
 
 /** A signal receiver: sync or async, called with the sender's namespace and one payload object. */
 export type Receiver<P> = (namespace: string, payload: P) => unknown;
@@ -27,6 +28,7 @@ export class SafeNamedSignal<P extends object> {
   readonly #all = new EventEmitter<Events<P>>();
   readonly #byNamespace = new Map<string, EventEmitter<Events<P>>>();
   readonly #connections = new Map<Receiver<P>, Connection<P>[]>();
+  readonly #reliable = new Map<string, ReliableReceiver>();
   #count = 0;
 
   constructor(name: string) {
@@ -47,6 +49,27 @@ export class SafeNamedSignal<P extends object> {
   /** Disconnects `receiver` everywhere it was connected on this signal. */
   disconnect(receiver: Receiver<P>): void {
     for (const c of this.#connections.get(receiver) ?? []) this.#remove(receiver, c);
+  }
+
+  /**
+   * Connects a durable receiver under a stable `name`: sending this signal with
+   * `engine.sendReliable` (or in a batch or transaction) enqueues one job per reliable receiver,
+   * run by the workers with retries. Returns a function that disconnects it.
+   * @throws InvalidOptionError for a bad name, handler or option; ChardError for a name already connected.
+   */
+  connectReliable(name: string, handler: Receiver<P>, options: ReliableOptions = {}): () => void {
+    const receiver = registerReliable(this.name, name, handler, options);
+    this.#reliable.set(name, receiver);
+    return () => {
+      if (this.#reliable.get(name) !== receiver) return;
+      this.#reliable.delete(name);
+      unregisterReliable(receiver);
+    };
+  }
+
+  /** The reliable receivers connected in this process, in connection order. */
+  get reliableReceivers(): readonly ReliableReceiver[] {
+    return [...this.#reliable.values()];
   }
 
   /** Number of receivers connected (all namespaces). */

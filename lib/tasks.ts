@@ -1,7 +1,21 @@
 import type { DateTime } from "luxon";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import { ChardError, InvalidOptionError, StateError, UnknownTaskError, describe } from "./errors.js";
-import type { Job } from "./jobs.js";
+import { checkJSON, type Job } from "./jobs.js";
+import type { SafeNamedSignal } from "./signals.js";
+
+/** Prefix of the task names of reliable signal receivers (lib/reliable.ts); user tasks may not use it. */
+export const RELIABLE_TASK_PREFIX = "chard.reliable:";
+
+/**
+ * Checks the name of a task a user defines.
+ * @throws InvalidOptionError for a name in the reserved `chard.reliable:` space.
+ */
+export function checkUserTaskName(name: string): void {
+  if (typeof name === "string" && name.startsWith(RELIABLE_TASK_PREFIX)) {
+    throw new InvalidOptionError(`task name "${name}" is reserved: names starting with "${RELIABLE_TASK_PREFIX}" belong to reliable signal receivers`);
+  }
+}
 
 /** Default queue of tasks and workers. */
 export const DEFAULT_QUEUE = "chard";
@@ -66,6 +80,7 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   /** @throws InvalidOptionError when a name or option is invalid; the message names it. */
   constructor(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}) {
     if (typeof name !== "string" || name.length === 0) throw new InvalidOptionError(`task name must be a non-empty string, got ${describe(name)}`);
+
     if (typeof fn !== "function") throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
     this.name = name;
     this.fn = fn;
@@ -144,6 +159,7 @@ export class Tasks {
    * @throws InvalidOptionError for bad options; ChardError for a duplicate name.
    */
   task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
+    checkUserTaskName(name);
     const merged: TaskOptions = { ...this.#defaults, ...stripUndefined(options) };
     const task = new Task(name, fn, merged);
     if (this.#tasks.has(name)) throw new ChardError(`task "${name}" is already defined in this registry; task names must be unique`);
@@ -231,6 +247,20 @@ export class Batch {
   /** Adds a job to run at `at`. */
   scheduleAt<A extends unknown[], R>(task: TaskRef<A, R>, at: DateTime | Date, ...args: A): this {
     this.entries.push({ task: task as TaskRef, at, args });
+    return this;
+  }
+
+  /**
+   * Adds one job per reliable receiver of `signal` connected in this process (none: nothing is
+   * added), each called with `payload` when a worker runs it.
+   * @throws SerializationError when the payload is not JSON data; InvalidOptionError for a non-signal.
+   */
+  sendReliable<P extends object>(signal: SafeNamedSignal<P>, payload: P): this {
+    if (typeof (signal as { connectReliable?: unknown } | null)?.connectReliable !== "function") {
+      throw new InvalidOptionError(`sendReliable needs a SafeNamedSignal, got ${describe(signal)}`);
+    }
+    checkJSON(payload, `the payload of signal "${signal.name}"`, "payload");
+    for (const receiver of signal.reliableReceivers) this.entries.push({ task: receiver.taskName, at: undefined, args: [payload] });
     return this;
   }
 }

@@ -19,7 +19,7 @@ import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
-import { DEFAULT_RESULT_TTL_MS, type Task } from "./tasks.js";
+import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.js";
 
 /** The error a job gets when the worker running it died and it cannot be retried. */
 export class WorkerDiedError extends ChardError {}
@@ -31,6 +31,22 @@ export interface WorkersSettings {
   stopWhenQueueEmpty: boolean;
 }
 
+/** Why a worker cannot run a job of `taskName`, and what to do about it. */
+function unknownTaskMessage(taskName: string, known: string[]): string {
+  if (taskName.startsWith(RELIABLE_TASK_PREFIX)) {
+    const [signal, receiver] = taskName.slice(RELIABLE_TASK_PREFIX.length).split(":");
+    return `no reliable receiver "${receiver}" of signal "${signal}" is connected in this worker's process; call ${signal}.connectReliable("${receiver}", handler) where the workers run`;
+  }
+  return `no task "${taskName}" on this worker (known: ${JSON.stringify(known)}); deploy it here or route it to another queue`;
+}
+
+/** Where workers find the task of a job by name (the engine's tasks, then reliable receivers). */
+export interface TaskLookup {
+  get(name: string): Task | undefined;
+  values(): Iterable<Task>;
+  keys(): Iterable<string>;
+}
+
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
 const FINAL_ACK_ATTEMPTS = 5;
 
@@ -38,7 +54,7 @@ const FINAL_ACK_ATTEMPTS = 5;
 export class Workers {
   readonly #broker: Broker;
   readonly #namespace: string;
-  readonly #tasks: ReadonlyMap<string, Task>;
+  readonly #tasks: TaskLookup;
   readonly #settings: WorkersSettings;
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
   readonly #inflight = new Set<Promise<void>>();
@@ -52,7 +68,7 @@ export class Workers {
   #sleep: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
 
   constructor(
-    broker: Broker, namespace: string, tasks: ReadonlyMap<string, Task>, settings: WorkersSettings,
+    broker: Broker, namespace: string, tasks: TaskLookup, settings: WorkersSettings,
     results: (id: string, options: ResultOptions) => Promise<unknown>,
   ) {
     this.#results = results;
@@ -155,8 +171,7 @@ export class Workers {
     const ns = this.#namespace;
     const task = this.#tasks.get(job.taskName);
     if (!task) {
-      const known = JSON.stringify([...this.#tasks.keys()]);
-      const err = new UnknownTaskError(`no task "${job.taskName}" on this worker (known: ${known}); deploy it here or route it to another queue`);
+      const err = new UnknownTaskError(unknownTaskMessage(job.taskName, [...this.#tasks.keys()]));
       job.status = JobStatus.Failed;
       getLogger().error(`${ns}: ${job} failed`, err);
       signals.jobFailed.send(ns, { job, err });
