@@ -44,10 +44,9 @@ function queueKeys(k: NamespaceKeys, keys: string[], queue: string, index: Map<s
 /** enqueue_jobs.lua: one call per batch, `token` shared by every attempt of that call. */
 export function enqueueCall(k: NamespaceKeys, entries: readonly StoreEntry[], token: string): ScriptCall {
   const keys = [k.token(token), k.future, k.jobs];
-  const args: ScriptArg[] = [k.events, TOKEN_TTL_MS];
   const index = new Map<string, number>();
-  for (const e of entries) args.push(e.due ? queueKeys(k, keys, e.queue, index) : 0, e.atMs, e.json);
-  return { name: "enqueue_jobs", keys, args };
+  const lines = entries.map((e) => `${e.due ? queueKeys(k, keys, e.queue, index) : 0} ${e.atMs} ${e.json}`);
+  return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, lines.join("\n")] };
 }
 
 /** fetch_jobs.lua; `uuid` is a fresh random UUID the ids of periodic jobs are derived from. */
@@ -86,7 +85,6 @@ export function parseFetchReply(reply: unknown): FetchReply {
 /** A finished job: `retry` is set when it goes back to a queue or the future set. */
 export interface FinishEntry {
   readonly id: string;
-  readonly taskName: string;
   readonly retry: StoreEntry | undefined;
   /** Result record to keep ("" for none) and for how long (ms). */
   readonly record: string;
@@ -98,13 +96,14 @@ export interface FinishEntry {
 /** finish_jobs.lua. */
 export function finishCall(k: NamespaceKeys, brokerId: string, entries: readonly FinishEntry[], nowMs: number): ScriptCall {
   const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future, k.jobs, k.results, k.resultExpiry, k.progress];
-  const args: ScriptArg[] = [k.events, k.resultsChannel, nowMs];
   const index = new Map<string, number>();
-  for (const { id, taskName, retry, record, ttlMs, hadProgress } of entries) {
-    const target = retry === undefined ? "" : retry.due ? String(queueKeys(k, keys, retry.queue, index)) : `f${retry.atMs}`;
-    args.push(id, taskName, target, retry?.json ?? "", record, ttlMs, hadProgress ? "1" : "");
-  }
-  return { name: "finish_jobs", keys, args };
+  const lines = entries.map(({ id, retry, record, ttlMs, hadProgress }) => {
+    const kind = retry ? (retry.due ? "q" : "f") : record ? "r" : "e";
+    const head = `${hadProgress ? kind.toUpperCase() : kind} ${id}`;
+    if (retry) return `${head} ${retry.due ? queueKeys(k, keys, retry.queue, index) : retry.atMs} ${retry.json}`;
+    return record ? `${head} ${ttlMs} ${record}` : head;
+  });
+  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, lines.join("\n")] };
 }
 
 /** Checks the reply of finish_jobs.lua: whether each job was still running here. */

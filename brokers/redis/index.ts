@@ -222,7 +222,6 @@ export class RedisBroker extends BaseBroker {
     const now = this.clock.now();
     const entries = finished.map(({ job, outcome, result, resultTtlMs, hadProgress }) => ({
       id: job.id,
-      taskName: job.taskName,
       retry: outcome === "retry" ? calls.storeEntry(job, now) : undefined,
       record: result ?? "",
       ttlMs: resultTtlMs ?? DEFAULT_RESULT_TTL_MS,

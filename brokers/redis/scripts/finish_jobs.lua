@@ -11,11 +11,13 @@
 -- ARGV[1]   events channel (published to when a job was re-enqueued or a concurrency slot freed)
 -- ARGV[2]   results channel (the ids of the jobs that ended are published to it, space-separated)
 -- ARGV[3]   now (epoch ms)
--- ARGV[4..] one group of 7 per job: job id, task name, target, job JSON, result record, result
---           TTL ms, progress flag. Target is "" (ended: succeeded or failed), an index into KEYS
---           (retry now: RPUSH the new JSON to that queue), or "f<atMs>" (retry later: ZADD the
---           new JSON to future). The record ("" for none) is kept for the TTL; flag "1" forgets
---           the job's progress.
+-- ARGV[4]   the jobs, one line each, led by its kind (the common case is "e <id>"):
+--             e <id>                     ended (succeeded or failed), nothing kept
+--             r <id> <ttlMs> <record>    ended, its result record kept for ttlMs
+--             q <id> <keyIndex> <json>   retry now: RPUSH the new JSON to KEYS[keyIndex]
+--             f <id> <atMs> <json>       retry later: ZADD the new JSON to future at atMs
+--           An upper-case kind (E, R, Q, F) also forgets the job's progress. A job of a limited
+--           task releases its slot; its task is read from the running entry.
 -- Returns one integer per job: 1 when applied, 0 when the job was no longer running here (another
 -- broker recovered it after this broker's lease expired: it is theirs now, nothing is done).
 local running_key, max_key, cur_key, future_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -24,22 +26,25 @@ local now = tonumber(ARGV[3])
 local applied, notify = {}, false
 local pending, ended, records, progress = {}, {}, {}, {}
 local limits = redis.call('EXISTS', max_key) == 1 -- no limited task at all: skip per-job checks
-for i = 4, #ARGV, 7 do
-  local id, task, target, json = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for _, e in ipairs(chard_lines(ARGV[4], 4)) do
+  local kind, id = e[1], e[2]
+  local lower = string.lower(kind)
+  local entry = limits and redis.call('HGET', running_key, id)
   if redis.call('HDEL', running_key, id) == 1 then
-    if limits and chard_release(max_key, cur_key, task) then notify = true end
-    if ARGV[i + 6] == '1' then progress[#progress + 1] = id end
-    if string.sub(target, 1, 1) == 'f' then
-      redis.call('ZADD', future_key, string.sub(target, 2), json)
+    local job = entry and chard_read_job(entry)
+    if job and chard_release(max_key, cur_key, job.task) then notify = true end
+    if kind ~= lower then progress[#progress + 1] = id end
+    if lower == 'f' then
+      redis.call('ZADD', future_key, e[3], e[4])
       pending[#pending + 1] = id
       notify = true
-    elseif target ~= '' then
-      redis.call('RPUSH', KEYS[tonumber(target)], json)
+    elseif lower == 'q' then
+      redis.call('RPUSH', KEYS[tonumber(e[3])], e[4])
       pending[#pending + 1] = id
       notify = true
     else
       ended[#ended + 1] = id
-      if ARGV[i + 4] ~= '' then records[#records + 1] = { id, ARGV[i + 4], ARGV[i + 5] } end
+      if lower == 'r' then records[#records + 1] = { id, e[4], e[3] } end
     end
     applied[#applied + 1] = 1
   else
