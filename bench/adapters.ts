@@ -1,0 +1,131 @@
+/**
+ * One adapter per library and configuration, so every scenario runs the same code against Chard,
+ * BullMQ and bee-queue. "tuned" gives peers Chard's semantics (finished jobs not kept, no events
+ * nobody listens to); "default" is each library's out-of-the-box behaviour.
+ */
+import type { Worker as BullWorker } from "bullmq";
+import type BeeQueue from "bee-queue";
+import { Batch, Engine, MemoryBroker, RedisBroker, setLogger, signals } from "../lib/index.js";
+
+/** A job payload: its index, and when it was enqueued (performance.now() of the producer) for latency. */
+export interface Payload {
+  i: number;
+  t?: number;
+}
+
+/** What a scenario needs from a library. */
+export interface Adapter {
+  /** Enqueues one job and resolves once the library has accepted it. */
+  enqueue(payload: Payload): Promise<void>;
+  /** Enqueues many jobs in one call (or as few as the library allows). */
+  enqueueBulk(payloads: Payload[]): Promise<void>;
+  /** Starts workers that call `handler` for each job; resolves when they are ready. */
+  startWorkers(concurrency: number, handler: (payload: Payload) => void): Promise<void>;
+  /** Stops workers and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** Library names as given on the command line. */
+export const LIBRARIES = ["chard-redis", "chard-memory", "bullmq", "bullmq-default", "bee-queue", "bee-queue-default"] as const;
+/** One of `LIBRARIES`. */
+export type Library = (typeof LIBRARIES)[number];
+
+/** Makes the adapter of `library` on the queue (or namespace) `name`; peers are loaded only when used. */
+export async function makeAdapter(library: Library, redisUrl: string, name: string): Promise<Adapter> {
+  switch (library) {
+    case "chard-redis":
+      return chard(new Engine(new RedisBroker(redisUrl), name));
+    case "chard-memory":
+      return chard(new Engine(new MemoryBroker(), name));
+    case "bullmq":
+      return bullmq(await import("bullmq"), redisUrl, name, true);
+    case "bullmq-default":
+      return bullmq(await import("bullmq"), redisUrl, name, false);
+    case "bee-queue":
+      return bee((await import("bee-queue")).default, redisUrl, name, true);
+    case "bee-queue-default":
+      return bee((await import("bee-queue")).default, redisUrl, name, false);
+  }
+}
+
+function chard(engine: Engine): Adapter {
+  setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+  let handle: (payload: Payload) => void = () => undefined;
+  engine.task("noop", (payload: Payload) => handle(payload), { keepResult: false });
+  let workers: Promise<void> | undefined;
+  return {
+    enqueue: async (payload) => void (await engine.schedule("noop", payload)),
+    enqueueBulk: async (payloads) => {
+      const batch = new Batch();
+      for (const p of payloads) batch.schedule("noop", p);
+      await engine.scheduleBatch(batch);
+    },
+    startWorkers: async (concurrency, handler) => {
+      handle = handler;
+      const started = new Promise<void>((resolve) => {
+        const off = signals.workerStarted.connectVia(engine.namespace, () => {
+          off();
+          resolve();
+        });
+      });
+      workers = engine.startWorkers({ number: concurrency });
+      await started;
+    },
+    close: async () => {
+      await engine.close();
+      await workers;
+    },
+  };
+}
+
+function connection(redisUrl: string): { host: string; port: number } {
+  const url = new URL(redisUrl);
+  return { host: url.hostname, port: Number(url.port) };
+}
+
+function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tuned: boolean): Adapter {
+  const conn = { ...connection(redisUrl), maxRetriesPerRequest: null };
+  const queue = new lib.Queue(name, {
+    connection: conn,
+    ...(tuned ? { defaultJobOptions: { removeOnComplete: true, removeOnFail: true }, streams: { events: { maxLen: 1 } } } : {}),
+  });
+  let worker: BullWorker | undefined;
+  return {
+    enqueue: async (payload) => void (await queue.add("noop", payload)),
+    enqueueBulk: async (payloads) => void (await queue.addBulk(payloads.map((data) => ({ name: "noop", data })))),
+    startWorkers: async (concurrency, handler) => {
+      worker = new lib.Worker(name, async (job) => handler(job.data as Payload), {
+        connection: conn,
+        concurrency,
+        ...(tuned ? { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } } : {}),
+      });
+      await worker.waitUntilReady();
+    },
+    close: async () => {
+      await worker?.close();
+      await queue.close();
+    },
+  };
+}
+
+function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: boolean): Adapter {
+  const redis = connection(redisUrl);
+  const settings = tuned
+    ? { redis, getEvents: false, sendEvents: false, storeJobs: false, removeOnSuccess: true, removeOnFailure: true, activateDelayedJobs: false }
+    : { redis };
+  const producer = new Queue<Payload>(name, { ...settings, isWorker: false });
+  let worker: BeeQueue<Payload> | undefined;
+  return {
+    enqueue: async (payload) => void (await producer.createJob(payload).save()),
+    enqueueBulk: async (payloads) => void (await producer.saveAll(payloads.map((p) => producer.createJob(p)))),
+    startWorkers: async (concurrency, handler) => {
+      worker = new Queue<Payload>(name, { ...settings, isWorker: true });
+      worker.process(concurrency, async (job) => handler(job.data));
+      await worker.ready();
+    },
+    close: async () => {
+      await worker?.close();
+      await producer.close();
+    },
+  };
+}

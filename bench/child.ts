@@ -1,0 +1,218 @@
+/**
+ * One benchmark measurement in a fresh Node process, so one library cannot slow the next:
+ * `node dist/bench/child.js <library> <scenario> <redisUrl> <jobs> <queueName>`.
+ * Prints one JSON line (a `Measurement`) on stdout; the orchestrator is bench/run.ts.
+ */
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { EventEmitter } from "tseep";
+import { Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
+import { LIBRARIES, makeAdapter, type Adapter, type Library, type Payload } from "./adapters.js";
+
+/** What a child reports. */
+export interface Measurement {
+  jobsPerSec?: number;
+  rssMb?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  maxMs?: number;
+  bytesPerJob?: number;
+  nsPerOp?: Record<string, number>;
+}
+
+const [library, scenario, redisUrl = "", jobsArg = "20000", name = "bench"] = process.argv.slice(2) as [Library, string, string?, string?, string?];
+const N = Number(jobsArg);
+
+function payloads(from: number, count: number): Payload[] {
+  return Array.from({ length: count }, (_, k) => ({ i: from + k }));
+}
+
+async function enqueueAll(adapter: Adapter, n: number, perCall = 1000): Promise<void> {
+  for (let i = 0; i < n; i += perCall) await adapter.enqueueBulk(payloads(i, Math.min(perCall, n - i)));
+}
+
+/** Resolves when `handler` has been called `n` times. */
+function counter(n: number): { handler: (p: Payload) => void; done: Promise<void> } {
+  let seen = 0;
+  let resolve!: () => void;
+  const done = new Promise<void>((r) => (resolve = r));
+  return { handler: () => void (++seen === n && resolve()), done };
+}
+
+/** Samples the process RSS every 50 ms until stopped; returns the peak in MB. */
+function rssSampler(): () => number {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  return () => {
+    clearInterval(timer);
+    return Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
+  };
+}
+
+const rate = (n: number, ms: number): number => Math.round((n / ms) * 1000);
+
+async function run(): Promise<Measurement> {
+  if (!LIBRARIES.includes(library)) throw new Error(`unknown library ${library}`);
+  if (scenario === "signals") return signalCosts();
+  if (scenario === "job-receivers" || scenario === "job-no-receivers") return jobWithReceivers(scenario === "job-receivers");
+  const adapter = await makeAdapter(library, redisUrl, name);
+  try {
+    const [kind, arg] = scenario.split(":") as [string, string | undefined];
+    const c = Number(arg);
+    switch (kind) {
+      case "enqueue-one": {
+        const t0 = performance.now();
+        for (let i = 0; i < N; i++) await adapter.enqueue({ i });
+        return { jobsPerSec: rate(N, performance.now() - t0) };
+      }
+      case "enqueue-64": {
+        const t0 = performance.now();
+        let next = 0;
+        await Promise.all(Array.from({ length: 64 }, async () => {
+          while (next < N) await adapter.enqueue({ i: next++ });
+        }));
+        return { jobsPerSec: rate(N, performance.now() - t0) };
+      }
+      case "enqueue-bulk": {
+        const t0 = performance.now();
+        await enqueueAll(adapter, N);
+        return { jobsPerSec: rate(N, performance.now() - t0) };
+      }
+      case "waiting-memory": {
+        await enqueueAll(adapter, N);
+        return {};
+      }
+      case "process": {
+        await enqueueAll(adapter, N);
+        const { handler, done } = counter(N);
+        const rss = rssSampler();
+        const t0 = performance.now();
+        await adapter.startWorkers(c, handler);
+        await done;
+        return { jobsPerSec: rate(N, performance.now() - t0), rssMb: rss() };
+      }
+      case "e2e": {
+        const { handler, done } = counter(N);
+        await adapter.startWorkers(c, handler);
+        const rss = rssSampler();
+        const t0 = performance.now();
+        await enqueueAll(adapter, N, 100);
+        await done;
+        return { jobsPerSec: rate(N, performance.now() - t0), rssMb: rss() };
+      }
+      case "e2e-child": {
+        const worker = spawn(process.execPath, [process.argv[1]!, library, `worker:${c}`, redisUrl, String(N), name], { stdio: ["ignore", "pipe", "inherit"] });
+        const lines = createInterface({ input: worker.stdout });
+        const next = (): Promise<string> => new Promise((resolve) => lines.once("line", resolve));
+        if ((await next()) !== "ready") throw new Error("worker child did not start");
+        const t0 = performance.now();
+        const finished = next();
+        await enqueueAll(adapter, N, 100);
+        if ((await finished) !== "done") throw new Error("worker child failed");
+        const ms = performance.now() - t0;
+        await new Promise((resolve) => worker.once("exit", resolve));
+        return { jobsPerSec: rate(N, ms) };
+      }
+      case "worker": {
+        const { handler, done } = counter(N);
+        await adapter.startWorkers(c, handler);
+        process.stdout.write("ready\n");
+        await done;
+        process.stdout.write("done\n");
+        return {};
+      }
+      case "latency": {
+        const latencies: number[] = [];
+        const jobs = N;
+        const all = counter(jobs);
+        await adapter.startWorkers(10, (p) => {
+          latencies.push(performance.now() - p.t!);
+          all.handler(p);
+        });
+        await new Promise((r) => setTimeout(r, 200)); // idle workers
+        const t0 = performance.now();
+        const sends: Promise<void>[] = [];
+        for (let i = 0; i < jobs; i++) {
+          const due = t0 + i * 2; // 500 jobs/s
+          const wait = due - performance.now();
+          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+          sends.push(adapter.enqueue({ i, t: performance.now() }));
+        }
+        await Promise.all(sends);
+        await all.done;
+        latencies.sort((a, b) => a - b);
+        const at = (q: number) => Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(3));
+        return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(latencies.at(-1)!.toFixed(3)) };
+      }
+      default:
+        throw new Error(`unknown scenario ${scenario}`);
+    }
+  } finally {
+    await adapter.close();
+  }
+}
+
+/** ns per send of a SafeNamedSignal with 0, 1 and 10 receivers, and of a bare tseep emit for scale. */
+async function signalCosts(): Promise<Measurement> {
+  setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+  const payload = { job: null as unknown as object };
+  const time = (label: string, count: number, send: () => void): [string, number] => {
+    for (let i = 0; i < 100_000; i++) send(); // warm-up
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < count; i++) send();
+    return [label, Number(process.hrtime.bigint() - t0) / count];
+  };
+  const results: [string, number][] = [];
+  for (const receivers of [0, 1, 10]) {
+    const signal = new SafeNamedSignal<object>(`bench${receivers}`);
+    let sink = 0;
+    for (let r = 0; r < receivers; r++) signal.connect(() => void sink++);
+    results.push(time(`${receivers} receivers`, receivers === 0 ? 20_000_000 : 2_000_000, () => signal.send("bench", payload)));
+  }
+  const viaOther = new SafeNamedSignal<object>("benchVia");
+  viaOther.connectVia("other", () => undefined);
+  results.push(time("1 receiver of another namespace", 5_000_000, () => viaOther.send("bench", payload)));
+  const emitter = new EventEmitter<{ send: (ns: string, p: object) => void }>();
+  emitter.on("send", () => undefined);
+  results.push(time("bare tseep emit, 1 listener", 2_000_000, () => emitter.emit("send", "bench", payload)));
+  return { nsPerOp: Object.fromEntries(results.map(([k, v]) => [k, Number(v.toFixed(1))])) };
+}
+
+/** MemoryBroker end to end (100 workers) with a jobStarted + jobFinished receiver connected, or none. */
+async function jobWithReceivers(connected: boolean): Promise<Measurement> {
+  setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+  const engine = new Engine(new MemoryBroker(), "bench");
+  engine.task("noop", () => undefined, { keepResult: false });
+  let sink = 0;
+  const offs = connected ? [signals.jobStarted.connect(() => void sink++), signals.jobFinished.connect(() => void sink++)] : [];
+  const { Batch } = await import("../lib/index.js");
+  const { handler, done } = counter(N);
+  const off = signals.jobFinished.connectVia("bench", () => handler({ i: 0 }));
+  const workers = engine.startWorkers({ number: 100 });
+  const t0 = performance.now();
+  for (let i = 0; i < N; i += 100) {
+    const batch = new Batch();
+    for (let j = i; j < Math.min(N, i + 100); j++) batch.schedule("noop", { i: j });
+    await engine.scheduleBatch(batch);
+  }
+  await done;
+  const ms = performance.now() - t0;
+  off();
+  offs.forEach((o) => o());
+  await engine.close();
+  await workers;
+  return { jobsPerSec: rate(N, ms) };
+}
+
+if (library !== undefined && process.argv[1]?.endsWith("child.js")) {
+  run().then(
+    (m) => {
+      if (!scenario.startsWith("worker")) process.stdout.write(`${JSON.stringify(m)}\n`);
+      process.exitCode = 0;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${library} ${scenario}: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,273 @@
+/**
+ * `npm run bench`: Chard (Redis and memory brokers) against BullMQ and bee-queue, in one run, on one
+ * private redis-server (free loopback port, no persistence). Every figure is the median of 3 runs
+ * (min-max beside it); runs interleave the libraries so machine drift hits all alike; each
+ * measurement runs in a fresh Node process (bench/child.ts). Around each measurement the
+ * orchestrator reads INFO commandstats and INFO stats, so Redis commands per job (those run inside
+ * Lua scripts included) and bytes per job come from the server itself.
+ *
+ * Prints Markdown tables and writes them to bench/results/latest.md, with the raw numbers in
+ * bench/results/<date>.json. CHARD_BENCH_JOBS and CHARD_BENCH_RUNS override N and the run count.
+ */
+import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus, totalmem } from "node:os";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { startRedisServer } from "../test/helpers/redis-server.js";
+import type { Library } from "./adapters.js";
+import type { Measurement } from "./child.js";
+
+const N = Number(process.env.CHARD_BENCH_JOBS ?? 20_000);
+const RUNS = Number(process.env.CHARD_BENCH_RUNS ?? 3);
+const CHILD = new URL("./child.js", import.meta.url).pathname;
+const RESULTS = new URL("../../bench/results/", import.meta.url).pathname;
+
+const PEERS: Library[] = ["chard-redis", "bullmq", "bee-queue"];
+const ALL: Library[] = ["chard-redis", "chard-memory", "bullmq", "bullmq-default", "bee-queue", "bee-queue-default"];
+const NO_MEMORY = ALL.filter((l) => l !== "chard-memory");
+
+interface Scenario {
+  id: string;
+  label: string;
+  libraries: Library[];
+  jobs: number;
+}
+
+/** Slow configurations only get the scenarios where their defaults matter. */
+const SCENARIOS: Scenario[] = [
+  { id: "enqueue-one", label: "enqueue one at a time (awaited)", libraries: [...PEERS, "chard-memory"], jobs: N },
+  { id: "enqueue-64", label: "enqueue, 64 in flight", libraries: [...PEERS, "chard-memory"], jobs: N },
+  { id: "enqueue-bulk", label: "enqueue in bulk (1,000 per call)", libraries: ALL, jobs: N },
+  { id: "process:1", label: "process pre-enqueued, concurrency 1", libraries: [...PEERS, "chard-memory"], jobs: N / 4 },
+  { id: "process:10", label: "process pre-enqueued, concurrency 10", libraries: [...PEERS, "chard-memory"], jobs: N },
+  { id: "process:100", label: "process pre-enqueued, concurrency 100", libraries: ALL, jobs: N },
+  { id: "e2e:10", label: "end to end, one process, concurrency 10", libraries: [...PEERS, "chard-memory"], jobs: N },
+  { id: "e2e:100", label: "end to end, one process, concurrency 100", libraries: ALL, jobs: N },
+  { id: "e2e-child:10", label: "end to end, workers in a child process, concurrency 10", libraries: PEERS, jobs: N },
+  { id: "e2e-child:100", label: "end to end, workers in a child process, concurrency 100", libraries: NO_MEMORY, jobs: N },
+  { id: "latency", label: "latency enqueue -> handler start, 2,000 jobs at 500/s", libraries: [...PEERS, "chard-memory"], jobs: 2_000 },
+  { id: "waiting-memory", label: "Redis used_memory per waiting job", libraries: NO_MEMORY, jobs: N },
+];
+
+/** One measurement with the server-side cost around it. */
+interface Sample extends Measurement {
+  commandsPerJob?: number;
+  bytesInPerJob?: number;
+  bytesOutPerJob?: number;
+  redisBytesPerJob?: number;
+}
+
+type Results = Record<string, Partial<Record<Library, Sample[]>>>;
+
+async function serverStats(admin: Redis): Promise<{ calls: number; inBytes: number; outBytes: number; memory: number }> {
+  const [commands, stats, memory] = await Promise.all([admin.info("commandstats"), admin.info("stats"), admin.info("memory")]);
+  let calls = 0;
+  for (const m of commands.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== "info" && m[1] !== "flushall") calls += Number(m[2]);
+  const num = (text: string, key: string) => Number(new RegExp(`^${key}:(\\d+)`, "m").exec(text)?.[1] ?? 0);
+  return { calls, inBytes: num(stats, "total_net_input_bytes"), outBytes: num(stats, "total_net_output_bytes"), memory: num(memory, "used_memory") };
+}
+
+function child(library: Library, scenario: string, url: string, jobs: number, queue: string): Promise<Measurement> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CHILD, library, scenario, url, String(jobs), queue], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    proc.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    proc.on("exit", (code) => {
+      if (code !== 0) reject(new Error(`${library} ${scenario} exited with ${code}`));
+      else resolve(JSON.parse(out.trim().split("\n").at(-1)!) as Measurement);
+    });
+  });
+}
+
+async function measure(admin: Redis, url: string, library: Library, scenario: Scenario, run: number): Promise<Sample> {
+  await admin.flushall();
+  const before = await serverStats(admin);
+  const m: Sample = await child(library, scenario.id, url, scenario.jobs, `bench-${run}-${scenario.id.replace(":", "-")}`);
+  const after = await serverStats(admin);
+  if (library !== "chard-memory") {
+    m.commandsPerJob = (after.calls - before.calls) / scenario.jobs;
+    m.bytesInPerJob = (after.inBytes - before.inBytes) / scenario.jobs;
+    m.bytesOutPerJob = (after.outBytes - before.outBytes) / scenario.jobs;
+    if (scenario.id === "waiting-memory") m.redisBytesPerJob = (after.memory - before.memory) / scenario.jobs;
+  }
+  return m;
+}
+
+async function redisBenchmark(port: number, pipeline: number): Promise<Record<string, number>> {
+  const { stdout } = await promisify(execFile)("redis-benchmark", ["-h", "127.0.0.1", "-p", String(port), "-t", "lpush,rpop", "-n", "200000", "-P", String(pipeline), "-q", "--csv"]);
+  const out: Record<string, number> = {};
+  for (const line of stdout.split("\n")) {
+    const m = /^"([^"]+)","([\d.]+)"/.exec(line);
+    if (m) out[m[1]!.split(" ")[0]!] = Number(m[2]);
+  }
+  return out;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (x: number, digits = 0): string => x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+function cell(samples: Sample[] | undefined, pick: (s: Sample) => number | undefined, digits = 0): string {
+  const xs = (samples ?? []).map(pick).filter((x): x is number => x !== undefined);
+  if (xs.length === 0) return "-";
+  return `${fmt(median(xs), digits)} (${fmt(Math.min(...xs), digits)}-${fmt(Math.max(...xs), digits)})`;
+}
+
+function med(samples: Sample[] | undefined, pick: (s: Sample) => number | undefined): number | undefined {
+  const xs = (samples ?? []).map(pick).filter((x): x is number => x !== undefined);
+  return xs.length ? median(xs) : undefined;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const server = await startRedisServer();
+  const admin = new Redis(server.url);
+  const port = Number(new URL(server.url).port);
+  const results: Results = {};
+  const ceiling: Record<string, number[]> = {};
+  const signalRuns: Record<string, number>[] = [];
+  const receiverRuns: { with: number[]; without: number[] } = { with: [], without: [] };
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      for (const scenario of SCENARIOS) {
+        // Rotate the order every run so no library always goes first.
+        const libs = scenario.libraries.map((_, i, a) => a[(i + run) % a.length]!);
+        for (const library of libs) {
+          const sample = await measure(admin, server.url, library, scenario, run);
+          ((results[scenario.id] ??= {})[library] ??= []).push(sample);
+          process.stderr.write(`run ${run + 1}/${RUNS} ${scenario.id} ${library}: ${JSON.stringify(sample)}\n`);
+        }
+      }
+      signalRuns.push((await child("chard-memory", "signals", "", 0, "")).nsPerOp!);
+      receiverRuns.with.push((await child("chard-memory", "job-receivers", "", N, "")).jobsPerSec!);
+      receiverRuns.without.push((await child("chard-memory", "job-no-receivers", "", N, "")).jobsPerSec!);
+      await admin.flushall();
+      for (const pipeline of [1, 50]) {
+        for (const [cmd, rps] of Object.entries(await redisBenchmark(port, pipeline))) (ceiling[`${cmd} -P ${pipeline}`] ??= []).push(rps);
+      }
+    }
+  } finally {
+    admin.disconnect();
+    await server.stop();
+  }
+  const minutes = ((Date.now() - started) / 60_000).toFixed(1);
+  const md = report(results, ceiling, signalRuns, receiverRuns, minutes);
+  process.stdout.write(md);
+  await mkdir(RESULTS, { recursive: true });
+  await writeFile(`${RESULTS}latest.md`, md);
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  await writeFile(`${RESULTS}${stamp}.json`, JSON.stringify({ N, RUNS, results, ceiling, signalRuns, receiverRuns }, null, 1));
+}
+
+function report(
+  results: Results, ceiling: Record<string, number[]>, signalRuns: Record<string, number>[],
+  receiverRuns: { with: number[]; without: number[] }, minutes: string,
+): string {
+  const cols = ALL;
+  const lines: string[] = [];
+  const versions = peerVersions();
+  lines.push(`Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, redis-server ${versions.redis}. `);
+  lines.push(`BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`);
+  lines.push("");
+  lines.push("\"tuned\" peers have Chard's semantics: finished jobs not kept (BullMQ removeOnComplete/removeOnFail, events stream capped; bee-queue removeOnSuccess, storeJobs/getEvents/sendEvents off). \"default\" is each library out of the box. Chard keeps no result in these runs (keepResult: false), like the tuned peers.");
+  lines.push("");
+  lines.push(`### Throughput (jobs/s)`);
+  lines.push("");
+  lines.push(`| scenario | ${cols.map(colName).join(" | ")} |`);
+  lines.push(`|---|${cols.map(() => "---:").join("|")}|`);
+  for (const s of SCENARIOS.filter((s) => s.id !== "latency" && s.id !== "waiting-memory")) {
+    lines.push(`| ${s.label} | ${cols.map((c) => cell(results[s.id]?.[c], (x) => x.jobsPerSec)).join(" | ")} |`);
+  }
+  const chard = med(results["e2e:100"]?.["chard-redis"], (x) => x.jobsPerSec)!;
+  const ratio = (lib: Library, id: string) => {
+    const other = med(results[id]?.[lib], (x) => x.jobsPerSec);
+    const mine = med(results[id]?.["chard-redis"], (x) => x.jobsPerSec);
+    return other && mine ? `${(mine / other).toFixed(2)}x` : "-";
+  };
+  lines.push("");
+  lines.push(`Chard (Redis) end to end at concurrency 100: ${fmt(chard)} jobs/s, ${ratio("bee-queue", "e2e:100")} bee-queue and ${ratio("bullmq", "e2e:100")} BullMQ (tuned); at concurrency 10: ${ratio("bee-queue", "e2e:10")} and ${ratio("bullmq", "e2e:10")}; workers in a child process at 100: ${ratio("bee-queue", "e2e-child:100")} and ${ratio("bullmq", "e2e-child:100")}.`);
+  lines.push("");
+  lines.push("### Latency, enqueue -> handler start (ms), 2,000 jobs at 500/s to idle workers");
+  lines.push("");
+  lines.push(`| | ${PEERS.concat("chard-memory").map(colName).join(" | ")} |`);
+  lines.push(`|---|${PEERS.concat("chard-memory").map(() => "---:").join("|")}|`);
+  for (const [k, label] of [["p50Ms", "p50"], ["p99Ms", "p99"], ["maxMs", "max"]] as const) {
+    lines.push(`| ${label} | ${PEERS.concat("chard-memory").map((c) => cell(results.latency?.[c], (x) => x[k], 2)).join(" | ")} |`);
+  }
+  lines.push("");
+  lines.push("### Redis cost per job (INFO commandstats and INFO stats before/after; commands inside Lua scripts included)");
+  lines.push("");
+  const redisCols = NO_MEMORY;
+  lines.push(`| scenario | ${redisCols.map(colName).join(" | ")} |`);
+  lines.push(`|---|${redisCols.map(() => "---:").join("|")}|`);
+  for (const id of ["enqueue-one", "enqueue-bulk", "process:100", "e2e:10", "e2e:100"]) {
+    const s = SCENARIOS.find((x) => x.id === id)!;
+    lines.push(`| commands/job, ${s.label} | ${redisCols.map((c) => cell(results[id]?.[c], (x) => x.commandsPerJob, 2)).join(" | ")} |`);
+  }
+  for (const id of ["e2e:100"]) {
+    lines.push(`| bytes in / out per job, end to end, concurrency 100 | ${redisCols.map((c) => {
+      const i = med(results[id]?.[c], (x) => x.bytesInPerJob);
+      const o = med(results[id]?.[c], (x) => x.bytesOutPerJob);
+      return i === undefined ? "-" : `${fmt(i)} / ${fmt(o!)}`;
+    }).join(" | ")} |`);
+  }
+  lines.push(`| Redis used_memory per waiting job (bytes) | ${redisCols.map((c) => cell(results["waiting-memory"]?.[c], (x) => x.redisBytesPerJob)).join(" | ")} |`);
+  lines.push(`| Node RSS peak while processing, concurrency 100 (MB) | ${redisCols.map((c) => cell(results["process:100"]?.[c], (x) => x.rssMb)).join(" | ")} |`);
+  lines.push("");
+  lines.push("### Signals (Chard, MemoryBroker)");
+  lines.push("");
+  lines.push("| measurement | median (min-max) |");
+  lines.push("|---|---:|");
+  for (const key of Object.keys(signalRuns[0] ?? {})) {
+    const xs = signalRuns.map((r) => r[key]!);
+    lines.push(`| send with ${key} (ns) | ${fmt(median(xs), 1)} (${fmt(Math.min(...xs), 1)}-${fmt(Math.max(...xs), 1)}) |`);
+  }
+  const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
+  lines.push(`| end to end (100 workers), no receiver (jobs/s) | ${span(receiverRuns.without)} |`);
+  lines.push(`| end to end (100 workers), jobStarted + jobFinished receivers (jobs/s) | ${span(receiverRuns.with)} |`);
+  lines.push("");
+  lines.push("### The ceiling: redis-benchmark on the same server (requests/s)");
+  lines.push("");
+  lines.push("| command | median (min-max) |");
+  lines.push("|---|---:|");
+  for (const [k, xs] of Object.entries(ceiling)) lines.push(`| ${k} | ${span(xs)} |`);
+  lines.push("");
+  return `${lines.join("\n")}\n`;
+}
+
+function colName(library: Library): string {
+  return {
+    "chard-redis": "Chard (Redis)",
+    "chard-memory": "Chard (memory)",
+    bullmq: "BullMQ tuned",
+    "bullmq-default": "BullMQ default",
+    "bee-queue": "bee-queue tuned",
+    "bee-queue-default": "bee-queue default",
+  }[library];
+}
+
+function peerVersions(): { bullmq: string; bee: string; redis: string } {
+  const version = (pkg: string): string => {
+    try {
+      return (JSON.parse(readFileSync(new URL(`../../node_modules/${pkg}/package.json`, import.meta.url), "utf8")) as { version: string }).version;
+    } catch {
+      return "?";
+    }
+  };
+  return { bullmq: version("bullmq"), bee: version("bee-queue"), redis: redisVersion };
+}
+
+/** Set from `redis-server --version` before the run. */
+let redisVersion = "?";
+
+void (async () => {
+  try {
+    const { stdout } = await promisify(execFile)("redis-server", ["--version"]);
+    redisVersion = /v=([\d.]+)/.exec(stdout)?.[1] ?? "?";
+    await main();
+  } catch (e) {
+    process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  }
+})();
