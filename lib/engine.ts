@@ -107,6 +107,7 @@ export class Engine {
 
   /** @internal Adds a task; used by `task` and attached registries. @throws ChardError for a duplicate name. */
   addTask(task: Task): void {
+    checkUserTaskName(task.name);
     const existing = this.#tasks.get(task.name);
     if (existing === task) return;
     if (existing) throw new ChardError(`a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`);
@@ -169,9 +170,12 @@ export class Engine {
    * Runs `fn` with a transaction that buffers jobs and reliable signals, then enqueues all of them
    * in one atomic broker operation when `fn` resolves; if `fn` throws, nothing is enqueued and the
    * error is rethrown. Resolves with the jobs enqueued.
+   * @throws InvalidOptionError (not a function), StateError (engine closed: `fn` is not called),
+   * the errors of `tx` methods and of `fn`.
    */
   async transaction(fn: (tx: Transaction) => unknown): Promise<Job[]> {
     if (typeof fn !== "function") throw new InvalidOptionError(`transaction needs a function, got ${describe(fn)}`);
+    this.#checkOpen();
     const tx = new Transaction(this);
     try {
       await fn(tx);

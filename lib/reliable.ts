@@ -35,7 +35,9 @@ export interface ReliableReceiver {
   readonly taskName: string;
   /** The handler, called with `(namespace, payload)`. */
   readonly handler: Receiver<never>;
+  /** Retries of its jobs after a failure. */
   readonly maxRetries: number;
+  /** Queue its jobs go to. */
   readonly queue: string;
 }
 

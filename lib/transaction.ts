@@ -6,13 +6,15 @@
 import type { DateTime } from "luxon";
 import type { Engine } from "./engine.js";
 import { StateError } from "./errors.js";
-import type { Job } from "./jobs.js";
+import { fromJSON, toJSON, type Job } from "./jobs.js";
 import type { SafeNamedSignal } from "./signals.js";
 import { Batch, type TaskRef } from "./tasks.js";
 
 /**
  * The buffer a transaction callback writes to. Each method validates at once (a bad argument throws
- * inside the callback, so nothing is enqueued) and returns the jobs it will enqueue on commit.
+ * inside the callback, so nothing is enqueued) and returns the jobs it will enqueue on commit. The
+ * jobs hold a copy of their arguments taken then: changing a payload object afterwards changes
+ * nothing that is committed.
  */
 export class Transaction {
   readonly #engine: Engine;
@@ -56,7 +58,10 @@ export class Transaction {
 
   #add(batch: Batch): Job[] {
     if (!this.#open) throw new StateError("this transaction has ended; use the tx object only inside the transaction callback");
-    const jobs = this.#engine.prepareJobs(batch);
+    // Validated now, copied now: the commit writes exactly what was checked, even if the caller
+    // mutates its objects before the callback returns (a non-JSON value added later would
+    // otherwise fail the commit after part of a MemoryBroker batch was stored).
+    const jobs = this.#engine.prepareJobs(batch).map((job) => fromJSON(toJSON(job), job.status));
     this.#jobs.push(...jobs);
     return jobs;
   }

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, test } from "vitest";
 import { ChardError, InvalidOptionError, RetryError, SerializationError, StateError, UnknownTaskError } from "../lib/errors.js";
-import { Batch } from "../lib/tasks.js";
+import { Batch, Task, Tasks } from "../lib/tasks.js";
 import { SafeNamedSignal } from "../lib/signals.js";
 import { WorkerDiedError } from "../lib/workers.js";
 import { brokerFactories } from "./helpers/brokers.js";
@@ -89,6 +89,32 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     expect(() => leaked!.schedule("charge", "too late")).toThrow(StateError);
     await engine.startWorkers({ number: 2, stopWhenQueueEmpty: true });
     expect(ran.sort()).toEqual(["charge A3", "charge A4", "email A3"]);
+  });
+
+  test("a transaction commits what was buffered: mutating a payload afterwards changes nothing enqueued", async () => {
+    const { engine } = setup();
+    const signal = orderPlaced();
+    const got: unknown[] = [];
+    cleanups.push(signal.connectReliable("email", (_ns, payload) => void got.push(payload)));
+    const jobs = await engine.transaction(async (tx) => {
+      const order: Record<string, unknown> = { orderId: "F1", lines: [{ sku: "tea" }] };
+      const [buffered] = await tx.sendReliable(signal, order as { orderId: string });
+      order.orderId = "changed";
+      (order.lines as { sku: string }[])[0]!.sku = "changed";
+      order.total = 10n; // not JSON: would have broken the commit had it been read then
+      expect(buffered!.taskArgs).toEqual([{ orderId: "F1", lines: [{ sku: "tea" }] }]);
+    });
+    expect(jobs).toHaveLength(1);
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(got).toEqual([{ orderId: "F1", lines: [{ sku: "tea" }] }]);
+  });
+
+  test("a transaction on a closed engine throws StateError without calling the callback", async () => {
+    const { engine } = setup();
+    await engine.close();
+    let called = false;
+    await expect(engine.transaction(() => void (called = true))).rejects.toBeInstanceOf(StateError);
+    expect(called).toBe(false);
   });
 
   test("Batch.sendReliable adds the receiver jobs to the batch's atomic enqueue", async () => {
@@ -184,6 +210,8 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     expect(() => signal.connectReliable("neg", () => undefined, { maxRetries: -1 })).toThrow(InvalidOptionError);
     expect(() => new SafeNamedSignal("bad name").connectReliable("x", () => undefined)).toThrow(InvalidOptionError);
     expect(() => engine.task(`chard.reliable:${signal.name}:email`, () => undefined)).toThrow(InvalidOptionError);
+    expect(() => new Tasks().task("chard.reliable:x:y", () => undefined)).toThrow(InvalidOptionError);
+    expect(() => engine.addTask(new Task("chard.reliable:x:y", () => undefined))).toThrow(InvalidOptionError);
     await expect(engine.sendReliable({} as SafeNamedSignal<object>, {})).rejects.toBeInstanceOf(InvalidOptionError);
   });
 });
