@@ -125,12 +125,19 @@ export class Workers {
     let failures = 0;
     while (!this.#stopping) {
       try {
-        if (this.#acks.length > 0) await this.#flushAcks();
         const free = number - this.#inflight.size;
         let fetched = 0;
         let dropped = 0;
-        if (free > 0) {
-          const result = await this.#broker.fetchJobs(queue, free);
+        // Acks and the fetch go out together (one round-trip on Redis; the server runs the ack
+        // first, so slots it frees serve this fetch). A fetch that succeeded is launched even if
+        // the ack failed: its jobs are Running in the broker.
+        const [acked, fetching] = await Promise.allSettled([
+          this.#acks.length > 0 ? this.#flushAcks() : undefined,
+          free > 0 ? this.#broker.fetchJobs(queue, free) : undefined,
+        ]);
+        if (fetching.status === "rejected") throw fetching.reason;
+        const result = fetching.value;
+        if (result) {
           this.#nextDueAtMs = result.nextDueAtMs;
           fetched = result.jobs.length;
           dropped = result.revoked.length;
@@ -144,6 +151,7 @@ export class Workers {
           // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
           for (const job of result.jobs) this.#launch(job);
         }
+        if (acked.status === "rejected") throw acked.reason;
         failures = 0;
         if (
           stopWhenQueueEmpty && free > 0 && fetched === 0 && this.#inflight.size === 0 &&
