@@ -26,12 +26,24 @@ local now = tonumber(ARGV[3])
 local applied, notify = {}, false
 local pending, ended, records, progress = {}, {}, {}, {}
 local limits = redis.call('EXISTS', max_key) == 1 -- no limited task at all: skip per-job checks
-for _, e in ipairs(chard_lines(ARGV[4], 4)) do
-  local kind, id = e[1], e[2]
+-- Which jobs are still ours, in one HMGET, then one HDEL for all of them (not one per job): the
+-- entries also give the task of a limited job. A job listed twice (an ack re-sent in the same
+-- batch) is applied once, as when each line ran its own HDEL.
+local lines, ids, seen = chard_lines(ARGV[4], 4), {}, {}
+for i, e in ipairs(lines) do ids[i] = e[2] end
+local entries = {}
+for i = 1, #ids, 1000 do
+  local part = redis.call('HMGET', running_key, unpack(ids, i, math.min(i + 999, #ids)))
+  for j = 1, #part do entries[i + j - 1] = part[j] end
+end
+local ours = {}
+for i, e in ipairs(lines) do
+  local kind, id, entry = e[1], e[2], entries[i]
   local lower = string.lower(kind)
-  local entry = limits and redis.call('HGET', running_key, id)
-  if redis.call('HDEL', running_key, id) == 1 then
-    local job = entry and chard_read_job(entry)
+  if entry and not seen[id] then
+    seen[id] = true
+    ours[#ours + 1] = id
+    local job = limits and chard_read_job(entry)
     if job and chard_release(max_key, cur_key, job.task) then notify = true end
     if kind ~= lower then progress[#progress + 1] = id end
     if lower == 'f' then
@@ -46,11 +58,12 @@ for _, e in ipairs(chard_lines(ARGV[4], 4)) do
       ended[#ended + 1] = id
       if lower == 'r' then records[#records + 1] = { id, e[4], e[3] } end
     end
-    applied[#applied + 1] = 1
+    applied[i] = 1
   else
-    applied[#applied + 1] = 0
+    applied[i] = 0
   end
 end
+if #ours > 0 then chard_chunked('HDEL', running_key, ours) end
 if #pending > 0 then chard_hset_all(jobs_key, pending, 'p') end
 if #progress > 0 then chard_chunked('HDEL', progress_key, progress) end
 if #ended > 0 then
