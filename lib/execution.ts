@@ -21,6 +21,11 @@ interface Progress {
 
 type AnyIterator = Iterator<unknown, unknown, undefined> | AsyncIterator<unknown, unknown, undefined>;
 
+/** True for a promise or promise-like value. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as { then?: unknown }).then === "function";
+}
+
 /** True for what a generator function (sync or async) returns. */
 function isIterator(value: unknown): value is AnyIterator {
   if (value === null || typeof value !== "object") return false;
@@ -104,7 +109,9 @@ export class Execution implements JobContext {
       job.status = JobStatus.Succeeded;
       signals.jobSucceeded.send(ns, { job, result });
       callHook(ns, task, "onSuccess", job, result);
-      ack = endedAck(job, task, "succeeded", successRecord(result, progress.json, `the result of ${job}`), progress.stored);
+      // The record (a JSON.stringify and a job description) is only built when it is kept.
+      const record = task.resultTtlMs > 0 ? successRecord(result, progress.json, `the result of ${job}`) : undefined;
+      ack = endedAck(job, task, "succeeded", record, progress.stored);
     } catch (e) {
       // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
       const err = this.#reason ?? toError(e);
@@ -136,7 +143,12 @@ export class Execution implements JobContext {
    * Runs the task in the job's context; settles when it does, or as soon as the execution is
    * aborted (timeout, cancel), so the worker slot is freed even if the task ignores its signal.
    */
-  #runTask(): Promise<unknown> {
+  #runTask(): unknown {
+    // A synchronous throw propagates to run()'s try/catch like a rejection.
+    const value: unknown = runWithJob(this, () => this.#task.fn(...this.job.taskArgs));
+    // A plain value returned synchronously: nothing to wait for, nothing to race (no await point
+    // where a timeout or cancel could have happened).
+    if (!isThenable(value) && !isIterator(value)) return value;
     return new Promise((resolve, reject) => {
       this.#onAbort = reject;
       const { timeoutMs } = this.#task;
@@ -144,10 +156,10 @@ export class Execution implements JobContext {
         timeoutMs === undefined
           ? undefined
           : setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
-      runWithJob(this, () => this.#call()).then(
-        (value) => {
+      runWithJob(this, () => this.#call(value)).then(
+        (result) => {
           clearTimeout(timer);
-          resolve(value);
+          resolve(result);
         },
         (e: unknown) => {
           clearTimeout(timer);
@@ -158,9 +170,9 @@ export class Execution implements JobContext {
   }
 
   /** Calls the task function; a generator task is iterated here, each value stored as progress. */
-  async #call(): Promise<unknown> {
+  async #call(returned: unknown): Promise<unknown> {
     const { job } = this;
-    const value: unknown = await this.#task.fn(...job.taskArgs);
+    const value: unknown = await returned;
     if (!isIterator(value)) return value;
     const ns = this.#namespace;
     for (let iteration = 0; ; iteration++) {

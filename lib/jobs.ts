@@ -157,7 +157,41 @@ export function fromJSON(text: string, status: JobStatus): Job {
  * @throws SerializationError naming the path of the first bad value and what to do instead.
  */
 export function checkArgs(taskName: string, args: readonly unknown[]): void {
-  args.forEach((arg, i) => checkJSON(arg, `arguments of task "${taskName}"`, `args[${i}]`));
+  for (let i = 0; i < args.length; i++) {
+    if (!plainJSON(args[i], 0)) checkJSON(args[i], `arguments of task "${taskName}"`, `args[${i}]`);
+  }
+}
+
+/**
+ * True when `value` is JSON data (as `checkJSON` defines it) nested at most 4 levels deep: the
+ * allocation-free fast path of `checkArgs`. False means "ask checkJSON" (which finds the error,
+ * or accepts deeper data), never that the value is invalid.
+ */
+function plainJSON(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value);
+    case "object":
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth >= 4) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!plainJSON(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) return false;
+    if (!plainJSON((value as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
 }
 
 /**
