@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { Redis } from "ioredis";
 import { EventEmitter } from "tseep";
 import { Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
 import { LIBRARIES, makeAdapter, type Adapter, type Library, type Payload } from "./adapters.js";
@@ -16,7 +17,10 @@ export interface Measurement {
   p50Ms?: number;
   p99Ms?: number;
   maxMs?: number;
-  bytesPerJob?: number;
+  /** Redis commands (those inside Lua scripts included) and bytes per job in the timed section. */
+  commandsPerJob?: number;
+  bytesInPerJob?: number;
+  bytesOutPerJob?: number;
   nsPerOp?: Record<string, number>;
 }
 
@@ -51,104 +55,173 @@ function rssSampler(): () => number {
 
 const rate = (n: number, ms: number): number => Math.round((n / ms) * 1000);
 
+/** Redis-side totals: calls of every command (INFO excluded) and bytes in and out. */
+interface ServerTotals {
+  calls: number;
+  inBytes: number;
+  outBytes: number;
+}
+
+async function serverTotals(admin: Redis): Promise<ServerTotals> {
+  const [commands, stats] = await Promise.all([admin.info("commandstats"), admin.info("stats")]);
+  let calls = 0;
+  for (const m of commands.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== "info") calls += Number(m[2]);
+  const num = (key: string) => Number(new RegExp(`^${key}:(\\d+)`, "m").exec(stats)?.[1] ?? 0);
+  return { calls, inBytes: num("total_net_input_bytes"), outBytes: num("total_net_output_bytes") };
+}
+
+/**
+ * The timed section of a scenario: `start()` where the clock starts, `stop()` where it ends; for a
+ * Redis library, the server's command and byte counters are read at both ends, so set-up work
+ * (the pre-enqueue of a processing scenario) is not counted.
+ */
+class Section {
+  readonly #admin: Redis | undefined;
+  #t0 = 0;
+  #before: ServerTotals | undefined;
+
+  constructor(redis: boolean) {
+    this.#admin = redis ? new Redis(redisUrl) : undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.#admin) this.#before = await serverTotals(this.#admin);
+    this.#t0 = performance.now();
+  }
+
+  async stop(jobs: number): Promise<Measurement> {
+    const ms = performance.now() - this.#t0;
+    const m: Measurement = { jobsPerSec: rate(jobs, ms) };
+    if (this.#admin && this.#before) {
+      const after = await serverTotals(this.#admin);
+      m.commandsPerJob = (after.calls - this.#before.calls) / jobs;
+      m.bytesInPerJob = (after.inBytes - this.#before.inBytes) / jobs;
+      m.bytesOutPerJob = (after.outBytes - this.#before.outBytes) / jobs;
+    }
+    return m;
+  }
+
+  close(): void {
+    this.#admin?.disconnect();
+  }
+}
+
+/** Jobs of the warm-up pass: same code paths, untimed, so the JIT is warm for every library alike. */
+const WARM_UP_JOBS = 2_000;
+
 async function run(): Promise<Measurement> {
   if (!LIBRARIES.includes(library)) throw new Error(`unknown library ${library}`);
   if (scenario === "signals") return signalCosts();
   if (scenario === "job-receivers" || scenario === "job-no-receivers") return jobWithReceivers(scenario === "job-receivers");
-  const adapter = await makeAdapter(library, redisUrl, name);
-  try {
-    const [kind, arg] = scenario.split(":") as [string, string | undefined];
-    const c = Number(arg);
-    switch (kind) {
-      case "enqueue-one": {
-        const t0 = performance.now();
-        for (let i = 0; i < N; i++) await adapter.enqueue({ i });
-        return { jobsPerSec: rate(N, performance.now() - t0) };
-      }
-      case "enqueue-64": {
-        const t0 = performance.now();
-        let next = 0;
-        await Promise.all(Array.from({ length: 64 }, async () => {
-          while (next < N) await adapter.enqueue({ i: next++ });
-        }));
-        return { jobsPerSec: rate(N, performance.now() - t0) };
-      }
-      case "enqueue-bulk": {
-        const t0 = performance.now();
-        await enqueueAll(adapter, N);
-        return { jobsPerSec: rate(N, performance.now() - t0) };
-      }
-      case "waiting-memory": {
-        await enqueueAll(adapter, N);
-        return {};
-      }
-      case "process": {
-        await enqueueAll(adapter, N);
-        const { handler, done } = counter(N);
-        const rss = rssSampler();
-        const t0 = performance.now();
-        await adapter.startWorkers(c, handler);
-        await done;
-        return { jobsPerSec: rate(N, performance.now() - t0), rssMb: rss() };
-      }
-      case "e2e": {
-        const { handler, done } = counter(N);
-        await adapter.startWorkers(c, handler);
-        const rss = rssSampler();
-        const t0 = performance.now();
-        await enqueueAll(adapter, N, 100);
-        await done;
-        return { jobsPerSec: rate(N, performance.now() - t0), rssMb: rss() };
-      }
-      case "e2e-child": {
-        const worker = spawn(process.execPath, [process.argv[1]!, library, `worker:${c}`, redisUrl, String(N), name], { stdio: ["ignore", "pipe", "inherit"] });
-        const lines = createInterface({ input: worker.stdout });
-        const next = (): Promise<string> => new Promise((resolve) => lines.once("line", resolve));
-        if ((await next()) !== "ready") throw new Error("worker child did not start");
-        const t0 = performance.now();
-        const finished = next();
-        await enqueueAll(adapter, N, 100);
-        if ((await finished) !== "done") throw new Error("worker child failed");
-        const ms = performance.now() - t0;
-        await new Promise((resolve) => worker.once("exit", resolve));
-        return { jobsPerSec: rate(N, ms) };
-      }
-      case "worker": {
-        const { handler, done } = counter(N);
-        await adapter.startWorkers(c, handler);
-        process.stdout.write("ready\n");
-        await done;
-        process.stdout.write("done\n");
-        return {};
-      }
-      case "latency": {
-        const latencies: number[] = [];
-        const jobs = N;
-        const all = counter(jobs);
-        await adapter.startWorkers(10, (p) => {
-          latencies.push(performance.now() - p.t!);
-          all.handler(p);
-        });
-        await new Promise((r) => setTimeout(r, 200)); // idle workers
-        const t0 = performance.now();
-        const sends: Promise<void>[] = [];
-        for (let i = 0; i < jobs; i++) {
-          const due = t0 + i * 2; // 500 jobs/s
-          const wait = due - performance.now();
-          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-          sends.push(adapter.enqueue({ i, t: performance.now() }));
-        }
-        await Promise.all(sends);
-        await all.done;
-        latencies.sort((a, b) => a - b);
-        const at = (q: number) => Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(3));
-        return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(latencies.at(-1)!.toFixed(3)) };
-      }
-      default:
-        throw new Error(`unknown scenario ${scenario}`);
+  const [kind, arg] = scenario.split(":") as [string, string | undefined];
+  const c = Number(arg);
+  const warm = !["latency", "waiting-memory", "worker", "e2e-child"].includes(kind);
+  if (warm) {
+    const adapter = await makeAdapter(library, redisUrl, `${name}-warm-up`);
+    const section = new Section(false);
+    try {
+      await measureScenario(kind, c, Math.min(WARM_UP_JOBS, N), adapter, section);
+    } finally {
+      await adapter.close();
     }
+  }
+  const adapter = await makeAdapter(library, redisUrl, name);
+  const section = new Section(library !== "chard-memory" && redisUrl !== "");
+  try {
+    return await measureScenario(kind, c, N, adapter, section);
   } finally {
+    section.close();
     await adapter.close();
+  }
+}
+
+async function measureScenario(kind: string, c: number, n: number, adapter: Adapter, section: Section): Promise<Measurement> {
+  switch (kind) {
+    case "enqueue-one": {
+      await section.start();
+      for (let i = 0; i < n; i++) await adapter.enqueue({ i });
+      return section.stop(n);
+    }
+    case "enqueue-64": {
+      await section.start();
+      let next = 0;
+      await Promise.all(Array.from({ length: 64 }, async () => {
+        while (next < n) await adapter.enqueue({ i: next++ });
+      }));
+      return section.stop(n);
+    }
+    case "enqueue-bulk": {
+      await section.start();
+      await enqueueAll(adapter, n);
+      return section.stop(n);
+    }
+    case "waiting-memory": {
+      await enqueueAll(adapter, n);
+      return {};
+    }
+    case "process": {
+      await enqueueAll(adapter, n);
+      const { handler, done } = counter(n);
+      const rss = rssSampler();
+      await section.start();
+      await adapter.startWorkers(c, handler);
+      await done;
+      return { ...(await section.stop(n)), rssMb: rss() };
+    }
+    case "e2e": {
+      const { handler, done } = counter(n);
+      await adapter.startWorkers(c, handler);
+      const rss = rssSampler();
+      await section.start();
+      await enqueueAll(adapter, n, 100);
+      await done;
+      return { ...(await section.stop(n)), rssMb: rss() };
+    }
+    case "e2e-child": {
+      const worker = spawn(process.execPath, [process.argv[1]!, library, `worker:${c}`, redisUrl, String(n), name], { stdio: ["ignore", "pipe", "inherit"] });
+      const lines = createInterface({ input: worker.stdout });
+      const next = (): Promise<string> => new Promise((resolve) => lines.once("line", resolve));
+      if ((await next()) !== "ready") throw new Error("worker child did not start");
+      await section.start();
+      const finished = next();
+      await enqueueAll(adapter, n, 100);
+      if ((await finished) !== "done") throw new Error("worker child failed");
+      const m = await section.stop(n);
+      await new Promise((resolve) => worker.once("exit", resolve));
+      return m;
+    }
+    case "worker": {
+      const { handler, done } = counter(n);
+      await adapter.startWorkers(c, handler);
+      process.stdout.write("ready\n");
+      await done;
+      process.stdout.write("done\n");
+      return {};
+    }
+    case "latency": {
+      const latencies: number[] = [];
+      const all = counter(n);
+      await adapter.startWorkers(10, (p) => {
+        latencies.push(performance.now() - p.t!);
+        all.handler(p);
+      });
+      await new Promise((r) => setTimeout(r, 200)); // idle workers
+      const t0 = performance.now();
+      const sends: Promise<void>[] = [];
+      for (let i = 0; i < n; i++) {
+        const due = t0 + i * 2; // 500 jobs/s
+        const wait = due - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        sends.push(adapter.enqueue({ i, t: performance.now() }));
+      }
+      await Promise.all(sends);
+      await all.done;
+      latencies.sort((a, b) => a - b);
+      const at = (q: number) => Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(3));
+      return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(latencies.at(-1)!.toFixed(3)) };
+    }
+    default:
+      throw new Error(`unknown scenario ${kind}`);
   }
 }
 

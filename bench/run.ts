@@ -51,22 +51,16 @@ const SCENARIOS: Scenario[] = [
   { id: "waiting-memory", label: "Redis used_memory per waiting job", libraries: NO_MEMORY, jobs: N },
 ];
 
-/** One measurement with the server-side cost around it. */
+/** One measurement, with Redis memory per job for the waiting-job scenario. */
 interface Sample extends Measurement {
-  commandsPerJob?: number;
-  bytesInPerJob?: number;
-  bytesOutPerJob?: number;
   redisBytesPerJob?: number;
 }
 
 type Results = Record<string, Partial<Record<Library, Sample[]>>>;
 
-async function serverStats(admin: Redis): Promise<{ calls: number; inBytes: number; outBytes: number; memory: number }> {
-  const [commands, stats, memory] = await Promise.all([admin.info("commandstats"), admin.info("stats"), admin.info("memory")]);
-  let calls = 0;
-  for (const m of commands.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== "info" && m[1] !== "flushall") calls += Number(m[2]);
-  const num = (text: string, key: string) => Number(new RegExp(`^${key}:(\\d+)`, "m").exec(text)?.[1] ?? 0);
-  return { calls, inBytes: num(stats, "total_net_input_bytes"), outBytes: num(stats, "total_net_output_bytes"), memory: num(memory, "used_memory") };
+async function serverStats(admin: Redis): Promise<{ memory: number }> {
+  const memory = await admin.info("memory");
+  return { memory: Number(/^used_memory:(\d+)/m.exec(memory)?.[1] ?? 0) };
 }
 
 function child(library: Library, scenario: string, url: string, jobs: number, queue: string): Promise<Measurement> {
@@ -84,14 +78,9 @@ function child(library: Library, scenario: string, url: string, jobs: number, qu
 async function measure(admin: Redis, url: string, library: Library, scenario: Scenario, run: number): Promise<Sample> {
   await admin.flushall();
   const before = await serverStats(admin);
+  // Commands and bytes per job come from the child, around its timed section only.
   const m: Sample = await child(library, scenario.id, url, scenario.jobs, `bench-${run}-${scenario.id.replace(":", "-")}`);
-  const after = await serverStats(admin);
-  if (library !== "chard-memory") {
-    m.commandsPerJob = (after.calls - before.calls) / scenario.jobs;
-    m.bytesInPerJob = (after.inBytes - before.inBytes) / scenario.jobs;
-    m.bytesOutPerJob = (after.outBytes - before.outBytes) / scenario.jobs;
-    if (scenario.id === "waiting-memory") m.redisBytesPerJob = (after.memory - before.memory) / scenario.jobs;
-  }
+  if (scenario.id === "waiting-memory") m.redisBytesPerJob = ((await serverStats(admin)).memory - before.memory) / scenario.jobs;
   return m;
 }
 
@@ -168,7 +157,7 @@ function report(
   const lines: string[] = [];
   const versions = peerVersions();
   lines.push(`Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, redis-server ${versions.redis}. `);
-  lines.push(`BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`);
+  lines.push(`BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4), each measurement in a fresh process after an untimed 2,000-job warm-up (not for latency or child-process workers). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`);
   lines.push("");
   lines.push("\"tuned\" peers have Chard's semantics: finished jobs not kept (BullMQ removeOnComplete/removeOnFail, events stream capped; bee-queue removeOnSuccess, storeJobs/getEvents/sendEvents off). \"default\" is each library out of the box. Chard keeps no result in these runs (keepResult: false), like the tuned peers.");
   lines.push("");
@@ -196,7 +185,7 @@ function report(
     lines.push(`| ${label} | ${PEERS.concat("chard-memory").map((c) => cell(results.latency?.[c], (x) => x[k], 2)).join(" | ")} |`);
   }
   lines.push("");
-  lines.push("### Redis cost per job (INFO commandstats and INFO stats before/after; commands inside Lua scripts included)");
+  lines.push("### Redis cost per job (INFO commandstats and INFO stats around the timed section; commands inside Lua scripts included)");
   lines.push("");
   const redisCols = NO_MEMORY;
   lines.push(`| scenario | ${redisCols.map(colName).join(" | ")} |`);
