@@ -240,7 +240,7 @@ async function signalCosts(): Promise<Measurement> {
     const signal = new SafeNamedSignal<object>(`bench${receivers}`);
     let sink = 0;
     for (let r = 0; r < receivers; r++) signal.connect(() => void sink++);
-    results.push(time(`${receivers} receivers`, receivers === 0 ? 20_000_000 : 2_000_000, () => signal.send("bench", payload)));
+    results.push(time(`${receivers} receiver${receivers === 1 ? "" : "s"}`, receivers === 0 ? 20_000_000 : 2_000_000, () => signal.send("bench", payload)));
   }
   const viaOther = new SafeNamedSignal<object>("benchVia");
   viaOther.connectVia("other", () => undefined);
