@@ -8,6 +8,7 @@ import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import { EventEmitter } from "tseep";
 import { Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
+import { commandCalls } from "./redis-stats.js";
 import { LIBRARIES, makeAdapter, type Adapter, type Library, type Payload } from "./adapters.js";
 
 /** What a child reports. */
@@ -63,9 +64,9 @@ interface ServerTotals {
 }
 
 async function serverTotals(admin: Redis): Promise<ServerTotals> {
-  const [commands, stats] = await Promise.all([admin.info("commandstats"), admin.info("stats")]);
+  const [commands, stats] = await Promise.all([commandCalls(admin), admin.info("stats")]);
   let calls = 0;
-  for (const m of commands.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (m[1] !== "info") calls += Number(m[2]);
+  for (const [name, n] of commands) if (name !== "info") calls += n;
   const num = (key: string) => Number(new RegExp(`^${key}:(\\d+)`, "m").exec(stats)?.[1] ?? 0);
   return { calls, inBytes: num("total_net_input_bytes"), outBytes: num("total_net_output_bytes") };
 }

@@ -6,18 +6,9 @@
 import { Redis } from "ioredis";
 import { Batch, Engine, RedisBroker, setLogger } from "../lib/index.js";
 import { startRedisServer } from "../test/helpers/redis-server.js";
+import { commandCalls } from "./redis-stats.js";
 
 const N = Number(process.env.CHARD_BENCH_JOBS ?? 10_000);
-
-async function commandStats(admin: Redis): Promise<Map<string, number>> {
-  const info = await admin.info("commandstats");
-  const stats = new Map<string, number>();
-  for (const line of info.split("\n")) {
-    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
-    if (m) stats.set(m[1]!, Number(m[2]));
-  }
-  return stats;
-}
 
 function delta(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
   const d = new Map<string, number>();
@@ -35,11 +26,11 @@ interface Row {
 }
 
 async function measure(admin: Redis, scenario: string, run: () => Promise<void>): Promise<Row> {
-  const before = await commandStats(admin);
+  const before = await commandCalls(admin);
   const t0 = performance.now();
   await run();
   const ms = performance.now() - t0;
-  return { scenario, commands: delta(before, await commandStats(admin)), ms };
+  return { scenario, commands: delta(before, await commandCalls(admin)), ms };
 }
 
 async function main(): Promise<void> {
