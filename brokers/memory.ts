@@ -63,7 +63,9 @@ export class MemoryBroker extends BaseBroker {
     if (jobs.length === 0) return;
     const ns = this.#ns;
     const now = this.clock.now();
-    for (const job of jobs) this.#put(ns, job, toJSON(job), now);
+    // Serialise the whole batch before storing any of it: all or nothing, as on Redis.
+    const jsons = jobs.map(toJSON);
+    jobs.forEach((job, i) => this.#put(ns, job, jsons[i]!, now));
     this.#store.notify(this.namespace);
   }
 
