@@ -58,6 +58,15 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
     });
 
+    test("a batch that cannot be stored whole is not stored at all", async () => {
+      const b = make();
+      const good = job({ taskArgs: [1] });
+      const bad = job({ taskArgs: [10n] }); // past the engine's checks: the broker must still be all or nothing
+      await expect(b.enqueueJobs([good, bad])).rejects.toThrow();
+      expect(await b.isQueueEmpty("q")).toBe(true);
+      expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
+    });
+
     test("two brokers of one namespace never get the same job", async () => {
       const [a, b] = [make(), make()];
       const jobs = Array.from({ length: 20 }, (_, i) => job({ taskArgs: [i] }));
