@@ -211,11 +211,8 @@ export class Engine {
   }
 
   async #enqueueOne(task: TaskRef, at: DateTime | Date | undefined, args: unknown[]): Promise<Job> {
-    const job = this.#buildJob(task, at, args, this.broker.clock.now());
-    this.#checkOpen();
-    await this.broker.enqueueJobs([job]);
-    this.#enqueued([job]);
-    return job;
+    const [job] = await this.commitJobs([this.#buildJob(task, at, args, this.broker.clock.now())]);
+    return job!;
   }
 
   #buildJob(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], now: number): Job {

@@ -142,8 +142,8 @@ export class Workers {
           fetched = result.jobs.length;
           dropped = result.revoked.length;
           for (const job of result.jobs) job.bindResults(this.#results);
-          for (const job of result.revoked) job.bindResults(this.#results);
           for (const job of result.revoked) {
+            job.bindResults(this.#results);
             job.status = JobStatus.Failed;
             getLogger().info(`${this.#namespace}: ${job} was revoked; dropped`);
             signals.jobRevoked.send(this.#namespace, { job });
