@@ -191,3 +191,16 @@ local function chard_keep_results(results_key, expiry_key, records, now)
   end
 end
 
+
+-- Jobs that ended (`ids`): forgets their state, keeps their result records (see
+-- chard_keep_results; `record` and `ttl` given instead mean the same record for every id) and
+-- announces the ids on the results channel, for `getResult` waiting in any process.
+local function chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids, records, now, record, ttl)
+  if record then
+    records = {}
+    for i, id in ipairs(ids) do records[i] = { id, record, ttl } end
+  end
+  chard_chunked('HDEL', jobs_key, ids)
+  chard_keep_results(results_key, expiry_key, records, now)
+  redis.call('PUBLISH', channel, table.concat(ids, ' '))
+end

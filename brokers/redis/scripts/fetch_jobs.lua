@@ -165,11 +165,7 @@ if max_jobs > 0 then
   end
   if #accepted_ids > 0 then chard_hset_all(jobs_key, accepted_ids, 'r') end
   if #revoked_ids > 0 then
-    chard_chunked('HDEL', jobs_key, revoked_ids)
-    local records = {}
-    for i, id in ipairs(revoked_ids) do records[i] = { id, ARGV[10], ARGV[9] } end
-    chard_keep_results(results_key, expiry_key, records, now)
-    redis.call('PUBLISH', ARGV[8], table.concat(revoked_ids, ' '))
+    chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[8], revoked_ids, nil, now, ARGV[10], ARGV[9])
   end
 end
 

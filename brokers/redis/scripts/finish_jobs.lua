@@ -67,9 +67,7 @@ if #ours > 0 then chard_chunked('HDEL', running_key, ours) end
 if #pending > 0 then chard_hset_all(jobs_key, pending, 'p') end
 if #progress > 0 then chard_chunked('HDEL', progress_key, progress) end
 if #ended > 0 then
-  chard_chunked('HDEL', jobs_key, ended)
-  chard_keep_results(results_key, expiry_key, records, now)
-  redis.call('PUBLISH', ARGV[2], table.concat(ended, ' '))
+  chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[2], ended, records, now)
 end
 if notify then redis.call('PUBLISH', ARGV[1], '') end
 return applied

@@ -39,11 +39,7 @@ if #out.requeued > 0 then
   redis.call('PUBLISH', ARGV[2], '')
 end
 if #out.failed > 0 then
-  chard_chunked('HDEL', jobs_key, out.failed_ids)
   chard_chunked('HDEL', progress_key, out.failed_ids)
-  local records = {}
-  for i, id in ipairs(out.failed_ids) do records[i] = { id, ARGV[6], ARGV[5] } end
-  chard_keep_results(results_key, expiry_key, records, now)
-  redis.call('PUBLISH', ARGV[4], table.concat(out.failed_ids, ' '))
+  chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[4], out.failed_ids, nil, now, ARGV[6], ARGV[5])
 end
 return { out.requeued, out.failed, out.dropped }
