@@ -80,6 +80,12 @@ export class NamespaceState {
     this.results.set(id, { record, expiresAtMs: now + ttlMs });
   }
 
+  /** A job ended: forgets its state and keeps its result record, if any, for `ttlMs`. */
+  end(id: string, record: string | undefined, ttlMs: number, now: number): void {
+    this.jobs.delete(id);
+    if (record !== undefined) this.keepResult(id, record, ttlMs, now);
+  }
+
   /** The result record of `id` unless it expired. */
   result(id: string, now: number): string | undefined {
     const entry = this.results.get(id);

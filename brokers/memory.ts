@@ -105,8 +105,7 @@ export class MemoryBroker extends BaseBroker {
           continue;
         }
         if (ns.jobs.get(job.id) === "revoked") {
-          ns.jobs.delete(job.id);
-          ns.keepResult(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          ns.end(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
           revoked.push(job);
           continue;
         }
@@ -176,8 +175,7 @@ export class MemoryBroker extends BaseBroker {
         this.#put(ns, job, toJSON(job), now);
         notify = true;
       } else {
-        ns.jobs.delete(job.id);
-        if (result !== undefined) ns.keepResult(job.id, result, resultTtlMs ?? DEFAULT_RESULT_TTL_MS, now);
+        ns.end(job.id, result, resultTtlMs ?? DEFAULT_RESULT_TTL_MS, now);
         ended.push(job.id);
       }
     }
@@ -231,9 +229,8 @@ export class MemoryBroker extends BaseBroker {
           requeued.push(job);
         } else {
           job.status = JobStatus.Failed;
-          ns.jobs.delete(job.id);
           ns.progress.delete(job.id);
-          ns.keepResult(job.id, LOST_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          ns.end(job.id, LOST_RECORD, DEFAULT_RESULT_TTL_MS, now);
           failed.push(job);
         }
       }
