@@ -20,7 +20,7 @@ import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
 import { deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
 import { namespaceKeys, periodicTaskJSON, type NamespaceKeys } from "./keys.js";
-import { ScriptCode, isTransient, runScript, toChardError, type RedisClient } from "./scripts.js";
+import { ScriptCode, clientCall, isTransient, runScript, toChardError, type RedisClient } from "./scripts.js";
 
 export { RedisConnectionError, RedisReplyError } from "./scripts.js";
 export type { RedisClient } from "./scripts.js";
@@ -295,11 +295,7 @@ export class RedisBroker extends BaseBroker {
 
   /** True when `queue` holds no Queued job (LLEN). @throws RedisConnectionError */
   async isQueueEmpty(queue: string): Promise<boolean> {
-    try {
-      return (await this.#client.llen(this.#k.queue(queue))) === 0;
-    } catch (e) {
-      throw toChardError(e, "isQueueEmpty");
-    }
+    return clientCall("isQueueEmpty", async () => (await this.#client.llen(this.#k.queue(queue))) === 0);
   }
 
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */
@@ -319,20 +315,12 @@ export class RedisBroker extends BaseBroker {
 
   /** Stores the latest progress of a running job (HSET). */
   async setProgress(id: string, json: string): Promise<void> {
-    try {
-      await this.#client.hset(this.#k.progress, id, json);
-    } catch (e) {
-      throw toChardError(e, "setProgress");
-    }
+    await clientCall("setProgress", () => this.#client.hset(this.#k.progress, id, json));
   }
 
   /** The latest progress of a running job (HGET). */
   async getProgress(id: string): Promise<string | undefined> {
-    try {
-      return (await this.#client.hget(this.#k.progress, id)) ?? undefined;
-    } catch (e) {
-      throw toChardError(e, "getProgress");
-    }
+    return (await clientCall("getProgress", () => this.#client.hget(this.#k.progress, id))) ?? undefined;
   }
 
   /** Opens, once, the connection that hears of ended jobs (the namespace's results channel). */
@@ -350,11 +338,7 @@ export class RedisBroker extends BaseBroker {
 
   /** Deletes every key of this namespace (SCAN on every master, never KEYS or FLUSHDB). */
   async flush(): Promise<void> {
-    try {
-      await deleteMatching(this.#client, this.#k.pattern);
-    } catch (e) {
-      throw toChardError(e, "flush");
-    }
+    await clientCall("flush", () => deleteMatching(this.#client, this.#k.pattern));
   }
 
   /** Stops if started, then closes the subscriber and the connection the broker opened. Idempotent. */

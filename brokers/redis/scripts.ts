@@ -113,6 +113,15 @@ export function toChardError(error: unknown, context: string): ChardError {
   return new RedisConnectionError(`${context}: ${message}`, { cause: error });
 }
 
+/** Runs one client call; whatever it throws becomes a `ChardError` (see `toChardError`). */
+export async function clientCall<T>(context: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw toChardError(e, context);
+  }
+}
+
 /** True for errors after which retrying the same idempotent call may succeed. */
 export function isTransient(error: unknown): boolean {
   return error instanceof RedisConnectionError;
