@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import { EventEmitter } from "tseep";
-import { Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
+import { Batch, Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
 import { commandCalls } from "./redis-stats.js";
 import { LIBRARIES, makeAdapter, type Adapter, type Library, type Payload } from "./adapters.js";
 
@@ -259,7 +259,6 @@ async function jobWithReceivers(connected: boolean): Promise<Measurement> {
   engine.task("noop", () => undefined, { keepResult: false });
   let sink = 0;
   const offs = connected ? [signals.jobStarted.connect(() => void sink++), signals.jobFinished.connect(() => void sink++)] : [];
-  const { Batch } = await import("../lib/index.js");
   const { handler, done } = counter(N);
   const off = signals.jobFinished.connectVia("bench", () => handler({ i: 0 }));
   const workers = engine.startWorkers({ number: 100 });

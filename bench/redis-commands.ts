@@ -4,7 +4,7 @@
  * Prints a Markdown table. Run with `npm run bench:commands` (needs redis-server on PATH).
  */
 import { Redis } from "ioredis";
-import { Batch, Engine, RedisBroker, setLogger } from "../lib/index.js";
+import { Batch, Engine, RedisBroker, setLogger, signals } from "../lib/index.js";
 import { startRedisServer } from "../test/helpers/redis-server.js";
 import { commandCalls } from "./redis-stats.js";
 
@@ -66,7 +66,6 @@ async function main(): Promise<void> {
     e2e.task("noop", (_i: number) => undefined);
     rows.push(await measure(admin, "end to end: batches of 100 + 100 workers", async () => {
       let done = 0;
-      const { signals } = await import("../lib/index.js");
       const off = signals.jobFinished.connectVia("bench-e2e", () => void done++);
       const workers = e2e.startWorkers({ number: 100 });
       for (let i = 0; i < N; i += 100) {
