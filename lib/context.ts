@@ -21,8 +21,8 @@ export function currentJob(): JobContext | undefined {
   return storage?.getStore();
 }
 
-/** @internal Runs `fn` with `context` as the current job. */
-export function runWithJob<T>(context: JobContext, fn: () => T): T {
+/** @internal Runs `fn(context)` with `context` as the current job. */
+export function runWithJob<C extends JobContext, T>(context: C, fn: (context: C) => T): T {
   storage ??= new AsyncLocalStorage<JobContext>();
-  return storage.run(context, fn);
+  return storage.run(context, fn, context);
 }

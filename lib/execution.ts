@@ -2,6 +2,10 @@
  * One execution of a job: runs its task in the job's context (`currentJob()`), enforces its
  * timeout, iterates generator tasks (progress), sends the execution's signals in their documented
  * order, calls the task's hooks, and decides the outcome: succeeded, retry (with backoff) or failed.
+ *
+ * A task that returns a plain value (or throws) synchronously ends within `run()`, which then
+ * returns the acknowledgement itself: no promise, no timer, nothing to cancel. Only a task that
+ * returns a promise or an iterator makes the execution asynchronous.
  */
 import { exponentialBackoff } from "./backoff.js";
 import type { Broker, FinishedJob } from "./broker.js";
@@ -12,12 +16,6 @@ import { getLogger } from "./logger.js";
 import { failureRecord, storable, successRecord } from "./results.js";
 import { signals } from "./signals.js";
 import type { Task } from "./tasks.js";
-
-/** The last progress a generator task yielded (JSON) and whether the broker holds it. */
-interface Progress {
-  json: string | undefined;
-  stored: boolean;
-}
 
 type AnyIterator = Iterator<unknown, unknown, undefined> | AsyncIterator<unknown, unknown, undefined>;
 
@@ -61,8 +59,10 @@ export class Execution implements JobContext {
   readonly #task: Task;
   readonly #namespace: string;
   readonly #broker: Broker;
-  readonly #progress: Progress = { json: undefined, stored: false };
-  /** Settles the execution at once when it is aborted (set by `#runTask`). */
+  /** The last progress a generator task yielded (JSON), and whether the broker holds it. */
+  #progressJson: string | undefined;
+  #progressStored = false;
+  /** Settles the execution at once when it is aborted (set by `#settle`). */
   #onAbort: ((reason: Error) => void) | undefined;
   #controller: AbortController | undefined;
   #reason: Error | undefined;
@@ -95,60 +95,79 @@ export class Execution implements JobContext {
     this.#onAbort?.(reason);
   }
 
-  /** Runs the job to its end and returns its acknowledgement; never throws. */
-  async run(): Promise<FinishedJob> {
+  /**
+   * Runs the job to its end and returns its acknowledgement: at once for a task that returned or
+   * threw synchronously, else as a promise. Never throws, never rejects.
+   */
+  run(): FinishedJob | Promise<FinishedJob> {
+    const { job } = this;
+    job.status = JobStatus.Running;
+    if (signals.jobStarted.hasReceivers) signals.jobStarted.send(this.#namespace, { job });
+    let value: unknown;
+    try {
+      value = runWithJob(this, Execution.#call);
+    } catch (e) {
+      return this.#failed(e);
+    }
+    if (!isThenable(value) && !isIterator(value)) return this.#succeeded(value);
+    return this.#settle(value).then(
+      (result) => this.#succeeded(result),
+      (e: unknown) => this.#failed(e),
+    );
+  }
+
+  /** Calls the task function with the job's arguments (in the job's context: see `run`). */
+  static readonly #call = (execution: Execution): unknown => execution.#task.fn(...execution.job.taskArgs);
+
+  #succeeded(result: unknown): FinishedJob {
     const { job } = this;
     const task = this.#task;
     const ns = this.#namespace;
-    const progress = this.#progress;
-    job.status = JobStatus.Running;
-    signals.jobStarted.send(ns, { job });
-    let ack: FinishedJob;
-    try {
-      const result = await this.#runTask();
-      job.status = JobStatus.Succeeded;
-      signals.jobSucceeded.send(ns, { job, result });
-      callHook(ns, task, "onSuccess", job, result);
-      // The record (a JSON.stringify and a job description) is only built when it is kept.
-      const record = task.resultTtlMs > 0 ? successRecord(result, progress.json, `the result of ${job}`) : undefined;
-      ack = endedAck(job, task, "succeeded", record, progress.stored);
-    } catch (e) {
-      // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
-      const err = this.#reason ?? toError(e);
-      if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
-      const final = err instanceof AbortJobError || err instanceof JobCancelledError;
-      if (!final && job.retries < job.maxRetries) {
-        const now = this.#broker.clock.now();
-        job.retries++;
-        job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
-        job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
-        getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
-        signals.jobScheduleRetry.send(ns, { job, err });
-        callHook(ns, task, "onRetry", job, err);
-        if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
-        ack = endedAck(job, task, "retry", undefined, progress.stored);
-      } else {
-        job.status = JobStatus.Failed;
-        getLogger().error(`${ns}: ${job} failed`, err);
-        signals.jobFailed.send(ns, { job, err });
-        callHook(ns, task, "onFailure", job, err);
-        ack = endedAck(job, task, "failed", failureRecord(err, progress.json), progress.stored);
-      }
+    job.status = JobStatus.Succeeded;
+    if (signals.jobSucceeded.hasReceivers) signals.jobSucceeded.send(ns, { job, result });
+    callHook(ns, task, "onSuccess", job, result);
+    // The record (a JSON.stringify and a job description) is only built when it is kept.
+    const record = task.resultTtlMs > 0 ? successRecord(result, this.#progressJson, `the result of ${job}`) : undefined;
+    return this.#finished(endedAck(job, task, "succeeded", record, this.#progressStored));
+  }
+
+  #failed(e: unknown): FinishedJob {
+    const { job } = this;
+    const task = this.#task;
+    const ns = this.#namespace;
+    // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
+    const err = this.#reason ?? toError(e);
+    if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
+    const final = err instanceof AbortJobError || err instanceof JobCancelledError;
+    if (!final && job.retries < job.maxRetries) {
+      const now = this.#broker.clock.now();
+      job.retries++;
+      job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
+      job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+      getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
+      signals.jobScheduleRetry.send(ns, { job, err });
+      callHook(ns, task, "onRetry", job, err);
+      if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
+      return this.#finished(endedAck(job, task, "retry", undefined, this.#progressStored));
     }
-    signals.jobFinished.send(ns, { job });
+    job.status = JobStatus.Failed;
+    getLogger().error(`${ns}: ${job} failed`, err);
+    signals.jobFailed.send(ns, { job, err });
+    callHook(ns, task, "onFailure", job, err);
+    return this.#finished(endedAck(job, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored));
+  }
+
+  #finished(ack: FinishedJob): FinishedJob {
+    if (signals.jobFinished.hasReceivers) signals.jobFinished.send(this.#namespace, { job: this.job });
     return ack;
   }
 
   /**
-   * Runs the task in the job's context; settles when it does, or as soon as the execution is
-   * aborted (timeout, cancel), so the worker slot is freed even if the task ignores its signal.
+   * Waits for what the task returned (a promise, or an iterator to run); settles when it does, or
+   * as soon as the execution is aborted (timeout, cancel), so the worker slot is freed even if the
+   * task ignores its signal.
    */
-  #runTask(): unknown {
-    // A synchronous throw propagates to run()'s try/catch like a rejection.
-    const value: unknown = runWithJob(this, () => this.#task.fn(...this.job.taskArgs));
-    // A plain value returned synchronously: nothing to wait for, nothing to race (no await point
-    // where a timeout or cancel could have happened).
-    if (!isThenable(value) && !isIterator(value)) return value;
+  #settle(returned: unknown): Promise<unknown> {
     return new Promise((resolve, reject) => {
       this.#onAbort = reject;
       const { timeoutMs } = this.#task;
@@ -156,7 +175,7 @@ export class Execution implements JobContext {
         timeoutMs === undefined
           ? undefined
           : setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
-      runWithJob(this, () => this.#call(value)).then(
+      runWithJob(this, () => this.#iterate(returned)).then(
         (result) => {
           clearTimeout(timer);
           resolve(result);
@@ -169,8 +188,8 @@ export class Execution implements JobContext {
     });
   }
 
-  /** Calls the task function; a generator task is iterated here, each value stored as progress. */
-  async #call(returned: unknown): Promise<unknown> {
+  /** Awaits what the task returned; a generator task is iterated here, each value stored as progress. */
+  async #iterate(returned: unknown): Promise<unknown> {
     const { job } = this;
     const value: unknown = await returned;
     if (!isIterator(value)) return value;
@@ -188,10 +207,10 @@ export class Execution implements JobContext {
       signals.jobProgress.send(ns, { job, output, iteration });
       const json = storable(output, `the progress of ${job}`);
       if (json === undefined) continue;
-      this.#progress.json = json;
+      this.#progressJson = json;
       try {
         await this.#broker.setProgress(job.id, json);
-        this.#progress.stored = true;
+        this.#progressStored = true;
       } catch (e) {
         getLogger().warn(`${ns}: could not store the progress of ${job}`, toError(e));
       }

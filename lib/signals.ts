@@ -72,6 +72,14 @@ export class SafeNamedSignal<P extends object> {
     return [...this.#reliable.values()];
   }
 
+  /**
+   * True when any receiver is connected (for any namespace): hot paths check it before they build
+   * a payload nobody would receive.
+   */
+  get hasReceivers(): boolean {
+    return this.#count !== 0;
+  }
+
   /** Number of receivers connected (all namespaces). */
   get receiverCount(): number {
     return this.#count;

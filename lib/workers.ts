@@ -57,9 +57,10 @@ export class Workers {
   readonly #tasks: TaskLookup;
   readonly #settings: WorkersSettings;
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
-  readonly #inflight = new Set<Promise<void>>();
-  /** Each running execution, by job id (timeouts, cancels). */
+  /** Each asynchronous execution under way, by job id (cancels). Synchronous ones end in `#launch`. */
   readonly #executions = new Map<string, Execution>();
+  /** Called when the last asynchronous execution ends (set while stopping waits for them). */
+  #drained: (() => void) | undefined;
   #acks: FinishedJob[] = [];
   #stopping = false;
   #nextDueAtMs: number | undefined;
@@ -85,7 +86,7 @@ export class Workers {
 
   /** Jobs executing right now. */
   get runningCount(): number {
-    return this.#inflight.size;
+    return this.#executions.size;
   }
 
   /** Runs until stopped (or the queue is empty with `stopWhenQueueEmpty`). */
@@ -100,7 +101,7 @@ export class Workers {
       for (const workerName of this.workerNames) signals.workerStarted.send(this.#namespace, { workerName });
       this.#scheduleKeepAlive();
       await this.#arbiter();
-      while (this.#inflight.size > 0) await Promise.all(this.#inflight);
+      while (this.#executions.size > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
       await this.#finalAcks();
       for (const workerName of this.workerNames) signals.workerTerminated.send(this.#namespace, { workerName });
     } finally {
@@ -125,7 +126,7 @@ export class Workers {
     let failures = 0;
     while (!this.#stopping) {
       try {
-        const free = number - this.#inflight.size;
+        const free = number - this.#executions.size;
         let fetched = 0;
         let dropped = 0;
         // Acks and the fetch go out together (one round-trip on Redis; the server runs the ack
@@ -154,14 +155,14 @@ export class Workers {
         if (acked.status === "rejected") throw acked.reason;
         failures = 0;
         if (
-          stopWhenQueueEmpty && free > 0 && fetched === 0 && this.#inflight.size === 0 &&
+          stopWhenQueueEmpty && free > 0 && fetched === 0 && this.#executions.size === 0 &&
           this.#acks.length === 0 && (await this.#broker.isQueueEmpty(queue))
         ) {
           return;
         }
         // With every slot busy, only a job's end (a local wake) can let us fetch: no deadline then,
         // or a due date in the past would spin the loop.
-        const idleSlots = number - this.#inflight.size;
+        const idleSlots = number - this.#executions.size;
         // Revoked jobs took fetch places: more may be queued behind them, fetch again at once.
         if (this.#acks.length === 0 && !this.#stopping && dropped === 0) {
           await this.#broker.waitForEvent(idleSlots > 0 ? this.#nextDueAtMs : undefined);
@@ -195,13 +196,40 @@ export class Workers {
       return;
     }
     const execution = new Execution(job, task, ns, this.#broker);
+    let ended: FinishedJob | Promise<FinishedJob>;
+    try {
+      ended = execution.run();
+    } catch (e) {
+      ended = this.#broken(job, task, e);
+    }
+    // A task that returned synchronously has ended already: its ack goes out with the next fetch.
+    if (!(ended instanceof Promise)) {
+      this.#acks.push(ended);
+      return;
+    }
     this.#executions.set(job.id, execution);
-    const running = execution.run().then((ack) => void this.#acks.push(ack)).finally(() => {
+    const settled = (ack: FinishedJob): void => {
+      this.#acks.push(ack);
       this.#executions.delete(job.id);
-      this.#inflight.delete(running);
+      if (this.#executions.size === 0) this.#drained?.();
       this.#broker.wake();
-    });
-    this.#inflight.add(running);
+    };
+    ended.then(settled, (e: unknown) => settled(this.#broken(job, task, e)));
+  }
+
+  /**
+   * The ack of an execution whose own bookkeeping threw (a logger that throws, say): the job is
+   * failed rather than left running forever.
+   */
+  #broken(job: Job, task: Task, e: unknown): FinishedJob {
+    const err = toError(e);
+    job.status = JobStatus.Failed;
+    try {
+      getLogger().error(`${this.#namespace}: ${job} could not be run to its end`, err);
+    } catch {
+      // The logger itself failed: the ack below still ends the job.
+    }
+    return endedAck(job, task, "failed", failureRecord(err, undefined), false);
   }
 
 
