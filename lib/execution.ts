@@ -96,28 +96,44 @@ export class Execution implements JobContext {
   }
 
   /**
-   * Runs the job to its end and returns its acknowledgement: at once for a task that returned or
-   * threw synchronously, else as a promise. Never throws, never rejects.
+   * Runs the job to its end. A task that returned or threw synchronously has ended on return: its
+   * acknowledgement is returned. Otherwise `undefined` is returned and `onEnd` gets the
+   * acknowledgement later, exactly once. Never throws.
    */
-  run(): FinishedJob | Promise<FinishedJob> {
+  run(onEnd: (ack: FinishedJob) => void): FinishedJob | undefined {
     const { job } = this;
-    job.status = JobStatus.Running;
-    if (signals.jobStarted.hasReceivers) signals.jobStarted.send(this.#namespace, { job });
     let value: unknown;
     try {
+      job.status = JobStatus.Running;
+      if (signals.jobStarted.hasReceivers) signals.jobStarted.send(this.#namespace, { job });
       value = runWithJob(this, Execution.#call);
     } catch (e) {
-      return this.#failed(e);
+      return this.#end(false, e);
     }
-    if (!isThenable(value) && !isIterator(value)) return this.#succeeded(value);
-    return this.#settle(value).then(
-      (result) => this.#succeeded(result),
-      (e: unknown) => this.#failed(e),
-    );
+    if (isIterator(value)) this.#await(this.#iterate(value), onEnd);
+    else if (isThenable(value)) this.#await(value, onEnd);
+    else return this.#end(true, value);
+    return undefined;
   }
 
   /** Calls the task function with the job's arguments (in the job's context: see `run`). */
   static readonly #call = (execution: Execution): unknown => execution.#task.fn(...execution.job.taskArgs);
+
+  /** The acknowledgement of the execution's end; if building it throws (a throwing logger), the job fails. */
+  #end(ok: boolean, value: unknown): FinishedJob {
+    try {
+      return ok ? this.#succeeded(value) : this.#failed(value);
+    } catch (e) {
+      const err = toError(e);
+      this.job.status = JobStatus.Failed;
+      try {
+        getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
+      } catch {
+        // The logger itself failed: the acknowledgement below still ends the job.
+      }
+      return endedAck(this.job, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
+    }
+  }
 
   #succeeded(result: unknown): FinishedJob {
     const { job } = this;
@@ -163,36 +179,38 @@ export class Execution implements JobContext {
   }
 
   /**
-   * Waits for what the task returned (a promise, or an iterator to run); settles when it does, or
-   * as soon as the execution is aborted (timeout, cancel), so the worker slot is freed even if the
-   * task ignores its signal.
+   * Ends the execution when `promise` settles (a promise that resolves to an iterator goes on
+   * with the iteration), or as soon as the execution is aborted (timeout, cancel), so the worker
+   * slot is freed even if the task ignores its signal.
    */
-  #settle(returned: unknown): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      this.#onAbort = reject;
-      const { timeoutMs } = this.#task;
-      const timer =
-        timeoutMs === undefined
-          ? undefined
-          : setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
-      runWithJob(this, () => this.#iterate(returned)).then(
-        (result) => {
-          clearTimeout(timer);
-          resolve(result);
-        },
-        (e: unknown) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      );
-    });
+  #await(promise: PromiseLike<unknown>, onEnd: (ack: FinishedJob) => void): void {
+    const { timeoutMs } = this.#task;
+    let ended = false;
+    const end = (ok: boolean, value: unknown): void => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      onEnd(this.#end(ok, value));
+    };
+    const fail = (e: unknown): void => end(false, e);
+    this.#onAbort = fail;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
+    promise.then((value) => {
+      if (isIterator(value) && !ended) this.#iterate(value).then((result) => end(true, result), fail);
+      else end(true, value);
+    }, fail);
   }
 
-  /** Awaits what the task returned; a generator task is iterated here, each value stored as progress. */
-  async #iterate(returned: unknown): Promise<unknown> {
+  /** Iterates a generator task in the job's context, each value stored as progress; resolves with its return value. */
+  #iterate(iterator: AnyIterator): Promise<unknown> {
+    return runWithJob(this, () => this.#loop(iterator));
+  }
+
+  async #loop(value: AnyIterator): Promise<unknown> {
     const { job } = this;
-    const value: unknown = await returned;
-    if (!isIterator(value)) return value;
     const ns = this.#namespace;
     for (let iteration = 0; ; iteration++) {
       if (this.#reason) {

@@ -196,42 +196,19 @@ export class Workers {
       return;
     }
     const execution = new Execution(job, task, ns, this.#broker);
-    let ended: FinishedJob | Promise<FinishedJob>;
-    try {
-      ended = execution.run();
-    } catch (e) {
-      ended = this.#broken(job, task, e);
-    }
+    const ack = execution.run(this.#asyncEnded);
     // A task that returned synchronously has ended already: its ack goes out with the next fetch.
-    if (!(ended instanceof Promise)) {
-      this.#acks.push(ended);
-      return;
-    }
-    this.#executions.set(job.id, execution);
-    const settled = (ack: FinishedJob): void => {
-      this.#acks.push(ack);
-      this.#executions.delete(job.id);
-      if (this.#executions.size === 0) this.#drained?.();
-      this.#broker.wake();
-    };
-    ended.then(settled, (e: unknown) => settled(this.#broken(job, task, e)));
+    if (ack) this.#acks.push(ack);
+    else this.#executions.set(job.id, execution);
   }
 
-  /**
-   * The ack of an execution whose own bookkeeping threw (a logger that throws, say): the job is
-   * failed rather than left running forever.
-   */
-  #broken(job: Job, task: Task, e: unknown): FinishedJob {
-    const err = toError(e);
-    job.status = JobStatus.Failed;
-    try {
-      getLogger().error(`${this.#namespace}: ${job} could not be run to its end`, err);
-    } catch {
-      // The logger itself failed: the ack below still ends the job.
-    }
-    return endedAck(job, task, "failed", failureRecord(err, undefined), false);
-  }
-
+  /** The end of an asynchronous execution: its ack is queued and the arbiter woken. */
+  readonly #asyncEnded = (ack: FinishedJob): void => {
+    this.#acks.push(ack);
+    this.#executions.delete(ack.job.id);
+    if (this.#executions.size === 0) this.#drained?.();
+    this.#broker.wake();
+  };
 
   /** A cancel for `id` reached this broker: abort the job if it runs here. */
   #cancel(id: string): void {
