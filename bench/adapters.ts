@@ -19,11 +19,18 @@ export interface Adapter {
   enqueue(payload: Payload): Promise<void>;
   /** Enqueues many jobs in one call (or as few as the library allows). */
   enqueueBulk(payloads: Payload[]): Promise<void>;
-  /** Starts workers that call `handler` for each job; resolves when they are ready. */
-  startWorkers(concurrency: number, handler: (payload: Payload) => void): Promise<void>;
+  /**
+   * Starts workers that run `handler(payload)` for each job, in the library's own form for a
+   * function of that kind (Chard and BullMQ take it as is; bee-queue's form for synchronous work is
+   * its `done` callback); resolves when they are ready.
+   */
+  startWorkers(concurrency: number, handler: Handler): Promise<void>;
   /** Stops workers and closes every connection. */
   close(): Promise<void>;
 }
+
+/** The no-op every library runs for each job: the same function for all (sync, or async for the async scenarios). */
+export type Handler = (payload: Payload) => unknown;
 
 /** Library names as given on the command line. */
 export const LIBRARIES = ["chard-redis", "chard-memory", "bullmq", "bullmq-default", "bee-queue", "bee-queue-default"] as const;
@@ -50,7 +57,7 @@ export async function makeAdapter(library: Library, redisUrl: string, name: stri
 
 function chard(engine: Engine): Adapter {
   setLogger({ debug() {}, info() {}, warn() {}, error() {} });
-  let handle: (payload: Payload) => void = () => undefined;
+  let handle: Handler = () => undefined;
   engine.task("noop", (payload: Payload) => handle(payload), { keepResult: false });
   let workers: Promise<void> | undefined;
   return {
@@ -94,7 +101,9 @@ function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tu
     enqueue: async (payload) => void (await queue.add("noop", payload)),
     enqueueBulk: async (payloads) => void (await queue.addBulk(payloads.map((data) => ({ name: "noop", data })))),
     startWorkers: async (concurrency, handler) => {
-      worker = new lib.Worker(name, async (job) => handler(job.data as Payload), {
+      // BullMQ awaits whatever the processor returns: a plain function is a valid processor.
+      const processor = ((job: { data: Payload }) => handler(job.data)) as unknown as ConstructorParameters<typeof lib.Worker>[1];
+      worker = new lib.Worker(name, processor, {
         connection: conn,
         concurrency,
         ...(tuned ? { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } } : {}),
@@ -120,7 +129,12 @@ function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: bool
     enqueueBulk: async (payloads) => void (await producer.saveAll(payloads.map((p) => producer.createJob(p)))),
     startWorkers: async (concurrency, handler) => {
       worker = new Queue<Payload>(name, { ...settings, isWorker: true });
-      worker.process(concurrency, async (job) => handler(job.data));
+      // bee-queue takes a promise-returning handler or, for synchronous work, its callback form.
+      worker.process(concurrency, (job: BeeQueue.Job<Payload>, done: BeeQueue.DoneCallback<unknown>) => {
+        const result = handler(job.data);
+        if (result instanceof Promise) result.then((value) => done(null, value), (e: Error) => done(e));
+        else done(null, result);
+      });
       await worker.ready();
     },
     close: async () => {

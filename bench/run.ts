@@ -45,6 +45,7 @@ const SCENARIOS: Scenario[] = [
   { id: "process:100", label: "process pre-enqueued, concurrency 100", libraries: ALL, jobs: N },
   { id: "e2e:10", label: "end to end, one process, concurrency 10", libraries: [...PEERS, "chard-memory"], jobs: N },
   { id: "e2e:100", label: "end to end, one process, concurrency 100", libraries: ALL, jobs: N },
+  { id: "e2e-async:100", label: "end to end, one process, concurrency 100, async handler", libraries: [...PEERS, "chard-memory"], jobs: N },
   { id: "e2e-child:10", label: "end to end, workers in a child process, concurrency 10", libraries: PEERS, jobs: N },
   { id: "e2e-child:100", label: "end to end, workers in a child process, concurrency 100", libraries: NO_MEMORY, jobs: N },
   { id: "latency", label: "latency enqueue -> handler start, 2,000 jobs at 500/s", libraries: [...PEERS, "chard-memory"], jobs: 2_000 },
@@ -157,7 +158,7 @@ function report(
   const lines: string[] = [];
   const versions = peerVersions();
   lines.push(`Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, redis-server ${versions.redis}. `);
-  lines.push(`BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4), each measurement in a fresh process after an untimed 2,000-job warm-up (not for latency or child-process workers). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`);
+  lines.push(`BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4), each measurement in a fresh process (and each worker child process) after an untimed warm-up of at least 1 s on the same code paths. Every library runs the same no-op handler, a plain function (\`async\` in the "async handler" row). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`);
   lines.push("");
   lines.push("\"tuned\" peers have Chard's semantics: finished jobs not kept (BullMQ removeOnComplete/removeOnFail, events stream capped; bee-queue removeOnSuccess, storeJobs/getEvents/sendEvents off). \"default\" is each library out of the box. Chard keeps no result in these runs (keepResult: false), like the tuned peers.");
   lines.push("");
