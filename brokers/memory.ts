@@ -11,7 +11,7 @@ import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from 
 import { StateError } from "../lib/errors.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
-import { Job, JobStatus, fromJSON, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { Job, JobStatus, fromJSON, periodicJobJSON, toJSON, toJSONAll } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
 import { MemoryStore, type NamespaceState } from "./memory-state.js";
@@ -64,7 +64,7 @@ export class MemoryBroker extends BaseBroker {
     const ns = this.#ns;
     const now = this.clock.now();
     // Serialise the whole batch before storing any of it: all or nothing, as on Redis.
-    const jsons = jobs.map(toJSON);
+    const jsons = toJSONAll(jobs);
     jobs.forEach((job, i) => this.#put(ns, job, jsons[i]!, now));
     this.#store.notify(this.namespace);
   }

@@ -4,7 +4,7 @@ import { checkInteger, toMilliseconds } from "./durations.js";
 import {
   ChardError, InvalidOptionError, ResultTimeoutError, StateError, UnknownJobError, UnknownTaskError, describe, toUtcDateTime,
 } from "./errors.js";
-import { Job, JobStatus, checkArgs, type ResultOptions } from "./jobs.js";
+import { Job, JobStatus, checkArgs, isJobId, type ResultOptions } from "./jobs.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
 import { findReliable, receiverTask, type ReliableReceiver } from "./reliable.js";
@@ -13,11 +13,9 @@ import { Batch, DEFAULT_QUEUE, Task, checkQueue, checkUserTaskName, type TaskFun
 import { Transaction } from "./transaction.js";
 import { Workers, type TaskLookup } from "./workers.js";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** @throws InvalidOptionError unless `id` is a job id (a UUID, as `job.id`). */
 function checkJobId(id: unknown, method: string): asserts id is string {
-  if (typeof id !== "string" || !UUID.test(id)) throw new InvalidOptionError(`${method}: a job id is a UUID string (job.id), got ${describe(id)}`);
+  if (!isJobId(id)) throw new InvalidOptionError(`${method}: a job id is a UUID string (job.id), got ${describe(id)}`);
 }
 
 /** Default namespace of an engine. */

@@ -45,7 +45,7 @@ export interface ResultOptions {
 
 /** One execution request of a task. Users get jobs from `schedule*` and signals; they do not build them. */
 export class Job {
-  /** UUID of the job; kept across retries. */
+  /** UUID of the job (given ones must be UUIDs: `isJobId`); kept across retries. */
   readonly id: string;
   /** Name of the task to run. */
   readonly taskName: string;
@@ -107,12 +107,42 @@ export class Job {
   }
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True for a job id: a UUID string, as `job.id` always is (so the wire format never escapes it). */
+export function isJobId(value: unknown): value is string {
+  return typeof value === "string" && UUID.test(value);
+}
+
+/** `,"task":<task>,"queue":<queue>,"at":`, the part of the wire format jobs of one task share. */
+function taskPart(taskName: string, queue: string): string {
+  return `,"task":${JSON.stringify(taskName)},"queue":${JSON.stringify(queue)},"at":`;
+}
+
+function encode(job: Job, taskAndQueue: string): string {
+  return `{"id":"${job.id}","retries":${job.retries}${taskAndQueue}${job.atMs},"maxRetries":${job.maxRetries},"args":${JSON.stringify(job.taskArgs)}}`;
+}
+
 /** Serialises a job to the wire format shared by every broker. Arguments must have passed `checkArgs`. */
 export function toJSON(job: Job): string {
-  return (
-    `{"id":${JSON.stringify(job.id)},"retries":${job.retries},"task":${JSON.stringify(job.taskName)},` +
-    `"queue":${JSON.stringify(job.queue)},"at":${job.atMs},"maxRetries":${job.maxRetries},"args":${JSON.stringify(job.taskArgs)}}`
-  );
+  return encode(job, taskPart(job.taskName, job.queue));
+}
+
+/** `toJSON` of each job; consecutive jobs of one task and queue share the encoding of both names. */
+export function toJSONAll(jobs: readonly Job[]): string[] {
+  const out = new Array<string>(jobs.length);
+  let taskName: string | undefined;
+  let queue: string | undefined;
+  let part = "";
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!;
+    if (job.taskName !== taskName || job.queue !== queue) {
+      ({ taskName, queue } = job);
+      part = taskPart(taskName, queue);
+    }
+    out[i] = encode(job, part);
+  }
+  return out;
 }
 
 /** The wire form of a periodic job; `brokers/redis/scripts/fetch_jobs.lua` builds the same string. */
@@ -142,7 +172,7 @@ export function fromJSON(text: string, status: JobStatus): Job {
     throw new SerializationError(`not a Chard job (invalid JSON): ${text.slice(0, 200)}`, { cause: e });
   }
   if (
-    typeof w !== "object" || w === null || typeof w.id !== "string" || typeof w.task !== "string" ||
+    typeof w !== "object" || w === null || !isJobId(w.id) || typeof w.task !== "string" ||
     typeof w.queue !== "string" || typeof w.at !== "number" || typeof w.retries !== "number" ||
     typeof w.maxRetries !== "number" || !Array.isArray(w.args)
   ) {

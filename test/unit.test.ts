@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { exponentialBackoff } from "../lib/backoff.js";
-import { Job, JobStatus, checkArgs, fromJSON, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { Job, JobStatus, checkArgs, fromJSON, periodicJobJSON, toJSON, toJSONAll } from "../lib/jobs.js";
 import { SerializationError, RetryError, InvalidOptionError, toError } from "../lib/errors.js";
 import { DateTime } from "luxon";
 
@@ -40,9 +40,24 @@ describe("job wire format", () => {
   });
 
   test("periodic jobs use the same format with no arguments", () => {
-    const text = periodicJobJSON("id-1", "tick", "q", 5, 2);
-    expect(fromJSON(text, JobStatus.Queued)).toMatchObject({ id: "id-1", taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, retries: 0, taskArgs: [] });
-    expect(text).toBe(toJSON(new Job({ id: "id-1", taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, taskArgs: [] })));
+    const id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    const text = periodicJobJSON(id, "tick", "q", 5, 2);
+    expect(fromJSON(text, JobStatus.Queued)).toMatchObject({ id, taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, retries: 0, taskArgs: [] });
+    expect(text).toBe(toJSON(new Job({ id, taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, taskArgs: [] })));
+  });
+
+  test("toJSONAll writes what toJSON writes, job by job, across tasks and queues", () => {
+    const other = (taskName: string, queue: string) => new Job({ taskName, queue, atMs: 7, maxRetries: 0, taskArgs: [taskName] });
+    const jobs = [job(), job(), other("t", "q"), other("t", "q2"), other('say "hi"/x', "q"), job()];
+    expect(toJSONAll(jobs)).toEqual(jobs.map(toJSON));
+    expect(toJSONAll([])).toEqual([]);
+  });
+
+  test("a job id that is not a UUID is refused: ids are written unescaped", () => {
+    const text = toJSON(job());
+    for (const id of ["id-1", 'a"b', ""]) {
+      expect(() => fromJSON(text.replace(/"id":"[^"]+"/, `"id":${JSON.stringify(id)}`), JobStatus.Queued)).toThrow(SerializationError);
+    }
   });
 
   test("foreign data is refused with a SerializationError", () => {
