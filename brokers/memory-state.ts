@@ -47,18 +47,13 @@ export interface PeriodicEntry {
   nextMs: number;
 }
 
-/** An entry of the namespace state. */
-export interface RunningEntry {
-  taskName: string;
-  json: string;
-}
-
 /** Everything of one namespace. */
 export class NamespaceState {
   readonly queues = new Map<string, Deque>();
   /** Sorted by atMs, then insertion order. */
   readonly future: FutureEntry[] = [];
-  readonly running = new Map<string, Map<string, RunningEntry>>();
+  /** Jobs running on each broker: broker id -> job id -> job JSON. */
+  readonly running = new Map<string, Map<string, string>>();
   readonly leases = new Map<string, number>();
   readonly periodic = new Map<string, PeriodicEntry>();
   readonly maxConcurrency = new Map<string, number>();

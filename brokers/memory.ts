@@ -120,7 +120,7 @@ export class MemoryBroker extends BaseBroker {
             ns.concurrency.set(job.taskName, current + 1);
           }
         }
-        running.set(job.id, { taskName: job.taskName, json });
+        running.set(job.id, json);
         ns.jobs.set(job.id, "running");
         jobs.push(job);
       }
@@ -218,8 +218,8 @@ export class MemoryBroker extends BaseBroker {
     const failed: Job[] = [];
     for (const [brokerId, expiry] of ns.leases) {
       if (brokerId === this.id || expiry >= now) continue;
-      for (const entry of ns.running.get(brokerId)?.values() ?? []) {
-        const job = fromJSON(entry.json, JobStatus.Running);
+      for (const json of ns.running.get(brokerId)?.values() ?? []) {
+        const job = fromJSON(json, JobStatus.Running);
         if (ns.maxConcurrency.has(job.taskName)) ns.release(job.taskName);
         if (job.retries < job.maxRetries) {
           job.retries++;

@@ -53,9 +53,9 @@ describe("job wire format", () => {
     expect(toJSONAll([])).toEqual([]);
   });
 
-  test("a job id that is not a UUID is refused: ids are written unescaped", () => {
+  test("a job id that would need escaping, or is not a UUID, is refused: ids are written unescaped", () => {
     const text = toJSON(job());
-    for (const id of ["id-1", 'a"b', ""]) {
+    for (const id of ["id-1", 'a"b', "", '"'.padEnd(36, "a"), "\\".padEnd(36, "a"), "\n".padEnd(36, "a")]) {
       expect(() => fromJSON(text.replace(/"id":"[^"]+"/, `"id":${JSON.stringify(id)}`), JobStatus.Queued)).toThrow(SerializationError);
     }
   });
