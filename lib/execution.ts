@@ -119,18 +119,18 @@ export class Execution implements JobContext {
   /** Calls the task function with the job's arguments (in the job's context: see `run`). */
   static readonly #call = (execution: Execution): unknown => execution.#task.fn(...execution.job.taskArgs);
 
-  /** The acknowledgement of the execution's end; if building it throws (a throwing logger), the job fails. */
+  /**
+   * The acknowledgement of the execution's end. Nothing in building it is expected to throw
+   * (receivers, hooks and the logger are guarded); if something still does, the job fails rather
+   * than stay running forever.
+   */
   #end(ok: boolean, value: unknown): FinishedJob {
     try {
       return ok ? this.#succeeded(value) : this.#failed(value);
     } catch (e) {
       const err = toError(e);
       this.job.status = JobStatus.Failed;
-      try {
-        getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
-      } catch {
-        // The logger itself failed: the acknowledgement below still ends the job.
-      }
+      getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
       return endedAck(this.job, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
     }
   }

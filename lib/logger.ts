@@ -14,18 +14,36 @@ const consoleLogger: Logger = {
   error: (m, ...r) => console.error(`[chard] ${m}`, ...r),
 };
 
+const LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/** `logger`, with every call that throws made harmless: logging can never break a job or a worker. */
+function safe(logger: Logger): Logger {
+  const level = (name: (typeof LEVELS)[number]) => (message: string, ...rest: unknown[]): void => {
+    try {
+      logger[name](message, ...rest);
+    } catch {
+      // Nowhere left to report it: the logger is what failed.
+    }
+  };
+  return { debug: level("debug"), info: level("info"), warn: level("warn"), error: level("error") };
+}
+
 let current: Logger = consoleLogger;
 
-/** Replaces the library logger (console by default). Pass `undefined` to restore the default. */
+/**
+ * Replaces the library logger (console by default). Pass `undefined` to restore the default. A
+ * logger call that throws is ignored.
+ * @throws TypeError when a level method is missing.
+ */
 export function setLogger(logger: Logger | undefined): void {
   if (logger !== undefined) {
-    for (const level of ["debug", "info", "warn", "error"] as const) {
+    for (const level of LEVELS) {
       if (typeof logger[level] !== "function") {
         throw new TypeError(`setLogger: the logger has no ${level}() method; pass console, pino or an object with debug/info/warn/error`);
       }
     }
   }
-  current = logger ?? consoleLogger;
+  current = logger === undefined ? consoleLogger : safe(logger);
 }
 
 /** The library logger in force. */

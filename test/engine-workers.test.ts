@@ -1,10 +1,11 @@
 import { DateTime } from "luxon";
 import { describe, expect, test } from "vitest";
 import { JobStatus, type Job } from "../lib/jobs.js";
-import { StateError, UnknownTaskError } from "../lib/errors.js";
+import { RetryError, StateError, UnknownTaskError } from "../lib/errors.js";
 import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
-import { deferred, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { setLogger } from "../lib/logger.js";
+import { captureLogger, deferred, recordSignals, trackEngine, until } from "./helpers/engines.js";
 
 describe.each(brokerFactories())("workers on $name", (factory) => {
   const setup = () => {
@@ -192,5 +193,62 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     const failed = rec.events.find((e) => e.jobId === job.id && e.signal === "jobFailed");
     expect(failed?.err).toBeInstanceOf(Error);
     expect(failed?.err?.message).toMatch(/plain string/);
+  });
+
+  test("sync and async tasks, mixed in one batch, each end once with their own outcome", async () => {
+    const { engine, rec } = setup();
+    const sync = engine.task("sync", (n: number) => {
+      if (n % 3 === 0) throw new Error(`sync ${n}`);
+      return n;
+    });
+    const later = engine.task("later", async (n: number) => {
+      await new Promise((r) => setTimeout(r, n % 5));
+      if (n % 3 === 0) throw new Error(`async ${n}`);
+      return n;
+    });
+    const jobs = await Promise.all(Array.from({ length: 30 }, (_, n) => (n % 2 ? engine.schedule(sync, n) : engine.schedule(later, n))));
+    await engine.startWorkers({ number: 4, stopWhenQueueEmpty: true });
+    for (const [n, job] of jobs.entries()) {
+      expect(rec.forJob(job.id)).toEqual(n % 3 === 0 ? ["jobStarted", "jobFailed", "jobFinished"] : ["jobStarted", "jobFinished"]);
+      if (n % 3 === 0) await expect(job.result()).rejects.toThrow(n % 2 ? `sync ${n}` : `async ${n}`);
+      else expect(await job.result()).toBe(n);
+    }
+  });
+
+  test("a task that returns a promise of a generator is iterated like a generator task", async () => {
+    const { engine } = setup();
+    const progress: unknown[] = [];
+    const off = signals.jobProgress.connectVia(engine.namespace, (_ns, { output }) => void progress.push(output));
+    const job = await engine.schedule(engine.task("wrapped", async () => {
+      await Promise.resolve();
+      return (function* () {
+        yield "half";
+        return "whole";
+      })();
+    }));
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    off();
+    expect(progress).toEqual(["half"]);
+    expect(await job.result()).toBe("whole");
+  });
+
+  test("a logger that throws breaks nothing: the failed job is still retried, then succeeds", async () => {
+    const { engine, rec } = setup();
+    let calls = 0;
+    const job = await engine.schedule(engine.task("flaky", () => {
+      if (++calls === 1) throw new RetryError("first try", { at: DateTime.utc() });
+      return "second";
+    }, { maxRetries: 1 }));
+    const boom = (): never => {
+      throw new Error("logger down");
+    };
+    setLogger({ debug: boom, info: boom, warn: boom, error: boom });
+    try {
+      await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    } finally {
+      setLogger(captureLogger);
+    }
+    expect(rec.forJob(job.id)).toEqual(["jobStarted", "jobScheduleRetry", "jobFinished", "jobStarted", "jobFinished"]);
+    expect(await job.result()).toBe("second");
   });
 });
