@@ -4,19 +4,20 @@
  * progress), and the store's in-process pub/sub. Mirrors the Redis key layout of brokers/redis/keys.ts.
  */
 import type { JobState } from "../lib/broker.js";
+import type { WireJob } from "../lib/jobs.js";
 import type { MemoryBroker } from "./memory.js";
 
-/** A FIFO of strings with O(1) push/shift at both ends. */
-export class Deque {
-  #items: string[] = [];
+/** A FIFO with O(1) push and shift. */
+export class Deque<T> {
+  #items: T[] = [];
   #head = 0;
   get length(): number {
     return this.#items.length - this.#head;
   }
-  push(item: string): void {
+  push(item: T): void {
     this.#items.push(item);
   }
-  shift(): string | undefined {
+  shift(): T | undefined {
     if (this.#head >= this.#items.length) return undefined;
     const item = this.#items[this.#head++];
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
@@ -25,7 +26,7 @@ export class Deque {
     }
     return item;
   }
-  unshiftAll(items: readonly string[]): void {
+  unshiftAll(items: readonly T[]): void {
     if (items.length === 0) return;
     this.#items = [...items, ...this.#items.slice(this.#head)];
     this.#head = 0;
@@ -35,8 +36,7 @@ export class Deque {
 /** An entry of the namespace state. */
 export interface FutureEntry {
   atMs: number;
-  queue: string;
-  json: string;
+  wire: WireJob;
 }
 
 /** An entry of the namespace state. */
@@ -49,11 +49,11 @@ export interface PeriodicEntry {
 
 /** Everything of one namespace. */
 export class NamespaceState {
-  readonly queues = new Map<string, Deque>();
+  readonly queues = new Map<string, Deque<WireJob>>();
   /** Sorted by atMs, then insertion order. */
   readonly future: FutureEntry[] = [];
-  /** Jobs running on each broker: broker id -> job id -> job JSON. */
-  readonly running = new Map<string, Map<string, string>>();
+  /** Jobs running on each broker: broker id -> job id -> job. */
+  readonly running = new Map<string, Map<string, WireJob>>();
   readonly leases = new Map<string, number>();
   readonly periodic = new Map<string, PeriodicEntry>();
   readonly maxConcurrency = new Map<string, number>();
@@ -96,7 +96,7 @@ export class NamespaceState {
     return this.jobs.get(id) ?? (this.result(id, now) !== undefined ? "finished" : "unknown");
   }
 
-  queue(name: string): Deque {
+  queue(name: string): Deque<WireJob> {
     let q = this.queues.get(name);
     if (!q) {
       q = new Deque();

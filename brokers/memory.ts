@@ -3,15 +3,17 @@
  *
  * State lives in a `MemoryStore`, the in-process stand-in for a Redis server: brokers that share a
  * store and a namespace see the same queues, future jobs, periodic schedule, concurrency counters and
- * leases, exactly like processes sharing one Redis. Jobs are stored as their wire-format JSON, so
- * what runs here runs the same on RedisBroker.
+ * leases, exactly like processes sharing one Redis. Jobs are stored as their wire-format JSON (a
+ * `WireJob`: the exact text RedisBroker stores, with the fields it encodes alongside), and every
+ * fetch parses the arguments back from that text: a task gets a copy of its arguments, exactly as
+ * on RedisBroker, so what runs here runs the same there.
  */
 import { randomUUID } from "node:crypto";
 import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
 import { StateError } from "../lib/errors.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
-import { Job, JobStatus, fromJSON, periodicJobJSON, toJSON, toJSONAll } from "../lib/jobs.js";
+import { Job, JobStatus, fromWire, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
 import { MemoryStore, type NamespaceState } from "./memory-state.js";
@@ -64,18 +66,18 @@ export class MemoryBroker extends BaseBroker {
     const ns = this.#ns;
     const now = this.clock.now();
     // Serialise the whole batch before storing any of it: all or nothing, as on Redis.
-    const jsons = toJSONAll(jobs);
-    jobs.forEach((job, i) => this.#put(ns, job, jsons[i]!, now));
+    const wires = toWireAll(jobs);
+    jobs.forEach((job, i) => this.#put(ns, job, wires[i]!, now));
     this.#store.notify(this.namespace);
   }
 
-  #put(ns: NamespaceState, job: Job, json: string, now: number): void {
+  #put(ns: NamespaceState, job: Job, wire: WireJob, now: number): void {
     ns.jobs.set(job.id, "pending");
     if (job.atMs <= now) {
-      ns.queue(job.queue).push(json);
+      ns.queue(job.queue).push(wire);
       job.status = JobStatus.Queued;
     } else {
-      ns.addFuture({ atMs: job.atMs, queue: job.queue, json });
+      ns.addFuture({ atMs: job.atMs, wire });
       job.status = JobStatus.Waiting;
     }
   }
@@ -92,18 +94,12 @@ export class MemoryBroker extends BaseBroker {
     if (q && maxJobs > 0) {
       let running = ns.running.get(this.id);
       if (!running) ns.running.set(this.id, (running = new Map()));
-      const setAside: string[] = [];
+      const setAside: WireJob[] = [];
       const limited = ns.maxConcurrency.size > 0;
       while (jobs.length < maxJobs) {
-        const json = q.shift();
-        if (json === undefined) break;
-        let job: Job;
-        try {
-          job = fromJSON(json, JobStatus.Running);
-        } catch (e) {
-          getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
-          continue;
-        }
+        const wire = q.shift();
+        if (wire === undefined) break;
+        const job = fromWire(wire, JobStatus.Running);
         if (ns.jobs.get(job.id) === "revoked") {
           ns.end(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
           revoked.push(job);
@@ -114,13 +110,13 @@ export class MemoryBroker extends BaseBroker {
           if (max !== undefined) {
             const current = ns.concurrency.get(job.taskName) ?? 0;
             if (current >= max) {
-              setAside.push(json);
+              setAside.push(wire);
               continue;
             }
             ns.concurrency.set(job.taskName, current + 1);
           }
         }
-        running.set(job.id, json);
+        running.set(job.id, wire);
         ns.jobs.set(job.id, "running");
         jobs.push(job);
       }
@@ -135,14 +131,14 @@ export class MemoryBroker extends BaseBroker {
     let moved = 0;
     while (ns.future.length > 0 && ns.future[0]!.atMs <= now) {
       const entry = ns.future.shift()!;
-      ns.queue(entry.queue).push(entry.json);
+      ns.queue(entry.wire.queue).push(entry.wire);
       moved++;
     }
     for (const [name, p] of ns.periodic) {
       if (p.nextMs > now) continue;
       const id = randomUUID();
       ns.jobs.set(id, "pending");
-      ns.queue(p.queue).push(periodicJobJSON(id, name, p.queue, now, p.maxRetries));
+      ns.queue(p.queue).push(toWire(new Job({ id, taskName: name, queue: p.queue, atMs: now, maxRetries: p.maxRetries, taskArgs: [] })));
       // Next run one period from now, not from the missed due date: no catch-up burst.
       p.nextMs = now + p.periodMs;
       moved++;
@@ -172,7 +168,7 @@ export class MemoryBroker extends BaseBroker {
       }
       if (hadProgress) ns.progress.delete(job.id);
       if (outcome === "retry") {
-        this.#put(ns, job, toJSON(job), now);
+        this.#put(ns, job, toWire(job), now);
         notify = true;
       } else {
         ns.end(job.id, result, resultTtlMs ?? DEFAULT_RESULT_TTL_MS, now);
@@ -218,12 +214,12 @@ export class MemoryBroker extends BaseBroker {
     const failed: Job[] = [];
     for (const [brokerId, expiry] of ns.leases) {
       if (brokerId === this.id || expiry >= now) continue;
-      for (const json of ns.running.get(brokerId)?.values() ?? []) {
-        const job = fromJSON(json, JobStatus.Running);
+      for (const wire of ns.running.get(brokerId)?.values() ?? []) {
+        const job = fromWire(wire, JobStatus.Running);
         if (ns.maxConcurrency.has(job.taskName)) ns.release(job.taskName);
         if (job.retries < job.maxRetries) {
           job.retries++;
-          ns.queue(job.queue).push(toJSON(job));
+          ns.queue(job.queue).push(toWire(job));
           ns.jobs.set(job.id, "pending");
           job.status = JobStatus.Queued;
           requeued.push(job);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { exponentialBackoff } from "../lib/backoff.js";
-import { Job, JobStatus, checkArgs, fromJSON, periodicJobJSON, toJSON, toJSONAll } from "../lib/jobs.js";
+import { Job, JobStatus, checkArgs, fromJSON, fromWire, periodicJobJSON, toJSON, toJSONAll, toWire, toWireAll } from "../lib/jobs.js";
 import { SerializationError, RetryError, InvalidOptionError, toError } from "../lib/errors.js";
 import { DateTime } from "luxon";
 
@@ -51,6 +51,20 @@ describe("job wire format", () => {
     const jobs = [job(), job(), other("t", "q"), other("t", "q2"), other('say "hi"/x', "q"), job()];
     expect(toJSONAll(jobs)).toEqual(jobs.map(toJSON));
     expect(toJSONAll([])).toEqual([]);
+  });
+
+  test("a WireJob holds exactly toJSON's text, and fromWire gives back the job with a copy of its arguments", () => {
+    const original = job();
+    const wire = toWire(original);
+    expect(wire.json).toBe(toJSON(original));
+    const back = fromWire(wire, JobStatus.Running);
+    expect(back).toEqual({ ...original, status: JobStatus.Running });
+    expect(back.taskArgs).not.toBe(original.taskArgs);
+    expect(back.taskArgs[0]).not.toBe(original.taskArgs[0]);
+    original.retries = 2; // the wire form was written before: it does not change
+    expect(fromWire(wire, JobStatus.Queued).retries).toBe(1);
+    const other = new Job({ taskName: "t", queue: "q", atMs: 7, maxRetries: 0, taskArgs: [] });
+    expect(toWireAll([original, other, original]).map((w) => w.json)).toEqual(toJSONAll([original, other, original]));
   });
 
   test("a job id that would need escaping, or is not a UUID, is refused: ids are written unescaped", () => {
