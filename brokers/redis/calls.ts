@@ -21,15 +21,9 @@ export interface ScriptCall {
 /** How long an enqueue token lives: retries of one call must land within it. */
 export const TOKEN_TTL_MS = 10 * 60_000;
 
-/**
- * Printable ASCII but space, `"` and `\`: toJSON writes such an id unescaped, one byte per
- * character, so the scripts can read ids of one width at fixed positions.
- */
-const PLAIN_ID = /^[!#-[\]-~]+$/;
-
-/** The width every id shares when all are plain (PLAIN_ID) and of one length, else 0. */
+/** The length every id has, or 0 when they differ (`width` is -1 before the first id). */
 function idWidth(width: number, id: string): number {
-  return (width === -1 || width === id.length) && PLAIN_ID.test(id) ? id.length : 0;
+  return width === -1 || width === id.length ? id.length : 0;
 }
 
 /** Keys of the queues a batch touches; returns the KEYS index of each entry's queue. */
@@ -145,11 +139,10 @@ export function finishCall(k: NamespaceKeys, brokerId: string, finished: readonl
     if (retry) lines.push(`${head} ${due ? queueKeys(k, keys, job.queue, index) : job.atMs} ${toJSON(job)}`);
     else lines.push(result ? `${head} ${resultTtlMs ?? DEFAULT_RESULT_TTL_MS} ${result}` : head);
   }
-  return {
-    name: "finish_jobs",
-    keys,
-    args: [k.events, k.resultsChannel, nowMs, Math.max(width, 0), plain.join(" "), lines.join("\n")],
-  };
+  const ids = plain.join(" ");
+  // The script reads ids at fixed byte positions: only when each character is one byte.
+  if (width > 0 && Buffer.byteLength(ids) !== ids.length) width = 0;
+  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, Math.max(width, 0), ids, lines.join("\n")] };
 }
 
 /** Checks the reply of finish_jobs.lua: the 0-based batch indexes of the jobs that were not applied (no longer running here). */

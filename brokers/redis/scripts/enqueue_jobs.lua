@@ -5,9 +5,9 @@
 -- KEYS[4..] queue LISTs (job ids) of the due jobs of the batch
 -- ARGV[1]   events channel (published to once)
 -- ARGV[2]   token TTL in ms
--- ARGV[3]   id width w: every job id of the batch is w bytes that toJSON writes unescaped, so a
---           job's id is bytes 8..7+w of its JSON (read at a fixed position, the cheap path); 0
---           when not so (each id is then read from its JSON, as chard_job_id does)
+-- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
+--           JSON shows its id as w plain bytes has it read there (the cheap path); any other's
+--           id is read from its JSON as chard_job_id does
 -- ARGV[4]   groups, "<target> <count> <target> <count> ...": the first <count> jobs of ARGV[5]
 --           go to <target>, the next ones to the next target... <target> is the KEYS index of a
 --           queue, or 0 for the future set. The common batch (all due, one queue) is one group.
@@ -46,13 +46,16 @@ while pos <= len do
   local json = sub(packed, pos, eol - 1)
   local id
   if width > 0 then
-    -- toJSON starts with {"id":"<id>": the byte after the id must close its string.
-    if byte(packed, pos + 7 + width) ~= 34 then return bad('not a job entry: ' .. sub(json, 1, 100)) end
-    id = sub(packed, pos + 7, pos + 6 + width)
-  else
-    id = chard_job_id(json)
-    if not id then return bad('not a job entry: ' .. sub(json, 1, 100)) end
+    -- toJSON starts with {"id":"<id>". A '"' right after `width` bytes of id that no '\' escapes
+    -- closes the id's string; the id has `width` characters and escapes or multi-byte characters
+    -- only lengthen its text, so the id is exactly those bytes. Otherwise: the slow path.
+    local before, after = byte(packed, pos + 6 + width, pos + 7 + width)
+    if after == 34 and before ~= 92 and sub(packed, pos, pos + 6) == '{"id":"' then
+      id = sub(packed, pos + 7, pos + 6 + width)
+    end
   end
+  id = id or chard_job_id(json)
+  if not id then return bad('not a job entry: ' .. sub(json, 1, 100)) end
   n = n + 1
   ids[n] = id
   hash_args[2 * n - 1] = id
