@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
-import { ScriptCode, runScript } from "../brokers/redis/scripts.js";
+import { ScriptCode, runScript, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
@@ -278,6 +278,15 @@ describe("scripts", () => {
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
     await admin.unlink(...(await allKeys(`${escapeGlob(k.prefix)}*`)));
+  });
+
+  test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
+    const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
+      [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
+    expect(helpers("keep_alive")).toEqual([]);
+    expect(helpers("enqueue_jobs")).toEqual(["chard_string_end", "chard_read_job", "chard_split_ids", "chard_hset_pairs", "chard_job_id"]);
+    expect(helpers("revoke_job")).toEqual(["chard_live_state"]);
+    expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });
 
   test("scripts run by SHA, and survive SCRIPT FLUSH by sending their source once", async () => {

@@ -1,4 +1,6 @@
--- _prelude.lua: helpers that scripts.ts prepends to every script; not an operation of its own.
+-- _prelude.lua: helpers for the scripts; not an operation of its own. scripts.ts prepends to each
+-- script the helpers it names and those they name, in this file's order: a helper is the comment
+-- lines right above a `local function chard_...`, and must come after the helpers it calls.
 -- KEYS, ARGV: none. Returns: nothing (defines local functions only).
 --
 -- A job is stored as the exact string lib/jobs.ts `toJSON` writes:
