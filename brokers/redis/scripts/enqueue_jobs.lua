@@ -50,7 +50,7 @@ while pos <= len do
     -- closes the id's string; the id has `width` characters and escapes or multi-byte characters
     -- only lengthen its text, so the id is exactly those bytes. Otherwise: the slow path.
     local before, after = byte(packed, pos + 6 + width, pos + 7 + width)
-    if after == 34 and before ~= 92 and sub(packed, pos, pos + 6) == '{"id":"' then
+    if after == 34 and before ~= 92 and find(packed, '{"id":"', pos, true) == pos then
       id = sub(packed, pos + 7, pos + 6 + width)
     end
   end
