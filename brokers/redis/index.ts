@@ -220,9 +220,10 @@ export class RedisBroker extends BaseBroker {
   async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
     if (finished.length === 0) return;
     const now = this.clock.now();
+    const call = calls.finishCall(this.#k, this.id, finished, now);
     let notApplied: number[];
     try {
-      notApplied = calls.parseFinishReply(await this.#retrying(calls.finishCall(this.#k, this.id, finished, now)), finished.length);
+      notApplied = calls.parseFinishReply(await this.#retrying(call), finished.length);
     } catch (e) {
       this.#pendingAcks.push(...finished); // still in #inFlight, so never mistaken for orphans
       throw e;
