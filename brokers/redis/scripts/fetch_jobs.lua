@@ -23,6 +23,7 @@
 --          job fired by this call (i from 0) gets this UUID with i added to its last 48 bits
 --          (version and variant untouched): unique within the call, and across calls by the
 --          other 74 random bits. At most 1000 periodic tasks fire per call (the rest stay due).
+--          Checked only when a periodic task is due.
 -- ARGV[8]  results channel (the ids of revoked jobs dropped here are published to it)
 -- ARGV[9]  how long the record of a revoked job is kept (ms)
 -- ARGV[10] the record of a revoked job (lib/results.ts REVOKED_RECORD)
@@ -145,9 +146,16 @@ local function take_limited(limits, count)
   return jsons
 end
 
+-- The score of the first member of a ZSET (its earliest due time), or nil. Looked at first, so
+-- the common fetch (nothing due) costs one command per ZSET.
+local function first_score(key)
+  return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+end
+
 -- 1. Due future jobs, in due order, to the queue their JSON names.
-local due = redis.call('ZRANGEBYSCORE', future_key, '-inf', now_s, 'LIMIT', 0, 1000)
-if #due > 0 then
+local future_next = first_score(future_key)
+if future_next and tonumber(future_next) <= now then
+  local due = redis.call('ZRANGEBYSCORE', future_key, '-inf', now_s, 'LIMIT', 0, 1000)
   local jsons, lost = chard_chunked_list('HMGET', jobs_key, due), {}
   for i, id in ipairs(due) do
     local job = jsons[i] and chard_read_job(jsons[i])
@@ -160,18 +168,20 @@ if #due > 0 then
   end
   drop(lost)
   redis.call('ZREMRANGEBYRANK', future_key, 0, #due - 1)
+  future_next = first_score(future_key)
 end
 
 -- 2. Due periodic tasks: one job each, next run one period from now (no catch-up burst).
-local base_uuid = ARGV[7]
-if not string.match(base_uuid, '^%x+%-%x+%-%x+%-%x+%-%x%x%x%x%x%x%x%x%x%x%x%x$') then
-  return redis.error_reply('CHARD_ARGS fetch_jobs: ARGV[7] must be a UUID')
-end
-local base_node = tonumber(string.sub(base_uuid, 25), 16)
-local function periodic_id(i)
-  return string.sub(base_uuid, 1, 24) .. string.format('%012x', (base_node + i) % 281474976710656)
-end
-do
+local periodic_next = first_score(periodic_key)
+if periodic_next and tonumber(periodic_next) <= now then
+  local base_uuid = ARGV[7]
+  if not string.match(base_uuid, '^%x+%-%x+%-%x+%-%x+%-%x%x%x%x%x%x%x%x%x%x%x%x$') then
+    return redis.error_reply('CHARD_ARGS fetch_jobs: ARGV[7] must be a UUID')
+  end
+  local base_node = tonumber(string.sub(base_uuid, 25), 16)
+  local function periodic_id(i)
+    return string.sub(base_uuid, 1, 24) .. string.format('%012x', (base_node + i) % 281474976710656)
+  end
   local names = redis.call('ZRANGEBYSCORE', periodic_key, '-inf', now_s, 'LIMIT', 0, 1000)
   local fired = {}
   for _, name in ipairs(names) do
@@ -194,6 +204,7 @@ do
     end
   end
   chard_hset_pairs(jobs_key, fired)
+  periodic_next = first_score(periodic_key)
 end
 for _, key in ipairs(push_order) do chard_chunked('RPUSH', key, pushes[key]) end
 if moved > 0 then redis.call('PUBLISH', channel, '') end
@@ -209,11 +220,7 @@ if max_jobs > 0 then
   end
 end
 
-local next_due = false
-local first_future = redis.call('ZRANGE', future_key, 0, 0, 'WITHSCORES')
-local first_periodic = redis.call('ZRANGE', periodic_key, 0, 0, 'WITHSCORES')
-if first_future[2] then next_due = first_future[2] end
-if first_periodic[2] and (not next_due or tonumber(first_periodic[2]) < tonumber(next_due)) then
-  next_due = first_periodic[2]
-end
+-- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
+local next_due = future_next or false
+if periodic_next and (not next_due or tonumber(periodic_next) < tonumber(next_due)) then next_due = periodic_next end
 return { accepted, next_due, dropped, revoked }
