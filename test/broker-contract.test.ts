@@ -168,6 +168,23 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
     });
 
+    test("a job listed twice in one batch is acted on once, as its first entry says", async () => {
+      const b = make();
+      const [twice, once] = [job({ maxRetries: 3 }), job({ maxRetries: 3 })];
+      await b.enqueueJobs([twice, once]);
+      const [f1, f2] = (await b.fetchJobs("q", 2)).jobs;
+      f1!.retries = 1;
+      await b.finishJobs([
+        { job: f1!, outcome: "retry" },
+        { job: f2!, outcome: "succeeded", result: '{"ok":true,"value":2}', resultTtlMs: 60_000 },
+        { job: f1!, outcome: "succeeded" },
+      ]);
+      expect(f1!.status).toBe(JobStatus.Queued);
+      expect(await b.readResult(once.id)).toEqual({ record: '{"ok":true,"value":2}', state: "finished" });
+      expect(await b.readResult(twice.id)).toEqual({ record: undefined, state: "pending" });
+      expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[twice.id, 1]]);
+    });
+
     test("finishing a job that another broker recovered does nothing (no requeue, no slot released)", async () => {
       const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 });
       const a = make();

@@ -85,7 +85,7 @@ describe("RedisBroker on Redis Cluster", () => {
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[jobs[1]!.id, 1], [jobs[2]!.id, 0]]);
 
       const keys = await keysOf(ns);
-      expect(keys.length).toBeGreaterThanOrEqual(3); // token, leases, running hash of b
+      expect(keys.length).toBeGreaterThanOrEqual(3); // token, leases, jobs, running set of b
       const slots = new Set(await Promise.all(keys.map((k) => admin.cluster("KEYSLOT", k))));
       expect(slots.size).toBe(1);
       await a.flush();
@@ -136,6 +136,24 @@ describe("RedisBroker on Redis Cluster", () => {
     expect(recovery.failed.map((j) => j.id)).toEqual([once.id]);
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.id)).toEqual([retryable.id]); // slot released
     expect((await a.keepAlive()).leaseLost).toBe(true);
+  });
+
+  test("revoke and job states find running jobs in the running sets of leased brokers (keys the scripts build)", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const [a, b] = [broker(ns), broker(ns)];
+    await a.start();
+    const [running, pending] = [job(), job()];
+    await b.enqueueJobs([running, pending]);
+    await a.fetchJobs("q", 1);
+    expect(await b.readResult(running.id)).toEqual({ record: undefined, state: "running" });
+    expect(await b.revokeJob(running.id)).toBe("running");
+    expect(await b.revokeJob(pending.id)).toBe("pending");
+    expect(await b.readResult(pending.id)).toEqual({ record: undefined, state: "revoked" });
+    const { jobs, revoked } = await a.fetchJobs("q", 5);
+    expect(jobs).toEqual([]);
+    expect(revoked.map((j) => j.id)).toEqual([pending.id]);
+    expect((await b.readResult(pending.id)).state).toBe("finished");
   });
 
   test("waitForEvent wakes on another broker's enqueue (pub/sub through the cluster)", async () => {

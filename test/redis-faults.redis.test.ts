@@ -11,7 +11,7 @@ import { fetchCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { ChardError } from "../lib/errors.js";
-import { Job } from "../lib/jobs.js";
+import { Job, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { until } from "./helpers/until.js";
@@ -110,13 +110,13 @@ describe("server restarts", () => {
     await b.enqueueJobs([limited, once]);
     const lost = fetchCall(k, b.id, "q", 10, Date.now(), b.leaseMs, randomUUID());
     await runScript(admin, lost.name, lost.keys, lost.args);
-    expect(await admin.hlen(k.running(b.id))).toBe(3);
+    expect(await admin.scard(k.running(b.id))).toBe(3);
     await admin.client("KILL", "TYPE", "normal"); // b's command connection drops (not the admin's)
     await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
 
     // Orphans never started: back at the front of their queue, retries unchanged, slot released.
     expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false });
-    expect(await admin.hkeys(k.running(b.id))).toEqual([mine!.id]); // the job b knows about stays
+    expect(await admin.smembers(k.running(b.id))).toEqual([mine!.id]); // the job b knows about stays
     expect(await admin.hget(k.concurrency, "L")).toBe("0");
     await b.finishJobs([{ job: mine!, outcome: "succeeded" }]);
     const again = (await b.fetchJobs("q", 5)).jobs;
@@ -140,8 +140,11 @@ describe("server restarts", () => {
     // The restarted server is empty: put the job back as running on b, as a durable server would have it.
     const admin = new Redis(restarted.url);
     clients.push(admin);
-    await admin.hset(namespaceKeys(ns).running(b.id), j!.id, "{}");
+    const k = namespaceKeys(ns);
+    await admin.hset(k.jobs, j!.id, toJSON(j!));
+    await admin.sadd(k.running(b.id), j!.id);
     await b.keepAlive();
-    expect(await admin.hlen(namespaceKeys(ns).running(b.id))).toBe(0);
+    expect(await admin.scard(k.running(b.id))).toBe(0);
+    expect(await admin.hlen(k.jobs)).toBe(0);
   });
 });

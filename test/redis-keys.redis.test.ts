@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
-import { ScriptCode, runScript } from "../brokers/redis/scripts.js";
+import { ScriptCode, runScript, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
@@ -53,14 +53,16 @@ async function allKeys(pattern = "*"): Promise<string[]> {
   return keys.sort();
 }
 
-/** Enqueue (due + future), periodic, concurrency, fetch, retry, recovery: touches every kind of key. */
+/** Enqueue (due + future), revoke, periodic, concurrency, fetch, retry, recovery: touches every kind of key. */
 async function workload(namespace: string): Promise<{ a: RedisBroker; b: RedisBroker; clock: FakeClock }> {
   const clock = new FakeClock();
   const [a, b] = [broker(namespace, clock), broker(namespace, clock)];
   await a.start();
   await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 1, queue: "q" })]);
   await a.setConcurrencyKeys([new Task("t", noop, { maxRetries: 1, maxConcurrency: 5 })]);
-  await a.enqueueJobs([job(clock), job(clock), job(clock, { atMs: clock.now() + 60_000 })]);
+  const later = job(clock, { atMs: clock.now() + 60_000 });
+  await a.enqueueJobs([job(clock), job(clock), later]);
+  expect(await a.revokeJob(later.id)).toBe("pending");
   clock.t += 1000;
   const { jobs } = await a.fetchJobs("q", 10);
   expect(jobs.map((j) => j.taskName).sort()).toEqual(["t", "t", "tick"]);
@@ -96,7 +98,7 @@ describe("key layout", () => {
     const kinds = new Set(created.map((k) => k.slice(p.length + 1).split(":")[0]));
     expect([...kinds].sort()).toEqual([
       "concurrency", "future", "jobs", "leases", "max-concurrency", "periodic", "periodic-tasks", "progress", "queue", "result-expiry",
-      "results", "running", "token",
+      "results", "revoked", "running", "token",
     ]);
     const ttl = await admin.pttl(created.find((k) => k.includes(":token:"))!);
     expect(ttl).toBeGreaterThan(0);
@@ -124,6 +126,12 @@ describe("key layout", () => {
   });
 });
 
+/** The JSONs the jobs HASH holds for the ids of a queue (a LIST of ids), in queue order. */
+async function queued(k: ReturnType<typeof namespaceKeys>, queue: string): Promise<(string | null)[]> {
+  const ids = await admin.lrange(k.queue(queue), 0, -1);
+  return ids.length > 0 ? admin.hmget(k.jobs, ...ids) : [];
+}
+
 describe("stored bytes", () => {
   test("future, periodic and recovered jobs are stored exactly as toJSON and periodicJobJSON write them", async () => {
     const namespace = `t-${randomUUID()}`;
@@ -134,20 +142,23 @@ describe("stored bytes", () => {
     await a.registerPeriodicTasks([odd]);
     const jobs = [[], ["a/b", { "/": [] }], ["\u007f\u0001 é"]].map((taskArgs) => job(clock, { taskArgs, atMs: clock.now() + 1000 }));
     await a.enqueueJobs(jobs);
+    expect((await admin.zrange(k.future, 0, -1)).sort()).toEqual(jobs.map((j) => j.id).sort());
+    expect(await admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
     clock.t += 1000;
     await a.fetchJobs("none", 1); // moves the future jobs and fires the periodic task
-    expect((await admin.lrange(k.queue("q"), 0, -1)).sort()).toEqual(jobs.map(toJSON).sort());
-    const [tick] = await admin.lrange(k.queue("pq"), 0, -1);
-    const id = (JSON.parse(tick!) as { id: string }).id;
-    expect(tick).toBe(periodicJobJSON(id, odd.name, "pq", clock.now(), 2));
+    expect((await queued(k, "q")).sort()).toEqual(jobs.map(toJSON).sort());
+    const [id] = await admin.lrange(k.queue("pq"), 0, -1);
+    expect(await admin.hget(k.jobs, id!)).toBe(periodicJobJSON(id!, odd.name, "pq", clock.now(), 2));
 
     await a.fetchJobs("q", 10);
+    expect((await admin.smembers(k.running(a.id))).sort()).toEqual(jobs.map((j) => j.id).sort());
     clock.t += 1001;
     const b = broker(namespace, clock);
     await b.start();
     expect((await b.keepAlive()).requeued.length).toBe(3);
     const retried = jobs.map((j) => toJSON(Object.assign(new Job({ ...j }), { retries: 1 })));
-    expect((await admin.lrange(k.queue("q"), 0, -1)).sort()).toEqual(retried.sort());
+    expect((await queued(k, "q")).sort()).toEqual(retried.sort());
+    expect(await admin.exists(k.running(a.id))).toBe(0);
     await a.flush();
   });
 });
@@ -159,15 +170,54 @@ describe("corrupt data", () => {
     const clock = new FakeClock();
     const b = broker(namespace, clock);
     const good = job(clock);
-    await admin.rpush(k.queue("q"), "not json", '{"id":"half a job"}', toJSON(good), '{"id":"x","retries":0,"task":"t","queue":"q","at":1,"maxRetries":0,"args":[');
-    await admin.zadd(k.future, clock.now(), "future garbage");
+    const entries: Record<string, string> = {
+      "not-json": "not json",
+      "half": '{"id":"half a job"}',
+      [good.id]: toJSON(good),
+      x: '{"id":"x","retries":0,"task":"t","queue":"q","at":1,"maxRetries":0,"args":[',
+    };
+    await admin.hset(k.jobs, entries);
+    await admin.rpush(k.queue("q"), "not-json", "half", good.id, "x", "no-json-stored");
+    await admin.hset(k.jobs, "future-garbage", "future garbage");
+    await admin.zadd(k.future, clock.now(), "future-garbage", clock.now(), "future-missing");
     const { jobs } = await b.fetchJobs("q", 10);
     expect(jobs.map((j) => j.id)).toEqual([good.id]);
     expect(await admin.exists(k.queue("q"), k.future)).toBe(0);
     // Entries Redis took into running but the client could not read are taken back by keepAlive.
     const recovery = await b.keepAlive();
     expect(recovery.requeued).toEqual([]);
-    expect(await admin.hkeys(k.running(b.id))).toEqual([good.id]);
+    expect(await admin.smembers(k.running(b.id))).toEqual([good.id]);
+    expect(await admin.hkeys(k.jobs)).toEqual([good.id]);
+    await b.flush();
+  });
+});
+
+describe("job ids", () => {
+  test.each([
+    ["of different widths", ["a", "bb", 'q"x\\y', "é-ü", randomUUID()]],
+    ["of one width, some escaped by JSON or not one byte per character", ['q"x\\y', "é-ü12", "abcde", "a\\\\bc", "z+b/c"]],
+  ])("ids %s are stored, fetched and acknowledged like UUIDs", async (_, ids) => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const b = broker(namespace, clock);
+    await b.start();
+    const jobs = ids.map((id) => job(clock, { id, maxRetries: 1 }));
+    await b.enqueueJobs([...jobs, job(clock, { id: "later", atMs: clock.now() + 10 })]);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual(ids);
+    expect(await admin.hmget(k.jobs, ...ids)).toEqual(jobs.map(toJSON));
+    const fetched = (await b.fetchJobs("q", 10)).jobs;
+    expect(fetched.map((j) => j.id)).toEqual(ids);
+    fetched[0]!.retries = 1;
+    await b.finishJobs([
+      { job: fetched[0]!, outcome: "retry" },
+      ...fetched.slice(1, 4).map((j) => ({ job: j, outcome: "succeeded" as const })),
+      { job: fetched[4]!, outcome: "failed", result: '{"ok":false}', resultTtlMs: 1000 },
+    ]);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([ids[0]]);
+    expect((await admin.hkeys(k.jobs)).sort()).toEqual([ids[0], "later"].sort());
+    expect(await admin.scard(k.running(b.id))).toBe(0);
+    expect((await b.readResult(ids[4]!)).record).toBe('{"ok":false}');
     await b.flush();
   });
 });
@@ -215,15 +265,28 @@ describe("scripts", () => {
     const k = namespaceKeys(namespace);
     const clock = new FakeClock();
     const jobs = [job(clock), job(clock, { atMs: clock.now() + 1 })];
-    const call = enqueueCall(k, jobs.map((j, i) => ({ json: toJSON(j), queue: j.queue, atMs: j.atMs, due: i === 0 })), randomUUID());
+    const call = enqueueCall(k, jobs, clock.now(), randomUUID());
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(0);
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([toJSON(jobs[0]!)]);
-    expect(await admin.zrange(k.future, 0, -1)).toEqual([toJSON(jobs[1]!)]);
-    const other = enqueueCall(k, [{ json: toJSON(jobs[0]!), queue: "q", atMs: 0, due: true }], randomUUID());
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
+    expect(await admin.zrange(k.future, 0, -1)).toEqual([jobs[1]!.id]);
+    expect(await admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
+    const other = enqueueCall(k, [jobs[0]!], clock.now(), randomUUID());
     expect(await runScript(admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
     expect(await admin.llen(k.queue("q"))).toBe(2);
+    const ttl = await admin.pttl(call.keys[0]!);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(600_000);
     await admin.unlink(...(await allKeys(`${escapeGlob(k.prefix)}*`)));
+  });
+
+  test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
+    const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
+      [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
+    expect(helpers("keep_alive")).toEqual([]);
+    expect(helpers("enqueue_jobs")).toEqual(["chard_string_end", "chard_read_job", "chard_split_ids", "chard_hset_pairs", "chard_job_id"]);
+    expect(helpers("revoke_job")).toEqual(["chard_live_state"]);
+    expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });
 
   test("scripts run by SHA, and survive SCRIPT FLUSH by sending their source once", async () => {

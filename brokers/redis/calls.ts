@@ -3,7 +3,7 @@
  * order its header documents) and check its reply, plus the Job <-> stored JSON conversions. No
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
-import type { JobState, ResultLookup } from "../../lib/broker.js";
+import type { FinishedJob, JobState, ResultLookup } from "../../lib/broker.js";
 import { fromJSON, toJSON, type Job, type JobStatus } from "../../lib/jobs.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
@@ -21,13 +21,9 @@ export interface ScriptCall {
 /** How long an enqueue token lives: retries of one call must land within it. */
 export const TOKEN_TTL_MS = 10 * 60_000;
 
-/** A job to store: where it goes was decided by the caller's clock. */
-export interface StoreEntry {
-  readonly json: string;
-  readonly queue: string;
-  readonly atMs: number;
-  /** True for the queue (Queued), false for the future set (Waiting). */
-  readonly due: boolean;
+/** The length every id has, or 0 when they differ (`width` is -1 before the first id). */
+function idWidth(width: number, id: string): number {
+  return width === -1 || width === id.length ? id.length : 0;
 }
 
 /** Keys of the queues a batch touches; returns the KEYS index of each entry's queue. */
@@ -41,12 +37,48 @@ function queueKeys(k: NamespaceKeys, keys: string[], queue: string, index: Map<s
   return i;
 }
 
-/** enqueue_jobs.lua: one call per batch, `token` shared by every attempt of that call. */
-export function enqueueCall(k: NamespaceKeys, entries: readonly StoreEntry[], token: string): ScriptCall {
-  const keys = [k.token(token), k.future, k.jobs];
+/**
+ * enqueue_jobs.lua: one call per batch, `token` shared by every attempt of that call. Jobs due at
+ * `nowMs` go to their queue, later ones to the future set; the JSONs travel in one argument,
+ * grouped by destination (batch order within each), so the common batch (all due, one queue) is
+ * one group. @throws SerializationError (from toJSON) before anything is sent.
+ */
+export function enqueueCall(k: NamespaceKeys, jobs: readonly Job[], nowMs: number, token: string): ScriptCall {
+  const keys = [k.token(token), k.jobs, k.future];
+  const jsons: string[] = new Array<string>(jobs.length);
+  const queue = jobs[0]?.queue;
+  let width = -1;
+  let oneGroup = true;
+  for (let i = 0; i < jobs.length; i++) {
+    const job = jobs[i]!;
+    jsons[i] = toJSON(job);
+    if (width !== 0) width = idWidth(width, job.id);
+    if (job.atMs > nowMs || job.queue !== queue) oneGroup = false;
+  }
+  if (width < 0) width = 0;
+  if (oneGroup && queue !== undefined) {
+    keys.push(k.queue(queue));
+    return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, width, `${keys.length} ${jobs.length}`, jsons.join("\n"), ""] };
+  }
+  const groups = new Map<number, string[]>(); // KEYS index of a queue -> its JSONs, in batch order
   const index = new Map<string, number>();
-  const lines = entries.map((e) => `${e.due ? queueKeys(k, keys, e.queue, index) : 0} ${e.atMs} ${e.json}`);
-  return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, lines.join("\n")] };
+  const later: string[] = [];
+  const at: number[] = [];
+  jobs.forEach((job, i) => {
+    if (job.atMs > nowMs) {
+      later.push(jsons[i]!);
+      at.push(job.atMs);
+      return;
+    }
+    const target = queueKeys(k, keys, job.queue, index);
+    const group = groups.get(target);
+    if (group) group.push(jsons[i]!);
+    else groups.set(target, [jsons[i]!]);
+  });
+  if (later.length > 0) groups.set(0, later);
+  const heads = [...groups].map(([target, g]) => `${target} ${g.length}`).join(" ");
+  const packed = [...groups.values()].map((g) => g.join("\n")).join("\n");
+  return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" ")] };
 }
 
 /** fetch_jobs.lua; `uuid` is a fresh random UUID the ids of periodic jobs are derived from. */
@@ -57,7 +89,7 @@ export function fetchCall(
     name: "fetch_jobs",
     keys: [
       k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency,
-      k.jobs, k.results, k.resultExpiry,
+      k.jobs, k.results, k.resultExpiry, k.revoked,
     ],
     args: [k.prefix, k.events, brokerId, nowMs, nowMs + leaseMs, maxJobs, uuid, k.resultsChannel, DEFAULT_RESULT_TTL_MS, REVOKED_RECORD],
   };
@@ -71,7 +103,7 @@ export interface FetchReply {
   revoked: string[];
 }
 
-/** Checks the reply of fetch_jobs.lua. @throws RedisReplyError when it has another shape. */
+/** Checks the reply of fetch_jobs.lua (in place: no copy of its lists). @throws RedisReplyError when it has another shape. */
 export function parseFetchReply(reply: unknown): FetchReply {
   const [jsons, next, dropped, revoked] = tuple(reply, 4, "fetch_jobs");
   return {
@@ -82,34 +114,45 @@ export function parseFetchReply(reply: unknown): FetchReply {
   };
 }
 
-/** A finished job: `retry` is set when it goes back to a queue or the future set. */
-export interface FinishEntry {
-  readonly id: string;
-  readonly retry: StoreEntry | undefined;
-  /** Result record to keep ("" for none) and for how long (ms). */
-  readonly record: string;
-  readonly ttlMs: number;
-  /** The job stored progress, to be forgotten now. */
-  readonly hadProgress: boolean;
-}
-
-/** finish_jobs.lua. */
-export function finishCall(k: NamespaceKeys, brokerId: string, entries: readonly FinishEntry[], nowMs: number): ScriptCall {
+/**
+ * finish_jobs.lua. Jobs that ended with nothing kept (the common case) travel as one argument of
+ * space-separated ids; the others (result records, retries, progress to forget) as one line each,
+ * with their position in the batch.
+ */
+export function finishCall(k: NamespaceKeys, brokerId: string, finished: readonly FinishedJob[], nowMs: number): ScriptCall {
   const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future, k.jobs, k.results, k.resultExpiry, k.progress];
   const index = new Map<string, number>();
-  const lines = entries.map(({ id, retry, record, ttlMs, hadProgress }) => {
-    const kind = retry ? (retry.due ? "q" : "f") : record ? "r" : "e";
-    const head = `${hadProgress ? kind.toUpperCase() : kind} ${id}`;
-    if (retry) return `${head} ${retry.due ? queueKeys(k, keys, retry.queue, index) : retry.atMs} ${retry.json}`;
-    return record ? `${head} ${ttlMs} ${record}` : head;
-  });
-  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, lines.join("\n")] };
+  const plain: string[] = [];
+  const lines: string[] = [];
+  let width = -1;
+  for (let i = 0; i < finished.length; i++) {
+    const { job, outcome, result, resultTtlMs, hadProgress } = finished[i]!;
+    const retry = outcome === "retry";
+    if (!retry && !result && !hadProgress) {
+      plain.push(job.id);
+      if (width !== 0) width = idWidth(width, job.id);
+      continue;
+    }
+    const due = job.atMs <= nowMs;
+    const kind = retry ? (due ? "q" : "f") : result ? "r" : "e";
+    const head = `${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id}`;
+    if (retry) lines.push(`${head} ${due ? queueKeys(k, keys, job.queue, index) : job.atMs} ${toJSON(job)}`);
+    else lines.push(result ? `${head} ${resultTtlMs ?? DEFAULT_RESULT_TTL_MS} ${result}` : head);
+  }
+  const ids = plain.join(" ");
+  // The script reads ids at fixed byte positions: only when each character is one byte.
+  if (width > 0 && Buffer.byteLength(ids) !== ids.length) width = 0;
+  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, Math.max(width, 0), ids, lines.join("\n")] };
 }
 
-/** Checks the reply of finish_jobs.lua: whether each job was still running here. */
-export function parseFinishReply(reply: unknown, count: number): boolean[] {
-  const flags = tuple(reply, count, "finish_jobs");
-  return flags.map((f) => int(f, "finish_jobs") === 1);
+/** Checks the reply of finish_jobs.lua: the 0-based batch indexes of the jobs that were not applied (no longer running here). */
+export function parseFinishReply(reply: unknown, count: number): number[] {
+  if (!Array.isArray(reply)) throw shapeError("finish_jobs", reply);
+  return (reply as unknown[]).map((p) => {
+    const i = int(p, "finish_jobs") - 1;
+    if (i < 0 || i >= count) throw shapeError("finish_jobs", reply);
+    return i;
+  });
 }
 
 /** A periodic task to register. */
@@ -160,12 +203,12 @@ export function recoverCall(k: NamespaceKeys, brokerIds: readonly string[], nowM
 
 /** revoke_job.lua. */
 export function revokeCall(k: NamespaceKeys, id: string, mode: "revoke" | "cancel"): ScriptCall {
-  return { name: "revoke_job", keys: [k.jobs, k.results], args: [id, mode, k.events] };
+  return { name: "revoke_job", keys: [k.jobs, k.results, k.revoked, k.leases], args: [id, mode, k.events, k.prefix] };
 }
 
 /** read_result.lua. */
 export function readResultCall(k: NamespaceKeys, id: string, nowMs: number): ScriptCall {
-  return { name: "read_result", keys: [k.results, k.resultExpiry, k.jobs], args: [id, nowMs] };
+  return { name: "read_result", keys: [k.results, k.resultExpiry, k.jobs, k.revoked, k.leases], args: [id, nowMs, k.prefix] };
 }
 
 const STATES: readonly JobState[] = ["pending", "running", "revoked", "finished", "unknown"];
@@ -233,7 +276,8 @@ function str(value: unknown, script: string): string {
 
 function strings(value: unknown, script: string): string[] {
   if (!Array.isArray(value)) throw shapeError(script, value);
-  return value.map((v: unknown) => str(v, script));
+  for (const v of value as unknown[]) if (typeof v !== "string") throw shapeError(script, value);
+  return value as string[];
 }
 
 function tuple(value: unknown, length: number, script: string): unknown[] {
@@ -243,11 +287,6 @@ function tuple(value: unknown, length: number, script: string): unknown[] {
 
 function shapeError(script: string, reply: unknown): RedisReplyError {
   return new RedisReplyError(`script ${script}: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)} (a script of another Chard version?)`);
-}
-
-/** Where a job goes when stored at `now`, in the form the scripts take. */
-export function storeEntry(job: Job, now: number): StoreEntry {
-  return { json: toJSON(job), queue: job.queue, atMs: job.atMs, due: job.atMs <= now };
 }
 
 /** Jobs from stored JSON; entries that are not jobs are logged and left out. */

@@ -15,7 +15,7 @@ import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from 
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { Job, JobStatus, fromJSON } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
-import { DEFAULT_RESULT_TTL_MS, type Task } from "../../lib/tasks.js";
+import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
 import { deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
@@ -44,9 +44,9 @@ export class RedisBroker extends BaseBroker {
   #resultsSubscriber: Promise<RedisClient> | undefined;
   #started = false;
   #closed = false;
-  /** Ids of the jobs fetched and not yet acknowledged: anything else in our running hash is an orphan. */
+  /** Ids of the jobs fetched and not yet acknowledged: anything else in our running set is an orphan. */
   readonly #inFlight = new Set<string>();
-  /** Ids of fetched entries that were not jobs: removed from the running hash by the next reclaim. */
+  /** Ids of fetched entries that were not jobs: removed from the running set by the next reclaim. */
   readonly #unreadable = new Set<string>();
   /** Acknowledgements that failed even after retries: sent again by `keepAlive`. */
   #pendingAcks: FinishedJob[] = [];
@@ -169,8 +169,7 @@ export class RedisBroker extends BaseBroker {
   async enqueueJobs(jobs: readonly Job[]): Promise<void> {
     if (jobs.length === 0) return;
     const now = this.clock.now();
-    const entries = jobs.map((job) => calls.storeEntry(job, now));
-    const reply = await this.#retrying(calls.enqueueCall(this.#k, entries, randomUUID()));
+    const reply = await this.#retrying(calls.enqueueCall(this.#k, jobs, now, randomUUID()));
     if (reply === ScriptCode.Duplicate) getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
     for (const job of jobs) job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
   }
@@ -194,17 +193,18 @@ export class RedisBroker extends BaseBroker {
       this.#fetching--;
     }
     for (const json of reply.dropped) getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
-    const revoked = calls.parseJobs(reply.revoked, JobStatus.Failed);
+    const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
+    const jsons = reply.jsons;
     const jobs: Job[] = [];
-    for (const json of reply.jsons) {
+    for (let i = 0; i < jsons.length; i++) {
       try {
-        const job = fromJSON(json, JobStatus.Running);
+        const job = fromJSON(jsons[i]!, JobStatus.Running);
         this.#inFlight.add(job.id);
         jobs.push(job);
       } catch (e) {
-        // Not a job after all: the next keepAlive removes it from the running hash.
+        // Not a job after all: the next keepAlive removes it from the running set.
         getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
-        const id = calls.entryId(json);
+        const id = calls.entryId(jsons[i]!);
         if (id !== undefined) this.#unreadable.add(id);
         this.#suspect = true;
       }
@@ -220,24 +220,20 @@ export class RedisBroker extends BaseBroker {
   async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
     if (finished.length === 0) return;
     const now = this.clock.now();
-    const entries = finished.map(({ job, outcome, result, resultTtlMs, hadProgress }) => ({
-      id: job.id,
-      retry: outcome === "retry" ? calls.storeEntry(job, now) : undefined,
-      record: result ?? "",
-      ttlMs: resultTtlMs ?? DEFAULT_RESULT_TTL_MS,
-      hadProgress: hadProgress === true,
-    }));
-    let applied: boolean[];
+    const call = calls.finishCall(this.#k, this.id, finished, now);
+    let notApplied: number[];
     try {
-      applied = calls.parseFinishReply(await this.#retrying(calls.finishCall(this.#k, this.id, entries, now)), entries.length);
+      notApplied = calls.parseFinishReply(await this.#retrying(call), finished.length);
     } catch (e) {
       this.#pendingAcks.push(...finished); // still in #inFlight, so never mistaken for orphans
       throw e;
     }
-    for (const { job } of finished) this.#inFlight.delete(job.id);
-    finished.forEach(({ job, outcome }, i) => {
-      if (applied[i] && outcome === "retry") job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
-    });
+    const skipped = notApplied.length > 0 ? new Set(notApplied) : undefined;
+    for (let i = 0; i < finished.length; i++) {
+      const { job, outcome } = finished[i]!;
+      this.#inFlight.delete(job.id);
+      if (outcome === "retry" && !skipped?.has(i)) job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+    }
   }
 
   /** Registers the periodic tasks among `tasks` (see register_periodic_tasks.lua). @throws RedisConnectionError, RedisReplyError */
@@ -279,7 +275,7 @@ export class RedisBroker extends BaseBroker {
   async #repair(): Promise<void> {
     const acks = this.#pendingAcks.splice(0);
     if (acks.length > 0) await this.finishJobs(acks).catch(() => undefined); // re-queued in #pendingAcks
-    // Only while no fetch is under way: its jobs are in the hash before their ids are in #inFlight.
+    // Only while no fetch is under way: its jobs are in the set before their ids are in #inFlight.
     if (!this.#suspect || this.#fetching > 0) return;
     this.#suspect = false;
     const unreadable = [...this.#unreadable];

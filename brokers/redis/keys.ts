@@ -9,21 +9,28 @@
  *
  * | key                        | type   | content                                            |
  * |----------------------------|--------|----------------------------------------------------|
- * | `<p>:queue:<queue>`        | LIST   | Queued job JSON, FIFO (RPUSH, LPOP)                |
- * | `<p>:future`               | ZSET   | Waiting job JSON, score = atMs                     |
- * | `<p>:running:<brokerId>`   | HASH   | job id -> job JSON, jobs Running on that broker    |
+ * | `<p>:jobs`                 | HASH   | job id -> job JSON, every job not ended (pending or running) |
+ * | `<p>:queue:<queue>`        | LIST   | ids of Queued jobs, FIFO (RPUSH, LPOP)             |
+ * | `<p>:future`               | ZSET   | ids of Waiting jobs, score = atMs                  |
+ * | `<p>:running:<brokerId>`   | SET    | ids of the jobs Running on that broker             |
+ * | `<p>:revoked`              | SET    | ids of pending jobs revoked (dropped when fetched)  |
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
  * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
  * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..}` |
  * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only)            |
  * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
  * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min) |
- * | `<p>:jobs`                 | HASH   | job id -> p (pending) / r (running) / x (revoked), jobs not ended |
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
  * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
  * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel)    |
  * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
+ *
+ * A job's JSON is stored once, in `<p>:jobs`; queues, the future set and running sets hold its id,
+ * so the scripts move ids (short, fixed-width) and read or write the JSON once per state change.
+ * A job's state is derived: finished = it has a result record; revoked = in `<p>:revoked`;
+ * running = in the running SET of a broker listed in `<p>:leases`; pending = in `<p>:jobs` and
+ * none of these; unknown otherwise.
  *
  * Future jobs due at the same millisecond are ordered by member bytes (so by job id), not by
  * insertion as in MemoryBroker.
@@ -46,7 +53,7 @@ export function namespacePrefix(namespace: string): string {
 export interface NamespaceKeys {
   /** `{chard:<ns>}`: the hash tag all keys start with. */
   readonly prefix: string;
-  /** Waiting jobs (ZSET, score atMs). */
+  /** Ids of waiting jobs (ZSET, score atMs). */
   readonly future: string;
   /** Broker leases (ZSET, score expiry ms). */
   readonly leases: string;
@@ -60,8 +67,10 @@ export interface NamespaceKeys {
   readonly concurrency: string;
   /** Pub/sub channel of the namespace. */
   readonly events: string;
-  /** Jobs not ended: id -> state letter (HASH). */
+  /** Jobs not ended: id -> job JSON (HASH). */
   readonly jobs: string;
+  /** Ids of pending jobs that were revoked (SET). */
+  readonly revoked: string;
   /** Result records (HASH). */
   readonly results: string;
   /** When each result record goes (ZSET, score ms). */
@@ -72,9 +81,9 @@ export interface NamespaceKeys {
   readonly resultsChannel: string;
   /** SCAN pattern matching every key of the namespace, and only those. */
   readonly pattern: string;
-  /** The LIST of a queue. */
+  /** The LIST of a queue (job ids). */
   queue(queue: string): string;
-  /** The HASH of jobs running on a broker. */
+  /** The SET of the ids of the jobs running on a broker. */
   running(brokerId: string): string;
   /** The idempotency marker of one enqueue call. */
   token(uuid: string): string;
@@ -93,6 +102,7 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     concurrency: `${p}:concurrency`,
     events: `${p}:events`,
     jobs: `${p}:jobs`,
+    revoked: `${p}:revoked`,
     results: `${p}:results`,
     resultExpiry: `${p}:result-expiry`,
     progress: `${p}:progress`,

@@ -2,9 +2,10 @@
  * The Lua scripts of the Redis broker: read and hashed once, on first use, run by SHA.
  *
  * Each `scripts/<name>.lua` documents its KEYS, ARGV and reply in its header. `_prelude.lua` holds
- * helpers (job header reader, JSON string encoder) and is prepended to every script, so the text
- * Redis runs and hashes is prelude + script. `toChardError` is the one place where Redis replies and
- * client failures become Chard errors.
+ * helpers (job header reader, JSON string encoder...); the helpers a script names, and those they
+ * name, are prepended to it, so the text Redis runs and hashes is those helpers + script (every
+ * helper defined costs each call a little, so a script carries only its own). `toChardError` is
+ * the one place where Redis replies and client failures become Chard errors.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -45,15 +46,44 @@ let loaded: ReadonlyMap<ScriptName, Script> | undefined;
 function script(name: ScriptName): Script {
   if (!loaded) {
     const read = (file: string): string => readFileSync(new URL(`./scripts/${file}.lua`, import.meta.url), "utf8");
-    const prelude = read("_prelude");
+    const helpers = preludeHelpers(read("_prelude"));
     loaded = new Map(
       NAMES.map((n) => {
-        const source = `${prelude}\n${read(n)}`;
+        const body = read(n);
+        const source = `${helpersFor(helpers, body)}\n${body}`;
         return [n, { source, sha: createHash("sha1").update(source).digest("hex") }] as const;
       }),
     );
   }
   return loaded.get(name)!;
+}
+
+const HELPER_NAME = /chard_\w+/g;
+
+/**
+ * The helpers of `_prelude.lua`, in file order: name -> text. A helper is the comment lines right
+ * above its `local function chard_...(`, through the first line that is just `end`.
+ */
+function preludeHelpers(prelude: string): Map<string, string> {
+  const helpers = new Map<string, string>();
+  for (const m of prelude.matchAll(/^(?:--.*\n)*local function (chard_\w+)\([\s\S]*?\n^end$/gm)) helpers.set(m[1]!, m[0]);
+  return helpers;
+}
+
+/** The helpers `body` names and those they name, in prelude order (each defined before it is used). */
+function helpersFor(helpers: ReadonlyMap<string, string>, body: string): string {
+  const needed = new Set<string>();
+  const visit = (text: string): void => {
+    for (const [name] of text.matchAll(HELPER_NAME)) {
+      const helper = helpers.get(name);
+      if (helper !== undefined && !needed.has(name)) {
+        needed.add(name);
+        visit(helper);
+      }
+    }
+  };
+  visit(body);
+  return [...helpers].filter(([name]) => needed.has(name)).map(([, text]) => text).join("\n");
 }
 
 /** Integer replies with a meaning, shared with the scripts' headers. */
@@ -62,7 +92,7 @@ export const ScriptCode = {
   Duplicate: 1,
 } as const;
 
-/** The Lua source Redis runs for `name` (prelude included). */
+/** The Lua source Redis runs for `name` (the prelude helpers it uses included). */
 export function scriptSource(name: ScriptName): string {
   return script(name).source;
 }

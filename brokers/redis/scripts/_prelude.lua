@@ -1,4 +1,6 @@
--- _prelude.lua: helpers that scripts.ts prepends to every script; not an operation of its own.
+-- _prelude.lua: helpers for the scripts; not an operation of its own. scripts.ts prepends to each
+-- script the helpers it names and those they name, in this file's order: a helper is the comment
+-- lines right above a `local function chard_...`, and must come after the helpers it calls.
 -- KEYS, ARGV: none. Returns: nothing (defines local functions only).
 --
 -- A job is stored as the exact string lib/jobs.ts `toJSON` writes:
@@ -94,7 +96,7 @@ end
 -- Splits `packed` into lines ("\n"-separated: JSON text never holds a raw newline) and each line
 -- into at most `n` fields at its first spaces; the last field keeps the rest of the line, spaces
 -- included (JSON). Batches travel packed in one argument: far cheaper for the client to write than
--- one argument per field.
+-- one argument per field. About 1 µs per line: only for the uncommon lines of a batch.
 local function chard_lines(packed, n)
   local out, pos, len = {}, 1, #packed
   while pos <= len do
@@ -113,33 +115,86 @@ local function chard_lines(packed, n)
   return out
 end
 
+-- Splits `packed`, ids separated by single spaces, into a list. With `width` > 0 every id is
+-- `width` bytes, read at fixed positions (the cheapest split); with 0 the ids are found by a
+-- plain search for the spaces. "" gives an empty list.
+local function chard_split_ids(packed, width)
+  local ids, n, len, sub = {}, 0, #packed, string.sub
+  if width > 0 then
+    for pos = 1, len, width + 1 do
+      n = n + 1
+      ids[n] = sub(packed, pos, pos + width - 1)
+    end
+    return ids
+  end
+  local pos, find = 1, string.find
+  while pos <= len do
+    local sp = find(packed, ' ', pos, true) or (len + 1)
+    n = n + 1
+    ids[n] = sub(packed, pos, sp - 1)
+    pos = sp + 1
+  end
+  return ids
+end
+
 -- Runs `command key item...` over `items` (in order), in chunks small enough for unpack():
--- RPUSH pushes them to the tail of a LIST, HDEL deletes them as fields of a HASH.
+-- RPUSH/LPUSH push them to a LIST, HDEL deletes them as fields of a HASH, SADD/SREM add them to
+-- or remove them from a SET. Returns the sum of the integer replies (items added or removed).
 local function chard_chunked(command, key, items)
+  local total = 0
   for i = 1, #items, 1000 do
-    redis.call(command, key, unpack(items, i, math.min(i + 999, #items)))
+    total = total + redis.call(command, key, unpack(items, i, math.min(i + 999, #items)))
+  end
+  return total
+end
+
+-- Runs `command key item...` over `items` in chunks as chard_chunked does, and returns the
+-- replies of the chunks as one list (HMGET: one value or false per item; SMISMEMBER: 1 or 0).
+local function chard_chunked_list(command, key, items)
+  if #items == 0 then return {} end
+  if #items <= 1000 then return redis.call(command, key, unpack(items)) end
+  local out = {}
+  for i = 1, #items, 1000 do
+    local part = redis.call(command, key, unpack(items, i, math.min(i + 999, #items)))
+    for j = 1, #part do out[i + j - 1] = part[j] end
+  end
+  return out
+end
+
+-- HSET `key` with `args` (field, value, field, value, ...), in chunks.
+local function chard_hset_pairs(key, args)
+  for i = 1, #args, 2000 do
+    redis.call('HSET', key, unpack(args, i, math.min(i + 1999, #args)))
   end
 end
 
--- Takes back a running job of a broker whose lease expired: frees its concurrency slot; a retryable job (retries < maxRetries) gets retries + 1, rewritten in
--- place (lib/jobs.ts writes "retries" right after "id", so the first match is the top-level one),
--- and goes to the tail of its queue (key built from `prefix`, same hash tag) with no backoff;
--- any other is reported failed. Appends to out.requeued / out.failed / out.dropped.
-local function chard_take_back(json, prefix, max_key, cur_key, out)
-  local job = chard_read_job(json)
-  if not job then
-    out.dropped[#out.dropped + 1] = json
+-- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job.
+local function chard_corrupt(id, json)
+  return json or ('no job stored for id ' .. id)
+end
+
+-- Takes back job `id` (its stored JSON `json`, or false) of a broker whose lease expired: frees
+-- its concurrency slot; a retryable job (retries < maxRetries) gets retries + 1, rewritten in
+-- place in the jobs HASH (lib/jobs.ts writes "retries" right after "id", so the first match is the
+-- top-level one), and goes to the tail of its queue (key built from `prefix`, same hash tag) with
+-- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported.
+-- Appends to out.requeued / out.failed / out.dropped (JSONs) and out.failed_ids / out.lost_ids.
+local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out)
+  local job = json and chard_read_job(json)
+  if not job or job.id ~= id then
+    out.dropped[#out.dropped + 1] = chard_corrupt(id, json)
+    out.lost_ids[#out.lost_ids + 1] = id
     return
   end
   chard_release(max_key, cur_key, job.task)
   if job.retries < job.maxRetries then
     local new = string.gsub(json, '"retries":%-?%d+', '"retries":' .. string.format('%d', job.retries + 1), 1)
-    redis.call('RPUSH', prefix .. ':queue:' .. job.queue, new)
+    redis.call('HSET', jobs_key, id, new)
+    redis.call('RPUSH', prefix .. ':queue:' .. job.queue, id)
     out.requeued[#out.requeued + 1] = new
-    out.requeued_ids[#out.requeued_ids + 1] = job.id
   else
     out.failed[#out.failed + 1] = json
-    out.failed_ids[#out.failed_ids + 1] = job.id
+    out.failed_ids[#out.failed_ids + 1] = id
   end
 end
 
@@ -151,17 +206,16 @@ local function chard_job_id(json)
   return job and job.id
 end
 
--- Sets every field of `fields` (a list of field names) of HASH `key` to `value`, in chunks.
-local function chard_hset_all(key, fields, value)
-  local args = {}
-  for i = 1, #fields do
-    args[#args + 1] = fields[i]
-    args[#args + 1] = value
-    if #args >= 2000 or i == #fields then
-      redis.call('HSET', key, unpack(args))
-      args = {}
-    end
+-- The state of job `id`, stored in the jobs HASH (not ended): "revoked" when in the revoked SET,
+-- "running" when in the running SET of a broker that holds a lease (the SETs' keys are built from
+-- `prefix`, same hash tag), else "pending" (queued or waiting). Iterates the leases: for the rare
+-- operations (revoke, cancel, results), never on the path of every job.
+local function chard_live_state(revoked_key, leases_key, prefix, id)
+  if redis.call('SISMEMBER', revoked_key, id) == 1 then return 'revoked' end
+  for _, broker in ipairs(redis.call('ZRANGE', leases_key, 0, -1)) do
+    if redis.call('SISMEMBER', prefix .. ':running:' .. broker, id) == 1 then return 'running' end
   end
+  return 'pending'
 end
 
 -- Stores result records: `records` is a list of { id, record, ttl ms }; the expiry ZSET scores
@@ -192,15 +246,16 @@ local function chard_keep_results(results_key, expiry_key, records, now)
 end
 
 
--- Jobs that ended (`ids`): forgets their state, keeps their result records (see
+-- Jobs that ended (`ids`): forgets them (the jobs HASH), keeps their result records (see
 -- chard_keep_results; `record` and `ttl` given instead mean the same record for every id) and
--- announces the ids on the results channel, for `getResult` waiting in any process.
-local function chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids, records, now, record, ttl)
+-- announces the ids on the results channel, for `getResult` waiting in any process. `message`,
+-- when given, is the ids already joined by spaces (the caller had them packed so).
+local function chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids, records, now, record, ttl, message)
   if record then
     records = {}
     for i, id in ipairs(ids) do records[i] = { id, record, ttl } end
   end
   chard_chunked('HDEL', jobs_key, ids)
   chard_keep_results(results_key, expiry_key, records, now)
-  redis.call('PUBLISH', channel, table.concat(ids, ' '))
+  redis.call('PUBLISH', channel, message or table.concat(ids, ' '))
 end

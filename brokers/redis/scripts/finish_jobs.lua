@@ -1,9 +1,9 @@
 -- finish_jobs.lua: acknowledges ended executions of this broker atomically.
--- KEYS[1]   running HASH of this broker
+-- KEYS[1]   running SET (job ids) of this broker
 -- KEYS[2]   max-concurrency HASH
 -- KEYS[3]   concurrency HASH
--- KEYS[4]   future ZSET
--- KEYS[5]   jobs HASH (id -> "p" pending / "r" running / "x" revoked)
+-- KEYS[4]   future ZSET (job ids, score = atMs)
+-- KEYS[5]   jobs HASH (job id -> job JSON)
 -- KEYS[6]   results HASH
 -- KEYS[7]   result-expiry ZSET
 -- KEYS[8]   progress HASH
@@ -11,63 +11,142 @@
 -- ARGV[1]   events channel (published to when a job was re-enqueued or a concurrency slot freed)
 -- ARGV[2]   results channel (the ids of the jobs that ended are published to it, space-separated)
 -- ARGV[3]   now (epoch ms)
--- ARGV[4]   the jobs, one line each, led by its kind (the common case is "e <id>"):
---             e <id>                     ended (succeeded or failed), nothing kept
---             r <id> <ttlMs> <record>    ended, its result record kept for ttlMs
---             q <id> <keyIndex> <json>   retry now: RPUSH the new JSON to KEYS[keyIndex]
---             f <id> <atMs> <json>       retry later: ZADD the new JSON to future at atMs
---           An upper-case kind (E, R, Q, F) also forgets the job's progress. A job of a limited
---           task releases its slot; its task is read from the running entry.
--- Returns one integer per job: 1 when applied, 0 when the job was no longer running here (another
--- broker recovered it after this broker's lease expired: it is theirs now, nothing is done).
+-- ARGV[4]   id width of ARGV[5]: every id there is that many bytes, or 0 (ids of any width)
+-- ARGV[5]   the common case, packed: ids of the jobs that ended (succeeded or failed) with no
+--           result record kept and no progress stored, in batch order, separated by one space
+-- ARGV[6]   the other jobs, one line each ("\n"-separated), led by a kind and the job's 1-based
+--           position in the batch (the jobs of ARGV[5] fill the positions the lines leave free):
+--             e <pos> <id>                    ended, nothing kept
+--             r <pos> <id> <ttlMs> <record>   ended, its result record kept for ttlMs
+--             q <pos> <id> <keyIndex> <json>  retry now: new JSON stored, id RPUSHed to KEYS[keyIndex]
+--             f <pos> <id> <atMs> <json>      retry later: new JSON stored, id ZADDed to future at atMs
+--           An upper-case kind (E, R, Q, F) also forgets the job's progress.
+-- A job is applied only while it is in this broker's running SET: another broker may have
+-- recovered it after this broker's lease expired (it is theirs now), or this is an ack re-sent
+-- after a lost reply. A job listed twice is applied once, at its first position. A job of a limited
+-- task releases its slot; its task is read from its JSON, before the JSON is rewritten or deleted.
+-- Returns the positions (1-based, in the batch) of the jobs NOT applied; {} when all were.
 local running_key, max_key, cur_key, future_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local jobs_key, results_key, expiry_key, progress_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = tonumber(ARGV[3])
-local applied, notify = {}, false
-local pending, ended, records, progress = {}, {}, {}, {}
-local limits = redis.call('EXISTS', max_key) == 1 -- no limited task at all: skip per-job checks
--- Which jobs are still ours, in one HMGET, then one HDEL for all of them (not one per job): the
--- entries also give the task of a limited job. A job listed twice (an ack re-sent in the same
--- batch) is applied once, as when each line ran its own HDEL.
-local lines, ids, seen = chard_lines(ARGV[4], 4), {}, {}
-for i, e in ipairs(lines) do ids[i] = e[2] end
-local entries = {}
-for i = 1, #ids, 1000 do
-  local part = redis.call('HMGET', running_key, unpack(ids, i, math.min(i + 999, #ids)))
-  for j = 1, #part do entries[i + j - 1] = part[j] end
+
+local plain = chard_split_ids(ARGV[5], tonumber(ARGV[4]))
+local lines = {}
+if ARGV[6] ~= '' then lines = chard_lines(ARGV[6], 5) end
+local np = #plain
+local ids = plain -- every id: those of ARGV[5], then those of the lines
+if #lines > 0 then
+  ids = {}
+  for i = 1, np do ids[i] = plain[i] end
+  for j, line in ipairs(lines) do ids[np + j] = line[3] end
 end
-local ours = {}
-for i, e in ipairs(lines) do
-  local kind, id, entry = e[1], e[2], entries[i]
-  local lower = string.lower(kind)
-  if entry and not seen[id] then
-    seen[id] = true
-    ours[#ours + 1] = id
-    local job = limits and chard_read_job(entry)
+if #ids == 0 then return {} end
+
+-- Which jobs are still ours: one SMISMEMBER, then one SREM for all of them (not one per job).
+local flags = chard_chunked_list('SMISMEMBER', running_key, ids)
+local all = true
+for i = 1, #ids do
+  if flags[i] ~= 1 then
+    all = false
+    break
+  end
+end
+local ours = ids
+if not all then
+  ours = {}
+  for i = 1, #ids do
+    if flags[i] == 1 then ours[#ours + 1] = ids[i] end
+  end
+end
+local removed = 0
+if #ours > 0 then removed = chard_chunked('SREM', running_key, ours) end
+
+-- Batch positions, computed only when needed (a job listed twice, or some not applied).
+local function positions()
+  local pos, used = {}, {}
+  for j, line in ipairs(lines) do
+    local p = tonumber(line[2])
+    used[p] = true
+    pos[np + j] = p
+  end
+  local p = 1
+  for i = 1, np do
+    while used[p] do p = p + 1 end
+    pos[i] = p
+    p = p + 1
+  end
+  return pos
+end
+local applied, pos = flags, nil -- applied[i] == 1: the job ids[i] is acted on
+if removed ~= #ours then
+  -- Some id is listed twice: only its first occurrence in batch order is applied.
+  pos = positions()
+  local order, seen = {}, {}
+  for i = 1, #ids do order[i] = i end
+  table.sort(order, function(a, b) return pos[a] < pos[b] end)
+  applied = {}
+  for _, i in ipairs(order) do
+    if flags[i] == 1 and not seen[ids[i]] then
+      seen[ids[i]] = true
+      applied[i] = 1
+    else
+      applied[i] = 0
+    end
+  end
+  all = false
+end
+
+local notify = false
+if removed > 0 and redis.call('EXISTS', max_key) == 1 then -- no limited task at all: skip this
+  local taken = {}
+  for i = 1, #ids do
+    if applied[i] == 1 then taken[#taken + 1] = ids[i] end
+  end
+  local jsons = chard_chunked_list('HMGET', jobs_key, taken)
+  for k = 1, #taken do
+    local job = jsons[k] and chard_read_job(jsons[k])
     if job and chard_release(max_key, cur_key, job.task) then notify = true end
+  end
+end
+
+local ended, message, records, progress, stored = plain, ARGV[5], {}, {}, {}
+if not all or #lines > 0 then
+  ended, message = {}, nil
+  for i = 1, np do
+    if applied[i] == 1 then ended[#ended + 1] = plain[i] end
+  end
+end
+for j, line in ipairs(lines) do
+  if applied[np + j] == 1 then
+    local kind, id = line[1], line[3]
+    local lower = string.lower(kind)
     if kind ~= lower then progress[#progress + 1] = id end
-    if lower == 'f' then
-      redis.call('ZADD', future_key, e[3], e[4])
-      pending[#pending + 1] = id
-      notify = true
-    elseif lower == 'q' then
-      redis.call('RPUSH', KEYS[tonumber(e[3])], e[4])
-      pending[#pending + 1] = id
+    if lower == 'f' or lower == 'q' then
+      stored[#stored + 1] = id
+      stored[#stored + 1] = line[5]
+      if lower == 'f' then
+        redis.call('ZADD', future_key, line[4], id)
+      else
+        redis.call('RPUSH', KEYS[tonumber(line[4])], id)
+      end
       notify = true
     else
       ended[#ended + 1] = id
-      if lower == 'r' then records[#records + 1] = { id, e[4], e[3] } end
+      if lower == 'r' then records[#records + 1] = { id, line[5], line[4] } end
     end
-    applied[i] = 1
-  else
-    applied[i] = 0
   end
 end
-if #ours > 0 then chard_chunked('HDEL', running_key, ours) end
-if #pending > 0 then chard_hset_all(jobs_key, pending, 'p') end
+chard_hset_pairs(jobs_key, stored)
 if #progress > 0 then chard_chunked('HDEL', progress_key, progress) end
 if #ended > 0 then
-  chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[2], ended, records, now)
+  chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[2], ended, records, now, nil, nil, message)
 end
 if notify then redis.call('PUBLISH', ARGV[1], '') end
-return applied
+
+if all then return {} end
+pos = pos or positions()
+local not_applied = {}
+for i = 1, #ids do
+  if applied[i] ~= 1 then not_applied[#not_applied + 1] = pos[i] end
+end
+return not_applied

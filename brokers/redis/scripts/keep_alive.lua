@@ -6,7 +6,7 @@
 -- Returns { leaseLost (1 when this broker's lease was missing or already expired, so others may
 --           have recovered its jobs), up to 10 ids of other brokers whose lease expired }
 -- The caller recovers the expired brokers with recover_dead_brokers.lua, passing their running
--- hashes in KEYS; that script checks the leases again.
+-- SETs in KEYS; that script checks the leases again.
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local lost = 0
 if not old or tonumber(old) < tonumber(ARGV[2]) then lost = 1 end

@@ -1,22 +1,25 @@
 -- revoke_job.lua: revokes or cancels one job, and reports where it was.
--- KEYS[1]   jobs HASH (id -> "p" pending / "r" running / "x" revoked)
+-- KEYS[1]   jobs HASH (job id -> job JSON; jobs not ended)
 -- KEYS[2]   results HASH
+-- KEYS[3]   revoked SET (ids of pending jobs that were revoked)
+-- KEYS[4]   leases ZSET (the running SETs of the brokers listed there tell which jobs run)
 -- ARGV[1]   job id
 -- ARGV[2]   "revoke" or "cancel"
 -- ARGV[3]   events channel: a cancel of a running job is published to it as "c <id>", so the
 --           broker running the job, whichever it is, aborts it
+-- ARGV[4]   key prefix "{chard:<ns>}": the running SET of each leased broker is built here as
+--           prefix..":running:"..brokerId (same hash tag, same Cluster slot)
 -- A pending job (queued or waiting) is marked revoked: the fetch that pops it drops it.
 -- Returns the state before: "pending", "running", "revoked", "finished" (a result is kept) or
 -- "unknown".
-local state = redis.call('HGET', KEYS[1], ARGV[1])
-if state == 'p' then
-  redis.call('HSET', KEYS[1], ARGV[1], 'x')
-  return 'pending'
-elseif state == 'r' then
-  if ARGV[2] == 'cancel' then redis.call('PUBLISH', ARGV[3], 'c ' .. ARGV[1]) end
-  return 'running'
-elseif state == 'x' then
-  return 'revoked'
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  local state = chard_live_state(KEYS[3], KEYS[4], ARGV[4], ARGV[1])
+  if state == 'pending' then
+    redis.call('SADD', KEYS[3], ARGV[1])
+  elseif state == 'running' and ARGV[2] == 'cancel' then
+    redis.call('PUBLISH', ARGV[3], 'c ' .. ARGV[1])
+  end
+  return state
 elseif redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 'finished'
 end
