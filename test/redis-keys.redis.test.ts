@@ -193,31 +193,23 @@ describe("corrupt data", () => {
 });
 
 describe("job ids", () => {
-  test.each([
-    ["of different widths", ["a", "bb", 'q"x\\y', "é-ü", randomUUID()]],
-    ["of one width, some escaped by JSON or not one byte per character", ['q"x\\y', "é-ü12", "abcde", "a\\\\bc", "z+b/c"]],
-  ])("ids %s are stored, fetched and acknowledged like UUIDs", async (_, ids) => {
+  test("ids are UUIDs: jobs stored with other ids (of mixed widths) are refused when fetched, as data that is not a job, and never stay running", async () => {
     const namespace = `t-${randomUUID()}`;
     const k = namespaceKeys(namespace);
     const clock = new FakeClock();
     const b = broker(namespace, clock);
     await b.start();
-    const jobs = ids.map((id) => job(clock, { id, maxRetries: 1 }));
-    await b.enqueueJobs([...jobs, job(clock, { id: "later", atMs: clock.now() + 10 })]);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual(ids);
-    expect(await admin.hmget(k.jobs, ...ids)).toEqual(jobs.map(toJSON));
-    const fetched = (await b.fetchJobs("q", 10)).jobs;
-    expect(fetched.map((j) => j.id)).toEqual(ids);
-    fetched[0]!.retries = 1;
-    await b.finishJobs([
-      { job: fetched[0]!, outcome: "retry" },
-      ...fetched.slice(1, 4).map((j) => ({ job: j, outcome: "succeeded" as const })),
-      { job: fetched[4]!, outcome: "failed", result: '{"ok":false}', resultTtlMs: 1000 },
-    ]);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([ids[0]]);
-    expect((await admin.hkeys(k.jobs)).sort()).toEqual([ids[0], "later"].sort());
+    const good = job(clock, { maxRetries: 1 });
+    const odd = ["a", "bb", "é-ü"].map((id) => job(clock, { id, maxRetries: 1 }));
+    await b.enqueueJobs([odd[0]!, good, ...odd.slice(1)]);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([odd[0]!.id, good.id, odd[1]!.id, odd[2]!.id]);
+    const { jobs } = await b.fetchJobs("q", 10);
+    expect(jobs.map((j) => j.id)).toEqual([good.id]);
+    await b.keepAlive(); // takes the unreadable entries out of the running set
+    expect(await admin.smembers(k.running(b.id))).toEqual([good.id]);
+    await b.finishJobs([{ job: jobs[0]!, outcome: "succeeded" }]);
     expect(await admin.scard(k.running(b.id))).toBe(0);
-    expect((await b.readResult(ids[4]!)).record).toBe('{"ok":false}');
+    expect(await admin.hkeys(k.jobs)).toEqual([]);
     await b.flush();
   });
 });

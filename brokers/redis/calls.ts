@@ -4,7 +4,7 @@
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
 import type { FinishedJob, JobState, ResultLookup } from "../../lib/broker.js";
-import { fromJSON, toJSON, type Job, type JobStatus } from "../../lib/jobs.js";
+import { fromJSON, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
@@ -45,13 +45,12 @@ function queueKeys(k: NamespaceKeys, keys: string[], queue: string, index: Map<s
  */
 export function enqueueCall(k: NamespaceKeys, jobs: readonly Job[], nowMs: number, token: string): ScriptCall {
   const keys = [k.token(token), k.jobs, k.future];
-  const jsons: string[] = new Array<string>(jobs.length);
+  const jsons = toJSONAll(jobs);
   const queue = jobs[0]?.queue;
   let width = -1;
   let oneGroup = true;
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
-    jsons[i] = toJSON(job);
     if (width !== 0) width = idWidth(width, job.id);
     if (job.atMs > nowMs || job.queue !== queue) oneGroup = false;
   }
