@@ -82,7 +82,8 @@ export class MemoryBroker extends BaseBroker {
     }
   }
 
-  async fetchJobs(queue: string, maxJobs: number): Promise<FetchResult> {
+  async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
+    if (acks.length > 0) await this.finishJobs(acks);
     const ns = this.#ns;
     const now = this.clock.now();
     ns.leases.set(this.id, now + this.leaseMs);

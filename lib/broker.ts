@@ -72,8 +72,13 @@ export interface Broker {
   stop(): Promise<void>;
   /** Stores jobs atomically: due ones in their queue (Queued), later ones in the future set (Waiting); sets `status`. */
   enqueueJobs(jobs: readonly Job[]): Promise<void>;
-  /** Moves due future jobs and periodic tasks into their queues, renews the lease, and takes up to `maxJobs` jobs of `queue`. */
-  fetchJobs(queue: string, maxJobs: number): Promise<FetchResult>;
+  /**
+   * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
+   * serve this fetch), then moves due future jobs and periodic tasks into their queues, renews the
+   * lease, and takes up to `maxJobs` jobs of `queue`: one round-trip for a worker's whole turn.
+   * If it throws, the acks may or may not have been applied: send them again (acks are idempotent).
+   */
+  fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
   /** Acknowledges ended executions atomically: removes them from running, releases concurrency slots, re-enqueues retries. */
   finishJobs(finished: readonly FinishedJob[]): Promise<void>;
   /** Registers periodic tasks; one already known with the same period keeps its next run. Never deletes other tasks. */

@@ -12,7 +12,7 @@
  * every pending ack in one `finishJobs` call before it fetches again.
  */
 import { exponentialBackoff } from "./backoff.js";
-import type { Broker, FinishedJob, Recovery } from "./broker.js";
+import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
 import { ChardError, JobCancelledError, JobExpiredError, UnknownTaskError, toError } from "./errors.js";
 import { Execution, callHook, endedAck } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
@@ -47,6 +47,12 @@ export interface TaskLookup {
   keys(): Iterable<string>;
 }
 
+/** Most turns in flight: two, so the jobs of one run while the other is on the wire. */
+const TURNS = 2;
+
+/** Longest wait for a due time (a later one is waited for again after the fetch it causes). */
+const MAX_DUE_WAIT_MS = 60_000;
+
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
 const FINAL_ACK_ATTEMPTS = 5;
 
@@ -62,11 +68,22 @@ export class Workers {
   /** Called when the last asynchronous execution ends (set while stopping waits for them). */
   #drained: (() => void) | undefined;
   #acks: FinishedJob[] = [];
+  /** Turns (acks + fetch) on their way; at most `TURNS`. */
+  readonly #turns = new Set<Promise<void>>();
+  /** Slots the fetches of those turns asked for. */
+  #reserved = 0;
+  /** The queue may hold jobs: false after a short fetch, true again at the next event. */
+  #hungry = true;
+  /** Broker calls failed in a row, and the timer that ends the back-off they set (no turn meanwhile). */
+  #failures = 0;
+  #backoff: NodeJS.Timeout | undefined;
+  /** `stopWhenQueueEmpty`: the queue was found empty with nothing running. */
+  #emptied = false;
   #stopping = false;
-  #nextDueAtMs: number | undefined;
+  /** Wakes the arbiter when the next future job or periodic task is due. */
+  #dueTimer: NodeJS.Timeout | undefined;
   #keeper: NodeJS.Timeout | undefined;
   #keeping: Promise<void> | undefined;
-  #sleep: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
 
   constructor(
     broker: Broker, namespace: string, tasks: TaskLookup, settings: WorkersSettings,
@@ -101,10 +118,13 @@ export class Workers {
       for (const workerName of this.workerNames) signals.workerStarted.send(this.#namespace, { workerName });
       this.#scheduleKeepAlive();
       await this.#arbiter();
+      while (this.#turns.size > 0) await Promise.all(this.#turns); // their jobs are launched
       while (this.#executions.size > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
       await this.#finalAcks();
       for (const workerName of this.workerNames) signals.workerTerminated.send(this.#namespace, { workerName });
     } finally {
+      clearTimeout(this.#backoff);
+      clearTimeout(this.#dueTimer);
       clearTimeout(this.#keeper);
       this.#keeper = undefined;
       await this.#keeping;
@@ -117,63 +137,121 @@ export class Workers {
   stop(): void {
     if (!this.#stopping) for (const workerName of this.workerNames) signals.workerStopping.send(this.#namespace, { workerName });
     this.#stopping = true;
-    this.#interruptSleep();
+    clearTimeout(this.#backoff);
+    this.#backoff = undefined;
+    this.#armDue(undefined);
     this.#broker.wake();
   }
 
+  /**
+   * Sleeps until something happens (a broker event, a job's end, the next due time or the end of
+   * a back-off), then starts the turns it allows. Turns themselves start the next one when they
+   * end (`#turnEnded`), so a busy pool never waits for this loop.
+   */
   async #arbiter(): Promise<void> {
-    const { number, queue, stopWhenQueueEmpty } = this.#settings;
-    let failures = 0;
     while (!this.#stopping) {
-      try {
-        const free = number - this.#executions.size;
-        let fetched = 0;
-        let dropped = 0;
-        // Acks and the fetch go out together (one round-trip on Redis; the server runs the ack
-        // first, so slots it frees serve this fetch). A fetch that succeeded is launched even if
-        // the ack failed: its jobs are Running in the broker.
-        const [acked, fetching] = await Promise.allSettled([
-          this.#acks.length > 0 ? this.#flushAcks() : undefined,
-          free > 0 ? this.#broker.fetchJobs(queue, free) : undefined,
-        ]);
-        if (fetching.status === "rejected") throw fetching.reason;
-        const result = fetching.value;
-        if (result) {
-          this.#nextDueAtMs = result.nextDueAtMs;
-          fetched = result.jobs.length;
-          dropped = result.revoked.length;
-          for (const job of result.jobs) job.bindResults(this.#results);
-          for (const job of result.revoked) {
-            job.bindResults(this.#results);
-            job.status = JobStatus.Failed;
-            getLogger().info(`${this.#namespace}: ${job} was revoked; dropped`);
-            signals.jobRevoked.send(this.#namespace, { job });
-          }
-          // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
-          for (const job of result.jobs) this.#launch(job);
-        }
-        if (acked.status === "rejected") throw acked.reason;
-        failures = 0;
-        if (
-          stopWhenQueueEmpty && free > 0 && fetched === 0 && this.#executions.size === 0 &&
-          this.#acks.length === 0 && (await this.#broker.isQueueEmpty(queue))
-        ) {
-          return;
-        }
-        // With every slot busy, only a job's end (a local wake) can let us fetch: no deadline then,
-        // or a due date in the past would spin the loop.
-        const idleSlots = number - this.#executions.size;
-        // Revoked jobs took fetch places: more may be queued behind them, fetch again at once.
-        if (this.#acks.length === 0 && !this.#stopping && dropped === 0) {
-          await this.#broker.waitForEvent(idleSlots > 0 ? this.#nextDueAtMs : undefined);
-        }
-      } catch (e) {
-        failures++;
-        const delay = Math.min(exponentialBackoff(failures, 20) * 250, 5_000);
-        getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
-        await this.#pause(delay);
-      }
+      this.#pump();
+      if (this.#emptied) return;
+      await this.#broker.waitForEvent(undefined);
+      this.#hungry = true;
     }
+  }
+
+  /**
+   * Wakes the arbiter when the earliest future job or periodic task is due (as the last fetch
+   * reported it), so that a fetch moves it to its queue.
+   */
+  #armDue(dueAtMs: number | undefined): void {
+    clearTimeout(this.#dueTimer);
+    this.#dueTimer = undefined;
+    if (dueAtMs === undefined || this.#stopping) return;
+    const delay = Math.min(MAX_DUE_WAIT_MS, Math.max(0, dueAtMs - this.#broker.clock.now()));
+    this.#dueTimer = setTimeout(() => {
+      this.#dueTimer = undefined;
+      this.#broker.wake();
+    }, delay);
+  }
+
+  /**
+   * Starts turns while it may: one round-trip each, carrying every pending ack and a fetch for
+   * free slots (at most half the pool's, so while one turn is on the wire, the jobs of the other
+   * run). A fetch is only sent while the queue may hold jobs (`#hungry`); acks go out anyway.
+   */
+  #pump(): void {
+    const { number } = this.#settings;
+    const most = Math.ceil(number / TURNS);
+    while (this.#turns.size < TURNS && !this.#stopping && this.#backoff === undefined) {
+      const free = number - this.#executions.size - this.#reserved;
+      const size = this.#hungry ? Math.min(free, most) : 0;
+      if (size <= 0 && (this.#acks.length === 0 || this.#turns.size > 0)) return;
+      this.#startTurn(size);
+    }
+  }
+
+  #startTurn(size: number): void {
+    const acks = this.#acks;
+    this.#acks = [];
+    this.#reserved += size;
+    const { queue } = this.#settings;
+    const call = size > 0 ? this.#broker.fetchJobs(queue, size, acks) : this.#broker.finishJobs(acks).then(() => undefined);
+    const turn: Promise<void> = call.then(
+      (result) => this.#turnEnded(turn, size, result),
+      (e: unknown) => this.#turnFailed(turn, size, acks, e),
+    );
+    this.#turns.add(turn);
+  }
+
+  #turnEnded(turn: Promise<void>, size: number, result: FetchResult | undefined): void {
+    this.#turns.delete(turn);
+    this.#reserved -= size;
+    this.#failures = 0;
+    if (result) {
+      const ns = this.#namespace;
+      this.#armDue(result.nextDueAtMs);
+      for (const job of result.revoked) {
+        job.bindResults(this.#results);
+        job.status = JobStatus.Failed;
+        getLogger().info(`${ns}: ${job} was revoked; dropped`);
+        signals.jobRevoked.send(ns, { job });
+      }
+      // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
+      for (const job of result.jobs) {
+        job.bindResults(this.#results);
+        this.#launch(job);
+      }
+      // A short fetch found the queue empty: no more fetching until something happens. Revoked
+      // jobs took places too: more may be queued behind them.
+      if (result.jobs.length + result.revoked.length < size) this.#hungry = false;
+    }
+    this.#pump();
+    if (!this.#hungry) this.#checkEmptied();
+  }
+
+  #turnFailed(turn: Promise<void>, size: number, acks: FinishedJob[], e: unknown): void {
+    this.#turns.delete(turn);
+    this.#reserved -= size;
+    this.#acks = acks.concat(this.#acks); // acks are idempotent: send them again
+    this.#failures++;
+    const delay = Math.min(exponentialBackoff(this.#failures, 20) * 250, 5_000);
+    getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
+    clearTimeout(this.#backoff);
+    this.#backoff = setTimeout(() => {
+      this.#backoff = undefined;
+      this.#broker.wake();
+    }, delay);
+  }
+
+  /** With `stopWhenQueueEmpty`: once nothing runs or waits to be acked and the queue is empty, the arbiter stops. */
+  #checkEmptied(): void {
+    if (!this.#settings.stopWhenQueueEmpty || this.#executions.size > 0 || this.#acks.length > 0 || this.#turns.size > 0) return;
+    this.#broker.isQueueEmpty(this.#settings.queue).then(
+      (empty) => {
+        if (!empty) return;
+        this.#emptied = true;
+        this.#broker.wake();
+      },
+      () => undefined, // the next fetch will tell
+    );
   }
 
   #launch(job: Job): void {
@@ -238,7 +316,7 @@ export class Workers {
           );
           return;
         }
-        await this.#pause(Math.min(exponentialBackoff(attempt, 20) * 100, 2_000), true);
+        await this.#pause(Math.min(exponentialBackoff(attempt, 20) * 100, 2_000));
       }
     }
   }
@@ -279,22 +357,8 @@ export class Workers {
     }
   }
 
-  /** Sleeps `ms`, or less if stop is requested (unless `evenWhenStopping`). */
-  #pause(ms: number, evenWhenStopping = false): Promise<void> {
-    if (this.#stopping && !evenWhenStopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#sleep = undefined;
-        resolve();
-      }, ms);
-      if (!evenWhenStopping) this.#sleep = { timer, resolve };
-    });
-  }
-
-  #interruptSleep(): void {
-    if (!this.#sleep) return;
-    clearTimeout(this.#sleep.timer);
-    this.#sleep.resolve();
-    this.#sleep = undefined;
+  /** Sleeps `ms` (between attempts of the final acks). */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
   }
 }

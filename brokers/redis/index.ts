@@ -179,7 +179,16 @@ export class RedisBroker extends BaseBroker {
    * `queue` in one script call (not retried: a lost reply is repaired by `keepAlive`).
    * @throws RedisConnectionError, RedisReplyError
    */
-  async fetchJobs(queue: string, maxJobs: number): Promise<FetchResult> {
+  async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
+    // Sent before the fetch on the same connection, so Redis runs the acks first. Acks that fail
+    // stay in #pendingAcks and keepAlive sends them again; the jobs fetched are returned anyway.
+    const acked = acks.length > 0 ? this.finishJobs(acks).catch(() => undefined) : undefined;
+    const fetched = await this.#fetch(queue, maxJobs);
+    await acked;
+    return fetched;
+  }
+
+  async #fetch(queue: string, maxJobs: number): Promise<FetchResult> {
     const count = Number.isFinite(maxJobs) ? Math.max(0, Math.ceil(maxJobs)) : 2 ** 31 - 1;
     const call = calls.fetchCall(this.#k, this.id, queue, count, this.clock.now(), this.leaseMs, randomUUID());
     let reply: calls.FetchReply;
