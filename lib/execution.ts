@@ -62,7 +62,7 @@ export class Execution implements JobContext {
   /** The last progress a generator task yielded (JSON), and whether the broker holds it. */
   #progressJson: string | undefined;
   #progressStored = false;
-  /** Settles the execution at once when it is aborted (set by `#settle`). */
+  /** Settles the execution at once when it is aborted (set by `#await`). */
   #onAbort: ((reason: Error) => void) | undefined;
   #controller: AbortController | undefined;
   #reason: Error | undefined;

@@ -1,15 +1,17 @@
 /**
- * Workers: the arbiter loop of one engine and one queue (executions themselves: execution.ts).
+ * Workers: the turns and the arbiter of one engine and one queue (executions themselves: execution.ts).
  *
  * States: starting (broker started, periodic tasks and concurrency limits registered, one
- * `workerStarted` per worker) -> running (the arbiter fetches at most as many jobs as there are
- * free slots, then sleeps in `broker.waitForEvent` until the broker reports something, a job ends,
- * or the next future job / periodic task is due) -> draining (stop requested or queue empty: no
- * more fetching, running jobs finish) -> stopped (acks written, `workerTerminated` per worker,
- * timers cleared, broker stopped).
+ * `workerStarted` per worker) -> running (turns, below) -> draining (stop requested or queue
+ * empty: no more turns but for the last acks, running jobs finish) -> stopped (acks written,
+ * `workerTerminated` per worker, timers cleared, broker stopped).
  *
- * Finished jobs are acknowledged in batches: each end of a job wakes the arbiter, which writes
- * every pending ack in one `finishJobs` call before it fetches again.
+ * A turn is one broker round-trip (`fetchJobs`): it acknowledges every job that ended since the
+ * last turn and fetches jobs for free slots, at most half the pool's, with up to two turns in
+ * flight, so the jobs of one run while the other is on the wire; the pool never holds more jobs
+ * than its size. A turn that ends starts the next one while the queue gives full batches. After a
+ * short fetch (the queue is empty), the arbiter sleeps in `broker.waitForEvent` until the broker
+ * reports something, a job ends or the next future job / periodic task is due, then starts a turn.
  */
 import { exponentialBackoff } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
@@ -180,7 +182,7 @@ export class Workers {
   #pump(): void {
     const { number } = this.#settings;
     const most = Math.ceil(number / TURNS);
-    while (this.#turns.size < TURNS && !this.#stopping && this.#backoff === undefined) {
+    while (this.#turns.size < TURNS && !this.#stopping && !this.#emptied && this.#backoff === undefined) {
       const free = number - this.#executions.size - this.#reserved;
       const size = this.#hungry ? Math.min(free, most) : 0;
       if (size <= 0 && (this.#acks.length === 0 || this.#turns.size > 0)) return;
