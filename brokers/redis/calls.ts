@@ -112,16 +112,18 @@ export interface FetchReply {
 
 /**
  * Checks the reply of fetch_jobs.lua (in place: no copy of its lists); `ackCount` is how many acks
- * the call carried. @throws RedisReplyError when it has another shape.
+ * the call carried. The script leaves out the last three lists when all are empty.
+ * @throws RedisReplyError when it has another shape.
  */
 export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
-  const [jsons, next, dropped, revoked, notApplied] = tuple(reply, 5, "fetch_jobs");
+  const short = Array.isArray(reply) && reply.length === 2;
+  const [jsons, next, dropped, revoked, notApplied] = short ? (reply as unknown[]) : tuple(reply, 5, "fetch_jobs");
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
-    dropped: strings(dropped, "fetch_jobs"),
-    revoked: strings(revoked, "fetch_jobs"),
-    notApplied: batchIndexes(notApplied, ackCount, "fetch_jobs"),
+    dropped: short ? [] : strings(dropped, "fetch_jobs"),
+    revoked: short ? [] : strings(revoked, "fetch_jobs"),
+    notApplied: short ? [] : batchIndexes(notApplied, ackCount, "fetch_jobs"),
   };
 }
 

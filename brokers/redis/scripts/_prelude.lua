@@ -238,7 +238,7 @@ local function chard_keep_results(results_key, expiry_key, records, now)
     redis.call('HSET', results_key, unpack(fields))
     redis.call('ZADD', expiry_key, unpack(scores))
   end
-  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', 0, 100)
+  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', '0', '100')
   if #expired > 0 then
     redis.call('HDEL', results_key, unpack(expired))
     redis.call('ZREM', expiry_key, unpack(expired))
