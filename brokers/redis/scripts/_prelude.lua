@@ -20,9 +20,16 @@ local function chard_string_end(s, pos)
 end
 
 -- The header fields of a job (id, retries, task, queue, at, maxRetries), or nil when `json` is
--- not a job. Reads toJSON's fixed layout without decoding the arguments; anything else (another
--- key order) gets a full decode and the same checks as lib/jobs.ts `fromJSON`.
+-- not a job. Reads toJSON's fixed layout without decoding the arguments: in one match when no
+-- string of the header holds an escape and the numbers are integers (about 1.5 us, a third of the
+-- field-by-field read below, which gives the same fields for such a header); anything else
+-- (another key order) gets a full decode and the same checks as lib/jobs.ts `fromJSON`.
 local function chard_read_job(json)
+  local id, retries, task, queue, at, max_retries = string.match(json,
+    '^{"id":"([^"\\]*)","retries":(%-?%d+),"task":"([^"\\]*)","queue":"([^"\\]*)","at":(%-?%d+),"maxRetries":(%-?%d+),"args":')
+  if id then
+    return { id = id, retries = tonumber(retries), task = task, queue = queue, at = tonumber(at), maxRetries = tonumber(max_retries) }
+  end
   local job, pos = {}, 1
   local function literal(text)
     if string.sub(json, pos, pos + #text - 1) ~= text then return false end
