@@ -354,6 +354,19 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect(ids((await a.fetchJobs("q", 10)).jobs)).toEqual([l3!.id]);
     });
 
+    test("revoked jobs are dropped from a limited queue, and jobs behind set-aside ones are taken, the rest keeping its order", async () => {
+      const b = make();
+      await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 }), new Task("U", noop, { maxRetries: 1 })]);
+      const [l1, l2, u1, l3, u2, u3] = ["L", "L", "U", "L", "U", "U"].map((taskName) => job({ taskName, maxRetries: 1 }));
+      await b.enqueueJobs([l1!, l2!, u1!, l3!, u2!, u3!]);
+      await b.revokeJob(l2!.id);
+      await b.revokeJob(u1!.id);
+      const { jobs, revoked } = await b.fetchJobs("q", 2);
+      expect(ids(jobs)).toEqual(ids([l1!, u2!]));
+      expect(ids(revoked)).toEqual(ids([l2!, u1!]));
+      expect(ids((await b.fetchJobs("q", 5, [{ job: jobs[0]!, outcome: "succeeded" }])).jobs)).toEqual(ids([l3!, u3!]));
+    });
+
     test("a task set back to unlimited is no longer held back", async () => {
       const b = make();
       await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 })]);

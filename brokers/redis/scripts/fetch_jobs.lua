@@ -122,37 +122,44 @@ local function take(count)
   return jsons
 end
 
--- With concurrency limits: job by job, reading each job's task. Jobs of a task at its limit are
--- set aside and go back to the front of the queue in their original order.
+-- With concurrency limits: the jobs still wanted are popped and read in one LPOP and one HMGET
+-- (more rounds only when some were set aside or dropped), then looked at in queue order, each
+-- job's task read from its JSON. Jobs of a task at its limit are set aside and go back to the
+-- front of the queue in their original order.
 local function take_limited(limit, count)
   local current, taken, taken_order, set_aside, ids, jsons = {}, {}, {}, {}, {}, {}
   local any_revoked = redis.call('SCARD', revoked_key) > 0
   while #ids < count do
-    local id = redis.call('LPOP', queue_key)
-    if not id then break end
-    local json = redis.call('HGET', jobs_key, id)
-    local job = json and chard_read_job(json)
-    local accept = false
-    if not job or job.id ~= id then
-      dropped[#dropped + 1] = chard_corrupt(id, json)
-      drop({ id })
-    elseif any_revoked and redis.call('SISMEMBER', revoked_key, id) == 1 then
-      revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
-    elseif limit[job.task] then
-      local cur = current[job.task] or tonumber(redis.call('HGET', cur_key, job.task)) or 0
-      current[job.task] = cur
-      if cur >= limit[job.task] then
-        set_aside[#set_aside + 1] = id
+    local popped = redis.call('LPOP', queue_key, count - #ids)
+    if not popped then break end
+    local stored, lost = chard_chunked_list('HMGET', jobs_key, popped), {}
+    local flags = any_revoked and chard_chunked_list('SMISMEMBER', revoked_key, popped)
+    for i, id in ipairs(popped) do
+      local json = stored[i]
+      local job = json and chard_read_job(json)
+      local accept = false
+      if not job or job.id ~= id then
+        dropped[#dropped + 1] = chard_corrupt(id, json)
+        lost[#lost + 1] = id
+      elseif flags and flags[i] == 1 then
+        revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
+      elseif limit[job.task] then
+        local cur = current[job.task] or tonumber(redis.call('HGET', cur_key, job.task)) or 0
+        current[job.task] = cur
+        if cur >= limit[job.task] then
+          set_aside[#set_aside + 1] = id
+        else
+          current[job.task] = cur + 1
+          if not taken[job.task] then taken_order[#taken_order + 1] = job.task end
+          taken[job.task] = (taken[job.task] or 0) + 1
+          accept = true
+        end
       else
-        current[job.task] = cur + 1
-        if not taken[job.task] then taken_order[#taken_order + 1] = job.task end
-        taken[job.task] = (taken[job.task] or 0) + 1
         accept = true
       end
-    else
-      accept = true
+      if accept then ids[#ids + 1], jsons[#jsons + 1] = id, json end
     end
-    if accept then ids[#ids + 1], jsons[#jsons + 1] = id, json end
+    drop(lost)
   end
   for _, task in ipairs(taken_order) do redis.call('HINCRBY', cur_key, task, taken[task]) end
   -- LPUSH a b c leaves c first: push from the last set-aside job to the first, in chunks.
