@@ -76,6 +76,12 @@ export class Workers {
   #reserved = 0;
   /** The queue may hold jobs: false after a short fetch, true again at the next event. */
   #hungry = true;
+  /**
+   * Events the arbiter woke for. A short fetch proves the queue empty only if no event came after
+   * its turn started: a job enqueued after the fetch looked, whose notification arrived before the
+   * reply, must not be slept through.
+   */
+  #events = 0;
   /** Broker calls failed in a row, and the timer that ends the back-off they set (no turn meanwhile). */
   #failures = 0;
   #backoff: NodeJS.Timeout | undefined;
@@ -156,6 +162,7 @@ export class Workers {
       if (this.#emptied) return;
       await this.#broker.waitForEvent(undefined);
       this.#hungry = true;
+      this.#events++;
     }
   }
 
@@ -196,14 +203,15 @@ export class Workers {
     this.#reserved += size;
     const { queue } = this.#settings;
     const call = size > 0 ? this.#broker.fetchJobs(queue, size, acks) : this.#broker.finishJobs(acks).then(() => undefined);
+    const events = this.#events;
     const turn: Promise<void> = call.then(
-      (result) => this.#turnEnded(turn, size, result),
+      (result) => this.#turnEnded(turn, size, result, events),
       (e: unknown) => this.#turnFailed(turn, size, acks, e),
     );
     this.#turns.add(turn);
   }
 
-  #turnEnded(turn: Promise<void>, size: number, result: FetchResult | undefined): void {
+  #turnEnded(turn: Promise<void>, size: number, result: FetchResult | undefined, events: number): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
     this.#failures = 0;
@@ -221,9 +229,10 @@ export class Workers {
         job.bindResults(this.#results);
         this.#launch(job);
       }
-      // A short fetch found the queue empty: no more fetching until something happens. Revoked
-      // jobs took places too: more may be queued behind them.
-      if (result.jobs.length + result.revoked.length < size) this.#hungry = false;
+      // A short fetch found the queue empty: no more fetching until something happens (unless
+      // something did since the turn started). Revoked jobs took places too: more may be queued
+      // behind them.
+      if (result.jobs.length + result.revoked.length < size && events === this.#events) this.#hungry = false;
     }
     this.#pump();
     if (!this.#hungry) this.#checkEmptied();

@@ -210,6 +210,71 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     });
   });
 
+  describe("fetchJobs with acks", () => {
+    const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 });
+
+    test("acks passed to fetchJobs are applied before the fetch: the slot a finished job frees serves it", async () => {
+      const b = make();
+      await b.setConcurrencyKeys([limited]);
+      const [a, next] = [job({ taskName: "L", maxRetries: 2 }), job({ taskName: "L", maxRetries: 2 })];
+      await b.enqueueJobs([a, next]);
+      const [running] = (await b.fetchJobs("q", 5)).jobs;
+      expect(ids([running!])).toEqual([a.id]); // the only slot is taken: the other job waits
+      const record = '{"ok":true,"value":1}';
+      const turn = await b.fetchJobs("q", 1, [{ job: running!, outcome: "succeeded", result: record, resultTtlMs: 60_000 }]);
+      expect(ids(turn.jobs)).toEqual([next.id]);
+      expect(await b.readResult(a.id)).toEqual({ record, state: "finished" });
+      expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
+    });
+
+    test("a retry ack passed with the fetch re-enqueues the job and that same fetch can take it", async () => {
+      const b = make();
+      const [again, elsewhere, later] = [job({ maxRetries: 3 }), job({ maxRetries: 3, queue: "other" }), job({ maxRetries: 3 })];
+      await b.enqueueJobs([again, elsewhere, later]);
+      const fetched = [...(await b.fetchJobs("q", 5)).jobs, ...(await b.fetchJobs("other", 5)).jobs];
+      expect(ids(fetched).sort()).toEqual(ids([again, elsewhere, later]).sort());
+      const byId = new Map(fetched.map((j) => [j.id, j]));
+      const [r1, r2, r3] = [byId.get(again.id)!, byId.get(elsewhere.id)!, byId.get(later.id)!];
+      for (const r of [r1, r2, r3]) r.retries = 1;
+      r3.atMs = T0 + 5_000;
+      const turn = await b.fetchJobs("q", 5, [
+        { job: r1, outcome: "retry" },
+        { job: r2, outcome: "retry" },
+        { job: r3, outcome: "retry" },
+      ]);
+      expect(turn.jobs.map((j) => [j.id, j.retries, j.status])).toEqual([[again.id, 1, JobStatus.Running]]);
+      expect(turn.nextDueAtMs).toBe(T0 + 5_000);
+      expect([r1.status, r2.status, r3.status]).toEqual([JobStatus.Queued, JobStatus.Queued, JobStatus.Waiting]);
+      expect((await b.fetchJobs("other", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[elsewhere.id, 1]]);
+      // Fetched again, the job runs here once more: its next ack ends it.
+      expect((await b.fetchJobs("q", 5, [{ job: turn.jobs[0]!, outcome: "succeeded" }])).jobs).toEqual([]);
+      clock.t += 5_000;
+      expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[later.id, 1]]);
+    });
+
+    test("an ack passed to fetchJobs of a job no longer running here is not applied", async () => {
+      const a = make();
+      await a.setConcurrencyKeys([limited]);
+      const first = job({ taskName: "L", maxRetries: 2 });
+      await a.enqueueJobs([first]);
+      const [mine] = (await a.fetchJobs("q", 1)).jobs;
+      clock.t += a.leaseMs + 1;
+      const b = make();
+      await b.start();
+      expect(ids((await b.keepAlive()).requeued)).toEqual([first.id]);
+      const [theirs] = (await b.fetchJobs("q", 1)).jobs;
+      const second = job({ taskName: "L", maxRetries: 2 });
+      await a.enqueueJobs([second]);
+
+      mine!.retries = 1;
+      // Not applied: no requeue and no slot released, so b still holds the only slot.
+      expect((await a.fetchJobs("q", 5, [{ job: mine!, outcome: "retry" }])).jobs).toEqual([]);
+      expect(mine!.status).toBe(JobStatus.Running);
+      expect(await a.isQueueEmpty("q")).toBe(false);
+      expect(ids((await b.fetchJobs("q", 5, [{ job: theirs!, outcome: "succeeded" }])).jobs)).toEqual([second.id]);
+    });
+  });
+
   describe("periodic tasks", () => {
     const every10s = new Task("tick", noop, { periodicity: 10, queue: "pq", maxRetries: 2 });
 
@@ -287,6 +352,19 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       fromB[0]!.retries = 1;
       await b.finishJobs([{ job: fromB[0]!, outcome: "retry" }]); // a retry frees the slot too
       expect(ids((await a.fetchJobs("q", 10)).jobs)).toEqual([l3!.id]);
+    });
+
+    test("revoked jobs are dropped from a limited queue, and jobs behind set-aside ones are taken, the rest keeping its order", async () => {
+      const b = make();
+      await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 }), new Task("U", noop, { maxRetries: 1 })]);
+      const [l1, l2, u1, l3, u2, u3] = ["L", "L", "U", "L", "U", "U"].map((taskName) => job({ taskName, maxRetries: 1 }));
+      await b.enqueueJobs([l1!, l2!, u1!, l3!, u2!, u3!]);
+      await b.revokeJob(l2!.id);
+      await b.revokeJob(u1!.id);
+      const { jobs, revoked } = await b.fetchJobs("q", 2);
+      expect(ids(jobs)).toEqual(ids([l1!, u2!]));
+      expect(ids(revoked)).toEqual(ids([l2!, u1!]));
+      expect(ids((await b.fetchJobs("q", 5, [{ job: jobs[0]!, outcome: "succeeded" }])).jobs)).toEqual(ids([l3!, u3!]));
     });
 
     test("a task set back to unlimited is no longer held back", async () => {

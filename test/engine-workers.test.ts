@@ -6,6 +6,7 @@ import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { setLogger } from "../lib/logger.js";
 import { captureLogger, deferred, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { settlesWithin } from "./helpers/until.js";
 
 describe.each(brokerFactories())("workers on $name", (factory) => {
   const setup = () => {
@@ -67,6 +68,37 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     const started = await ran.promise;
     // The longest sleep is 30 s: a start within a second proves the broker woke the worker.
     expect(started - scheduled).toBeLessThan(1_000);
+    await engine.stopWorkers();
+    await workers;
+  });
+
+  test("a job enqueued while both turns are on their way, after their fetches looked at the queue, starts at once", async () => {
+    const { engine } = setup();
+    const ran = deferred();
+    const t = engine.task("t", () => ran.resolve());
+    const broker = engine.broker;
+    // Both turns' fetches run (and find the queue empty) but their replies are held back...
+    const fetch = broker.fetchJobs.bind(broker);
+    const held: (() => void)[] = [];
+    let holding = true;
+    broker.fetchJobs = async (queue, maxJobs, acks) => {
+      const result = await fetch(queue, maxJobs, acks);
+      if (holding) await new Promise<void>((resolve) => held.push(resolve));
+      return result;
+    };
+    const wait = broker.waitForEvent.bind(broker);
+    let woken = 0;
+    broker.waitForEvent = (untilMs) => wait(untilMs).then(() => void woken++);
+    const workers = engine.startWorkers({ number: 2 }); // two turns of one job each
+    await until(() => held.length === 2, 5_000, "both turns' fetches to run");
+    // ...until the enqueue's notification has woken the workers: the short replies that come
+    // after it must not put the workers to sleep (the longest sleep is 30 s).
+    const before = woken;
+    await engine.schedule(t);
+    await until(() => woken > before, 5_000, "the workers to hear of the enqueue");
+    holding = false;
+    for (const release of held) release();
+    expect(await settlesWithin(ran.promise, 2_000)).toBe(true);
     await engine.stopWorkers();
     await workers;
   });

@@ -123,6 +123,51 @@ describe("server restarts", () => {
     expect(again.map((j) => [j.id, j.retries]).sort()).toEqual([[limited.id, 0], [once.id, 0]].sort());
   });
 
+  test("a job that a turn's retry ack re-enqueued and the same turn fetched again is not mistaken for an orphan", async () => {
+    const s = await server();
+    const admin = new Redis(s.url);
+    clients.push(admin);
+    const ns = `t-${randomUUID()}`;
+    const k = namespaceKeys(ns);
+    const b = broker(s.url, ns);
+    await b.start();
+    await b.enqueueJobs([new Job({ taskName: "t", queue: "q", atMs: Date.now(), maxRetries: 1, taskArgs: [1] })]);
+    const [first] = (await b.fetchJobs("q", 1)).jobs;
+    first!.retries = 1;
+    const [again] = (await b.fetchJobs("q", 1, [{ job: first!, outcome: "retry" }])).jobs;
+    expect(again?.id).toBe(first!.id);
+    await admin.client("KILL", "TYPE", "normal"); // b's connection drops: its next keepAlive looks for orphans
+    await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
+    await b.keepAlive();
+    expect(await admin.smembers(k.running(b.id))).toEqual([first!.id]); // still running here, not put back
+    expect(await admin.llen(k.queue("q"))).toBe(0);
+  });
+
+  test("the acks of a turn whose call failed are sent again by keepAlive", async () => {
+    const s = await server();
+    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
+    client.on("error", () => undefined);
+    clients.push(client);
+    await until(() => client.status === "ready", 5_000, "the client to connect");
+    const ns = `t-${randomUUID()}`;
+    const b = broker(client, ns);
+    await b.enqueueJobs([job(1)]);
+    const [j] = (await b.fetchJobs("q", 1)).jobs;
+    await s.stop("SIGKILL");
+    await expect(b.fetchJobs("q", 1, [{ job: j!, outcome: "succeeded" }])).rejects.toBeInstanceOf(RedisConnectionError);
+    const restarted = await server(s.port);
+    await until(() => client.status === "ready", 10_000, "the client to reconnect");
+    // The restarted server is empty: put the job back as running on b, as a durable server would have it.
+    const admin = new Redis(restarted.url);
+    clients.push(admin);
+    const k = namespaceKeys(ns);
+    await admin.hset(k.jobs, j!.id, toJSON(j!));
+    await admin.sadd(k.running(b.id), j!.id);
+    await b.keepAlive();
+    expect(await admin.scard(k.running(b.id))).toBe(0);
+    expect(await admin.hlen(k.jobs)).toBe(0);
+  });
+
   test("an acknowledgement that fails even after retries is sent again by keepAlive", async () => {
     const s = await server();
     const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });

@@ -190,6 +190,24 @@ describe("corrupt data", () => {
     expect(await admin.hkeys(k.jobs)).toEqual([good.id]);
     await b.flush();
   });
+
+  test("with a concurrency limit, entries that are not jobs are dropped in the fetch and never reach running", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const b = broker(namespace, clock);
+    await b.setConcurrencyKeys([new Task("t", noop, { maxRetries: 1, maxConcurrency: 5 })]);
+    const [good, next] = [job(clock), job(clock)];
+    await admin.hset(k.jobs, { "not-json": "not json", [good.id]: toJSON(good), [next.id]: toJSON(next), "half": '{"id":"half a job"}' });
+    await admin.rpush(k.queue("q"), "not-json", good.id, "no-json-stored", "half", next.id);
+    const { jobs } = await b.fetchJobs("q", 2);
+    expect(jobs.map((j) => j.id)).toEqual([good.id, next.id]);
+    expect(await admin.exists(k.queue("q"))).toBe(0);
+    expect((await admin.smembers(k.running(b.id))).sort()).toEqual([good.id, next.id].sort());
+    expect((await admin.hkeys(k.jobs)).sort()).toEqual([good.id, next.id].sort());
+    expect(await admin.hget(k.concurrency, "t")).toBe("2");
+    await b.flush();
+  });
 });
 
 describe("job ids", () => {

@@ -80,18 +80,24 @@ export function enqueueCall(k: NamespaceKeys, jobs: readonly Job[], nowMs: numbe
   return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" ")] };
 }
 
-/** fetch_jobs.lua; `uuid` is a fresh random UUID the ids of periodic jobs are derived from. */
+/**
+ * fetch_jobs.lua: a worker's turn. `acks` are acknowledged first (packed as `finishCall` packs
+ * them, their retry queues after the fixed KEYS); `uuid` is a fresh random UUID the ids of
+ * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry) before
+ * anything is sent.
+ */
 export function fetchCall(
   k: NamespaceKeys, brokerId: string, queue: string, maxJobs: number, nowMs: number, leaseMs: number, uuid: string,
+  acks: readonly FinishedJob[] = [],
 ): ScriptCall {
-  return {
-    name: "fetch_jobs",
-    keys: [
-      k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency,
-      k.jobs, k.results, k.resultExpiry, k.revoked,
-    ],
-    args: [k.prefix, k.events, brokerId, nowMs, nowMs + leaseMs, maxJobs, uuid, k.resultsChannel, DEFAULT_RESULT_TTL_MS, REVOKED_RECORD],
-  };
+  const keys = [
+    k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency,
+    k.jobs, k.results, k.resultExpiry, k.revoked, k.progress,
+  ];
+  const args: ScriptArg[] = [k.prefix, k.events, brokerId, nowMs, nowMs + leaseMs, maxJobs, uuid, k.resultsChannel, DEFAULT_RESULT_TTL_MS, REVOKED_RECORD];
+  if (acks.length === 0) args.push(0, "", "");
+  else args.push(...packAcks(k, keys, new Map([[queue, 1]]), acks, nowMs));
+  return { name: "fetch_jobs", keys, args };
 }
 
 /** What fetch_jobs.lua returns. */
@@ -100,27 +106,47 @@ export interface FetchReply {
   nextDueAtMs: number | undefined;
   dropped: string[];
   revoked: string[];
+  /** The 0-based indexes of the acks that were not applied (no longer running here). */
+  notApplied: number[];
 }
 
-/** Checks the reply of fetch_jobs.lua (in place: no copy of its lists). @throws RedisReplyError when it has another shape. */
-export function parseFetchReply(reply: unknown): FetchReply {
-  const [jsons, next, dropped, revoked] = tuple(reply, 4, "fetch_jobs");
+/**
+ * Checks the reply of fetch_jobs.lua (in place: no copy of its lists); `ackCount` is how many acks
+ * the call carried. The script leaves out the last three lists when all are empty.
+ * @throws RedisReplyError when it has another shape.
+ */
+export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
+  const short = Array.isArray(reply) && reply.length === 2;
+  const [jsons, next, dropped, revoked, notApplied] = short ? (reply as unknown[]) : tuple(reply, 5, "fetch_jobs");
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
-    dropped: strings(dropped, "fetch_jobs"),
-    revoked: strings(revoked, "fetch_jobs"),
+    dropped: short ? [] : strings(dropped, "fetch_jobs"),
+    revoked: short ? [] : strings(revoked, "fetch_jobs"),
+    notApplied: short ? [] : batchIndexes(notApplied, ackCount, "fetch_jobs"),
   };
 }
 
 /**
- * finish_jobs.lua. Jobs that ended with nothing kept (the common case) travel as one argument of
- * space-separated ids; the others (result records, retries, progress to forget) as one line each,
- * with their position in the batch.
+ * finish_jobs.lua: acknowledgements alone (a worker with no free slot, or stopping; re-sent acks).
+ * @throws SerializationError (from toJSON of a retry) before anything is sent.
  */
 export function finishCall(k: NamespaceKeys, brokerId: string, finished: readonly FinishedJob[], nowMs: number): ScriptCall {
   const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future, k.jobs, k.results, k.resultExpiry, k.progress];
-  const index = new Map<string, number>();
+  const packed = packAcks(k, keys, new Map(), finished, nowMs);
+  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed] };
+}
+
+/**
+ * The three arguments that carry a batch of acks (finish_jobs.lua's ARGV[4..6], fetch_jobs.lua's
+ * ARGV[11..13]): id width, packed ids, lines. Jobs that ended with nothing kept (the common case)
+ * travel as one argument of space-separated ids; the others (result records, retries, progress to
+ * forget) as one line each, with their position in the batch. The queue key of a retry due now is
+ * appended to `keys` unless `index` (queue -> KEYS index, updated) already has it.
+ */
+function packAcks(
+  k: NamespaceKeys, keys: string[], index: Map<string, number>, finished: readonly FinishedJob[], nowMs: number,
+): [number, string, string] {
   const plain: string[] = [];
   const lines: string[] = [];
   let width = -1;
@@ -141,15 +167,20 @@ export function finishCall(k: NamespaceKeys, brokerId: string, finished: readonl
   const ids = plain.join(" ");
   // The script reads ids at fixed byte positions: only when each character is one byte.
   if (width > 0 && Buffer.byteLength(ids) !== ids.length) width = 0;
-  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, Math.max(width, 0), ids, lines.join("\n")] };
+  return [Math.max(width, 0), ids, lines.join("\n")];
 }
 
 /** Checks the reply of finish_jobs.lua: the 0-based batch indexes of the jobs that were not applied (no longer running here). */
 export function parseFinishReply(reply: unknown, count: number): number[] {
-  if (!Array.isArray(reply)) throw shapeError("finish_jobs", reply);
+  return batchIndexes(reply, count, "finish_jobs");
+}
+
+/** 1-based positions in a batch of `count` acks, as the scripts return them, made 0-based. */
+function batchIndexes(reply: unknown, count: number, script: string): number[] {
+  if (!Array.isArray(reply)) throw shapeError(script, reply);
   return (reply as unknown[]).map((p) => {
-    const i = int(p, "finish_jobs") - 1;
-    if (i < 0 || i >= count) throw shapeError("finish_jobs", reply);
+    const i = int(p, script) - 1;
+    if (i < 0 || i >= count) throw shapeError(script, reply);
     return i;
   });
 }

@@ -2,11 +2,12 @@
  * RedisBroker: the broker contract on Redis (standalone or Cluster), with MemoryBroker's semantics.
  *
  * Every multi-step operation is one Lua script (brokers/redis/scripts/*.lua), so each is atomic
- * and costs one round-trip: enqueue a batch, fetch (lease + due future jobs + periodic tasks +
- * pop), finish a batch, keep alive. All keys of a namespace share one hash tag (keys.ts), which
- * makes the scripts Redis-Cluster safe. Workers learn about new jobs through pub/sub on the
- * namespace's events channel (a dedicated subscriber connection, opened by `start()`), never by
- * polling; `waitForEvent` also wakes at the next due date the last fetch reported.
+ * and costs one round-trip: enqueue a batch, a worker's turn (acks + lease + due future jobs +
+ * periodic tasks + pop, fetch_jobs.lua), finish a batch alone, keep alive. All keys of a
+ * namespace share one hash tag (keys.ts), which makes the scripts Redis-Cluster safe. Workers
+ * learn about new jobs through pub/sub on the namespace's events channel (a dedicated subscriber
+ * connection, opened by `start()`), never by polling; `waitForEvent` also wakes at the next due
+ * date the last fetch reported.
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -175,32 +176,28 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * Renews the lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of
-   * `queue` in one script call (not retried: a lost reply is repaired by `keepAlive`).
-   * @throws RedisConnectionError, RedisReplyError
+   * A worker's turn in one script call: acknowledges `acks` as `finishJobs` does, then renews the
+   * lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of `queue`.
+   * Not retried (a lost reply is repaired by `keepAlive`); when it fails, the acks also wait in
+   * `#pendingAcks` for `keepAlive` to send them again. @throws RedisConnectionError, RedisReplyError
    */
   async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
-    // Sent before the fetch on the same connection, so Redis runs the acks first. Acks that fail
-    // stay in #pendingAcks and keepAlive sends them again; the jobs fetched are returned anyway.
-    const acked = acks.length > 0 ? this.finishJobs(acks).catch(() => undefined) : undefined;
-    const fetched = await this.#fetch(queue, maxJobs);
-    await acked;
-    return fetched;
-  }
-
-  async #fetch(queue: string, maxJobs: number): Promise<FetchResult> {
     const count = Number.isFinite(maxJobs) ? Math.max(0, Math.ceil(maxJobs)) : 2 ** 31 - 1;
-    const call = calls.fetchCall(this.#k, this.id, queue, count, this.clock.now(), this.leaseMs, randomUUID());
+    const now = this.clock.now();
+    const call = this.#turnCall(queue, count, now, acks);
     let reply: calls.FetchReply;
     this.#fetching++;
     try {
-      reply = calls.parseFetchReply(await this.#run(call));
+      reply = calls.parseFetchReply(await this.#run(call), acks.length);
     } catch (e) {
       this.#suspect = true;
+      if (acks.length > 0) this.#pendingAcks.push(...acks); // still in #inFlight, so never mistaken for orphans
       throw e;
     } finally {
       this.#fetching--;
     }
+    // Acks first: a retried job may be fetched again by this very call, and must stay in #inFlight.
+    if (acks.length > 0) this.#acked(acks, reply.notApplied, now);
     for (const json of reply.dropped) getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
@@ -222,6 +219,22 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
+   * The script call of a turn. Acks that cannot be packed (a retry whose job cannot be encoded)
+   * are logged and left out, as `finishJobs` would throw them away: the fetch goes on without them.
+   */
+  #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[]): calls.ScriptCall {
+    const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
+      calls.fetchCall(this.#k, this.id, queue, count, now, this.leaseMs, randomUUID(), withAcks);
+    if (acks.length === 0) return fetch(acks);
+    try {
+      return fetch(acks);
+    } catch (e) {
+      getLogger().error(`could not encode ${acks.length} acknowledgement(s); fetching without them`, e);
+      return fetch([]);
+    }
+  }
+
+  /**
    * Acknowledges ended executions in one script call (safe to repeat: a job is only acted on while
    * it is in this broker's running set). Retried on connection failures; if it still fails, it
    * throws and `keepAlive` sends it again later. @throws RedisConnectionError, RedisReplyError
@@ -237,6 +250,11 @@ export class RedisBroker extends BaseBroker {
       this.#pendingAcks.push(...finished); // still in #inFlight, so never mistaken for orphans
       throw e;
     }
+    this.#acked(finished, notApplied, now);
+  }
+
+  /** Records the outcome of applied acks: no longer in flight; an applied retry is Queued or Waiting again. */
+  #acked(finished: readonly FinishedJob[], notApplied: readonly number[], now: number): void {
     const skipped = notApplied.length > 0 ? new Set(notApplied) : undefined;
     for (let i = 0; i < finished.length; i++) {
       const { job, outcome } = finished[i]!;

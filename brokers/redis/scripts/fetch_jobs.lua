@@ -1,4 +1,6 @@
--- fetch_jobs.lua: renews the lease, moves what is due into queues, and takes jobs from one queue.
+-- fetch_jobs.lua: a worker's turn in one call. Acknowledges the ended executions it is given,
+-- exactly as finish_jobs.lua does (so the concurrency slots they free serve this fetch), then
+-- renews the lease, moves what is due into queues, and takes jobs from one queue.
 -- KEYS[1]  queue LIST (job ids) to fetch from
 -- KEYS[2]  future ZSET (job ids, score = atMs)
 -- KEYS[3]  periodic ZSET (task name -> next run ms)
@@ -11,10 +13,14 @@
 -- KEYS[10] results HASH
 -- KEYS[11] result-expiry ZSET
 -- KEYS[12] revoked SET (ids of pending jobs that were revoked)
+-- KEYS[13] progress HASH (acks only)
+-- KEYS[14..] queue LISTs that retried jobs go back to (acks only; a retry to the queue fetched
+--          from names KEYS[1])
 -- ARGV[1]  key prefix "{chard:<ns>}". The queues that due future jobs and periodic tasks go to
 --          depend on the stored data, so their keys are built here as prefix..":queue:"..queue:
 --          they carry the prefix's hash tag, hence live in the same Cluster slot as KEYS.
--- ARGV[2]  events channel (published to when a job was moved)
+-- ARGV[2]  events channel (published to, once, when a job was moved, or the acks re-enqueued a
+--          job or freed a concurrency slot)
 -- ARGV[3]  broker id
 -- ARGV[4]  now (epoch ms, the client's clock)
 -- ARGV[5]  lease expiry (now + leaseMs)
@@ -24,20 +30,36 @@
 --          (version and variant untouched): unique within the call, and across calls by the
 --          other 74 random bits. At most 1000 periodic tasks fire per call (the rest stay due).
 --          Checked only when a periodic task is due.
--- ARGV[8]  results channel (the ids of revoked jobs dropped here are published to it)
+-- ARGV[8]  results channel (the ids of the jobs the acks ended, and of revoked jobs dropped here,
+--          are published to it)
 -- ARGV[9]  how long the record of a revoked job is kept (ms)
 -- ARGV[10] the record of a revoked job (lib/results.ts REVOKED_RECORD)
+-- ARGV[11..13] the acks, packed as ARGV[4..6] of finish_jobs.lua (see its header), run first by
+--          chard_finish_jobs; "0", "", "" for none
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
 -- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); without concurrency limits the JSONs are not read here, so an entry that is not a
 -- job reaches the client, which cannot read it: reclaim_orphans.lua then removes it.
 -- Returns { accepted job JSONs in queue order, nextDueAtMs (string) or nil,
---           corrupt entries dropped (for the log), revoked job JSONs }
+--           corrupt entries dropped (for the log), revoked job JSONs,
+--           positions (1-based) of the acks NOT applied, as finish_jobs.lua returns them },
+-- cut to its first two entries when the last three are empty (the common reply: each table in a
+-- reply costs Redis about 0.4 us to convert).
 local queue_key, future_key, periodic_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local leases_key, running_key, max_key, cur_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local jobs_key, results_key, expiry_key, revoked_key = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local prefix, channel, broker_id, now_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, max_jobs = tonumber(now_s), tonumber(ARGV[6])
+
+-- 0. The acks, first. One HGETALL of the limits serves them and the fetch (without a fetch, the
+-- acks read it only if they need it).
+local limits = nil
+if max_jobs > 0 then limits = chard_limits(max_key) end
+local notify, not_applied = false, {}
+if ARGV[12] ~= '' or ARGV[13] ~= '' then
+  notify, not_applied = chard_finish_jobs(running_key, max_key, cur_key, future_key, jobs_key, results_key, expiry_key,
+    KEYS[13], ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13])
+end
 
 redis.call('ZADD', leases_key, ARGV[5], broker_id)
 
@@ -60,7 +82,8 @@ local function drop(ids)
 end
 
 -- Without concurrency limits: one LPOP, one HMGET, one SADD for the whole batch; the revoked SET
--- is looked at only when it is not empty.
+-- is looked at only when it is not empty. `count` is ARGV[6] as sent: Redis converts a Lua number
+-- argument of redis.call at every call, a string costs it less (first_score passes '0' so too).
 local revoked, revoked_ids = {}, {}
 local function take(count)
   local ids = redis.call('LPOP', queue_key, count)
@@ -99,38 +122,44 @@ local function take(count)
   return jsons
 end
 
--- With concurrency limits: job by job, reading each job's task. Jobs of a task at its limit are
--- set aside and go back to the front of the queue in their original order.
-local function take_limited(limits, count)
-  local limit, current, taken, taken_order, set_aside, ids, jsons = {}, {}, {}, {}, {}, {}, {}
-  for i = 1, #limits, 2 do limit[limits[i]] = tonumber(limits[i + 1]) end
+-- With concurrency limits: the jobs still wanted are popped and read in one LPOP and one HMGET
+-- (more rounds only when some were set aside or dropped), then looked at in queue order, each
+-- job's task read from its JSON. Jobs of a task at its limit are set aside and go back to the
+-- front of the queue in their original order.
+local function take_limited(limit, count)
+  local current, taken, taken_order, set_aside, ids, jsons = {}, {}, {}, {}, {}, {}
   local any_revoked = redis.call('SCARD', revoked_key) > 0
   while #ids < count do
-    local id = redis.call('LPOP', queue_key)
-    if not id then break end
-    local json = redis.call('HGET', jobs_key, id)
-    local job = json and chard_read_job(json)
-    local accept = false
-    if not job or job.id ~= id then
-      dropped[#dropped + 1] = chard_corrupt(id, json)
-      drop({ id })
-    elseif any_revoked and redis.call('SISMEMBER', revoked_key, id) == 1 then
-      revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
-    elseif limit[job.task] then
-      local cur = current[job.task] or tonumber(redis.call('HGET', cur_key, job.task)) or 0
-      current[job.task] = cur
-      if cur >= limit[job.task] then
-        set_aside[#set_aside + 1] = id
+    local popped = redis.call('LPOP', queue_key, count - #ids)
+    if not popped then break end
+    local stored, lost = chard_chunked_list('HMGET', jobs_key, popped), {}
+    local flags = any_revoked and chard_chunked_list('SMISMEMBER', revoked_key, popped)
+    for i, id in ipairs(popped) do
+      local json = stored[i]
+      local job = json and chard_read_job(json)
+      local accept = false
+      if not job or job.id ~= id then
+        dropped[#dropped + 1] = chard_corrupt(id, json)
+        lost[#lost + 1] = id
+      elseif flags and flags[i] == 1 then
+        revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
+      elseif limit[job.task] then
+        local cur = current[job.task] or tonumber(redis.call('HGET', cur_key, job.task)) or 0
+        current[job.task] = cur
+        if cur >= limit[job.task] then
+          set_aside[#set_aside + 1] = id
+        else
+          current[job.task] = cur + 1
+          if not taken[job.task] then taken_order[#taken_order + 1] = job.task end
+          taken[job.task] = (taken[job.task] or 0) + 1
+          accept = true
+        end
       else
-        current[job.task] = cur + 1
-        if not taken[job.task] then taken_order[#taken_order + 1] = job.task end
-        taken[job.task] = (taken[job.task] or 0) + 1
         accept = true
       end
-    else
-      accept = true
+      if accept then ids[#ids + 1], jsons[#jsons + 1] = id, json end
     end
-    if accept then ids[#ids + 1], jsons[#jsons + 1] = id, json end
+    drop(lost)
   end
   for _, task in ipairs(taken_order) do redis.call('HINCRBY', cur_key, task, taken[task]) end
   -- LPUSH a b c leaves c first: push from the last set-aside job to the first, in chunks.
@@ -149,7 +178,7 @@ end
 -- The score of the first member of a ZSET (its earliest due time), or nil. Looked at first, so
 -- the common fetch (nothing due) costs one command per ZSET.
 local function first_score(key)
-  return redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+  return redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')[2]
 end
 
 -- 1. Due future jobs, in due order, to the queue their JSON names.
@@ -207,13 +236,12 @@ if periodic_next and tonumber(periodic_next) <= now then
   periodic_next = first_score(periodic_key)
 end
 for _, key in ipairs(push_order) do chard_chunked('RPUSH', key, pushes[key]) end
-if moved > 0 then redis.call('PUBLISH', channel, '') end
+if moved > 0 or notify then redis.call('PUBLISH', channel, '') end
 
 -- 3. Take up to maxJobs jobs.
 local accepted = {}
 if max_jobs > 0 then
-  local limits = redis.call('HGETALL', max_key)
-  if #limits == 0 then accepted = take(max_jobs) else accepted = take_limited(limits, max_jobs) end
+  if limits then accepted = take_limited(limits, max_jobs) else accepted = take(ARGV[6]) end
   if #revoked_ids > 0 then
     chard_chunked('SREM', revoked_key, revoked_ids)
     chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[8], revoked_ids, nil, now, ARGV[10], ARGV[9])
@@ -223,4 +251,5 @@ end
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false
 if periodic_next and (not next_due or tonumber(periodic_next) < tonumber(next_due)) then next_due = periodic_next end
-return { accepted, next_due, dropped, revoked }
+if #dropped == 0 and #revoked == 0 and #not_applied == 0 then return { accepted, next_due } end
+return { accepted, next_due, dropped, revoked, not_applied }
