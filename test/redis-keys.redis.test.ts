@@ -163,6 +163,30 @@ describe("stored bytes", () => {
   });
 });
 
+describe("result records", () => {
+  test("expired records are invisible at once and removed by the next acknowledgement that stores records", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const b = broker(namespace, clock);
+    await b.start();
+    const jobs = [job(clock), job(clock), job(clock), job(clock), job(clock)];
+    await b.enqueueJobs(jobs);
+    const fetched = (await b.fetchJobs("q", 5)).jobs;
+    const kept = (j: Job) => ({ job: j, outcome: "succeeded" as const, result: '{"ok":true}', resultTtlMs: 1000 });
+    await b.finishJobs(fetched.slice(0, 3).map(kept));
+    expect(await admin.hlen(k.results)).toBe(3);
+    clock.t += 2000;
+    await b.finishJobs([{ job: fetched[3]!, outcome: "succeeded" }]); // stores nothing: no clean-up due
+    expect(await admin.hlen(k.results)).toBe(3);
+    expect(await b.readResult(fetched[0]!.id)).toEqual({ record: undefined, state: "unknown" });
+    await b.finishJobs([kept(fetched[4]!)]);
+    expect(await admin.hkeys(k.results)).toEqual([fetched[4]!.id]);
+    expect(await admin.zrange(k.resultExpiry, 0, -1)).toEqual([fetched[4]!.id]);
+    await b.flush();
+  });
+});
+
 describe("corrupt data", () => {
   test("entries that are not jobs are dropped from queues and never stay running", async () => {
     const namespace = `t-${randomUUID()}`;

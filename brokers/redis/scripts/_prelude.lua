@@ -226,9 +226,11 @@ local function chard_live_state(revoked_key, leases_key, prefix, id)
 end
 
 -- Stores result records: `records` is a list of { id, record, ttl ms }; the expiry ZSET scores
--- each id by when its record goes. Expired records (up to 100 per call) are removed here, so
--- the results HASH never grows past what the TTLs allow.
+-- each id by when its record goes. Each call that stores records also removes up to 100 expired
+-- ones, so the results HASH never grows past what the TTLs allow (and a call that stores none,
+-- the common acknowledgement, costs nothing here).
 local function chard_keep_results(results_key, expiry_key, records, now)
+  if #records == 0 then return end
   local fields, scores = {}, {}
   for _, r in ipairs(records) do
     fields[#fields + 1] = r[1]
