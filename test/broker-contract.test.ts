@@ -33,6 +33,25 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [], ...fields });
   const ids = (jobs: readonly Job[]): string[] => jobs.map((j) => j.id);
 
+  /**
+   * Broker `a` fetched a job of a task limited to one at a time, then its lease expired and `b`
+   * recovered the job and runs it again: `mine` is a's copy, `theirs` b's (retries 1).
+   */
+  const recoveredByAnother = async (): Promise<{ a: Broker; b: Broker; mine: Job; theirs: Job }> => {
+    const a = make();
+    await a.setConcurrencyKeys([new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 })]);
+    const first = job({ taskName: "L", maxRetries: 2 });
+    await a.enqueueJobs([first]);
+    const [mine] = (await a.fetchJobs("q", 1)).jobs;
+    clock.t += a.leaseMs + 1;
+    const b = make();
+    await b.start();
+    expect(ids((await b.keepAlive()).requeued)).toEqual([first.id]);
+    const [theirs] = (await b.fetchJobs("q", 1)).jobs;
+    expect(theirs!.retries).toBe(1);
+    return { a, b, mine: mine!, theirs: theirs! };
+  };
+
   beforeEach(() => {
     clock = new FakeClock(T0);
     w = world();
@@ -186,26 +205,14 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     });
 
     test("finishing a job that another broker recovered does nothing (no requeue, no slot released)", async () => {
-      const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 });
-      const a = make();
-      await a.setConcurrencyKeys([limited]);
-      const first = job({ taskName: "L", maxRetries: 2 });
-      await a.enqueueJobs([first]);
-      const [mine] = (await a.fetchJobs("q", 1)).jobs;
-      clock.t += a.leaseMs + 1;
-      const b = make();
-      await b.start();
-      expect(ids((await b.keepAlive()).requeued)).toEqual([first.id]);
-      const [theirs] = (await b.fetchJobs("q", 1)).jobs;
-      expect(theirs!.retries).toBe(1);
-
-      mine!.retries = 1;
-      await a.finishJobs([{ job: mine!, outcome: "retry" }]);
-      expect(mine!.status).toBe(JobStatus.Running);
+      const { a, b, mine, theirs } = await recoveredByAnother();
+      mine.retries = 1;
+      await a.finishJobs([{ job: mine, outcome: "retry" }]);
+      expect(mine.status).toBe(JobStatus.Running);
       const second = job({ taskName: "L", maxRetries: 2 });
       await a.enqueueJobs([second]);
       expect((await a.fetchJobs("q", 5)).jobs).toEqual([]); // b still holds the only slot
-      await b.finishJobs([{ job: theirs!, outcome: "succeeded" }]);
+      await b.finishJobs([{ job: theirs, outcome: "succeeded" }]);
       expect(ids((await a.fetchJobs("q", 5)).jobs)).toEqual([second.id]);
     });
   });
@@ -253,25 +260,15 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     });
 
     test("an ack passed to fetchJobs of a job no longer running here is not applied", async () => {
-      const a = make();
-      await a.setConcurrencyKeys([limited]);
-      const first = job({ taskName: "L", maxRetries: 2 });
-      await a.enqueueJobs([first]);
-      const [mine] = (await a.fetchJobs("q", 1)).jobs;
-      clock.t += a.leaseMs + 1;
-      const b = make();
-      await b.start();
-      expect(ids((await b.keepAlive()).requeued)).toEqual([first.id]);
-      const [theirs] = (await b.fetchJobs("q", 1)).jobs;
+      const { a, b, mine, theirs } = await recoveredByAnother();
       const second = job({ taskName: "L", maxRetries: 2 });
       await a.enqueueJobs([second]);
-
-      mine!.retries = 1;
+      mine.retries = 1;
       // Not applied: no requeue and no slot released, so b still holds the only slot.
-      expect((await a.fetchJobs("q", 5, [{ job: mine!, outcome: "retry" }])).jobs).toEqual([]);
-      expect(mine!.status).toBe(JobStatus.Running);
+      expect((await a.fetchJobs("q", 5, [{ job: mine, outcome: "retry" }])).jobs).toEqual([]);
+      expect(mine.status).toBe(JobStatus.Running);
       expect(await a.isQueueEmpty("q")).toBe(false);
-      expect(ids((await b.fetchJobs("q", 5, [{ job: theirs!, outcome: "succeeded" }])).jobs)).toEqual([second.id]);
+      expect(ids((await b.fetchJobs("q", 5, [{ job: theirs, outcome: "succeeded" }])).jobs)).toEqual([second.id]);
     });
   });
 
