@@ -203,7 +203,8 @@ export class Engine {
   #enqueued(jobs: readonly Job[]): void {
     for (const job of jobs) {
       job.bindResults(this.#getResult);
-      signals.jobEnqueued.send(this.namespace, { job });
+      // Once per job on the producer's hot path: build the payload only for a receiver.
+      if (signals.jobEnqueued.hasReceivers) signals.jobEnqueued.send(this.namespace, { job });
       if (job.status === JobStatus.Waiting) signals.jobScheduled.send(this.namespace, { job });
     }
   }
