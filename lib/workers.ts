@@ -13,6 +13,7 @@
  * short fetch (the queue is empty), the arbiter sleeps in `broker.waitForEvent` until the broker
  * reports something, a job ends or the next future job / periodic task is due, then starts a turn.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { exponentialBackoff } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
 import { ChardError, JobCancelledError, JobExpiredError, UnknownTaskError, toError } from "./errors.js";
@@ -327,7 +328,7 @@ export class Workers {
           );
           return;
         }
-        await this.#pause(Math.min(exponentialBackoff(attempt, 20) * 100, 2_000));
+        await sleep(Math.min(exponentialBackoff(attempt, 20) * 100, 2_000));
       }
     }
   }
@@ -366,10 +367,5 @@ export class Workers {
       const task = this.#tasks.get(job.taskName);
       if (task) callHook(ns, task, "onFailure", job, err);
     }
-  }
-
-  /** Sleeps `ms` (between attempts of the final acks). */
-  #pause(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
   }
 }

@@ -6,8 +6,7 @@
  * periodic tasks + pop, fetch_jobs.lua), finish a batch alone, keep alive. All keys of a
  * namespace share one hash tag (keys.ts), which makes the scripts Redis-Cluster safe. Workers
  * learn about new jobs through pub/sub on the namespace's events channel (a dedicated subscriber
- * connection, opened by `start()`), never by polling; `waitForEvent` also wakes at the next due
- * date the last fetch reported.
+ * connection, opened by `start()`), never by polling.
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -225,7 +224,6 @@ export class RedisBroker extends BaseBroker {
   #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[]): calls.ScriptCall {
     const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
       calls.fetchCall(this.#k, this.id, queue, count, now, this.leaseMs, randomUUID(), withAcks);
-    if (acks.length === 0) return fetch(acks);
     try {
       return fetch(acks);
     } catch (e) {
