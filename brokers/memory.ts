@@ -13,7 +13,7 @@ import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from 
 import { StateError } from "../lib/errors.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
-import { Job, JobStatus, fromWire, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
+import { Job, JobStatus, dueStatus, fromWire, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
 import { MemoryStore, type NamespaceState } from "./memory-state.js";
@@ -73,13 +73,9 @@ export class MemoryBroker extends BaseBroker {
 
   #put(ns: NamespaceState, job: Job, wire: WireJob, now: number): void {
     ns.jobs.set(job.id, "pending");
-    if (job.atMs <= now) {
-      ns.queue(job.queue).push(wire);
-      job.status = JobStatus.Queued;
-    } else {
-      ns.addFuture({ atMs: job.atMs, wire });
-      job.status = JobStatus.Waiting;
-    }
+    job.status = dueStatus(job.atMs, now);
+    if (job.status === JobStatus.Queued) ns.queue(job.queue).push(wire);
+    else ns.addFuture({ atMs: job.atMs, wire });
   }
 
   async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {

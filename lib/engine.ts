@@ -2,7 +2,7 @@ import type { DateTime } from "luxon";
 import type { Broker, JobState } from "./broker.js";
 import { checkInteger, toMilliseconds } from "./durations.js";
 import {
-  ChardError, InvalidOptionError, ResultTimeoutError, StateError, UnknownJobError, UnknownTaskError, describe, toUtcDateTime,
+  DuplicateNameError, InvalidOptionError, ResultTimeoutError, StateError, UnknownJobError, UnknownTaskError, describe, toUtcDateTime,
 } from "./errors.js";
 import { Job, JobStatus, checkArgs, isJobId, type ResultOptions } from "./jobs.js";
 import { readRecord, recordProgress } from "./results.js";
@@ -89,7 +89,7 @@ export class Engine {
 
   /**
    * Defines a task on this engine.
-   * @throws InvalidOptionError for bad options; ChardError when the name is taken.
+   * @throws InvalidOptionError for bad options; DuplicateNameError when the name is taken.
    */
   task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
     checkUserTaskName(name);
@@ -103,12 +103,12 @@ export class Engine {
     tasks.attachTo(this);
   }
 
-  /** @internal Adds a task; used by `task` and attached registries. @throws ChardError for a duplicate name. */
+  /** @internal Adds a task; used by `task` and attached registries. @throws DuplicateNameError for a duplicate name. */
   addTask(task: Task): void {
     checkUserTaskName(task.name);
     const existing = this.#tasks.get(task.name);
     if (existing === task) return;
-    if (existing) throw new ChardError(`a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`);
+    if (existing) throw new DuplicateNameError(`a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`);
     if (this.#running) getLogger().warn(`task "${task.name}" was defined while workers run; restart them to register its schedule and limits`);
     this.#tasks.set(task.name, task);
   }

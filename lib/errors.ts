@@ -23,6 +23,12 @@ export class BrokerInUseError extends ChardError {}
 /** The engine or registry is not in a state that allows the call (e.g. workers already running). */
 export class StateError extends ChardError {}
 
+/** A task or reliable receiver name that is already taken where names must be unique. */
+export class DuplicateNameError extends ChardError {}
+
+/** Data read from the broker that is not what Chard writes (another program's, or damaged). */
+export class CorruptDataError extends ChardError {}
+
 /** Throw from a task to retry it, optionally at `at` (a naive `Date` is a UTC instant anyway). */
 export class RetryError extends ChardError {
   /** When to retry; `undefined` means exponential backoff. */
@@ -50,6 +56,18 @@ export class JobRevokedError extends ChardError {}
 
 /** A job was not started within its task's `expiresIn` after it was due. */
 export class JobExpiredError extends ChardError {}
+
+/**
+ * The job was running on a worker that died (its lease expired) and it has no retries left: it
+ * fails without running again (at-most-once).
+ */
+export class WorkerDiedError extends ChardError {
+  /** The message of every WorkerDiedError, also stored in the job's result record. */
+  static readonly MESSAGE = "the worker running the job died and the job has no retries left";
+  constructor(message: string = WorkerDiedError.MESSAGE) {
+    super(message);
+  }
+}
 
 /** `getResult` did not see the job end within its `timeout`. */
 export class ResultTimeoutError extends ChardError {}

@@ -7,11 +7,11 @@
  * returns the acknowledgement itself: no promise, no timer, nothing to cancel. Only a task that
  * returns a promise or an iterator makes the execution asynchronous.
  */
-import { exponentialBackoff } from "./backoff.js";
+import { JOB_RETRY_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FinishedJob } from "./broker.js";
 import { runWithJob, type JobContext } from "./context.js";
 import { AbortJobError, JobCancelledError, JobTimeoutError, RetryError, toError } from "./errors.js";
-import { JobStatus, type Job } from "./jobs.js";
+import { JobStatus, dueStatus, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { failureRecord, storable, successRecord } from "./results.js";
 import { signals } from "./signals.js";
@@ -158,8 +158,8 @@ export class Execution implements JobContext {
     if (!final && job.retries < job.maxRetries) {
       const now = this.#broker.clock.now();
       job.retries++;
-      job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(exponentialBackoff(job.retries) * 1000);
-      job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+      job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
+      job.status = dueStatus(job.atMs, now);
       getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
       signals.jobScheduleRetry.send(ns, { job, err });
       callHook(ns, task, "onRetry", job, err);

@@ -24,8 +24,10 @@ export {
   JobExpiredError,
   JobFailedError,
   ResultTimeoutError,
+  DuplicateNameError,
+  CorruptDataError,
+  WorkerDiedError,
 } from "./errors.js";
-export { WorkerDiedError } from "./workers.js";
 export {
   signals,
   SafeNamedSignal,

@@ -23,6 +23,14 @@ export const JobStatus = {
 /** One of the values of `JobStatus`. */
 export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
 
+/**
+ * The due-now rule, the one place it is written: a job due at or before `nowMs` is `Queued` (it
+ * goes to its queue), a later one is `Waiting` (it goes to the future set).
+ */
+export function dueStatus(atMs: number, nowMs: number): typeof JobStatus.Queued | typeof JobStatus.Waiting {
+  return atMs <= nowMs ? JobStatus.Queued : JobStatus.Waiting;
+}
+
 const STATUS_NAMES = Object.fromEntries(Object.entries(JobStatus).map(([k, v]) => [v, k])) as Record<JobStatus, string>;
 
 /** What a Job is made of; brokers and the engine build jobs from it. */

@@ -1,3 +1,5 @@
+import { InvalidOptionError } from "./errors.js";
+
 /** What Chard logs through: console, pino and most loggers fit. */
 export interface Logger {
   debug(message: string, ...rest: unknown[]): void;
@@ -33,13 +35,13 @@ let current: Logger = consoleLogger;
 /**
  * Replaces the library logger (console by default). Pass `undefined` to restore the default. A
  * logger call that throws is ignored.
- * @throws TypeError when a level method is missing.
+ * @throws InvalidOptionError when a level method is missing.
  */
 export function setLogger(logger: Logger | undefined): void {
   if (logger !== undefined) {
     for (const level of LEVELS) {
       if (typeof logger[level] !== "function") {
-        throw new TypeError(`setLogger: the logger has no ${level}() method; pass console, pino or an object with debug/info/warn/error`);
+        throw new InvalidOptionError(`setLogger: the logger has no ${level}() method; pass console, pino or an object with debug/info/warn/error`);
       }
     }
   }

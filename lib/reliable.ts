@@ -11,7 +11,7 @@
  * The registry is part of the signals' own state (the one global state the library keeps).
  */
 import { checkInteger } from "./durations.js";
-import { ChardError, InvalidOptionError, describe } from "./errors.js";
+import { DuplicateNameError, InvalidOptionError, describe } from "./errors.js";
 import type { Receiver } from "./signals.js";
 import { DEFAULT_QUEUE, RELIABLE_TASK_PREFIX, Task, checkQueue } from "./tasks.js";
 
@@ -51,7 +51,7 @@ export function reliableTaskName(signalName: string, name: string): string {
 
 /**
  * @internal Registers a reliable receiver (SafeNamedSignal.connectReliable). Returns its disconnect.
- * @throws InvalidOptionError for a bad name, handler or option; ChardError for a name already connected.
+ * @throws InvalidOptionError for a bad name, handler or option; DuplicateNameError for a name already connected.
  */
 export function registerReliable(signalName: string, name: string, handler: unknown, options: ReliableOptions): ReliableReceiver {
   if (typeof name !== "string" || !NAME.test(name)) {
@@ -63,7 +63,7 @@ export function registerReliable(signalName: string, name: string, handler: unkn
   if (typeof handler !== "function") throw new InvalidOptionError(`${signalName}.connectReliable("${name}"): handler must be a function, got ${describe(handler)}`);
   const taskName = reliableTaskName(signalName, name);
   if (byTaskName.has(taskName)) {
-    throw new ChardError(`signal "${signalName}" already has a reliable receiver named "${name}"; names must be unique and stable across deploys`);
+    throw new DuplicateNameError(`signal "${signalName}" already has a reliable receiver named "${name}"; names must be unique and stable across deploys`);
   }
   const receiver: ReliableReceiver = {
     name,

@@ -12,6 +12,8 @@ import {
   JobRevokedError,
   JobTimeoutError,
   JobCancelledError,
+  CorruptDataError,
+  WorkerDiedError,
   toError,
 } from "./errors.js";
 import { getLogger } from "./logger.js";
@@ -32,7 +34,7 @@ interface ResultRecord {
 export const REVOKED_RECORD = '{"ok":false,"error":{"name":"JobRevokedError","message":"the job was revoked before it started"}}';
 
 /** The record of a job lost with a dead worker (also written by recover_dead_brokers.lua). */
-export const LOST_RECORD = '{"ok":false,"error":{"name":"WorkerDiedError","message":"the worker running the job died and the job has no retries left"}}';
+export const LOST_RECORD = JSON.stringify({ ok: false, error: { name: "WorkerDiedError", message: WorkerDiedError.MESSAGE } });
 
 /** JSON of `value`, or undefined (logged) when it cannot be stored. */
 export function storable(value: unknown, what: string): string | undefined {
@@ -59,7 +61,7 @@ export function failureRecord(err: Error, progress: string | undefined): string 
 
 function parse(record: string): ResultRecord {
   const parsed = JSON.parse(record) as ResultRecord;
-  if (parsed === null || typeof parsed !== "object" || typeof parsed.ok !== "boolean") throw new Error(`not a result record: ${record.slice(0, 100)}`);
+  if (parsed === null || typeof parsed !== "object" || typeof parsed.ok !== "boolean") throw new CorruptDataError(`not a result record: ${record.slice(0, 100)}`);
   return parsed;
 }
 

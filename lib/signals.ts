@@ -6,7 +6,7 @@
  * nobody listens (it sits on the hot path of every job).
  */
 import { EventEmitter } from "tseep";
-import { toError } from "./errors.js";
+import { InvalidOptionError, describe, toError } from "./errors.js";
 import type { Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { registerReliable, unregisterReliable, type ReliableOptions, type ReliableReceiver } from "./reliable.js";
@@ -42,7 +42,7 @@ export class SafeNamedSignal<P extends object> {
 
   /** Receive this signal only from the engine whose namespace is `namespace`. Returns a function that disconnects it. */
   connectVia(namespace: string, receiver: Receiver<P>): () => void {
-    if (typeof namespace !== "string") throw new TypeError(`${this.name}.connectVia: namespace must be a string`);
+    if (typeof namespace !== "string") throw new InvalidOptionError(`${this.name}.connectVia: namespace must be a string, got ${describe(namespace)}`);
     return this.#add(namespace, receiver);
   }
 
@@ -93,7 +93,7 @@ export class SafeNamedSignal<P extends object> {
   }
 
   #add(namespace: string | undefined, receiver: Receiver<P>): () => void {
-    if (typeof receiver !== "function") throw new TypeError(`${this.name}: a receiver must be a function`);
+    if (typeof receiver !== "function") throw new InvalidOptionError(`${this.name}: a receiver must be a function, got ${describe(receiver)}`);
     const list = this.#connections.get(receiver) ?? [];
     const existing = list.find((c) => c.namespace === namespace);
     if (existing) return () => this.#remove(receiver, existing);

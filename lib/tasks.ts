@@ -1,6 +1,6 @@
 import type { DateTime } from "luxon";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
-import { ChardError, InvalidOptionError, StateError, UnknownTaskError, describe } from "./errors.js";
+import { DuplicateNameError, InvalidOptionError, StateError, UnknownTaskError, describe } from "./errors.js";
 import { checkJSON, type Job } from "./jobs.js";
 import type { SafeNamedSignal } from "./signals.js";
 
@@ -156,13 +156,13 @@ export class Tasks {
 
   /**
    * Defines a task in this registry (and on the attached engine, if any).
-   * @throws InvalidOptionError for bad options; ChardError for a duplicate name.
+   * @throws InvalidOptionError for bad options; DuplicateNameError for a duplicate name.
    */
   task<A extends unknown[], R>(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}): Task<A, R> {
     checkUserTaskName(name);
     const merged: TaskOptions = { ...this.#defaults, ...stripUndefined(options) };
     const task = new Task(name, fn, merged);
-    if (this.#tasks.has(name)) throw new ChardError(`task "${name}" is already defined in this registry; task names must be unique`);
+    if (this.#tasks.has(name)) throw new DuplicateNameError(`task "${name}" is already defined in this registry; task names must be unique`);
     this.#host?.addTask(task as Task);
     this.#tasks.set(name, task as Task);
     return task;

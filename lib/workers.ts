@@ -14,18 +14,15 @@
  * reports something, a job ends or the next future job / periodic task is due, then starts a turn.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { exponentialBackoff } from "./backoff.js";
+import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
-import { ChardError, JobCancelledError, JobExpiredError, UnknownTaskError, toError } from "./errors.js";
+import { JobCancelledError, JobExpiredError, UnknownTaskError, WorkerDiedError, toError } from "./errors.js";
 import { Execution, callHook, endedAck } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
 import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.js";
-
-/** The error a job gets when the worker running it died and it cannot be retried. */
-export class WorkerDiedError extends ChardError {}
 
 /** Settings of a worker pool, validated by the engine. */
 export interface WorkersSettings {
@@ -244,7 +241,7 @@ export class Workers {
     this.#reserved -= size;
     this.#acks = acks.concat(this.#acks); // acks are idempotent: send them again
     this.#failures++;
-    const delay = Math.min(exponentialBackoff(this.#failures, 20) * 250, 5_000);
+    const delay = backoffMs(TURN_BACKOFF, this.#failures);
     getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
     clearTimeout(this.#backoff);
     this.#backoff = setTimeout(() => {
@@ -328,7 +325,7 @@ export class Workers {
           );
           return;
         }
-        await sleep(Math.min(exponentialBackoff(attempt, 20) * 100, 2_000));
+        await sleep(backoffMs(FINAL_ACK_BACKOFF, attempt));
       }
     }
   }
@@ -360,7 +357,7 @@ export class Workers {
       signals.jobRecovered.send(ns, { job });
     }
     for (const job of recovery.failed) {
-      const err = new WorkerDiedError(`the worker running ${job} died and the job has no retries left`);
+      const err = new WorkerDiedError();
       getLogger().error(`${ns}: ${job} failed`, err);
       signals.jobLost.send(ns, { job });
       signals.jobFailed.send(ns, { job, err });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { JobStatus } from "../lib/jobs.js";
-import { WorkerDiedError } from "../lib/workers.js";
+import { WorkerDiedError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { ALL_JOB_SIGNALS, recordSignals, trackEngine, until } from "./helpers/engines.js";
 

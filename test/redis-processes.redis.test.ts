@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, inject, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { JobStatus } from "../lib/jobs.js";
-import { WorkerDiedError } from "../lib/workers.js";
+import { WorkerDiedError } from "../lib/errors.js";
 import { recordSignals, trackEngine, until } from "./helpers/engines.js";
 import { killWorker, spawnWorker, type WorkerEvent } from "./helpers/processes.js";
 import { startRedisServer } from "./helpers/redis-server.js";

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, inject, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { SafeNamedSignal } from "../lib/signals.js";
-import { WorkerDiedError } from "../lib/workers.js";
+import { WorkerDiedError } from "../lib/errors.js";
 import { recordSignals, trackEngine, until } from "./helpers/engines.js";
 import { killWorker, spawnWorker } from "./helpers/processes.js";
 

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { ChardError, InvalidOptionError, RetryError, SerializationError, StateError, UnknownTaskError } from "../lib/errors.js";
 import { Batch, Task, Tasks } from "../lib/tasks.js";
 import { SafeNamedSignal } from "../lib/signals.js";
-import { WorkerDiedError } from "../lib/workers.js";
+import { WorkerDiedError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { ALL_JOB_SIGNALS, recordSignals, trackEngine, until } from "./helpers/engines.js";
 

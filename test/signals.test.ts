@@ -1,6 +1,7 @@
 import { describe, expect, test, vi } from "vitest";
 import { SafeNamedSignal, signals } from "../lib/signals.js";
 import { JobStatus } from "../lib/jobs.js";
+import { InvalidOptionError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { logLines, trackEngine } from "./helpers/engines.js";
 
@@ -61,7 +62,7 @@ describe("SafeNamedSignal", () => {
   });
 
   test("a receiver must be a function", () => {
-    expect(() => new SafeNamedSignal("s").connect(42 as never)).toThrow(TypeError);
+    expect(() => new SafeNamedSignal("s").connect(42 as never)).toThrow(InvalidOptionError);
   });
 });
 

@@ -12,8 +12,9 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../../lib/broker.js";
+import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
-import { Job, JobStatus, fromJSON } from "../../lib/jobs.js";
+import { Job, JobStatus, dueStatus, fromJSON } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
@@ -112,9 +113,8 @@ export class RedisBroker extends BaseBroker {
         return await this.#run(call);
       } catch (e) {
         if (!isTransient(e) || attempt >= ATTEMPTS || this.#closed) throw e;
-        const half = (50 * 2 ** attempt) / 2;
         getLogger().warn(`${call.name} failed (attempt ${attempt}/${ATTEMPTS}), retrying: ${(e as Error).message}`);
-        await sleep(half + Math.random() * half);
+        await sleep(backoffMs(BROKER_CALL_BACKOFF, attempt));
       }
     }
   }
@@ -171,7 +171,7 @@ export class RedisBroker extends BaseBroker {
     const now = this.clock.now();
     const reply = await this.#retrying(calls.enqueueCall(this.#k, jobs, now, randomUUID()));
     if (reply === ScriptCode.Duplicate) getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
-    for (const job of jobs) job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+    for (const job of jobs) job.status = dueStatus(job.atMs, now);
   }
 
   /**
@@ -257,7 +257,7 @@ export class RedisBroker extends BaseBroker {
     for (let i = 0; i < finished.length; i++) {
       const { job, outcome } = finished[i]!;
       this.#inFlight.delete(job.id);
-      if (outcome === "retry" && !skipped?.has(i)) job.status = job.atMs <= now ? JobStatus.Queued : JobStatus.Waiting;
+      if (outcome === "retry" && !skipped?.has(i)) job.status = dueStatus(job.atMs, now);
     }
   }
 

@@ -1,29 +1,9 @@
 import { describe, expect, test } from "vitest";
-import { exponentialBackoff } from "../lib/backoff.js";
-import { Job, JobStatus, checkArgs, fromJSON, fromWire, periodicJobJSON, toJSON, toJSONAll, toWire, toWireAll } from "../lib/jobs.js";
-import { SerializationError, RetryError, InvalidOptionError, toError } from "../lib/errors.js";
 import { DateTime } from "luxon";
-
-describe("exponentialBackoff", () => {
-  test.each([
-    [1, 3, 6],
-    [2, 6, 12],
-    [3, 12, 24],
-    [8, 384, 768],
-    [9, 600, 1200],
-    [30, 600, 1200],
-  ])("attempt %i waits between %i and %i seconds", (attempt, low, high) => {
-    expect(exponentialBackoff(attempt, 1200, () => 0)).toBe(low);
-    expect(exponentialBackoff(attempt, 1200, () => 1)).toBe(high);
-    const sample = exponentialBackoff(attempt);
-    expect(sample).toBeGreaterThanOrEqual(low);
-    expect(sample).toBeLessThanOrEqual(high);
-  });
-
-  test("the cap bounds the delay", () => {
-    expect(exponentialBackoff(20, 60, () => 1)).toBe(60);
-  });
-});
+import {
+  Job, JobStatus, checkArgs, dueStatus, fromJSON, fromWire, periodicJobJSON, toJSON, toJSONAll, toWire, toWireAll,
+} from "../lib/jobs.js";
+import { SerializationError } from "../lib/errors.js";
 
 describe("job wire format", () => {
   const job = () => new Job({ taskName: 'say "hi"/x', queue: "q", atMs: 1_700_000_000_123, maxRetries: 3, retries: 1, taskArgs: [{ a: [1, "two"] }, null, true, "/"] });
@@ -89,19 +69,10 @@ describe("job wire format", () => {
   });
 });
 
-describe("errors", () => {
-  test("RetryError normalises at to UTC and refuses invalid dates", () => {
-    const err = new RetryError("later", { at: DateTime.fromISO("2030-01-01T10:00:00", { zone: "Europe/Paris" }) });
-    expect(err.at!.zoneName).toBe("UTC");
-    expect(err.at!.toISO()).toBe("2030-01-01T09:00:00.000Z");
-    expect(() => new RetryError("x", { at: new Date(NaN) })).toThrow(InvalidOptionError);
-    expect(err.name).toBe("RetryError");
-  });
-
-  test("toError wraps non-errors", () => {
-    expect(toError("x").message).toMatch(/x/);
-    expect(toError({ a: 1 }).message).toMatch(/\{"a":1\}/);
-    const e = new Error("keep");
-    expect(toError(e)).toBe(e);
+describe("dueStatus", () => {
+  test("a job due now or earlier is Queued, a later one Waiting", () => {
+    expect(dueStatus(1000, 1000)).toBe(JobStatus.Queued);
+    expect(dueStatus(999, 1000)).toBe(JobStatus.Queued);
+    expect(dueStatus(1001, 1000)).toBe(JobStatus.Waiting);
   });
 });
