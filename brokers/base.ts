@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Broker, FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
-import { systemClock, type Clock } from "../lib/clock.js";
+import { isClock, systemClock, type Clock, type ClockTimer } from "../lib/clock.js";
 import { toMilliseconds, type DurationInput } from "../lib/durations.js";
 import { BrokerInUseError, InvalidOptionError, StateError } from "../lib/errors.js";
 import type { Job } from "../lib/jobs.js";
@@ -37,7 +37,9 @@ export abstract class BaseBroker implements Broker {
 
   constructor(options: BrokerOptions = {}) {
     this.clock = options.clock ?? systemClock;
-    if (typeof this.clock?.now !== "function") throw new InvalidOptionError("broker option clock must have a now() method");
+    if (!isClock(this.clock)) {
+      throw new InvalidOptionError("broker option clock must have now(), setTimeout() and clearTimeout() methods (see Clock)");
+    }
     this.leaseMs = toMilliseconds(options.lease ?? 15, "broker option lease");
     if (this.leaseMs < 300) throw new InvalidOptionError(`broker option lease must be at least 0.3 seconds, got ${this.leaseMs / 1000}`);
   }
@@ -71,9 +73,9 @@ export abstract class BaseBroker implements Broker {
     }
     const delay = untilMs === undefined ? MAX_WAIT_MS : Math.min(MAX_WAIT_MS, Math.max(0, untilMs - this.clock.now()));
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => done(), delay);
+      const timer = this.clock.setTimeout(() => done(), delay);
       const done = (): void => {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         this.#release = undefined;
         this.#eventPending = false;
         resolve();
@@ -104,10 +106,10 @@ export abstract class BaseBroker implements Broker {
     await this.listenForResults();
     for (;;) {
       let waiter!: (error?: Error) => void;
-      let timer: NodeJS.Timeout | undefined;
+      let timer: ClockTimer | undefined;
       const woken = new Promise<boolean>((resolve, reject) => {
         waiter = (error) => (error ? reject(error) : resolve(true));
-        if (untilMs !== undefined) timer = setTimeout(() => resolve(false), Math.max(0, untilMs - this.clock.now()));
+        if (untilMs !== undefined) timer = this.clock.setTimeout(() => resolve(false), Math.max(0, untilMs - this.clock.now()));
       });
       woken.catch(() => undefined); // settled by the read below throwing is not an unhandled rejection
       let set = this.#resultWaiters.get(id);
@@ -118,7 +120,7 @@ export abstract class BaseBroker implements Broker {
         if (lookup.state === "finished" || lookup.state === "unknown") return lookup;
         if (!(await woken)) return undefined;
       } finally {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         set.delete(waiter);
         if (set.size === 0 && this.#resultWaiters.get(id) === set) this.#resultWaiters.delete(id);
       }

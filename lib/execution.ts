@@ -185,11 +185,12 @@ export class Execution implements JobContext {
    */
   #await(promise: PromiseLike<unknown>, onEnd: (ack: FinishedJob) => void): void {
     const { timeoutMs } = this.#task;
+    const { clock } = this.#broker;
     let ended = false;
     const end = (ok: boolean, value: unknown): void => {
       if (ended) return;
       ended = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       onEnd(this.#end(ok, value));
     };
     const fail = (e: unknown): void => end(false, e);
@@ -197,7 +198,7 @@ export class Execution implements JobContext {
     const timer =
       timeoutMs === undefined
         ? undefined
-        : setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
+        : clock.setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
     promise.then((value) => {
       if (isIterator(value) && !ended) this.#iterate(value).then((result) => end(true, result), fail);
       else end(true, value);

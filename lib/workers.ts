@@ -1,10 +1,21 @@
 /**
  * Workers: the turns and the arbiter of one engine and one queue (executions themselves: execution.ts).
  *
- * States: starting (broker started, periodic tasks and concurrency limits registered, one
- * `workerStarted` per worker) -> running (turns, below) -> draining (stop requested or queue
- * empty: no more turns but for the last acks, running jobs finish) -> stopped (acks written,
- * `workerTerminated` per worker, timers cleared, broker stopped).
+ * The pool is a state machine: one `state` field, changed only by `#transition`, which refuses
+ * any move not in `NEXT`:
+ * - created: constructed, `run()` not called yet;
+ * - starting: the broker starts, periodic tasks and concurrency limits are registered, then one
+ *   `workerStarted` per worker;
+ * - running: turns (below); the only state in which turns start and the arbiter waits;
+ * - draining: stop requested (`stop()`: stopWorkers, SIGTERM) or, with `stopWhenQueueEmpty`, the
+ *   queue found empty with nothing running: one `workerStopping` per worker, no new fetch, turns
+ *   on the wire land, running jobs finish, their acks are written;
+ * - stopped: `workerTerminated` per worker, timers cleared, broker stopped (also the end of a
+ *   start or run that failed, from any state).
+ * A stop requested while starting leads to draining once the workers have started, so every
+ * worker gets `workerStarted`, `workerStopping`, `workerTerminated` in that order. Lease
+ * renewals run from starting until stopped, so draining jobs keep their lease. Every timer goes
+ * through the broker's `Clock`.
  *
  * A turn is one broker round-trip (`fetchJobs`): it acknowledges every job that ended since the
  * last turn and fetches jobs for free slots, at most half the pool's, with up to two turns in
@@ -13,10 +24,10 @@
  * short fetch (the queue is empty), the arbiter sleeps in `broker.waitForEvent` until the broker
  * reports something, a job ends or the next future job / periodic task is due, then starts a turn.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
-import { JobCancelledError, JobExpiredError, UnknownTaskError, WorkerDiedError, toError } from "./errors.js";
+import { sleep, type ClockTimer } from "./clock.js";
+import { JobCancelledError, JobExpiredError, StateError, UnknownTaskError, WorkerDiedError, toError } from "./errors.js";
 import { Execution, callHook, endedAck } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
@@ -47,6 +58,26 @@ export interface TaskLookup {
   keys(): Iterable<string>;
 }
 
+/** The states of a worker pool (see the module header). */
+export const WorkersState = {
+  Created: "created",
+  Starting: "starting",
+  Running: "running",
+  Draining: "draining",
+  Stopped: "stopped",
+} as const;
+/** One of the values of `WorkersState`. */
+export type WorkersState = (typeof WorkersState)[keyof typeof WorkersState];
+
+/** The legal moves of the state machine: every other transition is a bug and throws. */
+const NEXT: Readonly<Record<WorkersState, readonly WorkersState[]>> = {
+  created: ["starting"],
+  starting: ["running", "draining", "stopped"],
+  running: ["draining", "stopped"],
+  draining: ["stopped"],
+  stopped: [],
+};
+
 /** Most turns in flight: two, so the jobs of one run while the other is on the wire. */
 const TURNS = 2;
 
@@ -65,6 +96,7 @@ export class Workers {
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
   /** Each asynchronous execution under way, by job id (cancels). Synchronous ones end in `#launch`. */
   readonly #executions = new Map<string, Execution>();
+  #state: WorkersState = WorkersState.Created;
   /** Called when the last asynchronous execution ends (set while stopping waits for them). */
   #drained: (() => void) | undefined;
   #acks: FinishedJob[] = [];
@@ -82,13 +114,10 @@ export class Workers {
   #events = 0;
   /** Broker calls failed in a row, and the timer that ends the back-off they set (no turn meanwhile). */
   #failures = 0;
-  #backoff: NodeJS.Timeout | undefined;
-  /** `stopWhenQueueEmpty`: the queue was found empty with nothing running. */
-  #emptied = false;
-  #stopping = false;
+  #backoff: ClockTimer | undefined;
   /** Wakes the arbiter when the next future job or periodic task is due. */
-  #dueTimer: NodeJS.Timeout | undefined;
-  #keeper: NodeJS.Timeout | undefined;
+  #dueTimer: ClockTimer | undefined;
+  #keeper: ClockTimer | undefined;
   #keeping: Promise<void> | undefined;
 
   constructor(
@@ -112,38 +141,82 @@ export class Workers {
     return this.#executions.size;
   }
 
-  /** Runs until stopped (or the queue is empty with `stopWhenQueueEmpty`). */
+  /** Where the pool is in its life (see the module header). */
+  get state(): WorkersState {
+    return this.#state;
+  }
+
+  /** Moves the state machine; a move not in `NEXT` is a bug of this module and throws. */
+  #transition(to: WorkersState): void {
+    const from = this.#state;
+    if (!NEXT[from].includes(to)) throw new StateError(`worker pool of namespace "${this.#namespace}": illegal transition ${from} -> ${to}`);
+    this.#state = to;
+    getLogger().debug(`${this.#namespace}: workers ${from} -> ${to}`);
+  }
+
+  /**
+   * Runs until stopped (or the queue is empty with `stopWhenQueueEmpty`).
+   * @throws StateError when called twice; whatever starting the broker throws.
+   */
   async run(): Promise<void> {
     const broker = this.#broker;
-    await broker.start();
+    this.#transition(WorkersState.Starting);
+    try {
+      await broker.start();
+    } catch (e) {
+      this.#transition(WorkersState.Stopped);
+      throw e;
+    }
     broker.onCancel((id) => this.#cancel(id));
     try {
       const tasks = [...this.#tasks.values()];
       await broker.registerPeriodicTasks(tasks.filter((t) => t.periodicityMs !== undefined));
       await broker.setConcurrencyKeys(tasks);
-      for (const workerName of this.workerNames) signals.workerStarted.send(this.#namespace, { workerName });
+      this.#sendAll(signals.workerStarted);
       this.#scheduleKeepAlive();
+      if (this.#state === WorkersState.Starting) this.#transition(WorkersState.Running);
+      else this.#sendAll(signals.workerStopping); // a stop came while starting
       await this.#arbiter();
       while (this.#turns.size > 0) await Promise.all(this.#turns); // their jobs are launched
       while (this.#executions.size > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
       await this.#finalAcks();
-      for (const workerName of this.workerNames) signals.workerTerminated.send(this.#namespace, { workerName });
+      this.#sendAll(signals.workerTerminated);
     } finally {
-      clearTimeout(this.#backoff);
-      clearTimeout(this.#dueTimer);
-      clearTimeout(this.#keeper);
+      const clock = broker.clock;
+      clock.clearTimeout(this.#backoff);
+      clock.clearTimeout(this.#dueTimer);
+      clock.clearTimeout(this.#keeper);
       this.#keeper = undefined;
       await this.#keeping;
       broker.onCancel(undefined);
-      await broker.stop();
+      try {
+        await broker.stop();
+      } finally {
+        this.#transition(WorkersState.Stopped);
+        if (this.#executions.size > 0 || this.#turns.size > 0) {
+          getLogger().error(
+            `${this.#namespace}: workers stopped with ${this.#executions.size} job(s) still executing and ${this.#turns.size} turn(s) in flight`,
+          );
+        }
+      }
     }
   }
 
-  /** Asks the pool to stop: no more fetching; running jobs finish. */
+  #sendAll(signal: typeof signals.workerStarted): void {
+    for (const workerName of this.workerNames) signal.send(this.#namespace, { workerName });
+  }
+
+  /** Asks the pool to stop: no more fetching; running jobs finish. A no-op once draining. */
   stop(): void {
-    if (!this.#stopping) for (const workerName of this.workerNames) signals.workerStopping.send(this.#namespace, { workerName });
-    this.#stopping = true;
-    clearTimeout(this.#backoff);
+    if (this.#state === WorkersState.Starting) this.#transition(WorkersState.Draining); // run() sends workerStopping
+    else if (this.#state === WorkersState.Running) this.#drain();
+  }
+
+  /** running -> draining: no more fetching, timers that would start turns cleared, the arbiter woken. */
+  #drain(): void {
+    this.#transition(WorkersState.Draining);
+    this.#sendAll(signals.workerStopping);
+    this.#broker.clock.clearTimeout(this.#backoff);
     this.#backoff = undefined;
     this.#armDue(undefined);
     this.#broker.wake();
@@ -155,9 +228,9 @@ export class Workers {
    * end (`#turnEnded`), so a busy pool never waits for this loop.
    */
   async #arbiter(): Promise<void> {
-    while (!this.#stopping) {
+    while (this.#state === WorkersState.Running) {
       this.#pump();
-      if (this.#emptied) return;
+      if (this.#state !== WorkersState.Running) return;
       await this.#broker.waitForEvent(undefined);
       this.#hungry = true;
       this.#events++;
@@ -169,11 +242,12 @@ export class Workers {
    * reported it), so that a fetch moves it to its queue.
    */
   #armDue(dueAtMs: number | undefined): void {
-    clearTimeout(this.#dueTimer);
+    const { clock } = this.#broker;
+    clock.clearTimeout(this.#dueTimer);
     this.#dueTimer = undefined;
-    if (dueAtMs === undefined || this.#stopping) return;
-    const delay = Math.min(MAX_DUE_WAIT_MS, Math.max(0, dueAtMs - this.#broker.clock.now()));
-    this.#dueTimer = setTimeout(() => {
+    if (dueAtMs === undefined || this.#state !== WorkersState.Running) return;
+    const delay = Math.min(MAX_DUE_WAIT_MS, Math.max(0, dueAtMs - clock.now()));
+    this.#dueTimer = clock.setTimeout(() => {
       this.#dueTimer = undefined;
       this.#broker.wake();
     }, delay);
@@ -187,7 +261,7 @@ export class Workers {
   #pump(): void {
     const { number } = this.#settings;
     const most = Math.ceil(number / TURNS);
-    while (this.#turns.size < TURNS && !this.#stopping && !this.#emptied && this.#backoff === undefined) {
+    while (this.#turns.size < TURNS && this.#state === WorkersState.Running && this.#backoff === undefined) {
       const free = number - this.#executions.size - this.#reserved;
       const size = this.#hungry ? Math.min(free, most) : 0;
       if (size <= 0 && (this.#acks.length === 0 || this.#turns.size > 0)) return;
@@ -243,8 +317,9 @@ export class Workers {
     this.#failures++;
     const delay = backoffMs(TURN_BACKOFF, this.#failures);
     getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
-    clearTimeout(this.#backoff);
-    this.#backoff = setTimeout(() => {
+    const { clock } = this.#broker;
+    clock.clearTimeout(this.#backoff);
+    this.#backoff = clock.setTimeout(() => {
       this.#backoff = undefined;
       this.#broker.wake();
     }, delay);
@@ -255,9 +330,7 @@ export class Workers {
     if (!this.#settings.stopWhenQueueEmpty || this.#executions.size > 0 || this.#acks.length > 0 || this.#turns.size > 0) return;
     this.#broker.isQueueEmpty(this.#settings.queue).then(
       (empty) => {
-        if (!empty) return;
-        this.#emptied = true;
-        this.#broker.wake();
+        if (empty && this.#state === WorkersState.Running) this.#drain();
       },
       () => undefined, // the next fetch will tell
     );
@@ -325,7 +398,7 @@ export class Workers {
           );
           return;
         }
-        await sleep(backoffMs(FINAL_ACK_BACKOFF, attempt));
+        await sleep(this.#broker.clock, backoffMs(FINAL_ACK_BACKOFF, attempt));
       }
     }
   }
@@ -333,7 +406,7 @@ export class Workers {
   /** Renews the lease every third of it and recovers jobs of dead brokers. */
   #scheduleKeepAlive(): void {
     const period = Math.max(100, Math.floor(this.#broker.leaseMs / 3));
-    this.#keeper = setTimeout(() => {
+    this.#keeper = this.#broker.clock.setTimeout(() => {
       this.#keeping = this.#keepAlive().finally(() => {
         this.#keeping = undefined;
         if (this.#keeper !== undefined) this.#scheduleKeepAlive();

@@ -1,15 +1,18 @@
 import { describe, expect, test } from "vitest";
 import { JobStatus } from "../lib/jobs.js";
+import { signals } from "../lib/signals.js";
 import { WorkerDiedError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
-import { ALL_JOB_SIGNALS, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { FakeClock } from "./helpers/clock.js";
+import { ALL_JOB_SIGNALS, recordSignals, trackEngine } from "./helpers/engines.js";
 
 describe.each(brokerFactories())("recovery of jobs from dead workers on $name", (factory) => {
   test("a dead broker's retryable jobs run elsewhere (counted as a retry) and non-retryable ones fail, never re-run", async () => {
     const world = factory.world();
+    const clock = new FakeClock();
     // The "dead" worker: it fetched two jobs and then stopped renewing its lease (as if killed).
-    const dead = trackEngine(world.create({ lease: 0.3 }));
-    const alive = trackEngine(world.create({ lease: 0.3 }), dead.namespace);
+    const dead = trackEngine(world.create({ clock }));
+    const alive = trackEngine(world.create({ clock }), dead.namespace);
     const ran: string[] = [];
     for (const e of [dead, alive]) {
       e.task("retryable", () => void ran.push("retryable"), { maxRetries: 2 });
@@ -19,11 +22,17 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
     const once = await dead.schedule("once");
     await dead.broker.start();
     const { jobs } = await dead.broker.fetchJobs("chard", 10);
+    const started = clock.now();
     expect(jobs.map((j) => j.id)).toEqual([retryable.id, once.id]);
 
     const rec = recordSignals(alive.namespace, ALL_JOB_SIGNALS);
+    const up = new Promise((resolve) => signals.workerStarted.connectVia(alive.namespace, resolve));
     const workers = alive.startWorkers({ number: 2 });
-    await until(() => ran.length === 1 && rec.forJob(once.id).length === 2, 5_000, "recovery");
+    await up;
+    // The default lease is 15 s: the live workers renew theirs every 5 s and notice the dead one's expiry.
+    await clock.advanceUntil(() => ran.length === 1 && rec.forJob(once.id).length === 2, { stepMs: 1_000, what: "recovery" });
+    expect(clock.now() - started).toBeGreaterThan(dead.broker.leaseMs);
+    expect(clock.now() - started).toBeLessThanOrEqual(dead.broker.leaseMs + alive.broker.leaseMs / 3 + 1);
     await alive.stopWorkers();
     await workers;
     expect(ran).toEqual(["retryable"]);
@@ -43,15 +52,16 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
 
   test("a clean stop leaves no lease behind: nothing is recovered from it", async () => {
     const world = factory.world();
-    const a = trackEngine(world.create({ lease: 0.3 }));
-    const b = trackEngine(world.create({ lease: 0.3 }), a.namespace);
+    const clock = new FakeClock();
+    const a = trackEngine(world.create({ clock }));
+    const b = trackEngine(world.create({ clock }), a.namespace);
     let runs = 0;
     for (const e of [a, b]) e.task("t", () => void runs++, { maxRetries: 3 });
     await a.schedule("t");
     await a.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     expect(runs).toBe(1);
     const recovered = await b.broker.keepAlive();
-    await new Promise((r) => setTimeout(r, 400));
+    clock.advance(a.broker.leaseMs * 2);
     const later = await b.broker.keepAlive();
     expect([...recovered.requeued, ...recovered.failed, ...later.requeued, ...later.failed]).toEqual([]);
     await b.broker.stop();

@@ -9,10 +9,10 @@
  * connection, opened by `start()`), never by polling.
  */
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../../lib/broker.js";
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
+import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { Job, JobStatus, dueStatus, fromJSON } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
@@ -114,7 +114,7 @@ export class RedisBroker extends BaseBroker {
       } catch (e) {
         if (!isTransient(e) || attempt >= ATTEMPTS || this.#closed) throw e;
         getLogger().warn(`${call.name} failed (attempt ${attempt}/${ATTEMPTS}), retrying: ${(e as Error).message}`);
-        await sleep(backoffMs(BROKER_CALL_BACKOFF, attempt));
+        await sleep(this.clock, backoffMs(BROKER_CALL_BACKOFF, attempt));
       }
     }
   }

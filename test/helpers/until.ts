@@ -1,5 +1,5 @@
 /** Small waiting and time helpers for broker-level tests (no engine involved). */
-import type { Clock } from "../../lib/clock.js";
+export { FakeClock } from "./clock.js";
 
 /** Waits until `condition()` is truthy, polling every few ms; fails after `timeoutMs` naming `what`. */
 export async function until(condition: () => unknown, timeoutMs = 5_000, what = "condition"): Promise<void> {
@@ -7,17 +7,6 @@ export async function until(condition: () => unknown, timeoutMs = 5_000, what = 
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-/** A clock the test moves by hand: `clock.t += 1000`. */
-export class FakeClock implements Clock {
-  t: number;
-  constructor(t = 1_700_000_000_000) {
-    this.t = t;
-  }
-  now(): number {
-    return this.t;
   }
 }
 
