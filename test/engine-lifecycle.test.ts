@@ -21,6 +21,8 @@ import {
 } from "../lib/errors.js";
 import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
+import { FakeClock } from "./helpers/clock.js";
+import { settlesWithin } from "./helpers/until.js";
 import { ALL_JOB_SIGNALS, deferred, logLines, recordSignals, trackEngine, until } from "./helpers/engines.js";
 
 const TERMINAL = new Set(["jobSucceeded", "jobFailed", "jobRevoked", "jobExpired"]);
@@ -28,10 +30,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
   /** A worker engine and a producer engine sharing one namespace (like two processes). */
-  const setup = () => {
+  const setup = (options: { clock?: FakeClock } = {}) => {
     const world = factory.world();
-    const engine = trackEngine(world.create());
-    const producer = trackEngine(world.create(), engine.namespace);
+    const engine = trackEngine(world.create(options));
+    const producer = trackEngine(world.create(options), engine.namespace);
     return { engine, producer, rec: recordSignals(engine.namespace, ALL_JOB_SIGNALS) };
   };
   const both = (fn: (e: ReturnType<typeof setup>["engine"]) => void, ...engines: ReturnType<typeof setup>["engine"][]) => engines.forEach(fn);
@@ -96,27 +98,42 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
   });
 
   test("timeout: the AbortSignal fires, jobTimedOut then jobScheduleRetry / jobFailed, and the slot is freed though the task ignores it", async () => {
-    const { engine, rec } = setup();
+    const clock = new FakeClock();
+    const { engine, rec } = setup({ clock });
     const seen: boolean[] = [];
     const never = deferred();
     const slow = async () => {
       const ctx = currentJob()!;
+      if (ctx.job.retries > 0) return "retried";
       ctx.signal.addEventListener("abort", () => seen.push(ctx.signal.aborted));
       await never.promise; // ignores the signal
+      return "never";
     };
-    engine.task("slowRetried", slow, { timeout: 0.05, maxRetries: 1 });
-    engine.task("slowOnce", slow, { timeout: Duration.fromMillis(50) });
+    engine.task("slowRetried", slow, { timeout: 50, maxRetries: 1 });
+    engine.task("slowOnce", slow, { timeout: Duration.fromObject({ minutes: 1 }) });
     engine.task("next", () => "ran");
     const retried = await engine.schedule("slowRetried");
     const once = await engine.schedule("slowOnce");
     const next = await engine.schedule("next");
     const workers = engine.startWorkers({ number: 1 });
-    await expect(once.result({ timeout: 5 })).rejects.toBeInstanceOf(JobTimeoutError);
-    expect(await next.result({ timeout: 5 })).toBe("ran");
+    const outcome = once.result().catch((e: unknown) => e);
+    await until(() => rec.forJob(retried.id).includes("jobStarted"), 5_000, "the first job started");
+    clock.advance(49_999);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(rec.forJob(retried.id)).not.toContain("jobTimedOut"); // not a millisecond early
+    clock.advance(1);
+    await until(() => rec.forJob(once.id).includes("jobStarted"), 5_000, "the second job started");
+    expect(rec.forJob(retried.id)).toContain("jobTimedOut");
+    clock.advance(60_000);
+    expect(await outcome).toBeInstanceOf(JobTimeoutError);
+    expect(await next.result()).toBe("ran");
+    expect(await retried.result()).toBe("retried"); // its backoff (3-6 s) passed while slowOnce ran
     await engine.stopWorkers();
     await workers;
-    // The retry waits for its backoff (seconds): its first execution shows the retry path.
-    expect(rec.forJob(retried.id)).toEqual(["jobEnqueued", "jobStarted", "jobTimedOut", "jobScheduleRetry", "jobScheduled", "jobFinished"]);
+    expect(rec.forJob(retried.id)).toEqual([
+      "jobEnqueued", "jobStarted", "jobTimedOut", "jobScheduleRetry", "jobScheduled", "jobFinished",
+      "jobStarted", "jobSucceeded", "jobFinished",
+    ]);
     expect(rec.forJob(once.id)).toEqual(["jobEnqueued", "jobStarted", "jobTimedOut", "jobFailed", "jobFinished"]);
     expect(rec.events.find((e) => e.signal === "jobTimedOut")!.err).toBeInstanceOf(JobTimeoutError);
     expect(seen).toEqual([true, true]);
@@ -184,11 +201,12 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
   });
 
   test("expiresIn: a job not started in time is never started (jobExpired only)", async () => {
-    const { engine, rec } = setup();
+    const clock = new FakeClock();
+    const { engine, rec } = setup({ clock });
     let runs = 0;
-    engine.task("fresh", () => void runs++, { expiresIn: Duration.fromMillis(30) });
+    engine.task("fresh", () => void runs++, { expiresIn: Duration.fromObject({ seconds: 30 }) });
     const job = await engine.schedule("fresh");
-    await sleep(60);
+    clock.advance(30_001);
     const workers = engine.startWorkers({ number: 1 });
     await expect(job.result({ timeout: 5 })).rejects.toBeInstanceOf(JobExpiredError);
     await engine.stopWorkers();
@@ -266,12 +284,16 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
   });
 
   test("results: keepResult false forgets them, getResult times out while a job waits, bad input is refused", async () => {
-    const { engine } = setup();
+    const clock = new FakeClock();
+    const { engine } = setup({ clock });
     engine.task("forget", () => "x", { keepResult: false });
     engine.task("keep", () => "y", { resultTtl: 60 });
     const forgotten = await engine.schedule("forget");
-    const waiting = await engine.scheduleAt("keep", DateTime.utc().plus({ hours: 1 }));
-    await expect(engine.getResult(waiting.id, { timeout: 0.05 })).rejects.toBeInstanceOf(ResultTimeoutError);
+    const waiting = await engine.scheduleAt("keep", DateTime.fromMillis(clock.now()).plus({ hours: 1 }));
+    const timedOut = engine.getResult(waiting.id, { timeout: 30 }).catch((e: unknown) => e);
+    expect(await settlesWithin(timedOut, 30)).toBe(false); // the deadline is on the broker's clock
+    clock.advance(30_000);
+    expect(await timedOut).toBeInstanceOf(ResultTimeoutError);
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     await expect(forgotten.result()).rejects.toBeInstanceOf(UnknownJobError);
     await expect(engine.getResult(randomUUID())).rejects.toBeInstanceOf(UnknownJobError);

@@ -3,6 +3,16 @@ import { Duration } from "luxon";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
 import { trackEngine } from "./helpers/engines.js";
+import { signals } from "../lib/signals.js";
+import type { Engine } from "../lib/engine.js";
+
+/** Starts the workers of `engine` and waits until they are up (periodic tasks registered). */
+async function start(engine: Engine, number: number): Promise<{ done: Promise<void> }> {
+  const up = new Promise((resolve) => signals.workerStarted.connectVia(engine.namespace, resolve));
+  const done = engine.startWorkers({ number });
+  await up;
+  return { done }; // wrapped: an async function returning the promise itself would wait for it
+}
 
 /** Periods are minutes of fake time: the suite does not wait for them. */
 const PERIOD_MS = 60_000;
@@ -13,8 +23,8 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const engine = trackEngine(factory.world().create({ clock }));
     const runs: number[] = [];
     engine.task("tick", () => void runs.push(clock.now()), { periodicity: PERIOD_MS / 1000 });
-    const started = clock.now();
-    const workers = engine.startWorkers({ number: 2 });
+    const workers = (await start(engine, 2)).done;
+    const started = clock.now(); // the task was registered at this time
     await clock.advanceUntil(() => runs.length >= 4, { what: "4 ticks" });
     await engine.stopWorkers();
     await workers;
@@ -31,8 +41,8 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const period = Duration.fromMillis(PERIOD_MS);
     a.task("tick", () => void runs.push({ by: "a", at: clock.now() }), { periodicity: period });
     b.task("tick", () => void runs.push({ by: "b", at: clock.now() }), { periodicity: period });
-    const wa = a.startWorkers({ number: 2 });
-    const wb = b.startWorkers({ number: 2 });
+    const wa = (await start(a, 2)).done;
+    const wb = (await start(b, 2)).done;
     await clock.advanceUntil(() => runs.length >= 6, { what: "6 ticks" });
     await Promise.all([a.stopWorkers(), b.stopWorkers()]);
     await Promise.all([wa, wb]);
@@ -46,13 +56,13 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const engine = trackEngine(world.create({ clock }));
     const runs: number[] = [];
     engine.task("tick", () => void runs.push(clock.now()), { periodicity: PERIOD_MS / 1000 });
-    let workers = engine.startWorkers({ number: 4 });
+    let workers = (await start(engine, 4)).done;
     await clock.advanceUntil(() => runs.length >= 1, { what: "a first tick" });
     await engine.stopWorkers();
     await workers;
     const before = runs.length;
     clock.advance(10 * PERIOD_MS); // ten periods with nobody running
-    workers = engine.startWorkers({ number: 4 });
+    workers = (await start(engine, 4)).done;
     await clock.advanceUntil(() => runs.length > before, { maxMs: 1_000, what: "the late tick at restart" });
     await clock.advanceBy(PERIOD_MS / 2, 5_000, 3);
     await engine.stopWorkers();

@@ -2,7 +2,9 @@ import { DateTime } from "luxon";
 import { describe, expect, test } from "vitest";
 import { AbortJobError, RetryError } from "../lib/errors.js";
 import { JobStatus } from "../lib/jobs.js";
+import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
+import { FakeClock } from "./helpers/clock.js";
 import { recordSignals, trackEngine, until } from "./helpers/engines.js";
 
 /** Retry "now": keeps the suite fast while going through the real retry path. */
@@ -113,5 +115,37 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
     const { nextDueAtMs } = await engine.broker.fetchJobs("chard", 1);
     expect(nextDueAtMs).toBe(at.toMillis());
     expect(rec.events.map((e) => e.signal)).toEqual(["jobStarted", "jobScheduleRetry", "jobFinished"]);
+  });
+
+  test("on a fake clock, each retry waits its exponential backoff, capped at 20 minutes, then the job fails", async () => {
+    const clock = new FakeClock();
+    // A lease of an hour: one renewal per 20 minutes of fake time keeps the steps few.
+    const engine = trackEngine(factory.world().create({ clock, lease: 3600 }));
+    const rec = recordSignals(engine.namespace);
+    const runs: number[] = [];
+    const dues: number[] = [];
+    const off = signals.jobScheduleRetry.connectVia(engine.namespace, (_ns, { job }) => void dues.push(job.atMs));
+    const t = engine.task("down", () => {
+      runs.push(clock.now());
+      throw new Error("still down");
+    }, { maxRetries: 10 });
+    const job = await engine.schedule(t);
+    const workers = engine.startWorkers({ number: 1 });
+    await clock.advanceUntil(() => rec.forJob(job.id).includes("jobFailed"), { maxMs: 6 * 3_600_000, what: "the last retry" });
+    await engine.stopWorkers();
+    await workers;
+    off();
+    expect(runs).toHaveLength(11);
+    expect(dues).toHaveLength(10);
+    for (let retry = 1; retry < runs.length; retry++) {
+      const half = Math.min(3 * 2 ** retry, 1200) * 500; // ms
+      const delay = dues[retry - 1]! - runs[retry - 1]!;
+      expect(delay, `backoff of retry ${retry}`).toBeGreaterThanOrEqual(half);
+      expect(delay, `backoff of retry ${retry}`).toBeLessThanOrEqual(2 * half);
+      // Never before it is due; how much after depends on how the test steps time (at most one longest wait).
+      expect(runs[retry]!, `start of retry ${retry}`).toBeGreaterThanOrEqual(dues[retry - 1]!);
+      expect(runs[retry]! - dues[retry - 1]!, `start of retry ${retry}`).toBeLessThanOrEqual(30_000);
+    }
+    expect(rec.events.filter((e) => e.signal === "jobScheduleRetry").map((e) => e.retries)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 });

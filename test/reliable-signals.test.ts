@@ -7,9 +7,10 @@ import { DateTime } from "luxon";
 import { afterEach, describe, expect, test } from "vitest";
 import { ChardError, InvalidOptionError, RetryError, SerializationError, StateError, UnknownTaskError } from "../lib/errors.js";
 import { Batch, Task, Tasks } from "../lib/tasks.js";
-import { SafeNamedSignal } from "../lib/signals.js";
+import { SafeNamedSignal, signals } from "../lib/signals.js";
 import { WorkerDiedError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
+import { FakeClock } from "./helpers/clock.js";
 import { ALL_JOB_SIGNALS, recordSignals, trackEngine, until } from "./helpers/engines.js";
 
 /** Disconnects every reliable receiver a test connected (the registry is process-wide). */
@@ -161,15 +162,21 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     const ran: string[] = [];
     cleanups.push(signal.connectReliable("email", () => void ran.push("email"), { maxRetries: 2 }));
     cleanups.push(signal.connectReliable("once", () => void ran.push("once"), { maxRetries: 0 }));
-    const deadBroker = world.create({ lease: 0.3 });
+    const clock = new FakeClock();
+    const deadBroker = world.create({ clock });
     const crashed = trackEngine(deadBroker, `t-${randomUUID()}`);
-    const alive = trackEngine(world.create({ lease: 0.3 }), crashed.namespace);
+    const alive = trackEngine(world.create({ clock }), crashed.namespace);
     const [email, once] = await crashed.sendReliable(signal, { orderId: "D1" });
     await deadBroker.start();
     expect((await deadBroker.fetchJobs("chard", 10)).jobs).toHaveLength(2); // then it "dies"
     const rec = recordSignals(alive.namespace, ALL_JOB_SIGNALS);
+    const up = new Promise((resolve) => signals.workerStarted.connectVia(alive.namespace, resolve));
     const workers = alive.startWorkers({ number: 2 });
-    await until(() => ran.length === 1 && rec.forJob(once!.id).includes("jobFailed"), 5_000, "recovery");
+    await up;
+    await clock.advanceUntil(() => ran.length === 1 && rec.forJob(once!.id).includes("jobFailed"), {
+      stepMs: 1_000,
+      what: "recovery once the dead broker's lease expired",
+    });
     await alive.stopWorkers();
     await workers;
     expect(ran).toEqual(["email"]);

@@ -75,8 +75,9 @@ export class FakeClock implements Clock {
 
   /**
    * Moves time forward until `condition()` holds: each step goes to the next pending timer (or
-   * `stepMs` ahead, whichever is sooner) and then lets I/O and promises run for `settleMs` of
-   * real time, so a timer's broker call lands before the next one fires. Fails after `maxMs` of
+   * `stepMs` ahead, whichever is sooner) and then lets I/O and promises run (real time) until the
+   * pending timers stop changing, so a timer's broker call lands before the next one fires. Start
+   * it once the engines are up (`workerStarted`): time jumps while nothing is pending. Fails after `maxMs` of
    * fake time or `maxSteps` steps, naming `what`.
    */
   async advanceUntil(
@@ -90,7 +91,18 @@ export class FakeClock implements Clock {
       }
       const next = this.#timers[0]?.atMs ?? Infinity;
       this.t = Math.min(end, this.#t + stepMs, Math.max(next, this.#t));
+      await this.#settle(settleMs);
+    }
+  }
+
+  /** Waits (real time) until the pending timers stay the same over two waits of `settleMs`. */
+  async #settle(settleMs: number): Promise<void> {
+    let before = "";
+    for (let i = 0; i < 20; i++) {
       await new Promise((resolve) => setTimeout(resolve, settleMs));
+      const now = `${this.#timers.length} ${this.#timers[0]?.atMs}`;
+      if (now === before) return;
+      before = now;
     }
   }
 
