@@ -108,7 +108,7 @@ describe("server restarts", () => {
     const limited = new Job({ taskName: "L", queue: "q", atMs: Date.now(), maxRetries: 1, taskArgs: [1] });
     const once = job(2);
     await b.enqueueJobs([limited, once]);
-    const lost = fetchCall(k, b.id, "q", 10, Date.now(), b.leaseMs, randomUUID());
+    const lost = fetchCall(k, { brokerId: b.id, queue: "q", maxJobs: 10, nowMs: Date.now(), leaseMs: b.leaseMs, uuid: randomUUID() });
     await runScript(admin, lost.name, lost.keys, lost.args);
     expect(await admin.scard(k.running(b.id))).toBe(3);
     await admin.client("KILL", "TYPE", "normal"); // b's command connection drops (not the admin's)

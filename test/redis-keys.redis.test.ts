@@ -299,13 +299,13 @@ describe("scripts", () => {
     const k = namespaceKeys(namespace);
     const clock = new FakeClock();
     const jobs = [job(clock), job(clock, { atMs: clock.now() + 1 })];
-    const call = enqueueCall(k, jobs, clock.now(), randomUUID());
+    const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(0);
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
     expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
     expect(await admin.zrange(k.future, 0, -1)).toEqual([jobs[1]!.id]);
     expect(await admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
-    const other = enqueueCall(k, [jobs[0]!], clock.now(), randomUUID());
+    const other = enqueueCall(k, { jobs: [jobs[0]!], nowMs: clock.now(), token: randomUUID() });
     expect(await runScript(admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
     expect(await admin.llen(k.queue("q"))).toBe(2);
     const ttl = await admin.pttl(call.keys[0]!);

@@ -18,6 +18,12 @@ export interface ScriptCall {
   readonly args: ScriptArg[];
 }
 
+/**
+ * Every builder takes the namespace's keys and one object of named inputs (raw numbers carry
+ * their unit: `nowMs`, `leaseMs`), and returns KEYS and ARGV in the order its script's header
+ * documents them; test/redis-call-headers.test.ts checks each builder against that header.
+ */
+
 /** How long an enqueue token lives: retries of one call must land within it. */
 export const TOKEN_TTL_MS = 10 * 60_000;
 
@@ -37,13 +43,23 @@ function queueKeys(k: NamespaceKeys, keys: string[], queue: string, index: Map<s
   return i;
 }
 
+/** Inputs of `enqueueCall`. */
+export interface EnqueueCallInput {
+  /** The batch, in order. */
+  readonly jobs: readonly Job[];
+  /** Now (epoch ms): jobs due by then go to their queue, later ones to the future set. */
+  readonly nowMs: number;
+  /** The idempotency token, the same for every attempt of one logical call. */
+  readonly token: string;
+}
+
 /**
  * enqueue_jobs.lua: one call per batch, `token` shared by every attempt of that call. Jobs due at
  * `nowMs` go to their queue, later ones to the future set; the JSONs travel in one argument,
  * grouped by destination (batch order within each), so the common batch (all due, one queue) is
  * one group. @throws SerializationError (from toJSON) before anything is sent.
  */
-export function enqueueCall(k: NamespaceKeys, jobs: readonly Job[], nowMs: number, token: string): ScriptCall {
+export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCallInput): ScriptCall {
   const keys = [k.token(token), k.jobs, k.future];
   const jsons = toJSONAll(jobs);
   const queue = jobs[0]?.queue;
@@ -80,16 +96,31 @@ export function enqueueCall(k: NamespaceKeys, jobs: readonly Job[], nowMs: numbe
   return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" ")] };
 }
 
+/** Inputs of `fetchCall`. */
+export interface FetchCallInput {
+  /** The broker taking its turn. */
+  readonly brokerId: string;
+  /** The queue jobs are taken from. */
+  readonly queue: string;
+  /** How many jobs to take at most (0: acks, lease and due jobs only). */
+  readonly maxJobs: number;
+  /** Now (epoch ms). */
+  readonly nowMs: number;
+  /** How long the renewed lease lasts from `nowMs` (ms). */
+  readonly leaseMs: number;
+  /** A fresh random UUID (v4): the ids of the periodic jobs fired by this call derive from it. */
+  readonly uuid: string;
+  /** Ended executions to acknowledge first. @defaultValue none */
+  readonly acks?: readonly FinishedJob[];
+}
+
 /**
  * fetch_jobs.lua: a worker's turn. `acks` are acknowledged first (packed as `finishCall` packs
  * them, their retry queues after the fixed KEYS); `uuid` is a fresh random UUID the ids of
  * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry) before
  * anything is sent.
  */
-export function fetchCall(
-  k: NamespaceKeys, brokerId: string, queue: string, maxJobs: number, nowMs: number, leaseMs: number, uuid: string,
-  acks: readonly FinishedJob[] = [],
-): ScriptCall {
+export function fetchCall(k: NamespaceKeys, { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [] }: FetchCallInput): ScriptCall {
   const keys = [
     k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency,
     k.jobs, k.results, k.resultExpiry, k.revoked, k.progress,
@@ -127,13 +158,23 @@ export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
   };
 }
 
+/** Inputs of `finishCall`. */
+export interface FinishCallInput {
+  /** The broker the executions ran on. */
+  readonly brokerId: string;
+  /** The ended executions, in batch order. */
+  readonly acks: readonly FinishedJob[];
+  /** Now (epoch ms): a retry due by then goes to its queue, a later one to the future set. */
+  readonly nowMs: number;
+}
+
 /**
  * finish_jobs.lua: acknowledgements alone (a worker with no free slot, or stopping; re-sent acks).
  * @throws SerializationError (from toJSON of a retry) before anything is sent.
  */
-export function finishCall(k: NamespaceKeys, brokerId: string, finished: readonly FinishedJob[], nowMs: number): ScriptCall {
+export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCallInput): ScriptCall {
   const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future, k.jobs, k.results, k.resultExpiry, k.progress];
-  const packed = packAcks(k, keys, new Map(), finished, nowMs);
+  const packed = packAcks(k, keys, new Map(), acks, nowMs);
   return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed] };
 }
 
@@ -192,8 +233,16 @@ export interface PeriodicEntry {
   readonly json: string;
 }
 
+/** Inputs of `registerPeriodicCall`. */
+export interface RegisterPeriodicCallInput {
+  /** The periodic tasks to record. */
+  readonly tasks: readonly PeriodicEntry[];
+  /** Now (epoch ms): a new task or a changed period runs next at nowMs + periodMs. */
+  readonly nowMs: number;
+}
+
 /** register_periodic_tasks.lua. */
-export function registerPeriodicCall(k: NamespaceKeys, tasks: readonly PeriodicEntry[], nowMs: number): ScriptCall {
+export function registerPeriodicCall(k: NamespaceKeys, { tasks, nowMs }: RegisterPeriodicCallInput): ScriptCall {
   return {
     name: "register_periodic_tasks",
     keys: [k.periodic, k.periodicTasks],
@@ -201,8 +250,14 @@ export function registerPeriodicCall(k: NamespaceKeys, tasks: readonly PeriodicE
   };
 }
 
-/** set_concurrency_keys.lua; `limit` undefined means unlimited. */
-export function concurrencyCall(k: NamespaceKeys, tasks: readonly { name: string; limit: number | undefined }[]): ScriptCall {
+/** Inputs of `concurrencyCall`. */
+export interface ConcurrencyCallInput {
+  /** Tasks and their concurrency limit; `limit` undefined means unlimited. */
+  readonly tasks: readonly { readonly name: string; readonly limit: number | undefined }[];
+}
+
+/** set_concurrency_keys.lua. */
+export function concurrencyCall(k: NamespaceKeys, { tasks }: ConcurrencyCallInput): ScriptCall {
   return {
     name: "set_concurrency_keys",
     keys: [k.maxConcurrency, k.concurrency],
@@ -210,8 +265,18 @@ export function concurrencyCall(k: NamespaceKeys, tasks: readonly { name: string
   };
 }
 
+/** Inputs of `keepAliveCall`. */
+export interface KeepAliveCallInput {
+  /** The broker renewing its lease. */
+  readonly brokerId: string;
+  /** Now (epoch ms): leases that ended before it are expired. */
+  readonly nowMs: number;
+  /** How long the renewed lease lasts from `nowMs` (ms). */
+  readonly leaseMs: number;
+}
+
 /** keep_alive.lua. */
-export function keepAliveCall(k: NamespaceKeys, brokerId: string, nowMs: number, leaseMs: number): ScriptCall {
+export function keepAliveCall(k: NamespaceKeys, { brokerId, nowMs, leaseMs }: KeepAliveCallInput): ScriptCall {
   return { name: "keep_alive", keys: [k.leases], args: [brokerId, nowMs, nowMs + leaseMs] };
 }
 
@@ -222,8 +287,16 @@ export function parseKeepAliveReply(reply: unknown): { leaseLost: boolean; expir
   return { leaseLost: int(lost, "keep_alive") === 1, expired: strings(expired, "keep_alive") };
 }
 
+/** Inputs of `recoverCall`. */
+export interface RecoverCallInput {
+  /** The brokers keep_alive.lua found expired (the script checks their leases again). */
+  readonly brokerIds: readonly string[];
+  /** Now (epoch ms). */
+  readonly nowMs: number;
+}
+
 /** recover_dead_brokers.lua for the brokers keep_alive.lua found expired. */
-export function recoverCall(k: NamespaceKeys, brokerIds: readonly string[], nowMs: number): ScriptCall {
+export function recoverCall(k: NamespaceKeys, { brokerIds, nowMs }: RecoverCallInput): ScriptCall {
   return {
     name: "recover_dead_brokers",
     keys: [k.leases, k.maxConcurrency, k.concurrency, k.jobs, k.results, k.resultExpiry, k.progress, ...brokerIds.map((id) => k.running(id))],
@@ -231,14 +304,30 @@ export function recoverCall(k: NamespaceKeys, brokerIds: readonly string[], nowM
   };
 }
 
+/** Inputs of `revokeCall`. */
+export interface RevokeCallInput {
+  /** The job to revoke or cancel. */
+  readonly jobId: string;
+  /** "revoke": a pending job is dropped when fetched; "cancel" also aborts it while it runs. */
+  readonly mode: "revoke" | "cancel";
+}
+
 /** revoke_job.lua. */
-export function revokeCall(k: NamespaceKeys, id: string, mode: "revoke" | "cancel"): ScriptCall {
-  return { name: "revoke_job", keys: [k.jobs, k.results, k.revoked, k.leases], args: [id, mode, k.events, k.prefix] };
+export function revokeCall(k: NamespaceKeys, { jobId, mode }: RevokeCallInput): ScriptCall {
+  return { name: "revoke_job", keys: [k.jobs, k.results, k.revoked, k.leases], args: [jobId, mode, k.events, k.prefix] };
+}
+
+/** Inputs of `readResultCall`. */
+export interface ReadResultCallInput {
+  /** The job whose result record and state are read. */
+  readonly jobId: string;
+  /** Now (epoch ms): a record past its expiry counts as gone. */
+  readonly nowMs: number;
 }
 
 /** read_result.lua. */
-export function readResultCall(k: NamespaceKeys, id: string, nowMs: number): ScriptCall {
-  return { name: "read_result", keys: [k.results, k.resultExpiry, k.jobs, k.revoked, k.leases], args: [id, nowMs, k.prefix] };
+export function readResultCall(k: NamespaceKeys, { jobId, nowMs }: ReadResultCallInput): ScriptCall {
+  return { name: "read_result", keys: [k.results, k.resultExpiry, k.jobs, k.revoked, k.leases], args: [jobId, nowMs, k.prefix] };
 }
 
 const STATES: readonly JobState[] = ["pending", "running", "revoked", "finished", "unknown"];
@@ -256,11 +345,18 @@ export function parseReadResult(reply: unknown): ResultLookup {
   return { record: record === null ? undefined : str(record, "read_result"), state: jobState(state, "read_result") };
 }
 
-/**
- * reclaim_orphans.lua: `known` are the ids of the jobs the broker fetched and has not finished,
- * `unreadable` those it received but could not read as jobs.
- */
-export function reclaimCall(k: NamespaceKeys, brokerId: string, known: readonly string[], unreadable: readonly string[]): ScriptCall {
+/** Inputs of `reclaimCall`. */
+export interface ReclaimCallInput {
+  /** The broker whose running set is repaired. */
+  readonly brokerId: string;
+  /** Ids of the jobs the broker fetched and has not finished: they stay. */
+  readonly known: readonly string[];
+  /** Ids of the entries the broker received but could not read as jobs: they are removed. */
+  readonly unreadable: readonly string[];
+}
+
+/** reclaim_orphans.lua: puts back the jobs of this broker's running set that it never received. */
+export function reclaimCall(k: NamespaceKeys, { brokerId, known, unreadable }: ReclaimCallInput): ScriptCall {
   return {
     name: "reclaim_orphans",
     keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs],
@@ -288,8 +384,14 @@ export function parseTakenBack(reply: unknown): TakenBack {
   return { requeued: strings(requeued, script), failed: strings(failed, script), dropped: strings(dropped, script) };
 }
 
+/** Inputs of `stopCall`. */
+export interface StopCallInput {
+  /** The broker giving up its lease. */
+  readonly brokerId: string;
+}
+
 /** stop.lua. */
-export function stopCall(k: NamespaceKeys, brokerId: string): ScriptCall {
+export function stopCall(k: NamespaceKeys, { brokerId }: StopCallInput): ScriptCall {
   return { name: "stop", keys: [k.leases, k.running(brokerId)], args: [brokerId] };
 }
 

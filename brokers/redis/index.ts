@@ -146,7 +146,7 @@ export class RedisBroker extends BaseBroker {
     if (acks.length > 0) await this.finishJobs(acks).catch(() => undefined);
     let running: number;
     try {
-      running = calls.int(await this.#run(calls.stopCall(this.#k, this.id)), "stop");
+      running = calls.int(await this.#run(calls.stopCall(this.#k, { brokerId: this.id })), "stop");
     } catch (e) {
       getLogger().warn(`broker ${this.id} could not give up its lease; it will expire by itself`, e);
       return;
@@ -169,7 +169,7 @@ export class RedisBroker extends BaseBroker {
   async enqueueJobs(jobs: readonly Job[]): Promise<void> {
     if (jobs.length === 0) return;
     const now = this.clock.now();
-    const reply = await this.#retrying(calls.enqueueCall(this.#k, jobs, now, randomUUID()));
+    const reply = await this.#retrying(calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() }));
     if (reply === ScriptCode.Duplicate) getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
     for (const job of jobs) job.status = dueStatus(job.atMs, now);
   }
@@ -223,7 +223,7 @@ export class RedisBroker extends BaseBroker {
    */
   #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[]): calls.ScriptCall {
     const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
-      calls.fetchCall(this.#k, this.id, queue, count, now, this.leaseMs, randomUUID(), withAcks);
+      calls.fetchCall(this.#k, { brokerId: this.id, queue, maxJobs: count, nowMs: now, leaseMs: this.leaseMs, uuid: randomUUID(), acks: withAcks });
     try {
       return fetch(acks);
     } catch (e) {
@@ -240,7 +240,7 @@ export class RedisBroker extends BaseBroker {
   async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
     if (finished.length === 0) return;
     const now = this.clock.now();
-    const call = calls.finishCall(this.#k, this.id, finished, now);
+    const call = calls.finishCall(this.#k, { brokerId: this.id, acks: finished, nowMs: now });
     let notApplied: number[];
     try {
       notApplied = calls.parseFinishReply(await this.#retrying(call), finished.length);
@@ -267,13 +267,13 @@ export class RedisBroker extends BaseBroker {
     for (const t of tasks) {
       if (t.periodicityMs !== undefined) entries.push({ name: t.name, periodMs: t.periodicityMs, json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs) });
     }
-    await this.#retrying(calls.registerPeriodicCall(this.#k, entries, this.clock.now()));
+    await this.#retrying(calls.registerPeriodicCall(this.#k, { tasks: entries, nowMs: this.clock.now() }));
   }
 
   /** Records the concurrency limits of `tasks` (see set_concurrency_keys.lua). @throws RedisConnectionError, RedisReplyError */
   async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {
     if (tasks.length === 0) return;
-    await this.#retrying(calls.concurrencyCall(this.#k, tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency }))));
+    await this.#retrying(calls.concurrencyCall(this.#k, { tasks: tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency })) }));
   }
 
   /**
@@ -285,10 +285,10 @@ export class RedisBroker extends BaseBroker {
   async keepAlive(): Promise<Recovery> {
     const k = this.#k;
     const now = this.clock.now();
-    const { leaseLost, expired } = calls.parseKeepAliveReply(await this.#run(calls.keepAliveCall(k, this.id, now, this.leaseMs)));
+    const { leaseLost, expired } = calls.parseKeepAliveReply(await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs })));
     let recovery: Recovery = { requeued: [], failed: [], leaseLost };
     if (expired.length > 0) {
-      const taken = calls.parseTakenBack(await this.#run(calls.recoverCall(k, expired, now)));
+      const taken = calls.parseTakenBack(await this.#run(calls.recoverCall(k, { brokerIds: expired, nowMs: now })));
       for (const json of taken.dropped) getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
       recovery = { requeued: calls.parseJobs(taken.requeued, JobStatus.Queued), failed: calls.parseJobs(taken.failed, JobStatus.Failed), leaseLost };
     }
@@ -305,7 +305,7 @@ export class RedisBroker extends BaseBroker {
     this.#suspect = false;
     const unreadable = [...this.#unreadable];
     try {
-      const reply = calls.parseReclaimReply(await this.#run(calls.reclaimCall(this.#k, this.id, [...this.#inFlight], unreadable)));
+      const reply = calls.parseReclaimReply(await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, known: [...this.#inFlight], unreadable })));
       for (const id of unreadable) this.#unreadable.delete(id);
       if (reply.putBack.length > 0) getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
     } catch (e) {
@@ -321,17 +321,17 @@ export class RedisBroker extends BaseBroker {
 
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */
   async revokeJob(id: string): Promise<JobState> {
-    return calls.jobState(await this.#run(calls.revokeCall(this.#k, id, "revoke")), "revoke_job");
+    return calls.jobState(await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "revoke" })), "revoke_job");
   }
 
   /** Revokes a pending job or tells the broker running it to abort it (revoke_job.lua). */
   async cancelJob(id: string): Promise<JobState> {
-    return calls.jobState(await this.#run(calls.revokeCall(this.#k, id, "cancel")), "revoke_job");
+    return calls.jobState(await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "cancel" })), "revoke_job");
   }
 
   /** The result record and state of a job (read_result.lua). */
   async readResult(id: string): Promise<ResultLookup> {
-    return calls.parseReadResult(await this.#run(calls.readResultCall(this.#k, id, this.clock.now())));
+    return calls.parseReadResult(await this.#run(calls.readResultCall(this.#k, { jobId: id, nowMs: this.clock.now() })));
   }
 
   /** Stores the latest progress of a running job (HSET). */

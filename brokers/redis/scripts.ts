@@ -1,11 +1,19 @@
 /**
  * The Lua scripts of the Redis broker: read and hashed once, on first use, run by SHA.
  *
- * Each `scripts/<name>.lua` documents its KEYS, ARGV and reply in its header. `_prelude.lua` holds
- * helpers (job header reader, JSON string encoder...); the helpers a script names, and those they
- * name, are prepended to it, so the text Redis runs and hashes is those helpers + script (every
- * helper defined costs each call a little, so a script carries only its own). `toChardError` is
- * the one place where Redis replies and client failures become Chard errors.
+ * Each `scripts/<name>.lua` documents its KEYS, ARGV and reply in its header (its leading comment
+ * lines). Each KEYS or ARGV entry there is a line `-- KEYS[<i>]  <description>` (or `ARGV`), with
+ * any further lines of its description indented; `<i>` is an index, a fixed range `<i>..<j>`, an
+ * open tail `<i>..` (the last entry), or a range counted by an argument `n` documented before it
+ * (`<i>..<j>+n`, `<i>+n..`). Entries run from 1 in index order, without gaps. The builders of
+ * calls.ts send KEYS and ARGV in that order, and test/redis-call-headers.test.ts checks each of
+ * them against its script's header.
+ *
+ * `_prelude.lua` holds helpers (job header reader, JSON string encoder...); the helpers a script
+ * names, and those they name, are prepended to it, so the text Redis runs and hashes is those
+ * helpers + script (every helper defined costs each call a little, so a script carries only its
+ * own). A helper never reads the script's KEYS or ARGV: it is given what it uses. `toChardError`
+ * is the one place where Redis replies and client failures become Chard errors.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -18,7 +26,8 @@ export type RedisClient = Redis | Cluster;
 /** An argument of a script call. */
 export type ScriptArg = string | number;
 
-const NAMES = [
+/** Every script: `scripts/<name>.lua` for each name. */
+export const SCRIPT_NAMES = [
   "enqueue_jobs",
   "fetch_jobs",
   "finish_jobs",
@@ -33,7 +42,7 @@ const NAMES = [
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */
-export type ScriptName = (typeof NAMES)[number];
+export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 interface Script {
   readonly source: string;
@@ -48,7 +57,7 @@ function script(name: ScriptName): Script {
     const read = (file: string): string => readFileSync(new URL(`./scripts/${file}.lua`, import.meta.url), "utf8");
     const helpers = preludeHelpers(read("_prelude"));
     loaded = new Map(
-      NAMES.map((n) => {
+      SCRIPT_NAMES.map((n) => {
         const body = read(n);
         const source = `${helpersFor(helpers, body)}\n${body}`;
         return [n, { source, sha: createHash("sha1").update(source).digest("hex") }] as const;

@@ -1,7 +1,8 @@
 -- _prelude.lua: helpers for the scripts; not an operation of its own. scripts.ts prepends to each
 -- script the helpers it names and those they name, in this file's order: a helper is the comment
 -- lines right above a `local function chard_...`, and must come after the helpers it calls.
--- KEYS, ARGV: none. Returns: nothing (defines local functions only).
+-- KEYS, ARGV: none. Returns: nothing (defines local functions only). A helper never reads the
+-- global KEYS or ARGV of the script it is prepended to: it is given every key and value it uses.
 --
 -- A job is stored as the exact string lib/jobs.ts `toJSON` writes:
 --   {"id":<str>,"retries":<int>,"task":<str>,"queue":<str>,"at":<num>,"maxRetries":<int>,"args":<json>}
@@ -279,33 +280,26 @@ local function chard_limits(max_key)
   return limits
 end
 
--- Acknowledges ended executions of this broker: the body of finish_jobs.lua, which fetch_jobs.lua
--- also runs before it fetches. `width`, `packed` and `packed_lines` are finish_jobs.lua's ARGV[4],
--- ARGV[5] and ARGV[6] (see its header; a retry due now goes to KEYS[<keyIndex>] of its line).
--- `limits` is what chard_limits(max_key) returns, or nil to have it read here when needed.
--- A job is applied only while it is in this broker's running SET: another broker may have
--- recovered it after this broker's lease expired (it is theirs now), or this is an ack re-sent
--- after a lost reply. A job listed twice is applied once, at its first position. A job of a
--- limited task releases its slot (one HGET and one HINCRBY per task, never below 0); its task is
--- read from its JSON, before the JSON is rewritten or deleted. Ended jobs go through
--- chard_jobs_ended (their ids published on `results_channel`).
--- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
--- events channel) and the positions (1-based, in the batch) of the jobs NOT applied, {} when all were.
-local function chard_finish_jobs(running_key, max_key, cur_key, future_key, jobs_key, results_key, expiry_key,
-                                 progress_key, results_channel, limits, now, width, packed, packed_lines)
-  local plain = chard_split_ids(packed, width)
-  local lines = {}
-  if packed_lines ~= '' then lines = chard_lines(packed_lines, 5) end
-  local np = #plain
-  local ids = plain -- every id: those of `packed`, then those of the lines
-  if #lines > 0 then
-    ids = {}
-    for i = 1, np do ids[i] = plain[i] end
-    for j, line in ipairs(lines) do ids[np + j] = line[3] end
-  end
-  if #ids == 0 then return false, {} end
+-- The helpers below are the parts of chard_finish_jobs, the acknowledgement of a batch (see
+-- finish_jobs.lua's header for how a batch is packed). `ids` lists every job of the batch: the
+-- `np` plain ids first, then the id of each line; `applied[i] == 1` when the job ids[i] is acted
+-- on. `keys` is the table of keys a script builds for chard_finish_jobs.
 
-  -- Which jobs are still ours: one SMISMEMBER, then one SREM for all of them (not one per job).
+-- Every id of a batch: `plain` (the packed ids), then the id of each of `lines`; `plain` itself
+-- when there are no lines (the common batch: no copy).
+local function chard_ack_ids(plain, lines)
+  if #lines == 0 then return plain end
+  local ids, np = {}, #plain
+  for i = 1, np do ids[i] = plain[i] end
+  for j, line in ipairs(lines) do ids[np + j] = line[3] end
+  return ids
+end
+
+-- Which of `ids` are still in the running SET `running_key`, and removes those from it: one
+-- SMISMEMBER, then one SREM for all of them (not one per job). Returns the flags (flags[i] == 1:
+-- ids[i] was there), true when all were, the number of ids removed, and true when some id is
+-- listed twice (the SREM removed fewer than it was given).
+local function chard_take_ours(running_key, ids)
   local flags = chard_chunked_list('SMISMEMBER', running_key, ids)
   local all = true
   for i = 1, #ids do
@@ -323,75 +317,80 @@ local function chard_finish_jobs(running_key, max_key, cur_key, future_key, jobs
   end
   local removed = 0
   if #ours > 0 then removed = chard_chunked('SREM', running_key, ours) end
+  return flags, all, removed, removed ~= #ours
+end
 
-  -- Batch positions, computed only when needed (a job listed twice, or some not applied).
-  local function positions()
-    local pos, used = {}, {}
-    for j, line in ipairs(lines) do
-      local p = tonumber(line[2])
-      used[p] = true
-      pos[np + j] = p
-    end
-    local p = 1
-    for i = 1, np do
-      while used[p] do p = p + 1 end
-      pos[i] = p
-      p = p + 1
-    end
-    return pos
+-- The 1-based batch position of each of `ids`: a line carries its own (its second field); the
+-- `np` plain ids fill, in order, the positions the lines leave free. Computed only when needed
+-- (a job listed twice, or some not applied).
+local function chard_ack_positions(lines, np)
+  local pos, used = {}, {}
+  for j, line in ipairs(lines) do
+    local p = tonumber(line[2])
+    used[p] = true
+    pos[np + j] = p
   end
-  local applied, pos = flags, nil -- applied[i] == 1: the job ids[i] is acted on
-  if removed ~= #ours then
-    -- Some id is listed twice: only its first occurrence in batch order is applied.
-    pos = positions()
-    local order, seen = {}, {}
-    for i = 1, #ids do order[i] = i end
-    table.sort(order, function(a, b) return pos[a] < pos[b] end)
-    applied = {}
-    for _, i in ipairs(order) do
-      if flags[i] == 1 and not seen[ids[i]] then
-        seen[ids[i]] = true
-        applied[i] = 1
-      else
-        applied[i] = 0
-      end
-    end
-    all = false
+  local p = 1
+  for i = 1, np do
+    while used[p] do p = p + 1 end
+    pos[i] = p
+    p = p + 1
   end
+  return pos
+end
 
+-- The acks applied when some id is listed twice: of the ids still ours (flags[i] == 1), only the
+-- first occurrence in batch order (`pos`, from chard_ack_positions). Returns `applied`.
+local function chard_first_occurrences(ids, flags, pos)
+  local order, seen, applied = {}, {}, {}
+  for i = 1, #ids do order[i] = i end
+  table.sort(order, function(a, b) return pos[a] < pos[b] end)
+  for _, i in ipairs(order) do
+    if flags[i] == 1 and not seen[ids[i]] then
+      seen[ids[i]] = true
+      applied[i] = 1
+    else
+      applied[i] = 0
+    end
+  end
+  return applied
+end
+
+-- Frees the concurrency slots of the applied jobs of limited tasks (`limits`, from chard_limits):
+-- one HMGET of their JSONs (a job's task is read there, before its JSON is rewritten or deleted),
+-- then one HGET and one HINCRBY per task, never below 0. Returns true when a slot was freed.
+local function chard_release_acked(keys, limits, ids, applied)
+  local taken = {}
+  for i = 1, #ids do
+    if applied[i] == 1 then taken[#taken + 1] = ids[i] end
+  end
+  local jsons, freed, order = chard_chunked_list('HMGET', keys.jobs, taken), {}, {}
+  for k = 1, #taken do
+    local job = jsons[k] and chard_read_job(jsons[k])
+    if job and limits[job.task] then
+      if not freed[job.task] then order[#order + 1] = job.task end
+      freed[job.task] = (freed[job.task] or 0) + 1
+    end
+  end
   local notify = false
-  if removed > 0 then
-    if limits == nil then limits = chard_limits(max_key) end
-    if limits then -- no limited task at all: skip this
-      local taken = {}
-      for i = 1, #ids do
-        if applied[i] == 1 then taken[#taken + 1] = ids[i] end
-      end
-      local jsons, freed, order = chard_chunked_list('HMGET', jobs_key, taken), {}, {}
-      for k = 1, #taken do
-        local job = jsons[k] and chard_read_job(jsons[k])
-        if job and limits[job.task] then
-          if not freed[job.task] then order[#order + 1] = job.task end
-          freed[job.task] = (freed[job.task] or 0) + 1
-        end
-      end
-      for _, task in ipairs(order) do
-        local cur = tonumber(redis.call('HGET', cur_key, task))
-        if cur and cur > 0 then
-          redis.call('HINCRBY', cur_key, task, -math.min(cur, freed[task]))
-          notify = true
-        end
-      end
+  for _, task in ipairs(order) do
+    local cur = tonumber(redis.call('HGET', keys.concurrency, task))
+    if cur and cur > 0 then
+      redis.call('HINCRBY', keys.concurrency, task, -math.min(cur, freed[task]))
+      notify = true
     end
   end
+  return notify
+end
 
-  local ended, message, records, progress, stored = plain, packed, {}, {}, {}
-  if not all or #lines > 0 then
-    ended, message = {}, nil
-    for i = 1, np do
-      if applied[i] == 1 then ended[#ended + 1] = plain[i] end
-    end
-  end
+-- Applies the applied ones of `lines` (kind, position, id, and a number and text per kind; see
+-- finish_jobs.lua ARGV[6]): a retry stores its new JSON (one HSET for all) and goes to the
+-- future ZSET at atMs (`f`) or to the queue LIST keys.by_index[keyIndex] (`q`: keyIndex is an
+-- index of the script's KEYS); an ended job is appended to `ended` and, with its record kept
+-- (`r`), to `records`; an upper-case kind also forgets the job's progress (one HDEL for all).
+-- Returns true when a retry was queued or scheduled.
+local function chard_apply_lines(keys, lines, np, applied, ended, records)
+  local progress, stored, retried = {}, {}, false
   for j, line in ipairs(lines) do
     if applied[np + j] == 1 then
       local kind, id = line[1], line[3]
@@ -401,28 +400,81 @@ local function chard_finish_jobs(running_key, max_key, cur_key, future_key, jobs
         stored[#stored + 1] = id
         stored[#stored + 1] = line[5]
         if lower == 'f' then
-          redis.call('ZADD', future_key, line[4], id)
+          redis.call('ZADD', keys.future, line[4], id)
         else
-          redis.call('RPUSH', KEYS[tonumber(line[4])], id)
+          redis.call('RPUSH', keys.by_index[tonumber(line[4])], id)
         end
-        notify = true
+        retried = true
       else
         ended[#ended + 1] = id
         if lower == 'r' then records[#records + 1] = { id, line[5], line[4] } end
       end
     end
   end
-  chard_hset_pairs(jobs_key, stored)
-  if #progress > 0 then chard_chunked('HDEL', progress_key, progress) end
+  chard_hset_pairs(keys.jobs, stored)
+  if #progress > 0 then chard_chunked('HDEL', keys.progress, progress) end
+  return retried
+end
+
+-- The positions (from chard_ack_positions) of the first `n` acks that were not applied.
+local function chard_not_applied(n, applied, pos)
+  local not_applied = {}
+  for i = 1, n do
+    if applied[i] ~= 1 then not_applied[#not_applied + 1] = pos[i] end
+  end
+  return not_applied
+end
+
+-- Acknowledges ended executions of this broker: the body of finish_jobs.lua, which fetch_jobs.lua
+-- also runs before it fetches. `keys` holds the keys it touches, built by the script:
+--   { running = running SET of this broker, max_concurrency = max-concurrency HASH,
+--     concurrency = concurrency HASH, future = future ZSET, jobs = jobs HASH,
+--     results = results HASH, result_expiry = result-expiry ZSET, progress = progress HASH,
+--     by_index = the script's KEYS (a retry due now goes to the queue at its line's keyIndex) }
+-- `width`, `packed` and `packed_lines` are finish_jobs.lua's ARGV[4], ARGV[5] and ARGV[6] (see
+-- its header). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it
+-- read here when needed.
+-- A job is applied only while it is in this broker's running SET: another broker may have
+-- recovered it after this broker's lease expired (it is theirs now), or this is an ack re-sent
+-- after a lost reply. A job listed twice is applied once, at its first position. A job of a
+-- limited task releases its slot. Ended jobs go through chard_jobs_ended (their ids published on
+-- `results_channel`).
+-- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
+-- events channel) and the positions (1-based, in the batch) of the jobs NOT applied, {} when all were.
+local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, packed_lines)
+  local plain = chard_split_ids(packed, width)
+  local lines = {}
+  if packed_lines ~= '' then lines = chard_lines(packed_lines, 5) end
+  local np = #plain
+  local ids = chard_ack_ids(plain, lines)
+  if #ids == 0 then return false, {} end
+
+  local flags, all, removed, twice = chard_take_ours(keys.running, ids)
+  local applied, pos = flags, nil
+  if twice then
+    pos = chard_ack_positions(lines, np)
+    applied = chard_first_occurrences(ids, flags, pos)
+    all = false
+  end
+
+  local notify = false
+  if removed > 0 then
+    if limits == nil then limits = chard_limits(keys.max_concurrency) end
+    if limits then notify = chard_release_acked(keys, limits, ids, applied) end -- no limited task at all: skip this
+  end
+
+  local ended, message, records = plain, packed, {}
+  if not all or #lines > 0 then
+    ended, message = {}, nil
+    for i = 1, np do
+      if applied[i] == 1 then ended[#ended + 1] = plain[i] end
+    end
+  end
+  if #lines > 0 and chard_apply_lines(keys, lines, np, applied, ended, records) then notify = true end
   if #ended > 0 then
-    chard_jobs_ended(jobs_key, results_key, expiry_key, results_channel, ended, records, now, nil, nil, message)
+    chard_jobs_ended(keys.jobs, keys.results, keys.result_expiry, results_channel, ended, records, now, nil, nil, message)
   end
 
   if all then return notify, {} end
-  pos = pos or positions()
-  local not_applied = {}
-  for i = 1, #ids do
-    if applied[i] ~= 1 then not_applied[#not_applied + 1] = pos[i] end
-  end
-  return notify, not_applied
+  return notify, chard_not_applied(#ids, applied, pos or chard_ack_positions(lines, np))
 end

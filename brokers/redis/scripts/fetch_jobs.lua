@@ -57,8 +57,9 @@ local limits = nil
 if max_jobs > 0 then limits = chard_limits(max_key) end
 local notify, not_applied = false, {}
 if ARGV[12] ~= '' or ARGV[13] ~= '' then
-  notify, not_applied = chard_finish_jobs(running_key, max_key, cur_key, future_key, jobs_key, results_key, expiry_key,
-    KEYS[13], ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13])
+  local keys = { running = running_key, max_concurrency = max_key, concurrency = cur_key, future = future_key,
+    jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[13], by_index = KEYS }
+  notify, not_applied = chard_finish_jobs(keys, ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13])
 end
 
 redis.call('ZADD', leases_key, ARGV[5], broker_id)

@@ -27,7 +27,8 @@
 -- may have recovered it, or this is an ack re-sent after a lost reply); a job listed twice is
 -- applied once, at its first position; a job of a limited task releases its slot.
 -- Returns the positions (1-based, in the batch) of the jobs NOT applied; {} when all were.
-local notify, not_applied = chard_finish_jobs(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8],
-  ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6])
+local keys = { running = KEYS[1], max_concurrency = KEYS[2], concurrency = KEYS[3], future = KEYS[4], jobs = KEYS[5],
+  results = KEYS[6], result_expiry = KEYS[7], progress = KEYS[8], by_index = KEYS }
+local notify, not_applied = chard_finish_jobs(keys, ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6])
 if notify then redis.call('PUBLISH', ARGV[1], '') end
 return not_applied

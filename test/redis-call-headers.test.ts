@@ -1,0 +1,489 @@
+/**
+ * The TypeScript-to-Lua seam, with no Redis: each call builder of brokers/redis/calls.ts against
+ * the header of its script (the KEYS and ARGV the header documents, in its order), and each
+ * header against the body of its script. The header grammar is described in brokers/redis/scripts.ts.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { describe, expect, test } from "vitest";
+import type { FinishedJob } from "../lib/broker.js";
+import { Job, toJSON } from "../lib/jobs.js";
+import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
+import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
+import * as calls from "../brokers/redis/calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { SCRIPT_NAMES, type ScriptArg, type ScriptName } from "../brokers/redis/scripts.js";
+
+const SCRIPTS = new URL("../brokers/redis/scripts/", import.meta.url);
+
+// ---- Header parsing -------------------------------------------------------------------------
+
+/** A bound of a header range: an index, plus `n` (a count an earlier argument gives) when `n`. */
+interface Bound {
+  readonly base: number;
+  readonly n: boolean;
+}
+
+/** One KEYS or ARGV entry of a header. */
+interface Entry {
+  readonly list: "KEYS" | "ARGV";
+  /** As written, e.g. `KEYS[14..]`. */
+  readonly label: string;
+  readonly first: Bound;
+  /** The last index; undefined for an open tail. */
+  readonly last: Bound | undefined;
+  /** A range (`..`), as opposed to one index. */
+  readonly range: boolean;
+  /** The first line of its description. */
+  readonly about: string;
+}
+
+interface Script {
+  readonly keys: readonly Entry[];
+  readonly argv: readonly Entry[];
+  /** The script after its header. */
+  readonly body: string;
+}
+
+const ENTRY = /^-- ((KEYS|ARGV)\[(\d+)(\+n)?(?:(\.\.)(?:(\d+)(\+n)?)?)?\])\s+(\S.*)$/;
+
+function readScript(name: string): Script {
+  const lines = readFileSync(new URL(`${name}.lua`, SCRIPTS), "utf8").split("\n");
+  let end = 0;
+  while (end < lines.length && lines[end]!.startsWith("--")) end++;
+  const entries: Entry[] = [];
+  for (const line of lines.slice(0, end)) {
+    if (!/^-- (KEYS|ARGV)\[/.test(line)) continue;
+    const m = ENTRY.exec(line);
+    if (!m) throw new Error(`${name}.lua: malformed header entry: ${line}`);
+    const [, label, list, first, firstN, dots, last, lastN, about] = m;
+    const start = { base: Number(first), n: firstN !== undefined };
+    entries.push({
+      list: list as Entry["list"],
+      label: label!,
+      first: start,
+      last: dots === undefined ? start : last === undefined ? undefined : { base: Number(last), n: lastN !== undefined },
+      range: dots !== undefined,
+      about: about!,
+    });
+  }
+  return {
+    keys: entries.filter((e) => e.list === "KEYS"),
+    argv: entries.filter((e) => e.list === "ARGV"),
+    body: lines.slice(end).join("\n"),
+  };
+}
+
+/** An entry whose indexes are known without any argument: one index or a closed numeric range. */
+function isFixed(e: Entry): e is Entry & { last: Bound } {
+  return !e.first.n && e.last !== undefined && !e.last.n;
+}
+
+function fixedSize(entries: readonly Entry[]): number {
+  return entries.filter(isFixed).reduce((sum, e) => sum + e.last.base - e.first.base + 1, 0);
+}
+
+/** True when the index `i` of a list is documented by one of `entries`. */
+function documents(entries: readonly Entry[], i: number): boolean {
+  return entries.some((e) => (isFixed(e) ? e.first.base <= i && i <= e.last.base : e.first.base <= i));
+}
+
+const parsed = new Map<ScriptName, Script>();
+
+/** The parsed header of a script, read inside the tests (so a malformed entry fails a named test). */
+function header(name: ScriptName): Script {
+  let script = parsed.get(name);
+  if (!script) parsed.set(name, (script = readScript(name)));
+  return script;
+}
+
+// ---- Representative calls, and what their header says each entry holds ----------------------
+
+/**
+ * What a builder should put in one header entry: the entry's description starts with `about`;
+ * one value for an index, the list of values for a range.
+ */
+type Expected = readonly [about: string, value: ScriptArg | readonly ScriptArg[]];
+
+interface Variant {
+  readonly name: string;
+  readonly call: calls.ScriptCall;
+  readonly keys: readonly Expected[];
+  readonly argv: readonly Expected[];
+}
+
+const NOW = 1_700_000_000_000;
+const LEASE_MS = 30_000;
+const UUID = "6f1c9a52-3b7e-4d2a-9c1f-0123456789ab";
+const BROKER = "broker-1";
+// Braces, a colon and spaces: none of them may end the hash tag early.
+const k = namespaceKeys("ns {with} braces: and colons");
+
+const job = (queue = "q", atMs = NOW): Job => new Job({ taskName: "t", queue, atMs, maxRetries: 3, taskArgs: [1] });
+const ended = (j = job()): FinishedJob => ({ job: j, outcome: "succeeded" });
+const retry = (j: Job): FinishedJob => ({ job: j, outcome: "retry" });
+
+const FINISH_KEYS = (tail: readonly string[]): Expected[] => [
+  ["running SET", k.running(BROKER)],
+  ["max-concurrency HASH", k.maxConcurrency],
+  ["concurrency HASH", k.concurrency],
+  ["future ZSET", k.future],
+  ["jobs HASH", k.jobs],
+  ["results HASH", k.results],
+  ["result-expiry ZSET", k.resultExpiry],
+  ["progress HASH", k.progress],
+  ["queue LISTs that retried jobs go back to", tail],
+];
+
+const FINISH_ARGV = (width: number, ids: string, lines: string): Expected[] => [
+  ["events channel", k.events],
+  ["results channel", k.resultsChannel],
+  ["now", NOW],
+  ["id width", width],
+  ["the common case, packed", ids],
+  ["the other jobs, one line each", lines],
+];
+
+const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
+  ["queue LIST", k.queue(queue)],
+  ["future ZSET", k.future],
+  ["periodic ZSET", k.periodic],
+  ["periodic-tasks HASH", k.periodicTasks],
+  ["leases ZSET", k.leases],
+  ["running SET", k.running(BROKER)],
+  ["max-concurrency HASH", k.maxConcurrency],
+  ["concurrency HASH", k.concurrency],
+  ["jobs HASH", k.jobs],
+  ["results HASH", k.results],
+  ["result-expiry ZSET", k.resultExpiry],
+  ["revoked SET", k.revoked],
+  ["progress HASH", k.progress],
+  ["queue LISTs that retried jobs go back to", tail],
+];
+
+const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[]): Expected[] => [
+  ["key prefix", k.prefix],
+  ["events channel", k.events],
+  ["broker id", BROKER],
+  ["now", NOW],
+  ["lease expiry", NOW + LEASE_MS],
+  ["maxJobs", maxJobs],
+  ["a fresh random UUID", UUID],
+  ["results channel", k.resultsChannel],
+  ["how long the record of a revoked job is kept", DEFAULT_RESULT_TTL_MS],
+  ["the record of a revoked job", REVOKED_RECORD],
+  ["the acks", acks],
+];
+
+const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue = "q"): calls.ScriptCall =>
+  calls.fetchCall(k, { brokerId: BROKER, queue, maxJobs, nowMs: NOW, leaseMs: LEASE_MS, uuid: UUID, ...(acks && { acks }) });
+
+/** Representative calls of every script's builder. */
+const CASES: Record<ScriptName, () => Variant[]> = {
+  enqueue_jobs: () => {
+    const token = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
+    const due = [job(), job()];
+    const [a, b, later, c] = [job("q"), job("other"), job("q", NOW + 1), job("q")];
+    const keys = (queues: readonly string[]): Expected[] => [
+      ["token STRING", k.token(token)],
+      ["jobs HASH", k.jobs],
+      ["future ZSET", k.future],
+      ["queue LISTs", queues.map((q) => k.queue(q))],
+    ];
+    const argv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
+      ["events channel", k.events],
+      ["token TTL", calls.TOKEN_TTL_MS],
+      ["id width", width],
+      ["groups", groups],
+      ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
+      ["the atMs", at],
+    ];
+    return [
+      {
+        name: "all due, one queue: one group",
+        call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, token }),
+        keys: keys(["q"]),
+        argv: argv(36, "4 2", due, ""),
+      },
+      {
+        name: "two queues and a job due later: a group per queue, the future group last",
+        call: calls.enqueueCall(k, { jobs: [a, b, later, c], nowMs: NOW, token }),
+        keys: keys(["q", "other"]),
+        argv: argv(36, "4 2 5 1 0 1", [a, c, b, later], String(NOW + 1)),
+      },
+    ];
+  },
+
+  fetch_jobs: () => {
+    const [a, b] = [ended(), ended()];
+    const plain = ended();
+    const sameQueue = retry(job("q", NOW));
+    const otherQueue = retry(job("other", NOW - 1));
+    const later = retry(job("q", NOW + 60_000));
+    const kept: FinishedJob = { job: job(), outcome: "succeeded", result: '{"value":1}', resultTtlMs: 5_000 };
+    const progress: FinishedJob = { job: job(), outcome: "failed", hadProgress: true };
+    const otherAgain = retry(job("other", NOW));
+    const lines = [
+      `q 2 ${sameQueue.job.id} 1 ${toJSON(sameQueue.job)}`,
+      `q 3 ${otherQueue.job.id} 14 ${toJSON(otherQueue.job)}`,
+      `f 4 ${later.job.id} ${NOW + 60_000} ${toJSON(later.job)}`,
+      `r 5 ${kept.job.id} 5000 {"value":1}`,
+      `E 6 ${progress.job.id}`,
+      `q 7 ${otherAgain.job.id} 14 ${toJSON(otherAgain.job)}`,
+    ];
+    return [
+      { name: "no acks", call: fetch(10), keys: FETCH_KEYS("q", []), argv: FETCH_ARGV(10, [0, "", ""]) },
+      {
+        name: "plain acks, nothing to take",
+        call: fetch(0, [a, b], "other queue"),
+        keys: FETCH_KEYS("other queue", []),
+        argv: FETCH_ARGV(0, [36, `${a.job.id} ${b.job.id}`, ""]),
+      },
+      {
+        name: "acks of every kind: retries due now to the queue fetched from and to another, one due later",
+        call: fetch(5, [plain, sameQueue, otherQueue, later, kept, progress, otherAgain]),
+        keys: FETCH_KEYS("q", [k.queue("other")]),
+        argv: FETCH_ARGV(5, [36, plain.job.id, lines.join("\n")]),
+      },
+    ];
+  },
+
+  finish_jobs: () => {
+    const short = new Job({ id: "a1", taskName: "t", queue: "q", atMs: NOW, maxRetries: 0, taskArgs: [] });
+    const long = new Job({ id: "b22", taskName: "t", queue: "q", atMs: NOW, maxRetries: 0, taskArgs: [] });
+    const [r1, e, r2, r3] = [retry(job("q1")), ended(), retry(job("q2")), retry(job("q1"))];
+    const lines = [
+      `q 1 ${r1.job.id} 9 ${toJSON(r1.job)}`,
+      `q 3 ${r2.job.id} 10 ${toJSON(r2.job)}`,
+      `q 4 ${r3.job.id} 9 ${toJSON(r3.job)}`,
+    ];
+    return [
+      {
+        name: "plain acks of ids of different widths",
+        call: calls.finishCall(k, { brokerId: BROKER, acks: [ended(short), ended(long)], nowMs: NOW }),
+        keys: FINISH_KEYS([]),
+        argv: FINISH_ARGV(0, "a1 b22", ""),
+      },
+      {
+        name: "retries due now to two queues, one of them twice",
+        call: calls.finishCall(k, { brokerId: BROKER, acks: [r1, e, r2, r3], nowMs: NOW }),
+        keys: FINISH_KEYS([k.queue("q1"), k.queue("q2")]),
+        argv: FINISH_ARGV(36, e.job.id, lines.join("\n")),
+      },
+    ];
+  },
+
+  register_periodic_tasks: () => {
+    const keys: Expected[] = [["periodic ZSET", k.periodic], ["periodic-tasks HASH", k.periodicTasks]];
+    const tasks = [
+      { name: "hourly", periodMs: 3_600_000, json: "{}" },
+      { name: "daily", periodMs: 86_400_000, json: '{"a":1}' },
+    ];
+    return [
+      { name: "no task", call: calls.registerPeriodicCall(k, { tasks: [], nowMs: NOW }), keys, argv: [["events channel", k.events], ["now", NOW], ["one triple per task", []]] },
+      {
+        name: "two tasks",
+        call: calls.registerPeriodicCall(k, { tasks, nowMs: NOW }),
+        keys,
+        argv: [["events channel", k.events], ["now", NOW], ["one triple per task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']]],
+      },
+    ];
+  },
+
+  set_concurrency_keys: () => [
+    {
+      name: "a limited task and an unlimited one",
+      call: calls.concurrencyCall(k, { tasks: [{ name: "a", limit: 2 }, { name: "b", limit: undefined }] }),
+      keys: [["max-concurrency HASH", k.maxConcurrency], ["concurrency HASH", k.concurrency]],
+      argv: [["one pair per task", ["a", 2, "b", ""]]],
+    },
+  ],
+
+  keep_alive: () => [
+    {
+      name: "a renewal",
+      call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS }),
+      keys: [["leases ZSET", k.leases]],
+      argv: [["broker id", BROKER], ["now", NOW], ["new lease expiry", NOW + LEASE_MS]],
+    },
+  ],
+
+  recover_dead_brokers: () =>
+    [["one dead broker", ["dead-1"]], ["two dead brokers", ["dead-1", "dead-2"]]].map(([name, ids]) => ({
+      name: name as string,
+      call: calls.recoverCall(k, { brokerIds: ids as string[], nowMs: NOW }),
+      keys: [
+        ["leases ZSET", k.leases],
+        ["max-concurrency HASH", k.maxConcurrency],
+        ["concurrency HASH", k.concurrency],
+        ["jobs HASH", k.jobs],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+        ["progress HASH", k.progress],
+        ["running SET (job ids) of each candidate broker", (ids as string[]).map((id) => k.running(id))],
+      ],
+      argv: [
+        ["key prefix", k.prefix],
+        ["events channel", k.events],
+        ["now", NOW],
+        ["results channel", k.resultsChannel],
+        ["how long the record of a lost job is kept", DEFAULT_RESULT_TTL_MS],
+        ["the record of a lost job", LOST_RECORD],
+        ["candidate broker ids", ids!],
+      ],
+    })),
+
+  reclaim_orphans: () => {
+    const keys: Expected[] = [
+      ["running SET", k.running(BROKER)],
+      ["max-concurrency HASH", k.maxConcurrency],
+      ["concurrency HASH", k.concurrency],
+      ["jobs HASH", k.jobs],
+    ];
+    const argv = (known: string[], unreadable: string[]): Expected[] => [
+      ["key prefix", k.prefix],
+      ["events channel", k.events],
+      ["n, the number of known ids", known.length],
+      ["ids of the jobs this broker fetched", known],
+      ["ids of jobs the broker could not read", unreadable],
+    ];
+    return [
+      { name: "nothing known", call: calls.reclaimCall(k, { brokerId: BROKER, known: [], unreadable: [] }), keys, argv: argv([], []) },
+      {
+        name: "known and unreadable ids",
+        call: calls.reclaimCall(k, { brokerId: BROKER, known: ["a", "b"], unreadable: ["c"] }),
+        keys,
+        argv: argv(["a", "b"], ["c"]),
+      },
+    ];
+  },
+
+  stop: () => [
+    {
+      name: "a stop",
+      call: calls.stopCall(k, { brokerId: BROKER }),
+      keys: [["leases ZSET", k.leases], ["running SET", k.running(BROKER)]],
+      argv: [["broker id", BROKER]],
+    },
+  ],
+
+  revoke_job: () =>
+    (["revoke", "cancel"] as const).map((mode) => ({
+      name: mode,
+      call: calls.revokeCall(k, { jobId: "job-1", mode }),
+      keys: [["jobs HASH", k.jobs], ["results HASH", k.results], ["revoked SET", k.revoked], ["leases ZSET", k.leases]],
+      argv: [["job id", "job-1"], ['"revoke" or "cancel"', mode], ["events channel", k.events], ["key prefix", k.prefix]],
+    })),
+
+  read_result: () => [
+    {
+      name: "a lookup",
+      call: calls.readResultCall(k, { jobId: "job-1", nowMs: NOW }),
+      keys: [
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+        ["jobs HASH", k.jobs],
+        ["revoked SET", k.revoked],
+        ["leases ZSET", k.leases],
+      ],
+      argv: [["job id", "job-1"], ["now", NOW], ["key prefix", k.prefix]],
+    },
+  ],
+};
+
+// ---- Checks ---------------------------------------------------------------------------------
+
+/** The hash tag of a key as Redis Cluster reads it: from the first `{` to the next `}`, if not empty. */
+function hashTag(key: string): string {
+  const open = key.indexOf("{");
+  const close = open === -1 ? -1 : key.indexOf("}", open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+/** Checks `actual` (a call's KEYS or ARGV) entry by entry against the header and the expectations. */
+function checkList(entries: readonly Entry[], expected: readonly Expected[], actual: readonly ScriptArg[]): void {
+  expect(expected.map(([about]) => about), "one expectation per header entry").toHaveLength(entries.length);
+  const n = expected.find(([about]) => about.startsWith("n,"))?.[1];
+  const flat: ScriptArg[] = [];
+  entries.forEach((e, i) => {
+    const [about, value] = expected[i]!;
+    expect(e.about.startsWith(about), `${e.label} is documented as "${e.about}", expected "${about}..."`).toBe(true);
+    if (!e.range) {
+      expect(Array.isArray(value), `${e.label} is one index`).toBe(false);
+      flat.push(value as ScriptArg);
+      return;
+    }
+    expect(Array.isArray(value), `${e.label} is a range`).toBe(true);
+    const list = value as readonly ScriptArg[];
+    if (e.last !== undefined) {
+      const bound = (b: Bound): number => b.base + (b.n ? Number(n) : 0);
+      expect(list, `${e.label} has as many entries as its range`).toHaveLength(bound(e.last) - bound(e.first) + 1);
+    }
+    flat.push(...list);
+  });
+  const fixed = fixedSize(entries);
+  expect(actual.length).toBeGreaterThanOrEqual(fixed);
+  if (entries.every(isFixed)) expect(actual.length).toBe(fixed);
+  expect(actual).toEqual(flat);
+}
+
+describe("script headers", () => {
+  test("every .lua file but the prelude is a script, and every script has its builder checked here", () => {
+    const files = readdirSync(SCRIPTS)
+      .filter((f) => f.endsWith(".lua") && f !== "_prelude.lua")
+      .map((f) => f.slice(0, -".lua".length));
+    expect(files.sort()).toEqual([...SCRIPT_NAMES].sort());
+    expect(Object.keys(CASES).sort()).toEqual([...SCRIPT_NAMES].sort());
+  });
+
+  test.each(SCRIPT_NAMES)("%s.lua documents its KEYS and ARGV from 1, in order, without gaps, an open tail last", (name) => {
+    const { keys, argv } = header(name);
+    expect(keys.length, "KEYS documented").toBeGreaterThan(0);
+    for (const entries of [keys, argv]) {
+      let next: Bound = { base: 1, n: false };
+      entries.forEach((e, i) => {
+        expect(e.first, `${e.label} follows the entry before it`).toEqual(next);
+        if (e.last === undefined) {
+          expect(i, `${e.label} is an open tail, so the last entry`).toBe(entries.length - 1);
+          return;
+        }
+        if (e.range && isFixed(e)) expect(e.last.base, `${e.label} is not empty`).toBeGreaterThanOrEqual(e.first.base);
+        next = { base: e.last.base + 1, n: e.last.n };
+      });
+    }
+  });
+
+  test.each(SCRIPT_NAMES)("%s.lua documents every KEYS and ARGV index its body reads, and reads every fixed one it documents", (name) => {
+    const { keys, argv, body } = header(name);
+    for (const [list, entries] of [["KEYS", keys], ["ARGV", argv]] as const) {
+      const used = new Set([...body.matchAll(new RegExp(`\\b${list}\\[(\\d+)\\]`, "g"))].map((m) => Number(m[1])));
+      for (const i of used) expect(documents(entries, i), `${name}.lua reads ${list}[${i}]`).toBe(true);
+      for (const e of entries.filter(isFixed)) {
+        for (let i = e.first.base; i <= e.last.base; i++) expect(used.has(i), `${name}.lua documents ${list}[${i}] but never reads it`).toBe(true);
+      }
+    }
+  });
+
+  test("no prelude helper reads the global KEYS or ARGV of the script it is prepended to", () => {
+    const code = readFileSync(new URL("_prelude.lua", SCRIPTS), "utf8").replace(/--.*$/gm, "");
+    expect(code).not.toMatch(/\b(KEYS|ARGV)\b/);
+  });
+});
+
+describe.each(SCRIPT_NAMES)("the call builder of %s.lua", (name) => {
+  const variants = CASES[name]();
+
+  test.each(variants.map((v) => [v.name, v] as const))("%s: KEYS and ARGV as its header documents them", (_, v) => {
+    expect(v.call.name).toBe(name);
+    const { keys, argv } = header(name);
+    checkList(keys, v.keys, v.call.keys);
+    checkList(argv, v.argv, v.call.args);
+  });
+
+  test.each(variants.map((v) => [v.name, v] as const))("%s: every key shares the namespace's hash tag", (_, v) => {
+    expect(hashTag(k.prefix)).not.toBe(k.prefix);
+    for (const key of v.call.keys) {
+      expect(key.startsWith(`${k.prefix}:`), key).toBe(true);
+      expect(hashTag(key), key).toBe(hashTag(k.prefix));
+    }
+  });
+});

@@ -1,0 +1,255 @@
+/**
+ * Unit tests of brokers/redis/calls.ts, with no Redis: what each call builder sends (the packing of
+ * acks and of enqueued batches above all) and what each reply parser returns or rejects.
+ */
+import { afterEach, describe, expect, test } from "vitest";
+import type { FinishedJob } from "../lib/broker.js";
+import { Job, JobStatus, toJSON } from "../lib/jobs.js";
+import { setLogger } from "../lib/logger.js";
+import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
+import * as calls from "../brokers/redis/calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { RedisReplyError } from "../brokers/redis/scripts.js";
+
+const NOW = 1_700_000_000_000;
+const k = namespaceKeys("calls");
+
+const job = (fields: { id?: string; queue?: string; atMs?: number; retries?: number } = {}): Job =>
+  new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], ...fields });
+const ended = (j = job(), extra: Partial<FinishedJob> = {}): FinishedJob => ({ job: j, outcome: "succeeded", ...extra });
+const retry = (j: Job, extra: Partial<FinishedJob> = {}): FinishedJob => ({ job: j, outcome: "retry", ...extra });
+
+/** The three ack arguments of finish_jobs.lua (ARGV[4..6]) and its KEYS for `acks`. */
+function finish(acks: readonly FinishedJob[]): { keys: string[]; width: unknown; ids: unknown; lines: string[] } {
+  const call = calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW });
+  const [width, ids, lines] = call.args.slice(3);
+  return { keys: call.keys, width, ids, lines: lines === "" ? [] : String(lines).split("\n") };
+}
+
+describe("the packing of acks", () => {
+  test("acks that keep nothing travel as one argument of space-separated ids, with the width they share", () => {
+    const acks = [ended(), ended(job(), { outcome: "failed" }), ended()];
+    expect(finish(acks)).toEqual({ keys: finish([]).keys, width: 36, ids: acks.map((a) => a.job.id).join(" "), lines: [] });
+  });
+
+  test("ids of different lengths are packed with width 0", () => {
+    expect(finish([ended(job({ id: "a1" })), ended(job({ id: "b22" }))])).toMatchObject({ width: 0, ids: "a1 b22" });
+  });
+
+  test("ids of one length holding multi-byte characters get width 0: the script reads bytes", () => {
+    expect(finish([ended(job({ id: "é1" })), ended(job({ id: "ab" }))])).toMatchObject({ width: 0, ids: "é1 ab" });
+    expect(finish([ended(job({ id: "abc" }))])).toMatchObject({ width: 3, ids: "abc" });
+  });
+
+  test("a batch of lines only has width 0 and no ids", () => {
+    const r = job({ atMs: NOW + 1 });
+    expect(finish([retry(r)])).toMatchObject({ width: 0, ids: "", lines: [`f 1 ${r.id} ${NOW + 1} ${toJSON(r)}`] });
+  });
+
+  test("each other ack is a line led by its kind and its 1-based batch position; upper case also forgets progress", () => {
+    const [a, b, c, d, e, f, g, h] = [job(), job(), job(), job({ atMs: NOW + 5 }), job({ atMs: NOW + 6 }), job(), job(), job()];
+    const acks = [
+      ended(a),
+      ended(b, { result: '{"v":1}', resultTtlMs: 1_000 }),
+      ended(c, { result: '{"v":2}', hadProgress: true }),
+      retry(d),
+      retry(e, { hadProgress: true }),
+      retry(f),
+      retry(g, { hadProgress: true }),
+      ended(h, { hadProgress: true }),
+    ];
+    expect(finish(acks).lines).toEqual([
+      `r 2 ${b.id} 1000 {"v":1}`,
+      `R 3 ${c.id} ${DEFAULT_RESULT_TTL_MS} {"v":2}`,
+      `f 4 ${d.id} ${NOW + 5} ${toJSON(d)}`,
+      `F 5 ${e.id} ${NOW + 6} ${toJSON(e)}`,
+      `q 6 ${f.id} 9 ${toJSON(f)}`,
+      `Q 7 ${g.id} 9 ${toJSON(g)}`,
+      `E 8 ${h.id}`,
+    ]);
+    expect(finish(acks).ids).toBe(a.id);
+  });
+
+  test("plain ids fill, in order, the positions the lines leave free", () => {
+    const [a, b, c, d] = [job(), job(), job(), job()];
+    const packed = finish([ended(b, { hadProgress: true }), ended(a), ended(d, { hadProgress: true }), ended(c)]);
+    expect(packed).toMatchObject({ ids: `${a.id} ${c.id}`, lines: [`E 1 ${b.id}`, `E 3 ${d.id}`] });
+  });
+
+  test("a retry due exactly now goes to its queue, one due a millisecond later to the future set", () => {
+    const [now, later] = [job({ atMs: NOW, retries: 1 }), job({ atMs: NOW + 1, retries: 2 })];
+    expect(finish([retry(now), retry(later)]).lines).toEqual([
+      `q 1 ${now.id} 9 ${toJSON(now)}`,
+      `f 2 ${later.id} ${NOW + 1} ${toJSON(later)}`,
+    ]);
+  });
+
+  test("the queue key of a retry is appended once, its KEYS index reused by later retries to that queue", () => {
+    const [a, b, c] = [job({ queue: "q1" }), job({ queue: "q2" }), job({ queue: "q1" })];
+    const packed = finish([retry(a), retry(b), retry(c)]);
+    expect(packed.keys.slice(8)).toEqual([k.queue("q1"), k.queue("q2")]);
+    expect(packed.lines.map((l) => l.split(" ").slice(0, 4).join(" "))).toEqual([`q 1 ${a.id} 9`, `q 2 ${b.id} 10`, `q 3 ${c.id} 9`]);
+  });
+
+  test("a turn's retry to the queue it fetches from goes to KEYS[1]; other queues come after the 13 fixed KEYS", () => {
+    const [same, other, again] = [job({ queue: "q" }), job({ queue: "other" }), job({ queue: "other" })];
+    const call = calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 1, nowMs: NOW, leaseMs: 1, uuid: "u", acks: [retry(same), retry(other), retry(again)] });
+    expect(call.keys).toHaveLength(14);
+    expect(call.keys[13]).toBe(k.queue("other"));
+    expect(String(call.args[12]).split("\n").map((l) => l.split(" ")[3])).toEqual(["1", "14", "14"]);
+  });
+});
+
+describe("the call builders", () => {
+  test("enqueueCall sends the common batch (all due, one queue) as one group", () => {
+    const jobs = [job(), job()];
+    const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
+    expect(call).toEqual({
+      name: "enqueue_jobs",
+      keys: [k.token("tok"), k.jobs, k.future, k.queue("q")],
+      args: [k.events, calls.TOKEN_TTL_MS, 36, "4 2", jobs.map(toJSON).join("\n"), ""],
+    });
+  });
+
+  test("enqueueCall groups jobs by queue in batch order, the jobs due later last with their atMs", () => {
+    const [a, b, c, d, e] = [job({ queue: "x" }), job({ atMs: NOW + 2 }), job({ queue: "y" }), job({ queue: "x" }), job({ atMs: NOW + 1 })];
+    const call = calls.enqueueCall(k, { jobs: [a, b, c, d, e], nowMs: NOW, token: "tok" });
+    expect(call.keys.slice(3)).toEqual([k.queue("x"), k.queue("y")]);
+    expect(call.args.slice(3)).toEqual(["4 2 5 1 0 2", [a, d, c, b, e].map(toJSON).join("\n"), `${NOW + 2} ${NOW + 1}`]);
+  });
+
+  test("enqueueCall sends width 0 for ids of different lengths, and only the future group for jobs all due later", () => {
+    const jobs = [job({ id: "a", atMs: NOW + 1 }), job({ id: "bb", atMs: NOW + 1 })];
+    const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
+    expect(call.keys).toEqual([k.token("tok"), k.jobs, k.future]);
+    expect(call.args.slice(2)).toEqual([0, "0 2", jobs.map(toJSON).join("\n"), `${NOW + 1} ${NOW + 1}`]);
+  });
+
+  test("fetchCall sends the lease expiry as nowMs + leaseMs, and no acks as 0, '', ''", () => {
+    const call = calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u" });
+    expect(call.args.slice(2, 7)).toEqual(["b", NOW, NOW + 30_000, 7, "u"]);
+    expect(call.args.slice(10)).toEqual([0, "", ""]);
+    expect(calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", acks: [] })).toEqual(call);
+  });
+
+  test("keepAliveCall sends the broker, now and the new lease expiry", () => {
+    expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5 })).toEqual({ name: "keep_alive", keys: [k.leases], args: ["b", NOW, NOW + 5] });
+  });
+
+  test("registerPeriodicCall sends one triple per task; concurrencyCall one pair per task, '' for unlimited", () => {
+    expect(calls.registerPeriodicCall(k, { tasks: [{ name: "p", periodMs: 60_000, json: "{}" }], nowMs: NOW }).args).toEqual([k.events, NOW, "p", 60_000, "{}"]);
+    expect(calls.concurrencyCall(k, { tasks: [{ name: "a", limit: 0 }, { name: "b", limit: undefined }] }).args).toEqual(["a", 0, "b", ""]);
+  });
+
+  test("recoverCall sends a running key per broker, in the order of their ids", () => {
+    const call = calls.recoverCall(k, { brokerIds: ["d2", "d1"], nowMs: NOW });
+    expect(call.keys.slice(7)).toEqual([k.running("d2"), k.running("d1")]);
+    expect(call.args.slice(6)).toEqual(["d2", "d1"]);
+  });
+
+  test("reclaimCall sends how many ids are known, then the known ids, then the unreadable ones", () => {
+    expect(calls.reclaimCall(k, { brokerId: "b", known: ["a", "b"], unreadable: ["c"] }).args).toEqual([k.prefix, k.events, 2, "a", "b", "c"]);
+  });
+
+  test("revokeCall, readResultCall and stopCall name the job or the broker", () => {
+    expect(calls.revokeCall(k, { jobId: "j", mode: "cancel" }).args).toEqual(["j", "cancel", k.events, k.prefix]);
+    expect(calls.readResultCall(k, { jobId: "j", nowMs: NOW }).args).toEqual(["j", NOW, k.prefix]);
+    expect(calls.stopCall(k, { brokerId: "b" })).toEqual({ name: "stop", keys: [k.leases, k.running("b")], args: ["b"] });
+  });
+});
+
+/** Expects `parse` to throw a RedisReplyError naming `script`. */
+function rejects(parse: () => unknown, script: string): void {
+  expect(parse).toThrow(RedisReplyError);
+  expect(parse).toThrow(`script ${script}: unexpected reply`);
+}
+
+describe("the reply parsers", () => {
+  test("parseFetchReply reads the short reply, the last three lists left out, without copying the jobs", () => {
+    const jsons = ["a", "b"];
+    const reply = calls.parseFetchReply([jsons, "1700000000123"], 0);
+    expect(reply).toEqual({ jsons, nextDueAtMs: 1_700_000_000_123, dropped: [], revoked: [], notApplied: [] });
+    expect(reply.jsons).toBe(jsons);
+    expect(calls.parseFetchReply([[], null], 0).nextDueAtMs).toBeUndefined();
+  });
+
+  test("parseFetchReply reads the full reply, the positions of the acks not applied made 0-based", () => {
+    expect(calls.parseFetchReply([["a"], null, ["bad"], ["r"], [1, 3]], 3)).toEqual({
+      jsons: ["a"], nextDueAtMs: undefined, dropped: ["bad"], revoked: ["r"], notApplied: [0, 2],
+    });
+  });
+
+  test.each([
+    ["not a list", "x"],
+    ["three entries", [[], null, []]],
+    ["a job that is not a string", [[1], null]],
+    ["a due time that is not a string", [[], 5]],
+    ["a position past the acks", [[], null, [], [], [3]]],
+    ["a position 0", [[], null, [], [], [0]]],
+    ["a position that is not an integer", [[], null, [], [], ["1"]]],
+  ])("parseFetchReply rejects a reply with %s", (_, reply) => {
+    rejects(() => calls.parseFetchReply(reply, 2), "fetch_jobs");
+  });
+
+  test("parseFinishReply makes the positions 0-based and rejects any outside the batch", () => {
+    expect(calls.parseFinishReply([], 2)).toEqual([]);
+    expect(calls.parseFinishReply([2, 1], 2)).toEqual([1, 0]);
+    for (const reply of [[3], [0], [1.5], "1", null]) rejects(() => calls.parseFinishReply(reply, 2), "finish_jobs");
+  });
+
+  test("parseKeepAliveReply reads the lease flag and the expired brokers", () => {
+    expect(calls.parseKeepAliveReply([0])).toEqual({ leaseLost: false, expired: [] });
+    expect(calls.parseKeepAliveReply([1, "d1", "d2"])).toEqual({ leaseLost: true, expired: ["d1", "d2"] });
+    for (const reply of [[], ["1"], [0, 5], 0]) rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+  });
+
+  test("parseReadResult reads the record (null: none) and the state", () => {
+    expect(calls.parseReadResult(['{"ok":true}', "finished"])).toEqual({ record: '{"ok":true}', state: "finished" });
+    expect(calls.parseReadResult([null, "pending"])).toEqual({ record: undefined, state: "pending" });
+    for (const reply of [[null, "gone"], [1, "pending"], [null], "finished"]) rejects(() => calls.parseReadResult(reply), "read_result");
+  });
+
+  test("parseReclaimReply and parseTakenBack read their lists of JSONs", () => {
+    expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: ["b", "c"] });
+    expect(calls.parseTakenBack([["a"], ["b"], []])).toEqual({ requeued: ["a"], failed: ["b"], dropped: [] });
+    for (const reply of [[["a"]], [["a"], [1]], null]) rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
+    for (const reply of [[[], []], [[], [], [null]], {}]) rejects(() => calls.parseTakenBack(reply), "recover_dead_brokers");
+  });
+
+  test("jobState accepts the five states only; int accepts integers only", () => {
+    for (const state of ["pending", "running", "revoked", "finished", "unknown"]) expect(calls.jobState(state, "revoke_job")).toBe(state);
+    for (const value of ["Pending", "", 1, null]) rejects(() => calls.jobState(value, "revoke_job"), "revoke_job");
+    expect(calls.int(3, "stop")).toBe(3);
+    for (const value of ["3", 1.5, null, Number.NaN]) rejects(() => calls.int(value, "stop"), "stop");
+  });
+
+  test("a rejected reply is quoted, cut to 200 characters", () => {
+    const long = "x".repeat(500);
+    expect(() => calls.int(long, "stop")).toThrow(new RedisReplyError(`script stop: unexpected reply ${JSON.stringify(long).slice(0, 200)} (a script of another Chard version?)`));
+  });
+});
+
+describe("stored entries", () => {
+  afterEach(() => setLogger(undefined));
+
+  test("parseJobs reads jobs with the status given, and logs and leaves out entries that are not jobs", () => {
+    const errors: string[] = [];
+    setLogger({ debug() {}, info() {}, warn() {}, error: (m) => void errors.push(m) });
+    const a = job();
+    const jobs = calls.parseJobs([toJSON(a), "not json", '{"id":"x"}'], JobStatus.Queued);
+    expect(jobs).toEqual([{ ...a, status: JobStatus.Queued }]);
+    expect(errors).toEqual(["dropping a corrupt running entry", "dropping a corrupt running entry"]);
+  });
+
+  test.each([
+    ["a job", '{"id":"abc","retries":0}', "abc"],
+    ["JSON with no id", '{"task":"t"}', undefined],
+    ["JSON whose id is not a string", '{"id":5}', undefined],
+    ["JSON null", "null", undefined],
+    ["broken JSON that starts like a job", '{"id":"abc","retries":', "abc"],
+    ["broken JSON with an escaped id", '{"id":"a\\"b",', undefined],
+    ["anything else", "garbage", undefined],
+  ])("entryId of %s", (_, json, id) => {
+    expect(calls.entryId(json)).toBe(id);
+  });
+});
