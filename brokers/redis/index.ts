@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Redis, type RedisOptions } from "ioredis";
 import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../../lib/broker.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
-import { Job, JobStatus, fromJSON } from "../../lib/jobs.js";
+import { type Job, JobStatus, fromJSON } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
