@@ -11,6 +11,7 @@ import tseslint from "typescript-eslint";
 
 /** Why the timer rules exist, shown with each report. */
 const TIMER_SEAM = "library code takes its timers from the Clock (lib/clock.ts), so tests can drive them";
+const TIMER_FUNCTIONS = ["setTimeout", "setInterval", "clearTimeout", "clearInterval"];
 
 export default defineConfig(
   { ignores: ["dist/", "coverage/", "bench/results/"] },
@@ -93,13 +94,10 @@ export default defineConfig(
           })),
         },
       ],
-      "no-restricted-globals": [
-        "error",
-        ...["setTimeout", "setInterval", "clearTimeout", "clearInterval"].map((name) => ({ name, message: TIMER_SEAM })),
-      ],
+      "no-restricted-globals": ["error", ...TIMER_FUNCTIONS.map((name) => ({ name, message: TIMER_SEAM }))],
       "no-restricted-properties": [
         "error",
-        ...["setTimeout", "setInterval", "clearTimeout", "clearInterval"].map((property) => ({
+        ...TIMER_FUNCTIONS.map((property) => ({
           object: "globalThis",
           property,
           message: TIMER_SEAM,
