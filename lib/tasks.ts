@@ -50,11 +50,11 @@ export interface TaskOptions {
 export const DEFAULT_RESULT_TTL_MS = 3_600_000;
 
 /** A task function: sync or async, with JSON-serialisable arguments. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[], not unknown[]: a function of any parameters must fit
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: a function of any parameters fits
 export type TaskFunction<A extends unknown[] = any[], R = unknown> = (...args: A) => R;
 
 /** A named unit of work that jobs execute. Made by `engine.task` or `tasks.task`. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[], not unknown[]: every Task<A, R> must be a Task
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: every Task<A, R> is a Task
 export class Task<A extends unknown[] = any[], R = unknown> {
   /** Unique name of the task within an engine. */
   readonly name: string;
