@@ -90,7 +90,7 @@ export class MemoryBroker extends BaseBroker {
     const q = ns.queues.get(queue);
     if (q && maxJobs > 0) {
       let running = ns.running.get(this.id);
-      if (!running) ns.running.set(this.id, (running = new Map()));
+      if (!running) ns.running.set(this.id, (running = new Map<string, WireJob>()));
       const setAside: WireJob[] = [];
       const limited = ns.maxConcurrency.size > 0;
       while (jobs.length < maxJobs) {

@@ -117,7 +117,8 @@ export function toUtcDateTime(value: DateTime | Date, what: string): DateTime {
 export function describe(value: unknown): string {
   if (value === null) return "null";
   if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
-  if (typeof value === "object") return (value as object).constructor?.name ?? "object";
+  if (typeof value === "object") return value.constructor?.name ?? "object";
   if (typeof value === "string") return JSON.stringify(value);
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects and functions returned above
   return `${typeof value} ${String(value)}`;
 }

@@ -320,9 +320,11 @@ export function checkJSON(value: unknown, what: string, path: string): void {
       case "symbol":
         fail(path, `a ${typeof value} cannot be serialised; pass data, not code`);
         return;
+      case "object":
+        break;
     }
     if (value === null) return;
-    const obj = value as object;
+    const obj = value;
     if (seen.has(obj)) fail(path, "a circular reference cannot be serialised");
     const proto = Object.getPrototypeOf(obj) as unknown;
     if (Array.isArray(obj)) {

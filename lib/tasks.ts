@@ -50,11 +50,11 @@ export interface TaskOptions {
 export const DEFAULT_RESULT_TTL_MS = 3_600_000;
 
 /** A task function: sync or async, with JSON-serialisable arguments. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: a function of any parameters fits
 export type TaskFunction<A extends unknown[] = any[], R = unknown> = (...args: A) => R;
 
 /** A named unit of work that jobs execute. Made by `engine.task` or `tasks.task`. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: every Task<A, R> is a Task
 export class Task<A extends unknown[] = any[], R = unknown> {
   /** Unique name of the task within an engine. */
   readonly name: string;
@@ -223,7 +223,7 @@ export class Tasks {
 }
 
 function stripUndefined(options: TaskOptions): TaskOptions {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TaskOptions;
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
 }
 
 /** One job to create in a batch; `at` undefined means "as soon as possible". */

@@ -314,8 +314,8 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     const order: string[] = [];
     const failures: string[] = [];
     const offs = [
-      signals.workerStopping.connectVia(engine.namespace, ({}, { workerName }) => void order.push(`stopping ${workerName}`)),
-      signals.workerTerminated.connectVia(engine.namespace, ({}, { workerName }) => void order.push(`terminated ${workerName}`)),
+      signals.workerStopping.connectVia(engine.namespace, (_ns, { workerName }) => void order.push(`stopping ${workerName}`)),
+      signals.workerTerminated.connectVia(engine.namespace, (_ns, { workerName }) => void order.push(`terminated ${workerName}`)),
       signals.jobStarted.connectVia(engine.namespace, () => {
         throw new Error("receiver bug");
       }),
@@ -348,7 +348,7 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
       throw new RetryError("again", { at: DateTime.utc() });
     }, { maxRetries: 2 });
     const jobs = await Promise.all([engine.schedule("ok"), engine.schedule("fail"), engine.schedule("retry"), engine.schedule("ok")]);
-    await engine.revoke(jobs[3]!.id);
+    await engine.revoke(jobs[3].id);
     const workers = engine.startWorkers({ number: 3 });
     await Promise.allSettled(jobs.map((j) => j.result({ timeout: 5 })));
     await engine.stopWorkers();

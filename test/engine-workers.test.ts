@@ -221,6 +221,7 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
   test("a thrown non-Error is turned into an Error on jobFailed", async () => {
     const { engine, rec } = setup();
     const job: Job = await engine.schedule(engine.task("t", () => {
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error throw is what this test is about
       throw "plain string";
     }));
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });

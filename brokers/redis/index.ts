@@ -14,7 +14,7 @@ import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from 
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
-import { Job, JobStatus, dueStatus, fromJSON } from "../../lib/jobs.js";
+import { type Job, JobStatus, dueStatus, fromJSON } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";

@@ -9,7 +9,7 @@ import type { BrokerOptions } from "../../brokers/base.js";
 export interface BrokerFactory {
   name: "memory" | "redis";
   /** A new "server": brokers from one `world()` share state. */
-  world(): { create(options?: BrokerOptions): Broker };
+  world: () => { create(options?: BrokerOptions): Broker };
 }
 
 /** Memory and Redis factories, for `describe.each`. */

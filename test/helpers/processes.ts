@@ -29,7 +29,7 @@ export async function spawnWorker(redisUrl: string, namespace: string, leaseSeco
   const child = spawn(process.execPath, [SCRIPT, redisUrl, namespace, String(leaseSeconds)], { stdio: ["ignore", "pipe", "inherit"] });
   const events: WorkerEvent[] = [];
   let buffer = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
+  child.stdout.on("data", (chunk: Buffer) => {
     buffer += chunk.toString();
     let nl: number;
     while ((nl = buffer.indexOf("\n")) >= 0) {

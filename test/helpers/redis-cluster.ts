@@ -37,7 +37,7 @@ export async function startRedisCluster(size = 3): Promise<RedisCluster> {
     const admins = nodes.map((n) => new Redis(n.port, "127.0.0.1", { lazyConnect: true }));
     try {
       await until(async () => {
-        const infos = await Promise.all(admins.map((a) => a.cluster("INFO") as Promise<string>));
+        const infos = await Promise.all(admins.map((a) => a.cluster("INFO")));
         return infos.every((info) => info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${size}`));
       }, 20_000, "cluster_state:ok on every node");
     } finally {

@@ -1,0 +1,130 @@
+/** Type tests of the rest of the public API (vitest typecheck: compiled by tsc, never run). */
+import { Cluster, Redis } from "ioredis";
+import type { DateTime } from "luxon";
+import { describe, expectTypeOf, test } from "vitest";
+import {
+  AbortJobError,
+  BrokerInUseError,
+  ChardError,
+  Engine,
+  InvalidOptionError,
+  JobCancelledError,
+  JobExpiredError,
+  JobFailedError,
+  JobRevokedError,
+  JobStatus,
+  JobTimeoutError,
+  MemoryBroker,
+  RedisBroker,
+  RedisConnectionError,
+  RedisReplyError,
+  ResultTimeoutError,
+  RetryError,
+  SerializationError,
+  StateError,
+  UnknownJobError,
+  UnknownTaskError,
+  WorkerDiedError,
+  getLogger,
+  setLogger,
+  type Broker,
+  type Job,
+  type Logger,
+} from "../../lib/index.js";
+import { MemoryBroker as MemoryBrokerSubpath } from "../../brokers/memory.js";
+import { RedisBroker as RedisBrokerSubpath } from "../../brokers/redis/index.js";
+
+describe("logger", () => {
+  test("setLogger accepts console, any object with the four levels, or undefined", () => {
+    setLogger(console);
+    setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+    setLogger(undefined);
+    expectTypeOf(getLogger()).toEqualTypeOf<Logger>();
+  });
+
+  test("setLogger refuses a logger without every level", () => {
+    // @ts-expect-error debug, warn and error are missing
+    setLogger({ info() {} });
+    // @ts-expect-error a level must be a function
+    setLogger({ debug: 1, info() {}, warn() {}, error() {} });
+  });
+});
+
+describe("brokers", () => {
+  test("RedisBroker takes a URL, ioredis options, a client or a Cluster, or nothing", () => {
+    expectTypeOf(new RedisBroker()).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker("redis://127.0.0.1:6379")).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker({ host: "127.0.0.1", port: 6379, db: 1 })).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker(new Redis())).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker(new Cluster([]))).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker("redis://h", { lease: 30 })).toEqualTypeOf<RedisBroker>();
+  });
+
+  test("RedisBroker refuses what is not a URL, options or a client", () => {
+    // @ts-expect-error a port number alone
+    new RedisBroker(6379);
+    // @ts-expect-error lease is seconds or a Duration
+    new RedisBroker("redis://h", { lease: "30s" });
+  });
+
+  test("both brokers are Brokers, from the root entry or their subpath", () => {
+    expectTypeOf(new MemoryBroker()).toExtend<Broker>();
+    expectTypeOf<RedisBroker>().toExtend<Broker>();
+    expectTypeOf(MemoryBrokerSubpath).toEqualTypeOf<typeof MemoryBroker>();
+    expectTypeOf(RedisBrokerSubpath).toEqualTypeOf<typeof RedisBroker>();
+    expectTypeOf(new Engine(new MemoryBroker(), "ns")).toEqualTypeOf<Engine>();
+    // @ts-expect-error an Engine needs a broker
+    new Engine("ns");
+  });
+});
+
+describe("JobStatus", () => {
+  test("is a const object whose values are the JobStatus union", () => {
+    expectTypeOf<JobStatus>().toEqualTypeOf<0 | 1 | 2 | 3 | 4 | 5>();
+    expectTypeOf(JobStatus.NotSet).toEqualTypeOf<0>();
+    expectTypeOf(JobStatus.Succeeded).toEqualTypeOf<4>();
+    expectTypeOf(JobStatus.Failed).toEqualTypeOf<5>();
+    expectTypeOf<Job["status"]>().toEqualTypeOf<JobStatus>();
+    // @ts-expect-error not a status
+    const bad: JobStatus = 6;
+    void bad;
+  });
+});
+
+describe("errors", () => {
+  // ChardError adds no member to Error, so TypeScript's structural typing cannot tell it from a plain
+  // Error: these check the declared class chain (static side included), and the runtime suites check
+  // `instanceof ChardError`.
+  test("every error the library exports is a ChardError subclass", () => {
+    expectTypeOf(new ChardError("m")).toExtend<Error>();
+    for (const E of [
+      UnknownTaskError,
+      InvalidOptionError,
+      SerializationError,
+      BrokerInUseError,
+      StateError,
+      AbortJobError,
+      UnknownJobError,
+      JobTimeoutError,
+      JobCancelledError,
+      JobRevokedError,
+      JobExpiredError,
+      ResultTimeoutError,
+      WorkerDiedError,
+      RedisConnectionError,
+      RedisReplyError,
+    ]) {
+      expectTypeOf(E).toExtend<typeof ChardError>();
+      expectTypeOf(E).instance.toExtend<ChardError>();
+    }
+    expectTypeOf(RetryError).instance.toExtend<ChardError>();
+    expectTypeOf(JobFailedError).instance.toExtend<ChardError>();
+  });
+
+  test("errors with fields carry them typed", () => {
+    expectTypeOf(new RetryError("later", { at: new Date() }).at).toEqualTypeOf<DateTime | undefined>();
+    expectTypeOf(new JobFailedError("failed", "TypeError").errorName).toEqualTypeOf<string>();
+    // @ts-expect-error at is a DateTime or a Date
+    new RetryError("later", { at: 1000 });
+  });
+});
