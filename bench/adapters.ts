@@ -33,7 +33,14 @@ export interface Adapter {
 export type Handler = (payload: Payload) => unknown;
 
 /** Library names as given on the command line. */
-export const LIBRARIES = ["chard-redis", "chard-memory", "bullmq", "bullmq-default", "bee-queue", "bee-queue-default"] as const;
+export const LIBRARIES = [
+  "chard-redis",
+  "chard-memory",
+  "bullmq",
+  "bullmq-default",
+  "bee-queue",
+  "bee-queue-default",
+] as const;
 /** One of `LIBRARIES`. */
 export type Library = (typeof LIBRARIES)[number];
 
@@ -94,7 +101,9 @@ function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tu
   const conn = { ...connection(redisUrl), maxRetriesPerRequest: null };
   const queue = new lib.Queue(name, {
     connection: conn,
-    ...(tuned ? { defaultJobOptions: { removeOnComplete: true, removeOnFail: true }, streams: { events: { maxLen: 1 } } } : {}),
+    ...(tuned
+      ? { defaultJobOptions: { removeOnComplete: true, removeOnFail: true }, streams: { events: { maxLen: 1 } } }
+      : {}),
   });
   let worker: BullWorker | undefined;
   return {
@@ -102,7 +111,9 @@ function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tu
     enqueueBulk: async (payloads) => void (await queue.addBulk(payloads.map((data) => ({ name: "noop", data })))),
     startWorkers: async (concurrency, handler) => {
       // BullMQ awaits whatever the processor returns: a plain function is a valid processor.
-      const processor = ((job: { data: Payload }) => handler(job.data)) as unknown as ConstructorParameters<typeof lib.Worker>[1];
+      const processor = ((job: { data: Payload }) => handler(job.data)) as unknown as ConstructorParameters<
+        typeof lib.Worker
+      >[1];
       worker = new lib.Worker(name, processor, {
         connection: conn,
         concurrency,
@@ -120,7 +131,15 @@ function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tu
 function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: boolean): Adapter {
   const redis = connection(redisUrl);
   const settings = tuned
-    ? { redis, getEvents: false, sendEvents: false, storeJobs: false, removeOnSuccess: true, removeOnFailure: true, activateDelayedJobs: false }
+    ? {
+        redis,
+        getEvents: false,
+        sendEvents: false,
+        storeJobs: false,
+        removeOnSuccess: true,
+        removeOnFailure: true,
+        activateDelayedJobs: false,
+      }
     : { redis };
   const producer = new Queue<Payload>(name, { ...settings, isWorker: false });
   let worker: BeeQueue<Payload> | undefined;
@@ -132,7 +151,11 @@ function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: bool
       // bee-queue takes a promise-returning handler or, for synchronous work, its callback form.
       worker.process(concurrency, (job: BeeQueue.Job<Payload>, done: BeeQueue.DoneCallback<unknown>) => {
         const result = handler(job.data);
-        if (result instanceof Promise) result.then((value) => done(null, value), (e: Error) => done(e));
+        if (result instanceof Promise)
+          result.then(
+            (value) => done(null, value),
+            (e: Error) => done(e),
+          );
         else done(null, result);
       });
       await worker.ready();

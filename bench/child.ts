@@ -25,7 +25,13 @@ export interface Measurement {
   nsPerOp?: Record<string, number>;
 }
 
-const [library, scenario, redisUrl = "", jobsArg = "20000", name = "bench"] = process.argv.slice(2) as [Library, string, string?, string?, string?];
+const [library, scenario, redisUrl = "", jobsArg = "20000", name = "bench"] = process.argv.slice(2) as [
+  Library,
+  string,
+  string?,
+  string?,
+  string?,
+];
 const N = Number(jobsArg);
 
 function payloads(from: number, count: number): Payload[] {
@@ -156,7 +162,8 @@ async function warmUp(kind: string, c: number): Promise<void> {
 async function run(): Promise<Measurement> {
   if (!LIBRARIES.includes(library)) throw new Error(`unknown library ${library}`);
   if (scenario === "signals") return signalCosts();
-  if (scenario === "job-receivers" || scenario === "job-no-receivers") return jobWithReceivers(scenario === "job-receivers");
+  if (scenario === "job-receivers" || scenario === "job-no-receivers")
+    return jobWithReceivers(scenario === "job-receivers");
   const [kind, arg] = scenario.split(":") as [string, string | undefined];
   const c = Number(arg);
   await warmUp(kind, c);
@@ -170,7 +177,13 @@ async function run(): Promise<Measurement> {
   }
 }
 
-async function measureScenario(kind: string, c: number, n: number, adapter: Adapter, section: Section): Promise<Measurement> {
+async function measureScenario(
+  kind: string,
+  c: number,
+  n: number,
+  adapter: Adapter,
+  section: Section,
+): Promise<Measurement> {
   switch (kind) {
     case "enqueue-one": {
       await section.start();
@@ -180,9 +193,11 @@ async function measureScenario(kind: string, c: number, n: number, adapter: Adap
     case "enqueue-64": {
       await section.start();
       let next = 0;
-      await Promise.all(Array.from({ length: 64 }, async () => {
-        while (next < n) await adapter.enqueue({ i: next++ });
-      }));
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (next < n) await adapter.enqueue({ i: next++ });
+        }),
+      );
       return section.stop(n);
     }
     case "enqueue-bulk": {
@@ -214,7 +229,9 @@ async function measureScenario(kind: string, c: number, n: number, adapter: Adap
       return { ...(await section.stop(n)), rssMb: rss() };
     }
     case "e2e-child": {
-      const worker = spawn(process.execPath, [process.argv[1]!, library, `worker:${c}`, redisUrl, String(n), name], { stdio: ["ignore", "pipe", "inherit"] });
+      const worker = spawn(process.execPath, [process.argv[1]!, library, `worker:${c}`, redisUrl, String(n), name], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
       const lines = createInterface({ input: worker.stdout });
       const next = (): Promise<string> => new Promise((resolve) => lines.once("line", resolve));
       if ((await next()) !== "ready") throw new Error("worker child did not start");
@@ -253,7 +270,8 @@ async function measureScenario(kind: string, c: number, n: number, adapter: Adap
       await Promise.all(sends);
       await all.done;
       latencies.sort((a, b) => a - b);
-      const at = (q: number) => Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(3));
+      const at = (q: number) =>
+        Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(3));
       return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(latencies.at(-1)!.toFixed(3)) };
     }
     default:
@@ -276,7 +294,11 @@ async function signalCosts(): Promise<Measurement> {
     const signal = new SafeNamedSignal<object>(`bench${receivers}`);
     let sink = 0;
     for (let r = 0; r < receivers; r++) signal.connect(() => void sink++);
-    results.push(time(`${receivers} receiver${receivers === 1 ? "" : "s"}`, receivers === 0 ? 20_000_000 : 2_000_000, () => signal.send("bench", payload)));
+    results.push(
+      time(`${receivers} receiver${receivers === 1 ? "" : "s"}`, receivers === 0 ? 20_000_000 : 2_000_000, () =>
+        signal.send("bench", payload),
+      ),
+    );
   }
   const viaOther = new SafeNamedSignal<object>("benchVia");
   viaOther.connectVia("other", () => undefined);
@@ -294,7 +316,9 @@ async function signalCosts(): Promise<Measurement> {
 async function jobWithReceivers(connected: boolean): Promise<Measurement> {
   setLogger({ debug() {}, info() {}, warn() {}, error() {} });
   let sink = 0;
-  const offs = connected ? [signals.jobStarted.connect(() => void sink++), signals.jobFinished.connect(() => void sink++)] : [];
+  const offs = connected
+    ? [signals.jobStarted.connect(() => void sink++), signals.jobFinished.connect(() => void sink++)]
+    : [];
   const once = async (n: number, namespace: string): Promise<number> => {
     const engine = new Engine(new MemoryBroker(), namespace);
     const { handler, done } = counter(n);

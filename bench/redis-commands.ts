@@ -40,16 +40,22 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     const scenarios: [string, (engine: Engine) => Promise<void>][] = [
-      ["enqueue one at a time (awaited)", async (e) => {
-        for (let i = 0; i < N; i++) await e.schedule("noop", i);
-      }],
-      ["enqueue in batches of 1,000", async (e) => {
-        for (let i = 0; i < N; i += 1000) {
-          const batch = new Batch();
-          for (let j = i; j < Math.min(N, i + 1000); j++) batch.schedule("noop", j);
-          await e.scheduleBatch(batch);
-        }
-      }],
+      [
+        "enqueue one at a time (awaited)",
+        async (e) => {
+          for (let i = 0; i < N; i++) await e.schedule("noop", i);
+        },
+      ],
+      [
+        "enqueue in batches of 1,000",
+        async (e) => {
+          for (let i = 0; i < N; i += 1000) {
+            const batch = new Batch();
+            for (let j = i; j < Math.min(N, i + 1000); j++) batch.schedule("noop", j);
+            await e.scheduleBatch(batch);
+          }
+        },
+      ],
     ];
     for (const [name, enqueue] of scenarios) {
       const engine = new Engine(new RedisBroker(server.url), `bench-${rows.length}`);
@@ -57,40 +63,54 @@ async function main(): Promise<void> {
       rows.push(await measure(admin, name, () => enqueue(engine)));
       for (const number of [10, 100]) {
         if (number === 100) await enqueue(engine);
-        rows.push(await measure(admin, `  then process at concurrency ${number}`, () => engine.startWorkers({ number, stopWhenQueueEmpty: true })));
+        rows.push(
+          await measure(admin, `  then process at concurrency ${number}`, () =>
+            engine.startWorkers({ number, stopWhenQueueEmpty: true }),
+          ),
+        );
       }
       await engine.broker.flush();
       await engine.close();
     }
     const e2e = new Engine(new RedisBroker(server.url), "bench-e2e");
     e2e.task("noop", (_i: number) => undefined);
-    rows.push(await measure(admin, "end to end: batches of 100 + 100 workers", async () => {
-      let done = 0;
-      const off = signals.jobFinished.connectVia("bench-e2e", () => void done++);
-      const workers = e2e.startWorkers({ number: 100 });
-      for (let i = 0; i < N; i += 100) {
-        const batch = new Batch();
-        for (let j = i; j < i + 100; j++) batch.schedule("noop", j);
-        await e2e.scheduleBatch(batch);
-      }
-      while (done < N) await new Promise((r) => setTimeout(r, 5));
-      off();
-      await e2e.stopWorkers();
-      await workers;
-    }));
+    rows.push(
+      await measure(admin, "end to end: batches of 100 + 100 workers", async () => {
+        let done = 0;
+        const off = signals.jobFinished.connectVia("bench-e2e", () => void done++);
+        const workers = e2e.startWorkers({ number: 100 });
+        for (let i = 0; i < N; i += 100) {
+          const batch = new Batch();
+          for (let j = i; j < i + 100; j++) batch.schedule("noop", j);
+          await e2e.scheduleBatch(batch);
+        }
+        while (done < N) await new Promise((r) => setTimeout(r, 5));
+        off();
+        await e2e.stopWorkers();
+        await workers;
+      }),
+    );
     await e2e.broker.flush();
     await e2e.close();
   } finally {
     admin.disconnect();
     await server.stop();
   }
-  console.log(`\nRedis commands per job, ${N.toLocaleString("en")} no-op jobs (INFO commandstats, Lua-internal commands included)\n`);
+  console.log(
+    `\nRedis commands per job, ${N.toLocaleString("en")} no-op jobs (INFO commandstats, Lua-internal commands included)\n`,
+  );
   console.log("| scenario | commands/job | of which EVALSHA | jobs/s | top commands |");
   console.log("|---|---:|---:|---:|---|");
   for (const r of rows) {
     const total = [...r.commands.values()].reduce((a, b) => a + b, 0);
-    const top = [...r.commands].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([k, v]) => `${k} ${(v / N).toFixed(2)}`).join(", ");
-    console.log(`| ${r.scenario} | ${(total / N).toFixed(2)} | ${((r.commands.get("evalsha") ?? 0) / N).toFixed(3)} | ${Math.round(N / (r.ms / 1000)).toLocaleString("en")} | ${top} |`);
+    const top = [...r.commands]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([k, v]) => `${k} ${(v / N).toFixed(2)}`)
+      .join(", ");
+    console.log(
+      `| ${r.scenario} | ${(total / N).toFixed(2)} | ${((r.commands.get("evalsha") ?? 0) / N).toFixed(3)} | ${Math.round(N / (r.ms / 1000)).toLocaleString("en")} | ${top} |`,
+    );
   }
 }
 

@@ -45,10 +45,25 @@ const SCENARIOS: Scenario[] = [
   { id: "process:100", label: "process pre-enqueued, concurrency 100", libraries: ALL, jobs: N },
   { id: "e2e:10", label: "end to end, one process, concurrency 10", libraries: [...PEERS, "chard-memory"], jobs: N },
   { id: "e2e:100", label: "end to end, one process, concurrency 100", libraries: ALL, jobs: N },
-  { id: "e2e-async:100", label: "end to end, one process, concurrency 100, async handler", libraries: [...PEERS, "chard-memory"], jobs: N },
+  {
+    id: "e2e-async:100",
+    label: "end to end, one process, concurrency 100, async handler",
+    libraries: [...PEERS, "chard-memory"],
+    jobs: N,
+  },
   { id: "e2e-child:10", label: "end to end, workers in a child process, concurrency 10", libraries: PEERS, jobs: N },
-  { id: "e2e-child:100", label: "end to end, workers in a child process, concurrency 100", libraries: NO_MEMORY, jobs: N },
-  { id: "latency", label: "latency enqueue -> handler start, 2,000 jobs at 500/s", libraries: [...PEERS, "chard-memory"], jobs: 2_000 },
+  {
+    id: "e2e-child:100",
+    label: "end to end, workers in a child process, concurrency 100",
+    libraries: NO_MEMORY,
+    jobs: N,
+  },
+  {
+    id: "latency",
+    label: "latency enqueue -> handler start, 2,000 jobs at 500/s",
+    libraries: [...PEERS, "chard-memory"],
+    jobs: 2_000,
+  },
   { id: "waiting-memory", label: "Redis used_memory per waiting job", libraries: NO_MEMORY, jobs: N },
 ];
 
@@ -66,7 +81,9 @@ async function serverStats(admin: Redis): Promise<{ memory: number }> {
 
 function child(library: Library, scenario: string, url: string, jobs: number, queue: string): Promise<Measurement> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CHILD, library, scenario, url, String(jobs), queue], { stdio: ["ignore", "pipe", "inherit"] });
+    const proc = spawn(process.execPath, [CHILD, library, scenario, url, String(jobs), queue], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
     proc.stdout.on("data", (d: Buffer) => (out += d.toString()));
     proc.on("exit", (code) => {
@@ -80,13 +97,33 @@ async function measure(admin: Redis, url: string, library: Library, scenario: Sc
   await admin.flushall();
   const before = await serverStats(admin);
   // Commands and bytes per job come from the child, around its timed section only.
-  const m: Sample = await child(library, scenario.id, url, scenario.jobs, `bench-${run}-${scenario.id.replace(":", "-")}`);
-  if (scenario.id === "waiting-memory") m.redisBytesPerJob = ((await serverStats(admin)).memory - before.memory) / scenario.jobs;
+  const m: Sample = await child(
+    library,
+    scenario.id,
+    url,
+    scenario.jobs,
+    `bench-${run}-${scenario.id.replace(":", "-")}`,
+  );
+  if (scenario.id === "waiting-memory")
+    m.redisBytesPerJob = ((await serverStats(admin)).memory - before.memory) / scenario.jobs;
   return m;
 }
 
 async function redisBenchmark(port: number, pipeline: number): Promise<Record<string, number>> {
-  const { stdout } = await promisify(execFile)("redis-benchmark", ["-h", "127.0.0.1", "-p", String(port), "-t", "lpush,rpop", "-n", "200000", "-P", String(pipeline), "-q", "--csv"]);
+  const { stdout } = await promisify(execFile)("redis-benchmark", [
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-t",
+    "lpush,rpop",
+    "-n",
+    "200000",
+    "-P",
+    String(pipeline),
+    "-q",
+    "--csv",
+  ]);
   const out: Record<string, number> = {};
   for (const line of stdout.split("\n")) {
     const m = /^"([^"]+)","([\d.]+)"/.exec(line);
@@ -96,7 +133,8 @@ async function redisBenchmark(port: number, pipeline: number): Promise<Record<st
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const fmt = (x: number, digits = 0): string => x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const fmt = (x: number, digits = 0): string =>
+  x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 function cell(samples: Sample[] | undefined, pick: (s: Sample) => number | undefined, digits = 0): string {
   const xs = (samples ?? []).map(pick).filter((x): x is number => x !== undefined);
@@ -134,7 +172,8 @@ async function main(): Promise<void> {
       receiverRuns.without.push((await child("chard-memory", "job-no-receivers", "", N, "")).jobsPerSec!);
       await admin.flushall();
       for (const pipeline of [1, 50]) {
-        for (const [cmd, rps] of Object.entries(await redisBenchmark(port, pipeline))) (ceiling[`${cmd} -P ${pipeline}`] ??= []).push(rps);
+        for (const [cmd, rps] of Object.entries(await redisBenchmark(port, pipeline)))
+          (ceiling[`${cmd} -P ${pipeline}`] ??= []).push(rps);
       }
     }
   } finally {
@@ -147,20 +186,32 @@ async function main(): Promise<void> {
   await mkdir(RESULTS, { recursive: true });
   await writeFile(`${RESULTS}latest.md`, md);
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-  await writeFile(`${RESULTS}${stamp}.json`, JSON.stringify({ N, RUNS, results, ceiling, signalRuns, receiverRuns }, null, 1));
+  await writeFile(
+    `${RESULTS}${stamp}.json`,
+    JSON.stringify({ N, RUNS, results, ceiling, signalRuns, receiverRuns }, null, 1),
+  );
 }
 
 function report(
-  results: Results, ceiling: Record<string, number[]>, signalRuns: Record<string, number>[],
-  receiverRuns: { with: number[]; without: number[] }, minutes: string,
+  results: Results,
+  ceiling: Record<string, number[]>,
+  signalRuns: Record<string, number>[],
+  receiverRuns: { with: number[]; without: number[] },
+  minutes: string,
 ): string {
   const cols = ALL;
   const lines: string[] = [];
   const versions = peerVersions();
-  lines.push(`Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, redis-server ${versions.redis}. `);
-  lines.push(`BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4), each measurement in a fresh process (and each worker child process) after an untimed warm-up of at least 1 s on the same code paths. Every library runs the same no-op handler, a plain function (\`async\` in the "async handler" row). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`);
+  lines.push(
+    `Machine: ${cpus().length} x ${cpus()[0]?.model.trim()}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, redis-server ${versions.redis}. `,
+  );
+  lines.push(
+    `BullMQ ${versions.bullmq}, bee-queue ${versions.bee}. N = ${fmt(N)} no-op jobs, payload { i } (concurrency 1: N/4), each measurement in a fresh process (and each worker child process) after an untimed warm-up of at least 1 s on the same code paths. Every library runs the same no-op handler, a plain function (\`async\` in the "async handler" row). Median of ${RUNS} runs (min-max). Whole run: ${minutes} min.`,
+  );
   lines.push("");
-  lines.push("\"tuned\" peers have Chard's semantics: finished jobs not kept (BullMQ removeOnComplete/removeOnFail, events stream capped; bee-queue removeOnSuccess, storeJobs/getEvents/sendEvents off). \"default\" is each library out of the box. Chard keeps no result in these runs (keepResult: false), like the tuned peers.");
+  lines.push(
+    '"tuned" peers have Chard\'s semantics: finished jobs not kept (BullMQ removeOnComplete/removeOnFail, events stream capped; bee-queue removeOnSuccess, storeJobs/getEvents/sendEvents off). "default" is each library out of the box. Chard keeps no result in these runs (keepResult: false), like the tuned peers.',
+  );
   lines.push("");
   lines.push(`### Throughput (jobs/s)`);
   lines.push("");
@@ -176,34 +227,60 @@ function report(
     return other && mine ? `${(mine / other).toFixed(2)}x` : "-";
   };
   lines.push("");
-  lines.push(`Chard (Redis) end to end at concurrency 100: ${fmt(chard)} jobs/s, ${ratio("bee-queue", "e2e:100")} bee-queue and ${ratio("bullmq", "e2e:100")} BullMQ (tuned); at concurrency 10: ${ratio("bee-queue", "e2e:10")} and ${ratio("bullmq", "e2e:10")}; workers in a child process at 100: ${ratio("bee-queue", "e2e-child:100")} and ${ratio("bullmq", "e2e-child:100")}.`);
+  lines.push(
+    `Chard (Redis) end to end at concurrency 100: ${fmt(chard)} jobs/s, ${ratio("bee-queue", "e2e:100")} bee-queue and ${ratio("bullmq", "e2e:100")} BullMQ (tuned); at concurrency 10: ${ratio("bee-queue", "e2e:10")} and ${ratio("bullmq", "e2e:10")}; workers in a child process at 100: ${ratio("bee-queue", "e2e-child:100")} and ${ratio("bullmq", "e2e-child:100")}.`,
+  );
   lines.push("");
   lines.push("### Latency, enqueue -> handler start (ms), 2,000 jobs at 500/s to idle workers");
   lines.push("");
   lines.push(`| | ${PEERS.concat("chard-memory").map(colName).join(" | ")} |`);
-  lines.push(`|---|${PEERS.concat("chard-memory").map(() => "---:").join("|")}|`);
-  for (const [k, label] of [["p50Ms", "p50"], ["p99Ms", "p99"], ["maxMs", "max"]] as const) {
-    lines.push(`| ${label} | ${PEERS.concat("chard-memory").map((c) => cell(results.latency?.[c], (x) => x[k], 2)).join(" | ")} |`);
+  lines.push(
+    `|---|${PEERS.concat("chard-memory")
+      .map(() => "---:")
+      .join("|")}|`,
+  );
+  for (const [k, label] of [
+    ["p50Ms", "p50"],
+    ["p99Ms", "p99"],
+    ["maxMs", "max"],
+  ] as const) {
+    lines.push(
+      `| ${label} | ${PEERS.concat("chard-memory")
+        .map((c) => cell(results.latency?.[c], (x) => x[k], 2))
+        .join(" | ")} |`,
+    );
   }
   lines.push("");
-  lines.push("### Redis cost per job (INFO commandstats and INFO stats around the timed section; commands inside Lua scripts included)");
+  lines.push(
+    "### Redis cost per job (INFO commandstats and INFO stats around the timed section; commands inside Lua scripts included)",
+  );
   lines.push("");
   const redisCols = NO_MEMORY;
   lines.push(`| scenario | ${redisCols.map(colName).join(" | ")} |`);
   lines.push(`|---|${redisCols.map(() => "---:").join("|")}|`);
   for (const id of ["enqueue-one", "enqueue-bulk", "process:100", "e2e:10", "e2e:100"]) {
     const s = SCENARIOS.find((x) => x.id === id)!;
-    lines.push(`| commands/job, ${s.label} | ${redisCols.map((c) => cell(results[id]?.[c], (x) => x.commandsPerJob, 2)).join(" | ")} |`);
+    lines.push(
+      `| commands/job, ${s.label} | ${redisCols.map((c) => cell(results[id]?.[c], (x) => x.commandsPerJob, 2)).join(" | ")} |`,
+    );
   }
   for (const id of ["e2e:100"]) {
-    lines.push(`| bytes in / out per job, end to end, concurrency 100 | ${redisCols.map((c) => {
-      const i = med(results[id]?.[c], (x) => x.bytesInPerJob);
-      const o = med(results[id]?.[c], (x) => x.bytesOutPerJob);
-      return i === undefined ? "-" : `${fmt(i)} / ${fmt(o!)}`;
-    }).join(" | ")} |`);
+    lines.push(
+      `| bytes in / out per job, end to end, concurrency 100 | ${redisCols
+        .map((c) => {
+          const i = med(results[id]?.[c], (x) => x.bytesInPerJob);
+          const o = med(results[id]?.[c], (x) => x.bytesOutPerJob);
+          return i === undefined ? "-" : `${fmt(i)} / ${fmt(o!)}`;
+        })
+        .join(" | ")} |`,
+    );
   }
-  lines.push(`| Redis used_memory per waiting job (bytes) | ${redisCols.map((c) => cell(results["waiting-memory"]?.[c], (x) => x.redisBytesPerJob)).join(" | ")} |`);
-  lines.push(`| Node RSS peak while processing, concurrency 100 (MB) | ${redisCols.map((c) => cell(results["process:100"]?.[c], (x) => x.rssMb)).join(" | ")} |`);
+  lines.push(
+    `| Redis used_memory per waiting job (bytes) | ${redisCols.map((c) => cell(results["waiting-memory"]?.[c], (x) => x.redisBytesPerJob)).join(" | ")} |`,
+  );
+  lines.push(
+    `| Node RSS peak while processing, concurrency 100 (MB) | ${redisCols.map((c) => cell(results["process:100"]?.[c], (x) => x.rssMb)).join(" | ")} |`,
+  );
   lines.push("");
   lines.push("### Signals (Chard, MemoryBroker)");
   lines.push("");
@@ -211,7 +288,9 @@ function report(
   lines.push("|---|---:|");
   for (const key of Object.keys(signalRuns[0] ?? {})) {
     const xs = signalRuns.map((r) => r[key]!);
-    lines.push(`| send with ${key} (ns) | ${fmt(median(xs), 1)} (${fmt(Math.min(...xs), 1)}-${fmt(Math.max(...xs), 1)}) |`);
+    lines.push(
+      `| send with ${key} (ns) | ${fmt(median(xs), 1)} (${fmt(Math.min(...xs), 1)}-${fmt(Math.max(...xs), 1)}) |`,
+    );
   }
   const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
   lines.push(`| end to end (100 workers), no receiver (jobs/s) | ${span(receiverRuns.without)} |`);
@@ -240,7 +319,11 @@ function colName(library: Library): string {
 function peerVersions(): { bullmq: string; bee: string; redis: string } {
   const version = (pkg: string): string => {
     try {
-      return (JSON.parse(readFileSync(new URL(`../../node_modules/${pkg}/package.json`, import.meta.url), "utf8")) as { version: string }).version;
+      return (
+        JSON.parse(readFileSync(new URL(`../../node_modules/${pkg}/package.json`, import.meta.url), "utf8")) as {
+          version: string;
+        }
+      ).version;
     } catch {
       return "?";
     }

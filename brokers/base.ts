@@ -38,21 +38,27 @@ export abstract class BaseBroker implements Broker {
   constructor(options: BrokerOptions = {}) {
     this.clock = options.clock ?? systemClock;
     if (!isClock(this.clock)) {
-      throw new InvalidOptionError("broker option clock must have now(), setTimeout() and clearTimeout() methods (see Clock)");
+      throw new InvalidOptionError(
+        "broker option clock must have now(), setTimeout() and clearTimeout() methods (see Clock)",
+      );
     }
     this.leaseMs = toMilliseconds(options.lease ?? 15, "broker option lease");
-    if (this.leaseMs < 300) throw new InvalidOptionError(`broker option lease must be at least 0.3 seconds, got ${this.leaseMs / 1000}`);
+    if (this.leaseMs < 300)
+      throw new InvalidOptionError(`broker option lease must be at least 0.3 seconds, got ${this.leaseMs / 1000}`);
   }
 
   /** The namespace, set once by the Engine. @throws StateError before it is set. */
   get namespace(): string {
-    if (this.#namespace === undefined) throw new StateError("the broker has no namespace yet; give it to an Engine first");
+    if (this.#namespace === undefined)
+      throw new StateError("the broker has no namespace yet; give it to an Engine first");
     return this.#namespace;
   }
 
   set namespace(value: string) {
     if (this.#namespace !== undefined) {
-      throw new BrokerInUseError(`this broker already belongs to the engine of namespace "${this.#namespace}"; create one broker per engine`);
+      throw new BrokerInUseError(
+        `this broker already belongs to the engine of namespace "${this.#namespace}"; create one broker per engine`,
+      );
     }
     this.onNamespace(value);
     this.#namespace = value;
@@ -109,7 +115,8 @@ export abstract class BaseBroker implements Broker {
       let timer: ClockTimer | undefined;
       const woken = new Promise<boolean>((resolve, reject) => {
         waiter = (error) => (error ? reject(error) : resolve(true));
-        if (untilMs !== undefined) timer = this.clock.setTimeout(() => resolve(false), Math.max(0, untilMs - this.clock.now()));
+        if (untilMs !== undefined)
+          timer = this.clock.setTimeout(() => resolve(false), Math.max(0, untilMs - this.clock.now()));
       });
       woken.catch(() => undefined); // settled by the read below throwing is not an unhandled rejection
       let set = this.#resultWaiters.get(id);

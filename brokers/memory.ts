@@ -54,7 +54,9 @@ export class MemoryBroker extends BaseBroker {
     const running = ns.running.get(this.id);
     if (running && running.size > 0) {
       // Jobs still marked running must stay recoverable: keep the lease to let it expire.
-      getLogger().warn(`broker ${this.id} stopped with ${running.size} running job(s); they will be recovered when its lease expires`);
+      getLogger().warn(
+        `broker ${this.id} stopped with ${running.size} running job(s); they will be recovered when its lease expires`,
+      );
       return;
     }
     ns.running.delete(this.id);
@@ -119,7 +121,11 @@ export class MemoryBroker extends BaseBroker {
       }
       q.unshiftAll(setAside);
     }
-    if (revoked.length > 0) this.#store.notifyResults(this.namespace, revoked.map((j) => j.id));
+    if (revoked.length > 0)
+      this.#store.notifyResults(
+        this.namespace,
+        revoked.map((j) => j.id),
+      );
     return { jobs, nextDueAtMs: this.#nextDue(ns), revoked };
   }
 
@@ -135,7 +141,9 @@ export class MemoryBroker extends BaseBroker {
       if (p.nextMs > now) continue;
       const id = randomUUID();
       ns.jobs.set(id, "pending");
-      ns.queue(p.queue).push(toWire(new Job({ id, taskName: name, queue: p.queue, atMs: now, maxRetries: p.maxRetries, taskArgs: [] })));
+      ns.queue(p.queue).push(
+        toWire(new Job({ id, taskName: name, queue: p.queue, atMs: now, maxRetries: p.maxRetries, taskArgs: [] })),
+      );
       // Next run one period from now, not from the missed due date: no catch-up burst.
       p.nextMs = now + p.periodMs;
       moved++;
@@ -183,7 +191,12 @@ export class MemoryBroker extends BaseBroker {
       if (task.periodicityMs === undefined) continue;
       const existing = ns.periodic.get(task.name);
       const nextMs = existing && existing.periodMs === task.periodicityMs ? existing.nextMs : now + task.periodicityMs;
-      ns.periodic.set(task.name, { queue: task.queue, maxRetries: task.maxRetries, periodMs: task.periodicityMs, nextMs });
+      ns.periodic.set(task.name, {
+        queue: task.queue,
+        maxRetries: task.maxRetries,
+        periodMs: task.periodicityMs,
+        nextMs,
+      });
     }
     this.#store.notify(this.namespace);
   }
@@ -231,7 +244,10 @@ export class MemoryBroker extends BaseBroker {
       ns.leases.delete(brokerId);
     }
     if (requeued.length > 0) this.#store.notify(this.namespace);
-    this.#store.notifyResults(this.namespace, failed.map((j) => j.id));
+    this.#store.notifyResults(
+      this.namespace,
+      failed.map((j) => j.id),
+    );
     return { requeued, failed, leaseLost };
   }
 

@@ -17,11 +17,16 @@ const sendEmail = tasks.task("sendEmail", async (to: string) => {
 });
 
 let attempts = 0;
-const flakyApi = tasks.task("flakyApi", () => {
-  attempts++;
-  if (attempts < 3) throw new RetryError(`upstream busy (attempt ${attempts})`, { at: DateTime.utc().plus({ milliseconds: 100 }) });
-  return "upstream answered";
-}, { maxRetries: 5 });
+const flakyApi = tasks.task(
+  "flakyApi",
+  () => {
+    attempts++;
+    if (attempts < 3)
+      throw new RetryError(`upstream busy (attempt ${attempts})`, { at: DateTime.utc().plus({ milliseconds: 100 }) });
+    return "upstream answered";
+  },
+  { maxRetries: 5 },
+);
 
 const brokenReport = tasks.task("brokenReport", () => {
   throw new Error("report template missing");
@@ -43,13 +48,23 @@ engine.attachTasks(tasks);
 
 const t0 = Date.now();
 const stamp = () => `${String(Date.now() - t0).padStart(5)} ms`;
-signals.jobStarted.connectVia("demo", (_ns, { job }) => console.log(`${stamp()}  started   ${job.taskName}${job.retries ? ` (retry ${job.retries})` : ""}`));
-signals.jobScheduleRetry.connectVia("demo", (_ns, { job, err }) => console.log(`${stamp()}  retry     ${job.taskName}: ${err.message}`));
-signals.jobFailed.connectVia("demo", (_ns, { job, err }) => console.log(`${stamp()}  FAILED    ${job.taskName}: ${err.message}`));
+signals.jobStarted.connectVia("demo", (_ns, { job }) =>
+  console.log(`${stamp()}  started   ${job.taskName}${job.retries ? ` (retry ${job.retries})` : ""}`),
+);
+signals.jobScheduleRetry.connectVia("demo", (_ns, { job, err }) =>
+  console.log(`${stamp()}  retry     ${job.taskName}: ${err.message}`),
+);
+signals.jobFailed.connectVia("demo", (_ns, { job, err }) =>
+  console.log(`${stamp()}  FAILED    ${job.taskName}: ${err.message}`),
+);
 signals.jobFinished.connectVia("demo", (_ns, { job }) => console.log(`${stamp()}  finished  ${job.taskName}`));
-signals.jobProgress.connectVia("demo", (_ns, { job, output }) => console.log(`${stamp()}  progress  ${job.taskName}: ${String(output)}`));
+signals.jobProgress.connectVia("demo", (_ns, { job, output }) =>
+  console.log(`${stamp()}  progress  ${job.taskName}: ${String(output)}`),
+);
 signals.workerStarted.connectVia("demo", (_ns, { workerName }) => console.log(`${stamp()}  worker up ${workerName}`));
-signals.workerTerminated.connectVia("demo", (_ns, { workerName }) => console.log(`${stamp()}  worker down ${workerName}`));
+signals.workerTerminated.connectVia("demo", (_ns, { workerName }) =>
+  console.log(`${stamp()}  worker down ${workerName}`),
+);
 
 let finished = 0;
 signals.jobFinished.connectVia("demo", () => void finished++);

@@ -17,10 +17,14 @@ const orderPlaced = new SafeNamedSignal<OrderPlaced>("orderPlaced");
 
 // Durable receivers: stable names, connected in every process that sends or runs them.
 let smtpFailures = 0;
-orderPlaced.connectReliable("email", (_ns, order) => {
-  if (smtpFailures++ < 1) throw new RetryError("smtp busy", { at: DateTime.utc().plus({ milliseconds: 50 }) });
-  console.log(`  email      confirmation sent to ${order.email} for ${order.orderId}`);
-}, { maxRetries: 5 });
+orderPlaced.connectReliable(
+  "email",
+  (_ns, order) => {
+    if (smtpFailures++ < 1) throw new RetryError("smtp busy", { at: DateTime.utc().plus({ milliseconds: 50 }) });
+    console.log(`  email      confirmation sent to ${order.email} for ${order.orderId}`);
+  },
+  { maxRetries: 5 },
+);
 orderPlaced.connectReliable("inventory", (_ns, order) => {
   for (const item of order.items) console.log(`  inventory  reserved ${item.quantity} x ${item.sku}`);
 });
@@ -28,7 +32,9 @@ orderPlaced.connectReliable("audit", (ns, order) => console.log(`  audit      ${
 
 const engine = new Engine(new MemoryBroker(), "shop");
 engine.task("charge", (orderId: string, cents: number) => console.log(`  charge     ${orderId}: ${cents / 100} EUR`));
-signals.jobScheduleRetry.connectVia("shop", (_ns, { job, err }) => console.log(`  retry      ${job.taskName.split(":").at(-1)}: ${err.message}`));
+signals.jobScheduleRetry.connectVia("shop", (_ns, { job, err }) =>
+  console.log(`  retry      ${job.taskName.split(":").at(-1)}: ${err.message}`),
+);
 
 async function checkout(order: OrderPlaced, cents: number) {
   // Everything below is enqueued in one atomic broker call when the callback resolves.
@@ -42,7 +48,9 @@ async function checkout(order: OrderPlaced, cents: number) {
 const order = { orderId: "A-1001", email: "ada@example.com", items: [{ sku: "tea", quantity: 2 }] };
 const jobs = await checkout(order, 1250);
 console.log(`checkout A-1001: committed (${jobs.length} jobs: charge + one per receiver)`);
-await checkout({ ...order, orderId: "A-1002" }, 0).catch((e: Error) => console.log(`checkout A-1002: rolled back (${e.message}); nothing was enqueued`));
+await checkout({ ...order, orderId: "A-1002" }, 0).catch((e: Error) =>
+  console.log(`checkout A-1002: rolled back (${e.message}); nothing was enqueued`),
+);
 
 console.log("workers:");
 const workers = engine.startWorkers({ number: 4 });

@@ -20,7 +20,10 @@ export const DEFAULT_BACKOFF_CAP_SECONDS = 1200;
 /** Retries of a failed job without a `RetryError` time: 3-6 s for the first retry, capped at 20 minutes. */
 export const JOB_RETRY_BACKOFF: BackoffPolicy = { baseMs: 3_000, capMs: DEFAULT_BACKOFF_CAP_SECONDS * 1000 };
 
-/** A worker's turn (acks + fetch) that failed: no new turn before this delay (0.75-1.5 s after the first failure, at most 5 s). */
+/**
+ * A worker's turn (acks + fetch) that failed: no new turn before this delay (0.75-1.5 s after the first failure, at
+ * most 5 s).
+ */
 export const TURN_BACKOFF: BackoffPolicy = { baseMs: 750, capMs: 5_000 };
 
 /** The final acknowledgements of a stopping pool, written again after a failure. */

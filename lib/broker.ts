@@ -70,7 +70,9 @@ export interface Broker {
   start(): Promise<void>;
   /** Stops listening and gives up the lease; the caller has finished all its running jobs. */
   stop(): Promise<void>;
-  /** Stores jobs atomically: due ones in their queue (Queued), later ones in the future set (Waiting); sets `status`. */
+  /**
+   * Stores jobs atomically: due ones in their queue (Queued), later ones in the future set (Waiting); sets `status`.
+   */
   enqueueJobs(jobs: readonly Job[]): Promise<void>;
   /**
    * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
@@ -79,7 +81,10 @@ export interface Broker {
    * If it throws, the acks may or may not have been applied: send them again (acks are idempotent).
    */
   fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
-  /** Acknowledges ended executions atomically: removes them from running, releases concurrency slots, re-enqueues retries. */
+  /**
+   * Acknowledges ended executions atomically: removes them from running, releases concurrency slots, re-enqueues
+   * retries.
+   */
   finishJobs(finished: readonly FinishedJob[]): Promise<void>;
   /** Registers periodic tasks; one already known with the same period keeps its next run. Never deletes other tasks. */
   registerPeriodicTasks(tasks: readonly Task[]): Promise<void>;

@@ -12,13 +12,16 @@ export function toMilliseconds(value: DurationInput, option: string, { allowZero
   let ms: number;
   if (typeof value === "number") ms = value * 1000;
   else if (Duration.isDuration(value)) {
-    if (!value.isValid) throw new InvalidOptionError(`${option} is an invalid Duration (${value.invalidReason ?? "unknown"})`);
+    if (!value.isValid)
+      throw new InvalidOptionError(`${option} is an invalid Duration (${value.invalidReason ?? "unknown"})`);
     ms = value.toMillis();
   } else {
     throw new InvalidOptionError(`${option} must be seconds (a number) or a luxon Duration, got ${describe(value)}`);
   }
   if (!Number.isFinite(ms) || ms < 0 || (!allowZero && ms === 0)) {
-    throw new InvalidOptionError(`${option} must be a finite duration ${allowZero ? ">= 0" : "> 0"}, got ${describe(value)}`);
+    throw new InvalidOptionError(
+      `${option} must be a finite duration ${allowZero ? ">= 0" : "> 0"}, got ${describe(value)}`,
+    );
   }
   return ms;
 }

@@ -2,14 +2,31 @@ import type { DateTime } from "luxon";
 import type { Broker, JobState } from "./broker.js";
 import { checkInteger, toMilliseconds } from "./durations.js";
 import {
-  DuplicateNameError, InvalidOptionError, ResultTimeoutError, StateError, UnknownJobError, UnknownTaskError, describe, toUtcDateTime,
+  DuplicateNameError,
+  InvalidOptionError,
+  ResultTimeoutError,
+  StateError,
+  UnknownJobError,
+  UnknownTaskError,
+  describe,
+  toUtcDateTime,
 } from "./errors.js";
 import { Job, JobStatus, checkArgs, isJobId, type ResultOptions } from "./jobs.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
 import { findReliable, receiverTask, type ReliableReceiver } from "./reliable.js";
 import { signals, type SafeNamedSignal } from "./signals.js";
-import { Batch, DEFAULT_QUEUE, Task, checkQueue, checkUserTaskName, type TaskFunction, type TaskOptions, type TaskRef, type Tasks } from "./tasks.js";
+import {
+  Batch,
+  DEFAULT_QUEUE,
+  Task,
+  checkQueue,
+  checkUserTaskName,
+  type TaskFunction,
+  type TaskOptions,
+  type TaskRef,
+  type Tasks,
+} from "./tasks.js";
 import { Transaction } from "./transaction.js";
 import { Workers, type TaskLookup } from "./workers.js";
 
@@ -27,7 +44,9 @@ export interface StartWorkersOptions {
   number?: number;
   /** The queue these workers serve. @defaultValue "chard" */
   queue?: string;
-  /** Stop once the queue is empty and nothing runs (scheduled and periodic jobs are not awaited). @defaultValue false */
+  /**
+   * Stop once the queue is empty and nothing runs (scheduled and periodic jobs are not awaited). @defaultValue false
+   */
   stopWhenQueueEmpty?: boolean;
   /** Stop gracefully on SIGTERM and SIGINT. @defaultValue false */
   handleSigterm?: boolean;
@@ -108,8 +127,14 @@ export class Engine {
     checkUserTaskName(task.name);
     const existing = this.#tasks.get(task.name);
     if (existing === task) return;
-    if (existing) throw new DuplicateNameError(`a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`);
-    if (this.#running) getLogger().warn(`task "${task.name}" was defined while workers run; restart them to register its schedule and limits`);
+    if (existing)
+      throw new DuplicateNameError(
+        `a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`,
+      );
+    if (this.#running)
+      getLogger().warn(
+        `task "${task.name}" was defined while workers run; restart them to register its schedule and limits`,
+      );
     this.#tasks.set(task.name, task);
   }
 
@@ -119,7 +144,9 @@ export class Engine {
     const task = name === undefined ? undefined : this.#lookup.get(name);
     if (!task || (typeof ref !== "string" && task !== ref)) {
       const what = name === undefined ? describe(ref) : JSON.stringify(name);
-      throw new UnknownTaskError(`unknown task ${what}; known tasks: ${JSON.stringify([...this.#tasks.keys()])}. Define it with engine.task() or attach its Tasks`);
+      throw new UnknownTaskError(
+        `unknown task ${what}; known tasks: ${JSON.stringify([...this.#tasks.keys()])}. Define it with engine.task() or attach its Tasks`,
+      );
     }
     return task;
   }
@@ -233,12 +260,23 @@ export class Engine {
     const { number = 5, queue = DEFAULT_QUEUE, stopWhenQueueEmpty = false, handleSigterm = false } = options;
     checkInteger(number, "startWorkers number", 1);
     checkQueue(queue, "startWorkers queue");
-    for (const [name, value] of [["stopWhenQueueEmpty", stopWhenQueueEmpty], ["handleSigterm", handleSigterm]] as const) {
-      if (typeof value !== "boolean") throw new InvalidOptionError(`startWorkers ${name} must be a boolean, got ${describe(value)}`);
+    for (const [name, value] of [
+      ["stopWhenQueueEmpty", stopWhenQueueEmpty],
+      ["handleSigterm", handleSigterm],
+    ] as const) {
+      if (typeof value !== "boolean")
+        throw new InvalidOptionError(`startWorkers ${name} must be a boolean, got ${describe(value)}`);
     }
     this.#checkOpen();
-    if (this.#running) throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
-    const workers = new Workers(this.broker, this.namespace, this.#lookup, { number, queue, stopWhenQueueEmpty }, this.#getResult);
+    if (this.#running)
+      throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
+    const workers = new Workers(
+      this.broker,
+      this.namespace,
+      this.#lookup,
+      { number, queue, stopWhenQueueEmpty },
+      this.#getResult,
+    );
     const onSignal = (): void => {
       void this.stopWorkers();
     };
@@ -267,9 +305,15 @@ export class Engine {
    */
   async getResult(jobId: string, options: ResultOptions = {}): Promise<unknown> {
     checkJobId(jobId, "getResult");
-    const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout, "getResult timeout", { allowZero: true });
+    const timeoutMs =
+      options.timeout === undefined
+        ? undefined
+        : toMilliseconds(options.timeout, "getResult timeout", { allowZero: true });
     this.#checkOpen();
-    const lookup = await this.broker.waitForResult(jobId, timeoutMs === undefined ? undefined : this.broker.clock.now() + timeoutMs);
+    const lookup = await this.broker.waitForResult(
+      jobId,
+      timeoutMs === undefined ? undefined : this.broker.clock.now() + timeoutMs,
+    );
     if (!lookup) throw new ResultTimeoutError(`job ${jobId} did not end within ${timeoutMs! / 1000} s`);
     if (lookup.record === undefined) {
       throw new UnknownJobError(
@@ -291,7 +335,10 @@ export class Engine {
     if (json !== undefined) return JSON.parse(json) as unknown;
     const { record, state } = await this.broker.readResult(jobId);
     if (record !== undefined) return recordProgress(record);
-    if (state === "unknown") throw new UnknownJobError(`no job ${jobId} in namespace "${this.namespace}" (never scheduled here, or its result is gone)`);
+    if (state === "unknown")
+      throw new UnknownJobError(
+        `no job ${jobId} in namespace "${this.namespace}" (never scheduled here, or its result is gone)`,
+      );
     return undefined;
   }
 
@@ -321,7 +368,8 @@ export class Engine {
 
   #checkEndState(jobId: string, state: JobState): void {
     if (state === "finished") throw new StateError(`job ${jobId} has already ended`);
-    if (state === "unknown") throw new UnknownJobError(`no job ${jobId} waiting or running in namespace "${this.namespace}"`);
+    if (state === "unknown")
+      throw new UnknownJobError(`no job ${jobId} waiting or running in namespace "${this.namespace}"`);
   }
 
   /** Stops the workers gracefully: no new jobs, running ones finish. Resolves when they have stopped. */

@@ -90,7 +90,7 @@ export function toError(e: unknown): Error {
   if (e instanceof Error) return e;
   let text: string;
   try {
-    text = typeof e === "string" ? e : JSON.stringify(e) ?? String(e);
+    text = typeof e === "string" ? e : (JSON.stringify(e) ?? String(e));
   } catch {
     text = String(e);
   }
@@ -108,7 +108,9 @@ export function toUtcDateTime(value: DateTime | Date, what: string): DateTime {
   else if (value instanceof Date) dt = DateTime.fromJSDate(value);
   else throw new InvalidOptionError(`${what} must be a luxon DateTime or a Date, got ${describe(value)}`);
   if (!dt.isValid) {
-    throw new InvalidOptionError(`${what} is an invalid date (${dt.invalidReason ?? "unknown reason"}); pass a valid DateTime or Date`);
+    throw new InvalidOptionError(
+      `${what} is an invalid date (${dt.invalidReason ?? "unknown reason"}); pass a valid DateTime or Date`,
+    );
   }
   return dt.toUTC();
 }

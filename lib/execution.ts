@@ -21,21 +21,35 @@ type AnyIterator = Iterator<unknown, unknown, undefined> | AsyncIterator<unknown
 
 /** True for a promise or promise-like value. */
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && (typeof value === "object" || typeof value === "function") && typeof (value as { then?: unknown }).then === "function";
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }
 
 /** True for what a generator function (sync or async) returns. */
 function isIterator(value: unknown): value is AnyIterator {
   if (value === null || typeof value !== "object") return false;
   const v = value as Record<PropertyKey, unknown>;
-  return typeof v.next === "function" && (typeof v[Symbol.iterator] === "function" || typeof v[Symbol.asyncIterator] === "function");
+  return (
+    typeof v.next === "function" &&
+    (typeof v[Symbol.iterator] === "function" || typeof v[Symbol.asyncIterator] === "function")
+  );
 }
 
 /** Calls a per-task hook; a throwing or rejecting hook is logged and changes nothing else. */
-export function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(namespace: string, task: Task, name: K, job: Job, arg: unknown): void {
+export function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(
+  namespace: string,
+  task: Task,
+  name: K,
+  job: Job,
+  arg: unknown,
+): void {
   const hook = task.hooks[name] as ((job: Job, arg: unknown) => unknown) | undefined;
   if (!hook) return;
-  const failed = (e: unknown): void => getLogger().error(`${namespace}: hook ${name} of task "${task.name}" failed`, toError(e));
+  const failed = (e: unknown): void =>
+    getLogger().error(`${namespace}: hook ${name} of task "${task.name}" failed`, toError(e));
   try {
     const result = hook(job, arg);
     if (result instanceof Promise) result.catch(failed);
@@ -45,7 +59,13 @@ export function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(namesp
 }
 
 /** The acknowledgement of an ended execution, with its result record when its task keeps results. */
-export function endedAck(job: Job, task: Task, outcome: FinishedJob["outcome"], record: string | undefined, hadProgress: boolean): FinishedJob {
+export function endedAck(
+  job: Job,
+  task: Task,
+  outcome: FinishedJob["outcome"],
+  record: string | undefined,
+  hadProgress: boolean,
+): FinishedJob {
   const keep = outcome !== "retry" && task.resultTtlMs > 0;
   return { job, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
 }
@@ -158,7 +178,10 @@ export class Execution implements JobContext {
     if (!final && job.retries < job.maxRetries) {
       const now = this.#broker.clock.now();
       job.retries++;
-      job.atMs = err instanceof RetryError && err.at ? err.at.toMillis() : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
+      job.atMs =
+        err instanceof RetryError && err.at
+          ? err.at.toMillis()
+          : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
       job.status = dueStatus(job.atMs, now);
       getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
       signals.jobScheduleRetry.send(ns, { job, err });
@@ -198,7 +221,10 @@ export class Execution implements JobContext {
     const timer =
       timeoutMs === undefined
         ? undefined
-        : clock.setTimeout(() => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)), timeoutMs);
+        : clock.setTimeout(
+            () => this.abort(new JobTimeoutError(`${this.job} ran longer than its timeout of ${timeoutMs / 1000} s`)),
+            timeoutMs,
+          );
     promise.then((value) => {
       if (isIterator(value) && !ended) this.#iterate(value).then((result) => end(true, result), fail);
       else end(true, value);

@@ -3,7 +3,17 @@
  * Every name of the public API contract is exported here.
  */
 export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions } from "./engine.js";
-export { Task, Tasks, Batch, DEFAULT_QUEUE, DEFAULT_RESULT_TTL_MS, type TaskOptions, type TaskFunction, type TaskRef, type BatchEntry } from "./tasks.js";
+export {
+  Task,
+  Tasks,
+  Batch,
+  DEFAULT_QUEUE,
+  DEFAULT_RESULT_TTL_MS,
+  type TaskOptions,
+  type TaskFunction,
+  type TaskRef,
+  type BatchEntry,
+} from "./tasks.js";
 export { Job, JobStatus, type JobFields, type ResultOptions } from "./jobs.js";
 export { currentJob, type JobContext } from "./context.js";
 export { Transaction } from "./transaction.js";
@@ -46,5 +56,12 @@ export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
 export type { Broker, FetchResult, FinishedJob, JobState, Outcome, Recovery, ResultLookup } from "./broker.js";
 export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";
-export { RedisBroker, RedisConnectionError, RedisReplyError, DEFAULT_REDIS_URL, type RedisBrokerOptions, type RedisClient } from "../brokers/redis/index.js";
+export {
+  RedisBroker,
+  RedisConnectionError,
+  RedisReplyError,
+  DEFAULT_REDIS_URL,
+  type RedisBrokerOptions,
+  type RedisClient,
+} from "../brokers/redis/index.js";
 export type { BrokerOptions } from "../brokers/base.js";

@@ -105,7 +105,8 @@ export class Job {
    * @throws StateError for a job that no engine handed out.
    */
   result(options: ResultOptions = {}): Promise<unknown> {
-    if (!this.#results) return Promise.reject(new StateError(`${this} was not scheduled or run by an engine; use engine.getResult(id)`));
+    if (!this.#results)
+      return Promise.reject(new StateError(`${this} was not scheduled or run by an engine; use engine.getResult(id)`));
     return this.#results(this.id, options);
   }
 
@@ -127,7 +128,9 @@ function taskPart(taskName: string, queue: string): string {
   return `,"task":${JSON.stringify(taskName)},"queue":${JSON.stringify(queue)},"at":`;
 }
 
-/** The wire format up to the arguments: `{"id":..,"retries":..,"task":..,"queue":..,"at":..,"maxRetries":..,"args":`. */
+/**
+ * The wire format up to the arguments: `{"id":..,"retries":..,"task":..,"queue":..,"at":..,"maxRetries":..,"args":`.
+ */
 function head(job: Job, taskAndQueue: string): string {
   return `{"id":"${job.id}","retries":${job.retries}${taskAndQueue}${job.atMs},"maxRetries":${job.maxRetries},"args":`;
 }
@@ -184,7 +187,16 @@ export interface WireJob {
 function encodeWire(job: Job, taskAndQueue: string): WireJob {
   const start = head(job, taskAndQueue);
   const { id, taskName, queue, atMs, maxRetries, retries } = job;
-  return { json: `${start}${JSON.stringify(job.taskArgs)}}`, argsAt: start.length, id, taskName, queue, atMs, maxRetries, retries };
+  return {
+    json: `${start}${JSON.stringify(job.taskArgs)}}`,
+    argsAt: start.length,
+    id,
+    taskName,
+    queue,
+    atMs,
+    maxRetries,
+    retries,
+  };
 }
 
 /** The wire form of each job, with its fields alongside (see `WireJob`); arguments must have passed `checkArgs`. */
@@ -200,7 +212,16 @@ export function toWire(job: Job): WireJob {
 /** The job a `WireJob` holds, its arguments parsed back from the wire text. */
 export function fromWire(wire: WireJob, status: JobStatus): Job {
   const { id, taskName, queue, atMs, maxRetries, retries } = wire;
-  return new Job({ id, taskName, queue, atMs, maxRetries, retries, status, taskArgs: JSON.parse(wire.json.slice(wire.argsAt, -1)) as unknown[] });
+  return new Job({
+    id,
+    taskName,
+    queue,
+    atMs,
+    maxRetries,
+    retries,
+    status,
+    taskArgs: JSON.parse(wire.json.slice(wire.argsAt, -1)) as unknown[],
+  });
 }
 
 /** The wire form of a periodic job; `brokers/redis/scripts/fetch_jobs.lua` builds the same string. */
@@ -241,13 +262,28 @@ export function fromJSON(text: string, status: JobStatus): Job {
     throw new SerializationError(`not a Chard job (invalid JSON): ${text.slice(0, 200)}`, { cause: e });
   }
   if (
-    typeof w !== "object" || w === null || !(plainId(text, w.id) || isJobId(w.id)) || typeof w.task !== "string" ||
-    typeof w.queue !== "string" || typeof w.at !== "number" || typeof w.retries !== "number" ||
-    typeof w.maxRetries !== "number" || !Array.isArray(w.args)
+    typeof w !== "object" ||
+    w === null ||
+    !(plainId(text, w.id) || isJobId(w.id)) ||
+    typeof w.task !== "string" ||
+    typeof w.queue !== "string" ||
+    typeof w.at !== "number" ||
+    typeof w.retries !== "number" ||
+    typeof w.maxRetries !== "number" ||
+    !Array.isArray(w.args)
   ) {
     throw new SerializationError(`not a Chard job (missing or mistyped fields): ${text.slice(0, 200)}`);
   }
-  return new Job({ id: w.id, taskName: w.task, queue: w.queue, atMs: w.at, maxRetries: w.maxRetries, retries: w.retries, status, taskArgs: w.args });
+  return new Job({
+    id: w.id,
+    taskName: w.task,
+    queue: w.queue,
+    atMs: w.at,
+    maxRetries: w.maxRetries,
+    retries: w.retries,
+    status,
+    taskArgs: w.args,
+  });
 }
 
 /**
@@ -334,7 +370,8 @@ export function checkJSON(value: unknown, what: string, path: string): void {
       return;
     }
     if (proto !== Object.prototype && proto !== null) {
-      const hint = obj instanceof Date ? "; pass date.toISOString() or a number of milliseconds" : "; pass a plain object";
+      const hint =
+        obj instanceof Date ? "; pass date.toISOString() or a number of milliseconds" : "; pass a plain object";
       fail(path, `${describe(obj)} instance would not round-trip through JSON${hint}`);
     }
     seen.add(obj);

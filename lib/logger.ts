@@ -20,13 +20,15 @@ const LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /** `logger`, with every call that throws made harmless: logging can never break a job or a worker. */
 function safe(logger: Logger): Logger {
-  const level = (name: (typeof LEVELS)[number]) => (message: string, ...rest: unknown[]): void => {
-    try {
-      logger[name](message, ...rest);
-    } catch {
-      // Nowhere left to report it: the logger is what failed.
-    }
-  };
+  const level =
+    (name: (typeof LEVELS)[number]) =>
+    (message: string, ...rest: unknown[]): void => {
+      try {
+        logger[name](message, ...rest);
+      } catch {
+        // Nowhere left to report it: the logger is what failed.
+      }
+    };
   return { debug: level("debug"), info: level("info"), warn: level("warn"), error: level("error") };
 }
 
@@ -41,7 +43,9 @@ export function setLogger(logger: Logger | undefined): void {
   if (logger !== undefined) {
     for (const level of LEVELS) {
       if (typeof logger[level] !== "function") {
-        throw new InvalidOptionError(`setLogger: the logger has no ${level}() method; pass console, pino or an object with debug/info/warn/error`);
+        throw new InvalidOptionError(
+          `setLogger: the logger has no ${level}() method; pass console, pino or an object with debug/info/warn/error`,
+        );
       }
     }
   }

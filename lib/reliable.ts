@@ -53,17 +53,31 @@ export function reliableTaskName(signalName: string, name: string): string {
  * @internal Registers a reliable receiver (SafeNamedSignal.connectReliable). Returns its disconnect.
  * @throws InvalidOptionError for a bad name, handler or option; DuplicateNameError for a name already connected.
  */
-export function registerReliable(signalName: string, name: string, handler: unknown, options: ReliableOptions): ReliableReceiver {
+export function registerReliable(
+  signalName: string,
+  name: string,
+  handler: unknown,
+  options: ReliableOptions,
+): ReliableReceiver {
   if (typeof name !== "string" || !NAME.test(name)) {
-    throw new InvalidOptionError(`${signalName}.connectReliable: name must be 1-100 characters of A-Z a-z 0-9 _ . -, got ${describe(name)}`);
+    throw new InvalidOptionError(
+      `${signalName}.connectReliable: name must be 1-100 characters of A-Z a-z 0-9 _ . -, got ${describe(name)}`,
+    );
   }
   if (!NAME.test(signalName)) {
-    throw new InvalidOptionError(`signal "${signalName}" cannot have reliable receivers: its name must be 1-100 characters of A-Z a-z 0-9 _ . -`);
+    throw new InvalidOptionError(
+      `signal "${signalName}" cannot have reliable receivers: its name must be 1-100 characters of A-Z a-z 0-9 _ . -`,
+    );
   }
-  if (typeof handler !== "function") throw new InvalidOptionError(`${signalName}.connectReliable("${name}"): handler must be a function, got ${describe(handler)}`);
+  if (typeof handler !== "function")
+    throw new InvalidOptionError(
+      `${signalName}.connectReliable("${name}"): handler must be a function, got ${describe(handler)}`,
+    );
   const taskName = reliableTaskName(signalName, name);
   if (byTaskName.has(taskName)) {
-    throw new DuplicateNameError(`signal "${signalName}" already has a reliable receiver named "${name}"; names must be unique and stable across deploys`);
+    throw new DuplicateNameError(
+      `signal "${signalName}" already has a reliable receiver named "${name}"; names must be unique and stable across deploys`,
+    );
   }
   const receiver: ReliableReceiver = {
     name,

@@ -31,10 +31,14 @@ interface ResultRecord {
 }
 
 /** The record of a job revoked before it started (also written by fetch_jobs.lua, byte for byte). */
-export const REVOKED_RECORD = '{"ok":false,"error":{"name":"JobRevokedError","message":"the job was revoked before it started"}}';
+export const REVOKED_RECORD =
+  '{"ok":false,"error":{"name":"JobRevokedError","message":"the job was revoked before it started"}}';
 
 /** The record of a job lost with a dead worker (also written by recover_dead_brokers.lua). */
-export const LOST_RECORD = JSON.stringify({ ok: false, error: { name: "WorkerDiedError", message: WorkerDiedError.MESSAGE } });
+export const LOST_RECORD = JSON.stringify({
+  ok: false,
+  error: { name: "WorkerDiedError", message: WorkerDiedError.MESSAGE },
+});
 
 /** JSON of `value`, or undefined (logged) when it cannot be stored. */
 export function storable(value: unknown, what: string): string | undefined {
@@ -61,7 +65,8 @@ export function failureRecord(err: Error, progress: string | undefined): string 
 
 function parse(record: string): ResultRecord {
   const parsed = JSON.parse(record) as ResultRecord;
-  if (parsed === null || typeof parsed !== "object" || typeof parsed.ok !== "boolean") throw new CorruptDataError(`not a result record: ${record.slice(0, 100)}`);
+  if (parsed === null || typeof parsed !== "object" || typeof parsed.ok !== "boolean")
+    throw new CorruptDataError(`not a result record: ${record.slice(0, 100)}`);
   return parsed;
 }
 

@@ -40,9 +40,12 @@ export class SafeNamedSignal<P extends object> {
     return this.#add(undefined, receiver);
   }
 
-  /** Receive this signal only from the engine whose namespace is `namespace`. Returns a function that disconnects it. */
+  /**
+   * Receive this signal only from the engine whose namespace is `namespace`. Returns a function that disconnects it.
+   */
   connectVia(namespace: string, receiver: Receiver<P>): () => void {
-    if (typeof namespace !== "string") throw new InvalidOptionError(`${this.name}.connectVia: namespace must be a string, got ${describe(namespace)}`);
+    if (typeof namespace !== "string")
+      throw new InvalidOptionError(`${this.name}.connectVia: namespace must be a string, got ${describe(namespace)}`);
     return this.#add(namespace, receiver);
   }
 
@@ -93,7 +96,8 @@ export class SafeNamedSignal<P extends object> {
   }
 
   #add(namespace: string | undefined, receiver: Receiver<P>): () => void {
-    if (typeof receiver !== "function") throw new InvalidOptionError(`${this.name}: a receiver must be a function, got ${describe(receiver)}`);
+    if (typeof receiver !== "function")
+      throw new InvalidOptionError(`${this.name}: a receiver must be a function, got ${describe(receiver)}`);
     const list = this.#connections.get(receiver) ?? [];
     const existing = list.find((c) => c.namespace === namespace);
     if (existing) return () => this.#remove(receiver, existing);
@@ -121,7 +125,8 @@ export class SafeNamedSignal<P extends object> {
     if (list.length === 0) this.#connections.delete(receiver);
     const emitter = this.#emitterFor(connection.namespace, false);
     emitter?.removeListener("send", connection.guarded);
-    if (connection.namespace !== undefined && emitter?.listenerCount("send") === 0) this.#byNamespace.delete(connection.namespace);
+    if (connection.namespace !== undefined && emitter?.listenerCount("send") === 0)
+      this.#byNamespace.delete(connection.namespace);
     this.#count--;
   }
 
@@ -141,7 +146,8 @@ export class SafeNamedSignal<P extends object> {
     const err = toError(e);
     getLogger().error(`error in a receiver of signal "${this.name}"`, err);
     // A failing receiver of signalHandlerFailed itself is only logged: no loop.
-    if (this !== (signals.signalHandlerFailed as unknown)) signals.signalHandlerFailed.send(namespace, { signal: this.name, err });
+    if (this !== (signals.signalHandlerFailed as unknown))
+      signals.signalHandlerFailed.send(namespace, { signal: this.name, err });
   }
 
   /** `SafeNamedSignal "name"`. */

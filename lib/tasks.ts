@@ -13,7 +13,9 @@ export const RELIABLE_TASK_PREFIX = "chard.reliable:";
  */
 export function checkUserTaskName(name: string): void {
   if (typeof name === "string" && name.startsWith(RELIABLE_TASK_PREFIX)) {
-    throw new InvalidOptionError(`task name "${name}" is reserved: names starting with "${RELIABLE_TASK_PREFIX}" belong to reliable signal receivers`);
+    throw new InvalidOptionError(
+      `task name "${name}" is reserved: names starting with "${RELIABLE_TASK_PREFIX}" belong to reliable signal receivers`,
+    );
   }
 }
 
@@ -30,7 +32,10 @@ export interface TaskOptions {
   periodicity?: DurationInput;
   /** Most jobs of this task running at once across the namespace; needs `maxRetries > 0`. */
   maxConcurrency?: number;
-  /** Longest run of one execution (seconds or Duration): then its AbortSignal fires and it fails with `JobTimeoutError`. */
+  /**
+   * Longest run of one execution (seconds or Duration): then its AbortSignal fires and it fails with
+   * `JobTimeoutError`.
+   */
   timeout?: DurationInput;
   /** A job not started within this time after it was due is never started (`jobExpired`). */
   expiresIn?: DurationInput;
@@ -79,14 +84,19 @@ export class Task<A extends unknown[] = any[], R = unknown> {
 
   /** @throws InvalidOptionError when a name or option is invalid; the message names it. */
   constructor(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}) {
-    if (typeof name !== "string" || name.length === 0) throw new InvalidOptionError(`task name must be a non-empty string, got ${describe(name)}`);
+    if (typeof name !== "string" || name.length === 0)
+      throw new InvalidOptionError(`task name must be a non-empty string, got ${describe(name)}`);
 
-    if (typeof fn !== "function") throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
+    if (typeof fn !== "function")
+      throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
     this.name = name;
     this.fn = fn;
     this.queue = checkQueue(options.queue ?? DEFAULT_QUEUE, `task "${name}": queue`);
     this.maxRetries = checkInteger(options.maxRetries ?? 0, `task "${name}": maxRetries`, 0);
-    this.periodicityMs = options.periodicity === undefined ? undefined : toMilliseconds(options.periodicity, `task "${name}": periodicity`);
+    this.periodicityMs =
+      options.periodicity === undefined
+        ? undefined
+        : toMilliseconds(options.periodicity, `task "${name}": periodicity`);
     if (options.maxConcurrency !== undefined) {
       checkInteger(options.maxConcurrency, `task "${name}": maxConcurrency`, 1);
       if (this.maxRetries < 1) {
@@ -101,7 +111,8 @@ export class Task<A extends unknown[] = any[], R = unknown> {
     this.timeoutMs = duration(options.timeout, "timeout");
     this.expiresInMs = duration(options.expiresIn, "expiresIn");
     const keep = options.keepResult ?? true;
-    if (typeof keep !== "boolean") throw new InvalidOptionError(`task "${name}": keepResult must be a boolean, got ${describe(keep)}`);
+    if (typeof keep !== "boolean")
+      throw new InvalidOptionError(`task "${name}": keepResult must be a boolean, got ${describe(keep)}`);
     const ttl = duration(options.resultTtl, "resultTtl") ?? DEFAULT_RESULT_TTL_MS;
     this.resultTtlMs = keep ? ttl : 0;
     for (const hook of ["onSuccess", "onFailure", "onRetry"] as const) {
@@ -162,7 +173,8 @@ export class Tasks {
     checkUserTaskName(name);
     const merged: TaskOptions = { ...this.#defaults, ...stripUndefined(options) };
     const task = new Task(name, fn, merged);
-    if (this.#tasks.has(name)) throw new DuplicateNameError(`task "${name}" is already defined in this registry; task names must be unique`);
+    if (this.#tasks.has(name))
+      throw new DuplicateNameError(`task "${name}" is already defined in this registry; task names must be unique`);
     this.#host?.addTask(task as Task);
     this.#tasks.set(name, task as Task);
     return task;
@@ -194,7 +206,9 @@ export class Tasks {
   /** Called by `engine.attachTasks`; a registry belongs to one engine. */
   attachTo(host: TaskHost): void {
     if (this.#host && this.#host !== host) {
-      throw new StateError(`this Tasks registry is already attached to the engine of namespace "${this.#host.namespace}"`);
+      throw new StateError(
+        `this Tasks registry is already attached to the engine of namespace "${this.#host.namespace}"`,
+      );
     }
     if (this.#host === host) return;
     for (const task of this.#tasks.values()) host.addTask(task);
@@ -217,7 +231,8 @@ export class Tasks {
   }
 
   #attached(): TaskHost {
-    if (!this.#host) throw new StateError("this Tasks registry is not attached to an engine; call engine.attachTasks(tasks) first");
+    if (!this.#host)
+      throw new StateError("this Tasks registry is not attached to an engine; call engine.attachTasks(tasks) first");
     return this.#host;
   }
 }
@@ -260,7 +275,8 @@ export class Batch {
       throw new InvalidOptionError(`sendReliable needs a SafeNamedSignal, got ${describe(signal)}`);
     }
     checkJSON(payload, `the payload of signal "${signal.name}"`, "payload");
-    for (const receiver of signal.reliableReceivers) this.entries.push({ task: receiver.taskName, at: undefined, args: [payload] });
+    for (const receiver of signal.reliableReceivers)
+      this.entries.push({ task: receiver.taskName, at: undefined, args: [payload] });
     return this;
   }
 }

@@ -57,7 +57,8 @@ export class Transaction {
   }
 
   #add(batch: Batch): Job[] {
-    if (!this.#open) throw new StateError("this transaction has ended; use the tx object only inside the transaction callback");
+    if (!this.#open)
+      throw new StateError("this transaction has ended; use the tx object only inside the transaction callback");
     // Validated now, copied now: the commit writes exactly what was checked, even if the caller
     // mutates its objects before the callback returns (a non-JSON value added later would
     // otherwise fail the commit after part of a MemoryBroker batch was stored).

@@ -27,7 +27,14 @@
 import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
 import { sleep, type ClockTimer } from "./clock.js";
-import { JobCancelledError, JobExpiredError, StateError, UnknownTaskError, WorkerDiedError, toError } from "./errors.js";
+import {
+  JobCancelledError,
+  JobExpiredError,
+  StateError,
+  UnknownTaskError,
+  WorkerDiedError,
+  toError,
+} from "./errors.js";
 import { Execution, callHook, endedAck } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
@@ -121,7 +128,10 @@ export class Workers {
   #keeping: Promise<void> | undefined;
 
   constructor(
-    broker: Broker, namespace: string, tasks: TaskLookup, settings: WorkersSettings,
+    broker: Broker,
+    namespace: string,
+    tasks: TaskLookup,
+    settings: WorkersSettings,
     results: (id: string, options: ResultOptions) => Promise<unknown>,
   ) {
     this.#results = results;
@@ -149,7 +159,8 @@ export class Workers {
   /** Moves the state machine; a move not in `NEXT` is a bug of this module and throws. */
   #transition(to: WorkersState): void {
     const from = this.#state;
-    if (!NEXT[from].includes(to)) throw new StateError(`worker pool of namespace "${this.#namespace}": illegal transition ${from} -> ${to}`);
+    if (!NEXT[from].includes(to))
+      throw new StateError(`worker pool of namespace "${this.#namespace}": illegal transition ${from} -> ${to}`);
     this.#state = to;
     getLogger().debug(`${this.#namespace}: workers ${from} -> ${to}`);
   }
@@ -208,7 +219,8 @@ export class Workers {
 
   /** Asks the pool to stop: no more fetching; running jobs finish. A no-op once draining. */
   stop(): void {
-    if (this.#state === WorkersState.Starting) this.#transition(WorkersState.Draining); // run() sends workerStopping
+    if (this.#state === WorkersState.Starting)
+      this.#transition(WorkersState.Draining); // run() sends workerStopping
     else if (this.#state === WorkersState.Running) this.#drain();
   }
 
@@ -274,7 +286,8 @@ export class Workers {
     this.#acks = [];
     this.#reserved += size;
     const { queue } = this.#settings;
-    const call = size > 0 ? this.#broker.fetchJobs(queue, size, acks) : this.#broker.finishJobs(acks).then(() => undefined);
+    const call =
+      size > 0 ? this.#broker.fetchJobs(queue, size, acks) : this.#broker.finishJobs(acks).then(() => undefined);
     const events = this.#events;
     const turn: Promise<void> = call.then(
       (result) => this.#turnEnded(turn, size, result, events),
@@ -327,7 +340,13 @@ export class Workers {
 
   /** With `stopWhenQueueEmpty`: once nothing runs or waits to be acked and the queue is empty, the arbiter stops. */
   #checkEmptied(): void {
-    if (!this.#settings.stopWhenQueueEmpty || this.#executions.size > 0 || this.#acks.length > 0 || this.#turns.size > 0) return;
+    if (
+      !this.#settings.stopWhenQueueEmpty ||
+      this.#executions.size > 0 ||
+      this.#acks.length > 0 ||
+      this.#turns.size > 0
+    )
+      return;
     this.#broker.isQueueEmpty(this.#settings.queue).then(
       (empty) => {
         if (empty && this.#state === WorkersState.Running) this.#drain();
@@ -344,7 +363,12 @@ export class Workers {
       job.status = JobStatus.Failed;
       getLogger().error(`${ns}: ${job} failed`, err);
       signals.jobFailed.send(ns, { job, err });
-      this.#acks.push({ job, outcome: "failed", result: failureRecord(err, undefined), resultTtlMs: DEFAULT_RESULT_TTL_MS });
+      this.#acks.push({
+        job,
+        outcome: "failed",
+        result: failureRecord(err, undefined),
+        resultTtlMs: DEFAULT_RESULT_TTL_MS,
+      });
       return;
     }
     if (task.expiresInMs !== undefined && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
@@ -423,7 +447,10 @@ export class Workers {
       return;
     }
     const ns = this.#namespace;
-    if (recovery.leaseLost) getLogger().warn(`${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`);
+    if (recovery.leaseLost)
+      getLogger().warn(
+        `${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`,
+      );
     for (const job of [...recovery.requeued, ...recovery.failed]) job.bindResults(this.#results);
     for (const job of recovery.requeued) {
       getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);

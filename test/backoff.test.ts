@@ -49,7 +49,10 @@ describe("backoffMs", () => {
   test("job retries follow the contract's formula in seconds", () => {
     for (const attempt of [1, 2, 5, 9, 30]) {
       for (const r of [0, 0.25, 1]) {
-        expect(backoffMs(JOB_RETRY_BACKOFF, attempt, () => r)).toBeCloseTo(exponentialBackoff(attempt, 1200, () => r) * 1000, 6);
+        expect(backoffMs(JOB_RETRY_BACKOFF, attempt, () => r)).toBeCloseTo(
+          exponentialBackoff(attempt, 1200, () => r) * 1000,
+          6,
+        );
       }
     }
   });

@@ -90,7 +90,12 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const [a, b] = [make(), make()];
       const jobs = Array.from({ length: 20 }, (_, i) => job({ taskArgs: [i] }));
       await a.enqueueJobs(jobs);
-      const got = await Promise.all([a.fetchJobs("q", 7), b.fetchJobs("q", 7), a.fetchJobs("q", 7), b.fetchJobs("q", 7)]);
+      const got = await Promise.all([
+        a.fetchJobs("q", 7),
+        b.fetchJobs("q", 7),
+        a.fetchJobs("q", 7),
+        b.fetchJobs("q", 7),
+      ]);
       const all = got.flatMap((r) => ids(r.jobs));
       expect(all.length).toBe(20);
       expect(new Set(all)).toEqual(new Set(ids(jobs)));
@@ -109,7 +114,13 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
 
     test("a batch keeps its order within each queue and may mix queues and due dates", async () => {
       const b = make();
-      const batch = [job({ queue: "q1" }), job({ queue: "q2" }), job({ queue: "q1", atMs: T0 + 1000 }), job({ queue: "q1" }), job({ queue: "q2" })];
+      const batch = [
+        job({ queue: "q1" }),
+        job({ queue: "q2" }),
+        job({ queue: "q1", atMs: T0 + 1000 }),
+        job({ queue: "q1" }),
+        job({ queue: "q2" }),
+      ];
       await b.enqueueJobs(batch);
       expect(ids((await b.fetchJobs("q1", 10)).jobs)).toEqual([batch[0]!.id, batch[3]!.id]);
       expect(ids((await b.fetchJobs("q2", 10)).jobs)).toEqual([batch[1]!.id, batch[4]!.id]);
@@ -175,7 +186,11 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       f2!.retries = 1;
       f3!.retries = 1;
       f3!.atMs = T0 + 5_000;
-      await b.finishJobs([{ job: f1!, outcome: "succeeded" }, { job: f2!, outcome: "retry" }, { job: f3!, outcome: "retry" }]);
+      await b.finishJobs([
+        { job: f1!, outcome: "succeeded" },
+        { job: f2!, outcome: "retry" },
+        { job: f3!, outcome: "retry" },
+      ]);
       expect([f1!.status, f2!.status, f3!.status]).toEqual([JobStatus.Running, JobStatus.Queued, JobStatus.Waiting]);
       const { jobs, nextDueAtMs } = await b.fetchJobs("q", 5);
       expect(jobs.map((j) => [j.id, j.retries])).toEqual([[again.id, 1]]);
@@ -228,7 +243,9 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const [running] = (await b.fetchJobs("q", 5)).jobs;
       expect(ids([running!])).toEqual([a.id]); // the only slot is taken: the other job waits
       const record = '{"ok":true,"value":1}';
-      const turn = await b.fetchJobs("q", 1, [{ job: running!, outcome: "succeeded", result: record, resultTtlMs: 60_000 }]);
+      const turn = await b.fetchJobs("q", 1, [
+        { job: running!, outcome: "succeeded", result: record, resultTtlMs: 60_000 },
+      ]);
       expect(ids(turn.jobs)).toEqual([next.id]);
       expect(await b.readResult(a.id)).toEqual({ record, state: "finished" });
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
@@ -236,7 +253,11 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
 
     test("a retry ack passed with the fetch re-enqueues the job and that same fetch can take it", async () => {
       const b = make();
-      const [again, elsewhere, later] = [job({ maxRetries: 3 }), job({ maxRetries: 3, queue: "other" }), job({ maxRetries: 3 })];
+      const [again, elsewhere, later] = [
+        job({ maxRetries: 3 }),
+        job({ maxRetries: 3, queue: "other" }),
+        job({ maxRetries: 3 }),
+      ];
       await b.enqueueJobs([again, elsewhere, later]);
       const fetched = [...(await b.fetchJobs("q", 5)).jobs, ...(await b.fetchJobs("other", 5)).jobs];
       expect(ids(fetched).sort()).toEqual(ids([again, elsewhere, later]).sort());
@@ -285,8 +306,14 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("pq", 5)).jobs).toEqual([]);
       expect(jobs.length).toBe(1);
       const tick = jobs[0]!;
-      expect({ task: tick.taskName, queue: tick.queue, at: tick.atMs, maxRetries: tick.maxRetries, retries: tick.retries, args: tick.taskArgs })
-        .toEqual({ task: "tick", queue: "pq", at: clock.t, maxRetries: 2, retries: 0, args: [] });
+      expect({
+        task: tick.taskName,
+        queue: tick.queue,
+        at: tick.atMs,
+        maxRetries: tick.maxRetries,
+        retries: tick.retries,
+        args: tick.taskArgs,
+      }).toEqual({ task: "tick", queue: "pq", at: clock.t, maxRetries: 2, retries: 0, args: [] });
       expect(toJSON(tick)).toBe(periodicJobJSON(tick.id, "tick", "pq", clock.t, 2));
       expect(nextDueAtMs).toBe(clock.t + 10_000);
       clock.t += 10_000;
@@ -302,7 +329,8 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const { jobs } = await b.fetchJobs("pq", 100);
       expect(jobs.map((j) => j.taskName).sort()).toEqual([...names].sort());
       expect(new Set(jobs.map((j) => j.id)).size).toBe(40);
-      for (const j of jobs) expect(j.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      for (const j of jobs)
+        expect(j.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     });
 
     test("after a long gap fire once, not in a catch-up burst, and next run one period later", async () => {
@@ -353,8 +381,13 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
 
     test("revoked jobs are dropped from a limited queue, and jobs behind set-aside ones are taken, the rest keeping its order", async () => {
       const b = make();
-      await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 }), new Task("U", noop, { maxRetries: 1 })]);
-      const [l1, l2, u1, l3, u2, u3] = ["L", "L", "U", "L", "U", "U"].map((taskName) => job({ taskName, maxRetries: 1 }));
+      await b.setConcurrencyKeys([
+        new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 }),
+        new Task("U", noop, { maxRetries: 1 }),
+      ]);
+      const [l1, l2, u1, l3, u2, u3] = ["L", "L", "U", "L", "U", "U"].map((taskName) =>
+        job({ taskName, maxRetries: 1 }),
+      );
       await b.enqueueJobs([l1!, l2!, u1!, l3!, u2!, u3!]);
       await b.revokeJob(l2!.id);
       await b.revokeJob(u1!.id);
@@ -396,7 +429,10 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect(leaseLost).toBe(false);
       expect(requeued.map((j) => [j.id, j.retries, j.status])).toEqual([[retryable.id, 1, JobStatus.Queued]]);
       expect(failed.map((j) => [j.id, j.retries, j.status]).sort()).toEqual(
-        [[exhausted.id, 2, JobStatus.Failed], [once.id, 0, JobStatus.Failed]].sort(),
+        [
+          [exhausted.id, 2, JobStatus.Failed],
+          [once.id, 0, JobStatus.Failed],
+        ].sort(),
       );
       expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false }); // recovered once
       expect((await a.keepAlive()).leaseLost).toBe(true);
@@ -482,7 +518,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
   });
 
   describe("wire format", () => {
-    const tricky = [[], ["a/b", { "k/": "/x/", e: [] }, [[]], {}], ["é ✓ \u007f \u0001 \\/ \"q\""]];
+    const tricky = [[], ["a/b", { "k/": "/x/", e: [] }, [[]], {}], ['é ✓ \u007f \u0001 \\/ "q"']];
 
     test("jobs with [] and '/' in their arguments round-trip byte for byte through queue, future and recovery", async () => {
       const a = make();

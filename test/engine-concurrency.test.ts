@@ -41,14 +41,18 @@ describe.each(brokerFactories())("maxConcurrency on $name", (factory) => {
     let running = 0;
     let peak = 0;
     let calls = 0;
-    const t = engine.task("t", async (fail: boolean) => {
-      calls++;
-      running++;
-      peak = Math.max(peak, running);
-      await new Promise((r) => setTimeout(r, 5));
-      running--;
-      if (fail) throw new Error("fails every time");
-    }, { maxRetries: 1, maxConcurrency: 2 });
+    const t = engine.task(
+      "t",
+      async (fail: boolean) => {
+        calls++;
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise((r) => setTimeout(r, 5));
+        running--;
+        if (fail) throw new Error("fails every time");
+      },
+      { maxRetries: 1, maxConcurrency: 2 },
+    );
     // Failing jobs retry after a 3-6 s backoff: run only their first attempt here.
     for (let i = 0; i < 8; i++) await engine.schedule(t, i % 2 === 0);
     const workers = engine.startWorkers({ number: 5 });

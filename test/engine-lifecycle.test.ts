@@ -36,12 +36,22 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     const producer = trackEngine(world.create(options), engine.namespace);
     return { engine, producer, rec: recordSignals(engine.namespace, ALL_JOB_SIGNALS) };
   };
-  const both = (fn: (e: ReturnType<typeof setup>["engine"]) => void, ...engines: ReturnType<typeof setup>["engine"][]) => engines.forEach(fn);
+  const both = (
+    fn: (e: ReturnType<typeof setup>["engine"]) => void,
+    ...engines: ReturnType<typeof setup>["engine"][]
+  ) => engines.forEach(fn);
 
   test("success: jobEnqueued, jobStarted, jobSucceeded, jobFinished; the result reaches another process", async () => {
     const { engine, producer, rec } = setup();
     const hooks: string[] = [];
-    both((e) => e.task("add", (a: number, b: number) => a + b, { onSuccess: (_job, result) => void hooks.push(`success ${String(result)}`) }), engine, producer);
+    both(
+      (e) =>
+        e.task("add", (a: number, b: number) => a + b, {
+          onSuccess: (_job, result) => void hooks.push(`success ${String(result)}`),
+        }),
+      engine,
+      producer,
+    );
     const job = await producer.schedule("add", 2, 3);
     const result = job.result({ timeout: 5 }); // waits before the job runs: no polling, a notification
     const workers = engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
@@ -56,11 +66,15 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     const { engine, rec } = setup();
     const hooks: string[] = [];
     let calls = 0;
-    engine.task("flaky", () => {
-      if (++calls === 1) throw new RetryError("later", { at: DateTime.utc().plus({ milliseconds: 50 }) });
-      if (calls === 2) throw new RetryError("now", { at: DateTime.utc() });
-      return "ok";
-    }, { maxRetries: 5, onRetry: (_job, err) => void hooks.push(err.message) });
+    engine.task(
+      "flaky",
+      () => {
+        if (++calls === 1) throw new RetryError("later", { at: DateTime.utc().plus({ milliseconds: 50 }) });
+        if (calls === 2) throw new RetryError("now", { at: DateTime.utc() });
+        return "ok";
+      },
+      { maxRetries: 5, onRetry: (_job, err) => void hooks.push(err.message) },
+    );
     const job = await engine.schedule("flaky");
     const workers = engine.startWorkers({ number: 1 });
     expect(await job.result({ timeout: 5 })).toBe("ok");
@@ -68,9 +82,16 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     await workers;
     expect(rec.forJob(job.id)).toEqual([
       "jobEnqueued",
-      "jobStarted", "jobScheduleRetry", "jobScheduled", "jobFinished",
-      "jobStarted", "jobScheduleRetry", "jobFinished",
-      "jobStarted", "jobSucceeded", "jobFinished",
+      "jobStarted",
+      "jobScheduleRetry",
+      "jobScheduled",
+      "jobFinished",
+      "jobStarted",
+      "jobScheduleRetry",
+      "jobFinished",
+      "jobStarted",
+      "jobSucceeded",
+      "jobFinished",
     ]);
     expect(hooks).toEqual(["later", "now"]);
   });
@@ -79,16 +100,25 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     const { engine, rec } = setup();
     const failures: string[] = [];
     const onFailure = (_job: unknown, err: Error) => void failures.push(err.name);
-    engine.task("bad", () => {
-      throw new TypeError("no such thing");
-    }, { onFailure });
-    engine.task("abort", () => {
-      throw new AbortJobError("give up");
-    }, { maxRetries: 5, onFailure });
+    engine.task(
+      "bad",
+      () => {
+        throw new TypeError("no such thing");
+      },
+      { onFailure },
+    );
+    engine.task(
+      "abort",
+      () => {
+        throw new AbortJobError("give up");
+      },
+      { maxRetries: 5, onFailure },
+    );
     const bad = await engine.schedule("bad");
     const abort = await engine.schedule("abort");
     await engine.startWorkers({ number: 2, stopWhenQueueEmpty: true });
-    for (const job of [bad, abort]) expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobStarted", "jobFailed", "jobFinished"]);
+    for (const job of [bad, abort])
+      expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobStarted", "jobFailed", "jobFinished"]);
     const err = await engine.getResult(bad.id).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(JobFailedError);
     expect((err as JobFailedError).errorName).toBe("TypeError");
@@ -131,8 +161,15 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     await engine.stopWorkers();
     await workers;
     expect(rec.forJob(retried.id)).toEqual([
-      "jobEnqueued", "jobStarted", "jobTimedOut", "jobScheduleRetry", "jobScheduled", "jobFinished",
-      "jobStarted", "jobSucceeded", "jobFinished",
+      "jobEnqueued",
+      "jobStarted",
+      "jobTimedOut",
+      "jobScheduleRetry",
+      "jobScheduled",
+      "jobFinished",
+      "jobStarted",
+      "jobSucceeded",
+      "jobFinished",
     ]);
     expect(rec.forJob(once.id)).toEqual(["jobEnqueued", "jobStarted", "jobTimedOut", "jobFailed", "jobFinished"]);
     expect(rec.events.find((e) => e.signal === "jobTimedOut")!.err).toBeInstanceOf(JobTimeoutError);
@@ -178,12 +215,21 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
   test("cancel: a running job on another process gets its AbortSignal and fails without retry; a pending one is revoked", async () => {
     const { engine, producer, rec } = setup();
     const started = deferred();
-    both((e) => e.task("long", async () => {
-      const { signal } = currentJob()!;
-      started.resolve();
-      await new Promise((resolve) => signal.addEventListener("abort", resolve));
-      throw new Error("stopped on request");
-    }, { maxRetries: 3 }), engine, producer);
+    both(
+      (e) =>
+        e.task(
+          "long",
+          async () => {
+            const { signal } = currentJob()!;
+            started.resolve();
+            await new Promise((resolve) => signal.addEventListener("abort", resolve));
+            throw new Error("stopped on request");
+          },
+          { maxRetries: 3 },
+        ),
+      engine,
+      producer,
+    );
     const job = await producer.schedule("long");
     const pending = await producer.schedule("long");
     const workers = engine.startWorkers({ number: 1 });
@@ -229,35 +275,56 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
   test("generator task: beforeLoop, afterLoop, jobProgress per value; progress readable from another process; the return value is the result", async () => {
     const { engine, producer, rec } = setup();
     const step = deferred();
-    both((e) => e.task("steps", async function* (n: number) {
-      for (let i = 1; i <= n; i++) {
-        yield { done: i, of: n };
-        if (i === 2) await step.promise;
-      }
-      return "all done";
-    }), engine, producer);
+    both(
+      (e) =>
+        e.task("steps", async function* (n: number) {
+          for (let i = 1; i <= n; i++) {
+            yield { done: i, of: n };
+            if (i === 2) await step.promise;
+          }
+          return "all done";
+        }),
+      engine,
+      producer,
+    );
     const job = await producer.schedule("steps", 3);
     expect(await producer.getProgress(job.id)).toBeUndefined();
     const workers = engine.startWorkers({ number: 1 });
-    await until(async () => (await producer.getProgress(job.id) as { done: number } | undefined)?.done === 2, 5_000, "progress 2");
+    await until(
+      async () => ((await producer.getProgress(job.id)) as { done: number } | undefined)?.done === 2,
+      5_000,
+      "progress 2",
+    );
     step.resolve();
     expect(await job.result({ timeout: 5 })).toBe("all done");
     await engine.stopWorkers();
     await workers;
     expect(await producer.getProgress(job.id)).toEqual({ done: 3, of: 3 });
     expect(rec.forJob(job.id)).toEqual([
-      "jobEnqueued", "jobStarted",
-      "beforeLoop", "afterLoop", "jobProgress",
-      "beforeLoop", "afterLoop", "jobProgress",
-      "beforeLoop", "afterLoop", "jobProgress",
-      "beforeLoop", "jobSucceeded", "jobFinished",
+      "jobEnqueued",
+      "jobStarted",
+      "beforeLoop",
+      "afterLoop",
+      "jobProgress",
+      "beforeLoop",
+      "afterLoop",
+      "jobProgress",
+      "beforeLoop",
+      "afterLoop",
+      "jobProgress",
+      "beforeLoop",
+      "jobSucceeded",
+      "jobFinished",
     ]);
   });
 
   test("sync generator tasks work too; iterations are numbered from 0", async () => {
     const { engine } = setup();
     const iterations: number[] = [];
-    const off = signals.jobProgress.connectVia(engine.namespace, (_ns, { iteration, output }) => void iterations.push(iteration * 10 + (output as number)));
+    const off = signals.jobProgress.connectVia(
+      engine.namespace,
+      (_ns, { iteration, output }) => void iterations.push(iteration * 10 + (output as number)),
+    );
     engine.task("count", function* () {
       yield 1;
       yield 2;
@@ -314,12 +381,21 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     const order: string[] = [];
     const failures: string[] = [];
     const offs = [
-      signals.workerStopping.connectVia(engine.namespace, (_ns, { workerName }) => void order.push(`stopping ${workerName}`)),
-      signals.workerTerminated.connectVia(engine.namespace, (_ns, { workerName }) => void order.push(`terminated ${workerName}`)),
+      signals.workerStopping.connectVia(
+        engine.namespace,
+        (_ns, { workerName }) => void order.push(`stopping ${workerName}`),
+      ),
+      signals.workerTerminated.connectVia(
+        engine.namespace,
+        (_ns, { workerName }) => void order.push(`terminated ${workerName}`),
+      ),
       signals.jobStarted.connectVia(engine.namespace, () => {
         throw new Error("receiver bug");
       }),
-      signals.signalHandlerFailed.connectVia(engine.namespace, (_ns, { signal, err }) => void failures.push(`${signal}: ${err.message}`)),
+      signals.signalHandlerFailed.connectVia(
+        engine.namespace,
+        (_ns, { signal, err }) => void failures.push(`${signal}: ${err.message}`),
+      ),
     ];
     engine.task("ok", () => "fine", {
       onSuccess: () => {
@@ -344,10 +420,19 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     engine.task("fail", () => {
       throw new Error("x");
     });
-    engine.task("retry", () => {
-      throw new RetryError("again", { at: DateTime.utc() });
-    }, { maxRetries: 2 });
-    const jobs = await Promise.all([engine.schedule("ok"), engine.schedule("fail"), engine.schedule("retry"), engine.schedule("ok")]);
+    engine.task(
+      "retry",
+      () => {
+        throw new RetryError("again", { at: DateTime.utc() });
+      },
+      { maxRetries: 2 },
+    );
+    const jobs = await Promise.all([
+      engine.schedule("ok"),
+      engine.schedule("fail"),
+      engine.schedule("retry"),
+      engine.schedule("ok"),
+    ]);
     await engine.revoke(jobs[3].id);
     const workers = engine.startWorkers({ number: 3 });
     await Promise.allSettled(jobs.map((j) => j.result({ timeout: 5 })));

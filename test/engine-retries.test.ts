@@ -19,19 +19,28 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
   test("a failing job with retries left is retried, with jobStarted, jobScheduleRetry, jobFinished", async () => {
     const { engine, rec } = setup();
     let calls = 0;
-    const t = engine.task("flaky", () => {
-      if (++calls < 3) throw new RetryError("not yet", soon());
-      return "done";
-    }, { maxRetries: 5 });
+    const t = engine.task(
+      "flaky",
+      () => {
+        if (++calls < 3) throw new RetryError("not yet", soon());
+        return "done";
+      },
+      { maxRetries: 5 },
+    );
     const job = await engine.schedule(t);
     const workers = engine.startWorkers({ number: 1 });
     await until(() => rec.forJob(job.id).length === 8);
     await engine.stopWorkers();
     await workers;
     expect(rec.forJob(job.id)).toEqual([
-      "jobStarted", "jobScheduleRetry", "jobFinished",
-      "jobStarted", "jobScheduleRetry", "jobFinished",
-      "jobStarted", "jobFinished",
+      "jobStarted",
+      "jobScheduleRetry",
+      "jobFinished",
+      "jobStarted",
+      "jobScheduleRetry",
+      "jobFinished",
+      "jobStarted",
+      "jobFinished",
     ]);
     const retry = rec.events.find((e) => e.signal === "jobScheduleRetry")!;
     expect(retry.retries).toBe(1);
@@ -43,10 +52,14 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
   test("retries are exhausted after maxRetries + 1 executions, then jobFailed", async () => {
     const { engine, rec } = setup();
     let calls = 0;
-    const t = engine.task("bad", () => {
-      calls++;
-      throw new RetryError("always", soon());
-    }, { maxRetries: 2 });
+    const t = engine.task(
+      "bad",
+      () => {
+        calls++;
+        throw new RetryError("always", soon());
+      },
+      { maxRetries: 2 },
+    );
     const job = await engine.schedule(t);
     const workers = engine.startWorkers({ number: 1 });
     await until(() => rec.forJob(job.id).includes("jobFailed") && rec.forJob(job.id).length === 9);
@@ -62,10 +75,12 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
   test("maxRetries 0 is at-most-once: the first failure is final", async () => {
     const { engine, rec } = setup();
     let calls = 0;
-    const job = await engine.schedule(engine.task("once", () => {
-      calls++;
-      throw new Error("boom");
-    }));
+    const job = await engine.schedule(
+      engine.task("once", () => {
+        calls++;
+        throw new Error("boom");
+      }),
+    );
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     expect(calls).toBe(1);
     expect(rec.forJob(job.id)).toEqual(["jobStarted", "jobFailed", "jobFinished"]);
@@ -75,10 +90,16 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
   test("AbortJobError fails at once whatever maxRetries says", async () => {
     const { engine, rec } = setup();
     let calls = 0;
-    const job = await engine.schedule(engine.task("abort", () => {
-      calls++;
-      throw new AbortJobError("give up");
-    }, { maxRetries: 10 }));
+    const job = await engine.schedule(
+      engine.task(
+        "abort",
+        () => {
+          calls++;
+          throw new AbortJobError("give up");
+        },
+        { maxRetries: 10 },
+      ),
+    );
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     expect(calls).toBe(1);
     expect(rec.forJob(job.id)).toEqual(["jobStarted", "jobFailed", "jobFinished"]);
@@ -87,9 +108,13 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
 
   test("without RetryError.at the retry waits an exponential backoff with jitter (3-6 s for the first)", async () => {
     const { engine, rec } = setup();
-    const t = engine.task("t", () => {
-      throw new Error("transient");
-    }, { maxRetries: 3 });
+    const t = engine.task(
+      "t",
+      () => {
+        throw new Error("transient");
+      },
+      { maxRetries: 3 },
+    );
     const job = await engine.schedule(t);
     const before = Date.now();
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
@@ -107,9 +132,13 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
   test("RetryError.at sets the retry time and the job waits for it", async () => {
     const { engine, rec } = setup();
     const at = DateTime.utc().plus({ minutes: 7 });
-    const t = engine.task("t", () => {
-      throw new RetryError("later", { at: at.toJSDate() });
-    }, { maxRetries: 1 });
+    const t = engine.task(
+      "t",
+      () => {
+        throw new RetryError("later", { at: at.toJSDate() });
+      },
+      { maxRetries: 1 },
+    );
     await engine.schedule(t);
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     const { nextDueAtMs } = await engine.broker.fetchJobs("chard", 1);
@@ -125,13 +154,20 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
     const runs: number[] = [];
     const dues: number[] = [];
     const off = signals.jobScheduleRetry.connectVia(engine.namespace, (_ns, { job }) => void dues.push(job.atMs));
-    const t = engine.task("down", () => {
-      runs.push(clock.now());
-      throw new Error("still down");
-    }, { maxRetries: 10 });
+    const t = engine.task(
+      "down",
+      () => {
+        runs.push(clock.now());
+        throw new Error("still down");
+      },
+      { maxRetries: 10 },
+    );
     const job = await engine.schedule(t);
     const workers = engine.startWorkers({ number: 1 });
-    await clock.advanceUntil(() => rec.forJob(job.id).includes("jobFailed"), { maxMs: 6 * 3_600_000, what: "the last retry" });
+    await clock.advanceUntil(() => rec.forJob(job.id).includes("jobFailed"), {
+      maxMs: 6 * 3_600_000,
+      what: "the last retry",
+    });
     await engine.stopWorkers();
     await workers;
     off();
@@ -146,6 +182,8 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
       expect(runs[retry]!, `start of retry ${retry}`).toBeGreaterThanOrEqual(dues[retry - 1]!);
       expect(runs[retry]! - dues[retry - 1]!, `start of retry ${retry}`).toBeLessThanOrEqual(30_000);
     }
-    expect(rec.events.filter((e) => e.signal === "jobScheduleRetry").map((e) => e.retries)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(rec.events.filter((e) => e.signal === "jobScheduleRetry").map((e) => e.retries)).toEqual([
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+    ]);
   });
 });

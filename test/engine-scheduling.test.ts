@@ -2,7 +2,14 @@ import { DateTime } from "luxon";
 import { describe, expect, test } from "vitest";
 import { Batch, Tasks } from "../lib/tasks.js";
 import { JobStatus } from "../lib/jobs.js";
-import { BrokerInUseError, ChardError, InvalidOptionError, SerializationError, StateError, UnknownTaskError } from "../lib/errors.js";
+import {
+  BrokerInUseError,
+  ChardError,
+  InvalidOptionError,
+  SerializationError,
+  StateError,
+  UnknownTaskError,
+} from "../lib/errors.js";
 import { Engine } from "../lib/engine.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { trackEngine } from "./helpers/engines.js";
@@ -84,12 +91,18 @@ describe.each(brokerFactories())("scheduling on $name", (factory) => {
     const bad = new Batch().schedule(add, 1, 2).schedule("add", 3, (() => 4) as unknown as number);
     await expect(engine.scheduleBatch(bad)).rejects.toThrow(SerializationError);
     expect(calls).toBe(0);
-    const batch = new Batch().schedule(add, 1, 2).scheduleAt(add, DateTime.utc().plus({ minutes: 5 }), 5, 6).schedule("add", 3, 4);
+    const batch = new Batch()
+      .schedule(add, 1, 2)
+      .scheduleAt(add, DateTime.utc().plus({ minutes: 5 }), 5, 6)
+      .schedule("add", 3, 4);
     const jobs = await engine.scheduleBatch(batch);
     expect(calls).toBe(1);
     expect(jobs.map((j) => j.status)).toEqual([JobStatus.Queued, JobStatus.Waiting, JobStatus.Queued]);
     const { jobs: fetched } = await engine.broker.fetchJobs("q", 10);
-    expect(fetched.map((j) => j.taskArgs)).toEqual([[1, 2], [3, 4]]);
+    expect(fetched.map((j) => j.taskArgs)).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
     await engine.broker.finishJobs(fetched.map((job) => ({ job, outcome: "succeeded" as const })));
   });
 
@@ -149,7 +162,9 @@ describe("task and option validation", () => {
     expect(() => e.startWorkers({ number: 0 })).toThrow(/number must be an integer >= 1/);
     expect(() => e.startWorkers({ number: 1.5 })).toThrow(InvalidOptionError);
     expect(() => e.startWorkers({ queue: "" })).toThrow(/queue/);
-    expect(() => e.startWorkers({ stopWhenQueueEmpty: "yes" as unknown as boolean })).toThrow(/stopWhenQueueEmpty must be a boolean/);
+    expect(() => e.startWorkers({ stopWhenQueueEmpty: "yes" as unknown as boolean })).toThrow(
+      /stopWhenQueueEmpty must be a boolean/,
+    );
     expect(e.workersRunning).toBe(false);
   });
 

@@ -153,8 +153,14 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
   test("stopWorkers lets running jobs finish, fetches nothing new and sends workerTerminated per worker", async () => {
     const { engine, rec } = setup();
     const names: string[] = [];
-    const offStart = signals.workerStarted.connectVia(engine.namespace, (_ns, { workerName }) => void names.push(`+${workerName}`));
-    const offEnd = signals.workerTerminated.connectVia(engine.namespace, (_ns, { workerName }) => void names.push(`-${workerName}`));
+    const offStart = signals.workerStarted.connectVia(
+      engine.namespace,
+      (_ns, { workerName }) => void names.push(`+${workerName}`),
+    );
+    const offEnd = signals.workerTerminated.connectVia(
+      engine.namespace,
+      (_ns, { workerName }) => void names.push(`-${workerName}`),
+    );
     const gate = deferred();
     let started = 0;
     const t = engine.task("t", async () => {
@@ -173,7 +179,10 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     await stopped;
     await workers;
     expect(started).toBe(2);
-    expect(rec.events.filter((e) => e.signal === "jobFinished").map((e) => e.status)).toEqual([JobStatus.Succeeded, JobStatus.Succeeded]);
+    expect(rec.events.filter((e) => e.signal === "jobFinished").map((e) => e.status)).toEqual([
+      JobStatus.Succeeded,
+      JobStatus.Succeeded,
+    ]);
     const ns = engine.namespace;
     expect(names).toEqual([`+${ns}-worker-1`, `+${ns}-worker-2`, `-${ns}-worker-1`, `-${ns}-worker-2`]);
     expect(await engine.broker.isQueueEmpty("chard")).toBe(false);
@@ -220,10 +229,12 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
 
   test("a thrown non-Error is turned into an Error on jobFailed", async () => {
     const { engine, rec } = setup();
-    const job: Job = await engine.schedule(engine.task("t", () => {
-      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error throw is what this test is about
-      throw "plain string";
-    }));
+    const job: Job = await engine.schedule(
+      engine.task("t", () => {
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error throw is what this test is about
+        throw "plain string";
+      }),
+    );
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     const failed = rec.events.find((e) => e.jobId === job.id && e.signal === "jobFailed");
     expect(failed?.err).toBeInstanceOf(Error);
@@ -241,10 +252,14 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
       if (n % 3 === 0) throw new Error(`async ${n}`);
       return n;
     });
-    const jobs = await Promise.all(Array.from({ length: 30 }, (_, n) => (n % 2 ? engine.schedule(sync, n) : engine.schedule(later, n))));
+    const jobs = await Promise.all(
+      Array.from({ length: 30 }, (_, n) => (n % 2 ? engine.schedule(sync, n) : engine.schedule(later, n))),
+    );
     await engine.startWorkers({ number: 4, stopWhenQueueEmpty: true });
     for (const [n, job] of jobs.entries()) {
-      expect(rec.forJob(job.id)).toEqual(n % 3 === 0 ? ["jobStarted", "jobFailed", "jobFinished"] : ["jobStarted", "jobFinished"]);
+      expect(rec.forJob(job.id)).toEqual(
+        n % 3 === 0 ? ["jobStarted", "jobFailed", "jobFinished"] : ["jobStarted", "jobFinished"],
+      );
       if (n % 3 === 0) await expect(job.result()).rejects.toThrow(n % 2 ? `sync ${n}` : `async ${n}`);
       else expect(await job.result()).toBe(n);
     }
@@ -254,13 +269,15 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     const { engine } = setup();
     const progress: unknown[] = [];
     const off = signals.jobProgress.connectVia(engine.namespace, (_ns, { output }) => void progress.push(output));
-    const job = await engine.schedule(engine.task("wrapped", async () => {
-      await Promise.resolve();
-      return (function* () {
-        yield "half";
-        return "whole";
-      })();
-    }));
+    const job = await engine.schedule(
+      engine.task("wrapped", async () => {
+        await Promise.resolve();
+        return (function* () {
+          yield "half";
+          return "whole";
+        })();
+      }),
+    );
     await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
     off();
     expect(progress).toEqual(["half"]);
@@ -270,10 +287,16 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
   test("a logger that throws breaks nothing: the failed job is still retried, then succeeds", async () => {
     const { engine, rec } = setup();
     let calls = 0;
-    const job = await engine.schedule(engine.task("flaky", () => {
-      if (++calls === 1) throw new RetryError("first try", { at: DateTime.utc() });
-      return "second";
-    }, { maxRetries: 1 }));
+    const job = await engine.schedule(
+      engine.task(
+        "flaky",
+        () => {
+          if (++calls === 1) throw new RetryError("first try", { at: DateTime.utc() });
+          return "second";
+        },
+        { maxRetries: 1 },
+      ),
+    );
     const boom = (): never => {
       throw new Error("logger down");
     };

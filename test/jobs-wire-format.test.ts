@@ -1,12 +1,29 @@
 import { describe, expect, test } from "vitest";
-import { DateTime } from "luxon";
 import {
-  Job, JobStatus, checkArgs, dueStatus, fromJSON, fromWire, periodicJobJSON, toJSON, toJSONAll, toWire, toWireAll,
+  Job,
+  JobStatus,
+  checkArgs,
+  dueStatus,
+  fromJSON,
+  fromWire,
+  periodicJobJSON,
+  toJSON,
+  toJSONAll,
+  toWire,
+  toWireAll,
 } from "../lib/jobs.js";
 import { SerializationError } from "../lib/errors.js";
 
 describe("job wire format", () => {
-  const job = () => new Job({ taskName: 'say "hi"/x', queue: "q", atMs: 1_700_000_000_123, maxRetries: 3, retries: 1, taskArgs: [{ a: [1, "two"] }, null, true, "/"] });
+  const job = () =>
+    new Job({
+      taskName: 'say "hi"/x',
+      queue: "q",
+      atMs: 1_700_000_000_123,
+      maxRetries: 3,
+      retries: 1,
+      taskArgs: [{ a: [1, "two"] }, null, true, "/"],
+    });
 
   test("toJSON and fromJSON round-trip every field; the status comes from where the job is", () => {
     const original = job();
@@ -22,12 +39,21 @@ describe("job wire format", () => {
   test("periodic jobs use the same format with no arguments", () => {
     const id = "0f8fad5b-d9cb-469f-a165-70867728950e";
     const text = periodicJobJSON(id, "tick", "q", 5, 2);
-    expect(fromJSON(text, JobStatus.Queued)).toMatchObject({ id, taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, retries: 0, taskArgs: [] });
+    expect(fromJSON(text, JobStatus.Queued)).toMatchObject({
+      id,
+      taskName: "tick",
+      queue: "q",
+      atMs: 5,
+      maxRetries: 2,
+      retries: 0,
+      taskArgs: [],
+    });
     expect(text).toBe(toJSON(new Job({ id, taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, taskArgs: [] })));
   });
 
   test("toJSONAll writes what toJSON writes, job by job, across tasks and queues", () => {
-    const other = (taskName: string, queue: string) => new Job({ taskName, queue, atMs: 7, maxRetries: 0, taskArgs: [taskName] });
+    const other = (taskName: string, queue: string) =>
+      new Job({ taskName, queue, atMs: 7, maxRetries: 0, taskArgs: [taskName] });
     const jobs = [job(), job(), other("t", "q"), other("t", "q2"), other('say "hi"/x', "q"), job()];
     expect(toJSONAll(jobs)).toEqual(jobs.map(toJSON));
     expect(toJSONAll([])).toEqual([]);
@@ -50,7 +76,9 @@ describe("job wire format", () => {
   test("a job id that would need escaping, or is not a UUID, is refused: ids are written unescaped", () => {
     const text = toJSON(job());
     for (const id of ["id-1", 'a"b', "", '"'.padEnd(36, "a"), "\\".padEnd(36, "a"), "\n".padEnd(36, "a")]) {
-      expect(() => fromJSON(text.replace(/"id":"[^"]+"/, `"id":${JSON.stringify(id)}`), JobStatus.Queued)).toThrow(SerializationError);
+      expect(() => fromJSON(text.replace(/"id":"[^"]+"/, `"id":${JSON.stringify(id)}`), JobStatus.Queued)).toThrow(
+        SerializationError,
+      );
     }
   });
 

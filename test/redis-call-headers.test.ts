@@ -61,7 +61,8 @@ function readScript(name: string): Script {
       list: list as Entry["list"],
       label: label!,
       first: start,
-      last: dots === undefined ? start : last === undefined ? undefined : { base: Number(last), n: lastN !== undefined },
+      last:
+        dots === undefined ? start : last === undefined ? undefined : { base: Number(last), n: lastN !== undefined },
       range: dots !== undefined,
       about: about!,
     });
@@ -175,7 +176,15 @@ const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[]): Expected[] => 
 ];
 
 const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue = "q"): calls.ScriptCall =>
-  calls.fetchCall(k, { brokerId: BROKER, queue, maxJobs, nowMs: NOW, leaseMs: LEASE_MS, uuid: UUID, ...(acks && { acks }) });
+  calls.fetchCall(k, {
+    brokerId: BROKER,
+    queue,
+    maxJobs,
+    nowMs: NOW,
+    leaseMs: LEASE_MS,
+    uuid: UUID,
+    ...(acks && { acks }),
+  });
 
 /** Representative calls of every script's builder. */
 const CASES: Record<ScriptName, () => Variant[]> = {
@@ -273,18 +282,34 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   },
 
   register_periodic_tasks: () => {
-    const keys: Expected[] = [["periodic ZSET", k.periodic], ["periodic-tasks HASH", k.periodicTasks]];
+    const keys: Expected[] = [
+      ["periodic ZSET", k.periodic],
+      ["periodic-tasks HASH", k.periodicTasks],
+    ];
     const tasks = [
       { name: "hourly", periodMs: 3_600_000, json: "{}" },
       { name: "daily", periodMs: 86_400_000, json: '{"a":1}' },
     ];
     return [
-      { name: "no task", call: calls.registerPeriodicCall(k, { tasks: [], nowMs: NOW }), keys, argv: [["events channel", k.events], ["now", NOW], ["one triple per task", []]] },
+      {
+        name: "no task",
+        call: calls.registerPeriodicCall(k, { tasks: [], nowMs: NOW }),
+        keys,
+        argv: [
+          ["events channel", k.events],
+          ["now", NOW],
+          ["one triple per task", []],
+        ],
+      },
       {
         name: "two tasks",
         call: calls.registerPeriodicCall(k, { tasks, nowMs: NOW }),
         keys,
-        argv: [["events channel", k.events], ["now", NOW], ["one triple per task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']]],
+        argv: [
+          ["events channel", k.events],
+          ["now", NOW],
+          ["one triple per task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']],
+        ],
       },
     ];
   },
@@ -292,8 +317,16 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   set_concurrency_keys: () => [
     {
       name: "a limited task and an unlimited one",
-      call: calls.concurrencyCall(k, { tasks: [{ name: "a", limit: 2 }, { name: "b", limit: undefined }] }),
-      keys: [["max-concurrency HASH", k.maxConcurrency], ["concurrency HASH", k.concurrency]],
+      call: calls.concurrencyCall(k, {
+        tasks: [
+          { name: "a", limit: 2 },
+          { name: "b", limit: undefined },
+        ],
+      }),
+      keys: [
+        ["max-concurrency HASH", k.maxConcurrency],
+        ["concurrency HASH", k.concurrency],
+      ],
       argv: [["one pair per task", ["a", 2, "b", ""]]],
     },
   ],
@@ -303,12 +336,19 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       name: "a renewal",
       call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS }),
       keys: [["leases ZSET", k.leases]],
-      argv: [["broker id", BROKER], ["now", NOW], ["new lease expiry", NOW + LEASE_MS]],
+      argv: [
+        ["broker id", BROKER],
+        ["now", NOW],
+        ["new lease expiry", NOW + LEASE_MS],
+      ],
     },
   ],
 
   recover_dead_brokers: () =>
-    [["one dead broker", ["dead-1"]], ["two dead brokers", ["dead-1", "dead-2"]]].map(([name, ids]) => ({
+    [
+      ["one dead broker", ["dead-1"]],
+      ["two dead brokers", ["dead-1", "dead-2"]],
+    ].map(([name, ids]) => ({
       name: name as string,
       call: calls.recoverCall(k, { brokerIds: ids as string[], nowMs: NOW }),
       keys: [
@@ -347,7 +387,12 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["ids of jobs the broker could not read", unreadable],
     ];
     return [
-      { name: "nothing known", call: calls.reclaimCall(k, { brokerId: BROKER, known: [], unreadable: [] }), keys, argv: argv([], []) },
+      {
+        name: "nothing known",
+        call: calls.reclaimCall(k, { brokerId: BROKER, known: [], unreadable: [] }),
+        keys,
+        argv: argv([], []),
+      },
       {
         name: "known and unreadable ids",
         call: calls.reclaimCall(k, { brokerId: BROKER, known: ["a", "b"], unreadable: ["c"] }),
@@ -361,7 +406,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     {
       name: "a stop",
       call: calls.stopCall(k, { brokerId: BROKER }),
-      keys: [["leases ZSET", k.leases], ["running SET", k.running(BROKER)]],
+      keys: [
+        ["leases ZSET", k.leases],
+        ["running SET", k.running(BROKER)],
+      ],
       argv: [["broker id", BROKER]],
     },
   ],
@@ -370,8 +418,18 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     (["revoke", "cancel"] as const).map((mode) => ({
       name: mode,
       call: calls.revokeCall(k, { jobId: "job-1", mode }),
-      keys: [["jobs HASH", k.jobs], ["results HASH", k.results], ["revoked SET", k.revoked], ["leases ZSET", k.leases]],
-      argv: [["job id", "job-1"], ['"revoke" or "cancel"', mode], ["events channel", k.events], ["key prefix", k.prefix]],
+      keys: [
+        ["jobs HASH", k.jobs],
+        ["results HASH", k.results],
+        ["revoked SET", k.revoked],
+        ["leases ZSET", k.leases],
+      ],
+      argv: [
+        ["job id", "job-1"],
+        ['"revoke" or "cancel"', mode],
+        ["events channel", k.events],
+        ["key prefix", k.prefix],
+      ],
     })),
 
   read_result: () => [
@@ -385,7 +443,11 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["revoked SET", k.revoked],
         ["leases ZSET", k.leases],
       ],
-      argv: [["job id", "job-1"], ["now", NOW], ["key prefix", k.prefix]],
+      argv: [
+        ["job id", "job-1"],
+        ["now", NOW],
+        ["key prefix", k.prefix],
+      ],
     },
   ],
 };
@@ -401,7 +463,10 @@ function hashTag(key: string): string {
 
 /** Checks `actual` (a call's KEYS or ARGV) entry by entry against the header and the expectations. */
 function checkList(entries: readonly Entry[], expected: readonly Expected[], actual: readonly ScriptArg[]): void {
-  expect(expected.map(([about]) => about), "one expectation per header entry").toHaveLength(entries.length);
+  expect(
+    expected.map(([about]) => about),
+    "one expectation per header entry",
+  ).toHaveLength(entries.length);
   const n = expected.find(([about]) => about.startsWith("n,"))?.[1];
   const flat: ScriptArg[] = [];
   entries.forEach((e, i) => {
@@ -435,33 +500,44 @@ describe("script headers", () => {
     expect(Object.keys(CASES).sort()).toEqual([...SCRIPT_NAMES].sort());
   });
 
-  test.each(SCRIPT_NAMES)("%s.lua documents its KEYS and ARGV from 1, in order, without gaps, an open tail last", (name) => {
-    const { keys, argv } = header(name);
-    expect(keys.length, "KEYS documented").toBeGreaterThan(0);
-    for (const entries of [keys, argv]) {
-      let next: Bound = { base: 1, n: false };
-      entries.forEach((e, i) => {
-        expect(e.first, `${e.label} follows the entry before it`).toEqual(next);
-        if (e.last === undefined) {
-          expect(i, `${e.label} is an open tail, so the last entry`).toBe(entries.length - 1);
-          return;
-        }
-        if (e.range && isFixed(e)) expect(e.last.base, `${e.label} is not empty`).toBeGreaterThanOrEqual(e.first.base);
-        next = { base: e.last.base + 1, n: e.last.n };
-      });
-    }
-  });
-
-  test.each(SCRIPT_NAMES)("%s.lua documents every KEYS and ARGV index its body reads, and reads every fixed one it documents", (name) => {
-    const { keys, argv, body } = header(name);
-    for (const [list, entries] of [["KEYS", keys], ["ARGV", argv]] as const) {
-      const used = new Set([...body.matchAll(new RegExp(`\\b${list}\\[(\\d+)\\]`, "g"))].map((m) => Number(m[1])));
-      for (const i of used) expect(documents(entries, i), `${name}.lua reads ${list}[${i}]`).toBe(true);
-      for (const e of entries.filter(isFixed)) {
-        for (let i = e.first.base; i <= e.last.base; i++) expect(used.has(i), `${name}.lua documents ${list}[${i}] but never reads it`).toBe(true);
+  test.each(SCRIPT_NAMES)(
+    "%s.lua documents its KEYS and ARGV from 1, in order, without gaps, an open tail last",
+    (name) => {
+      const { keys, argv } = header(name);
+      expect(keys.length, "KEYS documented").toBeGreaterThan(0);
+      for (const entries of [keys, argv]) {
+        let next: Bound = { base: 1, n: false };
+        entries.forEach((e, i) => {
+          expect(e.first, `${e.label} follows the entry before it`).toEqual(next);
+          if (e.last === undefined) {
+            expect(i, `${e.label} is an open tail, so the last entry`).toBe(entries.length - 1);
+            return;
+          }
+          if (e.range && isFixed(e))
+            expect(e.last.base, `${e.label} is not empty`).toBeGreaterThanOrEqual(e.first.base);
+          next = { base: e.last.base + 1, n: e.last.n };
+        });
       }
-    }
-  });
+    },
+  );
+
+  test.each(SCRIPT_NAMES)(
+    "%s.lua documents every KEYS and ARGV index its body reads, and reads every fixed one it documents",
+    (name) => {
+      const { keys, argv, body } = header(name);
+      for (const [list, entries] of [
+        ["KEYS", keys],
+        ["ARGV", argv],
+      ] as const) {
+        const used = new Set([...body.matchAll(new RegExp(`\\b${list}\\[(\\d+)\\]`, "g"))].map((m) => Number(m[1])));
+        for (const i of used) expect(documents(entries, i), `${name}.lua reads ${list}[${i}]`).toBe(true);
+        for (const e of entries.filter(isFixed)) {
+          for (let i = e.first.base; i <= e.last.base; i++)
+            expect(used.has(i), `${name}.lua documents ${list}[${i}] but never reads it`).toBe(true);
+        }
+      }
+    },
+  );
 
   test("no prelude helper reads the global KEYS or ARGV of the script it is prepended to", () => {
     const code = readFileSync(new URL("_prelude.lua", SCRIPTS), "utf8").replace(/--.*$/gm, "");

@@ -16,7 +16,11 @@ const k = namespaceKeys("calls");
 
 const job = (fields: { id?: string; queue?: string; atMs?: number; retries?: number } = {}): Job =>
   new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], ...fields });
-const ended = (j = job(), extra: Partial<FinishedJob> = {}): FinishedJob => ({ job: j, outcome: "succeeded", ...extra });
+const ended = (j = job(), extra: Partial<FinishedJob> = {}): FinishedJob => ({
+  job: j,
+  outcome: "succeeded",
+  ...extra,
+});
 const retry = (j: Job, extra: Partial<FinishedJob> = {}): FinishedJob => ({ job: j, outcome: "retry", ...extra });
 
 /** The three ack arguments of finish_jobs.lua (ARGV[4..6]) and its KEYS for `acks`. */
@@ -29,7 +33,12 @@ function finish(acks: readonly FinishedJob[]): { keys: string[]; width: unknown;
 describe("the packing of acks", () => {
   test("acks that keep nothing travel as one argument of space-separated ids, with the width they share", () => {
     const acks = [ended(), ended(job(), { outcome: "failed" }), ended()];
-    expect(finish(acks)).toEqual({ keys: finish([]).keys, width: 36, ids: acks.map((a) => a.job.id).join(" "), lines: [] });
+    expect(finish(acks)).toEqual({
+      keys: finish([]).keys,
+      width: 36,
+      ids: acks.map((a) => a.job.id).join(" "),
+      lines: [],
+    });
   });
 
   test("ids of different lengths are packed with width 0", () => {
@@ -47,7 +56,16 @@ describe("the packing of acks", () => {
   });
 
   test("each other ack is a line led by its kind and its 1-based batch position; upper case also forgets progress", () => {
-    const [a, b, c, d, e, f, g, h] = [job(), job(), job(), job({ atMs: NOW + 5 }), job({ atMs: NOW + 6 }), job(), job(), job()];
+    const [a, b, c, d, e, f, g, h] = [
+      job(),
+      job(),
+      job(),
+      job({ atMs: NOW + 5 }),
+      job({ atMs: NOW + 6 }),
+      job(),
+      job(),
+      job(),
+    ];
     const acks = [
       ended(a),
       ended(b, { result: '{"v":1}', resultTtlMs: 1_000 }),
@@ -88,15 +106,31 @@ describe("the packing of acks", () => {
     const [a, b, c] = [job({ queue: "q1" }), job({ queue: "q2" }), job({ queue: "q1" })];
     const packed = finish([retry(a), retry(b), retry(c)]);
     expect(packed.keys.slice(8)).toEqual([k.queue("q1"), k.queue("q2")]);
-    expect(packed.lines.map((l) => l.split(" ").slice(0, 4).join(" "))).toEqual([`q 1 ${a.id} 9`, `q 2 ${b.id} 10`, `q 3 ${c.id} 9`]);
+    expect(packed.lines.map((l) => l.split(" ").slice(0, 4).join(" "))).toEqual([
+      `q 1 ${a.id} 9`,
+      `q 2 ${b.id} 10`,
+      `q 3 ${c.id} 9`,
+    ]);
   });
 
   test("a turn's retry to the queue it fetches from goes to KEYS[1]; other queues come after the 13 fixed KEYS", () => {
     const [same, other, again] = [job({ queue: "q" }), job({ queue: "other" }), job({ queue: "other" })];
-    const call = calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 1, nowMs: NOW, leaseMs: 1, uuid: "u", acks: [retry(same), retry(other), retry(again)] });
+    const call = calls.fetchCall(k, {
+      brokerId: "b",
+      queue: "q",
+      maxJobs: 1,
+      nowMs: NOW,
+      leaseMs: 1,
+      uuid: "u",
+      acks: [retry(same), retry(other), retry(again)],
+    });
     expect(call.keys).toHaveLength(14);
     expect(call.keys[13]).toBe(k.queue("other"));
-    expect(String(call.args[12]).split("\n").map((l) => l.split(" ")[3])).toEqual(["1", "14", "14"]);
+    expect(
+      String(call.args[12])
+        .split("\n")
+        .map((l) => l.split(" ")[3]),
+    ).toEqual(["1", "14", "14"]);
   });
 });
 
@@ -112,10 +146,20 @@ describe("the call builders", () => {
   });
 
   test("enqueueCall groups jobs by queue in batch order, the jobs due later last with their atMs", () => {
-    const [a, b, c, d, e] = [job({ queue: "x" }), job({ atMs: NOW + 2 }), job({ queue: "y" }), job({ queue: "x" }), job({ atMs: NOW + 1 })];
+    const [a, b, c, d, e] = [
+      job({ queue: "x" }),
+      job({ atMs: NOW + 2 }),
+      job({ queue: "y" }),
+      job({ queue: "x" }),
+      job({ atMs: NOW + 1 }),
+    ];
     const call = calls.enqueueCall(k, { jobs: [a, b, c, d, e], nowMs: NOW, token: "tok" });
     expect(call.keys.slice(3)).toEqual([k.queue("x"), k.queue("y")]);
-    expect(call.args.slice(3)).toEqual(["4 2 5 1 0 2", [a, d, c, b, e].map(toJSON).join("\n"), `${NOW + 2} ${NOW + 1}`]);
+    expect(call.args.slice(3)).toEqual([
+      "4 2 5 1 0 2",
+      [a, d, c, b, e].map(toJSON).join("\n"),
+      `${NOW + 2} ${NOW + 1}`,
+    ]);
   });
 
   test("enqueueCall sends width 0 for ids of different lengths, and only the future group for jobs all due later", () => {
@@ -129,16 +173,31 @@ describe("the call builders", () => {
     const call = calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u" });
     expect(call.args.slice(2, 7)).toEqual(["b", NOW, NOW + 30_000, 7, "u"]);
     expect(call.args.slice(10)).toEqual([0, "", ""]);
-    expect(calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", acks: [] })).toEqual(call);
+    expect(
+      calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", acks: [] }),
+    ).toEqual(call);
   });
 
   test("keepAliveCall sends the broker, now and the new lease expiry", () => {
-    expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5 })).toEqual({ name: "keep_alive", keys: [k.leases], args: ["b", NOW, NOW + 5] });
+    expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5 })).toEqual({
+      name: "keep_alive",
+      keys: [k.leases],
+      args: ["b", NOW, NOW + 5],
+    });
   });
 
   test("registerPeriodicCall sends one triple per task; concurrencyCall one pair per task, '' for unlimited", () => {
-    expect(calls.registerPeriodicCall(k, { tasks: [{ name: "p", periodMs: 60_000, json: "{}" }], nowMs: NOW }).args).toEqual([k.events, NOW, "p", 60_000, "{}"]);
-    expect(calls.concurrencyCall(k, { tasks: [{ name: "a", limit: 0 }, { name: "b", limit: undefined }] }).args).toEqual(["a", 0, "b", ""]);
+    expect(
+      calls.registerPeriodicCall(k, { tasks: [{ name: "p", periodMs: 60_000, json: "{}" }], nowMs: NOW }).args,
+    ).toEqual([k.events, NOW, "p", 60_000, "{}"]);
+    expect(
+      calls.concurrencyCall(k, {
+        tasks: [
+          { name: "a", limit: 0 },
+          { name: "b", limit: undefined },
+        ],
+      }).args,
+    ).toEqual(["a", 0, "b", ""]);
   });
 
   test("recoverCall sends a running key per broker, in the order of their ids", () => {
@@ -148,13 +207,24 @@ describe("the call builders", () => {
   });
 
   test("reclaimCall sends how many ids are known, then the known ids, then the unreadable ones", () => {
-    expect(calls.reclaimCall(k, { brokerId: "b", known: ["a", "b"], unreadable: ["c"] }).args).toEqual([k.prefix, k.events, 2, "a", "b", "c"]);
+    expect(calls.reclaimCall(k, { brokerId: "b", known: ["a", "b"], unreadable: ["c"] }).args).toEqual([
+      k.prefix,
+      k.events,
+      2,
+      "a",
+      "b",
+      "c",
+    ]);
   });
 
   test("revokeCall, readResultCall and stopCall name the job or the broker", () => {
     expect(calls.revokeCall(k, { jobId: "j", mode: "cancel" }).args).toEqual(["j", "cancel", k.events, k.prefix]);
     expect(calls.readResultCall(k, { jobId: "j", nowMs: NOW }).args).toEqual(["j", NOW, k.prefix]);
-    expect(calls.stopCall(k, { brokerId: "b" })).toEqual({ name: "stop", keys: [k.leases, k.running("b")], args: ["b"] });
+    expect(calls.stopCall(k, { brokerId: "b" })).toEqual({
+      name: "stop",
+      keys: [k.leases, k.running("b")],
+      args: ["b"],
+    });
   });
 });
 
@@ -175,7 +245,11 @@ describe("the reply parsers", () => {
 
   test("parseFetchReply reads the full reply, the positions of the acks not applied made 0-based", () => {
     expect(calls.parseFetchReply([["a"], null, ["bad"], ["r"], [1, 3]], 3)).toEqual({
-      jsons: ["a"], nextDueAtMs: undefined, dropped: ["bad"], revoked: ["r"], notApplied: [0, 2],
+      jsons: ["a"],
+      nextDueAtMs: undefined,
+      dropped: ["bad"],
+      revoked: ["r"],
+      notApplied: [0, 2],
     });
   });
 
@@ -206,18 +280,21 @@ describe("the reply parsers", () => {
   test("parseReadResult reads the record (null: none) and the state", () => {
     expect(calls.parseReadResult(['{"ok":true}', "finished"])).toEqual({ record: '{"ok":true}', state: "finished" });
     expect(calls.parseReadResult([null, "pending"])).toEqual({ record: undefined, state: "pending" });
-    for (const reply of [[null, "gone"], [1, "pending"], [null], "finished"]) rejects(() => calls.parseReadResult(reply), "read_result");
+    for (const reply of [[null, "gone"], [1, "pending"], [null], "finished"])
+      rejects(() => calls.parseReadResult(reply), "read_result");
   });
 
   test("parseReclaimReply and parseTakenBack read their lists of JSONs", () => {
     expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: ["b", "c"] });
     expect(calls.parseTakenBack([["a"], ["b"], []])).toEqual({ requeued: ["a"], failed: ["b"], dropped: [] });
     for (const reply of [[["a"]], [["a"], [1]], null]) rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
-    for (const reply of [[[], []], [[], [], [null]], {}]) rejects(() => calls.parseTakenBack(reply), "recover_dead_brokers");
+    for (const reply of [[[], []], [[], [], [null]], {}])
+      rejects(() => calls.parseTakenBack(reply), "recover_dead_brokers");
   });
 
   test("jobState accepts the five states only; int accepts integers only", () => {
-    for (const state of ["pending", "running", "revoked", "finished", "unknown"]) expect(calls.jobState(state, "revoke_job")).toBe(state);
+    for (const state of ["pending", "running", "revoked", "finished", "unknown"])
+      expect(calls.jobState(state, "revoke_job")).toBe(state);
     for (const value of ["Pending", "", 1, null]) rejects(() => calls.jobState(value, "revoke_job"), "revoke_job");
     expect(calls.int(3, "stop")).toBe(3);
     for (const value of ["3", 1.5, null, Number.NaN]) rejects(() => calls.int(value, "stop"), "stop");
@@ -225,7 +302,11 @@ describe("the reply parsers", () => {
 
   test("a rejected reply is quoted, cut to 200 characters", () => {
     const long = "x".repeat(500);
-    expect(() => calls.int(long, "stop")).toThrow(new RedisReplyError(`script stop: unexpected reply ${JSON.stringify(long).slice(0, 200)} (a script of another Chard version?)`));
+    expect(() => calls.int(long, "stop")).toThrow(
+      new RedisReplyError(
+        `script stop: unexpected reply ${JSON.stringify(long).slice(0, 200)} (a script of another Chard version?)`,
+      ),
+    );
   });
 });
 

@@ -80,9 +80,15 @@ describe("RedisBroker on Redis Cluster", () => {
       expect(first.jobs[0]!.taskArgs).toEqual(["a/b", []]);
       expect(first.nextDueAtMs).toBe(clock.now() + 1000);
       first.jobs[1]!.retries = 1;
-      await a.finishJobs([{ job: first.jobs[0]!, outcome: "succeeded" }, { job: first.jobs[1]!, outcome: "retry" }]);
+      await a.finishJobs([
+        { job: first.jobs[0]!, outcome: "succeeded" },
+        { job: first.jobs[1]!, outcome: "retry" },
+      ]);
       clock.t += 1000;
-      expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[jobs[1]!.id, 1], [jobs[2]!.id, 0]]);
+      expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([
+        [jobs[1]!.id, 1],
+        [jobs[2]!.id, 0],
+      ]);
 
       const keys = await keysOf(ns);
       expect(keys.length).toBeGreaterThanOrEqual(3); // token, leases, jobs, running set of b
@@ -174,11 +180,13 @@ describe("RedisBroker on Redis Cluster", () => {
     ns = `t-${randomUUID()}`;
     const a = broker(ns);
     await a.enqueueJobs([job()]);
-    await Promise.all(cluster.nodes.map(async (n) => {
-      const c = new Redis(n.port, "127.0.0.1");
-      await c.script("FLUSH");
-      c.disconnect();
-    }));
+    await Promise.all(
+      cluster.nodes.map(async (n) => {
+        const c = new Redis(n.port, "127.0.0.1");
+        await c.script("FLUSH");
+        c.disconnect();
+      }),
+    );
     await a.enqueueJobs([job()]);
     expect((await a.fetchJobs("q", 5)).jobs.length).toBe(2);
   });

@@ -48,8 +48,14 @@ describe("server restarts", () => {
     expect((await worker.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[1]]);
 
     await first.stop("SIGKILL");
-    const during = producer.enqueueJobs([job(2)]).then(() => "stored", (e: unknown) => e);
-    const fetching = worker.fetchJobs("q", 5).then((r) => r.jobs.map((j) => j.taskArgs), (e: unknown) => e);
+    const during = producer.enqueueJobs([job(2)]).then(
+      () => "stored",
+      (e: unknown) => e,
+    );
+    const fetching = worker.fetchJobs("q", 5).then(
+      (r) => r.jobs.map((j) => j.taskArgs),
+      (e: unknown) => e,
+    );
     await server(first.port);
     const [stored, fetched] = await Promise.all([during, fetching]);
     expect(stored === "stored" || stored instanceof ChardError).toBe(true);
@@ -59,12 +65,20 @@ describe("server restarts", () => {
     let woke = false;
     await worker.waitForEvent(Date.now()); // drain the wake-up the resubscription gives
     const waiting = worker.waitForEvent(undefined).then(() => (woke = true));
-    await until(async () => {
-      await producer.enqueueJobs([job(3)]).catch(() => undefined);
-      return woke;
-    }, 15_000, "a pub/sub wake-up after the restart");
+    await until(
+      async () => {
+        await producer.enqueueJobs([job(3)]).catch(() => undefined);
+        return woke;
+      },
+      15_000,
+      "a pub/sub wake-up after the restart",
+    );
     await waiting;
-    await until(async () => (await worker.fetchJobs("q", 10)).jobs.some((j) => j.taskArgs[0] === 3), 5_000, "job 3 fetched");
+    await until(
+      async () => (await worker.fetchJobs("q", 10)).jobs.some((j) => j.taskArgs[0] === 3),
+      5_000,
+      "job 3 fetched",
+    );
     expect((await worker.keepAlive()).leaseLost).toBe(false);
   });
 
@@ -108,7 +122,14 @@ describe("server restarts", () => {
     const limited = new Job({ taskName: "L", queue: "q", atMs: Date.now(), maxRetries: 1, taskArgs: [1] });
     const once = job(2);
     await b.enqueueJobs([limited, once]);
-    const lost = fetchCall(k, { brokerId: b.id, queue: "q", maxJobs: 10, nowMs: Date.now(), leaseMs: b.leaseMs, uuid: randomUUID() });
+    const lost = fetchCall(k, {
+      brokerId: b.id,
+      queue: "q",
+      maxJobs: 10,
+      nowMs: Date.now(),
+      leaseMs: b.leaseMs,
+      uuid: randomUUID(),
+    });
     await runScript(admin, lost.name, lost.keys, lost.args);
     expect(await admin.scard(k.running(b.id))).toBe(3);
     await admin.client("KILL", "TYPE", "normal"); // b's command connection drops (not the admin's)
@@ -120,7 +141,12 @@ describe("server restarts", () => {
     expect(await admin.hget(k.concurrency, "L")).toBe("0");
     await b.finishJobs([{ job: mine!, outcome: "succeeded" }]);
     const again = (await b.fetchJobs("q", 5)).jobs;
-    expect(again.map((j) => [j.id, j.retries]).sort()).toEqual([[limited.id, 0], [once.id, 0]].sort());
+    expect(again.map((j) => [j.id, j.retries]).sort()).toEqual(
+      [
+        [limited.id, 0],
+        [once.id, 0],
+      ].sort(),
+    );
   });
 
   test("a job that a turn's retry ack re-enqueued and the same turn fetched again is not mistaken for an orphan", async () => {

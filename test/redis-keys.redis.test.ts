@@ -97,8 +97,20 @@ describe("key layout", () => {
     for (const key of created) expect(key.startsWith(`${p}:`)).toBe(true);
     const kinds = new Set(created.map((k) => k.slice(p.length + 1).split(":")[0]));
     expect([...kinds].sort()).toEqual([
-      "concurrency", "future", "jobs", "leases", "max-concurrency", "periodic", "periodic-tasks", "progress", "queue", "result-expiry",
-      "results", "revoked", "running", "token",
+      "concurrency",
+      "future",
+      "jobs",
+      "leases",
+      "max-concurrency",
+      "periodic",
+      "periodic-tasks",
+      "progress",
+      "queue",
+      "result-expiry",
+      "results",
+      "revoked",
+      "running",
+      "token",
     ]);
     const ttl = await admin.pttl(created.find((k) => k.includes(":token:"))!);
     expect(ttl).toBeGreaterThan(0);
@@ -140,7 +152,9 @@ describe("stored bytes", () => {
     const a = broker(namespace, clock);
     const odd = new Task('p/"x" \u007f', noop, { periodicity: 1, queue: "pq", maxRetries: 2 });
     await a.registerPeriodicTasks([odd]);
-    const jobs = [[], ["a/b", { "/": [] }], ["\u007f\u0001 é"]].map((taskArgs) => job(clock, { taskArgs, atMs: clock.now() + 1000 }));
+    const jobs = [[], ["a/b", { "/": [] }], ["\u007f\u0001 é"]].map((taskArgs) =>
+      job(clock, { taskArgs, atMs: clock.now() + 1000 }),
+    );
     await a.enqueueJobs(jobs);
     expect((await admin.zrange(k.future, 0, -1)).sort()).toEqual(jobs.map((j) => j.id).sort());
     expect(await admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
@@ -196,7 +210,7 @@ describe("corrupt data", () => {
     const good = job(clock);
     const entries: Record<string, string> = {
       "not-json": "not json",
-      "half": '{"id":"half a job"}',
+      half: '{"id":"half a job"}',
       [good.id]: toJSON(good),
       x: '{"id":"x","retries":0,"task":"t","queue":"q","at":1,"maxRetries":0,"args":[',
     };
@@ -222,7 +236,12 @@ describe("corrupt data", () => {
     const b = broker(namespace, clock);
     await b.setConcurrencyKeys([new Task("t", noop, { maxRetries: 1, maxConcurrency: 5 })]);
     const [good, next] = [job(clock), job(clock)];
-    await admin.hset(k.jobs, { "not-json": "not json", [good.id]: toJSON(good), [next.id]: toJSON(next), "half": '{"id":"half a job"}' });
+    await admin.hset(k.jobs, {
+      "not-json": "not json",
+      [good.id]: toJSON(good),
+      [next.id]: toJSON(next),
+      half: '{"id":"half a job"}',
+    });
     await admin.rpush(k.queue("q"), "not-json", good.id, "no-json-stored", "half", next.id);
     const { jobs } = await b.fetchJobs("q", 2);
     expect(jobs.map((j) => j.id)).toEqual([good.id, next.id]);
@@ -258,7 +277,10 @@ describe("job ids", () => {
 
 describe("connections", () => {
   test("close() leaves a handed-in client open and closes the connections the broker opened", async () => {
-    const clients = async (): Promise<number> => String(await admin.client("LIST")).trim().split("\n").length;
+    const clients = async (): Promise<number> =>
+      String(await admin.client("LIST"))
+        .trim()
+        .split("\n").length;
     const baseline = 1; // admin
     await until(async () => (await clients()) === baseline, 2_000, "earlier tests' connections to close");
     const mine = new Redis(server.url);
@@ -280,7 +302,10 @@ describe("connections", () => {
   });
 
   test("a broker never opens a connection it is not asked to use, and refuses clients with keyPrefix", async () => {
-    const clients = async (): Promise<number> => String(await admin.client("LIST")).trim().split("\n").length;
+    const clients = async (): Promise<number> =>
+      String(await admin.client("LIST"))
+        .trim()
+        .split("\n").length;
     const baseline = 1; // admin
     await until(async () => (await clients()) === baseline, 2_000, "earlier tests' connections to close");
     const idle = new RedisBroker(server.url);
@@ -318,7 +343,13 @@ describe("scripts", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
     expect(helpers("keep_alive")).toEqual([]);
-    expect(helpers("enqueue_jobs")).toEqual(["chard_string_end", "chard_read_job", "chard_split_ids", "chard_hset_pairs", "chard_job_id"]);
+    expect(helpers("enqueue_jobs")).toEqual([
+      "chard_string_end",
+      "chard_read_job",
+      "chard_split_ids",
+      "chard_hset_pairs",
+      "chard_job_id",
+    ]);
     expect(helpers("revoke_job")).toEqual(["chard_live_state"]);
     expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });

@@ -20,7 +20,11 @@ describe("worker processes sharing Redis", () => {
     const worker = await spawnWorker(url, namespace, 0.5);
     const retryable = await engine.schedule("hang");
     const once = await engine.schedule("hangOnce");
-    await until(() => starts(worker.events, "hang").length + starts(worker.events, "hangOnce").length === 2, 10_000, "both jobs running in the child");
+    await until(
+      () => starts(worker.events, "hang").length + starts(worker.events, "hangOnce").length === 2,
+      10_000,
+      "both jobs running in the child",
+    );
     await killWorker(worker, "SIGKILL");
 
     const rec = recordSignals(namespace);
@@ -46,22 +50,32 @@ describe("worker processes sharing Redis", () => {
     const [a, b] = await Promise.all([spawnWorker(url, namespace), spawnWorker(url, namespace)]);
     for (let i = 0; i < 8; i++) await engine.schedule("limited", i);
     const all = () => [...a.events, ...b.events];
-    await until(() => all().filter((e) => e.event === "end" && e.task === "limited").length === 8, 15_000, "8 limited jobs");
+    await until(
+      () => all().filter((e) => e.event === "end" && e.task === "limited").length === 8,
+      15_000,
+      "8 limited jobs",
+    );
     await until(() => starts(all(), "tick").length >= 5, 15_000, "5 ticks");
     await Promise.all([killWorker(a, "SIGTERM"), killWorker(b, "SIGTERM")]);
     expect(a.events.at(-1)!.event).toBe("exit");
     expect(b.events.at(-1)!.event).toBe("exit");
 
-    const limited = all().filter((e) => e.task === "limited" && (e.event === "start" || e.event === "end")).sort((x, y) => x.at! - y.at! || (x.event === "end" ? -1 : 1));
+    const limited = all()
+      .filter((e) => e.task === "limited" && (e.event === "start" || e.event === "end"))
+      .sort((x, y) => x.at! - y.at! || (x.event === "end" ? -1 : 1));
     let running = 0;
     for (const e of limited) {
       running += e.event === "start" ? 1 : -1;
       expect(running).toBeLessThanOrEqual(1);
     }
     expect(new Set(limited.map((e) => e.pid)).size).toBeGreaterThanOrEqual(1);
-    expect(limited.filter((e) => e.event === "start").map((e) => (e.args as number[])[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(limited.filter((e) => e.event === "start").map((e) => (e.args as number[])[0])).toEqual([
+      0, 1, 2, 3, 4, 5, 6, 7,
+    ]);
 
-    const ticks = starts(all(), "tick").map((e) => e.at!).sort((x, y) => x - y);
+    const ticks = starts(all(), "tick")
+      .map((e) => e.at!)
+      .sort((x, y) => x - y);
     for (let i = 1; i < ticks.length; i++) expect(ticks[i]! - ticks[i - 1]!).toBeGreaterThanOrEqual(180);
   });
 });
@@ -80,9 +94,18 @@ describe("Redis restarts", () => {
       for (let i = 0; i < 200; i++) {
         if (i === 80) {
           await server.stop("SIGKILL", { keepDir: true });
-          restart = new Promise((r) => setTimeout(r, 300)).then(() => startRedisServer({ port: server.port, dir: server.dir, args: ["--appendonly", "yes", "--appendfsync", "always"] }));
+          restart = new Promise((r) => setTimeout(r, 300)).then(() =>
+            startRedisServer({
+              port: server.port,
+              dir: server.dir,
+              args: ["--appendonly", "yes", "--appendfsync", "always"],
+            }),
+          );
         }
-        await engine.schedule("count", i).then(() => accepted.push(i), () => refused.push(i));
+        await engine.schedule("count", i).then(
+          () => accepted.push(i),
+          () => refused.push(i),
+        );
       }
       const restarted = (await restart) as Awaited<ReturnType<typeof startRedisServer>>;
       try {

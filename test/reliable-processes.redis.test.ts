@@ -22,18 +22,28 @@ describe("reliable receivers in worker processes sharing Redis", () => {
     const namespace = `t-${randomUUID()}`;
     const orderPlaced = new SafeNamedSignal<{ orderId: string }>("orderPlaced");
     const ranHere: string[] = [];
-    cleanups.push(orderPlaced.connectReliable("slowEmail", (ns, { orderId }) => void ranHere.push(`email ${orderId} ${ns}`), { maxRetries: 2 }));
-    cleanups.push(orderPlaced.connectReliable("slowAudit", (_ns, { orderId }) => void ranHere.push(`audit ${orderId}`), { maxRetries: 0 }));
+    cleanups.push(
+      orderPlaced.connectReliable("slowEmail", (ns, { orderId }) => void ranHere.push(`email ${orderId} ${ns}`), {
+        maxRetries: 2,
+      }),
+    );
+    cleanups.push(
+      orderPlaced.connectReliable("slowAudit", (_ns, { orderId }) => void ranHere.push(`audit ${orderId}`), {
+        maxRetries: 0,
+      }),
+    );
     const engine = trackEngine(new RedisBroker(url, { lease: 0.5 }), namespace);
     const worker = await spawnWorker(url, namespace, 0.5);
 
     const [email, audit] = await engine.sendReliable(orderPlaced, { orderId: "K1" });
     const started = () => worker.events.filter((e) => e.event === "start").map((e) => [e.task, e.args]);
     await until(() => started().length === 2, 10_000, "both receivers running in the child");
-    expect(started()).toEqual(expect.arrayContaining([
-      ["slowEmail", [namespace, { orderId: "K1" }]],
-      ["slowAudit", [namespace, { orderId: "K1" }]],
-    ]));
+    expect(started()).toEqual(
+      expect.arrayContaining([
+        ["slowEmail", [namespace, { orderId: "K1" }]],
+        ["slowAudit", [namespace, { orderId: "K1" }]],
+      ]),
+    );
     await killWorker(worker, "SIGKILL");
 
     const rec = recordSignals(namespace);

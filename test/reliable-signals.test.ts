@@ -5,13 +5,20 @@
 import { randomUUID } from "node:crypto";
 import { DateTime } from "luxon";
 import { afterEach, describe, expect, test } from "vitest";
-import { ChardError, InvalidOptionError, RetryError, SerializationError, StateError, UnknownTaskError } from "../lib/errors.js";
+import {
+  ChardError,
+  InvalidOptionError,
+  RetryError,
+  SerializationError,
+  StateError,
+  UnknownTaskError,
+} from "../lib/errors.js";
 import { Batch, Task, Tasks } from "../lib/tasks.js";
 import { SafeNamedSignal, signals } from "../lib/signals.js";
 import { WorkerDiedError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { ALL_JOB_SIGNALS, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { ALL_JOB_SIGNALS, recordSignals, trackEngine } from "./helpers/engines.js";
 
 /** Disconnects every reliable receiver a test connected (the registry is process-wide). */
 const cleanups: (() => void)[] = [];
@@ -35,14 +42,21 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     const signal = orderPlaced();
     const got: string[] = [];
     for (const name of ["email", "inventory", "audit"]) {
-      cleanups.push(signal.connectReliable(name, (ns, { orderId }) => void got.push(`${name} ${orderId} ${ns === engine.namespace}`)));
+      cleanups.push(
+        signal.connectReliable(
+          name,
+          (ns, { orderId }) => void got.push(`${name} ${orderId} ${ns === engine.namespace}`),
+        ),
+      );
     }
     let calls = 0;
     const enqueue = engine.broker.enqueueJobs.bind(engine.broker);
     engine.broker.enqueueJobs = (jobs) => (calls++, enqueue(jobs));
     const jobs = await engine.sendReliable(signal, { orderId: "A1" });
     expect(calls).toBe(1);
-    expect(jobs.map((j) => j.taskName)).toEqual(["email", "inventory", "audit"].map((n) => `chard.reliable:${signal.name}:${n}`));
+    expect(jobs.map((j) => j.taskName)).toEqual(
+      ["email", "inventory", "audit"].map((n) => `chard.reliable:${signal.name}:${n}`),
+    );
     await engine.startWorkers({ number: 3, stopWhenQueueEmpty: true });
     expect(got.sort()).toEqual(["audit A1 true", "email A1 true", "inventory A1 true"]);
   });
@@ -63,18 +77,22 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     const enqueue = engine.broker.enqueueJobs.bind(engine.broker);
     engine.broker.enqueueJobs = (jobs) => (calls++, enqueue(jobs));
 
-    await expect(engine.transaction(async (tx) => {
-      await tx.schedule("charge", "A1");
-      await tx.sendReliable(signal, { orderId: "A1" });
-      throw new Error("payment service said no");
-    })).rejects.toThrow("payment service said no");
+    await expect(
+      engine.transaction(async (tx) => {
+        await tx.schedule("charge", "A1");
+        await tx.sendReliable(signal, { orderId: "A1" });
+        throw new Error("payment service said no");
+      }),
+    ).rejects.toThrow("payment service said no");
     expect(calls).toBe(0);
     expect(await engine.broker.isQueueEmpty("chard")).toBe(true);
 
-    await expect(engine.transaction(async (tx) => {
-      await tx.schedule("charge", "A2");
-      await tx.sendReliable(signal, { orderId: "A2", bad: () => 1 } as unknown as { orderId: string });
-    })).rejects.toBeInstanceOf(SerializationError);
+    await expect(
+      engine.transaction(async (tx) => {
+        await tx.schedule("charge", "A2");
+        await tx.sendReliable(signal, { orderId: "A2", bad: () => 1 } as unknown as { orderId: string });
+      }),
+    ).rejects.toBeInstanceOf(SerializationError);
     expect(calls).toBe(0);
 
     let leaked: Parameters<Parameters<typeof engine.transaction>[0]>[0] | undefined;
@@ -134,14 +152,26 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     const { engine } = setup();
     const signal = orderPlaced();
     const runs = { flaky: 0, steady: 0, broken: 0 };
-    cleanups.push(signal.connectReliable("flaky", () => {
-      if (++runs.flaky < 3) throw new RetryError("smtp busy", { at: DateTime.utc() });
-    }, { maxRetries: 5 }));
+    cleanups.push(
+      signal.connectReliable(
+        "flaky",
+        () => {
+          if (++runs.flaky < 3) throw new RetryError("smtp busy", { at: DateTime.utc() });
+        },
+        { maxRetries: 5 },
+      ),
+    );
     cleanups.push(signal.connectReliable("steady", () => void runs.steady++));
-    cleanups.push(signal.connectReliable("broken", () => {
-      runs.broken++;
-      throw new Error("bug");
-    }, { maxRetries: 0 }));
+    cleanups.push(
+      signal.connectReliable(
+        "broken",
+        () => {
+          runs.broken++;
+          throw new Error("bug");
+        },
+        { maxRetries: 0 },
+      ),
+    );
     const rec = recordSignals(engine.namespace, ALL_JOB_SIGNALS);
     const jobs = await engine.sendReliable(signal, { orderId: "C1" });
     const workers = engine.startWorkers({ number: 3 });
@@ -182,7 +212,9 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     expect(ran).toEqual(["email"]);
     expect(rec.forJob(email!.id)).toEqual(["jobRecovered", "jobStarted", "jobSucceeded", "jobFinished"]);
     expect(rec.forJob(once!.id)).toEqual(["jobLost", "jobFailed"]);
-    expect(rec.events.find((e) => e.jobId === once!.id && e.signal === "jobFailed")!.err).toBeInstanceOf(WorkerDiedError);
+    expect(rec.events.find((e) => e.jobId === once!.id && e.signal === "jobFailed")!.err).toBeInstanceOf(
+      WorkerDiedError,
+    );
   });
 
   test("a receiver not connected where the worker runs fails its job with a clear error, never silently", async () => {
@@ -208,8 +240,12 @@ describe.each(brokerFactories())("reliable signals on $name", (factory) => {
     cleanups.push(signal.connectReliable("email", () => undefined));
     const cyclic: Record<string, unknown> = { orderId: "x" };
     cyclic.self = cyclic;
-    await expect(engine.sendReliable(signal, cyclic as { orderId: string })).rejects.toThrow(/payload of signal .* circular/);
-    await expect(engine.sendReliable(signal, { orderId: 10n } as unknown as { orderId: string })).rejects.toBeInstanceOf(SerializationError);
+    await expect(engine.sendReliable(signal, cyclic as { orderId: string })).rejects.toThrow(
+      /payload of signal .* circular/,
+    );
+    await expect(
+      engine.sendReliable(signal, { orderId: 10n } as unknown as { orderId: string }),
+    ).rejects.toBeInstanceOf(SerializationError);
     expect(await engine.broker.isQueueEmpty("chard")).toBe(true);
     expect(() => signal.connectReliable("email", () => undefined)).toThrow(ChardError);
     expect(() => signal.connectReliable("has space", () => undefined)).toThrow(InvalidOptionError);

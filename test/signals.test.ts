@@ -57,7 +57,10 @@ describe("SafeNamedSignal", () => {
     await new Promise((r) => setImmediate(r));
     expect(after).toHaveBeenCalledOnce();
     const errors = logLines.filter((l) => l.level === "error");
-    expect(errors.map((l) => l.message)).toEqual(['error in a receiver of signal "fragile"', 'error in a receiver of signal "fragile"']);
+    expect(errors.map((l) => l.message)).toEqual([
+      'error in a receiver of signal "fragile"',
+      'error in a receiver of signal "fragile"',
+    ]);
     expect(errors.map((l) => (l.rest[0] as Error).message)).toEqual(["sync boom", "async boom"]);
   });
 
@@ -92,7 +95,10 @@ describe.each(brokerFactories())("job signals on $name", (factory) => {
       throw new Error("handler bug");
     });
     const statuses: number[] = [];
-    const offFinished = signals.jobFinished.connectVia(engine.namespace, (_ns, { job }) => void statuses.push(job.status));
+    const offFinished = signals.jobFinished.connectVia(
+      engine.namespace,
+      (_ns, { job }) => void statuses.push(job.status),
+    );
     await engine.schedule(engine.task("t", () => "ok"));
     logLines.length = 0;
     await engine.startWorkers({ stopWhenQueueEmpty: true });

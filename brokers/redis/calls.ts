@@ -73,7 +73,11 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   if (width < 0) width = 0;
   if (oneGroup && queue !== undefined) {
     keys.push(k.queue(queue));
-    return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, width, `${keys.length} ${jobs.length}`, jsons.join("\n"), ""] };
+    return {
+      name: "enqueue_jobs",
+      keys,
+      args: [k.events, TOKEN_TTL_MS, width, `${keys.length} ${jobs.length}`, jsons.join("\n"), ""],
+    };
   }
   const groups = new Map<number, string[]>(); // KEYS index of a queue -> its JSONs, in batch order
   const index = new Map<string, number>();
@@ -120,12 +124,37 @@ export interface FetchCallInput {
  * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry) before
  * anything is sent.
  */
-export function fetchCall(k: NamespaceKeys, { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [] }: FetchCallInput): ScriptCall {
+export function fetchCall(
+  k: NamespaceKeys,
+  { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [] }: FetchCallInput,
+): ScriptCall {
   const keys = [
-    k.queue(queue), k.future, k.periodic, k.periodicTasks, k.leases, k.running(brokerId), k.maxConcurrency, k.concurrency,
-    k.jobs, k.results, k.resultExpiry, k.revoked, k.progress,
+    k.queue(queue),
+    k.future,
+    k.periodic,
+    k.periodicTasks,
+    k.leases,
+    k.running(brokerId),
+    k.maxConcurrency,
+    k.concurrency,
+    k.jobs,
+    k.results,
+    k.resultExpiry,
+    k.revoked,
+    k.progress,
   ];
-  const args: ScriptArg[] = [k.prefix, k.events, brokerId, nowMs, nowMs + leaseMs, maxJobs, uuid, k.resultsChannel, DEFAULT_RESULT_TTL_MS, REVOKED_RECORD];
+  const args: ScriptArg[] = [
+    k.prefix,
+    k.events,
+    brokerId,
+    nowMs,
+    nowMs + leaseMs,
+    maxJobs,
+    uuid,
+    k.resultsChannel,
+    DEFAULT_RESULT_TTL_MS,
+    REVOKED_RECORD,
+  ];
   if (acks.length === 0) args.push(0, "", "");
   else args.push(...packAcks(k, keys, new Map([[queue, 1]]), acks, nowMs));
   return { name: "fetch_jobs", keys, args };
@@ -173,7 +202,16 @@ export interface FinishCallInput {
  * @throws SerializationError (from toJSON of a retry) before anything is sent.
  */
 export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCallInput): ScriptCall {
-  const keys = [k.running(brokerId), k.maxConcurrency, k.concurrency, k.future, k.jobs, k.results, k.resultExpiry, k.progress];
+  const keys = [
+    k.running(brokerId),
+    k.maxConcurrency,
+    k.concurrency,
+    k.future,
+    k.jobs,
+    k.results,
+    k.resultExpiry,
+    k.progress,
+  ];
   const packed = packAcks(k, keys, new Map(), acks, nowMs);
   return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed] };
 }
@@ -186,7 +224,11 @@ export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCa
  * appended to `keys` unless `index` (queue -> KEYS index, updated) already has it.
  */
 function packAcks(
-  k: NamespaceKeys, keys: string[], index: Map<string, number>, finished: readonly FinishedJob[], nowMs: number,
+  k: NamespaceKeys,
+  keys: string[],
+  index: Map<string, number>,
+  finished: readonly FinishedJob[],
+  nowMs: number,
 ): [number, string, string] {
   const plain: string[] = [];
   const lines: string[] = [];
@@ -211,7 +253,10 @@ function packAcks(
   return [Math.max(width, 0), ids, lines.join("\n")];
 }
 
-/** Checks the reply of finish_jobs.lua: the 0-based batch indexes of the jobs that were not applied (no longer running here). */
+/**
+ * Checks the reply of finish_jobs.lua: the 0-based batch indexes of the jobs that were not applied (no longer running
+ * here).
+ */
 export function parseFinishReply(reply: unknown, count: number): number[] {
   return batchIndexes(reply, count, "finish_jobs");
 }
@@ -299,7 +344,16 @@ export interface RecoverCallInput {
 export function recoverCall(k: NamespaceKeys, { brokerIds, nowMs }: RecoverCallInput): ScriptCall {
   return {
     name: "recover_dead_brokers",
-    keys: [k.leases, k.maxConcurrency, k.concurrency, k.jobs, k.results, k.resultExpiry, k.progress, ...brokerIds.map((id) => k.running(id))],
+    keys: [
+      k.leases,
+      k.maxConcurrency,
+      k.concurrency,
+      k.jobs,
+      k.results,
+      k.resultExpiry,
+      k.progress,
+      ...brokerIds.map((id) => k.running(id)),
+    ],
     args: [k.prefix, k.events, nowMs, k.resultsChannel, DEFAULT_RESULT_TTL_MS, LOST_RECORD, ...brokerIds],
   };
 }
@@ -314,7 +368,11 @@ export interface RevokeCallInput {
 
 /** revoke_job.lua. */
 export function revokeCall(k: NamespaceKeys, { jobId, mode }: RevokeCallInput): ScriptCall {
-  return { name: "revoke_job", keys: [k.jobs, k.results, k.revoked, k.leases], args: [jobId, mode, k.events, k.prefix] };
+  return {
+    name: "revoke_job",
+    keys: [k.jobs, k.results, k.revoked, k.leases],
+    args: [jobId, mode, k.events, k.prefix],
+  };
 }
 
 /** Inputs of `readResultCall`. */
@@ -327,7 +385,11 @@ export interface ReadResultCallInput {
 
 /** read_result.lua. */
 export function readResultCall(k: NamespaceKeys, { jobId, nowMs }: ReadResultCallInput): ScriptCall {
-  return { name: "read_result", keys: [k.results, k.resultExpiry, k.jobs, k.revoked, k.leases], args: [jobId, nowMs, k.prefix] };
+  return {
+    name: "read_result",
+    keys: [k.results, k.resultExpiry, k.jobs, k.revoked, k.leases],
+    args: [jobId, nowMs, k.prefix],
+  };
 }
 
 const STATES: readonly JobState[] = ["pending", "running", "revoked", "finished", "unknown"];
@@ -418,7 +480,9 @@ function tuple(value: unknown, length: number, script: string): unknown[] {
 }
 
 function shapeError(script: string, reply: unknown): RedisReplyError {
-  return new RedisReplyError(`script ${script}: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)} (a script of another Chard version?)`);
+  return new RedisReplyError(
+    `script ${script}: unexpected reply ${JSON.stringify(reply)?.slice(0, 200)} (a script of another Chard version?)`,
+  );
 }
 
 /** Jobs from stored JSON; entries that are not jobs are logged and left out. */

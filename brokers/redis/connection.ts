@@ -7,7 +7,13 @@ import type { RedisClient } from "./scripts.js";
 export function isClient(value: unknown): value is RedisClient {
   if (value instanceof Redis || value instanceof Cluster) return true;
   const v = value as Partial<Record<"evalsha" | "duplicate" | "subscribe", unknown>> | null;
-  return typeof value === "object" && v !== null && typeof v.evalsha === "function" && typeof v.duplicate === "function" && typeof v.subscribe === "function";
+  return (
+    typeof value === "object" &&
+    v !== null &&
+    typeof v.evalsha === "function" &&
+    typeof v.duplicate === "function" &&
+    typeof v.subscribe === "function"
+  );
 }
 
 /** Logs connection errors of a connection the broker opened: once per outage, not per reconnect attempt. */
@@ -24,7 +30,11 @@ export function logErrors(client: RedisClient, label: string): void {
  * Opens a subscriber connection (a duplicate of `client`) on `channel` and calls `onEvent` with each
  * message, and with `undefined` after every reconnection: messages published while it was away are lost.
  */
-export async function subscribe(client: RedisClient, channel: string, onEvent: (message: string | undefined) => void): Promise<RedisClient> {
+export async function subscribe(
+  client: RedisClient,
+  channel: string,
+  onEvent: (message: string | undefined) => void,
+): Promise<RedisClient> {
   const subscriber = client.duplicate();
   logErrors(subscriber, "subscriber");
   subscriber.on("message", (from: string, message: string) => {

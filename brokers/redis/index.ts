@@ -77,12 +77,16 @@ export class RedisBroker extends BaseBroker {
       this.#client = new Redis({ lazyConnect: true, ...redis });
       this.#owned = true;
     } else {
-      throw new InvalidOptionError(`RedisBroker: redis must be an ioredis client, ioredis options or a URL, got ${typeof redis}`);
+      throw new InvalidOptionError(
+        `RedisBroker: redis must be an ioredis client, ioredis options or a URL, got ${typeof redis}`,
+      );
     }
     const prefix = this.#client.options.keyPrefix;
     if (prefix) {
       if (this.#owned) this.#client.disconnect();
-      throw new InvalidOptionError(`RedisBroker: clients with keyPrefix (${JSON.stringify(prefix)}) are not supported; namespaces already isolate Chard's keys`);
+      throw new InvalidOptionError(
+        `RedisBroker: clients with keyPrefix (${JSON.stringify(prefix)}) are not supported; namespaces already isolate Chard's keys`,
+      );
     }
     if (this.#owned) logErrors(this.#client, "client");
     // ioredis re-sends unanswered commands after a reconnect: a fetch may have run twice.
@@ -152,7 +156,9 @@ export class RedisBroker extends BaseBroker {
       return;
     }
     if (running > 0) {
-      getLogger().warn(`broker ${this.id} stopped with ${running} running job(s); they will be recovered when its lease expires`);
+      getLogger().warn(
+        `broker ${this.id} stopped with ${running} running job(s); they will be recovered when its lease expires`,
+      );
     }
   }
 
@@ -170,7 +176,8 @@ export class RedisBroker extends BaseBroker {
     if (jobs.length === 0) return;
     const now = this.clock.now();
     const reply = await this.#retrying(calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() }));
-    if (reply === ScriptCode.Duplicate) getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
+    if (reply === ScriptCode.Duplicate)
+      getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
     for (const job of jobs) job.status = dueStatus(job.atMs, now);
   }
 
@@ -197,7 +204,8 @@ export class RedisBroker extends BaseBroker {
     }
     // Acks first: a retried job may be fetched again by this very call, and must stay in #inFlight.
     if (acks.length > 0) this.#acked(acks, reply.notApplied, now);
-    for (const json of reply.dropped) getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
+    for (const json of reply.dropped)
+      getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
     const jobs: Job[] = [];
@@ -223,7 +231,15 @@ export class RedisBroker extends BaseBroker {
    */
   #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[]): calls.ScriptCall {
     const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
-      calls.fetchCall(this.#k, { brokerId: this.id, queue, maxJobs: count, nowMs: now, leaseMs: this.leaseMs, uuid: randomUUID(), acks: withAcks });
+      calls.fetchCall(this.#k, {
+        brokerId: this.id,
+        queue,
+        maxJobs: count,
+        nowMs: now,
+        leaseMs: this.leaseMs,
+        uuid: randomUUID(),
+        acks: withAcks,
+      });
     try {
       return fetch(acks);
     } catch (e) {
@@ -261,19 +277,32 @@ export class RedisBroker extends BaseBroker {
     }
   }
 
-  /** Registers the periodic tasks among `tasks` (see register_periodic_tasks.lua). @throws RedisConnectionError, RedisReplyError */
+  /**
+   * Registers the periodic tasks among `tasks` (see register_periodic_tasks.lua). @throws RedisConnectionError,
+   * RedisReplyError
+   */
   async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
     const entries: calls.PeriodicEntry[] = [];
     for (const t of tasks) {
-      if (t.periodicityMs !== undefined) entries.push({ name: t.name, periodMs: t.periodicityMs, json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs) });
+      if (t.periodicityMs !== undefined)
+        entries.push({
+          name: t.name,
+          periodMs: t.periodicityMs,
+          json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs),
+        });
     }
     await this.#retrying(calls.registerPeriodicCall(this.#k, { tasks: entries, nowMs: this.clock.now() }));
   }
 
-  /** Records the concurrency limits of `tasks` (see set_concurrency_keys.lua). @throws RedisConnectionError, RedisReplyError */
+  /**
+   * Records the concurrency limits of `tasks` (see set_concurrency_keys.lua). @throws RedisConnectionError,
+   * RedisReplyError
+   */
   async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {
     if (tasks.length === 0) return;
-    await this.#retrying(calls.concurrencyCall(this.#k, { tasks: tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency })) }));
+    await this.#retrying(
+      calls.concurrencyCall(this.#k, { tasks: tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency })) }),
+    );
   }
 
   /**
@@ -285,12 +314,19 @@ export class RedisBroker extends BaseBroker {
   async keepAlive(): Promise<Recovery> {
     const k = this.#k;
     const now = this.clock.now();
-    const { leaseLost, expired } = calls.parseKeepAliveReply(await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs })));
+    const { leaseLost, expired } = calls.parseKeepAliveReply(
+      await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs })),
+    );
     let recovery: Recovery = { requeued: [], failed: [], leaseLost };
     if (expired.length > 0) {
       const taken = calls.parseTakenBack(await this.#run(calls.recoverCall(k, { brokerIds: expired, nowMs: now })));
-      for (const json of taken.dropped) getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
-      recovery = { requeued: calls.parseJobs(taken.requeued, JobStatus.Queued), failed: calls.parseJobs(taken.failed, JobStatus.Failed), leaseLost };
+      for (const json of taken.dropped)
+        getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
+      recovery = {
+        requeued: calls.parseJobs(taken.requeued, JobStatus.Queued),
+        failed: calls.parseJobs(taken.failed, JobStatus.Failed),
+        leaseLost,
+      };
     }
     await this.#repair();
     return recovery;
@@ -305,9 +341,12 @@ export class RedisBroker extends BaseBroker {
     this.#suspect = false;
     const unreadable = [...this.#unreadable];
     try {
-      const reply = calls.parseReclaimReply(await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, known: [...this.#inFlight], unreadable })));
+      const reply = calls.parseReclaimReply(
+        await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, known: [...this.#inFlight], unreadable })),
+      );
       for (const id of unreadable) this.#unreadable.delete(id);
-      if (reply.putBack.length > 0) getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
+      if (reply.putBack.length > 0)
+        getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
     } catch (e) {
       this.#suspect = true;
       getLogger().warn("could not look for jobs of lost fetch replies; will try again", e);
@@ -331,7 +370,9 @@ export class RedisBroker extends BaseBroker {
 
   /** The result record and state of a job (read_result.lua). */
   async readResult(id: string): Promise<ResultLookup> {
-    return calls.parseReadResult(await this.#run(calls.readResultCall(this.#k, { jobId: id, nowMs: this.clock.now() })));
+    return calls.parseReadResult(
+      await this.#run(calls.readResultCall(this.#k, { jobId: id, nowMs: this.clock.now() })),
+    );
   }
 
   /** Stores the latest progress of a running job (HSET). */

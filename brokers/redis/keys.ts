@@ -45,7 +45,9 @@ export function namespacePrefix(namespace: string): string {
   try {
     return `{chard:${encodeURIComponent(namespace)}}`;
   } catch (e) {
-    throw new InvalidOptionError(`namespace ${JSON.stringify(namespace)} is not well-formed Unicode (lone surrogate)`, { cause: e });
+    throw new InvalidOptionError(`namespace ${JSON.stringify(namespace)} is not well-formed Unicode (lone surrogate)`, {
+      cause: e,
+    });
   }
 }
 

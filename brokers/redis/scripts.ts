@@ -75,7 +75,8 @@ const HELPER_NAME = /chard_\w+/g;
  */
 function preludeHelpers(prelude: string): Map<string, string> {
   const helpers = new Map<string, string>();
-  for (const m of prelude.matchAll(/^(?:--.*\n)*local function (chard_\w+)\([\s\S]*?\n^end$/gm)) helpers.set(m[1]!, m[0]);
+  for (const m of prelude.matchAll(/^(?:--.*\n)*local function (chard_\w+)\([\s\S]*?\n^end$/gm))
+    helpers.set(m[1]!, m[0]);
   return helpers;
 }
 
@@ -92,7 +93,10 @@ function helpersFor(helpers: ReadonlyMap<string, string>, body: string): string 
     }
   };
   visit(body);
-  return [...helpers].filter(([name]) => needed.has(name)).map(([, text]) => text).join("\n");
+  return [...helpers]
+    .filter(([name]) => needed.has(name))
+    .map(([, text]) => text)
+    .join("\n");
 }
 
 /** Integer replies with a meaning, shared with the scripts' headers. */
@@ -116,7 +120,12 @@ export function scriptSha(name: ScriptName): string {
  * sends the source once with EVAL, after which Redis has it cached again.
  * @throws RedisReplyError when Redis answers with an error; RedisConnectionError when no answer came.
  */
-export async function runScript(client: RedisClient, name: ScriptName, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
+export async function runScript(
+  client: RedisClient,
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+): Promise<unknown> {
   try {
     try {
       return await client.evalsha(scriptSha(name), keys.length, ...keys, ...args);
@@ -148,7 +157,8 @@ export function toChardError(error: unknown, context: string): ChardError {
   if (error instanceof ChardError) return error;
   const message = error instanceof Error ? error.message : String(error);
   const isReply = error instanceof Error && error.name === "ReplyError";
-  if (isReply && !TRANSIENT_REPLY.test(message)) return new RedisReplyError(`${context}: Redis replied ${message}`, { cause: error });
+  if (isReply && !TRANSIENT_REPLY.test(message))
+    return new RedisReplyError(`${context}: Redis replied ${message}`, { cause: error });
   return new RedisConnectionError(`${context}: ${message}`, { cause: error });
 }
 

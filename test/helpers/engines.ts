@@ -59,8 +59,21 @@ export const CORE_JOB_SIGNALS = ["jobStarted", "jobFinished", "jobScheduleRetry"
 
 /** Every signal whose payload carries a job. */
 export const ALL_JOB_SIGNALS = [
-  "jobEnqueued", "jobScheduled", "jobStarted", "jobSucceeded", "jobScheduleRetry", "jobFailed", "jobRevoked", "jobExpired",
-  "jobTimedOut", "jobLost", "jobRecovered", "jobProgress", "beforeLoop", "afterLoop", "jobFinished",
+  "jobEnqueued",
+  "jobScheduled",
+  "jobStarted",
+  "jobSucceeded",
+  "jobScheduleRetry",
+  "jobFailed",
+  "jobRevoked",
+  "jobExpired",
+  "jobTimedOut",
+  "jobLost",
+  "jobRecovered",
+  "jobProgress",
+  "beforeLoop",
+  "afterLoop",
+  "jobFinished",
 ] as const;
 
 type JobSignalName = (typeof ALL_JOB_SIGNALS)[number];

@@ -26,7 +26,9 @@ export interface WorkerProcess {
 
 /** Starts `test/fixtures/worker-process.mjs` and waits until its workers are up. */
 export async function spawnWorker(redisUrl: string, namespace: string, leaseSeconds = 0.5): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [SCRIPT, redisUrl, namespace, String(leaseSeconds)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [SCRIPT, redisUrl, namespace, String(leaseSeconds)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const events: WorkerEvent[] = [];
   let buffer = "";
   child.stdout.on("data", (chunk: Buffer) => {

@@ -28,18 +28,37 @@ export async function startRedisCluster(size = 3): Promise<RedisCluster> {
   try {
     for (let i = 0; i < size; i++) {
       const bus = await freePort();
-      nodes.push(await startRedisServer({
-        args: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", String(bus), "--cluster-node-timeout", "5000"],
-      }));
+      nodes.push(
+        await startRedisServer({
+          args: [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-port",
+            String(bus),
+            "--cluster-node-timeout",
+            "5000",
+          ],
+        }),
+      );
     }
     const addresses = nodes.map((n) => `127.0.0.1:${n.port}`);
-    await run("redis-cli", ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"], { timeout: 30_000 });
+    await run("redis-cli", ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"], {
+      timeout: 30_000,
+    });
     const admins = nodes.map((n) => new Redis(n.port, "127.0.0.1", { lazyConnect: true }));
     try {
-      await until(async () => {
-        const infos = await Promise.all(admins.map((a) => a.cluster("INFO")));
-        return infos.every((info) => info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${size}`));
-      }, 20_000, "cluster_state:ok on every node");
+      await until(
+        async () => {
+          const infos = await Promise.all(admins.map((a) => a.cluster("INFO")));
+          return infos.every(
+            (info) => info.includes("cluster_state:ok") && info.includes(`cluster_known_nodes:${size}`),
+          );
+        },
+        20_000,
+        "cluster_state:ok on every node",
+      );
     } finally {
       admins.forEach((a) => a.disconnect());
     }

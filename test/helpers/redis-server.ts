@@ -26,7 +26,9 @@ export function freePort(): Promise<number> {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -43,12 +45,28 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /** Starts `redis-server` (from PATH) on `port` (or a free one) with the extra arguments given. */
-export async function startRedisServer(options: { port?: number; args?: string[]; dir?: string } = {}): Promise<RedisServer> {
+export async function startRedisServer(
+  options: { port?: number; args?: string[]; dir?: string } = {},
+): Promise<RedisServer> {
   const port = options.port ?? (await freePort());
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "chard-redis-"));
   const child = spawn(
     "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", "", ...(options.args ?? [])],
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dir",
+      dir,
+      "--logfile",
+      "",
+      ...(options.args ?? []),
+    ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   let stderr = "";
@@ -58,7 +76,8 @@ export async function startRedisServer(options: { port?: number; args?: string[]
   child.once("error", (e) => (spawnError = e));
   const deadline = Date.now() + 10_000;
   while (!(await canConnect(port))) {
-    if (spawnError) throw new Error(`cannot start redis-server (is it on PATH? .ci/run installs it): ${spawnError.message}`);
+    if (spawnError)
+      throw new Error(`cannot start redis-server (is it on PATH? .ci/run installs it): ${spawnError.message}`);
     if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}: ${stderr}`);
     if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port} within 10 s: ${stderr}`);
     await new Promise((r) => setTimeout(r, 20));

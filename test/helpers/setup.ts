@@ -1,4 +1,7 @@
-/** Per-file setup: every engine a test makes through `trackEngine` is closed after it, and a test fails if it left workers running. */
+/**
+ * Per-file setup: every engine a test makes through `trackEngine` is closed after it, and a test fails if it left
+ * workers running.
+ */
 import { afterEach, expect } from "vitest";
 import { openEngines } from "./engines.js";
 
@@ -7,5 +10,8 @@ afterEach(async () => {
   openEngines.clear();
   const running = leftovers.filter((e) => e.workersRunning);
   await Promise.all(leftovers.map((e) => e.close()));
-  expect(running.map((e) => e.namespace), "engines whose workers were left running by the test").toEqual([]);
+  expect(
+    running.map((e) => e.namespace),
+    "engines whose workers were left running by the test",
+  ).toEqual([]);
 });
