@@ -13,7 +13,7 @@ import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from 
 import { StateError } from "../lib/errors.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
-import { Job, JobStatus, dueStatus, fromWire, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
+import { Job, JobStatus, dueStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
 import { MemoryStore, type NamespaceState } from "./memory-state.js";
@@ -132,7 +132,7 @@ export class MemoryBroker extends BaseBroker {
   /** Moves due future jobs and fires due periodic tasks; returns how many jobs were queued. */
   #moveDue(ns: NamespaceState, now: number): number {
     let moved = 0;
-    while (ns.future.length > 0 && ns.future[0]!.atMs <= now) {
+    while (ns.future.length > 0 && isDue(ns.future[0]!.atMs, now)) {
       const entry = ns.future.shift()!;
       ns.queue(entry.wire.queue).push(entry.wire);
       moved++;

@@ -24,11 +24,16 @@ export const JobStatus = {
 export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
 
 /**
- * The due-now rule, the one place it is written: a job due at or before `nowMs` is `Queued` (it
- * goes to its queue), a later one is `Waiting` (it goes to the future set).
+ * The due-now rule, the one place it is written: a job due at or before `nowMs` goes to its queue
+ * (`Queued`), a later one to the future set (`Waiting`).
  */
+export function isDue(atMs: number, nowMs: number): boolean {
+  return atMs <= nowMs;
+}
+
+/** The status the due-now rule gives a job due at `atMs`: `Queued` or `Waiting`. */
 export function dueStatus(atMs: number, nowMs: number): typeof JobStatus.Queued | typeof JobStatus.Waiting {
-  return atMs <= nowMs ? JobStatus.Queued : JobStatus.Waiting;
+  return isDue(atMs, nowMs) ? JobStatus.Queued : JobStatus.Waiting;
 }
 
 const STATUS_NAMES = Object.fromEntries(Object.entries(JobStatus).map(([k, v]) => [v, k])) as Record<JobStatus, string>;

@@ -140,8 +140,9 @@ export function checkQueue(queue: unknown, option: string): string {
   return queue;
 }
 
-/** A task or a task name, as the scheduling methods accept. */
-export type TaskRef<A extends unknown[] = unknown[], R = unknown> = Task<A, R> | string;
+/** A task or a task name, as the scheduling methods accept; a plain `TaskRef` takes any typed task. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: as Task's default, every Task<A, R> fits
+export type TaskRef<A extends unknown[] = any[], R = unknown> = Task<A, R> | string;
 
 /** What a registry needs from the engine it is attached to. */
 export interface TaskHost {

@@ -4,7 +4,7 @@
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
 import type { FinishedJob, JobState, ResultLookup } from "../../lib/broker.js";
-import { fromJSON, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
+import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
@@ -68,7 +68,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (width !== 0) width = idWidth(width, job.id);
-    if (job.atMs > nowMs || job.queue !== queue) oneGroup = false;
+    if (!isDue(job.atMs, nowMs) || job.queue !== queue) oneGroup = false;
   }
   if (width < 0) width = 0;
   if (oneGroup && queue !== undefined) {
@@ -84,7 +84,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   const later: string[] = [];
   const at: number[] = [];
   jobs.forEach((job, i) => {
-    if (job.atMs > nowMs) {
+    if (!isDue(job.atMs, nowMs)) {
       later.push(jsons[i]!);
       at.push(job.atMs);
       return;
@@ -241,7 +241,7 @@ function packAcks(
       if (width !== 0) width = idWidth(width, job.id);
       continue;
     }
-    const due = job.atMs <= nowMs;
+    const due = isDue(job.atMs, nowMs);
     const kind = retry ? (due ? "q" : "f") : result ? "r" : "e";
     const head = `${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id}`;
     if (retry) lines.push(`${head} ${due ? queueKeys(k, keys, job.queue, index) : job.atMs} ${toJSON(job)}`);

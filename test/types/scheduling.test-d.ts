@@ -19,10 +19,11 @@ describe("engine.task", () => {
     expectTypeOf(add.fn).toEqualTypeOf<TaskFunction<[a: number, b: number], number>>();
   });
 
-  test("a typed Task is still a Task, and a TaskRef of its types", () => {
+  test("a typed Task is still a Task, a TaskRef of its types and a plain TaskRef", () => {
     expectTypeOf(add).toExtend<Task>();
     expectTypeOf(add).toExtend<TaskRef<[number, number], number>>();
     expectTypeOf("add").toExtend<TaskRef>();
+    expectTypeOf(add).toExtend<TaskRef>(); // a helper taking any task ref accepts a typed task
     expectTypeOf(engine.getTask("add")).toEqualTypeOf<Task>();
   });
 
