@@ -161,7 +161,7 @@ export abstract class BaseBroker implements Broker {
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;
   abstract fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
-  abstract finishJobs(finished: readonly FinishedJob[]): Promise<void>;
+  abstract finishJobs(finished: readonly FinishedJob[]): Promise<number[]>;
   abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<void>;
   abstract setConcurrencyKeys(tasks: readonly Task[]): Promise<void>;
   abstract keepAlive(): Promise<Recovery>;

@@ -47,13 +47,25 @@ export interface PeriodicEntry {
   nextMs: number;
 }
 
+/** A job running on a broker: its stored form, the token of the fetch that took it, and whether it was cancelled. */
+export interface RunningEntry {
+  readonly wire: WireJob;
+  readonly token: string;
+  cancelled: boolean;
+}
+
 /** Everything of one namespace. */
 export class NamespaceState {
   readonly queues = new Map<string, Deque<WireJob>>();
   /** Sorted by atMs, then insertion order. */
   readonly future: FutureEntry[] = [];
-  /** Jobs running on each broker: broker id -> job id -> job. */
-  readonly running = new Map<string, Map<string, WireJob>>();
+  /** Jobs running on each broker: broker id -> job id -> entry. */
+  readonly running = new Map<string, Map<string, RunningEntry>>();
+  /**
+   * Jobs taken over from each broker whose lease expired (broker id -> job ids): its late acks of
+   * them are refused (the tombstones "x" of the Redis running HASH).
+   */
+  readonly takenOver = new Map<string, Set<string>>();
   readonly leases = new Map<string, number>();
   readonly periodic = new Map<string, PeriodicEntry>();
   readonly maxConcurrency = new Map<string, number>();

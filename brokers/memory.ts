@@ -11,12 +11,12 @@
 import { randomUUID } from "node:crypto";
 import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
 import { StateError } from "../lib/errors.js";
-import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
+import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
 import { Job, JobStatus, dueStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
-import { MemoryStore, type NamespaceState } from "./memory-state.js";
+import { MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
 
 export { MemoryStore } from "./memory-state.js";
 
@@ -30,6 +30,8 @@ export interface MemoryBrokerOptions extends BrokerOptions {
 export class MemoryBroker extends BaseBroker {
   readonly #store: MemoryStore;
   #started = false;
+  /** Fetches counted: each one's token is the next number. */
+  #fetches = 0;
 
   constructor(options: MemoryBrokerOptions = {}) {
     super(options);
@@ -60,6 +62,7 @@ export class MemoryBroker extends BaseBroker {
       return;
     }
     ns.running.delete(this.id);
+    ns.takenOver.delete(this.id);
     ns.leases.delete(this.id);
   }
 
@@ -81,7 +84,8 @@ export class MemoryBroker extends BaseBroker {
   }
 
   async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
-    if (acks.length > 0) await this.finishJobs(acks);
+    const takenOver = acks.length > 0 ? await this.finishJobs(acks) : [];
+    const token = String(++this.#fetches);
     const ns = this.#ns;
     const now = this.clock.now();
     ns.leases.set(this.id, now + this.leaseMs);
@@ -92,7 +96,7 @@ export class MemoryBroker extends BaseBroker {
     const q = ns.queues.get(queue);
     if (q && maxJobs > 0) {
       let running = ns.running.get(this.id);
-      if (!running) ns.running.set(this.id, (running = new Map<string, WireJob>()));
+      if (!running) ns.running.set(this.id, (running = new Map<string, RunningEntry>()));
       const setAside: WireJob[] = [];
       const limited = ns.maxConcurrency.size > 0;
       while (jobs.length < maxJobs) {
@@ -115,7 +119,7 @@ export class MemoryBroker extends BaseBroker {
             ns.concurrency.set(job.taskName, current + 1);
           }
         }
-        running.set(job.id, wire);
+        running.set(job.id, { wire, token, cancelled: false });
         ns.jobs.set(job.id, "running");
         jobs.push(job);
       }
@@ -126,7 +130,7 @@ export class MemoryBroker extends BaseBroker {
         this.namespace,
         revoked.map((j) => j.id),
       );
-    return { jobs, nextDueAtMs: this.#nextDue(ns), revoked };
+    return { jobs, nextDueAtMs: this.#nextDue(ns), revoked, token, takenOver };
   }
 
   /** Moves due future jobs and fires due periodic tasks; returns how many jobs were queued. */
@@ -157,16 +161,25 @@ export class MemoryBroker extends BaseBroker {
     return next;
   }
 
-  async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
+  async finishJobs(finished: readonly FinishedJob[]): Promise<number[]> {
     const ns = this.#ns;
     const running = ns.running.get(this.id);
+    const tombstones = ns.takenOver.get(this.id);
     const now = this.clock.now();
     // Others must hear of re-enqueued jobs and of freed concurrency slots (their set-aside jobs).
     let notify = false;
     const ended: string[] = [];
-    for (const { job, outcome, result, resultTtlMs, hadProgress } of finished) {
-      // A job no longer in our running set was recovered by another broker: it is theirs now.
-      if (!running?.delete(job.id)) continue;
+    const takenOver: number[] = [];
+    for (let i = 0; i < finished.length; i++) {
+      const { job, token, outcome, result, resultTtlMs, hadProgress } = finished[i]!;
+      // Fenced as on Redis: applied only while the job is ours under the ack's fetch token; one
+      // taken over by another broker (our lease expired) is refused; anything else was applied before.
+      const entry = running?.get(job.id);
+      if (entry?.token !== token) {
+        if (tombstones?.delete(job.id)) takenOver.push(i);
+        continue;
+      }
+      running!.delete(job.id);
       if (ns.maxConcurrency.has(job.taskName)) {
         ns.release(job.taskName);
         notify = true;
@@ -182,6 +195,7 @@ export class MemoryBroker extends BaseBroker {
     }
     if (notify) this.#store.notify(this.namespace);
     this.#store.notifyResults(this.namespace, ended);
+    return takenOver;
   }
 
   async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
@@ -222,12 +236,22 @@ export class MemoryBroker extends BaseBroker {
     ns.leases.set(this.id, now + this.leaseMs);
     const requeued: Job[] = [];
     const failed: Job[] = [];
+    const cancelled: Job[] = [];
     for (const [brokerId, expiry] of ns.leases) {
       if (brokerId === this.id || expiry >= now) continue;
-      for (const wire of ns.running.get(brokerId)?.values() ?? []) {
-        const job = fromWire(wire, JobStatus.Running);
+      const running = ns.running.get(brokerId);
+      let tombstones = ns.takenOver.get(brokerId);
+      if (!tombstones && running && running.size > 0) ns.takenOver.set(brokerId, (tombstones = new Set()));
+      for (const [id, entry] of running ?? []) {
+        const job = fromWire(entry.wire, JobStatus.Running);
+        tombstones!.add(id);
+        ns.progress.delete(id);
         if (ns.maxConcurrency.has(job.taskName)) ns.release(job.taskName);
-        if (job.retries < job.maxRetries) {
+        if (entry.cancelled) {
+          job.status = JobStatus.Failed;
+          ns.end(id, CANCELLED_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          cancelled.push(job);
+        } else if (job.retries < job.maxRetries) {
           job.retries++;
           ns.queue(job.queue).push(toWire(job));
           ns.jobs.set(job.id, "pending");
@@ -235,7 +259,6 @@ export class MemoryBroker extends BaseBroker {
           requeued.push(job);
         } else {
           job.status = JobStatus.Failed;
-          ns.progress.delete(job.id);
           ns.end(job.id, LOST_RECORD, DEFAULT_RESULT_TTL_MS, now);
           failed.push(job);
         }
@@ -246,9 +269,9 @@ export class MemoryBroker extends BaseBroker {
     if (requeued.length > 0) this.#store.notify(this.namespace);
     this.#store.notifyResults(
       this.namespace,
-      failed.map((j) => j.id),
+      [...failed, ...cancelled].map((j) => j.id),
     );
-    return { requeued, failed, leaseLost };
+    return { requeued, failed, cancelled, leaseLost };
   }
 
   async isQueueEmpty(queue: string): Promise<boolean> {
@@ -264,7 +287,14 @@ export class MemoryBroker extends BaseBroker {
 
   async cancelJob(id: string): Promise<JobState> {
     const state = await this.revokeJob(id);
-    if (state === "running") this.#store.notifyCancel(this.namespace, id);
+    if (state === "running") {
+      // Marked on its running entry, so the cancel sticks if its broker dies (recovery fails it).
+      for (const running of this.#ns.running.values()) {
+        const entry = running.get(id);
+        if (entry) entry.cancelled = true;
+      }
+      this.#store.notifyCancel(this.namespace, id);
+    }
     return state;
   }
 

@@ -16,6 +16,11 @@ export type Outcome = "succeeded" | "failed" | "retry";
 /** A job whose execution ended; for `retry` the job already carries its new `retries` and `atMs`. */
 export interface FinishedJob {
   job: Job;
+  /**
+   * The token of the fetch that handed this execution its job (`FetchResult.token`): the ack is
+   * applied only while the job is still this broker's under that token (fencing).
+   */
+  token: string;
   outcome: Outcome;
   /** For an ended job (not `retry`): its result record (lib/results.ts) when its task keeps results. */
   result?: string;
@@ -44,6 +49,13 @@ export interface FetchResult {
   nextDueAtMs: number | undefined;
   /** Revoked jobs the fetch took out of the queue and dropped (their result says so): never run. */
   revoked: Job[];
+  /** This fetch's token, which the acks of its jobs carry. */
+  token: string;
+  /**
+   * The 0-based positions of the acks this call carried that were refused: their job was taken
+   * over by another broker after this broker's lease expired (its outcome there stands).
+   */
+  takenOver: number[];
 }
 
 /** What `Broker.keepAlive` returns. */
@@ -52,6 +64,8 @@ export interface Recovery {
   requeued: Job[];
   /** Non-retryable or exhausted jobs of dead brokers, now Failed: they are never run again. */
   failed: Job[];
+  /** Jobs cancelled while they ran on a dead broker, now Failed with their cancel: never run again. */
+  cancelled: Job[];
   /** True when this broker's own lease had expired and others may have recovered its jobs. */
   leaseLost: boolean;
 }
@@ -78,14 +92,17 @@ export interface Broker {
    * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
    * serve this fetch), then moves due future jobs and periodic tasks into their queues, renews the
    * lease, and takes up to `maxJobs` jobs of `queue`: one round-trip for a worker's whole turn.
-   * If it throws, the acks may or may not have been applied: send them again (acks are idempotent).
+   * If it throws, the acks may or may not have been applied: send them again (acks are fenced by
+   * their token, so one applied twice is applied once), and the broker puts back what the lost
+   * fetch took at its next `keepAlive`.
    */
   fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
   /**
-   * Acknowledges ended executions atomically: removes them from running, releases concurrency slots, re-enqueues
-   * retries.
+   * Acknowledges ended executions atomically: removes them from running, releases concurrency
+   * slots, re-enqueues retries. Resolves with the 0-based positions of the acks refused because
+   * another broker took their job over (see `FetchResult.takenOver`).
    */
-  finishJobs(finished: readonly FinishedJob[]): Promise<void>;
+  finishJobs(finished: readonly FinishedJob[]): Promise<number[]>;
   /** Registers periodic tasks; one already known with the same period keeps its next run. Never deletes other tasks. */
   registerPeriodicTasks(tasks: readonly Task[]): Promise<void>;
   /** Records concurrency limits of these tasks (and clears the limit of those without one). */

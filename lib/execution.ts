@@ -58,16 +58,20 @@ export function callHook<K extends "onSuccess" | "onFailure" | "onRetry">(
   }
 }
 
-/** The acknowledgement of an ended execution, with its result record when its task keeps results. */
+/**
+ * The acknowledgement of an ended execution (of the job handed out by the fetch `token`), with its
+ * result record when its task keeps results.
+ */
 export function endedAck(
   job: Job,
+  token: string,
   task: Task,
   outcome: FinishedJob["outcome"],
   record: string | undefined,
   hadProgress: boolean,
 ): FinishedJob {
   const keep = outcome !== "retry" && task.resultTtlMs > 0;
-  return { job, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
+  return { job, token, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
 }
 
 /**
@@ -76,6 +80,8 @@ export function endedAck(
  */
 export class Execution implements JobContext {
   readonly job: Job;
+  /** The token of the fetch that handed this execution its job (its ack carries it). */
+  readonly token: string;
   readonly #task: Task;
   readonly #namespace: string;
   readonly #broker: Broker;
@@ -87,8 +93,9 @@ export class Execution implements JobContext {
   #controller: AbortController | undefined;
   #reason: Error | undefined;
 
-  constructor(job: Job, task: Task, namespace: string, broker: Broker) {
+  constructor(job: Job, token: string, task: Task, namespace: string, broker: Broker) {
     this.job = job;
+    this.token = token;
     this.#task = task;
     this.#namespace = namespace;
     this.#broker = broker;
@@ -151,7 +158,7 @@ export class Execution implements JobContext {
       const err = toError(e);
       this.job.status = JobStatus.Failed;
       getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
-      return endedAck(this.job, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
+      return endedAck(this.job, this.token, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
     }
   }
 
@@ -164,7 +171,7 @@ export class Execution implements JobContext {
     callHook(ns, task, "onSuccess", job, result);
     // The record (a JSON.stringify and a job description) is only built when it is kept.
     const record = task.resultTtlMs > 0 ? successRecord(result, this.#progressJson, `the result of ${job}`) : undefined;
-    return this.#finished(endedAck(job, task, "succeeded", record, this.#progressStored));
+    return this.#finished(endedAck(job, this.token, task, "succeeded", record, this.#progressStored));
   }
 
   #failed(e: unknown): FinishedJob {
@@ -187,13 +194,15 @@ export class Execution implements JobContext {
       signals.jobScheduleRetry.send(ns, { job, err });
       callHook(ns, task, "onRetry", job, err);
       if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
-      return this.#finished(endedAck(job, task, "retry", undefined, this.#progressStored));
+      return this.#finished(endedAck(job, this.token, task, "retry", undefined, this.#progressStored));
     }
     job.status = JobStatus.Failed;
     getLogger().error(`${ns}: ${job} failed`, err);
     signals.jobFailed.send(ns, { job, err });
     callHook(ns, task, "onFailure", job, err);
-    return this.#finished(endedAck(job, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored));
+    return this.#finished(
+      endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored),
+    );
   }
 
   #finished(ack: FinishedJob): FinishedJob {

@@ -34,6 +34,12 @@ interface ResultRecord {
 export const REVOKED_RECORD =
   '{"ok":false,"error":{"name":"JobRevokedError","message":"the job was revoked before it started"}}';
 
+/** The record of a job cancelled while it ran on a worker that died (written by recovery). */
+export const CANCELLED_RECORD = JSON.stringify({
+  ok: false,
+  error: { name: "JobCancelledError", message: "the job was cancelled while it ran, and its worker died" },
+});
+
 /** The record of a job lost with a dead worker (also written by recover_dead_brokers.lua). */
 export const LOST_RECORD = JSON.stringify({
   ok: false,

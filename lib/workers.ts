@@ -286,20 +286,32 @@ export class Workers {
     this.#acks = [];
     this.#reserved += size;
     const { queue } = this.#settings;
-    const call =
-      size > 0 ? this.#broker.fetchJobs(queue, size, acks) : this.#broker.finishJobs(acks).then(() => undefined);
     const events = this.#events;
-    const turn: Promise<void> = call.then(
-      (result) => this.#turnEnded(turn, size, result, events),
-      (e: unknown) => this.#turnFailed(turn, size, acks, e),
-    );
+    const turn: Promise<void> =
+      size > 0
+        ? this.#broker.fetchJobs(queue, size, acks).then(
+            (result) => this.#turnEnded(turn, size, acks, result.takenOver, result, events),
+            (e: unknown) => this.#turnFailed(turn, size, acks, e),
+          )
+        : this.#broker.finishJobs(acks).then(
+            (takenOver) => this.#turnEnded(turn, size, acks, takenOver, undefined, events),
+            (e: unknown) => this.#turnFailed(turn, size, acks, e),
+          );
     this.#turns.add(turn);
   }
 
-  #turnEnded(turn: Promise<void>, size: number, result: FetchResult | undefined, events: number): void {
+  #turnEnded(
+    turn: Promise<void>,
+    size: number,
+    acks: readonly FinishedJob[],
+    takenOver: readonly number[],
+    result: FetchResult | undefined,
+    events: number,
+  ): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
     this.#failures = 0;
+    if (takenOver.length > 0) this.#refused(acks, takenOver);
     if (result) {
       const ns = this.#namespace;
       this.#armDue(result.nextDueAtMs);
@@ -312,7 +324,7 @@ export class Workers {
       // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
       for (const job of result.jobs) {
         job.bindResults(this.#results);
-        this.#launch(job);
+        this.#launch(job, result.token);
       }
       // A short fetch found the queue empty: no more fetching until something happens (unless
       // something did since the turn started). Revoked jobs took places too: more may be queued
@@ -323,10 +335,25 @@ export class Workers {
     if (!this.#hungry) this.#checkEmptied();
   }
 
+  /**
+   * Acks the broker refused: their job was taken over by another broker after this one's lease
+   * expired (a blocked event loop, Redis out of reach); the outcome recorded there stands.
+   */
+  #refused(acks: readonly FinishedJob[], takenOver: readonly number[]): void {
+    for (const i of takenOver) {
+      const { job, outcome } = acks[i]!;
+      getLogger().warn(
+        `${this.#namespace}: ${job} ended here (${outcome}) after another worker took it over, this worker's lease having expired; its outcome there stands`,
+      );
+    }
+  }
+
   #turnFailed(turn: Promise<void>, size: number, acks: FinishedJob[], e: unknown): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
-    this.#acks = acks.concat(this.#acks); // acks are idempotent: send them again
+    // Sent again from here only: acks are fenced by their fetch token, so one the lost call did
+    // apply is skipped the second time.
+    this.#acks = acks.concat(this.#acks);
     this.#failures++;
     const delay = backoffMs(TURN_BACKOFF, this.#failures);
     getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
@@ -355,7 +382,7 @@ export class Workers {
     );
   }
 
-  #launch(job: Job): void {
+  #launch(job: Job, token: string): void {
     const ns = this.#namespace;
     const task = this.#tasks.get(job.taskName);
     if (!task) {
@@ -365,21 +392,24 @@ export class Workers {
       signals.jobFailed.send(ns, { job, err });
       this.#acks.push({
         job,
+        token,
         outcome: "failed",
         result: failureRecord(err, undefined),
         resultTtlMs: DEFAULT_RESULT_TTL_MS,
       });
       return;
     }
-    if (task.expiresInMs !== undefined && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
+    // `expiresIn` bounds the wait before a job's first start only: one retried or recovered (retries
+    // > 0) has started before and is never dropped as expired.
+    if (task.expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
       const err = new JobExpiredError(`${job} was not started within ${task.expiresInMs / 1000} s of its due time`);
       job.status = JobStatus.Failed;
       getLogger().warn(`${ns}: ${err.message}; dropped`);
       signals.jobExpired.send(ns, { job });
-      this.#acks.push(endedAck(job, task, "failed", failureRecord(err, undefined), false));
+      this.#acks.push(endedAck(job, token, task, "failed", failureRecord(err, undefined), false));
       return;
     }
-    const execution = new Execution(job, task, ns, this.#broker);
+    const execution = new Execution(job, token, task, ns, this.#broker);
     const ack = execution.run(this.#asyncEnded);
     // A task that returned synchronously has ended already: its ack goes out with the next fetch.
     if (ack) this.#acks.push(ack);
@@ -403,7 +433,8 @@ export class Workers {
     const batch = this.#acks;
     this.#acks = [];
     try {
-      await this.#broker.finishJobs(batch);
+      const takenOver = await this.#broker.finishJobs(batch);
+      if (takenOver.length > 0) this.#refused(batch, takenOver);
     } catch (e) {
       this.#acks = batch.concat(this.#acks);
       throw e;
@@ -451,7 +482,7 @@ export class Workers {
       getLogger().warn(
         `${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`,
       );
-    for (const job of [...recovery.requeued, ...recovery.failed]) job.bindResults(this.#results);
+    for (const job of [...recovery.requeued, ...recovery.failed, ...recovery.cancelled]) job.bindResults(this.#results);
     for (const job of recovery.requeued) {
       getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
       signals.jobRecovered.send(ns, { job });
@@ -460,6 +491,14 @@ export class Workers {
       const err = new WorkerDiedError();
       getLogger().error(`${ns}: ${job} failed`, err);
       signals.jobLost.send(ns, { job });
+      signals.jobFailed.send(ns, { job, err });
+      const task = this.#tasks.get(job.taskName);
+      if (task) callHook(ns, task, "onFailure", job, err);
+    }
+    // Cancelled while they ran on a worker that died: the cancel sticks, they never run again.
+    for (const job of recovery.cancelled) {
+      const err = new JobCancelledError(`${job} was cancelled while it ran, and its worker died`);
+      getLogger().warn(`${ns}: ${job} failed`, err);
       signals.jobFailed.send(ns, { job, err });
       const task = this.#tasks.get(job.taskName);
       if (task) callHook(ns, task, "onFailure", job, err);

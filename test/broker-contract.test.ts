@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import type { Broker } from "../lib/broker.js";
+import type { Broker, FinishedJob } from "../lib/broker.js";
 import { BrokerInUseError, StateError } from "../lib/errors.js";
 import { Job, JobStatus, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
@@ -14,6 +14,27 @@ import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
 import { FakeClock, settlesWithin, until } from "./helpers/until.js";
 
 const T0 = 1_700_000_000_000;
+
+/** The fetch token each job object was handed out with, so acks can carry it. */
+const tokens = new WeakMap<Job, string>();
+
+/** Records the token of every job `broker.fetchJobs` hands out. */
+function recordTokens(broker: Broker): Broker {
+  const fetch = broker.fetchJobs.bind(broker);
+  broker.fetchJobs = async (...args) => {
+    const result = await fetch(...args);
+    for (const job of result.jobs) tokens.set(job, result.token);
+    return result;
+  };
+  return broker;
+}
+
+/** The ack of an execution of `job` (fetched through a broker of `make`), with the token it was fetched with. */
+function ack(job: Job, outcome: FinishedJob["outcome"], extra: Partial<FinishedJob> = {}): FinishedJob {
+  const token = tokens.get(job);
+  if (token === undefined) throw new Error(`no fetch token recorded for ${job.id}`);
+  return { job, token, outcome, ...extra };
+}
 const noop = (): undefined => undefined;
 
 describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
@@ -27,7 +48,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     const broker = w.create({ clock, lease: 15, ...options });
     broker.namespace = namespace;
     made.push(broker);
-    return broker;
+    return recordTokens(broker);
   };
   const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
     new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [], ...fields });
@@ -147,7 +168,12 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const b = make();
       const later = job({ atMs: T0 + 600_000 });
       await b.enqueueJobs([later]);
-      expect(await b.fetchJobs("q", 5)).toEqual({ jobs: [], nextDueAtMs: T0 + 600_000, revoked: [] });
+      expect(await b.fetchJobs("q", 5)).toMatchObject({
+        jobs: [],
+        nextDueAtMs: T0 + 600_000,
+        revoked: [],
+        takenOver: [],
+      });
       clock.t = T0 + 599_999;
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
       clock.t = T0 + 600_000;
@@ -186,11 +212,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       f2!.retries = 1;
       f3!.retries = 1;
       f3!.atMs = T0 + 5_000;
-      await b.finishJobs([
-        { job: f1!, outcome: "succeeded" },
-        { job: f2!, outcome: "retry" },
-        { job: f3!, outcome: "retry" },
-      ]);
+      await b.finishJobs([ack(f1!, "succeeded"), ack(f2!, "retry"), ack(f3!, "retry")]);
       expect([f1!.status, f2!.status, f3!.status]).toEqual([JobStatus.Running, JobStatus.Queued, JobStatus.Waiting]);
       const { jobs, nextDueAtMs } = await b.fetchJobs("q", 5);
       expect(jobs.map((j) => [j.id, j.retries])).toEqual([[again.id, 1]]);
@@ -198,7 +220,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       clock.t += 5_000;
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[later.id, 1]]);
       // A job finished already is not running any more: finishing it again does nothing.
-      await b.finishJobs([{ job: f1!, outcome: "retry" }]);
+      await b.finishJobs([ack(f1!, "retry")]);
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
     });
 
@@ -209,9 +231,9 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const [f1, f2] = (await b.fetchJobs("q", 2)).jobs;
       f1!.retries = 1;
       await b.finishJobs([
-        { job: f1!, outcome: "retry" },
-        { job: f2!, outcome: "succeeded", result: '{"ok":true,"value":2}', resultTtlMs: 60_000 },
-        { job: f1!, outcome: "succeeded" },
+        ack(f1!, "retry"),
+        ack(f2!, "succeeded", { result: '{"ok":true,"value":2}', resultTtlMs: 60_000 }),
+        ack(f1!, "succeeded"),
       ]);
       expect(f1!.status).toBe(JobStatus.Queued);
       expect(await b.readResult(once.id)).toEqual({ record: '{"ok":true,"value":2}', state: "finished" });
@@ -219,15 +241,17 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[twice.id, 1]]);
     });
 
-    test("finishing a job that another broker recovered does nothing (no requeue, no slot released)", async () => {
+    test("finishing a job that another broker recovered is refused as taken over (no requeue, no slot released)", async () => {
       const { a, b, mine, theirs } = await recoveredByAnother();
       mine.retries = 1;
-      await a.finishJobs([{ job: mine, outcome: "retry" }]);
+      expect(await a.finishJobs([ack(mine, "retry")])).toEqual([0]);
       expect(mine.status).toBe(JobStatus.Running);
+      // Told once: the same late ack again is no conflict (nothing of it is left).
+      expect(await a.finishJobs([ack(mine, "retry")])).toEqual([]);
       const second = job({ taskName: "L", maxRetries: 2 });
       await a.enqueueJobs([second]);
       expect((await a.fetchJobs("q", 5)).jobs).toEqual([]); // b still holds the only slot
-      await b.finishJobs([{ job: theirs, outcome: "succeeded" }]);
+      await b.finishJobs([ack(theirs, "succeeded")]);
       expect(ids((await a.fetchJobs("q", 5)).jobs)).toEqual([second.id]);
     });
   });
@@ -243,9 +267,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const [running] = (await b.fetchJobs("q", 5)).jobs;
       expect(ids([running!])).toEqual([a.id]); // the only slot is taken: the other job waits
       const record = '{"ok":true,"value":1}';
-      const turn = await b.fetchJobs("q", 1, [
-        { job: running!, outcome: "succeeded", result: record, resultTtlMs: 60_000 },
-      ]);
+      const turn = await b.fetchJobs("q", 1, [ack(running!, "succeeded", { result: record, resultTtlMs: 60_000 })]);
       expect(ids(turn.jobs)).toEqual([next.id]);
       expect(await b.readResult(a.id)).toEqual({ record, state: "finished" });
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
@@ -265,17 +287,13 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const [r1, r2, r3] = [byId.get(again.id)!, byId.get(elsewhere.id)!, byId.get(later.id)!];
       for (const r of [r1, r2, r3]) r.retries = 1;
       r3.atMs = T0 + 5_000;
-      const turn = await b.fetchJobs("q", 5, [
-        { job: r1, outcome: "retry" },
-        { job: r2, outcome: "retry" },
-        { job: r3, outcome: "retry" },
-      ]);
+      const turn = await b.fetchJobs("q", 5, [ack(r1, "retry"), ack(r2, "retry"), ack(r3, "retry")]);
       expect(turn.jobs.map((j) => [j.id, j.retries, j.status])).toEqual([[again.id, 1, JobStatus.Running]]);
       expect(turn.nextDueAtMs).toBe(T0 + 5_000);
       expect([r1.status, r2.status, r3.status]).toEqual([JobStatus.Queued, JobStatus.Queued, JobStatus.Waiting]);
       expect((await b.fetchJobs("other", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[elsewhere.id, 1]]);
       // Fetched again, the job runs here once more: its next ack ends it.
-      expect((await b.fetchJobs("q", 5, [{ job: turn.jobs[0]!, outcome: "succeeded" }])).jobs).toEqual([]);
+      expect((await b.fetchJobs("q", 5, [ack(turn.jobs[0]!, "succeeded")])).jobs).toEqual([]);
       clock.t += 5_000;
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[later.id, 1]]);
     });
@@ -286,10 +304,10 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await a.enqueueJobs([second]);
       mine.retries = 1;
       // Not applied: no requeue and no slot released, so b still holds the only slot.
-      expect((await a.fetchJobs("q", 5, [{ job: mine, outcome: "retry" }])).jobs).toEqual([]);
+      expect((await a.fetchJobs("q", 5, [ack(mine, "retry")])).jobs).toEqual([]);
       expect(mine.status).toBe(JobStatus.Running);
       expect(await a.isQueueEmpty("q")).toBe(false);
-      expect(ids((await b.fetchJobs("q", 5, [{ job: theirs, outcome: "succeeded" }])).jobs)).toEqual([second.id]);
+      expect(ids((await b.fetchJobs("q", 5, [ack(theirs, "succeeded")])).jobs)).toEqual([second.id]);
     });
   });
 
@@ -370,12 +388,12 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const fromA = (await a.fetchJobs("q", 10)).jobs;
       expect(ids(fromA)).toEqual(ids([l1!, u1!, u2!]));
       expect((await b.fetchJobs("q", 10)).jobs).toEqual([]);
-      await a.finishJobs([{ job: fromA[0]!, outcome: "succeeded" }]);
+      await a.finishJobs([ack(fromA[0]!, "succeeded")]);
       const fromB = (await b.fetchJobs("q", 10)).jobs;
       expect(ids(fromB)).toEqual([l2!.id]);
       expect((await a.fetchJobs("q", 10)).jobs).toEqual([]);
       fromB[0]!.retries = 1;
-      await b.finishJobs([{ job: fromB[0]!, outcome: "retry" }]); // a retry frees the slot too
+      await b.finishJobs([ack(fromB[0]!, "retry")]); // a retry frees the slot too
       expect(ids((await a.fetchJobs("q", 10)).jobs)).toEqual([l3!.id]);
     });
 
@@ -394,7 +412,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const { jobs, revoked } = await b.fetchJobs("q", 2);
       expect(ids(jobs)).toEqual(ids([l1!, u2!]));
       expect(ids(revoked)).toEqual(ids([l2!, u1!]));
-      expect(ids((await b.fetchJobs("q", 5, [{ job: jobs[0]!, outcome: "succeeded" }])).jobs)).toEqual(ids([l3!, u3!]));
+      expect(ids((await b.fetchJobs("q", 5, [ack(jobs[0]!, "succeeded")])).jobs)).toEqual(ids([l3!, u3!]));
     });
 
     test("a task set back to unlimited is no longer held back", async () => {
@@ -405,6 +423,50 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("q", 5)).jobs.length).toBe(1);
       await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1 })]);
       expect((await b.fetchJobs("q", 5)).jobs.length).toBe(1);
+    });
+  });
+
+  describe("fencing", () => {
+    test("an ack applied twice is applied once, also when the job ran again here since (a stale re-send)", async () => {
+      const b = make();
+      await b.enqueueJobs([job({ maxRetries: 3 })]);
+      const [first] = (await b.fetchJobs("q", 1)).jobs;
+      first!.retries = 1; // retried at once
+      const retry = ack(first!, "retry");
+      const again = await b.fetchJobs("q", 1, [retry]);
+      expect(ids(again.jobs)).toEqual([first!.id]);
+      expect(await b.finishJobs([retry])).toEqual([]); // the stale copy: skipped, no conflict
+      expect(await b.isQueueEmpty("q")).toBe(true); // not requeued while it runs
+      await b.finishJobs([ack(again.jobs[0]!, "succeeded", { result: '{"ok":true,"value":1}', resultTtlMs: 60_000 })]);
+      expect(await b.readResult(first!.id)).toEqual({ record: '{"ok":true,"value":1}', state: "finished" });
+    });
+
+    test("a cancel of a job whose broker died sticks: recovery fails it with its cancel, it never runs again", async () => {
+      const a = make();
+      await a.enqueueJobs([job({ maxRetries: 2 })]);
+      const [mine] = (await a.fetchJobs("q", 1)).jobs;
+      expect(await a.cancelJob(mine!.id)).toBe("running");
+      clock.t += a.leaseMs + 1; // a died
+      const b = make();
+      await b.start();
+      const recovery = await b.keepAlive();
+      expect(ids(recovery.cancelled)).toEqual([mine!.id]);
+      expect([recovery.requeued, recovery.failed]).toEqual([[], []]);
+      expect(recovery.cancelled[0]!.status).toBe(JobStatus.Failed);
+      expect((await b.readResult(mine!.id)).record).toContain('"name":"JobCancelledError"');
+      expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
+    });
+
+    test("recovery forgets the progress of the jobs it takes back", async () => {
+      const a = make();
+      await a.enqueueJobs([job({ maxRetries: 2 }), job()]);
+      const fetched = (await a.fetchJobs("q", 2)).jobs;
+      for (const j of fetched) await a.setProgress(j.id, '"half"');
+      clock.t += a.leaseMs + 1;
+      const b = make();
+      await b.start();
+      await b.keepAlive();
+      for (const j of fetched) expect(await b.getProgress(j.id)).toBeUndefined();
     });
   });
 
@@ -423,7 +485,8 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       clock.t += a.leaseMs - 1;
       const b = make();
       await b.start();
-      expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false }); // a's lease still runs
+      const nothing = { requeued: [], failed: [], cancelled: [], leaseLost: false };
+      expect(await b.keepAlive()).toEqual(nothing); // a's lease still runs
       clock.t += 2;
       const { requeued, failed, leaseLost } = await b.keepAlive();
       expect(leaseLost).toBe(false);
@@ -434,7 +497,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
           [once.id, 0, JobStatus.Failed],
         ].sort(),
       );
-      expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false }); // recovered once
+      expect(await b.keepAlive()).toEqual(nothing); // recovered once
       expect((await a.keepAlive()).leaseLost).toBe(true);
 
       const more = [job({ taskName: "L", maxRetries: 2 }), job({ taskName: "L", maxRetries: 2 })];
@@ -493,10 +556,14 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await other.enqueueJobs([theirs, job({ atMs: T0 + 1000 })]);
       await other.registerPeriodicTasks([new Task("p", noop, { periodicity: 5 })]);
       const got = await a.fetchJobs("q", 10);
-      expect(got).toEqual({ jobs: [expect.objectContaining({ id: mine.id })], nextDueAtMs: undefined, revoked: [] });
+      expect(got).toMatchObject({
+        jobs: [expect.objectContaining({ id: mine.id })],
+        nextDueAtMs: undefined,
+        revoked: [],
+      });
       await a.enqueueJobs([job(), job({ atMs: T0 + 1 })]);
       await a.flush();
-      expect(await a.fetchJobs("q", 10)).toEqual({ jobs: [], nextDueAtMs: undefined, revoked: [] });
+      expect(await a.fetchJobs("q", 10)).toMatchObject({ jobs: [], nextDueAtMs: undefined, revoked: [] });
       const left = await other.fetchJobs("q", 10);
       expect(ids(left.jobs)).toEqual([theirs.id]);
       expect(left.nextDueAtMs).toBe(T0 + 1000);

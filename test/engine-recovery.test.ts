@@ -21,7 +21,7 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
     const retryable = await dead.schedule("retryable");
     const once = await dead.schedule("once");
     await dead.broker.start();
-    const { jobs } = await dead.broker.fetchJobs("chard", 10);
+    const { jobs, token } = await dead.broker.fetchJobs("chard", 10);
     const started = clock.now();
     expect(jobs.map((j) => j.id)).toEqual([retryable.id, once.id]);
 
@@ -48,9 +48,31 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
     const failed = rec.events.find((e) => e.jobId === once.id && e.signal === "jobFailed")!;
     expect(failed.err).toBeInstanceOf(WorkerDiedError);
     expect(failed.status).toBe(JobStatus.Failed);
-    // The dead broker's late acks change nothing: the jobs are no longer its own.
-    await dead.broker.finishJobs(jobs.map((job) => ({ job, outcome: "retry" as const })));
+    // The dead broker's late acks change nothing: the jobs are no longer its own, and it is told so.
+    const refused = await dead.broker.finishJobs(jobs.map((job) => ({ job, token, outcome: "retry" as const })));
+    expect(refused).toEqual([0, 1]);
     expect(await dead.broker.isQueueEmpty("chard")).toBe(true);
+    rec.stop();
+  });
+
+  test("a recovered job with expiresIn runs again: expiresIn bounds the wait before the first start only", async () => {
+    const world = factory.world();
+    const clock = new FakeClock();
+    const dead = trackEngine(world.create({ clock }));
+    const alive = trackEngine(world.create({ clock }), dead.namespace);
+    const ran: number[] = [];
+    for (const e of [dead, alive]) e.task("fresh", () => void ran.push(clock.now()), { maxRetries: 3, expiresIn: 1 });
+    const job = await dead.schedule("fresh");
+    await dead.broker.start();
+    expect((await dead.broker.fetchJobs("chard", 1)).jobs).toHaveLength(1); // then it "dies"
+    const rec = recordSignals(alive.namespace, ALL_JOB_SIGNALS);
+    const up = new Promise((resolve) => signals.workerStarted.connectVia(alive.namespace, resolve));
+    const workers = alive.startWorkers({ number: 1 });
+    await up;
+    await clock.advanceUntil(() => ran.length === 1, { stepMs: 1_000, what: "the recovered run" });
+    await alive.stopWorkers();
+    await workers;
+    expect(rec.forJob(job.id)).toEqual(["jobRecovered", "jobStarted", "jobSucceeded", "jobFinished"]);
     rec.stop();
   });
 

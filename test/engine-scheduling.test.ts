@@ -98,12 +98,12 @@ describe.each(brokerFactories())("scheduling on $name", (factory) => {
     const jobs = await engine.scheduleBatch(batch);
     expect(calls).toBe(1);
     expect(jobs.map((j) => j.status)).toEqual([JobStatus.Queued, JobStatus.Waiting, JobStatus.Queued]);
-    const { jobs: fetched } = await engine.broker.fetchJobs("q", 10);
+    const { jobs: fetched, token } = await engine.broker.fetchJobs("q", 10);
     expect(fetched.map((j) => j.taskArgs)).toEqual([
       [1, 2],
       [3, 4],
     ]);
-    await engine.broker.finishJobs(fetched.map((job) => ({ job, outcome: "succeeded" as const })));
+    await engine.broker.finishJobs(fetched.map((job) => ({ job, token, outcome: "succeeded" as const })));
   });
 
   test("execute runs the task function in process and returns its result", async () => {

@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import type { FinishedJob } from "../lib/broker.js";
 import { Job, toJSON } from "../lib/jobs.js";
-import { LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
+import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import * as calls from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
@@ -120,11 +120,11 @@ const BROKER = "broker-1";
 const k = namespaceKeys("ns {with} braces: and colons");
 
 const job = (queue = "q", atMs = NOW): Job => new Job({ taskName: "t", queue, atMs, maxRetries: 3, taskArgs: [1] });
-const ended = (j = job()): FinishedJob => ({ job: j, outcome: "succeeded" });
-const retry = (j: Job): FinishedJob => ({ job: j, outcome: "retry" });
+const ended = (j = job(), token = "7"): FinishedJob => ({ job: j, token, outcome: "succeeded" });
+const retry = (j: Job, token = "7"): FinishedJob => ({ job: j, token, outcome: "retry" });
 
 const FINISH_KEYS = (tail: readonly string[]): Expected[] => [
-  ["running SET", k.running(BROKER)],
+  ["running HASH", k.running(BROKER)],
   ["max-concurrency HASH", k.maxConcurrency],
   ["concurrency HASH", k.concurrency],
   ["future ZSET", k.future],
@@ -135,12 +135,13 @@ const FINISH_KEYS = (tail: readonly string[]): Expected[] => [
   ["queue LISTs that retried jobs go back to", tail],
 ];
 
-const FINISH_ARGV = (width: number, ids: string, lines: string): Expected[] => [
+const FINISH_ARGV = (width: number, ids: string, runs: string, lines: string): Expected[] => [
   ["events channel", k.events],
   ["results channel", k.resultsChannel],
   ["now", NOW],
   ["id width", width],
   ["the common case, packed", ids],
+  ["the fetch tokens of the ids", runs],
   ["the other jobs, one line each", lines],
 ];
 
@@ -150,7 +151,7 @@ const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
   ["periodic ZSET", k.periodic],
   ["periodic-tasks HASH", k.periodicTasks],
   ["leases ZSET", k.leases],
-  ["running SET", k.running(BROKER)],
+  ["running HASH", k.running(BROKER)],
   ["max-concurrency HASH", k.maxConcurrency],
   ["concurrency HASH", k.concurrency],
   ["jobs HASH", k.jobs],
@@ -173,6 +174,7 @@ const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[]): Expected[] => 
   ["how long the record of a revoked job is kept", DEFAULT_RESULT_TTL_MS],
   ["the record of a revoked job", REVOKED_RECORD],
   ["the acks", acks],
+  ["this fetch's token", "42"],
 ];
 
 const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue = "q"): calls.ScriptCall =>
@@ -184,6 +186,7 @@ const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue = "q"): cal
     leaseMs: LEASE_MS,
     uuid: UUID,
     ...(acks && { acks }),
+    token: "42",
   });
 
 /** Representative calls of every script's builder. */
@@ -223,35 +226,41 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   },
 
   fetch_jobs: () => {
-    const [a, b] = [ended(), ended()];
+    const [a, b, c] = [ended(), ended(), ended(job(), "9")];
     const plain = ended();
     const sameQueue = retry(job("q", NOW));
     const otherQueue = retry(job("other", NOW - 1));
     const later = retry(job("q", NOW + 60_000));
-    const kept: FinishedJob = { job: job(), outcome: "succeeded", result: '{"value":1}', resultTtlMs: 5_000 };
-    const progress: FinishedJob = { job: job(), outcome: "failed", hadProgress: true };
+    const kept: FinishedJob = {
+      job: job(),
+      token: "7",
+      outcome: "succeeded",
+      result: '{"value":1}',
+      resultTtlMs: 5_000,
+    };
+    const progress: FinishedJob = { job: job(), token: "8", outcome: "failed", hadProgress: true };
     const otherAgain = retry(job("other", NOW));
     const lines = [
-      `q 2 ${sameQueue.job.id} 1 ${toJSON(sameQueue.job)}`,
-      `q 3 ${otherQueue.job.id} 14 ${toJSON(otherQueue.job)}`,
-      `f 4 ${later.job.id} ${NOW + 60_000} ${toJSON(later.job)}`,
-      `r 5 ${kept.job.id} 5000 {"value":1}`,
-      `E 6 ${progress.job.id}`,
-      `q 7 ${otherAgain.job.id} 14 ${toJSON(otherAgain.job)}`,
+      `q 2 ${sameQueue.job.id} 7 1 ${toJSON(sameQueue.job)}`,
+      `q 3 ${otherQueue.job.id} 7 14 ${toJSON(otherQueue.job)}`,
+      `f 4 ${later.job.id} 7 ${NOW + 60_000} ${toJSON(later.job)}`,
+      `r 5 ${kept.job.id} 7 5000 {"value":1}`,
+      `E 6 ${progress.job.id} 8`,
+      `q 7 ${otherAgain.job.id} 7 14 ${toJSON(otherAgain.job)}`,
     ];
     return [
-      { name: "no acks", call: fetch(10), keys: FETCH_KEYS("q", []), argv: FETCH_ARGV(10, [0, "", ""]) },
+      { name: "no acks", call: fetch(10), keys: FETCH_KEYS("q", []), argv: FETCH_ARGV(10, [0, "", "", ""]) },
       {
-        name: "plain acks, nothing to take",
-        call: fetch(0, [a, b], "other queue"),
+        name: "plain acks of two fetches, nothing to take",
+        call: fetch(0, [a, b, c], "other queue"),
         keys: FETCH_KEYS("other queue", []),
-        argv: FETCH_ARGV(0, [36, `${a.job.id} ${b.job.id}`, ""]),
+        argv: FETCH_ARGV(0, [36, `${a.job.id} ${b.job.id} ${c.job.id}`, "7 2 9 1", ""]),
       },
       {
         name: "acks of every kind: retries due now to the queue fetched from and to another, one due later",
         call: fetch(5, [plain, sameQueue, otherQueue, later, kept, progress, otherAgain]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
-        argv: FETCH_ARGV(5, [36, plain.job.id, lines.join("\n")]),
+        argv: FETCH_ARGV(5, [36, plain.job.id, "7 1", lines.join("\n")]),
       },
     ];
   },
@@ -261,22 +270,22 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     const long = new Job({ id: "b22", taskName: "t", queue: "q", atMs: NOW, maxRetries: 0, taskArgs: [] });
     const [r1, e, r2, r3] = [retry(job("q1")), ended(), retry(job("q2")), retry(job("q1"))];
     const lines = [
-      `q 1 ${r1.job.id} 9 ${toJSON(r1.job)}`,
-      `q 3 ${r2.job.id} 10 ${toJSON(r2.job)}`,
-      `q 4 ${r3.job.id} 9 ${toJSON(r3.job)}`,
+      `q 1 ${r1.job.id} 7 9 ${toJSON(r1.job)}`,
+      `q 3 ${r2.job.id} 7 10 ${toJSON(r2.job)}`,
+      `q 4 ${r3.job.id} 7 9 ${toJSON(r3.job)}`,
     ];
     return [
       {
         name: "plain acks of ids of different widths",
         call: calls.finishCall(k, { brokerId: BROKER, acks: [ended(short), ended(long)], nowMs: NOW }),
         keys: FINISH_KEYS([]),
-        argv: FINISH_ARGV(0, "a1 b22", ""),
+        argv: FINISH_ARGV(0, "a1 b22", "7 2", ""),
       },
       {
         name: "retries due now to two queues, one of them twice",
         call: calls.finishCall(k, { brokerId: BROKER, acks: [r1, e, r2, r3], nowMs: NOW }),
         keys: FINISH_KEYS([k.queue("q1"), k.queue("q2")]),
-        argv: FINISH_ARGV(36, e.job.id, lines.join("\n")),
+        argv: FINISH_ARGV(36, e.job.id, "7 1", lines.join("\n")),
       },
     ];
   },
@@ -335,7 +344,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     {
       name: "a renewal",
       call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS }),
-      keys: [["leases ZSET", k.leases]],
+      keys: [
+        ["leases ZSET", k.leases],
+        ["running HASH of this broker", k.running(BROKER)],
+      ],
       argv: [
         ["broker id", BROKER],
         ["now", NOW],
@@ -359,7 +371,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["results HASH", k.results],
         ["result-expiry ZSET", k.resultExpiry],
         ["progress HASH", k.progress],
-        ["running SET (job ids) of each candidate broker", (ids as string[]).map((id) => k.running(id))],
+        ["running HASH (job id -> fetch token) of each candidate broker", (ids as string[]).map((id) => k.running(id))],
       ],
       argv: [
         ["key prefix", k.prefix],
@@ -368,36 +380,38 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["results channel", k.resultsChannel],
         ["how long the record of a lost job is kept", DEFAULT_RESULT_TTL_MS],
         ["the record of a lost job", LOST_RECORD],
+        ["the record of a job cancelled while it ran", CANCELLED_RECORD],
         ["candidate broker ids", ids!],
       ],
     })),
 
   reclaim_orphans: () => {
     const keys: Expected[] = [
-      ["running SET", k.running(BROKER)],
+      ["running HASH", k.running(BROKER)],
       ["max-concurrency HASH", k.maxConcurrency],
       ["concurrency HASH", k.concurrency],
       ["jobs HASH", k.jobs],
+      ["revoked SET", k.revoked],
     ];
-    const argv = (known: string[], unreadable: string[]): Expected[] => [
+    const argv = (lost: string[], partial: string[], known: string[]): Expected[] => [
       ["key prefix", k.prefix],
       ["events channel", k.events],
-      ["n, the number of known ids", known.length],
-      ["ids of the jobs this broker fetched", known],
-      ["ids of jobs the broker could not read", unreadable],
+      ["lost tokens", lost.join(" ")],
+      ["partial tokens", partial.join(" ")],
+      ["known: ids the broker read", known],
     ];
     return [
       {
-        name: "nothing known",
-        call: calls.reclaimCall(k, { brokerId: BROKER, known: [], unreadable: [] }),
+        name: "nothing lost",
+        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: [], partial: new Map() }),
         keys,
-        argv: argv([], []),
+        argv: argv([], [], []),
       },
       {
-        name: "known and unreadable ids",
-        call: calls.reclaimCall(k, { brokerId: BROKER, known: ["a", "b"], unreadable: ["c"] }),
+        name: "lost fetches and a partial one",
+        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: ["3", "4"], partial: new Map([["5", ["c"]]]) }),
         keys,
-        argv: argv(["a", "b"], ["c"]),
+        argv: argv(["3", "4"], ["5"], ["c"]),
       },
     ];
   },
@@ -408,7 +422,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       call: calls.stopCall(k, { brokerId: BROKER }),
       keys: [
         ["leases ZSET", k.leases],
-        ["running SET", k.running(BROKER)],
+        ["running HASH", k.running(BROKER)],
       ],
       argv: [["broker id", BROKER]],
     },

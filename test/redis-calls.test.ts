@@ -18,16 +18,28 @@ const job = (fields: { id?: string; queue?: string; atMs?: number; retries?: num
   new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], ...fields });
 const ended = (j = job(), extra: Partial<FinishedJob> = {}): FinishedJob => ({
   job: j,
+  token: "7",
   outcome: "succeeded",
   ...extra,
 });
-const retry = (j: Job, extra: Partial<FinishedJob> = {}): FinishedJob => ({ job: j, outcome: "retry", ...extra });
+const retry = (j: Job, extra: Partial<FinishedJob> = {}): FinishedJob => ({
+  job: j,
+  token: "7",
+  outcome: "retry",
+  ...extra,
+});
 
-/** The three ack arguments of finish_jobs.lua (ARGV[4..6]) and its KEYS for `acks`. */
-function finish(acks: readonly FinishedJob[]): { keys: string[]; width: unknown; ids: unknown; lines: string[] } {
+/** The four ack arguments of finish_jobs.lua (ARGV[4..7]) and its KEYS for `acks`. */
+function finish(acks: readonly FinishedJob[]): {
+  keys: string[];
+  width: unknown;
+  ids: unknown;
+  runs: unknown;
+  lines: string[];
+} {
   const call = calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW });
-  const [width, ids, lines] = call.args.slice(3);
-  return { keys: call.keys, width, ids, lines: lines === "" ? [] : String(lines).split("\n") };
+  const [width, ids, runs, lines] = call.args.slice(3);
+  return { keys: call.keys, width, ids, runs, lines: lines === "" ? [] : String(lines).split("\n") };
 }
 
 describe("the packing of acks", () => {
@@ -37,8 +49,20 @@ describe("the packing of acks", () => {
       keys: finish([]).keys,
       width: 36,
       ids: acks.map((a) => a.job.id).join(" "),
+      runs: "7 3",
       lines: [],
     });
+  });
+
+  test("the fetch tokens of plain acks travel run-length encoded, in batch order; a line carries its own", () => {
+    const [a, b, c, d] = [job(), job(), job(), job()];
+    const packed = finish([
+      ended(a, { token: "3" }),
+      ended(b, { token: "3" }),
+      ended(c, { token: "4", hadProgress: true }),
+      ended(d, { token: "4" }),
+    ]);
+    expect(packed).toMatchObject({ ids: `${a.id} ${b.id} ${d.id}`, runs: "3 2 4 1", lines: [`E 3 ${c.id} 4`] });
   });
 
   test("ids of different lengths are packed with width 0", () => {
@@ -52,7 +76,7 @@ describe("the packing of acks", () => {
 
   test("a batch of lines only has width 0 and no ids", () => {
     const r = job({ atMs: NOW + 1 });
-    expect(finish([retry(r)])).toMatchObject({ width: 0, ids: "", lines: [`f 1 ${r.id} ${NOW + 1} ${toJSON(r)}`] });
+    expect(finish([retry(r)])).toMatchObject({ width: 0, ids: "", lines: [`f 1 ${r.id} 7 ${NOW + 1} ${toJSON(r)}`] });
   });
 
   test("each other ack is a line led by its kind and its 1-based batch position; upper case also forgets progress", () => {
@@ -77,13 +101,13 @@ describe("the packing of acks", () => {
       ended(h, { hadProgress: true }),
     ];
     expect(finish(acks).lines).toEqual([
-      `r 2 ${b.id} 1000 {"v":1}`,
-      `R 3 ${c.id} ${DEFAULT_RESULT_TTL_MS} {"v":2}`,
-      `f 4 ${d.id} ${NOW + 5} ${toJSON(d)}`,
-      `F 5 ${e.id} ${NOW + 6} ${toJSON(e)}`,
-      `q 6 ${f.id} 9 ${toJSON(f)}`,
-      `Q 7 ${g.id} 9 ${toJSON(g)}`,
-      `E 8 ${h.id}`,
+      `r 2 ${b.id} 7 1000 {"v":1}`,
+      `R 3 ${c.id} 7 ${DEFAULT_RESULT_TTL_MS} {"v":2}`,
+      `f 4 ${d.id} 7 ${NOW + 5} ${toJSON(d)}`,
+      `F 5 ${e.id} 7 ${NOW + 6} ${toJSON(e)}`,
+      `q 6 ${f.id} 7 9 ${toJSON(f)}`,
+      `Q 7 ${g.id} 7 9 ${toJSON(g)}`,
+      `E 8 ${h.id} 7`,
     ]);
     expect(finish(acks).ids).toBe(a.id);
   });
@@ -91,14 +115,14 @@ describe("the packing of acks", () => {
   test("plain ids fill, in order, the positions the lines leave free", () => {
     const [a, b, c, d] = [job(), job(), job(), job()];
     const packed = finish([ended(b, { hadProgress: true }), ended(a), ended(d, { hadProgress: true }), ended(c)]);
-    expect(packed).toMatchObject({ ids: `${a.id} ${c.id}`, lines: [`E 1 ${b.id}`, `E 3 ${d.id}`] });
+    expect(packed).toMatchObject({ ids: `${a.id} ${c.id}`, lines: [`E 1 ${b.id} 7`, `E 3 ${d.id} 7`] });
   });
 
   test("a retry due exactly now goes to its queue, one due a millisecond later to the future set", () => {
     const [now, later] = [job({ atMs: NOW, retries: 1 }), job({ atMs: NOW + 1, retries: 2 })];
     expect(finish([retry(now), retry(later)]).lines).toEqual([
-      `q 1 ${now.id} 9 ${toJSON(now)}`,
-      `f 2 ${later.id} ${NOW + 1} ${toJSON(later)}`,
+      `q 1 ${now.id} 7 9 ${toJSON(now)}`,
+      `f 2 ${later.id} 7 ${NOW + 1} ${toJSON(later)}`,
     ]);
   });
 
@@ -106,10 +130,10 @@ describe("the packing of acks", () => {
     const [a, b, c] = [job({ queue: "q1" }), job({ queue: "q2" }), job({ queue: "q1" })];
     const packed = finish([retry(a), retry(b), retry(c)]);
     expect(packed.keys.slice(8)).toEqual([k.queue("q1"), k.queue("q2")]);
-    expect(packed.lines.map((l) => l.split(" ").slice(0, 4).join(" "))).toEqual([
-      `q 1 ${a.id} 9`,
-      `q 2 ${b.id} 10`,
-      `q 3 ${c.id} 9`,
+    expect(packed.lines.map((l) => l.split(" ").slice(0, 5).join(" "))).toEqual([
+      `q 1 ${a.id} 7 9`,
+      `q 2 ${b.id} 7 10`,
+      `q 3 ${c.id} 7 9`,
     ]);
   });
 
@@ -123,13 +147,14 @@ describe("the packing of acks", () => {
       leaseMs: 1,
       uuid: "u",
       acks: [retry(same), retry(other), retry(again)],
+      token: "1",
     });
     expect(call.keys).toHaveLength(14);
     expect(call.keys[13]).toBe(k.queue("other"));
     expect(
-      String(call.args[12])
+      String(call.args[13])
         .split("\n")
-        .map((l) => l.split(" ")[3]),
+        .map((l) => l.split(" ")[4]),
     ).toEqual(["1", "14", "14"]);
   });
 });
@@ -169,19 +194,18 @@ describe("the call builders", () => {
     expect(call.args.slice(2)).toEqual([0, "0 2", jobs.map(toJSON).join("\n"), `${NOW + 1} ${NOW + 1}`]);
   });
 
-  test("fetchCall sends the lease expiry as nowMs + leaseMs, and no acks as 0, '', ''", () => {
-    const call = calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u" });
+  test("fetchCall sends the lease expiry as nowMs + leaseMs, no acks as 0, '', '', '', then its token", () => {
+    const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", token: "12" };
+    const call = calls.fetchCall(k, input);
     expect(call.args.slice(2, 7)).toEqual(["b", NOW, NOW + 30_000, 7, "u"]);
-    expect(call.args.slice(10)).toEqual([0, "", ""]);
-    expect(
-      calls.fetchCall(k, { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", acks: [] }),
-    ).toEqual(call);
+    expect(call.args.slice(10)).toEqual([0, "", "", "", "12"]);
+    expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
   test("keepAliveCall sends the broker, now and the new lease expiry", () => {
     expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5 })).toEqual({
       name: "keep_alive",
-      keys: [k.leases],
+      keys: [k.leases, k.running("b")],
       args: ["b", NOW, NOW + 5],
     });
   });
@@ -203,14 +227,19 @@ describe("the call builders", () => {
   test("recoverCall sends a running key per broker, in the order of their ids", () => {
     const call = calls.recoverCall(k, { brokerIds: ["d2", "d1"], nowMs: NOW });
     expect(call.keys.slice(7)).toEqual([k.running("d2"), k.running("d1")]);
-    expect(call.args.slice(6)).toEqual(["d2", "d1"]);
+    expect(call.args.slice(7)).toEqual(["d2", "d1"]);
   });
 
-  test("reclaimCall sends how many ids are known, then the known ids, then the unreadable ones", () => {
-    expect(calls.reclaimCall(k, { brokerId: "b", known: ["a", "b"], unreadable: ["c"] }).args).toEqual([
+  test("reclaimCall sends the lost fetch tokens, then the partial ones, then the ids read from those", () => {
+    const partial = new Map([
+      ["6", ["a", "b"]],
+      ["7", ["c"]],
+    ]);
+    expect(calls.reclaimCall(k, { brokerId: "b", lostTokens: ["3", "5"], partial }).args).toEqual([
       k.prefix,
       k.events,
-      2,
+      "3 5",
+      "6 7",
       "a",
       "b",
       "c",
@@ -238,19 +267,32 @@ describe("the reply parsers", () => {
   test("parseFetchReply reads the short reply, the last three lists left out, without copying the jobs", () => {
     const jsons = ["a", "b"];
     const reply = calls.parseFetchReply([jsons, "1700000000123"], 0);
-    expect(reply).toEqual({ jsons, nextDueAtMs: 1_700_000_000_123, dropped: [], revoked: [], notApplied: [] });
+    expect(reply).toEqual({
+      jsons,
+      nextDueAtMs: 1_700_000_000_123,
+      dropped: [],
+      revoked: [],
+      takenOver: [],
+      repeated: false,
+    });
     expect(reply.jsons).toBe(jsons);
     expect(calls.parseFetchReply([[], null], 0).nextDueAtMs).toBeUndefined();
   });
 
-  test("parseFetchReply reads the full reply, the positions of the acks not applied made 0-based", () => {
+  test("parseFetchReply reads the full reply, the positions of the acks taken over made 0-based", () => {
     expect(calls.parseFetchReply([["a"], null, ["bad"], ["r"], [1, 3]], 3)).toEqual({
       jsons: ["a"],
       nextDueAtMs: undefined,
       dropped: ["bad"],
       revoked: ["r"],
-      notApplied: [0, 2],
+      takenOver: [0, 2],
+      repeated: false,
     });
+  });
+
+  test("parseFetchReply reads a repeated fetch's reply (a sixth entry, 1), and refuses any other sixth entry", () => {
+    expect(calls.parseFetchReply([[], null, [], [], [], 1], 0)).toMatchObject({ jsons: [], repeated: true });
+    rejects(() => calls.parseFetchReply([[], null, [], [], [], 2], 0), "fetch_jobs");
   });
 
   test.each([
@@ -286,7 +328,12 @@ describe("the reply parsers", () => {
 
   test("parseReclaimReply and parseTakenBack read their lists of JSONs", () => {
     expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: ["b", "c"] });
-    expect(calls.parseTakenBack([["a"], ["b"], []])).toEqual({ requeued: ["a"], failed: ["b"], dropped: [] });
+    expect(calls.parseTakenBack([["a"], ["b"], [], ["c"]])).toEqual({
+      requeued: ["a"],
+      failed: ["b"],
+      dropped: [],
+      cancelled: ["c"],
+    });
     for (const reply of [[["a"]], [["a"], [1]], null]) rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
     for (const reply of [[[], []], [[], [], [null]], {}])
       rejects(() => calls.parseTakenBack(reply), "recover_dead_brokers");
@@ -320,17 +367,5 @@ describe("stored entries", () => {
     const jobs = calls.parseJobs([toJSON(a), "not json", '{"id":"x"}'], JobStatus.Queued);
     expect(jobs).toEqual([{ ...a, status: JobStatus.Queued }]);
     expect(errors).toEqual(["dropping a corrupt running entry", "dropping a corrupt running entry"]);
-  });
-
-  test.each([
-    ["a job", '{"id":"abc","retries":0}', "abc"],
-    ["JSON with no id", '{"task":"t"}', undefined],
-    ["JSON whose id is not a string", '{"id":5}', undefined],
-    ["JSON null", "null", undefined],
-    ["broken JSON that starts like a job", '{"id":"abc","retries":', "abc"],
-    ["broken JSON with an escaped id", '{"id":"a\\"b",', undefined],
-    ["anything else", "garbage", undefined],
-  ])("entryId of %s", (_, json, id) => {
-    expect(calls.entryId(json)).toBe(id);
   });
 });

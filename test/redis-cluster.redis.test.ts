@@ -81,8 +81,8 @@ describe("RedisBroker on Redis Cluster", () => {
       expect(first.nextDueAtMs).toBe(clock.now() + 1000);
       first.jobs[1]!.retries = 1;
       await a.finishJobs([
-        { job: first.jobs[0]!, outcome: "succeeded" },
-        { job: first.jobs[1]!, outcome: "retry" },
+        { job: first.jobs[0]!, token: first.token, outcome: "succeeded" },
+        { job: first.jobs[1]!, token: first.token, outcome: "retry" },
       ]);
       clock.t += 1000;
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([
@@ -119,10 +119,10 @@ describe("RedisBroker on Redis Cluster", () => {
     await a.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1 })]);
     const [l1, u1, l2, l3] = ["L", "U", "L", "L"].map((taskName) => job({ taskName }));
     await a.enqueueJobs([l1!, u1!, l2!, l3!]);
-    const fromA = (await a.fetchJobs("q", 10)).jobs;
+    const { jobs: fromA, token } = await a.fetchJobs("q", 10);
     expect(fromA.map((j) => j.id)).toEqual([l1!.id, u1!.id]);
     expect((await b.fetchJobs("q", 10)).jobs).toEqual([]);
-    await a.finishJobs([{ job: fromA[0]!, outcome: "succeeded" }]);
+    await a.finishJobs([{ job: fromA[0]!, token, outcome: "succeeded" }]);
     expect((await b.fetchJobs("q", 10)).jobs.map((j) => j.id)).toEqual([l2!.id]);
   });
 

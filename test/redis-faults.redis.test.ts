@@ -7,11 +7,11 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, test } from "vitest";
 import { RedisBroker, RedisConnectionError } from "../brokers/redis/index.js";
-import { fetchCall } from "../brokers/redis/calls.js";
+import { fetchCall, reclaimCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { ChardError } from "../lib/errors.js";
-import { Job, toJSON } from "../lib/jobs.js";
+import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { until } from "./helpers/until.js";
@@ -105,7 +105,19 @@ describe("server restarts", () => {
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[3]]);
   });
 
-  test("jobs of a fetch whose reply was lost are put back unchanged by the next keepAlive, not left running for ever", async () => {
+  /**
+   * A namespace where `b` fetched one job it knows (`mine`), then Redis ran a fetch for it whose
+   * reply never arrived (`lost`, with the token the broker will use next), taking two more jobs.
+   */
+  async function lostFetch(): Promise<{
+    admin: Redis;
+    b: RedisBroker;
+    k: ReturnType<typeof namespaceKeys>;
+    mine: Job;
+    mineToken: string;
+    limited: Job;
+    once: Job;
+  }> {
     const s = await server();
     const admin = new Redis(s.url);
     clients.push(admin);
@@ -115,13 +127,11 @@ describe("server restarts", () => {
     await b.start();
     await b.setConcurrencyKeys([new Task("L", () => undefined, { maxRetries: 1, maxConcurrency: 1 })]);
     await b.enqueueJobs([job(0)]);
-    const [mine] = (await b.fetchJobs("q", 1)).jobs;
-
-    // Redis runs a fetch for b but the reply never reaches it (as when the connection drops after
-    // the script ran and ioredis re-sends the command on reconnect).
+    const first = await b.fetchJobs("q", 1);
     const limited = new Job({ taskName: "L", queue: "q", atMs: Date.now(), maxRetries: 1, taskArgs: [1] });
     const once = job(2);
     await b.enqueueJobs([limited, once]);
+    // Redis runs the broker's next fetch, but the reply never reaches the broker.
     const lost = fetchCall(k, {
       brokerId: b.id,
       queue: "q",
@@ -129,17 +139,24 @@ describe("server restarts", () => {
       nowMs: Date.now(),
       leaseMs: b.leaseMs,
       uuid: randomUUID(),
+      token: String(Number(first.token) + 1),
     });
     await runScript(admin, lost.name, lost.keys, lost.args);
-    expect(await admin.scard(k.running(b.id))).toBe(3);
-    await admin.client("KILL", "TYPE", "normal"); // b's command connection drops (not the admin's)
-    await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
+    expect(await admin.hlen(k.running(b.id))).toBe(4); // three jobs and the fetch watermark
+    return { admin, b, k, mine: first.jobs[0]!, mineToken: first.token, limited, once };
+  }
 
+  test("a fetch that ran twice (re-sent on reconnect) is refused the second time, and what the first took is put back", async () => {
+    const { admin, b, k, mine, mineToken, limited, once } = await lostFetch();
+    // The broker sends that same fetch (same token): Redis refuses it as a repeat.
+    const repeat = await b.fetchJobs("q", 10);
+    expect(repeat.jobs).toEqual([]);
     // Orphans never started: back at the front of their queue, retries unchanged, slot released.
-    expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], leaseLost: false });
-    expect(await admin.smembers(k.running(b.id))).toEqual([mine!.id]); // the job b knows about stays
+    expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], cancelled: [], leaseLost: false });
+    expect(await admin.hkeys(k.running(b.id))).toEqual(expect.arrayContaining([mine.id]));
+    expect(await admin.hexists(k.running(b.id), limited.id)).toBe(0);
     expect(await admin.hget(k.concurrency, "L")).toBe("0");
-    await b.finishJobs([{ job: mine!, outcome: "succeeded" }]);
+    expect(await b.finishJobs([{ job: mine, token: mineToken, outcome: "succeeded" }])).toEqual([]);
     const again = (await b.fetchJobs("q", 5)).jobs;
     expect(again.map((j) => [j.id, j.retries]).sort()).toEqual(
       [
@@ -149,7 +166,7 @@ describe("server restarts", () => {
     );
   });
 
-  test("a job that a turn's retry ack re-enqueued and the same turn fetched again is not mistaken for an orphan", async () => {
+  test("a fetch whose reply was lost is put back by token: a reclaim applied after later fetches leaves them alone", async () => {
     const s = await server();
     const admin = new Redis(s.url);
     clients.push(admin);
@@ -157,52 +174,51 @@ describe("server restarts", () => {
     const k = namespaceKeys(ns);
     const b = broker(s.url, ns);
     await b.start();
-    await b.enqueueJobs([new Job({ taskName: "t", queue: "q", atMs: Date.now(), maxRetries: 1, taskArgs: [1] })]);
-    const [first] = (await b.fetchJobs("q", 1)).jobs;
-    first!.retries = 1;
-    const [again] = (await b.fetchJobs("q", 1, [{ job: first!, outcome: "retry" }])).jobs;
-    expect(again?.id).toBe(first!.id);
-    await admin.client("KILL", "TYPE", "normal"); // b's connection drops: its next keepAlive looks for orphans
-    await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
-    await b.keepAlive();
-    expect(await admin.smembers(k.running(b.id))).toEqual([first!.id]); // still running here, not put back
-    expect(await admin.llen(k.queue("q"))).toBe(0);
+    await b.enqueueJobs([job(1), job(2)]);
+    const first = await b.fetchJobs("q", 1);
+    // A reclaim of a fetch token that took nothing of what runs now (as a late or re-sent reclaim
+    // after NOSCRIPT would be): the job that runs stays, nothing is put back.
+    const late = reclaimCall(k, { brokerId: b.id, lostTokens: ["999"], partial: new Map() });
+    expect(await runScript(admin, late.name, late.keys, late.args)).toEqual([[], []]);
+    const second = await b.fetchJobs("q", 1);
+    // The first fetch's token reclaimed late, after the second fetch: only its own job goes back.
+    const stale = reclaimCall(k, { brokerId: b.id, lostTokens: [first.token], partial: new Map() });
+    const [putBack] = (await runScript(admin, stale.name, stale.keys, stale.args)) as [string[]];
+    expect(putBack.map((j) => (JSON.parse(j) as { id: string }).id)).toEqual([first.jobs[0]!.id]);
+    expect(await admin.hget(k.running(b.id), second.jobs[0]!.id)).toBe(second.token);
   });
 
-  /**
-   * A job fetched by `b`, then Redis killed before `ack` (which must fail) reached it, and restarted
-   * with the job put back as running on `b`, as a durable server would have it: the ack that failed
-   * must reach it with b's next keepAlive.
-   */
-  async function ackLostInOutage(ack: (b: RedisBroker, j: Job) => Promise<unknown>): Promise<void> {
+  test("an ack applied twice (re-sent after a lost reply) is applied once, even when the job ran again since", async () => {
     const s = await server();
-    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
-    client.on("error", () => undefined);
-    clients.push(client);
-    await until(() => client.status === "ready", 5_000, "the client to connect");
-    const ns = `t-${randomUUID()}`;
-    const b = broker(client, ns);
-    await b.enqueueJobs([job(1)]);
-    const [j] = (await b.fetchJobs("q", 1)).jobs;
-    await s.stop("SIGKILL");
-    await expect(ack(b, j!)).rejects.toBeInstanceOf(RedisConnectionError);
-    const restarted = await server(s.port);
-    await until(() => client.status === "ready", 10_000, "the client to reconnect");
-    const admin = new Redis(restarted.url);
+    const admin = new Redis(s.url);
     clients.push(admin);
+    const ns = `t-${randomUUID()}`;
     const k = namespaceKeys(ns);
-    await admin.hset(k.jobs, j!.id, toJSON(j!));
-    await admin.sadd(k.running(b.id), j!.id);
-    await b.keepAlive();
-    expect(await admin.scard(k.running(b.id))).toBe(0);
-    expect(await admin.hlen(k.jobs)).toBe(0);
-  }
-
-  test("the acks of a turn whose call failed are sent again by keepAlive", async () => {
-    await ackLostInOutage((b, j) => b.fetchJobs("q", 1, [{ job: j, outcome: "succeeded" }]));
+    const b = broker(s.url, ns);
+    await b.start();
+    await b.enqueueJobs([new Job({ taskName: "t", queue: "q", atMs: Date.now(), maxRetries: 3, taskArgs: [1] })]);
+    const first = await b.fetchJobs("q", 1);
+    const job1 = first.jobs[0]!;
+    job1.retries = 1; // a due-now retry
+    const retryAck = { job: job1, token: first.token, outcome: "retry" as const };
+    const second = await b.fetchJobs("q", 1, [retryAck]);
+    expect(second.jobs.map((j) => j.id)).toEqual([job1.id]); // the next execution, here again
+    // The retry ack arrives a second time (a re-send): it must not requeue the running execution.
+    expect(await b.finishJobs([retryAck])).toEqual([]);
+    expect(await admin.llen(k.queue("q"))).toBe(0);
+    expect(await admin.hget(k.running(b.id), job1.id)).toBe(second.token);
+    expect(await b.finishJobs([{ job: second.jobs[0]!, token: second.token, outcome: "succeeded" }])).toEqual([]);
+    expect(await admin.hexists(k.running(b.id), job1.id)).toBe(0);
   });
 
-  test("an acknowledgement that fails even after retries is sent again by keepAlive", async () => {
-    await ackLostInOutage((b, j) => b.finishJobs([{ job: j, outcome: "succeeded" }]));
+  test("reclaim removes the entries of a fetch that the broker received but could not read", async () => {
+    const { admin, b, k, mine } = await lostFetch();
+    const bogus = "00000000-0000-4000-8000-000000000000";
+    await admin.hset(k.running(b.id), bogus, "1");
+    await admin.hset(k.jobs, bogus, "not a job");
+    const call = reclaimCall(k, { brokerId: b.id, lostTokens: [], partial: new Map([["1", [mine.id]]]) });
+    const [, removed] = (await runScript(admin, call.name, call.keys, call.args)) as [string[], string[]];
+    expect(removed).toEqual(["not a job"]);
+    expect(await admin.hexists(k.running(b.id), bogus)).toBe(0);
   });
 });

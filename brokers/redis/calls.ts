@@ -5,7 +5,7 @@
  */
 import type { FinishedJob, JobState, ResultLookup } from "../../lib/broker.js";
 import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
-import { LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
+import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
 import type { NamespaceKeys } from "./keys.js";
@@ -116,6 +116,8 @@ export interface FetchCallInput {
   readonly uuid: string;
   /** Ended executions to acknowledge first. @defaultValue none */
   readonly acks?: readonly FinishedJob[];
+  /** This fetch's token: a number the broker never sent before (it counts its fetches). */
+  readonly token: string;
 }
 
 /**
@@ -126,7 +128,7 @@ export interface FetchCallInput {
  */
 export function fetchCall(
   k: NamespaceKeys,
-  { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [] }: FetchCallInput,
+  { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [], token }: FetchCallInput,
 ): ScriptCall {
   const keys = [
     k.queue(queue),
@@ -155,8 +157,9 @@ export function fetchCall(
     DEFAULT_RESULT_TTL_MS,
     REVOKED_RECORD,
   ];
-  if (acks.length === 0) args.push(0, "", "");
+  if (acks.length === 0) args.push(0, "", "", "");
   else args.push(...packAcks(k, keys, new Map([[queue, 1]]), acks, nowMs));
+  args.push(token);
   return { name: "fetch_jobs", keys, args };
 }
 
@@ -166,24 +169,31 @@ export interface FetchReply {
   nextDueAtMs: number | undefined;
   dropped: string[];
   revoked: string[];
-  /** The 0-based indexes of the acks that were not applied (no longer running here). */
-  notApplied: number[];
+  /** The 0-based indexes of the acks refused: another broker took their job over. */
+  takenOver: number[];
+  /** The fetch was refused as a repeat of one already applied: it took nothing. */
+  repeated: boolean;
 }
 
 /**
  * Checks the reply of fetch_jobs.lua (in place: no copy of its lists); `ackCount` is how many acks
- * the call carried. The script leaves out the last three lists when all are empty.
- * @throws RedisReplyError when it has another shape.
+ * the call carried. The script leaves out the last three lists when all are empty, and adds a
+ * sixth entry (1) only for a repeated fetch. @throws RedisReplyError when it has another shape.
  */
 export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
   const short = Array.isArray(reply) && reply.length === 2;
-  const [jsons, next, dropped, revoked, notApplied] = short ? (reply as unknown[]) : tuple(reply, 5, "fetch_jobs");
+  const repeated = Array.isArray(reply) && reply.length === 6;
+  const [jsons, next, dropped, revoked, takenOver, flag] = short
+    ? (reply as unknown[])
+    : tuple(reply, repeated ? 6 : 5, "fetch_jobs");
+  if (repeated && flag !== 1) throw shapeError("fetch_jobs", reply);
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
     dropped: short ? [] : strings(dropped, "fetch_jobs"),
     revoked: short ? [] : strings(revoked, "fetch_jobs"),
-    notApplied: short ? [] : batchIndexes(notApplied, ackCount, "fetch_jobs"),
+    takenOver: short ? [] : batchIndexes(takenOver, ackCount, "fetch_jobs"),
+    repeated,
   };
 }
 
@@ -217,11 +227,13 @@ export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCa
 }
 
 /**
- * The three arguments that carry a batch of acks (finish_jobs.lua's ARGV[4..6], fetch_jobs.lua's
- * ARGV[11..13]): id width, packed ids, lines. Jobs that ended with nothing kept (the common case)
- * travel as one argument of space-separated ids; the others (result records, retries, progress to
- * forget) as one line each, with their position in the batch. The queue key of a retry due now is
- * appended to `keys` unless `index` (queue -> KEYS index, updated) already has it.
+ * The four arguments that carry a batch of acks (finish_jobs.lua's ARGV[4..7], fetch_jobs.lua's
+ * ARGV[11..14]): id width, packed ids, their fetch tokens (run-length), lines. Jobs that ended with
+ * nothing kept (the common case) travel as one argument of space-separated ids, their tokens as
+ * "<token> <count>" pairs (the acks of a turn come from one or two fetches); the others (result
+ * records, retries, progress to forget) as one line each, with their position in the batch and
+ * their token. The queue key of a retry due now is appended to `keys` unless `index` (queue ->
+ * KEYS index, updated) already has it.
  */
 function packAcks(
   k: NamespaceKeys,
@@ -229,33 +241,43 @@ function packAcks(
   index: Map<string, number>,
   finished: readonly FinishedJob[],
   nowMs: number,
-): [number, string, string] {
+): [number, string, string, string] {
   const plain: string[] = [];
   const lines: string[] = [];
+  let runs = "";
+  let runToken: string | undefined;
+  let runCount = 0;
   let width = -1;
   for (let i = 0; i < finished.length; i++) {
-    const { job, outcome, result, resultTtlMs, hadProgress } = finished[i]!;
+    const { job, token, outcome, result, resultTtlMs, hadProgress } = finished[i]!;
     const retry = outcome === "retry";
     if (!retry && !result && !hadProgress) {
       plain.push(job.id);
       if (width !== 0) width = idWidth(width, job.id);
+      if (token === runToken) runCount++;
+      else {
+        if (runToken !== undefined) runs += `${runs === "" ? "" : " "}${runToken} ${runCount}`;
+        runToken = token;
+        runCount = 1;
+      }
       continue;
     }
     const due = isDue(job.atMs, nowMs);
     const kind = retry ? (due ? "q" : "f") : result ? "r" : "e";
-    const head = `${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id}`;
+    const head = `${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id} ${token}`;
     if (retry) lines.push(`${head} ${due ? queueKeys(k, keys, job.queue, index) : job.atMs} ${toJSON(job)}`);
     else lines.push(result ? `${head} ${resultTtlMs ?? DEFAULT_RESULT_TTL_MS} ${result}` : head);
   }
+  if (runToken !== undefined) runs += `${runs === "" ? "" : " "}${runToken} ${runCount}`;
   const ids = plain.join(" ");
   // The script reads ids at fixed byte positions: only when each character is one byte.
   if (width > 0 && Buffer.byteLength(ids) !== ids.length) width = 0;
-  return [Math.max(width, 0), ids, lines.join("\n")];
+  return [Math.max(width, 0), ids, runs, lines.join("\n")];
 }
 
 /**
- * Checks the reply of finish_jobs.lua: the 0-based batch indexes of the jobs that were not applied (no longer running
- * here).
+ * Checks the reply of finish_jobs.lua: the 0-based batch indexes of the acks refused because
+ * another broker took their job over.
  */
 export function parseFinishReply(reply: unknown, count: number): number[] {
   return batchIndexes(reply, count, "finish_jobs");
@@ -322,7 +344,7 @@ export interface KeepAliveCallInput {
 
 /** keep_alive.lua. */
 export function keepAliveCall(k: NamespaceKeys, { brokerId, nowMs, leaseMs }: KeepAliveCallInput): ScriptCall {
-  return { name: "keep_alive", keys: [k.leases], args: [brokerId, nowMs, nowMs + leaseMs] };
+  return { name: "keep_alive", keys: [k.leases, k.running(brokerId)], args: [brokerId, nowMs, nowMs + leaseMs] };
 }
 
 /** Checks the reply of keep_alive.lua. */
@@ -354,7 +376,16 @@ export function recoverCall(k: NamespaceKeys, { brokerIds, nowMs }: RecoverCallI
       k.progress,
       ...brokerIds.map((id) => k.running(id)),
     ],
-    args: [k.prefix, k.events, nowMs, k.resultsChannel, DEFAULT_RESULT_TTL_MS, LOST_RECORD, ...brokerIds],
+    args: [
+      k.prefix,
+      k.events,
+      nowMs,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
+      LOST_RECORD,
+      CANCELLED_RECORD,
+      ...brokerIds,
+    ],
   };
 }
 
@@ -409,20 +440,23 @@ export function parseReadResult(reply: unknown): ResultLookup {
 
 /** Inputs of `reclaimCall`. */
 export interface ReclaimCallInput {
-  /** The broker whose running set is repaired. */
+  /** The broker whose running HASH is repaired. */
   readonly brokerId: string;
-  /** Ids of the jobs the broker fetched and has not finished: they stay. */
-  readonly known: readonly string[];
-  /** Ids of the entries the broker received but could not read as jobs: they are removed. */
-  readonly unreadable: readonly string[];
+  /** Tokens of the fetches whose reply the broker never got: their jobs are put back. */
+  readonly lostTokens: readonly string[];
+  /**
+   * Fetches whose reply held entries the broker could not read as jobs: token -> the ids it did
+   * read. Their other entries are removed (put back, they would fail again).
+   */
+  readonly partial: ReadonlyMap<string, readonly string[]>;
 }
 
-/** reclaim_orphans.lua: puts back the jobs of this broker's running set that it never received. */
-export function reclaimCall(k: NamespaceKeys, { brokerId, known, unreadable }: ReclaimCallInput): ScriptCall {
+/** reclaim_orphans.lua: puts back the jobs of this broker's fetches whose reply it never got. */
+export function reclaimCall(k: NamespaceKeys, { brokerId, lostTokens, partial }: ReclaimCallInput): ScriptCall {
   return {
     name: "reclaim_orphans",
-    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs],
-    args: [k.prefix, k.events, known.length, ...known, ...unreadable],
+    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs, k.revoked],
+    args: [k.prefix, k.events, lostTokens.join(" "), [...partial.keys()].join(" "), ...[...partial.values()].flat()],
   };
 }
 
@@ -437,13 +471,20 @@ export interface TakenBack {
   requeued: string[];
   failed: string[];
   dropped: string[];
+  /** Jobs cancelled while they ran on the dead broker: failed with their cancel. */
+  cancelled: string[];
 }
 
 /** Checks the reply of recover_dead_brokers.lua. */
 export function parseTakenBack(reply: unknown): TakenBack {
   const script = "recover_dead_brokers";
-  const [requeued, failed, dropped] = tuple(reply, 3, script);
-  return { requeued: strings(requeued, script), failed: strings(failed, script), dropped: strings(dropped, script) };
+  const [requeued, failed, dropped, cancelled] = tuple(reply, 4, script);
+  return {
+    requeued: strings(requeued, script),
+    failed: strings(failed, script),
+    dropped: strings(dropped, script),
+    cancelled: strings(cancelled, script),
+  };
 }
 
 /** Inputs of `stopCall`. */
@@ -496,14 +537,4 @@ export function parseJobs(jsons: readonly string[], status: JobStatus): Job[] {
     }
   }
   return jobs;
-}
-
-/** The id of a stored entry that is not a valid job, if it has one. */
-export function entryId(json: string): string | undefined {
-  try {
-    const id: unknown = (JSON.parse(json) as { id?: unknown } | null)?.id;
-    return typeof id === "string" ? id : undefined;
-  } catch {
-    return /^\{"id":"([^"\\]*)"/.exec(json)?.[1];
-  }
 }

@@ -45,18 +45,15 @@ export class RedisBroker extends BaseBroker {
   #resultsSubscriber: Promise<RedisClient> | undefined;
   #started = false;
   #closed = false;
-  /** Ids of the jobs fetched and not yet acknowledged: anything else in our running set is an orphan. */
-  readonly #inFlight = new Set<string>();
-  /** Ids of fetched entries that were not jobs: removed from the running set by the next reclaim. */
-  readonly #unreadable = new Set<string>();
-  /** Acknowledgements that failed even after retries: sent again by `keepAlive`. */
-  #pendingAcks: FinishedJob[] = [];
-  #fetching = 0;
-  /** A fetch reply may have been lost (failed fetch, dropped connection): look for orphans. */
-  #suspect = false;
-  readonly #onClose = (): void => {
-    this.#suspect = true;
-  };
+  /** Fetches counted: each one's token is the next number (see fetch_jobs.lua ARGV[15]). */
+  #fetches = 0;
+  /** Tokens of fetches whose reply never came (or that were refused as repeats): reclaimed by `keepAlive`. */
+  readonly #lostFetches = new Set<string>();
+  /**
+   * Fetches whose reply held entries that are not jobs: token -> the ids read. The others are
+   * removed from the running HASH by the next reclaim.
+   */
+  readonly #partialFetches = new Map<string, string[]>();
 
   /**
    * @param redis an ioredis client or Cluster (used, never closed by the broker), or ioredis
@@ -89,8 +86,6 @@ export class RedisBroker extends BaseBroker {
       );
     }
     if (this.#owned) logErrors(this.#client, "client");
-    // ioredis re-sends unanswered commands after a reconnect: a fetch may have run twice.
-    this.#client.on("close", this.#onClose);
   }
 
   /** The client commands go through (the one given, or the one the broker opened). */
@@ -146,8 +141,6 @@ export class RedisBroker extends BaseBroker {
     if (!this.#started) return;
     this.#started = false;
     await this.#closeSubscriber();
-    const acks = this.#pendingAcks.splice(0);
-    if (acks.length > 0) await this.finishJobs(acks).catch(() => undefined);
     let running: number;
     try {
       running = calls.int(await this.#run(calls.stopCall(this.#k, { brokerId: this.id })), "stop");
@@ -184,52 +177,55 @@ export class RedisBroker extends BaseBroker {
   /**
    * A worker's turn in one script call: acknowledges `acks` as `finishJobs` does, then renews the
    * lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of `queue`.
-   * Not retried (a lost reply is repaired by `keepAlive`); when it fails, the acks also wait in
-   * `#pendingAcks` for `keepAlive` to send them again. @throws RedisConnectionError, RedisReplyError
+   * Not retried: when the reply is lost (it throws) or the call turns out to be a repeat of one
+   * already applied, its token is remembered and `keepAlive` puts back what it took. The caller
+   * sends the acks again (they are fenced). @throws RedisConnectionError, RedisReplyError
    */
   async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
     const count = Number.isFinite(maxJobs) ? Math.max(0, Math.ceil(maxJobs)) : 2 ** 31 - 1;
     const now = this.clock.now();
-    const call = this.#turnCall(queue, count, now, acks);
+    const token = String(++this.#fetches);
+    const call = this.#turnCall(queue, count, now, acks, token);
     let reply: calls.FetchReply;
-    this.#fetching++;
     try {
       reply = calls.parseFetchReply(await this.#run(call), acks.length);
     } catch (e) {
-      this.#suspect = true;
-      if (acks.length > 0) this.#pendingAcks.push(...acks); // still in #inFlight, so never mistaken for orphans
+      if (count > 0) this.#lostFetches.add(token);
       throw e;
-    } finally {
-      this.#fetching--;
     }
-    // Acks first: a retried job may be fetched again by this very call, and must stay in #inFlight.
-    if (acks.length > 0) this.#acked(acks, reply.notApplied, now);
+    if (reply.repeated) {
+      getLogger().warn(`a fetch of broker ${this.id} ran twice (re-sent after a reconnect); putting its jobs back`);
+      this.#lostFetches.add(token);
+    }
+    if (acks.length > 0) this.#acked(acks, reply.takenOver, now);
     for (const json of reply.dropped)
       getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
     const jobs: Job[] = [];
+    let unreadable = false;
     for (let i = 0; i < jsons.length; i++) {
       try {
-        const job = fromJSON(jsons[i]!, JobStatus.Running);
-        this.#inFlight.add(job.id);
-        jobs.push(job);
+        jobs.push(fromJSON(jsons[i]!, JobStatus.Running));
       } catch (e) {
-        // Not a job after all: the next keepAlive removes it from the running set.
+        // Not a job after all: the next keepAlive removes it from the running HASH.
         getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
-        const id = calls.entryId(jsons[i]!);
-        if (id !== undefined) this.#unreadable.add(id);
-        this.#suspect = true;
+        unreadable = true;
       }
     }
-    return { jobs, nextDueAtMs: reply.nextDueAtMs, revoked };
+    if (unreadable)
+      this.#partialFetches.set(
+        token,
+        jobs.map((j) => j.id),
+      );
+    return { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
   }
 
   /**
    * The script call of a turn. Acks that cannot be packed (a retry whose job cannot be encoded)
    * are logged and left out, as `finishJobs` would throw them away: the fetch goes on without them.
    */
-  #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[]): calls.ScriptCall {
+  #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[], token: string): calls.ScriptCall {
     const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
       calls.fetchCall(this.#k, {
         brokerId: this.id,
@@ -239,6 +235,7 @@ export class RedisBroker extends BaseBroker {
         leaseMs: this.leaseMs,
         uuid: randomUUID(),
         acks: withAcks,
+        token,
       });
     try {
       return fetch(acks);
@@ -249,30 +246,25 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * Acknowledges ended executions in one script call (safe to repeat: a job is only acted on while
-   * it is in this broker's running set). Retried on connection failures; if it still fails, it
-   * throws and `keepAlive` sends it again later. @throws RedisConnectionError, RedisReplyError
+   * Acknowledges ended executions in one script call, fenced by their fetch tokens (safe to
+   * repeat: an ack applied before is skipped). Retried on connection failures; if it still fails,
+   * it throws and the caller sends the acks again later. Resolves with the positions of the acks
+   * refused because another broker took their job over. @throws RedisConnectionError, RedisReplyError
    */
-  async finishJobs(finished: readonly FinishedJob[]): Promise<void> {
-    if (finished.length === 0) return;
+  async finishJobs(finished: readonly FinishedJob[]): Promise<number[]> {
+    if (finished.length === 0) return [];
     const now = this.clock.now();
     const call = calls.finishCall(this.#k, { brokerId: this.id, acks: finished, nowMs: now });
-    let notApplied: number[];
-    try {
-      notApplied = calls.parseFinishReply(await this.#retrying(call), finished.length);
-    } catch (e) {
-      this.#pendingAcks.push(...finished); // still in #inFlight, so never mistaken for orphans
-      throw e;
-    }
-    this.#acked(finished, notApplied, now);
+    const takenOver = calls.parseFinishReply(await this.#retrying(call), finished.length);
+    this.#acked(finished, takenOver, now);
+    return takenOver;
   }
 
-  /** Records the outcome of applied acks: no longer in flight; an applied retry is Queued or Waiting again. */
-  #acked(finished: readonly FinishedJob[], notApplied: readonly number[], now: number): void {
-    const skipped = notApplied.length > 0 ? new Set(notApplied) : undefined;
+  /** Records the outcome of applied acks: an applied retry is Queued or Waiting again. */
+  #acked(finished: readonly FinishedJob[], takenOver: readonly number[], now: number): void {
+    const skipped = takenOver.length > 0 ? new Set(takenOver) : undefined;
     for (let i = 0; i < finished.length; i++) {
       const { job, outcome } = finished[i]!;
-      this.#inFlight.delete(job.id);
       if (outcome === "retry" && !skipped?.has(i)) job.status = dueStatus(job.atMs, now);
     }
   }
@@ -307,8 +299,7 @@ export class RedisBroker extends BaseBroker {
 
   /**
    * Renews the lease and takes back the running jobs of brokers whose lease expired (one more
-   * script call when there are some). Then repairs what connection failures left behind: sends
-   * acknowledgements that failed again, and puts back jobs of a fetch whose reply was lost.
+   * script call when there are some). Then puts back the jobs of fetches whose reply was lost.
    * @throws RedisConnectionError, RedisReplyError
    */
   async keepAlive(): Promise<Recovery> {
@@ -317,7 +308,7 @@ export class RedisBroker extends BaseBroker {
     const { leaseLost, expired } = calls.parseKeepAliveReply(
       await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs })),
     );
-    let recovery: Recovery = { requeued: [], failed: [], leaseLost };
+    let recovery: Recovery = { requeued: [], failed: [], cancelled: [], leaseLost };
     if (expired.length > 0) {
       const taken = calls.parseTakenBack(await this.#run(calls.recoverCall(k, { brokerIds: expired, nowMs: now })));
       for (const json of taken.dropped)
@@ -325,31 +316,29 @@ export class RedisBroker extends BaseBroker {
       recovery = {
         requeued: calls.parseJobs(taken.requeued, JobStatus.Queued),
         failed: calls.parseJobs(taken.failed, JobStatus.Failed),
+        cancelled: calls.parseJobs(taken.cancelled, JobStatus.Failed),
         leaseLost,
       };
     }
-    await this.#repair();
+    await this.#reclaim();
     return recovery;
   }
 
-  /** Re-sends failed acknowledgements, then puts back orphans; failures wait for the next keepAlive. */
-  async #repair(): Promise<void> {
-    const acks = this.#pendingAcks.splice(0);
-    if (acks.length > 0) await this.finishJobs(acks).catch(() => undefined); // re-queued in #pendingAcks
-    // Only while no fetch is under way: its jobs are in the set before their ids are in #inFlight.
-    if (!this.#suspect || this.#fetching > 0) return;
-    this.#suspect = false;
-    const unreadable = [...this.#unreadable];
+  /** Puts back the jobs of lost fetches and removes unreadable entries; failures wait for the next keepAlive. */
+  async #reclaim(): Promise<void> {
+    if (this.#lostFetches.size === 0 && this.#partialFetches.size === 0) return;
+    const lostTokens = [...this.#lostFetches];
+    const partial = new Map(this.#partialFetches);
     try {
       const reply = calls.parseReclaimReply(
-        await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, known: [...this.#inFlight], unreadable })),
+        await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, lostTokens, partial })),
       );
-      for (const id of unreadable) this.#unreadable.delete(id);
+      for (const token of lostTokens) this.#lostFetches.delete(token);
+      for (const token of partial.keys()) this.#partialFetches.delete(token);
       if (reply.putBack.length > 0)
         getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
     } catch (e) {
-      this.#suspect = true;
-      getLogger().warn("could not look for jobs of lost fetch replies; will try again", e);
+      getLogger().warn("could not put back the jobs of lost fetch replies; will try again", e);
     }
   }
 
@@ -410,7 +399,6 @@ export class RedisBroker extends BaseBroker {
       if (this.#started) await this.stop();
     } finally {
       this.#closed = true;
-      this.#client.off("close", this.#onClose);
       this.abortResultWaits(new StateError("the broker was closed while waiting for a result"));
       await this.#closeSubscriber();
       const results = await this.#resultsSubscriber?.catch(() => undefined);

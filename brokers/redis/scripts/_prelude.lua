@@ -182,12 +182,14 @@ local function chard_corrupt(id, json)
 end
 
 -- Takes back job `id` (its stored JSON `json`, or false) of a broker whose lease expired: frees
--- its concurrency slot; a retryable job (retries < maxRetries) gets retries + 1, rewritten in
+-- its concurrency slot; a job cancelled while it ran (`cancelled`) is reported cancelled (it
+-- fails, never runs again); a retryable job (retries < maxRetries) gets retries + 1, rewritten in
 -- place in the jobs HASH (lib/jobs.ts writes "retries" right after "id", so the first match is the
 -- top-level one), and goes to the tail of its queue (key built from `prefix`, same hash tag) with
 -- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported.
--- Appends to out.requeued / out.failed / out.dropped (JSONs) and out.failed_ids / out.lost_ids.
-local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out)
+-- Appends to out.requeued / out.failed / out.cancelled / out.dropped (JSONs) and out.failed_ids
+-- / out.cancelled_ids / out.lost_ids.
+local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out, cancelled)
   local job = json and chard_read_job(json)
   if not job or job.id ~= id then
     out.dropped[#out.dropped + 1] = chard_corrupt(id, json)
@@ -195,7 +197,10 @@ local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out
     return
   end
   chard_release(max_key, cur_key, job.task)
-  if job.retries < job.maxRetries then
+  if cancelled then
+    out.cancelled[#out.cancelled + 1] = json
+    out.cancelled_ids[#out.cancelled_ids + 1] = id
+  elseif job.retries < job.maxRetries then
     local new = string.gsub(json, '"retries":%-?%d+', '"retries":' .. string.format('%d', job.retries + 1), 1)
     redis.call('HSET', jobs_key, id, new)
     redis.call('RPUSH', prefix .. ':queue:' .. job.queue, id)
@@ -215,13 +220,17 @@ local function chard_job_id(json)
 end
 
 -- The state of job `id`, stored in the jobs HASH (not ended): "revoked" when in the revoked SET,
--- "running" when in the running SET of a broker that holds a lease (the SETs' keys are built from
--- `prefix`, same hash tag), else "pending" (queued or waiting). Iterates the leases: for the rare
--- operations (revoke, cancel, results), never on the path of every job.
+-- "running" when the running HASH of a broker that holds a lease has it (and not as a tombstone
+-- "x"; the HASHes' keys are built from `prefix`, same hash tag), else "pending" (queued or
+-- waiting). For "running", also returns that HASH's key and the entry (its fetch token, "c" first
+-- when cancelled). Iterates the leases: for the rare operations (revoke, cancel, results), never
+-- on the path of every job.
 local function chard_live_state(revoked_key, leases_key, prefix, id)
   if redis.call('SISMEMBER', revoked_key, id) == 1 then return 'revoked' end
   for _, broker in ipairs(redis.call('ZRANGE', leases_key, 0, -1)) do
-    if redis.call('SISMEMBER', prefix .. ':running:' .. broker, id) == 1 then return 'running' end
+    local key = prefix .. ':running:' .. broker
+    local entry = redis.call('HGET', key, id)
+    if entry and entry ~= 'x' then return 'running', key, entry end
   end
   return 'pending'
 end
@@ -295,20 +304,52 @@ local function chard_ack_ids(plain, lines)
   return ids
 end
 
--- Which of `ids` are still in the running SET `running_key`, and removes those from it: one
--- SMISMEMBER, then one SREM for all of them (not one per job). Returns the flags (flags[i] == 1:
--- ids[i] was there), true when all were, the number of ids removed, and true when some id is
--- listed twice (the SREM removed fewer than it was given).
-local function chard_take_ours(running_key, ids)
-  local flags = chard_chunked_list('SMISMEMBER', running_key, ids)
-  local all = true
+-- The fetch token of each of `ids`: those of the `np` plain ids from `runs` ("<token> <count>"
+-- pairs, space-separated, in batch order), then those of `lines` (their fourth field).
+local function chard_ack_tokens(np, runs, lines)
+  local tokens, n, pos, len = {}, 0, 1, #runs
+  while pos <= len do
+    local sp = string.find(runs, ' ', pos, true)
+    local sp2 = string.find(runs, ' ', sp + 1, true) or (len + 1)
+    local token, count = string.sub(runs, pos, sp - 1), tonumber(string.sub(runs, sp + 1, sp2 - 1))
+    for _ = 1, count do
+      n = n + 1
+      tokens[n] = token
+    end
+    pos = sp2 + 1
+  end
+  for j, line in ipairs(lines) do tokens[np + j] = line[4] end
+  return tokens
+end
+
+-- Which of `ids` are still this broker's, under the fetch token the ack carries (`tokens`), and
+-- removes those from the running HASH `running_key`: one HMGET, then one HDEL for all of them.
+-- An entry is ours when it is that token (or "c" and that token: cancelled while it ran). A
+-- tombstone "x" means another broker took the job over after this broker's lease expired: the
+-- ack is refused and the tombstone removed. No entry, or another token, means the ack was applied
+-- already (a re-sent ack; or the job ran again here after that ack): it is skipped, and is no
+-- conflict. Returns the flags (1: ours, 2: taken over, 0: applied before), true when all were
+-- ours, the number of entries removed, true when some id is listed twice (the HDEL removed fewer
+-- than it was given), and true when some ack was taken over.
+local function chard_take_ours(running_key, ids, tokens)
+  local entries = chard_chunked_list('HMGET', running_key, ids)
+  local flags, all, ours, tombs = {}, true, ids, nil
   for i = 1, #ids do
-    if flags[i] ~= 1 then
+    local entry, token = entries[i], tokens[i]
+    if entry == token then
+      flags[i] = 1
+    elseif entry and string.byte(entry, 1) == 99 and string.sub(entry, 2) == token then -- "c": cancelled
+      flags[i] = 1
+    else
+      flags[i] = 0
+      if entry == 'x' then
+        flags[i] = 2
+        tombs = tombs or {}
+        tombs[#tombs + 1] = ids[i]
+      end
       all = false
-      break
     end
   end
-  local ours = ids
   if not all then
     ours = {}
     for i = 1, #ids do
@@ -316,8 +357,9 @@ local function chard_take_ours(running_key, ids)
     end
   end
   local removed = 0
-  if #ours > 0 then removed = chard_chunked('SREM', running_key, ours) end
-  return flags, all, removed, removed ~= #ours
+  if #ours > 0 then removed = chard_chunked('HDEL', running_key, ours) end
+  if tombs then chard_chunked('HDEL', running_key, tombs) end
+  return flags, all, removed, removed ~= #ours, tombs ~= nil
 end
 
 -- The 1-based batch position of each of `ids`: a line carries its own (its second field); the
@@ -340,7 +382,8 @@ local function chard_ack_positions(lines, np)
 end
 
 -- The acks applied when some id is listed twice: of the ids still ours (flags[i] == 1), only the
--- first occurrence in batch order (`pos`, from chard_ack_positions). Returns `applied`.
+-- first occurrence in batch order (`pos`, from chard_ack_positions). Returns `applied` (a later
+-- occurrence gets 0: applied before, as a re-sent ack).
 local function chard_first_occurrences(ids, flags, pos)
   local order, seen, applied = {}, {}, {}
   for i = 1, #ids do order[i] = i end
@@ -350,7 +393,7 @@ local function chard_first_occurrences(ids, flags, pos)
       seen[ids[i]] = true
       applied[i] = 1
     else
-      applied[i] = 0
+      applied[i] = flags[i] == 2 and 2 or 0
     end
   end
   return applied
@@ -383,8 +426,8 @@ local function chard_release_acked(keys, limits, ids, applied)
   return notify
 end
 
--- Applies the applied ones of `lines` (kind, position, id, and a number and text per kind; see
--- finish_jobs.lua ARGV[6]): a retry stores its new JSON (one HSET for all) and goes to the
+-- Applies the applied ones of `lines` (kind, position, id, token, and a number and text per kind;
+-- see finish_jobs.lua ARGV[7]): a retry stores its new JSON (one HSET for all) and goes to the
 -- future ZSET at atMs (`f`) or to the queue LIST keys.by_index[keyIndex] (`q`: keyIndex is an
 -- index of the script's KEYS); an ended job is appended to `ended` and, with its record kept
 -- (`r`), to `records`; an upper-case kind also forgets the job's progress (one HDEL for all).
@@ -398,16 +441,16 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records)
       if kind ~= lower then progress[#progress + 1] = id end
       if lower == 'f' or lower == 'q' then
         stored[#stored + 1] = id
-        stored[#stored + 1] = line[5]
+        stored[#stored + 1] = line[6]
         if lower == 'f' then
-          redis.call('ZADD', keys.future, line[4], id)
+          redis.call('ZADD', keys.future, line[5], id)
         else
-          redis.call('RPUSH', keys.by_index[tonumber(line[4])], id)
+          redis.call('RPUSH', keys.by_index[tonumber(line[5])], id)
         end
         retried = true
       else
         ended[#ended + 1] = id
-        if lower == 'r' then records[#records + 1] = { id, line[5], line[4] } end
+        if lower == 'r' then records[#records + 1] = { id, line[6], line[5] } end
       end
     end
   end
@@ -416,40 +459,41 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records)
   return retried
 end
 
--- The positions (from chard_ack_positions) of the first `n` acks that were not applied.
-local function chard_not_applied(n, applied, pos)
-  local not_applied = {}
+-- The positions (from chard_ack_positions) of the first `n` acks that were taken over (2).
+local function chard_taken_over(n, applied, pos)
+  local taken = {}
   for i = 1, n do
-    if applied[i] ~= 1 then not_applied[#not_applied + 1] = pos[i] end
+    if applied[i] == 2 then taken[#taken + 1] = pos[i] end
   end
-  return not_applied
+  return taken
 end
 
 -- Acknowledges ended executions of this broker: the body of finish_jobs.lua, which fetch_jobs.lua
 -- also runs before it fetches. `keys` holds the keys it touches, built by the script:
---   { running = running SET of this broker, max_concurrency = max-concurrency HASH,
+--   { running = running HASH of this broker, max_concurrency = max-concurrency HASH,
 --     concurrency = concurrency HASH, future = future ZSET, jobs = jobs HASH,
 --     results = results HASH, result_expiry = result-expiry ZSET, progress = progress HASH,
 --     by_index = the script's KEYS (a retry due now goes to the queue at its line's keyIndex) }
--- `width`, `packed` and `packed_lines` are finish_jobs.lua's ARGV[4], ARGV[5] and ARGV[6] (see
--- its header). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it
--- read here when needed.
--- A job is applied only while it is in this broker's running SET: another broker may have
--- recovered it after this broker's lease expired (it is theirs now), or this is an ack re-sent
--- after a lost reply. A job listed twice is applied once, at its first position. A job of a
--- limited task releases its slot. Ended jobs go through chard_jobs_ended (their ids published on
--- `results_channel`).
+-- `width`, `packed`, `runs` and `packed_lines` are finish_jobs.lua's ARGV[4] to ARGV[7] (see its
+-- header). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
+-- here when needed.
+-- Fenced: a job is applied only while this broker's running HASH holds it under the fetch token
+-- the ack carries (see chard_take_ours): an ack re-sent after a lost reply, or one of an execution
+-- that ran again here since, is skipped; one of a job another broker took over after this
+-- broker's lease expired is refused. A job listed twice is applied once, at its first position.
+-- A job of a limited task releases its slot. Ended jobs go through chard_jobs_ended (their ids
+-- published on `results_channel`).
 -- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
--- events channel) and the positions (1-based, in the batch) of the jobs NOT applied, {} when all were.
-local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, packed_lines)
+-- events channel) and the positions (1-based, in the batch) of the acks taken over, {} when none.
+local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, runs, packed_lines)
   local plain = chard_split_ids(packed, width)
   local lines = {}
-  if packed_lines ~= '' then lines = chard_lines(packed_lines, 5) end
+  if packed_lines ~= '' then lines = chard_lines(packed_lines, 6) end
   local np = #plain
   local ids = chard_ack_ids(plain, lines)
   if #ids == 0 then return false, {} end
 
-  local flags, all, removed, twice = chard_take_ours(keys.running, ids)
+  local flags, all, removed, twice, taken = chard_take_ours(keys.running, ids, chard_ack_tokens(np, runs, lines))
   local applied, pos = flags, nil
   if twice then
     pos = chard_ack_positions(lines, np)
@@ -475,6 +519,6 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
     chard_jobs_ended(keys.jobs, keys.results, keys.result_expiry, results_channel, ended, records, now, nil, nil, message)
   end
 
-  if all then return notify, {} end
-  return notify, chard_not_applied(#ids, applied, pos or chard_ack_positions(lines, np))
+  if not taken then return notify, {} end
+  return notify, chard_taken_over(#ids, applied, pos or chard_ack_positions(lines, np))
 end

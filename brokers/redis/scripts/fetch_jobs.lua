@@ -6,7 +6,7 @@
 -- KEYS[3]  periodic ZSET (task name -> next run ms)
 -- KEYS[4]  periodic-tasks HASH
 -- KEYS[5]  leases ZSET
--- KEYS[6]  running SET (job ids) of this broker
+-- KEYS[6]  running HASH (job id -> fetch token) of this broker
 -- KEYS[7]  max-concurrency HASH
 -- KEYS[8]  concurrency HASH
 -- KEYS[9]  jobs HASH (job id -> job JSON)
@@ -34,16 +34,23 @@
 --          are published to it)
 -- ARGV[9]  how long the record of a revoked job is kept (ms)
 -- ARGV[10] the record of a revoked job (lib/results.ts REVOKED_RECORD)
--- ARGV[11..13] the acks, packed as ARGV[4..6] of finish_jobs.lua (see its header), run first by
---          chard_finish_jobs; "0", "", "" for none
+-- ARGV[11..14] the acks, packed as ARGV[4..7] of finish_jobs.lua (see its header), run first by
+--          chard_finish_jobs; "0", "", "", "" for none
+-- ARGV[15] this fetch's token: a number this broker never used before (it counts its fetches).
+--          The jobs taken are stored in the running HASH under it, and so is the highest token
+--          that took jobs (field "~seq"): a fetch run twice (the client re-sent it on reconnect)
+--          or late, after a later one, takes nothing and says so, and the broker then puts back
+--          (reclaim_orphans.lua) what the first run took under that token. Acks are fenced by
+--          their own tokens (see finish_jobs.lua), so the call as a whole is safe to apply twice.
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
 -- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); without concurrency limits the JSONs are not read here, so an entry that is not a
 -- job reaches the client, which cannot read it: reclaim_orphans.lua then removes it.
 -- Returns { accepted job JSONs in queue order, nextDueAtMs (string) or nil,
 --           corrupt entries dropped (for the log), revoked job JSONs,
---           positions (1-based) of the acks NOT applied, as finish_jobs.lua returns them },
--- cut to its first two entries when the last three are empty (the common reply: each table in a
+--           positions (1-based) of the acks taken over, as finish_jobs.lua returns them,
+--           1 when this fetch was refused as a repeat (only then: a sixth entry) },
+-- cut to its first two entries when the last ones are empty (the common reply: each table in a
 -- reply costs Redis about 0.4 us to convert).
 local queue_key, future_key, periodic_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local leases_key, running_key, max_key, cur_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -55,11 +62,27 @@ local now, max_jobs = tonumber(now_s), tonumber(ARGV[6])
 -- acks read it only if they need it).
 local limits = nil
 if max_jobs > 0 then limits = chard_limits(max_key) end
-local notify, not_applied = false, {}
-if ARGV[12] ~= '' or ARGV[13] ~= '' then
+local notify, taken_over = false, {}
+if ARGV[12] ~= '' or ARGV[14] ~= '' then
   local keys = { running = running_key, max_concurrency = max_key, concurrency = cur_key, future = future_key,
     jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[13], by_index = KEYS }
-  notify, not_applied = chard_finish_jobs(keys, ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13])
+  notify, taken_over = chard_finish_jobs(keys, ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13], ARGV[14])
+end
+local token, repeated = ARGV[15], false
+-- True (and nothing may be taken) when a fetch with this token or a later one already took jobs.
+local function is_repeat()
+  local seq = redis.call('HGET', running_key, '~seq')
+  repeated = seq ~= false and tonumber(seq) >= tonumber(token)
+  return repeated
+end
+-- Stores the jobs taken in the running HASH under this fetch's token (one HSET, "~seq" with them).
+local function mark_running(ids)
+  local pairs_ = { '~seq', token }
+  for i = 1, #ids do
+    pairs_[2 * i + 1] = ids[i]
+    pairs_[2 * i + 2] = token
+  end
+  chard_hset_pairs(running_key, pairs_)
 end
 
 redis.call('ZADD', leases_key, ARGV[5], broker_id)
@@ -87,6 +110,8 @@ end
 -- argument of redis.call at every call, a string costs it less (first_score passes '0' so too).
 local revoked, revoked_ids = {}, {}
 local function take(count)
+  -- A repeat must be told even when the queue is empty now: the first run took jobs under this token.
+  if is_repeat() then return {} end
   local ids = redis.call('LPOP', queue_key, count)
   if not ids then return {} end
   if redis.call('SCARD', revoked_key) > 0 then
@@ -119,7 +144,7 @@ local function take(count)
       break
     end
   end
-  if #ids > 0 then chard_chunked('SADD', running_key, ids) end
+  if #ids > 0 then mark_running(ids) end
   return jsons
 end
 
@@ -128,6 +153,7 @@ end
 -- job's task read from its JSON. Jobs of a task at its limit are set aside and go back to the
 -- front of the queue in their original order.
 local function take_limited(limit, count)
+  if is_repeat() then return {} end
   local current, taken, taken_order, set_aside, ids, jsons = {}, {}, {}, {}, {}, {}
   local any_revoked = redis.call('SCARD', revoked_key) > 0
   while #ids < count do
@@ -172,7 +198,7 @@ local function take_limited(limit, count)
       chunk = {}
     end
   end
-  if #ids > 0 then chard_chunked('SADD', running_key, ids) end
+  if #ids > 0 then mark_running(ids) end
   return jsons
 end
 
@@ -252,5 +278,6 @@ end
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false
 if periodic_next and (not next_due or tonumber(periodic_next) < tonumber(next_due)) then next_due = periodic_next end
-if #dropped == 0 and #revoked == 0 and #not_applied == 0 then return { accepted, next_due } end
-return { accepted, next_due, dropped, revoked, not_applied }
+if repeated then return { accepted, next_due, dropped, revoked, taken_over, 1 } end
+if #dropped == 0 and #revoked == 0 and #taken_over == 0 then return { accepted, next_due } end
+return { accepted, next_due, dropped, revoked, taken_over }

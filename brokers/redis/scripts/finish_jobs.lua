@@ -1,6 +1,7 @@
 -- finish_jobs.lua: acknowledges ended executions of this broker atomically, with no fetch (a worker
--- with no free slot or stopping, acks re-sent by keepAlive; a turn's acks go with fetch_jobs.lua).
--- KEYS[1]   running SET (job ids) of this broker
+-- with no free slot or stopping, acks re-sent after a failed turn; a turn's acks go with
+-- fetch_jobs.lua).
+-- KEYS[1]   running HASH (job id -> fetch token) of this broker
 -- KEYS[2]   max-concurrency HASH
 -- KEYS[3]   concurrency HASH
 -- KEYS[4]   future ZSET (job ids, score = atMs)
@@ -15,20 +16,27 @@
 -- ARGV[4]   id width of ARGV[5]: every id there is that many bytes, or 0 (ids of any width)
 -- ARGV[5]   the common case, packed: ids of the jobs that ended (succeeded or failed) with no
 --           result record kept and no progress stored, in batch order, separated by one space
--- ARGV[6]   the other jobs, one line each ("\n"-separated), led by a kind and the job's 1-based
---           position in the batch (the jobs of ARGV[5] fill the positions the lines leave free):
---             e <pos> <id>                    ended, nothing kept
---             r <pos> <id> <ttlMs> <record>   ended, its result record kept for ttlMs
---             q <pos> <id> <keyIndex> <json>  retry now: new JSON stored, id RPUSHed to KEYS[keyIndex]
---             f <pos> <id> <atMs> <json>      retry later: new JSON stored, id ZADDed to future at atMs
+-- ARGV[6]   the fetch tokens of the ids of ARGV[5], run-length: "<token> <count>" pairs,
+--           space-separated, in batch order (each execution's ack carries the token of the fetch
+--           that handed it its job)
+-- ARGV[7]   the other jobs, one line each ("\n"-separated), led by a kind, the job's 1-based
+--           position in the batch (the jobs of ARGV[5] fill the positions the lines leave free)
+--           and its fetch token:
+--             e <pos> <id> <token>                    ended, nothing kept
+--             r <pos> <id> <token> <ttlMs> <record>   ended, its result record kept for ttlMs
+--             q <pos> <id> <token> <keyIndex> <json>  retry now: new JSON stored, id RPUSHed to KEYS[keyIndex]
+--             f <pos> <id> <token> <atMs> <json>      retry later: new JSON stored, id ZADDed to future at atMs
 --           An upper-case kind (E, R, Q, F) also forgets the job's progress.
 -- The work is chard_finish_jobs (_prelude.lua), which fetch_jobs.lua also runs for the acks of a
--- worker's turn: a job is applied only while it is in this broker's running SET (another broker
--- may have recovered it, or this is an ack re-sent after a lost reply); a job listed twice is
--- applied once, at its first position; a job of a limited task releases its slot.
--- Returns the positions (1-based, in the batch) of the jobs NOT applied; {} when all were.
+-- worker's turn. Fenced, so safe to apply late or twice: a job is applied only while this
+-- broker's running HASH holds it under the ack's fetch token; an ack applied before (re-sent
+-- after a lost reply) is skipped; one of a job another broker took over is refused. A job listed
+-- twice is applied once, at its first position; a job of a limited task releases its slot.
+-- Returns the positions (1-based, in the batch) of the acks refused because another broker took
+-- their job over (this broker's lease had expired); {} when none was.
 local keys = { running = KEYS[1], max_concurrency = KEYS[2], concurrency = KEYS[3], future = KEYS[4], jobs = KEYS[5],
   results = KEYS[6], result_expiry = KEYS[7], progress = KEYS[8], by_index = KEYS }
-local notify, not_applied = chard_finish_jobs(keys, ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6])
+local notify, taken_over = chard_finish_jobs(keys, ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6],
+  ARGV[7])
 if notify then redis.call('PUBLISH', ARGV[1], '') end
-return not_applied
+return taken_over

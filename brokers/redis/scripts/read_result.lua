@@ -15,6 +15,7 @@ if record then
   if expiry and tonumber(expiry) >= tonumber(ARGV[2]) then return { record, 'finished' } end
 end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
-  return { false, chard_live_state(KEYS[4], KEYS[5], ARGV[3], ARGV[1]) }
+  local state = chard_live_state(KEYS[4], KEYS[5], ARGV[3], ARGV[1]) -- its first value only
+  return { false, state }
 end
 return { false, 'unknown' }

@@ -6,7 +6,8 @@
 -- KEYS[5]   results HASH
 -- KEYS[6]   result-expiry ZSET
 -- KEYS[7]   progress HASH
--- KEYS[8..] running SET (job ids) of each candidate broker, in the order of their ids in ARGV[7..]
+-- KEYS[8..] running HASH (job id -> fetch token) of each candidate broker, in the order of their
+--           ids in ARGV[8..]
 -- ARGV[1]   key prefix "{chard:<ns>}": a requeued job goes to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was requeued)
@@ -14,33 +15,54 @@
 -- ARGV[4]   results channel (ids of the jobs failed here are published to it)
 -- ARGV[5]   how long the record of a lost job is kept (ms)
 -- ARGV[6]   the record of a lost job (lib/results.ts LOST_RECORD)
--- ARGV[7..] candidate broker ids (from keep_alive.lua)
--- A candidate whose lease is gone (already recovered) or was renewed meanwhile is skipped. Each job
--- of a dead broker is taken back (chard_take_back: slot released; retries + 1 and requeued when
--- retryable, the crash counting as an attempt; else failed; a missing or corrupt JSON forgotten),
--- then its running SET and lease go.
--- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped }
+-- ARGV[7]   the record of a job cancelled while it ran (lib/results.ts CANCELLED_RECORD)
+-- ARGV[8..] candidate broker ids (from keep_alive.lua)
+-- A candidate whose lease is gone (already recovered) or was renewed meanwhile is skipped, so a
+-- late or repeated call changes nothing. Each job of a dead broker is taken back (chard_take_back:
+-- slot released; a job cancelled while it ran fails with its cancel; else retries + 1 and requeued
+-- when retryable, the crash counting as an attempt; else failed; a missing or corrupt JSON
+-- forgotten), its progress forgotten, and its entry becomes a tombstone "x": a late ack of the
+-- dead broker (it was only stalled) is then refused as taken over, never mistaken for one applied
+-- before. The HASH then expires in a day (tombstones of a broker that never comes back), unless
+-- the broker renews its lease again (keep_alive.lua keeps it); its lease goes.
+-- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped, cancelled JSONs }
 local leases_key, max_key, cur_key = KEYS[1], KEYS[2], KEYS[3]
 local jobs_key, results_key, expiry_key, progress_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local prefix, now = ARGV[1], tonumber(ARGV[3])
-local out = { requeued = {}, failed = {}, dropped = {}, failed_ids = {}, lost_ids = {} }
-for i = 7, #ARGV do
-  local id, running_key = ARGV[i], KEYS[i + 1]
+local out = { requeued = {}, failed = {}, cancelled = {}, dropped = {}, failed_ids = {}, cancelled_ids = {},
+  lost_ids = {} }
+local taken = {}
+for i = 8, #ARGV do
+  local id, running_key = ARGV[i], KEYS[i]
   local lease = redis.call('ZSCORE', leases_key, id)
   if lease and tonumber(lease) < now then
-    local ids = redis.call('SMEMBERS', running_key)
-    local jsons = chard_chunked_list('HMGET', jobs_key, ids)
-    for k = 1, #ids do
-      chard_take_back(ids[k], jsons[k], prefix, jobs_key, max_key, cur_key, out)
+    local flat = redis.call('HGETALL', running_key)
+    local ids, entries = {}, {}
+    for k = 1, #flat, 2 do
+      if flat[k] ~= '~seq' and flat[k + 1] ~= 'x' then
+        ids[#ids + 1], entries[#ids + 1] = flat[k], flat[k + 1]
+      end
     end
-    redis.call('DEL', running_key)
+    local jsons = chard_chunked_list('HMGET', jobs_key, ids)
+    local tombstones = {}
+    for k = 1, #ids do
+      chard_take_back(ids[k], jsons[k], prefix, jobs_key, max_key, cur_key, out, string.byte(entries[k], 1) == 99)
+      tombstones[#tombstones + 1] = ids[k]
+      tombstones[#tombstones + 1] = 'x'
+      taken[#taken + 1] = ids[k]
+    end
+    chard_hset_pairs(running_key, tombstones)
+    redis.call('EXPIRE', running_key, 86400)
     redis.call('ZREM', leases_key, id)
   end
 end
 if #out.requeued > 0 then redis.call('PUBLISH', ARGV[2], '') end
 if #out.lost_ids > 0 then chard_chunked('HDEL', jobs_key, out.lost_ids) end
+if #taken > 0 then chard_chunked('HDEL', progress_key, taken) end
 if #out.failed > 0 then
-  chard_chunked('HDEL', progress_key, out.failed_ids)
   chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[4], out.failed_ids, nil, now, ARGV[6], ARGV[5])
 end
-return { out.requeued, out.failed, out.dropped }
+if #out.cancelled > 0 then
+  chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[4], out.cancelled_ids, nil, now, ARGV[7], ARGV[5])
+end
+return { out.requeued, out.failed, out.dropped, out.cancelled }

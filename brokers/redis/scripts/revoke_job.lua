@@ -2,21 +2,25 @@
 -- KEYS[1]   jobs HASH (job id -> job JSON; jobs not ended)
 -- KEYS[2]   results HASH
 -- KEYS[3]   revoked SET (ids of pending jobs that were revoked)
--- KEYS[4]   leases ZSET (the running SETs of the brokers listed there tell which jobs run)
+-- KEYS[4]   leases ZSET (the running HASHes of the brokers listed there tell which jobs run)
 -- ARGV[1]   job id
 -- ARGV[2]   "revoke" or "cancel"
 -- ARGV[3]   events channel: a cancel of a running job is published to it as "c <id>", so the
 --           broker running the job, whichever it is, aborts it
--- ARGV[4]   key prefix "{chard:<ns>}": the running SET of each leased broker is built here as
+-- ARGV[4]   key prefix "{chard:<ns>}": the running HASH of each leased broker is built here as
 --           prefix..":running:"..brokerId (same hash tag, same Cluster slot)
--- A pending job (queued or waiting) is marked revoked: the fetch that pops it drops it.
+-- A pending job (queued or waiting) is marked revoked: the fetch that pops it drops it. A running
+-- job cancelled also gets its running entry marked ("c" before its fetch token), so the cancel
+-- sticks if its broker dies: recovery fails it with JobCancelledError instead of running it again
+-- (its own broker's ack still applies: the entry stays its own). Marking twice changes nothing.
 -- Returns the state before: "pending", "running", "revoked", "finished" (a result is kept) or
 -- "unknown".
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  local state = chard_live_state(KEYS[3], KEYS[4], ARGV[4], ARGV[1])
+  local state, running_key, entry = chard_live_state(KEYS[3], KEYS[4], ARGV[4], ARGV[1])
   if state == 'pending' then
     redis.call('SADD', KEYS[3], ARGV[1])
   elseif state == 'running' and ARGV[2] == 'cancel' then
+    if string.byte(entry, 1) ~= 99 then redis.call('HSET', running_key, ARGV[1], 'c' .. entry) end
     redis.call('PUBLISH', ARGV[3], 'c ' .. ARGV[1])
   end
   return state
