@@ -178,9 +178,10 @@ describe.each(brokerFactories())("retries on $name", (factory) => {
       const delay = dues[retry - 1]! - runs[retry - 1]!;
       expect(delay, `backoff of retry ${retry}`).toBeGreaterThanOrEqual(half);
       expect(delay, `backoff of retry ${retry}`).toBeLessThanOrEqual(2 * half);
-      // Never before it is due; how much after depends on how the test steps time (at most one longest wait).
+      // Never before it is due. How much after depends on how the test steps time: when a step lands
+      // before the fetch that arms the due timer, the next step may go a whole step (60 s) further.
       expect(runs[retry]!, `start of retry ${retry}`).toBeGreaterThanOrEqual(dues[retry - 1]!);
-      expect(runs[retry]! - dues[retry - 1]!, `start of retry ${retry}`).toBeLessThanOrEqual(30_000);
+      expect(runs[retry]! - dues[retry - 1]!, `start of retry ${retry}`).toBeLessThanOrEqual(90_000);
     }
     expect(rec.events.filter((e) => e.signal === "jobScheduleRetry").map((e) => e.retries)).toEqual([
       1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
