@@ -1,7 +1,11 @@
 /**
  * One execution of a job: runs its task in the job's context (`currentJob()`), enforces its
- * timeout, iterates generator tasks (progress), sends the execution's signals in their documented
- * order, calls the task's hooks, and decides the outcome: succeeded, retry (with backoff) or failed.
+ * timeout, iterates generator tasks (progress), decides the outcome (succeeded, retry with backoff,
+ * or failed), and sends the execution's signals in their documented order and calls the task's
+ * hooks. The signals of the outcome (`jobScheduleRetry`, `jobScheduled`, `jobSucceeded`,
+ * `jobFailed`, `jobFinished`) and the hooks wait for `settle()`, which the workers call once the
+ * acknowledgement is durable (applied by the broker), so a recovery can never contradict one
+ * already sent; an outcome the broker refused (the job was taken over) is never announced.
  *
  * A task that returns a plain value (or throws) synchronously ends within `run()`, which then
  * returns the acknowledgement itself: no promise, no timer, nothing to cancel. Only a task that
@@ -74,11 +78,19 @@ export function endedAck(
   return { job, token, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
 }
 
+/** What the workers hold beside an acknowledgement until the broker applied it. */
+export interface Settler {
+  /** Sends the outcome's signals and calls its hooks: the acknowledgement is durable. */
+  settle(): void;
+  /** The broker refused the acknowledgement (the job was taken over): only what is not an outcome is sent. */
+  refused?(): void;
+}
+
 /**
  * One running execution, and the context `currentJob()` returns inside it. Its AbortSignal is
  * made only when the task asks for it or the execution is aborted (most jobs never need one).
  */
-export class Execution implements JobContext {
+export class Execution implements JobContext, Settler {
   readonly job: Job;
   /** The token of the fetch that handed this execution its job (its ack carries it). */
   readonly token: string;
@@ -92,6 +104,10 @@ export class Execution implements JobContext {
   #onAbort: ((reason: Error) => void) | undefined;
   #controller: AbortController | undefined;
   #reason: Error | undefined;
+  /** The outcome decided at the end, announced by `settle()`. */
+  #outcome: "succeeded" | "retry" | "failed" | undefined;
+  #value: unknown;
+  #err: Error | undefined;
 
   constructor(job: Job, token: string, task: Task, namespace: string, broker: Broker) {
     this.job = job;
@@ -158,6 +174,8 @@ export class Execution implements JobContext {
       const err = toError(e);
       this.job.status = JobStatus.Failed;
       getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
+      this.#outcome = "failed";
+      this.#err = err;
       return endedAck(this.job, this.token, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
     }
   }
@@ -165,13 +183,12 @@ export class Execution implements JobContext {
   #succeeded(result: unknown): FinishedJob {
     const { job } = this;
     const task = this.#task;
-    const ns = this.#namespace;
     job.status = JobStatus.Succeeded;
-    if (signals.jobSucceeded.hasReceivers) signals.jobSucceeded.send(ns, { job, result });
-    callHook(ns, task, "onSuccess", job, result);
+    this.#outcome = "succeeded";
+    this.#value = result;
     // The record (a JSON.stringify and a job description) is only built when it is kept.
     const record = task.resultTtlMs > 0 ? successRecord(result, this.#progressJson, `the result of ${job}`) : undefined;
-    return this.#finished(endedAck(job, this.token, task, "succeeded", record, this.#progressStored));
+    return endedAck(job, this.token, task, "succeeded", record, this.#progressStored);
   }
 
   #failed(e: unknown): FinishedJob {
@@ -182,6 +199,7 @@ export class Execution implements JobContext {
     const err = this.#reason ?? toError(e);
     if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
     const final = err instanceof AbortJobError || err instanceof JobCancelledError;
+    this.#err = err;
     if (!final && job.retries < job.maxRetries) {
       const now = this.#broker.clock.now();
       job.retries++;
@@ -190,24 +208,49 @@ export class Execution implements JobContext {
           ? err.at.toMillis()
           : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
       job.status = dueStatus(job.atMs, now);
-      getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
-      signals.jobScheduleRetry.send(ns, { job, err });
-      callHook(ns, task, "onRetry", job, err);
-      if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
-      return this.#finished(endedAck(job, this.token, task, "retry", undefined, this.#progressStored));
+      this.#outcome = "retry";
+      return endedAck(job, this.token, task, "retry", undefined, this.#progressStored);
     }
     job.status = JobStatus.Failed;
-    getLogger().error(`${ns}: ${job} failed`, err);
-    signals.jobFailed.send(ns, { job, err });
-    callHook(ns, task, "onFailure", job, err);
-    return this.#finished(
-      endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored),
-    );
+    this.#outcome = "failed";
+    return endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
   }
 
-  #finished(ack: FinishedJob): FinishedJob {
-    if (signals.jobFinished.hasReceivers) signals.jobFinished.send(this.#namespace, { job: this.job });
-    return ack;
+  /** Announces the outcome (see `Settler`): its signals in their documented order, and its hooks. */
+  settle(): void {
+    const { job } = this;
+    const task = this.#task;
+    const ns = this.#namespace;
+    const err = this.#err;
+    switch (this.#outcome) {
+      case "succeeded": {
+        const result = this.#value;
+        if (signals.jobSucceeded.hasReceivers) signals.jobSucceeded.send(ns, { job, result });
+        callHook(ns, task, "onSuccess", job, result);
+        break;
+      }
+      case "retry":
+        getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
+        signals.jobScheduleRetry.send(ns, { job, err: err! });
+        callHook(ns, task, "onRetry", job, err);
+        if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
+        break;
+      case "failed":
+        getLogger().error(`${ns}: ${job} failed`, err);
+        signals.jobFailed.send(ns, { job, err: err! });
+        callHook(ns, task, "onFailure", job, err);
+        break;
+      case undefined:
+        return; // not ended
+    }
+    if (signals.jobFinished.hasReceivers) signals.jobFinished.send(ns, { job });
+  }
+
+  /** The outcome was refused (see `Settler`): the execution still ended, so `jobFinished` goes out alone. */
+  refused(): void {
+    if (this.#outcome !== undefined && signals.jobFinished.hasReceivers) {
+      signals.jobFinished.send(this.#namespace, { job: this.job });
+    }
   }
 
   /**

@@ -35,7 +35,7 @@ import {
   WorkerDiedError,
   toError,
 } from "./errors.js";
-import { Execution, callHook, endedAck } from "./execution.js";
+import { Execution, callHook, endedAck, type Settler } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { signals } from "./signals.js";
@@ -106,7 +106,9 @@ export class Workers {
   #state: WorkersState = WorkersState.Created;
   /** Called when the last asynchronous execution ends (set while stopping waits for them). */
   #drained: (() => void) | undefined;
+  /** Acks waiting for a turn, and beside each (same index) what announces its outcome once applied. */
   #acks: FinishedJob[] = [];
+  #settlers: Settler[] = [];
   /** Turns (acks + fetch) on their way; at most `TURNS`. */
   readonly #turns = new Set<Promise<void>>();
   /** Slots the fetches of those turns asked for. */
@@ -283,19 +285,21 @@ export class Workers {
 
   #startTurn(size: number): void {
     const acks = this.#acks;
+    const settlers = this.#settlers;
     this.#acks = [];
+    this.#settlers = [];
     this.#reserved += size;
     const { queue } = this.#settings;
     const events = this.#events;
     const turn: Promise<void> =
       size > 0
         ? this.#broker.fetchJobs(queue, size, acks).then(
-            (result) => this.#turnEnded(turn, size, acks, result.takenOver, result, events),
-            (e: unknown) => this.#turnFailed(turn, size, acks, e),
+            (result) => this.#turnEnded(turn, size, acks, settlers, result.takenOver, result, events),
+            (e: unknown) => this.#turnFailed(turn, size, acks, settlers, e),
           )
         : this.#broker.finishJobs(acks).then(
-            (takenOver) => this.#turnEnded(turn, size, acks, takenOver, undefined, events),
-            (e: unknown) => this.#turnFailed(turn, size, acks, e),
+            (takenOver) => this.#turnEnded(turn, size, acks, settlers, takenOver, undefined, events),
+            (e: unknown) => this.#turnFailed(turn, size, acks, settlers, e),
           );
     this.#turns.add(turn);
   }
@@ -304,6 +308,7 @@ export class Workers {
     turn: Promise<void>,
     size: number,
     acks: readonly FinishedJob[],
+    settlers: readonly Settler[],
     takenOver: readonly number[],
     result: FetchResult | undefined,
     events: number,
@@ -311,7 +316,8 @@ export class Workers {
     this.#turns.delete(turn);
     this.#reserved -= size;
     this.#failures = 0;
-    if (takenOver.length > 0) this.#refused(acks, takenOver);
+    // Before the jobs of this fetch start: a retry due now may be among them, its next execution.
+    this.#settle(acks, settlers, takenOver);
     if (result) {
       const ns = this.#namespace;
       this.#armDue(result.nextDueAtMs);
@@ -336,24 +342,32 @@ export class Workers {
   }
 
   /**
-   * Acks the broker refused: their job was taken over by another broker after this one's lease
-   * expired (a blocked event loop, Redis out of reach); the outcome recorded there stands.
+   * The broker applied `acks` but those at the positions `takenOver`: the outcomes are durable, so
+   * their signals go out now, in batch order. The refused ones had their job taken over by another
+   * broker after this one's lease expired (a blocked event loop, Redis out of reach): the outcome
+   * recorded there stands, and this one is never announced.
    */
-  #refused(acks: readonly FinishedJob[], takenOver: readonly number[]): void {
-    for (const i of takenOver) {
-      const { job, outcome } = acks[i]!;
-      getLogger().warn(
-        `${this.#namespace}: ${job} ended here (${outcome}) after another worker took it over, this worker's lease having expired; its outcome there stands`,
-      );
+  #settle(acks: readonly FinishedJob[], settlers: readonly Settler[], takenOver: readonly number[]): void {
+    const refused = takenOver.length > 0 ? new Set(takenOver) : undefined;
+    for (let i = 0; i < settlers.length; i++) {
+      if (!refused?.has(i)) settlers[i]!.settle();
+      else {
+        const { job, outcome } = acks[i]!;
+        settlers[i]!.refused?.();
+        getLogger().warn(
+          `${this.#namespace}: ${job} ended here (${outcome}) after another worker took it over, this worker's lease having expired; its outcome there stands, this one is dropped`,
+        );
+      }
     }
   }
 
-  #turnFailed(turn: Promise<void>, size: number, acks: FinishedJob[], e: unknown): void {
+  #turnFailed(turn: Promise<void>, size: number, acks: FinishedJob[], settlers: Settler[], e: unknown): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
     // Sent again from here only: acks are fenced by their fetch token, so one the lost call did
-    // apply is skipped the second time.
+    // apply is skipped the second time (and still announced once it is known to be durable).
     this.#acks = acks.concat(this.#acks);
+    this.#settlers = settlers.concat(this.#settlers);
     this.#failures++;
     const delay = backoffMs(TURN_BACKOFF, this.#failures);
     getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
@@ -388,8 +402,12 @@ export class Workers {
     if (!task) {
       const err = new UnknownTaskError(unknownTaskMessage(job.taskName, [...this.#tasks.keys()]));
       job.status = JobStatus.Failed;
-      getLogger().error(`${ns}: ${job} failed`, err);
-      signals.jobFailed.send(ns, { job, err });
+      this.#settlers.push({
+        settle: () => {
+          getLogger().error(`${ns}: ${job} failed`, err);
+          signals.jobFailed.send(ns, { job, err });
+        },
+      });
       this.#acks.push({
         job,
         token,
@@ -404,21 +422,29 @@ export class Workers {
     if (task.expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
       const err = new JobExpiredError(`${job} was not started within ${task.expiresInMs / 1000} s of its due time`);
       job.status = JobStatus.Failed;
-      getLogger().warn(`${ns}: ${err.message}; dropped`);
-      signals.jobExpired.send(ns, { job });
+      this.#settlers.push({
+        settle: () => {
+          getLogger().warn(`${ns}: ${err.message}; dropped`);
+          signals.jobExpired.send(ns, { job });
+        },
+      });
       this.#acks.push(endedAck(job, token, task, "failed", failureRecord(err, undefined), false));
       return;
     }
     const execution = new Execution(job, token, task, ns, this.#broker);
     const ack = execution.run(this.#asyncEnded);
     // A task that returned synchronously has ended already: its ack goes out with the next fetch.
-    if (ack) this.#acks.push(ack);
-    else this.#executions.set(job.id, execution);
+    if (ack) {
+      this.#acks.push(ack);
+      this.#settlers.push(execution);
+    } else this.#executions.set(job.id, execution);
   }
 
   /** The end of an asynchronous execution: its ack is queued and the arbiter woken. */
   readonly #asyncEnded = (ack: FinishedJob): void => {
+    const execution = this.#executions.get(ack.job.id)!;
     this.#acks.push(ack);
+    this.#settlers.push(execution);
     this.#executions.delete(ack.job.id);
     if (this.#executions.size === 0) this.#drained?.();
     this.#broker.wake();
@@ -431,14 +457,18 @@ export class Workers {
 
   async #flushAcks(): Promise<void> {
     const batch = this.#acks;
+    const settlers = this.#settlers;
     this.#acks = [];
+    this.#settlers = [];
+    let takenOver: number[];
     try {
-      const takenOver = await this.#broker.finishJobs(batch);
-      if (takenOver.length > 0) this.#refused(batch, takenOver);
+      takenOver = await this.#broker.finishJobs(batch);
     } catch (e) {
       this.#acks = batch.concat(this.#acks);
+      this.#settlers = settlers.concat(this.#settlers);
       throw e;
     }
+    this.#settle(batch, settlers, takenOver);
   }
 
   async #finalAcks(): Promise<void> {

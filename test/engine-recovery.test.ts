@@ -4,7 +4,7 @@ import { signals } from "../lib/signals.js";
 import { WorkerDiedError } from "../lib/errors.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { ALL_JOB_SIGNALS, recordSignals, trackEngine } from "./helpers/engines.js";
+import { ALL_JOB_SIGNALS, deferred, logLines, recordSignals, trackEngine, until } from "./helpers/engines.js";
 
 describe.each(brokerFactories())("recovery of jobs from dead workers on $name", (factory) => {
   test("a dead broker's retryable jobs run elsewhere (counted as a retry) and non-retryable ones fail, never re-run", async () => {
@@ -73,6 +73,45 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
     await alive.stopWorkers();
     await workers;
     expect(rec.forJob(job.id)).toEqual(["jobRecovered", "jobStarted", "jobSucceeded", "jobFinished"]);
+    rec.stop();
+  });
+
+  test("a worker whose lease was taken over while its job ran sends no outcome: one terminal signal per job", async () => {
+    const world = factory.world();
+    // The stalled worker's clock stands still (as a blocked event loop would keep it from renewing);
+    // the other worker's runs on, past the stalled one's lease.
+    const stalledClock = new FakeClock();
+    const clock = new FakeClock();
+    const stalled = trackEngine(world.create({ clock: stalledClock }));
+    const other = trackEngine(world.create({ clock }), stalled.namespace);
+    const release = deferred();
+    let runs = 0;
+    for (const e of [stalled, other])
+      e.task("once", async () => {
+        runs++;
+        await release.promise;
+        return "done";
+      });
+    const rec = recordSignals(stalled.namespace, ALL_JOB_SIGNALS);
+    const job = await stalled.schedule("once");
+    const stalledWorkers = stalled.startWorkers({ number: 1 });
+    await until(() => runs === 1, 5_000, "the job to start");
+    const up = new Promise((resolve) => signals.workerStarted.connectVia(other.namespace, resolve));
+    const otherWorkers = other.startWorkers({ number: 1 });
+    await up;
+    await clock.advanceUntil(() => rec.forJob(job.id).includes("jobFailed"), { stepMs: 1_000, what: "the takeover" });
+    release.resolve(); // the stalled worker's job ends now; its ack is refused
+    await until(
+      () => logLines.some((l) => l.message.includes("after another worker took it over")),
+      5_000,
+      "the refusal",
+    );
+    await Promise.all([stalled.stopWorkers(), other.stopWorkers()]);
+    await Promise.all([stalledWorkers, otherWorkers]);
+    expect(runs).toBe(1);
+    // jobFinished still closes the stalled execution; its outcome (jobSucceeded) is never sent.
+    expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobStarted", "jobLost", "jobFailed", "jobFinished"]);
+    await expect(other.getResult(job.id)).rejects.toMatchObject({ errorName: "WorkerDiedError" });
     rec.stop();
   });
 
