@@ -488,10 +488,23 @@ export class Workers {
     }
   }
 
-  /** Renews the lease every third of it and recovers jobs of dead brokers. */
+  /**
+   * Renews the lease every third of it and recovers jobs of dead brokers. A renewal that comes a
+   * third of the lease late or more means the event loop was blocked (CPU-bound work, a sync
+   * task): logged when the loop resumes, with how near the lease it came. Nothing renews the lease
+   * from elsewhere: a process that hangs must lose it.
+   */
   #scheduleKeepAlive(): void {
-    const period = Math.max(100, Math.floor(this.#broker.leaseMs / 3));
-    this.#keeper = this.#broker.clock.setTimeout(() => {
+    const { clock, leaseMs } = this.#broker;
+    const period = Math.max(100, Math.floor(leaseMs / 3));
+    const due = clock.now() + period;
+    this.#keeper = clock.setTimeout(() => {
+      const lagMs = clock.now() - due;
+      if (lagMs >= leaseMs / 3) {
+        getLogger().warn(
+          `${this.#namespace}: the event loop was blocked for about ${Math.round(lagMs)} ms; the lease (${leaseMs} ms) ${lagMs + period >= leaseMs ? "expired meanwhile: other workers may have taken over its jobs" : "came near expiring"}. Run CPU-bound work longer than the lease in another process, or give the broker a longer lease`,
+        );
+      }
       this.#keeping = this.#keepAlive().finally(() => {
         this.#keeping = undefined;
         if (this.#keeper !== undefined) this.#scheduleKeepAlive();

@@ -5,7 +5,7 @@ import { RetryError, StateError, UnknownTaskError } from "../lib/errors.js";
 import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { setLogger } from "../lib/logger.js";
-import { captureLogger, deferred, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { captureLogger, deferred, logLines, recordSignals, trackEngine, until } from "./helpers/engines.js";
 import { settlesWithin } from "./helpers/until.js";
 import { FakeClock } from "./helpers/clock.js";
 
@@ -56,6 +56,27 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     gate.resolve();
     await done;
     expect(peak).toBe(4);
+  });
+
+  test("a blocked event loop is logged when it resumes, with how near the lease it came", async () => {
+    const engine = trackEngine(factory.world().create({ lease: 0.9 }));
+    const lines = logLines.length;
+    const busy = engine.task("busy", () => {
+      const until = performance.now() + 700; // blocks the loop: the renewal every 300 ms comes late
+      while (performance.now() < until);
+    });
+    await engine.schedule(busy);
+    const workers = engine.startWorkers({ number: 1 });
+    await until(
+      () => logLines.slice(lines).some((l) => l.message.includes("event loop was blocked")),
+      5_000,
+      "the log",
+    );
+    await engine.stopWorkers();
+    await workers;
+    const line = logLines.slice(lines).find((l) => l.message.includes("event loop was blocked"))!;
+    expect(line.level).toBe("warn");
+    expect(line.message).toMatch(/blocked for about \d+ ms; the lease \(900 ms\)/);
   });
 
   test("an idle worker picks up a new job without polling", async () => {
