@@ -111,6 +111,23 @@ function countedApart(job: JobHistory, record: string | undefined, history: RunH
   return false;
 }
 
+/**
+ * True when a job ran again after a cancel that the broker accepted. A cancel of a pending job
+ * revokes it: no execution may start after the cancel was sent. A cancel of a running one stops
+ * that execution, whose start may still reach the record after the answer: only an execution
+ * with more retries than it (a recovery's or a retry's) is a rerun.
+ */
+function ranAfterCancel(job: JobHistory): boolean {
+  const cancel = job.cancels.find((c) => c.state === "running" || c.state === "pending" || c.state === "revoked");
+  if (!cancel) return false;
+  if (cancel.state !== "running") return job.execs.some((e) => e.at > cancel.askedAt);
+  const before = job.execs.filter((e) => e.at <= cancel.at);
+  const after = job.execs.filter((e) => e.at > cancel.at);
+  if (after.length === 0) return false;
+  const interrupted = before.length > 0 ? Math.max(...before.map((e) => e.retries)) : Math.min(...after.map((e) => e.retries));
+  return after.some((e) => e.retries > interrupted);
+}
+
 /** Computes every check of the run. */
 export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: RunFacts): CheckRow[] {
   const jobs = [...history.jobs.values()].filter((j) => j.enqueued || (j.uncertain && (j.execs.length > 0 || j.terms.length > 0)));
@@ -125,12 +142,7 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
   const twice = jobs.filter((j) => j.kind === "once" && j.execs.length > 1);
   const twoTerms = jobs.filter((j) => j.terms.length > 1);
   const expiredAfterStart = jobs.filter((j) => retryable(j.kind) && j.execs.length > 0 && j.terms.some((t) => t.signal === "exp"));
-  const rerunAfterCancel = jobs.filter((j) => {
-    const cancel = j.cancels.find((c) => c.state === "running" || c.state === "pending" || c.state === "revoked");
-    if (!cancel) return false;
-    const before = Math.max(-1, ...j.execs.filter((e) => e.at <= cancel.at).map((e) => e.retries));
-    return j.execs.some((e) => e.at > cancel.at && e.retries > before);
-  });
+  const rerunAfterCancel = jobs.filter(ranAfterCancel);
   const times = recoveryTimes(history);
   const slowest = times.at(-1);
   const bound = recoveryBoundMs(facts);

@@ -16,8 +16,8 @@ export interface JobHistory {
   terms: { at: number; line: number; signal: string; tag: string; error?: string }[];
   /** jobRecovered (`lost: false`) and jobLost (`lost: true`) signals. */
   recoveries: { at: number; line: number; tag: string; lost: boolean }[];
-  /** Cancels answered by the broker, with the state it reported. */
-  cancels: { at: number; line: number; state: string }[];
+  /** Cancels answered by the broker, with the state it reported; `askedAt`: when it was sent. */
+  cancels: { at: number; line: number; askedAt: number; state: string }[];
 }
 
 /** A broker call a worker process had begun and not ended. */
@@ -67,6 +67,8 @@ export class HistoryBuilder implements RunHistory {
   readonly faults: { at: number; line: number; text: string }[] = [];
   start = 0;
   lines = 0;
+  /** When the last cancel of each job was sent (`Cq`). */
+  readonly #asked = new Map<string, number>();
 
   job(id: string): JobHistory {
     let job = this.jobs.get(id);
@@ -108,8 +110,11 @@ export class HistoryBuilder implements RunHistory {
       case "l":
         this.job(f[0]!).recoveries.push({ at, line, tag: f[1]!, lost: kind === "l" });
         break;
+      case "Cq":
+        this.#asked.set(f[0]!, at);
+        break;
       case "C":
-        this.job(f[0]!).cancels.push({ at, line, state: f[1]! });
+        this.job(f[0]!).cancels.push({ at, line, askedAt: this.#asked.get(f[0]!) ?? at, state: f[1]! });
         break;
       case "b":
         this.#process(f[0]!).open.set(f[1]!, { call: f[2] as OpenCall["call"], acks: f[3] === "-" ? [] : f[3]!.split(",") });
@@ -131,7 +136,7 @@ export class HistoryBuilder implements RunHistory {
         this.faults.push({ at, line, text });
         break;
       default:
-        if (kind !== "Cq") this.faults.push({ at, line, text });
+        this.faults.push({ at, line, text });
     }
   }
 

@@ -66,14 +66,20 @@ function describeRun(o: SoakOptions, skewNote: string): string {
     `${o.duration} s, lease ${o.lease} s\nfaults: ${faults.join("; ")}`;
 }
 
-/** Waits until the subject Redis holds no job (none stored, queued or waiting), at most `timeoutMs`. */
-async function drain(admin: Redis, namespace: string, timeoutMs: number): Promise<boolean> {
+/**
+ * Waits until the subject Redis holds no job (none stored, queued or waiting) and no lease but
+ * those of the `alive()` processes (a killed process's lease expired and its running set was
+ * recovered), at most `timeoutMs`.
+ */
+async function drain(admin: Redis, namespace: string, alive: () => number, timeoutMs: number): Promise<boolean> {
   const k = namespaceKeys(namespace);
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     try {
-      const [stored, future, queued] = await Promise.all([admin.hlen(k.jobs), admin.zcard(k.future), admin.llen(k.queue(DEFAULT_QUEUE))]);
-      if (stored + future + queued === 0) return true;
+      const [stored, future, queued, leases] = await Promise.all([
+        admin.hlen(k.jobs), admin.zcard(k.future), admin.llen(k.queue(DEFAULT_QUEUE)), admin.zcard(k.leases),
+      ]);
+      if (stored + future + queued === 0 && leases <= alive()) return true;
     } catch {
       // Not reachable for a moment: ask again.
     }
@@ -179,7 +185,7 @@ async function main(): Promise<number> {
   const admin = new Redis(subject.url, { maxRetriesPerRequest: 1 });
   admin.on("error", () => undefined);
   const drainStart = performance.now();
-  const drained = await drain(admin, namespace, options.drainTimeout * 1000);
+  const drained = await drain(admin, namespace, () => fleet.alive().length, options.drainTimeout * 1000);
   await sleep(2_000); // signals sent after the last acknowledgements reach the record server
   const drainMs = performance.now() - drainStart;
 
@@ -211,7 +217,7 @@ async function main(): Promise<number> {
     ["executions", String(executions)],
     ["worker processes spawned", String(fleet.spawned)],
     ["record lines", String(history.lines)],
-    ["drained (no job left in Redis)", drained ? "yes" : `no, after ${options.drainTimeout} s`],
+    ["drained (no job and no dead lease left in Redis)", drained ? "yes" : `no, after ${options.drainTimeout} s`],
     ["elapsed: run / drain / total", `${seconds(runMs)} s / ${seconds(drainMs)} s / ${seconds(performance.now() - started)} s`],
   ], ["l", "r"]));
   if (failed) {
