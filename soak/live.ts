@@ -30,8 +30,15 @@ export class LiveView {
     this.#recorder = recorder;
   }
 
-  /** Reads the lines written since the last call (at most 100,000 per call). */
-  async refresh(): Promise<void> {
+  #refreshing: Promise<void> | undefined;
+
+  /** Reads the lines written since the last call (at most 100,000 per call); callers share one read at a time. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#read().finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #read(): Promise<void> {
     for (let pages = 0; pages < 10; pages++) {
       const lines = await this.#recorder.read(this.#cursor, 10_000);
       this.#cursor += lines.length;

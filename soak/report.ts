@@ -1,6 +1,8 @@
 /** Printing a soak run: the checks table, faults and totals, timelines of failing jobs, the last line. */
 import type { CheckRow } from "./checks.js";
+import type { FaultCounts } from "./faults.js";
 import type { RunHistory } from "./history.js";
+import type { ProducerStats } from "./producer.js";
 
 /** A Markdown table. */
 export function table(header: string[], rows: string[][], align: ("l" | "r")[] = []): string {
@@ -26,7 +28,7 @@ export function timeline(history: RunHistory, id: string): string {
   for (const c of job.cancels) events.push([c.at, c.line, `cancel answered: ${c.state}`]);
   const tags = new Set([...job.execs, ...job.terms, ...job.recoveries].map((e) => e.tag));
   const times = events.map(([at]) => at);
-  const from = Math.min(...times) - 1_000;
+  const from = Math.min(...times) - 3_000;
   const to = Math.max(...times) + 1_000;
   for (const f of history.faults) {
     const [, kind, tag] = f.text.split(" ");
@@ -58,4 +60,42 @@ export function lastLine(rows: readonly CheckRow[]): string {
   const passed = rows.filter((r) => r.pass === true).length;
   const failed = rows.filter((r) => r.pass === false).length;
   return `soak: ${passed} passed, ${failed} failed`;
+}
+
+/** What the totals table shows. */
+export interface Totals {
+  faults: FaultCounts;
+  producer: ProducerStats;
+  selfKills: number;
+  history: RunHistory;
+  spawned: number;
+  drained: boolean;
+  drainTimeout: number;
+  runMs: number;
+  drainMs: number;
+  totalMs: number;
+}
+
+/** The faults that happened and the run's totals. */
+export function totalsTable(t: Totals): string {
+  const c = t.faults;
+  const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+  const processes = [...t.history.processes.values()];
+  const executions = [...t.history.jobs.values()].reduce((n, j) => n + j.execs.length, 0);
+  return table(["fault / total", "count"], [
+    ["SIGKILL of a worker process", String(c.kills)],
+    ["SIGKILL of a worker process by itself, in jobSucceeded (doomed jobs)", `${t.selfKills} (${t.producer.doomed} doomed jobs)`],
+    ["redis-server restarts: SHUTDOWN / SIGKILL", `${c.restartsGraceful} / ${c.restartsKill} (down ${s(c.downMs)} in all)`],
+    ["CLIENT KILL of a worker process / of the producer", `${c.clientKills} / ${c.clientKillsProducer}`],
+    ["SCRIPT FLUSH", String(c.scriptFlushes)],
+    ["blocked event loops (busy jobs)", String(t.producer.busy)],
+    ["worker process spawns with a skewed clock", String(processes.filter((p) => p.skewed).length)],
+    ["cancels of running jobs / of a killed process's jobs / failed", `${c.cancels} / ${c.cancelsOfKilled} / ${c.cancelErrors}`],
+    ["jobs enqueued (of which due later) / enqueue calls re-sent", `${t.producer.enqueued} (${t.producer.future}) / ${t.producer.resends}`],
+    ["executions", String(executions)],
+    ["worker processes spawned", String(t.spawned)],
+    ["record lines", String(t.history.lines)],
+    ["drained (no job and no dead lease left in Redis)", t.drained ? "yes" : `no, after ${t.drainTimeout} s`],
+    ["elapsed: run / drain / total", `${s(t.runMs)} / ${s(t.drainMs)} / ${s(t.totalMs)}`],
+  ], ["l", "r"]);
 }

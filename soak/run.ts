@@ -11,23 +11,23 @@
  * failure. Every process it starts is stopped on the way out, also on an error, SIGINT or SIGTERM.
  */
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { DEFAULT_QUEUE, Engine, RedisBroker, setLogger } from "../lib/index.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
-import { startRedisServer } from "../test/helpers/redis-server.js";
-import { runChecks, snapshot, type CheckRow } from "./checks.js";
+import { startRedisServer, type RedisServer } from "../test/helpers/redis-server.js";
+import { runChecks, snapshot } from "./checks.js";
 import { Faults } from "./faults.js";
 import { HistoryBuilder } from "./history.js";
 import { LiveView } from "./live.js";
 import { USAGE, UsageError, parseOptions, seededRandom, type SoakOptions } from "./options.js";
 import { Fleet, SubjectServer, cleanup, faketimeEnv } from "./processes.js";
 import { Producer } from "./producer.js";
-import { RECORD_KEY, Recorder } from "./record.js";
-import { checksTable, examples, lastLine, table } from "./report.js";
+import { Recorder } from "./record.js";
+import { checksTable, examples, lastLine, totalsTable } from "./report.js";
 import { defineTasks } from "./tasks.js";
 
 let root: string | undefined;
@@ -88,6 +88,117 @@ async function drain(admin: Redis, namespace: string, alive: () => number, timeo
   return false;
 }
 
+/** Everything a run started, for its phases and its clean-up. */
+interface Rig {
+  options: SoakOptions;
+  root: string;
+  record: RedisServer;
+  subject: SubjectServer;
+  recorder: Recorder;
+  /** The producer's engine (no workers): enqueues and cancels. */
+  engine: Engine;
+  live: LiveView;
+  fleet: Fleet;
+  /** Seconds the skewed processes run ahead (0 when skew is off or faketime is missing). */
+  skew: number;
+  /** `ending` is set once the run stops: no respawns after it. */
+  status: { selfKills: number; ending: boolean };
+}
+
+/** Starts both servers and the worker processes; resolves once every worker process is ready. */
+async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
+  let skewEnv: NodeJS.ProcessEnv | undefined;
+  let skew = 0;
+  let skewNote = "no clock skew";
+  if (options.skew > 0 && options.skewed > 0) {
+    const probe = faketimeEnv(options.skew);
+    if ("env" in probe) [skewEnv, skew, skewNote] = [probe.env, options.skew, `${options.skewed} process(es) ${options.skew} s ahead (libfaketime)`];
+    else skewNote = `clock skew dropped: ${probe.reason}`;
+  }
+  say(describeRun(options, skewNote));
+  mkdirSync(join(dir, "record"));
+  const record = await startRedisServer({ dir: join(dir, "record") });
+  const killRecord = (): void => void record.process.kill("SIGKILL");
+  cleanup.add(killRecord);
+  record.process.once("exit", () => cleanup.delete(killRecord));
+  const subject = await SubjectServer.start(join(dir, "subject"));
+  const recorder = new Recorder(record.url);
+  await recorder.connect();
+  const namespace = `soak-${randomUUID().slice(0, 8)}`;
+  const engine = new Engine(new RedisBroker({ host: "127.0.0.1", port: subject.port, connectionName: "soak-producer" }, { lease: options.lease }), namespace);
+  defineTasks(engine);
+  let crashRespawns = 0;
+  const status = { selfKills: 0, ending: false };
+  const fleet: Fleet = new Fleet({
+    subjectHost: "127.0.0.1", subjectPort: subject.port, recordUrl: record.url, namespace, lease: options.lease,
+    workers: options.workers, busyMs: 1.5 * options.lease * 1000, logDir: join(dir, "logs"), skewEnv,
+    skewedSlots: options.skewed, verbose: options.verbose,
+    onSpawn: (w) => recorder.note(`S ${w.tag} ${w.slot} ${w.child.pid ?? 0} ${w.skewed ? "skewed" : "plain"}`),
+    onCrash: (w, code, signal, stderr) => {
+      recorder.note(`X ${w.tag} ${code ?? signal}`);
+      process.stderr.write(`soak: worker process ${w.tag} exited by itself (${code ?? signal})\n${stderr.trim().split("\n").slice(-5).join("\n")}\n`);
+      if (!status.ending && crashRespawns++ < 20) fleet.spawn(w.slot);
+    },
+    onSelfKill: (w) => {
+      status.selfKills++;
+      if (!status.ending) fleet.spawn(w.slot);
+    },
+  }, options.processes);
+  const first = Array.from({ length: options.processes }, (_, slot) => fleet.spawn(slot));
+  const ready = await Promise.race([Promise.all(first.map((w) => w.ready)), sleep(30_000, [false])]);
+  if (!ready.every(Boolean)) throw new Error("the worker processes did not start within 30 s");
+  return { options, root: dir, record, subject, recorder, engine, live: new LiveView(recorder), fleet, skew, status };
+}
+
+/** The run: production and faults for `--duration` seconds (production may need up to 60 s more). */
+async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Faults; producer: Producer; ms: number }> {
+  const { options, engine, live } = rig;
+  const start = performance.now();
+  const runEnd = new AbortController();
+  const producing = new AbortController();
+  const runTimer = setTimeout(() => runEnd.abort(), options.duration * 1000);
+  const produceTimer = setTimeout(() => producing.abort(), (options.duration + 60) * 1000);
+  const faults = new Faults({ options, fleet: rig.fleet, subject: rig.subject, recorder: rig.recorder, live, broker: engine.broker as RedisBroker, random });
+  const progress = setInterval(() => {
+    live.refresh().then(() => say(
+      `  ${seconds(performance.now() - start)} s: ${live.enqueued} enqueued, ${live.executions} executions, ${live.ended.size} ended, ` +
+      `${faults.counts.kills} kills, ${faults.counts.restartsGraceful + faults.counts.restartsKill} restarts`,
+    ), () => undefined);
+  }, 10_000);
+  const producer = new Producer(engine, rig.recorder);
+  const plan = { jobs: options.jobs, busy: options.busy, doomed: options.killAtSignal, durationMs: options.duration * 900, taskMs: options.taskMs, random };
+  const production = producer.run(plan, producing.signal);
+  await faults.run(runEnd.signal);
+  await rig.subject.up(); // a restart in progress has brought it back already; this is a no-op then
+  await production;
+  clearTimeout(runTimer);
+  clearTimeout(produceTimer);
+  clearInterval(progress);
+  return { faults, producer, ms: performance.now() - start };
+}
+
+/** Every slot gets a live process, then waits until no job is left; resolves with whether it drained. */
+async function drainPhase(rig: Rig, admin: Redis): Promise<{ drained: boolean; ms: number }> {
+  const { fleet, options } = rig;
+  for (let slot = 0; slot < options.processes; slot++) if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
+  await Promise.race([Promise.all(fleet.alive().map((w) => w.ready)), sleep(30_000)]);
+  const start = performance.now();
+  const drained = await drain(admin, rig.engine.namespace, () => fleet.alive().length, options.drainTimeout * 1000);
+  await sleep(2_000); // signals sent after the last acknowledgements reach the record server
+  return { drained, ms: performance.now() - start };
+}
+
+/** Writes the whole record to `file`, 10,000 lines at a time. */
+async function dumpRecord(recorder: Recorder, file: string): Promise<void> {
+  writeFileSync(file, "");
+  for (let page = 0, start = 0; page < 10_000; page++) {
+    const lines = await recorder.read(start, 10_000);
+    if (lines.length > 0) appendFileSync(file, `${lines.join("\n")}\n`);
+    start += lines.length;
+    if (lines.length < 10_000) return;
+  }
+}
+
 async function main(): Promise<number> {
   let options: SoakOptions;
   try {
@@ -99,143 +210,45 @@ async function main(): Promise<number> {
     return 2;
   }
   const started = performance.now();
-  // Far beyond the planned phases (run, produce, drain, stops): something hangs; stop everything.
+  // Far beyond the planned phases (run, production, drain, stops): something hangs; stop everything.
   setTimeout(() => {
     process.stderr.write("soak: watchdog: the run took far longer than planned; stopping every process\n");
     process.exit(1);
   }, (options.duration + 60 + options.drainTimeout + 300) * 1000).unref();
-  const random = seededRandom(options.seed);
   setLogger({ debug() {}, info() {}, warn() {}, error() {} }); // the producer's broker logs every outage
   root = mkdtempSync(join(tmpdir(), "chard-soak-"));
-
-  let skewEnv: NodeJS.ProcessEnv | undefined;
-  let skew = 0;
-  let skewNote = "no clock skew";
-  if (options.skew > 0 && options.skewed > 0) {
-    const probe = faketimeEnv(options.skew);
-    if ("env" in probe) {
-      [skewEnv, skew, skewNote] = [probe.env, options.skew, `${options.skewed} process(es) ${options.skew} s ahead (libfaketime)`];
-    } else {
-      skewNote = `clock skew dropped: ${probe.reason}`;
-    }
-  }
-  say(describeRun(options, skewNote));
-
-  mkdirSync(join(root, "record"));
-  const record = await startRedisServer({ dir: join(root, "record") });
-  const killRecord = (): void => void record.process.kill("SIGKILL");
-  cleanup.add(killRecord);
-  const subject = await SubjectServer.start(join(root, "subject"));
-  const recorder = new Recorder(record.url);
-  await recorder.connect();
-  const namespace = `soak-${randomUUID().slice(0, 8)}`;
-  const engine = new Engine(new RedisBroker({ host: "127.0.0.1", port: subject.port, connectionName: "soak-producer" }, { lease: options.lease }), namespace);
-  defineTasks(engine);
-  const live = new LiveView(recorder);
-
-  let ending = false;
-  let crashRespawns = 0;
-  let selfKills = 0;
-  const fleet = new Fleet({
-    subjectHost: "127.0.0.1", subjectPort: subject.port, recordUrl: record.url, namespace, lease: options.lease,
-    workers: options.workers, busyMs: 1.5 * options.lease * 1000, logDir: join(root, "logs"), skewEnv,
-    skewedSlots: options.skewed, verbose: options.verbose,
-    onSpawn: (w) => recorder.note(`S ${w.tag} ${w.slot} ${w.child.pid ?? 0} ${w.skewed ? "skewed" : "plain"}`),
-    onCrash: (w, code, signal, stderr) => {
-      recorder.note(`X ${w.tag} ${code ?? signal}`);
-      process.stderr.write(`soak: worker process ${w.tag} exited by itself (${code ?? signal})\n${stderr.trim().split("\n").slice(-5).join("\n")}\n`);
-      if (!ending && crashRespawns++ < 20) fleet.spawn(w.slot);
-    },
-    onSelfKill: (w) => {
-      selfKills++;
-      if (!ending) fleet.spawn(w.slot);
-    },
-  }, options.processes);
-  const first = Array.from({ length: options.processes }, (_, slot) => fleet.spawn(slot));
-  const ready = await Promise.race([Promise.all(first.map((w) => w.ready)), sleep(30_000, [false])]);
-  if (!ready.every(Boolean)) throw new Error("the worker processes did not start within 30 s");
-
-  // Run: production and faults for `duration` seconds.
-  const runStart = performance.now();
-  const runEnd = new AbortController();
-  const producing = new AbortController();
-  const runTimer = setTimeout(() => runEnd.abort(), options.duration * 1000);
-  const produceTimer = setTimeout(() => producing.abort(), (options.duration + 60) * 1000);
-  const faults = new Faults({ options, fleet, subject, recorder, live, broker: engine.broker as RedisBroker, random });
-  const progress = setInterval(() => {
-    live.refresh().then(() => say(
-      `  ${seconds(performance.now() - runStart)} s: ${live.enqueued} enqueued, ${live.executions} executions, ${live.ended.size} ended, ` +
-      `${faults.counts.kills} kills, ${faults.counts.restartsGraceful + faults.counts.restartsKill} restarts`,
-    ), () => undefined);
-  }, 10_000);
-  const producer = new Producer(engine, recorder);
-  const plan = { jobs: options.jobs, busy: options.busy, doomed: options.killAtSignal, durationMs: options.duration * 1000 * 0.9, taskMs: options.taskMs, random };
-  const production = producer.run(plan, producing.signal);
-  await faults.run(runEnd.signal);
-  await subject.up(); // a restart in progress has brought it back already; this is a no-op then
-  await production;
-  clearTimeout(runTimer);
-  clearTimeout(produceTimer);
-  clearInterval(progress);
-  const runMs = performance.now() - runStart;
-
-  // Drain: every slot alive, then wait until no job is left.
-  for (let slot = 0; slot < options.processes; slot++) if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
-  await Promise.race([Promise.all(fleet.alive().map((w) => w.ready)), sleep(30_000)]);
-  const admin = new Redis(subject.url, { maxRetriesPerRequest: 1 });
+  const rig = await setUp(options, root);
+  const run = await runPhase(rig, seededRandom(options.seed));
+  const admin = new Redis(rig.subject.url, { maxRetriesPerRequest: 1 });
   admin.on("error", () => undefined);
-  const drainStart = performance.now();
-  const drained = await drain(admin, namespace, () => fleet.alive().length, options.drainTimeout * 1000);
-  await sleep(2_000); // signals sent after the last acknowledgements reach the record server
-  const drainMs = performance.now() - drainStart;
+  const drain = await drainPhase(rig, admin);
 
-  // Stop, then check.
-  ending = true;
-  const notStopped = await fleet.stopAll(20_000);
-  await engine.close();
-  const history = await new HistoryBuilder().read(recorder);
+  rig.status.ending = true;
+  const notStopped = await rig.fleet.stopAll(20_000);
+  await rig.engine.close();
+  const history = await new HistoryBuilder().read(rig.recorder);
   const silent = [...history.jobs.values()].filter((j) => j.terms.length === 0).map((j) => j.id);
-  const state = await snapshot(admin, namespace, silent);
-  const rows: CheckRow[] = runChecks(history, state, { options, enqueued: producer.stats.enqueued, uncertain: producer.stats.uncertain, notStopped, skew });
+  const state = await snapshot(admin, rig.engine.namespace, silent);
+  admin.disconnect();
+  const { producer, faults } = run;
+  const rows = runChecks(history, state, { options, enqueued: producer.stats.enqueued, uncertain: producer.stats.uncertain, notStopped, skew: rig.skew });
   const failed = rows.some((r) => r.pass === false);
 
-  say("");
-  say(checksTable(rows));
-  say("");
-  const c = faults.counts;
-  const executions = [...history.jobs.values()].reduce((n, j) => n + j.execs.length, 0);
-  say(table(["fault / total", "count"], [
-    ["SIGKILL of a worker process", String(c.kills)],
-    ["SIGKILL of a worker process by itself, in jobSucceeded (doomed jobs)", `${selfKills} (${producer.stats.doomed} doomed jobs)`],
-    ["redis-server restarts: SHUTDOWN / SIGKILL", `${c.restartsGraceful} / ${c.restartsKill} (down ${seconds(c.downMs)} s in all)`],
-    ["CLIENT KILL of a worker process / of the producer", `${c.clientKills} / ${c.clientKillsProducer}`],
-    ["SCRIPT FLUSH", String(c.scriptFlushes)],
-    ["blocked event loops (busy jobs)", String(producer.stats.busy)],
-    ["worker process spawns with a skewed clock", String([...history.processes.values()].filter((p) => p.skewed).length)],
-    ["cancels of running jobs / of a killed process's jobs / failed", `${c.cancels} / ${c.cancelsOfKilled} / ${c.cancelErrors}`],
-    ["jobs enqueued (of which due later) / enqueue calls re-sent", `${producer.stats.enqueued} (${producer.stats.future}) / ${producer.stats.resends}`],
-    ["executions", String(executions)],
-    ["worker processes spawned", String(fleet.spawned)],
-    ["record lines", String(history.lines)],
-    ["drained (no job and no dead lease left in Redis)", drained ? "yes" : `no, after ${options.drainTimeout} s`],
-    ["elapsed: run / drain / total", `${seconds(runMs)} s / ${seconds(drainMs)} s / ${seconds(performance.now() - started)} s`],
-  ], ["l", "r"]));
-  if (failed) {
-    say("");
-    say(examples(rows, history, 3));
-  }
-
-  admin.disconnect();
+  say(`\n${checksTable(rows)}\n`);
+  say(totalsTable({
+    faults: faults.counts, producer: producer.stats, selfKills: rig.status.selfKills, history, spawned: rig.fleet.spawned,
+    drained: drain.drained, drainTimeout: options.drainTimeout, runMs: run.ms, drainMs: drain.ms, totalMs: performance.now() - started,
+  }));
+  if (failed) say(`\n${examples(rows, history, 3)}`);
   if (failed && options.keep) {
-    writeFileSync(join(root, "record.log"), `${(await recorder.client.lrange(RECORD_KEY, 0, -1)).join("\n")}\n`);
+    await dumpRecord(rig.recorder, join(root, "record.log"));
     keepRoot = true;
     say(`\nkept for post-mortem: ${root} (subject/ holds the AOF, record.log the record, logs/ the worker logs)`);
   }
-  await recorder.close();
-  await subject.stop();
-  await record.stop("SIGTERM", { keepDir: true });
-  say("");
-  say(lastLine(rows));
+  await rig.recorder.close();
+  await rig.subject.stop();
+  await rig.record.stop("SIGTERM", { keepDir: true });
+  say(`\n${lastLine(rows)}`);
   return failed ? 1 : 0;
 }
 
