@@ -75,6 +75,8 @@ export class Faults {
       this.#every(o.scriptFlushEvery * 1000, Number.POSITIVE_INFINITY, signal, () => this.#scriptFlush()),
       this.#every(durationMs / (o.cancels + 1), o.cancels, signal, () => this.#randomCancel()),
     ]);
+    // Schedules that ran out (or are all off) still leave the run its full duration.
+    await wait(durationMs, signal);
   }
 
   async #every(periodMs: number, count: number, signal: AbortSignal, fault: (i: number) => Promise<void>): Promise<void> {

@@ -70,6 +70,7 @@ export class HistoryBuilder implements RunHistory {
   /** When the last cancel of each job was sent (`Cq`). */
   readonly #asked = new Map<string, number>();
 
+  /** The history of job `id`, made empty on first use. */
   job(id: string): JobHistory {
     let job = this.jobs.get(id);
     if (!job) this.jobs.set(id, (job = { id, kind: undefined, enqueued: false, uncertain: false, execs: [], terms: [], recoveries: [], cancels: [] }));
@@ -82,6 +83,7 @@ export class HistoryBuilder implements RunHistory {
     return p;
   }
 
+  /** Adds one line of the record (lines must come in record order). */
   apply(text: string): void {
     const { at, kind, fields: f } = parseLine(text);
     const line = this.lines++;

@@ -20,7 +20,9 @@ export class LiveView {
   #cursor = 0;
   /** Last execution of each job with no terminal signal yet. */
   readonly running = new Map<string, LiveExecution>();
+  /** Jobs with a terminal signal. */
   readonly ended = new Set<string>();
+  /** Jobs enqueued and executions started, so far. */
   enqueued = 0;
   executions = 0;
   /** Record-server ms of the newest line read. */

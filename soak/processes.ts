@@ -180,6 +180,7 @@ export class SubjectServer {
     this.dir = server.dir;
   }
 
+  /** Its configuration on top of the test helper's (loopback, no RDB): every write fsynced to the AOF before the reply. */
   static readonly ARGS = ["--appendonly", "yes", "--appendfsync", "always"];
 
   /** Starts it on a free loopback port, its data in `dir`. */
@@ -190,10 +191,12 @@ export class SubjectServer {
     return subject;
   }
 
+  /** `redis://127.0.0.1:<port>`. */
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** False between `down` and the end of `up`. */
   get isUp(): boolean {
     return this.#server !== undefined;
   }

@@ -30,6 +30,7 @@ return redis.call('RPUSH', KEYS[1], string.format('%d', tonumber(t[1]) * 1000 + 
 
 /** A connection to the record server. */
 export class Recorder {
+  /** The connection to the record server. */
   readonly client: Redis;
 
   constructor(url: string) {
@@ -61,6 +62,7 @@ export class Recorder {
     return this.client.lrange(RECORD_KEY, start, start + count - 1);
   }
 
+  /** Closes the connection (QUIT, or drops it when the server does not answer). */
   async close(): Promise<void> {
     try {
       await this.client.quit();

@@ -36,6 +36,12 @@ export function timeline(history: RunHistory, id: string): string {
     if ((kind === "K" || kind === "X" || kind === "CK") && !tags.has(tag ?? "")) continue;
     events.push([f.at, f.line, `(fault) ${f.text.slice(f.text.indexOf(" ") + 1)}`]);
   }
+  for (const busy of history.jobs.values()) {
+    if (busy.kind !== "busy") continue;
+    for (const e of busy.execs) {
+      if (e.retries === 0 && tags.has(e.tag) && e.at >= from && e.at <= to) events.push([e.at, e.line, `(fault) ${e.tag} blocks its event loop (busy job)`]);
+    }
+  }
   for (const tag of tags) {
     const p = history.processes.get(tag);
     if (p?.skewed) events.push([p.spawnedAt, -1, `(${tag} runs with the skewed clock)`]);
