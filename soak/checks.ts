@@ -41,7 +41,8 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
   const running = new Map<string, string[]>();
   for (const key of await scan(`${escapeGlob(k.prefix)}:running:*`)) running.set(key, await client.smembers(key));
   const queued = new Set<string>();
-  for (const key of await scan(`${escapeGlob(k.prefix)}:queue:*`)) for (const id of await client.lrange(key, 0, -1)) queued.add(id);
+  for (const key of await scan(`${escapeGlob(k.prefix)}:queue:*`))
+    for (const id of await client.lrange(key, 0, -1)) queued.add(id);
   const future = new Set(await client.zrange(k.future, 0, -1));
   const stored = new Set(await client.hkeys(k.jobs));
   const results = new Map<string, string>();
@@ -73,7 +74,10 @@ export interface RunFacts {
   skew: number;
 }
 
-/** Slowest kill-to-recovery allowed: the lease (plus the skew a skewed process adds to its own), a redis-server outage, reconnection. */
+/**
+ * Slowest kill-to-recovery allowed: the lease (plus the skew a skewed process adds to its own), a
+ * redis-server outage, reconnection.
+ */
 function recoveryBoundMs(f: RunFacts): number {
   return (2 * f.options.lease + f.skew + f.options.down[1] + 3) * 1000;
 }
@@ -124,13 +128,16 @@ function ranAfterCancel(job: JobHistory): boolean {
   const before = job.execs.filter((e) => e.at <= cancel.at);
   const after = job.execs.filter((e) => e.at > cancel.at);
   if (after.length === 0) return false;
-  const interrupted = before.length > 0 ? Math.max(...before.map((e) => e.retries)) : Math.min(...after.map((e) => e.retries));
+  const interrupted =
+    before.length > 0 ? Math.max(...before.map((e) => e.retries)) : Math.min(...after.map((e) => e.retries));
   return after.some((e) => e.retries > interrupted);
 }
 
 /** Computes every check of the run. */
 export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: RunFacts): CheckRow[] {
-  const jobs = [...history.jobs.values()].filter((j) => j.enqueued || (j.uncertain && (j.execs.length > 0 || j.terms.length > 0)));
+  const jobs = [...history.jobs.values()].filter(
+    (j) => j.enqueued || (j.uncertain && (j.execs.length > 0 || j.terms.length > 0)),
+  );
   const runningIds = [...subject.running.values()].flat();
   const running = new Set(runningIds);
   const located = (id: string): boolean => subject.queued.has(id) || subject.future.has(id) || running.has(id);
@@ -141,23 +148,54 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
   const lost = notApart.filter((j) => retryable(j.kind) && !located(j.id) && !subject.results.has(j.id));
   const twice = jobs.filter((j) => j.kind === "once" && j.execs.length > 1);
   const twoTerms = jobs.filter((j) => j.terms.length > 1);
-  const expiredAfterStart = jobs.filter((j) => retryable(j.kind) && j.execs.length > 0 && j.terms.some((t) => t.signal === "exp"));
+  const expiredAfterStart = jobs.filter(
+    (j) => retryable(j.kind) && j.execs.length > 0 && j.terms.some((t) => t.signal === "exp"),
+  );
   const rerunAfterCancel = jobs.filter(ranAfterCancel);
   const times = recoveryTimes(history);
   const slowest = times.at(-1);
   const bound = recoveryBoundMs(facts);
   const crashed = [...history.processes.values()].filter((p) => p.crashed !== undefined);
   const ids = (list: JobHistory[]): string[] => list.map((j) => j.id);
-  const zero = (name: string, list: JobHistory[]): CheckRow => ({ name, value: String(list.length), expected: "0", pass: list.length === 0, jobs: ids(list) });
+  const zero = (name: string, list: JobHistory[]): CheckRow => ({
+    name,
+    value: String(list.length),
+    expected: "0",
+    pass: list.length === 0,
+    jobs: ids(list),
+  });
   return [
-    { name: "jobs enqueued", value: String(facts.enqueued), expected: String(facts.options.jobs), pass: facts.enqueued === facts.options.jobs },
+    {
+      name: "jobs enqueued",
+      value: String(facts.enqueued),
+      expected: String(facts.options.jobs),
+      pass: facts.enqueued === facts.options.jobs,
+    },
     zero("retryable jobs lost (no terminal signal, not queued, waiting or running)", lost),
     zero("`maxRetries: 0` jobs run more than once", twice),
     zero("jobs with more than one terminal signal", twoTerms),
     zero("jobs with no terminal signal (outside the counted window)", notApart),
-    { name: "  of which still queued, waiting or running at the end", value: String(left.length), expected: "0", pass: undefined, jobs: ids(left) },
-    { name: "jobs with no terminal signal, outcome made durable just before a kill (counted apart)", value: String(apart.size), expected: "counted", pass: undefined, jobs: ids([...apart]) },
-    { name: "ids left in running sets", value: String(runningIds.length), expected: "0", pass: runningIds.length === 0, jobs: runningIds },
+    {
+      name: "  of which still queued, waiting or running at the end",
+      value: String(left.length),
+      expected: "0",
+      pass: undefined,
+      jobs: ids(left),
+    },
+    {
+      name: "jobs with no terminal signal, outcome made durable just before a kill (counted apart)",
+      value: String(apart.size),
+      expected: "counted",
+      pass: undefined,
+      jobs: ids([...apart]),
+    },
+    {
+      name: "ids left in running sets",
+      value: String(runningIds.length),
+      expected: "0",
+      pass: runningIds.length === 0,
+      jobs: runningIds,
+    },
     zero("retryable jobs expired after they had started", expiredAfterStart),
     zero("cancelled jobs run again after the cancel", rerunAfterCancel),
     {
@@ -172,7 +210,17 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
       expected: "",
       pass: undefined,
     },
-    { name: "worker processes that exited by themselves", value: String(crashed.length), expected: "0", pass: crashed.length === 0 },
-    { name: "worker processes SIGTERM did not stop within 20 s", value: String(facts.notStopped.length), expected: "0", pass: facts.notStopped.length === 0 },
+    {
+      name: "worker processes that exited by themselves",
+      value: String(crashed.length),
+      expected: "0",
+      pass: crashed.length === 0,
+    },
+    {
+      name: "worker processes SIGTERM did not stop within 20 s",
+      value: String(facts.notStopped.length),
+      expected: "0",
+      pass: facts.notStopped.length === 0,
+    },
   ];
 }

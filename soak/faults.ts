@@ -55,8 +55,16 @@ async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
 /** Runs every fault schedule until `signal` aborts (restarts in progress finish: the server is up after). */
 export class Faults {
   readonly counts: FaultCounts = {
-    kills: 0, restartsGraceful: 0, restartsKill: 0, downMs: 0, clientKills: 0, clientKillsProducer: 0,
-    scriptFlushes: 0, cancels: 0, cancelsOfKilled: 0, cancelErrors: 0,
+    kills: 0,
+    restartsGraceful: 0,
+    restartsKill: 0,
+    downMs: 0,
+    clientKills: 0,
+    clientKillsProducer: 0,
+    scriptFlushes: 0,
+    cancels: 0,
+    cancelsOfKilled: 0,
+    cancelErrors: 0,
   };
   readonly #t: FaultTargets;
 
@@ -79,7 +87,12 @@ export class Faults {
     await wait(durationMs, signal);
   }
 
-  async #every(periodMs: number, count: number, signal: AbortSignal, fault: (i: number) => Promise<void>): Promise<void> {
+  async #every(
+    periodMs: number,
+    count: number,
+    signal: AbortSignal,
+    fault: (i: number) => Promise<void>,
+  ): Promise<void> {
     if (!(periodMs > 0) || count <= 0) return;
     const start = performance.now();
     for (let i = 0; i < count; i++) {
@@ -123,7 +136,12 @@ export class Faults {
   async #admin<T>(body: (admin: Redis) => Promise<T>): Promise<T | undefined> {
     const { subject } = this.#t;
     if (!subject.isUp) return undefined;
-    const admin = new Redis(subject.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000 });
+    const admin = new Redis(subject.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 1_000,
+    });
     admin.on("error", () => undefined);
     try {
       await admin.connect();

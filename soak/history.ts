@@ -73,13 +73,39 @@ export class HistoryBuilder implements RunHistory {
   /** The history of job `id`, made empty on first use. */
   job(id: string): JobHistory {
     let job = this.jobs.get(id);
-    if (!job) this.jobs.set(id, (job = { id, kind: undefined, enqueued: false, uncertain: false, execs: [], terms: [], recoveries: [], cancels: [] }));
+    if (!job)
+      this.jobs.set(
+        id,
+        (job = {
+          id,
+          kind: undefined,
+          enqueued: false,
+          uncertain: false,
+          execs: [],
+          terms: [],
+          recoveries: [],
+          cancels: [],
+        }),
+      );
     return job;
   }
 
   #process(tag: string): ProcessHistory {
     let p = this.processes.get(tag);
-    if (!p) this.processes.set(tag, (p = { tag, slot: -1, pid: 0, skewed: false, spawnedAt: 0, killedAt: undefined, crashed: undefined, open: new Map() }));
+    if (!p)
+      this.processes.set(
+        tag,
+        (p = {
+          tag,
+          slot: -1,
+          pid: 0,
+          skewed: false,
+          spawnedAt: 0,
+          killedAt: undefined,
+          crashed: undefined,
+          open: new Map(),
+        }),
+      );
     return p;
   }
 
@@ -119,7 +145,10 @@ export class HistoryBuilder implements RunHistory {
         this.job(f[0]!).cancels.push({ at, line, askedAt: this.#asked.get(f[0]!) ?? at, state: f[1]! });
         break;
       case "b":
-        this.#process(f[0]!).open.set(f[1]!, { call: f[2] as OpenCall["call"], acks: f[3] === "-" ? [] : f[3]!.split(",") });
+        this.#process(f[0]!).open.set(f[1]!, {
+          call: f[2] as OpenCall["call"],
+          acks: f[3] === "-" ? [] : f[3]!.split(","),
+        });
         break;
       case "e":
         this.#process(f[0]!).open.delete(f[1]!);

@@ -85,11 +85,33 @@ const BASE: Omit<SoakOptions, "profile"> = {
 };
 
 const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
-  ci: { jobs: 400, workers: 10, duration: 45, killEvery: 10, restarts: 2, clientKillEvery: 8, scriptFlushEvery: 11, busy: 2, killAtSignal: 1, cancels: 8, drainTimeout: 45 },
+  ci: {
+    jobs: 400,
+    workers: 10,
+    duration: 45,
+    killEvery: 10,
+    restarts: 2,
+    clientKillEvery: 8,
+    scriptFlushEvery: 11,
+    busy: 2,
+    killAtSignal: 1,
+    cancels: 8,
+    drainTimeout: 45,
+  },
   default: {},
   long: {
-    jobs: 1_000_000, workers: 50, duration: 1_800, killEvery: 10, restarts: 15, clientKillEvery: 20, scriptFlushEvery: 30,
-    busy: 30, killAtSignal: 30, cancels: 500, taskMs: [5, 100], drainTimeout: 120,
+    jobs: 1_000_000,
+    workers: 50,
+    duration: 1_800,
+    killEvery: 10,
+    restarts: 15,
+    clientKillEvery: 20,
+    scriptFlushEvery: 30,
+    busy: 30,
+    killAtSignal: 30,
+    cancels: 500,
+    taskMs: [5, 100],
+    drainTimeout: 120,
   },
 };
 
@@ -137,18 +159,32 @@ function range(flag: string, text: string | undefined): [number, number] {
 }
 
 const NUMERIC: Record<string, [keyof SoakOptions, number]> = {
-  "--jobs": ["jobs", 1], "--processes": ["processes", 1], "--workers": ["workers", 1], "--duration": ["duration", 1],
-  "--lease": ["lease", 0.5], "--kill-every": ["killEvery", 0], "--kills": ["kills", 0], "--restarts": ["restarts", 0],
-  "--client-kill-every": ["clientKillEvery", 0], "--script-flush-every": ["scriptFlushEvery", 0], "--busy": ["busy", 0], "--kill-at-signal": ["killAtSignal", 0],
-  "--skew": ["skew", 0], "--skewed": ["skewed", 0], "--cancels": ["cancels", 0], "--cancel-on-kill": ["cancelOnKill", 0],
-  "--drain-timeout": ["drainTimeout", 1], "--seed": ["seed", 0],
+  "--jobs": ["jobs", 1],
+  "--processes": ["processes", 1],
+  "--workers": ["workers", 1],
+  "--duration": ["duration", 1],
+  "--lease": ["lease", 0.5],
+  "--kill-every": ["killEvery", 0],
+  "--kills": ["kills", 0],
+  "--restarts": ["restarts", 0],
+  "--client-kill-every": ["clientKillEvery", 0],
+  "--script-flush-every": ["scriptFlushEvery", 0],
+  "--busy": ["busy", 0],
+  "--kill-at-signal": ["killAtSignal", 0],
+  "--skew": ["skew", 0],
+  "--skewed": ["skewed", 0],
+  "--cancels": ["cancels", 0],
+  "--cancel-on-kill": ["cancelOnKill", 0],
+  "--drain-timeout": ["drainTimeout", 1],
+  "--seed": ["seed", 0],
 };
 
 /** Parses the command line (without `node run.js`). @throws UsageError */
 export function parseOptions(argv: readonly string[]): SoakOptions {
   const profileAt = argv.indexOf("--profile");
   const profile = (profileAt >= 0 ? argv[profileAt + 1] : "default") as ProfileName;
-  if (!PROFILES.includes(profile)) throw new UsageError(`--profile must be one of ${PROFILES.join(", ")}, got ${JSON.stringify(profile)}`);
+  if (!PROFILES.includes(profile))
+    throw new UsageError(`--profile must be one of ${PROFILES.join(", ")}, got ${JSON.stringify(profile)}`);
   const options: SoakOptions = { ...BASE, ...PROFILE_VALUES[profile], profile };
   let killsGiven = false;
   for (let i = 0; i < argv.length; i++) {
@@ -169,13 +205,28 @@ export function parseOptions(argv: readonly string[]): SoakOptions {
       throw new UsageError(`unknown flag ${JSON.stringify(flag)}`);
     }
   }
-  for (const key of ["jobs", "processes", "workers", "kills", "restarts", "busy", "killAtSignal", "skewed", "cancels", "cancelOnKill", "seed"] as const) {
+  for (const key of [
+    "jobs",
+    "processes",
+    "workers",
+    "kills",
+    "restarts",
+    "busy",
+    "killAtSignal",
+    "skewed",
+    "cancels",
+    "cancelOnKill",
+    "seed",
+  ] as const) {
     if (!Number.isInteger(options[key]) && !(key === "kills" && options[key] === Number.POSITIVE_INFINITY)) {
-      throw new UsageError(`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be an integer, got ${options[key]}`);
+      throw new UsageError(
+        `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be an integer, got ${options[key]}`,
+      );
     }
   }
   // The last kill would fall on the end of the run, when faults stop.
-  if (!killsGiven) options.kills = options.killEvery > 0 ? Math.max(0, Math.ceil(options.duration / options.killEvery) - 1) : 0;
+  if (!killsGiven)
+    options.kills = options.killEvery > 0 ? Math.max(0, Math.ceil(options.duration / options.killEvery) - 1) : 0;
   if (options.skewed > options.processes) options.skewed = options.processes;
   if (options.seed === 0) options.seed = Date.now() % 2 ** 31;
   return options;

@@ -66,8 +66,15 @@ export class Fleet {
     const tag = `w${++this.#spawned}`;
     const skewed = s.skewEnv !== undefined && slot < s.skewedSlots;
     const settings: WorkerSettings = {
-      subjectHost: s.subjectHost, subjectPort: s.subjectPort, recordUrl: s.recordUrl, namespace: s.namespace, lease: s.lease,
-      workers: s.workers, busyMs: s.busyMs, tag, logFile: join(s.logDir, `${tag}.log`),
+      subjectHost: s.subjectHost,
+      subjectPort: s.subjectPort,
+      recordUrl: s.recordUrl,
+      namespace: s.namespace,
+      lease: s.lease,
+      workers: s.workers,
+      busyMs: s.busyMs,
+      tag,
+      logFile: join(s.logDir, `${tag}.log`),
     };
     const env = skewed ? { ...process.env, ...s.skewEnv } : process.env;
     const child = spawn(process.execPath, [WORKER, JSON.stringify(settings)], { stdio: ["pipe", "pipe", "pipe"], env });
@@ -86,7 +93,12 @@ export class Fleet {
       if (out.includes('"event":"ready"')) markReady(true);
     });
     const worker: WorkerProcess = {
-      tag, slot, child, skewed, ready, expected: false,
+      tag,
+      slot,
+      child,
+      skewed,
+      ready,
+      expected: false,
       exited: new Promise<void>((resolve) => child.once("exit", () => resolve())),
     };
     child.once("exit", () => {
@@ -106,7 +118,10 @@ export class Fleet {
   }
 
   /** SIGKILLs the process of `slot` (`sent` is called right after) and waits for its exit. */
-  async kill(slot: number, sent: (worker: WorkerProcess) => void = () => undefined): Promise<WorkerProcess | undefined> {
+  async kill(
+    slot: number,
+    sent: (worker: WorkerProcess) => void = () => undefined,
+  ): Promise<WorkerProcess | undefined> {
     const worker = this.slots[slot];
     if (!worker || worker.child.exitCode !== null || worker.child.signalCode !== null) return undefined;
     worker.expected = true;
@@ -118,7 +133,9 @@ export class Fleet {
 
   /** Processes alive now. */
   alive(): WorkerProcess[] {
-    return this.slots.filter((w): w is WorkerProcess => w !== undefined && w.child.exitCode === null && w.child.signalCode === null);
+    return this.slots.filter(
+      (w): w is WorkerProcess => w !== undefined && w.child.exitCode === null && w.child.signalCode === null,
+    );
   }
 
   /**
@@ -127,18 +144,20 @@ export class Fleet {
    */
   async stopAll(timeoutMs: number): Promise<string[]> {
     const killed: string[] = [];
-    await Promise.all(this.alive().map(async (w) => {
-      w.expected = true;
-      w.child.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs)));
-      if (await Promise.race([w.exited.then(() => false), late])) {
-        killed.push(w.tag);
-        w.child.kill("SIGKILL");
-        await w.exited;
-      }
-      clearTimeout(timer);
-    }));
+    await Promise.all(
+      this.alive().map(async (w) => {
+        w.expected = true;
+        w.child.kill("SIGTERM");
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs)));
+        if (await Promise.race([w.exited.then(() => false), late])) {
+          killed.push(w.tag);
+          w.child.kill("SIGKILL");
+          await w.exited;
+        }
+        clearTimeout(timer);
+      }),
+    );
     return killed;
   }
 }
@@ -160,10 +179,15 @@ export function faketimeEnv(skew: number): { env: NodeJS.ProcessEnv } | { reason
   // Only the wall clock moves: monotonic timers stay true, as on a machine whose clock is off.
   const env = { LD_PRELOAD: lib, FAKETIME: `+${skew}s`, FAKETIME_DONT_FAKE_MONOTONIC: "1" };
   const before = Date.now();
-  const probe = spawnSync(process.execPath, ["-e", "process.stdout.write(String(Date.now()))"], { env: { ...process.env, ...env }, timeout: 10_000 });
+  const probe = spawnSync(process.execPath, ["-e", "process.stdout.write(String(Date.now()))"], {
+    env: { ...process.env, ...env },
+    timeout: 10_000,
+  });
   const offset = Number(probe.stdout?.toString()) - before;
   if (probe.status !== 0 || !Number.isFinite(offset) || Math.abs(offset - skew * 1000) > 1_500) {
-    return { reason: `node under libfaketime did not run ${skew} s ahead (status ${probe.status}, offset ${offset} ms)` };
+    return {
+      reason: `node under libfaketime did not run ${skew} s ahead (status ${probe.status}, offset ${offset} ms)`,
+    };
   }
   return { env };
 }
@@ -180,7 +204,7 @@ export class SubjectServer {
     this.dir = server.dir;
   }
 
-  /** Its configuration on top of the test helper's (loopback, no RDB): every write fsynced to the AOF before the reply. */
+  /** On top of the test helper's settings (loopback, no RDB): every write fsynced to the AOF before the reply. */
   static readonly ARGS = ["--appendonly", "yes", "--appendfsync", "always"];
 
   /** Starts it on a free loopback port, its data in `dir`. */

@@ -46,7 +46,10 @@ export interface ProducerStats {
 /** Positions (1-based) of the busy and doomed jobs: each kind spread evenly over the run. */
 function placeSpecials(plan: ProducerPlan): Map<number, Kind> {
   const at = new Map<number, Kind>();
-  for (const [kind, count, offset] of [["busy", plan.busy, 0.5], ["doomed", plan.doomed, 0.25]] as const) {
+  for (const [kind, count, offset] of [
+    ["busy", plan.busy, 0.5],
+    ["doomed", plan.doomed, 0.25],
+  ] as const) {
     for (let i = 0; i < count; i++) {
       let pos = Math.max(1, Math.round(((i + offset) * plan.jobs) / count));
       while (at.has(pos) && pos < plan.jobs) pos++;
@@ -76,7 +79,7 @@ export class Producer {
     let made = 0;
     while (made < plan.jobs && !signal.aborted) {
       const elapsed = performance.now() - start;
-      const due = Math.min(plan.jobs, Math.ceil((plan.jobs * Math.min(1, elapsed / plan.durationMs))) || 1);
+      const due = Math.min(plan.jobs, Math.ceil(plan.jobs * Math.min(1, elapsed / plan.durationMs)) || 1);
       const batch = new Batch();
       const kinds: Kind[] = [];
       while (made < due && kinds.length < 50) {

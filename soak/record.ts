@@ -14,7 +14,8 @@
  * | `r <id> <tag>` / `l <id> <tag>` | signal receiver | jobRecovered / jobLost |
  * | `b <tag> <seq> <f/a/k> <ackIds or ->` | broker wrapper | a fetch, finish or keepAlive call begins |
  * | `e <tag> <seq>` | broker wrapper | that call returned or threw |
- * | `S <tag> <slot> <pid> <skew>` / `K <tag>` / `X <tag> <code>` | orchestrator | spawned / SIGKILLed / exited by itself |
+ * | `S <tag> <slot> <pid> <skew>` | orchestrator | spawned (`skewed` or `plain` clock) |
+ * | `K <tag>` / `X <tag> <code>` | orchestrator (or the worker: `K <tag> self`) | SIGKILLed / exited by itself |
  * | `R <graceful/kill>` / `Ru` | orchestrator | subject redis-server going down / up again |
  * | `CK <tag>` / `SF` | orchestrator | CLIENT KILL of a process's connections / SCRIPT FLUSH |
  * | `C <id> <state>` / `Cq <id>` | orchestrator | cancel answered with the job's state / cancel about to be sent |
@@ -26,7 +27,8 @@ export const RECORD_KEY = "soak:record";
 
 /** Appends ARGV[1] to KEYS[1], prefixed by the server's time in ms. */
 const APPEND = `local t = redis.call('TIME')
-return redis.call('RPUSH', KEYS[1], string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) .. ' ' .. ARGV[1])`;
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('RPUSH', KEYS[1], string.format('%d', ms) .. ' ' .. ARGV[1])`;
 
 /** A connection to the record server. */
 export class Recorder {

@@ -13,7 +13,11 @@ export function table(header: string[], rows: string[][], align: ("l" | "r")[] =
 /** The checks table. */
 export function checksTable(rows: readonly CheckRow[]): string {
   const result = (r: CheckRow): string => (r.pass === undefined ? "info" : r.pass ? "pass" : "**FAIL**");
-  return table(["check", "value", "expected", "result"], rows.map((r) => [r.name, r.value, r.expected, result(r)]), ["l", "r", "r", "l"]);
+  return table(
+    ["check", "value", "expected", "result"],
+    rows.map((r) => [r.name, r.value, r.expected, result(r)]),
+    ["l", "r", "r", "l"],
+  );
 }
 
 /** What happened to one job, one event per line, times in seconds from the first record line. */
@@ -23,7 +27,8 @@ export function timeline(history: RunHistory, id: string): string {
   const s = (at: number): string => `+${((at - history.start) / 1000).toFixed(3)}s`;
   const events: [number, number, string][] = [];
   for (const e of job.execs) events.push([e.at, e.line, `exec on ${e.tag}, retries ${e.retries}`]);
-  for (const t of job.terms) events.push([t.at, t.line, `terminal ${t.signal}${t.error ? ` (${t.error})` : ""} from ${t.tag}`]);
+  for (const t of job.terms)
+    events.push([t.at, t.line, `terminal ${t.signal}${t.error ? ` (${t.error})` : ""} from ${t.tag}`]);
   for (const r of job.recoveries) events.push([r.at, r.line, `${r.lost ? "jobLost" : "jobRecovered"} from ${r.tag}`]);
   for (const c of job.cancels) events.push([c.at, c.line, `cancel answered: ${c.state}`]);
   const tags = new Set([...job.execs, ...job.terms, ...job.recoveries].map((e) => e.tag));
@@ -39,7 +44,8 @@ export function timeline(history: RunHistory, id: string): string {
   for (const busy of history.jobs.values()) {
     if (busy.kind !== "busy") continue;
     for (const e of busy.execs) {
-      if (e.retries === 0 && tags.has(e.tag) && e.at >= from && e.at <= to) events.push([e.at, e.line, `(fault) ${e.tag} blocks its event loop (busy job)`]);
+      if (e.retries === 0 && tags.has(e.tag) && e.at >= from && e.at <= to)
+        events.push([e.at, e.line, `(fault) ${e.tag} blocks its event loop (busy job)`]);
     }
   }
   for (const tag of tags) {
@@ -88,20 +94,36 @@ export function totalsTable(t: Totals): string {
   const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
   const processes = [...t.history.processes.values()];
   const executions = [...t.history.jobs.values()].reduce((n, j) => n + j.execs.length, 0);
-  return table(["fault / total", "count"], [
-    ["SIGKILL of a worker process", String(c.kills)],
-    ["SIGKILL of a worker process by itself, in jobSucceeded (doomed jobs)", `${t.selfKills} (${t.producer.doomed} doomed jobs)`],
-    ["redis-server restarts: SHUTDOWN / SIGKILL", `${c.restartsGraceful} / ${c.restartsKill} (down ${s(c.downMs)} in all)`],
-    ["CLIENT KILL of a worker process / of the producer", `${c.clientKills} / ${c.clientKillsProducer}`],
-    ["SCRIPT FLUSH", String(c.scriptFlushes)],
-    ["blocked event loops (busy jobs)", String(t.producer.busy)],
-    ["worker process spawns with a skewed clock", String(processes.filter((p) => p.skewed).length)],
-    ["cancels of running jobs / of a killed process's jobs / failed", `${c.cancels} / ${c.cancelsOfKilled} / ${c.cancelErrors}`],
-    ["jobs enqueued (of which due later) / enqueue calls re-sent", `${t.producer.enqueued} (${t.producer.future}) / ${t.producer.resends}`],
-    ["executions", String(executions)],
-    ["worker processes spawned", String(t.spawned)],
-    ["record lines", String(t.history.lines)],
-    ["drained (no job and no dead lease left in Redis)", t.drained ? "yes" : `no, after ${t.drainTimeout} s`],
-    ["elapsed: run / drain / total", `${s(t.runMs)} / ${s(t.drainMs)} / ${s(t.totalMs)}`],
-  ], ["l", "r"]);
+  return table(
+    ["fault / total", "count"],
+    [
+      ["SIGKILL of a worker process", String(c.kills)],
+      [
+        "SIGKILL of a worker process by itself, in jobSucceeded (doomed jobs)",
+        `${t.selfKills} (${t.producer.doomed} doomed jobs)`,
+      ],
+      [
+        "redis-server restarts: SHUTDOWN / SIGKILL",
+        `${c.restartsGraceful} / ${c.restartsKill} (down ${s(c.downMs)} in all)`,
+      ],
+      ["CLIENT KILL of a worker process / of the producer", `${c.clientKills} / ${c.clientKillsProducer}`],
+      ["SCRIPT FLUSH", String(c.scriptFlushes)],
+      ["blocked event loops (busy jobs)", String(t.producer.busy)],
+      ["worker process spawns with a skewed clock", String(processes.filter((p) => p.skewed).length)],
+      [
+        "cancels of running jobs / of a killed process's jobs / failed",
+        `${c.cancels} / ${c.cancelsOfKilled} / ${c.cancelErrors}`,
+      ],
+      [
+        "jobs enqueued (of which due later) / enqueue calls re-sent",
+        `${t.producer.enqueued} (${t.producer.future}) / ${t.producer.resends}`,
+      ],
+      ["executions", String(executions)],
+      ["worker processes spawned", String(t.spawned)],
+      ["record lines", String(t.history.lines)],
+      ["drained (no job and no dead lease left in Redis)", t.drained ? "yes" : `no, after ${t.drainTimeout} s`],
+      ["elapsed: run / drain / total", `${s(t.runMs)} / ${s(t.drainMs)} / ${s(t.totalMs)}`],
+    ],
+    ["l", "r"],
+  );
 }

@@ -62,8 +62,10 @@ function describeRun(o: SoakOptions, skewNote: string): string {
     skewNote,
     `${o.cancels} cancels, ${o.cancelOnKill} per kill`,
   ];
-  return `soak: profile ${o.profile}, seed ${o.seed}: ${o.jobs} jobs, ${o.processes} processes x ${o.workers} workers, ` +
-    `${o.duration} s, lease ${o.lease} s\nfaults: ${faults.join("; ")}`;
+  return (
+    `soak: profile ${o.profile}, seed ${o.seed}: ${o.jobs} jobs, ${o.processes} processes x ${o.workers} workers, ` +
+    `${o.duration} s, lease ${o.lease} s\nfaults: ${faults.join("; ")}`
+  );
 }
 
 /**
@@ -77,7 +79,10 @@ async function drain(admin: Redis, namespace: string, alive: () => number, timeo
   while (Date.now() < deadline) {
     try {
       const [stored, future, queued, leases] = await Promise.all([
-        admin.hlen(k.jobs), admin.zcard(k.future), admin.llen(k.queue(DEFAULT_QUEUE)), admin.zcard(k.leases),
+        admin.hlen(k.jobs),
+        admin.zcard(k.future),
+        admin.llen(k.queue(DEFAULT_QUEUE)),
+        admin.zcard(k.leases),
       ]);
       if (stored + future + queued === 0 && leases <= alive()) return true;
     } catch {
@@ -112,7 +117,12 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
   let skewNote = "no clock skew";
   if (options.skew > 0 && options.skewed > 0) {
     const probe = faketimeEnv(options.skew);
-    if ("env" in probe) [skewEnv, skew, skewNote] = [probe.env, options.skew, `${options.skewed} process(es) ${options.skew} s ahead (libfaketime)`];
+    if ("env" in probe)
+      [skewEnv, skew, skewNote] = [
+        probe.env,
+        options.skew,
+        `${options.skewed} process(es) ${options.skew} s ahead (libfaketime)`,
+      ];
     else skewNote = `clock skew dropped: ${probe.reason}`;
   }
   say(describeRun(options, skewNote));
@@ -125,25 +135,43 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
   const recorder = new Recorder(record.url);
   await recorder.connect();
   const namespace = `soak-${randomUUID().slice(0, 8)}`;
-  const engine = new Engine(new RedisBroker({ host: "127.0.0.1", port: subject.port, connectionName: "soak-producer" }, { lease: options.lease }), namespace);
+  const engine = new Engine(
+    new RedisBroker(
+      { host: "127.0.0.1", port: subject.port, connectionName: "soak-producer" },
+      { lease: options.lease },
+    ),
+    namespace,
+  );
   defineTasks(engine);
   let crashRespawns = 0;
   const status = { selfKills: 0, ending: false };
-  const fleet: Fleet = new Fleet({
-    subjectHost: "127.0.0.1", subjectPort: subject.port, recordUrl: record.url, namespace, lease: options.lease,
-    workers: options.workers, busyMs: 1.5 * options.lease * 1000, logDir: join(dir, "logs"), skewEnv,
-    skewedSlots: options.skewed, verbose: options.verbose,
-    onSpawn: (w) => recorder.note(`S ${w.tag} ${w.slot} ${w.child.pid ?? 0} ${w.skewed ? "skewed" : "plain"}`),
-    onCrash: (w, code, signal, stderr) => {
-      recorder.note(`X ${w.tag} ${code ?? signal}`);
-      process.stderr.write(`soak: worker process ${w.tag} exited by itself (${code ?? signal})\n${stderr.trim().split("\n").slice(-5).join("\n")}\n`);
-      if (!status.ending && crashRespawns++ < 20) fleet.spawn(w.slot);
+  const fleet: Fleet = new Fleet(
+    {
+      subjectHost: "127.0.0.1",
+      subjectPort: subject.port,
+      recordUrl: record.url,
+      namespace,
+      lease: options.lease,
+      workers: options.workers,
+      busyMs: 1.5 * options.lease * 1000,
+      logDir: join(dir, "logs"),
+      skewEnv,
+      skewedSlots: options.skewed,
+      verbose: options.verbose,
+      onSpawn: (w) => recorder.note(`S ${w.tag} ${w.slot} ${w.child.pid ?? 0} ${w.skewed ? "skewed" : "plain"}`),
+      onCrash: (w, code, signal, stderr) => {
+        recorder.note(`X ${w.tag} ${code ?? signal}`);
+        const tail = stderr.trim().split("\n").slice(-5).join("\n");
+        process.stderr.write(`soak: worker process ${w.tag} exited by itself (${code ?? signal})\n${tail}\n`);
+        if (!status.ending && crashRespawns++ < 20) fleet.spawn(w.slot);
+      },
+      onSelfKill: (w) => {
+        status.selfKills++;
+        if (!status.ending) fleet.spawn(w.slot);
+      },
     },
-    onSelfKill: (w) => {
-      status.selfKills++;
-      if (!status.ending) fleet.spawn(w.slot);
-    },
-  }, options.processes);
+    options.processes,
+  );
   const first = Array.from({ length: options.processes }, (_, slot) => fleet.spawn(slot));
   const ready = await Promise.race([Promise.all(first.map((w) => w.ready)), sleep(30_000, [false])]);
   if (!ready.every(Boolean)) throw new Error("the worker processes did not start within 30 s");
@@ -158,15 +186,35 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
   const producing = new AbortController();
   const runTimer = setTimeout(() => runEnd.abort(), options.duration * 1000);
   const produceTimer = setTimeout(() => producing.abort(), (options.duration + 60) * 1000);
-  const faults = new Faults({ options, fleet: rig.fleet, subject: rig.subject, recorder: rig.recorder, live, broker: engine.broker as RedisBroker, random });
+  const faults = new Faults({
+    options,
+    fleet: rig.fleet,
+    subject: rig.subject,
+    recorder: rig.recorder,
+    live,
+    broker: engine.broker as RedisBroker,
+    random,
+  });
   const progress = setInterval(() => {
-    live.refresh().then(() => say(
-      `  ${seconds(performance.now() - start)} s: ${live.enqueued} enqueued, ${live.executions} executions, ${live.ended.size} ended, ` +
-      `${faults.counts.kills} kills, ${faults.counts.restartsGraceful + faults.counts.restartsKill} restarts`,
-    ), () => undefined);
+    const restarts = faults.counts.restartsGraceful + faults.counts.restartsKill;
+    live.refresh().then(
+      () =>
+        say(
+          `  ${seconds(performance.now() - start)} s: ${live.enqueued} enqueued, ${live.executions} executions, ` +
+            `${live.ended.size} ended, ${faults.counts.kills} kills, ${restarts} restarts`,
+        ),
+      () => undefined,
+    );
   }, 10_000);
   const producer = new Producer(engine, rig.recorder);
-  const plan = { jobs: options.jobs, busy: options.busy, doomed: options.killAtSignal, durationMs: options.duration * 900, taskMs: options.taskMs, random };
+  const plan = {
+    jobs: options.jobs,
+    busy: options.busy,
+    doomed: options.killAtSignal,
+    durationMs: options.duration * 900,
+    taskMs: options.taskMs,
+    random,
+  };
   const production = producer.run(plan, producing.signal);
   await faults.run(runEnd.signal);
   await rig.subject.up(); // a restart in progress has brought it back already; this is a no-op then
@@ -180,7 +228,8 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
 /** Every slot gets a live process, then waits until no job is left; resolves with whether it drained. */
 async function drainPhase(rig: Rig, admin: Redis): Promise<{ drained: boolean; ms: number }> {
   const { fleet, options } = rig;
-  for (let slot = 0; slot < options.processes; slot++) if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
+  for (let slot = 0; slot < options.processes; slot++)
+    if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
   await Promise.race([Promise.all(fleet.alive().map((w) => w.ready)), sleep(30_000)]);
   const start = performance.now();
   const drained = await drain(admin, rig.engine.namespace, () => fleet.alive().length, options.drainTimeout * 1000);
@@ -211,10 +260,13 @@ async function main(): Promise<number> {
   }
   const started = performance.now();
   // Far beyond the planned phases (run, production, drain, stops): something hangs; stop everything.
-  setTimeout(() => {
-    process.stderr.write("soak: watchdog: the run took far longer than planned; stopping every process\n");
-    process.exit(1);
-  }, (options.duration + 60 + options.drainTimeout + 300) * 1000).unref();
+  setTimeout(
+    () => {
+      process.stderr.write("soak: watchdog: the run took far longer than planned; stopping every process\n");
+      process.exit(1);
+    },
+    (options.duration + 60 + options.drainTimeout + 300) * 1000,
+  ).unref();
   setLogger({ debug() {}, info() {}, warn() {}, error() {} }); // the producer's broker logs every outage
   root = mkdtempSync(join(tmpdir(), "chard-soak-"));
   const rig = await setUp(options, root);
@@ -231,14 +283,30 @@ async function main(): Promise<number> {
   const state = await snapshot(admin, rig.engine.namespace, silent);
   admin.disconnect();
   const { producer, faults } = run;
-  const rows = runChecks(history, state, { options, enqueued: producer.stats.enqueued, uncertain: producer.stats.uncertain, notStopped, skew: rig.skew });
+  const rows = runChecks(history, state, {
+    options,
+    enqueued: producer.stats.enqueued,
+    uncertain: producer.stats.uncertain,
+    notStopped,
+    skew: rig.skew,
+  });
   const failed = rows.some((r) => r.pass === false);
 
   say(`\n${checksTable(rows)}\n`);
-  say(totalsTable({
-    faults: faults.counts, producer: producer.stats, selfKills: rig.status.selfKills, history, spawned: rig.fleet.spawned,
-    drained: drain.drained, drainTimeout: options.drainTimeout, runMs: run.ms, drainMs: drain.ms, totalMs: performance.now() - started,
-  }));
+  say(
+    totalsTable({
+      faults: faults.counts,
+      producer: producer.stats,
+      selfKills: rig.status.selfKills,
+      history,
+      spawned: rig.fleet.spawned,
+      drained: drain.drained,
+      drainTimeout: options.drainTimeout,
+      runMs: run.ms,
+      drainMs: drain.ms,
+      totalMs: performance.now() - started,
+    }),
+  );
   if (failed) say(`\n${examples(rows, history, 3)}`);
   if (failed && options.keep) {
     await dumpRecord(rig.recorder, join(root, "record.log"));

@@ -32,7 +32,12 @@ export const KIND_OPTIONS: Record<Kind, TaskOptions> = {
 
 /** Share of the ordinary jobs of each kind (busy and doomed jobs are counted apart: `--busy`, `--kill-at-signal`). */
 export const MIX: ReadonlyArray<readonly [Kind, number]> = [
-  ["once", 0.4], ["retry", 0.3], ["flaky", 0.1], ["limited", 0.08], ["expiring", 0.08], ["slow", 0.04],
+  ["once", 0.4],
+  ["retry", 0.3],
+  ["flaky", 0.1],
+  ["limited", 0.08],
+  ["expiring", 0.08],
+  ["slow", 0.04],
 ];
 
 /** Picks a kind of the mix for a random number in [0, 1). */
@@ -63,16 +68,20 @@ function blockFor(ms: number): void {
 /** Defines every kind's task on `engine`; without a runtime (the producer), they must never run. */
 export function defineTasks(engine: Engine, runtime?: TaskRuntime): void {
   for (const kind of KINDS) {
-    engine.task(kind, async (seq: number, ms: number) => {
-      if (!runtime) throw new Error(`the producer does not run ${kind} jobs`);
-      const { job, signal } = currentJob()!;
-      await runtime.started(job.id, job.retries, kind);
-      if (kind === "flaky" && job.retries === 0 && seq % 2 === 0) {
-        throw new RetryError("flaky: asks for a retry", { at: new Date(Date.now() + 200) });
-      }
-      if (kind === "busy" && job.retries === 0) blockFor(runtime.busyMs);
-      await sleep(ms, undefined, kind === "slow" ? { signal } : undefined);
-      return seq;
-    }, KIND_OPTIONS[kind]);
+    engine.task(
+      kind,
+      async (seq: number, ms: number) => {
+        if (!runtime) throw new Error(`the producer does not run ${kind} jobs`);
+        const { job, signal } = currentJob()!;
+        await runtime.started(job.id, job.retries, kind);
+        if (kind === "flaky" && job.retries === 0 && seq % 2 === 0) {
+          throw new RetryError("flaky: asks for a retry", { at: new Date(Date.now() + 200) });
+        }
+        if (kind === "busy" && job.retries === 0) blockFor(runtime.busyMs);
+        await sleep(ms, undefined, kind === "slow" ? { signal } : undefined);
+        return seq;
+      },
+      KIND_OPTIONS[kind],
+    );
   }
 }

@@ -6,11 +6,20 @@
  *
  * Run by the orchestrator as `node dist/soak/worker.js <json settings>`. Prints JSON lines on
  * stdout: `{"event":"ready"}` once its workers started, `{"event":"exit"}` after a graceful stop
- * (SIGTERM), `{"event":"selfkill"}` right before it SIGKILLs itself (a doomed job succeeded). It exits by itself when its stdin closes or its parent changes (the orchestrator died).
+ * (SIGTERM), `{"event":"selfkill"}` right before it SIGKILLs itself (a doomed job succeeded). It
+ * exits by itself when its stdin closes or its parent changes (the orchestrator died).
  */
 import { createWriteStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Engine, RedisBroker, setLogger, signals, type FetchResult, type FinishedJob, type Recovery } from "../lib/index.js";
+import {
+  Engine,
+  RedisBroker,
+  setLogger,
+  signals,
+  type FetchResult,
+  type FinishedJob,
+  type Recovery,
+} from "../lib/index.js";
 import { Recorder } from "./record.js";
 import { defineTasks } from "./tasks.js";
 
@@ -41,10 +50,12 @@ setInterval(() => {
 }, 1_000).unref();
 
 const log = createWriteStream(settings.logFile, { flags: "a" });
-const line = (level: string) => (message: string, ...rest: unknown[]): void => {
-  const extra = rest.map((r) => (r instanceof Error ? `${r.name}: ${r.message}` : String(r))).join(" ");
-  log.write(`${new Date().toISOString()} ${level} ${message} ${extra}\n`);
-};
+const line =
+  (level: string) =>
+  (message: string, ...rest: unknown[]): void => {
+    const extra = rest.map((r) => (r instanceof Error ? `${r.name}: ${r.message}` : String(r))).join(" ");
+    log.write(`${new Date().toISOString()} ${level} ${message} ${extra}\n`);
+  };
 setLogger({ debug() {}, info() {}, warn: line("warn"), error: line("error") });
 
 const recorder = new Recorder(settings.recordUrl);
@@ -101,9 +112,15 @@ function connectSignals(): void {
 async function main(): Promise<void> {
   await recorder.connect();
   connectSignals();
-  const broker = new SoakBroker({ host: settings.subjectHost, port: settings.subjectPort, connectionName: `soak-${tag}` }, { lease: settings.lease });
+  const broker = new SoakBroker(
+    { host: settings.subjectHost, port: settings.subjectPort, connectionName: `soak-${tag}` },
+    { lease: settings.lease },
+  );
   const engine = new Engine(broker, settings.namespace);
-  defineTasks(engine, { busyMs: settings.busyMs, started: (id, retries, kind) => recorder.write(`x ${id} ${tag} ${retries} ${kind}`) });
+  defineTasks(engine, {
+    busyMs: settings.busyMs,
+    started: (id, retries, kind) => recorder.write(`x ${id} ${tag} ${retries} ${kind}`),
+  });
   let stopping = false;
   process.on("SIGTERM", () => {
     stopping = true;

@@ -23,20 +23,38 @@ function check(rows: CheckRow[], start: string): CheckRow {
   return row;
 }
 
-const facts = { options: { ...parseOptions(["--seed", "1"]), jobs: 3 }, enqueued: 3, uncertain: 0, notStopped: [], skew: 0 };
+const facts = {
+  options: { ...parseOptions(["--seed", "1"]), jobs: 3 },
+  enqueued: 3,
+  uncertain: 0,
+  notStopped: [],
+  skew: 0,
+};
 const OK = '{"ok":true,"value":1}';
 
 describe("soak checks", () => {
   test("a job whose acknowledgement was in flight when its process was killed is counted apart, not failed", () => {
     const h = history([
       `E ${A}:retry,${B}:retry,${C}:once`,
-      `x ${A} w1 0 retry`, `x ${B} w1 0 retry`, `x ${C} w2 0 once`,
+      `x ${A} w1 0 retry`,
+      `x ${B} w1 0 retry`,
+      `x ${C} w2 0 once`,
       `t ${C} ok w2`,
       `b w1 7 f ${A}`, // A's ack in flight: durable, then the kill
-      `b w1 8 k -`, `e w1 8`,
+      `b w1 8 k -`,
+      `e w1 8`,
       "K w1",
     ]);
-    const rows = runChecks(h, subject({ results: new Map([[A, OK], [B, OK]]) }), facts);
+    const rows = runChecks(
+      h,
+      subject({
+        results: new Map([
+          [A, OK],
+          [B, OK],
+        ]),
+      }),
+      facts,
+    );
     expect(check(rows, "jobs with no terminal signal, outcome made durable").value).toBe("1");
     // B ended durably too, but no call of w1 carrying it was in flight: a signal went missing.
     expect(check(rows, "jobs with no terminal signal (outside").jobs).toEqual([B]);
@@ -51,12 +69,23 @@ describe("soak checks", () => {
     expect(check(rows, "jobs with no terminal signal (outside").pass).toBe(false);
   });
 
-  test("duplicates, two terminal signals, expiry after a start, reruns after a cancel and leftover running ids fail", () => {
+  test("duplicates, two terminal signals, expiry after a start, reruns after a cancel, running ids left fail", () => {
     const h = history([
       `E ${A}:once,${B}:expiring,${C}:slow`,
-      `x ${A} w1 0 once`, `x ${A} w2 0 once`, `t ${A} ok w1`, `t ${A} ok w2`,
-      `x ${B} w1 0 expiring`, "K w1", `r ${B} w2`, `t ${B} exp w2`,
-      `x ${C} w2 0 slow`, "K w2", `C ${C} running`, `r ${C} w3`, `x ${C} w3 1 slow`, `t ${C} ok w3`,
+      `x ${A} w1 0 once`,
+      `x ${A} w2 0 once`,
+      `t ${A} ok w1`,
+      `t ${A} ok w2`,
+      `x ${B} w1 0 expiring`,
+      "K w1",
+      `r ${B} w2`,
+      `t ${B} exp w2`,
+      `x ${C} w2 0 slow`,
+      "K w2",
+      `C ${C} running`,
+      `r ${C} w3`,
+      `x ${C} w3 1 slow`,
+      `t ${C} ok w3`,
     ]);
     const rows = runChecks(h, subject({ running: new Map([["{chard:ns}:running:x", [A]]]) }), facts);
     expect(check(rows, "`maxRetries: 0` jobs run more than once").jobs).toEqual([A]);
