@@ -1,0 +1,184 @@
+/**
+ * The record of a run, read back once at the end into one history per job and the facts of each
+ * worker process (spawn, kill, broker calls in flight when it was killed). Pure but for `read`.
+ */
+import { parseLine, type Recorder } from "./record.js";
+import { KIND_OPTIONS, KINDS, type Kind } from "./tasks.js";
+
+/** Everything the record says about one job. */
+export interface JobHistory {
+  id: string;
+  kind: Kind | undefined;
+  /** Its enqueue call succeeded (`E`), or gave up (`U`: it may or may not exist). */
+  enqueued: boolean;
+  uncertain: boolean;
+  execs: { at: number; line: number; tag: string; retries: number }[];
+  terms: { at: number; line: number; signal: string; tag: string; error?: string }[];
+  /** jobRecovered (`lost: false`) and jobLost (`lost: true`) signals. */
+  recoveries: { at: number; line: number; tag: string; lost: boolean }[];
+  /** Cancels answered by the broker, with the state it reported; `askedAt`: when it was sent. */
+  cancels: { at: number; line: number; askedAt: number; state: string }[];
+}
+
+/** A broker call a worker process had begun and not ended. */
+export interface OpenCall {
+  call: "f" | "a" | "k";
+  acks: string[];
+}
+
+/** One worker process spawn. */
+export interface ProcessHistory {
+  tag: string;
+  slot: number;
+  pid: number;
+  skewed: boolean;
+  spawnedAt: number;
+  killedAt: number | undefined;
+  /** Exited by itself (not killed or stopped by the orchestrator), with this code. */
+  crashed: string | undefined;
+  /** Calls begun and not ended: at the end of the record, those in flight when it died. */
+  open: Map<string, OpenCall>;
+}
+
+/** The whole record, read back. */
+export interface RunHistory {
+  jobs: Map<string, JobHistory>;
+  processes: Map<string, ProcessHistory>;
+  /** Record-server ms of the first line. */
+  start: number;
+  lines: number;
+  /** Orchestrator lines (restarts, CLIENT KILL, SCRIPT FLUSH), for the timelines of examples. */
+  faults: { at: number; line: number; text: string }[];
+}
+
+/** True when jobs of `kind` are retried (at-least-once). */
+export function retryable(kind: Kind | undefined): boolean {
+  return kind !== undefined && (KIND_OPTIONS[kind].maxRetries ?? 0) > 0;
+}
+
+function asKind(text: string | undefined): Kind | undefined {
+  return KINDS.find((k) => k === text);
+}
+
+/** Builds histories from record lines; `apply` each line in order, then read the fields. */
+export class HistoryBuilder implements RunHistory {
+  readonly jobs = new Map<string, JobHistory>();
+  readonly processes = new Map<string, ProcessHistory>();
+  readonly faults: { at: number; line: number; text: string }[] = [];
+  start = 0;
+  lines = 0;
+  /** When the last cancel of each job was sent (`Cq`). */
+  readonly #asked = new Map<string, number>();
+
+  /** The history of job `id`, made empty on first use. */
+  job(id: string): JobHistory {
+    let job = this.jobs.get(id);
+    if (!job)
+      this.jobs.set(
+        id,
+        (job = {
+          id,
+          kind: undefined,
+          enqueued: false,
+          uncertain: false,
+          execs: [],
+          terms: [],
+          recoveries: [],
+          cancels: [],
+        }),
+      );
+    return job;
+  }
+
+  #process(tag: string): ProcessHistory {
+    let p = this.processes.get(tag);
+    if (!p)
+      this.processes.set(
+        tag,
+        (p = {
+          tag,
+          slot: -1,
+          pid: 0,
+          skewed: false,
+          spawnedAt: 0,
+          killedAt: undefined,
+          crashed: undefined,
+          open: new Map(),
+        }),
+      );
+    return p;
+  }
+
+  /** Adds one line of the record (lines must come in record order). */
+  apply(text: string): void {
+    const { at, kind, fields: f } = parseLine(text);
+    const line = this.lines++;
+    if (line === 0) this.start = at;
+    switch (kind) {
+      case "E":
+      case "U":
+        for (const entry of f[0]!.split(",")) {
+          const [id, k] = entry.split(":");
+          const job = this.job(id!);
+          job.kind = asKind(k);
+          if (kind === "E") job.enqueued = true;
+          else job.uncertain = true;
+        }
+        break;
+      case "x": {
+        const job = this.job(f[0]!);
+        job.kind ??= asKind(f[3]);
+        job.execs.push({ at, line, tag: f[1]!, retries: Number(f[2]) });
+        break;
+      }
+      case "t":
+        this.job(f[0]!).terms.push({ at, line, signal: f[1]!, tag: f[2]!, ...(f[3] ? { error: f[3] } : {}) });
+        break;
+      case "r":
+      case "l":
+        this.job(f[0]!).recoveries.push({ at, line, tag: f[1]!, lost: kind === "l" });
+        break;
+      case "Cq":
+        this.#asked.set(f[0]!, at);
+        break;
+      case "C":
+        this.job(f[0]!).cancels.push({ at, line, askedAt: this.#asked.get(f[0]!) ?? at, state: f[1]! });
+        break;
+      case "b":
+        this.#process(f[0]!).open.set(f[1]!, {
+          call: f[2] as OpenCall["call"],
+          acks: f[3] === "-" ? [] : f[3]!.split(","),
+        });
+        break;
+      case "e":
+        this.#process(f[0]!).open.delete(f[1]!);
+        break;
+      case "S": {
+        const p = this.#process(f[0]!);
+        Object.assign(p, { slot: Number(f[1]), pid: Number(f[2]), skewed: f[3] === "skewed", spawnedAt: at });
+        break;
+      }
+      case "K":
+        this.#process(f[0]!).killedAt = at;
+        this.faults.push({ at, line, text });
+        break;
+      case "X":
+        this.#process(f[0]!).crashed = f[1] ?? "?";
+        this.faults.push({ at, line, text });
+        break;
+      default:
+        this.faults.push({ at, line, text });
+    }
+  }
+
+  /** Reads the whole record, 10,000 lines a call (at most 100 million lines). */
+  async read(recorder: Recorder): Promise<this> {
+    for (let page = 0, start = 0; page < 10_000; page++) {
+      const lines = await recorder.read(start, 10_000);
+      for (const line of lines) this.apply(line);
+      start += lines.length;
+      if (lines.length < 10_000) return this;
+    }
+    throw new Error("the record has more than 100 million lines");
+  }
+}

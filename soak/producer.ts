@@ -1,0 +1,129 @@
+/**
+ * The producer: enqueues the run's jobs at an even pace over the run, in small batches, from the
+ * orchestrator's process. Each batch is one enqueue_jobs call sent with one idempotency token
+ * until it succeeds (redis-server may be down for seconds), so a batch is stored once however
+ * often it is re-sent; only then is it recorded (`E`). A batch that still fails when its deadline
+ * passes is recorded as uncertain (`U`) and the analysis looks for its jobs in Redis.
+ *
+ * Loops: `run` makes at most `jobs` jobs and ends by its deadline; each batch is retried for at
+ * most `BATCH_DEADLINE_MS`.
+ */
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Batch, type Engine, type Job, type RedisBroker } from "../lib/index.js";
+import { enqueueCall } from "../brokers/redis/calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { isTransient, runScript } from "../brokers/redis/scripts.js";
+import type { Recorder } from "./record.js";
+import { pickKind, type Kind } from "./tasks.js";
+
+/** How long one batch is re-sent before it is given up as uncertain. */
+const BATCH_DEADLINE_MS = 60_000;
+
+/** What the producer makes. */
+export interface ProducerPlan {
+  jobs: number;
+  /** Busy and doomed jobs among them, each spread evenly. */
+  busy: number;
+  doomed: number;
+  /** Production ends this long after it starts. */
+  durationMs: number;
+  taskMs: [number, number];
+  random: () => number;
+}
+
+/** Counts of what the producer did. */
+export interface ProducerStats {
+  enqueued: number;
+  uncertain: number;
+  busy: number;
+  doomed: number;
+  future: number;
+  resends: number;
+  byKind: Partial<Record<Kind, number>>;
+}
+
+/** Positions (1-based) of the busy and doomed jobs: each kind spread evenly over the run. */
+function placeSpecials(plan: ProducerPlan): Map<number, Kind> {
+  const at = new Map<number, Kind>();
+  for (const [kind, count, offset] of [
+    ["busy", plan.busy, 0.5],
+    ["doomed", plan.doomed, 0.25],
+  ] as const) {
+    for (let i = 0; i < count; i++) {
+      let pos = Math.max(1, Math.round(((i + offset) * plan.jobs) / count));
+      while (at.has(pos) && pos < plan.jobs) pos++;
+      at.set(pos, kind);
+    }
+  }
+  return at;
+}
+
+/** Enqueues jobs for a run. */
+export class Producer {
+  readonly stats: ProducerStats = { enqueued: 0, uncertain: 0, busy: 0, doomed: 0, future: 0, resends: 0, byKind: {} };
+  readonly #engine: Engine;
+  readonly #broker: RedisBroker;
+  readonly #recorder: Recorder;
+
+  constructor(engine: Engine, recorder: Recorder) {
+    this.#engine = engine;
+    this.#broker = engine.broker as RedisBroker;
+    this.#recorder = recorder;
+  }
+
+  /** Enqueues every job of `plan`, at an even pace; stops early when `signal` aborts. */
+  async run(plan: ProducerPlan, signal: AbortSignal): Promise<void> {
+    const start = performance.now();
+    const specials = placeSpecials(plan);
+    let made = 0;
+    while (made < plan.jobs && !signal.aborted) {
+      const elapsed = performance.now() - start;
+      const due = Math.min(plan.jobs, Math.ceil(plan.jobs * Math.min(1, elapsed / plan.durationMs)) || 1);
+      const batch = new Batch();
+      const kinds: Kind[] = [];
+      while (made < due && kinds.length < 50) {
+        made++;
+        const kind: Kind = specials.get(made) ?? pickKind(plan.random());
+        if (kind === "busy" || kind === "doomed") this.stats[kind]++;
+        const [lo, hi] = kind === "slow" ? [1_000, 2_000] : plan.taskMs;
+        const ms = Math.round(lo + plan.random() * (hi - lo));
+        if (plan.random() < 0.1) {
+          this.stats.future++;
+          batch.scheduleAt(kind, new Date(Date.now() + 500 + plan.random() * 2_500), made, ms);
+        } else {
+          batch.schedule(kind, made, ms);
+        }
+        kinds.push(kind);
+      }
+      if (kinds.length > 0) await this.#enqueue(this.#engine.prepareJobs(batch), kinds);
+      if (made < due) continue;
+      await sleep(100, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  /** Sends one batch with one token until it is stored; then records it. */
+  async #enqueue(jobs: Job[], kinds: Kind[]): Promise<void> {
+    const call = enqueueCall(namespaceKeys(this.#engine.namespace), { jobs, nowMs: Date.now(), token: randomUUID() });
+    const deadline = Date.now() + BATCH_DEADLINE_MS;
+    const ids = jobs.map((j, i) => `${j.id}:${kinds[i]}`).join(",");
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await runScript(this.#broker.redis, call.name, call.keys, call.args);
+        break;
+      } catch (e) {
+        if (!isTransient(e)) throw e;
+        if (Date.now() > deadline) {
+          this.stats.uncertain += jobs.length;
+          await this.#recorder.write(`U ${ids}`);
+          return;
+        }
+        this.stats.resends++;
+        await sleep(Math.min(1_000, 50 * attempt));
+      }
+    }
+    this.stats.enqueued += jobs.length;
+    for (const kind of kinds) this.stats.byKind[kind] = (this.stats.byKind[kind] ?? 0) + 1;
+    await this.#recorder.write(`E ${ids}`);
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The soak's tasks, defined alike in the producer and in every worker process. Every task takes
+ * `(seq, ms)` and, in a worker, records its execution out of band before doing anything.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { RetryError, currentJob, type Engine, type TaskOptions } from "../lib/index.js";
+
+/** The kinds of jobs, each one task. */
+export const KINDS = ["once", "retry", "flaky", "limited", "expiring", "slow", "busy", "doomed"] as const;
+/** One of `KINDS`. */
+export type Kind = (typeof KINDS)[number];
+
+/** Task options of each kind: what guarantee it exercises. */
+export const KIND_OPTIONS: Record<Kind, TaskOptions> = {
+  /** At-most-once: never run twice, lost with a dead worker (jobLost + jobFailed). */
+  once: { maxRetries: 0 },
+  /** At-least-once: never lost. */
+  retry: { maxRetries: 3 },
+  /** At-least-once, and half of them ask for a retry 200 ms later on their first execution. */
+  flaky: { maxRetries: 3 },
+  /** At-least-once under a namespace-wide concurrency limit. */
+  limited: { maxRetries: 3, maxConcurrency: 4 },
+  /** At-least-once, but not started 2 s (one lease) after due: expired (never run). */
+  expiring: { maxRetries: 3, expiresIn: 2 },
+  /** Runs 1-2 s and stops on its AbortSignal: the jobs the orchestrator cancels. */
+  slow: { maxRetries: 2 },
+  /** Blocks its process's event loop for 1.5 leases on its first execution. */
+  busy: { maxRetries: 3 },
+  /** At-most-once; its process SIGKILLs itself in the jobSucceeded receiver, before the ack. */
+  doomed: { maxRetries: 0 },
+};
+
+/** Share of the ordinary jobs of each kind (busy and doomed jobs are counted apart: `--busy`, `--kill-at-signal`). */
+export const MIX: ReadonlyArray<readonly [Kind, number]> = [
+  ["once", 0.4],
+  ["retry", 0.3],
+  ["flaky", 0.1],
+  ["limited", 0.08],
+  ["expiring", 0.08],
+  ["slow", 0.04],
+];
+
+/** Picks a kind of the mix for a random number in [0, 1). */
+export function pickKind(r: number): Kind {
+  let acc = 0;
+  for (const [kind, share] of MIX) {
+    acc += share;
+    if (r < acc) return kind;
+  }
+  return "retry";
+}
+
+/** What a task does in a worker process. */
+export interface TaskRuntime {
+  /** Records the start of an execution; resolves once the record server has it. */
+  started(id: string, retries: number, kind: Kind): Promise<void>;
+  /** How long a busy job blocks its event loop, ms. */
+  busyMs: number;
+}
+
+function blockFor(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    // Busy-wait on purpose: the whole process, lease renewal included, stands still.
+  }
+}
+
+/** Defines every kind's task on `engine`; without a runtime (the producer), they must never run. */
+export function defineTasks(engine: Engine, runtime?: TaskRuntime): void {
+  for (const kind of KINDS) {
+    engine.task(
+      kind,
+      async (seq: number, ms: number) => {
+        if (!runtime) throw new Error(`the producer does not run ${kind} jobs`);
+        const { job, signal } = currentJob()!;
+        await runtime.started(job.id, job.retries, kind);
+        if (kind === "flaky" && job.retries === 0 && seq % 2 === 0) {
+          throw new RetryError("flaky: asks for a retry", { at: new Date(Date.now() + 200) });
+        }
+        if (kind === "busy" && job.retries === 0) blockFor(runtime.busyMs);
+        await sleep(ms, undefined, kind === "slow" ? { signal } : undefined);
+        return seq;
+      },
+      KIND_OPTIONS[kind],
+    );
+  }
+}
