@@ -62,8 +62,8 @@ export class NamespaceState {
   /** Jobs running on each broker: broker id -> job id -> entry. */
   readonly running = new Map<string, Map<string, RunningEntry>>();
   /**
-   * Jobs taken over from each broker whose lease expired (broker id -> job ids): its late acks of
-   * them are refused (the tombstones "x" of the Redis running HASH).
+   * Executions taken over from each broker whose lease expired (broker id -> "<token> <job id>"):
+   * their late acks are refused (the tombstones "x:<token>:<id>" of the Redis running HASH).
    */
   readonly takenOver = new Map<string, Set<string>>();
   readonly leases = new Map<string, number>();

@@ -176,7 +176,7 @@ export class MemoryBroker extends BaseBroker {
       // taken over by another broker (our lease expired) is refused; anything else was applied before.
       const entry = running?.get(job.id);
       if (entry?.token !== token) {
-        if (tombstones?.delete(job.id)) takenOver.push(i);
+        if (tombstones?.delete(`${token} ${job.id}`)) takenOver.push(i);
         continue;
       }
       running!.delete(job.id);
@@ -244,7 +244,7 @@ export class MemoryBroker extends BaseBroker {
       if (!tombstones && running && running.size > 0) ns.takenOver.set(brokerId, (tombstones = new Set()));
       for (const [id, entry] of running ?? []) {
         const job = fromWire(entry.wire, JobStatus.Running);
-        tombstones!.add(id);
+        tombstones!.add(`${entry.token} ${id}`);
         ns.progress.delete(id);
         if (ns.maxConcurrency.has(job.taskName)) ns.release(job.taskName);
         if (entry.cancelled) {

@@ -143,7 +143,7 @@ export class Execution implements JobContext, Settler {
    * acknowledgement is returned. Otherwise `undefined` is returned and `onEnd` gets the
    * acknowledgement later, exactly once. Never throws.
    */
-  run(onEnd: (ack: FinishedJob) => void): FinishedJob | undefined {
+  run(onEnd: (ack: FinishedJob, execution: Execution) => void): FinishedJob | undefined {
     const { job } = this;
     let value: unknown;
     try {
@@ -258,7 +258,7 @@ export class Execution implements JobContext, Settler {
    * with the iteration), or as soon as the execution is aborted (timeout, cancel), so the worker
    * slot is freed even if the task ignores its signal.
    */
-  #await(promise: PromiseLike<unknown>, onEnd: (ack: FinishedJob) => void): void {
+  #await(promise: PromiseLike<unknown>, onEnd: (ack: FinishedJob, execution: Execution) => void): void {
     const { timeoutMs } = this.#task;
     const { clock } = this.#broker;
     let ended = false;
@@ -266,7 +266,7 @@ export class Execution implements JobContext, Settler {
       if (ended) return;
       ended = true;
       clock.clearTimeout(timer);
-      onEnd(this.#end(ok, value));
+      onEnd(this.#end(ok, value), this);
     };
     const fail = (e: unknown): void => end(false, e);
     this.#onAbort = fail;

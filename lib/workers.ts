@@ -101,8 +101,8 @@ export class Workers {
   readonly #tasks: TaskLookup;
   readonly #settings: WorkersSettings;
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
-  /** Each asynchronous execution under way, by job id (cancels). Synchronous ones end in `#launch`. */
-  readonly #executions = new Map<string, Execution>();
+  /** Each asynchronous execution under way (a job id may be there twice: see `#cancel`); sync ones end in `#launch`. */
+  readonly #executions = new Set<Execution>();
   #state: WorkersState = WorkersState.Created;
   /** Called when the last asynchronous execution ends (set while stopping waits for them). */
   #drained: (() => void) | undefined;
@@ -437,22 +437,24 @@ export class Workers {
     if (ack) {
       this.#acks.push(ack);
       this.#settlers.push(execution);
-    } else this.#executions.set(job.id, execution);
+    } else this.#executions.add(execution);
   }
 
   /** The end of an asynchronous execution: its ack is queued and the arbiter woken. */
-  readonly #asyncEnded = (ack: FinishedJob): void => {
-    const execution = this.#executions.get(ack.job.id)!;
+  readonly #asyncEnded = (ack: FinishedJob, execution: Execution): void => {
     this.#acks.push(ack);
     this.#settlers.push(execution);
-    this.#executions.delete(ack.job.id);
+    this.#executions.delete(execution);
     if (this.#executions.size === 0) this.#drained?.();
     this.#broker.wake();
   };
 
   /** A cancel for `id` reached this broker: abort the job if it runs here. */
   #cancel(id: string): void {
-    this.#executions.get(id)?.abort(new JobCancelledError(`job ${id} was cancelled`));
+    // Rare: a scan. One id may run here twice (its first execution's lease was taken over).
+    for (const execution of this.#executions) {
+      if (execution.job.id === id) execution.abort(new JobCancelledError(`job ${id} was cancelled`));
+    }
   }
 
   async #flushAcks(): Promise<void> {

@@ -39,7 +39,15 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
     return keys;
   };
   const running = new Map<string, string[]>();
-  for (const key of await scan(`${escapeGlob(k.prefix)}:running:*`)) running.set(key, await client.smembers(key));
+  // A broker's running HASH: job id -> fetch token; "~seq" is its fetch watermark and "x:<id>" a
+  // job taken over by another broker (a tombstone): neither is a job running there.
+  for (const key of await scan(`${escapeGlob(k.prefix)}:running:*`)) {
+    const entries = Object.entries(await client.hgetall(key));
+    running.set(
+      key,
+      entries.filter(([id]) => id !== "~seq" && !id.startsWith("x:")).map(([id]) => id),
+    );
+  }
   const queued = new Set<string>();
   for (const key of await scan(`${escapeGlob(k.prefix)}:queue:*`))
     for (const id of await client.lrange(key, 0, -1)) queued.add(id);

@@ -441,6 +441,21 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect(await b.readResult(first!.id)).toEqual({ record: '{"ok":true,"value":1}', state: "finished" });
     });
 
+    test("a job taken over and then fetched again by the same broker: the late ack of its first run is refused", async () => {
+      const a = make();
+      await a.enqueueJobs([job({ maxRetries: 3 })]);
+      const [first] = (await a.fetchJobs("q", 1)).jobs;
+      clock.t += a.leaseMs + 1; // a stalled: its lease expired
+      const b = make();
+      await b.start();
+      expect(ids((await b.keepAlive()).requeued)).toEqual([first!.id]);
+      const again = await a.fetchJobs("q", 1); // a resumes and takes the requeued job itself
+      expect(ids(again.jobs)).toEqual([first!.id]);
+      expect(await a.finishJobs([ack(first!, "succeeded")])).toEqual([0]); // the stalled run: refused
+      expect(await a.finishJobs([ack(again.jobs[0]!, "succeeded")])).toEqual([]); // the new run: applied
+      expect((await a.readResult(first!.id)).state).toBe("unknown"); // ended (no result kept)
+    });
+
     test("a cancel of a job whose broker died sticks: recovery fails it with its cancel, it never runs again", async () => {
       const a = make();
       await a.enqueueJobs([job({ maxRetries: 2 })]);

@@ -220,8 +220,8 @@ local function chard_job_id(json)
 end
 
 -- The state of job `id`, stored in the jobs HASH (not ended): "revoked" when in the revoked SET,
--- "running" when the running HASH of a broker that holds a lease has it (and not as a tombstone
--- "x"; the HASHes' keys are built from `prefix`, same hash tag), else "pending" (queued or
+-- "running" when the running HASH of a broker that holds a lease has it (the HASHes' keys are
+-- built from `prefix`, same hash tag), else "pending" (queued or
 -- waiting). For "running", also returns that HASH's key and the entry (its fetch token, "c" first
 -- when cancelled). Iterates the leases: for the rare operations (revoke, cancel, results), never
 -- on the path of every job.
@@ -230,7 +230,7 @@ local function chard_live_state(revoked_key, leases_key, prefix, id)
   for _, broker in ipairs(redis.call('ZRANGE', leases_key, 0, -1)) do
     local key = prefix .. ':running:' .. broker
     local entry = redis.call('HGET', key, id)
-    if entry and entry ~= 'x' then return 'running', key, entry end
+    if entry then return 'running', key, entry end
   end
   return 'pending'
 end
@@ -325,10 +325,11 @@ end
 -- Which of `ids` are still this broker's, under the fetch token the ack carries (`tokens`), and
 -- removes those from the running HASH `running_key`: one HMGET, then one HDEL for all of them.
 -- An entry is ours when it is that token (or "c" and that token: cancelled while it ran). A
--- tombstone "x" means another broker took the job over after this broker's lease expired: the
--- ack is refused and the tombstone removed. No entry, or another token, means the ack was applied
--- already (a re-sent ack; or the job ran again here after that ack): it is skipped, and is no
--- conflict. Returns the flags (1: ours, 2: taken over, 0: applied before), true when all were
+-- tombstone "x:<token>:<id>" means another broker took the job over from that execution after
+-- this broker's lease expired (the job may even run here again since, under a later token, and
+-- be taken over again): the ack is refused and the tombstone removed. Otherwise (no entry, or another token, and no such
+-- tombstone) the ack was applied already (a re-sent ack; or the job ran again here after that
+-- ack): it is skipped, and is no conflict. Returns the flags (1: ours, 2: taken over, 0: applied before), true when all were
 -- ours, the number of entries removed, true when some id is listed twice (the HDEL removed fewer
 -- than it was given), and true when some ack was taken over.
 local function chard_take_ours(running_key, ids, tokens)
@@ -342,10 +343,11 @@ local function chard_take_ours(running_key, ids, tokens)
       flags[i] = 1
     else
       flags[i] = 0
-      if entry == 'x' then
+      local tomb = 'x:' .. token .. ':' .. ids[i] -- rare: an ack not applied now
+      if redis.call('HEXISTS', running_key, tomb) == 1 then
         flags[i] = 2
         tombs = tombs or {}
-        tombs[#tombs + 1] = ids[i]
+        tombs[#tombs + 1] = tomb
       end
       all = false
     end

@@ -38,7 +38,7 @@ for k = 1, #flat, 2 do
   local cancelled = string.byte(entry, 1) == 99
   local token = cancelled and string.sub(entry, 2) or entry
   local unreadable = partial[token] and not known[id]
-  if id ~= '~seq' and (lost[token] or unreadable) then
+  if id ~= '~seq' and string.sub(id, 1, 2) ~= 'x:' and (lost[token] or unreadable) then
     local json = redis.call('HGET', jobs_key, id)
     local job = json and chard_read_job(json)
     if job then chard_release(max_key, cur_key, job.task) end

@@ -21,9 +21,9 @@
 -- late or repeated call changes nothing. Each job of a dead broker is taken back (chard_take_back:
 -- slot released; a job cancelled while it ran fails with its cancel; else retries + 1 and requeued
 -- when retryable, the crash counting as an attempt; else failed; a missing or corrupt JSON
--- forgotten), its progress forgotten, and its entry becomes a tombstone "x": a late ack of the
--- dead broker (it was only stalled) is then refused as taken over, never mistaken for one applied
--- before. The HASH then expires in a day (tombstones of a broker that never comes back), unless
+-- forgotten), its progress forgotten, and its entry becomes a tombstone "x:<token>:<id>": a late
+-- ack of that execution (its broker was only stalled) is then refused as taken over, never
+-- mistaken for one applied before, even if the same broker fetched the job again since. The HASH then expires in a day (tombstones of a broker that never comes back), unless
 -- the broker renews its lease again (keep_alive.lua keeps it); its lease goes.
 -- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped, cancelled JSONs }
 local leases_key, max_key, cur_key = KEYS[1], KEYS[2], KEYS[3]
@@ -39,18 +39,20 @@ for i = 8, #ARGV do
     local flat = redis.call('HGETALL', running_key)
     local ids, entries = {}, {}
     for k = 1, #flat, 2 do
-      if flat[k] ~= '~seq' and flat[k + 1] ~= 'x' then
+      if flat[k] ~= '~seq' and string.sub(flat[k], 1, 2) ~= 'x:' then
         ids[#ids + 1], entries[#ids + 1] = flat[k], flat[k + 1]
       end
     end
     local jsons = chard_chunked_list('HMGET', jobs_key, ids)
     local tombstones = {}
     for k = 1, #ids do
-      chard_take_back(ids[k], jsons[k], prefix, jobs_key, max_key, cur_key, out, string.byte(entries[k], 1) == 99)
-      tombstones[#tombstones + 1] = ids[k]
-      tombstones[#tombstones + 1] = 'x'
+      local cancelled = string.byte(entries[k], 1) == 99
+      chard_take_back(ids[k], jsons[k], prefix, jobs_key, max_key, cur_key, out, cancelled)
+      tombstones[#tombstones + 1] = 'x:' .. (cancelled and string.sub(entries[k], 2) or entries[k]) .. ':' .. ids[k]
+      tombstones[#tombstones + 1] = '1'
       taken[#taken + 1] = ids[k]
     end
+    if #ids > 0 then chard_chunked('HDEL', running_key, ids) end
     chard_hset_pairs(running_key, tombstones)
     redis.call('EXPIRE', running_key, 86400)
     redis.call('ZREM', leases_key, id)
