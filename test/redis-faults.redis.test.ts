@@ -132,7 +132,7 @@ describe("server restarts", () => {
     });
     await runScript(admin, lost.name, lost.keys, lost.args);
     expect(await admin.scard(k.running(b.id))).toBe(3);
-    await admin.client("KILL", "TYPE", "normal"); // b's command connection drops (not the admin's)
+    await admin.client("KILL", "TYPE", "NORMAL"); // b's command connection drops (not the admin's)
     await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
 
     // Orphans never started: back at the front of their queue, retries unchanged, slot released.
@@ -162,7 +162,7 @@ describe("server restarts", () => {
     first!.retries = 1;
     const [again] = (await b.fetchJobs("q", 1, [{ job: first!, outcome: "retry" }])).jobs;
     expect(again?.id).toBe(first!.id);
-    await admin.client("KILL", "TYPE", "normal"); // b's connection drops: its next keepAlive looks for orphans
+    await admin.client("KILL", "TYPE", "NORMAL"); // b's connection drops: its next keepAlive looks for orphans
     await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
     await b.keepAlive();
     expect(await admin.smembers(k.running(b.id))).toEqual([first!.id]); // still running here, not put back

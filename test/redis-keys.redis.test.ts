@@ -156,7 +156,7 @@ describe("stored bytes", () => {
       job(clock, { taskArgs, atMs: clock.now() + 1000 }),
     );
     await a.enqueueJobs(jobs);
-    expect((await admin.zrange(k.future, 0, -1)).sort()).toEqual(jobs.map((j) => j.id).sort());
+    expect((await admin.zrange(k.future, 0, "-1")).sort()).toEqual(jobs.map((j) => j.id).sort());
     expect(await admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
     clock.t += 1000;
     await a.fetchJobs("none", 1); // moves the future jobs and fires the periodic task
@@ -196,7 +196,7 @@ describe("result records", () => {
     expect(await b.readResult(fetched[0]!.id)).toEqual({ record: undefined, state: "unknown" });
     await b.finishJobs([kept(fetched[4]!)]);
     expect(await admin.hkeys(k.results)).toEqual([fetched[4]!.id]);
-    expect(await admin.zrange(k.resultExpiry, 0, -1)).toEqual([fetched[4]!.id]);
+    expect(await admin.zrange(k.resultExpiry, 0, "-1")).toEqual([fetched[4]!.id]);
     await b.flush();
   });
 });
@@ -328,7 +328,7 @@ describe("scripts", () => {
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(0);
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
     expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
-    expect(await admin.zrange(k.future, 0, -1)).toEqual([jobs[1]!.id]);
+    expect(await admin.zrange(k.future, 0, "-1")).toEqual([jobs[1]!.id]);
     expect(await admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
     const other = enqueueCall(k, { jobs: [jobs[0]!], nowMs: clock.now(), token: randomUUID() });
     expect(await runScript(admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token

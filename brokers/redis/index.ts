@@ -19,7 +19,7 @@ import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
-import { deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
+import { OWNED_CONNECTION_OPTIONS, deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
 import { namespaceKeys, periodicTaskJSON, type NamespaceKeys } from "./keys.js";
 import { ScriptCode, clientCall, isTransient, runScript, toChardError, type RedisClient } from "./scripts.js";
 
@@ -71,10 +71,10 @@ export class RedisBroker extends BaseBroker {
       this.#client = redis;
       this.#owned = false;
     } else if (redis === undefined || typeof redis === "string") {
-      this.#client = new Redis(redis ?? DEFAULT_REDIS_URL, { lazyConnect: true });
+      this.#client = new Redis(redis ?? DEFAULT_REDIS_URL, { ...OWNED_CONNECTION_OPTIONS });
       this.#owned = true;
     } else if (typeof redis === "object" && redis !== null) {
-      this.#client = new Redis({ lazyConnect: true, ...redis });
+      this.#client = new Redis({ ...OWNED_CONNECTION_OPTIONS, ...redis });
       this.#owned = true;
     } else {
       throw new InvalidOptionError(

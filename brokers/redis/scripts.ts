@@ -17,11 +17,10 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Cluster, Redis } from "ioredis";
 import { ChardError } from "../../lib/errors.js";
+import type { RedisClient } from "./client.js";
 
-/** A client the broker talks through: a single node or a Cluster. */
-export type RedisClient = Redis | Cluster;
+export type { RedisClient } from "./client.js";
 
 /** An argument of a script call. */
 export type ScriptArg = string | number;
