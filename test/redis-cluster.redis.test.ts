@@ -9,6 +9,7 @@ import { RedisBroker } from "../brokers/redis/index.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { Job, JobStatus } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
+import { testCluster } from "./helpers/ioredis.js";
 import { startRedisCluster, type RedisCluster } from "./helpers/redis-cluster.js";
 import { FakeClock, until } from "./helpers/until.js";
 
@@ -16,7 +17,6 @@ const noop = (): undefined => undefined;
 let cluster: RedisCluster;
 let admin: Cluster;
 const brokers: RedisBroker[] = [];
-const clients: Cluster[] = [];
 let clock: FakeClock;
 
 beforeAll(async () => {
@@ -31,15 +31,12 @@ afterEach(async () => {
   const made = brokers.splice(0);
   for (const b of made) await b.flush();
   for (const b of made) await b.close();
-  for (const c of clients.splice(0)) await c.quit();
 });
 
-/** A broker on its own Cluster client (handed in, so the test closes the client too). */
+/** A broker on its own Cluster client of the ioredis major under test (handed in, closed after the test). */
 function broker(namespace: string): RedisBroker {
-  const client = new Cluster(cluster.startupNodes);
-  const b = new RedisBroker(client, { clock, lease: 1 });
+  const b = new RedisBroker(testCluster(cluster.startupNodes), { clock, lease: 1 });
   b.namespace = namespace;
-  clients.push(client);
   brokers.push(b);
   return b;
 }

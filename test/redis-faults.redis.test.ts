@@ -6,13 +6,14 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, test } from "vitest";
-import { RedisBroker, RedisConnectionError } from "../brokers/redis/index.js";
+import { RedisBroker, RedisConnectionError, type RedisClient } from "../brokers/redis/index.js";
 import { fetchCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { ChardError } from "../lib/errors.js";
 import { Job, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
+import { testBroker, testClient } from "./helpers/ioredis.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { until } from "./helpers/until.js";
 
@@ -30,8 +31,9 @@ async function server(port?: number): Promise<RedisServer> {
   servers.push(s);
   return s;
 }
-function broker(redis: string | Redis, namespace: string): RedisBroker {
-  const b = new RedisBroker(redis, { lease: 1 });
+/** A broker on `redis`: a URL (see testBroker) or a client made by testClient. */
+function broker(redis: string | RedisClient, namespace: string): RedisBroker {
+  const b = typeof redis === "string" ? testBroker(redis, { lease: 1 }) : new RedisBroker(redis, { lease: 1 });
   b.namespace = namespace;
   brokers.push(b);
   return b;
@@ -84,9 +86,12 @@ describe("server restarts", () => {
 
   test("while the server stays down, calls reject with RedisConnectionError after bounded retries; then recover", async () => {
     const s = await server();
-    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
-    client.on("error", () => undefined);
-    clients.push(client);
+    const client = testClient(s.url, {
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 20,
+    });
     await until(() => client.status === "ready", 5_000, "the client to connect");
     const b = broker(client, `t-${randomUUID()}`);
     await b.enqueueJobs([job(1)]);
@@ -103,6 +108,17 @@ describe("server restarts", () => {
     await until(() => client.status === "ready", 10_000, "the client to reconnect");
     await b.enqueueJobs([job(3)]);
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[3]]);
+  });
+
+  test("close() returns while the server is down, with its connections waiting to reconnect", async () => {
+    const s = await server();
+    const client = testClient(s.url, { maxRetriesPerRequest: 0, retryStrategy: () => 1_000 });
+    const b = broker(client, `t-${randomUUID()}`);
+    await b.start(); // opens the subscriber, a duplicate of the client
+    await s.stop("SIGKILL");
+    await until(() => client.status === "reconnecting", 5_000, "the client to wait for its next attempt");
+    await b.close(); // the subscriber, reconnecting too, is closed without waiting for an "end" that never comes
+    expect(client.status).toBe("reconnecting"); // handed in: left to its owner (testClient closes it)
   });
 
   test("jobs of a fetch whose reply was lost are put back unchanged by the next keepAlive, not left running for ever", async () => {
@@ -176,9 +192,12 @@ describe("server restarts", () => {
    */
   async function ackLostInOutage(ack: (b: RedisBroker, j: Job) => Promise<unknown>): Promise<void> {
     const s = await server();
-    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
-    client.on("error", () => undefined);
-    clients.push(client);
+    const client = testClient(s.url, {
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 20,
+    });
     await until(() => client.status === "ready", 5_000, "the client to connect");
     const ns = `t-${randomUUID()}`;
     const b = broker(client, ns);

@@ -6,13 +6,14 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { RedisBroker } from "../brokers/redis/index.js";
+import { RedisBroker, type RedisClient } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
 import { ScriptCode, runScript, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
+import { testBroker } from "./helpers/ioredis.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { FakeClock, until } from "./helpers/until.js";
 
@@ -33,8 +34,10 @@ afterEach(async () => {
   for (const b of brokers.splice(0)) await b.close();
 });
 
-function broker(namespace: string, clock = new FakeClock(), redis: Redis | string = server.url): RedisBroker {
-  const b = new RedisBroker(redis, { clock, lease: 1 });
+/** A broker on `redis`: this file's server by default (see testBroker), or a client. */
+function broker(namespace: string, clock = new FakeClock(), redis: RedisClient | string = server.url): RedisBroker {
+  const b =
+    typeof redis === "string" ? testBroker(redis, { clock, lease: 1 }) : new RedisBroker(redis, { clock, lease: 1 });
   b.namespace = namespace;
   brokers.push(b);
   return b;
@@ -290,7 +293,9 @@ describe("connections", () => {
     expect(await mine.ping()).toBe("PONG");
     await mine.quit();
 
-    const owned = broker(`t-${randomUUID()}`);
+    const owned = new RedisBroker(server.url, { clock: new FakeClock(), lease: 1 }); // opens its own, on ioredis 6
+    owned.namespace = `t-${randomUUID()}`;
+    brokers.push(owned);
     await owned.start();
     await owned.enqueueJobs([job(new FakeClock())]);
     expect(await clients()).toBe(baseline + 2); // client + subscriber

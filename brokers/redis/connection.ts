@@ -92,6 +92,12 @@ export async function subscribe(
 /** Closes a connection (QUIT when connected, else drops the socket) and waits until it has ended. */
 export async function quit(client: RedisClient): Promise<void> {
   if (client.status === "end") return;
+  if (client.status === "reconnecting") {
+    // Waiting for the next attempt, with no socket: disconnect() cancels that attempt, and ioredis
+    // (5 and 6) then never emits "end", so there is nothing to wait for.
+    client.disconnect();
+    return;
+  }
   const ended = new Promise<void>((resolve) => client.once("end", () => resolve()));
   if (client.status === "ready") {
     try {
