@@ -7,6 +7,7 @@ import { Cluster, Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
+import { SCRIPT_NAMES, scriptSha } from "../brokers/redis/scripts.js";
 import { Job, JobStatus } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { testCluster } from "./helpers/ioredis.js";
@@ -186,5 +187,28 @@ describe("RedisBroker on Redis Cluster", () => {
     );
     await a.enqueueJobs([job()]);
     expect((await a.fetchJobs("q", 5)).jobs.length).toBe(2);
+  });
+
+  test("each node connection that becomes ready loads every script: after SCRIPT FLUSH and a reconnect, the namespace's master has them all", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const a = broker(ns);
+    await a.start(); // the lease key marks the namespace's master
+    const shas = SCRIPT_NAMES.map(scriptSha);
+    const all = async (node: Redis): Promise<boolean> =>
+      ((await node.script("EXISTS", ...shas)) as number[]).every((e) => e === 1);
+    const home = async (): Promise<Redis> => {
+      const leases = namespaceKeys(ns).leases;
+      for (const node of admin.nodes("master")) if ((await node.exists(leases).catch(() => 0)) === 1) return node; // MOVED elsewhere
+      throw new Error("no master holds the namespace");
+    };
+    await until(async () => all(await home()), 2_000, "the scripts on the namespace's master");
+    for (const node of admin.nodes("master")) {
+      await node.script("FLUSH");
+      await node.client("KILL", "TYPE", "NORMAL"); // every connection of the broker's Cluster client drops
+    }
+    await a.enqueueJobs([job()]); // opens a node connection again (it may still need EVAL)
+    await until(async () => all(await home()), 2_000, "the scripts loaded again on the namespace's master");
+    expect((await a.fetchJobs("q", 5)).jobs.length).toBe(1);
   });
 });

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { RedisBroker, RedisConnectionError, type RedisClient } from "../brokers/redis/index.js";
 import { fetchCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
-import { runScript } from "../brokers/redis/scripts.js";
+import { SCRIPT_NAMES, runScript, scriptSha } from "../brokers/redis/scripts.js";
 import { ChardError } from "../lib/errors.js";
 import { Job, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
@@ -82,6 +82,27 @@ describe("server restarts", () => {
       "job 3 fetched",
     );
     expect((await worker.keepAlive()).leaseLost).toBe(false);
+  });
+
+  test("a restarted server has every script again once the broker's connection is ready: calls need no EVAL", async () => {
+    const first = await server();
+    const b = broker(first.url, `t-${randomUUID()}`);
+    await b.start();
+    await b.enqueueJobs([job(1)]);
+    await first.stop("SIGKILL");
+    const restarted = await server(first.port);
+    const admin = new Redis(restarted.url);
+    clients.push(admin);
+    await until(() => b.redis.status === "ready", 10_000, "b to reconnect");
+    const shas = SCRIPT_NAMES.map(scriptSha);
+    await until(
+      async () => ((await admin.script("EXISTS", ...shas)) as number[]).every((e) => e === 1),
+      2_000,
+      "every script loaded on the restarted server",
+    );
+    await b.enqueueJobs([job(2)]);
+    expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[2]]);
+    expect(await admin.info("commandstats")).not.toMatch(/^cmdstat_eval:/m); // a fresh server: counts from 0
   });
 
   test("while the server stays down, calls reject with RedisConnectionError after bounded retries; then recover", async () => {

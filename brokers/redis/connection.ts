@@ -129,3 +129,37 @@ export async function deleteMatching(client: RedisClient, pattern: string): Prom
   }
   return deleted;
 }
+
+/**
+ * Calls `onReady(connection)` each time a connection of `client` becomes ready, on its first
+ * connection and after every reconnection, and at once for those already ready: the client itself,
+ * or for a Cluster each of its node connections (those it has, and those it opens later, `+node`).
+ * Returns a function that removes every listener it added.
+ */
+export function onEachReady(client: RedisClient, onReady: (connection: RedisClient) => void): () => void {
+  const watched = new Map<RedisClient, () => void>();
+  const watch = (connection: RedisClient): void => {
+    if (watched.has(connection)) return;
+    const listener = (): void => onReady(connection);
+    watched.set(connection, listener);
+    connection.on("ready", listener);
+    if (connection.status === "ready") listener();
+  };
+  const unwatch = (connection: RedisClient): void => {
+    const listener = watched.get(connection);
+    watched.delete(connection);
+    if (listener) connection.off("ready", listener);
+  };
+  if (!client.nodes) {
+    watch(client);
+    return () => unwatch(client);
+  }
+  client.on("+node", watch);
+  client.on("-node", unwatch);
+  for (const node of client.nodes("all")) watch(node);
+  return () => {
+    client.off("+node", watch);
+    client.off("-node", unwatch);
+    for (const connection of [...watched.keys()]) unwatch(connection);
+  };
+}

@@ -19,9 +19,25 @@ import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
-import { OWNED_CONNECTION_OPTIONS, deleteMatching, isClient, logErrors, quit, subscribe } from "./connection.js";
+import {
+  OWNED_CONNECTION_OPTIONS,
+  deleteMatching,
+  isClient,
+  logErrors,
+  onEachReady,
+  quit,
+  subscribe,
+} from "./connection.js";
 import { namespaceKeys, periodicTaskJSON, type NamespaceKeys } from "./keys.js";
-import { ScriptCode, clientCall, isTransient, runScript, toChardError, type RedisClient } from "./scripts.js";
+import {
+  ScriptCode,
+  clientCall,
+  isTransient,
+  loadScripts,
+  runScript,
+  toChardError,
+  type RedisClient,
+} from "./scripts.js";
 
 export { RedisConnectionError, RedisReplyError } from "./scripts.js";
 export type { RedisClient } from "./scripts.js";
@@ -57,6 +73,7 @@ export class RedisBroker extends BaseBroker {
   readonly #onClose = (): void => {
     this.#suspect = true;
   };
+  readonly #offReady: () => void;
 
   /**
    * @param redis an ioredis client or Cluster (used, never closed by the broker), or ioredis
@@ -91,6 +108,9 @@ export class RedisBroker extends BaseBroker {
     if (this.#owned) logErrors(this.#client, "client");
     // ioredis re-sends unanswered commands after a reconnect: a fetch may have run twice.
     this.#client.on("close", this.#onClose);
+    // A restarted (or failed-over, or flushed and reconnected) server has no scripts: load them all
+    // as soon as each connection is ready; calls sent before that completes fall back to EVAL.
+    this.#offReady = onEachReady(this.#client, (connection) => void loadScripts(connection));
   }
 
   /** The client commands go through (the one given, or the one the broker opened). */
@@ -411,6 +431,7 @@ export class RedisBroker extends BaseBroker {
     } finally {
       this.#closed = true;
       this.#client.off("close", this.#onClose);
+      this.#offReady();
       this.abortResultWaits(new StateError("the broker was closed while waiting for a result"));
       await this.#closeSubscriber();
       const results = await this.#resultsSubscriber?.catch(() => undefined);
