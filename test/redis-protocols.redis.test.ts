@@ -8,7 +8,9 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { Redis as Redis5 } from "ioredis5";
 import { afterEach, describe, expect, inject, test } from "vitest";
-import { RedisBroker, type RedisClient } from "../brokers/redis/index.js";
+import { RedisBroker, type RedisBrokerOptions, type RedisClient } from "../brokers/redis/index.js";
+import { BASE_CLOCK, type WithBaseClock } from "../brokers/redis/time.js";
+import { systemClock } from "../lib/clock.js";
 import { Job } from "../lib/jobs.js";
 import { IOREDIS_MAJOR, testBroker, testClient } from "./helpers/ioredis.js";
 import { FakeClock, until } from "./helpers/until.js";
@@ -45,6 +47,17 @@ describe.each(CASES)("$name", ({ major, protocol }) => {
 
   test("the connection speaks the protocol asked for", async () => {
     expect(await clientInfo(client())).toMatch(new RegExp(`\\bresp=${protocol}\\b`));
+  });
+
+  test("the default clock reads Redis's time (a script reply of two strings)", async () => {
+    // A process clock 5 s behind: only a TIME reply read right brings the broker's clock to Redis's.
+    const base = { ...systemClock, now: () => Date.now() - 5_000 };
+    const b = new RedisBroker(client(), { [BASE_CLOCK]: base } as RedisBrokerOptions & WithBaseClock);
+    b.namespace = `t-${randomUUID()}`;
+    brokers.push(b);
+    await b.start();
+    const [seconds, micros] = (await (client() as unknown as Redis).time()).map(Number);
+    expect(Math.abs(b.clock.now() - (seconds! * 1000 + micros! / 1000))).toBeLessThan(50);
   });
 
   test("enqueue, a pub/sub wake-up, fetches with acks, results, revoke, cancel, keepAlive and recovery", async () => {

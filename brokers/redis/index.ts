@@ -29,6 +29,7 @@ import {
   subscribe,
 } from "./connection.js";
 import { namespaceKeys, periodicTaskJSON, type NamespaceKeys } from "./keys.js";
+import { RedisTime, readRedisTime } from "./time.js";
 import {
   ScriptCode,
   clientCall,
@@ -48,7 +49,10 @@ export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 /** Attempts of an idempotent call (enqueue, finish) when the connection fails. */
 const ATTEMPTS = 4;
 
-/** Options of `RedisBroker`: those of every broker (clock, lease). */
+/**
+ * Options of `RedisBroker`: those of every broker (clock, lease). Without a `clock`, the broker's
+ * clock follows Redis's time (see time.ts); a `clock` given is used as it is.
+ */
 export interface RedisBrokerOptions extends BrokerOptions {}
 
 /** A broker that stores jobs in Redis; processes sharing a Redis and a namespace share the work. */
@@ -74,6 +78,9 @@ export class RedisBroker extends BaseBroker {
     this.#suspect = true;
   };
   readonly #offReady: () => void;
+  /** The default clock's measurements of Redis's time; undefined when a clock was given. */
+  readonly #time: RedisTime | undefined;
+  readonly #readTime = (): Promise<number> => readRedisTime(this.#client, this.#k.leases);
 
   /**
    * @param redis an ioredis client or Cluster (used, never closed by the broker), or ioredis
@@ -83,7 +90,9 @@ export class RedisBroker extends BaseBroker {
    *   channel must not be renamed behind its back) or an argument of another type.
    */
   constructor(redis?: RedisClient | RedisOptions | string, options: RedisBrokerOptions = {}) {
-    super(options);
+    const time = options.clock === undefined ? new RedisTime(RedisTime.baseOf(options)) : undefined;
+    super(time ? { ...options, clock: time.clock } : options);
+    this.#time = time;
     if (isClient(redis)) {
       this.#client = redis;
       this.#owned = false;
@@ -110,7 +119,11 @@ export class RedisBroker extends BaseBroker {
     this.#client.on("close", this.#onClose);
     // A restarted (or failed-over, or flushed and reconnected) server has no scripts: load them all
     // as soon as each connection is ready; calls sent before that completes fall back to EVAL.
-    this.#offReady = onEachReady(this.#client, (connection) => void loadScripts(connection));
+    // It may also have moved to another host, with another clock: measure Redis's time again.
+    this.#offReady = onEachReady(this.#client, (connection) => {
+      void loadScripts(connection);
+      if (this.#time && this.hasNamespace) void this.#time.measure(this.#readTime);
+    });
   }
 
   /** The client commands go through (the one given, or the one the broker opened). */
@@ -143,9 +156,13 @@ export class RedisBroker extends BaseBroker {
     }
   }
 
-  /** Subscribes to the namespace's events and takes a lease. @throws RedisConnectionError */
+  /**
+   * Subscribes to the namespace's events, measures Redis's time (default clock) and takes a lease.
+   * @throws RedisConnectionError
+   */
   async start(): Promise<void> {
     const k = this.#k;
+    await this.#time?.measure(this.#readTime);
     try {
       this.#subscriber ??= await subscribe(this.#client, k.events, (message) => {
         if (message?.startsWith("c ")) this.deliverCancel(message.slice(2));
@@ -194,6 +211,8 @@ export class RedisBroker extends BaseBroker {
    */
   async enqueueJobs(jobs: readonly Job[]): Promise<void> {
     if (jobs.length === 0) return;
+    const first = this.#time?.ready(this.#readTime); // a producer's first call: Redis's time first
+    if (first) await first;
     const now = this.clock.now();
     const reply = await this.#retrying(calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() }));
     if (reply === ScriptCode.Duplicate)
@@ -333,6 +352,8 @@ export class RedisBroker extends BaseBroker {
    */
   async keepAlive(): Promise<Recovery> {
     const k = this.#k;
+    // Measured beside the renewal, not before it: this renewal uses the offset known so far.
+    const measuring = this.#time?.measure(this.#readTime);
     const now = this.clock.now();
     const { leaseLost, expired } = calls.parseKeepAliveReply(
       await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs })),
@@ -349,7 +370,16 @@ export class RedisBroker extends BaseBroker {
       };
     }
     await this.#repair();
+    await measuring;
     return recovery;
+  }
+
+  /**
+   * Resolves once the default clock has measured Redis's time (at once when it has, or when a
+   * clock was given): the Engine awaits it before it reads the clock for a due time. Never rejects.
+   */
+  async syncClock(): Promise<void> {
+    await this.#time?.ready(this.#readTime);
   }
 
   /** Re-sends failed acknowledgements, then puts back orphans; failures wait for the next keepAlive. */
