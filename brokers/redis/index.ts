@@ -55,7 +55,14 @@ const ATTEMPTS = 4;
  */
 export interface RedisBrokerOptions extends BrokerOptions {}
 
-/** A broker that stores jobs in Redis; processes sharing a Redis and a namespace share the work. */
+/**
+ * A broker that stores jobs in Redis; processes sharing a Redis and a namespace share the work.
+ *
+ * Over 400 lines: each call method wraps one script, and the repair of lost replies (`#inFlight`,
+ * `#pendingAcks`, `#suspect`) ties them together. The connection set-up of the constructor (client,
+ * listeners, clock) is the part to move out to connection.ts next, once the fencing change to the
+ * call methods has landed (kept here meanwhile so the two changes do not collide).
+ */
 export class RedisBroker extends BaseBroker {
   readonly #client: RedisClient;
   readonly #owned: boolean;
