@@ -11,7 +11,10 @@ export const MAX_WAIT_MS = 30_000;
 
 /** Options every broker takes. */
 export interface BrokerOptions {
-  /** Time source (tests pin it). @defaultValue the system clock */
+  /**
+   * Time source and its timers (tests pin it), used as given.
+   * @defaultValue the system clock; for a RedisBroker, the system clock shifted to Redis's time
+   */
   clock?: Clock;
   /**
    * How long this broker's lease lives without renewal (seconds or Duration). Workers renew it every

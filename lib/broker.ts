@@ -76,6 +76,12 @@ export interface Broker {
   readonly id: string;
   /** Source of time for due dates, leases and periodic tasks. */
   readonly clock: Clock;
+  /**
+   * Resolves once `clock` gives the time the other processes of the namespace use (a RedisBroker's
+   * default clock: its first measurement of Redis's time); `Engine` awaits it before it reads the
+   * clock for a due time. Optional: a broker whose clock needs no set-up has none. Never rejects.
+   */
+  syncClock?(): Promise<void>;
   /** How long a lease lives without renewal before this broker's running jobs are recovered, in ms. */
   readonly leaseMs: number;
   /** Set once by the Engine; a second set throws `BrokerInUseError`. */

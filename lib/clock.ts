@@ -37,3 +37,31 @@ export function isClock(value: unknown): value is Clock {
 export function sleep(clock: Clock, delayMs: number): Promise<void> {
   return new Promise<void>((resolve) => clock.setTimeout(resolve, delayMs));
 }
+
+/**
+ * A clock `offsetMs` ahead of `base` (behind when negative), with `base`'s timers: a delay is a
+ * duration, the same on both, so only "now" is shifted. Whoever measures the offset sets it; a
+ * RedisBroker's default clock is one, set to the offset of Redis's time from the process clock.
+ */
+export class OffsetClock implements Clock {
+  /** Milliseconds added to `base.now()`; positive when this clock is ahead of `base`. */
+  offsetMs = 0;
+  /** The clock whose time is shifted and whose timers run (the system clock by default). */
+  readonly base: Clock;
+
+  constructor(base: Clock = systemClock) {
+    this.base = base;
+  }
+
+  now(): number {
+    return this.base.now() + this.offsetMs;
+  }
+
+  setTimeout(callback: () => void, delayMs: number): ClockTimer {
+    return this.base.setTimeout(callback, delayMs);
+  }
+
+  clearTimeout(timer: ClockTimer | undefined): void {
+    this.base.clearTimeout(timer);
+  }
+}

@@ -178,7 +178,14 @@ export class Engine {
    * @throws the errors of `scheduleAt` for the first invalid entry.
    */
   async scheduleBatch(batch: Batch): Promise<Job[]> {
-    return this.commitJobs(this.prepareJobs(batch));
+    const jobs = this.prepareJobs(batch); // checked before any broker call
+    if (this.broker.syncClock) {
+      const now = await this.#syncedNow();
+      batch.entries.forEach((entry, i) => {
+        if (entry.at === undefined) jobs[i]!.atMs = now;
+      });
+    }
+    return this.commitJobs(jobs);
   }
 
   /**
@@ -201,6 +208,7 @@ export class Engine {
   async transaction(fn: (tx: Transaction) => unknown): Promise<Job[]> {
     if (typeof fn !== "function") throw new InvalidOptionError(`transaction needs a function, got ${describe(fn)}`);
     this.#checkOpen();
+    await this.broker.syncClock?.(); // before fn, whose scheduling calls read the clock
     const tx = new Transaction(this);
     try {
       await fn(tx);
@@ -237,8 +245,19 @@ export class Engine {
   }
 
   async #enqueueOne(task: TaskRef, at: DateTime | Date | undefined, args: unknown[]): Promise<Job> {
-    const [job] = await this.commitJobs([this.#buildJob(task, at, args, this.broker.clock.now())]);
+    const built = this.#buildJob(task, at, args, this.broker.clock.now()); // checked before any broker call
+    if (at === undefined && this.broker.syncClock) built.atMs = await this.#syncedNow();
+    const [job] = await this.commitJobs([built]);
     return job!;
+  }
+
+  /**
+   * "Now" once the broker's clock gives the namespace's time (a RedisBroker's first measurement of
+   * Redis's time; at once after it): the due time of a job scheduled without `at`.
+   */
+  async #syncedNow(): Promise<number> {
+    await this.broker.syncClock?.();
+    return this.broker.clock.now();
   }
 
   #buildJob(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], now: number): Job {

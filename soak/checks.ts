@@ -51,7 +51,7 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
   const queued = new Set<string>();
   for (const key of await scan(`${escapeGlob(k.prefix)}:queue:*`))
     for (const id of await client.lrange(key, 0, -1)) queued.add(id);
-  const future = new Set(await client.zrange(k.future, 0, -1));
+  const future = new Set(await client.zrange(k.future, "0", "-1"));
   const stored = new Set(await client.hkeys(k.jobs));
   const results = new Map<string, string>();
   for (let i = 0; i < ids.length; i += 1000) {

@@ -7,8 +7,10 @@ import { Cluster, Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
+import { SCRIPT_NAMES, scriptSha } from "../brokers/redis/scripts.js";
 import { Job, JobStatus } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
+import { testCluster } from "./helpers/ioredis.js";
 import { startRedisCluster, type RedisCluster } from "./helpers/redis-cluster.js";
 import { FakeClock, until } from "./helpers/until.js";
 
@@ -16,7 +18,6 @@ const noop = (): undefined => undefined;
 let cluster: RedisCluster;
 let admin: Cluster;
 const brokers: RedisBroker[] = [];
-const clients: Cluster[] = [];
 let clock: FakeClock;
 
 beforeAll(async () => {
@@ -31,15 +32,12 @@ afterEach(async () => {
   const made = brokers.splice(0);
   for (const b of made) await b.flush();
   for (const b of made) await b.close();
-  for (const c of clients.splice(0)) await c.quit();
 });
 
-/** A broker on its own Cluster client (handed in, so the test closes the client too). */
+/** A broker on its own Cluster client of the ioredis major under test (handed in, closed after the test). */
 function broker(namespace: string): RedisBroker {
-  const client = new Cluster(cluster.startupNodes);
-  const b = new RedisBroker(client, { clock, lease: 1 });
+  const b = new RedisBroker(testCluster(cluster.startupNodes), { clock, lease: 1 });
   b.namespace = namespace;
-  clients.push(client);
   brokers.push(b);
   return b;
 }
@@ -189,5 +187,28 @@ describe("RedisBroker on Redis Cluster", () => {
     );
     await a.enqueueJobs([job()]);
     expect((await a.fetchJobs("q", 5)).jobs.length).toBe(2);
+  });
+
+  test("each node connection that becomes ready loads every script: after SCRIPT FLUSH and a reconnect, the namespace's master has them all", async () => {
+    clock = new FakeClock();
+    ns = `t-${randomUUID()}`;
+    const a = broker(ns);
+    await a.start(); // the lease key marks the namespace's master
+    const shas = SCRIPT_NAMES.map(scriptSha);
+    const all = async (node: Redis): Promise<boolean> =>
+      ((await node.script("EXISTS", ...shas)) as number[]).every((e) => e === 1);
+    const home = async (): Promise<Redis> => {
+      const leases = namespaceKeys(ns).leases;
+      for (const node of admin.nodes("master")) if ((await node.exists(leases).catch(() => 0)) === 1) return node; // MOVED elsewhere
+      throw new Error("no master holds the namespace");
+    };
+    await until(async () => all(await home()), 2_000, "the scripts on the namespace's master");
+    for (const node of admin.nodes("master")) {
+      await node.script("FLUSH");
+      await node.client("KILL", "TYPE", "NORMAL"); // every connection of the broker's Cluster client drops
+    }
+    await a.enqueueJobs([job()]); // opens a node connection again (it may still need EVAL)
+    await until(async () => all(await home()), 2_000, "the scripts loaded again on the namespace's master");
+    expect((await a.fetchJobs("q", 5)).jobs.length).toBe(1);
   });
 });

@@ -6,13 +6,14 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, test } from "vitest";
-import { RedisBroker, RedisConnectionError } from "../brokers/redis/index.js";
+import { RedisBroker, RedisConnectionError, type RedisClient } from "../brokers/redis/index.js";
 import { fetchCall, reclaimCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
-import { runScript } from "../brokers/redis/scripts.js";
+import { SCRIPT_NAMES, runScript, scriptSha } from "../brokers/redis/scripts.js";
 import { ChardError } from "../lib/errors.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
+import { testBroker, testClient } from "./helpers/ioredis.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { until } from "./helpers/until.js";
 
@@ -30,8 +31,9 @@ async function server(port?: number): Promise<RedisServer> {
   servers.push(s);
   return s;
 }
-function broker(redis: string | Redis, namespace: string): RedisBroker {
-  const b = new RedisBroker(redis, { lease: 1 });
+/** A broker on `redis`: a URL (see testBroker) or a client made by testClient. */
+function broker(redis: string | RedisClient, namespace: string): RedisBroker {
+  const b = typeof redis === "string" ? testBroker(redis, { lease: 1 }) : new RedisBroker(redis, { lease: 1 });
   b.namespace = namespace;
   brokers.push(b);
   return b;
@@ -82,11 +84,45 @@ describe("server restarts", () => {
     expect((await worker.keepAlive()).leaseLost).toBe(false);
   });
 
+  test("a restarted server has every script again once the broker's connection is ready: no call meets NOSCRIPT", async () => {
+    const first = await server();
+    const b = broker(first.url, `t-${randomUUID()}`);
+    await b.start();
+    await b.enqueueJobs([job(1)]);
+    await first.stop("SIGKILL");
+    const restarted = await server(first.port);
+    const admin = new Redis(restarted.url);
+    clients.push(admin);
+    await until(() => b.redis.status === "ready", 10_000, "b to reconnect");
+    const shas = SCRIPT_NAMES.map(scriptSha);
+    await until(
+      async () => ((await admin.script("EXISTS", ...shas)) as number[]).every((e) => e === 1),
+      2_000,
+      "every script loaded on the restarted server",
+    );
+    await b.waitForEvent(Date.now()); // drain the wake-ups the reconnections gave
+    const woken = b.waitForEvent(undefined);
+    await b.enqueueJobs([job(2)]);
+    expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[2]]);
+    expect(await admin.info("errorstats")).not.toMatch(/NOSCRIPT/); // a fresh server: counts from 0
+    // Closing the subscriber while ioredis's own re-SUBSCRIBE is unanswered rejects that command
+    // with nothing to catch it (ioredis 5 and 6): end once the subscriber hears again.
+    await until(
+      async () => (await admin.pubsub("NUMSUB", namespaceKeys(b.namespace).events))[1] === 1,
+      10_000,
+      "b's subscriber back",
+    );
+    await woken;
+  });
+
   test("while the server stays down, calls reject with RedisConnectionError after bounded retries; then recover", async () => {
     const s = await server();
-    const client = new Redis(s.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
-    client.on("error", () => undefined);
-    clients.push(client);
+    const client = testClient(s.url, {
+      lazyConnect: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => 20,
+    });
     await until(() => client.status === "ready", 5_000, "the client to connect");
     const b = broker(client, `t-${randomUUID()}`);
     await b.enqueueJobs([job(1)]);
@@ -103,6 +139,17 @@ describe("server restarts", () => {
     await until(() => client.status === "ready", 10_000, "the client to reconnect");
     await b.enqueueJobs([job(3)]);
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[3]]);
+  });
+
+  test("close() returns while the server is down, with its connections waiting to reconnect", async () => {
+    const s = await server();
+    const client = testClient(s.url, { maxRetriesPerRequest: 0, retryStrategy: () => 1_000 });
+    const b = broker(client, `t-${randomUUID()}`);
+    await b.start(); // opens the subscriber, a duplicate of the client
+    await s.stop("SIGKILL");
+    await until(() => client.status === "reconnecting", 5_000, "the client to wait for its next attempt");
+    await b.close(); // the subscriber, reconnecting too, is closed without waiting for an "end" that never comes
+    expect(client.status).toBe("reconnecting"); // handed in: left to its owner (testClient closes it)
   });
 
   /**

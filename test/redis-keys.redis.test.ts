@@ -6,13 +6,14 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { RedisBroker } from "../brokers/redis/index.js";
+import { RedisBroker, type RedisClient } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
-import { ScriptCode, runScript, scriptSource } from "../brokers/redis/scripts.js";
+import { SCRIPT_NAMES, ScriptCode, runScript, scriptSha, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
+import { testBroker, testClient } from "./helpers/ioredis.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { FakeClock, until } from "./helpers/until.js";
 
@@ -33,8 +34,10 @@ afterEach(async () => {
   for (const b of brokers.splice(0)) await b.close();
 });
 
-function broker(namespace: string, clock = new FakeClock(), redis: Redis | string = server.url): RedisBroker {
-  const b = new RedisBroker(redis, { clock, lease: 1 });
+/** A broker on `redis`: this file's server by default (see testBroker), or a client. */
+function broker(namespace: string, clock = new FakeClock(), redis: RedisClient | string = server.url): RedisBroker {
+  const b =
+    typeof redis === "string" ? testBroker(redis, { clock, lease: 1 }) : new RedisBroker(redis, { clock, lease: 1 });
   b.namespace = namespace;
   brokers.push(b);
   return b;
@@ -157,7 +160,7 @@ describe("stored bytes", () => {
       job(clock, { taskArgs, atMs: clock.now() + 1000 }),
     );
     await a.enqueueJobs(jobs);
-    expect((await admin.zrange(k.future, 0, -1)).sort()).toEqual(jobs.map((j) => j.id).sort());
+    expect((await admin.zrange(k.future, 0, "-1")).sort()).toEqual(jobs.map((j) => j.id).sort());
     expect(await admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
     clock.t += 1000;
     await a.fetchJobs("none", 1); // moves the future jobs and fires the periodic task
@@ -210,7 +213,7 @@ describe("result records", () => {
     expect(await b.readResult(fetched[0]!.id)).toEqual({ record: undefined, state: "unknown" });
     await b.finishJobs([kept(fetched[4]!)]);
     expect(await admin.hkeys(k.results)).toEqual([fetched[4]!.id]);
-    expect(await admin.zrange(k.resultExpiry, 0, -1)).toEqual([fetched[4]!.id]);
+    expect(await admin.zrange(k.resultExpiry, 0, "-1")).toEqual([fetched[4]!.id]);
     await b.flush();
   });
 });
@@ -304,7 +307,9 @@ describe("connections", () => {
     expect(await mine.ping()).toBe("PONG");
     await mine.quit();
 
-    const owned = broker(`t-${randomUUID()}`);
+    const owned = new RedisBroker(server.url, { clock: new FakeClock(), lease: 1 }); // opens its own, on ioredis 6
+    owned.namespace = `t-${randomUUID()}`;
+    brokers.push(owned);
     await owned.start();
     await owned.enqueueJobs([job(new FakeClock())]);
     expect(await clients()).toBe(baseline + 2); // client + subscriber
@@ -342,7 +347,7 @@ describe("scripts", () => {
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(0);
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
     expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
-    expect(await admin.zrange(k.future, 0, -1)).toEqual([jobs[1]!.id]);
+    expect(await admin.zrange(k.future, 0, "-1")).toEqual([jobs[1]!.id]);
     expect(await admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
     const other = enqueueCall(k, { jobs: [jobs[0]!], nowMs: clock.now(), token: randomUUID() });
     expect(await runScript(admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
@@ -368,38 +373,87 @@ describe("scripts", () => {
     expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });
 
-  test("scripts run by SHA, and survive SCRIPT FLUSH by sending their source once", async () => {
-    const namespace = `t-${randomUUID()}`;
-    const stats = async (): Promise<Record<string, number>> => {
-      const info = await admin.info("commandstats");
-      const calls: Record<string, number> = {};
-      for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
-      return calls;
-    };
-    const run = async (): Promise<void> => {
-      const clock = new FakeClock();
-      const b = broker(namespace, clock);
-      await b.start();
-      await b.enqueueJobs([job(clock)]);
-      const { jobs, token } = await b.fetchJobs("q", 1);
-      await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
-      await b.keepAlive();
-      await b.close();
-    };
-    await run(); // loads the scripts if needed
+  /** Command counts since the last CONFIG RESETSTAT. */
+  const stats = async (): Promise<Record<string, number>> => {
+    const info = await admin.info("commandstats");
+    const calls: Record<string, number> = {};
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
+    return calls;
+  };
+  /** One job through `b`: enqueue, fetch, finish, keepAlive (four script calls). */
+  const turn = async (b: RedisBroker, clock: FakeClock): Promise<void> => {
+    await b.enqueueJobs([job(clock)]);
+    const { jobs, token } = await b.fetchJobs("q", 1);
+    await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
+    await b.keepAlive();
+  };
+  const everySha = (): string[] => SCRIPT_NAMES.map(scriptSha);
+
+  test("scripts run by SHA, and survive a SCRIPT FLUSH on a live connection by sending their source once", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    await b.start();
+    await turn(b, clock);
     await admin.config("RESETSTAT");
-    await run();
+    await turn(b, clock);
     let calls = await stats();
-    expect(calls.evalsha).toBeGreaterThanOrEqual(5);
+    expect(calls.evalsha).toBeGreaterThanOrEqual(4);
     expect(calls.eval).toBeUndefined();
 
     await admin.script("FLUSH");
     await admin.config("RESETSTAT");
-    await run();
+    await turn(b, clock);
     calls = await stats();
-    expect(calls.eval).toBe(5); // enqueue, fetch, finish, keep_alive, stop: once each
-    await run();
-    expect((await stats()).eval).toBe(5);
-    await broker(namespace).flush();
+    expect(calls.eval).toBe(4); // enqueue, fetch, finish, keep_alive: once each (NOSCRIPT, then EVAL)
+    await admin.config("RESETSTAT");
+    await turn(b, clock);
+    expect((await stats()).eval).toBeUndefined();
+    await b.flush();
+  });
+
+  test("a connection that becomes ready loads every script: after SCRIPT FLUSH and a reconnect they are back before the next call", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    await b.start();
+    await turn(b, clock);
+    expect(await admin.script("EXISTS", ...everySha())).toEqual(everySha().map(() => 1));
+
+    await admin.script("FLUSH");
+    await admin.client("KILL", "TYPE", "NORMAL"); // b's connection drops (not the admin's) and reconnects
+    await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
+    await until(
+      async () => ((await admin.script("EXISTS", ...everySha())) as number[]).every((e) => e === 1),
+      2_000,
+      "every script loaded again",
+    );
+    await admin.config("RESETSTAT");
+    await turn(b, clock);
+    const calls = await stats();
+    expect(calls.evalsha).toBeGreaterThanOrEqual(4);
+    expect(calls.eval).toBeUndefined();
+    await b.flush();
+  });
+
+  test("a client handed in gets the scripts on each ready too, and no more once the broker is closed", async () => {
+    const mine = testClient(server.url);
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock, mine);
+    await b.start();
+    await admin.script("FLUSH");
+    await admin.client("KILL", "TYPE", "NORMAL");
+    await until(() => mine.status === "ready", 5_000, "the client to reconnect");
+    await until(
+      async () => ((await admin.script("EXISTS", ...everySha())) as number[]).every((e) => e === 1),
+      2_000,
+      "every script loaded again",
+    );
+    await b.close();
+    await admin.script("FLUSH");
+    // Listeners run in the order they were added: a load the broker still sent would come first.
+    const readyAgain = new Promise<void>((resolve) => mine.on("ready", resolve));
+    await admin.client("KILL", "TYPE", "NORMAL");
+    await readyAgain;
+    expect(await (mine as unknown as Redis).ping()).toBe("PONG"); // still open, left to its owner
+    expect(await admin.script("EXISTS", scriptSha("fetch_jobs"))).toEqual([0]);
   });
 });

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, inject, test } from "vitest";
-import { RedisBroker } from "../brokers/redis/index.js";
 import { JobStatus } from "../lib/jobs.js";
 import { WorkerDiedError } from "../lib/errors.js";
 import { recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { testBroker } from "./helpers/ioredis.js";
 import { killWorker, spawnWorker, type WorkerEvent } from "./helpers/processes.js";
 import { startRedisServer } from "./helpers/redis-server.js";
 
@@ -13,7 +13,7 @@ describe("worker processes sharing Redis", () => {
   test("SIGKILL mid-job: the retryable job finishes elsewhere, the non-retryable one fails and never runs again", async () => {
     const url = inject("redisUrl");
     const namespace = `t-${randomUUID()}`;
-    const engine = trackEngine(new RedisBroker(url, { lease: 0.5 }), namespace);
+    const engine = trackEngine(testBroker(url, { lease: 0.5 }), namespace);
     const ranHere: string[] = [];
     engine.task("hang", () => void ranHere.push("hang"), { maxRetries: 2 });
     engine.task("hangOnce", () => void ranHere.push("hangOnce"));
@@ -45,7 +45,7 @@ describe("worker processes sharing Redis", () => {
   test("two processes: a periodic task fires once per period and maxConcurrency holds across both; SIGTERM stops them cleanly", async () => {
     const url = inject("redisUrl");
     const namespace = `t-${randomUUID()}`;
-    const engine = trackEngine(new RedisBroker(url), namespace);
+    const engine = trackEngine(testBroker(url), namespace);
     engine.task("limited", () => undefined, { maxRetries: 1, maxConcurrency: 1 });
     const [a, b] = await Promise.all([spawnWorker(url, namespace), spawnWorker(url, namespace)]);
     for (let i = 0; i < 8; i++) await engine.schedule("limited", i);
@@ -84,7 +84,7 @@ describe("Redis restarts", () => {
   test("a redis-server restart mid-run loses no accepted job: workers reconnect and carry on", async () => {
     const server = await startRedisServer({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
     try {
-      const engine = trackEngine(new RedisBroker(server.url, { lease: 1 }));
+      const engine = trackEngine(testBroker(server.url, { lease: 1 }));
       const ran = new Set<number>();
       engine.task("count", (i: number) => void ran.add(i), { maxRetries: 3 });
       const workers = engine.startWorkers({ number: 4 });

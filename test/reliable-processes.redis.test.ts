@@ -5,10 +5,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, inject, test } from "vitest";
-import { RedisBroker } from "../brokers/redis/index.js";
 import { SafeNamedSignal } from "../lib/signals.js";
 import { WorkerDiedError } from "../lib/errors.js";
 import { recordSignals, trackEngine, until } from "./helpers/engines.js";
+import { testBroker } from "./helpers/ioredis.js";
 import { killWorker, spawnWorker } from "./helpers/processes.js";
 
 const cleanups: (() => void)[] = [];
@@ -32,7 +32,7 @@ describe("reliable receivers in worker processes sharing Redis", () => {
         maxRetries: 0,
       }),
     );
-    const engine = trackEngine(new RedisBroker(url, { lease: 0.5 }), namespace);
+    const engine = trackEngine(testBroker(url, { lease: 0.5 }), namespace);
     const worker = await spawnWorker(url, namespace, 0.5);
 
     const [email, audit] = await engine.sendReliable(orderPlaced, { orderId: "K1" });

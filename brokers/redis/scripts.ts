@@ -17,11 +17,11 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Cluster, Redis } from "ioredis";
 import { ChardError } from "../../lib/errors.js";
+import { getLogger } from "../../lib/logger.js";
+import type { RedisClient } from "./client.js";
 
-/** A client the broker talks through: a single node or a Cluster. */
-export type RedisClient = Redis | Cluster;
+export type { RedisClient } from "./client.js";
 
 /** An argument of a script call. */
 export type ScriptArg = string | number;
@@ -116,8 +116,25 @@ export function scriptSha(name: ScriptName): string {
 }
 
 /**
- * Runs a script by SHA (EVALSHA); on NOSCRIPT (a restarted or flushed server, a new Cluster node)
- * sends the source once with EVAL, after which Redis has it cached again.
+ * Loads every script into the server of `connection` (SCRIPT LOAD), as the broker does each time a
+ * connection becomes ready, so that a restarted or flushed server has them before the next call.
+ * Never throws: a load that fails is logged at debug level (calls still fall back to EVAL).
+ */
+export async function loadScripts(connection: RedisClient): Promise<void> {
+  try {
+    const shas = await Promise.all(SCRIPT_NAMES.map((name) => connection.script("LOAD", scriptSource(name))));
+    SCRIPT_NAMES.forEach((name, i) => {
+      if (shas[i] !== scriptSha(name)) getLogger().warn(`SCRIPT LOAD of ${name} gave SHA ${String(shas[i])}`);
+    });
+  } catch (e) {
+    getLogger().debug(`could not load the scripts on a new connection; calls will send them with EVAL`, e);
+  }
+}
+
+/**
+ * Runs a script by SHA (EVALSHA); on NOSCRIPT (a restarted or flushed server, a new Cluster node,
+ * in the moment before `loadScripts` has run on a new connection) sends the source once with EVAL,
+ * after which Redis has it cached again.
  * @throws RedisReplyError when Redis answers with an error; RedisConnectionError when no answer came.
  */
 export async function runScript(

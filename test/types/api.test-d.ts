@@ -1,5 +1,6 @@
 /** Type tests of the rest of the public API (vitest typecheck: compiled by tsc, never run). */
 import { Cluster, Redis } from "ioredis";
+import { Cluster as Cluster5, Redis as Redis5 } from "ioredis5";
 import type { DateTime } from "luxon";
 import { describe, expectTypeOf, test } from "vitest";
 import {
@@ -32,7 +33,7 @@ import {
   type Logger,
 } from "../../lib/index.js";
 import { MemoryBroker as MemoryBrokerSubpath } from "../../brokers/memory.js";
-import { RedisBroker as RedisBrokerSubpath } from "../../brokers/redis/index.js";
+import { RedisBroker as RedisBrokerSubpath, type RedisClient } from "../../brokers/redis/index.js";
 
 describe("logger", () => {
   test("setLogger accepts console, any object with the four levels, or undefined", () => {
@@ -58,6 +59,18 @@ describe("brokers", () => {
     expectTypeOf(new RedisBroker(new Redis())).toEqualTypeOf<RedisBroker>();
     expectTypeOf(new RedisBroker(new Cluster([]))).toEqualTypeOf<RedisBroker>();
     expectTypeOf(new RedisBroker("redis://h", { lease: 30 })).toEqualTypeOf<RedisBroker>();
+  });
+
+  test("RedisBroker takes clients of ioredis 6 (either reply mapping, either protocol) and of ioredis 5", () => {
+    expectTypeOf(new RedisBroker(new Redis({ protocol: 2 }))).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker(new Redis({ protocol: 3, replyMapping: "resp3" }))).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker(new Redis().duplicate())).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker(new Redis5())).toEqualTypeOf<RedisBroker>();
+    expectTypeOf(new RedisBroker(new Cluster5([]))).toEqualTypeOf<RedisBroker>();
+    expectTypeOf<Redis>().toExtend<RedisClient>();
+    expectTypeOf<Redis5>().toExtend<RedisClient>();
+    expectTypeOf<Cluster>().toExtend<RedisClient>();
+    expectTypeOf<Cluster5>().toExtend<RedisClient>();
   });
 
   test("RedisBroker refuses what is not a URL, options or a client", () => {
