@@ -77,6 +77,8 @@ export interface RunFacts {
   options: SoakOptions;
   enqueued: number;
   uncertain: number;
+  /** How long back-pressure held the producer back (the planned jobs were then a ceiling). */
+  heldBackMs: number;
   /** Tags of processes that had to be SIGKILLed because SIGTERM did not stop them. */
   notStopped: string[];
   skew: number;
@@ -173,11 +175,24 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
     jobs: ids(list),
   });
   return [
+    facts.heldBackMs > 0
+      ? {
+          name: `jobs enqueued (back-pressure held the producer back ${(facts.heldBackMs / 1000).toFixed(0)} s)`,
+          value: String(facts.enqueued),
+          expected: `<= ${facts.options.jobs}`,
+          pass: undefined,
+        }
+      : {
+          name: "jobs enqueued",
+          value: String(facts.enqueued),
+          expected: String(facts.options.jobs),
+          pass: facts.enqueued === facts.options.jobs,
+        },
     {
-      name: "jobs enqueued",
-      value: String(facts.enqueued),
-      expected: String(facts.options.jobs),
-      pass: facts.enqueued === facts.options.jobs,
+      name: "jobs whose enqueue gave up (may or may not exist)",
+      value: String(facts.uncertain),
+      expected: "0",
+      pass: facts.uncertain === 0,
     },
     zero("retryable jobs lost (no terminal signal, not queued, waiting or running)", lost),
     zero("`maxRetries: 0` jobs run more than once", twice),
@@ -230,5 +245,37 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
       expected: "0",
       pass: facts.notStopped.length === 0,
     },
+    ...outcomes(jobs),
+  ];
+}
+
+/** Rows that only inform: how the jobs ended, where no count is wrong by itself. */
+function outcomes(jobs: readonly JobHistory[]): CheckRow[] {
+  const info = (name: string, count: number): CheckRow => ({
+    name,
+    value: String(count),
+    expected: "",
+    pass: undefined,
+  });
+  const ended = (j: JobHistory, signal: string, error?: string): boolean =>
+    j.terms.some((t) => t.signal === signal && (error === undefined || t.error === error));
+  return [
+    info(
+      "at-most-once jobs lost with a dead worker (jobLost, jobFailed)",
+      jobs.filter((j) => !retryable(j.kind) && ended(j, "fail", "WorkerDiedError")).length,
+    ),
+    info(
+      "retryable jobs failed, their retries used up by crashes",
+      jobs.filter((j) => retryable(j.kind) && ended(j, "fail", "WorkerDiedError")).length,
+    ),
+    info("jobs expired before they started", jobs.filter((j) => j.execs.length === 0 && ended(j, "exp")).length),
+    info(
+      "jobs cancelled or revoked (JobCancelledError, jobRevoked)",
+      jobs.filter((j) => ended(j, "fail", "JobCancelledError") || ended(j, "rev")).length,
+    ),
+    info(
+      "executions beyond the first of retryable jobs (at-least-once)",
+      jobs.filter((j) => retryable(j.kind)).reduce((n, j) => n + Math.max(0, j.execs.length - 1), 0),
+    ),
   ];
 }

@@ -69,7 +69,7 @@ const BASE: Omit<SoakOptions, "profile"> = {
   kills: Number.POSITIVE_INFINITY,
   restarts: 4,
   down: [1, 4],
-  clientKillEvery: 5,
+  clientKillEvery: 2,
   scriptFlushEvery: 7,
   busy: 4,
   killAtSignal: 2,
@@ -91,7 +91,7 @@ const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
     duration: 45,
     killEvery: 10,
     restarts: 2,
-    clientKillEvery: 8,
+    clientKillEvery: 4,
     scriptFlushEvery: 11,
     busy: 2,
     killAtSignal: 1,
@@ -105,7 +105,7 @@ const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
     duration: 1_800,
     killEvery: 10,
     restarts: 15,
-    clientKillEvery: 20,
+    clientKillEvery: 10,
     scriptFlushEvery: 30,
     busy: 30,
     killAtSignal: 30,
@@ -126,7 +126,7 @@ export const USAGE = `usage: npm run soak -- [--profile ci|default|long] [flags]
   --kills N               at most N SIGKILLs                    (duration / kill-every)
   --restarts N            redis-server restarts, evenly spread  (4; 0 = off)
   --down MIN-MAX          seconds redis-server stays down       (1-4)
-  --client-kill-every S   CLIENT KILL one process's connections (5; 0 = off)
+  --client-kill-every S   CLIENT KILL one process's connections (2; 0 = off)
   --script-flush-every S  SCRIPT FLUSH                          (7; 0 = off)
   --busy N                jobs that block an event loop 1.5 leases (4; 0 = off)
   --kill-at-signal N      jobs whose process SIGKILLs itself in jobSucceeded, before the ack (2; 0 = off)

@@ -5,12 +5,14 @@
  * often it is re-sent; only then is it recorded (`E`). A batch that still fails when its deadline
  * passes is recorded as uncertain (`U`) and the analysis looks for its jobs in Redis.
  *
- * Loops: `run` makes at most `jobs` jobs and ends by its deadline; each batch is retried for at
- * most `BATCH_DEADLINE_MS`.
+ * Back-pressure: no batch is made while the queue holds more than `backlog` jobs, so a machine that
+ * cannot keep up with the pace gets fewer jobs rather than an ever longer queue (the long profile's
+ * million jobs are a ceiling). Loops: `run` makes at most `jobs` jobs and ends by its signal; each
+ * batch is retried for at most `BATCH_DEADLINE_MS`.
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Batch, type Engine, type Job, type RedisBroker } from "../lib/index.js";
+import { Batch, DEFAULT_QUEUE, type Engine, type Job, type RedisBroker } from "../lib/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { isTransient, runScript } from "../brokers/redis/scripts.js";
@@ -30,6 +32,8 @@ export interface ProducerPlan {
   durationMs: number;
   taskMs: [number, number];
   random: () => number;
+  /** Back-pressure: no new batch while the queue holds more jobs than this. */
+  backlog: number;
 }
 
 /** Counts of what the producer did. */
@@ -40,6 +44,8 @@ export interface ProducerStats {
   doomed: number;
   future: number;
   resends: number;
+  /** Time spent waiting for the queue to shrink below the backlog limit, ms. */
+  heldBackMs: number;
   byKind: Partial<Record<Kind, number>>;
 }
 
@@ -61,7 +67,16 @@ function placeSpecials(plan: ProducerPlan): Map<number, Kind> {
 
 /** Enqueues jobs for a run. */
 export class Producer {
-  readonly stats: ProducerStats = { enqueued: 0, uncertain: 0, busy: 0, doomed: 0, future: 0, resends: 0, byKind: {} };
+  readonly stats: ProducerStats = {
+    enqueued: 0,
+    uncertain: 0,
+    busy: 0,
+    doomed: 0,
+    future: 0,
+    resends: 0,
+    heldBackMs: 0,
+    byKind: {},
+  };
   readonly #engine: Engine;
   readonly #broker: RedisBroker;
   readonly #recorder: Recorder;
@@ -78,6 +93,12 @@ export class Producer {
     const specials = placeSpecials(plan);
     let made = 0;
     while (made < plan.jobs && !signal.aborted) {
+      if (await this.#backedUp(plan.backlog)) {
+        const before = performance.now();
+        await sleep(100, undefined, { signal }).catch(() => undefined);
+        this.stats.heldBackMs += performance.now() - before;
+        continue;
+      }
       const elapsed = performance.now() - start;
       const due = Math.min(plan.jobs, Math.ceil(plan.jobs * Math.min(1, elapsed / plan.durationMs)) || 1);
       const batch = new Batch();
@@ -100,6 +121,13 @@ export class Producer {
       if (made < due) continue;
       await sleep(100, undefined, { signal }).catch(() => undefined);
     }
+  }
+
+  /** True when the queue holds more than `limit` jobs (false when Redis does not answer within a second). */
+  async #backedUp(limit: number): Promise<boolean> {
+    const key = namespaceKeys(this.#engine.namespace).queue(DEFAULT_QUEUE);
+    const length = this.#broker.redis.llen(key).catch(() => 0);
+    return (await Promise.race([length, sleep(1_000, 0)])) > limit;
   }
 
   /** Sends one batch with one token until it is stored; then records it. */

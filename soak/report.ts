@@ -115,8 +115,8 @@ export function totalsTable(t: Totals): string {
         `${c.cancels} / ${c.cancelsOfKilled} / ${c.cancelErrors}`,
       ],
       [
-        "jobs enqueued (of which due later) / enqueue calls re-sent",
-        `${t.producer.enqueued} (${t.producer.future}) / ${t.producer.resends}`,
+        "jobs enqueued (of which due later) / enqueue calls re-sent / producer held back by the backlog",
+        `${t.producer.enqueued} (${t.producer.future}) / ${t.producer.resends} / ${s(t.producer.heldBackMs)}`,
       ],
       ["executions", String(executions)],
       ["worker processes spawned", String(t.spawned)],

@@ -214,9 +214,12 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
     durationMs: options.duration * 900,
     taskMs: options.taskMs,
     random,
+    backlog: 4 * options.processes * options.workers,
   };
   const production = producer.run(plan, producing.signal);
   await faults.run(runEnd.signal);
+  // Held back by the backlog, the plan was a ceiling: stop with the run. Otherwise finish it.
+  if (producer.stats.heldBackMs > 0) producing.abort();
   await rig.subject.up(); // a restart in progress has brought it back already; this is a no-op then
   await production;
   clearTimeout(runTimer);
@@ -286,6 +289,7 @@ async function main(): Promise<number> {
   const rows = runChecks(history, state, {
     options,
     enqueued: producer.stats.enqueued,
+    heldBackMs: producer.stats.heldBackMs,
     uncertain: producer.stats.uncertain,
     notStopped,
     skew: rig.skew,

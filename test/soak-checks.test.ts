@@ -27,6 +27,7 @@ const facts = {
   options: { ...parseOptions(["--seed", "1"]), jobs: 3 },
   enqueued: 3,
   uncertain: 0,
+  heldBackMs: 0,
   notStopped: [],
   skew: 0,
 };
