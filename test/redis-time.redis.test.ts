@@ -95,11 +95,12 @@ describe("a RedisBroker's default clock", () => {
     expect(rec.events.map((e) => [e.signal, e.jobId])).toEqual([["jobSucceeded", job.id]]);
   });
 
-  test("leases are compared on Redis's time: a broker 5 s ahead does not take the jobs of a healthy one", async () => {
+  /** A healthy broker (lease 1 s) running one job, and `ahead`, started in the same namespace. */
+  async function healthyAndAhead(
+    ahead: RedisBroker,
+  ): Promise<{ ns: string; healthy: RedisBroker; ahead: RedisBroker; mine: Job }> {
     const ns = `t-${randomUUID()}`;
-    const k = namespaceKeys(ns);
     const healthy = broker(0, { lease: 1 });
-    const ahead = broker(5_000, { lease: 1 });
     healthy.namespace = ns;
     ahead.namespace = ns;
     await healthy.start();
@@ -108,24 +109,20 @@ describe("a RedisBroker's default clock", () => {
     ]);
     const [mine] = (await healthy.fetchJobs("q", 1)).jobs;
     await ahead.start();
+    return { ns, healthy, ahead, mine: mine! };
+  }
+
+  test("leases are compared on Redis's time: a broker 5 s ahead does not take the jobs of a healthy one", async () => {
+    const { ns, healthy, ahead, mine } = await healthyAndAhead(broker(5_000, { lease: 1 }));
+    const k = namespaceKeys(ns);
     expect(await ahead.keepAlive()).toEqual({ requeued: [], failed: [], cancelled: [], leaseLost: false });
-    expect(await admin.hexists(k.running(healthy.id), mine!.id)).toBe(1);
+    expect(await admin.hexists(k.running(healthy.id), mine.id)).toBe(1);
     expect((await healthy.keepAlive()).leaseLost).toBe(false);
   });
 
   test("an injected clock is used as given: one 5 s ahead sees the healthy broker's lease expired", async () => {
-    const ns = `t-${randomUUID()}`;
-    const healthy = broker(0, { lease: 1 });
-    const ahead = broker(0, { lease: 1, clock: skewed(5_000) });
-    healthy.namespace = ns;
-    ahead.namespace = ns;
-    await healthy.start();
-    await healthy.enqueueJobs([
-      new Job({ taskName: "t", queue: "q", atMs: healthy.clock.now(), maxRetries: 1, taskArgs: [] }),
-    ]);
-    const [mine] = (await healthy.fetchJobs("q", 1)).jobs;
-    await ahead.start();
+    const { ahead, mine } = await healthyAndAhead(broker(0, { lease: 1, clock: skewed(5_000) }));
     expect(ahead.clock.now() - Date.now()).toBeGreaterThanOrEqual(4_990);
-    expect((await ahead.keepAlive()).requeued.map((j) => j.id)).toEqual([mine!.id]);
+    expect((await ahead.keepAlive()).requeued.map((j) => j.id)).toEqual([mine.id]);
   });
 });
