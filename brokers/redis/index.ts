@@ -58,10 +58,9 @@ export interface RedisBrokerOptions extends BrokerOptions {}
 /**
  * A broker that stores jobs in Redis; processes sharing a Redis and a namespace share the work.
  *
- * Over 400 lines: each call method wraps one script, and the repair of lost replies (`#inFlight`,
- * `#pendingAcks`, `#suspect`) ties them together. The connection set-up of the constructor (client,
- * listeners, clock) is the part to move out to connection.ts next, once the fencing change to the
- * call methods has landed (kept here meanwhile so the two changes do not collide).
+ * Over 400 lines: each call method wraps one script, and the repair of lost fetch replies
+ * (`#lostFetches`, `#partialFetches`, reclaimed by `keepAlive`) ties them together. The connection
+ * set-up of the constructor (client, listeners, clock) is the part to move out to connection.ts next.
  */
 export class RedisBroker extends BaseBroker {
   readonly #client: RedisClient;

@@ -12,7 +12,7 @@
  * | `<p>:jobs`                 | HASH   | job id -> job JSON, every job not ended (pending or running) |
  * | `<p>:queue:<queue>`        | LIST   | ids of Queued jobs, FIFO (RPUSH, LPOP)             |
  * | `<p>:future`               | ZSET   | ids of Waiting jobs, score = atMs                  |
- * | `<p>:running:<brokerId>`   | SET    | ids of the jobs Running on that broker             |
+ * | `<p>:running:<brokerId>`   | HASH   | job id -> fetch token of the jobs Running there    |
  * | `<p>:revoked`              | SET    | ids of pending jobs revoked (dropped when fetched)  |
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
  * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
@@ -26,10 +26,10 @@
  * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel)    |
  * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
  *
- * A job's JSON is stored once, in `<p>:jobs`; queues, the future set and running sets hold its id,
+ * A job's JSON is stored once, in `<p>:jobs`; queues, the future set and running HASHes hold its id,
  * so the scripts move ids (short, fixed-width) and read or write the JSON once per state change.
  * A job's state is derived: finished = it has a result record; revoked = in `<p>:revoked`;
- * running = in the running SET of a broker listed in `<p>:leases`; pending = in `<p>:jobs` and
+ * running = in the running HASH of a broker listed in `<p>:leases`; pending = in `<p>:jobs` and
  * none of these; unknown otherwise.
  *
  * Future jobs due at the same millisecond are ordered by member bytes (so by job id), not by
@@ -85,7 +85,7 @@ export interface NamespaceKeys {
   readonly pattern: string;
   /** The LIST of a queue (job ids). */
   queue(queue: string): string;
-  /** The SET of the ids of the jobs running on a broker. */
+  /** The HASH of the jobs running on a broker (job id -> fetch token; see fetch_jobs.lua). */
   running(brokerId: string): string;
   /** The idempotency marker of one enqueue call. */
   token(uuid: string): string;

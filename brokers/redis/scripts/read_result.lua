@@ -6,7 +6,7 @@
 -- KEYS[5]   leases ZSET
 -- ARGV[1]   job id
 -- ARGV[2]   now (epoch ms): a record past its expiry counts as gone (the next finish removes it)
--- ARGV[3]   key prefix "{chard:<ns>}": running SETs are built here as prefix..":running:"..brokerId
+-- ARGV[3]   key prefix "{chard:<ns>}": running HASHes are built here as prefix..":running:"..brokerId
 --           for the brokers listed in the leases (same hash tag, same Cluster slot)
 -- Returns { record or false, state: "pending", "running", "revoked", "finished" or "unknown" }
 local record = redis.call('HGET', KEYS[1], ARGV[1])
