@@ -343,15 +343,32 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   keep_alive: () => [
     {
       name: "a renewal",
-      call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS }),
+      call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS, announced: [] }),
       keys: [
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
+        ["unannounced HASH of this broker", k.unannounced(BROKER)],
       ],
       argv: [
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["ids this broker announced since", []],
+      ],
+    },
+    {
+      name: "a renewal confirming two announcements",
+      call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS, announced: ["j1", "j2"] }),
+      keys: [
+        ["leases ZSET", k.leases],
+        ["running HASH of this broker", k.running(BROKER)],
+        ["unannounced HASH of this broker", k.unannounced(BROKER)],
+      ],
+      argv: [
+        ["broker id", BROKER],
+        ["now", NOW],
+        ["new lease expiry", NOW + LEASE_MS],
+        ["ids this broker announced since", ["j1", "j2"]],
       ],
     },
   ],
@@ -362,7 +379,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["two dead brokers", ["dead-1", "dead-2"]],
     ].map(([name, ids]) => ({
       name: name as string,
-      call: calls.recoverCall(k, { brokerIds: ids as string[], nowMs: NOW }),
+      call: calls.recoverCall(k, { brokerId: BROKER, brokerIds: ids as string[], nowMs: NOW }),
       keys: [
         ["leases ZSET", k.leases],
         ["max-concurrency HASH", k.maxConcurrency],
@@ -371,6 +388,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["results HASH", k.results],
         ["result-expiry ZSET", k.resultExpiry],
         ["progress HASH", k.progress],
+        ["unannounced HASH of the recovering broker", k.unannounced(BROKER)],
         ["running HASH (job id -> fetch token) of each candidate broker", (ids as string[]).map((id) => k.running(id))],
       ],
       argv: [
@@ -419,12 +437,16 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   stop: () => [
     {
       name: "a stop",
-      call: calls.stopCall(k, { brokerId: BROKER }),
+      call: calls.stopCall(k, { brokerId: BROKER, announced: ["j1"] }),
       keys: [
         ["leases ZSET", k.leases],
         ["running HASH", k.running(BROKER)],
+        ["unannounced HASH of this broker", k.unannounced(BROKER)],
       ],
-      argv: [["broker id", BROKER]],
+      argv: [
+        ["broker id", BROKER],
+        ["ids this broker announced since its last renewal", ["j1"]],
+      ],
     },
   ],
 

@@ -202,11 +202,11 @@ describe("the call builders", () => {
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
-  test("keepAliveCall sends the broker, now and the new lease expiry", () => {
-    expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5 })).toEqual({
+  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since", () => {
+    expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: ["j1", "j2"] })).toEqual({
       name: "keep_alive",
-      keys: [k.leases, k.running("b")],
-      args: ["b", NOW, NOW + 5],
+      keys: [k.leases, k.running("b"), k.unannounced("b")],
+      args: ["b", NOW, NOW + 5, "j1", "j2"],
     });
   });
 
@@ -225,8 +225,8 @@ describe("the call builders", () => {
   });
 
   test("recoverCall sends a running key per broker, in the order of their ids", () => {
-    const call = calls.recoverCall(k, { brokerIds: ["d2", "d1"], nowMs: NOW });
-    expect(call.keys.slice(7)).toEqual([k.running("d2"), k.running("d1")]);
+    const call = calls.recoverCall(k, { brokerId: "b", brokerIds: ["d2", "d1"], nowMs: NOW });
+    expect(call.keys.slice(7)).toEqual([k.unannounced("b"), k.running("d2"), k.running("d1")]);
     expect(call.args.slice(7)).toEqual(["d2", "d1"]);
   });
 
@@ -249,10 +249,10 @@ describe("the call builders", () => {
   test("revokeCall, readResultCall and stopCall name the job or the broker", () => {
     expect(calls.revokeCall(k, { jobId: "j", mode: "cancel" }).args).toEqual(["j", "cancel", k.events, k.prefix]);
     expect(calls.readResultCall(k, { jobId: "j", nowMs: NOW }).args).toEqual(["j", NOW, k.prefix]);
-    expect(calls.stopCall(k, { brokerId: "b" })).toEqual({
+    expect(calls.stopCall(k, { brokerId: "b", announced: ["j"] })).toEqual({
       name: "stop",
-      keys: [k.leases, k.running("b")],
-      args: ["b"],
+      keys: [k.leases, k.running("b"), k.unannounced("b")],
+      args: ["b", "j"],
     });
   });
 });
@@ -313,10 +313,23 @@ describe("the reply parsers", () => {
     for (const reply of [[3], [0], [1.5], "1", null]) rejects(() => calls.parseFinishReply(reply, 2), "finish_jobs");
   });
 
-  test("parseKeepAliveReply reads the lease flag and the expired brokers", () => {
-    expect(calls.parseKeepAliveReply([0])).toEqual({ leaseLost: false, expired: [] });
-    expect(calls.parseKeepAliveReply([1, "d1", "d2"])).toEqual({ leaseLost: true, expired: ["d1", "d2"] });
-    for (const reply of [[], ["1"], [0, 5], 0]) rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+  test("parseKeepAliveReply reads the lease flag, the expired brokers and the unannounced recoveries", () => {
+    expect(calls.parseKeepAliveReply([0, [], []])).toEqual({ leaseLost: false, expired: [], unannounced: [] });
+    expect(calls.parseKeepAliveReply([1, ["d1", "d2"], ["j1", "f{}", "j2", "c{ }"]])).toEqual({
+      leaseLost: true,
+      expired: ["d1", "d2"],
+      unannounced: [
+        { id: "j1", kind: "failed", json: "{}" },
+        { id: "j2", kind: "cancelled", json: "{ }" },
+      ],
+    });
+    for (const reply of [[], ["1", [], []], [0, [5], []], [0, [], ["j", "x{}"]], [0, "d1", []], 0])
+      rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+  });
+
+  test("parseStopReply reads the jobs still running and the ids never announced", () => {
+    expect(calls.parseStopReply([2, ["j"]])).toEqual({ running: 2, unannounced: ["j"] });
+    for (const reply of [2, [2], ["2", []], [2, [3]]]) rejects(() => calls.parseStopReply(reply), "stop");
   });
 
   test("parseReadResult reads the record (null: none) and the state", () => {

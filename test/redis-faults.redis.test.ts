@@ -7,10 +7,11 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, test } from "vitest";
 import { RedisBroker, RedisConnectionError, type RedisClient } from "../brokers/redis/index.js";
-import { fetchCall, reclaimCall } from "../brokers/redis/calls.js";
+import { fetchCall, keepAliveCall, reclaimCall, recoverCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, runScript, scriptSha } from "../brokers/redis/scripts.js";
 import { ChardError } from "../lib/errors.js";
+import { setLogger } from "../lib/logger.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { testBroker, testClient } from "./helpers/ioredis.js";
@@ -267,5 +268,80 @@ describe("server restarts", () => {
     const [, removed] = (await runScript(admin, call.name, call.keys, call.args)) as [string[], string[]];
     expect(removed).toEqual(["not a job"]);
     expect(await admin.hexists(k.running(b.id), bogus)).toBe(0);
+  });
+
+  describe("a recovery whose reply was lost", () => {
+    afterEach(() => setLogger(undefined));
+
+    /** A namespace where broker `dead` fetched two jobs (one at-most-once, one cancelled) and its lease expired. */
+    async function deadBroker(): Promise<{
+      admin: Redis;
+      url: string;
+      ns: string;
+      k: ReturnType<typeof namespaceKeys>;
+      dead: string;
+    }> {
+      const s = await server();
+      const admin = new Redis(s.url);
+      clients.push(admin);
+      const ns = `t-${randomUUID()}`;
+      const dead = broker(s.url, ns);
+      await dead.start();
+      await dead.enqueueJobs([job(1), job(2)]);
+      const fetched = await dead.fetchJobs("q", 2);
+      expect(fetched.jobs).toHaveLength(2);
+      await dead.cancelJob(fetched.jobs[1]!.id);
+      const k = namespaceKeys(ns);
+      await admin.zadd(k.leases, Date.now() - 1, dead.id); // its lease ran out
+      return { admin, url: s.url, ns, k, dead: dead.id };
+    }
+
+    test("is announced once, by the next renewal of the broker that applied it", async () => {
+      const { admin, url, ns, k, dead } = await deadBroker();
+      const b = broker(url, ns);
+      await b.start();
+      // Redis runs b's recovery; its reply never reaches b.
+      const lost = recoverCall(k, { brokerId: b.id, brokerIds: [dead], nowMs: Date.now() });
+      await runScript(admin, lost.name, lost.keys, lost.args);
+      expect(await admin.hlen(k.unannounced(b.id))).toBe(2);
+      const warnings: string[] = [];
+      setLogger({ debug() {}, info() {}, warn: (m) => void warnings.push(m), error() {} });
+      const first = await b.keepAlive();
+      expect(first.failed.map((j) => j.taskArgs)).toEqual([[1]]);
+      expect(first.cancelled.map((j) => j.taskArgs)).toEqual([[2]]);
+      expect(warnings.join("\n")).toMatch(/announcing 2 job\(s\) ended by a recovery whose reply was lost/);
+      // Announced: the next renewal confirms it and hands nothing out again.
+      expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], cancelled: [], leaseLost: false });
+      expect(await admin.exists(k.unannounced(b.id))).toBe(0);
+    });
+
+    test("a recovery whose reply arrived is confirmed by the next renewal, never announced again", async () => {
+      const { admin, url, ns, k } = await deadBroker();
+      const b = broker(url, ns);
+      await b.start();
+      const recovered = await b.keepAlive();
+      expect([...recovered.failed, ...recovered.cancelled]).toHaveLength(2);
+      expect(await admin.hlen(k.unannounced(b.id))).toBe(2); // durable until confirmed
+      // The renewal that confirms them loses its reply: the next one confirms them again.
+      const announced = [...recovered.failed, ...recovered.cancelled].map((j) => j.id);
+      const confirm = keepAliveCall(k, { brokerId: b.id, nowMs: Date.now(), leaseMs: b.leaseMs, announced });
+      await runScript(admin, confirm.name, confirm.keys, confirm.args);
+      expect(await b.keepAlive()).toEqual({ requeued: [], failed: [], cancelled: [], leaseLost: false });
+      expect(await admin.exists(k.unannounced(b.id))).toBe(0);
+    });
+
+    test("a broker that stops before announcing it says which jobs got no signal", async () => {
+      const { admin, url, ns, k, dead } = await deadBroker();
+      const b = broker(url, ns);
+      await b.start();
+      const lost = recoverCall(k, { brokerId: b.id, brokerIds: [dead], nowMs: Date.now() });
+      await runScript(admin, lost.name, lost.keys, lost.args);
+      const errors: string[] = [];
+      setLogger({ debug() {}, info() {}, warn() {}, error: (m) => void errors.push(m) });
+      await b.stop();
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/stopped before announcing 2 job\(s\) its recovery failed/);
+      expect(await admin.exists(k.unannounced(b.id))).toBe(0);
+    });
   });
 });

@@ -340,22 +340,58 @@ export interface KeepAliveCallInput {
   readonly nowMs: number;
   /** How long the renewed lease lasts from `nowMs` (ms). */
   readonly leaseMs: number;
+  /** Ids of jobs whose recovery this broker announced since its last renewal (their entries go). */
+  readonly announced: readonly string[];
 }
 
 /** keep_alive.lua. */
-export function keepAliveCall(k: NamespaceKeys, { brokerId, nowMs, leaseMs }: KeepAliveCallInput): ScriptCall {
-  return { name: "keep_alive", keys: [k.leases, k.running(brokerId)], args: [brokerId, nowMs, nowMs + leaseMs] };
+export function keepAliveCall(
+  k: NamespaceKeys,
+  { brokerId, nowMs, leaseMs, announced }: KeepAliveCallInput,
+): ScriptCall {
+  return {
+    name: "keep_alive",
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId)],
+    args: [brokerId, nowMs, nowMs + leaseMs, ...announced],
+  };
+}
+
+/** A job a recovery ended and the recovering broker has not announced: failed as lost, or cancelled. */
+export interface Unannounced {
+  readonly id: string;
+  readonly kind: "failed" | "cancelled";
+  readonly json: string;
+}
+
+/** What keep_alive.lua replies. */
+export interface KeepAliveReply {
+  /** This broker's lease had expired: others may have recovered its jobs. */
+  readonly leaseLost: boolean;
+  /** Other brokers whose lease expired. */
+  readonly expired: string[];
+  /** Recoveries of this broker whose announcement is not confirmed (see keep_alive.lua). */
+  readonly unannounced: Unannounced[];
 }
 
 /** Checks the reply of keep_alive.lua. */
-export function parseKeepAliveReply(reply: unknown): { leaseLost: boolean; expired: string[] } {
-  if (!Array.isArray(reply) || reply.length < 1) throw shapeError("keep_alive", reply);
-  const [lost, ...expired] = reply as unknown[];
-  return { leaseLost: int(lost, "keep_alive") === 1, expired: strings(expired, "keep_alive") };
+export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
+  const script = "keep_alive";
+  const [lost, expired, flat] = tuple(reply, 3, script);
+  const pairs = strings(flat, script);
+  const unannounced: Unannounced[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const entry = pairs[i + 1]!;
+    const kind = entry.startsWith("c") ? "cancelled" : entry.startsWith("f") ? "failed" : undefined;
+    if (kind === undefined) throw shapeError(script, reply);
+    unannounced.push({ id: pairs[i]!, kind, json: entry.slice(1) });
+  }
+  return { leaseLost: int(lost, script) === 1, expired: strings(expired, script), unannounced };
 }
 
 /** Inputs of `recoverCall`. */
 export interface RecoverCallInput {
+  /** The broker that recovers (the jobs it fails are recorded as unannounced until it confirms). */
+  readonly brokerId: string;
   /** The brokers keep_alive.lua found expired (the script checks their leases again). */
   readonly brokerIds: readonly string[];
   /** Now (epoch ms). */
@@ -363,7 +399,7 @@ export interface RecoverCallInput {
 }
 
 /** recover_dead_brokers.lua for the brokers keep_alive.lua found expired. */
-export function recoverCall(k: NamespaceKeys, { brokerIds, nowMs }: RecoverCallInput): ScriptCall {
+export function recoverCall(k: NamespaceKeys, { brokerId, brokerIds, nowMs }: RecoverCallInput): ScriptCall {
   return {
     name: "recover_dead_brokers",
     keys: [
@@ -374,6 +410,7 @@ export function recoverCall(k: NamespaceKeys, { brokerIds, nowMs }: RecoverCallI
       k.results,
       k.resultExpiry,
       k.progress,
+      k.unannounced(brokerId),
       ...brokerIds.map((id) => k.running(id)),
     ],
     args: [
@@ -491,11 +528,23 @@ export function parseTakenBack(reply: unknown): TakenBack {
 export interface StopCallInput {
   /** The broker giving up its lease. */
   readonly brokerId: string;
+  /** Ids of jobs whose recovery this broker announced since its last renewal (their entries go). */
+  readonly announced: readonly string[];
 }
 
 /** stop.lua. */
-export function stopCall(k: NamespaceKeys, { brokerId }: StopCallInput): ScriptCall {
-  return { name: "stop", keys: [k.leases, k.running(brokerId)], args: [brokerId] };
+export function stopCall(k: NamespaceKeys, { brokerId, announced }: StopCallInput): ScriptCall {
+  return {
+    name: "stop",
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId)],
+    args: [brokerId, ...announced],
+  };
+}
+
+/** Checks the reply of stop.lua: jobs still running there, ids of recoveries never announced. */
+export function parseStopReply(reply: unknown): { running: number; unannounced: string[] } {
+  const [running, unannounced] = tuple(reply, 2, "stop");
+  return { running: int(running, "stop"), unannounced: strings(unannounced, "stop") };
 }
 
 /** Checks an integer reply. */

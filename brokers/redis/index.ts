@@ -80,6 +80,11 @@ export class RedisBroker extends BaseBroker {
    * removed from the running HASH by the next reclaim.
    */
   readonly #partialFetches = new Map<string, string[]>();
+  /**
+   * Ids of jobs that this broker's recoveries ended and `keepAlive` handed out to be announced: the
+   * next renewal removes their unannounced entries (recover_dead_brokers.lua, keep_alive.lua).
+   */
+  readonly #announced = new Set<string>();
   readonly #offReady: () => void;
   /** The default clock's measurements of Redis's time; undefined when a clock was given. */
   readonly #time: RedisTime | undefined;
@@ -184,16 +189,24 @@ export class RedisBroker extends BaseBroker {
     if (!this.#started) return;
     this.#started = false;
     await this.#closeSubscriber();
-    let running: number;
+    let reply: { running: number; unannounced: string[] };
     try {
-      running = calls.int(await this.#run(calls.stopCall(this.#k, { brokerId: this.id })), "stop");
+      const announced = [...this.#announced];
+      reply = calls.parseStopReply(await this.#run(calls.stopCall(this.#k, { brokerId: this.id, announced })));
+      for (const id of announced) this.#announced.delete(id);
     } catch (e) {
       getLogger().warn(`broker ${this.id} could not give up its lease; it will expire by itself`, e);
       return;
     }
-    if (running > 0) {
+    if (reply.running > 0) {
       getLogger().warn(
-        `broker ${this.id} stopped with ${running} running job(s); they will be recovered when its lease expires`,
+        `broker ${this.id} stopped with ${reply.running} running job(s); they will be recovered when its lease expires`,
+      );
+    }
+    const silent = reply.unannounced.filter((id) => !this.#announced.has(id));
+    if (silent.length > 0) {
+      getLogger().error(
+        `broker ${this.id} stopped before announcing ${silent.length} job(s) its recovery failed (the reply was lost): no jobFailed was sent for ${silent.join(", ")}`,
       );
     }
   }
@@ -352,21 +365,42 @@ export class RedisBroker extends BaseBroker {
     // Measured beside the renewal, not before it: this renewal uses the offset known so far.
     const measuring = this.#time?.measure(this.#readTime);
     const now = this.clock.now();
-    const { leaseLost, expired } = calls.parseKeepAliveReply(
-      await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs })),
+    const announced = [...this.#announced];
+    const reply = calls.parseKeepAliveReply(
+      await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs, announced })),
     );
-    let recovery: Recovery = { requeued: [], failed: [], cancelled: [], leaseLost };
-    if (expired.length > 0) {
-      const taken = calls.parseTakenBack(await this.#run(calls.recoverCall(k, { brokerIds: expired, nowMs: now })));
+    for (const id of announced) this.#announced.delete(id);
+    const failed: string[] = [];
+    const cancelled: string[] = [];
+    // Recoveries this broker applied whose reply it never got: announced now, once.
+    for (const { id, kind, json } of reply.unannounced) {
+      if (this.#announced.has(id)) continue;
+      this.#announced.add(id);
+      (kind === "failed" ? failed : cancelled).push(json);
+    }
+    if (failed.length + cancelled.length > 0)
+      getLogger().warn(
+        `broker ${this.id}: announcing ${failed.length + cancelled.length} job(s) ended by a recovery whose reply was lost`,
+      );
+    const requeued: string[] = [];
+    if (reply.expired.length > 0) {
+      const taken = calls.parseTakenBack(
+        await this.#run(calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now })),
+      );
       for (const json of taken.dropped)
         getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
-      recovery = {
-        requeued: calls.parseJobs(taken.requeued, JobStatus.Queued),
-        failed: calls.parseJobs(taken.failed, JobStatus.Failed),
-        cancelled: calls.parseJobs(taken.cancelled, JobStatus.Failed),
-        leaseLost,
-      };
+      requeued.push(...taken.requeued);
+      failed.push(...taken.failed);
+      cancelled.push(...taken.cancelled);
     }
+    const recovery: Recovery = {
+      requeued: calls.parseJobs(requeued, JobStatus.Queued),
+      failed: calls.parseJobs(failed, JobStatus.Failed),
+      cancelled: calls.parseJobs(cancelled, JobStatus.Failed),
+      leaseLost: reply.leaseLost,
+    };
+    // Handed to the caller, which announces them at once: confirmed by the next renewal.
+    for (const job of [...recovery.failed, ...recovery.cancelled]) this.#announced.add(job.id);
     await this.#reclaim();
     await measuring;
     return recovery;

@@ -13,6 +13,7 @@
  * | `<p>:queue:<queue>`        | LIST   | ids of Queued jobs, FIFO (RPUSH, LPOP)             |
  * | `<p>:future`               | ZSET   | ids of Waiting jobs, score = atMs                  |
  * | `<p>:running:<brokerId>`   | HASH   | job id -> fetch token of the jobs Running there    |
+ * | `<p>:unannounced:<broker>` | HASH | job id -> "f"/"c" + JSON: ended by its recovery, not announced |
  * | `<p>:revoked`              | SET    | ids of pending jobs revoked (dropped when fetched)  |
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
  * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
@@ -89,6 +90,8 @@ export interface NamespaceKeys {
   running(brokerId: string): string;
   /** The idempotency marker of one enqueue call. */
   token(uuid: string): string;
+  /** The jobs a broker's recoveries ended and it has not announced yet (see keep_alive.lua). */
+  unannounced(brokerId: string): string;
 }
 
 /** Builds the keys of `namespace`. @throws InvalidOptionError as `namespacePrefix` does. */
@@ -113,6 +116,7 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     queue: (queue) => `${p}:queue:${queue}`,
     running: (brokerId) => `${p}:running:${brokerId}`,
     token: (uuid) => `${p}:token:${uuid}`,
+    unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,
   };
 }
 

@@ -1,14 +1,21 @@
--- keep_alive.lua: renews this broker's lease and lists brokers whose lease expired.
+-- keep_alive.lua: renews this broker's lease, lists brokers whose lease expired, and hands back
+-- the recoveries this broker applied but has not announced yet.
 -- KEYS[1]  leases ZSET (broker id -> lease expiry ms)
 -- KEYS[2]  running HASH of this broker (kept from expiring when the lease was lost: see
 --          recover_dead_brokers.lua)
+-- KEYS[3]  unannounced HASH of this broker (job id -> "f"/"c" + JSON of a job it failed or
+--          cancelled in recover_dead_brokers.lua)
 -- ARGV[1]  broker id
 -- ARGV[2]  now (epoch ms)
 -- ARGV[3]  new lease expiry (now + leaseMs)
+-- ARGV[4..] ids this broker announced since (their entries are removed first)
 -- Returns { leaseLost (1 when this broker's lease was missing or already expired, so others may
---           have recovered its jobs), up to 10 ids of other brokers whose lease expired }
--- The caller recovers the expired brokers with recover_dead_brokers.lua, passing their running
--- HASHes in KEYS; that script checks the leases again. Safe to repeat.
+--           have recovered its jobs), up to 10 ids of other brokers whose lease expired,
+--           the entries still unannounced, flat: id, entry, id, entry... }
+-- An entry is still there only when the reply of the recovery that wrote it never reached the
+-- broker (or the broker has not confirmed it yet): the broker announces those it did not
+-- announce before. The caller recovers the expired brokers with recover_dead_brokers.lua, passing
+-- their running HASHes in KEYS; that script checks the leases again. Safe to repeat.
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local lost = 0
 if not old or tonumber(old) < tonumber(ARGV[2]) then
@@ -16,8 +23,11 @@ if not old or tonumber(old) < tonumber(ARGV[2]) then
   redis.call('PERSIST', KEYS[2])
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-local result = { lost }
+local expired = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, 11)) do
-  if id ~= ARGV[1] and #result <= 10 then result[#result + 1] = id end
+  if id ~= ARGV[1] and #expired < 10 then expired[#expired + 1] = id end
 end
-return result
+local announced = {}
+for i = 4, #ARGV do announced[#announced + 1] = ARGV[i] end
+chard_chunked('HDEL', KEYS[3], announced)
+return { lost, expired, redis.call('HGETALL', KEYS[3]) }

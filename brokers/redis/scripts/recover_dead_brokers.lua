@@ -6,7 +6,10 @@
 -- KEYS[5]   results HASH
 -- KEYS[6]   result-expiry ZSET
 -- KEYS[7]   progress HASH
--- KEYS[8..] running HASH (job id -> fetch token) of each candidate broker, in the order of their
+-- KEYS[8]   unannounced HASH of the recovering broker: each job failed or cancelled here is
+--           recorded in it (job id -> "f" or "c" + JSON) until the broker confirms it announced it
+--           (keep_alive.lua), so a reply lost on the way is announced by the next renewal
+-- KEYS[9..] running HASH (job id -> fetch token) of each candidate broker, in the order of their
 --           ids in ARGV[8..]
 -- ARGV[1]   key prefix "{chard:<ns>}": a requeued job goes to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
@@ -33,7 +36,7 @@ local out = { requeued = {}, failed = {}, cancelled = {}, dropped = {}, failed_i
   lost_ids = {} }
 local taken = {}
 for i = 8, #ARGV do
-  local id, running_key = ARGV[i], KEYS[i]
+  local id, running_key = ARGV[i], KEYS[i + 1]
   local lease = redis.call('ZSCORE', leases_key, id)
   if lease and tonumber(lease) < now then
     local flat = redis.call('HGETALL', running_key)
@@ -61,6 +64,19 @@ end
 if #out.requeued > 0 then redis.call('PUBLISH', ARGV[2], '') end
 if #out.lost_ids > 0 then chard_chunked('HDEL', jobs_key, out.lost_ids) end
 if #taken > 0 then chard_chunked('HDEL', progress_key, taken) end
+local unannounced = {}
+for k = 1, #out.failed do
+  unannounced[#unannounced + 1] = out.failed_ids[k]
+  unannounced[#unannounced + 1] = 'f' .. out.failed[k]
+end
+for k = 1, #out.cancelled do
+  unannounced[#unannounced + 1] = out.cancelled_ids[k]
+  unannounced[#unannounced + 1] = 'c' .. out.cancelled[k]
+end
+if #unannounced > 0 then
+  chard_hset_pairs(KEYS[8], unannounced)
+  redis.call('EXPIRE', KEYS[8], 86400)
+end
 if #out.failed > 0 then
   chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[4], out.failed_ids, nil, now, ARGV[6], ARGV[5])
 end
