@@ -66,6 +66,11 @@ export class NamespaceState {
    * their late acks are refused (the tombstones "x:<token>:<id>" of the Redis running HASH).
    */
   readonly takenOver = new Map<string, Set<string>>();
+  /**
+   * Concurrency slots held by the acks of executions whose task function had not returned (broker
+   * id -> "<token> <job id>" -> task name): the fields "s:<token>:<id>" of the Redis running HASH.
+   */
+  readonly held = new Map<string, Map<string, string>>();
   readonly leases = new Map<string, number>();
   readonly periodic = new Map<string, PeriodicEntry>();
   readonly maxConcurrency = new Map<string, number>();

@@ -9,7 +9,7 @@
  * on RedisBroker, so what runs here runs the same there.
  */
 import { randomUUID } from "node:crypto";
-import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
+import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup, SlotRelease } from "../lib/broker.js";
 import { StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
@@ -53,16 +53,21 @@ export class MemoryBroker extends BaseBroker {
     this.#started = false;
     this.#store.listen(this.namespace, this, false);
     const ns = this.#ns;
-    const running = ns.running.get(this.id);
-    if (running && running.size > 0) {
-      // Jobs still marked running must stay recoverable: keep the lease to let it expire.
+    const running = ns.running.get(this.id)?.size ?? 0;
+    const held = ns.held.get(this.id)?.size ?? 0;
+    // Jobs still marked running and slots still held must stay recoverable: keep the lease to let it expire.
+    if (running > 0)
       getLogger().warn(
-        `broker ${this.id} stopped with ${running.size} running job(s); they will be recovered when its lease expires`,
+        `broker ${this.id} stopped with ${running} running job(s); they will be recovered when its lease expires`,
       );
-      return;
-    }
+    if (held > 0)
+      getLogger().warn(
+        `broker ${this.id} stopped with ${held} concurrency slot(s) held by task functions still running past their job's end; they are released when its lease expires`,
+      );
+    if (running + held > 0) return;
     ns.running.delete(this.id);
     ns.takenOver.delete(this.id);
+    ns.held.delete(this.id);
     ns.leases.delete(this.id);
   }
 
@@ -83,8 +88,13 @@ export class MemoryBroker extends BaseBroker {
     else ns.addFuture({ atMs: job.atMs, wire });
   }
 
-  async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
-    const takenOver = acks.length > 0 ? await this.finishJobs(acks) : [];
+  async fetchJobs(
+    queue: string,
+    maxJobs: number,
+    acks: readonly FinishedJob[] = [],
+    releases: readonly SlotRelease[] = [],
+  ): Promise<FetchResult> {
+    const takenOver = acks.length > 0 || releases.length > 0 ? await this.finishJobs(acks, releases) : [];
     const token = String(++this.#fetches);
     const ns = this.#ns;
     const now = this.clock.now();
@@ -161,7 +171,7 @@ export class MemoryBroker extends BaseBroker {
     return next;
   }
 
-  async finishJobs(finished: readonly FinishedJob[]): Promise<number[]> {
+  async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<number[]> {
     const ns = this.#ns;
     const running = ns.running.get(this.id);
     const tombstones = ns.takenOver.get(this.id);
@@ -171,7 +181,7 @@ export class MemoryBroker extends BaseBroker {
     const ended: string[] = [];
     const takenOver: number[] = [];
     for (let i = 0; i < finished.length; i++) {
-      const { job, token, outcome, result, resultTtlMs, hadProgress } = finished[i]!;
+      const { job, token, outcome, result, resultTtlMs, hadProgress, holdSlot } = finished[i]!;
       // Fenced as on Redis: applied only while the job is ours under the ack's fetch token; one
       // taken over by another broker (our lease expired) is refused; anything else was applied before.
       const entry = running?.get(job.id);
@@ -181,8 +191,11 @@ export class MemoryBroker extends BaseBroker {
       }
       running!.delete(job.id);
       if (ns.maxConcurrency.has(job.taskName)) {
-        ns.release(job.taskName);
-        notify = true;
+        if (holdSlot) this.#hold(ns, token, job);
+        else {
+          ns.release(job.taskName);
+          notify = true;
+        }
       }
       if (hadProgress) ns.progress.delete(job.id);
       if (outcome === "retry") {
@@ -193,9 +206,33 @@ export class MemoryBroker extends BaseBroker {
         ended.push(job.id);
       }
     }
+    // After the acks, as on Redis: a release of an execution acked in this same batch finds its slot held.
+    if (releases.length > 0 && this.#releaseHeld(ns, releases)) notify = true;
     if (notify) this.#store.notify(this.namespace);
     this.#store.notifyResults(this.namespace, ended);
     return takenOver;
+  }
+
+  /** Keeps the concurrency slot of `job`, acked under `token` while its task function runs on. */
+  #hold(ns: NamespaceState, token: string, job: Job): void {
+    let held = ns.held.get(this.id);
+    if (!held) ns.held.set(this.id, (held = new Map<string, string>()));
+    held.set(`${token} ${job.id}`, job.taskName);
+  }
+
+  /** Frees the slots `releases` name that are still held here; true when one was. */
+  #releaseHeld(ns: NamespaceState, releases: readonly SlotRelease[]): boolean {
+    const held = ns.held.get(this.id);
+    let freed = false;
+    for (const { jobId, token } of releases) {
+      const key = `${token} ${jobId}`;
+      const task = held?.get(key);
+      if (task === undefined) continue; // released before, or by a recovery
+      held!.delete(key);
+      ns.release(task);
+      freed = true;
+    }
+    return freed;
   }
 
   async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
@@ -237,6 +274,7 @@ export class MemoryBroker extends BaseBroker {
     const requeued: Job[] = [];
     const failed: Job[] = [];
     const cancelled: Job[] = [];
+    let freed = false;
     for (const [brokerId, expiry] of ns.leases) {
       if (brokerId === this.id || expiry >= now) continue;
       const running = ns.running.get(brokerId);
@@ -263,10 +301,16 @@ export class MemoryBroker extends BaseBroker {
           failed.push(job);
         }
       }
+      // Slots its acks kept for task functions that ran on: the dead broker will never release them.
+      for (const task of ns.held.get(brokerId)?.values() ?? []) {
+        ns.release(task);
+        freed = true;
+      }
+      ns.held.delete(brokerId);
       ns.running.delete(brokerId);
       ns.leases.delete(brokerId);
     }
-    if (requeued.length > 0) this.#store.notify(this.namespace);
+    if (requeued.length > 0 || freed) this.#store.notify(this.namespace);
     this.#store.notifyResults(
       this.namespace,
       [...failed, ...cancelled].map((j) => j.id),

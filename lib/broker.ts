@@ -28,6 +28,24 @@ export interface FinishedJob {
   resultTtlMs?: number;
   /** The job stored progress (`setProgress`) that can be forgotten now. */
   hadProgress?: boolean;
+  /**
+   * The execution ended before its task function returned (a timeout, cancel or stop it ignored):
+   * the outcome is applied, but the job's concurrency slot (of a task with `maxConcurrency`) stays
+   * taken, recorded under this broker, until a `SlotRelease` of this execution frees it or this
+   * broker's lease expires and a recovery does. Nothing is kept for a task without a limit.
+   */
+  holdSlot?: boolean;
+}
+
+/**
+ * Frees the concurrency slot that the ack of one execution kept (`FinishedJob.holdSlot`), once its
+ * task function returned. Fenced by the ack's token: applied once, whatever number of times it is
+ * sent; one whose slot a recovery released already (this broker's lease expired) changes nothing.
+ */
+export interface SlotRelease {
+  jobId: string;
+  /** The fetch token of the execution (its ack's `token`). */
+  token: string;
 }
 
 /** Where a job is, as far as revoke, cancel and results are concerned. */
@@ -88,7 +106,11 @@ export interface Broker {
   namespace: string;
   /** Starts listening for namespace events (workers call it before fetching). */
   start(): Promise<void>;
-  /** Stops listening and gives up the lease; the caller has finished all its running jobs. */
+  /**
+   * Stops listening and gives up the lease; the caller has finished all its running jobs. A lease
+   * with jobs still marked running here, or slots still held, is left to expire instead, so that
+   * a recovery takes them back.
+   */
   stop(): Promise<void>;
   /**
    * Stores jobs atomically: due ones in their queue (Queued), later ones in the future set (Waiting); sets `status`.
@@ -98,17 +120,24 @@ export interface Broker {
    * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
    * serve this fetch), then moves due future jobs and periodic tasks into their queues, renews the
    * lease, and takes up to `maxJobs` jobs of `queue`: one round-trip for a worker's whole turn.
-   * If it throws, the acks may or may not have been applied: send them again (acks are fenced by
-   * their token, so one applied twice is applied once), and the broker puts back what the lost
-   * fetch took at its next `keepAlive`.
+   * `releases` free held slots, after the acks and before the fetch. If it throws, the acks and
+   * releases may or may not have been applied: send them again (both are fenced by their token,
+   * so one applied twice is applied once), and the broker puts back what the lost fetch took at
+   * its next `keepAlive`.
    */
-  fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
+  fetchJobs(
+    queue: string,
+    maxJobs: number,
+    acks?: readonly FinishedJob[],
+    releases?: readonly SlotRelease[],
+  ): Promise<FetchResult>;
   /**
    * Acknowledges ended executions atomically: removes them from running, releases concurrency
-   * slots, re-enqueues retries. Resolves with the 0-based positions of the acks refused because
-   * another broker took their job over (see `FetchResult.takenOver`).
+   * slots (but those of acks with `holdSlot`), re-enqueues retries; then frees the held slots of
+   * `releases`. Resolves with the 0-based positions of the acks refused because another broker
+   * took their job over (see `FetchResult.takenOver`).
    */
-  finishJobs(finished: readonly FinishedJob[]): Promise<number[]>;
+  finishJobs(finished: readonly FinishedJob[], releases?: readonly SlotRelease[]): Promise<number[]>;
   /** Registers periodic tasks; one already known with the same period keeps its next run. Never deletes other tasks. */
   registerPeriodicTasks(tasks: readonly Task[]): Promise<void>;
   /** Records concurrency limits of these tasks (and clears the limit of those without one). */

@@ -112,6 +112,37 @@ describe("the packing of acks", () => {
     expect(finish(acks).ids).toBe(a.id);
   });
 
+  test("an ack that holds its slot is a line whose kind is led by h; slot releases follow the acks, without a position", () => {
+    const [a, b, c] = [job(), job(), job({ atMs: NOW + 5 })];
+    const call = calls.finishCall(k, {
+      brokerId: "b",
+      acks: [ended(a, { holdSlot: true }), ended(b), retry(c, { holdSlot: true, hadProgress: true })],
+      releases: [{ jobId: "d", token: "3" }],
+      nowMs: NOW,
+    });
+    const [, ids, runs, lines] = call.args.slice(3);
+    expect({ ids, runs }).toEqual({ ids: b.id, runs: "7 1" });
+    expect(String(lines).split("\n")).toEqual([`he 1 ${a.id} 7`, `hF 3 ${c.id} 7 ${NOW + 5} ${toJSON(c)}`, `s d 3`]);
+    const releasesOnly = calls.finishCall(k, {
+      brokerId: "b",
+      acks: [],
+      releases: [{ jobId: a.id, token: "2" }],
+      nowMs: NOW,
+    });
+    expect(releasesOnly.args.slice(3)).toEqual([0, "", "", `s ${a.id} 2`]);
+    const turn = calls.fetchCall(k, {
+      brokerId: "b",
+      queue: "chard",
+      maxJobs: 1,
+      nowMs: NOW,
+      leaseMs: 1_000,
+      uuid: "u",
+      releases: [{ jobId: a.id, token: "2" }],
+      token: "8",
+    });
+    expect(turn.args.slice(10, 14)).toEqual([0, "", "", `s ${a.id} 2`]);
+  });
+
   test("plain ids fill, in order, the positions the lines leave free", () => {
     const [a, b, c, d] = [job(), job(), job(), job()];
     const packed = finish([ended(b, { hadProgress: true }), ended(a), ended(d, { hadProgress: true }), ended(c)]);
@@ -327,9 +358,10 @@ describe("the reply parsers", () => {
       rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
   });
 
-  test("parseStopReply reads the jobs still running and the ids never announced", () => {
-    expect(calls.parseStopReply([2, ["j"]])).toEqual({ running: 2, unannounced: ["j"] });
-    for (const reply of [2, [2], ["2", []], [2, [3]]]) rejects(() => calls.parseStopReply(reply), "stop");
+  test("parseStopReply reads the jobs still running, the ids never announced and the slots still held", () => {
+    expect(calls.parseStopReply([2, ["j"], 1])).toEqual({ running: 2, unannounced: ["j"], held: 1 });
+    for (const reply of [2, [2], [2, ["j"]], ["2", [], 0], [2, [3], 0], [2, [], "1"]])
+      rejects(() => calls.parseStopReply(reply), "stop");
   });
 
   test("parseReadResult reads the record (null: none) and the state", () => {

@@ -3,7 +3,7 @@
  * order its header documents) and check its reply, plus the Job <-> stored JSON conversions. No
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
-import type { FinishedJob, JobState, ResultLookup } from "../../lib/broker.js";
+import type { FinishedJob, JobState, ResultLookup, SlotRelease } from "../../lib/broker.js";
 import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
@@ -116,6 +116,8 @@ export interface FetchCallInput {
   readonly uuid: string;
   /** Ended executions to acknowledge first. @defaultValue none */
   readonly acks?: readonly FinishedJob[];
+  /** Held concurrency slots to free, after the acks. @defaultValue none */
+  readonly releases?: readonly SlotRelease[];
   /** This fetch's token: a number the broker never sent before (it counts its fetches). */
   readonly token: string;
 }
@@ -128,7 +130,7 @@ export interface FetchCallInput {
  */
 export function fetchCall(
   k: NamespaceKeys,
-  { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [], token }: FetchCallInput,
+  { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [], releases = [], token }: FetchCallInput,
 ): ScriptCall {
   const keys = [
     k.queue(queue),
@@ -157,8 +159,8 @@ export function fetchCall(
     DEFAULT_RESULT_TTL_MS,
     REVOKED_RECORD,
   ];
-  if (acks.length === 0) args.push(0, "", "", "");
-  else args.push(...packAcks(k, keys, new Map([[queue, 1]]), acks, nowMs));
+  if (acks.length === 0 && releases.length === 0) args.push(0, "", "", "");
+  else args.push(...packAcks(k, keys, new Map([[queue, 1]]), acks, releases, nowMs));
   args.push(token);
   return { name: "fetch_jobs", keys, args };
 }
@@ -203,6 +205,8 @@ export interface FinishCallInput {
   readonly brokerId: string;
   /** The ended executions, in batch order. */
   readonly acks: readonly FinishedJob[];
+  /** Held concurrency slots to free, after the acks. @defaultValue none */
+  readonly releases?: readonly SlotRelease[];
   /** Now (epoch ms): a retry due by then goes to its queue, a later one to the future set. */
   readonly nowMs: number;
 }
@@ -211,7 +215,7 @@ export interface FinishCallInput {
  * finish_jobs.lua: acknowledgements alone (a worker with no free slot, or stopping; re-sent acks).
  * @throws SerializationError (from toJSON of a retry) before anything is sent.
  */
-export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCallInput): ScriptCall {
+export function finishCall(k: NamespaceKeys, { brokerId, acks, releases = [], nowMs }: FinishCallInput): ScriptCall {
   const keys = [
     k.running(brokerId),
     k.maxConcurrency,
@@ -222,7 +226,7 @@ export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCa
     k.resultExpiry,
     k.progress,
   ];
-  const packed = packAcks(k, keys, new Map(), acks, nowMs);
+  const packed = packAcks(k, keys, new Map(), acks, releases, nowMs);
   return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed] };
 }
 
@@ -232,14 +236,16 @@ export function finishCall(k: NamespaceKeys, { brokerId, acks, nowMs }: FinishCa
  * nothing kept (the common case) travel as one argument of space-separated ids, their tokens as
  * "<token> <count>" pairs (the acks of a turn come from one or two fetches); the others (result
  * records, retries, progress to forget) as one line each, with their position in the batch and
- * their token. The queue key of a retry due now is appended to `keys` unless `index` (queue ->
- * KEYS index, updated) already has it.
+ * their token; an ack that holds its slot as a line whose kind is led by "h"; each slot release
+ * as a line "s <id> <token>", after the acks. The queue key of a retry due now is appended to
+ * `keys` unless `index` (queue -> KEYS index, updated) already has it.
  */
 function packAcks(
   k: NamespaceKeys,
   keys: string[],
   index: Map<string, number>,
   finished: readonly FinishedJob[],
+  releases: readonly SlotRelease[],
   nowMs: number,
 ): [number, string, string, string] {
   const plain: string[] = [];
@@ -249,9 +255,9 @@ function packAcks(
   let runCount = 0;
   let width = -1;
   for (let i = 0; i < finished.length; i++) {
-    const { job, token, outcome, result, resultTtlMs, hadProgress } = finished[i]!;
+    const { job, token, outcome, result, resultTtlMs, hadProgress, holdSlot } = finished[i]!;
     const retry = outcome === "retry";
-    if (!retry && !result && !hadProgress) {
+    if (!retry && !result && !hadProgress && !holdSlot) {
       plain.push(job.id);
       if (width !== 0) width = idWidth(width, job.id);
       if (token === runToken) runCount++;
@@ -264,11 +270,12 @@ function packAcks(
     }
     const due = isDue(job.atMs, nowMs);
     const kind = retry ? (due ? "q" : "f") : result ? "r" : "e";
-    const head = `${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id} ${token}`;
+    const head = `${holdSlot ? "h" : ""}${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id} ${token}`;
     if (retry) lines.push(`${head} ${due ? queueKeys(k, keys, job.queue, index) : job.atMs} ${toJSON(job)}`);
     else lines.push(result ? `${head} ${resultTtlMs ?? DEFAULT_RESULT_TTL_MS} ${result}` : head);
   }
   if (runToken !== undefined) runs += `${runs === "" ? "" : " "}${runToken} ${runCount}`;
+  for (const { jobId, token } of releases) lines.push(`s ${jobId} ${token}`);
   const ids = plain.join(" ");
   // The script reads ids at fixed byte positions: only when each character is one byte.
   if (width > 0 && Buffer.byteLength(ids) !== ids.length) width = 0;
@@ -541,10 +548,13 @@ export function stopCall(k: NamespaceKeys, { brokerId, announced }: StopCallInpu
   };
 }
 
-/** Checks the reply of stop.lua: jobs still running there, ids of recoveries never announced. */
-export function parseStopReply(reply: unknown): { running: number; unannounced: string[] } {
-  const [running, unannounced] = tuple(reply, 2, "stop");
-  return { running: int(running, "stop"), unannounced: strings(unannounced, "stop") };
+/**
+ * Checks the reply of stop.lua: jobs still running there, ids of recoveries never announced,
+ * concurrency slots still held for task functions that run on.
+ */
+export function parseStopReply(reply: unknown): { running: number; unannounced: string[]; held: number } {
+  const [running, unannounced, held] = tuple(reply, 3, "stop");
+  return { running: int(running, "stop"), unannounced: strings(unannounced, "stop"), held: int(held, "stop") };
 }
 
 /** Checks an integer reply. */

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
-import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../../lib/broker.js";
+import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup, SlotRelease } from "../../lib/broker.js";
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
@@ -189,7 +189,7 @@ export class RedisBroker extends BaseBroker {
     if (!this.#started) return;
     this.#started = false;
     await this.#closeSubscriber();
-    let reply: { running: number; unannounced: string[] };
+    let reply: { running: number; unannounced: string[]; held: number };
     try {
       const announced = [...this.#announced];
       reply = calls.parseStopReply(await this.#run(calls.stopCall(this.#k, { brokerId: this.id, announced })));
@@ -201,6 +201,11 @@ export class RedisBroker extends BaseBroker {
     if (reply.running > 0) {
       getLogger().warn(
         `broker ${this.id} stopped with ${reply.running} running job(s); they will be recovered when its lease expires`,
+      );
+    }
+    if (reply.held > 0) {
+      getLogger().warn(
+        `broker ${this.id} stopped with ${reply.held} concurrency slot(s) held by task functions still running past their job's end; they are released when its lease expires`,
       );
     }
     const silent = reply.unannounced.filter((id) => !this.#announced.has(id));
@@ -239,11 +244,16 @@ export class RedisBroker extends BaseBroker {
    * already applied, its token is remembered and `keepAlive` puts back what it took. The caller
    * sends the acks again (they are fenced). @throws RedisConnectionError, RedisReplyError
    */
-  async fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
+  async fetchJobs(
+    queue: string,
+    maxJobs: number,
+    acks: readonly FinishedJob[] = [],
+    releases: readonly SlotRelease[] = [],
+  ): Promise<FetchResult> {
     const count = Number.isFinite(maxJobs) ? Math.max(0, Math.ceil(maxJobs)) : 2 ** 31 - 1;
     const now = this.clock.now();
     const token = String(++this.#fetches);
-    const call = this.#turnCall(queue, count, now, acks, token);
+    const call = this.#turnCall(queue, count, now, acks, releases, token);
     let reply: calls.FetchReply;
     try {
       reply = calls.parseFetchReply(await this.#run(call), acks.length);
@@ -283,7 +293,14 @@ export class RedisBroker extends BaseBroker {
    * The script call of a turn. Acks that cannot be packed (a retry whose job cannot be encoded)
    * are logged and left out, as `finishJobs` would throw them away: the fetch goes on without them.
    */
-  #turnCall(queue: string, count: number, now: number, acks: readonly FinishedJob[], token: string): calls.ScriptCall {
+  #turnCall(
+    queue: string,
+    count: number,
+    now: number,
+    acks: readonly FinishedJob[],
+    releases: readonly SlotRelease[],
+    token: string,
+  ): calls.ScriptCall {
     const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
       calls.fetchCall(this.#k, {
         brokerId: this.id,
@@ -293,6 +310,7 @@ export class RedisBroker extends BaseBroker {
         leaseMs: this.leaseMs,
         uuid: randomUUID(),
         acks: withAcks,
+        releases,
         token,
       });
     try {
@@ -309,10 +327,10 @@ export class RedisBroker extends BaseBroker {
    * it throws and the caller sends the acks again later. Resolves with the positions of the acks
    * refused because another broker took their job over. @throws RedisConnectionError, RedisReplyError
    */
-  async finishJobs(finished: readonly FinishedJob[]): Promise<number[]> {
-    if (finished.length === 0) return [];
+  async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<number[]> {
+    if (finished.length === 0 && releases.length === 0) return [];
     const now = this.clock.now();
-    const call = calls.finishCall(this.#k, { brokerId: this.id, acks: finished, nowMs: now });
+    const call = calls.finishCall(this.#k, { brokerId: this.id, acks: finished, releases, nowMs: now });
     const takenOver = calls.parseFinishReply(await this.#retrying(call), finished.length);
     this.#acked(finished, takenOver, now);
     return takenOver;

@@ -403,20 +403,32 @@ end
 
 -- Frees the concurrency slots of the applied jobs of limited tasks (`limits`, from chard_limits):
 -- one HMGET of their JSONs (a job's task is read there, before its JSON is rewritten or deleted),
--- then one HGET and one HINCRBY per task, never below 0. Returns true when a slot was freed.
-local function chard_release_acked(keys, limits, ids, applied)
-  local taken = {}
+-- then one HGET and one HINCRBY per task, never below 0. A job whose ack holds its slot
+-- (`held[i]`, from chard_split_lines: its task function runs on) keeps it instead, recorded in the
+-- running HASH as "s:<token>:<id>" -> task (one HSET for all; `tokens` are the acks' tokens) until
+-- chard_release_held or a recovery frees it. Returns true when a slot was freed.
+local function chard_release_acked(keys, limits, ids, applied, held, tokens)
+  local taken, kept = {}, {}
   for i = 1, #ids do
-    if applied[i] == 1 then taken[#taken + 1] = ids[i] end
+    if applied[i] == 1 then
+      taken[#taken + 1] = ids[i]
+      kept[#taken] = held and held[i] and tokens[i]
+    end
   end
-  local jsons, freed, order = chard_chunked_list('HMGET', keys.jobs, taken), {}, {}
+  local jsons, freed, order, holds = chard_chunked_list('HMGET', keys.jobs, taken), {}, {}, {}
   for k = 1, #taken do
     local job = jsons[k] and chard_read_job(jsons[k])
     if job and limits[job.task] then
-      if not freed[job.task] then order[#order + 1] = job.task end
-      freed[job.task] = (freed[job.task] or 0) + 1
+      if kept[k] then
+        holds[#holds + 1] = 's:' .. kept[k] .. ':' .. taken[k]
+        holds[#holds + 1] = job.task
+      else
+        if not freed[job.task] then order[#order + 1] = job.task end
+        freed[job.task] = (freed[job.task] or 0) + 1
+      end
     end
   end
+  chard_hset_pairs(keys.running, holds)
   local notify = false
   for _, task in ipairs(order) do
     local cur = tonumber(redis.call('HGET', keys.concurrency, task))
@@ -461,6 +473,47 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records)
   return retried
 end
 
+-- The lines of a batch (from chard_lines), sorted: the slot releases ("s <id> <token>") apart, and
+-- the acks, whose hold mark (a kind led by "h") is taken off. `np` plain ids come before the acks'
+-- lines in the batch's ids. Returns the ack lines, the release lines (nil when none) and the ids'
+-- indexes whose ack holds its slot (nil when none). Only for batches with lines (uncommon).
+local function chard_split_lines(lines, np)
+  local acks, releases, held = {}, nil, nil
+  for _, line in ipairs(lines) do
+    local kind = line[1]
+    if kind == 's' then
+      releases = releases or {}
+      releases[#releases + 1] = line
+    else
+      acks[#acks + 1] = line
+      if string.byte(kind, 1) == 104 then -- "h"
+        line[1] = string.sub(kind, 2)
+        held = held or {}
+        held[np + #acks] = true
+      end
+    end
+  end
+  return acks, releases, held
+end
+
+-- Frees the concurrency slots that acks kept while their task function ran on: each of `releases`
+-- ("s", id, token) names the field "s:<token>:<id>" of this broker's running HASH (-> task). One
+-- whose field is gone (released before, or by the recovery of this broker after its lease
+-- expired) changes nothing, so a release applied late or twice frees one slot at most. Returns
+-- true when a slot was freed.
+local function chard_release_held(keys, releases)
+  local freed = false
+  for _, line in ipairs(releases) do
+    local field = 's:' .. line[3] .. ':' .. line[2]
+    local task = redis.call('HGET', keys.running, field)
+    if task then
+      redis.call('HDEL', keys.running, field)
+      if chard_release(keys.max_concurrency, keys.concurrency, task) then freed = true end
+    end
+  end
+  return freed
+end
+
 -- The positions (from chard_ack_positions) of the first `n` acks that were taken over (2).
 local function chard_taken_over(n, applied, pos)
   local taken = {}
@@ -483,19 +536,21 @@ end
 -- the ack carries (see chard_take_ours): an ack re-sent after a lost reply, or one of an execution
 -- that ran again here since, is skipped; one of a job another broker took over after this
 -- broker's lease expired is refused. A job listed twice is applied once, at its first position.
--- A job of a limited task releases its slot. Ended jobs go through chard_jobs_ended (their ids
--- published on `results_channel`).
+-- A job of a limited task releases its slot, unless its ack holds it (its task function runs on);
+-- then the release lines free held slots (chard_release_held). Ended jobs go through
+-- chard_jobs_ended (their ids published on `results_channel`).
 -- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
 -- events channel) and the positions (1-based, in the batch) of the acks taken over, {} when none.
 local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, runs, packed_lines)
   local plain = chard_split_ids(packed, width)
-  local lines = {}
-  if packed_lines ~= '' then lines = chard_lines(packed_lines, 6) end
   local np = #plain
+  local lines, releases, held = {}, nil, nil
+  if packed_lines ~= '' then lines, releases, held = chard_split_lines(chard_lines(packed_lines, 6), np) end
   local ids = chard_ack_ids(plain, lines)
-  if #ids == 0 then return false, {} end
+  if #ids == 0 then return releases ~= nil and chard_release_held(keys, releases), {} end
 
-  local flags, all, removed, twice, taken = chard_take_ours(keys.running, ids, chard_ack_tokens(np, runs, lines))
+  local tokens = chard_ack_tokens(np, runs, lines)
+  local flags, all, removed, twice, taken = chard_take_ours(keys.running, ids, tokens)
   local applied, pos = flags, nil
   if twice then
     pos = chard_ack_positions(lines, np)
@@ -506,7 +561,7 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
   local notify = false
   if removed > 0 then
     if limits == nil then limits = chard_limits(keys.max_concurrency) end
-    if limits then notify = chard_release_acked(keys, limits, ids, applied) end -- no limited task at all: skip this
+    if limits then notify = chard_release_acked(keys, limits, ids, applied, held, tokens) end -- none limited: skip
   end
 
   local ended, message, records = plain, packed, {}
@@ -520,6 +575,7 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
   if #ended > 0 then
     chard_jobs_ended(keys.jobs, keys.results, keys.result_expiry, results_channel, ended, records, now, nil, nil, message)
   end
+  if releases and chard_release_held(keys, releases) then notify = true end
 
   if not taken then return notify, {} end
   return notify, chard_taken_over(#ids, applied, pos or chard_ack_positions(lines, np))

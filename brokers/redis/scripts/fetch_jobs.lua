@@ -34,8 +34,8 @@
 --          are published to it)
 -- ARGV[9]  how long the record of a revoked job is kept (ms)
 -- ARGV[10] the record of a revoked job (lib/results.ts REVOKED_RECORD)
--- ARGV[11..14] the acks, packed as ARGV[4..7] of finish_jobs.lua (see its header), run first by
---          chard_finish_jobs; "0", "", "", "" for none
+-- ARGV[11..14] the acks and slot releases, packed as ARGV[4..7] of finish_jobs.lua (see its
+--          header), run first by chard_finish_jobs; "0", "", "", "" for none
 -- ARGV[15] this fetch's token: a number this broker never used before (it counts its fetches).
 --          The jobs taken are stored in the running HASH under it, and so is the highest token
 --          that took jobs (field "~seq"): a fetch run twice (the client re-sent it on reconnect)

@@ -26,12 +26,18 @@
 --             r <pos> <id> <token> <ttlMs> <record>   ended, its result record kept for ttlMs
 --             q <pos> <id> <token> <keyIndex> <json>  retry now: new JSON stored, id RPUSHed to KEYS[keyIndex]
 --             f <pos> <id> <token> <atMs> <json>      retry later: new JSON stored, id ZADDed to future at atMs
---           An upper-case kind (E, R, Q, F) also forgets the job's progress.
+--           An upper-case kind (E, R, Q, F) also forgets the job's progress. A kind led by "h"
+--           (he, hR...) keeps the job's concurrency slot taken: its task function runs on (it
+--           ignored a timeout, cancel or stop), so the slot is recorded as "s:<token>:<id>" -> task
+--           in KEYS[1] until a release line frees it (or a recovery, once this broker's lease
+--           expired). And the slot releases, after the acks, without a position:
+--             s <id> <token>                          frees the slot "s:<token>:<id>" if still held
 -- The work is chard_finish_jobs (_prelude.lua), which fetch_jobs.lua also runs for the acks of a
 -- worker's turn. Fenced, so safe to apply late or twice: a job is applied only while this
 -- broker's running HASH holds it under the ack's fetch token; an ack applied before (re-sent
 -- after a lost reply) is skipped; one of a job another broker took over is refused. A job listed
--- twice is applied once, at its first position; a job of a limited task releases its slot.
+-- twice is applied once, at its first position; a job of a limited task releases its slot (or
+-- holds it). A release frees a held slot only while its field is there, so it frees one at most.
 -- Returns the positions (1-based, in the batch) of the acks refused because another broker took
 -- their job over (this broker's lease had expired); {} when none was.
 local keys = { running = KEYS[1], max_concurrency = KEYS[2], concurrency = KEYS[3], future = KEYS[4], jobs = KEYS[5],

@@ -11,7 +11,7 @@
 -- but held entries the broker could not read as jobs ("partial" fetches) are removed and
 -- forgotten unless the broker read them (its "known" ids): they would fail again if put back. Ids
 -- whose JSON is missing or not a job are removed too (their slot released when the task can be
--- read).
+-- read). Tombstones and held slots ("x:", "s:" fields) are left alone.
 -- KEYS[1]   running HASH (job id -> fetch token) of this broker
 -- KEYS[2]   max-concurrency HASH
 -- KEYS[3]   concurrency HASH
@@ -38,7 +38,8 @@ for k = 1, #flat, 2 do
   local cancelled = string.byte(entry, 1) == 99
   local token = cancelled and string.sub(entry, 2) or entry
   local unreadable = partial[token] and not known[id]
-  if id ~= '~seq' and string.sub(id, 1, 2) ~= 'x:' and (lost[token] or unreadable) then
+  local head = string.sub(id, 1, 2)
+  if id ~= '~seq' and head ~= 'x:' and head ~= 's:' and (lost[token] or unreadable) then
     local json = redis.call('HGET', jobs_key, id)
     local job = json and chard_read_job(json)
     if job then chard_release(max_key, cur_key, job.task) end

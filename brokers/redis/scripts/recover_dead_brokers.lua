@@ -13,7 +13,7 @@
 --           ids in ARGV[8..]
 -- ARGV[1]   key prefix "{chard:<ns>}": a requeued job goes to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
--- ARGV[2]   events channel (published to when a job was requeued)
+-- ARGV[2]   events channel (published to when a job was requeued or a concurrency slot freed)
 -- ARGV[3]   now (epoch ms)
 -- ARGV[4]   results channel (ids of the jobs failed here are published to it)
 -- ARGV[5]   how long the record of a lost job is kept (ms)
@@ -26,7 +26,10 @@
 -- when retryable, the crash counting as an attempt; else failed; a missing or corrupt JSON
 -- forgotten), its progress forgotten, and its entry becomes a tombstone "x:<token>:<id>": a late
 -- ack of that execution (its broker was only stalled) is then refused as taken over, never
--- mistaken for one applied before, even if the same broker fetched the job again since. The HASH then expires in a day (tombstones of a broker that never comes back), unless
+-- mistaken for one applied before, even if the same broker fetched the job again since. The
+-- concurrency slots its acks kept for task functions that ran on ("s:<token>:<id>" -> task) are
+-- released and their fields removed (a late release of the broker then finds nothing). The HASH
+-- then expires in a day (tombstones of a broker that never comes back), unless
 -- the broker renews its lease again (keep_alive.lua keeps it); its lease goes.
 -- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped, cancelled JSONs }
 local leases_key, max_key, cur_key = KEYS[1], KEYS[2], KEYS[3]
@@ -34,18 +37,23 @@ local jobs_key, results_key, expiry_key, progress_key = KEYS[4], KEYS[5], KEYS[6
 local prefix, now = ARGV[1], tonumber(ARGV[3])
 local out = { requeued = {}, failed = {}, cancelled = {}, dropped = {}, failed_ids = {}, cancelled_ids = {},
   lost_ids = {} }
-local taken = {}
+local taken, freed = {}, false
 for i = 8, #ARGV do
   local id, running_key = ARGV[i], KEYS[i + 1]
   local lease = redis.call('ZSCORE', leases_key, id)
   if lease and tonumber(lease) < now then
     local flat = redis.call('HGETALL', running_key)
-    local ids, entries = {}, {}
+    local ids, entries, held = {}, {}, {}
     for k = 1, #flat, 2 do
-      if flat[k] ~= '~seq' and string.sub(flat[k], 1, 2) ~= 'x:' then
+      local head = string.sub(flat[k], 1, 2)
+      if head == 's:' then
+        if chard_release(max_key, cur_key, flat[k + 1]) then freed = true end
+        held[#held + 1] = flat[k]
+      elseif flat[k] ~= '~seq' and head ~= 'x:' then
         ids[#ids + 1], entries[#ids + 1] = flat[k], flat[k + 1]
       end
     end
+    if #held > 0 then chard_chunked('HDEL', running_key, held) end
     local jsons = chard_chunked_list('HMGET', jobs_key, ids)
     local tombstones = {}
     for k = 1, #ids do
@@ -61,7 +69,7 @@ for i = 8, #ARGV do
     redis.call('ZREM', leases_key, id)
   end
 end
-if #out.requeued > 0 then redis.call('PUBLISH', ARGV[2], '') end
+if #out.requeued > 0 or freed then redis.call('PUBLISH', ARGV[2], '') end
 if #out.lost_ids > 0 then chard_chunked('HDEL', jobs_key, out.lost_ids) end
 if #taken > 0 then chard_chunked('HDEL', progress_key, taken) end
 local unannounced = {}

@@ -5,23 +5,30 @@
 -- ARGV[1]  broker id
 -- ARGV[2..] ids this broker announced since its last renewal (their entries are removed)
 -- Returns { the number of jobs still running on this broker (entries other than the fetch
--- watermark "~seq" and tombstones "x:<token>:<id>" of jobs taken over), the ids of jobs its
--- recoveries ended that it never announced (a lost reply just before stopping: the caller logs
--- them; the HASH goes) }. No job running: the lease and the running HASH are dropped too.
--- Else both are left, the lease to expire so another broker recovers
--- those jobs (as MemoryBroker.stop does). Safe to repeat.
-local running = 0
+-- watermark "~seq", tombstones "x:<token>:<id>" of jobs taken over and held slots), the ids of
+-- jobs its recoveries ended that it never announced (a lost reply just before stopping: the
+-- caller logs them; the HASH goes), the number of concurrency slots still held for task
+-- functions that run on past their job's end ("s:<token>:<id>") }. No job running and no slot
+-- held: the lease and the running HASH are dropped too. Else both are left, the lease to expire so
+-- another broker recovers those jobs and frees those slots (as MemoryBroker.stop does). Safe to
+-- repeat.
+local running, held = 0, 0
 local flat = redis.call('HGETALL', KEYS[2])
 for k = 1, #flat, 2 do
-  if flat[k] ~= '~seq' and string.sub(flat[k], 1, 2) ~= 'x:' then running = running + 1 end
+  local head = string.sub(flat[k], 1, 2)
+  if head == 's:' then
+    held = held + 1
+  elseif flat[k] ~= '~seq' and head ~= 'x:' then
+    running = running + 1
+  end
 end
 local announced = {}
 for i = 2, #ARGV do announced[#announced + 1] = ARGV[i] end
 chard_chunked('HDEL', KEYS[3], announced)
 local unannounced = redis.call('HKEYS', KEYS[3])
 redis.call('DEL', KEYS[3])
-if running == 0 then
+if running == 0 and held == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('DEL', KEYS[2])
 end
-return { running, unannounced }
+return { running, unannounced, held }
