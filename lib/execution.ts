@@ -9,7 +9,14 @@
  *
  * A task that returns a plain value (or throws) synchronously ends within `run()`, which then
  * returns the acknowledgement itself: no promise, no timer, nothing to cancel. Only a task that
- * returns a promise or an iterator makes the execution asynchronous.
+ * returns a promise or an iterator makes the execution asynchronous. A synchronous task cannot be
+ * interrupted: one that ran past its timeout is timed out when it returns (so is an asynchronous
+ * one that settles past its timeout before the timer could fire, its event loop blocked).
+ *
+ * An execution aborted (timeout, cancel) ends at once, even if its task function
+ * ignores the AbortSignal: its outcome is decided then. Its function may still run: its ack then
+ * holds the job's concurrency slot (`holdSlot`), and `onReturn` tells the workers when the function
+ * has returned at last, so that they release the slot (and the worker slot) only then.
  */
 import { JOB_RETRY_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FinishedJob } from "./broker.js";
@@ -104,6 +111,10 @@ export class Execution implements JobContext, Settler {
   #onAbort: ((reason: Error) => void) | undefined;
   #controller: AbortController | undefined;
   #reason: Error | undefined;
+  /** When the execution ended while its task function ran on (epoch ms of the broker's clock). */
+  #overrunFromMs: number | undefined;
+  /** The task function returned (or threw, or its iteration ended); false while it runs. */
+  #returned = false;
   /** The outcome decided at the end, announced by `settle()`. */
   #outcome: "succeeded" | "retry" | "failed" | undefined;
   #value: unknown;
@@ -130,6 +141,19 @@ export class Execution implements JobContext, Settler {
     return this.#reason;
   }
 
+  /** True once the task function has returned; false while it runs, also past the execution's end. */
+  get returned(): boolean {
+    return this.#returned;
+  }
+
+  /**
+   * When the execution ended while its task function ran on (epoch ms of the broker's clock):
+   * undefined unless its ack holds the job's slot.
+   */
+  get overrunFromMs(): number | undefined {
+    return this.#overrunFromMs;
+  }
+
   /** Fires the signal and ends the execution with `reason`; later calls change nothing. */
   abort(reason: Error): void {
     if (this.#reason) return;
@@ -141,22 +165,55 @@ export class Execution implements JobContext, Settler {
   /**
    * Runs the job to its end. A task that returned or threw synchronously has ended on return: its
    * acknowledgement is returned. Otherwise `undefined` is returned and `onEnd` gets the
-   * acknowledgement later, exactly once. Never throws.
+   * acknowledgement later, exactly once; if the execution ended before its task function returned
+   * (the ack has `holdSlot`), `onReturn` is called once it does. Never throws.
    */
-  run(onEnd: (ack: FinishedJob, execution: Execution) => void): FinishedJob | undefined {
+  run(
+    onEnd: (ack: FinishedJob, execution: Execution) => void,
+    onReturn: (execution: Execution) => void,
+  ): FinishedJob | undefined {
     const { job } = this;
+    const { timeoutMs } = this.#task;
+    // Read only for tasks with a timeout: the clock stays off the path of the others.
+    const startMs = timeoutMs === undefined ? 0 : this.#broker.clock.now();
     let value: unknown;
+    let ok = true;
     try {
       job.status = JobStatus.Running;
       if (signals.jobStarted.hasReceivers) signals.jobStarted.send(this.#namespace, { job });
       value = runWithJob(this, Execution.#call);
     } catch (e) {
-      return this.#end(false, e);
+      ok = false;
+      value = e;
     }
-    if (isIterator(value)) this.#await(this.#iterate(value), onEnd);
-    else if (isThenable(value)) this.#await(value, onEnd);
-    else return this.#end(true, value);
+    if (ok && isIterator(value)) this.#await(this.#iterate(value), startMs, onEnd, onReturn);
+    else if (ok && isThenable(value)) this.#await(value, startMs, onEnd, onReturn);
+    else {
+      this.#returned = true;
+      this.#overran(startMs, true); // a synchronous task could not be interrupted: it is timed out now
+      return this.#end(ok && !this.#reason, value);
+    }
     return undefined;
+  }
+
+  /**
+   * Times the execution out if it ran longer than its timeout (since `startMs`) and was not
+   * aborted: a synchronous task (`sync`), which could not be interrupted, or an asynchronous one
+   * that settled before its timer could fire.
+   */
+  #overran(startMs: number, sync: boolean): void {
+    const { timeoutMs } = this.#task;
+    if (timeoutMs === undefined || this.#reason) return;
+    const ranMs = this.#broker.clock.now() - startMs;
+    if (ranMs < timeoutMs) return;
+    const why = sync
+      ? "a synchronous task cannot be interrupted: it is timed out when it returns"
+      : "it settled before its timer could fire: the event loop was blocked";
+    this.abort(
+      new JobTimeoutError(
+        `${this.job} ran ${ranMs / 1000} s, longer than its timeout of ${timeoutMs / 1000} s (${why})`,
+      ),
+    );
   }
 
   /** Calls the task function with the job's arguments (in the job's context: see `run`). */
@@ -255,10 +312,16 @@ export class Execution implements JobContext, Settler {
 
   /**
    * Ends the execution when `promise` settles (a promise that resolves to an iterator goes on
-   * with the iteration), or as soon as the execution is aborted (timeout, cancel), so the worker
-   * slot is freed even if the task ignores its signal.
+   * with the iteration), or as soon as the execution is aborted (timeout, cancel),
+   * so its outcome is decided even if the task ignores its signal. Ended so, before its function
+   * returned, its ack holds the job's concurrency slot, and `onReturn` follows when it returns.
    */
-  #await(promise: PromiseLike<unknown>, onEnd: (ack: FinishedJob, execution: Execution) => void): void {
+  #await(
+    promise: PromiseLike<unknown>,
+    startMs: number,
+    onEnd: (ack: FinishedJob, execution: Execution) => void,
+    onReturn: (execution: Execution) => void,
+  ): void {
     const { timeoutMs } = this.#task;
     const { clock } = this.#broker;
     let ended = false;
@@ -266,10 +329,24 @@ export class Execution implements JobContext, Settler {
       if (ended) return;
       ended = true;
       clock.clearTimeout(timer);
-      onEnd(this.#end(ok, value), this);
+      const ack = this.#end(ok, value);
+      if (!this.#returned) {
+        ack.holdSlot = true;
+        this.#overrunFromMs = clock.now();
+      }
+      onEnd(ack, this);
     };
-    const fail = (e: unknown): void => end(false, e);
-    this.#onAbort = fail;
+    this.#onAbort = (reason) => end(false, reason);
+    const returned = (ok: boolean, value: unknown): void => {
+      this.#returned = true;
+      if (ended) onReturn(this);
+      else {
+        // Settled past its timeout before the timer fired (the event loop was blocked): timed out.
+        this.#overran(startMs, false); // ends it through #onAbort if so
+        end(ok, value);
+      }
+    };
+    const fail = (e: unknown): void => returned(false, e);
     const timer =
       timeoutMs === undefined
         ? undefined
@@ -278,8 +355,8 @@ export class Execution implements JobContext, Settler {
             timeoutMs,
           );
     promise.then((value) => {
-      if (isIterator(value) && !ended) this.#iterate(value).then((result) => end(true, result), fail);
-      else end(true, value);
+      if (isIterator(value) && !ended) this.#iterate(value).then((result) => returned(true, result), fail);
+      else returned(true, value);
     }, fail);
   }
 

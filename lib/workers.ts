@@ -23,9 +23,15 @@
  * than its size. A turn that ends starts the next one while the queue gives full batches. After a
  * short fetch (the queue is empty), the arbiter sleeps in `broker.waitForEvent` until the broker
  * reports something, a job ends or the next future job / periodic task is due, then starts a turn.
+ *
+ * Overruns (overruns.ts): an execution that ended before its task function returned (a timeout,
+ * cancel or stop deadline its function ignores) has its outcome acked at once, but the function
+ * keeps its worker slot and its job's concurrency slot until it returns; the releases of those
+ * slots go with the turns. Each lease renewal logs the overruns; stopping does not wait for them
+ * (their concurrency slots are then left to the lease's expiry).
  */
 import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
-import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
+import type { Broker, FetchResult, FinishedJob, Recovery, SlotRelease } from "./broker.js";
 import { sleep, type ClockTimer } from "./clock.js";
 import {
   JobCancelledError,
@@ -38,6 +44,7 @@ import {
 import { Execution, callHook, endedAck, type Settler } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
+import { Overruns } from "./overruns.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
 import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.js";
@@ -103,9 +110,11 @@ export class Workers {
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
   /** Each asynchronous execution under way (a job id may be there twice: see `#cancel`); sync ones end in `#launch`. */
   readonly #executions = new Set<Execution>();
+  /** Executions that ended while their task function runs on, and the slot releases they make. */
+  readonly #overruns = new Overruns();
   #state: WorkersState = WorkersState.Created;
-  /** Called when the last asynchronous execution ends (set while stopping waits for them). */
-  #drained: (() => void) | undefined;
+  /** Wakes `run()` while it waits for the draining to end (a turn landed, an execution ended). */
+  #poke: (() => void) | undefined;
   /** Acks waiting for a turn, and beside each (same index) what announces its outcome once applied. */
   #acks: FinishedJob[] = [];
   #settlers: Settler[] = [];
@@ -190,9 +199,11 @@ export class Workers {
       if (this.#state === WorkersState.Starting) this.#transition(WorkersState.Running);
       else this.#sendAll(signals.workerStopping); // a stop came while starting
       await this.#arbiter();
-      while (this.#turns.size > 0) await Promise.all(this.#turns); // their jobs are launched
-      while (this.#executions.size > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      // The turns in flight land (their jobs are launched), the executions end.
+      while (this.#turns.size > 0 || this.#executions.size > 0)
+        await new Promise<void>((resolve) => (this.#poke = resolve));
       await this.#finalAcks();
+      this.#overruns.log(this.#namespace, broker.clock.now(), true);
       this.#sendAll(signals.workerTerminated);
     } finally {
       const clock = broker.clock;
@@ -276,9 +287,10 @@ export class Workers {
     const { number } = this.#settings;
     const most = Math.ceil(number / TURNS);
     while (this.#turns.size < TURNS && this.#state === WorkersState.Running && this.#backoff === undefined) {
-      const free = number - this.#executions.size - this.#reserved;
+      // Task functions running past their execution's end still take their worker slot.
+      const free = number - this.#executions.size - this.#overruns.size - this.#reserved;
       const size = this.#hungry ? Math.min(free, most) : 0;
-      if (size <= 0 && (this.#acks.length === 0 || this.#turns.size > 0)) return;
+      if (size <= 0 && ((this.#acks.length === 0 && !this.#overruns.pending) || this.#turns.size > 0)) return;
       this.#startTurn(size);
     }
   }
@@ -286,6 +298,7 @@ export class Workers {
   #startTurn(size: number): void {
     const acks = this.#acks;
     const settlers = this.#settlers;
+    const releases = this.#overruns.take();
     this.#acks = [];
     this.#settlers = [];
     this.#reserved += size;
@@ -293,13 +306,13 @@ export class Workers {
     const events = this.#events;
     const turn: Promise<void> =
       size > 0
-        ? this.#broker.fetchJobs(queue, size, acks).then(
+        ? this.#broker.fetchJobs(queue, size, acks, releases).then(
             (result) => this.#turnEnded(turn, size, acks, settlers, result.takenOver, result, events),
-            (e: unknown) => this.#turnFailed(turn, size, acks, settlers, e),
+            (e: unknown) => this.#turnFailed(turn, size, acks, settlers, releases, e),
           )
-        : this.#broker.finishJobs(acks).then(
+        : this.#broker.finishJobs(acks, releases).then(
             (takenOver) => this.#turnEnded(turn, size, acks, settlers, takenOver, undefined, events),
-            (e: unknown) => this.#turnFailed(turn, size, acks, settlers, e),
+            (e: unknown) => this.#turnFailed(turn, size, acks, settlers, releases, e),
           );
     this.#turns.add(turn);
   }
@@ -339,6 +352,7 @@ export class Workers {
     }
     this.#pump();
     if (!this.#hungry) this.#checkEmptied();
+    this.#poke?.();
   }
 
   /**
@@ -350,6 +364,7 @@ export class Workers {
   #settle(acks: readonly FinishedJob[], settlers: readonly Settler[], takenOver: readonly number[]): void {
     const refused = takenOver.length > 0 ? new Set(takenOver) : undefined;
     for (let i = 0; i < settlers.length; i++) {
+      if (acks[i]!.holdSlot) this.#overruns.settled(settlers[i] as Execution, !refused?.has(i));
       if (!refused?.has(i)) settlers[i]!.settle();
       else {
         const { job, outcome } = acks[i]!;
@@ -361,13 +376,23 @@ export class Workers {
     }
   }
 
-  #turnFailed(turn: Promise<void>, size: number, acks: FinishedJob[], settlers: Settler[], e: unknown): void {
+  #turnFailed(
+    turn: Promise<void>,
+    size: number,
+    acks: FinishedJob[],
+    settlers: Settler[],
+    releases: SlotRelease[],
+    e: unknown,
+  ): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
     // Sent again from here only: acks are fenced by their fetch token, so one the lost call did
     // apply is skipped the second time (and still announced once it is known to be durable).
+    // Releases are fenced by their token too.
     this.#acks = acks.concat(this.#acks);
     this.#settlers = settlers.concat(this.#settlers);
+    this.#overruns.putBack(releases);
+    this.#poke?.();
     this.#failures++;
     const delay = backoffMs(TURN_BACKOFF, this.#failures);
     getLogger().warn(`${this.#namespace}: broker call failed, retrying in ${Math.round(delay)} ms`, toError(e));
@@ -385,6 +410,7 @@ export class Workers {
       !this.#settings.stopWhenQueueEmpty ||
       this.#executions.size > 0 ||
       this.#acks.length > 0 ||
+      this.#overruns.pending ||
       this.#turns.size > 0
     )
       return;
@@ -432,7 +458,7 @@ export class Workers {
       return;
     }
     const execution = new Execution(job, token, task, ns, this.#broker);
-    const ack = execution.run(this.#asyncEnded);
+    const ack = execution.run(this.#asyncEnded, this.#returned);
     // A task that returned synchronously has ended already: its ack goes out with the next fetch.
     if (ack) {
       this.#acks.push(ack);
@@ -442,11 +468,18 @@ export class Workers {
 
   /** The end of an asynchronous execution: its ack is queued and the arbiter woken. */
   readonly #asyncEnded = (ack: FinishedJob, execution: Execution): void => {
+    this.#executions.delete(execution);
     this.#acks.push(ack);
     this.#settlers.push(execution);
-    this.#executions.delete(execution);
-    if (this.#executions.size === 0) this.#drained?.();
+    this.#overruns.ended(ack, execution);
+    this.#poke?.();
     this.#broker.wake();
+  };
+
+  /** The task function of an execution that ended before it returned has returned at last. */
+  readonly #returned = (execution: Execution): void => {
+    this.#overruns.returned(execution);
+    this.#broker.wake(); // a worker slot and maybe a concurrency slot are free
   };
 
   /** A cancel for `id` reached this broker: abort the job if it runs here. */
@@ -460,21 +493,24 @@ export class Workers {
   async #flushAcks(): Promise<void> {
     const batch = this.#acks;
     const settlers = this.#settlers;
+    const releases = this.#overruns.take();
     this.#acks = [];
     this.#settlers = [];
     let takenOver: number[];
     try {
-      takenOver = await this.#broker.finishJobs(batch);
+      takenOver = await this.#broker.finishJobs(batch, releases);
     } catch (e) {
       this.#acks = batch.concat(this.#acks);
       this.#settlers = settlers.concat(this.#settlers);
+      this.#overruns.putBack(releases);
       throw e;
     }
     this.#settle(batch, settlers, takenOver);
   }
 
+  /** Writes the acks (and releases) still pending when stopping. */
   async #finalAcks(): Promise<void> {
-    for (let attempt = 1; this.#acks.length > 0; attempt++) {
+    for (let attempt = 1; this.#acks.length > 0 || this.#overruns.pending; attempt++) {
       try {
         await this.#flushAcks();
       } catch (e) {
@@ -507,6 +543,7 @@ export class Workers {
           `${this.#namespace}: the event loop was blocked for about ${Math.round(lagMs)} ms; the lease (${leaseMs} ms) ${lagMs + period >= leaseMs ? "expired meanwhile: other workers may have taken over its jobs" : "came near expiring"}. Run CPU-bound work longer than the lease in another process, or give the broker a longer lease`,
         );
       }
+      this.#overruns.log(this.#namespace, clock.now(), false);
       this.#keeping = this.#keepAlive().finally(() => {
         this.#keeping = undefined;
         if (this.#keeper !== undefined) this.#scheduleKeepAlive();

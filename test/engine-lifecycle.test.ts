@@ -127,16 +127,16 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     expect(failures.sort()).toEqual(["AbortJobError", "TypeError"]);
   });
 
-  test("timeout: the AbortSignal fires, jobTimedOut then jobScheduleRetry / jobFailed, and the slot is freed though the task ignores it", async () => {
+  test("timeout: the AbortSignal fires, jobTimedOut then jobScheduleRetry / jobFailed; a task that ignores it keeps its worker until it returns", async () => {
     const clock = new FakeClock();
     const { engine, rec } = setup({ clock });
     const seen: boolean[] = [];
-    const never = deferred();
+    const gates: (() => void)[] = [];
     const slow = async () => {
       const ctx = currentJob()!;
       if (ctx.job.retries > 0) return "retried";
       ctx.signal.addEventListener("abort", () => seen.push(ctx.signal.aborted));
-      await never.promise; // ignores the signal
+      await new Promise<void>((resolve) => gates.push(resolve)); // ignores the signal
       return "never";
     };
     engine.task("slowRetried", slow, { timeout: 50, maxRetries: 1 });
@@ -152,10 +152,13 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     await new Promise((r) => setTimeout(r, 20));
     expect(rec.forJob(retried.id)).not.toContain("jobTimedOut"); // not a millisecond early
     clock.advance(1);
+    await until(() => rec.forJob(retried.id).includes("jobFinished"), 5_000, "the first job's outcome");
+    expect(rec.forJob(once.id)).not.toContain("jobStarted"); // its function still holds the one worker
+    gates[0]!(); // it returns at last (its late value is ignored)
     await until(() => rec.forJob(once.id).includes("jobStarted"), 5_000, "the second job started");
-    expect(rec.forJob(retried.id)).toContain("jobTimedOut");
     clock.advance(60_000);
     expect(await outcome).toBeInstanceOf(JobTimeoutError);
+    gates[1]!();
     expect(await next.result()).toBe("ran");
     expect(await retried.result()).toBe("retried"); // its backoff (3-6 s) passed while slowOnce ran
     await engine.stopWorkers();
@@ -174,7 +177,6 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     expect(rec.forJob(once.id)).toEqual(["jobEnqueued", "jobStarted", "jobTimedOut", "jobFailed", "jobFinished"]);
     expect(rec.events.find((e) => e.signal === "jobTimedOut")!.err).toBeInstanceOf(JobTimeoutError);
     expect(seen).toEqual([true, true]);
-    never.resolve();
   });
 
   test("revoke: a job not started is dropped with jobRevoked only; its result rejects with JobRevokedError", async () => {
