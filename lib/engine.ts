@@ -1,6 +1,6 @@
 import type { DateTime } from "luxon";
 import type { Broker, JobState } from "./broker.js";
-import { checkInteger, toMilliseconds } from "./durations.js";
+import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import {
   DuplicateNameError,
   InvalidOptionError,
@@ -48,8 +48,35 @@ export interface StartWorkersOptions {
    * Stop once the queue is empty and nothing runs (scheduled and periodic jobs are not awaited). @defaultValue false
    */
   stopWhenQueueEmpty?: boolean;
-  /** Stop gracefully on SIGTERM and SIGINT. @defaultValue false */
-  handleSigterm?: boolean;
+  /**
+   * Stop gracefully on SIGTERM and SIGINT, as `stopWorkers()` does; `{ timeout }` stops with that
+   * deadline, as `stopWorkers({ timeout })` does (set it below the orchestrator's grace period,
+   * e.g. 25 s of Kubernetes' 30). A second signal stops at once: the jobs still running are left
+   * to lease expiry (other workers recover them). The handlers are removed once the workers stopped.
+   * @defaultValue false
+   */
+  handleSigterm?: boolean | StopWorkersOptions;
+}
+
+/** Options of `engine.stopWorkers` and `engine.close`. */
+export interface StopWorkersOptions {
+  /**
+   * Longest wait for the running jobs, in seconds or a luxon Duration (0: abort at once). The jobs
+   * still running then are aborted through their AbortSignal (reason: `WorkerStoppedError`) and
+   * their outcome recorded at once: retried (due now) if they have retries left, failed otherwise.
+   * The workers then terminate, even if a task function ignores its signal (its late return is
+   * ignored). @defaultValue no limit: running jobs are waited for however long they take
+   */
+  timeout?: DurationInput;
+}
+
+/** The deadline of `options.timeout` in ms, or undefined. @throws InvalidOptionError naming `option`. */
+function stopTimeoutMs(options: StopWorkersOptions | undefined, option: string): number | undefined {
+  if (options === null || typeof options !== "object")
+    throw new InvalidOptionError(`${option} must be an object ({ timeout }), got ${describe(options)}`);
+  return options.timeout === undefined
+    ? undefined
+    : toMilliseconds(options.timeout, `${option} timeout`, { allowZero: true });
 }
 
 /** Owns a namespace on a broker: defines tasks, schedules jobs and runs workers. */
@@ -272,20 +299,27 @@ export class Engine {
   }
 
   /**
-   * Starts a pool of workers; the promise settles when they have stopped.
-   * @throws StateError when workers already run or the engine is closed; InvalidOptionError for bad options.
+   * Starts a pool of workers; the promise settles when they have stopped. Every error is a
+   * rejection of that promise, never thrown.
+   * @throws (rejects with) StateError when workers already run or the engine is closed;
+   *   InvalidOptionError for bad options.
    */
-  startWorkers(options: StartWorkersOptions = {}): Promise<void> {
+  async startWorkers(options: StartWorkersOptions = {}): Promise<void> {
+    // Everything up to the pool's start runs before this returns, as in a synchronous function
+    // (workersRunning is true at once), but what it throws rejects the promise.
     const { number = 5, queue = DEFAULT_QUEUE, stopWhenQueueEmpty = false, handleSigterm = false } = options;
     checkInteger(number, "startWorkers number", 1);
     checkQueue(queue, "startWorkers queue");
-    for (const [name, value] of [
-      ["stopWhenQueueEmpty", stopWhenQueueEmpty],
-      ["handleSigterm", handleSigterm],
-    ] as const) {
-      if (typeof value !== "boolean")
-        throw new InvalidOptionError(`startWorkers ${name} must be a boolean, got ${describe(value)}`);
-    }
+    if (typeof stopWhenQueueEmpty !== "boolean")
+      throw new InvalidOptionError(
+        `startWorkers stopWhenQueueEmpty must be a boolean, got ${describe(stopWhenQueueEmpty)}`,
+      );
+    if (typeof handleSigterm !== "boolean" && (handleSigterm === null || typeof handleSigterm !== "object"))
+      throw new InvalidOptionError(
+        `startWorkers handleSigterm must be a boolean or { timeout }, got ${describe(handleSigterm)}`,
+      );
+    const sigtermMs =
+      typeof handleSigterm === "object" ? stopTimeoutMs(handleSigterm, "startWorkers handleSigterm") : undefined;
     this.#checkOpen();
     if (this.#running)
       throw new StateError(`workers of namespace "${this.namespace}" are already running; stop them first`);
@@ -296,23 +330,34 @@ export class Engine {
       { number, queue, stopWhenQueueEmpty },
       this.#getResult,
     );
-    const onSignal = (): void => {
-      void this.stopWorkers();
+    let signalled = false;
+    const onSignal = (received: NodeJS.Signals | undefined): void => {
+      const ns = this.namespace;
+      const signal = received ?? "signal";
+      if (signalled) {
+        getLogger().warn(`${ns}: ${signal} again: stopping the workers at once`);
+        workers.terminate();
+        return;
+      }
+      signalled = true;
+      const deadline = sigtermMs === undefined ? "" : ` (running jobs are aborted after ${sigtermMs / 1000} s)`;
+      getLogger().info(`${ns}: ${signal}: stopping the workers${deadline}; send it again to stop at once`);
+      workers.stop(sigtermMs);
     };
-    if (handleSigterm) {
+    if (handleSigterm !== false) {
       process.on("SIGTERM", onSignal);
       process.on("SIGINT", onSignal);
     }
     this.#workers = workers;
     this.#running = workers.run().finally(() => {
-      if (handleSigterm) {
+      if (handleSigterm !== false) {
         process.off("SIGTERM", onSignal);
         process.off("SIGINT", onSignal);
       }
       this.#workers = undefined;
       this.#running = undefined;
     });
-    return this.#running;
+    return await this.#running;
   }
 
   /**
@@ -391,19 +436,29 @@ export class Engine {
       throw new UnknownJobError(`no job ${jobId} waiting or running in namespace "${this.namespace}"`);
   }
 
-  /** Stops the workers gracefully: no new jobs, running ones finish. Resolves when they have stopped. */
-  async stopWorkers(): Promise<void> {
+  /**
+   * Stops the workers gracefully: no new jobs, running ones finish (with `timeout`, those still
+   * running then are aborted: see `StopWorkersOptions`). Resolves when they have stopped. Called
+   * again while they stop, it adds its deadline (the earliest holds).
+   * @throws (rejects with) InvalidOptionError for a bad timeout.
+   */
+  async stopWorkers(options: StopWorkersOptions = {}): Promise<void> {
+    const timeoutMs = stopTimeoutMs(options, "stopWorkers");
     const running = this.#running;
     if (!running) return;
-    this.#workers?.stop();
+    this.#workers?.stop(timeoutMs);
     await running.catch(() => undefined);
   }
 
-  /** Stops the workers if they run, then closes the broker. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Stops the workers if they run (as `stopWorkers(options)` does), then closes the broker. Idempotent.
+   * @throws (rejects with) InvalidOptionError for a bad timeout.
+   */
+  async close(options: StopWorkersOptions = {}): Promise<void> {
+    stopTimeoutMs(options, "close");
     if (this.#closed) return;
     this.#closed = true;
-    await this.stopWorkers();
+    await this.stopWorkers(options);
     await this.broker.close();
   }
 }

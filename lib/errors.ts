@@ -69,6 +69,13 @@ export class WorkerDiedError extends ChardError {
   }
 }
 
+/**
+ * The workers stopped while the job ran: its execution was aborted at the deadline of
+ * `stopWorkers({ timeout })` (or `close`, or `handleSigterm: { timeout }`), this error being its
+ * AbortSignal's reason. The job is retried at once if it has retries left, else it fails with it.
+ */
+export class WorkerStoppedError extends ChardError {}
+
 /** `getResult` did not see the job end within its `timeout`. */
 export class ResultTimeoutError extends ChardError {}
 

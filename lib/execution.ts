@@ -13,7 +13,7 @@
  * interrupted: one that ran past its timeout is timed out when it returns (so is an asynchronous
  * one that settles past its timeout before the timer could fire, its event loop blocked).
  *
- * An execution aborted (timeout, cancel) ends at once, even if its task function
+ * An execution aborted (timeout, cancel, stop deadline) ends at once, even if its task function
  * ignores the AbortSignal: its outcome is decided then. Its function may still run: its ack then
  * holds the job's concurrency slot (`holdSlot`), and `onReturn` tells the workers when the function
  * has returned at last, so that they release the slot (and the worker slot) only then.
@@ -21,7 +21,14 @@
 import { JOB_RETRY_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FinishedJob } from "./broker.js";
 import { runWithJob, type JobContext } from "./context.js";
-import { AbortJobError, JobCancelledError, JobTimeoutError, RetryError, toError } from "./errors.js";
+import {
+  AbortJobError,
+  JobCancelledError,
+  JobTimeoutError,
+  RetryError,
+  WorkerStoppedError,
+  toError,
+} from "./errors.js";
 import { JobStatus, dueStatus, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { failureRecord, storable, successRecord } from "./results.js";
@@ -136,7 +143,7 @@ export class Execution implements JobContext, Settler {
     return this.#controller.signal;
   }
 
-  /** Why the execution was aborted (timeout, cancel), if it was. */
+  /** Why the execution was aborted (timeout, cancel, stop deadline), if it was. */
   get abortReason(): Error | undefined {
     return this.#reason;
   }
@@ -260,10 +267,13 @@ export class Execution implements JobContext, Settler {
     if (!final && job.retries < job.maxRetries) {
       const now = this.#broker.clock.now();
       job.retries++;
+      // Stopped workers are no failure of the job's: it is retried at once, as a recovered job is.
       job.atMs =
         err instanceof RetryError && err.at
           ? err.at.toMillis()
-          : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
+          : err instanceof WorkerStoppedError
+            ? now
+            : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
       job.status = dueStatus(job.atMs, now);
       this.#outcome = "retry";
       return endedAck(job, this.token, task, "retry", undefined, this.#progressStored);
@@ -312,7 +322,7 @@ export class Execution implements JobContext, Settler {
 
   /**
    * Ends the execution when `promise` settles (a promise that resolves to an iterator goes on
-   * with the iteration), or as soon as the execution is aborted (timeout, cancel),
+   * with the iteration), or as soon as the execution is aborted (timeout, cancel, stop deadline),
    * so its outcome is decided even if the task ignores its signal. Ended so, before its function
    * returned, its ack holds the job's concurrency slot, and `onReturn` follows when it returns.
    */

@@ -2,7 +2,7 @@
  * Chard: background jobs for TypeScript, on Redis or in memory.
  * Every name of the public API contract is exported here.
  */
-export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions } from "./engine.js";
+export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions, type StopWorkersOptions } from "./engine.js";
 export {
   Task,
   Tasks,
@@ -37,6 +37,7 @@ export {
   DuplicateNameError,
   CorruptDataError,
   WorkerDiedError,
+  WorkerStoppedError,
 } from "./errors.js";
 export {
   signals,

@@ -9,7 +9,10 @@
  * - running: turns (below); the only state in which turns start and the arbiter waits;
  * - draining: stop requested (`stop()`: stopWorkers, SIGTERM) or, with `stopWhenQueueEmpty`, the
  *   queue found empty with nothing running: one `workerStopping` per worker, no new fetch, turns
- *   on the wire land, running jobs finish, their acks are written;
+ *   on the wire land, running jobs finish, their acks are written. A stop with a deadline
+ *   (`stop(timeoutMs)`) aborts the jobs still running when it passes (`WorkerStoppedError`): their
+ *   outcomes are acked like any other; `terminate()` (a second SIGTERM) ends the draining at
+ *   once, leaving running jobs to lease expiry (their acks are never written);
  * - stopped: `workerTerminated` per worker, timers cleared, broker stopped (also the end of a
  *   start or run that failed, from any state).
  * A stop requested while starting leads to draining once the workers have started, so every
@@ -39,6 +42,7 @@ import {
   StateError,
   UnknownTaskError,
   WorkerDiedError,
+  WorkerStoppedError,
   toError,
 } from "./errors.js";
 import { Execution, callHook, endedAck, type Settler } from "./execution.js";
@@ -113,11 +117,17 @@ export class Workers {
   /** Executions that ended while their task function runs on, and the slot releases they make. */
   readonly #overruns = new Overruns();
   #state: WorkersState = WorkersState.Created;
-  /** Wakes `run()` while it waits for the draining to end (a turn landed, an execution ended). */
+  /** Wakes `run()` while it waits for the draining to end (a turn landed, an execution ended, terminate). */
   #poke: (() => void) | undefined;
   /** Acks waiting for a turn, and beside each (same index) what announces its outcome once applied. */
   #acks: FinishedJob[] = [];
   #settlers: Settler[] = [];
+  /** The stop deadline: its timer and when it falls; `#aborting` once it passed. */
+  #deadline: ClockTimer | undefined;
+  #deadlineAtMs: number | undefined;
+  #aborting = false;
+  /** `terminate()` was called: draining ends at once, running jobs are left to lease expiry. */
+  #abandoned = false;
   /** Turns (acks + fetch) on their way; at most `TURNS`. */
   readonly #turns = new Set<Promise<void>>();
   /** Slots the fetches of those turns asked for. */
@@ -199,9 +209,11 @@ export class Workers {
       if (this.#state === WorkersState.Starting) this.#transition(WorkersState.Running);
       else this.#sendAll(signals.workerStopping); // a stop came while starting
       await this.#arbiter();
-      // The turns in flight land (their jobs are launched), the executions end.
-      while (this.#turns.size > 0 || this.#executions.size > 0)
+      // The turns in flight land (their jobs are launched), the executions end (aborted at the
+      // deadline, if any), unless `terminate()` ends the wait.
+      while (!this.#abandoned && (this.#turns.size > 0 || this.#executions.size > 0))
         await new Promise<void>((resolve) => (this.#poke = resolve));
+      if (this.#abandoned) this.#leaveRunning();
       await this.#finalAcks();
       this.#overruns.log(this.#namespace, broker.clock.now(), true);
       this.#sendAll(signals.workerTerminated);
@@ -209,6 +221,7 @@ export class Workers {
       const clock = broker.clock;
       clock.clearTimeout(this.#backoff);
       clock.clearTimeout(this.#dueTimer);
+      clock.clearTimeout(this.#deadline);
       clock.clearTimeout(this.#keeper);
       this.#keeper = undefined;
       await this.#keeping;
@@ -217,7 +230,7 @@ export class Workers {
         await broker.stop();
       } finally {
         this.#transition(WorkersState.Stopped);
-        if (this.#executions.size > 0 || this.#turns.size > 0) {
+        if (!this.#abandoned && (this.#executions.size > 0 || this.#turns.size > 0)) {
           getLogger().error(
             `${this.#namespace}: workers stopped with ${this.#executions.size} job(s) still executing and ${this.#turns.size} turn(s) in flight`,
           );
@@ -230,11 +243,64 @@ export class Workers {
     for (const workerName of this.workerNames) signal.send(this.#namespace, { workerName });
   }
 
-  /** Asks the pool to stop: no more fetching; running jobs finish. A no-op once draining. */
-  stop(): void {
+  /**
+   * Asks the pool to stop: no more fetching; running jobs finish. With `timeoutMs`, the jobs still
+   * running that long after are aborted (`WorkerStoppedError`: retried if they have retries left,
+   * failed otherwise); of several deadlines, the earliest holds. Once draining, only a deadline is added.
+   */
+  stop(timeoutMs?: number): void {
     if (this.#state === WorkersState.Starting)
       this.#transition(WorkersState.Draining); // run() sends workerStopping
     else if (this.#state === WorkersState.Running) this.#drain();
+    if (timeoutMs !== undefined && this.#state === WorkersState.Draining) this.#armDeadline(timeoutMs);
+  }
+
+  /**
+   * Stops at once (a second SIGTERM): no more waiting for running jobs, whose AbortSignals fire but
+   * whose outcomes are never written: their entries stay running under this broker's lease, which
+   * expires, so other workers recover them. Acks of jobs already ended are written (one attempt).
+   */
+  terminate(): void {
+    if (this.#abandoned || this.#state === WorkersState.Stopped || this.#state === WorkersState.Created) return;
+    this.stop();
+    this.#abandoned = true;
+    this.#poke?.();
+  }
+
+  #armDeadline(timeoutMs: number): void {
+    const { clock } = this.#broker;
+    const atMs = clock.now() + timeoutMs;
+    if (this.#aborting || (this.#deadlineAtMs !== undefined && this.#deadlineAtMs <= atMs)) return;
+    clock.clearTimeout(this.#deadline);
+    this.#deadlineAtMs = atMs;
+    this.#deadline = clock.setTimeout(() => {
+      this.#deadline = undefined;
+      this.#aborting = true;
+      if (this.#executions.size > 0)
+        getLogger().warn(
+          `${this.#namespace}: the stop deadline (${timeoutMs / 1000} s) passed with ${this.#executions.size} job(s) still running; aborting them (retried if they have retries left, failed otherwise)`,
+        );
+      for (const execution of [...this.#executions]) this.#abortStopped(execution, timeoutMs);
+    }, timeoutMs);
+  }
+
+  /** Aborts an execution at (or after) the stop deadline; its ack goes out like any other. */
+  #abortStopped(execution: Execution, timeoutMs: number | undefined): void {
+    const deadline = timeoutMs === undefined ? "" : ` (${timeoutMs / 1000} s)`;
+    execution.abort(
+      new WorkerStoppedError(`${execution.job} was still running when the workers' stop deadline${deadline} passed`),
+    );
+  }
+
+  /** After `terminate()`: the jobs still running are left to lease expiry, their signals fired. */
+  #leaveRunning(): void {
+    const running = [...this.#executions];
+    if (running.length === 0) return;
+    getLogger().warn(
+      `${this.#namespace}: stopping at once with ${running.length} job(s) still running (${running.map((e) => e.job.id).join(", ")}): their outcome is not recorded here; other workers recover them when this broker's lease expires`,
+    );
+    for (const execution of running)
+      execution.abort(new WorkerStoppedError(`${execution.job}: the workers stopped at once, leaving it to recovery`));
   }
 
   /** running -> draining: no more fetching, timers that would start turns cleared, the arbiter woken. */
@@ -340,10 +406,12 @@ export class Workers {
         getLogger().info(`${ns}: ${job} was revoked; dropped`);
         signals.jobRevoked.send(ns, { job });
       }
-      // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
+      // Jobs fetched are Running in the broker: run them even if a stop came meanwhile (unless
+      // stopping at once: then they are left to lease expiry, like the jobs still running).
       for (const job of result.jobs) {
         job.bindResults(this.#results);
-        this.#launch(job, result.token);
+        if (this.#abandoned) getLogger().warn(`${ns}: ${job} fetched while stopping at once; left to recovery`);
+        else this.#launch(job, result.token);
       }
       // A short fetch found the queue empty: no more fetching until something happens (unless
       // something did since the turn started). Revoked jobs took places too: more may be queued
@@ -463,12 +531,16 @@ export class Workers {
     if (ack) {
       this.#acks.push(ack);
       this.#settlers.push(execution);
-    } else this.#executions.add(execution);
+    } else {
+      this.#executions.add(execution);
+      if (this.#aborting) this.#abortStopped(execution, undefined); // launched after the stop deadline
+    }
   }
 
   /** The end of an asynchronous execution: its ack is queued and the arbiter woken. */
   readonly #asyncEnded = (ack: FinishedJob, execution: Execution): void => {
     this.#executions.delete(execution);
+    if (this.#abandoned) return; // left to lease expiry: its outcome is not written
     this.#acks.push(ack);
     this.#settlers.push(execution);
     this.#overruns.ended(ack, execution);
@@ -508,13 +580,13 @@ export class Workers {
     this.#settle(batch, settlers, takenOver);
   }
 
-  /** Writes the acks (and releases) still pending when stopping. */
+  /** Writes the acks (and releases) still pending when stopping: one attempt when stopping at once. */
   async #finalAcks(): Promise<void> {
     for (let attempt = 1; this.#acks.length > 0 || this.#overruns.pending; attempt++) {
       try {
         await this.#flushAcks();
       } catch (e) {
-        if (attempt >= FINAL_ACK_ATTEMPTS) {
+        if (attempt >= (this.#abandoned ? 1 : FINAL_ACK_ATTEMPTS)) {
           getLogger().error(
             `${this.#namespace}: could not acknowledge ${this.#acks.length} job(s) while stopping; they will be recovered when this broker's lease expires`,
             toError(e),

@@ -157,13 +157,16 @@ describe("task and option validation", () => {
     expect(() => engine().task("t", () => 0, options)).toThrow(message);
   });
 
-  test("startWorkers options are checked before anything starts", async () => {
+  test("startWorkers options are checked before anything starts (the promise rejects)", async () => {
     const e = engine();
-    expect(() => e.startWorkers({ number: 0 })).toThrow(/number must be an integer >= 1/);
-    expect(() => e.startWorkers({ number: 1.5 })).toThrow(InvalidOptionError);
-    expect(() => e.startWorkers({ queue: "" })).toThrow(/queue/);
-    expect(() => e.startWorkers({ stopWhenQueueEmpty: "yes" as unknown as boolean })).toThrow(
+    await expect(e.startWorkers({ number: 0 })).rejects.toThrow(/number must be an integer >= 1/);
+    await expect(e.startWorkers({ number: 1.5 })).rejects.toThrow(InvalidOptionError);
+    await expect(e.startWorkers({ queue: "" })).rejects.toThrow(/queue/);
+    await expect(e.startWorkers({ stopWhenQueueEmpty: "yes" as unknown as boolean })).rejects.toThrow(
       /stopWhenQueueEmpty must be a boolean/,
+    );
+    await expect(e.startWorkers({ handleSigterm: { timeout: -1 } })).rejects.toThrow(
+      /handleSigterm timeout must be a finite duration >= 0/,
     );
     expect(e.workersRunning).toBe(false);
   });

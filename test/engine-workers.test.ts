@@ -214,7 +214,7 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
   test("workers can be started again after a stop, but not twice at once", async () => {
     const { engine } = setup();
     const workers = engine.startWorkers({ number: 1 });
-    expect(() => engine.startWorkers()).toThrow(StateError);
+    await expect(engine.startWorkers()).rejects.toThrow(StateError);
     await engine.stopWorkers();
     await workers;
     const ran = deferred();
@@ -245,7 +245,7 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     await workers;
     expect(engine.workersRunning).toBe(false);
     await expect(engine.schedule(t)).rejects.toThrow(/closed/);
-    expect(() => engine.startWorkers()).toThrow(/closed/);
+    await expect(engine.startWorkers()).rejects.toThrow(/closed/);
   });
 
   test("a thrown non-Error is turned into an Error on jobFailed", async () => {

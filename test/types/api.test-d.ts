@@ -1,7 +1,7 @@
 /** Type tests of the rest of the public API (vitest typecheck: compiled by tsc, never run). */
 import { Cluster, Redis } from "ioredis";
 import { Cluster as Cluster5, Redis as Redis5 } from "ioredis5";
-import type { DateTime } from "luxon";
+import { Duration, type DateTime } from "luxon";
 import { describe, expectTypeOf, test } from "vitest";
 import {
   AbortJobError,
@@ -26,6 +26,7 @@ import {
   UnknownJobError,
   UnknownTaskError,
   WorkerDiedError,
+  WorkerStoppedError,
   getLogger,
   setLogger,
   type Broker,
@@ -91,6 +92,29 @@ describe("brokers", () => {
   });
 });
 
+describe("workers", () => {
+  const engine = new Engine(new MemoryBroker(), "ns");
+
+  test("startWorkers returns a promise (its errors are rejections); handleSigterm takes a stop deadline", () => {
+    expectTypeOf(engine.startWorkers()).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(engine.startWorkers({ number: 2, handleSigterm: true })).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(engine.startWorkers({ handleSigterm: { timeout: 25 } })).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(
+      engine.startWorkers({ handleSigterm: { timeout: Duration.fromObject({ seconds: 25 }) } }),
+    ).toEqualTypeOf<Promise<void>>();
+    // @ts-expect-error a timeout is seconds or a Duration
+    void engine.startWorkers({ handleSigterm: { timeout: "25s" } });
+  });
+
+  test("stopWorkers and close take an optional deadline, seconds or a Duration", () => {
+    expectTypeOf(engine.stopWorkers()).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(engine.stopWorkers({ timeout: 10 })).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(engine.close({ timeout: Duration.fromObject({ seconds: 10 }) })).toEqualTypeOf<Promise<void>>();
+    // @ts-expect-error a timeout is seconds or a Duration
+    void engine.stopWorkers({ timeout: "10s" });
+  });
+});
+
 describe("JobStatus", () => {
   test("is a const object whose values are the JobStatus union", () => {
     expectTypeOf<JobStatus>().toEqualTypeOf<0 | 1 | 2 | 3 | 4 | 5>();
@@ -124,6 +148,7 @@ describe("errors", () => {
       JobExpiredError,
       ResultTimeoutError,
       WorkerDiedError,
+      WorkerStoppedError,
       RedisConnectionError,
       RedisReplyError,
     ]) {
