@@ -7,9 +7,12 @@
  * only once the broker has applied the ack that held it: sent earlier, it could reach Redis
  * before that ack (two turns in flight) and find nothing to free, leaving the slot held.
  *
- * Each execution's held slot goes: pending (ack not applied yet) -> applied -> released when the
- * function returns; or pending -> returned (the function returned first) -> released once the ack
- * is applied; an ack refused (the job was taken over: the recovery freed the slot) forgets it.
+ * Each execution's held slot goes: queued (its ack waits for a turn) -> pending (sent, not known
+ * applied) -> applied -> released when the function returns; or pending -> returned (the function
+ * returned first) -> released once the ack is applied; an ack refused (the job was taken over:
+ * the recovery freed the slot) forgets it. A function that returns while its ack is still queued
+ * (the common case of a task that stops on its signal: it returns a few microtasks after the
+ * abort) takes the hold off that ack: nothing is held, nothing to release.
  */
 import type { FinishedJob, SlotRelease } from "./broker.js";
 import { JobCancelledError, JobTimeoutError } from "./errors.js";
@@ -20,8 +23,10 @@ import { getLogger } from "./logger.js";
 export class Overruns {
   /** Executions whose function still runs: each takes a worker slot. */
   readonly #running = new Set<Execution>();
-  /** The state of the slot each ack with `holdSlot` keeps (see the module header). */
-  readonly #held = new Map<Execution, "pending" | "applied" | "returned">();
+  /** The state of the slot each ack with `holdSlot` keeps, and that ack (see the module header). */
+  readonly #held = new Map<Execution, { state: "queued" | "pending" | "applied" | "returned"; ack: FinishedJob }>();
+  /** How many of those acks are still queued (`sending` has nothing to do when none is). */
+  #queued = 0;
   /** Releases ready to go with the next turn. */
   #releases: SlotRelease[] = [];
 
@@ -39,23 +44,46 @@ export class Overruns {
   ended(ack: FinishedJob, execution: Execution): void {
     if (!ack.holdSlot) return;
     this.#running.add(execution);
-    this.#held.set(execution, "pending");
+    this.#held.set(execution, { state: "queued", ack });
+    this.#queued++;
+  }
+
+  /**
+   * `acks` (beside their `settlers`) are handed to the broker: their holds can no longer be taken
+   * off. Call it before the broker call, for every batch of acks sent.
+   */
+  sending(acks: readonly FinishedJob[], settlers: readonly unknown[]): void {
+    if (this.#queued === 0) return;
+    for (let i = 0; i < acks.length; i++) {
+      if (!acks[i]!.holdSlot) continue;
+      const held = this.#held.get(settlers[i] as Execution);
+      if (held?.state !== "queued") continue;
+      held.state = "pending";
+      this.#queued--;
+    }
   }
 
   /** The function of an execution that ended before it returned has returned at last. */
   returned(execution: Execution): void {
     this.#running.delete(execution);
-    const state = this.#held.get(execution);
-    if (state === "applied") this.#release(execution);
-    else if (state === "pending") this.#held.set(execution, "returned");
+    const held = this.#held.get(execution);
+    if (held === undefined) return;
+    if (held.state === "queued") {
+      // Not sent yet: the ack goes out without its hold.
+      held.ack.holdSlot = false;
+      this.#held.delete(execution);
+      this.#queued--;
+    } else if (held.state === "applied") this.#release(execution);
+    else if (held.state === "pending") held.state = "returned";
   }
 
   /** The broker applied (or refused, `applied` false: a recovery freed the slot) the ack that held the slot. */
   settled(execution: Execution, applied: boolean): void {
-    const state = this.#held.get(execution);
+    const held = this.#held.get(execution);
+    if (held === undefined) return;
     if (!applied) this.#held.delete(execution);
-    else if (state === "pending") this.#held.set(execution, "applied");
-    else if (state === "returned") this.#release(execution);
+    else if (held.state === "pending") held.state = "applied";
+    else if (held.state === "returned") this.#release(execution);
   }
 
   #release(execution: Execution): void {

@@ -102,6 +102,12 @@ const TURNS = 2;
 /** Longest wait for a due time (a later one is waited for again after the fetch it causes). */
 const MAX_DUE_WAIT_MS = 60_000;
 
+/**
+ * How long the ack of an execution aborted while its task function runs waits for that function
+ * to return before it goes out holding the job's concurrency slot (see `#asyncEnded`).
+ */
+const HOLD_GRACE_MS = 10;
+
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
 const FINAL_ACK_ATTEMPTS = 5;
 
@@ -147,6 +153,8 @@ export class Workers {
   #dueTimer: ClockTimer | undefined;
   #keeper: ClockTimer | undefined;
   #keeping: Promise<void> | undefined;
+  /** Wakes the arbiter a little after an execution ended while its function ran (`#wakeSoon`). */
+  #soon: ClockTimer | undefined;
 
   constructor(
     broker: Broker,
@@ -222,6 +230,7 @@ export class Workers {
       clock.clearTimeout(this.#backoff);
       clock.clearTimeout(this.#dueTimer);
       clock.clearTimeout(this.#deadline);
+      clock.clearTimeout(this.#soon);
       clock.clearTimeout(this.#keeper);
       this.#keeper = undefined;
       await this.#keeping;
@@ -365,6 +374,7 @@ export class Workers {
     const acks = this.#acks;
     const settlers = this.#settlers;
     const releases = this.#overruns.take();
+    this.#overruns.sending(acks, settlers);
     this.#acks = [];
     this.#settlers = [];
     this.#reserved += size;
@@ -545,8 +555,22 @@ export class Workers {
     this.#settlers.push(execution);
     this.#overruns.ended(ack, execution);
     this.#poke?.();
-    this.#broker.wake();
+    // Aborted while its function ran (`holdSlot`): that function may be about to return (a task
+    // that stops on its signal does so within microtasks, or an I/O callback); the turn waits for
+    // it a little (its return wakes the arbiter at once), so that the ack then goes without a
+    // hold and no release is needed. The outcome is recorded that much later.
+    if (ack.holdSlot) this.#wakeSoon();
+    else this.#broker.wake();
   };
+
+  /** Wakes the arbiter `HOLD_GRACE_MS` from now (one such timer at most). */
+  #wakeSoon(): void {
+    if (this.#soon !== undefined) return;
+    this.#soon = this.#broker.clock.setTimeout(() => {
+      this.#soon = undefined;
+      this.#broker.wake();
+    }, HOLD_GRACE_MS);
+  }
 
   /** The task function of an execution that ended before it returned has returned at last. */
   readonly #returned = (execution: Execution): void => {
@@ -566,6 +590,7 @@ export class Workers {
     const batch = this.#acks;
     const settlers = this.#settlers;
     const releases = this.#overruns.take();
+    this.#overruns.sending(batch, settlers);
     this.#acks = [];
     this.#settlers = [];
     let takenOver: number[];

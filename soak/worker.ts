@@ -19,6 +19,7 @@ import {
   type FetchResult,
   type FinishedJob,
   type Recovery,
+  type SlotRelease,
 } from "../lib/index.js";
 import { Recorder } from "./record.js";
 import { defineTasks } from "./tasks.js";
@@ -74,12 +75,17 @@ class SoakBroker extends RedisBroker {
     }
   }
 
-  override fetchJobs(queue: string, maxJobs: number, acks: readonly FinishedJob[] = []): Promise<FetchResult> {
-    return this.#traced("f", acks, () => super.fetchJobs(queue, maxJobs, acks));
+  override fetchJobs(
+    queue: string,
+    maxJobs: number,
+    acks: readonly FinishedJob[] = [],
+    releases: readonly SlotRelease[] = [],
+  ): Promise<FetchResult> {
+    return this.#traced("f", acks, () => super.fetchJobs(queue, maxJobs, acks, releases));
   }
 
-  override finishJobs(finished: readonly FinishedJob[]): Promise<number[]> {
-    return this.#traced("a", finished, () => super.finishJobs(finished));
+  override finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<number[]> {
+    return this.#traced("a", finished, () => super.finishJobs(finished, releases));
   }
 
   override keepAlive(): Promise<Recovery> {

@@ -7,6 +7,7 @@
 import { describe, expect, test } from "vitest";
 import { currentJob } from "../lib/context.js";
 import { JobTimeoutError } from "../lib/errors.js";
+import type { FinishedJob, SlotRelease } from "../lib/broker.js";
 import type { Job } from "../lib/jobs.js";
 import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
@@ -102,6 +103,65 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
     await Promise.all([wa, wb]);
     expect(peak).toBe(1);
     expect(ran.length).toBe(5); // the first job twice
+    rec.stop();
+  });
+
+  test("a task that stops on its signal releases its slot with its ack; one that returns later, with one release", async () => {
+    const clock = new FakeClock();
+    const engine = trackEngine(factory.world().create({ clock }));
+    const rec = recordSignals(engine.namespace, ALL_JOB_SIGNALS);
+    // Sees what the pool hands the broker (no mock: the calls go through).
+    // (MemoryBroker.fetchJobs calls finishJobs: a batch may be seen twice, hence sets.)
+    const batches = new Set<readonly SlotRelease[]>();
+    const holds = new Set<string>();
+    const releases = () => [...batches].flat().map((r) => r.jobId);
+    const { broker } = engine;
+    const fetch = broker.fetchJobs.bind(broker);
+    const finish = broker.finishJobs.bind(broker);
+    const seen = (acks: readonly FinishedJob[] = [], r: readonly SlotRelease[] = []) => {
+      for (const ack of acks) if (ack.holdSlot) holds.add(ack.job.id);
+      if (r.length > 0) batches.add(r);
+    };
+    broker.fetchJobs = (queue, maxJobs, acks, r) => {
+      seen(acks, r);
+      return fetch(queue, maxJobs, acks, r);
+    };
+    broker.finishJobs = (acks, r) => {
+      seen(acks, r);
+      return finish(acks, r);
+    };
+    const late = deferred();
+    engine.task(
+      "limited",
+      async (polite: boolean) => {
+        const { signal } = currentJob()!;
+        if (polite)
+          await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason as Error)));
+        else await late.promise; // ignores its signal, returns when the test says
+      },
+      { maxRetries: 1, maxConcurrency: 1, timeout: 1 },
+    );
+    const polite = await engine.schedule("limited", true);
+    const stubborn = await engine.schedule("limited", false);
+    const up = started(engine.namespace);
+    const workers = engine.startWorkers({ number: 2 });
+    await up;
+    await clock.advanceUntil(() => rec.forJob(stubborn.id).includes("jobFinished"), {
+      stepMs: 500,
+      what: "both timeouts",
+    });
+    expect([...holds]).toEqual([stubborn.id]); // the polite one had returned before its ack went out
+    expect(releases()).toEqual([]);
+    late.resolve();
+    await until(() => releases().length === 1, 5_000, "the release");
+    expect(releases()).toEqual([stubborn.id]);
+    await clock.advanceUntil(
+      () => rec.forJob(polite.id).includes("jobFailed") && rec.forJob(stubborn.id).includes("jobSucceeded"),
+      { stepMs: 1_000, what: "the retries" },
+    );
+    await engine.stopWorkers();
+    await workers;
+    expect(releases()).toEqual([stubborn.id]);
     rec.stop();
   });
 
