@@ -376,6 +376,20 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     expect(() => engine.task("t5", () => 1, { onSuccess: 5 as unknown as () => void })).toThrow(InvalidOptionError);
   });
 
+  test("revoke and cancel of an ended job: StateError while its result is kept, UnknownJobError once it expired", async () => {
+    const clock = new FakeClock();
+    const { engine, producer } = setup({ clock });
+    both((e) => e.task("keep", () => "y", { resultTtl: 60 }), engine, producer);
+    const job = await producer.schedule("keep");
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    await expect(producer.revoke(job.id)).rejects.toBeInstanceOf(StateError);
+    await expect(producer.cancel(job.id)).rejects.toBeInstanceOf(StateError);
+    clock.advance(61_000); // the record expired: the job is as unknown as getResult says
+    await expect(producer.getResult(job.id)).rejects.toBeInstanceOf(UnknownJobError);
+    await expect(producer.revoke(job.id)).rejects.toBeInstanceOf(UnknownJobError);
+    await expect(producer.cancel(job.id)).rejects.toBeInstanceOf(UnknownJobError);
+  });
+
   test("workerStopping precedes workerTerminated; a failing handler or hook is logged, sends signalHandlerFailed and changes nothing", async () => {
     const { engine } = setup();
     const order: string[] = [];

@@ -453,18 +453,20 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   revoke_job: () =>
     (["revoke", "cancel"] as const).map((mode) => ({
       name: mode,
-      call: calls.revokeCall(k, { jobId: "job-1", mode }),
+      call: calls.revokeCall(k, { jobId: "job-1", mode, nowMs: NOW }),
       keys: [
         ["jobs HASH", k.jobs],
         ["results HASH", k.results],
         ["revoked SET", k.revoked],
         ["leases ZSET", k.leases],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["job id", "job-1"],
         ['"revoke" or "cancel"', mode],
         ["events channel", k.events],
         ["key prefix", k.prefix],
+        ["now", NOW],
       ],
     })),
 

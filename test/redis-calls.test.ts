@@ -247,7 +247,13 @@ describe("the call builders", () => {
   });
 
   test("revokeCall, readResultCall and stopCall name the job or the broker", () => {
-    expect(calls.revokeCall(k, { jobId: "j", mode: "cancel" }).args).toEqual(["j", "cancel", k.events, k.prefix]);
+    expect(calls.revokeCall(k, { jobId: "j", mode: "cancel", nowMs: NOW }).args).toEqual([
+      "j",
+      "cancel",
+      k.events,
+      k.prefix,
+      NOW,
+    ]);
     expect(calls.readResultCall(k, { jobId: "j", nowMs: NOW }).args).toEqual(["j", NOW, k.prefix]);
     expect(calls.stopCall(k, { brokerId: "b", announced: ["j"] })).toEqual({
       name: "stop",

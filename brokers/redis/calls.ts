@@ -432,14 +432,16 @@ export interface RevokeCallInput {
   readonly jobId: string;
   /** "revoke": a pending job is dropped when fetched; "cancel" also aborts it while it runs. */
   readonly mode: "revoke" | "cancel";
+  /** Now (epoch ms): a result record past its expiry counts as gone. */
+  readonly nowMs: number;
 }
 
 /** revoke_job.lua. */
-export function revokeCall(k: NamespaceKeys, { jobId, mode }: RevokeCallInput): ScriptCall {
+export function revokeCall(k: NamespaceKeys, { jobId, mode, nowMs }: RevokeCallInput): ScriptCall {
   return {
     name: "revoke_job",
-    keys: [k.jobs, k.results, k.revoked, k.leases],
-    args: [jobId, mode, k.events, k.prefix],
+    keys: [k.jobs, k.results, k.revoked, k.leases, k.resultExpiry],
+    args: [jobId, mode, k.events, k.prefix, nowMs],
   };
 }
 

@@ -439,12 +439,18 @@ export class RedisBroker extends BaseBroker {
 
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */
   async revokeJob(id: string): Promise<JobState> {
-    return calls.jobState(await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "revoke" })), "revoke_job");
+    return calls.jobState(
+      await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "revoke", nowMs: this.clock.now() })),
+      "revoke_job",
+    );
   }
 
   /** Revokes a pending job or tells the broker running it to abort it (revoke_job.lua). */
   async cancelJob(id: string): Promise<JobState> {
-    return calls.jobState(await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "cancel" })), "revoke_job");
+    return calls.jobState(
+      await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "cancel", nowMs: this.clock.now() })),
+      "revoke_job",
+    );
   }
 
   /** The result record and state of a job (read_result.lua). */
