@@ -94,6 +94,14 @@ const MAX_DUE_WAIT_MS = 60_000;
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
 const FINAL_ACK_ATTEMPTS = 5;
 
+/**
+ * How long a cancel for a job this pool does not run is remembered: a cancel that overtakes the
+ * reply of the fetch that took its job (pub/sub and replies travel apart) still stops it.
+ */
+const EARLY_CANCEL_MS = 60_000;
+/** Most cancels remembered that way (the oldest go first). */
+const EARLY_CANCELS = 10_000;
+
 /** A pool of `number` async workers serving one queue. */
 export class Workers {
   readonly #broker: Broker;
@@ -128,6 +136,8 @@ export class Workers {
   #dueTimer: ClockTimer | undefined;
   #keeper: ClockTimer | undefined;
   #keeping: Promise<void> | undefined;
+  /** Cancels of jobs not running here when they came: job id -> when (see `EARLY_CANCEL_MS`). */
+  readonly #earlyCancels = new Map<string, number>();
 
   constructor(
     broker: Broker,
@@ -417,6 +427,20 @@ export class Workers {
       });
       return;
     }
+    // A cancel that came before the fetch's reply: the job never starts.
+    if (this.#earlyCancels.delete(job.id)) {
+      const err = new JobCancelledError(`${job} was cancelled before it started`);
+      job.status = JobStatus.Failed;
+      this.#settlers.push({
+        settle: () => {
+          getLogger().warn(`${ns}: ${job} failed`, err);
+          signals.jobFailed.send(ns, { job, err });
+          callHook(ns, task, "onFailure", job, err);
+        },
+      });
+      this.#acks.push(endedAck(job, token, task, "failed", failureRecord(err, undefined), false));
+      return;
+    }
     // `expiresIn` bounds the wait before a job's first start only: one retried or recovered (retries
     // > 0) has started before and is never dropped as expired.
     if (task.expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
@@ -449,12 +473,27 @@ export class Workers {
     this.#broker.wake();
   };
 
-  /** A cancel for `id` reached this broker: abort the job if it runs here. */
+  /**
+   * A cancel for `id` reached this broker: abort the job if it runs here, else remember it for a
+   * while, in case a fetch of this pool took the job and its reply has not been read yet.
+   */
   #cancel(id: string): void {
     // Rare: a scan. One id may run here twice (its first execution's lease was taken over).
+    let found = false;
     for (const execution of this.#executions) {
-      if (execution.job.id === id) execution.abort(new JobCancelledError(`job ${id} was cancelled`));
+      if (execution.job.id !== id) continue;
+      execution.abort(new JobCancelledError(`job ${id} was cancelled`));
+      found = true;
     }
+    if (found) return;
+    const now = this.#broker.clock.now();
+    const cancels = this.#earlyCancels;
+    for (const [old, at] of cancels) {
+      if (at > now - EARLY_CANCEL_MS && cancels.size < EARLY_CANCELS) break;
+      cancels.delete(old);
+    }
+    cancels.delete(id);
+    cancels.set(id, now);
   }
 
   async #flushAcks(): Promise<void> {

@@ -246,6 +246,44 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     await expect(producer.cancel(job.id)).rejects.toBeInstanceOf(StateError);
   });
 
+  test("cancel: a cancel that overtakes the reply of the fetch that took the job stops it before it starts", async () => {
+    const { engine, producer, rec } = setup();
+    let ran = 0;
+    both((e) => e.task("quick", () => void ran++, { maxRetries: 2 }), engine, producer);
+    const job = await producer.schedule("quick");
+    // Between the fetch that took the job (it is running for the broker) and the workers reading
+    // that fetch's reply, the cancel is applied and its notification reaches the worker's broker.
+    const broker = engine.broker;
+    const delivered = new Set<string>();
+    const onCancel = broker.onCancel.bind(broker);
+    broker.onCancel = (handler) =>
+      onCancel(
+        handler &&
+          ((id) => {
+            delivered.add(id);
+            handler(id);
+          }),
+      );
+    const fetchJobs = broker.fetchJobs.bind(broker);
+    let state: unknown;
+    broker.fetchJobs = async (...args) => {
+      const result = await fetchJobs(...args);
+      if (result.jobs.some((j) => j.id === job.id)) {
+        state = await producer.cancel(job.id);
+        await until(() => delivered.has(job.id), 5_000, "the cancel to reach the worker's broker");
+      }
+      return result;
+    };
+    const workers = engine.startWorkers({ number: 1 });
+    await expect(job.result({ timeout: 5 })).rejects.toBeInstanceOf(JobCancelledError);
+    await engine.stopWorkers();
+    await workers;
+    expect(state).toBeUndefined(); // cancel() resolved: the job was running for the broker
+    expect(ran).toBe(0);
+    expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobFailed"]);
+    expect(rec.events.find((e) => e.signal === "jobFailed")!.err).toBeInstanceOf(JobCancelledError);
+  });
+
   test("expiresIn: a job not started in time is never started (jobExpired only)", async () => {
     const clock = new FakeClock();
     const { engine, rec } = setup({ clock });
