@@ -22,6 +22,7 @@ import {
   Task,
   checkQueue,
   checkUserTaskName,
+  isWellFormed,
   type TaskFunction,
   type TaskOptions,
   type TaskRef,
@@ -80,6 +81,10 @@ export class Engine {
     if (typeof namespace !== "string" || namespace.length === 0 || namespace.length > 200) {
       throw new InvalidOptionError(`namespace must be a string of 1 to 200 characters, got ${describe(namespace)}`);
     }
+    if (!isWellFormed(namespace))
+      throw new InvalidOptionError(
+        `namespace ${JSON.stringify(namespace)} is not well-formed Unicode (a lone surrogate)`,
+      );
     if (broker === null || typeof broker !== "object" || typeof broker.enqueueJobs !== "function") {
       throw new InvalidOptionError(`broker must be a Broker (MemoryBroker, RedisBroker), got ${describe(broker)}`);
     }
