@@ -56,6 +56,12 @@ export interface FetchResult {
    * over by another broker after this broker's lease expired (its outcome there stands).
    */
   takenOver: number[];
+  /**
+   * Entries the fetch met whose stored data is not a job: ended as failed (a `CorruptDataError`
+   * record), never run; the workers send `jobFailed`. Only a broker whose data can be damaged
+   * (RedisBroker) has any.
+   */
+  unreadable?: Job[];
 }
 
 /** What `Broker.keepAlive` returns. */
@@ -66,6 +72,8 @@ export interface Recovery {
   failed: Job[];
   /** Jobs cancelled while they ran on a dead broker, now Failed with their cancel: never run again. */
   cancelled: Job[];
+  /** Running entries whose stored data is not a job, ended as failed (see `FetchResult.unreadable`). */
+  unreadable?: Job[];
   /** True when this broker's own lease had expired and others may have recovered its jobs. */
   leaseLost: boolean;
 }

@@ -28,6 +28,7 @@ import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery } from "./broker.js";
 import { sleep, type ClockTimer } from "./clock.js";
 import {
+  CorruptDataError,
   JobCancelledError,
   JobExpiredError,
   StateError,
@@ -337,15 +338,17 @@ export class Workers {
         getLogger().info(`${ns}: ${job} was revoked; dropped`);
         signals.jobRevoked.send(ns, { job });
       }
+      this.#unreadable(result.unreadable);
       // Jobs fetched are Running in the broker: run them even if a stop came meanwhile.
       for (const job of result.jobs) {
         job.bindResults(this.#results);
         this.#launch(job, result.token);
       }
       // A short fetch found the queue empty: no more fetching until something happens (unless
-      // something did since the turn started). Revoked jobs took places too: more may be queued
-      // behind them.
-      if (result.jobs.length + result.revoked.length < size && events === this.#events) this.#hungry = false;
+      // something did since the turn started). Revoked and unreadable jobs took places too: more
+      // may be queued behind them.
+      const taken = result.jobs.length + result.revoked.length + (result.unreadable?.length ?? 0);
+      if (taken < size && events === this.#events) this.#hungry = false;
     }
     this.#pump();
     if (!this.#hungry) this.#checkEmptied();
@@ -473,6 +476,16 @@ export class Workers {
     this.#broker.wake();
   };
 
+  /** Stored entries that were not jobs, which the broker ended as failed: `jobFailed` for each. */
+  #unreadable(jobs: readonly Job[] | undefined): void {
+    for (const job of jobs ?? []) {
+      job.bindResults(this.#results);
+      const err = new CorruptDataError(`the stored data of job ${job.id} could not be read; it never ran`);
+      getLogger().error(`${this.#namespace}: ${job} failed`, err);
+      signals.jobFailed.send(this.#namespace, { job, err });
+    }
+  }
+
   /**
    * A cancel for `id` reached this broker: abort the job if it runs here, else remember it for a
    * while, in case a fetch of this pool took the job and its reply has not been read yet.
@@ -567,6 +580,7 @@ export class Workers {
         `${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`,
       );
     for (const job of [...recovery.requeued, ...recovery.failed, ...recovery.cancelled]) job.bindResults(this.#results);
+    this.#unreadable(recovery.unreadable);
     for (const job of recovery.requeued) {
       getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
       signals.jobRecovered.send(ns, { job });

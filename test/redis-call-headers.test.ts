@@ -410,24 +410,34 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["concurrency HASH", k.concurrency],
       ["jobs HASH", k.jobs],
       ["revoked SET", k.revoked],
+      ["results HASH", k.results],
+      ["result-expiry ZSET", k.resultExpiry],
     ];
     const argv = (lost: string[], partial: string[], known: string[]): Expected[] => [
       ["key prefix", k.prefix],
       ["events channel", k.events],
       ["lost tokens", lost.join(" ")],
       ["partial tokens", partial.join(" ")],
+      ["now", NOW],
+      ["results channel", k.resultsChannel],
+      ["how long the record of an unreadable job is kept", DEFAULT_RESULT_TTL_MS],
       ["known: ids the broker read", known],
     ];
     return [
       {
         name: "nothing lost",
-        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: [], partial: new Map() }),
+        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: [], partial: new Map(), nowMs: NOW }),
         keys,
         argv: argv([], [], []),
       },
       {
         name: "lost fetches and a partial one",
-        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: ["3", "4"], partial: new Map([["5", ["c"]]]) }),
+        call: calls.reclaimCall(k, {
+          brokerId: BROKER,
+          lostTokens: ["3", "4"],
+          partial: new Map([["5", ["c"]]]),
+          nowMs: NOW,
+        }),
         keys,
         argv: argv(["3", "4"], ["5"], ["c"]),
       },

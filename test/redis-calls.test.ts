@@ -235,11 +235,14 @@ describe("the call builders", () => {
       ["6", ["a", "b"]],
       ["7", ["c"]],
     ]);
-    expect(calls.reclaimCall(k, { brokerId: "b", lostTokens: ["3", "5"], partial }).args).toEqual([
+    expect(calls.reclaimCall(k, { brokerId: "b", lostTokens: ["3", "5"], partial, nowMs: NOW }).args).toEqual([
       k.prefix,
       k.events,
       "3 5",
       "6 7",
+      NOW,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
       "a",
       "b",
       "c",
@@ -286,10 +289,13 @@ describe("the reply parsers", () => {
   });
 
   test("parseFetchReply reads the full reply, the positions of the acks taken over made 0-based", () => {
-    expect(calls.parseFetchReply([["a"], null, ["bad"], ["r"], [1, 3]], 3)).toEqual({
+    expect(calls.parseFetchReply([["a"], null, ["id1", "bad", "id2", null], ["r"], [1, 3]], 3)).toEqual({
       jsons: ["a"],
       nextDueAtMs: undefined,
-      dropped: ["bad"],
+      dropped: [
+        { id: "id1", json: "bad" },
+        { id: "id2", json: undefined },
+      ],
       revoked: ["r"],
       takenOver: [0, 2],
       repeated: false,
@@ -345,15 +351,16 @@ describe("the reply parsers", () => {
       rejects(() => calls.parseReadResult(reply), "read_result");
   });
 
-  test("parseReclaimReply and parseTakenBack read their lists of JSONs", () => {
-    expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: ["b", "c"] });
-    expect(calls.parseTakenBack([["a"], ["b"], [], ["c"]])).toEqual({
+  test("parseReclaimReply and parseTakenBack read their lists of JSONs, and the dropped entries as pairs", () => {
+    expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: [{ id: "b", json: "c" }] });
+    expect(calls.parseTakenBack([["a"], ["b"], ["x", null], ["c"]])).toEqual({
       requeued: ["a"],
       failed: ["b"],
-      dropped: [],
+      dropped: [{ id: "x", json: undefined }],
       cancelled: ["c"],
     });
-    for (const reply of [[["a"]], [["a"], [1]], null]) rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
+    for (const reply of [[["a"]], [["a"], [1]], [["a"], ["b"]], [["a"], [null, "c"]], null])
+      rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
     for (const reply of [[[], []], [[], [], [null]], {}])
       rejects(() => calls.parseTakenBack(reply), "recover_dead_brokers");
   });
@@ -378,6 +385,11 @@ describe("the reply parsers", () => {
 
 describe("stored entries", () => {
   afterEach(() => setLogger(undefined));
+
+  test("describeDropped names the id and what was stored", () => {
+    expect(calls.describeDropped({ id: "j", json: undefined })).toBe("no job stored for id j");
+    expect(calls.describeDropped({ id: "j", json: "x".repeat(300) })).toBe(`j: ${"x".repeat(200)}`);
+  });
 
   test("parseJobs reads jobs with the status given, and logs and leaves out entries that are not jobs", () => {
     const errors: string[] = [];

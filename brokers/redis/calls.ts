@@ -167,7 +167,7 @@ export function fetchCall(
 export interface FetchReply {
   jsons: string[];
   nextDueAtMs: number | undefined;
-  dropped: string[];
+  dropped: Dropped[];
   revoked: string[];
   /** The 0-based indexes of the acks refused: another broker took their job over. */
   takenOver: number[];
@@ -190,7 +190,7 @@ export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
-    dropped: short ? [] : strings(dropped, "fetch_jobs"),
+    dropped: short ? [] : droppedPairs(dropped, "fetch_jobs"),
     revoked: short ? [] : strings(revoked, "fetch_jobs"),
     takenOver: short ? [] : batchIndexes(takenOver, ackCount, "fetch_jobs"),
     repeated,
@@ -488,28 +488,39 @@ export interface ReclaimCallInput {
    * read. Their other entries are removed (put back, they would fail again).
    */
   readonly partial: ReadonlyMap<string, readonly string[]>;
+  /** Now (epoch ms): when the records of the unreadable entries it ends were written. */
+  readonly nowMs: number;
 }
 
 /** reclaim_orphans.lua: puts back the jobs of this broker's fetches whose reply it never got. */
-export function reclaimCall(k: NamespaceKeys, { brokerId, lostTokens, partial }: ReclaimCallInput): ScriptCall {
+export function reclaimCall(k: NamespaceKeys, { brokerId, lostTokens, partial, nowMs }: ReclaimCallInput): ScriptCall {
   return {
     name: "reclaim_orphans",
-    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs, k.revoked],
-    args: [k.prefix, k.events, lostTokens.join(" "), [...partial.keys()].join(" "), ...[...partial.values()].flat()],
+    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs, k.revoked, k.results, k.resultExpiry],
+    args: [
+      k.prefix,
+      k.events,
+      lostTokens.join(" "),
+      [...partial.keys()].join(" "),
+      nowMs,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
+      ...[...partial.values()].flat(),
+    ],
   };
 }
 
 /** Checks the reply of reclaim_orphans.lua. */
-export function parseReclaimReply(reply: unknown): { putBack: string[]; removed: string[] } {
+export function parseReclaimReply(reply: unknown): { putBack: string[]; removed: Dropped[] } {
   const [putBack, removed] = tuple(reply, 2, "reclaim_orphans");
-  return { putBack: strings(putBack, "reclaim_orphans"), removed: strings(removed, "reclaim_orphans") };
+  return { putBack: strings(putBack, "reclaim_orphans"), removed: droppedPairs(removed, "reclaim_orphans") };
 }
 
 /** Jobs taken back by recover_dead_brokers.lua. */
 export interface TakenBack {
   requeued: string[];
   failed: string[];
-  dropped: string[];
+  dropped: Dropped[];
   /** Jobs cancelled while they ran on the dead broker: failed with their cancel. */
   cancelled: string[];
 }
@@ -521,7 +532,7 @@ export function parseTakenBack(reply: unknown): TakenBack {
   return {
     requeued: strings(requeued, script),
     failed: strings(failed, script),
-    dropped: strings(dropped, script),
+    dropped: droppedPairs(dropped, script),
     cancelled: strings(cancelled, script),
   };
 }
@@ -564,6 +575,33 @@ function strings(value: unknown, script: string): string[] {
   if (!Array.isArray(value)) throw shapeError(script, value);
   for (const v of value as unknown[]) if (typeof v !== "string") throw shapeError(script, value);
   return value as string[];
+}
+
+/**
+ * An entry a script dropped because it is not a job: its id and stored JSON (undefined when none
+ * was stored). One with a JSON was ended with UNREADABLE_RECORD.
+ */
+export interface Dropped {
+  readonly id: string;
+  readonly json: string | undefined;
+}
+
+/** Reads the flat pairs (id, JSON or null) of a script's dropped entries. */
+function droppedPairs(value: unknown, script: string): Dropped[] {
+  if (!Array.isArray(value) || value.length % 2 !== 0) throw shapeError(script, value);
+  const out: Dropped[] = [];
+  for (let i = 0; i < value.length; i += 2) {
+    const id: unknown = value[i];
+    const json: unknown = value[i + 1];
+    if (typeof id !== "string" || (json !== null && typeof json !== "string")) throw shapeError(script, value);
+    out.push({ id, json: json ?? undefined });
+  }
+  return out;
+}
+
+/** What the log says of a dropped entry. */
+export function describeDropped({ id, json }: Dropped): string {
+  return json === undefined ? `no job stored for id ${id}` : `${id}: ${json.slice(0, 200)}`;
 }
 
 function tuple(value: unknown, length: number, script: string): unknown[] {

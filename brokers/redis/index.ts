@@ -14,7 +14,7 @@ import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from 
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
-import { type Job, JobStatus, dueStatus, fromJSON } from "../../lib/jobs.js";
+import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
@@ -256,27 +256,28 @@ export class RedisBroker extends BaseBroker {
       this.#lostFetches.add(token);
     }
     if (acks.length > 0) this.#acked(acks, reply.takenOver, now);
-    for (const json of reply.dropped)
-      getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
+    const unreadable = this.#unreadable(reply.dropped, queue, `namespace "${this.namespace}"`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
     const jobs: Job[] = [];
-    let unreadable = false;
+    let partial = false;
     for (let i = 0; i < jsons.length; i++) {
       try {
         jobs.push(fromJSON(jsons[i]!, JobStatus.Running));
       } catch (e) {
-        // Not a job after all: the next keepAlive removes it from the running HASH.
-        getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
-        unreadable = true;
+        // Not a job after all: the next keepAlive ends it (reclaim_orphans.lua), and says so.
+        getLogger().error(`a corrupt entry of queue "${queue}" will be failed`, e);
+        partial = true;
       }
     }
-    if (unreadable)
+    if (partial)
       this.#partialFetches.set(
         token,
         jobs.map((j) => j.id),
       );
-    return { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
+    const result: FetchResult = { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
+    if (unreadable.length > 0) result.unreadable = unreadable;
+    return result;
   }
 
   /**
@@ -383,12 +384,12 @@ export class RedisBroker extends BaseBroker {
         `broker ${this.id}: announcing ${failed.length + cancelled.length} job(s) ended by a recovery whose reply was lost`,
       );
     const requeued: string[] = [];
+    const unreadable: Job[] = [];
     if (reply.expired.length > 0) {
       const taken = calls.parseTakenBack(
         await this.#run(calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now })),
       );
-      for (const json of taken.dropped)
-        getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
+      unreadable.push(...this.#unreadable(taken.dropped, "", "a dead broker's running jobs"));
       requeued.push(...taken.requeued);
       failed.push(...taken.failed);
       cancelled.push(...taken.cancelled);
@@ -401,7 +402,8 @@ export class RedisBroker extends BaseBroker {
     };
     // Handed to the caller, which announces them at once: confirmed by the next renewal.
     for (const job of [...recovery.failed, ...recovery.cancelled]) this.#announced.add(job.id);
-    await this.#reclaim();
+    unreadable.push(...(await this.#reclaim()));
+    if (unreadable.length > 0) recovery.unreadable = unreadable;
     await measuring;
     return recovery;
   }
@@ -414,22 +416,39 @@ export class RedisBroker extends BaseBroker {
     await this.#time?.ready(this.#readTime);
   }
 
-  /** Puts back the jobs of lost fetches and removes unreadable entries; failures wait for the next keepAlive. */
-  async #reclaim(): Promise<void> {
-    if (this.#lostFetches.size === 0 && this.#partialFetches.size === 0) return;
+  /**
+   * Puts back the jobs of lost fetches and ends unreadable entries, which it returns (see
+   * reclaim_orphans.lua); failures wait for the next keepAlive.
+   */
+  async #reclaim(): Promise<Job[]> {
+    if (this.#lostFetches.size === 0 && this.#partialFetches.size === 0) return [];
     const lostTokens = [...this.#lostFetches];
     const partial = new Map(this.#partialFetches);
     try {
-      const reply = calls.parseReclaimReply(
-        await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, lostTokens, partial })),
-      );
+      const call = calls.reclaimCall(this.#k, { brokerId: this.id, lostTokens, partial, nowMs: this.clock.now() });
+      const reply = calls.parseReclaimReply(await this.#run(call));
       for (const token of lostTokens) this.#lostFetches.delete(token);
       for (const token of partial.keys()) this.#partialFetches.delete(token);
       if (reply.putBack.length > 0)
         getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
+      return this.#unreadable(reply.removed, "", `namespace "${this.namespace}"`);
     } catch (e) {
       getLogger().warn("could not put back the jobs of lost fetch replies; will try again", e);
+      return [];
     }
+  }
+
+  /**
+   * Logs the entries a script dropped as not jobs, and returns a stand-in Failed job for each one
+   * it ended with the unreadable record (those with a stored JSON), for the workers' `jobFailed`.
+   */
+  #unreadable(dropped: readonly calls.Dropped[], queue: string, where: string): Job[] {
+    const jobs: Job[] = [];
+    for (const entry of dropped) {
+      getLogger().error(`dropping a corrupt entry of ${where}: ${calls.describeDropped(entry)}`);
+      if (entry.json !== undefined) jobs.push(unreadableJob(entry.id, entry.json, queue));
+    }
+    return jobs;
   }
 
   /** True when `queue` holds no Queued job (LLEN). @throws RedisConnectionError */

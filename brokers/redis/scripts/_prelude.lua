@@ -176,9 +176,19 @@ local function chard_hset_pairs(key, args)
   end
 end
 
--- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job.
-local function chard_corrupt(id, json)
-  return json or ('no job stored for id ' .. id)
+-- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job:
+-- appends the pair (id, JSON or false) to `list`; with a JSON, also appends `id` to `unreadable`
+-- (when given), the jobs to end with chard_end_unreadable.
+local function chard_corrupt(list, id, json, unreadable)
+  list[#list + 1] = id
+  list[#list + 1] = json or false
+  if json and unreadable then unreadable[#unreadable + 1] = id end
+end
+
+-- The result record of a job whose stored JSON is not a job (lib/results.ts UNREADABLE_RECORD,
+-- byte for byte).
+local function chard_unreadable_record()
+  return '{"ok":false,"error":{"name":"CorruptDataError","message":"the stored data of the job could not be read"}}'
 end
 
 -- Takes back job `id` (its stored JSON `json`, or false) of a broker whose lease expired: frees
@@ -186,13 +196,13 @@ end
 -- fails, never runs again); a retryable job (retries < maxRetries) gets retries + 1, rewritten in
 -- place in the jobs HASH (lib/jobs.ts writes "retries" right after "id", so the first match is the
 -- top-level one), and goes to the tail of its queue (key built from `prefix`, same hash tag) with
--- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported.
--- Appends to out.requeued / out.failed / out.cancelled / out.dropped (JSONs) and out.failed_ids
--- / out.cancelled_ids / out.lost_ids.
+-- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported
+-- (chard_corrupt). Appends to out.requeued / out.failed / out.cancelled (JSONs), out.dropped
+-- (pairs) and out.failed_ids / out.cancelled_ids / out.lost_ids / out.unreadable_ids.
 local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out, cancelled)
   local job = json and chard_read_job(json)
   if not job or job.id ~= id then
-    out.dropped[#out.dropped + 1] = chard_corrupt(id, json)
+    chard_corrupt(out.dropped, id, json, out.unreadable_ids)
     out.lost_ids[#out.lost_ids + 1] = id
     return
   end
@@ -277,6 +287,14 @@ local function chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids,
   chard_chunked('HDEL', jobs_key, ids)
   chard_keep_results(results_key, expiry_key, records, now)
   redis.call('PUBLISH', channel, message or table.concat(ids, ' '))
+end
+
+-- Ends the jobs whose stored JSON is not a job (`ids`, from chard_corrupt): forgotten, with the
+-- record of an unreadable job kept for `ttl` ms and their ids announced, so `getResult` rejects
+-- instead of waiting and the worker that met them sends `jobFailed`.
+local function chard_end_unreadable(jobs_key, results_key, expiry_key, channel, ids, now, ttl)
+  if #ids == 0 then return end
+  chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids, nil, now, chard_unreadable_record(), ttl)
 end
 
 -- The max-concurrency HASH as a table (task -> limit), or false when no task is limited: read
