@@ -39,12 +39,14 @@ export interface FutureEntry {
   wire: WireJob;
 }
 
-/** An entry of the namespace state. */
+/** A periodic task's schedule and definition (`<p>:periodic` + `<p>:periodic-tasks` on Redis). */
 export interface PeriodicEntry {
   queue: string;
   maxRetries: number;
   periodMs: number;
   nextMs: number;
+  /** What declared it: `"periodicity"` (lib/periodic.ts) for a task's option, the only source so far. */
+  source: string;
 }
 
 /** A job running on a broker: its stored form, the token of the fetch that took it, and whether it was cancelled. */

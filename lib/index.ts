@@ -54,7 +54,19 @@ export { setLogger, getLogger, type Logger } from "./logger.js";
 export { exponentialBackoff } from "./backoff.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
-export type { Broker, FetchResult, FinishedJob, JobState, Outcome, Recovery, ResultLookup } from "./broker.js";
+export type { PeriodicTaskInfo } from "./periodic.js";
+export type {
+  Broker,
+  FetchResult,
+  FinishedJob,
+  JobState,
+  Outcome,
+  PeriodChange,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  Recovery,
+  ResultLookup,
+} from "./broker.js";
 export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";
 export {
   RedisBroker,

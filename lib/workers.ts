@@ -4,8 +4,8 @@
  * The pool is a state machine: one `state` field, changed only by `#transition`, which refuses
  * any move not in `NEXT`:
  * - created: constructed, `run()` not called yet;
- * - starting: the broker starts, periodic tasks and concurrency limits are registered, then one
- *   `workerStarted` per worker;
+ * - starting: the broker starts, periodic tasks and concurrency limits are registered (and the
+ *   engine's tasks without periodicity unscheduled), then one `workerStarted` per worker;
  * - running: turns (below); the only state in which turns start and the arbiter waits;
  * - draining: stop requested (`stop()`: stopWorkers, SIGTERM) or, with `stopWhenQueueEmpty`, the
  *   queue found empty with nothing running: one `workerStopping` per worker, no new fetch, turns
@@ -39,6 +39,7 @@ import {
 import { Execution, callHook, endedAck, type Settler } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
+import { logRegistration } from "./periodic.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
 import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.js";
@@ -194,7 +195,8 @@ export class Workers {
     broker.onCancel((id) => this.#cancel(id));
     try {
       const tasks = [...this.#tasks.values()];
-      await broker.registerPeriodicTasks(tasks.filter((t) => t.periodicityMs !== undefined));
+      // Every task: the periodic ones are registered, the others' schedules from periodicity go.
+      logRegistration(this.#namespace, await broker.registerPeriodicTasks(tasks));
       await broker.setConcurrencyKeys(tasks);
       this.#sendAll(signals.workerStarted);
       this.#scheduleKeepAlive();

@@ -302,26 +302,54 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     return [
       {
         name: "no task",
-        call: calls.registerPeriodicCall(k, { tasks: [], nowMs: NOW }),
+        call: calls.registerPeriodicCall(k, { tasks: [], withoutPeriodicity: [], nowMs: NOW }),
         keys,
         argv: [
           ["events channel", k.events],
           ["now", NOW],
-          ["one triple per task", []],
+          ["n, the number of arguments of the triples", 0],
+          ["one triple per periodic task", []],
+          ["names of the tasks the engine defines without periodicity", []],
         ],
       },
       {
-        name: "two tasks",
-        call: calls.registerPeriodicCall(k, { tasks, nowMs: NOW }),
+        name: "two periodic tasks and two others",
+        call: calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["plain", "other"], nowMs: NOW }),
         keys,
         argv: [
           ["events channel", k.events],
           ["now", NOW],
-          ["one triple per task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']],
+          ["n, the number of arguments of the triples", 6],
+          ["one triple per periodic task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']],
+          ["names of the tasks the engine defines without periodicity", ["plain", "other"]],
         ],
       },
     ];
   },
+
+  read_periodic_tasks: () => [
+    {
+      name: "a listing",
+      call: calls.readPeriodicCall(k),
+      keys: [
+        ["periodic ZSET", k.periodic],
+        ["periodic-tasks HASH", k.periodicTasks],
+      ],
+      argv: [],
+    },
+  ],
+
+  remove_periodic_task: () => [
+    {
+      name: "a removal",
+      call: calls.removePeriodicCall(k, { name: "tick" }),
+      keys: [
+        ["periodic ZSET", k.periodic],
+        ["periodic-tasks HASH", k.periodicTasks],
+      ],
+      argv: [["task name", "tick"]],
+    },
+  ],
 
   set_concurrency_keys: () => [
     {

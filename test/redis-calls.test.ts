@@ -8,7 +8,7 @@ import { Job, JobStatus, toJSON } from "../lib/jobs.js";
 import { setLogger } from "../lib/logger.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import * as calls from "../brokers/redis/calls.js";
-import { namespaceKeys } from "../brokers/redis/keys.js";
+import { namespaceKeys, periodicTaskJSON } from "../brokers/redis/keys.js";
 import { RedisReplyError } from "../brokers/redis/scripts.js";
 
 const NOW = 1_700_000_000_000;
@@ -211,9 +211,16 @@ describe("the call builders", () => {
   });
 
   test("registerPeriodicCall sends one triple per task; concurrencyCall one pair per task, '' for unlimited", () => {
-    expect(
-      calls.registerPeriodicCall(k, { tasks: [{ name: "p", periodMs: 60_000, json: "{}" }], nowMs: NOW }).args,
-    ).toEqual([k.events, NOW, "p", 60_000, "{}"]);
+    const tasks = [{ name: "p", periodMs: 60_000, json: "{}" }];
+    expect(calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["q"], nowMs: NOW }).args).toEqual([
+      k.events,
+      NOW,
+      3,
+      "p",
+      60_000,
+      "{}",
+      "q",
+    ]);
     expect(
       calls.concurrencyCall(k, {
         tasks: [
@@ -373,6 +380,23 @@ describe("the reply parsers", () => {
     for (const value of ["3", 1.5, null, Number.NaN]) rejects(() => calls.int(value, "stop"), "stop");
   });
 
+  test("parseRegisterPeriodicReply reads each changed period with the call's new one, and the tasks unscheduled", () => {
+    const tasks = [{ name: "p", periodMs: 4_000, json: "{}" }];
+    expect(calls.parseRegisterPeriodicReply([["p", "1000", "1700000004000"], ["q"]], tasks)).toEqual({
+      changed: [{ name: "p", fromMs: 1_000, toMs: 4_000, nextRunAtMs: 1_700_000_004_000 }],
+      unscheduled: ["q"],
+    });
+    expect(calls.parseRegisterPeriodicReply([[], []], [])).toEqual({ changed: [], unscheduled: [] });
+    for (const reply of [[[]], [["p", "1000"], []], [["x", "1", "2"], []], [["p", "a", "2"], []], 1])
+      rejects(() => calls.parseRegisterPeriodicReply(reply, tasks), "register_periodic_tasks");
+  });
+
+  test("parseRemovePeriodicReply reads 1 as removed and 0 as absent, nothing else", () => {
+    expect(calls.parseRemovePeriodicReply(1)).toBe(true);
+    expect(calls.parseRemovePeriodicReply(0)).toBe(false);
+    for (const reply of [2, "1", null]) rejects(() => calls.parseRemovePeriodicReply(reply), "remove_periodic_task");
+  });
+
   test("a rejected reply is quoted, cut to 200 characters", () => {
     const long = "x".repeat(500);
     expect(() => calls.int(long, "stop")).toThrow(
@@ -398,5 +422,24 @@ describe("stored entries", () => {
     const jobs = calls.parseJobs([toJSON(a), "not json", '{"id":"x"}'], JobStatus.Queued);
     expect(jobs).toEqual([{ ...a, status: JobStatus.Queued }]);
     expect(errors).toEqual(["dropping a corrupt running entry", "dropping a corrupt running entry"]);
+  });
+});
+
+describe("stored periodic task definitions", () => {
+  afterEach(() => setLogger(undefined));
+
+  test("parsePeriodicTasks reads each task by next run then name, and logs and leaves out unreadable definitions", () => {
+    const warnings: string[] = [];
+    setLogger({ debug() {}, info() {}, warn: (m) => void warnings.push(m), error() {} });
+    const def = periodicTaskJSON("q", 2, 5_000, "periodicity");
+    const reply = ["b", "20", def, "a", "20", def, "old", "10", '{"maxRetries":0,"periodMs":1,"queue":"o"}'];
+    expect(calls.parsePeriodicTasks([...reply, "gone", "5", null, "bad", "5", "{"])).toEqual([
+      { name: "old", periodMs: 1, queue: "o", maxRetries: 0, nextRunAtMs: 10 },
+      { name: "a", periodMs: 5_000, queue: "q", maxRetries: 2, nextRunAtMs: 20 },
+      { name: "b", periodMs: 5_000, queue: "q", maxRetries: 2, nextRunAtMs: 20 },
+    ]);
+    expect(warnings.length).toBe(2);
+    for (const bad of [["a", "1"], [1, "1", def], ["a", "x", def], null])
+      rejects(() => calls.parsePeriodicTasks(bad), "read_periodic_tasks");
   });
 });

@@ -3,11 +3,19 @@
  * order its header documents) and check its reply, plus the Job <-> stored JSON conversions. No
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
-import type { FinishedJob, JobState, ResultLookup } from "../../lib/broker.js";
+import type {
+  FinishedJob,
+  JobState,
+  PeriodChange,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  ResultLookup,
+} from "../../lib/broker.js";
 import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
+import { byNextRun } from "../../lib/periodic.js";
 import type { NamespaceKeys } from "./keys.js";
 import { RedisReplyError, type ScriptArg, type ScriptName } from "./scripts.js";
 
@@ -297,6 +305,7 @@ function batchIndexes(reply: unknown, count: number, script: string): number[] {
 export interface PeriodicEntry {
   readonly name: string;
   readonly periodMs: number;
+  /** Its definition, as keys.ts periodicTaskJSON writes it. */
   readonly json: string;
 }
 
@@ -304,17 +313,115 @@ export interface PeriodicEntry {
 export interface RegisterPeriodicCallInput {
   /** The periodic tasks to record. */
   readonly tasks: readonly PeriodicEntry[];
-  /** Now (epoch ms): a new task or a changed period runs next at nowMs + periodMs. */
+  /** Names of the tasks the engine defines without periodicity: their schedule from `periodicity` goes. */
+  readonly withoutPeriodicity: readonly string[];
+  /** Now (epoch ms): a new task runs next at nowMs + periodMs. */
   readonly nowMs: number;
 }
 
-/** register_periodic_tasks.lua. */
-export function registerPeriodicCall(k: NamespaceKeys, { tasks, nowMs }: RegisterPeriodicCallInput): ScriptCall {
+/** register_periodic_tasks.lua: the periodic tasks as triples, then the names of the others. */
+export function registerPeriodicCall(
+  k: NamespaceKeys,
+  { tasks, withoutPeriodicity, nowMs }: RegisterPeriodicCallInput,
+): ScriptCall {
   return {
     name: "register_periodic_tasks",
     keys: [k.periodic, k.periodicTasks],
-    args: [k.events, nowMs, ...tasks.flatMap((t) => [t.name, t.periodMs, t.json])],
+    args: [
+      k.events,
+      nowMs,
+      3 * tasks.length,
+      ...tasks.flatMap((t) => [t.name, t.periodMs, t.json]),
+      ...withoutPeriodicity,
+    ],
   };
+}
+
+/** A finite number sent as exact text by a script (chard_score, ZSET scores). */
+function numberText(value: unknown, script: string): number {
+  const n = Number(str(value, script));
+  if (!Number.isFinite(n)) throw shapeError(script, value);
+  return n;
+}
+
+/**
+ * Checks the reply of register_periodic_tasks.lua; `tasks` are the periodic tasks the call sent
+ * (the new period of each changed one is theirs).
+ */
+export function parseRegisterPeriodicReply(reply: unknown, tasks: readonly PeriodicEntry[]): PeriodicRegistration {
+  const script = "register_periodic_tasks";
+  const [flat, unscheduled] = tuple(reply, 2, script);
+  const changes = strings(flat, script);
+  if (changes.length % 3 !== 0) throw shapeError(script, reply);
+  const periods = new Map(tasks.map((t) => [t.name, t.periodMs]));
+  const changed: PeriodChange[] = [];
+  for (let i = 0; i < changes.length; i += 3) {
+    const name = changes[i]!;
+    const toMs = periods.get(name);
+    if (toMs === undefined) throw shapeError(script, reply);
+    changed.push({
+      name,
+      fromMs: numberText(changes[i + 1], script),
+      toMs,
+      nextRunAtMs: numberText(changes[i + 2], script),
+    });
+  }
+  return { changed, unscheduled: strings(unscheduled, script) };
+}
+
+/** read_periodic_tasks.lua. */
+export function readPeriodicCall(k: NamespaceKeys): ScriptCall {
+  return { name: "read_periodic_tasks", keys: [k.periodic, k.periodicTasks], args: [] };
+}
+
+/**
+ * Checks the reply of read_periodic_tasks.lua. An entry without a readable definition (stale; the
+ * fetch that finds it due removes it) is logged and left out.
+ */
+export function parsePeriodicTasks(reply: unknown): PeriodicTaskEntry[] {
+  const script = "read_periodic_tasks";
+  if (!Array.isArray(reply) || reply.length % 3 !== 0) throw shapeError(script, reply);
+  const entries: PeriodicTaskEntry[] = [];
+  for (let i = 0; i < reply.length; i += 3) {
+    const name = str(reply[i], script);
+    const nextRunAtMs = numberText(reply[i + 1], script);
+    const json: unknown = reply[i + 2];
+    const def = typeof json === "string" ? readDefinition(json) : undefined;
+    if (def) entries.push({ name, ...def, nextRunAtMs });
+    else getLogger().warn(`periodic task ${JSON.stringify(name)} has no readable definition: left out of the list`);
+  }
+  return entries.sort(byNextRun);
+}
+
+/** The fields of a stored periodic task definition (keys.ts periodicTaskJSON), if readable. */
+function readDefinition(json: string): Pick<PeriodicTaskEntry, "periodMs" | "queue" | "maxRetries"> | undefined {
+  try {
+    const def = JSON.parse(json) as { periodMs?: unknown; queue?: unknown; maxRetries?: unknown };
+    const { periodMs, queue, maxRetries } = def;
+    if (typeof periodMs === "number" && periodMs > 0 && typeof queue === "string" && typeof maxRetries === "number")
+      return { periodMs, queue, maxRetries };
+  } catch {
+    // not JSON: unreadable
+  }
+  return undefined;
+}
+
+/** Inputs of `removePeriodicCall`. */
+export interface RemovePeriodicCallInput {
+  /** The task whose schedule goes. */
+  readonly name: string;
+}
+
+/** remove_periodic_task.lua. */
+export function removePeriodicCall(k: NamespaceKeys, { name }: RemovePeriodicCallInput): ScriptCall {
+  return { name: "remove_periodic_task", keys: [k.periodic, k.periodicTasks], args: [name] };
+}
+
+/** Checks the reply of remove_periodic_task.lua: whether the task was scheduled. */
+export function parseRemovePeriodicReply(reply: unknown): boolean {
+  const removed = int(reply, "remove_periodic_task");
+  if (removed !== 0 && removed !== 1) throw shapeError("remove_periodic_task", reply);
+  return removed === 1;
 }
 
 /** Inputs of `concurrencyCall`. */

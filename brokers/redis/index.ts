@@ -10,12 +10,21 @@
  */
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
-import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../../lib/broker.js";
+import type {
+  FetchResult,
+  FinishedJob,
+  JobState,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  Recovery,
+  ResultLookup,
+} from "../../lib/broker.js";
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
+import { PERIODICITY_SOURCE } from "../../lib/periodic.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
@@ -329,20 +338,34 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * Registers the periodic tasks among `tasks` (see register_periodic_tasks.lua). @throws RedisConnectionError,
+   * Registers the periodic tasks among `tasks` and unschedules the others' schedules from
+   * `periodicity`, in one call (see register_periodic_tasks.lua). @throws RedisConnectionError,
    * RedisReplyError
    */
-  async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
+  async registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration> {
     const entries: calls.PeriodicEntry[] = [];
+    const withoutPeriodicity: string[] = [];
     for (const t of tasks) {
-      if (t.periodicityMs !== undefined)
+      if (t.periodicityMs === undefined) withoutPeriodicity.push(t.name);
+      else
         entries.push({
           name: t.name,
           periodMs: t.periodicityMs,
-          json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs),
+          json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs, PERIODICITY_SOURCE),
         });
     }
-    await this.#retrying(calls.registerPeriodicCall(this.#k, { tasks: entries, nowMs: this.clock.now() }));
+    const call = calls.registerPeriodicCall(this.#k, { tasks: entries, withoutPeriodicity, nowMs: this.clock.now() });
+    return calls.parseRegisterPeriodicReply(await this.#retrying(call), entries);
+  }
+
+  /** Every scheduled periodic task (read_periodic_tasks.lua). @throws RedisConnectionError, RedisReplyError */
+  async periodicTasks(): Promise<PeriodicTaskEntry[]> {
+    return calls.parsePeriodicTasks(await this.#run(calls.readPeriodicCall(this.#k)));
+  }
+
+  /** Unschedules one periodic task (remove_periodic_task.lua). @throws RedisConnectionError, RedisReplyError */
+  async removePeriodicTask(name: string): Promise<boolean> {
+    return calls.parseRemovePeriodicReply(await this.#run(calls.removePeriodicCall(this.#k, { name })));
   }
 
   /**

@@ -32,6 +32,8 @@ export const SCRIPT_NAMES = [
   "fetch_jobs",
   "finish_jobs",
   "register_periodic_tasks",
+  "read_periodic_tasks",
+  "remove_periodic_task",
   "set_concurrency_keys",
   "keep_alive",
   "recover_dead_brokers",

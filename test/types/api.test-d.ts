@@ -1,7 +1,7 @@
 /** Type tests of the rest of the public API (vitest typecheck: compiled by tsc, never run). */
 import { Cluster, Redis } from "ioredis";
 import { Cluster as Cluster5, Redis as Redis5 } from "ioredis5";
-import type { DateTime } from "luxon";
+import type { DateTime, Duration } from "luxon";
 import { describe, expectTypeOf, test } from "vitest";
 import {
   AbortJobError,
@@ -16,6 +16,7 @@ import {
   JobStatus,
   JobTimeoutError,
   MemoryBroker,
+  type PeriodicTaskInfo,
   RedisBroker,
   RedisConnectionError,
   RedisReplyError,
@@ -88,6 +89,23 @@ describe("brokers", () => {
     expectTypeOf(new Engine(new MemoryBroker(), "ns")).toEqualTypeOf<Engine>();
     // @ts-expect-error an Engine needs a broker
     new Engine("ns");
+  });
+});
+
+describe("periodic tasks", () => {
+  test("an engine lists them with luxon types and removes one by name", () => {
+    const engine = new Engine(new MemoryBroker(), "ns");
+    expectTypeOf(engine.periodicTasks()).toEqualTypeOf<Promise<PeriodicTaskInfo[]>>();
+    expectTypeOf<PeriodicTaskInfo>().toEqualTypeOf<{
+      readonly name: string;
+      readonly period: Duration;
+      readonly queue: string;
+      readonly maxRetries: number;
+      readonly nextRunAt: DateTime;
+    }>();
+    expectTypeOf(engine.removePeriodicTask("tick")).toEqualTypeOf<Promise<boolean>>();
+    // @ts-expect-error a task name is a string
+    void engine.removePeriodicTask(42);
   });
 });
 
