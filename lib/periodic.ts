@@ -7,6 +7,7 @@ import { DateTime, Duration } from "luxon";
 import type { PeriodicRegistration, PeriodicTaskEntry } from "./broker.js";
 import { InvalidOptionError, describe } from "./errors.js";
 import { getLogger } from "./logger.js";
+import { isWellFormed } from "./tasks.js";
 
 /**
  * The `source` stored with a schedule that a task's `periodicity` option declared. A worker start
@@ -60,15 +61,7 @@ export function nextRunAfterPeriodChange(nextRunAtMs: number, fromMs: number, to
  * @throws InvalidOptionError unless it is a non-empty, well-formed string (no lone surrogate).
  */
 export function checkPeriodicTaskName(name: unknown, method: string): asserts name is string {
-  let wellFormed = typeof name === "string" && name.length > 0;
-  if (wellFormed) {
-    try {
-      encodeURIComponent(name as string);
-    } catch {
-      wellFormed = false;
-    }
-  }
-  if (!wellFormed)
+  if (typeof name !== "string" || name.length === 0 || !isWellFormed(name))
     throw new InvalidOptionError(
       `${method}: the name must be a task name (a non-empty, well-formed string), got ${describe(name)}`,
     );
