@@ -348,6 +348,8 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
         ["unannounced HASH of this broker", k.unannounced(BROKER)],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["broker id", BROKER],
@@ -363,6 +365,8 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
         ["unannounced HASH of this broker", k.unannounced(BROKER)],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["broker id", BROKER],

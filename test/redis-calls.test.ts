@@ -202,10 +202,10 @@ describe("the call builders", () => {
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
-  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since", () => {
+  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since, and the result keys", () => {
     expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: ["j1", "j2"] })).toEqual({
       name: "keep_alive",
-      keys: [k.leases, k.running("b"), k.unannounced("b")],
+      keys: [k.leases, k.running("b"), k.unannounced("b"), k.results, k.resultExpiry],
       args: ["b", NOW, NOW + 5, "j1", "j2"],
     });
   });

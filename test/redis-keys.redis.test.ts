@@ -361,7 +361,7 @@ describe("scripts", () => {
   test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
-    expect(helpers("keep_alive")).toEqual(["chard_chunked"]);
+    expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(helpers("set_concurrency_keys")).toEqual([]);
     expect(helpers("enqueue_jobs")).toEqual([
       "chard_string_end",

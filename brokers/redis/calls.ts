@@ -344,14 +344,14 @@ export interface KeepAliveCallInput {
   readonly announced: readonly string[];
 }
 
-/** keep_alive.lua. */
+/** keep_alive.lua (which also removes up to 1,000 expired result records). */
 export function keepAliveCall(
   k: NamespaceKeys,
   { brokerId, nowMs, leaseMs, announced }: KeepAliveCallInput,
 ): ScriptCall {
   return {
     name: "keep_alive",
-    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId)],
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId), k.results, k.resultExpiry],
     args: [brokerId, nowMs, nowMs + leaseMs, ...announced],
   };
 }
