@@ -101,6 +101,14 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     expect(await stored()).toBe(0);
   });
 
+  test("one lease renewal removes every expired record, however many are left", async () => {
+    const b = make();
+    await runAndAck(b, 2_500, 50); // more than one bounded trim takes (Redis: 1000 per call)
+    clock.t += 100;
+    await b.keepAlive();
+    expect(await stored()).toBe(0);
+  });
+
   test("a long-lived record ahead of short-lived ones holds none of them back: stores and renewals trim", async () => {
     const b = make();
     await runAndAck(b, 1, HOUR);

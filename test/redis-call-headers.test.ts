@@ -355,6 +355,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
         ["ids this broker announced since", []],
       ],
     },
@@ -372,6 +373,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
         ["ids this broker announced since", ["j1", "j2"]],
       ],
     },
@@ -471,6 +473,21 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["key prefix", k.prefix],
       ],
     })),
+
+  trim_results: () => [
+    {
+      name: "a trim",
+      call: calls.trimResultsCall(k, { nowMs: NOW }),
+      keys: [
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+      ],
+      argv: [
+        ["now", NOW],
+        ["at most this many", calls.RESULT_TRIM_BATCH],
+      ],
+    },
+  ],
 
   read_result: () => [
     {

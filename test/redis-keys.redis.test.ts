@@ -371,6 +371,7 @@ describe("scripts", () => {
       "chard_job_id",
     ]);
     expect(helpers("revoke_job")).toEqual(["chard_live_state"]);
+    expect(helpers("trim_results")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });
 
