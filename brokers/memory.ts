@@ -275,6 +275,7 @@ export class MemoryBroker extends BaseBroker {
     const lease = ns.leases.get(this.id);
     const leaseLost = lease === undefined || lease < now;
     ns.leases.set(this.id, now + this.leaseMs);
+    ns.trimResults(now); // also when no call stores records any more (keep_alive.lua does the same)
     const requeued: Job[] = [];
     const failed: Job[] = [];
     const cancelled: Job[] = [];

@@ -196,7 +196,9 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     expect(await schedules(b)).toEqual([
       { name: "tick", periodMs: 4 * PERIOD_MS, nextMs: t0 + 4 * PERIOD_MS, utc: true },
     ]);
-    const warning = logLines.find((l) => l.level === "warn" && l.message.includes(b.namespace));
+    const warning = logLines.find(
+      (l) => l.level === "warn" && l.message.includes(b.namespace) && l.message.includes('"tick"'),
+    );
     expect(warning?.message).toMatch(/"tick".*60 s.*240 s/);
     await clock.advanceUntil(() => runs.length >= 2, { what: "2 ticks" });
     await Promise.all([a.stopWorkers(), b.stopWorkers()]);

@@ -376,11 +376,14 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
         ["unannounced HASH of this broker", k.unannounced(BROKER)],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
         ["ids this broker announced since", []],
       ],
     },
@@ -391,11 +394,14 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
         ["unannounced HASH of this broker", k.unannounced(BROKER)],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
         ["ids this broker announced since", ["j1", "j2"]],
       ],
     },
@@ -507,6 +513,21 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["now", NOW],
       ],
     })),
+
+  trim_results: () => [
+    {
+      name: "a trim",
+      call: calls.trimResultsCall(k, { nowMs: NOW }),
+      keys: [
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+      ],
+      argv: [
+        ["now", NOW],
+        ["at most this many", calls.RESULT_TRIM_BATCH],
+      ],
+    },
+  ],
 
   read_result: () => [
     {

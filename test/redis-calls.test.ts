@@ -202,11 +202,19 @@ describe("the call builders", () => {
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
-  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since", () => {
+  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since, and the result keys", () => {
     expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: ["j1", "j2"] })).toEqual({
       name: "keep_alive",
-      keys: [k.leases, k.running("b"), k.unannounced("b")],
-      args: ["b", NOW, NOW + 5, "j1", "j2"],
+      keys: [k.leases, k.running("b"), k.unannounced("b"), k.results, k.resultExpiry],
+      args: ["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, "j1", "j2"],
+    });
+  });
+
+  test("trimResultsCall sends now and the batch size, with the result keys", () => {
+    expect(calls.trimResultsCall(k, { nowMs: NOW })).toEqual({
+      name: "trim_results",
+      keys: [k.results, k.resultExpiry],
+      args: [NOW, calls.RESULT_TRIM_BATCH],
     });
   });
 
@@ -332,18 +340,29 @@ describe("the reply parsers", () => {
     for (const reply of [[3], [0], [1.5], "1", null]) rejects(() => calls.parseFinishReply(reply, 2), "finish_jobs");
   });
 
-  test("parseKeepAliveReply reads the lease flag, the expired brokers and the unannounced recoveries", () => {
-    expect(calls.parseKeepAliveReply([0, [], []])).toEqual({ leaseLost: false, expired: [], unannounced: [] });
-    expect(calls.parseKeepAliveReply([1, ["d1", "d2"], ["j1", "f{}", "j2", "c{ }"]])).toEqual({
+  test("parseKeepAliveReply reads the lease flag, the expired brokers, the unannounced recoveries and the records trimmed", () => {
+    expect(calls.parseKeepAliveReply([0, [], [], 0])).toEqual({
+      leaseLost: false,
+      expired: [],
+      unannounced: [],
+      trimmed: 0,
+    });
+    expect(calls.parseKeepAliveReply([1, ["d1", "d2"], ["j1", "f{}", "j2", "c{ }"], 1000])).toEqual({
       leaseLost: true,
       expired: ["d1", "d2"],
       unannounced: [
         { id: "j1", kind: "failed", json: "{}" },
         { id: "j2", kind: "cancelled", json: "{ }" },
       ],
+      trimmed: 1000,
     });
-    for (const reply of [[], ["1", [], []], [0, [5], []], [0, [], ["j", "x{}"]], [0, "d1", []], 0])
-      rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+    const bad = [[], [0, [], []], ["1", [], [], 0], [0, [5], [], 0], [0, [], ["j", "x{}"], 0], [0, "d1", [], 0]];
+    for (const reply of [...bad, [0, [], [], "3"], 0]) rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+  });
+
+  test("parseTrimReply reads how many records were removed", () => {
+    expect(calls.parseTrimReply(17)).toBe(17);
+    for (const reply of ["17", null, [1]]) rejects(() => calls.parseTrimReply(reply), "trim_results");
   });
 
   test("parseStopReply reads the jobs still running and the ids never announced", () => {

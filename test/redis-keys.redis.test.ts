@@ -390,7 +390,7 @@ describe("scripts", () => {
   test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
-    expect(helpers("keep_alive")).toEqual(["chard_chunked"]);
+    expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(helpers("set_concurrency_keys")).toEqual([]);
     expect(helpers("enqueue_jobs")).toEqual([
       "chard_string_end",
@@ -403,6 +403,7 @@ describe("scripts", () => {
     expect(helpers("register_periodic_tasks")).toEqual(["chard_score", "chard_chunked", "chard_chunked_list"]);
     expect(helpers("read_periodic_tasks")).toEqual(["chard_chunked", "chard_chunked_list"]);
     expect(helpers("remove_periodic_task")).toEqual([]);
+    expect(helpers("trim_results")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });
 

@@ -451,16 +451,38 @@ export interface KeepAliveCallInput {
   readonly announced: readonly string[];
 }
 
-/** keep_alive.lua. */
+/**
+ * How many expired result records one call of keep_alive.lua or trim_results.lua removes at most:
+ * about a millisecond of Redis's time, so other clients' commands wait no longer than that.
+ */
+export const RESULT_TRIM_BATCH = 1000;
+
+/** keep_alive.lua (which also removes up to `RESULT_TRIM_BATCH` expired result records). */
 export function keepAliveCall(
   k: NamespaceKeys,
   { brokerId, nowMs, leaseMs, announced }: KeepAliveCallInput,
 ): ScriptCall {
   return {
     name: "keep_alive",
-    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId)],
-    args: [brokerId, nowMs, nowMs + leaseMs, ...announced],
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId), k.results, k.resultExpiry],
+    args: [brokerId, nowMs, nowMs + leaseMs, RESULT_TRIM_BATCH, ...announced],
   };
+}
+
+/** Inputs of `trimResultsCall`. */
+export interface TrimResultsCallInput {
+  /** Now (epoch ms): the records whose expiry is before it go. */
+  readonly nowMs: number;
+}
+
+/** trim_results.lua: up to `RESULT_TRIM_BATCH` expired result records, after a renewal that removed a full batch. */
+export function trimResultsCall(k: NamespaceKeys, { nowMs }: TrimResultsCallInput): ScriptCall {
+  return { name: "trim_results", keys: [k.results, k.resultExpiry], args: [nowMs, RESULT_TRIM_BATCH] };
+}
+
+/** Checks the reply of trim_results.lua: how many records it removed. */
+export function parseTrimReply(reply: unknown): number {
+  return int(reply, "trim_results");
 }
 
 /** A job a recovery ended and the recovering broker has not announced: failed as lost, or cancelled. */
@@ -478,12 +500,14 @@ export interface KeepAliveReply {
   readonly expired: string[];
   /** Recoveries of this broker whose announcement is not confirmed (see keep_alive.lua). */
   readonly unannounced: Unannounced[];
+  /** How many expired result records it removed (`RESULT_TRIM_BATCH`: more may be left). */
+  readonly trimmed: number;
 }
 
 /** Checks the reply of keep_alive.lua. */
 export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
   const script = "keep_alive";
-  const [lost, expired, flat] = tuple(reply, 3, script);
+  const [lost, expired, flat, trimmed] = tuple(reply, 4, script);
   const pairs = strings(flat, script);
   const unannounced: Unannounced[] = [];
   for (let i = 0; i + 1 < pairs.length; i += 2) {
@@ -492,7 +516,12 @@ export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
     if (kind === undefined) throw shapeError(script, reply);
     unannounced.push({ id: pairs[i]!, kind, json: entry.slice(1) });
   }
-  return { leaseLost: int(lost, script) === 1, expired: strings(expired, script), unannounced };
+  return {
+    leaseLost: int(lost, script) === 1,
+    expired: strings(expired, script),
+    unannounced,
+    trimmed: int(trimmed, script),
+  };
 }
 
 /** Inputs of `recoverCall`. */

@@ -59,6 +59,12 @@ export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 const ATTEMPTS = 4;
 
 /**
+ * trim_results.lua calls a lease renewal makes at most after keep_alive.lua removed a full batch:
+ * with the batch of 1000, up to 101,000 expired result records per renewal (every third of the lease).
+ */
+const MAX_TRIM_CALLS = 100;
+
+/**
  * Options of `RedisBroker`: those of every broker (clock, lease). Without a `clock`, the broker's
  * clock follows Redis's time (see time.ts); a `clock` given is used as it is.
  */
@@ -427,8 +433,25 @@ export class RedisBroker extends BaseBroker {
     for (const job of [...recovery.failed, ...recovery.cancelled]) this.#announced.add(job.id);
     unreadable.push(...(await this.#reclaim()));
     if (unreadable.length > 0) recovery.unreadable = unreadable;
+    if (reply.trimmed >= calls.RESULT_TRIM_BATCH) await this.#trimResults(now);
     await measuring;
     return recovery;
+  }
+
+  /**
+   * Goes on removing expired result records after a renewal that removed a full batch: one
+   * bounded call after another (other clients' commands run between them), until one finds fewer
+   * than a batch or after `MAX_TRIM_CALLS`; what is left, and a failure, wait for the next renewal.
+   */
+  async #trimResults(nowMs: number): Promise<void> {
+    try {
+      for (let i = 0; i < MAX_TRIM_CALLS; i++) {
+        const removed = calls.parseTrimReply(await this.#run(calls.trimResultsCall(this.#k, { nowMs })));
+        if (removed < calls.RESULT_TRIM_BATCH) return;
+      }
+    } catch (e) {
+      getLogger().warn("could not remove expired result records; the next lease renewal goes on", e);
+    }
   }
 
   /**

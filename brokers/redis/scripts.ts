@@ -41,6 +41,7 @@ export const SCRIPT_NAMES = [
   "stop",
   "revoke_job",
   "read_result",
+  "trim_results",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

@@ -245,10 +245,24 @@ local function chard_live_state(revoked_key, leases_key, prefix, id)
   return 'pending'
 end
 
+-- Removes up to `limit` result records whose expiry has passed (scored before `now`:
+-- read_result.lua reads a record through its expiry ms), first to expire first: one
+-- ZRANGEBYSCORE, and only when some expired one HDEL (in chunks) and one ZREMRANGEBYRANK (the
+-- expired ones are the lowest ranks). Returns how many it removed.
+local function chard_trim_results(results_key, expiry_key, now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', '0', limit)
+  if #expired == 0 then return 0 end
+  chard_chunked('HDEL', results_key, expired)
+  redis.call('ZREMRANGEBYRANK', expiry_key, '0', #expired - 1)
+  return #expired
+end
+
 -- Stores result records: `records` is a list of { id, record, ttl ms }; the expiry ZSET scores
--- each id by when its record goes. Each call that stores records also removes up to 100 expired
--- ones, so the results HASH never grows past what the TTLs allow (and a call that stores none,
--- the common acknowledgement, costs nothing here).
+-- each id by when its record goes. Each call that stores k records also removes up to k + 100
+-- expired ones (chard_trim_results): more than it adds, so however large the batches the expired
+-- records never pile up, and the results HASH holds what the TTLs allow plus at most a short
+-- backlog that the next calls clear. A call that stores none (keepResult: false) costs nothing
+-- here: the lease renewal (keep_alive.lua) removes what expires once no call stores records.
 local function chard_keep_results(results_key, expiry_key, records, now)
   if #records == 0 then return end
   local fields, scores = {}, {}
@@ -267,13 +281,8 @@ local function chard_keep_results(results_key, expiry_key, records, now)
     redis.call('HSET', results_key, unpack(fields))
     redis.call('ZADD', expiry_key, unpack(scores))
   end
-  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', '0', '100')
-  if #expired > 0 then
-    redis.call('HDEL', results_key, unpack(expired))
-    redis.call('ZREM', expiry_key, unpack(expired))
-  end
+  chard_trim_results(results_key, expiry_key, now, tostring(#records + 100))
 end
-
 
 -- Jobs that ended (`ids`): forgets them (the jobs HASH), keeps their result records (see
 -- chard_keep_results; `record` and `ttl` given instead mean the same record for every id) and
