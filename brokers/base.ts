@@ -1,5 +1,14 @@
 import { randomUUID } from "node:crypto";
-import type { Broker, FetchResult, FinishedJob, JobState, Recovery, ResultLookup } from "../lib/broker.js";
+import type {
+  Broker,
+  FetchResult,
+  FinishedJob,
+  JobState,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  Recovery,
+  ResultLookup,
+} from "../lib/broker.js";
 import { isClock, systemClock, type Clock, type ClockTimer } from "../lib/clock.js";
 import { toMilliseconds, type DurationInput } from "../lib/durations.js";
 import { BrokerInUseError, InvalidOptionError, StateError } from "../lib/errors.js";
@@ -165,7 +174,9 @@ export abstract class BaseBroker implements Broker {
   abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;
   abstract fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
   abstract finishJobs(finished: readonly FinishedJob[]): Promise<number[]>;
-  abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<void>;
+  abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;
+  abstract periodicTasks(): Promise<PeriodicTaskEntry[]>;
+  abstract removePeriodicTask(name: string): Promise<boolean>;
   abstract setConcurrencyKeys(tasks: readonly Task[]): Promise<void>;
   abstract keepAlive(): Promise<Recovery>;
   abstract isQueueEmpty(queue: string): Promise<boolean>;

@@ -33,18 +33,73 @@ export class Deque<T> {
   }
 }
 
+/** A result record kept for an ended job, until `expiresAtMs` (epoch ms) has passed. */
+export interface ResultEntry {
+  readonly id: string;
+  readonly record: string;
+  readonly expiresAtMs: number;
+}
+
+/**
+ * A binary min-heap of result entries by expiry: the first to expire on top. O(log n) per push
+ * and pop; O(1) per push when records come in expiry order (one TTL for all: the common case).
+ */
+export class ExpiryHeap {
+  readonly #items: ResultEntry[] = [];
+  get length(): number {
+    return this.#items.length;
+  }
+  /** The entry that expires first, if any. */
+  peek(): ResultEntry | undefined {
+    return this.#items[0];
+  }
+  /** Adds an entry. */
+  push(entry: ResultEntry): void {
+    const a = this.#items;
+    let i = a.push(entry) - 1;
+    while (i > 0) {
+      const parent = (i - 1) >>> 1;
+      if (a[parent]!.expiresAtMs <= entry.expiresAtMs) break;
+      a[i] = a[parent]!;
+      i = parent;
+    }
+    a[i] = entry;
+  }
+  /** Removes and returns the entry that expires first, if any. */
+  pop(): ResultEntry | undefined {
+    const a = this.#items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= a.length) break;
+      const right = left + 1;
+      const child = right < a.length && a[right]!.expiresAtMs < a[left]!.expiresAtMs ? right : left;
+      if (a[child]!.expiresAtMs >= last.expiresAtMs) break;
+      a[i] = a[child]!;
+      i = child;
+    }
+    a[i] = last;
+    return top;
+  }
+}
+
 /** An entry of the namespace state. */
 export interface FutureEntry {
   atMs: number;
   wire: WireJob;
 }
 
-/** An entry of the namespace state. */
+/** A periodic task's schedule and definition (`<p>:periodic` + `<p>:periodic-tasks` on Redis). */
 export interface PeriodicEntry {
   queue: string;
   maxRetries: number;
   periodMs: number;
   nextMs: number;
+  /** What declared it: `"periodicity"` (lib/periodic.ts) for a task's option, the only source so far. */
+  source: string;
 }
 
 /** A job running on a broker: its stored form, the token of the fetch that took it, and whether it was cancelled. */
@@ -77,19 +132,34 @@ export class NamespaceState {
   readonly concurrency = new Map<string, number>();
   /** Jobs not ended yet, by id: pending (queued or waiting), running, or revoked (dropped when fetched). */
   readonly jobs = new Map<string, "pending" | "running" | "revoked">();
-  /** Result records of ended jobs, in insertion order. */
-  readonly results = new Map<string, { record: string; expiresAtMs: number }>();
+  /** Result records of ended jobs, by job id. */
+  readonly results = new Map<string, ResultEntry>();
+  /**
+   * The same entries by expiry (a record stored again for its id, or read after it expired,
+   * leaves its old entry here until that one's expiry has passed: the map decides what is kept).
+   */
+  readonly #expiry = new ExpiryHeap();
   /** Latest progress of running generator jobs. */
   readonly progress = new Map<string, string>();
 
-  /** Stores a result record; forgets expired ones at the head (insertion order). */
+  /** Stores a result record, and forgets every record whose expiry has passed (see `trimResults`). */
   keepResult(id: string, record: string, ttlMs: number, now: number): void {
-    for (const [oldId, entry] of this.results) {
-      if (entry.expiresAtMs > now) break;
-      this.results.delete(oldId);
+    this.trimResults(now);
+    const entry = { id, record, expiresAtMs: now + ttlMs };
+    this.results.set(id, entry);
+    this.#expiry.push(entry);
+  }
+
+  /**
+   * Forgets every result record whose expiry has passed, in expiry order, whatever order they were
+   * stored in: each record is removed once, so amortised O(log n) per record stored. Called by each
+   * store and each lease renewal (`keepAlive`), as on Redis.
+   */
+  trimResults(now: number): void {
+    for (let top = this.#expiry.peek(); top !== undefined && top.expiresAtMs < now; top = this.#expiry.peek()) {
+      this.#expiry.pop();
+      if (this.results.get(top.id) === top) this.results.delete(top.id);
     }
-    this.results.delete(id);
-    this.results.set(id, { record, expiresAtMs: now + ttlMs });
   }
 
   /** A job ended: forgets its state and keeps its result record, if any, for `ttlMs`. */
@@ -98,10 +168,10 @@ export class NamespaceState {
     if (record !== undefined) this.keepResult(id, record, ttlMs, now);
   }
 
-  /** The result record of `id` unless it expired. */
+  /** The result record of `id` unless it expired (kept through its expiry ms, as on Redis). */
   result(id: string, now: number): string | undefined {
     const entry = this.results.get(id);
-    if (entry && entry.expiresAtMs <= now) {
+    if (entry && entry.expiresAtMs < now) {
       this.results.delete(id);
       return undefined;
     }

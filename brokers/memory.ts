@@ -9,10 +9,20 @@
  * on RedisBroker, so what runs here runs the same there.
  */
 import { randomUUID } from "node:crypto";
-import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup, SlotRelease } from "../lib/broker.js";
+import type {
+  FetchResult,
+  FinishedJob,
+  JobState,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  Recovery,
+  ResultLookup,
+  SlotRelease,
+} from "../lib/broker.js";
 import { StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
+import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
 import { Job, JobStatus, dueStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
@@ -235,21 +245,53 @@ export class MemoryBroker extends BaseBroker {
     return freed;
   }
 
-  async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
+  async registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration> {
     const ns = this.#ns;
     const now = this.clock.now();
+    const registration: PeriodicRegistration = { changed: [], unscheduled: [] };
     for (const task of tasks) {
-      if (task.periodicityMs === undefined) continue;
+      const periodMs = task.periodicityMs;
       const existing = ns.periodic.get(task.name);
-      const nextMs = existing && existing.periodMs === task.periodicityMs ? existing.nextMs : now + task.periodicityMs;
+      if (periodMs === undefined) {
+        // Only a schedule a task's periodicity declared, as on Redis (see register_periodic_tasks.lua).
+        if (existing?.source === PERIODICITY_SOURCE) {
+          ns.periodic.delete(task.name);
+          registration.unscheduled.push(task.name);
+        }
+        continue;
+      }
+      let nextMs = now + periodMs;
+      if (existing && existing.periodMs === periodMs) nextMs = existing.nextMs;
+      else if (existing) {
+        nextMs = nextRunAfterPeriodChange(existing.nextMs, existing.periodMs, periodMs, now);
+        registration.changed.push({ name: task.name, fromMs: existing.periodMs, toMs: periodMs, nextRunAtMs: nextMs });
+      }
       ns.periodic.set(task.name, {
         queue: task.queue,
         maxRetries: task.maxRetries,
-        periodMs: task.periodicityMs,
+        periodMs,
         nextMs,
+        source: PERIODICITY_SOURCE,
       });
     }
     this.#store.notify(this.namespace);
+    return registration;
+  }
+
+  async periodicTasks(): Promise<PeriodicTaskEntry[]> {
+    return [...this.#ns.periodic]
+      .map(([name, p]) => ({
+        name,
+        periodMs: p.periodMs,
+        queue: p.queue,
+        maxRetries: p.maxRetries,
+        nextRunAtMs: p.nextMs,
+      }))
+      .sort(byNextRun);
+  }
+
+  async removePeriodicTask(name: string): Promise<boolean> {
+    return this.#ns.periodic.delete(name);
   }
 
   async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {
@@ -271,6 +313,7 @@ export class MemoryBroker extends BaseBroker {
     const lease = ns.leases.get(this.id);
     const leaseLost = lease === undefined || lease < now;
     ns.leases.set(this.id, now + this.leaseMs);
+    ns.trimResults(now); // also when no call stores records any more (keep_alive.lua does the same)
     const requeued: Job[] = [];
     const failed: Job[] = [];
     const cancelled: Job[] = [];

@@ -74,6 +74,12 @@ export interface FetchResult {
    * over by another broker after this broker's lease expired (its outcome there stands).
    */
   takenOver: number[];
+  /**
+   * Entries the fetch met whose stored data is not a job: ended as failed (a `CorruptDataError`
+   * record), never run; the workers send `jobFailed`. Only a broker whose data can be damaged
+   * (RedisBroker) has any.
+   */
+  unreadable?: Job[];
 }
 
 /** What `Broker.keepAlive` returns. */
@@ -84,8 +90,44 @@ export interface Recovery {
   failed: Job[];
   /** Jobs cancelled while they ran on a dead broker, now Failed with their cancel: never run again. */
   cancelled: Job[];
+  /** Running entries whose stored data is not a job, ended as failed (see `FetchResult.unreadable`). */
+  unreadable?: Job[];
   /** True when this broker's own lease had expired and others may have recovered its jobs. */
   leaseLost: boolean;
+}
+
+/** A periodic task as a broker keeps it (see `Broker.periodicTasks`); times and periods in ms. */
+export interface PeriodicTaskEntry {
+  /** The task's name (also the schedule's). */
+  name: string;
+  /** Its period, in ms. */
+  periodMs: number;
+  /** The queue its jobs go to. */
+  queue: string;
+  /** The `maxRetries` of its jobs. */
+  maxRetries: number;
+  /** When it runs next (epoch ms); a time already past means at the next fetch of any worker. */
+  nextRunAtMs: number;
+}
+
+/** A periodic task registered with another period than the one stored (`Broker.registerPeriodicTasks`). */
+export interface PeriodChange {
+  /** The task's name. */
+  name: string;
+  /** The period stored before, in ms. */
+  fromMs: number;
+  /** The period registered now (and used from now on), in ms. */
+  toMs: number;
+  /** Its next run (epoch ms), with the schedule's phase kept: max(now, last run + toMs). */
+  nextRunAtMs: number;
+}
+
+/** What `Broker.registerPeriodicTasks` changed. */
+export interface PeriodicRegistration {
+  /** Periodic tasks whose period changed. */
+  changed: PeriodChange[];
+  /** Tasks given without periodicity whose periodic schedule was removed. */
+  unscheduled: string[];
 }
 
 /** Storage contract for Engine and workers; all datastore detail stays behind it. */
@@ -138,8 +180,22 @@ export interface Broker {
    * took their job over (see `FetchResult.takenOver`).
    */
   finishJobs(finished: readonly FinishedJob[], releases?: readonly SlotRelease[]): Promise<number[]>;
-  /** Registers periodic tasks; one already known with the same period keeps its next run. Never deletes other tasks. */
-  registerPeriodicTasks(tasks: readonly Task[]): Promise<void>;
+  /**
+   * When an engine's workers start, in one broker call: registers the periodic tasks among `tasks`
+   * and unschedules those without periodicity (pass every task the engine defines).
+   * - A periodic task already known with the same period keeps its next run; with another period
+   *   it keeps its phase (next run max(now, last run + new period), the last run being the stored
+   *   next run minus the stored period) and is reported in `changed`; a new one runs at now + period.
+   *   The latest registration's definition (period, queue, maxRetries) is kept.
+   * - A task without periodicity loses the periodic schedule of its name if that schedule came
+   *   from a task's `periodicity` (never one of another source), reported in `unscheduled`.
+   * - Schedules of tasks not in `tasks` are left alone.
+   */
+  registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;
+  /** Every scheduled periodic task of the namespace, by next run, then by name. */
+  periodicTasks(): Promise<PeriodicTaskEntry[]>;
+  /** Unschedules the periodic task `name` (whatever registered it); resolves with whether it was scheduled. */
+  removePeriodicTask(name: string): Promise<boolean>;
   /** Records concurrency limits of these tasks (and clears the limit of those without one). */
   setConcurrencyKeys(tasks: readonly Task[]): Promise<void>;
   /** Renews this broker's lease and recovers the running jobs of brokers whose lease expired. */

@@ -14,6 +14,7 @@ import {
 import { Job, JobStatus, checkArgs, isJobId, type ResultOptions } from "./jobs.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
+import { checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
 import { findReliable, receiverTask, type ReliableReceiver } from "./reliable.js";
 import { signals, type SafeNamedSignal } from "./signals.js";
 import {
@@ -22,6 +23,7 @@ import {
   Task,
   checkQueue,
   checkUserTaskName,
+  isWellFormed,
   type TaskFunction,
   type TaskOptions,
   type TaskRef,
@@ -107,6 +109,10 @@ export class Engine {
     if (typeof namespace !== "string" || namespace.length === 0 || namespace.length > 200) {
       throw new InvalidOptionError(`namespace must be a string of 1 to 200 characters, got ${describe(namespace)}`);
     }
+    if (!isWellFormed(namespace))
+      throw new InvalidOptionError(
+        `namespace ${JSON.stringify(namespace)} is not well-formed Unicode (a lone surrogate)`,
+      );
     if (broker === null || typeof broker !== "object" || typeof broker.enqueueJobs !== "function") {
       throw new InvalidOptionError(`broker must be a Broker (MemoryBroker, RedisBroker), got ${describe(broker)}`);
     }
@@ -434,6 +440,32 @@ export class Engine {
     if (state === "finished") throw new StateError(`job ${jobId} has already ended`);
     if (state === "unknown")
       throw new UnknownJobError(`no job ${jobId} waiting or running in namespace "${this.namespace}"`);
+  }
+
+  /**
+   * The periodic tasks scheduled in this namespace, by any engine, by next run (then name). A
+   * schedule is registered when the workers of an engine defining the task with `periodicity`
+   * start, and removed when the workers of an engine defining it without `periodicity` start, or
+   * by `removePeriodicTask`.
+   * @throws StateError (engine closed), the broker's errors.
+   */
+  async periodicTasks(): Promise<PeriodicTaskInfo[]> {
+    this.#checkOpen();
+    return (await this.broker.periodicTasks()).map(toPeriodicTaskInfo);
+  }
+
+  /**
+   * Unschedules the periodic task `name` of this namespace (jobs it already fired are not touched),
+   * whether or not this engine defines it: for a task no deployment defines any more. Resolves with
+   * whether it was scheduled. Workers that still define it with `periodicity` schedule it again
+   * when they next start.
+   * @throws InvalidOptionError (not a task name: checked before the broker is called), StateError
+   *   (engine closed), the broker's errors.
+   */
+  async removePeriodicTask(name: string): Promise<boolean> {
+    checkPeriodicTaskName(name, "removePeriodicTask");
+    this.#checkOpen();
+    return this.broker.removePeriodicTask(name);
   }
 
   /**

@@ -55,12 +55,16 @@ export { setLogger, getLogger, type Logger } from "./logger.js";
 export { exponentialBackoff } from "./backoff.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
+export type { PeriodicTaskInfo } from "./periodic.js";
 export type {
   Broker,
   FetchResult,
   FinishedJob,
   JobState,
   Outcome,
+  PeriodChange,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
   Recovery,
   ResultLookup,
   SlotRelease,

@@ -50,6 +50,33 @@ export interface JobFields {
   taskArgs: unknown[];
 }
 
+/**
+ * A Failed job standing for stored data that is not a job (damaged, or written by another
+ * program), for the `jobFailed` of the worker that met it: its id, and what can be read of the
+ * rest (the task name, queue and retries when `json` holds them, else "" and `queue`).
+ */
+export function unreadableJob(id: string, json: string, queue: string): Job {
+  let fields: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(json);
+    if (parsed !== null && typeof parsed === "object") fields = parsed as Record<string, unknown>;
+  } catch {
+    // nothing can be read but the id
+  }
+  const text = (v: unknown, fallback: string): string => (typeof v === "string" ? v : fallback);
+  const count = (v: unknown): number => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : 0);
+  return new Job({
+    id,
+    taskName: text(fields.task, ""),
+    queue: text(fields.queue, queue),
+    atMs: Number.isFinite(fields.at) ? (fields.at as number) : 0,
+    maxRetries: count(fields.maxRetries),
+    retries: count(fields.retries),
+    status: JobStatus.Failed,
+    taskArgs: Array.isArray(fields.args) ? (fields.args as unknown[]) : [],
+  });
+}
+
 /** Options of `getResult` and `job.result`. */
 export interface ResultOptions {
   /** Longest wait (seconds or Duration); without it, waits as long as it takes. */

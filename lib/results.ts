@@ -46,6 +46,10 @@ export const LOST_RECORD = JSON.stringify({
   error: { name: "WorkerDiedError", message: WorkerDiedError.MESSAGE },
 });
 
+/** The record of a job whose stored data is not a job (written by the Redis scripts, byte for byte). */
+export const UNREADABLE_RECORD =
+  '{"ok":false,"error":{"name":"CorruptDataError","message":"the stored data of the job could not be read"}}';
+
 /** JSON of `value`, or undefined (logged) when it cannot be stored. */
 export function storable(value: unknown, what: string): string | undefined {
   try {

@@ -86,6 +86,8 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   constructor(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}) {
     if (typeof name !== "string" || name.length === 0)
       throw new InvalidOptionError(`task name must be a non-empty string, got ${describe(name)}`);
+    if (!isWellFormed(name))
+      throw new InvalidOptionError(`task name ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate)`);
 
     if (typeof fn !== "function")
       throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
@@ -131,13 +133,23 @@ export class Task<A extends unknown[] = any[], R = unknown> {
 
 /**
  * Checks a queue name.
- * @throws InvalidOptionError when it is empty or starts with "_" (reserved).
+ * @throws InvalidOptionError when it is empty, starts with "_" (reserved) or is not well-formed Unicode.
  */
 export function checkQueue(queue: unknown, option: string): string {
   if (typeof queue !== "string" || queue.length === 0 || queue.startsWith("_")) {
     throw new InvalidOptionError(`${option} must be a non-empty string not starting with "_", got ${describe(queue)}`);
   }
+  if (!isWellFormed(queue))
+    throw new InvalidOptionError(`${option} ${JSON.stringify(queue)} is not well-formed Unicode (a lone surrogate)`);
   return queue;
+}
+
+/**
+ * Whether `text` is well-formed Unicode: no lone surrogate (such as "\ud800"), which no Redis key
+ * or UTF-8 text can hold (it would arrive as U+FFFD), so names must not have one.
+ */
+export function isWellFormed(text: string): boolean {
+  return !/\p{Cs}/u.test(text);
 }
 
 /** A task or a task name, as the scheduling methods accept; a plain `TaskRef` takes any typed task. */

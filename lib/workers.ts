@@ -4,8 +4,8 @@
  * The pool is a state machine: one `state` field, changed only by `#transition`, which refuses
  * any move not in `NEXT`:
  * - created: constructed, `run()` not called yet;
- * - starting: the broker starts, periodic tasks and concurrency limits are registered, then one
- *   `workerStarted` per worker;
+ * - starting: the broker starts, periodic tasks and concurrency limits are registered (and the
+ *   engine's tasks without periodicity unscheduled), then one `workerStarted` per worker;
  * - running: turns (below); the only state in which turns start and the arbiter waits;
  * - draining: stop requested (`stop()`: stopWorkers, SIGTERM) or, with `stopWhenQueueEmpty`, the
  *   queue found empty with nothing running: one `workerStopping` per worker, no new fetch, turns
@@ -37,6 +37,7 @@ import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FetchResult, FinishedJob, Recovery, SlotRelease } from "./broker.js";
 import { sleep, type ClockTimer } from "./clock.js";
 import {
+  CorruptDataError,
   JobCancelledError,
   JobExpiredError,
   StateError,
@@ -49,6 +50,7 @@ import { Execution, callHook, endedAck, type Settler } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { Overruns } from "./overruns.js";
+import { logRegistration } from "./periodic.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
 import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.js";
@@ -111,6 +113,14 @@ const HOLD_GRACE_MS = 10;
 /** Most attempts to write the final acks when stopping; after that, lease expiry recovers the jobs. */
 const FINAL_ACK_ATTEMPTS = 5;
 
+/**
+ * How long a cancel for a job this pool does not run is remembered: a cancel that overtakes the
+ * reply of the fetch that took its job (pub/sub and replies travel apart) still stops it.
+ */
+const EARLY_CANCEL_MS = 60_000;
+/** Most cancels remembered that way (the oldest go first). */
+const EARLY_CANCELS = 10_000;
+
 /** A pool of `number` async workers serving one queue. */
 export class Workers {
   readonly #broker: Broker;
@@ -155,6 +165,8 @@ export class Workers {
   #keeping: Promise<void> | undefined;
   /** Wakes the arbiter a little after an execution ended while its function ran (`#wakeSoon`). */
   #soon: ClockTimer | undefined;
+  /** Cancels of jobs not running here when they came: job id -> when (see `EARLY_CANCEL_MS`). */
+  readonly #earlyCancels = new Map<string, number>();
 
   constructor(
     broker: Broker,
@@ -210,7 +222,8 @@ export class Workers {
     broker.onCancel((id) => this.#cancel(id));
     try {
       const tasks = [...this.#tasks.values()];
-      await broker.registerPeriodicTasks(tasks.filter((t) => t.periodicityMs !== undefined));
+      // Every task: the periodic ones are registered, the others' schedules from periodicity go.
+      logRegistration(this.#namespace, await broker.registerPeriodicTasks(tasks));
       await broker.setConcurrencyKeys(tasks);
       this.#sendAll(signals.workerStarted);
       this.#scheduleKeepAlive();
@@ -416,6 +429,7 @@ export class Workers {
         getLogger().info(`${ns}: ${job} was revoked; dropped`);
         signals.jobRevoked.send(ns, { job });
       }
+      this.#unreadable(result.unreadable);
       // Jobs fetched are Running in the broker: run them even if a stop came meanwhile (unless
       // stopping at once: then they are left to lease expiry, like the jobs still running).
       for (const job of result.jobs) {
@@ -424,9 +438,10 @@ export class Workers {
         else this.#launch(job, result.token);
       }
       // A short fetch found the queue empty: no more fetching until something happens (unless
-      // something did since the turn started). Revoked jobs took places too: more may be queued
-      // behind them.
-      if (result.jobs.length + result.revoked.length < size && events === this.#events) this.#hungry = false;
+      // something did since the turn started). Revoked and unreadable jobs took places too: more
+      // may be queued behind them.
+      const taken = result.jobs.length + result.revoked.length + (result.unreadable?.length ?? 0);
+      if (taken < size && events === this.#events) this.#hungry = false;
     }
     this.#pump();
     if (!this.#hungry) this.#checkEmptied();
@@ -521,6 +536,20 @@ export class Workers {
       });
       return;
     }
+    // A cancel that came before the fetch's reply: the job never starts.
+    if (this.#earlyCancels.delete(job.id)) {
+      const err = new JobCancelledError(`${job} was cancelled before it started`);
+      job.status = JobStatus.Failed;
+      this.#settlers.push({
+        settle: () => {
+          getLogger().warn(`${ns}: ${job} failed`, err);
+          signals.jobFailed.send(ns, { job, err });
+          callHook(ns, task, "onFailure", job, err);
+        },
+      });
+      this.#acks.push(endedAck(job, token, task, "failed", failureRecord(err, undefined), false));
+      return;
+    }
     // `expiresIn` bounds the wait before a job's first start only: one retried or recovered (retries
     // > 0) has started before and is never dropped as expired.
     if (task.expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
@@ -578,12 +607,37 @@ export class Workers {
     this.#broker.wake(); // a worker slot and maybe a concurrency slot are free
   };
 
-  /** A cancel for `id` reached this broker: abort the job if it runs here. */
+  /** Stored entries that were not jobs, which the broker ended as failed: `jobFailed` for each. */
+  #unreadable(jobs: readonly Job[] | undefined): void {
+    for (const job of jobs ?? []) {
+      job.bindResults(this.#results);
+      const err = new CorruptDataError(`the stored data of job ${job.id} could not be read; it never ran`);
+      getLogger().error(`${this.#namespace}: ${job} failed`, err);
+      signals.jobFailed.send(this.#namespace, { job, err });
+    }
+  }
+
+  /**
+   * A cancel for `id` reached this broker: abort the job if it runs here, else remember it for a
+   * while, in case a fetch of this pool took the job and its reply has not been read yet.
+   */
   #cancel(id: string): void {
     // Rare: a scan. One id may run here twice (its first execution's lease was taken over).
+    let found = false;
     for (const execution of this.#executions) {
-      if (execution.job.id === id) execution.abort(new JobCancelledError(`job ${id} was cancelled`));
+      if (execution.job.id !== id) continue;
+      execution.abort(new JobCancelledError(`job ${id} was cancelled`));
+      found = true;
     }
+    if (found) return;
+    const now = this.#broker.clock.now();
+    const cancels = this.#earlyCancels;
+    for (const [old, at] of cancels) {
+      if (at > now - EARLY_CANCEL_MS && cancels.size < EARLY_CANCELS) break;
+      cancels.delete(old);
+    }
+    cancels.delete(id);
+    cancels.set(id, now);
   }
 
   async #flushAcks(): Promise<void> {
@@ -662,6 +716,7 @@ export class Workers {
         `${ns}: this broker's lease had expired (event loop blocked or Redis unreachable); its running jobs may have been recovered elsewhere`,
       );
     for (const job of [...recovery.requeued, ...recovery.failed, ...recovery.cancelled]) job.bindResults(this.#results);
+    this.#unreadable(recovery.unreadable);
     for (const job of recovery.requeued) {
       getLogger().warn(`${ns}: recovered ${job} from a dead worker (retry ${job.retries}/${job.maxRetries})`);
       signals.jobRecovered.send(ns, { job });

@@ -4,8 +4,10 @@
  *
  * A job with no terminal signal is "counted apart" (not a failure) when its outcome is durable (a
  * result record) and a process was killed while the broker call that could have written that
- * outcome was in flight: an acknowledgement carrying the job, a keepAlive (recovery: a lost
- * job's record) or a fetch (a revoked job dropped). Any other job without one is a failure.
+ * outcome was in flight (an acknowledgement carrying the job, a keepAlive (recovery: a lost
+ * job's record) or a fetch (a revoked job dropped)), or killed itself in a terminal signal's
+ * handler while it announced the outcomes of the acknowledgements carrying the job (a doomed job
+ * of the same batch). Any other job without one is a failure.
  */
 import type { Redis } from "ioredis";
 import { escapeGlob, namespaceKeys } from "../brokers/redis/keys.js";
@@ -116,6 +118,7 @@ function countedApart(job: JobHistory, record: string | undefined, history: RunH
   const cancelAt = job.cancels[0]?.at ?? 0;
   for (const p of history.processes.values()) {
     if (p.killedAt === undefined) continue;
+    if (p.killedSettling.includes(job.id)) return true;
     for (const call of p.open.values()) {
       if (call.acks.includes(job.id)) return true;
       if (call.call === "k" && error === "WorkerDiedError" && p.killedAt > lastExec) return true;

@@ -38,6 +38,13 @@ export interface ProcessHistory {
   crashed: string | undefined;
   /** Calls begun and not ended: at the end of the record, those in flight when it died. */
   open: Map<string, OpenCall>;
+  /** The acks of the last call that ended: the jobs whose signals were being sent. */
+  settling: string[];
+  /**
+   * When it killed itself in a terminal signal's handler (a doomed job): the acks of the call
+   * whose outcomes it was announcing, durable and maybe not all announced.
+   */
+  killedSettling: string[];
 }
 
 /** The whole record, read back. */
@@ -104,6 +111,8 @@ export class HistoryBuilder implements RunHistory {
           killedAt: undefined,
           crashed: undefined,
           open: new Map(),
+          settling: [],
+          killedSettling: [],
         }),
       );
     return p;
@@ -150,18 +159,24 @@ export class HistoryBuilder implements RunHistory {
           acks: f[3] === "-" ? [] : f[3]!.split(","),
         });
         break;
-      case "e":
-        this.#process(f[0]!).open.delete(f[1]!);
+      case "e": {
+        const p = this.#process(f[0]!);
+        p.settling = p.open.get(f[1]!)?.acks ?? [];
+        p.open.delete(f[1]!);
         break;
+      }
       case "S": {
         const p = this.#process(f[0]!);
         Object.assign(p, { slot: Number(f[1]), pid: Number(f[2]), skewed: f[3] === "skewed", spawnedAt: at });
         break;
       }
-      case "K":
-        this.#process(f[0]!).killedAt = at;
+      case "K": {
+        const p = this.#process(f[0]!);
+        p.killedAt = at;
+        if (f[1] === "self") p.killedSettling = p.settling;
         this.faults.push({ at, line, text });
         break;
+      }
       case "X":
         this.#process(f[0]!).crashed = f[1] ?? "?";
         this.faults.push({ at, line, text });

@@ -98,8 +98,9 @@ function connectSignals(): void {
   signals.jobFailed.connect((_ns, { job, err }) => recorder.note(`t ${job.id} fail ${tag} ${err.name}`));
   signals.jobRevoked.connect((_ns, { job }) => recorder.note(`t ${job.id} rev ${tag}`));
   signals.jobExpired.connect((_ns, { job }) => recorder.note(`t ${job.id} exp ${tag}`));
-  // After the record of the signal (connected first, so sent first): the window between a
-  // terminal signal and the acknowledgement that makes the outcome durable.
+  // After the record of the signal (connected first, so sent first): the window between the
+  // acknowledgement that made the outcomes of a batch durable and their signals (the jobs of the
+  // batch announced after this one get none: counted apart).
   signals.jobSucceeded.connect((_ns, { job }) => {
     if (job.taskName !== "doomed") return;
     recorder.note(`K ${tag} self`);

@@ -361,18 +361,75 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("pq", 100)).jobs.length).toBe(0);
     });
 
-    test("re-registering with the same period keeps the next run; a new period resets it; others are never deleted", async () => {
+    test("re-registering with the same period keeps the next run; others are never deleted", async () => {
       const a = make();
       const other = new Task("other", noop, { periodicity: 60 });
       await a.registerPeriodicTasks([every10s, other]);
       clock.t += 5_000;
-      await make().registerPeriodicTasks([every10s]);
+      expect(await make().registerPeriodicTasks([every10s])).toEqual({ changed: [], unscheduled: [] });
       expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 10_000);
-      await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 20, queue: "pq" })]);
-      expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 5_000 + 20_000);
       await a.registerPeriodicTasks([]);
       clock.t = T0 + 60_000;
       expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
+    });
+
+    test("a changed period keeps the phase: the next run is one new period after the last, never before now", async () => {
+      const a = make();
+      await a.registerPeriodicTasks([every10s]);
+      clock.t = T0 + 5_000;
+      const every20s = new Task("tick", noop, { periodicity: 20, queue: "pq", maxRetries: 2 });
+      expect(await a.registerPeriodicTasks([every20s])).toEqual({
+        changed: [{ name: "tick", fromMs: 10_000, toMs: 20_000, nextRunAtMs: T0 + 20_000 }],
+        unscheduled: [],
+      });
+      expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 20_000);
+      // Overdue with the new period: due now, once (no catch-up storm), then every new period.
+      clock.t = T0 + 30_000;
+      const every5s = new Task("tick", noop, { periodicity: 5, queue: "pq" });
+      expect((await a.registerPeriodicTasks([every5s])).changed).toEqual([
+        { name: "tick", fromMs: 20_000, toMs: 5_000, nextRunAtMs: T0 + 30_000 },
+      ]);
+      const { jobs, nextDueAtMs } = await a.fetchJobs("pq", 10);
+      expect(jobs.length).toBe(1);
+      expect(jobs[0]!.maxRetries).toBe(0); // the latest definition
+      expect(nextDueAtMs).toBe(T0 + 35_000);
+    });
+
+    test("a task registered without periodicity is unscheduled; tasks not named are left alone", async () => {
+      const a = make();
+      const other = new Task("other", noop, { periodicity: 60 });
+      await a.registerPeriodicTasks([every10s, other]);
+      const plainTick = new Task("tick", noop, { queue: "pq" });
+      expect(await make().registerPeriodicTasks([plainTick])).toEqual({ changed: [], unscheduled: ["tick"] });
+      expect(await a.registerPeriodicTasks([plainTick, new Task("never", noop)])).toEqual({
+        changed: [],
+        unscheduled: [],
+      });
+      expect((await a.periodicTasks()).map((t) => t.name)).toEqual(["other"]);
+      clock.t = T0 + 60_000;
+      expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
+      expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
+    });
+
+    test("periodicTasks lists each schedule by next run; removePeriodicTask says whether it existed", async () => {
+      const a = make();
+      expect(await a.periodicTasks()).toEqual([]);
+      await a.registerPeriodicTasks([
+        every10s,
+        new Task("b", noop, { periodicity: 5 }),
+        new Task("a", noop, { periodicity: 5 }),
+      ]);
+      expect(await make().periodicTasks()).toEqual([
+        { name: "a", periodMs: 5_000, queue: "chard", maxRetries: 0, nextRunAtMs: T0 + 5_000 },
+        { name: "b", periodMs: 5_000, queue: "chard", maxRetries: 0, nextRunAtMs: T0 + 5_000 },
+        { name: "tick", periodMs: 10_000, queue: "pq", maxRetries: 2, nextRunAtMs: T0 + 10_000 },
+      ]);
+      expect(await a.removePeriodicTask("tick")).toBe(true);
+      expect(await make().removePeriodicTask("tick")).toBe(false);
+      expect((await a.periodicTasks()).map((t) => t.name)).toEqual(["a", "b"]);
+      clock.t = T0 + 10_000;
+      expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
+      expect((await a.fetchJobs("chard", 5)).nextDueAtMs).toBe(T0 + 15_000);
     });
   });
 

@@ -253,6 +253,44 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     await expect(producer.cancel(job.id)).rejects.toBeInstanceOf(StateError);
   });
 
+  test("cancel: a cancel that overtakes the reply of the fetch that took the job stops it before it starts", async () => {
+    const { engine, producer, rec } = setup();
+    let ran = 0;
+    both((e) => e.task("quick", () => void ran++, { maxRetries: 2 }), engine, producer);
+    const job = await producer.schedule("quick");
+    // Between the fetch that took the job (it is running for the broker) and the workers reading
+    // that fetch's reply, the cancel is applied and its notification reaches the worker's broker.
+    const broker = engine.broker;
+    const delivered = new Set<string>();
+    const onCancel = broker.onCancel.bind(broker);
+    broker.onCancel = (handler) =>
+      onCancel(
+        handler &&
+          ((id) => {
+            delivered.add(id);
+            handler(id);
+          }),
+      );
+    const fetchJobs = broker.fetchJobs.bind(broker);
+    let state: unknown;
+    broker.fetchJobs = async (...args) => {
+      const result = await fetchJobs(...args);
+      if (result.jobs.some((j) => j.id === job.id)) {
+        state = await producer.cancel(job.id);
+        await until(() => delivered.has(job.id), 5_000, "the cancel to reach the worker's broker");
+      }
+      return result;
+    };
+    const workers = engine.startWorkers({ number: 1 });
+    await expect(job.result({ timeout: 5 })).rejects.toBeInstanceOf(JobCancelledError);
+    await engine.stopWorkers();
+    await workers;
+    expect(state).toBeUndefined(); // cancel() resolved: the job was running for the broker
+    expect(ran).toBe(0);
+    expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobFailed"]);
+    expect(rec.events.find((e) => e.signal === "jobFailed")!.err).toBeInstanceOf(JobCancelledError);
+  });
+
   test("expiresIn: a job not started in time is never started (jobExpired only)", async () => {
     const clock = new FakeClock();
     const { engine, rec } = setup({ clock });
@@ -381,6 +419,20 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     expect(() => engine.task("t3", () => 1, { resultTtl: 0 })).toThrow(InvalidOptionError);
     expect(() => engine.task("t4", () => 1, { keepResult: "yes" as unknown as boolean })).toThrow(InvalidOptionError);
     expect(() => engine.task("t5", () => 1, { onSuccess: 5 as unknown as () => void })).toThrow(InvalidOptionError);
+  });
+
+  test("revoke and cancel of an ended job: StateError while its result is kept, UnknownJobError once it expired", async () => {
+    const clock = new FakeClock();
+    const { engine, producer } = setup({ clock });
+    both((e) => e.task("keep", () => "y", { resultTtl: 60 }), engine, producer);
+    const job = await producer.schedule("keep");
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    await expect(producer.revoke(job.id)).rejects.toBeInstanceOf(StateError);
+    await expect(producer.cancel(job.id)).rejects.toBeInstanceOf(StateError);
+    clock.advance(61_000); // the record expired: the job is as unknown as getResult says
+    await expect(producer.getResult(job.id)).rejects.toBeInstanceOf(UnknownJobError);
+    await expect(producer.revoke(job.id)).rejects.toBeInstanceOf(UnknownJobError);
+    await expect(producer.cancel(job.id)).rejects.toBeInstanceOf(UnknownJobError);
   });
 
   test("workerStopping precedes workerTerminated; a failing handler or hook is logged, sends signalHandlerFailed and changes nothing", async () => {

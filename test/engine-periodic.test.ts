@@ -1,11 +1,13 @@
+import { randomUUID } from "node:crypto";
 import { describe, expect, test } from "vitest";
 import { Duration } from "luxon";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { trackEngine } from "./helpers/engines.js";
+import { logLines, recordSignals, trackEngine } from "./helpers/engines.js";
 import { signals } from "../lib/signals.js";
 import { currentJob } from "../lib/context.js";
 import type { Engine } from "../lib/engine.js";
+import { InvalidOptionError, UnknownTaskError } from "../lib/errors.js";
 
 /** Starts the workers of `engine` and waits until they are up (periodic tasks registered). */
 async function start(engine: Engine, number: number): Promise<{ done: Promise<void> }> {
@@ -23,6 +25,21 @@ const firedAt = (): number => currentJob()!.job.atMs;
 
 /** Periods are minutes of fake time: the suite does not wait for them. */
 const PERIOD_MS = 60_000;
+
+/** Moves fake time to `target` exactly, letting each timer's broker calls land on the way. */
+async function advanceTo(clock: FakeClock, target: number): Promise<void> {
+  await clock.advanceUntil(() => clock.t >= target, { stepMs: PERIOD_MS / 4, maxMs: target - clock.t, what: "time" });
+}
+
+/** The schedules of the namespace as plain data (ms), for comparisons. */
+async function schedules(engine: Engine): Promise<{ name: string; periodMs: number; nextMs: number; utc: boolean }[]> {
+  return (await engine.periodicTasks()).map((t) => ({
+    name: t.name,
+    periodMs: t.period.toMillis(),
+    nextMs: t.nextRunAt.toMillis(),
+    utc: t.nextRunAt.zoneName === "UTC",
+  }));
+}
 
 describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
   test("a periodic task is scheduled by the workers once per period, not before the first period", async () => {
@@ -76,5 +93,117 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     await workers;
     // One late run at restart, and no other within half a period: not the ten missed ones.
     expect(runs.length - before).toBe(1);
+  });
+
+  test("a task redeployed without periodicity stops running once that deployment's workers start", async () => {
+    const clock = new FakeClock();
+    const world = factory.world();
+    const before = trackEngine(world.create({ clock }));
+    const runs: number[] = [];
+    before.task("tick", () => void runs.push(firedAt()), { periodicity: PERIOD_MS / 1000 });
+    const w1 = (await start(before, 2)).done;
+    await clock.advanceUntil(() => runs.length >= 1, { what: "a first tick" });
+    await before.stopWorkers();
+    await w1;
+    const after = trackEngine(world.create({ clock }), before.namespace);
+    after.task("tick", () => void runs.push(firedAt())); // the same task, no longer periodic
+    const w2 = (await start(after, 2)).done;
+    await advanceTo(clock, clock.t + 5 * PERIOD_MS);
+    await after.stopWorkers();
+    await w2;
+    expect(runs.length).toBe(1);
+    expect(await after.periodicTasks()).toEqual([]);
+    expect(logLines.some((l) => l.message.includes(after.namespace) && l.message.includes('"tick"'))).toBe(true);
+  });
+
+  test("a periodic task this engine does not define is left alone until removePeriodicTask removes it", async () => {
+    const clock = new FakeClock();
+    const world = factory.world();
+    const before = trackEngine(world.create({ clock }));
+    before.task("tick", () => undefined, { periodicity: PERIOD_MS / 1000, queue: "chard", maxRetries: 2 });
+    const registeredAt = clock.t;
+    const w1 = (await start(before, 1)).done;
+    await before.stopWorkers();
+    await w1;
+    const after = trackEngine(world.create({ clock }), before.namespace);
+    after.task("other", () => undefined);
+    const failed = recordSignals(after.namespace, ["jobFailed"]);
+    const w2 = (await start(after, 2)).done;
+    expect(await schedules(after)).toEqual([
+      { name: "tick", periodMs: PERIOD_MS, nextMs: registeredAt + PERIOD_MS, utc: true },
+    ]);
+    const [info] = await after.periodicTasks();
+    expect([info!.queue, info!.maxRetries, info!.period.toMillis()]).toEqual(["chard", 2, PERIOD_MS]);
+    await clock.advanceUntil(() => failed.events.length >= 1, { what: "the unknown task's job failing" });
+    expect(failed.events[0]!.err).toBeInstanceOf(UnknownTaskError);
+    expect(await after.removePeriodicTask("tick")).toBe(true);
+    expect(await after.removePeriodicTask("tick")).toBe(false);
+    await advanceTo(clock, clock.t + 5 * PERIOD_MS);
+    await after.stopWorkers();
+    await w2;
+    failed.stop();
+    expect(failed.events.length).toBe(1);
+    expect(await after.periodicTasks()).toEqual([]);
+  });
+
+  test("removePeriodicTask refuses a name that is not a task name, before calling the broker", async () => {
+    const engine = trackEngine(factory.world().create());
+    for (const bad of ["", 42, undefined, "\ud800"])
+      await expect(engine.removePeriodicTask(bad as string)).rejects.toThrow(InvalidOptionError);
+  });
+
+  test("rolling restarts of two deployments with different periods keep firing, a period apart", async () => {
+    const clock = new FakeClock();
+    const world = factory.world();
+    const runs: number[] = [];
+    const ns = `t-${randomUUID()}`;
+    const deployments = [2, 3].map((periods) => {
+      const engine = trackEngine(world.create({ clock }), ns);
+      engine.task("tick", () => void runs.push(firedAt()), { periodicity: (periods * PERIOD_MS) / 1000 });
+      return engine;
+    });
+    const done: Promise<void>[] = [];
+    const t0 = clock.t;
+    // Every 1.5 periods one deployment restarts (registering its period again), for 9 periods.
+    for (let step = 0; step < 6; step++) {
+      const i = step % 2;
+      if (done[i]) {
+        await deployments[i]!.stopWorkers();
+        await done[i];
+      }
+      done[i] = (await start(deployments[i]!, 2)).done;
+      await advanceTo(clock, t0 + (step + 1) * 1.5 * PERIOD_MS);
+    }
+    await Promise.all(deployments.map((e) => e.stopWorkers()));
+    await Promise.all(done);
+    expect(runs.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < runs.length; i++) expect(runs[i]! - runs[i - 1]!).toBeGreaterThanOrEqual(2 * PERIOD_MS);
+  });
+
+  test("a second definition with another period takes over from the last run and is logged as a warning", async () => {
+    const clock = new FakeClock();
+    const world = factory.world();
+    const a = trackEngine(world.create({ clock }));
+    const b = trackEngine(world.create({ clock }), a.namespace);
+    const runs: number[] = [];
+    a.task("tick", () => void runs.push(firedAt()), { periodicity: PERIOD_MS / 1000 });
+    b.task("tick", () => void runs.push(firedAt()), { periodicity: Duration.fromMillis(4 * PERIOD_MS) });
+    const t0 = clock.t;
+    const wa = (await start(a, 2)).done;
+    await advanceTo(clock, t0 + PERIOD_MS / 2);
+    const wb = (await start(b, 2)).done;
+    // The last registration's period, from the last run (here the first registration): not from now.
+    expect(await schedules(b)).toEqual([
+      { name: "tick", periodMs: 4 * PERIOD_MS, nextMs: t0 + 4 * PERIOD_MS, utc: true },
+    ]);
+    const warning = logLines.find(
+      (l) => l.level === "warn" && l.message.includes(b.namespace) && l.message.includes('"tick"'),
+    );
+    expect(warning?.message).toMatch(/"tick".*60 s.*240 s/);
+    await clock.advanceUntil(() => runs.length >= 2, { what: "2 ticks" });
+    await Promise.all([a.stopWorkers(), b.stopWorkers()]);
+    await Promise.all([wa, wb]);
+    expect(runs[0]).toBeGreaterThanOrEqual(t0 + 4 * PERIOD_MS);
+    expect(runs[1]! - runs[0]!).toBeGreaterThanOrEqual(4 * PERIOD_MS);
   });
 });

@@ -83,6 +83,20 @@ describe.each(brokerFactories())("scheduling on $name", (factory) => {
     expect(nextDueAtMs).toBeUndefined();
   });
 
+  test("names with a lone surrogate are refused when defined: task, queue, namespace", async () => {
+    const { world, engine } = setup();
+    const lone = "\ud800";
+    expect(() => engine.task(lone, () => 0)).toThrow(/task name "\\ud800" is not well-formed Unicode/);
+    expect(() => engine.task(`a${lone}b`, () => 0)).toThrow(InvalidOptionError);
+    expect(() => engine.task("t", () => 0, { queue: lone })).toThrow(/queue "\\ud800" is not well-formed Unicode/);
+    expect(() => new Tasks({ queue: lone })).toThrow(InvalidOptionError);
+    expect(() => new Engine(world.create(), `ns${lone}`)).toThrow(/namespace .* is not well-formed Unicode/);
+    const starting = Promise.resolve().then(() => engine.startWorkers({ queue: lone }));
+    await expect(starting).rejects.toBeInstanceOf(InvalidOptionError);
+    // Surrogate pairs (any character outside the BMP) are well-formed and accepted.
+    expect(engine.task("emoji \ud83d\ude00", () => 0, { queue: "q \ud83d\ude00" }).name).toBe("emoji \u{1f600}");
+  });
+
   test("a batch is enqueued whole in one call, or not at all", async () => {
     const { engine, add } = setup();
     let calls = 0;

@@ -302,26 +302,54 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     return [
       {
         name: "no task",
-        call: calls.registerPeriodicCall(k, { tasks: [], nowMs: NOW }),
+        call: calls.registerPeriodicCall(k, { tasks: [], withoutPeriodicity: [], nowMs: NOW }),
         keys,
         argv: [
           ["events channel", k.events],
           ["now", NOW],
-          ["one triple per task", []],
+          ["n, the number of arguments of the triples", 0],
+          ["one triple per periodic task", []],
+          ["names of the tasks the engine defines without periodicity", []],
         ],
       },
       {
-        name: "two tasks",
-        call: calls.registerPeriodicCall(k, { tasks, nowMs: NOW }),
+        name: "two periodic tasks and two others",
+        call: calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["plain", "other"], nowMs: NOW }),
         keys,
         argv: [
           ["events channel", k.events],
           ["now", NOW],
-          ["one triple per task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']],
+          ["n, the number of arguments of the triples", 6],
+          ["one triple per periodic task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']],
+          ["names of the tasks the engine defines without periodicity", ["plain", "other"]],
         ],
       },
     ];
   },
+
+  read_periodic_tasks: () => [
+    {
+      name: "a listing",
+      call: calls.readPeriodicCall(k),
+      keys: [
+        ["periodic ZSET", k.periodic],
+        ["periodic-tasks HASH", k.periodicTasks],
+      ],
+      argv: [],
+    },
+  ],
+
+  remove_periodic_task: () => [
+    {
+      name: "a removal",
+      call: calls.removePeriodicCall(k, { name: "tick" }),
+      keys: [
+        ["periodic ZSET", k.periodic],
+        ["periodic-tasks HASH", k.periodicTasks],
+      ],
+      argv: [["task name", "tick"]],
+    },
+  ],
 
   set_concurrency_keys: () => [
     {
@@ -348,11 +376,14 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
         ["unannounced HASH of this broker", k.unannounced(BROKER)],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
         ["ids this broker announced since", []],
       ],
     },
@@ -363,11 +394,14 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["leases ZSET", k.leases],
         ["running HASH of this broker", k.running(BROKER)],
         ["unannounced HASH of this broker", k.unannounced(BROKER)],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["broker id", BROKER],
         ["now", NOW],
         ["new lease expiry", NOW + LEASE_MS],
+        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
         ["ids this broker announced since", ["j1", "j2"]],
       ],
     },
@@ -410,24 +444,34 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["concurrency HASH", k.concurrency],
       ["jobs HASH", k.jobs],
       ["revoked SET", k.revoked],
+      ["results HASH", k.results],
+      ["result-expiry ZSET", k.resultExpiry],
     ];
     const argv = (lost: string[], partial: string[], known: string[]): Expected[] => [
       ["key prefix", k.prefix],
       ["events channel", k.events],
       ["lost tokens", lost.join(" ")],
       ["partial tokens", partial.join(" ")],
+      ["now", NOW],
+      ["results channel", k.resultsChannel],
+      ["how long the record of an unreadable job is kept", DEFAULT_RESULT_TTL_MS],
       ["known: ids the broker read", known],
     ];
     return [
       {
         name: "nothing lost",
-        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: [], partial: new Map() }),
+        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: [], partial: new Map(), nowMs: NOW }),
         keys,
         argv: argv([], [], []),
       },
       {
         name: "lost fetches and a partial one",
-        call: calls.reclaimCall(k, { brokerId: BROKER, lostTokens: ["3", "4"], partial: new Map([["5", ["c"]]]) }),
+        call: calls.reclaimCall(k, {
+          brokerId: BROKER,
+          lostTokens: ["3", "4"],
+          partial: new Map([["5", ["c"]]]),
+          nowMs: NOW,
+        }),
         keys,
         argv: argv(["3", "4"], ["5"], ["c"]),
       },
@@ -453,20 +497,37 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   revoke_job: () =>
     (["revoke", "cancel"] as const).map((mode) => ({
       name: mode,
-      call: calls.revokeCall(k, { jobId: "job-1", mode }),
+      call: calls.revokeCall(k, { jobId: "job-1", mode, nowMs: NOW }),
       keys: [
         ["jobs HASH", k.jobs],
         ["results HASH", k.results],
         ["revoked SET", k.revoked],
         ["leases ZSET", k.leases],
+        ["result-expiry ZSET", k.resultExpiry],
       ],
       argv: [
         ["job id", "job-1"],
         ['"revoke" or "cancel"', mode],
         ["events channel", k.events],
         ["key prefix", k.prefix],
+        ["now", NOW],
       ],
     })),
+
+  trim_results: () => [
+    {
+      name: "a trim",
+      call: calls.trimResultsCall(k, { nowMs: NOW }),
+      keys: [
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+      ],
+      argv: [
+        ["now", NOW],
+        ["at most this many", calls.RESULT_TRIM_BATCH],
+      ],
+    },
+  ],
 
   read_result: () => [
     {

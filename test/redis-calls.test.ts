@@ -8,7 +8,7 @@ import { Job, JobStatus, toJSON } from "../lib/jobs.js";
 import { setLogger } from "../lib/logger.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import * as calls from "../brokers/redis/calls.js";
-import { namespaceKeys } from "../brokers/redis/keys.js";
+import { namespaceKeys, periodicTaskJSON } from "../brokers/redis/keys.js";
 import { RedisReplyError } from "../brokers/redis/scripts.js";
 
 const NOW = 1_700_000_000_000;
@@ -233,18 +233,33 @@ describe("the call builders", () => {
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
-  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since", () => {
+  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since, and the result keys", () => {
     expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: ["j1", "j2"] })).toEqual({
       name: "keep_alive",
-      keys: [k.leases, k.running("b"), k.unannounced("b")],
-      args: ["b", NOW, NOW + 5, "j1", "j2"],
+      keys: [k.leases, k.running("b"), k.unannounced("b"), k.results, k.resultExpiry],
+      args: ["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, "j1", "j2"],
+    });
+  });
+
+  test("trimResultsCall sends now and the batch size, with the result keys", () => {
+    expect(calls.trimResultsCall(k, { nowMs: NOW })).toEqual({
+      name: "trim_results",
+      keys: [k.results, k.resultExpiry],
+      args: [NOW, calls.RESULT_TRIM_BATCH],
     });
   });
 
   test("registerPeriodicCall sends one triple per task; concurrencyCall one pair per task, '' for unlimited", () => {
-    expect(
-      calls.registerPeriodicCall(k, { tasks: [{ name: "p", periodMs: 60_000, json: "{}" }], nowMs: NOW }).args,
-    ).toEqual([k.events, NOW, "p", 60_000, "{}"]);
+    const tasks = [{ name: "p", periodMs: 60_000, json: "{}" }];
+    expect(calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["q"], nowMs: NOW }).args).toEqual([
+      k.events,
+      NOW,
+      3,
+      "p",
+      60_000,
+      "{}",
+      "q",
+    ]);
     expect(
       calls.concurrencyCall(k, {
         tasks: [
@@ -266,11 +281,14 @@ describe("the call builders", () => {
       ["6", ["a", "b"]],
       ["7", ["c"]],
     ]);
-    expect(calls.reclaimCall(k, { brokerId: "b", lostTokens: ["3", "5"], partial }).args).toEqual([
+    expect(calls.reclaimCall(k, { brokerId: "b", lostTokens: ["3", "5"], partial, nowMs: NOW }).args).toEqual([
       k.prefix,
       k.events,
       "3 5",
       "6 7",
+      NOW,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
       "a",
       "b",
       "c",
@@ -278,7 +296,13 @@ describe("the call builders", () => {
   });
 
   test("revokeCall, readResultCall and stopCall name the job or the broker", () => {
-    expect(calls.revokeCall(k, { jobId: "j", mode: "cancel" }).args).toEqual(["j", "cancel", k.events, k.prefix]);
+    expect(calls.revokeCall(k, { jobId: "j", mode: "cancel", nowMs: NOW }).args).toEqual([
+      "j",
+      "cancel",
+      k.events,
+      k.prefix,
+      NOW,
+    ]);
     expect(calls.readResultCall(k, { jobId: "j", nowMs: NOW }).args).toEqual(["j", NOW, k.prefix]);
     expect(calls.stopCall(k, { brokerId: "b", announced: ["j"] })).toEqual({
       name: "stop",
@@ -311,10 +335,13 @@ describe("the reply parsers", () => {
   });
 
   test("parseFetchReply reads the full reply, the positions of the acks taken over made 0-based", () => {
-    expect(calls.parseFetchReply([["a"], null, ["bad"], ["r"], [1, 3]], 3)).toEqual({
+    expect(calls.parseFetchReply([["a"], null, ["id1", "bad", "id2", null], ["r"], [1, 3]], 3)).toEqual({
       jsons: ["a"],
       nextDueAtMs: undefined,
-      dropped: ["bad"],
+      dropped: [
+        { id: "id1", json: "bad" },
+        { id: "id2", json: undefined },
+      ],
       revoked: ["r"],
       takenOver: [0, 2],
       repeated: false,
@@ -344,18 +371,29 @@ describe("the reply parsers", () => {
     for (const reply of [[3], [0], [1.5], "1", null]) rejects(() => calls.parseFinishReply(reply, 2), "finish_jobs");
   });
 
-  test("parseKeepAliveReply reads the lease flag, the expired brokers and the unannounced recoveries", () => {
-    expect(calls.parseKeepAliveReply([0, [], []])).toEqual({ leaseLost: false, expired: [], unannounced: [] });
-    expect(calls.parseKeepAliveReply([1, ["d1", "d2"], ["j1", "f{}", "j2", "c{ }"]])).toEqual({
+  test("parseKeepAliveReply reads the lease flag, the expired brokers, the unannounced recoveries and the records trimmed", () => {
+    expect(calls.parseKeepAliveReply([0, [], [], 0])).toEqual({
+      leaseLost: false,
+      expired: [],
+      unannounced: [],
+      trimmed: 0,
+    });
+    expect(calls.parseKeepAliveReply([1, ["d1", "d2"], ["j1", "f{}", "j2", "c{ }"], 1000])).toEqual({
       leaseLost: true,
       expired: ["d1", "d2"],
       unannounced: [
         { id: "j1", kind: "failed", json: "{}" },
         { id: "j2", kind: "cancelled", json: "{ }" },
       ],
+      trimmed: 1000,
     });
-    for (const reply of [[], ["1", [], []], [0, [5], []], [0, [], ["j", "x{}"]], [0, "d1", []], 0])
-      rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+    const bad = [[], [0, [], []], ["1", [], [], 0], [0, [5], [], 0], [0, [], ["j", "x{}"], 0], [0, "d1", [], 0]];
+    for (const reply of [...bad, [0, [], [], "3"], 0]) rejects(() => calls.parseKeepAliveReply(reply), "keep_alive");
+  });
+
+  test("parseTrimReply reads how many records were removed", () => {
+    expect(calls.parseTrimReply(17)).toBe(17);
+    for (const reply of ["17", null, [1]]) rejects(() => calls.parseTrimReply(reply), "trim_results");
   });
 
   test("parseStopReply reads the jobs still running, the ids never announced and the slots still held", () => {
@@ -371,15 +409,16 @@ describe("the reply parsers", () => {
       rejects(() => calls.parseReadResult(reply), "read_result");
   });
 
-  test("parseReclaimReply and parseTakenBack read their lists of JSONs", () => {
-    expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: ["b", "c"] });
-    expect(calls.parseTakenBack([["a"], ["b"], [], ["c"]])).toEqual({
+  test("parseReclaimReply and parseTakenBack read their lists of JSONs, and the dropped entries as pairs", () => {
+    expect(calls.parseReclaimReply([["a"], ["b", "c"]])).toEqual({ putBack: ["a"], removed: [{ id: "b", json: "c" }] });
+    expect(calls.parseTakenBack([["a"], ["b"], ["x", null], ["c"]])).toEqual({
       requeued: ["a"],
       failed: ["b"],
-      dropped: [],
+      dropped: [{ id: "x", json: undefined }],
       cancelled: ["c"],
     });
-    for (const reply of [[["a"]], [["a"], [1]], null]) rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
+    for (const reply of [[["a"]], [["a"], [1]], [["a"], ["b"]], [["a"], [null, "c"]], null])
+      rejects(() => calls.parseReclaimReply(reply), "reclaim_orphans");
     for (const reply of [[[], []], [[], [], [null]], {}])
       rejects(() => calls.parseTakenBack(reply), "recover_dead_brokers");
   });
@@ -390,6 +429,23 @@ describe("the reply parsers", () => {
     for (const value of ["Pending", "", 1, null]) rejects(() => calls.jobState(value, "revoke_job"), "revoke_job");
     expect(calls.int(3, "stop")).toBe(3);
     for (const value of ["3", 1.5, null, Number.NaN]) rejects(() => calls.int(value, "stop"), "stop");
+  });
+
+  test("parseRegisterPeriodicReply reads each changed period with the call's new one, and the tasks unscheduled", () => {
+    const tasks = [{ name: "p", periodMs: 4_000, json: "{}" }];
+    expect(calls.parseRegisterPeriodicReply([["p", "1000", "1700000004000"], ["q"]], tasks)).toEqual({
+      changed: [{ name: "p", fromMs: 1_000, toMs: 4_000, nextRunAtMs: 1_700_000_004_000 }],
+      unscheduled: ["q"],
+    });
+    expect(calls.parseRegisterPeriodicReply([[], []], [])).toEqual({ changed: [], unscheduled: [] });
+    for (const reply of [[[]], [["p", "1000"], []], [["x", "1", "2"], []], [["p", "a", "2"], []], 1])
+      rejects(() => calls.parseRegisterPeriodicReply(reply, tasks), "register_periodic_tasks");
+  });
+
+  test("parseRemovePeriodicReply reads 1 as removed and 0 as absent, nothing else", () => {
+    expect(calls.parseRemovePeriodicReply(1)).toBe(true);
+    expect(calls.parseRemovePeriodicReply(0)).toBe(false);
+    for (const reply of [2, "1", null]) rejects(() => calls.parseRemovePeriodicReply(reply), "remove_periodic_task");
   });
 
   test("a rejected reply is quoted, cut to 200 characters", () => {
@@ -405,6 +461,11 @@ describe("the reply parsers", () => {
 describe("stored entries", () => {
   afterEach(() => setLogger(undefined));
 
+  test("describeDropped names the id and what was stored", () => {
+    expect(calls.describeDropped({ id: "j", json: undefined })).toBe("no job stored for id j");
+    expect(calls.describeDropped({ id: "j", json: "x".repeat(300) })).toBe(`j: ${"x".repeat(200)}`);
+  });
+
   test("parseJobs reads jobs with the status given, and logs and leaves out entries that are not jobs", () => {
     const errors: string[] = [];
     setLogger({ debug() {}, info() {}, warn() {}, error: (m) => void errors.push(m) });
@@ -412,5 +473,24 @@ describe("stored entries", () => {
     const jobs = calls.parseJobs([toJSON(a), "not json", '{"id":"x"}'], JobStatus.Queued);
     expect(jobs).toEqual([{ ...a, status: JobStatus.Queued }]);
     expect(errors).toEqual(["dropping a corrupt running entry", "dropping a corrupt running entry"]);
+  });
+});
+
+describe("stored periodic task definitions", () => {
+  afterEach(() => setLogger(undefined));
+
+  test("parsePeriodicTasks reads each task by next run then name, and logs and leaves out unreadable definitions", () => {
+    const warnings: string[] = [];
+    setLogger({ debug() {}, info() {}, warn: (m) => void warnings.push(m), error() {} });
+    const def = periodicTaskJSON("q", 2, 5_000, "periodicity");
+    const reply = ["b", "20", def, "a", "20", def, "old", "10", '{"maxRetries":0,"periodMs":1,"queue":"o"}'];
+    expect(calls.parsePeriodicTasks([...reply, "gone", "5", null, "bad", "5", "{"])).toEqual([
+      { name: "old", periodMs: 1, queue: "o", maxRetries: 0, nextRunAtMs: 10 },
+      { name: "a", periodMs: 5_000, queue: "q", maxRetries: 2, nextRunAtMs: 20 },
+      { name: "b", periodMs: 5_000, queue: "q", maxRetries: 2, nextRunAtMs: 20 },
+    ]);
+    expect(warnings.length).toBe(2);
+    for (const bad of [["a", "1"], [1, "1", def], ["a", "x", def], null])
+      rejects(() => calls.parsePeriodicTasks(bad), "read_periodic_tasks");
   });
 });

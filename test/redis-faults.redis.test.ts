@@ -226,11 +226,11 @@ describe("server restarts", () => {
     const first = await b.fetchJobs("q", 1);
     // A reclaim of a fetch token that took nothing of what runs now (as a late or re-sent reclaim
     // after NOSCRIPT would be): the job that runs stays, nothing is put back.
-    const late = reclaimCall(k, { brokerId: b.id, lostTokens: ["999"], partial: new Map() });
+    const late = reclaimCall(k, { brokerId: b.id, lostTokens: ["999"], partial: new Map(), nowMs: Date.now() });
     expect(await runScript(admin, late.name, late.keys, late.args)).toEqual([[], []]);
     const second = await b.fetchJobs("q", 1);
     // The first fetch's token reclaimed late, after the second fetch: only its own job goes back.
-    const stale = reclaimCall(k, { brokerId: b.id, lostTokens: [first.token], partial: new Map() });
+    const stale = reclaimCall(k, { brokerId: b.id, lostTokens: [first.token], partial: new Map(), nowMs: Date.now() });
     const [putBack] = (await runScript(admin, stale.name, stale.keys, stale.args)) as [string[]];
     expect(putBack.map((j) => (JSON.parse(j) as { id: string }).id)).toEqual([first.jobs[0]!.id]);
     expect(await admin.hget(k.running(b.id), second.jobs[0]!.id)).toBe(second.token);
@@ -264,9 +264,14 @@ describe("server restarts", () => {
     const bogus = "00000000-0000-4000-8000-000000000000";
     await admin.hset(k.running(b.id), bogus, "1");
     await admin.hset(k.jobs, bogus, "not a job");
-    const call = reclaimCall(k, { brokerId: b.id, lostTokens: [], partial: new Map([["1", [mine.id]]]) });
+    const call = reclaimCall(k, {
+      brokerId: b.id,
+      lostTokens: [],
+      partial: new Map([["1", [mine.id]]]),
+      nowMs: Date.now(),
+    });
     const [, removed] = (await runScript(admin, call.name, call.keys, call.args)) as [string[], string[]];
-    expect(removed).toEqual(["not a job"]);
+    expect(removed).toEqual([bogus, "not a job"]);
     expect(await admin.hexists(k.running(b.id), bogus)).toBe(0);
   });
 

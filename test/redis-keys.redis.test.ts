@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { RedisBroker, type RedisClient } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
-import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
+import { escapeGlob, namespaceKeys, namespacePrefix, periodicTaskJSON } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, ScriptCode, runScript, scriptSha, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
@@ -147,6 +147,35 @@ async function queued(k: ReturnType<typeof namespaceKeys>, queue: string): Promi
   const ids = await admin.lrange(k.queue(queue), 0, -1);
   return ids.length > 0 ? admin.hmget(k.jobs, ...ids) : [];
 }
+
+describe("periodic task definitions", () => {
+  test("a worker start unschedules only schedules from periodicity (or from before the source was stored)", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const k = namespaceKeys(namespace);
+    const clock = new FakeClock();
+    const a = broker(namespace, clock);
+    await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 1, queue: "q", maxRetries: 2 })]);
+    expect(await admin.hget(k.periodicTasks, "tick")).toBe(periodicTaskJSON("q", 2, 1000, "periodicity"));
+    expect(await admin.hget(k.periodicTasks, "tick")).toBe(
+      '{"maxRetries":2,"periodMs":1000,"queue":"q","source":"periodicity"}',
+    );
+    const at = String(clock.now() + 5_000);
+    await admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
+    await admin.hset(k.periodicTasks, "runtime", '{"maxRetries":0,"periodMs":5000,"queue":"q","source":"schedule"}');
+    await admin.zadd(k.periodic, at, "legacy", at, "runtime", at, "stale");
+    const plain = ["tick", "legacy", "runtime", "stale", "never"].map((name) => new Task(name, noop));
+    expect(await a.registerPeriodicTasks(plain)).toEqual({ changed: [], unscheduled: ["tick", "legacy", "stale"] });
+    expect(await admin.zrange(k.periodic, 0, "-1")).toEqual(["runtime"]);
+    expect(await admin.hkeys(k.periodicTasks)).toEqual(["runtime"]);
+    // A definition of an older version (no source) follows the phase rule too.
+    await admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
+    await admin.zadd(k.periodic, at, "legacy");
+    expect(await a.registerPeriodicTasks([new Task("legacy", noop, { periodicity: 10 })])).toEqual({
+      changed: [{ name: "legacy", fromMs: 5_000, toMs: 10_000, nextRunAtMs: clock.now() + 10_000 }],
+      unscheduled: [],
+    });
+  });
+});
 
 describe("stored bytes", () => {
   test("future, periodic and recovered jobs are stored exactly as toJSON and periodicJobJSON write them", async () => {
@@ -361,7 +390,7 @@ describe("scripts", () => {
   test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
-    expect(helpers("keep_alive")).toEqual(["chard_chunked"]);
+    expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(helpers("set_concurrency_keys")).toEqual([]);
     expect(helpers("enqueue_jobs")).toEqual([
       "chard_string_end",
@@ -371,6 +400,10 @@ describe("scripts", () => {
       "chard_job_id",
     ]);
     expect(helpers("revoke_job")).toEqual(["chard_live_state"]);
+    expect(helpers("register_periodic_tasks")).toEqual(["chard_score", "chard_chunked", "chard_chunked_list"]);
+    expect(helpers("read_periodic_tasks")).toEqual(["chard_chunked", "chard_chunked_list"]);
+    expect(helpers("remove_periodic_task")).toEqual([]);
+    expect(helpers("trim_results")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });
 

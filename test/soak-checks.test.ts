@@ -62,6 +62,28 @@ describe("soak checks", () => {
     expect(check(rows, "retryable jobs lost").value).toBe("0");
   });
 
+  test("jobs of the batch a process was announcing when it killed itself in a signal handler are counted apart", () => {
+    const h = history([
+      `E ${A}:retry,${B}:retry,${C}:once`,
+      `x ${A} w1 0 retry`,
+      `x ${B} w1 0 retry`,
+      `x ${C} w1 0 once`,
+      `b w1 7 f ${A},${B}`, // the acks of A and B: durable when the call ends
+      `e w1 7`,
+      `t ${A} ok w1`,
+      "K w1 self", // in A's jobSucceeded: B's signal never went out
+    ]);
+    const results = new Map([
+      [A, OK],
+      [B, OK],
+      [C, OK],
+    ]);
+    const rows = runChecks(h, subject({ results }), facts);
+    expect(check(rows, "jobs with no terminal signal, outcome made durable").jobs).toEqual([B]);
+    // C's ack was in no call of that batch: its missing signal is a failure.
+    expect(check(rows, "jobs with no terminal signal (outside").jobs).toEqual([C]);
+  });
+
   test("a retryable job with no signal, no result and nowhere in Redis is lost; one still queued is not", () => {
     const h = history([`E ${A}:retry,${B}:limited,${C}:once`, `x ${A} w1 0 retry`, "K w1", `t ${C} ok w2`]);
     const rows = runChecks(h, subject({ queued: new Set([B]) }), facts);

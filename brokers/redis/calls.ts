@@ -3,11 +3,20 @@
  * order its header documents) and check its reply, plus the Job <-> stored JSON conversions. No
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
-import type { FinishedJob, JobState, ResultLookup, SlotRelease } from "../../lib/broker.js";
+import type {
+  FinishedJob,
+  JobState,
+  PeriodChange,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  ResultLookup,
+  SlotRelease,
+} from "../../lib/broker.js";
 import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
+import { byNextRun } from "../../lib/periodic.js";
 import type { NamespaceKeys } from "./keys.js";
 import { RedisReplyError, type ScriptArg, type ScriptName } from "./scripts.js";
 
@@ -169,7 +178,7 @@ export function fetchCall(
 export interface FetchReply {
   jsons: string[];
   nextDueAtMs: number | undefined;
-  dropped: string[];
+  dropped: Dropped[];
   revoked: string[];
   /** The 0-based indexes of the acks refused: another broker took their job over. */
   takenOver: number[];
@@ -192,7 +201,7 @@ export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
-    dropped: short ? [] : strings(dropped, "fetch_jobs"),
+    dropped: short ? [] : droppedPairs(dropped, "fetch_jobs"),
     revoked: short ? [] : strings(revoked, "fetch_jobs"),
     takenOver: short ? [] : batchIndexes(takenOver, ackCount, "fetch_jobs"),
     repeated,
@@ -304,6 +313,7 @@ function batchIndexes(reply: unknown, count: number, script: string): number[] {
 export interface PeriodicEntry {
   readonly name: string;
   readonly periodMs: number;
+  /** Its definition, as keys.ts periodicTaskJSON writes it. */
   readonly json: string;
 }
 
@@ -311,17 +321,115 @@ export interface PeriodicEntry {
 export interface RegisterPeriodicCallInput {
   /** The periodic tasks to record. */
   readonly tasks: readonly PeriodicEntry[];
-  /** Now (epoch ms): a new task or a changed period runs next at nowMs + periodMs. */
+  /** Names of the tasks the engine defines without periodicity: their schedule from `periodicity` goes. */
+  readonly withoutPeriodicity: readonly string[];
+  /** Now (epoch ms): a new task runs next at nowMs + periodMs. */
   readonly nowMs: number;
 }
 
-/** register_periodic_tasks.lua. */
-export function registerPeriodicCall(k: NamespaceKeys, { tasks, nowMs }: RegisterPeriodicCallInput): ScriptCall {
+/** register_periodic_tasks.lua: the periodic tasks as triples, then the names of the others. */
+export function registerPeriodicCall(
+  k: NamespaceKeys,
+  { tasks, withoutPeriodicity, nowMs }: RegisterPeriodicCallInput,
+): ScriptCall {
   return {
     name: "register_periodic_tasks",
     keys: [k.periodic, k.periodicTasks],
-    args: [k.events, nowMs, ...tasks.flatMap((t) => [t.name, t.periodMs, t.json])],
+    args: [
+      k.events,
+      nowMs,
+      3 * tasks.length,
+      ...tasks.flatMap((t) => [t.name, t.periodMs, t.json]),
+      ...withoutPeriodicity,
+    ],
   };
+}
+
+/** A finite number sent as exact text by a script (chard_score, ZSET scores). */
+function numberText(value: unknown, script: string): number {
+  const n = Number(str(value, script));
+  if (!Number.isFinite(n)) throw shapeError(script, value);
+  return n;
+}
+
+/**
+ * Checks the reply of register_periodic_tasks.lua; `tasks` are the periodic tasks the call sent
+ * (the new period of each changed one is theirs).
+ */
+export function parseRegisterPeriodicReply(reply: unknown, tasks: readonly PeriodicEntry[]): PeriodicRegistration {
+  const script = "register_periodic_tasks";
+  const [flat, unscheduled] = tuple(reply, 2, script);
+  const changes = strings(flat, script);
+  if (changes.length % 3 !== 0) throw shapeError(script, reply);
+  const periods = new Map(tasks.map((t) => [t.name, t.periodMs]));
+  const changed: PeriodChange[] = [];
+  for (let i = 0; i < changes.length; i += 3) {
+    const name = changes[i]!;
+    const toMs = periods.get(name);
+    if (toMs === undefined) throw shapeError(script, reply);
+    changed.push({
+      name,
+      fromMs: numberText(changes[i + 1], script),
+      toMs,
+      nextRunAtMs: numberText(changes[i + 2], script),
+    });
+  }
+  return { changed, unscheduled: strings(unscheduled, script) };
+}
+
+/** read_periodic_tasks.lua. */
+export function readPeriodicCall(k: NamespaceKeys): ScriptCall {
+  return { name: "read_periodic_tasks", keys: [k.periodic, k.periodicTasks], args: [] };
+}
+
+/**
+ * Checks the reply of read_periodic_tasks.lua. An entry without a readable definition (stale; the
+ * fetch that finds it due removes it) is logged and left out.
+ */
+export function parsePeriodicTasks(reply: unknown): PeriodicTaskEntry[] {
+  const script = "read_periodic_tasks";
+  if (!Array.isArray(reply) || reply.length % 3 !== 0) throw shapeError(script, reply);
+  const entries: PeriodicTaskEntry[] = [];
+  for (let i = 0; i < reply.length; i += 3) {
+    const name = str(reply[i], script);
+    const nextRunAtMs = numberText(reply[i + 1], script);
+    const json: unknown = reply[i + 2];
+    const def = typeof json === "string" ? readDefinition(json) : undefined;
+    if (def) entries.push({ name, ...def, nextRunAtMs });
+    else getLogger().warn(`periodic task ${JSON.stringify(name)} has no readable definition: left out of the list`);
+  }
+  return entries.sort(byNextRun);
+}
+
+/** The fields of a stored periodic task definition (keys.ts periodicTaskJSON), if readable. */
+function readDefinition(json: string): Pick<PeriodicTaskEntry, "periodMs" | "queue" | "maxRetries"> | undefined {
+  try {
+    const def = JSON.parse(json) as { periodMs?: unknown; queue?: unknown; maxRetries?: unknown };
+    const { periodMs, queue, maxRetries } = def;
+    if (typeof periodMs === "number" && periodMs > 0 && typeof queue === "string" && typeof maxRetries === "number")
+      return { periodMs, queue, maxRetries };
+  } catch {
+    // not JSON: unreadable
+  }
+  return undefined;
+}
+
+/** Inputs of `removePeriodicCall`. */
+export interface RemovePeriodicCallInput {
+  /** The task whose schedule goes. */
+  readonly name: string;
+}
+
+/** remove_periodic_task.lua. */
+export function removePeriodicCall(k: NamespaceKeys, { name }: RemovePeriodicCallInput): ScriptCall {
+  return { name: "remove_periodic_task", keys: [k.periodic, k.periodicTasks], args: [name] };
+}
+
+/** Checks the reply of remove_periodic_task.lua: whether the task was scheduled. */
+export function parseRemovePeriodicReply(reply: unknown): boolean {
+  const removed = int(reply, "remove_periodic_task");
+  if (removed !== 0 && removed !== 1) throw shapeError("remove_periodic_task", reply);
+  return removed === 1;
 }
 
 /** Inputs of `concurrencyCall`. */
@@ -351,16 +459,38 @@ export interface KeepAliveCallInput {
   readonly announced: readonly string[];
 }
 
-/** keep_alive.lua. */
+/**
+ * How many expired result records one call of keep_alive.lua or trim_results.lua removes at most:
+ * about a millisecond of Redis's time, so other clients' commands wait no longer than that.
+ */
+export const RESULT_TRIM_BATCH = 1000;
+
+/** keep_alive.lua (which also removes up to `RESULT_TRIM_BATCH` expired result records). */
 export function keepAliveCall(
   k: NamespaceKeys,
   { brokerId, nowMs, leaseMs, announced }: KeepAliveCallInput,
 ): ScriptCall {
   return {
     name: "keep_alive",
-    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId)],
-    args: [brokerId, nowMs, nowMs + leaseMs, ...announced],
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId), k.results, k.resultExpiry],
+    args: [brokerId, nowMs, nowMs + leaseMs, RESULT_TRIM_BATCH, ...announced],
   };
+}
+
+/** Inputs of `trimResultsCall`. */
+export interface TrimResultsCallInput {
+  /** Now (epoch ms): the records whose expiry is before it go. */
+  readonly nowMs: number;
+}
+
+/** trim_results.lua: up to `RESULT_TRIM_BATCH` expired result records, after a renewal that removed a full batch. */
+export function trimResultsCall(k: NamespaceKeys, { nowMs }: TrimResultsCallInput): ScriptCall {
+  return { name: "trim_results", keys: [k.results, k.resultExpiry], args: [nowMs, RESULT_TRIM_BATCH] };
+}
+
+/** Checks the reply of trim_results.lua: how many records it removed. */
+export function parseTrimReply(reply: unknown): number {
+  return int(reply, "trim_results");
 }
 
 /** A job a recovery ended and the recovering broker has not announced: failed as lost, or cancelled. */
@@ -378,12 +508,14 @@ export interface KeepAliveReply {
   readonly expired: string[];
   /** Recoveries of this broker whose announcement is not confirmed (see keep_alive.lua). */
   readonly unannounced: Unannounced[];
+  /** How many expired result records it removed (`RESULT_TRIM_BATCH`: more may be left). */
+  readonly trimmed: number;
 }
 
 /** Checks the reply of keep_alive.lua. */
 export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
   const script = "keep_alive";
-  const [lost, expired, flat] = tuple(reply, 3, script);
+  const [lost, expired, flat, trimmed] = tuple(reply, 4, script);
   const pairs = strings(flat, script);
   const unannounced: Unannounced[] = [];
   for (let i = 0; i + 1 < pairs.length; i += 2) {
@@ -392,7 +524,12 @@ export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
     if (kind === undefined) throw shapeError(script, reply);
     unannounced.push({ id: pairs[i]!, kind, json: entry.slice(1) });
   }
-  return { leaseLost: int(lost, script) === 1, expired: strings(expired, script), unannounced };
+  return {
+    leaseLost: int(lost, script) === 1,
+    expired: strings(expired, script),
+    unannounced,
+    trimmed: int(trimmed, script),
+  };
 }
 
 /** Inputs of `recoverCall`. */
@@ -439,14 +576,16 @@ export interface RevokeCallInput {
   readonly jobId: string;
   /** "revoke": a pending job is dropped when fetched; "cancel" also aborts it while it runs. */
   readonly mode: "revoke" | "cancel";
+  /** Now (epoch ms): a result record past its expiry counts as gone. */
+  readonly nowMs: number;
 }
 
 /** revoke_job.lua. */
-export function revokeCall(k: NamespaceKeys, { jobId, mode }: RevokeCallInput): ScriptCall {
+export function revokeCall(k: NamespaceKeys, { jobId, mode, nowMs }: RevokeCallInput): ScriptCall {
   return {
     name: "revoke_job",
-    keys: [k.jobs, k.results, k.revoked, k.leases],
-    args: [jobId, mode, k.events, k.prefix],
+    keys: [k.jobs, k.results, k.revoked, k.leases, k.resultExpiry],
+    args: [jobId, mode, k.events, k.prefix, nowMs],
   };
 }
 
@@ -493,28 +632,39 @@ export interface ReclaimCallInput {
    * read. Their other entries are removed (put back, they would fail again).
    */
   readonly partial: ReadonlyMap<string, readonly string[]>;
+  /** Now (epoch ms): when the records of the unreadable entries it ends were written. */
+  readonly nowMs: number;
 }
 
 /** reclaim_orphans.lua: puts back the jobs of this broker's fetches whose reply it never got. */
-export function reclaimCall(k: NamespaceKeys, { brokerId, lostTokens, partial }: ReclaimCallInput): ScriptCall {
+export function reclaimCall(k: NamespaceKeys, { brokerId, lostTokens, partial, nowMs }: ReclaimCallInput): ScriptCall {
   return {
     name: "reclaim_orphans",
-    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs, k.revoked],
-    args: [k.prefix, k.events, lostTokens.join(" "), [...partial.keys()].join(" "), ...[...partial.values()].flat()],
+    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs, k.revoked, k.results, k.resultExpiry],
+    args: [
+      k.prefix,
+      k.events,
+      lostTokens.join(" "),
+      [...partial.keys()].join(" "),
+      nowMs,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
+      ...[...partial.values()].flat(),
+    ],
   };
 }
 
 /** Checks the reply of reclaim_orphans.lua. */
-export function parseReclaimReply(reply: unknown): { putBack: string[]; removed: string[] } {
+export function parseReclaimReply(reply: unknown): { putBack: string[]; removed: Dropped[] } {
   const [putBack, removed] = tuple(reply, 2, "reclaim_orphans");
-  return { putBack: strings(putBack, "reclaim_orphans"), removed: strings(removed, "reclaim_orphans") };
+  return { putBack: strings(putBack, "reclaim_orphans"), removed: droppedPairs(removed, "reclaim_orphans") };
 }
 
 /** Jobs taken back by recover_dead_brokers.lua. */
 export interface TakenBack {
   requeued: string[];
   failed: string[];
-  dropped: string[];
+  dropped: Dropped[];
   /** Jobs cancelled while they ran on the dead broker: failed with their cancel. */
   cancelled: string[];
 }
@@ -526,7 +676,7 @@ export function parseTakenBack(reply: unknown): TakenBack {
   return {
     requeued: strings(requeued, script),
     failed: strings(failed, script),
-    dropped: strings(dropped, script),
+    dropped: droppedPairs(dropped, script),
     cancelled: strings(cancelled, script),
   };
 }
@@ -572,6 +722,33 @@ function strings(value: unknown, script: string): string[] {
   if (!Array.isArray(value)) throw shapeError(script, value);
   for (const v of value as unknown[]) if (typeof v !== "string") throw shapeError(script, value);
   return value as string[];
+}
+
+/**
+ * An entry a script dropped because it is not a job: its id and stored JSON (undefined when none
+ * was stored). One with a JSON was ended with UNREADABLE_RECORD.
+ */
+export interface Dropped {
+  readonly id: string;
+  readonly json: string | undefined;
+}
+
+/** Reads the flat pairs (id, JSON or null) of a script's dropped entries. */
+function droppedPairs(value: unknown, script: string): Dropped[] {
+  if (!Array.isArray(value) || value.length % 2 !== 0) throw shapeError(script, value);
+  const out: Dropped[] = [];
+  for (let i = 0; i < value.length; i += 2) {
+    const id: unknown = value[i];
+    const json: unknown = value[i + 1];
+    if (typeof id !== "string" || (json !== null && typeof json !== "string")) throw shapeError(script, value);
+    out.push({ id, json: json ?? undefined });
+  }
+  return out;
+}
+
+/** What the log says of a dropped entry. */
+export function describeDropped({ id, json }: Dropped): string {
+  return json === undefined ? `no job stored for id ${id}` : `${id}: ${json.slice(0, 200)}`;
 }
 
 function tuple(value: unknown, length: number, script: string): unknown[] {

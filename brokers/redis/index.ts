@@ -10,12 +10,22 @@
  */
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
-import type { FetchResult, FinishedJob, JobState, Recovery, ResultLookup, SlotRelease } from "../../lib/broker.js";
+import type {
+  FetchResult,
+  FinishedJob,
+  JobState,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  Recovery,
+  ResultLookup,
+  SlotRelease,
+} from "../../lib/broker.js";
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
-import { type Job, JobStatus, dueStatus, fromJSON } from "../../lib/jobs.js";
+import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
+import { PERIODICITY_SOURCE } from "../../lib/periodic.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
@@ -48,6 +58,12 @@ export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
 /** Attempts of an idempotent call (enqueue, finish) when the connection fails. */
 const ATTEMPTS = 4;
+
+/**
+ * trim_results.lua calls a lease renewal makes at most after keep_alive.lua removed a full batch:
+ * with the batch of 1000, up to 101,000 expired result records per renewal (every third of the lease).
+ */
+const MAX_TRIM_CALLS = 100;
 
 /**
  * Options of `RedisBroker`: those of every broker (clock, lease). Without a `clock`, the broker's
@@ -266,27 +282,28 @@ export class RedisBroker extends BaseBroker {
       this.#lostFetches.add(token);
     }
     if (acks.length > 0) this.#acked(acks, reply.takenOver, now);
-    for (const json of reply.dropped)
-      getLogger().error(`dropping a corrupt entry of namespace "${this.namespace}": ${json.slice(0, 200)}`);
+    const unreadable = this.#unreadable(reply.dropped, queue, `namespace "${this.namespace}"`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
     const jobs: Job[] = [];
-    let unreadable = false;
+    let partial = false;
     for (let i = 0; i < jsons.length; i++) {
       try {
         jobs.push(fromJSON(jsons[i]!, JobStatus.Running));
       } catch (e) {
-        // Not a job after all: the next keepAlive removes it from the running HASH.
-        getLogger().error(`dropping a corrupt entry of queue "${queue}"`, e);
-        unreadable = true;
+        // Not a job after all: the next keepAlive ends it (reclaim_orphans.lua), and says so.
+        getLogger().error(`a corrupt entry of queue "${queue}" will be failed`, e);
+        partial = true;
       }
     }
-    if (unreadable)
+    if (partial)
       this.#partialFetches.set(
         token,
         jobs.map((j) => j.id),
       );
-    return { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
+    const result: FetchResult = { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
+    if (unreadable.length > 0) result.unreadable = unreadable;
+    return result;
   }
 
   /**
@@ -346,20 +363,34 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * Registers the periodic tasks among `tasks` (see register_periodic_tasks.lua). @throws RedisConnectionError,
+   * Registers the periodic tasks among `tasks` and unschedules the others' schedules from
+   * `periodicity`, in one call (see register_periodic_tasks.lua). @throws RedisConnectionError,
    * RedisReplyError
    */
-  async registerPeriodicTasks(tasks: readonly Task[]): Promise<void> {
+  async registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration> {
     const entries: calls.PeriodicEntry[] = [];
+    const withoutPeriodicity: string[] = [];
     for (const t of tasks) {
-      if (t.periodicityMs !== undefined)
+      if (t.periodicityMs === undefined) withoutPeriodicity.push(t.name);
+      else
         entries.push({
           name: t.name,
           periodMs: t.periodicityMs,
-          json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs),
+          json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs, PERIODICITY_SOURCE),
         });
     }
-    await this.#retrying(calls.registerPeriodicCall(this.#k, { tasks: entries, nowMs: this.clock.now() }));
+    const call = calls.registerPeriodicCall(this.#k, { tasks: entries, withoutPeriodicity, nowMs: this.clock.now() });
+    return calls.parseRegisterPeriodicReply(await this.#retrying(call), entries);
+  }
+
+  /** Every scheduled periodic task (read_periodic_tasks.lua). @throws RedisConnectionError, RedisReplyError */
+  async periodicTasks(): Promise<PeriodicTaskEntry[]> {
+    return calls.parsePeriodicTasks(await this.#run(calls.readPeriodicCall(this.#k)));
+  }
+
+  /** Unschedules one periodic task (remove_periodic_task.lua). @throws RedisConnectionError, RedisReplyError */
+  async removePeriodicTask(name: string): Promise<boolean> {
+    return calls.parseRemovePeriodicReply(await this.#run(calls.removePeriodicCall(this.#k, { name })));
   }
 
   /**
@@ -401,12 +432,12 @@ export class RedisBroker extends BaseBroker {
         `broker ${this.id}: announcing ${failed.length + cancelled.length} job(s) ended by a recovery whose reply was lost`,
       );
     const requeued: string[] = [];
+    const unreadable: Job[] = [];
     if (reply.expired.length > 0) {
       const taken = calls.parseTakenBack(
         await this.#run(calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now })),
       );
-      for (const json of taken.dropped)
-        getLogger().error(`dropping a corrupt running entry of a dead broker: ${json.slice(0, 200)}`);
+      unreadable.push(...this.#unreadable(taken.dropped, "", "a dead broker's running jobs"));
       requeued.push(...taken.requeued);
       failed.push(...taken.failed);
       cancelled.push(...taken.cancelled);
@@ -419,9 +450,27 @@ export class RedisBroker extends BaseBroker {
     };
     // Handed to the caller, which announces them at once: confirmed by the next renewal.
     for (const job of [...recovery.failed, ...recovery.cancelled]) this.#announced.add(job.id);
-    await this.#reclaim();
+    unreadable.push(...(await this.#reclaim()));
+    if (unreadable.length > 0) recovery.unreadable = unreadable;
+    if (reply.trimmed >= calls.RESULT_TRIM_BATCH) await this.#trimResults(now);
     await measuring;
     return recovery;
+  }
+
+  /**
+   * Goes on removing expired result records after a renewal that removed a full batch: one
+   * bounded call after another (other clients' commands run between them), until one finds fewer
+   * than a batch or after `MAX_TRIM_CALLS`; what is left, and a failure, wait for the next renewal.
+   */
+  async #trimResults(nowMs: number): Promise<void> {
+    try {
+      for (let i = 0; i < MAX_TRIM_CALLS; i++) {
+        const removed = calls.parseTrimReply(await this.#run(calls.trimResultsCall(this.#k, { nowMs })));
+        if (removed < calls.RESULT_TRIM_BATCH) return;
+      }
+    } catch (e) {
+      getLogger().warn("could not remove expired result records; the next lease renewal goes on", e);
+    }
   }
 
   /**
@@ -432,22 +481,39 @@ export class RedisBroker extends BaseBroker {
     await this.#time?.ready(this.#readTime);
   }
 
-  /** Puts back the jobs of lost fetches and removes unreadable entries; failures wait for the next keepAlive. */
-  async #reclaim(): Promise<void> {
-    if (this.#lostFetches.size === 0 && this.#partialFetches.size === 0) return;
+  /**
+   * Puts back the jobs of lost fetches and ends unreadable entries, which it returns (see
+   * reclaim_orphans.lua); failures wait for the next keepAlive.
+   */
+  async #reclaim(): Promise<Job[]> {
+    if (this.#lostFetches.size === 0 && this.#partialFetches.size === 0) return [];
     const lostTokens = [...this.#lostFetches];
     const partial = new Map(this.#partialFetches);
     try {
-      const reply = calls.parseReclaimReply(
-        await this.#run(calls.reclaimCall(this.#k, { brokerId: this.id, lostTokens, partial })),
-      );
+      const call = calls.reclaimCall(this.#k, { brokerId: this.id, lostTokens, partial, nowMs: this.clock.now() });
+      const reply = calls.parseReclaimReply(await this.#run(call));
       for (const token of lostTokens) this.#lostFetches.delete(token);
       for (const token of partial.keys()) this.#partialFetches.delete(token);
       if (reply.putBack.length > 0)
         getLogger().warn(`put back ${reply.putBack.length} job(s) of a fetch whose reply was lost`);
+      return this.#unreadable(reply.removed, "", `namespace "${this.namespace}"`);
     } catch (e) {
       getLogger().warn("could not put back the jobs of lost fetch replies; will try again", e);
+      return [];
     }
+  }
+
+  /**
+   * Logs the entries a script dropped as not jobs, and returns a stand-in Failed job for each one
+   * it ended with the unreadable record (those with a stored JSON), for the workers' `jobFailed`.
+   */
+  #unreadable(dropped: readonly calls.Dropped[], queue: string, where: string): Job[] {
+    const jobs: Job[] = [];
+    for (const entry of dropped) {
+      getLogger().error(`dropping a corrupt entry of ${where}: ${calls.describeDropped(entry)}`);
+      if (entry.json !== undefined) jobs.push(unreadableJob(entry.id, entry.json, queue));
+    }
+    return jobs;
   }
 
   /** True when `queue` holds no Queued job (LLEN). @throws RedisConnectionError */
@@ -457,12 +523,18 @@ export class RedisBroker extends BaseBroker {
 
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */
   async revokeJob(id: string): Promise<JobState> {
-    return calls.jobState(await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "revoke" })), "revoke_job");
+    return calls.jobState(
+      await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "revoke", nowMs: this.clock.now() })),
+      "revoke_job",
+    );
   }
 
   /** Revokes a pending job or tells the broker running it to abort it (revoke_job.lua). */
   async cancelJob(id: string): Promise<JobState> {
-    return calls.jobState(await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "cancel" })), "revoke_job");
+    return calls.jobState(
+      await this.#run(calls.revokeCall(this.#k, { jobId: id, mode: "cancel", nowMs: this.clock.now() })),
+      "revoke_job",
+    );
   }
 
   /** The result record and state of a job (read_result.lua). */

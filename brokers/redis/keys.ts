@@ -17,7 +17,7 @@
  * | `<p>:revoked`              | SET    | ids of pending jobs revoked (dropped when fetched)  |
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
  * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
- * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..}` |
+ * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..,"source":..}` |
  * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only)            |
  * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
  * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min) |
@@ -125,7 +125,12 @@ export function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
-/** The value stored in `<p>:periodic-tasks`; `maxRetries` comes first because fetch_jobs.lua copies its raw text. */
-export function periodicTaskJSON(queue: string, maxRetries: number, periodMs: number): string {
-  return `{"maxRetries":${maxRetries},"periodMs":${periodMs},"queue":${JSON.stringify(queue)}}`;
+/**
+ * The value stored in `<p>:periodic-tasks`; `maxRetries` comes first because fetch_jobs.lua copies
+ * its raw text. `source` says what declared the schedule (`"periodicity"`: a task's option, the only
+ * source a worker start may unschedule; a definition without it was written before the field).
+ */
+export function periodicTaskJSON(queue: string, maxRetries: number, periodMs: number, source: string): string {
+  const tail = `"queue":${JSON.stringify(queue)},"source":${JSON.stringify(source)}`;
+  return `{"maxRetries":${maxRetries},"periodMs":${periodMs},${tail}}`;
 }

@@ -32,6 +32,8 @@ export const SCRIPT_NAMES = [
   "fetch_jobs",
   "finish_jobs",
   "register_periodic_tasks",
+  "read_periodic_tasks",
+  "remove_periodic_task",
   "set_concurrency_keys",
   "keep_alive",
   "recover_dead_brokers",
@@ -39,6 +41,7 @@ export const SCRIPT_NAMES = [
   "stop",
   "revoke_job",
   "read_result",
+  "trim_results",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

@@ -16,6 +16,7 @@ import {
   JobStatus,
   JobTimeoutError,
   MemoryBroker,
+  type PeriodicTaskInfo,
   RedisBroker,
   RedisConnectionError,
   RedisReplyError,
@@ -112,6 +113,23 @@ describe("workers", () => {
     expectTypeOf(engine.close({ timeout: Duration.fromObject({ seconds: 10 }) })).toEqualTypeOf<Promise<void>>();
     // @ts-expect-error a timeout is seconds or a Duration
     void engine.stopWorkers({ timeout: "10s" });
+  });
+});
+
+describe("periodic tasks", () => {
+  test("an engine lists them with luxon types and removes one by name", () => {
+    const engine = new Engine(new MemoryBroker(), "ns");
+    expectTypeOf(engine.periodicTasks()).toEqualTypeOf<Promise<PeriodicTaskInfo[]>>();
+    expectTypeOf<PeriodicTaskInfo>().toEqualTypeOf<{
+      readonly name: string;
+      readonly period: Duration;
+      readonly queue: string;
+      readonly maxRetries: number;
+      readonly nextRunAt: DateTime;
+    }>();
+    expectTypeOf(engine.removePeriodicTask("tick")).toEqualTypeOf<Promise<boolean>>();
+    // @ts-expect-error a task name is a string
+    void engine.removePeriodicTask(42);
   });
 });
 

@@ -176,9 +176,19 @@ local function chard_hset_pairs(key, args)
   end
 end
 
--- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job.
-local function chard_corrupt(id, json)
-  return json or ('no job stored for id ' .. id)
+-- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job:
+-- appends the pair (id, JSON or false) to `list`; with a JSON, also appends `id` to `unreadable`
+-- (when given), the jobs to end with chard_end_unreadable.
+local function chard_corrupt(list, id, json, unreadable)
+  list[#list + 1] = id
+  list[#list + 1] = json or false
+  if json and unreadable then unreadable[#unreadable + 1] = id end
+end
+
+-- The result record of a job whose stored JSON is not a job (lib/results.ts UNREADABLE_RECORD,
+-- byte for byte).
+local function chard_unreadable_record()
+  return '{"ok":false,"error":{"name":"CorruptDataError","message":"the stored data of the job could not be read"}}'
 end
 
 -- Takes back job `id` (its stored JSON `json`, or false) of a broker whose lease expired: frees
@@ -186,13 +196,13 @@ end
 -- fails, never runs again); a retryable job (retries < maxRetries) gets retries + 1, rewritten in
 -- place in the jobs HASH (lib/jobs.ts writes "retries" right after "id", so the first match is the
 -- top-level one), and goes to the tail of its queue (key built from `prefix`, same hash tag) with
--- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported.
--- Appends to out.requeued / out.failed / out.cancelled / out.dropped (JSONs) and out.failed_ids
--- / out.cancelled_ids / out.lost_ids.
+-- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported
+-- (chard_corrupt). Appends to out.requeued / out.failed / out.cancelled (JSONs), out.dropped
+-- (pairs) and out.failed_ids / out.cancelled_ids / out.lost_ids / out.unreadable_ids.
 local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out, cancelled)
   local job = json and chard_read_job(json)
   if not job or job.id ~= id then
-    out.dropped[#out.dropped + 1] = chard_corrupt(id, json)
+    chard_corrupt(out.dropped, id, json, out.unreadable_ids)
     out.lost_ids[#out.lost_ids + 1] = id
     return
   end
@@ -235,10 +245,24 @@ local function chard_live_state(revoked_key, leases_key, prefix, id)
   return 'pending'
 end
 
+-- Removes up to `limit` result records whose expiry has passed (scored before `now`:
+-- read_result.lua reads a record through its expiry ms), first to expire first: one
+-- ZRANGEBYSCORE, and only when some expired one HDEL (in chunks) and one ZREMRANGEBYRANK (the
+-- expired ones are the lowest ranks). Returns how many it removed.
+local function chard_trim_results(results_key, expiry_key, now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', '0', limit)
+  if #expired == 0 then return 0 end
+  chard_chunked('HDEL', results_key, expired)
+  redis.call('ZREMRANGEBYRANK', expiry_key, '0', #expired - 1)
+  return #expired
+end
+
 -- Stores result records: `records` is a list of { id, record, ttl ms }; the expiry ZSET scores
--- each id by when its record goes. Each call that stores records also removes up to 100 expired
--- ones, so the results HASH never grows past what the TTLs allow (and a call that stores none,
--- the common acknowledgement, costs nothing here).
+-- each id by when its record goes. Each call that stores k records also removes up to k + 100
+-- expired ones (chard_trim_results): more than it adds, so however large the batches the expired
+-- records never pile up, and the results HASH holds what the TTLs allow plus at most a short
+-- backlog that the next calls clear. A call that stores none (keepResult: false) costs nothing
+-- here: the lease renewal (keep_alive.lua) removes what expires once no call stores records.
 local function chard_keep_results(results_key, expiry_key, records, now)
   if #records == 0 then return end
   local fields, scores = {}, {}
@@ -257,13 +281,8 @@ local function chard_keep_results(results_key, expiry_key, records, now)
     redis.call('HSET', results_key, unpack(fields))
     redis.call('ZADD', expiry_key, unpack(scores))
   end
-  local expired = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', '(' .. chard_score(now), 'LIMIT', '0', '100')
-  if #expired > 0 then
-    redis.call('HDEL', results_key, unpack(expired))
-    redis.call('ZREM', expiry_key, unpack(expired))
-  end
+  chard_trim_results(results_key, expiry_key, now, tostring(#records + 100))
 end
-
 
 -- Jobs that ended (`ids`): forgets them (the jobs HASH), keeps their result records (see
 -- chard_keep_results; `record` and `ttl` given instead mean the same record for every id) and
@@ -277,6 +296,14 @@ local function chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids,
   chard_chunked('HDEL', jobs_key, ids)
   chard_keep_results(results_key, expiry_key, records, now)
   redis.call('PUBLISH', channel, message or table.concat(ids, ' '))
+end
+
+-- Ends the jobs whose stored JSON is not a job (`ids`, from chard_corrupt): forgotten, with the
+-- record of an unreadable job kept for `ttl` ms and their ids announced, so `getResult` rejects
+-- instead of waiting and the worker that met them sends `jobFailed`.
+local function chard_end_unreadable(jobs_key, results_key, expiry_key, channel, ids, now, ttl)
+  if #ids == 0 then return end
+  chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids, nil, now, chard_unreadable_record(), ttl)
 end
 
 -- The max-concurrency HASH as a table (task -> limit), or false when no task is limited: read

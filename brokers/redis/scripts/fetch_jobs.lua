@@ -44,10 +44,13 @@
 --          their own tokens (see finish_jobs.lua), so the call as a whole is safe to apply twice.
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
 -- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
--- left running); without concurrency limits the JSONs are not read here, so an entry that is not a
--- job reaches the client, which cannot read it: reclaim_orphans.lua then removes it.
+-- left running); one whose JSON is not a job (read here for due future jobs and with concurrency
+-- limits) is ended with the record of an unreadable job (chard_end_unreadable), and reported with
+-- the dropped entries so the worker sends jobFailed. Without concurrency limits the JSONs are not
+-- read here, so an entry that is not a job reaches the client, which cannot read it:
+-- reclaim_orphans.lua then ends it the same way.
 -- Returns { accepted job JSONs in queue order, nextDueAtMs (string) or nil,
---           corrupt entries dropped (for the log), revoked job JSONs,
+--           corrupt entries dropped (flat pairs: id, JSON or false when none was stored), revoked job JSONs,
 --           positions (1-based) of the acks taken over, as finish_jobs.lua returns them,
 --           1 when this fetch was refused as a repeat (only then: a sixth entry) },
 -- cut to its first two entries when the last ones are empty (the common reply: each table in a
@@ -87,7 +90,7 @@ end
 
 redis.call('ZADD', leases_key, ARGV[5], broker_id)
 
-local dropped, moved = {}, 0
+local dropped, unreadable, moved = {}, {}, 0
 local pushes, push_order = {}, {}
 local function push(queue, id)
   local key = prefix .. ':queue:' .. queue
@@ -122,7 +125,7 @@ local function take(count)
     if #revoked_ids > 0 then
       local jsons = chard_chunked_list('HMGET', jobs_key, revoked_ids)
       for i, id in ipairs(revoked_ids) do
-        if jsons[i] then revoked[#revoked + 1] = jsons[i] else dropped[#dropped + 1] = chard_corrupt(id, false) end
+        if jsons[i] then revoked[#revoked + 1] = jsons[i] else chard_corrupt(dropped, id, false) end
       end
     end
     ids = kept
@@ -136,7 +139,8 @@ local function take(count)
         if jsons[j] then
           keep_ids[#keep_ids + 1], keep_jsons[#keep_jsons + 1] = ids[j], jsons[j]
         else
-          lost[#lost + 1], dropped[#dropped + 1] = ids[j], chard_corrupt(ids[j], false)
+          lost[#lost + 1] = ids[j]
+          chard_corrupt(dropped, ids[j], false)
         end
       end
       drop(lost)
@@ -166,7 +170,7 @@ local function take_limited(limit, count)
       local job = json and chard_read_job(json)
       local accept = false
       if not job or job.id ~= id then
-        dropped[#dropped + 1] = chard_corrupt(id, json)
+        chard_corrupt(dropped, id, json, unreadable)
         lost[#lost + 1] = id
       elseif flags and flags[i] == 1 then
         revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
@@ -218,7 +222,7 @@ if future_next and tonumber(future_next) <= now then
     if job and job.id == id then
       push(job.queue, id)
     else
-      dropped[#dropped + 1] = chard_corrupt(id, jsons[i])
+      chard_corrupt(dropped, id, jsons[i], unreadable)
       lost[#lost + 1] = id
     end
   end
@@ -274,6 +278,8 @@ if max_jobs > 0 then
     chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[8], revoked_ids, nil, now, ARGV[10], ARGV[9])
   end
 end
+
+chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[8], unreadable, now, ARGV[9])
 
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false

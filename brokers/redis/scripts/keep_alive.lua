@@ -1,21 +1,30 @@
--- keep_alive.lua: renews this broker's lease, lists brokers whose lease expired, and hands back
--- the recoveries this broker applied but has not announced yet.
+-- keep_alive.lua: renews this broker's lease, lists brokers whose lease expired, hands back the
+-- recoveries this broker applied but has not announced yet, and removes expired result records.
 -- KEYS[1]  leases ZSET (broker id -> lease expiry ms)
 -- KEYS[2]  running HASH of this broker (kept from expiring when the lease was lost: see
 --          recover_dead_brokers.lua)
 -- KEYS[3]  unannounced HASH of this broker (job id -> "f"/"c" + JSON of a job it failed or
 --          cancelled in recover_dead_brokers.lua)
+-- KEYS[4]  results HASH
+-- KEYS[5]  result-expiry ZSET
 -- ARGV[1]  broker id
 -- ARGV[2]  now (epoch ms)
 -- ARGV[3]  new lease expiry (now + leaseMs)
--- ARGV[4..] ids this broker announced since (their entries are removed first)
+-- ARGV[4]  at most this many expired result records are removed
+-- ARGV[5..] ids this broker announced since (their entries are removed first)
 -- Returns { leaseLost (1 when this broker's lease was missing or already expired, so others may
 --           have recovered its jobs), up to 10 ids of other brokers whose lease expired,
---           the entries still unannounced, flat: id, entry, id, entry... }
+--           the entries still unannounced, flat: id, entry, id, entry...,
+--           how many expired result records were removed }
 -- An entry is still there only when the reply of the recovery that wrote it never reached the
 -- broker (or the broker has not confirmed it yet): the broker announces those it did not
 -- announce before. The caller recovers the expired brokers with recover_dead_brokers.lua, passing
--- their running HASHes in KEYS; that script checks the leases again. Safe to repeat.
+-- their running HASHes in KEYS; that script checks the leases again.
+-- Up to ARGV[4] result records whose expiry has passed are removed (chard_trim_results): the
+-- calls that store records remove more than they add, and this removes what expires once no call
+-- stores records any more (every task keepResult: false, or no traffic); when it removed ARGV[4],
+-- the broker goes on with trim_results.lua. Safe to repeat: a record removed is one
+-- read_result.lua already reads as gone, and a second run finds fewer to remove.
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local lost = 0
 if not old or tonumber(old) < tonumber(ARGV[2]) then
@@ -28,6 +37,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2],
   if id ~= ARGV[1] and #expired < 10 then expired[#expired + 1] = id end
 end
 local announced = {}
-for i = 4, #ARGV do announced[#announced + 1] = ARGV[i] end
+for i = 5, #ARGV do announced[#announced + 1] = ARGV[i] end
 chard_chunked('HDEL', KEYS[3], announced)
-return { lost, expired, redis.call('HGETALL', KEYS[3]) }
+local trimmed = chard_trim_results(KEYS[4], KEYS[5], tonumber(ARGV[2]), ARGV[4])
+return { lost, expired, redis.call('HGETALL', KEYS[3]), trimmed }

@@ -5,7 +5,8 @@
 -- KEYS[4]   revoked SET
 -- KEYS[5]   leases ZSET
 -- ARGV[1]   job id
--- ARGV[2]   now (epoch ms): a record past its expiry counts as gone (the next finish removes it)
+-- ARGV[2]   now (epoch ms): a record past its expiry counts as gone (a later store or lease
+--           renewal removes it: chard_trim_results)
 -- ARGV[3]   key prefix "{chard:<ns>}": running HASHes are built here as prefix..":running:"..brokerId
 --           for the brokers listed in the leases (same hash tag, same Cluster slot)
 -- Returns { record or false, state: "pending", "running", "revoked", "finished" or "unknown" }

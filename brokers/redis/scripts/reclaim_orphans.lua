@@ -9,14 +9,18 @@
 -- a job put back and fetched again has a new token. A job cancelled meanwhile ("c" entry) is
 -- also marked revoked, so the fetch that pops it drops it. Entries of a fetch whose reply came
 -- but held entries the broker could not read as jobs ("partial" fetches) are removed and
--- forgotten unless the broker read them (its "known" ids): they would fail again if put back. Ids
+-- ended unless the broker read them (its "known" ids): they would fail again if put back. Ids
 -- whose JSON is missing or not a job are removed too (their slot released when the task can be
--- read). Tombstones and held slots ("x:", "s:" fields) are left alone.
+-- read); those with a JSON are ended with the record of an unreadable job (chard_end_unreadable),
+-- so getResult rejects and the broker sends jobFailed. Tombstones and held slots ("x:", "s:"
+-- fields) are left alone.
 -- KEYS[1]   running HASH (job id -> fetch token) of this broker
 -- KEYS[2]   max-concurrency HASH
 -- KEYS[3]   concurrency HASH
 -- KEYS[4]   jobs HASH (job id -> job JSON)
 -- KEYS[5]   revoked SET
+-- KEYS[6]   results HASH
+-- KEYS[7]   result-expiry ZSET
 -- ARGV[1]   key prefix "{chard:<ns>}": an orphan goes back to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was put back)
@@ -24,14 +28,18 @@
 --           jobs are put back)
 -- ARGV[4]   partial tokens: of fetches whose reply held entries the broker could not read,
 --           space-separated
--- ARGV[5..] known: ids the broker read from those partial fetches (they stay)
--- Returns { orphan JSONs put back, entries removed (unreadable or corrupt, for the log) }
+-- ARGV[5]   now (epoch ms)
+-- ARGV[6]   results channel (the ids of the unreadable jobs ended here are published to it)
+-- ARGV[7]   how long the record of an unreadable job is kept (ms)
+-- ARGV[8..] known: ids the broker read from those partial fetches (they stay)
+-- Returns { orphan JSONs put back, entries removed (flat pairs: id, JSON or false when none was
+--           stored) }
 local running_key, max_key, cur_key, jobs_key, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1]
 local lost, partial, known = {}, {}, {}
 for token in string.gmatch(ARGV[3], '%S+') do lost[token] = true end
 for token in string.gmatch(ARGV[4], '%S+') do partial[token] = true end
-for i = 5, #ARGV do known[ARGV[i]] = true end
-local put_back, removed = {}, {}
+for i = 8, #ARGV do known[ARGV[i]] = true end
+local put_back, removed, unreadable_ids = {}, {}, {}
 local flat = redis.call('HGETALL', running_key)
 for k = 1, #flat, 2 do
   local id, entry = flat[k], flat[k + 1]
@@ -48,11 +56,12 @@ for k = 1, #flat, 2 do
       redis.call('LPUSH', prefix .. ':queue:' .. job.queue, id)
       put_back[#put_back + 1] = json
     else
-      removed[#removed + 1] = chard_corrupt(id, json)
+      chard_corrupt(removed, id, json, unreadable_ids)
       redis.call('HDEL', jobs_key, id)
     end
     redis.call('HDEL', running_key, id)
   end
 end
 if #put_back > 0 then redis.call('PUBLISH', ARGV[2], '') end
+chard_end_unreadable(jobs_key, KEYS[6], KEYS[7], ARGV[6], unreadable_ids, tonumber(ARGV[5]), ARGV[7])
 return { put_back, removed }

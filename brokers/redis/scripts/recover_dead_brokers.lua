@@ -31,12 +31,15 @@
 -- released and their fields removed (a late release of the broker then finds nothing). The HASH
 -- then expires in a day (tombstones of a broker that never comes back), unless
 -- the broker renews its lease again (keep_alive.lua keeps it); its lease goes.
--- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped, cancelled JSONs }
+-- An entry whose JSON is not a job is forgotten with the record of an unreadable job (one whose
+-- JSON is missing, with none).
+-- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped (flat pairs: id,
+--           JSON or false when none was stored), cancelled JSONs }
 local leases_key, max_key, cur_key = KEYS[1], KEYS[2], KEYS[3]
 local jobs_key, results_key, expiry_key, progress_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local prefix, now = ARGV[1], tonumber(ARGV[3])
 local out = { requeued = {}, failed = {}, cancelled = {}, dropped = {}, failed_ids = {}, cancelled_ids = {},
-  lost_ids = {} }
+  lost_ids = {}, unreadable_ids = {} }
 local taken, freed = {}, false
 for i = 8, #ARGV do
   local id, running_key = ARGV[i], KEYS[i + 1]
@@ -71,6 +74,7 @@ for i = 8, #ARGV do
 end
 if #out.requeued > 0 or freed then redis.call('PUBLISH', ARGV[2], '') end
 if #out.lost_ids > 0 then chard_chunked('HDEL', jobs_key, out.lost_ids) end
+chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[4], out.unreadable_ids, now, ARGV[5])
 if #taken > 0 then chard_chunked('HDEL', progress_key, taken) end
 local unannounced = {}
 for k = 1, #out.failed do

@@ -3,18 +3,20 @@
 -- KEYS[2]   results HASH
 -- KEYS[3]   revoked SET (ids of pending jobs that were revoked)
 -- KEYS[4]   leases ZSET (the running HASHes of the brokers listed there tell which jobs run)
+-- KEYS[5]   result-expiry ZSET (a record past its expiry counts as gone, as in read_result.lua)
 -- ARGV[1]   job id
 -- ARGV[2]   "revoke" or "cancel"
 -- ARGV[3]   events channel: a cancel of a running job is published to it as "c <id>", so the
 --           broker running the job, whichever it is, aborts it
 -- ARGV[4]   key prefix "{chard:<ns>}": the running HASH of each leased broker is built here as
 --           prefix..":running:"..brokerId (same hash tag, same Cluster slot)
+-- ARGV[5]   now (epoch ms)
 -- A pending job (queued or waiting) is marked revoked: the fetch that pops it drops it. A running
 -- job cancelled also gets its running entry marked ("c" before its fetch token), so the cancel
 -- sticks if its broker dies: recovery fails it with JobCancelledError instead of running it again
 -- (its own broker's ack still applies: the entry stays its own). Marking twice changes nothing.
--- Returns the state before: "pending", "running", "revoked", "finished" (a result is kept) or
--- "unknown".
+-- Returns the state before: "pending", "running", "revoked", "finished" (a result is kept and
+-- has not expired) or "unknown".
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   local state, running_key, entry = chard_live_state(KEYS[3], KEYS[4], ARGV[4], ARGV[1])
   if state == 'pending' then
@@ -25,6 +27,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   end
   return state
 elseif redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  return 'finished'
+  local expiry = redis.call('ZSCORE', KEYS[5], ARGV[1])
+  if expiry and tonumber(expiry) >= tonumber(ARGV[5]) then return 'finished' end
 end
 return 'unknown'
