@@ -14,7 +14,15 @@ import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
 import { settlesWithin } from "./helpers/until.js";
-import { ALL_JOB_SIGNALS, deferred, logLines, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import {
+  ALL_JOB_SIGNALS,
+  deferred,
+  logLines,
+  recordSignals,
+  trackEngine,
+  twoEnginesOnClock,
+  until,
+} from "./helpers/engines.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -70,11 +78,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
   });
 
   test("stopWorkers({ timeout }) aborts the jobs still running at the deadline: retried or failed with WorkerStoppedError, then the workers terminate", async () => {
-    const world = factory.world();
-    const clock = new FakeClock();
-    const engine = trackEngine(world.create({ clock }));
-    const other = trackEngine(world.create({ clock }), engine.namespace);
-    const rec = recordSignals(engine.namespace, ALL_JOB_SIGNALS);
+    const { clock, a: engine, b: other, rec } = twoEnginesOnClock(factory.world());
     const order = recordOrder(engine.namespace);
     const reasons: unknown[] = [];
     const never = deferred();
@@ -222,11 +226,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
   });
 
   test("a second SIGTERM stops at once: the jobs still running are left to lease expiry, and recovered elsewhere", async () => {
-    const world = factory.world();
-    const clock = new FakeClock();
-    const engine = trackEngine(world.create({ clock }));
-    const other = trackEngine(world.create({ clock }), engine.namespace);
-    const rec = recordSignals(engine.namespace, ALL_JOB_SIGNALS);
+    const { clock, a: engine, b: other, rec } = twoEnginesOnClock(factory.world());
     const never = deferred();
     const runs: number[] = [];
     for (const e of [engine, other])

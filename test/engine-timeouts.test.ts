@@ -12,7 +12,15 @@ import type { Job } from "../lib/jobs.js";
 import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { ALL_JOB_SIGNALS, deferred, logLines, recordSignals, trackEngine, until } from "./helpers/engines.js";
+import {
+  ALL_JOB_SIGNALS,
+  deferred,
+  logLines,
+  recordSignals,
+  trackEngine,
+  twoEnginesOnClock,
+  until,
+} from "./helpers/engines.js";
 
 describe.each(brokerFactories())("timeouts on $name", (factory) => {
   /** Resolves once `count` workers of `namespace` have started. */
@@ -52,11 +60,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
   });
 
   test("a concurrency slot stays held until a timed-out task function returns, on every worker; the outcome is recorded at the timeout", async () => {
-    const world = factory.world();
-    const clock = new FakeClock();
-    const a = trackEngine(world.create({ clock }));
-    const b = trackEngine(world.create({ clock }), a.namespace);
-    const rec = recordSignals(a.namespace, ALL_JOB_SIGNALS);
+    const { clock, a, b, rec } = twoEnginesOnClock(factory.world());
     const hung = deferred();
     const ran: string[] = [];
     let running = 0;
@@ -200,11 +204,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
   });
 
   test("stopping does not wait for a task function past its timeout; its slot is released when the stopped worker's lease expires", async () => {
-    const world = factory.world();
-    const clock = new FakeClock();
-    const a = trackEngine(world.create({ clock }));
-    const b = trackEngine(world.create({ clock }), a.namespace);
-    const rec = recordSignals(a.namespace, ALL_JOB_SIGNALS);
+    const { clock, a, b, rec } = twoEnginesOnClock(factory.world());
     const hung = deferred();
     const ran: string[] = [];
     for (const e of [a, b])

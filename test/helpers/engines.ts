@@ -1,7 +1,9 @@
 /** Engines for the behaviour suite: tracked so the global afterEach closes them, plus log capture and state waits. */
 import { randomUUID } from "node:crypto";
 import type { Broker } from "../../lib/broker.js";
+import type { BrokerOptions } from "../../brokers/base.js";
 import { Engine } from "../../lib/engine.js";
+import { FakeClock } from "./clock.js";
 import { setLogger, type Logger } from "../../lib/logger.js";
 
 /** Engines made by `trackEngine` and not yet closed. */
@@ -95,4 +97,20 @@ export function recordSignals(
     forJob: (id) => events.filter((e) => e.jobId === id).map((e) => e.signal),
     stop: () => offs.forEach((off) => off()),
   };
+}
+
+/**
+ * Two engines of one namespace on brokers of one `world` (like two processes on one server),
+ * both on one FakeClock, with the namespace's job signals recorded.
+ */
+export function twoEnginesOnClock(world: { create(options?: BrokerOptions): Broker }): {
+  clock: FakeClock;
+  a: Engine;
+  b: Engine;
+  rec: ReturnType<typeof recordSignals>;
+} {
+  const clock = new FakeClock();
+  const a = trackEngine(world.create({ clock }));
+  const b = trackEngine(world.create({ clock }), a.namespace);
+  return { clock, a, b, rec: recordSignals(a.namespace, ALL_JOB_SIGNALS) };
 }
