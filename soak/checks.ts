@@ -4,8 +4,8 @@
  *
  * A job with no terminal signal is "counted apart" (not a failure) when its outcome is durable (a
  * result record) and a process was killed while the broker call that could have written that
- * outcome was in flight (an acknowledgement carrying the job, a keepAlive (recovery: a lost
- * job's record) or a fetch (a revoked job dropped)), or killed itself in a terminal signal's
+ * outcome was in flight (an acknowledgement carrying the job, a keepAlive (recovery: the record of
+ * a lost job, or of one cancelled while it ran) or a fetch (a revoked job dropped)), or killed itself in a terminal signal's
  * handler while it announced the outcomes of the acknowledgements carrying the job (a doomed job
  * of the same batch). Any other job without one is a failure.
  */
@@ -121,7 +121,9 @@ function countedApart(job: JobHistory, record: string | undefined, history: RunH
     if (p.killedSettling.includes(job.id)) return true;
     for (const call of p.open.values()) {
       if (call.acks.includes(job.id)) return true;
-      if (call.call === "k" && error === "WorkerDiedError" && p.killedAt > lastExec) return true;
+      // A recovery writes these records: lost (WorkerDiedError), cancelled while it ran (JobCancelledError).
+      const recovered = error === "WorkerDiedError" || error === "JobCancelledError";
+      if (call.call === "k" && recovered && p.killedAt > lastExec) return true;
       if (call.call === "f" && error === "JobRevokedError" && p.killedAt > cancelAt) return true;
     }
   }

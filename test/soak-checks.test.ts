@@ -84,6 +84,25 @@ describe("soak checks", () => {
     expect(check(rows, "jobs with no terminal signal (outside").jobs).toEqual([C]);
   });
 
+  test("a job cancelled while it ran, failed by a recovery whose process died with the keepAlive in flight, is counted apart", () => {
+    const h = history([
+      `E ${A}:slow,${B}:slow`,
+      `x ${A} w1 0 slow`,
+      `x ${B} w1 0 slow`,
+      "K w1",
+      `b w2 4 k -`, // w2 recovers w1's jobs: durable, then w2 dies before announcing them
+      "K w2",
+    ]);
+    const cancelled = '{"ok":false,"error":{"name":"JobCancelledError","message":"cancelled"}}';
+    const results = new Map([
+      [A, cancelled],
+      [B, OK],
+    ]);
+    const rows = runChecks(h, subject({ results }), facts);
+    expect(check(rows, "jobs with no terminal signal, outcome made durable").jobs).toEqual([A]);
+    expect(check(rows, "jobs with no terminal signal (outside").jobs).toEqual([B]);
+  });
+
   test("a retryable job with no signal, no result and nowhere in Redis is lost; one still queued is not", () => {
     const h = history([`E ${A}:retry,${B}:limited,${C}:once`, `x ${A} w1 0 retry`, "K w1", `t ${C} ok w2`]);
     const rows = runChecks(h, subject({ queued: new Set([B]) }), facts);
