@@ -5,9 +5,10 @@
  * A job with no terminal signal is "counted apart" (not a failure) when its outcome is durable (a
  * result record) and a process was killed while the broker call that could have written that
  * outcome was in flight (an acknowledgement carrying the job, a keepAlive (recovery: the record of
- * a lost job, or of one cancelled while it ran) or a fetch (a revoked job dropped)), or killed itself in a terminal signal's
- * handler while it announced the outcomes of the acknowledgements carrying the job (a doomed job
- * of the same batch). Any other job without one is a failure.
+ * a lost job, or of one cancelled while it ran) or a fetch (a revoked job dropped)), or killed
+ * right after an acknowledgement carrying the job or a keepAlive ended (within SETTLING_MS: the signals follow the reply in the same turn
+ * of the event loop, and the SIGKILL fell between; a doomed job killing its process in its
+ * jobSucceeded is one such). Any other job without one is a failure.
  */
 import type { Redis } from "ioredis";
 import { escapeGlob, namespaceKeys } from "../brokers/redis/keys.js";
@@ -116,13 +117,14 @@ function countedApart(job: JobHistory, record: string | undefined, history: RunH
   const error = /"name":"(\w+)"/.exec(record)?.[1];
   const lastExec = job.execs.at(-1)?.at ?? 0;
   const cancelAt = job.cancels[0]?.at ?? 0;
+  // A recovery writes these records: lost (WorkerDiedError), cancelled while it ran (JobCancelledError).
+  const recovered = error === "WorkerDiedError" || error === "JobCancelledError";
   for (const p of history.processes.values()) {
     if (p.killedAt === undefined) continue;
     if (p.killedSettling.includes(job.id)) return true;
+    if (p.killedRecovering && recovered && p.killedAt > lastExec) return true;
     for (const call of p.open.values()) {
       if (call.acks.includes(job.id)) return true;
-      // A recovery writes these records: lost (WorkerDiedError), cancelled while it ran (JobCancelledError).
-      const recovered = error === "WorkerDiedError" || error === "JobCancelledError";
       if (call.call === "k" && recovered && p.killedAt > lastExec) return true;
       if (call.call === "f" && error === "JobRevokedError" && p.killedAt > cancelAt) return true;
     }

@@ -6,6 +6,12 @@ import { parseLine, type Recorder } from "./record.js";
 import { KIND_OPTIONS, KINDS, type Kind } from "./tasks.js";
 
 /** Everything the record says about one job. */
+/**
+ * How close before a kill a broker call must have ended for the jobs it acknowledged to be "being
+ * announced" (ms of the record server's clock).
+ */
+export const SETTLING_MS = 20;
+
 export interface JobHistory {
   id: string;
   kind: Kind | undefined;
@@ -38,13 +44,16 @@ export interface ProcessHistory {
   crashed: string | undefined;
   /** Calls begun and not ended: at the end of the record, those in flight when it died. */
   open: Map<string, OpenCall>;
-  /** The acks of the last call that ended: the jobs whose signals were being sent. */
-  settling: string[];
+  /** The calls that ended last (within `SETTLING_MS` of the latest): the jobs whose signals were being sent. */
+  settling: { at: number; call: OpenCall["call"]; acks: string[] }[];
   /**
-   * When it killed itself in a terminal signal's handler (a doomed job): the acks of the call
-   * whose outcomes it was announcing, durable and maybe not all announced.
+   * When it was killed (by the orchestrator, or by itself in a terminal signal's handler) within
+   * `SETTLING_MS` of calls that ended: their acks, durable and maybe not all announced yet (the
+   * signals follow the reply in the same turn of the event loop, and a SIGKILL may fall between).
    */
   killedSettling: string[];
+  /** Killed within `SETTLING_MS` of a keepAlive that ended (whose recoveries it was announcing). */
+  killedRecovering: boolean;
 }
 
 /** The whole record, read back. */
@@ -113,6 +122,7 @@ export class HistoryBuilder implements RunHistory {
           open: new Map(),
           settling: [],
           killedSettling: [],
+          killedRecovering: false,
         }),
       );
     return p;
@@ -161,7 +171,10 @@ export class HistoryBuilder implements RunHistory {
         break;
       case "e": {
         const p = this.#process(f[0]!);
-        p.settling = p.open.get(f[1]!)?.acks ?? [];
+        const call = p.open.get(f[1]!);
+        p.settling = p.settling.filter((c) => c.at >= at - SETTLING_MS);
+        if (call && (call.acks.length > 0 || call.call === "k"))
+          p.settling.push({ at, call: call.call, acks: call.acks });
         p.open.delete(f[1]!);
         break;
       }
@@ -173,7 +186,9 @@ export class HistoryBuilder implements RunHistory {
       case "K": {
         const p = this.#process(f[0]!);
         p.killedAt = at;
-        if (f[1] === "self") p.killedSettling = p.settling;
+        const recent = p.settling.filter((c) => c.at >= at - SETTLING_MS);
+        p.killedSettling = recent.flatMap((c) => c.acks);
+        p.killedRecovering = recent.some((c) => c.call === "k");
         this.faults.push({ at, line, text });
         break;
       }

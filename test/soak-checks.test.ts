@@ -103,6 +103,28 @@ describe("soak checks", () => {
     expect(check(rows, "jobs with no terminal signal (outside").jobs).toEqual([B]);
   });
 
+  test("a job whose ack ended just before its process was killed is counted apart; one ended long before is not", () => {
+    const h = new HistoryBuilder();
+    const lines: [number, string][] = [
+      [1_000, `E ${A}:retry,${B}:retry`],
+      [1_010, `x ${A} w1 0 retry`],
+      [1_020, `x ${B} w1 0 retry`],
+      [1_030, `b w1 1 f ${B}`],
+      [1_040, `e w1 1`], // B's ack: applied 60 ms before the kill, its signal should have gone out
+      [1_050, `b w1 2 f ${A}`],
+      [1_095, `e w1 2`], // A's ack: applied 5 ms before the kill, its signal was being sent
+      [1_100, "K w1"],
+    ];
+    for (const [at, line] of lines) h.apply(`${at} ${line}`);
+    const results = new Map([
+      [A, OK],
+      [B, OK],
+    ]);
+    const rows = runChecks(h, subject({ results }), facts);
+    expect(check(rows, "jobs with no terminal signal, outcome made durable").jobs).toEqual([A]);
+    expect(check(rows, "jobs with no terminal signal (outside").jobs).toEqual([B]);
+  });
+
   test("a retryable job with no signal, no result and nowhere in Redis is lost; one still queued is not", () => {
     const h = history([`E ${A}:retry,${B}:limited,${C}:once`, `x ${A} w1 0 retry`, "K w1", `t ${C} ok w2`]);
     const rows = runChecks(h, subject({ queued: new Set([B]) }), facts);
