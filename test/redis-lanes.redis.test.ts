@@ -8,7 +8,9 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
+import { reclaimCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
+import { runScript } from "../brokers/redis/scripts.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { testBroker } from "./helpers/ioredis.js";
@@ -104,6 +106,25 @@ describe("lanes of concurrency-limited tasks", () => {
     expect(await admin.lrange(k.lane("q", "L"), 0, -1)).toEqual([batch[2]!.id]);
     expect(await admin.zrange(k.lanes("q"), "0", "-1")).toEqual(["L"]);
     expect(await b.isQueueEmpty("q")).toBe(false);
+    await b.flush();
+  });
+
+  test("a reclaimed job of a limited task goes back to the front of its lane, its slot released", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    await b.start();
+    await b.setConcurrencyKeys([limited]);
+    const batch = [job(clock), job(clock), job(clock)];
+    await b.enqueueJobs(batch);
+    const lost = await b.fetchJobs("q", 4); // as if its reply never came
+    expect(lost.jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
+    expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
+    const call = reclaimCall(k, { brokerId: b.id, lostTokens: [lost.token], partial: new Map(), nowMs: clock.now() });
+    await runScript(b.redis, call.name, call.keys, call.args);
+    expect(await admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual(batch.map((j) => j.id));
+    expect(await admin.hget(k.concurrency, "L")).toBe("0");
+    expect((await b.fetchJobs("q", 4)).jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
     await b.flush();
   });
 

@@ -256,9 +256,11 @@ local function take_limited(limit, count)
   for i, task in ipairs(lanes) do
     if share[i] > 0 then
       local key = lane_key(task)
-      local got = redis.call('LPOP', key, share[i]) or {}
-      local n = 0
-      if #got > 0 then
+      -- Revoked and corrupt entries take no slot: pop again for them (each is popped once).
+      local n, emptied = 0, false
+      while n < share[i] and not emptied do
+        local got = redis.call('LPOP', key, share[i] - n) or {}
+        emptied = #got < share[i] - n
         for _, entry in ipairs(read(got)) do
           ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2]
           n = n + 1
@@ -269,12 +271,12 @@ local function take_limited(limit, count)
         taken[task] = n
       end
       -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET.
-      if #got < share[i] or redis.call('LLEN', key) == 0 then
+      if emptied or redis.call('LLEN', key) == 0 then
         redis.call('ZREM', lanes_key, task)
       else
         redis.call('ZADD', lanes_key, 'XX', now_s, task)
       end
-      -- What a lane could not give (it ran out, or gave revoked or corrupt entries) the queue LIST may.
+      -- What a lane could not give (it ran out) the queue LIST may.
       plain_n = math.min(#plain_ids, plain_n + share[i] - n)
     end
   end
