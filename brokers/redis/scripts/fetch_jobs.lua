@@ -45,7 +45,8 @@
 -- Jobs of a task with a concurrency limit wait in the task's lane, a LIST
 -- prefix..":lane:"..queue..":t:"..task, and the lanes of a queue that hold jobs are listed in the
 -- ZSET prefix..":lanes:"..queue (task -> when the lane last gave a job), and the queues that have
--- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from ARGV[1] and the queue's name (KEYS[1] is prefix..":queue:"..queue).
+-- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from
+-- ARGV[1] and the queue's name (KEYS[1] is prefix..":queue:"..queue).
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
 -- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); one whose JSON is not a job (read here for due future jobs and with concurrency
@@ -217,9 +218,7 @@ local function take_limited(limit, count)
         end
         table.insert(moves[task], entry[1])
         moved_n, any_moved = moved_n + 1, true
-      elseif #plain_ids < count then
-        plain_ids[#plain_ids + 1], plain_jsons[#plain_jsons + 1] = entry[1], entry[2]
-      else -- popped past what is wanted (a chunk grown by moves): back to the front below
+      else -- more than `count` when a chunk grown by moves popped past them: back to the front below
         plain_ids[#plain_ids + 1], plain_jsons[#plain_jsons + 1] = entry[1], entry[2]
       end
     end
@@ -231,7 +230,7 @@ local function take_limited(limit, count)
   end
   if moved_n > 0 then redis.call('SADD', prefix .. ':lane-queues', queue_name) end
   -- 2. The lanes with jobs, and their free slots (a task no longer limited: ungated).
-  local lanes = (moved_n > 0 or redis.call('EXISTS', lanes_key) == 1) and redis.call('ZRANGE', lanes_key, 0, -1) or {}
+  local lanes = redis.call('ZRANGE', lanes_key, '0', '-1')
   local free, share = {}, {}
   if #lanes > 0 then
     local cur = redis.call('HMGET', cur_key, unpack(lanes))
