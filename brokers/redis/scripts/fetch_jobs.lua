@@ -46,7 +46,7 @@
 -- prefix..":lane:"..queue..":t:"..task, and the lanes of a queue that hold jobs are listed in the
 -- ZSET prefix..":lanes:"..queue (task -> when the lane last gave a job), and the queues that have
 -- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from
--- ARGV[1] and the queue's name (KEYS[1] is prefix..":queue:"..queue).
+-- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue).
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
 -- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); one whose JSON is not a job (read here for due future jobs and with concurrency
