@@ -87,6 +87,22 @@ async function main(): Promise<void> {
       await engine.broker.flush();
       await engine.close();
     }
+    // A task limited to one at a time with the whole backlog queued behind its limit: each fetch
+    // takes the next job from the task's lane, whatever the number still waiting there.
+    const limited = new Engine(new RedisBroker(server.url), "bench-limited");
+    limited.task("one", (_i: number) => undefined, { maxRetries: 1, maxConcurrency: 1 });
+    for (let i = 0; i < N; i += 1000) {
+      const batch = new Batch();
+      for (let j = i; j < Math.min(N, i + 1000); j++) batch.schedule("one", j);
+      await limited.scheduleBatch(batch);
+    }
+    rows.push(
+      await measure(admin, "maxConcurrency: 1, all queued, processed at concurrency 4", () =>
+        limited.startWorkers({ number: 4, stopWhenQueueEmpty: true }),
+      ),
+    );
+    await limited.broker.flush();
+    await limited.close();
     const e2e = new Engine(new RedisBroker(server.url), "bench-e2e");
     e2e.task("noop", (_i: number) => undefined);
     rows.push(

@@ -26,8 +26,14 @@ export class Deque<T> {
     }
     return item;
   }
+  /** Puts `items` back in front, in their order: O(items) when they were just shifted off. */
   unshiftAll(items: readonly T[]): void {
     if (items.length === 0) return;
+    if (items.length <= this.#head) {
+      this.#head -= items.length;
+      for (let i = 0; i < items.length; i++) this.#items[this.#head + i] = items[i]!;
+      return;
+    }
     this.#items = [...items, ...this.#items.slice(this.#head)];
     this.#head = 0;
   }
@@ -112,6 +118,12 @@ export interface RunningEntry {
 /** Everything of one namespace. */
 export class NamespaceState {
   readonly queues = new Map<string, Deque<WireJob>>();
+  /**
+   * The lanes of concurrency-limited tasks: queue -> task -> its queued jobs (the Redis LISTs
+   * `<p>:lane:<q>:t:<task>`). Only lanes that hold jobs are kept, in round-robin order (the ZSET
+   * `<p>:lanes:<q>`): a lane that gave a job goes to the back.
+   */
+  readonly lanes = new Map<string, Map<string, Deque<WireJob>>>();
   /** Sorted by atMs, then insertion order. */
   readonly future: FutureEntry[] = [];
   /** Jobs running on each broker: broker id -> job id -> entry. */
@@ -190,6 +202,15 @@ export class NamespaceState {
       this.queues.set(name, q);
     }
     return q;
+  }
+
+  /** The lane of limited task `task` in queue `queue` (made, at the back of the round-robin, if missing). */
+  lane(queue: string, task: string): Deque<WireJob> {
+    let lanes = this.lanes.get(queue);
+    if (!lanes) this.lanes.set(queue, (lanes = new Map<string, Deque<WireJob>>()));
+    let lane = lanes.get(task);
+    if (!lane) lanes.set(task, (lane = new Deque()));
+    return lane;
   }
 
   addFuture(entry: FutureEntry): void {

@@ -26,9 +26,12 @@ import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/
 import { Job, JobStatus, dueStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
-import { MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
+import { type Deque, MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
 
 export { MemoryStore } from "./memory-state.js";
+
+/** At most this many jobs of limited tasks move from a queue to their lanes per fetch (as on Redis). */
+const MOVE_MAX = 1000;
 
 /** Options of `MemoryBroker`. */
 export interface MemoryBrokerOptions extends BrokerOptions {
@@ -114,36 +117,27 @@ export class MemoryBroker extends BaseBroker {
     const jobs: Job[] = [];
     const revoked: Job[] = [];
     const q = ns.queues.get(queue);
-    if (q && maxJobs > 0) {
+    if ((q || ns.lanes.has(queue)) && maxJobs > 0) {
       let running = ns.running.get(this.id);
       if (!running) ns.running.set(this.id, (running = new Map<string, RunningEntry>()));
-      const setAside: WireJob[] = [];
-      const limited = ns.maxConcurrency.size > 0;
-      while (jobs.length < maxJobs) {
-        const wire = q.shift();
-        if (wire === undefined) break;
-        const job = fromWire(wire, JobStatus.Running);
-        if (ns.jobs.get(job.id) === "revoked") {
-          ns.end(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
-          revoked.push(job);
-          continue;
-        }
-        if (limited) {
-          const max = ns.maxConcurrency.get(job.taskName);
-          if (max !== undefined) {
-            const current = ns.concurrency.get(job.taskName) ?? 0;
-            if (current >= max) {
-              setAside.push(wire);
-              continue;
-            }
-            ns.concurrency.set(job.taskName, current + 1);
-          }
-        }
+      const take = (wire: WireJob, job: Job): void => {
         running.set(job.id, { wire, token, cancelled: false });
         ns.jobs.set(job.id, "running");
         jobs.push(job);
-      }
-      q.unshiftAll(setAside);
+      };
+      // The next job of `from` that may run; revoked ones met on the way end here.
+      const next = (from: Deque<WireJob>): [WireJob, Job] | undefined => {
+        for (let wire = from.shift(); wire !== undefined; wire = from.shift()) {
+          const job = fromWire(wire, JobStatus.Running);
+          if (ns.jobs.get(job.id) !== "revoked") return [wire, job];
+          ns.end(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          revoked.push(job);
+        }
+        return undefined;
+      };
+      if (ns.maxConcurrency.size === 0 && !ns.lanes.has(queue)) {
+        for (let n = q && next(q); n; n = jobs.length < maxJobs ? next(q!) : undefined) take(...n);
+      } else if (this.#takeLimited(ns, queue, maxJobs, next, take)) this.#store.notify(this.namespace);
     }
     if (revoked.length > 0)
       this.#store.notifyResults(
@@ -151,6 +145,71 @@ export class MemoryBroker extends BaseBroker {
         revoked.map((j) => j.id),
       );
     return { jobs, nextDueAtMs: this.#nextDue(ns), revoked, token, takenOver };
+  }
+
+  /**
+   * A fetch with concurrency limits, as fetch_jobs.lua's take_limited: jobs of limited tasks found
+   * in the queue move to the tail of their task's lane (at most MOVE_MAX per fetch, each job once),
+   * then each lane with a free slot and the queue give one job each in turn (lanes in round-robin
+   * order, the queue last) until `maxJobs` are taken. A saturated lane is never looked into, so a
+   * fetch costs O(jobs taken + lanes with jobs). Returns true when jobs are left to move.
+   */
+  #takeLimited(
+    ns: NamespaceState,
+    queue: string,
+    maxJobs: number,
+    next: (from: Deque<WireJob>) => [WireJob, Job] | undefined,
+    take: (wire: WireJob, job: Job) => void,
+  ): boolean {
+    const q = ns.queues.get(queue);
+    const plain: [WireJob, Job][] = [];
+    let moved = 0;
+    while (q && plain.length < maxJobs && moved < MOVE_MAX) {
+      const n = next(q);
+      if (!n) break;
+      if (ns.maxConcurrency.has(n[1].taskName)) {
+        ns.lane(queue, n[1].taskName).push(n[0]);
+        moved++;
+      } else plain.push(n);
+    }
+    const lanes = ns.lanes.get(queue);
+    const entries = lanes ? [...lanes] : [];
+    const free = new Map<string, number>();
+    for (const [task] of entries) {
+      const max = ns.maxConcurrency.get(task);
+      free.set(task, max === undefined ? Infinity : max - (ns.concurrency.get(task) ?? 0));
+    }
+    const served = new Set<string>();
+    let used = 0;
+    for (let progress = true; progress && used < maxJobs;) {
+      progress = false;
+      for (const [task, lane] of entries) {
+        const left = free.get(task)!;
+        if (left <= 0 || lane.length === 0 || used >= maxJobs) continue;
+        const n = next(lane);
+        if (!n) continue;
+        take(...n);
+        used++;
+        free.set(task, left - 1);
+        if (ns.maxConcurrency.has(task)) ns.concurrency.set(task, (ns.concurrency.get(task) ?? 0) + 1);
+        served.add(task);
+        progress = true;
+      }
+      if (used < maxJobs && plain.length > 0) {
+        take(...plain.shift()!);
+        used++;
+        progress = true;
+      }
+    }
+    q?.unshiftAll(plain.map(([wire]) => wire));
+    if (lanes) {
+      for (const [task, lane] of entries) {
+        if (served.has(task) || lane.length === 0) lanes.delete(task);
+        if (served.has(task) && lane.length > 0) lanes.set(task, lane); // to the back
+      }
+      if (lanes.size === 0) ns.lanes.delete(queue);
+    }
+    return moved >= MOVE_MAX;
   }
 
   /** Moves due future jobs and fires due periodic tasks; returns how many jobs were queued. */
@@ -300,8 +359,19 @@ export class MemoryBroker extends BaseBroker {
       if (task.maxConcurrency !== undefined) {
         ns.maxConcurrency.set(task.name, task.maxConcurrency);
         if (!ns.concurrency.has(task.name)) ns.concurrency.set(task.name, 0);
+      } else if (ns.maxConcurrency.delete(task.name)) {
+        ns.concurrency.delete(task.name);
+        // Its lanes (it was limited) go back to the front of their queues, in their order.
+        for (const [queue, lanes] of ns.lanes) {
+          const lane = lanes.get(task.name);
+          if (!lane) continue;
+          const wires: WireJob[] = [];
+          for (let wire = lane.shift(); wire !== undefined; wire = lane.shift()) wires.push(wire);
+          ns.queue(queue).unshiftAll(wires);
+          lanes.delete(task.name);
+          if (lanes.size === 0) ns.lanes.delete(queue);
+        }
       } else {
-        ns.maxConcurrency.delete(task.name);
         ns.concurrency.delete(task.name);
       }
     }
@@ -362,7 +432,8 @@ export class MemoryBroker extends BaseBroker {
   }
 
   async isQueueEmpty(queue: string): Promise<boolean> {
-    return (this.#ns.queues.get(queue)?.length ?? 0) === 0;
+    const ns = this.#ns;
+    return (ns.queues.get(queue)?.length ?? 0) === 0 && !ns.lanes.has(queue);
   }
 
   async revokeJob(id: string): Promise<JobState> {

@@ -364,7 +364,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["max-concurrency HASH", k.maxConcurrency],
         ["concurrency HASH", k.concurrency],
       ],
-      argv: [["one pair per task", ["a", 2, "b", ""]]],
+      argv: [
+        ["key prefix", k.prefix],
+        ["one pair per task", ["a", 2, "b", ""]],
+      ],
     },
   ],
 

@@ -249,7 +249,7 @@ describe("the call builders", () => {
     });
   });
 
-  test("registerPeriodicCall sends one triple per task; concurrencyCall one pair per task, '' for unlimited", () => {
+  test("registerPeriodicCall sends one triple per task; concurrencyCall the prefix, then one pair per task, '' for unlimited", () => {
     const tasks = [{ name: "p", periodMs: 60_000, json: "{}" }];
     expect(calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["q"], nowMs: NOW }).args).toEqual([
       k.events,
@@ -267,7 +267,7 @@ describe("the call builders", () => {
           { name: "b", limit: undefined },
         ],
       }).args,
-    ).toEqual(["a", 0, "b", ""]);
+    ).toEqual([k.prefix, "a", 0, "b", ""]);
   });
 
   test("recoverCall sends a running key per broker, in the order of their ids", () => {

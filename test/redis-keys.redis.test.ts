@@ -104,6 +104,7 @@ describe("key layout", () => {
       "concurrency",
       "future",
       "jobs",
+      "lane-queues",
       "leases",
       "max-concurrency",
       "periodic",

@@ -443,7 +443,7 @@ export function concurrencyCall(k: NamespaceKeys, { tasks }: ConcurrencyCallInpu
   return {
     name: "set_concurrency_keys",
     keys: [k.maxConcurrency, k.concurrency],
-    args: tasks.flatMap((t) => [t.name, t.limit === undefined ? "" : t.limit]),
+    args: [k.prefix, ...tasks.flatMap((t) => [t.name, t.limit === undefined ? "" : t.limit])],
   };
 }
 

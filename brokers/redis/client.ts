@@ -24,6 +24,7 @@ export interface RedisClient {
   script(subcommand: "LOAD", source: string): Promise<unknown>;
   zadd(key: string, score: number, member: string): Promise<unknown>;
   llen(key: string): Promise<number>;
+  exists(...keys: string[]): Promise<number>;
   hset(key: string, field: string, value: string): Promise<unknown>;
   hget(key: string, field: string): Promise<string | null>;
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;

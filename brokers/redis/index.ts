@@ -518,7 +518,10 @@ export class RedisBroker extends BaseBroker {
 
   /** True when `queue` holds no Queued job (LLEN). @throws RedisConnectionError */
   async isQueueEmpty(queue: string): Promise<boolean> {
-    return clientCall("isQueueEmpty", async () => (await this.#client.llen(this.#k.queue(queue))) === 0);
+    return clientCall(
+      "isQueueEmpty",
+      async () => (await this.#client.exists(this.#k.queue(queue), this.#k.lanes(queue))) === 0,
+    );
   }
 
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */

@@ -11,6 +11,9 @@
  * |----------------------------|--------|----------------------------------------------------|
  * | `<p>:jobs`                 | HASH   | job id -> job JSON, every job not ended (pending or running) |
  * | `<p>:queue:<queue>`        | LIST   | ids of Queued jobs, FIFO (RPUSH, LPOP)             |
+ * | `<p>:lane:<queue>:t:<task>` | LIST  | ids of Queued jobs of a limited task (its lane), FIFO |
+ * | `<p>:lanes:<queue>`        | ZSET   | tasks whose lane holds jobs, score = when it last gave one (ms) |
+ * | `<p>:lane-queues`          | SET    | queues that have had lanes (a task set back to unlimited empties its lanes) |
  * | `<p>:future`               | ZSET   | ids of Waiting jobs, score = atMs                  |
  * | `<p>:running:<brokerId>`   | HASH   | job id -> fetch token of the jobs Running there    |
  * | `<p>:unannounced:<broker>` | HASH | job id -> "f"/"c" + JSON: ended by its recovery, not announced |
@@ -86,6 +89,10 @@ export interface NamespaceKeys {
   readonly pattern: string;
   /** The LIST of a queue (job ids). */
   queue(queue: string): string;
+  /** The lane of a limited task in a queue: a LIST of job ids (see fetch_jobs.lua). */
+  lane(queue: string, task: string): string;
+  /** The tasks of a queue whose lane holds jobs (ZSET, score = when the lane last gave a job, ms). */
+  lanes(queue: string): string;
   /** The HASH of the jobs running on a broker (job id -> fetch token; see fetch_jobs.lua). */
   running(brokerId: string): string;
   /** The idempotency marker of one enqueue call. */
@@ -114,6 +121,8 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     resultsChannel: `${p}:results`,
     pattern: `${escapeGlob(p)}:*`,
     queue: (queue) => `${p}:queue:${queue}`,
+    lane: (queue, task) => `${p}:lane:${queue}:t:${task}`,
+    lanes: (queue) => `${p}:lanes:${queue}`,
     running: (brokerId) => `${p}:running:${brokerId}`,
     token: (uuid) => `${p}:token:${uuid}`,
     unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,

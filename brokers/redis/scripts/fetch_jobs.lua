@@ -42,6 +42,11 @@
 --          or late, after a later one, takes nothing and says so, and the broker then puts back
 --          (reclaim_orphans.lua) what the first run took under that token. Acks are fenced by
 --          their own tokens (see finish_jobs.lua), so the call as a whole is safe to apply twice.
+-- Jobs of a task with a concurrency limit wait in the task's lane, a LIST
+-- prefix..":lane:"..queue..":t:"..task, and the lanes of a queue that hold jobs are listed in the
+-- ZSET prefix..":lanes:"..queue (task -> when the lane last gave a job), and the queues that have
+-- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from
+-- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue).
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
 -- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); one whose JSON is not a job (read here for due future jobs and with concurrency
@@ -92,8 +97,16 @@ redis.call('ZADD', leases_key, ARGV[5], broker_id)
 
 local dropped, unreadable, moved = {}, {}, 0
 local pushes, push_order = {}, {}
-local function push(queue, id)
+-- A lane key: see take_limited below.
+local function lane_of(queue, task) return prefix .. ':lane:' .. queue .. ':t:' .. task end
+local lanes_touched = {}
+-- Queues job `id` (of `task`) at the tail of `queue`: of its task's lane when the task is limited.
+local function push(queue, id, task)
   local key = prefix .. ':queue:' .. queue
+  if limits and limits[task] then
+    key = lane_of(queue, task)
+    if not pushes[key] then lanes_touched[#lanes_touched + 1] = { queue, task } end
+  end
   if not pushes[key] then
     pushes[key] = {}
     push_order[#push_order + 1] = key
@@ -152,56 +165,127 @@ local function take(count)
   return jsons
 end
 
--- With concurrency limits: the jobs still wanted are popped and read in one LPOP and one HMGET
--- (more rounds only when some were set aside or dropped), then looked at in queue order, each
--- job's task read from its JSON. Jobs of a task at its limit are set aside and go back to the
--- front of the queue in their original order.
+-- With concurrency limits, jobs of a limited task wait in their task's lane, a LIST
+-- <p>:lane:<q>:t:<task>, never in the queue LIST; the lanes of queue q that hold jobs are listed in
+-- the ZSET <p>:lanes:<q> (task -> when it last gave a job: round-robin order). A lane's gate is
+-- read here, from the limits and the concurrency HASH: a saturated task's backlog is never
+-- touched, so a fetch costs O(jobs taken + lanes with jobs), whatever the backlog. Jobs of a
+-- limited task found in the queue LIST (enqueued, retried or recovered into it, or stored by the
+-- previous version) are moved to the tail of their lane first (at most 1000 per fetch; each job
+-- is moved once). Then the lanes with a free slot and the queue LIST give one job each in turn
+-- (lanes in <p>:lanes:<q> order, the queue LIST last), until `count` are taken.
+local queue_name = string.sub(queue_key, #prefix + 8)
+local lanes_key = prefix .. ':lanes:' .. queue_name
+local function lane_key(task) return lane_of(queue_name, task) end
+local MOVE_MAX = 1000
 local function take_limited(limit, count)
   if is_repeat() then return {} end
-  local current, taken, taken_order, set_aside, ids, jsons = {}, {}, {}, {}, {}, {}
   local any_revoked = redis.call('SCARD', revoked_key) > 0
-  while #ids < count do
-    local popped = redis.call('LPOP', queue_key, count - #ids)
-    if not popped then break end
-    local stored, lost = chard_chunked_list('HMGET', jobs_key, popped), {}
+  local plain_ids, plain_jsons, moves, move_order, moved_n = {}, {}, {}, {}, 0
+  local ids, jsons, taken, taken_order = {}, {}, {}, {}
+  -- Reads popped ids: corrupt ones dropped, revoked ones set apart; returns the jobs left.
+  local function read(popped)
+    local stored, lost, out = chard_chunked_list('HMGET', jobs_key, popped), {}, {}
     local flags = any_revoked and chard_chunked_list('SMISMEMBER', revoked_key, popped)
     for i, id in ipairs(popped) do
       local json = stored[i]
       local job = json and chard_read_job(json)
-      local accept = false
       if not job or job.id ~= id then
         chard_corrupt(dropped, id, json, unreadable)
         lost[#lost + 1] = id
       elseif flags and flags[i] == 1 then
         revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
-      elseif limit[job.task] then
-        local cur = current[job.task] or tonumber(redis.call('HGET', cur_key, job.task)) or 0
-        current[job.task] = cur
-        if cur >= limit[job.task] then
-          set_aside[#set_aside + 1] = id
-        else
-          current[job.task] = cur + 1
-          if not taken[job.task] then taken_order[#taken_order + 1] = job.task end
-          taken[job.task] = (taken[job.task] or 0) + 1
-          accept = true
-        end
       else
-        accept = true
+        out[#out + 1] = { id, json, job.task }
       end
-      if accept then ids[#ids + 1], jsons[#jsons + 1] = id, json end
     end
     drop(lost)
+    return out
   end
-  for _, task in ipairs(taken_order) do redis.call('HINCRBY', cur_key, task, taken[task]) end
-  -- LPUSH a b c leaves c first: push from the last set-aside job to the first, in chunks.
-  local chunk = {}
-  for i = #set_aside, 1, -1 do
-    chunk[#chunk + 1] = set_aside[i]
-    if #chunk == 1000 or i == 1 then
-      redis.call('LPUSH', queue_key, unpack(chunk))
-      chunk = {}
+  -- 1. Plain candidates from the queue LIST, moving limited tasks' jobs to their lanes. A chunk
+  -- with jobs moved doubles the next one, so a long run of them costs few commands per job.
+  local chunk = count
+  while #plain_ids < count and moved_n < MOVE_MAX do
+    local popped = redis.call('LPOP', queue_key, math.min(chunk, count - #plain_ids + MOVE_MAX - moved_n))
+    if not popped then break end
+    local any_moved = false
+    for _, entry in ipairs(read(popped)) do
+      local task = entry[3]
+      if limit[task] then
+        if not moves[task] then
+          moves[task] = {}
+          move_order[#move_order + 1] = task
+        end
+        table.insert(moves[task], entry[1])
+        moved_n, any_moved = moved_n + 1, true
+      else -- more than `count` when a chunk grown by moves popped past them: back to the front below
+        plain_ids[#plain_ids + 1], plain_jsons[#plain_jsons + 1] = entry[1], entry[2]
+      end
+    end
+    if any_moved then chunk = chunk * 2 end
+  end
+  for _, task in ipairs(move_order) do
+    chard_chunked('RPUSH', lane_key(task), moves[task])
+    redis.call('ZADD', lanes_key, 'NX', now_s, task)
+  end
+  if moved_n > 0 then redis.call('SADD', prefix .. ':lane-queues', queue_name) end
+  -- 2. The lanes with jobs, and their free slots (a task no longer limited: ungated).
+  local lanes = redis.call('ZRANGE', lanes_key, '0', '-1')
+  local free, share = {}, {}
+  if #lanes > 0 then
+    local cur = redis.call('HMGET', cur_key, unpack(lanes))
+    for i, task in ipairs(lanes) do
+      free[i] = limit[task] and math.max(0, limit[task] - (tonumber(cur[i]) or 0)) or count
+      share[i] = 0
     end
   end
+  -- 3. Round-robin: each lane with a free slot, then the queue LIST, one job each per turn.
+  local left, plain_n, progress = count, 0, true
+  while left > 0 and progress do
+    progress = false
+    for i = 1, #lanes do
+      if left > 0 and share[i] < free[i] then
+        share[i], left, progress = share[i] + 1, left - 1, true
+      end
+    end
+    if left > 0 and plain_n < math.min(#plain_ids, count) then
+      plain_n, left, progress = plain_n + 1, left - 1, true
+    end
+  end
+  for i, task in ipairs(lanes) do
+    if share[i] > 0 then
+      local key = lane_key(task)
+      -- Revoked and corrupt entries take no slot: pop again for them (each is popped once).
+      local n, emptied = 0, false
+      while n < share[i] and not emptied do
+        local got = redis.call('LPOP', key, share[i] - n) or {}
+        emptied = #got < share[i] - n
+        for _, entry in ipairs(read(got)) do
+          ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2]
+          n = n + 1
+        end
+      end
+      if limit[task] and n > 0 then
+        taken_order[#taken_order + 1] = task
+        taken[task] = n
+      end
+      -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET.
+      if emptied or redis.call('LLEN', key) == 0 then
+        redis.call('ZREM', lanes_key, task)
+      else
+        redis.call('ZADD', lanes_key, 'XX', now_s, task)
+      end
+      -- What a lane could not give (it ran out) the queue LIST may.
+      plain_n = math.min(#plain_ids, plain_n + share[i] - n)
+    end
+  end
+  for i = 1, plain_n do ids[#ids + 1], jsons[#jsons + 1] = plain_ids[i], plain_jsons[i] end
+  -- Candidates not taken go back to the front of the queue LIST, in their order.
+  local back = {}
+  for i = #plain_ids, plain_n + 1, -1 do back[#back + 1] = plain_ids[i] end
+  chard_chunked('LPUSH', queue_key, back)
+  for _, task in ipairs(taken_order) do redis.call('HINCRBY', cur_key, task, taken[task]) end
+  if moved_n >= MOVE_MAX then redis.call('PUBLISH', channel, '') end -- more to move: fetch again
   if #ids > 0 then mark_running(ids) end
   return jsons
 end
@@ -220,7 +304,7 @@ if future_next and tonumber(future_next) <= now then
   for i, id in ipairs(due) do
     local job = jsons[i] and chard_read_job(jsons[i])
     if job and job.id == id then
-      push(job.queue, id)
+      push(job.queue, id, job.task)
     else
       chard_corrupt(dropped, id, jsons[i], unreadable)
       lost[#lost + 1] = id
@@ -257,7 +341,7 @@ if periodic_next and tonumber(periodic_next) <= now then
       fired[#fired + 1] = '{"id":"' .. id .. '","retries":0,"task":' .. chard_json_string(name)
         .. ',"queue":' .. chard_json_string(task.queue) .. ',"at":' .. now_s .. ',"maxRetries":' .. max_retries
         .. ',"args":[]}'
-      push(task.queue, id)
+      push(task.queue, id, name)
       redis.call('ZADD', periodic_key, chard_score(now + task.periodMs), name)
     else
       redis.call('ZREM', periodic_key, name) -- no (valid) definition: a stale schedule entry
@@ -267,6 +351,10 @@ if periodic_next and tonumber(periodic_next) <= now then
   periodic_next = first_score(periodic_key)
 end
 for _, key in ipairs(push_order) do chard_chunked('RPUSH', key, pushes[key]) end
+for _, lane in ipairs(lanes_touched) do
+  redis.call('ZADD', prefix .. ':lanes:' .. lane[1], 'NX', now_s, lane[2])
+  redis.call('SADD', prefix .. ':lane-queues', lane[1])
+end
 if moved > 0 or notify then redis.call('PUBLISH', channel, '') end
 
 -- 3. Take up to maxJobs jobs.

@@ -3,7 +3,8 @@
 -- because the client re-sent it on reconnect) leaves jobs Running on a broker that keeps renewing
 -- its lease: no one would ever recover them. Each fetch stores its jobs under its own token, and
 -- the broker names the tokens of the fetches it never got a reply for: their jobs never started,
--- so each goes back to the FRONT of its queue, its JSON unchanged (same retries: no attempt was
+-- so each goes back to the FRONT of its queue (a limited task's job: of its task's lane, see
+-- fetch_jobs.lua), its JSON unchanged (same retries: no attempt was
 -- made), and its concurrency slot is released. Entries of other tokens are left alone, so a
 -- reclaim applied late (after later fetches, e.g. re-sent after NOSCRIPT) or twice is harmless:
 -- a job put back and fetched again has a new token. A job cancelled meanwhile ("c" entry) is
@@ -22,7 +23,10 @@
 -- KEYS[6]   results HASH
 -- KEYS[7]   result-expiry ZSET
 -- ARGV[1]   key prefix "{chard:<ns>}": an orphan goes back to the queue named in its JSON, whose
---           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
+--           key is built here as prefix..":queue:"..queue (a limited task's: its lane
+--           prefix..":lane:"..queue..":t:"..task, listed in prefix..":lanes:"..queue and the queue in
+--           prefix..":lane-queues"; same hash tag,
+--           same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was put back)
 -- ARGV[3]   lost tokens: of the fetches whose reply this broker never got, space-separated (their
 --           jobs are put back)
@@ -53,7 +57,13 @@ for k = 1, #flat, 2 do
     if job then chard_release(max_key, cur_key, job.task) end
     if job and job.id == id and not unreadable then
       if cancelled then redis.call('SADD', KEYS[5], id) end
-      redis.call('LPUSH', prefix .. ':queue:' .. job.queue, id)
+      if redis.call('HEXISTS', max_key, job.task) == 1 then -- back to the front of its task's lane
+        redis.call('LPUSH', prefix .. ':lane:' .. job.queue .. ':t:' .. job.task, id)
+        redis.call('ZADD', prefix .. ':lanes:' .. job.queue, 'NX', '0', job.task)
+        redis.call('SADD', prefix .. ':lane-queues', job.queue)
+      else
+        redis.call('LPUSH', prefix .. ':queue:' .. job.queue, id)
+      end
       put_back[#put_back + 1] = json
     else
       chard_corrupt(removed, id, json, unreadable_ids)

@@ -1,0 +1,161 @@
+/**
+ * RedisBroker internals of the lanes of concurrency-limited tasks (fetch_jobs.lua): what a fetch
+ * costs in Redis commands behind a saturated limit, where a limited task's jobs wait, and jobs
+ * stored in the queue LIST by the previous version. Runs on a private redis-server so it can reset
+ * command statistics without disturbing other test files.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import type { RedisBroker } from "../brokers/redis/index.js";
+import { reclaimCall } from "../brokers/redis/calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { runScript } from "../brokers/redis/scripts.js";
+import { Job } from "../lib/jobs.js";
+import { Task } from "../lib/tasks.js";
+import { testBroker } from "./helpers/ioredis.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { FakeClock } from "./helpers/until.js";
+
+const noop = (): undefined => undefined;
+let server: RedisServer;
+let admin: Redis;
+const brokers: RedisBroker[] = [];
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  admin = new Redis(server.url);
+});
+afterAll(async () => {
+  await admin?.quit();
+  await server?.stop();
+});
+afterEach(async () => {
+  for (const b of brokers.splice(0)) await b.close();
+});
+
+function broker(namespace: string, clock: FakeClock): RedisBroker {
+  const b = testBroker(server.url, { clock, lease: 60 });
+  b.namespace = namespace;
+  brokers.push(b);
+  return b;
+}
+const limited = new Task("L", noop, { maxRetries: 1, maxConcurrency: 1, queue: "q" });
+const job = (clock: FakeClock, taskName = "L"): Job =>
+  new Job({ taskName, queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [] });
+
+/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO. */
+async function commands(): Promise<number> {
+  const info = await admin.info("commandstats");
+  let n = 0;
+  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== "info") n += Number(m[2]);
+  return n;
+}
+
+describe("lanes of concurrency-limited tasks", () => {
+  /**
+   * `backlog` jobs of a task limited to 1, one running: the commands of one worker's turn that
+   * acks the running job (its slot released) and takes the next one, and of a fetch that finds
+   * the limit saturated.
+   */
+  async function turnCost(backlog: number): Promise<{ turn: number; saturated: number }> {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    await b.start();
+    await b.setConcurrencyKeys([limited]);
+    for (let i = 0; i < backlog; i += 1000) {
+      await b.enqueueJobs(Array.from({ length: Math.min(1000, backlog - i) }, () => job(clock)));
+    }
+    const first = await b.fetchJobs("q", 4);
+    expect(first.jobs).toHaveLength(1);
+    // Jobs that were in the queue LIST are moved to the lane by the first fetches (at most 1000 each).
+    while ((await admin.llen(k.queue("q"))) > 0) expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
+    expect(await admin.llen(k.lane("q", "L"))).toBe(backlog - 1);
+
+    await admin.config("RESETSTAT");
+    const next = await b.fetchJobs("q", 4, [{ job: first.jobs[0]!, token: first.token, outcome: "succeeded" }]);
+    const turn = await commands();
+    expect(next.jobs).toHaveLength(1);
+    await admin.config("RESETSTAT");
+    expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
+    const saturated = await commands();
+    await b.flush();
+    return { turn, saturated };
+  }
+
+  test("a fetch behind a saturated limit costs the same commands whatever the backlog", async () => {
+    const small = await turnCost(500);
+    const large = await turnCost(5_000);
+    expect(large).toEqual(small);
+    expect(large.turn).toBeLessThan(40);
+    expect(large.saturated).toBeLessThan(20);
+  });
+
+  test("jobs stored in the queue LIST by the previous version are fetched, a limited task's moved to its lane", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    await b.start();
+    await b.setConcurrencyKeys([limited]);
+    const batch = [job(clock), job(clock, "U"), job(clock), job(clock, "U")];
+    await b.enqueueJobs(batch); // as the previous version did: all of them in the queue LIST
+    expect(await admin.llen(k.queue("q"))).toBe(4);
+    const { jobs } = await b.fetchJobs("q", 4);
+    expect(jobs.map((j) => j.id)).toEqual([batch[0]!.id, batch[1]!.id, batch[3]!.id]);
+    expect(await admin.lrange(k.lane("q", "L"), 0, -1)).toEqual([batch[2]!.id]);
+    expect(await admin.zrange(k.lanes("q"), "0", "-1")).toEqual(["L"]);
+    expect(await b.isQueueEmpty("q")).toBe(false);
+    await b.flush();
+  });
+
+  test("a reclaimed job of a limited task goes back to the front of its lane, its slot released", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    await b.start();
+    await b.setConcurrencyKeys([limited]);
+    const batch = [job(clock), job(clock), job(clock)];
+    await b.enqueueJobs(batch);
+    const lost = await b.fetchJobs("q", 4); // as if its reply never came
+    expect(lost.jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
+    expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
+    const call = reclaimCall(k, { brokerId: b.id, lostTokens: [lost.token], partial: new Map(), nowMs: clock.now() });
+    await runScript(b.redis, call.name, call.keys, call.args);
+    expect(await admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual(batch.map((j) => j.id));
+    expect(await admin.hget(k.concurrency, "L")).toBe("0");
+    expect((await b.fetchJobs("q", 4)).jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
+    await b.flush();
+  });
+
+  test("a task set back to unlimited has its lane put back at the front of the queue LIST", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    await b.start();
+    await b.setConcurrencyKeys([limited]);
+    const batch = [job(clock), job(clock), job(clock)];
+    await b.enqueueJobs(batch);
+    expect((await b.fetchJobs("q", 4)).jobs).toHaveLength(1);
+    const later = job(clock, "U");
+    await b.enqueueJobs([later]);
+    await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, queue: "q" })]);
+    expect(await admin.exists(k.lane("q", "L"), k.lanes("q"))).toBe(0);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([batch[1]!.id, batch[2]!.id, later.id]);
+    await b.flush();
+  });
+
+  test("enqueue costs the same commands with limited tasks in the namespace", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    await b.start();
+    await admin.config("RESETSTAT");
+    await b.enqueueJobs([job(clock, "U")]);
+    const plain = await commands();
+    await b.setConcurrencyKeys([limited]);
+    await admin.config("RESETSTAT");
+    await b.enqueueJobs([job(clock)]);
+    expect(await commands()).toBe(plain);
+    await b.flush();
+  });
+});
