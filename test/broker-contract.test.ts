@@ -5,36 +5,17 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import type { Broker, FinishedJob } from "../lib/broker.js";
+import type { Broker } from "../lib/broker.js";
 import { BrokerInUseError, StateError } from "../lib/errors.js";
 import { Job, JobStatus, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import type { BrokerOptions } from "../brokers/base.js";
+import { ack, recordTokens } from "./helpers/acks.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
 import { FakeClock, settlesWithin, until } from "./helpers/until.js";
 
 const T0 = 1_700_000_000_000;
 
-/** The fetch token each job object was handed out with, so acks can carry it. */
-const tokens = new WeakMap<Job, string>();
-
-/** Records the token of every job `broker.fetchJobs` hands out. */
-function recordTokens(broker: Broker): Broker {
-  const fetch = broker.fetchJobs.bind(broker);
-  broker.fetchJobs = async (...args) => {
-    const result = await fetch(...args);
-    for (const job of result.jobs) tokens.set(job, result.token);
-    return result;
-  };
-  return broker;
-}
-
-/** The ack of an execution of `job` (fetched through a broker of `make`), with the token it was fetched with. */
-function ack(job: Job, outcome: FinishedJob["outcome"], extra: Partial<FinishedJob> = {}): FinishedJob {
-  const token = tokens.get(job);
-  if (token === undefined) throw new Error(`no fetch token recorded for ${job.id}`);
-  return { job, token, outcome, ...extra };
-}
 const noop = (): undefined => undefined;
 
 describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {

@@ -7,10 +7,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import type { Broker, FinishedJob, SlotRelease } from "../lib/broker.js";
+import type { Broker, SlotRelease } from "../lib/broker.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import type { BrokerOptions } from "../brokers/base.js";
+import { ack, recordTokens, tokenOf } from "./helpers/acks.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/until.js";
 
@@ -22,31 +23,16 @@ describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: 
   let w: ReturnType<BrokerFactory["world"]>;
   let ns: string;
   let made: Broker[];
-  /** The fetch token each job object was handed out with. */
-  let tokens: WeakMap<Job, string>;
-
   const make = (options: BrokerOptions = {}): Broker => {
     const broker = w.create({ clock, lease: 15, ...options });
     broker.namespace = ns;
     made.push(broker);
-    const fetch = broker.fetchJobs.bind(broker);
-    broker.fetchJobs = async (...args) => {
-      const result = await fetch(...args);
-      for (const job of result.jobs) tokens.set(job, result.token);
-      return result;
-    };
-    return broker;
+    return recordTokens(broker);
   };
   const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 });
   const job = (taskName = "L"): Job =>
     new Job({ taskName, queue: "q", atMs: clock.now(), maxRetries: 2, taskArgs: [] });
-  const ack = (j: Job, outcome: FinishedJob["outcome"], extra: Partial<FinishedJob> = {}): FinishedJob => ({
-    job: j,
-    token: tokens.get(j)!,
-    outcome,
-    ...extra,
-  });
-  const release = (j: Job): SlotRelease => ({ jobId: j.id, token: tokens.get(j)! });
+  const release = (j: Job): SlotRelease => ({ jobId: j.id, token: tokenOf(j) });
   const ids = (jobs: readonly Job[]): string[] => jobs.map((j) => j.id);
 
   beforeEach(() => {
@@ -54,7 +40,6 @@ describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: 
     w = world();
     ns = `t-${randomUUID()}`;
     made = [];
-    tokens = new WeakMap();
   });
 
   afterEach(async () => {
@@ -75,7 +60,7 @@ describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: 
     expect(await b.readResult(l1.id)).toEqual({ record: FAILED, state: "finished" }); // the outcome is recorded
     expect((await b.fetchJobs("q", 5)).jobs).toEqual([]); // the slot is still taken
     await a.finishJobs([], [{ jobId: l1.id, token: "999999" }]); // another execution's token: nothing
-    await a.finishJobs([], [{ jobId: l2.id, token: tokens.get(first!)! }]); // another job: nothing
+    await a.finishJobs([], [{ jobId: l2.id, token: tokenOf(first!) }]); // another job: nothing
     expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
     await a.finishJobs([], [release(first!)]);
     const [second] = (await b.fetchJobs("q", 5)).jobs;

@@ -5,30 +5,16 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import type { Broker, FinishedJob } from "../lib/broker.js";
+import type { Broker } from "../lib/broker.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import type { BrokerOptions } from "../brokers/base.js";
+import { ack, recordTokens, tokenOf } from "./helpers/acks.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/until.js";
 
 const T0 = 1_700_000_000_000;
 const noop = (): undefined => undefined;
-const tokens = new WeakMap<Job, string>();
-
-/** Records the token of every job `broker.fetchJobs` hands out, so acks can carry it. */
-function recordTokens(broker: Broker): Broker {
-  const fetch = broker.fetchJobs.bind(broker);
-  broker.fetchJobs = async (...args) => {
-    const result = await fetch(...args);
-    for (const job of result.jobs) tokens.set(job, result.token);
-    return result;
-  };
-  return broker;
-}
-function ack(job: Job, outcome: FinishedJob["outcome"], extra: Partial<FinishedJob> = {}): FinishedJob {
-  return { job, token: tokens.get(job)!, outcome, ...extra };
-}
 
 describe.each(brokerFactories())("lanes of limited tasks on $name", ({ world }: BrokerFactory) => {
   let clock: FakeClock;
@@ -104,7 +90,7 @@ describe.each(brokerFactories())("lanes of limited tasks on $name", ({ world }: 
     // An ack that holds its slot (the task function runs on) keeps the lane closed...
     expect((await a.fetchJobs("q", 4, [ack(j0!, "succeeded", { holdSlot: true })])).jobs).toEqual([]);
     // ...until the release, which the same fetch uses.
-    const [j1] = (await a.fetchJobs("q", 4, [], [{ jobId: j0!.id, token: tokens.get(j0!)! }])).jobs;
+    const [j1] = (await a.fetchJobs("q", 4, [], [{ jobId: j0!.id, token: tokenOf(j0!) }])).jobs;
     expect(j1!.id).toBe(limited[1]!.id);
     // A retry goes to the tail of the lane and frees its slot: the next in order runs.
     j1!.retries = 1;
