@@ -6,9 +6,10 @@
  * result record) and a process was killed while the broker call that could have written that
  * outcome was in flight (an acknowledgement carrying the job, a keepAlive (recovery: the record of
  * a lost job, or of one cancelled while it ran) or a fetch (a revoked job dropped)), or killed
- * right after an acknowledgement carrying the job or a keepAlive ended (within SETTLING_MS: the signals follow the reply in the same turn
- * of the event loop, and the SIGKILL fell between; a doomed job killing its process in its
- * jobSucceeded is one such). Any other job without one is a failure.
+ * right after an acknowledgement carrying the job or a keepAlive ended (within SETTLING_MS: the
+ * signals follow the reply in the same turn of the event loop, and the SIGKILL fell between; a
+ * doomed job killing its process in its jobSucceeded is one such). Any other job without one is a
+ * failure.
  */
 import type { Redis } from "ioredis";
 import { escapeGlob, namespaceKeys } from "../brokers/redis/keys.js";
