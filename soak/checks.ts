@@ -88,6 +88,12 @@ export interface RunFacts {
   skew: number;
 }
 
+/** What `--keep` writes beside a failed run's record (`run.json`), for `soak/recheck.ts`. */
+export interface KeptRun {
+  namespace: string;
+  facts: RunFacts;
+}
+
 /**
  * Slowest kill-to-recovery allowed: the lease (plus the skew a skewed process adds to its own), a
  * redis-server outage, reconnection.

@@ -19,7 +19,7 @@ import { Redis } from "ioredis";
 import { DEFAULT_QUEUE, Engine, RedisBroker, setLogger } from "../lib/index.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { startRedisServer, type RedisServer } from "../test/helpers/redis-server.js";
-import { runChecks, snapshot } from "./checks.js";
+import { runChecks, snapshot, type KeptRun, type RunFacts } from "./checks.js";
 import { Faults } from "./faults.js";
 import { HistoryBuilder } from "./history.js";
 import { LiveView } from "./live.js";
@@ -286,14 +286,15 @@ async function main(): Promise<number> {
   const state = await snapshot(admin, rig.engine.namespace, silent);
   admin.disconnect();
   const { producer, faults } = run;
-  const rows = runChecks(history, state, {
+  const facts: RunFacts = {
     options,
     enqueued: producer.stats.enqueued,
     heldBackMs: producer.stats.heldBackMs,
     uncertain: producer.stats.uncertain,
     notStopped,
     skew: rig.skew,
-  });
+  };
+  const rows = runChecks(history, state, facts);
   const failed = rows.some((r) => r.pass === false);
 
   say(`\n${checksTable(rows)}\n`);
@@ -314,8 +315,13 @@ async function main(): Promise<number> {
   if (failed) say(`\n${examples(rows, history, 3)}`);
   if (failed && options.keep) {
     await dumpRecord(rig.recorder, join(root, "record.log"));
+    const kept: KeptRun = { namespace: rig.engine.namespace, facts };
+    writeFileSync(join(root, "run.json"), JSON.stringify(kept));
     keepRoot = true;
-    say(`\nkept for post-mortem: ${root} (subject/ holds the AOF, record.log the record, logs/ the worker logs)`);
+    say(
+      `\nkept for post-mortem: ${root} (subject/ holds the AOF, record.log the record, logs/ the worker logs; ` +
+        `node dist/soak/recheck.js ${root} checks it again)`,
+    );
   }
   await rig.recorder.close();
   await rig.subject.stop();
