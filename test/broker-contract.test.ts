@@ -3,36 +3,26 @@
  * RedisBroker must behave the same. Brokers of one `world()` share state like processes sharing one
  * Redis; time is a FakeClock, so leases, due dates and periods move only when a test says so.
  */
-import { randomUUID } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { Broker } from "../lib/broker.js";
 import { BrokerInUseError, StateError } from "../lib/errors.js";
 import { Job, JobStatus, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import type { BrokerOptions } from "../brokers/base.js";
-import { ack, recordTokens } from "./helpers/acks.js";
+import { ack } from "./helpers/acks.js";
+import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
-import { FakeClock, settlesWithin, until } from "./helpers/until.js";
+import { settlesWithin, until } from "./helpers/until.js";
 
 const T0 = 1_700_000_000_000;
 
 const noop = (): undefined => undefined;
 
 describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
-  let clock: FakeClock;
-  let w: ReturnType<BrokerFactory["world"]>;
-  let ns: string;
-  let made: Broker[];
+  const bed = brokerBed(world, T0);
+  const { make } = bed;
 
-  /** A broker of this test's world, in namespace `namespace` (the test's one by default). */
-  const make = (options: BrokerOptions = {}, namespace = ns): Broker => {
-    const broker = w.create({ clock, lease: 15, ...options });
-    broker.namespace = namespace;
-    made.push(broker);
-    return recordTokens(broker);
-  };
   const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
-    new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [], ...fields });
+    new Job({ taskName: "t", queue: "q", atMs: bed.clock.now(), maxRetries: 0, taskArgs: [], ...fields });
   const ids = (jobs: readonly Job[]): string[] => jobs.map((j) => j.id);
 
   /**
@@ -45,7 +35,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     const first = job({ taskName: "L", maxRetries: 2 });
     await a.enqueueJobs([first]);
     const [mine] = (await a.fetchJobs("q", 1)).jobs;
-    clock.t += a.leaseMs + 1;
+    bed.clock.t += a.leaseMs + 1;
     const b = make();
     await b.start();
     expect(ids((await b.keepAlive()).requeued)).toEqual([first.id]);
@@ -53,18 +43,6 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     expect(theirs!.retries).toBe(1);
     return { a, b, mine: mine!, theirs: theirs! };
   };
-
-  beforeEach(() => {
-    clock = new FakeClock(T0);
-    w = world();
-    ns = `t-${randomUUID()}`;
-    made = [];
-  });
-
-  afterEach(async () => {
-    for (const broker of made) await broker.flush();
-    for (const broker of made) await broker.close();
-  });
 
   describe("queues", () => {
     test("a due job is fetched exactly once, and jobs come out in FIFO order", async () => {
@@ -126,7 +104,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await b.enqueueJobs(batch);
       expect(ids((await b.fetchJobs("q1", 10)).jobs)).toEqual([batch[0]!.id, batch[3]!.id]);
       expect(ids((await b.fetchJobs("q2", 10)).jobs)).toEqual([batch[1]!.id, batch[4]!.id]);
-      clock.t += 1000;
+      bed.clock.t += 1000;
       expect(ids((await b.fetchJobs("q1", 10)).jobs)).toEqual([batch[2]!.id]);
     });
 
@@ -155,9 +133,9 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
         revoked: [],
         takenOver: [],
       });
-      clock.t = T0 + 599_999;
+      bed.clock.t = T0 + 599_999;
       expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
-      clock.t = T0 + 600_000;
+      bed.clock.t = T0 + 600_000;
       const { jobs, nextDueAtMs } = await b.fetchJobs("q", 5);
       expect(ids(jobs)).toEqual([later.id]);
       expect(nextDueAtMs).toBeUndefined();
@@ -168,7 +146,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const [j3, j1, j2] = [job({ atMs: T0 + 30 }), job({ atMs: T0 + 10 }), job({ atMs: T0 + 20 })];
       await b.enqueueJobs([j3, j1, j2]);
       const now = job();
-      clock.t = T0 + 25;
+      bed.clock.t = T0 + 25;
       await b.enqueueJobs([now]);
       expect(ids((await b.fetchJobs("q", 10)).jobs)).toEqual([now.id, j1.id, j2.id]);
       expect((await b.fetchJobs("q", 10)).nextDueAtMs).toBe(T0 + 30);
@@ -198,7 +176,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const { jobs, nextDueAtMs } = await b.fetchJobs("q", 5);
       expect(jobs.map((j) => [j.id, j.retries])).toEqual([[again.id, 1]]);
       expect(nextDueAtMs).toBe(T0 + 5_000);
-      clock.t += 5_000;
+      bed.clock.t += 5_000;
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[later.id, 1]]);
       // A job finished already is not running any more: finishing it again does nothing.
       await b.finishJobs([ack(f1!, "retry")]);
@@ -275,7 +253,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("other", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[elsewhere.id, 1]]);
       // Fetched again, the job runs here once more: its next ack ends it.
       expect((await b.fetchJobs("q", 5, [ack(turn.jobs[0]!, "succeeded")])).jobs).toEqual([]);
-      clock.t += 5_000;
+      bed.clock.t += 5_000;
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[later.id, 1]]);
     });
 
@@ -300,7 +278,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await a.registerPeriodicTasks([every10s]);
       await b.registerPeriodicTasks([every10s]);
       expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
-      clock.t += 10_000;
+      bed.clock.t += 10_000;
       const { jobs, nextDueAtMs } = await a.fetchJobs("pq", 5);
       expect((await b.fetchJobs("pq", 5)).jobs).toEqual([]);
       expect(jobs.length).toBe(1);
@@ -312,10 +290,10 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
         maxRetries: tick.maxRetries,
         retries: tick.retries,
         args: tick.taskArgs,
-      }).toEqual({ task: "tick", queue: "pq", at: clock.t, maxRetries: 2, retries: 0, args: [] });
-      expect(toJSON(tick)).toBe(periodicJobJSON(tick.id, "tick", "pq", clock.t, 2));
-      expect(nextDueAtMs).toBe(clock.t + 10_000);
-      clock.t += 10_000;
+      }).toEqual({ task: "tick", queue: "pq", at: bed.clock.t, maxRetries: 2, retries: 0, args: [] });
+      expect(toJSON(tick)).toBe(periodicJobJSON(tick.id, "tick", "pq", bed.clock.t, 2));
+      expect(nextDueAtMs).toBe(bed.clock.t + 10_000);
+      bed.clock.t += 10_000;
       expect((await b.fetchJobs("pq", 5)).jobs.length).toBe(1);
       expect((await a.fetchJobs("pq", 5)).jobs.length).toBe(0);
     });
@@ -324,7 +302,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const b = make();
       const names = Array.from({ length: 40 }, (_, i) => `p${i}`);
       await b.registerPeriodicTasks(names.map((name) => new Task(name, noop, { periodicity: 5, queue: "pq" })));
-      clock.t += 5_000;
+      bed.clock.t += 5_000;
       const { jobs } = await b.fetchJobs("pq", 100);
       expect(jobs.map((j) => j.taskName).sort()).toEqual([...names].sort());
       expect(new Set(jobs.map((j) => j.id)).size).toBe(40);
@@ -335,10 +313,10 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     test("after a long gap fire once, not in a catch-up burst, and next run one period later", async () => {
       const b = make();
       await b.registerPeriodicTasks([every10s]);
-      clock.t += 1_000_000;
+      bed.clock.t += 1_000_000;
       const { jobs, nextDueAtMs } = await b.fetchJobs("pq", 100);
       expect(jobs.length).toBe(1);
-      expect(nextDueAtMs).toBe(clock.t + 10_000);
+      expect(nextDueAtMs).toBe(bed.clock.t + 10_000);
       expect((await b.fetchJobs("pq", 100)).jobs.length).toBe(0);
     });
 
@@ -346,18 +324,18 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const a = make();
       const other = new Task("other", noop, { periodicity: 60 });
       await a.registerPeriodicTasks([every10s, other]);
-      clock.t += 5_000;
+      bed.clock.t += 5_000;
       expect(await make().registerPeriodicTasks([every10s])).toEqual({ changed: [], unscheduled: [] });
       expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 10_000);
       await a.registerPeriodicTasks([]);
-      clock.t = T0 + 60_000;
+      bed.clock.t = T0 + 60_000;
       expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
     });
 
     test("a changed period keeps the phase: the next run is one new period after the last, never before now", async () => {
       const a = make();
       await a.registerPeriodicTasks([every10s]);
-      clock.t = T0 + 5_000;
+      bed.clock.t = T0 + 5_000;
       const every20s = new Task("tick", noop, { periodicity: 20, queue: "pq", maxRetries: 2 });
       expect(await a.registerPeriodicTasks([every20s])).toEqual({
         changed: [{ name: "tick", fromMs: 10_000, toMs: 20_000, nextRunAtMs: T0 + 20_000 }],
@@ -365,7 +343,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       });
       expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 20_000);
       // Overdue with the new period: due now, once (no catch-up storm), then every new period.
-      clock.t = T0 + 30_000;
+      bed.clock.t = T0 + 30_000;
       const every5s = new Task("tick", noop, { periodicity: 5, queue: "pq" });
       expect((await a.registerPeriodicTasks([every5s])).changed).toEqual([
         { name: "tick", fromMs: 20_000, toMs: 5_000, nextRunAtMs: T0 + 30_000 },
@@ -387,7 +365,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
         unscheduled: [],
       });
       expect((await a.periodicTasks()).map((t) => t.name)).toEqual(["other"]);
-      clock.t = T0 + 60_000;
+      bed.clock.t = T0 + 60_000;
       expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
       expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
     });
@@ -408,7 +386,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect(await a.removePeriodicTask("tick")).toBe(true);
       expect(await make().removePeriodicTask("tick")).toBe(false);
       expect((await a.periodicTasks()).map((t) => t.name)).toEqual(["a", "b"]);
-      clock.t = T0 + 10_000;
+      bed.clock.t = T0 + 10_000;
       expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
       expect((await a.fetchJobs("chard", 5)).nextDueAtMs).toBe(T0 + 15_000);
     });
@@ -483,7 +461,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const a = make();
       await a.enqueueJobs([job({ maxRetries: 3 })]);
       const [first] = (await a.fetchJobs("q", 1)).jobs;
-      clock.t += a.leaseMs + 1; // a stalled: its lease expired
+      bed.clock.t += a.leaseMs + 1; // a stalled: its lease expired
       const b = make();
       await b.start();
       expect(ids((await b.keepAlive()).requeued)).toEqual([first!.id]);
@@ -499,7 +477,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await a.enqueueJobs([job({ maxRetries: 2 })]);
       const [mine] = (await a.fetchJobs("q", 1)).jobs;
       expect(await a.cancelJob(mine!.id)).toBe("running");
-      clock.t += a.leaseMs + 1; // a died
+      bed.clock.t += a.leaseMs + 1; // a died
       const b = make();
       await b.start();
       const recovery = await b.keepAlive();
@@ -515,7 +493,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await a.enqueueJobs([job({ maxRetries: 2 }), job()]);
       const fetched = (await a.fetchJobs("q", 2)).jobs;
       for (const j of fetched) await a.setProgress(j.id, '"half"');
-      clock.t += a.leaseMs + 1;
+      bed.clock.t += a.leaseMs + 1;
       const b = make();
       await b.start();
       await b.keepAlive();
@@ -535,12 +513,12 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await a.enqueueJobs([retryable, exhausted, once]);
       expect((await a.fetchJobs("q", 5)).jobs.length).toBe(3);
 
-      clock.t += a.leaseMs - 1;
+      bed.clock.t += a.leaseMs - 1;
       const b = make();
       await b.start();
       const nothing = { requeued: [], failed: [], cancelled: [], leaseLost: false };
       expect(await b.keepAlive()).toEqual(nothing); // a's lease still runs
-      clock.t += 2;
+      bed.clock.t += 2;
       const { requeued, failed, leaseLost } = await b.keepAlive();
       expect(leaseLost).toBe(false);
       expect(requeued.map((j) => [j.id, j.retries, j.status])).toEqual([[retryable.id, 1, JobStatus.Queued]]);
@@ -571,7 +549,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       await c.fetchJobs("q", 1);
       await c.stop();
       expect((await c.keepAlive()).leaseLost).toBe(false);
-      clock.t += c.leaseMs + 1;
+      bed.clock.t += c.leaseMs + 1;
       const d = make();
       await d.start();
       expect((await d.keepAlive()).requeued.length).toBe(1);
@@ -579,16 +557,16 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
   });
 
   describe("events", () => {
-    test("waitForEvent resolves when another broker enqueues, and at the deadline of the broker's clock otherwise", async () => {
+    test("waitForEvent resolves when another broker enqueues, and at the deadline of the broker's bed.clock otherwise", async () => {
       const a = make();
       const b = make();
       await a.start();
-      await a.waitForEvent(clock.now()); // consume anything pending
-      const deadline = a.waitForEvent(clock.now() + 20_000);
+      await a.waitForEvent(bed.clock.now()); // consume anything pending
+      const deadline = a.waitForEvent(bed.clock.now() + 20_000);
       expect(await settlesWithin(deadline, 30)).toBe(false); // time stands still: no real-time timer
-      clock.advance(19_999);
+      bed.clock.advance(19_999);
       expect(await settlesWithin(deadline, 30)).toBe(false);
-      clock.advance(1);
+      bed.clock.advance(1);
       expect(await settlesWithin(deadline, 1_000)).toBe(true);
 
       let woke = false;
@@ -602,7 +580,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
   describe("namespaces", () => {
     test("two namespaces never see each other's jobs or schedules, and flush deletes only its own", async () => {
       const a = make();
-      const other = make({}, `${ns}-other`);
+      const other = make({}, `${bed.ns}-other`);
       const mine = job();
       const theirs = job();
       await a.enqueueJobs([mine]);
@@ -623,17 +601,16 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     });
 
     test("a broker without a namespace refuses to work with StateError", async () => {
-      const b = w.create({ clock });
-      made.push(b);
+      const b = bed.adopt(bed.world.create({ clock: bed.clock }));
       await expect(b.enqueueJobs([job()])).rejects.toThrow(StateError);
       await expect(b.fetchJobs("q", 1)).rejects.toThrow(StateError);
-      b.namespace = ns;
+      b.namespace = bed.ns;
     });
 
     test("setting the namespace twice throws BrokerInUseError", () => {
       const b = make();
       expect(() => (b.namespace = "again")).toThrow(BrokerInUseError);
-      expect(b.namespace).toBe(ns);
+      expect(b.namespace).toBe(bed.ns);
     });
   });
 
@@ -646,13 +623,13 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const jobs = tricky.map((taskArgs) => job({ taskArgs, maxRetries: 1, atMs: T0 + 10 }));
       const want = new Map(jobs.map((j) => [j.id, toJSON(j)]));
       await a.enqueueJobs(jobs);
-      clock.t += 10;
+      bed.clock.t += 10;
       // Jobs due at the same millisecond may move in any order (Redis sorts ties by member).
       const fetched = (await a.fetchJobs("q", 10)).jobs;
       expect(fetched.length).toBe(3);
       for (const j of fetched) expect(toJSON(j)).toBe(want.get(j.id));
 
-      clock.t += a.leaseMs + 1;
+      bed.clock.t += a.leaseMs + 1;
       const b = make();
       await b.start();
       const { requeued } = await b.keepAlive();
@@ -667,9 +644,9 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const b = make();
       const odd = new Task('a/b "é" \u007f', noop, { periodicity: 1, queue: "q/1 ✓", maxRetries: 3 });
       await b.registerPeriodicTasks([odd]);
-      clock.t += 1000;
+      bed.clock.t += 1000;
       const [tick] = (await b.fetchJobs("q/1 ✓", 1)).jobs;
-      expect(toJSON(tick!)).toBe(periodicJobJSON(tick!.id, odd.name, odd.queue, clock.t, 3));
+      expect(toJSON(tick!)).toBe(periodicJobJSON(tick!.id, odd.name, odd.queue, bed.clock.t, 3));
     });
   });
 });

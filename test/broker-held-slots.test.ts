@@ -5,47 +5,25 @@
  * function returned) or the broker's lease expires and another broker's recovery frees it.
  * Releases are fenced by the ack's fetch token and safe to apply twice.
  */
-import { randomUUID } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import type { Broker, SlotRelease } from "../lib/broker.js";
+import { describe, expect, test } from "vitest";
+import type { SlotRelease } from "../lib/broker.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import type { BrokerOptions } from "../brokers/base.js";
-import { ack, recordTokens, tokenOf } from "./helpers/acks.js";
+import { ack, tokenOf } from "./helpers/acks.js";
+import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
-import { FakeClock } from "./helpers/until.js";
 
 const noop = (): undefined => undefined;
 const FAILED = '{"ok":false,"error":{"name":"JobTimeoutError","message":"too slow"}}';
 
 describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: BrokerFactory) => {
-  let clock: FakeClock;
-  let w: ReturnType<BrokerFactory["world"]>;
-  let ns: string;
-  let made: Broker[];
-  const make = (options: BrokerOptions = {}): Broker => {
-    const broker = w.create({ clock, lease: 15, ...options });
-    broker.namespace = ns;
-    made.push(broker);
-    return recordTokens(broker);
-  };
+  const bed = brokerBed(world);
+  const { make } = bed;
   const limited = new Task("L", noop, { maxRetries: 2, maxConcurrency: 1 });
   const job = (taskName = "L"): Job =>
-    new Job({ taskName, queue: "q", atMs: clock.now(), maxRetries: 2, taskArgs: [] });
+    new Job({ taskName, queue: "q", atMs: bed.clock.now(), maxRetries: 2, taskArgs: [] });
   const release = (j: Job): SlotRelease => ({ jobId: j.id, token: tokenOf(j) });
   const ids = (jobs: readonly Job[]): string[] => jobs.map((j) => j.id);
-
-  beforeEach(() => {
-    clock = new FakeClock();
-    w = world();
-    ns = `t-${randomUUID()}`;
-    made = [];
-  });
-
-  afterEach(async () => {
-    for (const broker of made) await broker.flush();
-    for (const broker of made) await broker.close();
-  });
 
   test("an ack that holds its slot records the outcome but keeps the slot; a release frees it once, fenced by its token", async () => {
     const [a, b] = [make(), make()];
@@ -94,7 +72,7 @@ describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: 
     await a.finishJobs([ack(first!, "failed", { holdSlot: true })]);
     await b.start();
     expect((await b.fetchJobs("q", 5)).jobs).toEqual([]);
-    clock.t += a.leaseMs + 1; // a dies with the task function still running
+    bed.clock.t += a.leaseMs + 1; // a dies with the task function still running
     const recovery = await b.keepAlive();
     expect([...recovery.requeued, ...recovery.failed, ...recovery.cancelled]).toEqual([]); // no job to take back
     const [second] = (await b.fetchJobs("q", 5)).jobs;
@@ -114,7 +92,7 @@ describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: 
     await a.stop();
     expect((await a.keepAlive()).leaseLost).toBe(false); // stop() left the lease to expire
     await a.stop();
-    clock.t += a.leaseMs + 1;
+    bed.clock.t += a.leaseMs + 1;
     const d = make();
     await d.start();
     await d.keepAlive();

@@ -3,45 +3,24 @@
  * a limited task's jobs wait in their task's lane and a fetch takes from the lanes with a free
  * slot and the queue in turn. Time is a FakeClock.
  */
-import { randomUUID } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { Broker } from "../lib/broker.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import type { BrokerOptions } from "../brokers/base.js";
-import { ack, recordTokens, tokenOf } from "./helpers/acks.js";
+import { ack, tokenOf } from "./helpers/acks.js";
+import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
-import { FakeClock } from "./helpers/until.js";
 
 const T0 = 1_700_000_000_000;
 const noop = (): undefined => undefined;
 
 describe.each(brokerFactories())("lanes of limited tasks on $name", ({ world }: BrokerFactory) => {
-  let clock: FakeClock;
-  let w: ReturnType<BrokerFactory["world"]>;
-  let ns: string;
-  let made: Broker[];
-  const make = (options: BrokerOptions = {}): Broker => {
-    const broker = w.create({ clock, lease: 15, ...options });
-    broker.namespace = ns;
-    made.push(broker);
-    return recordTokens(broker);
-  };
+  const bed = brokerBed(world, T0);
+  const { make } = bed;
   const job = (taskName = "L", fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
-    new Job({ taskName, queue: "q", atMs: clock.now(), maxRetries: 2, taskArgs: [], ...fields });
+    new Job({ taskName, queue: "q", atMs: bed.clock.now(), maxRetries: 2, taskArgs: [], ...fields });
   const ids = (jobs: readonly Job[]): string[] => jobs.map((j) => j.id);
   const limit = (n: number): Task => new Task("L", noop, { maxRetries: 2, maxConcurrency: n, queue: "q" });
-
-  beforeEach(() => {
-    clock = new FakeClock(T0);
-    w = world();
-    ns = `t-${randomUUID()}`;
-    made = [];
-  });
-  afterEach(async () => {
-    for (const broker of made) await broker.flush();
-    for (const broker of made) await broker.close();
-  });
 
   test("two brokers never run more than the limit at once, in FIFO order within the task", async () => {
     const a = make();
@@ -109,7 +88,7 @@ describe.each(brokerFactories())("lanes of limited tasks on $name", ({ world }: 
     await a.enqueueJobs(limited);
     const [mine] = (await a.fetchJobs("q", 4)).jobs;
     expect((await a.fetchJobs("q", 4)).jobs).toEqual([]);
-    clock.t += a.leaseMs + 1; // a died
+    bed.clock.t += a.leaseMs + 1; // a died
     const b = make();
     await b.start();
     expect(ids((await b.keepAlive()).requeued)).toEqual([mine!.id]);
@@ -146,7 +125,7 @@ describe.each(brokerFactories())("lanes of limited tasks on $name", ({ world }: 
     const later = job("L", { atMs: T0 + 1000 });
     await a.enqueueJobs([now, later]);
     const [j0] = (await a.fetchJobs("q", 4)).jobs;
-    clock.t += 2000;
+    bed.clock.t += 2000;
     expect((await a.fetchJobs("q", 4)).jobs).toEqual([]);
     expect(await a.isQueueEmpty("q")).toBe(false);
     expect(ids((await a.fetchJobs("q", 4, [ack(j0!, "succeeded")])).jobs)).toEqual([later.id]);

@@ -4,34 +4,25 @@
  * whatever the mix of TTLs, and also once no call stores records any more. What a broker holds is
  * counted on the "server" itself (Redis: the results HASH and expiry ZSET; MemoryBroker: its map).
  */
-import { randomUUID } from "node:crypto";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { Broker, FinishedJob } from "../lib/broker.js";
 import { Job } from "../lib/jobs.js";
+import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
-import { FakeClock } from "./helpers/until.js";
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 
 describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
-  let clock: FakeClock;
-  let w: ReturnType<BrokerFactory["world"]>;
-  let ns: string;
-  let made: Broker[];
+  const bed = brokerBed(world, T0);
+  const { make } = bed;
 
-  const make = (): Broker => {
-    const broker = w.create({ clock, lease: 15 });
-    broker.namespace = ns;
-    made.push(broker);
-    return broker;
-  };
   const jobs = (n: number): Job[] =>
     Array.from(
       { length: n },
-      (_, i) => new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [i] }),
+      (_, i) => new Job({ taskName: "t", queue: "q", atMs: bed.clock.now(), maxRetries: 0, taskArgs: [i] }),
     );
-  const stored = (): Promise<number> => w.storedResults(ns);
+  const stored = (): Promise<number> => bed.world.storedResults(bed.ns);
 
   /** Runs `n` jobs through `b` and acknowledges them in one call, each keeping a record for `ttlMs` (none: 0). */
   const runAndAck = async (b: Broker, n: number, ttlMs: number): Promise<Job[]> => {
@@ -48,24 +39,12 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     return fetched;
   };
 
-  beforeEach(() => {
-    clock = new FakeClock(T0);
-    w = world();
-    ns = `t-${randomUUID()}`;
-    made = [];
-  });
-
-  afterEach(async () => {
-    for (const broker of made) await broker.flush();
-    for (const broker of made) await broker.close();
-  });
-
   test("a record is read until its TTL has passed, and is gone after it, before anything removes it", async () => {
     const b = make();
     const [job] = await runAndAck(b, 1, 100);
-    clock.t += 100;
+    bed.clock.t += 100;
     expect(await b.readResult(job!.id)).toEqual({ record: `{"ok":true,"value":"${job!.id}"}`, state: "finished" });
-    clock.t += 1;
+    bed.clock.t += 1;
     expect(await b.readResult(job!.id)).toEqual({ record: undefined, state: "unknown" });
   });
 
@@ -86,7 +65,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       }));
       ({ jobs: running, token } = await b.fetchJobs("q", batch, acks)); // the acks of a turn travel with its fetch
       expect(await stored()).toBeLessThanOrEqual(batch);
-      clock.t += 200;
+      bed.clock.t += 200;
     }
     expect(running).toEqual([]);
   });
@@ -95,7 +74,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     const b = make();
     await runAndAck(b, 250, 100);
     expect(await stored()).toBe(250);
-    clock.t += 200;
+    bed.clock.t += 200;
     await runAndAck(b, 10, 0); // keepResult: false from now on
     await b.keepAlive();
     expect(await stored()).toBe(0);
@@ -104,7 +83,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
   test("one lease renewal removes every expired record, however many are left", async () => {
     const b = make();
     await runAndAck(b, 2_500, 50); // more than one bounded trim takes (Redis: 1000 per call)
-    clock.t += 100;
+    bed.clock.t += 100;
     await b.keepAlive();
     expect(await stored()).toBe(0);
   });
@@ -113,12 +92,12 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     const b = make();
     await runAndAck(b, 1, HOUR);
     await runAndAck(b, 50, 50);
-    clock.t += 100;
+    bed.clock.t += 100;
     await runAndAck(b, 1, HOUR); // a store removes what expired behind the first record
     expect(await stored()).toBe(2);
 
     await runAndAck(b, 250, 50);
-    clock.t += 100;
+    bed.clock.t += 100;
     await b.keepAlive(); // so does a lease renewal
     expect(await stored()).toBe(2);
   });
