@@ -41,6 +41,15 @@ function broker(namespace: string, clock: FakeClock): RedisBroker {
   return b;
 }
 const limited = new Task("L", noop, { maxRetries: 1, maxConcurrency: 1, queue: "q" });
+
+/** A started broker of a new namespace on its own FakeClock, with `limited`'s limit recorded. */
+async function limitedBroker(): Promise<{ clock: FakeClock; b: RedisBroker; k: ReturnType<typeof namespaceKeys> }> {
+  const clock = new FakeClock();
+  const b = broker(`t-${randomUUID()}`, clock);
+  await b.start();
+  await b.setConcurrencyKeys([limited]);
+  return { clock, b, k: namespaceKeys(b.namespace) };
+}
 const job = (clock: FakeClock, taskName = "L"): Job =>
   new Job({ taskName, queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [] });
 
@@ -59,11 +68,7 @@ describe("lanes of concurrency-limited tasks", () => {
    * the limit saturated.
    */
   async function turnCost(backlog: number): Promise<{ turn: number; saturated: number }> {
-    const clock = new FakeClock();
-    const b = broker(`t-${randomUUID()}`, clock);
-    const k = namespaceKeys(b.namespace);
-    await b.start();
-    await b.setConcurrencyKeys([limited]);
+    const { clock, b, k } = await limitedBroker();
     for (let i = 0; i < backlog; i += 1000) {
       await b.enqueueJobs(Array.from({ length: Math.min(1000, backlog - i) }, () => job(clock)));
     }
@@ -93,11 +98,7 @@ describe("lanes of concurrency-limited tasks", () => {
   });
 
   test("jobs stored in the queue LIST by the previous version are fetched, a limited task's moved to its lane", async () => {
-    const clock = new FakeClock();
-    const b = broker(`t-${randomUUID()}`, clock);
-    const k = namespaceKeys(b.namespace);
-    await b.start();
-    await b.setConcurrencyKeys([limited]);
+    const { clock, b, k } = await limitedBroker();
     const batch = [job(clock), job(clock, "U"), job(clock), job(clock, "U")];
     await b.enqueueJobs(batch); // as the previous version did: all of them in the queue LIST
     expect(await admin.llen(k.queue("q"))).toBe(4);
@@ -110,11 +111,7 @@ describe("lanes of concurrency-limited tasks", () => {
   });
 
   test("a reclaimed job of a limited task goes back to the front of its lane, its slot released", async () => {
-    const clock = new FakeClock();
-    const b = broker(`t-${randomUUID()}`, clock);
-    const k = namespaceKeys(b.namespace);
-    await b.start();
-    await b.setConcurrencyKeys([limited]);
+    const { clock, b, k } = await limitedBroker();
     const batch = [job(clock), job(clock), job(clock)];
     await b.enqueueJobs(batch);
     const lost = await b.fetchJobs("q", 4); // as if its reply never came
@@ -129,11 +126,7 @@ describe("lanes of concurrency-limited tasks", () => {
   });
 
   test("a task set back to unlimited has its lane put back at the front of the queue LIST", async () => {
-    const clock = new FakeClock();
-    const b = broker(`t-${randomUUID()}`, clock);
-    const k = namespaceKeys(b.namespace);
-    await b.start();
-    await b.setConcurrencyKeys([limited]);
+    const { clock, b, k } = await limitedBroker();
     const batch = [job(clock), job(clock), job(clock)];
     await b.enqueueJobs(batch);
     expect((await b.fetchJobs("q", 4)).jobs).toHaveLength(1);
