@@ -520,48 +520,37 @@ export class Workers {
     const task = this.#tasks.get(job.taskName);
     if (!task) {
       const err = new UnknownTaskError(unknownTaskMessage(job.taskName, [...this.#tasks.keys()]));
-      job.status = JobStatus.Failed;
-      this.#settlers.push({
-        settle: () => {
-          getLogger().error(`${ns}: ${job} failed`, err);
-          signals.jobFailed.send(ns, { job, err });
-        },
-      });
-      this.#acks.push({
+      const ack: FinishedJob = {
         job,
         token,
         outcome: "failed",
         result: failureRecord(err, undefined),
         resultTtlMs: DEFAULT_RESULT_TTL_MS,
+      };
+      this.#endUnstarted(ack, () => {
+        getLogger().error(`${ns}: ${job} failed`, err);
+        signals.jobFailed.send(ns, { job, err });
       });
       return;
     }
     // A cancel that came before the fetch's reply: the job never starts.
     if (this.#earlyCancels.delete(job.id)) {
       const err = new JobCancelledError(`${job} was cancelled before it started`);
-      job.status = JobStatus.Failed;
-      this.#settlers.push({
-        settle: () => {
-          getLogger().warn(`${ns}: ${job} failed`, err);
-          signals.jobFailed.send(ns, { job, err });
-          callHook(ns, task, "onFailure", job, err);
-        },
+      this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), () => {
+        getLogger().warn(`${ns}: ${job} failed`, err);
+        signals.jobFailed.send(ns, { job, err });
+        callHook(ns, task, "onFailure", job, err);
       });
-      this.#acks.push(endedAck(job, token, task, "failed", failureRecord(err, undefined), false));
       return;
     }
     // `expiresIn` bounds the wait before a job's first start only: one retried or recovered (retries
     // > 0) has started before and is never dropped as expired.
     if (task.expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
       const err = new JobExpiredError(`${job} was not started within ${task.expiresInMs / 1000} s of its due time`);
-      job.status = JobStatus.Failed;
-      this.#settlers.push({
-        settle: () => {
-          getLogger().warn(`${ns}: ${err.message}; dropped`);
-          signals.jobExpired.send(ns, { job });
-        },
+      this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), () => {
+        getLogger().warn(`${ns}: ${err.message}; dropped`);
+        signals.jobExpired.send(ns, { job });
       });
-      this.#acks.push(endedAck(job, token, task, "failed", failureRecord(err, undefined), false));
       return;
     }
     const execution = new Execution(job, token, task, ns, this.#broker);
@@ -574,6 +563,16 @@ export class Workers {
       this.#executions.add(execution);
       if (this.#aborting) this.#abortStopped(execution, undefined); // launched after the stop deadline
     }
+  }
+
+  /**
+   * A fetched job that fails without starting (unknown task, cancelled, expired): its failed ack
+   * is queued, and `announce` sends its signals once the broker has applied it.
+   */
+  #endUnstarted(ack: FinishedJob, announce: () => void): void {
+    ack.job.status = JobStatus.Failed;
+    this.#acks.push(ack);
+    this.#settlers.push({ settle: announce });
   }
 
   /** The end of an asynchronous execution: its ack is queued and the arbiter woken. */
