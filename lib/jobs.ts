@@ -48,7 +48,30 @@ export interface JobFields {
   retries?: number;
   status?: JobStatus;
   taskArgs: unknown[];
+  /** Per-job options (see `JobExtras`); absent for a plain job. */
+  extras?: JobExtras;
 }
+
+/**
+ * What a job may carry besides its task's defaults: the per-job options stored with it. Each is
+ * absent (or, for `priority`, 0) on a plain job, which is then stored exactly as before these
+ * options existed. Built by the engine from checked `JobOptions`.
+ */
+export interface JobExtras {
+  /** Higher starts first; 0 (the default) is the priority of plain jobs. */
+  readonly priority?: number;
+  /** The caller's key of the job, unique in the namespace while the job exists. */
+  readonly key?: string;
+  /** Metadata carried to the worker (a trace context, a tenant id...). Frozen. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** This job's timeout in ms, instead of its task's. */
+  readonly timeoutMs?: number;
+  /** This job's expiry in ms, instead of its task's. */
+  readonly expiresInMs?: number;
+}
+
+/** The headers of a job without any: one frozen empty object. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
  * A Failed job standing for stored data that is not a job (damaged, or written by another
@@ -74,6 +97,13 @@ export function unreadableJob(id: string, json: string, queue: string): Job {
     retries: count(fields.retries),
     status: JobStatus.Failed,
     taskArgs: Array.isArray(fields.args) ? (fields.args as unknown[]) : [],
+    extras: (() => {
+      try {
+        return readExtras(fields as unknown as Wire);
+      } catch {
+        return undefined; // mistyped options: the job is unreadable anyway
+      }
+    })(),
   });
 }
 
@@ -101,6 +131,18 @@ export class Job {
   status: JobStatus;
   /** Arguments passed to the task function. */
   readonly taskArgs: unknown[];
+  /** Higher starts first, FIFO within one priority. @defaultValue 0 */
+  readonly priority: number;
+  /** The job's key (`JobOptions.key`), if it was given one. */
+  readonly key: string | undefined;
+  /** The headers it was scheduled with (frozen; empty when none). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Its own timeout in ms (`JobOptions.timeout`), else undefined: its task's applies. */
+  readonly timeoutMs: number | undefined;
+  /** Its own expiry in ms (`JobOptions.expiresIn`), else undefined: its task's applies. */
+  readonly expiresInMs: number | undefined;
+  /** The per-job options as stored, shared by every copy of this job (undefined: none). */
+  readonly #extras: JobExtras | undefined;
 
   constructor(fields: JobFields) {
     this.id = fields.id ?? randomUUID();
@@ -111,6 +153,18 @@ export class Job {
     this.retries = fields.retries ?? 0;
     this.status = fields.status ?? JobStatus.NotSet;
     this.taskArgs = fields.taskArgs;
+    const extras = fields.extras;
+    this.#extras = extras;
+    this.priority = extras?.priority ?? 0;
+    this.key = extras?.key;
+    this.headers = extras?.headers ?? NO_HEADERS;
+    this.timeoutMs = extras?.timeoutMs;
+    this.expiresInMs = extras?.expiresInMs;
+  }
+
+  /** @internal The per-job options as stored (undefined for a plain job): for copies of this job. */
+  get extras(): JobExtras | undefined {
+    return this.#extras;
   }
 
   /** When the job may start, as a UTC luxon DateTime. */
@@ -161,10 +215,73 @@ function taskPart(taskName: string, queue: string): string {
 }
 
 /**
- * The wire format up to the arguments: `{"id":..,"retries":..,"task":..,"queue":..,"at":..,"maxRetries":..,"args":`.
+ * The wire format up to the arguments: `{"id":..,"retries":..,"task":..,"queue":..,"at":..,"maxRetries":..,"args":`,
+ * with the optional fields of `extrasPart` before `"args"`.
  */
 function head(job: Job, taskAndQueue: string): string {
-  return `{"id":"${job.id}","retries":${job.retries}${taskAndQueue}${job.atMs},"maxRetries":${job.maxRetries},"args":`;
+  const extras = job.extras === undefined ? "" : extrasPart(job.extras);
+  return `{"id":"${job.id}","retries":${job.retries}${taskAndQueue}${job.atMs},"maxRetries":${job.maxRetries}${extras},"args":`;
+}
+
+/**
+ * The optional fields of the wire format, each present only when set, in this fixed order (the
+ * Lua reader relies on it: brokers/redis/scripts/_prelude.lua `chard_job_options`):
+ * `"prio"` (integer, not 0), `"key"` (string), `"hdr"` (object of strings), `"timeout"` (ms),
+ * `"expiresIn"` (ms). Later versions add fields in this list, before `"args"`
+ * (docs/queue-model.md, "The wire format").
+ */
+function extrasPart(extras: JobExtras): string {
+  let out = "";
+  if (extras.priority !== undefined && extras.priority !== 0) out += `,"prio":${extras.priority}`;
+  if (extras.key !== undefined) out += `,"key":${JSON.stringify(extras.key)}`;
+  if (extras.headers !== undefined && Object.keys(extras.headers).length > 0)
+    out += `,"hdr":${JSON.stringify(extras.headers)}`;
+  if (extras.timeoutMs !== undefined) out += `,"timeout":${extras.timeoutMs}`;
+  if (extras.expiresInMs !== undefined) out += `,"expiresIn":${extras.expiresInMs}`;
+  return out;
+}
+
+/**
+ * The per-job options of a decoded wire job, or undefined when it has none.
+ * @throws SerializationError when one is mistyped.
+ */
+function readExtras(w: Wire): JobExtras | undefined {
+  if (
+    w.prio === undefined &&
+    w.key === undefined &&
+    w.hdr === undefined &&
+    w.timeout === undefined &&
+    w.expiresIn === undefined
+  )
+    return undefined;
+  const bad = (field: string): never => {
+    throw new SerializationError(`not a Chard job (mistyped "${field}"): ${JSON.stringify(w).slice(0, 200)}`);
+  };
+  const extras: { -readonly [K in keyof JobExtras]: JobExtras[K] } = {};
+  if (w.prio !== undefined) {
+    if (!Number.isSafeInteger(w.prio)) bad("prio");
+    extras.priority = w.prio as number;
+  }
+  if (w.key !== undefined) {
+    if (typeof w.key !== "string") bad("key");
+    extras.key = w.key as string;
+  }
+  if (w.hdr !== undefined) {
+    const hdr = w.hdr as Record<string, unknown> | null;
+    if (hdr === null || typeof hdr !== "object" || Array.isArray(hdr)) bad("hdr");
+    for (const value of Object.values(hdr!)) if (typeof value !== "string") bad("hdr");
+    extras.headers = Object.freeze({ ...(hdr as Record<string, string>) });
+  }
+  for (const [field, name] of [
+    ["timeout", "timeoutMs"],
+    ["expiresIn", "expiresInMs"],
+  ] as const) {
+    const value = w[field];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) bad(field);
+    extras[name] = value as number;
+  }
+  return Object.freeze(extras);
 }
 
 function encode(job: Job, taskAndQueue: string): string {
@@ -214,11 +331,13 @@ export interface WireJob {
   readonly atMs: number;
   readonly maxRetries: number;
   readonly retries: number;
+  /** The job's per-job options (shared, frozen), undefined for a plain job. */
+  readonly extras: JobExtras | undefined;
 }
 
 function encodeWire(job: Job, taskAndQueue: string): WireJob {
   const start = head(job, taskAndQueue);
-  const { id, taskName, queue, atMs, maxRetries, retries } = job;
+  const { id, taskName, queue, atMs, maxRetries, retries, extras } = job;
   return {
     json: `${start}${JSON.stringify(job.taskArgs)}}`,
     argsAt: start.length,
@@ -228,6 +347,7 @@ function encodeWire(job: Job, taskAndQueue: string): WireJob {
     atMs,
     maxRetries,
     retries,
+    extras,
   };
 }
 
@@ -243,7 +363,7 @@ export function toWire(job: Job): WireJob {
 
 /** The job a `WireJob` holds, its arguments parsed back from the wire text. */
 export function fromWire(wire: WireJob, status: JobStatus): Job {
-  const { id, taskName, queue, atMs, maxRetries, retries } = wire;
+  const { id, taskName, queue, atMs, maxRetries, retries, extras } = wire;
   return new Job({
     id,
     taskName,
@@ -253,6 +373,7 @@ export function fromWire(wire: WireJob, status: JobStatus): Job {
     retries,
     status,
     taskArgs: JSON.parse(wire.json.slice(wire.argsAt, -1)) as unknown[],
+    extras,
   });
 }
 
@@ -268,6 +389,11 @@ interface Wire {
   queue: unknown;
   at: unknown;
   maxRetries: unknown;
+  prio?: unknown;
+  key?: unknown;
+  hdr?: unknown;
+  timeout?: unknown;
+  expiresIn?: unknown;
   args: unknown;
 }
 
@@ -315,6 +441,7 @@ export function fromJSON(text: string, status: JobStatus): Job {
     retries: w.retries,
     status,
     taskArgs: w.args,
+    extras: readExtras(w),
   });
 }
 

@@ -395,6 +395,7 @@ describe("scripts", () => {
     expect(helpers("set_concurrency_keys")).toEqual([]);
     expect(helpers("enqueue_jobs")).toEqual([
       "chard_string_end",
+      "chard_job_options",
       "chard_read_job",
       "chard_split_ids",
       "chard_hset_pairs",

@@ -6,6 +6,7 @@
 --
 -- A job is stored as the exact string lib/jobs.ts `toJSON` writes:
 --   {"id":<str>,"retries":<int>,"task":<str>,"queue":<str>,"at":<num>,"maxRetries":<int>,"args":<json>}
+-- with optional fields between "maxRetries" and "args" when set (see chard_job_options).
 -- Scripts read fields from it but never re-encode it: cjson would turn [] into {}, escape "/" and
 -- round numbers to 14 digits. The only rewrite is the `retries` counter, in place.
 
@@ -20,18 +21,45 @@ local function chard_string_end(s, pos)
   end
 end
 
--- The header fields of a job (id, retries, task, queue, at, maxRetries), or nil when `json` is
--- not a job. Reads toJSON's fixed layout without decoding the arguments: in one match when no
--- string of the header holds an escape and the numbers are integers (about 1.5 us, a third of the
--- field-by-field read below, which gives the same fields for such a header); anything else
--- (another key order) gets a full decode and the same checks as lib/jobs.ts `fromJSON`.
-local function chard_read_job(json)
-  local id, retries, task, queue, at, max_retries = string.match(json,
-    '^{"id":"([^"\\]*)","retries":(%-?%d+),"task":"([^"\\]*)","queue":"([^"\\]*)","at":(%-?%d+),"maxRetries":(%-?%d+),"args":')
-  if id then
-    return { id = id, retries = tonumber(retries), task = task, queue = queue, at = tonumber(at), maxRetries = tonumber(max_retries) }
+-- The optional fields of a job's JSON that scripts read (lib/jobs.ts writes them after
+-- `maxRetries`, in this order, only when set; see docs/queue-model.md "The wire format"): reads
+-- them into `job` from `pos` (right after the maxRetries value) and returns true when the text
+-- goes on to a JSON field list that holds `"args":`. `prio` (an integer) and `key` (a string) are
+-- read; fields scripts do not need (headers, per-job timeouts, and those of later versions) are
+-- skipped by finding `,"args":`, which no JSON string can hold (its quotes are escaped).
+local function chard_job_options(json, pos, job)
+  if string.sub(json, pos, pos + 7) == ',"args":' then return true end
+  local prio = string.match(json, '^,"prio":(%-?%d+)', pos)
+  if prio then
+    job.prio = tonumber(prio)
+    pos = pos + 8 + #prio
   end
-  local job, pos = {}, 1
+  if string.sub(json, pos, pos + 6) == ',"key":' then
+    local close = string.byte(json, pos + 7) == 34 and chard_string_end(json, pos + 7)
+    if not close then return false end
+    local ok, key = pcall(cjson.decode, string.sub(json, pos + 7, close))
+    if not ok or type(key) ~= 'string' then return false end
+    job.key = key
+    pos = close + 1
+  end
+  return string.find(json, ',"args":', pos, true) ~= nil
+end
+
+-- The header fields of a job (id, retries, task, queue, at, maxRetries, and the optional `prio`
+-- and `key`: see chard_job_options), or nil when `json` is not a job. Reads toJSON's fixed layout
+-- without decoding the arguments: in one match when no string of the header holds an escape and
+-- the numbers are integers (about 1.5 us, a third of the field-by-field read below, which gives
+-- the same fields for such a header); anything else (another key order) gets a full decode and
+-- the same checks as lib/jobs.ts `fromJSON`.
+local function chard_read_job(json)
+  local id, retries, task, queue, at, max_retries, pos = string.match(json,
+    '^{"id":"([^"\\]*)","retries":(%-?%d+),"task":"([^"\\]*)","queue":"([^"\\]*)","at":(%-?%d+),"maxRetries":(%-?%d+)()')
+  if id then
+    local job = { id = id, retries = tonumber(retries), task = task, queue = queue, at = tonumber(at), maxRetries = tonumber(max_retries) }
+    if chard_job_options(json, pos, job) then return job end
+  end
+  local job
+  job, pos = {}, 1
   local function literal(text)
     if string.sub(json, pos, pos + #text - 1) ~= text then return false end
     pos = pos + #text
@@ -58,11 +86,12 @@ local function chard_read_job(json)
   if job.task and literal(',"queue":') then job.queue = str() end
   if job.queue and literal(',"at":') then job.at = num() end
   if job.at and literal(',"maxRetries":') then job.maxRetries = num() end
-  if job.maxRetries and literal(',"args":') then return job end
+  if job.maxRetries and chard_job_options(json, pos, job) then return job end
   local ok, full = pcall(cjson.decode, json)
   if ok and type(full) == 'table' and type(full.id) == 'string' and type(full.task) == 'string'
       and type(full.queue) == 'string' and type(full.at) == 'number' and type(full.retries) == 'number'
-      and type(full.maxRetries) == 'number' and type(full.args) == 'table' then
+      and type(full.maxRetries) == 'number' and type(full.args) == 'table'
+      and (full.prio == nil or type(full.prio) == 'number') and (full.key == nil or type(full.key) == 'string') then
     return full
   end
   return nil
