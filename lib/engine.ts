@@ -12,6 +12,7 @@ import {
   toUtcDateTime,
 } from "./errors.js";
 import { Job, JobStatus, checkArgs, isJobId, type ResultOptions } from "./jobs.js";
+import { resolveJobOptions } from "./options.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
 import { checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
@@ -21,7 +22,9 @@ import {
   Batch,
   DEFAULT_QUEUE,
   Task,
+  TaskWithOptions,
   checkQueue,
+  splitTaskRef,
   checkUserTaskName,
   isWellFormed,
   type TaskFunction,
@@ -173,6 +176,7 @@ export class Engine {
 
   /** Finds a task by name or object. @throws UnknownTaskError when the engine does not know it. */
   getTask(ref: TaskRef): Task {
+    if (ref instanceof TaskWithOptions) ref = ref.task;
     const name = typeof ref === "string" ? ref : ref instanceof Task ? ref.name : undefined;
     const task = name === undefined ? undefined : this.#lookup.get(name);
     if (!task || (typeof ref !== "string" && task !== ref)) {
@@ -211,11 +215,13 @@ export class Engine {
    * @throws the errors of `scheduleAt` for the first invalid entry.
    */
   async scheduleBatch(batch: Batch): Promise<Job[]> {
-    const jobs = this.prepareJobs(batch); // checked before any broker call
+    const before = this.broker.clock.now();
+    const jobs = this.prepareJobs(batch, before); // checked before any broker call
     if (this.broker.syncClock) {
-      const now = await this.#syncedNow();
+      // Due "now" (plus its delay) by the namespace's clock, once the broker has measured it.
+      const shift = (await this.#syncedNow()) - before;
       batch.entries.forEach((entry, i) => {
-        if (entry.at === undefined) jobs[i]!.atMs = now;
+        if (entry.at === undefined) jobs[i]!.atMs += shift;
       });
     }
     return this.commitJobs(jobs);
@@ -252,9 +258,8 @@ export class Engine {
   }
 
   /** @internal Validates a batch and builds its jobs, without touching the broker. @throws as `scheduleAt` does. */
-  prepareJobs(batch: Batch): Job[] {
+  prepareJobs(batch: Batch, now: number = this.broker.clock.now()): Job[] {
     if (!(batch instanceof Batch)) throw new InvalidOptionError(`scheduleBatch needs a Batch, got ${describe(batch)}`);
-    const now = this.broker.clock.now();
     return batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
   }
 
@@ -278,8 +283,9 @@ export class Engine {
   }
 
   async #enqueueOne(task: TaskRef, at: DateTime | Date | undefined, args: unknown[]): Promise<Job> {
-    const built = this.#buildJob(task, at, args, this.broker.clock.now()); // checked before any broker call
-    if (at === undefined && this.broker.syncClock) built.atMs = await this.#syncedNow();
+    const before = this.broker.clock.now();
+    const built = this.#buildJob(task, at, args, before); // checked before any broker call
+    if (at === undefined && this.broker.syncClock) built.atMs += (await this.#syncedNow()) - before;
     const [job] = await this.commitJobs([built]);
     return job!;
   }
@@ -294,10 +300,19 @@ export class Engine {
   }
 
   #buildJob(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], now: number): Job {
-    const task = this.getTask(ref);
+    const { task: name, options } = splitTaskRef(ref);
+    const task = this.getTask(name);
     checkArgs(task.name, args);
-    const atMs = at === undefined ? now : toUtcDateTime(at, `scheduleAt(${JSON.stringify(task.name)}) at`).toMillis();
-    return new Job({ taskName: task.name, queue: task.queue, atMs, maxRetries: task.maxRetries, taskArgs: args });
+    const { queue, maxRetries, extras, delayMs } = resolveJobOptions(task, options);
+    if (at !== undefined && delayMs !== undefined)
+      throw new InvalidOptionError(
+        `scheduleAt(${JSON.stringify(task.name)}): the job has both a time (at) and option delay; give one`,
+      );
+    const atMs =
+      at === undefined
+        ? now + (delayMs ?? 0)
+        : toUtcDateTime(at, `scheduleAt(${JSON.stringify(task.name)}) at`).toMillis();
+    return new Job({ taskName: task.name, queue, atMs, maxRetries, taskArgs: args, extras });
   }
 
   #checkOpen(): void {

@@ -18,7 +18,6 @@
  * holds the job's concurrency slot (`holdSlot`), and `onReturn` tells the workers when the function
  * has returned at last, so that they release the slot (and the worker slot) only then.
  */
-import { JOB_RETRY_BACKOFF, backoffMs } from "./backoff.js";
 import type { Broker, FinishedJob } from "./broker.js";
 import { runWithJob, type JobContext } from "./context.js";
 import {
@@ -180,7 +179,7 @@ export class Execution implements JobContext, Settler {
     onReturn: (execution: Execution) => void,
   ): FinishedJob | undefined {
     const { job } = this;
-    const { timeoutMs } = this.#task;
+    const timeoutMs = this.job.timeoutMs ?? this.#task.timeoutMs;
     // Read only for tasks with a timeout: the clock stays off the path of the others.
     const startMs = timeoutMs === undefined ? 0 : this.#broker.clock.now();
     let value: unknown;
@@ -209,7 +208,7 @@ export class Execution implements JobContext, Settler {
    * that settled before its timer could fire.
    */
   #overran(startMs: number, sync: boolean): void {
-    const { timeoutMs } = this.#task;
+    const timeoutMs = this.job.timeoutMs ?? this.#task.timeoutMs;
     if (timeoutMs === undefined || this.#reason) return;
     const ranMs = this.#broker.clock.now() - startMs;
     if (ranMs < timeoutMs) return;
@@ -273,7 +272,7 @@ export class Execution implements JobContext, Settler {
           ? err.at.toMillis()
           : err instanceof WorkerStoppedError
             ? now
-            : now + Math.round(backoffMs(JOB_RETRY_BACKOFF, job.retries));
+            : now + Math.round(task.retryDelayMs(job.retries, err));
       job.status = dueStatus(job.atMs, now);
       this.#outcome = "retry";
       return endedAck(job, this.token, task, "retry", undefined, this.#progressStored);
@@ -332,7 +331,7 @@ export class Execution implements JobContext, Settler {
     onEnd: (ack: FinishedJob, execution: Execution) => void,
     onReturn: (execution: Execution) => void,
   ): void {
-    const { timeoutMs } = this.#task;
+    const timeoutMs = this.job.timeoutMs ?? this.#task.timeoutMs;
     const { clock } = this.#broker;
     let ended = false;
     const end = (ok: boolean, value: unknown): void => {

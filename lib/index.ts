@@ -13,8 +13,11 @@ export {
   type TaskFunction,
   type TaskRef,
   type BatchEntry,
+  TaskWithOptions,
+  withOptions,
 } from "./tasks.js";
-export { Job, JobStatus, type JobFields, type ResultOptions } from "./jobs.js";
+export { Job, JobStatus, type JobFields, type JobExtras, type ResultOptions } from "./jobs.js";
+export { OPTION_LIMITS, DUPLICATE_POLICIES, type JobOptions, type DuplicatePolicy } from "./options.js";
 export { currentJob, type JobContext } from "./context.js";
 export { Transaction } from "./transaction.js";
 export { RELIABLE_TASK_PREFIX, reliableTaskName, type ReliableOptions, type ReliableReceiver } from "./reliable.js";

@@ -68,6 +68,13 @@ export interface JobExtras {
   readonly timeoutMs?: number;
   /** This job's expiry in ms, instead of its task's. */
   readonly expiresInMs?: number;
+  /**
+   * What a duplicate of `key` does (`JobOptions.onDuplicate`). Not part of the job's JSON: the
+   * broker applies it when the job is enqueued and keeps what it needs with the key.
+   */
+  readonly keyPolicy?: "keep" | "replace" | "debounce" | "throttle";
+  /** How long the key is remembered after the job ended (ms; `JobOptions.keyTtl`). Not in the JSON either. */
+  readonly keyTtlMs?: number;
 }
 
 /** The headers of a job without any: one frozen empty object. */
@@ -443,6 +450,16 @@ export function fromJSON(text: string, status: JobStatus): Job {
     taskArgs: w.args,
     extras: readExtras(w),
   });
+}
+
+/**
+ * A copy of `job` whose arguments are a copy taken now (through JSON), with the same per-job
+ * options, those not stored in the JSON included.
+ */
+export function copyJob(job: Job): Job {
+  const { id, taskName, queue, atMs, maxRetries, retries, status, extras } = job;
+  const taskArgs = JSON.parse(JSON.stringify(job.taskArgs)) as unknown[];
+  return new Job({ id, taskName, queue, atMs, maxRetries, retries, status, taskArgs, extras });
 }
 
 /**

@@ -1,7 +1,11 @@
 import type { DateTime } from "luxon";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import { DuplicateNameError, InvalidOptionError, StateError, UnknownTaskError, describe } from "./errors.js";
+import { JOB_RETRY_BACKOFF, backoffMs } from "./backoff.js";
 import { checkJSON, type Job } from "./jobs.js";
+import { getLogger } from "./logger.js";
+import { checkQueue, isWellFormed } from "./names.js";
+import { checkJobOptions, type JobOptions } from "./options.js";
 import type { SafeNamedSignal } from "./signals.js";
 
 /** Prefix of the task names of reliable signal receivers (lib/reliable.ts); user tasks may not use it. */
@@ -39,6 +43,14 @@ export interface TaskOptions {
   timeout?: DurationInput;
   /** A job not started within this time after it was due is never started (`jobExpired`). */
   expiresIn?: DurationInput;
+  /**
+   * The delay before a retry of a failed job (one that threw no `RetryError` with a time): a
+   * fixed delay (seconds or a Duration), or a function of the attempt (1 for the first retry) and
+   * the error that returns one. A function that throws or returns no valid duration is logged and
+   * the default applies. @defaultValue exponential backoff with jitter:
+   * `half = min(3 * 2 ** attempt, 1200) / 2; delay = half + random(0..half)` seconds
+   */
+  backoff?: DurationInput | ((attempt: number, err: Error) => DurationInput);
   /** Keep each job's result (or failure) for `getResult`. @defaultValue true */
   keepResult?: boolean;
   /** How long a kept result lives (seconds or Duration). @defaultValue 3600 (1 hour) */
@@ -81,6 +93,8 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   readonly resultTtlMs: number;
   /** The per-task hooks given in the options. */
   readonly hooks: Pick<TaskOptions, "onSuccess" | "onFailure" | "onRetry">;
+  /** The `backoff` option as given (undefined: the default exponential backoff). */
+  readonly backoff: TaskOptions["backoff"];
 
   /** @throws InvalidOptionError when a name or option is invalid; the message names it. */
   constructor(name: string, fn: TaskFunction<A, R>, options: TaskOptions = {}) {
@@ -123,6 +137,37 @@ export class Task<A extends unknown[] = any[], R = unknown> {
       }
     }
     this.hooks = { onSuccess: options.onSuccess, onFailure: options.onFailure, onRetry: options.onRetry };
+    if (options.backoff !== undefined && typeof options.backoff !== "function")
+      toMilliseconds(options.backoff, `task "${name}": backoff`, { allowZero: true });
+    this.backoff = options.backoff;
+  }
+
+  /**
+   * The delay before retry `attempt` (1 for the first) after `err`, in ms: the `backoff` option's,
+   * else the default exponential backoff. Never throws: a `backoff` function that throws or
+   * returns no valid duration is logged and the default applies.
+   */
+  retryDelayMs(attempt: number, err: Error): number {
+    const { backoff } = this;
+    if (backoff === undefined) return backoffMs(JOB_RETRY_BACKOFF, attempt);
+    if (typeof backoff !== "function") return toMilliseconds(backoff, "backoff", { allowZero: true });
+    try {
+      return toMilliseconds(backoff(attempt, err), `task "${this.name}": the delay its backoff function returned`, {
+        allowZero: true,
+      });
+    } catch (e) {
+      getLogger().error(`task "${this.name}": its backoff function failed; the default backoff applies`, e);
+      return backoffMs(JOB_RETRY_BACKOFF, attempt);
+    }
+  }
+
+  /**
+   * This task with per-job options, to schedule wherever a task is accepted:
+   * `engine.schedule(sendEmail.with({ delay: 30, priority: 1 }), "ada@example.com")`.
+   * @throws InvalidOptionError naming a bad or unknown option.
+   */
+  with(options: JobOptions): TaskWithOptions<A, R> {
+    return new TaskWithOptions<A, R>(this, options);
   }
 
   /** `Task(name, queue, maxRetries, ...)`, for logs. */
@@ -131,30 +176,63 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   }
 }
 
-/**
- * Checks a queue name.
- * @throws InvalidOptionError when it is empty, starts with "_" (reserved) or is not well-formed Unicode.
- */
-export function checkQueue(queue: unknown, option: string): string {
-  if (typeof queue !== "string" || queue.length === 0 || queue.startsWith("_")) {
-    throw new InvalidOptionError(`${option} must be a non-empty string not starting with "_", got ${describe(queue)}`);
-  }
-  if (!isWellFormed(queue))
-    throw new InvalidOptionError(`${option} ${JSON.stringify(queue)} is not well-formed Unicode (a lone surrogate)`);
-  return queue;
-}
+export { checkQueue, isWellFormed } from "./names.js";
 
 /**
- * Whether `text` is well-formed Unicode: no lone surrogate (such as "\ud800"), which no Redis key
- * or UTF-8 text can hold (it would arrive as U+FFFD), so names must not have one.
+ * A task (or task name) with per-job options: what `task.with(options)` and `withOptions(name,
+ * options)` make, accepted wherever a task is (`schedule`, `scheduleAt`, `Batch`, transactions,
+ * `Tasks` registries). Immutable: `.with(more)` makes another with `more` over these options.
  */
-export function isWellFormed(text: string): boolean {
-  return !/\p{Cs}/u.test(text);
-}
-
-/** A task or a task name, as the scheduling methods accept; a plain `TaskRef` takes any typed task. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: as Task's default, every Task<A, R> fits
-export type TaskRef<A extends unknown[] = any[], R = unknown> = Task<A, R> | string;
+export class TaskWithOptions<A extends unknown[] = any[], R = unknown> {
+  /** The task, or its name. */
+  readonly task: Task<A, R> | string;
+  /** The options, checked and frozen. */
+  readonly options: Readonly<JobOptions>;
+
+  /** @throws InvalidOptionError naming a bad or unknown option. */
+  constructor(task: Task<A, R> | string, options: JobOptions) {
+    const name = typeof task === "string" ? task : task instanceof Task ? task.name : undefined;
+    if (name === undefined)
+      throw new InvalidOptionError(`withOptions needs a task or a task name, got ${describe(task)}`);
+    this.task = task;
+    this.options = checkJobOptions(options, `task "${name}"`);
+  }
+
+  /** The task's name. */
+  get name(): string {
+    return typeof this.task === "string" ? this.task : this.task.name;
+  }
+
+  /** These options with `more` over them. @throws InvalidOptionError as the constructor does. */
+  with(more: JobOptions): TaskWithOptions<A, R> {
+    return new TaskWithOptions<A, R>(this.task, { ...this.options, ...more });
+  }
+}
+
+/**
+ * A task or task name with per-job options; for scheduling by name:
+ * `engine.schedule(withOptions("sendEmail", { priority: 5 }), "ada@example.com")`.
+ * @throws InvalidOptionError naming a bad or unknown option.
+ */
+export function withOptions<A extends unknown[], R>(
+  task: Task<A, R> | string,
+  options: JobOptions,
+): TaskWithOptions<A, R> {
+  return new TaskWithOptions<A, R>(task, options);
+}
+
+/**
+ * A task, a task name, or either with per-job options, as the scheduling methods accept; a plain
+ * `TaskRef` takes any typed task.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[]: as Task's default, every Task<A, R> fits
+export type TaskRef<A extends unknown[] = any[], R = unknown> = Task<A, R> | string | TaskWithOptions<A, R>;
+
+/** The task or name a `TaskRef` names, and its per-job options (undefined without). */
+export function splitTaskRef(ref: TaskRef): { task: Task | string; options: Readonly<JobOptions> | undefined } {
+  return ref instanceof TaskWithOptions ? { task: ref.task, options: ref.options } : { task: ref, options: undefined };
+}
 
 /** What a registry needs from the engine it is attached to. */
 export interface TaskHost {
@@ -208,6 +286,7 @@ export class Tasks {
    * @throws UnknownTaskError when it is not in this registry.
    */
   get(ref: TaskRef): Task {
+    if (ref instanceof TaskWithOptions) ref = ref.task;
     const name = typeof ref === "string" ? ref : ref?.name;
     const task = this.#tasks.get(name);
     if (!task || (typeof ref !== "string" && task !== ref)) {

@@ -6,7 +6,7 @@
 import type { DateTime } from "luxon";
 import type { Engine } from "./engine.js";
 import { StateError } from "./errors.js";
-import { fromJSON, toJSON, type Job } from "./jobs.js";
+import { copyJob, type Job } from "./jobs.js";
 import type { SafeNamedSignal } from "./signals.js";
 import { Batch, type TaskRef } from "./tasks.js";
 
@@ -62,7 +62,7 @@ export class Transaction {
     // Validated now, copied now: the commit writes exactly what was checked, even if the caller
     // mutates its objects before the callback returns (a non-JSON value added later would
     // otherwise fail the commit after part of a MemoryBroker batch was stored).
-    const jobs = this.#engine.prepareJobs(batch).map((job) => fromJSON(toJSON(job), job.status));
+    const jobs = this.#engine.prepareJobs(batch).map(copyJob);
     this.#jobs.push(...jobs);
     return jobs;
   }

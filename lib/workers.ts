@@ -545,8 +545,9 @@ export class Workers {
     }
     // `expiresIn` bounds the wait before a job's first start only: one retried or recovered (retries
     // > 0) has started before and is never dropped as expired.
-    if (task.expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + task.expiresInMs) {
-      const err = new JobExpiredError(`${job} was not started within ${task.expiresInMs / 1000} s of its due time`);
+    const expiresInMs = job.expiresInMs ?? task.expiresInMs;
+    if (expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + expiresInMs) {
+      const err = new JobExpiredError(`${job} was not started within ${expiresInMs / 1000} s of its due time`);
       this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), () => {
         getLogger().warn(`${ns}: ${err.message}; dropped`);
         signals.jobExpired.send(ns, { job });

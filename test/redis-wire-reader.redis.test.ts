@@ -72,16 +72,7 @@ describe("the Lua job reader", () => {
   test("reads past fields a later version adds before args, and refuses what is not a job", async () => {
     const plain = toJSON(job({ key: "k" }));
     const later = plain.replace(',"args":', ',"group":"acme","flow":{"a":1},"args":');
-    expect(await read(later)).toEqual([
-      expect.any(String),
-      1,
-      "t",
-      "q",
-      1_700_000_000_123,
-      2,
-      false,
-      "k",
-    ]);
+    expect(await read(later)).toEqual([expect.any(String), 1, "t", "q", 1_700_000_000_123, 2, false, "k"]);
     expect(await read(plain.replace(',"args":[{"a":1}]', ""))).toBeNull();
     expect(await read(plain.replace('"key":"k"', '"key":7'))).toBeNull();
     expect(await read("not json")).toBeNull();

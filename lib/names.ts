@@ -1,0 +1,23 @@
+/** Checks of the names users give (queues, keys...), shared by tasks, options and the engine. */
+import { InvalidOptionError, describe } from "./errors.js";
+
+/**
+ * Checks a queue name.
+ * @throws InvalidOptionError when it is empty, starts with "_" (reserved) or is not well-formed Unicode.
+ */
+export function checkQueue(queue: unknown, option: string): string {
+  if (typeof queue !== "string" || queue.length === 0 || queue.startsWith("_")) {
+    throw new InvalidOptionError(`${option} must be a non-empty string not starting with "_", got ${describe(queue)}`);
+  }
+  if (!isWellFormed(queue))
+    throw new InvalidOptionError(`${option} ${JSON.stringify(queue)} is not well-formed Unicode (a lone surrogate)`);
+  return queue;
+}
+
+/**
+ * Whether `text` is well-formed Unicode: no lone surrogate (such as "\ud800"), which no Redis key
+ * or UTF-8 text can hold (it would arrive as U+FFFD), so names must not have one.
+ */
+export function isWellFormed(text: string): boolean {
+  return !/\p{Cs}/u.test(text);
+}
