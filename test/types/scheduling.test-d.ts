@@ -4,7 +4,18 @@
  */
 import { DateTime } from "luxon";
 import { describe, expectTypeOf, test } from "vitest";
-import { Batch, Tasks, type Engine, type Job, type Task, type TaskFunction, type TaskRef } from "../../lib/index.js";
+import {
+  Batch,
+  Tasks,
+  withOptions,
+  type Engine,
+  type Job,
+  type JobOptions,
+  type Task,
+  type TaskFunction,
+  type TaskRef,
+  type TaskWithOptions,
+} from "../../lib/index.js";
 
 declare const engine: Engine;
 const add = engine.task("add", (a: number, b: number) => a + b);
@@ -136,5 +147,39 @@ describe("Tasks registry", () => {
     // @ts-expect-error an unknown option
     tasks.task("x", () => 1, { retries: 3 });
     expectTypeOf<Engine["attachTasks"]>().parameter(0).toEqualTypeOf<Tasks>();
+  });
+});
+
+describe("per-job options", () => {
+  test("task.with keeps the task's argument and result types wherever a task is accepted", () => {
+    const urgent = add.with({ priority: 5, headers: { tenant: "acme" } });
+    expectTypeOf(urgent).toEqualTypeOf<TaskWithOptions<[a: number, b: number], number>>();
+    expectTypeOf(urgent).toExtend<TaskRef<[number, number], number>>();
+    expectTypeOf(engine.schedule(urgent, 1, 2)).toEqualTypeOf<Promise<Job>>();
+    expectTypeOf(engine.scheduleAt(urgent.with({ key: "k" }), DateTime.now(), 1, 2)).toEqualTypeOf<Promise<Job>>();
+    new Batch().schedule(urgent, 1, 2);
+    // @ts-expect-error a string where the task takes a number
+    void engine.schedule(urgent, "1", 2);
+    // @ts-expect-error an argument missing
+    new Batch().schedule(urgent, 1);
+  });
+
+  test("withOptions takes a name (any arguments) or a task (its arguments)", () => {
+    void engine.schedule(withOptions("add", { delay: 30 }), "anything", 1);
+    void engine.schedule(withOptions(add, { delay: 30 }), 1, 2);
+    // @ts-expect-error the task's types are kept
+    void engine.schedule(withOptions(add, { delay: 30 }), "1", 2);
+  });
+
+  test("options are typed", () => {
+    expectTypeOf<JobOptions["priority"]>().toEqualTypeOf<number | undefined>();
+    // @ts-expect-error priority is a number
+    add.with({ priority: "high" });
+    // @ts-expect-error an unknown option
+    add.with({ prio: 1 });
+    // @ts-expect-error header values are strings
+    add.with({ headers: { n: 1 } });
+    // @ts-expect-error onDuplicate is one of the policies
+    add.with({ key: "k", onDuplicate: "drop" });
   });
 });
