@@ -8,7 +8,7 @@
 import { Redis } from "ioredis";
 import { Batch, Engine, RedisBroker, setLogger, signals } from "../lib/index.js";
 import { startRedisServer } from "../test/helpers/redis-server.js";
-import { commandCalls } from "./redis-stats.js";
+import { commandCalls, commandUsec, serverCpuSeconds } from "./redis-stats.js";
 
 const N = Number(process.env.CHARD_BENCH_JOBS ?? 10_000);
 
@@ -25,14 +25,29 @@ interface Row {
   scenario: string;
   commands: Map<string, number>;
   ms: number;
+  /** Jobs the row counts per job by (N unless the row says otherwise). */
+  jobs: number;
+  /** Microseconds of script CPU (EVALSHA's usec) and of the whole server (INFO cpu). */
+  scriptUsec: number;
+  cpuUsec: number;
 }
 
-async function measure(admin: Redis, scenario: string, run: () => Promise<void>): Promise<Row> {
-  const before = await commandCalls(admin);
+async function measure(admin: Redis, scenario: string, run: () => Promise<void>, jobs = N): Promise<Row> {
+  const [before, usecBefore, cpuBefore] = [
+    await commandCalls(admin),
+    await commandUsec(admin),
+    await serverCpuSeconds(admin),
+  ];
   const t0 = performance.now();
   await run();
   const ms = performance.now() - t0;
-  return { scenario, commands: delta(before, await commandCalls(admin)), ms };
+  const [after, usecAfter, cpuAfter] = [
+    await commandCalls(admin),
+    await commandUsec(admin),
+    await serverCpuSeconds(admin),
+  ];
+  const scriptUsec = (usecAfter.get("evalsha") ?? 0) - (usecBefore.get("evalsha") ?? 0);
+  return { scenario, commands: delta(before, after), ms, jobs, scriptUsec, cpuUsec: (cpuAfter - cpuBefore) * 1e6 };
 }
 
 async function main(): Promise<void> {
@@ -103,6 +118,33 @@ async function main(): Promise<void> {
     );
     await limited.broker.flush();
     await limited.close();
+    // The same limit behind a 20,000-job backlog: the first 1,000 jobs cost what they cost with
+    // any backlog (each fetch takes from the lane, never looks at the rest).
+    const backlog = new Engine(new RedisBroker(server.url), "bench-backlog");
+    backlog.task("one", (_i: number) => undefined, { maxRetries: 1, maxConcurrency: 1 });
+    for (let i = 0; i < 20_000; i += 1000) {
+      const batch = new Batch();
+      for (let j = i; j < i + 1000; j++) batch.schedule("one", j);
+      await backlog.scheduleBatch(batch);
+    }
+    rows.push(
+      await measure(
+        admin,
+        "maxConcurrency: 1, 20,000 queued: the first 1,000 at concurrency 4",
+        async () => {
+          let done = 0;
+          const off = signals.jobFinished.connectVia("bench-backlog", () => void done++);
+          const workers = backlog.startWorkers({ number: 4 });
+          while (done < 1000) await new Promise((r) => setTimeout(r, 1));
+          off();
+          await backlog.stopWorkers();
+          await workers;
+        },
+        1000,
+      ),
+    );
+    await backlog.broker.flush();
+    await backlog.close();
     const e2e = new Engine(new RedisBroker(server.url), "bench-e2e");
     e2e.task("noop", (_i: number) => undefined);
     rows.push(
@@ -131,17 +173,20 @@ async function main(): Promise<void> {
     `\nRedis commands per job, ${N.toLocaleString("en")} no-op jobs (INFO commandstats, Lua-internal commands included;` +
       " default task options, so each job's result record is kept for 1 h, unless the row says keepResult: false)\n",
   );
-  console.log("| scenario | commands/job | of which EVALSHA | jobs/s | top commands |");
-  console.log("|---|---:|---:|---:|---|");
+  console.log(
+    "| scenario | commands/job | of which EVALSHA | script µs/job | Redis CPU µs/job | jobs/s | top commands |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---|");
   for (const r of rows) {
+    const n = r.jobs;
     const total = [...r.commands.values()].reduce((a, b) => a + b, 0);
     const top = [...r.commands]
       .sort((a, b) => b[1] - a[1])
       .slice(0, 5)
-      .map(([k, v]) => `${k} ${(v / N).toFixed(2)}`)
+      .map(([k, v]) => `${k} ${(v / n).toFixed(2)}`)
       .join(", ");
     console.log(
-      `| ${r.scenario} | ${(total / N).toFixed(2)} | ${((r.commands.get("evalsha") ?? 0) / N).toFixed(3)} | ${Math.round(N / (r.ms / 1000)).toLocaleString("en")} | ${top} |`,
+      `| ${r.scenario} | ${(total / n).toFixed(2)} | ${((r.commands.get("evalsha") ?? 0) / n).toFixed(3)} | ${(r.scriptUsec / n).toFixed(1)} | ${(r.cpuUsec / n).toFixed(1)} | ${Math.round(n / (r.ms / 1000)).toLocaleString("en")} | ${top} |`,
     );
   }
 }
