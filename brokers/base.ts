@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type {
+  AckReport,
   Broker,
   FetchResult,
   FinishedJob,
@@ -173,7 +174,7 @@ export abstract class BaseBroker implements Broker {
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;
   abstract fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
-  abstract finishJobs(finished: readonly FinishedJob[]): Promise<number[]>;
+  abstract finishJobs(finished: readonly FinishedJob[]): Promise<AckReport>;
   abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;
   abstract periodicTasks(): Promise<PeriodicTaskEntry[]>;
   abstract removePeriodicTask(name: string): Promise<boolean>;

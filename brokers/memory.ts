@@ -10,6 +10,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type {
+  AckReport,
   FetchResult,
   FinishedJob,
   JobState,
@@ -20,7 +21,7 @@ import type {
   SlotRelease,
 } from "../lib/broker.js";
 import { StateError } from "../lib/errors.js";
-import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
+import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
 import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
 import { Job, JobStatus, dueStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
@@ -107,7 +108,8 @@ export class MemoryBroker extends BaseBroker {
     acks: readonly FinishedJob[] = [],
     releases: readonly SlotRelease[] = [],
   ): Promise<FetchResult> {
-    const takenOver = acks.length > 0 || releases.length > 0 ? await this.finishJobs(acks, releases) : [];
+    const report = acks.length > 0 || releases.length > 0 ? await this.finishJobs(acks, releases) : undefined;
+    const takenOver = report?.takenOver ?? [];
     const token = String(++this.#fetches);
     const ns = this.#ns;
     const now = this.clock.now();
@@ -144,7 +146,9 @@ export class MemoryBroker extends BaseBroker {
         this.namespace,
         revoked.map((j) => j.id),
       );
-    return { jobs, nextDueAtMs: this.#nextDue(ns), revoked, token, takenOver };
+    const result: FetchResult = { jobs, nextDueAtMs: this.#nextDue(ns), revoked, token, takenOver };
+    if (report && report.cancelled.length > 0) result.cancelled = report.cancelled;
+    return result;
   }
 
   /**
@@ -240,22 +244,24 @@ export class MemoryBroker extends BaseBroker {
     return next;
   }
 
-  async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<number[]> {
+  async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<AckReport> {
     const ns = this.#ns;
     const running = ns.running.get(this.id);
-    const tombstones = ns.takenOver.get(this.id);
+    let tombstones = ns.takenOver.get(this.id);
     const now = this.clock.now();
     // Others must hear of re-enqueued jobs and of freed concurrency slots (their set-aside jobs).
     let notify = false;
     const ended: string[] = [];
-    const takenOver: number[] = [];
+    const report: AckReport = { takenOver: [], cancelled: [] };
     for (let i = 0; i < finished.length; i++) {
       const { job, token, outcome, result, resultTtlMs, hadProgress, holdSlot } = finished[i]!;
       // Fenced as on Redis: applied only while the job is ours under the ack's fetch token; one
-      // taken over by another broker (our lease expired) is refused; anything else was applied before.
+      // taken over by another broker (our lease expired) is refused; anything else was applied
+      // before (a retry applied as a cancellation, "c"-marked, is reported again).
       const entry = running?.get(job.id);
       if (entry?.token !== token) {
-        if (tombstones?.delete(`${token} ${job.id}`)) takenOver.push(i);
+        if (tombstones?.delete(`${token} ${job.id}`)) report.takenOver.push(i);
+        else if (tombstones?.delete(`c ${token} ${job.id}`)) report.cancelled.push(i);
         continue;
       }
       running!.delete(job.id);
@@ -267,7 +273,14 @@ export class MemoryBroker extends BaseBroker {
         }
       }
       if (hadProgress) ns.progress.delete(job.id);
-      if (outcome === "retry") {
+      if (outcome === "retry" && entry.cancelled) {
+        // Cancelled while it ran (the cancel was answered "running"): never retried.
+        ns.end(job.id, CANCELLED_RETRY_RECORD, DEFAULT_RESULT_TTL_MS, now);
+        ended.push(job.id);
+        report.cancelled.push(i);
+        if (!tombstones) ns.takenOver.set(this.id, (tombstones = new Set()));
+        tombstones.add(`c ${token} ${job.id}`);
+      } else if (outcome === "retry") {
         this.#put(ns, job, toWire(job), now);
         notify = true;
       } else {
@@ -279,7 +292,7 @@ export class MemoryBroker extends BaseBroker {
     if (releases.length > 0 && this.#releaseHeld(ns, releases)) notify = true;
     if (notify) this.#store.notify(this.namespace);
     this.#store.notifyResults(this.namespace, ended);
-    return takenOver;
+    return report;
   }
 
   /** Keeps the concurrency slot of `job`, acked under `token` while its task function runs on. */

@@ -74,12 +74,30 @@ export interface FetchResult {
    * over by another broker after this broker's lease expired (its outcome there stands).
    */
   takenOver: number[];
+  /** The 0-based positions of this call's retry acks applied as cancellations (see `AckReport.cancelled`). */
+  cancelled?: number[];
   /**
    * Entries the fetch met whose stored data is not a job: ended as failed (a `CorruptDataError`
    * record), never run; the workers send `jobFailed`. Only a broker whose data can be damaged
    * (RedisBroker) has any.
    */
   unreadable?: Job[];
+}
+
+/** What `Broker.finishJobs` says of the acks it was given. */
+export interface AckReport {
+  /**
+   * The 0-based positions of the acks refused: their job was taken over by another broker after
+   * this broker's lease expired (its outcome there stands).
+   */
+  takenOver: number[];
+  /**
+   * The 0-based positions of retry acks applied as failures instead: the job was cancelled while
+   * it ran (the cancel was accepted as "running"), so it is never retried; it ended with a
+   * `JobCancelledError` record (lib/results.ts CANCELLED_RETRY_RECORD). Reported again for an ack
+   * re-sent after a lost reply.
+   */
+  cancelled: number[];
 }
 
 /** What `Broker.keepAlive` returns. */
@@ -175,11 +193,12 @@ export interface Broker {
   ): Promise<FetchResult>;
   /**
    * Acknowledges ended executions atomically: removes them from running, releases concurrency
-   * slots (but those of acks with `holdSlot`), re-enqueues retries; then frees the held slots of
-   * `releases`. Resolves with the 0-based positions of the acks refused because another broker
-   * took their job over (see `FetchResult.takenOver`).
+   * slots (but those of acks with `holdSlot`), re-enqueues retries (a retry of a job cancelled while
+   * it ran fails instead: `AckReport.cancelled`); then frees the held slots of
+   * `releases`. Resolves with the acks refused because another broker took their job over, and
+   * the retries applied as cancellations (see `AckReport`).
    */
-  finishJobs(finished: readonly FinishedJob[], releases?: readonly SlotRelease[]): Promise<number[]>;
+  finishJobs(finished: readonly FinishedJob[], releases?: readonly SlotRelease[]): Promise<AckReport>;
   /**
    * When an engine's workers start, in one broker call: registers the periodic tasks among `tasks`
    * and unschedules those without periodicity (pass every task the engine defines).

@@ -97,6 +97,11 @@ export interface Settler {
   settle(): void;
   /** The broker refused the acknowledgement (the job was taken over): only what is not an outcome is sent. */
   refused?(): void;
+  /**
+   * The broker applied this retry as a failure: the job was cancelled while it ran (see
+   * `AckReport.cancelled`). Called before `settle`, which then announces a failure.
+   */
+  cancelledRetry?(): void;
 }
 
 /**
@@ -123,6 +128,8 @@ export class Execution implements JobContext, Settler {
   #returned = false;
   /** The outcome decided at the end, announced by `settle()`. */
   #outcome: "succeeded" | "retry" | "failed" | undefined;
+  /** The job's due time before its retry moved it (for `cancelledRetry`). */
+  #dueBeforeRetry = 0;
   #value: unknown;
   #err: Error | undefined;
 
@@ -265,6 +272,7 @@ export class Execution implements JobContext, Settler {
     this.#err = err;
     if (!final && job.retries < job.maxRetries) {
       const now = this.#broker.clock.now();
+      this.#dueBeforeRetry = job.atMs;
       job.retries++;
       // Stopped workers are no failure of the job's: it is retried at once, as a recovered job is.
       job.atMs =
@@ -310,6 +318,20 @@ export class Execution implements JobContext, Settler {
         return; // not ended
     }
     if (signals.jobFinished.hasReceivers) signals.jobFinished.send(ns, { job });
+  }
+
+  /**
+   * The broker turned this execution's retry into a failure, the job having been cancelled while
+   * it ran (see `Settler`): the job is Failed with a `JobCancelledError`, its retry undone.
+   */
+  cancelledRetry(): void {
+    if (this.#outcome !== "retry") return;
+    const { job } = this;
+    job.retries--;
+    job.atMs = this.#dueBeforeRetry;
+    job.status = JobStatus.Failed;
+    this.#outcome = "failed";
+    this.#err = new JobCancelledError(`${job} was cancelled while it ran; its retry was dropped`, { cause: this.#err });
   }
 
   /** The outcome was refused (see `Settler`): the execution still ended, so `jobFinished` goes out alone. */

@@ -60,6 +60,7 @@ export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
 export type { PeriodicTaskInfo } from "./periodic.js";
 export type {
+  AckReport,
   Broker,
   FetchResult,
   FinishedJob,

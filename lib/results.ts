@@ -40,6 +40,13 @@ export const CANCELLED_RECORD = JSON.stringify({
   error: { name: "JobCancelledError", message: "the job was cancelled while it ran, and its worker died" },
 });
 
+/**
+ * The record of a job cancelled while it ran whose execution then failed with retries left: the
+ * retry is dropped (also written by the Redis scripts, byte for byte: `chard_cancelled_retry_record`).
+ */
+export const CANCELLED_RETRY_RECORD =
+  '{"ok":false,"error":{"name":"JobCancelledError","message":"the job was cancelled while it ran; its retry was dropped"}}';
+
 /** The record of a job lost with a dead worker (also written by recover_dead_brokers.lua). */
 export const LOST_RECORD = JSON.stringify({
   ok: false,

@@ -34,7 +34,7 @@
  * (their concurrency slots are then left to the lease's expiry).
  */
 import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
-import type { Broker, FetchResult, FinishedJob, Recovery, SlotRelease } from "./broker.js";
+import type { AckReport, Broker, FetchResult, FinishedJob, Recovery, SlotRelease } from "./broker.js";
 import { sleep, type ClockTimer } from "./clock.js";
 import {
   CorruptDataError,
@@ -396,11 +396,11 @@ export class Workers {
     const turn: Promise<void> =
       size > 0
         ? this.#broker.fetchJobs(queue, size, acks, releases).then(
-            (result) => this.#turnEnded(turn, size, acks, settlers, result.takenOver, result, events),
+            (result) => this.#turnEnded(turn, size, acks, settlers, result, result, events),
             (e: unknown) => this.#turnFailed(turn, size, acks, settlers, releases, e),
           )
         : this.#broker.finishJobs(acks, releases).then(
-            (takenOver) => this.#turnEnded(turn, size, acks, settlers, takenOver, undefined, events),
+            (report) => this.#turnEnded(turn, size, acks, settlers, report, undefined, events),
             (e: unknown) => this.#turnFailed(turn, size, acks, settlers, releases, e),
           );
     this.#turns.add(turn);
@@ -411,7 +411,7 @@ export class Workers {
     size: number,
     acks: readonly FinishedJob[],
     settlers: readonly Settler[],
-    takenOver: readonly number[],
+    report: Readonly<Partial<AckReport>>,
     result: FetchResult | undefined,
     events: number,
   ): void {
@@ -419,7 +419,7 @@ export class Workers {
     this.#reserved -= size;
     this.#failures = 0;
     // Before the jobs of this fetch start: a retry due now may be among them, its next execution.
-    this.#settle(acks, settlers, takenOver);
+    this.#settle(acks, settlers, report);
     if (result) {
       const ns = this.#namespace;
       this.#armDue(result.nextDueAtMs);
@@ -449,15 +449,19 @@ export class Workers {
   }
 
   /**
-   * The broker applied `acks` but those at the positions `takenOver`: the outcomes are durable, so
-   * their signals go out now, in batch order. The refused ones had their job taken over by another
-   * broker after this one's lease expired (a blocked event loop, Redis out of reach): the outcome
-   * recorded there stands, and this one is never announced.
+   * The broker applied `acks` but those at the positions `report.takenOver`: the outcomes are
+   * durable, so their signals go out now, in batch order. The refused ones had their job taken
+   * over by another broker after this one's lease expired (a blocked event loop, Redis out of
+   * reach): the outcome recorded there stands, and this one is never announced. The retries at
+   * `report.cancelled` were applied as failures (the job was cancelled while it ran): announced so.
    */
-  #settle(acks: readonly FinishedJob[], settlers: readonly Settler[], takenOver: readonly number[]): void {
+  #settle(acks: readonly FinishedJob[], settlers: readonly Settler[], report: Readonly<Partial<AckReport>>): void {
+    const { takenOver = [], cancelled = [] } = report;
     const refused = takenOver.length > 0 ? new Set(takenOver) : undefined;
+    const cancels = cancelled.length > 0 ? new Set(cancelled) : undefined;
     for (let i = 0; i < settlers.length; i++) {
       if (acks[i]!.holdSlot) this.#overruns.settled(settlers[i] as Execution, !refused?.has(i));
+      if (cancels?.has(i)) settlers[i]!.cancelledRetry?.();
       if (!refused?.has(i)) settlers[i]!.settle();
       else {
         const { job, outcome } = acks[i]!;
@@ -647,16 +651,16 @@ export class Workers {
     this.#overruns.sending(batch, settlers);
     this.#acks = [];
     this.#settlers = [];
-    let takenOver: number[];
+    let report: AckReport;
     try {
-      takenOver = await this.#broker.finishJobs(batch, releases);
+      report = await this.#broker.finishJobs(batch, releases);
     } catch (e) {
       this.#acks = batch.concat(this.#acks);
       this.#settlers = settlers.concat(this.#settlers);
       this.#overruns.putBack(releases);
       throw e;
     }
-    this.#settle(batch, settlers, takenOver);
+    this.#settle(batch, settlers, report);
   }
 
   /** Writes the acks (and releases) still pending when stopping: one attempt when stopping at once. */

@@ -16,6 +16,7 @@ import {
   RedisBroker,
   setLogger,
   signals,
+  type AckReport,
   type FetchResult,
   type FinishedJob,
   type Recovery,
@@ -84,7 +85,7 @@ class SoakBroker extends RedisBroker {
     return this.#traced("f", acks, () => super.fetchJobs(queue, maxJobs, acks, releases));
   }
 
-  override finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<number[]> {
+  override finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<AckReport> {
     return this.#traced("a", finished, () => super.finishJobs(finished, releases));
   }
 

@@ -7,6 +7,7 @@ import { describe, expect, test } from "vitest";
 import type { Broker } from "../lib/broker.js";
 import { BrokerInUseError, StateError } from "../lib/errors.js";
 import { Job, JobStatus, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { CANCELLED_RETRY_RECORD } from "../lib/results.js";
 import { Task } from "../lib/tasks.js";
 import { ack } from "./helpers/acks.js";
 import { brokerBed } from "./helpers/broker-bed.js";
@@ -200,13 +201,43 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("q", 5)).jobs.map((j) => [j.id, j.retries])).toEqual([[twice.id, 1]]);
     });
 
+    test("a retry of a job cancelled while it ran fails it instead, and is reported so, also when the ack is sent again", async () => {
+      const b = make();
+      const [cancelled, other] = [job({ maxRetries: 3 }), job({ maxRetries: 3 })];
+      await b.enqueueJobs([cancelled, other]);
+      const { jobs, token } = await b.fetchJobs("q", 2);
+      expect(await b.cancelJob(cancelled.id)).toBe("running");
+      // The execution failed before the cancel reached it: its ack asks for a retry.
+      const [f1, f2] = jobs.map((j) => Object.assign(j, { retries: 1 }));
+      const acks = [ack(f1!, "retry", { token }), ack(f2!, "retry", { token })];
+      expect(await b.finishJobs(acks)).toEqual({ takenOver: [], cancelled: [0] });
+      expect(f2!.status).toBe(JobStatus.Queued);
+      const { record, state } = await b.readResult(cancelled.id);
+      expect(state).toBe("finished");
+      expect(record).toBe(CANCELLED_RETRY_RECORD);
+      // Sent again (its reply was lost): applied once, reported again.
+      expect(await b.finishJobs(acks)).toEqual({ takenOver: [], cancelled: [0] });
+      expect(ids((await b.fetchJobs("q", 5)).jobs)).toEqual([other.id]);
+      // In a fetch's acks too.
+      const third = job({ maxRetries: 3 });
+      await b.enqueueJobs([third]);
+      const next = await b.fetchJobs("q", 1);
+      expect(await b.cancelJob(third.id)).toBe("running");
+      const again = await b.fetchJobs("q", 1, [
+        ack(Object.assign(next.jobs[0]!, { retries: 1 }), "retry", { token: next.token }),
+      ]);
+      expect(again.cancelled).toEqual([0]);
+      expect(again.jobs).toEqual([]);
+      expect((await b.readResult(third.id)).record).toBe(CANCELLED_RETRY_RECORD);
+    });
+
     test("finishing a job that another broker recovered is refused as taken over (no requeue, no slot released)", async () => {
       const { a, b, mine, theirs } = await recoveredByAnother();
       mine.retries = 1;
-      expect(await a.finishJobs([ack(mine, "retry")])).toEqual([0]);
+      expect(await a.finishJobs([ack(mine, "retry")])).toEqual({ takenOver: [0], cancelled: [] });
       expect(mine.status).toBe(JobStatus.Running);
       // Told once: the same late ack again is no conflict (nothing of it is left).
-      expect(await a.finishJobs([ack(mine, "retry")])).toEqual([]);
+      expect(await a.finishJobs([ack(mine, "retry")])).toEqual({ takenOver: [], cancelled: [] });
       const second = job({ taskName: "L", maxRetries: 2 });
       await a.enqueueJobs([second]);
       expect((await a.fetchJobs("q", 5)).jobs).toEqual([]); // b still holds the only slot
@@ -451,7 +482,8 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const retry = ack(first!, "retry");
       const again = await b.fetchJobs("q", 1, [retry]);
       expect(ids(again.jobs)).toEqual([first!.id]);
-      expect(await b.finishJobs([retry])).toEqual([]); // the stale copy: skipped, no conflict
+      // The stale copy: skipped, no conflict.
+      expect(await b.finishJobs([retry])).toEqual({ takenOver: [], cancelled: [] });
       expect(await b.isQueueEmpty("q")).toBe(true); // not requeued while it runs
       await b.finishJobs([ack(again.jobs[0]!, "succeeded", { result: '{"ok":true,"value":1}', resultTtlMs: 60_000 })]);
       expect(await b.readResult(first!.id)).toEqual({ record: '{"ok":true,"value":1}', state: "finished" });
@@ -467,8 +499,8 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect(ids((await b.keepAlive()).requeued)).toEqual([first!.id]);
       const again = await a.fetchJobs("q", 1); // a resumes and takes the requeued job itself
       expect(ids(again.jobs)).toEqual([first!.id]);
-      expect(await a.finishJobs([ack(first!, "succeeded")])).toEqual([0]); // the stalled run: refused
-      expect(await a.finishJobs([ack(again.jobs[0]!, "succeeded")])).toEqual([]); // the new run: applied
+      expect(await a.finishJobs([ack(first!, "succeeded")])).toEqual({ takenOver: [0], cancelled: [] }); // the stalled run: refused
+      expect(await a.finishJobs([ack(again.jobs[0]!, "succeeded")])).toEqual({ takenOver: [], cancelled: [] }); // the new run: applied
       expect((await a.readResult(first!.id)).state).toBe("unknown"); // ended (no result kept)
     });
 

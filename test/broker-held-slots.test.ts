@@ -34,7 +34,7 @@ describe.each(brokerFactories())("held concurrency slots on $name", ({ world }: 
     expect(first!.id).toBe(l1.id);
     expect(
       await a.finishJobs([ack(first!, "failed", { result: FAILED, resultTtlMs: 60_000, holdSlot: true })]),
-    ).toEqual([]);
+    ).toEqual({ takenOver: [], cancelled: [] });
     expect(await b.readResult(l1.id)).toEqual({ record: FAILED, state: "finished" }); // the outcome is recorded
     expect((await b.fetchJobs("q", 5)).jobs).toEqual([]); // the slot is still taken
     await a.finishJobs([], [{ jobId: l1.id, token: "999999" }]); // another execution's token: nothing

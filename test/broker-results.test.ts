@@ -35,7 +35,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       outcome: "succeeded",
       ...(ttlMs > 0 ? { result: `{"ok":true,"value":${JSON.stringify(job.id)}}`, resultTtlMs: ttlMs } : {}),
     }));
-    expect(await b.finishJobs(acks)).toEqual([]);
+    expect(await b.finishJobs(acks)).toEqual({ takenOver: [], cancelled: [] });
     return fetched;
   };
 

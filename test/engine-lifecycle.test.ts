@@ -19,6 +19,7 @@ import {
   StateError,
   UnknownJobError,
 } from "../lib/errors.js";
+import { JobStatus } from "../lib/jobs.js";
 import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
@@ -289,6 +290,32 @@ describe.each(brokerFactories())("job lifecycle on $name", (factory) => {
     expect(ran).toBe(0);
     expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobFailed"]);
     expect(rec.events.find((e) => e.signal === "jobFailed")!.err).toBeInstanceOf(JobCancelledError);
+  });
+
+  test("cancel: a job cancelled while it ran, whose execution then failed with retries left, fails with the cancel and is never retried", async () => {
+    const { engine, producer, rec } = setup();
+    let ran = 0;
+    const fn = async () => {
+      ran++;
+      // The cancel is applied, but its notification never reaches this worker (a lost message):
+      // the execution fails on its own, with retries left.
+      expect(await producer.cancel(currentJob()!.job.id)).toBeUndefined();
+      throw new Error("failed on its own");
+    };
+    both((e) => e.task("flaky", fn, { maxRetries: 3, backoff: 0 }), engine, producer);
+    const onCancel = engine.broker.onCancel.bind(engine.broker);
+    engine.broker.onCancel = (handler) => onCancel(handler && (() => undefined));
+    const job = await producer.schedule("flaky");
+    const workers = engine.startWorkers({ number: 1 });
+    const error = await job.result({ timeout: 5 }).catch((e: unknown) => e);
+    await engine.stopWorkers();
+    await workers;
+    expect(error).toBeInstanceOf(JobCancelledError);
+    expect(ran).toBe(1);
+    expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobStarted", "jobFailed", "jobFinished"]);
+    const failed = rec.events.find((e) => e.signal === "jobFailed")!;
+    expect(failed.err).toBeInstanceOf(JobCancelledError);
+    expect([failed.status, failed.retries]).toEqual([JobStatus.Failed, 0]);
   });
 
   test("expiresIn: a job not started in time is never started (jobExpired only)", async () => {

@@ -50,7 +50,7 @@ describe.each(brokerFactories())("recovery of jobs from dead workers on $name", 
     expect(failed.status).toBe(JobStatus.Failed);
     // The dead broker's late acks change nothing: the jobs are no longer its own, and it is told so.
     const refused = await dead.broker.finishJobs(jobs.map((job) => ({ job, token, outcome: "retry" as const })));
-    expect(refused).toEqual([0, 1]);
+    expect(refused).toEqual({ takenOver: [0, 1], cancelled: [] });
     expect(await dead.broker.isQueueEmpty("chard")).toBe(true);
     rec.stop();
   });

@@ -9,7 +9,8 @@ import { setLogger } from "../lib/logger.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import * as calls from "../brokers/redis/calls.js";
 import { namespaceKeys, periodicTaskJSON } from "../brokers/redis/keys.js";
-import { RedisReplyError } from "../brokers/redis/scripts.js";
+import { RedisReplyError, scriptSource } from "../brokers/redis/scripts.js";
+import { CANCELLED_RETRY_RECORD } from "../lib/results.js";
 
 const NOW = 1_700_000_000_000;
 const k = namespaceKeys("calls");
@@ -328,6 +329,7 @@ describe("the reply parsers", () => {
       dropped: [],
       revoked: [],
       takenOver: [],
+      cancelled: [],
       repeated: false,
     });
     expect(reply.jsons).toBe(jsons);
@@ -335,7 +337,7 @@ describe("the reply parsers", () => {
   });
 
   test("parseFetchReply reads the full reply, the positions of the acks taken over made 0-based", () => {
-    expect(calls.parseFetchReply([["a"], null, ["id1", "bad", "id2", null], ["r"], [1, 3]], 3)).toEqual({
+    expect(calls.parseFetchReply([["a"], null, ["id1", "bad", "id2", null], ["r"], [1, -2, 3]], 3)).toEqual({
       jsons: ["a"],
       nextDueAtMs: undefined,
       dropped: [
@@ -344,6 +346,7 @@ describe("the reply parsers", () => {
       ],
       revoked: ["r"],
       takenOver: [0, 2],
+      cancelled: [1],
       repeated: false,
     });
   });
@@ -365,10 +368,12 @@ describe("the reply parsers", () => {
     rejects(() => calls.parseFetchReply(reply, 2), "fetch_jobs");
   });
 
-  test("parseFinishReply makes the positions 0-based and rejects any outside the batch", () => {
-    expect(calls.parseFinishReply([], 2)).toEqual([]);
-    expect(calls.parseFinishReply([2, 1], 2)).toEqual([1, 0]);
-    for (const reply of [[3], [0], [1.5], "1", null]) rejects(() => calls.parseFinishReply(reply, 2), "finish_jobs");
+  test("parseFinishReply makes the positions 0-based, negated ones the cancelled retries, and rejects any outside the batch", () => {
+    expect(calls.parseFinishReply([], 2)).toEqual({ takenOver: [], cancelled: [] });
+    expect(calls.parseFinishReply([2, 1], 2)).toEqual({ takenOver: [1, 0], cancelled: [] });
+    expect(calls.parseFinishReply([-2, 1], 2)).toEqual({ takenOver: [0], cancelled: [1] });
+    for (const reply of [[3], [-3], [0], [1.5], "1", null])
+      rejects(() => calls.parseFinishReply(reply, 2), "finish_jobs");
   });
 
   test("parseKeepAliveReply reads the lease flag, the expired brokers, the unannounced recoveries and the records trimmed", () => {
@@ -492,5 +497,13 @@ describe("stored periodic task definitions", () => {
     expect(warnings.length).toBe(2);
     for (const bad of [["a", "1"], [1, "1", def], ["a", "x", def], null])
       rejects(() => calls.parsePeriodicTasks(bad), "read_periodic_tasks");
+  });
+});
+
+describe("records the scripts write", () => {
+  test("the record of a cancelled retry is the one lib/results.ts reads, byte for byte, in both ack scripts", () => {
+    for (const name of ["finish_jobs", "fetch_jobs"] as const)
+      expect(scriptSource(name)).toContain(`'${CANCELLED_RETRY_RECORD}'`);
+    expect(JSON.parse(CANCELLED_RETRY_RECORD)).toMatchObject({ ok: false, error: { name: "JobCancelledError" } });
   });
 });

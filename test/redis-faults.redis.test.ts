@@ -204,7 +204,10 @@ describe("server restarts", () => {
     expect(await admin.hkeys(k.running(b.id))).toEqual(expect.arrayContaining([mine.id]));
     expect(await admin.hexists(k.running(b.id), limited.id)).toBe(0);
     expect(await admin.hget(k.concurrency, "L")).toBe("0");
-    expect(await b.finishJobs([{ job: mine, token: mineToken, outcome: "succeeded" }])).toEqual([]);
+    expect(await b.finishJobs([{ job: mine, token: mineToken, outcome: "succeeded" }])).toEqual({
+      takenOver: [],
+      cancelled: [],
+    });
     const again = (await b.fetchJobs("q", 5)).jobs;
     expect(again.map((j) => [j.id, j.retries]).sort()).toEqual(
       [
@@ -252,10 +255,13 @@ describe("server restarts", () => {
     const second = await b.fetchJobs("q", 1, [retryAck]);
     expect(second.jobs.map((j) => j.id)).toEqual([job1.id]); // the next execution, here again
     // The retry ack arrives a second time (a re-send): it must not requeue the running execution.
-    expect(await b.finishJobs([retryAck])).toEqual([]);
+    expect(await b.finishJobs([retryAck])).toEqual({ takenOver: [], cancelled: [] });
     expect(await admin.llen(k.queue("q"))).toBe(0);
     expect(await admin.hget(k.running(b.id), job1.id)).toBe(second.token);
-    expect(await b.finishJobs([{ job: second.jobs[0]!, token: second.token, outcome: "succeeded" }])).toEqual([]);
+    expect(await b.finishJobs([{ job: second.jobs[0]!, token: second.token, outcome: "succeeded" }])).toEqual({
+      takenOver: [],
+      cancelled: [],
+    });
     expect(await admin.hexists(k.running(b.id), job1.id)).toBe(0);
   });
 

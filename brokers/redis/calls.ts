@@ -4,6 +4,7 @@
  * I/O, so they are unit-testable and the broker class stays about connections and state.
  */
 import type {
+  AckReport,
   FinishedJob,
   JobState,
   PeriodChange,
@@ -182,6 +183,8 @@ export interface FetchReply {
   revoked: string[];
   /** The 0-based indexes of the acks refused: another broker took their job over. */
   takenOver: number[];
+  /** The 0-based indexes of the retry acks applied as cancellations. */
+  cancelled: number[];
   /** The fetch was refused as a repeat of one already applied: it took nothing. */
   repeated: boolean;
 }
@@ -198,12 +201,14 @@ export function parseFetchReply(reply: unknown, ackCount: number): FetchReply {
     ? (reply as unknown[])
     : tuple(reply, repeated ? 6 : 5, "fetch_jobs");
   if (repeated && flag !== 1) throw shapeError("fetch_jobs", reply);
+  const report = short ? { takenOver: [], cancelled: [] } : ackReport(takenOver, ackCount, "fetch_jobs");
   return {
     jsons: strings(jsons, "fetch_jobs"),
     nextDueAtMs: next === null ? undefined : Number(str(next, "fetch_jobs")),
     dropped: short ? [] : droppedPairs(dropped, "fetch_jobs"),
     revoked: short ? [] : strings(revoked, "fetch_jobs"),
-    takenOver: short ? [] : batchIndexes(takenOver, ackCount, "fetch_jobs"),
+    takenOver: report.takenOver,
+    cancelled: report.cancelled,
     repeated,
   };
 }
@@ -295,18 +300,24 @@ function packAcks(
  * Checks the reply of finish_jobs.lua: the 0-based batch indexes of the acks refused because
  * another broker took their job over.
  */
-export function parseFinishReply(reply: unknown, count: number): number[] {
-  return batchIndexes(reply, count, "finish_jobs");
+export function parseFinishReply(reply: unknown, count: number): AckReport {
+  return ackReport(reply, count, "finish_jobs");
 }
 
-/** 1-based positions in a batch of `count` acks, as the scripts return them, made 0-based. */
-function batchIndexes(reply: unknown, count: number, script: string): number[] {
+/**
+ * The acks a script reports, as 1-based positions in a batch of `count` (chard_taken_over): a
+ * position for an ack taken over, a negated one for a retry applied as a cancellation; made 0-based.
+ */
+function ackReport(reply: unknown, count: number, script: string): AckReport {
   if (!Array.isArray(reply)) throw shapeError(script, reply);
-  return (reply as unknown[]).map((p) => {
-    const i = int(p, script) - 1;
+  const report: AckReport = { takenOver: [], cancelled: [] };
+  for (const p of reply as unknown[]) {
+    const n = int(p, script);
+    const i = Math.abs(n) - 1;
     if (i < 0 || i >= count) throw shapeError(script, reply);
-    return i;
-  });
+    (n > 0 ? report.takenOver : report.cancelled).push(i);
+  }
+  return report;
 }
 
 /** A periodic task to register. */

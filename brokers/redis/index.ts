@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type {
+  AckReport,
   FetchResult,
   FinishedJob,
   JobState,
@@ -281,7 +282,7 @@ export class RedisBroker extends BaseBroker {
       getLogger().warn(`a fetch of broker ${this.id} ran twice (re-sent after a reconnect); putting its jobs back`);
       this.#lostFetches.add(token);
     }
-    if (acks.length > 0) this.#acked(acks, reply.takenOver, now);
+    if (acks.length > 0) this.#acked(acks, reply, now);
     const unreadable = this.#unreadable(reply.dropped, queue, `namespace "${this.namespace}"`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
@@ -303,6 +304,7 @@ export class RedisBroker extends BaseBroker {
       );
     const result: FetchResult = { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
     if (unreadable.length > 0) result.unreadable = unreadable;
+    if (reply.cancelled.length > 0) result.cancelled = reply.cancelled;
     return result;
   }
 
@@ -341,21 +343,24 @@ export class RedisBroker extends BaseBroker {
   /**
    * Acknowledges ended executions in one script call, fenced by their fetch tokens (safe to
    * repeat: an ack applied before is skipped). Retried on connection failures; if it still fails,
-   * it throws and the caller sends the acks again later. Resolves with the positions of the acks
-   * refused because another broker took their job over. @throws RedisConnectionError, RedisReplyError
+   * it throws and the caller sends the acks again later. Resolves with the acks refused because
+   * another broker took their job over and the retries applied as cancellations (`AckReport`).
+   * @throws RedisConnectionError, RedisReplyError
    */
-  async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<number[]> {
-    if (finished.length === 0 && releases.length === 0) return [];
+  async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<AckReport> {
+    if (finished.length === 0 && releases.length === 0) return { takenOver: [], cancelled: [] };
     const now = this.clock.now();
     const call = calls.finishCall(this.#k, { brokerId: this.id, acks: finished, releases, nowMs: now });
-    const takenOver = calls.parseFinishReply(await this.#retrying(call), finished.length);
-    this.#acked(finished, takenOver, now);
-    return takenOver;
+    const report = calls.parseFinishReply(await this.#retrying(call), finished.length);
+    this.#acked(finished, report, now);
+    return report;
   }
 
-  /** Records the outcome of applied acks: an applied retry is Queued or Waiting again. */
-  #acked(finished: readonly FinishedJob[], takenOver: readonly number[], now: number): void {
-    const skipped = takenOver.length > 0 ? new Set(takenOver) : undefined;
+  /** Records the outcome of applied acks: an applied retry is Queued or Waiting again (a cancelled one, Failed). */
+  #acked(finished: readonly FinishedJob[], report: AckReport, now: number): void {
+    const { takenOver } = report;
+    const skipped =
+      takenOver.length > 0 || report.cancelled.length > 0 ? new Set([...takenOver, ...report.cancelled]) : undefined;
     for (let i = 0; i < finished.length; i++) {
       const { job, outcome } = finished[i]!;
       if (outcome === "retry" && !skipped?.has(i)) job.status = dueStatus(job.atMs, now);

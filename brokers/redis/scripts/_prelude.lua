@@ -220,6 +220,12 @@ local function chard_unreadable_record()
   return '{"ok":false,"error":{"name":"CorruptDataError","message":"the stored data of the job could not be read"}}'
 end
 
+-- The record of a job cancelled while it ran whose execution then failed with retries left: it is
+-- not retried (lib/results.ts CANCELLED_RETRY_RECORD, byte for byte).
+local function chard_cancelled_retry_record()
+  return '{"ok":false,"error":{"name":"JobCancelledError","message":"the job was cancelled while it ran; its retry was dropped"}}'
+end
+
 -- Takes back job `id` (its stored JSON `json`, or false) of a broker whose lease expired: frees
 -- its concurrency slot; a job cancelled while it ran (`cancelled`) is reported cancelled (it
 -- fails, never runs again); a retryable job (retries < maxRetries) gets retries + 1, rewritten in
@@ -385,23 +391,34 @@ end
 -- this broker's lease expired (the job may even run here again since, under a later token, and
 -- be taken over again): the ack is refused and the tombstone removed. Otherwise (no entry, or another token, and no such
 -- tombstone) the ack was applied already (a re-sent ack; or the job ran again here after that
--- ack): it is skipped, and is no conflict. Returns the flags (1: ours, 2: taken over, 0: applied before), true when all were
--- ours, the number of entries removed, true when some id is listed twice (the HDEL removed fewer
--- than it was given), and true when some ack was taken over.
+-- ack): it is skipped, and is no conflict; but a tombstone "k:<token>:<id>" says that ack was a
+-- retry applied as a cancellation (chard_apply_lines), which the re-sent ack must report again.
+-- Returns the flags (1: ours, 2: taken over, 3: applied before as a cancellation, 0: applied
+-- before), true when all were ours, the number of entries removed, true when some id is listed
+-- twice (the HDEL removed fewer than it was given), true when some ack was taken over or applied
+-- before as a cancellation, and the indexes of the ours whose job was cancelled while it ran
+-- (index -> true; nil when none).
 local function chard_take_ours(running_key, ids, tokens)
   local entries = chard_chunked_list('HMGET', running_key, ids)
-  local flags, all, ours, tombs = {}, true, ids, nil
+  local flags, all, ours, tombs, marked = {}, true, ids, nil, nil
   for i = 1, #ids do
     local entry, token = entries[i], tokens[i]
     if entry == token then
       flags[i] = 1
     elseif entry and string.byte(entry, 1) == 99 and string.sub(entry, 2) == token then -- "c": cancelled
       flags[i] = 1
+      marked = marked or {}
+      marked[i] = true
     else
       flags[i] = 0
       local tomb = 'x:' .. token .. ':' .. ids[i] -- rare: an ack not applied now
       if redis.call('HEXISTS', running_key, tomb) == 1 then
         flags[i] = 2
+      else
+        tomb = 'k:' .. token .. ':' .. ids[i]
+        if redis.call('HEXISTS', running_key, tomb) == 1 then flags[i] = 3 else tomb = nil end
+      end
+      if tomb then
         tombs = tombs or {}
         tombs[#tombs + 1] = tomb
       end
@@ -417,7 +434,7 @@ local function chard_take_ours(running_key, ids, tokens)
   local removed = 0
   if #ours > 0 then removed = chard_chunked('HDEL', running_key, ours) end
   if tombs then chard_chunked('HDEL', running_key, tombs) end
-  return flags, all, removed, removed ~= #ours, tombs ~= nil
+  return flags, all, removed, removed ~= #ours, tombs ~= nil, marked
 end
 
 -- The 1-based batch position of each of `ids`: a line carries its own (its second field); the
@@ -451,7 +468,7 @@ local function chard_first_occurrences(ids, flags, pos)
       seen[ids[i]] = true
       applied[i] = 1
     else
-      applied[i] = flags[i] == 2 and 2 or 0
+      applied[i] = (flags[i] == 2 or flags[i] == 3) and flags[i] or 0
     end
   end
   return applied
@@ -501,15 +518,26 @@ end
 -- future ZSET at atMs (`f`) or to the queue LIST keys.by_index[keyIndex] (`q`: keyIndex is an
 -- index of the script's KEYS); an ended job is appended to `ended` and, with its record kept
 -- (`r`), to `records`; an upper-case kind also forgets the job's progress (one HDEL for all).
--- Returns true when a retry was queued or scheduled.
-local function chard_apply_lines(keys, lines, np, applied, ended, records)
-  local progress, stored, retried = {}, {}, false
+-- A retry of a job cancelled while it ran (`marked`, from chard_take_ours) is not retried: it
+-- ends with the cancelled-retry record (kept 1 hour, as recovery keeps CANCELLED_RECORD), its
+-- applied flag becomes 4 (reported to the client, which announces a cancellation instead of a
+-- retry), and a tombstone "k:<token>:<id>" in the running HASH lets a re-sent ack report it again.
+-- Returns true when a retry was queued or scheduled, and the number of retries cancelled.
+local function chard_apply_lines(keys, lines, np, applied, ended, records, marked)
+  local progress, stored, retried, cancels, tombs = {}, {}, false, 0, {}
   for j, line in ipairs(lines) do
     if applied[np + j] == 1 then
       local kind, id = line[1], line[3]
       local lower = string.lower(kind)
       if kind ~= lower then progress[#progress + 1] = id end
-      if lower == 'f' or lower == 'q' then
+      if (lower == 'f' or lower == 'q') and marked and marked[np + j] then
+        ended[#ended + 1] = id
+        records[#records + 1] = { id, chard_cancelled_retry_record(), 3600000 }
+        applied[np + j] = 4
+        cancels = cancels + 1
+        tombs[#tombs + 1] = 'k:' .. line[4] .. ':' .. id
+        tombs[#tombs + 1] = '1'
+      elseif lower == 'f' or lower == 'q' then
         stored[#stored + 1] = id
         stored[#stored + 1] = line[6]
         if lower == 'f' then
@@ -525,8 +553,9 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records)
     end
   end
   chard_hset_pairs(keys.jobs, stored)
+  chard_hset_pairs(keys.running, tombs)
   if #progress > 0 then chard_chunked('HDEL', keys.progress, progress) end
-  return retried
+  return retried, cancels
 end
 
 -- The lines of a batch (from chard_lines), sorted: the slot releases ("s <id> <token>") apart, and
@@ -570,11 +599,17 @@ local function chard_release_held(keys, releases)
   return freed
 end
 
--- The positions (from chard_ack_positions) of the first `n` acks that were taken over (2).
+-- The positions (from chard_ack_positions) of the first `n` acks that were taken over (2), and,
+-- negated, those of the retries applied as cancellations, now (4) or before (3).
 local function chard_taken_over(n, applied, pos)
   local taken = {}
   for i = 1, n do
-    if applied[i] == 2 then taken[#taken + 1] = pos[i] end
+    local a = applied[i]
+    if a == 2 then
+      taken[#taken + 1] = pos[i]
+    elseif a == 3 or a == 4 then
+      taken[#taken + 1] = -pos[i]
+    end
   end
   return taken
 end
@@ -606,7 +641,7 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
   if #ids == 0 then return releases ~= nil and chard_release_held(keys, releases), {} end
 
   local tokens = chard_ack_tokens(np, runs, lines)
-  local flags, all, removed, twice, taken = chard_take_ours(keys.running, ids, tokens)
+  local flags, all, removed, twice, taken, marked = chard_take_ours(keys.running, ids, tokens)
   local applied, pos = flags, nil
   if twice then
     pos = chard_ack_positions(lines, np)
@@ -627,7 +662,11 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
       if applied[i] == 1 then ended[#ended + 1] = plain[i] end
     end
   end
-  if #lines > 0 and chard_apply_lines(keys, lines, np, applied, ended, records) then notify = true end
+  if #lines > 0 then
+    local retried, cancels = chard_apply_lines(keys, lines, np, applied, ended, records, marked)
+    if retried then notify = true end
+    if cancels > 0 then taken = true end
+  end
   if #ended > 0 then
     chard_jobs_ended(keys.jobs, keys.results, keys.result_expiry, results_channel, ended, records, now, nil, nil, message)
   end

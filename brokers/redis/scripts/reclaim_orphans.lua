@@ -13,7 +13,7 @@
 -- ended unless the broker read them (its "known" ids): they would fail again if put back. Ids
 -- whose JSON is missing or not a job are removed too (their slot released when the task can be
 -- read); those with a JSON are ended with the record of an unreadable job (chard_end_unreadable),
--- so getResult rejects and the broker sends jobFailed. Tombstones and held slots ("x:", "s:"
+-- so getResult rejects and the broker sends jobFailed. Tombstones and held slots ("x:", "k:", "s:"
 -- fields) are left alone.
 -- KEYS[1]   running HASH (job id -> fetch token) of this broker
 -- KEYS[2]   max-concurrency HASH
@@ -51,7 +51,7 @@ for k = 1, #flat, 2 do
   local token = cancelled and string.sub(entry, 2) or entry
   local unreadable = partial[token] and not known[id]
   local head = string.sub(id, 1, 2)
-  if id ~= '~seq' and head ~= 'x:' and head ~= 's:' and (lost[token] or unreadable) then
+  if id ~= '~seq' and head ~= 'x:' and head ~= 'k:' and head ~= 's:' and (lost[token] or unreadable) then
     local json = redis.call('HGET', jobs_key, id)
     local job = json and chard_read_job(json)
     if job then chard_release(max_key, cur_key, job.task) end

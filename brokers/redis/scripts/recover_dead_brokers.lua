@@ -52,7 +52,7 @@ for i = 8, #ARGV do
       if head == 's:' then
         if chard_release(max_key, cur_key, flat[k + 1]) then freed = true end
         held[#held + 1] = flat[k]
-      elseif flat[k] ~= '~seq' and head ~= 'x:' then
+      elseif flat[k] ~= '~seq' and head ~= 'x:' and head ~= 'k:' then
         ids[#ids + 1], entries[#ids + 1] = flat[k], flat[k + 1]
       end
     end

@@ -5,7 +5,7 @@
 -- ARGV[1]  broker id
 -- ARGV[2..] ids this broker announced since its last renewal (their entries are removed)
 -- Returns { the number of jobs still running on this broker (entries other than the fetch
--- watermark "~seq", tombstones "x:<token>:<id>" of jobs taken over and held slots), the ids of
+-- watermark "~seq", tombstones "x:" and "k:" and held slots), the ids of
 -- jobs its recoveries ended that it never announced (a lost reply just before stopping: the
 -- caller logs them; the HASH goes), the number of concurrency slots still held for task
 -- functions that run on past their job's end ("s:<token>:<id>") }. No job running and no slot
@@ -18,7 +18,7 @@ for k = 1, #flat, 2 do
   local head = string.sub(flat[k], 1, 2)
   if head == 's:' then
     held = held + 1
-  elseif flat[k] ~= '~seq' and head ~= 'x:' then
+  elseif flat[k] ~= '~seq' and head ~= 'x:' and head ~= 'k:' then
     running = running + 1
   end
 end
