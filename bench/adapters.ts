@@ -5,7 +5,8 @@
  */
 import type { Worker as BullWorker } from "bullmq";
 import type BeeQueue from "bee-queue";
-import { Batch, Engine, MemoryBroker, RedisBroker, setLogger, signals } from "../lib/index.js";
+import { Batch, Engine, MemoryBroker, RedisBroker, setLogger, signals, withOptions } from "../lib/index.js";
+import type { JobOptions } from "../lib/index.js";
 
 /** A job payload: its index, and when it was enqueued (performance.now() of the producer) for latency. */
 export interface Payload {
@@ -44,34 +45,55 @@ export const LIBRARIES = [
 /** One of `LIBRARIES`. */
 export type Library = (typeof LIBRARIES)[number];
 
+/**
+ * What each job of a scenario sets besides its payload, in each library's own form: nothing; a
+ * priority of 0 to 9 (job i gets i % 10); a key of its own (job i: "k<i>", so none is a duplicate:
+ * what a key costs, not what deduplication saves); two headers (Chard only: the peers have none).
+ */
+export type Variant = "plain" | "priority" | "key" | "headers";
+
+/** The variants, for command-line checks. */
+export const VARIANTS: readonly Variant[] = ["plain", "priority", "key", "headers"];
+
 /** Makes the adapter of `library` on the queue (or namespace) `name`; peers are loaded only when used. */
-export async function makeAdapter(library: Library, redisUrl: string, name: string): Promise<Adapter> {
+export async function makeAdapter(
+  library: Library,
+  redisUrl: string,
+  name: string,
+  variant: Variant = "plain",
+): Promise<Adapter> {
   switch (library) {
     case "chard-redis":
-      return chard(new Engine(new RedisBroker(redisUrl), name));
+      return chard(new Engine(new RedisBroker(redisUrl), name), variant);
     case "chard-memory":
-      return chard(new Engine(new MemoryBroker(), name));
+      return chard(new Engine(new MemoryBroker(), name), variant);
     case "bullmq":
-      return bullmq(await import("bullmq"), redisUrl, name, true);
+      return bullmq(await import("bullmq"), redisUrl, name, true, variant);
     case "bullmq-default":
-      return bullmq(await import("bullmq"), redisUrl, name, false);
+      return bullmq(await import("bullmq"), redisUrl, name, false, variant);
     case "bee-queue":
-      return bee((await import("bee-queue")).default, redisUrl, name, true);
+      return bee((await import("bee-queue")).default, redisUrl, name, true, variant);
     case "bee-queue-default":
-      return bee((await import("bee-queue")).default, redisUrl, name, false);
+      return bee((await import("bee-queue")).default, redisUrl, name, false, variant);
   }
 }
 
-function chard(engine: Engine): Adapter {
+/** The headers of the "headers" variant: a tenant and a W3C trace context, as middleware would add. */
+const HEADERS = { tenant: "acme", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" };
+
+function chard(engine: Engine, variant: Variant): Adapter {
   setLogger({ debug() {}, info() {}, warn() {}, error() {} });
   let handle: Handler = () => undefined;
   engine.task("noop", (payload: Payload) => handle(payload), { keepResult: false });
   let workers: Promise<void> | undefined;
+  const options = (p: Payload): JobOptions =>
+    variant === "priority" ? { priority: p.i % 10 } : variant === "key" ? { key: `k${p.i}` } : { headers: HEADERS };
+  const ref = (p: Payload) => (variant === "plain" ? "noop" : withOptions("noop", options(p)));
   return {
-    enqueue: async (payload) => void (await engine.schedule("noop", payload)),
+    enqueue: async (payload) => void (await engine.schedule(ref(payload), payload)),
     enqueueBulk: async (payloads) => {
       const batch = new Batch();
-      for (const p of payloads) batch.schedule("noop", p);
+      for (const p of payloads) batch.schedule(ref(p), p);
       await engine.scheduleBatch(batch);
     },
     startWorkers: async (concurrency, handler) => {
@@ -97,7 +119,18 @@ function connection(redisUrl: string): { host: string; port: number } {
   return { host: url.hostname, port: Number(url.port) };
 }
 
-function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tuned: boolean): Adapter {
+function bullmq(
+  lib: typeof import("bullmq"),
+  redisUrl: string,
+  name: string,
+  tuned: boolean,
+  variant: Variant,
+): Adapter {
+  if (variant === "headers") throw new Error("BullMQ has no job headers");
+  // BullMQ's priorities run the other way (1 is the highest, 0 none): job i gets 10 - i % 10. A
+  // custom jobId is its key: a job with the id of one that exists is not added again.
+  const opts = (p: Payload): { priority?: number; jobId?: string } | undefined =>
+    variant === "priority" ? { priority: 10 - (p.i % 10) } : variant === "key" ? { jobId: `k${p.i}` } : undefined;
   const conn = { ...connection(redisUrl), maxRetriesPerRequest: null };
   const queue = new lib.Queue(name, {
     connection: conn,
@@ -107,8 +140,9 @@ function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tu
   });
   let worker: BullWorker | undefined;
   return {
-    enqueue: async (payload) => void (await queue.add("noop", payload)),
-    enqueueBulk: async (payloads) => void (await queue.addBulk(payloads.map((data) => ({ name: "noop", data })))),
+    enqueue: async (payload) => void (await queue.add("noop", payload, opts(payload))),
+    enqueueBulk: async (payloads) =>
+      void (await queue.addBulk(payloads.map((data) => ({ name: "noop", data, opts: opts(data) })))),
     startWorkers: async (concurrency, handler) => {
       // BullMQ awaits whatever the processor returns: a plain function is a valid processor.
       const processor = ((job: { data: Payload }) => handler(job.data)) as unknown as ConstructorParameters<
@@ -128,7 +162,10 @@ function bullmq(lib: typeof import("bullmq"), redisUrl: string, name: string, tu
   };
 }
 
-function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: boolean): Adapter {
+function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: boolean, variant: Variant): Adapter {
+  if (variant === "priority" || variant === "headers") throw new Error(`bee-queue has no job ${variant}`);
+  // A custom job id is bee-queue's key (setId): a job with the id of one that exists is not saved again.
+  const job = (p: Payload) => (variant === "key" ? producer.createJob(p).setId(`k${p.i}`) : producer.createJob(p));
   const redis = connection(redisUrl);
   const settings = tuned
     ? {
@@ -144,8 +181,8 @@ function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: bool
   const producer = new Queue<Payload>(name, { ...settings, isWorker: false });
   let worker: BeeQueue<Payload> | undefined;
   return {
-    enqueue: async (payload) => void (await producer.createJob(payload).save()),
-    enqueueBulk: async (payloads) => void (await producer.saveAll(payloads.map((p) => producer.createJob(p)))),
+    enqueue: async (payload) => void (await job(payload).save()),
+    enqueueBulk: async (payloads) => void (await producer.saveAll(payloads.map(job))),
     startWorkers: async (concurrency, handler) => {
       worker = new Queue<Payload>(name, { ...settings, isWorker: true });
       // bee-queue takes a promise-returning handler or, for synchronous work, its callback form.

@@ -9,7 +9,15 @@ import { Redis } from "ioredis";
 import { EventEmitter } from "tseep";
 import { Batch, Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
 import { commandCalls } from "./redis-stats.js";
-import { LIBRARIES, makeAdapter, type Adapter, type Library, type Payload } from "./adapters.js";
+import {
+  LIBRARIES,
+  VARIANTS,
+  makeAdapter,
+  type Adapter,
+  type Library,
+  type Payload,
+  type Variant,
+} from "./adapters.js";
 
 /** What a child reports. */
 export interface Measurement {
@@ -137,13 +145,13 @@ function warmUpKinds(kind: string): string[] {
   }
 }
 
-async function warmUp(kind: string, c: number): Promise<void> {
+async function warmUp(kind: string, c: number, variant: Variant): Promise<void> {
   const kinds = warmUpKinds(kind);
   if (kinds.length === 0) return;
   const until = performance.now() + WARM_UP_MS;
   for (let round = 0; performance.now() < until; round++) {
     for (const k of kinds) {
-      const adapter = await makeAdapter(library, redisUrl, `${name}-warm-up-${round}-${k}`);
+      const adapter = await makeAdapter(library, redisUrl, `${name}-warm-up-${round}-${k}`, variant);
       try {
         await measureScenario(k, c || 10, Math.min(WARM_UP_ROUND, N), adapter, new Section(false));
       } finally {
@@ -164,10 +172,13 @@ async function run(): Promise<Measurement> {
   if (scenario === "signals") return signalCosts();
   if (scenario === "job-receivers" || scenario === "job-no-receivers")
     return jobWithReceivers(scenario === "job-receivers");
-  const [kind, arg] = scenario.split(":") as [string, string | undefined];
+  // "<kind>:<concurrency>+<variant>", e.g. "e2e:100+priority": the variant is what each job sets.
+  const [base, variant = "plain"] = scenario.split("+") as [string, Variant | undefined];
+  if (!VARIANTS.includes(variant)) throw new Error(`unknown variant ${variant}`);
+  const [kind, arg] = base.split(":") as [string, string | undefined];
   const c = Number(arg);
-  await warmUp(kind, c);
-  const adapter = await makeAdapter(library, redisUrl, name);
+  await warmUp(kind, c, variant);
+  const adapter = await makeAdapter(library, redisUrl, name, variant);
   const section = new Section(library !== "chard-memory" && redisUrl !== "");
   try {
     return await measureScenario(kind, c, N, adapter, section);

@@ -65,6 +65,20 @@ const SCENARIOS: Scenario[] = [
     jobs: 2_000,
   },
   { id: "waiting-memory", label: "Redis used_memory per waiting job", libraries: NO_MEMORY, jobs: N },
+  // Per-job options (bench/adapters.ts Variant): each job sets one, in each library's own form.
+  ...(["priority", "key", "headers"] as const).flatMap((v): Scenario[] => {
+    const libraries: Library[] =
+      v === "headers"
+        ? ["chard-redis", "chard-memory"]
+        : v === "priority"
+          ? ["chard-redis", "chard-memory", "bullmq"]
+          : [...PEERS, "chard-memory"];
+    const what = { priority: "a priority (0-9)", key: "a key of its own", headers: "two headers" }[v];
+    return [
+      { id: `enqueue-64+${v}`, label: `enqueue, 64 in flight, each job with ${what}`, libraries, jobs: N },
+      { id: `e2e:100+${v}`, label: `end to end, concurrency 100, each job with ${what}`, libraries, jobs: N },
+    ];
+  }),
 ];
 
 /** One measurement, with Redis memory per job for the waiting-job scenario. */
@@ -102,7 +116,7 @@ async function measure(admin: Redis, url: string, library: Library, scenario: Sc
     scenario.id,
     url,
     scenario.jobs,
-    `bench-${run}-${scenario.id.replace(":", "-")}`,
+    `bench-${run}-${scenario.id.replace(":", "-").replace("+", "-")}`,
   );
   if (scenario.id === "waiting-memory")
     m.redisBytesPerJob = ((await serverStats(admin)).memory - before.memory) / scenario.jobs;
@@ -258,7 +272,16 @@ function report(
   const redisCols = NO_MEMORY;
   lines.push(`| scenario | ${redisCols.map(colName).join(" | ")} |`);
   lines.push(`|---|${redisCols.map(() => "---:").join("|")}|`);
-  for (const id of ["enqueue-one", "enqueue-bulk", "process:100", "e2e:10", "e2e:100"]) {
+  for (const id of [
+    "enqueue-one",
+    "enqueue-bulk",
+    "process:100",
+    "e2e:10",
+    "e2e:100",
+    "e2e:100+priority",
+    "e2e:100+key",
+    "e2e:100+headers",
+  ]) {
     const s = SCENARIOS.find((x) => x.id === id)!;
     lines.push(
       `| commands/job, ${s.label} | ${redisCols.map((c) => cell(results[id]?.[c], (x) => x.commandsPerJob, 2)).join(" | ")} |`,
