@@ -19,7 +19,7 @@ import type {
   ResultLookup,
   SlotRelease,
 } from "../lib/broker.js";
-import { StateError } from "../lib/errors.js";
+import { InvalidOptionError, StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
 import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
@@ -107,6 +107,8 @@ export class MemoryBroker extends BaseBroker {
     acks: readonly FinishedJob[] = [],
     releases: readonly SlotRelease[] = [],
   ): Promise<FetchResult> {
+    if (typeof queue !== "string" && queue.length === 0)
+      throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
     const takenOver = acks.length > 0 || releases.length > 0 ? await this.finishJobs(acks, releases) : [];
     const token = String(++this.#fetches);
     const ns = this.#ns;

@@ -4,6 +4,7 @@
  * every path a job becomes ready by; several queues are served in their order. Time is a FakeClock.
  */
 import { describe, expect, test } from "vitest";
+import { InvalidOptionError } from "../lib/errors.js";
 import { Job, JobStatus } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { ack } from "./helpers/acks.js";
@@ -161,6 +162,13 @@ describe.each(brokerFactories())("priorities and several queues on $name", ({ wo
     expect(ids((await a.fetchJobs(["high", "low"], 3)).jobs)).toEqual([high[1]!.id, high[0]!.id, low[0]!.id]);
     expect(ids((await a.fetchJobs(["high", "low"], 3)).jobs)).toEqual([low[1]!.id]);
     expect(await a.isQueueEmpty("low")).toBe(true);
+  });
+
+  test("a fetch of no queue is refused before anything is written", async () => {
+    const a = make();
+    await a.enqueueJobs([job()]);
+    await expect(a.fetchJobs([], 5)).rejects.toThrow(InvalidOptionError);
+    expect(ids((await a.fetchJobs(["q"], 5)).jobs)).toHaveLength(1);
   });
 
   test("a fetch takes nothing from a queue it does not list", async () => {

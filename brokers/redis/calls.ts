@@ -12,6 +12,7 @@ import type {
   ResultLookup,
   SlotRelease,
 } from "../../lib/broker.js";
+import { InvalidOptionError } from "../../lib/errors.js";
 import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
@@ -141,14 +142,15 @@ export interface FetchCallInput {
 /**
  * fetch_jobs.lua: a worker's turn. `acks` are acknowledged first (packed as `finishCall` packs
  * them, their retry queues after the fixed KEYS); `uuid` is a fresh random UUID the ids of
- * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry) before
- * anything is sent.
+ * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry), or
+ * InvalidOptionError (no queue), before anything is sent.
  */
 export function fetchCall(
   k: NamespaceKeys,
   { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [], releases = [], token }: FetchCallInput,
 ): ScriptCall {
   const queues = typeof queue === "string" ? [queue] : [...new Set(queue)];
+  if (queues.length === 0) throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
   const keys = [
     k.queue(queues[0]!),
     k.future,
