@@ -196,6 +196,28 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     expect(ran).toEqual(["urgent", "urgent too", "plain", "low"]);
   });
 
+  test("jobs with a negative priority of a limited task all run, one at a time", async () => {
+    const { engine } = setup();
+    let running = 0;
+    let peak = 0;
+    const ran: number[] = [];
+    const t = engine.task(
+      "limited",
+      async (i: number) => {
+        peak = Math.max(peak, ++running);
+        await new Promise((r) => setTimeout(r, 1));
+        ran.push(i);
+        running--;
+      },
+      { maxConcurrency: 1, maxRetries: 1 },
+    );
+    for (let i = 0; i < 3; i++) await engine.schedule(t.with({ priority: -1 }), i);
+    // One worker: its first fetch only moves the jobs from their level to the task's lane.
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(ran).toEqual([0, 1, 2]);
+    expect(peak).toBe(1);
+  });
+
   test("stopWorkers lets running jobs finish, fetches nothing new and sends workerTerminated per worker", async () => {
     const { engine, rec } = setup();
     const names: string[] = [];
