@@ -102,6 +102,37 @@ async function main(): Promise<void> {
       await engine.broker.flush();
       await engine.close();
     }
+    // Jobs with a priority (all of one level), and a worker of two queues whose jobs are all in the
+    // second: what these features cost per job beside the plain rows above.
+    const extra: [string, string, (e: Engine) => Promise<void>][] = [
+      [
+        "priority 5, batches of 1,000, processed at concurrency 100",
+        "chard",
+        (e) => e.startWorkers({ number: 100, stopWhenQueueEmpty: true }),
+      ],
+      [
+        "worker of two queues (jobs in the second), concurrency 100",
+        "second",
+        (e) => e.startWorkers({ number: 100, queues: ["first", "second"], stopWhenQueueEmpty: true }),
+      ],
+    ];
+    for (const [name, queue, process] of extra) {
+      const engine = new Engine(new RedisBroker(server.url), `bench-${rows.length}`);
+      const noop = engine.task("noop", (_i: number) => undefined, { queue });
+      const sent = queue === "chard" ? noop.with({ priority: 5 }) : noop;
+      rows.push(
+        await measure(admin, `${name}: enqueue`, async () => {
+          for (let i = 0; i < N; i += 1000) {
+            const batch = new Batch();
+            for (let j = i; j < Math.min(N, i + 1000); j++) batch.schedule(sent, j);
+            await engine.scheduleBatch(batch);
+          }
+        }),
+      );
+      rows.push(await measure(admin, "  then process", () => process(engine)));
+      await engine.broker.flush();
+      await engine.close();
+    }
     // A task limited to one at a time with the whole backlog queued behind its limit: each fetch
     // takes the next job from the task's lane, whatever the number still waiting there.
     const limited = new Engine(new RedisBroker(server.url), "bench-limited");

@@ -173,7 +173,11 @@ export abstract class BaseBroker implements Broker {
   abstract start(): Promise<void>;
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;
-  abstract fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
+  abstract fetchJobs(
+    queue: string | readonly string[],
+    maxJobs: number,
+    acks?: readonly FinishedJob[],
+  ): Promise<FetchResult>;
   abstract finishJobs(finished: readonly FinishedJob[]): Promise<AckReport>;
   abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;
   abstract periodicTasks(): Promise<PeriodicTaskEntry[]>;

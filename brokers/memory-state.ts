@@ -124,6 +124,12 @@ export class NamespaceState {
    * `<p>:lanes:<q>`): a lane that gave a job goes to the back.
    */
   readonly lanes = new Map<string, Map<string, Deque<WireJob>>>();
+  /**
+   * The levels of each queue: queue -> priority (not 0) -> its queued jobs of that priority, FIFO
+   * (the Redis LISTs `<p>:prio:<n>:<q>`, listed in `<p>:prios:<q>`). Only levels that hold jobs
+   * are kept; jobs of priority 0 wait in `queues`.
+   */
+  readonly levels = new Map<string, Map<number, Deque<WireJob>>>();
   /** Sorted by atMs, then insertion order. */
   readonly future: FutureEntry[] = [];
   /** Jobs running on each broker: broker id -> job id -> entry. */
@@ -202,6 +208,26 @@ export class NamespaceState {
       this.queues.set(name, q);
     }
     return q;
+  }
+
+  /** Level `priority` (not 0) of queue `queue` (made if missing). */
+  level(queue: string, priority: number): Deque<WireJob> {
+    let levels = this.levels.get(queue);
+    if (!levels) this.levels.set(queue, (levels = new Map<number, Deque<WireJob>>()));
+    let level = levels.get(priority);
+    if (!level) levels.set(priority, (level = new Deque()));
+    return level;
+  }
+
+  /**
+   * Queues a ready job by its priority, at the tail (at the front with `front`): of its queue for
+   * priority 0, else of that level of its queue (the fetch moves a limited task's job to its lane).
+   */
+  ready(wire: WireJob, front = false): void {
+    const priority = wire.extras?.priority ?? 0;
+    const to = priority === 0 ? this.queue(wire.queue) : this.level(wire.queue, priority);
+    if (front) to.unshiftAll([wire]);
+    else to.push(wire);
   }
 
   /** The lane of limited task `task` in queue `queue` (made, at the back of the round-robin, if missing). */

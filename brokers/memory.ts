@@ -20,7 +20,7 @@ import type {
   ResultLookup,
   SlotRelease,
 } from "../lib/broker.js";
-import { StateError } from "../lib/errors.js";
+import { InvalidOptionError, StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
 import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
@@ -98,16 +98,18 @@ export class MemoryBroker extends BaseBroker {
   #put(ns: NamespaceState, job: Job, wire: WireJob, now: number): void {
     ns.jobs.set(job.id, "pending");
     job.status = dueStatus(job.atMs, now);
-    if (job.status === JobStatus.Queued) ns.queue(job.queue).push(wire);
+    if (job.status === JobStatus.Queued) ns.ready(wire);
     else ns.addFuture({ atMs: job.atMs, wire });
   }
 
   async fetchJobs(
-    queue: string,
+    queue: string | readonly string[],
     maxJobs: number,
     acks: readonly FinishedJob[] = [],
     releases: readonly SlotRelease[] = [],
   ): Promise<FetchResult> {
+    if (typeof queue !== "string" && queue.length === 0)
+      throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
     const report = acks.length > 0 || releases.length > 0 ? await this.finishJobs(acks, releases) : undefined;
     const takenOver = report?.takenOver ?? [];
     const token = String(++this.#fetches);
@@ -118,11 +120,10 @@ export class MemoryBroker extends BaseBroker {
 
     const jobs: Job[] = [];
     const revoked: Job[] = [];
-    const q = ns.queues.get(queue);
-    if ((q || ns.lanes.has(queue)) && maxJobs > 0) {
+    if (maxJobs > 0) {
       let running = ns.running.get(this.id);
-      if (!running) ns.running.set(this.id, (running = new Map<string, RunningEntry>()));
       const take = (wire: WireJob, job: Job): void => {
+        if (!running) ns.running.set(this.id, (running = new Map<string, RunningEntry>()));
         running.set(job.id, { wire, token, cancelled: false });
         ns.jobs.set(job.id, "running");
         jobs.push(job);
@@ -137,9 +138,13 @@ export class MemoryBroker extends BaseBroker {
         }
         return undefined;
       };
-      if (ns.maxConcurrency.size === 0 && !ns.lanes.has(queue)) {
-        for (let n = q && next(q); n; n = jobs.length < maxJobs ? next(q!) : undefined) take(...n);
-      } else if (this.#takeLimited(ns, queue, maxJobs, next, take)) this.#store.notify(this.namespace);
+      // Strict priority between queues: each gives what it can before the next is looked at.
+      let wake = false;
+      for (const q of typeof queue === "string" ? [queue] : new Set(queue)) {
+        if (jobs.length >= maxJobs) break;
+        if (this.#takeQueue(ns, q, maxJobs - jobs.length, next, take)) wake = true;
+      }
+      if (wake) this.#store.notify(this.namespace);
     }
     if (revoked.length > 0)
       this.#store.notifyResults(
@@ -149,6 +154,57 @@ export class MemoryBroker extends BaseBroker {
     const result: FetchResult = { jobs, nextDueAtMs: this.#nextDue(ns), revoked, token, takenOver };
     if (report && report.cancelled.length > 0) result.cancelled = report.cancelled;
     return result;
+  }
+
+  /**
+   * Takes up to `count` jobs of `queue`, as fetch_jobs.lua's take_queue: its levels of priority
+   * n > 0 (highest first), then priority 0 (the queue, and the lanes with concurrency limits),
+   * then its levels n < 0. A limited task's job met in a level moves to the tail of its task's
+   * lane (the lanes count as priority 0). Returns true when jobs were moved to lanes or are left
+   * to move (the other brokers are woken to fetch them).
+   */
+  #takeQueue(
+    ns: NamespaceState,
+    queue: string,
+    count: number,
+    next: (from: Deque<WireJob>) => [WireJob, Job] | undefined,
+    take: (wire: WireJob, job: Job) => void,
+  ): boolean {
+    let taken = 0;
+    let wake = false;
+    const takeOne = (wire: WireJob, job: Job): void => {
+      take(wire, job);
+      taken++;
+    };
+    const levels = ns.levels.get(queue);
+    const order = levels ? [...levels.keys()].sort((a, b) => b - a) : [];
+    const fromLevels = (positive: boolean): void => {
+      for (const n of order) {
+        if (taken >= count) return;
+        if (n > 0 !== positive) continue;
+        const level = levels!.get(n)!;
+        for (let moved = 0; taken < count && moved < MOVE_MAX;) {
+          const got = next(level);
+          if (!got) break;
+          if (ns.maxConcurrency.has(got[1].taskName)) {
+            ns.lane(queue, got[1].taskName).push(got[0]);
+            moved++;
+            wake = true;
+          } else takeOne(...got);
+        }
+        if (level.length === 0) levels!.delete(n);
+      }
+    };
+    fromLevels(true);
+    const q = ns.queues.get(queue);
+    if (taken < count) {
+      if (ns.maxConcurrency.size === 0 && !ns.lanes.has(queue)) {
+        for (let n = q && next(q); n; n = taken < count ? next(q!) : undefined) takeOne(...n);
+      } else if ((q || ns.lanes.has(queue)) && this.#takeLimited(ns, queue, count - taken, next, takeOne)) wake = true;
+    }
+    fromLevels(false);
+    if (levels?.size === 0) ns.levels.delete(queue);
+    return wake;
   }
 
   /**
@@ -220,8 +276,7 @@ export class MemoryBroker extends BaseBroker {
   #moveDue(ns: NamespaceState, now: number): number {
     let moved = 0;
     while (ns.future.length > 0 && isDue(ns.future[0]!.atMs, now)) {
-      const entry = ns.future.shift()!;
-      ns.queue(entry.wire.queue).push(entry.wire);
+      ns.ready(ns.future.shift()!.wire);
       moved++;
     }
     for (const [name, p] of ns.periodic) {
@@ -380,7 +435,16 @@ export class MemoryBroker extends BaseBroker {
           if (!lane) continue;
           const wires: WireJob[] = [];
           for (let wire = lane.shift(); wire !== undefined; wire = lane.shift()) wires.push(wire);
-          ns.queue(queue).unshiftAll(wires);
+          // To the front of their queue, or of their level (jobs with a priority), in their order.
+          const to = new Map<number, WireJob[]>();
+          for (const wire of wires) {
+            const priority = wire.extras?.priority ?? 0;
+            const list = to.get(priority);
+            if (list) list.push(wire);
+            else to.set(priority, [wire]);
+          }
+          for (const [priority, list] of to)
+            (priority === 0 ? ns.queue(queue) : ns.level(queue, priority)).unshiftAll(list);
           lanes.delete(task.name);
           if (lanes.size === 0) ns.lanes.delete(queue);
         }
@@ -417,7 +481,7 @@ export class MemoryBroker extends BaseBroker {
           cancelled.push(job);
         } else if (job.retries < job.maxRetries) {
           job.retries++;
-          ns.queue(job.queue).push(toWire(job));
+          ns.ready(toWire(job));
           ns.jobs.set(job.id, "pending");
           job.status = JobStatus.Queued;
           requeued.push(job);
@@ -446,7 +510,7 @@ export class MemoryBroker extends BaseBroker {
 
   async isQueueEmpty(queue: string): Promise<boolean> {
     const ns = this.#ns;
-    return (ns.queues.get(queue)?.length ?? 0) === 0 && !ns.lanes.has(queue);
+    return (ns.queues.get(queue)?.length ?? 0) === 0 && !ns.lanes.has(queue) && !ns.levels.has(queue);
   }
 
   async revokeJob(id: string): Promise<JobState> {

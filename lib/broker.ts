@@ -180,13 +180,17 @@ export interface Broker {
    * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
    * serve this fetch), then moves due future jobs and periodic tasks into their queues, renews the
    * lease, and takes up to `maxJobs` jobs of `queue`: one round-trip for a worker's whole turn.
+   * Given several queues (distinct, at least one), it takes from each in their order as much as it
+   * can before the next (strict priority between queues). Within a queue, jobs with a higher
+   * `priority` come first, FIFO within one priority (a task's lane with `maxConcurrency` counts
+   * as priority 0).
    * `releases` free held slots, after the acks and before the fetch. If it throws, the acks and
    * releases may or may not have been applied: send them again (both are fenced by their token,
    * so one applied twice is applied once), and the broker puts back what the lost fetch took at
    * its next `keepAlive`.
    */
   fetchJobs(
-    queue: string,
+    queue: string | readonly string[],
     maxJobs: number,
     acks?: readonly FinishedJob[],
     releases?: readonly SlotRelease[],

@@ -40,6 +40,27 @@ function checkJobId(id: unknown, method: string): asserts id is string {
   if (!isJobId(id)) throw new InvalidOptionError(`${method}: a job id is a UUID string (job.id), got ${describe(id)}`);
 }
 
+/**
+ * The queues of `startWorkers` options: `queues` (a non-empty array of distinct queue names) or
+ * `[queue]`. @throws InvalidOptionError for both given, or a bad name or array.
+ */
+function workerQueues({ queue, queues }: StartWorkersOptions): readonly string[] {
+  if (queues === undefined) return [checkQueue(queue ?? DEFAULT_QUEUE, "startWorkers queue")];
+  if (queue !== undefined)
+    throw new InvalidOptionError("startWorkers: give queue or queues, not both (queues: [queue, ...others])");
+  if (!Array.isArray(queues) || queues.length === 0)
+    throw new InvalidOptionError(
+      `startWorkers queues must be a non-empty array of queue names, got ${describe(queues)}`,
+    );
+  const seen = new Set<string>();
+  for (const [i, q] of (queues as readonly unknown[]).entries()) {
+    const name = checkQueue(q, `startWorkers queues[${i}]`);
+    if (seen.has(name)) throw new InvalidOptionError(`startWorkers queues lists ${JSON.stringify(name)} twice`);
+    seen.add(name);
+  }
+  return [...seen];
+}
+
 /** Default namespace of an engine. */
 export const DEFAULT_NAMESPACE = "chard";
 
@@ -47,10 +68,18 @@ export const DEFAULT_NAMESPACE = "chard";
 export interface StartWorkersOptions {
   /** Jobs run at once. @defaultValue 5 */
   number?: number;
-  /** The queue these workers serve. @defaultValue "chard" */
+  /** The queue these workers serve (not with `queues`). @defaultValue "chard" */
   queue?: string;
   /**
-   * Stop once the queue is empty and nothing runs (scheduled and periodic jobs are not awaited). @defaultValue false
+   * The queues these workers serve, instead of one `queue`: distinct names, in order of priority.
+   * Each fetch takes from the first queue as many jobs as it can, then from the next (strict
+   * priority: a later queue gets workers only while the earlier ones have no job ready); one pool,
+   * one broker round-trip per turn. @defaultValue `[queue]`
+   */
+  queues?: readonly string[];
+  /**
+   * Stop once the queue (every queue of `queues`) is empty and nothing runs (scheduled and periodic
+   * jobs are not awaited). @defaultValue false
    */
   stopWhenQueueEmpty?: boolean;
   /**
@@ -328,9 +357,9 @@ export class Engine {
   async startWorkers(options: StartWorkersOptions = {}): Promise<void> {
     // Everything up to the pool's start runs before this returns, as in a synchronous function
     // (workersRunning is true at once), but what it throws rejects the promise.
-    const { number = 5, queue = DEFAULT_QUEUE, stopWhenQueueEmpty = false, handleSigterm = false } = options;
+    const { number = 5, stopWhenQueueEmpty = false, handleSigterm = false } = options;
     checkInteger(number, "startWorkers number", 1);
-    checkQueue(queue, "startWorkers queue");
+    const queues = workerQueues(options);
     if (typeof stopWhenQueueEmpty !== "boolean")
       throw new InvalidOptionError(
         `startWorkers stopWhenQueueEmpty must be a boolean, got ${describe(stopWhenQueueEmpty)}`,
@@ -348,7 +377,7 @@ export class Engine {
       this.broker,
       this.namespace,
       this.#lookup,
-      { number, queue, stopWhenQueueEmpty },
+      { number, queues, stopWhenQueueEmpty },
       this.#getResult,
     );
     let signalled = false;

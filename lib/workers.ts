@@ -1,5 +1,5 @@
 /**
- * Workers: the turns and the arbiter of one engine and one queue (executions themselves: execution.ts).
+ * Workers: the turns and the arbiter of one engine and its queues (executions themselves: execution.ts).
  *
  * The pool is a state machine: one `state` field, changed only by `#transition`, which refuses
  * any move not in `NEXT`:
@@ -58,7 +58,8 @@ import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.
 /** Settings of a worker pool, validated by the engine. */
 export interface WorkersSettings {
   number: number;
-  queue: string;
+  /** The queues served, in order: each fetch takes from the first as much as it can, then the next. */
+  queues: readonly string[];
   stopWhenQueueEmpty: boolean;
 }
 
@@ -121,7 +122,7 @@ const EARLY_CANCEL_MS = 60_000;
 /** Most cancels remembered that way (the oldest go first). */
 const EARLY_CANCELS = 10_000;
 
-/** A pool of `number` async workers serving one queue. */
+/** A pool of `number` async workers serving one queue, or several in order. */
 export class Workers {
   readonly #broker: Broker;
   readonly #namespace: string;
@@ -391,7 +392,8 @@ export class Workers {
     this.#acks = [];
     this.#settlers = [];
     this.#reserved += size;
-    const { queue } = this.#settings;
+    const { queues } = this.#settings;
+    const queue = queues.length === 1 ? queues[0]! : queues;
     const events = this.#events;
     const turn: Promise<void> =
       size > 0
@@ -501,7 +503,7 @@ export class Workers {
     }, delay);
   }
 
-  /** With `stopWhenQueueEmpty`: once nothing runs or waits to be acked and the queue is empty, the arbiter stops. */
+  /** With `stopWhenQueueEmpty`: once nothing runs or waits to be acked and every queue is empty, the arbiter stops. */
   #checkEmptied(): void {
     if (
       !this.#settings.stopWhenQueueEmpty ||
@@ -511,9 +513,9 @@ export class Workers {
       this.#turns.size > 0
     )
       return;
-    this.#broker.isQueueEmpty(this.#settings.queue).then(
+    Promise.all(this.#settings.queues.map((q) => this.#broker.isQueueEmpty(q))).then(
       (empty) => {
-        if (empty && this.#state === WorkersState.Running) this.#drain();
+        if (empty.every(Boolean) && this.#state === WorkersState.Running) this.#drain();
       },
       () => undefined, // the next fetch will tell
     );

@@ -176,6 +176,11 @@ describe("task and option validation", () => {
     await expect(e.startWorkers({ number: 0 })).rejects.toThrow(/number must be an integer >= 1/);
     await expect(e.startWorkers({ number: 1.5 })).rejects.toThrow(InvalidOptionError);
     await expect(e.startWorkers({ queue: "" })).rejects.toThrow(/queue/);
+    await expect(e.startWorkers({ queue: "a", queues: ["b"] })).rejects.toThrow(/give queue or queues, not both/);
+    await expect(e.startWorkers({ queues: [] })).rejects.toThrow(/queues must be a non-empty array/);
+    await expect(e.startWorkers({ queues: "a" as unknown as string[] })).rejects.toThrow(InvalidOptionError);
+    await expect(e.startWorkers({ queues: ["a", "_b"] })).rejects.toThrow(/queues\[1\]/);
+    await expect(e.startWorkers({ queues: ["a", "b", "a"] })).rejects.toThrow(/lists "a" twice/);
     await expect(e.startWorkers({ stopWhenQueueEmpty: "yes" as unknown as boolean })).rejects.toThrow(
       /stopWhenQueueEmpty must be a boolean/,
     );

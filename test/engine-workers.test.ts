@@ -171,6 +171,53 @@ describe.each(brokerFactories())("workers on $name", (factory) => {
     expect(ran).toEqual(["a", "b"]);
   });
 
+  test("workers of several queues run the first queue's jobs before the second's, and every listed queue's", async () => {
+    const { engine } = setup();
+    const ran: string[] = [];
+    const task = (queue: string) => engine.task(queue, (i: number) => void ran.push(`${queue}${i}`), { queue });
+    const [low, high, other] = [task("low"), task("high"), task("other")];
+    for (let i = 0; i < 3; i++) await engine.schedule(low, i);
+    for (let i = 0; i < 3; i++) await engine.schedule(high, i);
+    await engine.schedule(other, 0);
+    await engine.startWorkers({ number: 1, queues: ["high", "low"], stopWhenQueueEmpty: true });
+    expect(ran).toEqual(["high0", "high1", "high2", "low0", "low1", "low2"]);
+    expect(await engine.broker.isQueueEmpty("other")).toBe(false); // not listed: not taken
+  });
+
+  test("a job with a priority scheduled after plain jobs runs first, FIFO within a priority", async () => {
+    const { engine } = setup();
+    const ran: string[] = [];
+    const t = engine.task("t", (name: string) => void ran.push(name));
+    await engine.schedule(t, "plain");
+    await engine.schedule(t.with({ priority: -5 }), "low");
+    await engine.schedule(t.with({ priority: 10 }), "urgent");
+    await engine.schedule(t.with({ priority: 10 }), "urgent too");
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(ran).toEqual(["urgent", "urgent too", "plain", "low"]);
+  });
+
+  test("jobs with a negative priority of a limited task all run, one at a time", async () => {
+    const { engine } = setup();
+    let running = 0;
+    let peak = 0;
+    const ran: number[] = [];
+    const t = engine.task(
+      "limited",
+      async (i: number) => {
+        peak = Math.max(peak, ++running);
+        await new Promise((r) => setTimeout(r, 1));
+        ran.push(i);
+        running--;
+      },
+      { maxConcurrency: 1, maxRetries: 1 },
+    );
+    for (let i = 0; i < 3; i++) await engine.schedule(t.with({ priority: -1 }), i);
+    // One worker: its first fetch only moves the jobs from their level to the task's lane.
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(ran).toEqual([0, 1, 2]);
+    expect(peak).toBe(1);
+  });
+
   test("stopWorkers lets running jobs finish, fetches nothing new and sends workerTerminated per worker", async () => {
     const { engine, rec } = setup();
     const names: string[] = [];

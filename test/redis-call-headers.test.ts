@@ -143,6 +143,7 @@ const FINISH_ARGV = (width: number, ids: string, runs: string, lines: string): E
   ["the common case, packed", ids],
   ["the fetch tokens of the ids", runs],
   ["the other jobs, one line each", lines],
+  ["key prefix", k.prefix],
 ];
 
 const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
@@ -159,10 +160,10 @@ const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
   ["result-expiry ZSET", k.resultExpiry],
   ["revoked SET", k.revoked],
   ["progress HASH", k.progress],
-  ["queue LISTs that retried jobs go back to", tail],
+  ["queue LISTs: first the other queues to fetch from", tail],
 ];
 
-const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[]): Expected[] => [
+const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[], queues = 1): Expected[] => [
   ["key prefix", k.prefix],
   ["events channel", k.events],
   ["broker id", BROKER],
@@ -175,9 +176,10 @@ const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[]): Expected[] => 
   ["the record of a revoked job", REVOKED_RECORD],
   ["the acks", acks],
   ["this fetch's token", "42"],
+  ["the number of queues to fetch from", queues],
 ];
 
-const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue = "q"): calls.ScriptCall =>
+const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue: string | string[] = "q"): calls.ScriptCall =>
   calls.fetchCall(k, {
     brokerId: BROKER,
     queue,
@@ -195,10 +197,15 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     const token = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
     const due = [job(), job()];
     const [a, b, later, c] = [job("q"), job("other"), job("q", NOW + 1), job("q")];
+    const [high, low, high2] = [5, -3, 5].map(
+      (priority) =>
+        new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], extras: { priority } }),
+    );
     const keys = (queues: readonly string[]): Expected[] => [
       ["token STRING", k.token(token)],
       ["jobs HASH", k.jobs],
       ["future ZSET", k.future],
+      ["max-concurrency HASH", k.maxConcurrency],
       ["queue LISTs", queues.map((q) => k.queue(q))],
     ];
     const argv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
@@ -208,19 +215,26 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["groups", groups],
       ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
       ["the atMs", at],
+      ["key prefix", k.prefix],
     ];
     return [
       {
         name: "all due, one queue: one group",
         call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, token }),
         keys: keys(["q"]),
-        argv: argv(36, "4 2", due, ""),
+        argv: argv(36, "5 2", due, ""),
       },
       {
         name: "two queues and a job due later: a group per queue, the future group last",
         call: calls.enqueueCall(k, { jobs: [a, b, later, c], nowMs: NOW, token }),
         keys: keys(["q", "other"]),
-        argv: argv(36, "4 2 5 1 0 1", [a, c, b, later], String(NOW + 1)),
+        argv: argv(36, "5 2 6 1 0 1", [a, c, b, later], String(NOW + 1)),
+      },
+      {
+        name: "jobs with priorities: a group per level of their queue",
+        call: calls.enqueueCall(k, { jobs: [high!, a, low!, high2!], nowMs: NOW, token }),
+        keys: keys(["q"]),
+        argv: argv(36, "5:5 2 5 1 5:-3 1", [high!, high2!, a, low!], ""),
       },
     ];
   },
@@ -261,6 +275,12 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         call: fetch(5, [plain, sameQueue, otherQueue, later, kept, progress, otherAgain]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
         argv: FETCH_ARGV(5, [36, plain.job.id, "7 1", lines.join("\n")]),
+      },
+      {
+        name: "two queues, and a retry due now to the second",
+        call: fetch(5, [otherAgain], ["q", "other"]),
+        keys: FETCH_KEYS("q", [k.queue("other")]),
+        argv: FETCH_ARGV(5, [0, "", "", `q 1 ${otherAgain.job.id} 7 14 ${toJSON(otherAgain.job)}`], 2),
       },
     ];
   },
@@ -363,6 +383,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       keys: [
         ["max-concurrency HASH", k.maxConcurrency],
         ["concurrency HASH", k.concurrency],
+        ["jobs HASH", k.jobs],
       ],
       argv: [
         ["key prefix", k.prefix],

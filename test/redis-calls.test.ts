@@ -15,8 +15,9 @@ import { CANCELLED_RETRY_RECORD } from "../lib/results.js";
 const NOW = 1_700_000_000_000;
 const k = namespaceKeys("calls");
 
-const job = (fields: { id?: string; queue?: string; atMs?: number; retries?: number } = {}): Job =>
-  new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], ...fields });
+const job = (
+  fields: { id?: string; queue?: string; atMs?: number; retries?: number; extras?: { priority: number } } = {},
+): Job => new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], ...fields });
 const ended = (j = job(), extra: Partial<FinishedJob> = {}): FinishedJob => ({
   job: j,
   token: "7",
@@ -130,7 +131,7 @@ describe("the packing of acks", () => {
       releases: [{ jobId: a.id, token: "2" }],
       nowMs: NOW,
     });
-    expect(releasesOnly.args.slice(3)).toEqual([0, "", "", `s ${a.id} 2`]);
+    expect(releasesOnly.args.slice(3, 7)).toEqual([0, "", "", `s ${a.id} 2`]);
     const turn = calls.fetchCall(k, {
       brokerId: "b",
       queue: "chard",
@@ -192,13 +193,30 @@ describe("the packing of acks", () => {
 });
 
 describe("the call builders", () => {
+  test("fetchCall lists the other queues it fetches from right after the 13 fixed KEYS, once each, and counts them", () => {
+    const input = { brokerId: "b", maxJobs: 7, nowMs: NOW, leaseMs: 1, uuid: "u", token: "12" };
+    const call = calls.fetchCall(k, { ...input, queue: ["high", "low", "high"], acks: [retry(job({ queue: "low" }))] });
+    expect(call.keys[0]).toBe(k.queue("high"));
+    expect(call.keys.slice(13)).toEqual([k.queue("low")]);
+    expect(call.args.at(-1)).toBe(2);
+    expect(String(call.args[13]).split(" ")[4]).toBe("14"); // the retry to "low" names its key
+  });
+
+  test("enqueueCall sends jobs with a priority as groups of their queue's levels, '<index>:<priority>'", () => {
+    const prio = (priority: number, queue = "q"): Job => job({ queue, extras: { priority } });
+    const [a, b, c, d] = [prio(3), job(), prio(-2, "x"), prio(3)];
+    const call = calls.enqueueCall(k, { jobs: [a, b, c, d], nowMs: NOW, token: "tok" });
+    expect(call.keys.slice(4)).toEqual([k.queue("q"), k.queue("x")]);
+    expect(call.args.slice(3, 5)).toEqual(["5:3 2 5 1 6:-2 1", [a, d, b, c].map(toJSON).join("\n")]);
+  });
+
   test("enqueueCall sends the common batch (all due, one queue) as one group", () => {
     const jobs = [job(), job()];
     const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
     expect(call).toEqual({
       name: "enqueue_jobs",
-      keys: [k.token("tok"), k.jobs, k.future, k.queue("q")],
-      args: [k.events, calls.TOKEN_TTL_MS, 36, "4 2", jobs.map(toJSON).join("\n"), ""],
+      keys: [k.token("tok"), k.jobs, k.future, k.maxConcurrency, k.queue("q")],
+      args: [k.events, calls.TOKEN_TTL_MS, 36, "5 2", jobs.map(toJSON).join("\n"), "", k.prefix],
     });
   });
 
@@ -211,26 +229,27 @@ describe("the call builders", () => {
       job({ atMs: NOW + 1 }),
     ];
     const call = calls.enqueueCall(k, { jobs: [a, b, c, d, e], nowMs: NOW, token: "tok" });
-    expect(call.keys.slice(3)).toEqual([k.queue("x"), k.queue("y")]);
+    expect(call.keys.slice(4)).toEqual([k.queue("x"), k.queue("y")]);
     expect(call.args.slice(3)).toEqual([
-      "4 2 5 1 0 2",
+      "5 2 6 1 0 2",
       [a, d, c, b, e].map(toJSON).join("\n"),
       `${NOW + 2} ${NOW + 1}`,
+      k.prefix,
     ]);
   });
 
   test("enqueueCall sends width 0 for ids of different lengths, and only the future group for jobs all due later", () => {
     const jobs = [job({ id: "a", atMs: NOW + 1 }), job({ id: "bb", atMs: NOW + 1 })];
     const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
-    expect(call.keys).toEqual([k.token("tok"), k.jobs, k.future]);
-    expect(call.args.slice(2)).toEqual([0, "0 2", jobs.map(toJSON).join("\n"), `${NOW + 1} ${NOW + 1}`]);
+    expect(call.keys).toEqual([k.token("tok"), k.jobs, k.future, k.maxConcurrency]);
+    expect(call.args.slice(2)).toEqual([0, "0 2", jobs.map(toJSON).join("\n"), `${NOW + 1} ${NOW + 1}`, k.prefix]);
   });
 
-  test("fetchCall sends the lease expiry as nowMs + leaseMs, no acks as 0, '', '', '', then its token", () => {
+  test("fetchCall sends the lease expiry as nowMs + leaseMs, no acks as 0, '', '', '', then its token and 1 queue", () => {
     const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", token: "12" };
     const call = calls.fetchCall(k, input);
     expect(call.args.slice(2, 7)).toEqual(["b", NOW, NOW + 30_000, 7, "u"]);
-    expect(call.args.slice(10)).toEqual([0, "", "", "", "12"]);
+    expect(call.args.slice(10)).toEqual([0, "", "", "", "12", 1]);
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 

@@ -392,13 +392,15 @@ describe("scripts", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
     expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
-    expect(helpers("set_concurrency_keys")).toEqual([]);
+    const level = ["chard_decode_flags", "chard_set_flag", "chard_push_level"];
+    const reader = ["chard_string_end", "chard_job_options", "chard_read_job"];
+    expect(helpers("set_concurrency_keys")).toEqual([...reader, "chard_chunked", "chard_chunked_list", ...level]);
     expect(helpers("enqueue_jobs")).toEqual([
-      "chard_string_end",
-      "chard_job_options",
-      "chard_read_job",
+      ...reader,
       "chard_split_ids",
+      "chard_chunked",
       "chard_hset_pairs",
+      ...level,
       "chard_job_id",
     ]);
     expect(helpers("revoke_job")).toEqual(["chard_live_state"]);

@@ -13,6 +13,7 @@ import type {
   ResultLookup,
   SlotRelease,
 } from "../../lib/broker.js";
+import { InvalidOptionError } from "../../lib/errors.js";
 import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
@@ -70,7 +71,7 @@ export interface EnqueueCallInput {
  * one group. @throws SerializationError (from toJSON) before anything is sent.
  */
 export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCallInput): ScriptCall {
-  const keys = [k.token(token), k.jobs, k.future];
+  const keys = [k.token(token), k.jobs, k.future, k.maxConcurrency];
   const jsons = toJSONAll(jobs);
   const queue = jobs[0]?.queue;
   let width = -1;
@@ -78,7 +79,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (width !== 0) width = idWidth(width, job.id);
-    if (!isDue(job.atMs, nowMs) || job.queue !== queue) oneGroup = false;
+    if (!isDue(job.atMs, nowMs) || job.queue !== queue || job.priority !== 0) oneGroup = false;
   }
   if (width < 0) width = 0;
   if (oneGroup && queue !== undefined) {
@@ -86,10 +87,12 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
     return {
       name: "enqueue_jobs",
       keys,
-      args: [k.events, TOKEN_TTL_MS, width, `${keys.length} ${jobs.length}`, jsons.join("\n"), ""],
+      args: [k.events, TOKEN_TTL_MS, width, `${keys.length} ${jobs.length}`, jsons.join("\n"), "", k.prefix],
     };
   }
-  const groups = new Map<number, string[]>(); // KEYS index of a queue -> its JSONs, in batch order
+  // Target -> its JSONs, in batch order: the KEYS index of a queue, "<index>:<priority>" for a
+  // level of it, "0" for the future set (last).
+  const groups = new Map<string, string[]>();
   const index = new Map<string, number>();
   const later: string[] = [];
   const at: number[] = [];
@@ -99,23 +102,28 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
       at.push(job.atMs);
       return;
     }
-    const target = queueKeys(k, keys, job.queue, index);
+    const queueIndex = queueKeys(k, keys, job.queue, index);
+    const target = job.priority === 0 ? String(queueIndex) : `${queueIndex}:${job.priority}`;
     const group = groups.get(target);
     if (group) group.push(jsons[i]!);
     else groups.set(target, [jsons[i]!]);
   });
-  if (later.length > 0) groups.set(0, later);
+  if (later.length > 0) groups.set("0", later);
   const heads = [...groups].map(([target, g]) => `${target} ${g.length}`).join(" ");
   const packed = [...groups.values()].map((g) => g.join("\n")).join("\n");
-  return { name: "enqueue_jobs", keys, args: [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" ")] };
+  return {
+    name: "enqueue_jobs",
+    keys,
+    args: [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" "), k.prefix],
+  };
 }
 
 /** Inputs of `fetchCall`. */
 export interface FetchCallInput {
   /** The broker taking its turn. */
   readonly brokerId: string;
-  /** The queue jobs are taken from. */
-  readonly queue: string;
+  /** The queue jobs are taken from, or the queues, in order (strict priority between them). */
+  readonly queue: string | readonly string[];
   /** How many jobs to take at most (0: acks, lease and due jobs only). */
   readonly maxJobs: number;
   /** Now (epoch ms). */
@@ -135,15 +143,17 @@ export interface FetchCallInput {
 /**
  * fetch_jobs.lua: a worker's turn. `acks` are acknowledged first (packed as `finishCall` packs
  * them, their retry queues after the fixed KEYS); `uuid` is a fresh random UUID the ids of
- * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry) before
- * anything is sent.
+ * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry), or
+ * InvalidOptionError (no queue), before anything is sent.
  */
 export function fetchCall(
   k: NamespaceKeys,
   { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [], releases = [], token }: FetchCallInput,
 ): ScriptCall {
+  const queues = typeof queue === "string" ? [queue] : [...new Set(queue)];
+  if (queues.length === 0) throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
   const keys = [
-    k.queue(queue),
+    k.queue(queues[0]!),
     k.future,
     k.periodic,
     k.periodicTasks,
@@ -169,9 +179,12 @@ export function fetchCall(
     DEFAULT_RESULT_TTL_MS,
     REVOKED_RECORD,
   ];
+  // The other queues fetched from, KEYS[14..12+n]; a retry to any of them names its key.
+  const index = new Map([[queues[0]!, 1]]);
+  for (const q of queues.slice(1)) queueKeys(k, keys, q, index);
   if (acks.length === 0 && releases.length === 0) args.push(0, "", "", "");
-  else args.push(...packAcks(k, keys, new Map([[queue, 1]]), acks, releases, nowMs));
-  args.push(token);
+  else args.push(...packAcks(k, keys, index, acks, releases, nowMs));
+  args.push(token, queues.length);
   return { name: "fetch_jobs", keys, args };
 }
 
@@ -241,7 +254,7 @@ export function finishCall(k: NamespaceKeys, { brokerId, acks, releases = [], no
     k.progress,
   ];
   const packed = packAcks(k, keys, new Map(), acks, releases, nowMs);
-  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed] };
+  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed, k.prefix] };
 }
 
 /**
@@ -453,7 +466,7 @@ export interface ConcurrencyCallInput {
 export function concurrencyCall(k: NamespaceKeys, { tasks }: ConcurrencyCallInput): ScriptCall {
   return {
     name: "set_concurrency_keys",
-    keys: [k.maxConcurrency, k.concurrency],
+    keys: [k.maxConcurrency, k.concurrency, k.jobs],
     args: [k.prefix, ...tasks.flatMap((t) => [t.name, t.limit === undefined ? "" : t.limit])],
   };
 }

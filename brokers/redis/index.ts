@@ -256,13 +256,14 @@ export class RedisBroker extends BaseBroker {
 
   /**
    * A worker's turn in one script call: acknowledges `acks` as `finishJobs` does, then renews the
-   * lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of `queue`.
+   * lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of `queue`
+   * (of each queue in turn when given several).
    * Not retried: when the reply is lost (it throws) or the call turns out to be a repeat of one
    * already applied, its token is remembered and `keepAlive` puts back what it took. The caller
    * sends the acks again (they are fenced). @throws RedisConnectionError, RedisReplyError
    */
   async fetchJobs(
-    queue: string,
+    queue: string | readonly string[],
     maxJobs: number,
     acks: readonly FinishedJob[] = [],
     releases: readonly SlotRelease[] = [],
@@ -283,7 +284,8 @@ export class RedisBroker extends BaseBroker {
       this.#lostFetches.add(token);
     }
     if (acks.length > 0) this.#acked(acks, reply, now);
-    const unreadable = this.#unreadable(reply.dropped, queue, `namespace "${this.namespace}"`);
+    const first = typeof queue === "string" ? queue : (queue[0] ?? "");
+    const unreadable = this.#unreadable(reply.dropped, first, `namespace "${this.namespace}"`);
     const revoked = reply.revoked.length > 0 ? calls.parseJobs(reply.revoked, JobStatus.Failed) : [];
     const jsons = reply.jsons;
     const jobs: Job[] = [];
@@ -293,7 +295,7 @@ export class RedisBroker extends BaseBroker {
         jobs.push(fromJSON(jsons[i]!, JobStatus.Running));
       } catch (e) {
         // Not a job after all: the next keepAlive ends it (reclaim_orphans.lua), and says so.
-        getLogger().error(`a corrupt entry of queue "${queue}" will be failed`, e);
+        getLogger().error(`a corrupt entry of queue ${JSON.stringify(queue)} will be failed`, e);
         partial = true;
       }
     }
@@ -313,7 +315,7 @@ export class RedisBroker extends BaseBroker {
    * are logged and left out, as `finishJobs` would throw them away: the fetch goes on without them.
    */
   #turnCall(
-    queue: string,
+    queue: string | readonly string[],
     count: number,
     now: number,
     acks: readonly FinishedJob[],
@@ -521,11 +523,15 @@ export class RedisBroker extends BaseBroker {
     return jobs;
   }
 
-  /** True when `queue` holds no Queued job (LLEN). @throws RedisConnectionError */
+  /**
+   * True when `queue` holds no Queued job: its LIST, its lanes and its levels (listed in its
+   * prios ZSET while they hold jobs) do not exist (one EXISTS). @throws RedisConnectionError
+   */
   async isQueueEmpty(queue: string): Promise<boolean> {
+    const k = this.#k;
     return clientCall(
       "isQueueEmpty",
-      async () => (await this.#client.exists(this.#k.queue(queue), this.#k.lanes(queue))) === 0,
+      async () => (await this.#client.exists(k.queue(queue), k.lanes(queue), k.prios(queue))) === 0,
     );
   }
 

@@ -14,6 +14,8 @@
  * | `<p>:lane:<queue>:t:<task>` | LIST  | ids of Queued jobs of a limited task (its lane), FIFO |
  * | `<p>:lanes:<queue>`        | ZSET   | tasks whose lane holds jobs, score = when it last gave one (ms) |
  * | `<p>:lane-queues`          | SET    | queues that have had lanes (a task set back to unlimited empties its lanes) |
+ * | `<p>:prio:<n>:<queue>`     | LIST   | ids of Queued jobs of priority n (not 0): a level of the queue, FIFO |
+ * | `<p>:prios:<queue>`        | ZSET   | the levels of the queue that hold jobs: member n, score -n (highest first) |
  * | `<p>:future`               | ZSET   | ids of Waiting jobs, score = atMs                  |
  * | `<p>:running:<brokerId>`   | HASH   | job id -> fetch token of the jobs Running there    |
  * | `<p>:unannounced:<broker>` | HASH | job id -> "f"/"c" + JSON: ended by its recovery, not announced |
@@ -21,7 +23,7 @@
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
  * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
  * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..,"source":..}` |
- * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only)            |
+ * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only); field "" = the flags, JSON |
  * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
  * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min) |
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
@@ -29,6 +31,10 @@
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
  * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel)    |
  * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
+ *
+ * The flags in the field "" of `<p>:max-concurrency` (no task has an empty name) are a JSON object
+ * such as `{"prio:<queue>":true}`: set while the queue has levels (see `<p>:prios:<queue>`), read
+ * by each fetch with the limits, so a queue without priorities costs no command more.
  *
  * A job's JSON is stored once, in `<p>:jobs`; queues, the future set and running HASHes hold its id,
  * so the scripts move ids (short, fixed-width) and read or write the JSON once per state change.
@@ -93,6 +99,13 @@ export interface NamespaceKeys {
   lane(queue: string, task: string): string;
   /** The tasks of a queue whose lane holds jobs (ZSET, score = when the lane last gave a job, ms). */
   lanes(queue: string): string;
+  /**
+   * The level of priority `priority` (not 0) of a queue: a LIST of job ids (see chard_push_level).
+   * The priority comes before the queue's name, so that no queue name can make it another key.
+   */
+  level(queue: string, priority: number): string;
+  /** The levels of a queue that hold jobs (ZSET: member = the priority as text, score = minus it). */
+  prios(queue: string): string;
   /** The HASH of the jobs running on a broker (job id -> fetch token; see fetch_jobs.lua). */
   running(brokerId: string): string;
   /** The idempotency marker of one enqueue call. */
@@ -123,6 +136,8 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     queue: (queue) => `${p}:queue:${queue}`,
     lane: (queue, task) => `${p}:lane:${queue}:t:${task}`,
     lanes: (queue) => `${p}:lanes:${queue}`,
+    level: (queue, priority) => `${p}:prio:${priority}:${queue}`,
+    prios: (queue) => `${p}:prios:${queue}`,
     running: (brokerId) => `${p}:running:${brokerId}`,
     token: (uuid) => `${p}:token:${uuid}`,
     unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,

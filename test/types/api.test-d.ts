@@ -107,6 +107,14 @@ describe("workers", () => {
     void engine.startWorkers({ handleSigterm: { timeout: "25s" } });
   });
 
+  test("startWorkers takes one queue or a list of queues (a readonly array too)", () => {
+    expectTypeOf(engine.startWorkers({ queues: ["high", "default"] })).toEqualTypeOf<Promise<void>>();
+    const queues = ["high", "default"] as const;
+    expectTypeOf(engine.startWorkers({ queues })).toEqualTypeOf<Promise<void>>();
+    // @ts-expect-error queues are names
+    void engine.startWorkers({ queues: [1] });
+  });
+
   test("stopWorkers and close take an optional deadline, seconds or a Duration", () => {
     expectTypeOf(engine.stopWorkers()).toEqualTypeOf<Promise<void>>();
     expectTypeOf(engine.stopWorkers({ timeout: 10 })).toEqualTypeOf<Promise<void>>();

@@ -205,6 +205,59 @@ local function chard_hset_pairs(key, args)
   end
 end
 
+-- The flags of a namespace, kept in the field "" of the max-concurrency HASH (no task has an empty
+-- name, so no limit can be there): a JSON object flag -> true, such as {"prio:default":true} while
+-- queue "default" has jobs waiting at a priority other than 0 (in its levels). Decodes
+-- `raw`, the field's value (false or nil when there is none); an unreadable value has no flag.
+local function chard_decode_flags(raw)
+  if not raw then return {} end
+  local ok, flags = pcall(cjson.decode, raw)
+  if ok and type(flags) == 'table' then return flags end
+  return {}
+end
+
+-- Sets (`on` true) or clears flag `flag` in the flags field "" of the max-concurrency HASH
+-- `max_key` (decoded by chard_decode_flags): one HGET, then one HSET (or HDEL of the field when
+-- no flag is left) only when it changes.
+local function chard_set_flag(max_key, flag, on)
+  local flags = chard_decode_flags(redis.call('HGET', max_key, ''))
+  if (flags[flag] == true) == on then return end
+  if on then flags[flag] = true else flags[flag] = nil end
+  if next(flags) == nil then
+    redis.call('HDEL', max_key, '')
+  else
+    redis.call('HSET', max_key, '', cjson.encode(flags))
+  end
+end
+
+-- Queues the ready jobs `ids` of queue `queue` whose priority is `prio` (an integer other than 0)
+-- in their level, the LIST prefix..":prio:"..prio..":"..queue (FIFO; the priority comes first in
+-- the key so that no queue name can make it another queue's key): at its tail, or with `front`
+-- at its front (LPUSH: the last of `ids` ends first). The level is listed in the ZSET
+-- prefix..":prios:"..queue (member: the priority as decimal text, score: minus it, so the
+-- highest comes first); when it is new there, the flag "prio:<queue>" is set (chard_set_flag),
+-- which the fetch reads with the limits: the flag is set exactly while that ZSET is not empty.
+-- `flags`, when given, is the caller's copy of the flags, updated too.
+local function chard_push_level(prefix, max_key, flags, queue, prio, ids, front)
+  local n = string.format('%d', prio)
+  chard_chunked(front and 'LPUSH' or 'RPUSH', prefix .. ':prio:' .. n .. ':' .. queue, ids)
+  if redis.call('ZADD', prefix .. ':prios:' .. queue, 'NX', string.format('%d', -prio), n) == 1 then
+    chard_set_flag(max_key, 'prio:' .. queue, true)
+  end
+  if flags then flags['prio:' .. queue] = true end
+end
+
+-- Queues the ready job `id` of queue `queue` by its priority `prio` (nil or 0: the queue LIST
+-- prefix..":queue:"..queue; else its level, see chard_push_level), at the tail, or at the front
+-- with `front`. Jobs of limited tasks too: the fetch moves them to their task's lane.
+local function chard_push_ready(prefix, max_key, flags, queue, prio, id, front)
+  if prio and prio ~= 0 then
+    chard_push_level(prefix, max_key, flags, queue, prio, { id }, front)
+  else
+    redis.call(front and 'LPUSH' or 'RPUSH', prefix .. ':queue:' .. queue, id)
+  end
+end
+
 -- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job:
 -- appends the pair (id, JSON or false) to `list`; with a JSON, also appends `id` to `unreadable`
 -- (when given), the jobs to end with chard_end_unreadable.
@@ -230,8 +283,8 @@ end
 -- its concurrency slot; a job cancelled while it ran (`cancelled`) is reported cancelled (it
 -- fails, never runs again); a retryable job (retries < maxRetries) gets retries + 1, rewritten in
 -- place in the jobs HASH (lib/jobs.ts writes "retries" right after "id", so the first match is the
--- top-level one), and goes to the tail of its queue (key built from `prefix`, same hash tag) with
--- no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported
+-- top-level one), and goes to the tail of its queue, by its priority (chard_push_ready; keys built
+-- from `prefix`, same hash tag) with no backoff; any other is reported failed. A missing or corrupt entry is forgotten and reported
 -- (chard_corrupt). Appends to out.requeued / out.failed / out.cancelled (JSONs), out.dropped
 -- (pairs) and out.failed_ids / out.cancelled_ids / out.lost_ids / out.unreadable_ids.
 local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out, cancelled)
@@ -248,7 +301,7 @@ local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out
   elseif job.retries < job.maxRetries then
     local new = string.gsub(json, '"retries":%-?%d+', '"retries":' .. string.format('%d', job.retries + 1), 1)
     redis.call('HSET', jobs_key, id, new)
-    redis.call('RPUSH', prefix .. ':queue:' .. job.queue, id)
+    chard_push_ready(prefix, max_key, nil, job.queue, job.prio, id, false)
     out.requeued[#out.requeued + 1] = new
   else
     out.failed[#out.failed + 1] = json
@@ -341,14 +394,23 @@ local function chard_end_unreadable(jobs_key, results_key, expiry_key, channel, 
   chard_jobs_ended(jobs_key, results_key, expiry_key, channel, ids, nil, now, chard_unreadable_record(), ttl)
 end
 
--- The max-concurrency HASH as a table (task -> limit), or false when no task is limited: read
--- once per call, by the acknowledgements and the fetch of a turn alike.
+-- The max-concurrency HASH as a table (task -> limit), or false when no task is limited, and the
+-- namespace's flags (chard_decode_flags: its field "", left out of the limits, so a namespace with
+-- flags and no limit takes the cheap path of the fetch), or nil when it has none: read once per
+-- call, by the acknowledgements and the fetch of a turn alike.
 local function chard_limits(max_key)
   local flat = redis.call('HGETALL', max_key)
-  if #flat == 0 then return false end
-  local limits = {}
-  for i = 1, #flat, 2 do limits[flat[i]] = tonumber(flat[i + 1]) end
-  return limits
+  if #flat == 0 then return false, nil end
+  local limits, any, flags = {}, false, nil
+  for i = 1, #flat, 2 do
+    if flat[i] == '' then
+      flags = chard_decode_flags(flat[i + 1])
+    else
+      limits[flat[i]] = tonumber(flat[i + 1])
+      any = true
+    end
+  end
+  return any and limits, flags
 end
 
 -- The helpers below are the parts of chard_finish_jobs, the acknowledgement of a batch (see
@@ -516,7 +578,8 @@ end
 -- Applies the applied ones of `lines` (kind, position, id, token, and a number and text per kind;
 -- see finish_jobs.lua ARGV[7]): a retry stores its new JSON (one HSET for all) and goes to the
 -- future ZSET at atMs (`f`) or to the queue LIST keys.by_index[keyIndex] (`q`: keyIndex is an
--- index of the script's KEYS); an ended job is appended to `ended` and, with its record kept
+-- index of the script's KEYS), or, when its JSON has a priority other than 0, to that level of
+-- its queue (chard_push_level); an ended job is appended to `ended` and, with its record kept
 -- (`r`), to `records`; an upper-case kind also forgets the job's progress (one HDEL for all).
 -- A retry of a job cancelled while it ran (`marked`, from chard_take_ours) is not retried: it
 -- ends with the cancelled-retry record (kept 1 hour, as recovery keeps CANCELLED_RECORD), its
@@ -543,7 +606,13 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records, marke
         if lower == 'f' then
           redis.call('ZADD', keys.future, line[5], id)
         else
-          redis.call('RPUSH', keys.by_index[tonumber(line[5])], id)
+          -- A job with a priority goes to its level (the plain find keeps plain jobs cheap).
+          local job = string.find(line[6], ',"prio":', 1, true) and chard_read_job(line[6])
+          if job and job.prio and job.prio ~= 0 then
+            chard_push_level(keys.prefix, keys.max_concurrency, keys.flags, job.queue, job.prio, { id }, false)
+          else
+            redis.call('RPUSH', keys.by_index[tonumber(line[5])], id)
+          end
         end
         retried = true
       else
@@ -619,7 +688,9 @@ end
 --   { running = running HASH of this broker, max_concurrency = max-concurrency HASH,
 --     concurrency = concurrency HASH, future = future ZSET, jobs = jobs HASH,
 --     results = results HASH, result_expiry = result-expiry ZSET, progress = progress HASH,
---     by_index = the script's KEYS (a retry due now goes to the queue at its line's keyIndex) }
+--     by_index = the script's KEYS (a retry due now goes to the queue at its line's keyIndex),
+--     prefix = the key prefix (a retry with a priority goes to its level: chard_push_level),
+--     flags = the caller's copy of the flags (as read with the limits), or nil }
 -- `width`, `packed`, `runs` and `packed_lines` are finish_jobs.lua's ARGV[4] to ARGV[7] (see its
 -- header). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
 -- here when needed.

@@ -2,7 +2,9 @@
 -- KEYS[1]   token STRING <p>:token:<uuid>, one per logical enqueue call (kept across retries)
 -- KEYS[2]   jobs HASH (job id -> job JSON)
 -- KEYS[3]   future ZSET (job ids, score = atMs)
--- KEYS[4..] queue LISTs (job ids) of the due jobs of the batch
+-- KEYS[4]   max-concurrency HASH: its field "" holds the flags, "prio:<queue>" set here when a job
+--           enters a new level of a queue (see chard_push_level)
+-- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
 -- ARGV[1]   events channel (published to once)
 -- ARGV[2]   token TTL in ms
 -- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
@@ -10,10 +12,15 @@
 --           id is read from its JSON as chard_job_id does
 -- ARGV[4]   groups, "<target> <count> <target> <count> ...": the first <count> jobs of ARGV[5]
 --           go to <target>, the next ones to the next target... <target> is the KEYS index of a
---           queue, or 0 for the future set. The common batch (all due, one queue) is one group.
+--           queue, or 0 for the future set, or "<KEYS index of a queue>:<priority>" for jobs due
+--           with a priority other than 0: they go to that level of the queue, the LIST
+--           prefix..":prio:"..priority..":"..queue (chard_push_level). The common batch (all due, one
+--           queue, no priority) is one group.
 -- ARGV[5]   the jobs' JSONs, exactly as toJSON writes them, "\n"-separated, in group order and in
 --           batch order within a group (so within each queue)
 -- ARGV[6]   the atMs of the jobs of the future group, space-separated, in their order ("" if none)
+-- ARGV[7]   key prefix "{chard:<ns>}": the levels are built here from it and the queue's name
+--           (KEYS[i] is prefix..":queue:"..queue; same hash tag, same Cluster slot)
 -- Returns 0 when stored, 1 (DUPLICATE) when the token existed: an earlier attempt of this very
 -- call already stored the batch, so nothing is stored twice.
 -- A CHARD_ARGS error, before anything is written, when the arguments do not describe a batch.
@@ -24,15 +31,20 @@ local function bad(what)
 end
 
 -- Every entry is checked before anything is written: a script's writes are not rolled back.
-local targets, counts, total = {}, {}, 0
+local targets, prios, counts, total = {}, {}, {}, 0
 do
   local fields = chard_split_ids(ARGV[4], 0)
   for i = 1, #fields, 2 do
-    local target, count = tonumber(fields[i]), tonumber(fields[i + 1])
-    if not target or not count or count < 1 or (target ~= 0 and (target < 4 or not KEYS[target])) then
+    local target, count, prio = tonumber(fields[i]), tonumber(fields[i + 1]), nil
+    if not target then
+      local t, p = string.match(fields[i], '^(%d+):(%-?%d+)$')
+      target, prio = tonumber(t), tonumber(p)
+      if prio == 0 or target == 0 then target = nil end
+    end
+    if not target or not count or count < 1 or (target ~= 0 and (target < 5 or not KEYS[target])) then
       return bad('bad groups: ' .. string.sub(ARGV[4], 1, 100))
     end
-    targets[#targets + 1], counts[#counts + 1] = target, count
+    targets[#targets + 1], prios[#targets + 1], counts[#counts + 1] = target, prio or false, count
     total = total + count
   end
 end
@@ -85,6 +97,11 @@ for g, target in ipairs(targets) do
       scored[#scored + 1] = ids[i]
     end
     for i = 1, #scored, 2000 do redis.call('ZADD', KEYS[3], unpack(scored, i, math.min(i + 1999, #scored))) end
+  elseif prios[g] then
+    local queue = string.sub(KEYS[target], #ARGV[7] + 8)
+    local level = {}
+    for i = first, last do level[#level + 1] = ids[i] end
+    chard_push_level(ARGV[7], KEYS[4], nil, queue, prios[g], level, false)
   else
     for i = first, last, 1000 do redis.call('RPUSH', KEYS[target], unpack(ids, i, math.min(i + 999, last))) end
   end

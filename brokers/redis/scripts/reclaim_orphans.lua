@@ -4,7 +4,7 @@
 -- its lease: no one would ever recover them. Each fetch stores its jobs under its own token, and
 -- the broker names the tokens of the fetches it never got a reply for: their jobs never started,
 -- so each goes back to the FRONT of its queue (a limited task's job: of its task's lane, see
--- fetch_jobs.lua), its JSON unchanged (same retries: no attempt was
+-- fetch_jobs.lua; a job with a priority: of its level, see chard_push_level), its JSON unchanged (same retries: no attempt was
 -- made), and its concurrency slot is released. Entries of other tokens are left alone, so a
 -- reclaim applied late (after later fetches, e.g. re-sent after NOSCRIPT) or twice is harmless:
 -- a job put back and fetched again has a new token. A job cancelled meanwhile ("c" entry) is
@@ -25,8 +25,8 @@
 -- ARGV[1]   key prefix "{chard:<ns>}": an orphan goes back to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (a limited task's: its lane
 --           prefix..":lane:"..queue..":t:"..task, listed in prefix..":lanes:"..queue and the queue in
---           prefix..":lane-queues"; same hash tag,
---           same Cluster slot)
+--           prefix..":lane-queues"; a job with a priority: its level prefix..":prio:"..priority..":"..queue,
+--           listed in prefix..":prios:"..queue and flagged in KEYS[2]; same hash tag, same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was put back)
 -- ARGV[3]   lost tokens: of the fetches whose reply this broker never got, space-separated (their
 --           jobs are put back)
@@ -61,8 +61,8 @@ for k = 1, #flat, 2 do
         redis.call('LPUSH', prefix .. ':lane:' .. job.queue .. ':t:' .. job.task, id)
         redis.call('ZADD', prefix .. ':lanes:' .. job.queue, 'NX', '0', job.task)
         redis.call('SADD', prefix .. ':lane-queues', job.queue)
-      else
-        redis.call('LPUSH', prefix .. ':queue:' .. job.queue, id)
+      else -- to the front of its queue LIST, or of its level when it has a priority
+        chard_push_ready(prefix, max_key, nil, job.queue, job.prio, id, true)
       end
       put_back[#put_back + 1] = json
     else

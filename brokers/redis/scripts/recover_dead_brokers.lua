@@ -12,7 +12,9 @@
 -- KEYS[9..] running HASH (job id -> fetch token) of each candidate broker, in the order of their
 --           ids in ARGV[8..]
 -- ARGV[1]   key prefix "{chard:<ns>}": a requeued job goes to the queue named in its JSON, whose
---           key is built here as prefix..":queue:"..queue (same hash tag, same Cluster slot)
+--           key is built here as prefix..":queue:"..queue, or with a priority to its level
+--           prefix..":prio:"..priority..":"..queue, listed in prefix..":prios:"..queue and flagged in
+--           KEYS[2] (chard_push_level; same hash tag, same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was requeued or a concurrency slot freed)
 -- ARGV[3]   now (epoch ms)
 -- ARGV[4]   results channel (ids of the jobs failed here are published to it)

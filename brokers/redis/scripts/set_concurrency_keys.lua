@@ -1,6 +1,7 @@
 -- set_concurrency_keys.lua: records the concurrency limits of the given tasks.
 -- KEYS[1]   max-concurrency HASH (task name -> limit)
 -- KEYS[2]   concurrency HASH (task name -> jobs running now)
+-- KEYS[3]   jobs HASH (job id -> job JSON: read for the priorities of the jobs of a lane put back)
 -- ARGV[1]   key prefix "{chard:<ns>}": the lane of a task in a queue is built here as
 --           prefix..":lane:"..queue..":t:"..task, listed in prefix..":lanes:"..queue, and the
 --           queues that have had lanes are the SET prefix..":lane-queues" (same hash tag)
@@ -8,22 +9,39 @@
 -- A limited task gets its limit (overwritten) and a counter initialised to 0 only if missing, so
 -- jobs running now stay counted. An unlimited task is removed from both hashes: only limited
 -- tasks are tracked; the jobs waiting in its lane of each queue (it was limited before) go back to
--- the front of the queue LIST, in their order (a rare call: O(jobs in that lane)). Tasks absent
--- from this call are left alone. Applied twice, the second call finds nothing more to change.
+-- the front of the queue LIST, in their order, those with a priority to the front of their level
+-- (chard_push_level; a rare call: O(jobs in that lane)). Tasks absent from this call are left
+-- alone; so is the field "" of KEYS[1], the namespace's flags (no task has an empty name).
+-- Applied twice, the second call finds nothing more to change.
 -- Returns the number of limited tasks.
 local limited, prefix = 0, ARGV[1]
--- Puts the jobs of the lane of task `name` in `queue` back to the front of the queue LIST.
+-- Puts the jobs of the lane of task `name` in `queue` back to the front of the queue LIST (those
+-- with a priority: of their level), in their order.
 local function unlane(queue, name)
   local lane = prefix .. ':lane:' .. queue .. ':t:' .. name
   local ids = redis.call('LRANGE', lane, 0, -1)
-  -- LPUSH a b c leaves c first: push from the last to the first, in chunks.
-  for last = #ids, 1, -1000 do
-    local chunk = {}
-    for j = last, math.max(1, last - 999), -1 do chunk[#chunk + 1] = ids[j] end
-    redis.call('LPUSH', prefix .. ':queue:' .. queue, unpack(chunk))
+  local jsons = chard_chunked_list('HMGET', KEYS[3], ids)
+  -- LPUSH a b c leaves c first: each destination gets its ids from the last to the first.
+  local plain, levels, order = {}, {}, {}
+  for j = #ids, 1, -1 do
+    local job = jsons[j] and string.find(jsons[j], ',"prio":', 1, true) and chard_read_job(jsons[j])
+    if job and job.prio and job.prio ~= 0 then
+      if not levels[job.prio] then
+        levels[job.prio] = {}
+        order[#order + 1] = job.prio
+      end
+      table.insert(levels[job.prio], ids[j])
+    else
+      plain[#plain + 1] = ids[j]
+    end
   end
+  chard_chunked('LPUSH', prefix .. ':queue:' .. queue, plain)
+  for _, prio in ipairs(order) do chard_push_level(prefix, KEYS[1], nil, queue, prio, levels[prio], true) end
   redis.call('DEL', lane)
   redis.call('ZREM', prefix .. ':lanes:' .. queue, name)
+end
+for i = 2, #ARGV, 2 do -- checked first: a script's writes are not rolled back
+  if ARGV[i] == '' then return redis.error_reply('CHARD_ARGS set_concurrency_keys: a task name is not empty') end
 end
 for i = 2, #ARGV, 2 do
   local name, limit = ARGV[i], ARGV[i + 1]
