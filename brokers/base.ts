@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type {
   Broker,
+  Duplicate,
+  KeyLookup,
   FetchResult,
   FinishedJob,
   JobState,
@@ -171,7 +173,8 @@ export abstract class BaseBroker implements Broker {
   abstract getProgress(id: string): Promise<string | undefined>;
   abstract start(): Promise<void>;
   abstract stop(): Promise<void>;
-  abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;
+  abstract enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
+  abstract getJobByKey(key: string): Promise<KeyLookup | undefined>;
   abstract fetchJobs(queue: string, maxJobs: number, acks?: readonly FinishedJob[]): Promise<FetchResult>;
   abstract finishJobs(finished: readonly FinishedJob[]): Promise<number[]>;
   abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;

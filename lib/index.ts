@@ -2,7 +2,13 @@
  * Chard: background jobs for TypeScript, on Redis or in memory.
  * Every name of the public API contract is exported here.
  */
-export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions, type StopWorkersOptions } from "./engine.js";
+export {
+  Engine,
+  DEFAULT_NAMESPACE,
+  type KeyHolder,
+  type StartWorkersOptions,
+  type StopWorkersOptions,
+} from "./engine.js";
 export {
   Task,
   Tasks,
@@ -47,6 +53,7 @@ export {
   SafeNamedSignal,
   type Receiver,
   type JobPayload,
+  type JobDeduplicatedPayload,
   type JobErrorPayload,
   type JobResultPayload,
   type JobOutputPayload,
@@ -61,6 +68,10 @@ export type { DurationInput } from "./durations.js";
 export type { PeriodicTaskInfo } from "./periodic.js";
 export type {
   Broker,
+  Duplicate,
+  DuplicateAction,
+  KeyLookup,
+  KeyState,
   FetchResult,
   FinishedJob,
   JobState,

@@ -129,7 +129,7 @@ describe("the packing of acks", () => {
       releases: [{ jobId: a.id, token: "2" }],
       nowMs: NOW,
     });
-    expect(releasesOnly.args.slice(3)).toEqual([0, "", "", `s ${a.id} 2`]);
+    expect(releasesOnly.args.slice(3, 7)).toEqual([0, "", "", `s ${a.id} 2`]);
     const turn = calls.fetchCall(k, {
       brokerId: "b",
       queue: "chard",

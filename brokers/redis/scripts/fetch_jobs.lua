@@ -47,8 +47,9 @@
 -- ZSET prefix..":lanes:"..queue (task -> when the lane last gave a job), and the queues that have
 -- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from
 -- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue).
--- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
--- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
+-- Revoked jobs popped from the queue are dropped, never run: their record is kept, their key (if
+-- any, and still theirs) released or given its ttl, and they are returned apart, so the worker
+-- sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); one whose JSON is not a job (read here for due future jobs and with concurrency
 -- limits) is ended with the record of an unreadable job (chard_end_unreadable), and reported with
 -- the dropped entries so the worker sends jobFailed. Without concurrency limits the JSONs are not
@@ -73,7 +74,8 @@ if max_jobs > 0 then limits = chard_limits(max_key) end
 local notify, taken_over = false, {}
 if ARGV[12] ~= '' or ARGV[14] ~= '' then
   local keys = { running = running_key, max_concurrency = max_key, concurrency = cur_key, future = future_key,
-    jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[13], by_index = KEYS }
+    jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[13], by_index = KEYS,
+    prefix = prefix }
   notify, taken_over = chard_finish_jobs(keys, ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13], ARGV[14])
 end
 local token, repeated = ARGV[15], false
@@ -363,6 +365,7 @@ if max_jobs > 0 then
   if limits then accepted = take_limited(limits, max_jobs) else accepted = take(ARGV[6]) end
   if #revoked_ids > 0 then
     chard_chunked('SREM', revoked_key, revoked_ids)
+    chard_keys_ended(prefix, revoked, now) -- released at revoke already, unless an older version revoked it
     chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[8], revoked_ids, nil, now, ARGV[10], ARGV[9])
   end
 end
