@@ -1,10 +1,11 @@
 /** Job keys and their duplicate policies (keep, replace, debounce, throttle), on both brokers. */
 import { describe, expect, test } from "vitest";
 import { Batch } from "../lib/tasks.js";
-import { JobStatus, type Job } from "../lib/jobs.js";
+import { Job, JobStatus } from "../lib/jobs.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { signals } from "../lib/signals.js";
 import type { DuplicateAction } from "../lib/broker.js";
+import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
 import { deferred, recordSignals, trackEngine, until } from "./helpers/engines.js";
@@ -329,5 +330,61 @@ describe.each(brokerFactories())("job keys on $name", (factory) => {
     const dup: Job = await engine.schedule(add.with({ key: "k" }), 0, 0);
     await drain();
     expect(await dup.result()).toBe(42);
+  });
+});
+
+describe.each(brokerFactories())("job keys at the broker seam on $name", (factory) => {
+  const bed = brokerBed(factory.world);
+  const keyedJob = (key: string, ttl = 0): Job =>
+    new Job({
+      taskName: "t",
+      queue: "q",
+      atMs: bed.clock.now(),
+      maxRetries: 0,
+      taskArgs: [],
+      extras: { key, keyPolicy: "keep", keyTtlMs: ttl },
+    });
+
+  test("a keyed job failed by the recovery of its dead broker releases its key", async () => {
+    const a = bed.make();
+    const b = bed.make();
+    await a.start();
+    await b.start();
+    const job = keyedJob("k");
+    expect(await a.enqueueJobs([job])).toBeUndefined();
+    expect((await a.fetchJobs("q", 1)).jobs.map((j) => j.id)).toEqual([job.id]);
+    expect((await b.getJobByKey("k"))?.state).toBe("running");
+    bed.clock.advance(16_000); // a's lease (15 s) expires
+    const recovery = await b.keepAlive();
+    expect(recovery.failed.map((j) => j.id)).toEqual([job.id]);
+    expect(await b.getJobByKey("k")).toBeUndefined();
+    expect(await b.enqueueJobs([keyedJob("k")])).toBeUndefined();
+  });
+
+  test("a revoked keyed job dropped by the fetch leaves a key taken since to its new job", async () => {
+    const a = bed.make();
+    await a.start();
+    const first = keyedJob("k", 60_000);
+    await a.enqueueJobs([first]);
+    expect(await a.revokeJob(first.id)).toBe("pending");
+    expect(await a.getJobByKey("k")).toEqual({ id: first.id, state: "ended", json: undefined });
+    bed.clock.advance(61_000);
+    const second = keyedJob("k");
+    expect(await a.enqueueJobs([second])).toBeUndefined();
+    const fetched = await a.fetchJobs("q", 5);
+    expect(fetched.revoked.map((j) => j.id)).toEqual([first.id]);
+    expect(fetched.jobs.map((j) => j.id)).toEqual([second.id]);
+    expect((await a.getJobByKey("k"))?.id).toBe(second.id);
+  });
+
+  test("a duplicate of a job that ended within its window, with no result kept, has status NotSet", async () => {
+    const a = bed.make();
+    await a.start();
+    const first = keyedJob("k", 60_000);
+    await a.enqueueJobs([first]);
+    const { jobs, token } = await a.fetchJobs("q", 1);
+    await a.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
+    const [dup] = (await a.enqueueJobs([keyedJob("k", 60_000)]))!;
+    expect([dup?.job.id, dup?.job.status, dup?.action]).toEqual([first.id, JobStatus.NotSet, "kept"]);
   });
 });

@@ -25,9 +25,9 @@
 --           ARGV[5], <batchPos> its 1-based place in the batch, <policy> k(eep), r(eplace),
 --           d(ebounce) or t(hrottle), <ttlMs> its keyTtl. Each job's key is read from its JSON.
 -- A key record is a STRING: "<id> <policy> <scheduledMs> <ttlMs>" while its job (the holder)
--- exists, no expiry; "<id> <untilMs>" once it ended (chard_key_ended), with a PX to untilMs. A
--- keyed job whose key is free (no record, an ended record past untilMs, or a holder gone: ended
--- by a version that ignores keys, or revoked) is stored and takes the key. A held key makes it a
+-- exists, no expiry; "<id> <untilMs>" once it ended (the end paths write it: _prelude.lua), with
+-- a PX to untilMs. A keyed job whose key is free (no record, an ended record past untilMs, or a
+-- holder gone: ended by a version that ignores keys, or revoked) is stored and takes the key. A held key makes it a
 -- duplicate, handled by its own policy (the holder may be a job earlier in this batch):
 --   keep: nothing changes; throttle: the same while now < the holder's scheduledMs + this ttl,
 --   else it is stored and takes the key; replace: a holder not running gets this job's JSON with
