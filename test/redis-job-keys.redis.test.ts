@@ -87,8 +87,8 @@ describe("job keys on Redis", () => {
     const clock = new FakeClock();
     const b = broker(`t-${randomUUID()}`, clock);
     const k = namespaceKeys(b.namespace);
-    const [held] = [job(clock, keyed("a"))];
-    await b.enqueueJobs([held!]);
+    const held = job(clock, keyed("a"));
+    await b.enqueueJobs([held]);
     const jobs = [job(clock, keyed("a")), job(clock, keyed("b")), job(clock)];
     const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
     const first = await runScript(admin, call.name, call.keys, call.args);
@@ -100,7 +100,7 @@ describe("job keys on Redis", () => {
     // The key "a" is released meanwhile: the re-sent call must still say what the first one did.
     await admin.del(k.key("a"));
     expect(await runScript(admin, call.name, call.keys, call.args)).toBe(first);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([held!.id, jobs[1]!.id, jobs[2]!.id]);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([held.id, jobs[1]!.id, jobs[2]!.id]);
     await b.flush();
   });
 
