@@ -121,6 +121,17 @@ describe.each(brokerFactories())("job keys on $name", (factory) => {
     expect(runs).toEqual([[3, 3]]);
   });
 
+  test("replace naming another queue moves the job to the tail of that queue, keeping its id", async () => {
+    const { engine, add } = setup();
+    const first = await engine.schedule(add.with({ key: "k", onDuplicate: "replace" }), 1, 1);
+    const moved = await engine.schedule(add.with({ key: "k", onDuplicate: "replace", queue: "other" }), 2, 2);
+    expect([moved.id, moved.queue, moved.status]).toEqual([first.id, "other", JobStatus.Queued]);
+    expect(await engine.broker.isQueueEmpty("q")).toBe(true);
+    expect(await engine.broker.isQueueEmpty("other")).toBe(false);
+    await engine.startWorkers({ number: 1, queue: "other", stopWhenQueueEmpty: true });
+    expect(await first.result()).toBe(4);
+  });
+
   test("replace while the job runs: a new job is scheduled and takes the key, and the running one does not release it", async () => {
     const { engine, dedups, rec } = setup();
     const gate = deferred();

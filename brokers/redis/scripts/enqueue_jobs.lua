@@ -116,6 +116,10 @@ local function enqueue_keyed()
         or not string.find('krdt', policy, 1, true) or #policy ~= 1 then
       return bad('bad keyed job ' .. string.sub(ARGV[9], q, q + 60))
     end
+    -- Checked now, as everything else: a replace rewrites the JSON's head after writes began.
+    if (policy == 'r' or policy == 'd') and not chard_rewrite_head(hash_args[2 * pos], job.id, 0, 0) then
+      return bad('not a job entry: ' .. string.sub(hash_args[2 * pos], 1, 100))
+    end
     entries[#entries + 1] = { pos = pos, batch = batch_pos, policy = policy, ttl = ttl, job = job }
   end
   if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'NX') then
