@@ -1,9 +1,10 @@
 /** Job keys and their duplicate policies (keep, replace, debounce, throttle), on both brokers. */
 import { describe, expect, test } from "vitest";
-import { Batch } from "../lib/tasks.js";
+import { Batch, Task } from "../lib/tasks.js";
 import { Job, JobStatus } from "../lib/jobs.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { signals } from "../lib/signals.js";
+import { currentJob } from "../lib/context.js";
 import type { DuplicateAction } from "../lib/broker.js";
 import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories } from "./helpers/brokers.js";
@@ -265,6 +266,32 @@ describe.each(brokerFactories())("job keys on $name", (factory) => {
     await expect(dup.result()).rejects.toThrow("no");
   });
 
+  test("an expired keyed job releases its key, and so does a cancelled one", async () => {
+    const { engine, add, clock, drain } = setup();
+    const rec = recordSignals(engine.namespace, ["jobExpired", "jobFailed"]);
+    const expiring = await engine.schedule(add.with({ key: "e", expiresIn: 1 }), 1, 1);
+    clock.advance(2_000);
+    await drain();
+    expect(rec.forJob(expiring.id)).toEqual(["jobExpired"]);
+    expect(await engine.getJobByKey("e")).toBeUndefined();
+    const slow = engine.task(
+      "slow",
+      async () => {
+        const { signal } = currentJob()!;
+        await new Promise((resolve) => signal.addEventListener("abort", resolve));
+      },
+      { queue: "q" },
+    );
+    const running = await engine.schedule(slow.with({ key: "c" }));
+    const workers = engine.startWorkers({ number: 1, queue: "q" });
+    await until(async () => (await engine.getJobByKey("c"))?.state === "running");
+    await engine.cancel(running.id);
+    await expect(running.result()).rejects.toThrow(/cancel/i);
+    expect(await engine.getJobByKey("c")).toBeUndefined();
+    await engine.stopWorkers();
+    await workers;
+  });
+
   test("getJobByKey tells where the key's job is, and undefined for a free key", async () => {
     const { engine, add } = setup();
     expect(await engine.getJobByKey("none")).toBeUndefined();
@@ -386,6 +413,41 @@ describe.each(brokerFactories())("job keys at the broker seam on $name", (factor
     expect(fetched.revoked.map((j) => j.id)).toEqual([first.id]);
     expect(fetched.jobs.map((j) => j.id)).toEqual([second.id]);
     expect((await a.getJobByKey("k"))?.id).toBe(second.id);
+  });
+
+  test("debounce finds a limited task's job in its lane and moves it to the future set", async () => {
+    const a = bed.make();
+    await a.start();
+    const limited = new Task("t", () => undefined, { queue: "q", maxConcurrency: 1, maxRetries: 1 });
+    await a.setConcurrencyKeys([limited]);
+    const running = keyedJob("r");
+    const waiting = new Job({
+      taskName: "t",
+      queue: "q",
+      atMs: bed.clock.now(),
+      maxRetries: 1,
+      taskArgs: [1],
+      extras: { key: "d", keyPolicy: "debounce", keyTtlMs: 0 },
+    });
+    await a.enqueueJobs([running, waiting]);
+    const first = await a.fetchJobs("q", 2); // takes one (the limit), the other waits in the task's lane
+    expect(first.jobs.map((j) => j.id)).toEqual([running.id]);
+    expect((await a.getJobByKey("d"))?.state).toBe("queued");
+    const later = new Job({
+      taskName: "t",
+      queue: "q",
+      atMs: bed.clock.now() + 60_000,
+      maxRetries: 1,
+      taskArgs: [2],
+      extras: { key: "d", keyPolicy: "debounce", keyTtlMs: 0 },
+    });
+    const [dup] = (await a.enqueueJobs([later]))!;
+    expect([dup?.job.id, dup?.job.status, dup?.action]).toEqual([waiting.id, JobStatus.Waiting, "debounced"]);
+    await a.finishJobs([{ job: first.jobs[0]!, token: first.token, outcome: "succeeded" }]);
+    expect((await a.fetchJobs("q", 2)).jobs).toEqual([]);
+    bed.clock.advance(60_000);
+    const next = await a.fetchJobs("q", 2);
+    expect(next.jobs.map((j) => [j.id, j.taskArgs])).toEqual([[waiting.id, [2]]]);
   });
 
   test("a duplicate of a job that ended within its window, with no result kept, has status NotSet", async () => {
