@@ -64,7 +64,7 @@ async function cost(run: () => Promise<unknown>): Promise<Record<string, number>
 }
 
 describe("job keys on Redis", () => {
-  test("two processes scheduling one key at the same instant make one job, every time", async () => {
+  test("two processes scheduling one key at the same instant make one job, every time, whatever the policy", async () => {
     const namespace = `t-${randomUUID()}`;
     const engines = [0, 1].map(() => {
       const e = new Engine(testBroker(server.url, { lease: 60 }), namespace);
@@ -75,7 +75,8 @@ describe("job keys on Redis", () => {
     const k = namespaceKeys(namespace);
     for (let round = 0; round < 50; round++) {
       const key = `k-${round}`;
-      const [a, b] = await Promise.all(engines.map((e, i) => e.schedule(e.getTask("t").with({ key }), i)));
+      const onDuplicate = (["keep", "replace", "debounce"] as const)[round % 3]!;
+      const [a, b] = await Promise.all(engines.map((e, i) => e.schedule(e.getTask("t").with({ key, onDuplicate }), i)));
       expect(a!.id, `round ${round}`).toBe(b!.id);
       expect(await admin.llen(k.queue("q")), `round ${round}`).toBe(round + 1);
     }
