@@ -6,7 +6,7 @@
  * Prints a Markdown table. Run with `npm run bench:commands` (needs redis-server on PATH).
  */
 import { Redis } from "ioredis";
-import { Batch, Engine, RedisBroker, setLogger, signals } from "../lib/index.js";
+import { Batch, Engine, RedisBroker, setLogger, signals, withOptions } from "../lib/index.js";
 import { startRedisServer } from "../test/helpers/redis-server.js";
 import { commandCalls, commandUsec, serverCpuSeconds } from "./redis-stats.js";
 
@@ -176,6 +176,25 @@ async function main(): Promise<void> {
     );
     await backlog.broker.flush();
     await backlog.close();
+    // Every job with its own key (onDuplicate "keep", keyTtl 0): what a key costs on each path.
+    const keyedEngine = new Engine(new RedisBroker(server.url), "bench-keyed");
+    keyedEngine.task("noop", (_i: number) => undefined);
+    rows.push(
+      await measure(admin, "with a key: enqueue in batches of 1,000", async () => {
+        for (let i = 0; i < N; i += 1000) {
+          const batch = new Batch();
+          for (let j = i; j < Math.min(N, i + 1000); j++) batch.schedule(withOptions("noop", { key: `k${j}` }), j);
+          await keyedEngine.scheduleBatch(batch);
+        }
+      }),
+    );
+    rows.push(
+      await measure(admin, "  then process at concurrency 100 (each end releases its key)", () =>
+        keyedEngine.startWorkers({ number: 100, stopWhenQueueEmpty: true }),
+      ),
+    );
+    await keyedEngine.broker.flush();
+    await keyedEngine.close();
     const e2e = new Engine(new RedisBroker(server.url), "bench-e2e");
     e2e.task("noop", (_i: number) => undefined);
     rows.push(

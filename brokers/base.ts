@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import type {
   AckReport,
   Broker,
+  Duplicate,
+  KeyLookup,
   FetchResult,
   FinishedJob,
   JobState,
@@ -172,7 +174,8 @@ export abstract class BaseBroker implements Broker {
   abstract getProgress(id: string): Promise<string | undefined>;
   abstract start(): Promise<void>;
   abstract stop(): Promise<void>;
-  abstract enqueueJobs(jobs: readonly Job[]): Promise<void>;
+  abstract enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
+  abstract getJobByKey(key: string): Promise<KeyLookup | undefined>;
   abstract fetchJobs(
     queue: string | readonly string[],
     maxJobs: number,

@@ -26,6 +26,23 @@ export class Deque<T> {
     }
     return item;
   }
+  /** The index (from the front) of the first item `match` accepts, or -1: O(n), for rare operations. */
+  findIndex(match: (item: T) => boolean): number {
+    for (let i = this.#head; i < this.#items.length; i++) if (match(this.#items[i]!)) return i - this.#head;
+    return -1;
+  }
+  /** The item at `index` (from the front). */
+  at(index: number): T | undefined {
+    return this.#items[this.#head + index];
+  }
+  /** Replaces the item at `index` (from the front). */
+  set(index: number, item: T): void {
+    this.#items[this.#head + index] = item;
+  }
+  /** Removes the item at `index` (from the front): O(n). */
+  removeAt(index: number): void {
+    this.#items.splice(this.#head + index, 1);
+  }
   /** Puts `items` back in front, in their order: O(items) when they were just shifted off. */
   unshiftAll(items: readonly T[]): void {
     if (items.length === 0) return;
@@ -115,6 +132,26 @@ export interface RunningEntry {
   cancelled: boolean;
 }
 
+/**
+ * The record of a job key (the Redis STRING `<p>:key:<key>`): the job holding it and what its end
+ * needs; once that job ended, kept until `endedUntilMs` (its `keyTtl`, or its throttle window).
+ */
+export interface KeyRecord {
+  /** The job holding the key (or, once ended, the one that did). */
+  id: string;
+  /** Its duplicate policy. */
+  policy: "keep" | "replace" | "debounce" | "throttle";
+  /** When the job was scheduled (epoch ms): a throttle window starts then. */
+  scheduledMs: number;
+  /** Its keyTtl, in ms. */
+  ttlMs: number;
+  /** Its queue and task, where a replace finds it (kept in step with replaces). */
+  queue: string;
+  task: string;
+  /** Set once the job ended: the key is remembered until then (epoch ms). */
+  endedUntilMs: number | undefined;
+}
+
 /** Everything of one namespace. */
 export class NamespaceState {
   readonly queues = new Map<string, Deque<WireJob>>();
@@ -159,6 +196,35 @@ export class NamespaceState {
   readonly #expiry = new ExpiryHeap();
   /** Latest progress of running generator jobs. */
   readonly progress = new Map<string, string>();
+  /** Job keys: key -> its record (`KeyRecord`). */
+  readonly keys = new Map<string, KeyRecord>();
+  /** The key of each keyed job not ended: job id -> key. */
+  readonly keyOf = new Map<string, string>();
+
+  /** The record of `key`, unless its job ended and its remembered window is over (then forgotten). */
+  keyRecord(key: string, now: number): KeyRecord | undefined {
+    const rec = this.keys.get(key);
+    if (rec?.endedUntilMs !== undefined && rec.endedUntilMs <= now) {
+      this.keys.delete(key);
+      return undefined;
+    }
+    return rec;
+  }
+
+  /**
+   * Job `id` ended (or was revoked): its key, if it still names this job, is remembered for its
+   * keyTtl (a throttle key until its window ends), or forgotten at once.
+   */
+  keyEnded(id: string, now: number): void {
+    const key = this.keyOf.get(id);
+    if (key === undefined) return;
+    this.keyOf.delete(id);
+    const rec = this.keys.get(key);
+    if (!rec || rec.id !== id || rec.endedUntilMs !== undefined) return;
+    const until = rec.policy === "throttle" ? rec.scheduledMs + rec.ttlMs : now + rec.ttlMs;
+    if (until <= now) this.keys.delete(key);
+    else rec.endedUntilMs = until;
+  }
 
   /** Stores a result record, and forgets every record whose expiry has passed (see `trimResults`). */
   keepResult(id: string, record: string, ttlMs: number, now: number): void {
@@ -183,6 +249,7 @@ export class NamespaceState {
   /** A job ended: forgets its state and keeps its result record, if any, for `ttlMs`. */
   end(id: string, record: string | undefined, ttlMs: number, now: number): void {
     this.jobs.delete(id);
+    this.keyEnded(id, now);
     if (record !== undefined) this.keepResult(id, record, ttlMs, now);
   }
 

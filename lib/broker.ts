@@ -10,6 +10,39 @@ import type { Clock } from "./clock.js";
 import type { Job } from "./jobs.js";
 import type { Task } from "./tasks.js";
 
+/**
+ * What became of a duplicate (a job scheduled with the key of a job that exists, or that ended
+ * within its key's remembered window; see `JobOptions.onDuplicate`): `"kept"` and `"throttled"`
+ * changed nothing; `"replaced"` and `"debounced"` rewrote the existing job (not started yet).
+ */
+export type DuplicateAction = "kept" | "replaced" | "debounced" | "throttled";
+
+/**
+ * What `Broker.enqueueJobs` did with one job of the batch that created nothing: the job stands for
+ * the existing one: its stored JSON and status (Waiting, Queued or Running) while it exists; for
+ * one that ended within its key's remembered window, its id with the call's other fields and the
+ * status of its kept result (Succeeded or Failed; NotSet when no result is kept).
+ */
+export interface Duplicate {
+  /** The job that holds the key (or the one that ended within the key's window). */
+  job: Job;
+  /** What the duplicate did. */
+  action: DuplicateAction;
+}
+
+/** Where the job holding a key is (`Broker.getJobByKey`). */
+export type KeyState = "waiting" | "queued" | "running" | "ended";
+
+/** What `Broker.getJobByKey` returns for a key that is held or remembered. */
+export interface KeyLookup {
+  /** The id of the job holding the key (for `"ended"`: the job that ended within the key's window). */
+  id: string;
+  /** Where that job is: `"ended"` once it ended, while its key is remembered (`keyTtl`). */
+  state: KeyState;
+  /** The job's stored JSON, while it exists (undefined once ended). */
+  json: string | undefined;
+}
+
 /** How an execution ended, as reported to `Broker.finishJobs`. */
 export type Outcome = "succeeded" | "failed" | "retry";
 
@@ -173,9 +206,17 @@ export interface Broker {
    */
   stop(): Promise<void>;
   /**
-   * Stores jobs atomically: due ones in their queue (Queued), later ones in the future set (Waiting); sets `status`.
+   * Stores jobs atomically: due ones in their queue (Queued), later ones in the future set
+   * (Waiting); sets the `status` of those it created. A job with a key (`job.key`) that is held
+   * (or remembered) is a duplicate handled by its `keyPolicy` (see `JobOptions.onDuplicate`);
+   * a batch holding one key twice makes the second a duplicate of the first. Resolves with
+   * undefined when every job was created (always, for jobs without a key), else with one entry per
+   * job, in batch order: `undefined` for a job created, a `Duplicate` for one that created
+   * nothing. Safe to send twice (a re-sent call gives the first call's answer).
    */
-  enqueueJobs(jobs: readonly Job[]): Promise<void>;
+  enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
+  /** The job holding `key` (or remembered for it after it ended), or undefined when the key is free. */
+  getJobByKey(key: string): Promise<KeyLookup | undefined>;
   /**
    * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
    * serve this fetch), then moves due future jobs and periodic tasks into their queues, renews the

@@ -1,5 +1,5 @@
 import type { DateTime } from "luxon";
-import type { Broker, JobState } from "./broker.js";
+import type { Broker, JobState, KeyState } from "./broker.js";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import {
   DuplicateNameError,
@@ -11,8 +11,8 @@ import {
   describe,
   toUtcDateTime,
 } from "./errors.js";
-import { Job, JobStatus, checkArgs, isJobId, type ResultOptions } from "./jobs.js";
-import { resolveJobOptions } from "./options.js";
+import { Job, JobStatus, checkArgs, fromJSON, isJobId, type ResultOptions } from "./jobs.js";
+import { OPTION_LIMITS, resolveJobOptions } from "./options.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
 import { checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
@@ -111,6 +111,19 @@ function stopTimeoutMs(options: StopWorkersOptions | undefined, option: string):
   return options.timeout === undefined
     ? undefined
     : toMilliseconds(options.timeout, `${option} timeout`, { allowZero: true });
+}
+
+/** What `engine.getJobByKey` resolves with: the job holding a key, or remembered for it. */
+export interface KeyHolder {
+  /** The id of the job holding the key (`engine.getResult(id)` works with it). */
+  id: string;
+  /** Where it is; `"ended"` while the key is remembered after the job ended (its `keyTtl`). */
+  state: KeyState;
+  /**
+   * The job as stored (status Waiting, Queued or Running, `result()` bound to this engine) while it
+   * exists; undefined once it ended.
+   */
+  job: Job | undefined;
 }
 
 /** Owns a namespace on a broker: defines tasks, schedules jobs and runs workers. */
@@ -292,13 +305,57 @@ export class Engine {
     return batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
   }
 
-  /** @internal Enqueues prepared jobs in one broker call and signals them. */
+  /**
+   * @internal Enqueues prepared jobs in one broker call and signals them. Resolves with one job per
+   * entry: the job created, or, for a duplicate of a key (`JobOptions.onDuplicate`), the existing
+   * job it resolved with (`jobDeduplicated` is sent for it instead of `jobEnqueued`).
+   */
   async commitJobs(jobs: Job[]): Promise<Job[]> {
     this.#checkOpen();
     if (jobs.length === 0) return jobs;
-    await this.broker.enqueueJobs(jobs);
-    this.#enqueued(jobs);
-    return jobs;
+    const outcomes = await this.broker.enqueueJobs(jobs);
+    if (outcomes === undefined) {
+      this.#enqueued(jobs);
+      return jobs;
+    }
+    const out: Job[] = [];
+    const created: Job[] = [];
+    jobs.forEach((job, i) => {
+      const duplicate = outcomes[i];
+      if (duplicate === undefined) {
+        created.push(job);
+        out.push(job);
+      } else out.push(duplicate.job.bindResults(this.#getResult));
+    });
+    this.#enqueued(created);
+    jobs.forEach((_, i) => {
+      const duplicate = outcomes[i];
+      if (duplicate) signals.jobDeduplicated.send(this.namespace, { job: out[i]!, action: duplicate.action });
+    });
+    return out;
+  }
+
+  /**
+   * The job holding `key` in this namespace (waiting, queued, running or between retries), or the
+   * one that ended with it within its `keyTtl` (state `"ended"`, no `job`); undefined when the key
+   * is free.
+   * @throws InvalidOptionError (not a key: a string of 1 to 512 characters), StateError (engine closed).
+   */
+  async getJobByKey(key: string): Promise<KeyHolder | undefined> {
+    const max = OPTION_LIMITS.maxKeyLength;
+    if (typeof key !== "string" || key.length === 0 || key.length > max || !isWellFormed(key))
+      throw new InvalidOptionError(
+        `getJobByKey: a key is a well-formed string of 1 to ${max} characters, got ${describe(key)}`,
+      );
+    this.#checkOpen();
+    const found = await this.broker.getJobByKey(key);
+    if (!found) return undefined;
+    const status = { waiting: JobStatus.Waiting, queued: JobStatus.Queued, running: JobStatus.Running, ended: 0 }[
+      found.state
+    ];
+    const job =
+      found.json === undefined ? undefined : fromJSON(found.json, status as JobStatus).bindResults(this.#getResult);
+    return { id: found.id, state: found.state, job };
   }
 
   /** Signals the jobs the broker accepted, and binds `job.result()` to this engine. */

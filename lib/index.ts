@@ -2,7 +2,13 @@
  * Chard: background jobs for TypeScript, on Redis or in memory.
  * Every name of the public API contract is exported here.
  */
-export { Engine, DEFAULT_NAMESPACE, type StartWorkersOptions, type StopWorkersOptions } from "./engine.js";
+export {
+  Engine,
+  DEFAULT_NAMESPACE,
+  type KeyHolder,
+  type StartWorkersOptions,
+  type StopWorkersOptions,
+} from "./engine.js";
 export {
   Task,
   Tasks,
@@ -47,6 +53,7 @@ export {
   SafeNamedSignal,
   type Receiver,
   type JobPayload,
+  type JobDeduplicatedPayload,
   type JobErrorPayload,
   type JobResultPayload,
   type JobOutputPayload,
@@ -62,6 +69,10 @@ export type { PeriodicTaskInfo } from "./periodic.js";
 export type {
   AckReport,
   Broker,
+  Duplicate,
+  DuplicateAction,
+  KeyLookup,
+  KeyState,
   FetchResult,
   FinishedJob,
   JobState,

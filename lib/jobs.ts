@@ -114,6 +114,25 @@ export function unreadableJob(id: string, json: string, queue: string): Job {
   });
 }
 
+/**
+ * The job a duplicate of a key resolves with when the key's job ended within the key's remembered
+ * window (`JobOptions.keyTtl`): that job's id, the fields of the duplicate call `call` (task,
+ * arguments, queue, due time, options) and `status` (Succeeded or Failed as its kept result says,
+ * NotSet when none is kept). `result()` gives the ended job's result.
+ */
+export function endedKeyJob(call: Job, id: string, status: JobStatus): Job {
+  return new Job({
+    id,
+    taskName: call.taskName,
+    queue: call.queue,
+    atMs: call.atMs,
+    maxRetries: call.maxRetries,
+    status,
+    taskArgs: call.taskArgs,
+    extras: call.extras,
+  });
+}
+
 /** Options of `getResult` and `job.result`. */
 export interface ResultOptions {
   /** Longest wait (seconds or Duration); without it, waits as long as it takes. */

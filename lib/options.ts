@@ -10,15 +10,23 @@ import { checkQueue, isWellFormed } from "./names.js";
 import type { Task } from "./tasks.js";
 
 /**
- * What happens when a job is scheduled with the key of a job that exists (see `JobOptions.key`):
- * - `"keep"`: nothing changes; the call resolves with the existing job (`jobDeduplicated`).
- * - `"replace"`: a job not started yet gets the new call's arguments and headers (it keeps its id,
- *   due time and place in its queue); one already running keeps running and a new job is
- *   scheduled, which takes the key.
+ * What happens when a job is scheduled with the key of a job that exists (see `JobOptions.key`);
+ * the policy of the new call decides:
+ * - `"keep"`: nothing changes; the call resolves with the existing job as stored (status Waiting,
+ *   Queued or Running), and `jobDeduplicated` is sent with action `"kept"`.
+ * - `"replace"`: a job not started yet (waiting, queued, or waiting for a retry: it keeps its
+ *   retries count) gets the new call's task, arguments, headers and options; it keeps its id, due
+ *   time and place in its queue (when the new call names another queue or task, it moves to the
+ *   tail of that queue). One already running keeps running and a new job is scheduled, which
+ *   takes the key (the running one, when it ends, leaves the key to it).
  * - `"debounce"`: as `"replace"`, and the waiting job's due time becomes the new call's (its
- *   `delay` or `at`): a burst of calls runs one job, once the burst is over.
- * - `"throttle"`: nothing changes, as with `"keep"`, until `keyTtl` after the first job was
- *   scheduled, even after it ended; the first call after the window schedules a new job.
+ *   `delay` or `at`; it moves between its queue and the future set as needed): a burst of calls
+ *   runs one job, once the burst is over.
+ * - `"throttle"`: nothing changes, as with `"keep"`, until the new call's `keyTtl` after the job
+ *   holding the key was scheduled, even after it ended; the first call after that window
+ *   schedules a new job, which takes the key.
+ * A duplicate of a key whose job ended within its remembered window (`keyTtl`) changes nothing,
+ * whatever the policy.
  */
 export type DuplicatePolicy = "keep" | "replace" | "debounce" | "throttle";
 
@@ -42,9 +50,12 @@ export interface JobOptions {
   /** What a duplicate of `key` does. @defaultValue "keep" */
   onDuplicate?: DuplicatePolicy;
   /**
-   * How long the key is remembered after its job ended (for `"throttle"`: after it was scheduled),
-   * seconds or a Duration; a duplicate within it resolves with the ended job. Needed by
-   * `"throttle"`. @defaultValue 0: forgotten when the job ends
+   * How long the key is remembered after its job ended (succeeded, failed for good, revoked,
+   * expired, cancelled, lost with a dead worker), seconds or a Duration; for `"throttle"`: until
+   * this long after the job was scheduled. A duplicate within it resolves with a job that has the
+   * ended job's id, the duplicate call's other fields, and status Succeeded or Failed as the ended
+   * job's kept result says (NotSet when its task keeps no result); its `result()` gives that
+   * result. Needed by `"throttle"`. @defaultValue 0: forgotten when the job ends
    */
   keyTtl?: DurationInput;
   /**

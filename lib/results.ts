@@ -16,6 +16,7 @@ import {
   WorkerDiedError,
   toError,
 } from "./errors.js";
+import { JobStatus } from "./jobs.js";
 import { getLogger } from "./logger.js";
 
 interface StoredError {
@@ -56,6 +57,12 @@ export const LOST_RECORD = JSON.stringify({
 /** The record of a job whose stored data is not a job (written by the Redis scripts, byte for byte). */
 export const UNREADABLE_RECORD =
   '{"ok":false,"error":{"name":"CorruptDataError","message":"the stored data of the job could not be read"}}';
+
+/** The status a result record tells: Succeeded, Failed, or NotSet for no record. */
+export function recordStatus(record: string | undefined): JobStatus {
+  if (record === undefined) return JobStatus.NotSet;
+  return record.startsWith('{"ok":true') ? JobStatus.Succeeded : JobStatus.Failed;
+}
 
 /** JSON of `value`, or undefined (logged) when it cannot be stored. */
 export function storable(value: unknown, what: string): string | undefined {

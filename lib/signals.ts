@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from "tseep";
 import { InvalidOptionError, describe, toError } from "./errors.js";
+import type { DuplicateAction } from "./broker.js";
 import type { Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { registerReliable, unregisterReliable, type ReliableOptions, type ReliableReceiver } from "./reliable.js";
@@ -165,6 +166,14 @@ export interface JobErrorPayload {
   job: Job;
   err: Error;
 }
+/**
+ * Payload of `jobDeduplicated`: the existing job that a duplicate resolved with (see
+ * `Duplicate.job`) and what the duplicate did to it.
+ */
+export interface JobDeduplicatedPayload {
+  job: Job;
+  action: DuplicateAction;
+}
 /** Payload of worker signals. */
 export interface WorkerPayload {
   workerName: string;
@@ -197,6 +206,12 @@ export const signals = {
   jobEnqueued: new SafeNamedSignal<JobPayload>("jobEnqueued"),
   /** A job waits for a future time: `scheduleAt` (in the producer), or a retry with a delay (in the worker). */
   jobScheduled: new SafeNamedSignal<JobPayload>("jobScheduled"),
+  /**
+   * A job scheduled with a key that is held (or remembered) created nothing: the existing job was
+   * kept, replaced, debounced or the call throttled (sent in the producer, once per duplicate,
+   * instead of `jobEnqueued` and `jobScheduled`).
+   */
+  jobDeduplicated: new SafeNamedSignal<JobDeduplicatedPayload>("jobDeduplicated"),
   /** A worker starts executing a job. */
   jobStarted: new SafeNamedSignal<JobPayload>("jobStarted"),
   /** Execution ended, whatever the outcome (also after a retry or a failure). */

@@ -216,8 +216,26 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
       ["the atMs", at],
       ["key prefix", k.prefix],
+      ["for a batch with keyed jobs only", []],
     ];
+    const keyedJob = new Job({
+      taskName: "t",
+      queue: "q",
+      atMs: NOW + 1,
+      maxRetries: 3,
+      taskArgs: [1],
+      extras: { key: "k 1", keyPolicy: "debounce", keyTtlMs: 5000 },
+    });
     return [
+      {
+        name: "a keyed job after a plain one: now, the prefix and one quadruple per keyed job",
+        call: calls.enqueueCall(k, { jobs: [a, keyedJob], nowMs: NOW, token }),
+        keys: keys(["q"]),
+        argv: [
+          ...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)).slice(0, -1),
+          ["for a batch with keyed jobs only", [NOW, "2 2 d 5000"]],
+        ],
+      },
       {
         name: "all due, one queue: one group",
         call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, token }),
@@ -549,6 +567,24 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       argv: [
         ["now", NOW],
         ["at most this many", calls.RESULT_TRIM_BATCH],
+      ],
+    },
+  ],
+
+  read_key: () => [
+    {
+      name: "a lookup",
+      call: calls.readKeyCall(k, { key: "k 1", nowMs: NOW }),
+      keys: [
+        ["jobs HASH", k.jobs],
+        ["future ZSET", k.future],
+        ["revoked SET", k.revoked],
+        ["leases ZSET", k.leases],
+      ],
+      argv: [
+        ["key prefix", k.prefix],
+        ["the key", "k 1"],
+        ["now", NOW],
       ],
     },
   ],

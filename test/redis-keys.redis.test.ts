@@ -397,13 +397,25 @@ describe("scripts", () => {
     expect(helpers("set_concurrency_keys")).toEqual([...reader, "chard_chunked", "chard_chunked_list", ...level]);
     expect(helpers("enqueue_jobs")).toEqual([
       ...reader,
+      "chard_json_string",
+      "chard_score",
+      "chard_rewrite_head",
       "chard_split_ids",
       "chard_chunked",
       "chard_hset_pairs",
       ...level,
+      "chard_push_ready",
       "chard_job_id",
+      "chard_live_state",
     ]);
-    expect(helpers("revoke_job")).toEqual(["chard_live_state"]);
+    expect(helpers("revoke_job")).toEqual([
+      "chard_string_end",
+      "chard_job_options",
+      "chard_read_job",
+      "chard_live_state",
+      "chard_key_ended",
+      "chard_keys_ended",
+    ]);
     expect(helpers("register_periodic_tasks")).toEqual(["chard_score", "chard_chunked", "chard_chunked_list"]);
     expect(helpers("read_periodic_tasks")).toEqual(["chard_chunked", "chard_chunked_list"]);
     expect(helpers("remove_periodic_task")).toEqual([]);

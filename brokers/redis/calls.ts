@@ -5,7 +5,9 @@
  */
 import type {
   AckReport,
+  Duplicate,
   FinishedJob,
+  KeyLookup,
   JobState,
   PeriodChange,
   PeriodicRegistration,
@@ -14,7 +16,7 @@ import type {
   SlotRelease,
 } from "../../lib/broker.js";
 import { InvalidOptionError } from "../../lib/errors.js";
-import { fromJSON, isDue, toJSON, toJSONAll, type Job, type JobStatus } from "../../lib/jobs.js";
+import { JobStatus, endedKeyJob, fromJSON, isDue, toJSON, toJSONAll, type Job } from "../../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
 import { getLogger } from "../../lib/logger.js";
@@ -76,23 +78,40 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   const queue = jobs[0]?.queue;
   let width = -1;
   let oneGroup = true;
+  let keyed = false;
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (width !== 0) width = idWidth(width, job.id);
     if (!isDue(job.atMs, nowMs) || job.queue !== queue || job.priority !== 0) oneGroup = false;
+    if (job.key !== undefined) keyed = true;
   }
   if (width < 0) width = 0;
   if (oneGroup && queue !== undefined) {
     keys.push(k.queue(queue));
-    return {
-      name: "enqueue_jobs",
-      keys,
-      args: [k.events, TOKEN_TTL_MS, width, `${keys.length} ${jobs.length}`, jsons.join("\n"), "", k.prefix],
-    };
+    const args: ScriptArg[] = [
+      k.events,
+      TOKEN_TTL_MS,
+      width,
+      `${keys.length} ${jobs.length}`,
+      jsons.join("\n"),
+      "",
+      k.prefix,
+    ];
+    if (keyed)
+      args.push(
+        ...keyedArgs(
+          jobs,
+          nowMs,
+          jobs.map((_, i) => i),
+        ),
+      );
+    return { name: "enqueue_jobs", keys, args };
   }
   // Target -> its JSONs, in batch order: the KEYS index of a queue, "<index>:<priority>" for a
   // level of it, "0" for the future set (last).
   const groups = new Map<string, string[]>();
+  const order = new Map<string, number[]>(); // target -> the batch indexes of its JSONs (keyed batches)
+  const laterOrder: number[] = [];
   const index = new Map<string, number>();
   const later: string[] = [];
   const at: number[] = [];
@@ -100,23 +119,84 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
     if (!isDue(job.atMs, nowMs)) {
       later.push(jsons[i]!);
       at.push(job.atMs);
+      laterOrder.push(i);
       return;
     }
     const queueIndex = queueKeys(k, keys, job.queue, index);
     const target = job.priority === 0 ? String(queueIndex) : `${queueIndex}:${job.priority}`;
     const group = groups.get(target);
-    if (group) group.push(jsons[i]!);
-    else groups.set(target, [jsons[i]!]);
+    if (group) {
+      group.push(jsons[i]!);
+      order.get(target)!.push(i);
+    } else {
+      groups.set(target, [jsons[i]!]);
+      order.set(target, [i]);
+    }
   });
   if (later.length > 0) groups.set("0", later);
   const heads = [...groups].map(([target, g]) => `${target} ${g.length}`).join(" ");
   const packed = [...groups.values()].map((g) => g.join("\n")).join("\n");
-  return {
-    name: "enqueue_jobs",
-    keys,
-    args: [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" "), k.prefix],
-  };
+  const args: ScriptArg[] = [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" "), k.prefix];
+  // The batch index of each JSON of `packed`, in its order (groups in insertion order, the future last).
+  if (keyed) args.push(...keyedArgs(jobs, nowMs, [...[...order.values()].flat(), ...laterOrder]));
+  return { name: "enqueue_jobs", keys, args };
 }
+
+const POLICY_CODES = { keep: "k", replace: "r", debounce: "d", throttle: "t" } as const;
+
+/**
+ * ARGV[8..9] of enqueue_jobs.lua for a batch with keyed jobs (ARGV[7] is the prefix): now, and
+ * the keyed jobs in batch order as "<pos> <batchPos> <policy> <ttlMs>" (`packedOrder[p]` is the
+ * batch index of the p-th JSON of ARGV[5]).
+ */
+function keyedArgs(jobs: readonly Job[], nowMs: number, packedOrder: readonly number[]): ScriptArg[] {
+  const posOf = new Array<number>(jobs.length);
+  packedOrder.forEach((batchIndex, p) => (posOf[batchIndex] = p + 1));
+  const quads: string[] = [];
+  jobs.forEach((job, i) => {
+    if (job.key === undefined) return;
+    const policy = POLICY_CODES[job.extras?.keyPolicy ?? "keep"];
+    quads.push(`${posOf[i]} ${i + 1} ${policy} ${Math.round(job.extras?.keyTtlMs ?? 0)}`);
+  });
+  return [nowMs, quads.join(" ")];
+}
+
+/**
+ * Reads the reply of enqueue_jobs.lua: undefined when every job was created (0, or 1 for a
+ * re-sent call of a batch without keys), else one entry per job of `jobs` (the batch) from the
+ * outcome lines of a keyed batch (see the script's header): undefined for a job created, a
+ * `Duplicate` for one that created nothing. @throws RedisReplyError for another reply.
+ */
+export function parseEnqueueReply(reply: unknown, jobs: readonly Job[]): (Duplicate | undefined)[] | undefined {
+  if (reply === 0 || reply === 1) return undefined;
+  const text = str(reply, "enqueue_jobs");
+  const lines = text.split("\n");
+  if (lines.length !== jobs.length) throw shapeError("enqueue_jobs", reply);
+  let any = false;
+  const out = lines.map((line, i): Duplicate | undefined => {
+    if (line === "c") return undefined;
+    const call = jobs[i]!;
+    const policy = call.extras?.keyPolicy ?? "keep";
+    const same = policy === "throttle" ? "throttled" : "kept";
+    any = true;
+    const kind = line[0];
+    if (kind === "e") {
+      const [, id, status] = line.split(" ");
+      if (id === undefined || status === undefined) throw shapeError("enqueue_jobs", reply);
+      const s = status === "s" ? JobStatus.Succeeded : status === "f" ? JobStatus.Failed : JobStatus.NotSet;
+      return { job: endedKeyJob(call, id, s), action: same };
+    }
+    const state = KEY_STATES[line[2] as keyof typeof KEY_STATES];
+    if ((kind !== "k" && kind !== "r") || state === undefined || line[1] !== " " || line[3] !== " ")
+      throw shapeError("enqueue_jobs", reply);
+    const job = fromJSON(line.slice(4), state);
+    if (kind === "k") return { job, action: same };
+    return { job, action: policy === "debounce" ? "debounced" : "replaced" };
+  });
+  return any ? out : undefined;
+}
+
+const KEY_STATES = { w: JobStatus.Waiting, q: JobStatus.Queued, r: JobStatus.Running } as const;
 
 /** Inputs of `fetchCall`. */
 export interface FetchCallInput {
@@ -284,7 +364,8 @@ function packAcks(
   for (let i = 0; i < finished.length; i++) {
     const { job, token, outcome, result, resultTtlMs, hadProgress, holdSlot } = finished[i]!;
     const retry = outcome === "retry";
-    if (!retry && !result && !hadProgress && !holdSlot) {
+    const keyed = !retry && job.key !== undefined; // its end releases its key: the script reads it
+    if (!retry && !result && !hadProgress && !holdSlot && !keyed) {
       plain.push(job.id);
       if (width !== 0) width = idWidth(width, job.id);
       if (token === runToken) runCount++;
@@ -297,7 +378,8 @@ function packAcks(
     }
     const due = isDue(job.atMs, nowMs);
     const kind = retry ? (due ? "q" : "f") : result ? "r" : "e";
-    const head = `${holdSlot ? "h" : ""}${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id} ${token}`;
+    const marks = `${holdSlot ? "h" : ""}${keyed ? "k" : ""}`;
+    const head = `${marks}${hadProgress ? kind.toUpperCase() : kind} ${i + 1} ${job.id} ${token}`;
     if (retry) lines.push(`${head} ${due ? queueKeys(k, keys, job.queue, index) : job.atMs} ${toJSON(job)}`);
     else lines.push(result ? `${head} ${resultTtlMs ?? DEFAULT_RESULT_TTL_MS} ${result}` : head);
   }
@@ -592,6 +674,28 @@ export function recoverCall(k: NamespaceKeys, { brokerId, brokerIds, nowMs }: Re
       ...brokerIds,
     ],
   };
+}
+
+/** Inputs of `readKeyCall`. */
+export interface ReadKeyCallInput {
+  /** The job key looked up. */
+  readonly key: string;
+  /** Now (epoch ms): the record of an ended job past its window counts as gone. */
+  readonly nowMs: number;
+}
+
+/** read_key.lua. */
+export function readKeyCall(k: NamespaceKeys, { key, nowMs }: ReadKeyCallInput): ScriptCall {
+  return { name: "read_key", keys: [k.jobs, k.future, k.revoked, k.leases], args: [k.prefix, key, nowMs] };
+}
+
+/** Checks the reply of read_key.lua. @throws RedisReplyError when it has another shape. */
+export function parseReadKey(reply: unknown): KeyLookup | undefined {
+  if (reply === null) return undefined;
+  const [id, state, json] = tuple(reply, 3, "read_key");
+  const s = str(state, "read_key");
+  if (s !== "waiting" && s !== "queued" && s !== "running" && s !== "ended") throw shapeError("read_key", reply);
+  return { id: str(id, "read_key"), state: s, json: json === null ? undefined : str(json, "read_key") };
 }
 
 /** Inputs of `revokeCall`. */

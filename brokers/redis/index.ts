@@ -12,6 +12,8 @@ import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type {
   AckReport,
+  Duplicate,
+  KeyLookup,
   FetchResult,
   FinishedJob,
   JobState,
@@ -243,15 +245,24 @@ export class RedisBroker extends BaseBroker {
    * Stores jobs in one script call; retried on connection failures with the same idempotency
    * token, so a batch is never stored twice. @throws RedisConnectionError, RedisReplyError
    */
-  async enqueueJobs(jobs: readonly Job[]): Promise<void> {
-    if (jobs.length === 0) return;
+  async enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
+    if (jobs.length === 0) return undefined;
     const first = this.#time?.ready(this.#readTime); // a producer's first call: Redis's time first
     if (first) await first;
     const now = this.clock.now();
     const reply = await this.#retrying(calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() }));
     if (reply === ScriptCode.Duplicate)
       getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
-    for (const job of jobs) job.status = dueStatus(job.atMs, now);
+    const outcomes = calls.parseEnqueueReply(reply, jobs);
+    jobs.forEach((job, i) => {
+      if (outcomes?.[i] === undefined) job.status = dueStatus(job.atMs, now);
+    });
+    return outcomes;
+  }
+
+  /** The job holding `key` (read_key.lua). @throws RedisConnectionError, RedisReplyError */
+  async getJobByKey(key: string): Promise<KeyLookup | undefined> {
+    return calls.parseReadKey(await this.#run(calls.readKeyCall(this.#k, { key, nowMs: this.clock.now() })));
   }
 
   /**

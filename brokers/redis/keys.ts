@@ -25,7 +25,9 @@
  * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..,"source":..}` |
  * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only); field "" = the flags, JSON |
  * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
- * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min) |
+ * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min), its outcome with keys |
+ * | `<p>:key:<key>`            | STRING | "<id> <policy> <scheduledMs> <ttlMs>" while the key's job exists, then |
+ * |                            |        | "<id> <untilMs>" (PX) while remembered (enqueue_jobs.lua)          |
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
  * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
@@ -110,6 +112,8 @@ export interface NamespaceKeys {
   running(brokerId: string): string;
   /** The idempotency marker of one enqueue call. */
   token(uuid: string): string;
+  /** The record of a job key (STRING; see enqueue_jobs.lua). */
+  key(key: string): string;
   /** The jobs a broker's recoveries ended and it has not announced yet (see keep_alive.lua). */
   unannounced(brokerId: string): string;
 }
@@ -140,6 +144,7 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     prios: (queue) => `${p}:prios:${queue}`,
     running: (brokerId) => `${p}:running:${brokerId}`,
     token: (uuid) => `${p}:token:${uuid}`,
+    key: (key) => `${p}:key:${key}`,
     unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,
   };
 }

@@ -42,6 +42,7 @@ export const SCRIPT_NAMES = [
   "revoke_job",
   "read_result",
   "trim_results",
+  "read_key",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

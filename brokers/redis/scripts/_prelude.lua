@@ -117,6 +117,24 @@ local function chard_score(x)
   return string.format('%.17g', x)
 end
 
+-- The JSON `json` (as toJSON writes it, so its id is a UUID and its retries an integer) with its
+-- id, retries and at replaced by `id`, `retries` and `at` (a number): what a job replaced by a
+-- duplicate of its key stores (enqueue_jobs.lua). The task and queue strings are skipped by their
+-- closing quotes, so escapes in them are kept as they are. Returns nil when `json` is not laid
+-- out so.
+local function chard_rewrite_head(json, id, retries, at)
+  local task_at = string.find(json, ',"task":', 1, true)
+  if not task_at then return nil end
+  local task_end = chard_string_end(json, task_at + 8)
+  if not task_end or string.sub(json, task_end + 1, task_end + 9) ~= ',"queue":' then return nil end
+  local queue_end = chard_string_end(json, task_end + 10)
+  if not queue_end or string.sub(json, queue_end + 1, queue_end + 6) ~= ',"at":' then return nil end
+  local num = string.match(json, '^%-?[%d.eE+%-]+', queue_end + 7)
+  if not num then return nil end
+  return '{"id":' .. chard_json_string(id) .. ',"retries":' .. string.format('%d', retries)
+    .. string.sub(json, task_at, queue_end) .. ',"at":' .. chard_score(at) .. string.sub(json, queue_end + 7 + #num)
+end
+
 -- Frees one concurrency slot of `task` if the task is limited; never goes below 0.
 -- Returns true when a slot was released (other brokers may now fetch a job of `task`).
 local function chard_release(max_key, cur_key, task)
@@ -413,6 +431,36 @@ local function chard_limits(max_key)
   return any and limits, flags
 end
 
+-- Job `id` of key `key` ended (or was revoked): the key record <p>:key:<key> (`prefix`, same hash
+-- tag), if it still names this job as its live holder ("<id> <policy> <scheduledMs> <ttlMs>", see
+-- enqueue_jobs.lua), becomes "<id> <untilMs>" until now + ttl (a throttle key: until scheduled +
+-- ttl), with a PX of that long so Redis drops it then; or goes at once when that time is past (a
+-- ttl of 0). A record naming another job (the key was taken since), or already ended, is left
+-- alone: safe to apply twice. One GET, then one SET or DEL when it names this job.
+local function chard_key_ended(prefix, key, id, now)
+  local rk = prefix .. ':key:' .. key
+  local v = redis.call('GET', rk)
+  if not v then return end
+  local holder, policy, scheduled, ttl = string.match(v, '^(%S+) (%a) (%-?%d+) (%d+)$')
+  if holder ~= id then return end
+  local until_ms = (policy == 't' and tonumber(scheduled) or now) + tonumber(ttl)
+  if until_ms <= now then
+    redis.call('DEL', rk)
+  else
+    redis.call('SET', rk, id .. ' ' .. string.format('%d', until_ms), 'PX', string.format('%d', until_ms - now))
+  end
+end
+
+-- The jobs of `jsons` (stored JSONs; false entries skipped) ended: the key of each one that has a
+-- key goes through chard_key_ended. Reads each JSON's header (chard_read_job): only for the jobs
+-- whose key the caller must release (keyed acks, revoked and recovered jobs).
+local function chard_keys_ended(prefix, jsons, now)
+  for _, json in ipairs(jsons) do
+    local job = json and chard_read_job(json)
+    if job and job.key then chard_key_ended(prefix, job.key, job.id, now) end
+  end
+end
+
 -- The helpers below are the parts of chard_finish_jobs, the acknowledgement of a batch (see
 -- finish_jobs.lua's header for how a batch is packed). `ids` lists every job of the batch: the
 -- `np` plain ids first, then the id of each line; `applied[i] == 1` when the job ids[i] is acted
@@ -586,7 +634,7 @@ end
 -- applied flag becomes 4 (reported to the client, which announces a cancellation instead of a
 -- retry), and a tombstone "k:<token>:<id>" in the running HASH lets a re-sent ack report it again.
 -- Returns true when a retry was queued or scheduled, and the number of retries cancelled.
-local function chard_apply_lines(keys, lines, np, applied, ended, records, marked)
+local function chard_apply_lines(keys, lines, np, applied, ended, records, marked, now)
   local progress, stored, retried, cancels, tombs = {}, {}, false, 0, {}
   for j, line in ipairs(lines) do
     if applied[np + j] == 1 then
@@ -600,6 +648,7 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records, marke
         cancels = cancels + 1
         tombs[#tombs + 1] = 'k:' .. line[4] .. ':' .. id
         tombs[#tombs + 1] = '1'
+        chard_keys_ended(keys.prefix, { line[6] }, now) -- the job ended: so does its hold on its key
       elseif lower == 'f' or lower == 'q' then
         stored[#stored + 1] = id
         stored[#stored + 1] = line[6]
@@ -628,11 +677,13 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records, marke
 end
 
 -- The lines of a batch (from chard_lines), sorted: the slot releases ("s <id> <token>") apart, and
--- the acks, whose hold mark (a kind led by "h") is taken off. `np` plain ids come before the acks'
--- lines in the batch's ids. Returns the ack lines, the release lines (nil when none) and the ids'
--- indexes whose ack holds its slot (nil when none). Only for batches with lines (uncommon).
+-- the acks, whose hold mark (a kind led by "h") and key mark (then "k": the job has a key, to
+-- release as it ends) are taken off. `np` plain ids come before the acks' lines in the batch's
+-- ids. Returns the ack lines, the release lines (nil when none), the ids' indexes whose ack holds
+-- its slot (nil when none) and those whose job has a key (nil when none). Only for batches with
+-- lines (uncommon).
 local function chard_split_lines(lines, np)
-  local acks, releases, held = {}, nil, nil
+  local acks, releases, held, keyed = {}, nil, nil, nil
   for _, line in ipairs(lines) do
     local kind = line[1]
     if kind == 's' then
@@ -641,13 +692,19 @@ local function chard_split_lines(lines, np)
     else
       acks[#acks + 1] = line
       if string.byte(kind, 1) == 104 then -- "h"
-        line[1] = string.sub(kind, 2)
+        kind = string.sub(kind, 2)
+        line[1] = kind
         held = held or {}
         held[np + #acks] = true
       end
+      if string.byte(kind, 1) == 107 then -- "k"
+        line[1] = string.sub(kind, 2)
+        keyed = keyed or {}
+        keyed[np + #acks] = true
+      end
     end
   end
-  return acks, releases, held
+  return acks, releases, held, keyed
 end
 
 -- Frees the concurrency slots that acks kept while their task function ran on: each of `releases`
@@ -689,7 +746,8 @@ end
 --     concurrency = concurrency HASH, future = future ZSET, jobs = jobs HASH,
 --     results = results HASH, result_expiry = result-expiry ZSET, progress = progress HASH,
 --     by_index = the script's KEYS (a retry due now goes to the queue at its line's keyIndex),
---     prefix = the key prefix (a retry with a priority goes to its level: chard_push_level),
+--     prefix = the key prefix (a retry with a priority goes to its level: chard_push_level; the
+--       key records of keyed acks are built from it),
 --     flags = the caller's copy of the flags (as read with the limits), or nil }
 -- `width`, `packed`, `runs` and `packed_lines` are finish_jobs.lua's ARGV[4] to ARGV[7] (see its
 -- header). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
@@ -699,15 +757,16 @@ end
 -- that ran again here since, is skipped; one of a job another broker took over after this
 -- broker's lease expired is refused. A job listed twice is applied once, at its first position.
 -- A job of a limited task releases its slot, unless its ack holds it (its task function runs on);
--- then the release lines free held slots (chard_release_held). Ended jobs go through
+-- then the release lines free held slots (chard_release_held). An ended job whose ack is marked
+-- keyed ("k") has its key released or given its ttl (chard_keys_ended). Ended jobs go through
 -- chard_jobs_ended (their ids published on `results_channel`).
 -- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
 -- events channel) and the positions (1-based, in the batch) of the acks taken over, {} when none.
 local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, runs, packed_lines)
   local plain = chard_split_ids(packed, width)
   local np = #plain
-  local lines, releases, held = {}, nil, nil
-  if packed_lines ~= '' then lines, releases, held = chard_split_lines(chard_lines(packed_lines, 6), np) end
+  local lines, releases, held, keyed = {}, nil, nil, nil
+  if packed_lines ~= '' then lines, releases, held, keyed = chard_split_lines(chard_lines(packed_lines, 6), np) end
   local ids = chard_ack_ids(plain, lines)
   if #ids == 0 then return releases ~= nil and chard_release_held(keys, releases), {} end
 
@@ -733,8 +792,15 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
       if applied[i] == 1 then ended[#ended + 1] = plain[i] end
     end
   end
+  if keyed then
+    local ids_keyed = {}
+    for i in pairs(keyed) do
+      if applied[i] == 1 then ids_keyed[#ids_keyed + 1] = ids[i] end
+    end
+    if #ids_keyed > 0 then chard_keys_ended(keys.prefix, chard_chunked_list('HMGET', keys.jobs, ids_keyed), now) end
+  end
   if #lines > 0 then
-    local retried, cancels = chard_apply_lines(keys, lines, np, applied, ended, records, marked)
+    local retried, cancels = chard_apply_lines(keys, lines, np, applied, ended, records, marked, now)
     if retried then notify = true end
     if cancels > 0 then taken = true end
   end

@@ -57,8 +57,9 @@
 -- ZSET prefix..":lanes:"..queue (task -> when the lane last gave a job), and the queues that have
 -- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from
 -- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue), as are the levels'.
--- Revoked jobs popped from the queue are dropped, never run: their record is kept and they are
--- returned apart, so the worker sends jobRevoked. An id whose JSON is missing is dropped (never
+-- Revoked jobs popped from the queue are dropped, never run: their record is kept, their key (if
+-- any, and still theirs) released or given its ttl, and they are returned apart, so the worker
+-- sends jobRevoked. An id whose JSON is missing is dropped (never
 -- left running); one whose JSON is not a job (read here for due future jobs and with concurrency
 -- limits) is ended with the record of an unreadable job (chard_end_unreadable), and reported with
 -- the dropped entries so the worker sends jobFailed. Without concurrency limits the JSONs are not
@@ -488,6 +489,7 @@ if max_jobs > 0 then
   if wake then redis.call('PUBLISH', channel, '') end -- jobs moved from levels to lanes: fetch them
   if #revoked_ids > 0 then
     chard_chunked('SREM', revoked_key, revoked_ids)
+    chard_keys_ended(prefix, revoked, now) -- released at revoke already, unless an older version revoked it
     chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[8], revoked_ids, nil, now, ARGV[10], ARGV[9])
   end
 end

@@ -27,15 +27,19 @@
 --             q <pos> <id> <token> <keyIndex> <json>  retry now: new JSON stored, id RPUSHed to KEYS[keyIndex]
 --                                                     (a job with a priority: to that level of its queue)
 --             f <pos> <id> <token> <atMs> <json>      retry later: new JSON stored, id ZADDed to future at atMs
---           An upper-case kind (E, R, Q, F) also forgets the job's progress. A kind led by "h"
---           (he, hR...) keeps the job's concurrency slot taken: its task function runs on (it
+--           An upper-case kind (E, R, Q, F) also forgets the job's progress. An ended kind led by
+--           "k" (ke, kR...) is the ack of a job with a key: its key record (<p>:key:<key>, built
+--           from ARGV[8]) is released or given its ttl if it still names the job (chard_key_ended);
+--           acks of jobs without a key never read one. A kind led by "h"
+--           (he, hR, hke...) keeps the job's concurrency slot taken: its task function runs on (it
 --           ignored a timeout, cancel or stop), so the slot is recorded as "s:<token>:<id>" -> task
 --           in KEYS[1] until a release line frees it (or a recovery, once this broker's lease
 --           expired). And the slot releases, after the acks, without a position:
 --             s <id> <token>                          frees the slot "s:<token>:<id>" if still held
 -- ARGV[8]   key prefix "{chard:<ns>}": the level of a retry with a priority is built here as
 --           prefix..":prio:"..priority..":"..queue, listed in prefix..":prios:"..queue (same hash
---           tag, same Cluster slot), and flagged in KEYS[2] (see chard_push_level)
+--           tag, same Cluster slot), and flagged in KEYS[2] (see chard_push_level); the key
+--           records of keyed acks are built from it too
 -- The work is chard_finish_jobs (_prelude.lua), which fetch_jobs.lua also runs for the acks of a
 -- worker's turn. Fenced, so safe to apply late or twice: a job is applied only while this
 -- broker's running HASH holds it under the ack's fetch token; an ack applied before (re-sent
@@ -43,7 +47,8 @@
 -- twice is applied once, at its first position; a job of a limited task releases its slot (or
 -- holds it). A release frees a held slot only while its field is there, so it frees one at most.
 -- Returns the positions (1-based, in the batch) of the acks refused because another broker took
--- their job over (this broker's lease had expired); {} when none was.
+-- their job over (this broker's lease had expired), and, negated, those of the retries applied as
+-- cancellations (the job was cancelled while it ran: chard_apply_lines); {} when none was.
 local keys = { running = KEYS[1], max_concurrency = KEYS[2], concurrency = KEYS[3], future = KEYS[4], jobs = KEYS[5],
   results = KEYS[6], result_expiry = KEYS[7], progress = KEYS[8], by_index = KEYS, prefix = ARGV[8] }
 local notify, taken_over = chard_finish_jobs(keys, ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6],

@@ -33,6 +33,8 @@
 -- released and their fields removed (a late release of the broker then finds nothing). The HASH
 -- then expires in a day (tombstones of a broker that never comes back), unless
 -- the broker renews its lease again (keep_alive.lua keeps it); its lease goes.
+-- A job failed or cancelled here releases its key, or gives it its ttl (chard_key_ended), if the
+-- key record still names it; a requeued one keeps it.
 -- An entry whose JSON is not a job is forgotten with the record of an unreadable job (one whose
 -- JSON is missing, with none).
 -- Returns { requeued JSONs (new retries), failed JSONs, corrupt entries dropped (flat pairs: id,
@@ -91,6 +93,8 @@ if #unannounced > 0 then
   chard_hset_pairs(KEYS[8], unannounced)
   redis.call('EXPIRE', KEYS[8], 86400)
 end
+chard_keys_ended(prefix, out.failed, now)
+chard_keys_ended(prefix, out.cancelled, now)
 if #out.failed > 0 then
   chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[4], out.failed_ids, nil, now, ARGV[6], ARGV[5])
 end

@@ -11,7 +11,8 @@
 -- ARGV[4]   key prefix "{chard:<ns>}": the running HASH of each leased broker is built here as
 --           prefix..":running:"..brokerId (same hash tag, same Cluster slot)
 -- ARGV[5]   now (epoch ms)
--- A pending job (queued or waiting) is marked revoked: the fetch that pops it drops it. A running
+-- A pending job (queued or waiting) is marked revoked: the fetch that pops it drops it; its key
+-- (if any, and still its own) is released or given its ttl at once (chard_keys_ended). A running
 -- job cancelled also gets its running entry marked ("c" before its fetch token), so the cancel
 -- sticks if its broker dies: recovery fails it with JobCancelledError instead of running it again
 -- (its own broker's ack still applies: the entry stays its own). Marking twice changes nothing.
@@ -21,6 +22,9 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   local state, running_key, entry = chard_live_state(KEYS[3], KEYS[4], ARGV[4], ARGV[1])
   if state == 'pending' then
     redis.call('SADD', KEYS[3], ARGV[1])
+    -- It will never run: its key, if it has one, is released (or remembered for its ttl) now.
+    local json = redis.call('HGET', KEYS[1], ARGV[1])
+    if string.find(json, ',"key":', 1, true) then chard_keys_ended(ARGV[4], { json }, tonumber(ARGV[5])) end
   elseif state == 'running' and ARGV[2] == 'cancel' then
     if string.byte(entry, 1) ~= 99 then redis.call('HSET', running_key, ARGV[1], 'c' .. entry) end
     redis.call('PUBLISH', ARGV[3], 'c ' .. ARGV[1])

@@ -1,0 +1,178 @@
+/**
+ * RedisBroker internals of job keys (enqueue_jobs.lua, chard_key_ended): two processes scheduling
+ * one key at once, a re-sent enqueue call, the key record and its memory, and what keys cost in
+ * Redis commands (none for jobs without a key). Runs on a private redis-server so it can reset
+ * command statistics without disturbing other test files.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import type { RedisBroker } from "../brokers/redis/index.js";
+import { enqueueCall } from "../brokers/redis/calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
+import { runScript } from "../brokers/redis/scripts.js";
+import { Engine } from "../lib/engine.js";
+import { Job, type JobExtras } from "../lib/jobs.js";
+import { testBroker } from "./helpers/ioredis.js";
+import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { FakeClock } from "./helpers/until.js";
+
+let server: RedisServer;
+let admin: Redis;
+const closing: { close(): Promise<void> }[] = [];
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  admin = new Redis(server.url);
+});
+afterAll(async () => {
+  await admin?.quit();
+  await server?.stop();
+});
+afterEach(async () => {
+  for (const c of closing.splice(0)) await c.close();
+});
+
+function broker(namespace: string, clock: FakeClock): RedisBroker {
+  const b = testBroker(server.url, { clock, lease: 60 });
+  b.namespace = namespace;
+  closing.push(b);
+  return b;
+}
+const job = (clock: FakeClock, extras?: JobExtras): Job =>
+  new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [1], extras });
+const keyed = (key: string, policy: JobExtras["keyPolicy"] = "keep", ttl = 0): JobExtras => ({
+  key,
+  keyPolicy: policy,
+  keyTtlMs: ttl,
+});
+
+/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO. */
+async function commands(): Promise<Record<string, number>> {
+  const info = await admin.info("commandstats");
+  const calls: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== "info") calls[m[1]!] = Number(m[2]);
+  return calls;
+}
+const total = (calls: Record<string, number>): number => Object.values(calls).reduce((a, b) => a + b, 0);
+
+/** The commands of `run`, by name. */
+async function cost(run: () => Promise<unknown>): Promise<Record<string, number>> {
+  await admin.config("RESETSTAT");
+  await run();
+  return commands();
+}
+
+describe("job keys on Redis", () => {
+  test("two processes scheduling one key at the same instant make one job, every time, whatever the policy", async () => {
+    const namespace = `t-${randomUUID()}`;
+    const engines = [0, 1].map(() => {
+      const e = new Engine(testBroker(server.url, { lease: 60 }), namespace);
+      e.task("t", (_n: number) => undefined, { queue: "q" });
+      closing.push(e);
+      return e;
+    });
+    const k = namespaceKeys(namespace);
+    for (let round = 0; round < 50; round++) {
+      const key = `k-${round}`;
+      const onDuplicate = (["keep", "replace", "debounce"] as const)[round % 3]!;
+      const [a, b] = await Promise.all(engines.map((e, i) => e.schedule(e.getTask("t").with({ key, onDuplicate }), i)));
+      expect(a!.id, `round ${round}`).toBe(b!.id);
+      expect(await admin.llen(k.queue("q")), `round ${round}`).toBe(round + 1);
+    }
+    expect(await admin.hlen(k.jobs)).toBe(50);
+    await engines[0]!.broker.flush();
+  });
+
+  test("a re-sent enqueue call of keyed jobs returns the first call's outcome and stores nothing twice", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    const held = job(clock, keyed("a"));
+    await b.enqueueJobs([held]);
+    const jobs = [job(clock, keyed("a")), job(clock, keyed("b")), job(clock)];
+    const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
+    const first = await runScript(admin, call.name, call.keys, call.args);
+    expect(
+      String(first)
+        .split("\n")
+        .map((line) => line.slice(0, 4)),
+    ).toEqual(["k q ", "c", "c"]);
+    // The key "a" is released meanwhile: the re-sent call must still say what the first one did.
+    await admin.del(k.key("a"));
+    expect(await runScript(admin, call.name, call.keys, call.args)).toBe(first);
+    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([held.id, jobs[1]!.id, jobs[2]!.id]);
+    await b.flush();
+  });
+
+  test("the key record names its job while it exists, then its end window, and costs about 150 bytes", async () => {
+    const clock = new FakeClock();
+    const b = broker("chard", clock); // the default namespace: this server is the file's own
+    const k = namespaceKeys(b.namespace);
+    const key = "user:12345:sync";
+    const j = job(clock, keyed(key, "keep", 60_000));
+    await b.enqueueJobs([j]);
+    expect(await admin.get(k.key(key))).toBe(`${j.id} k ${clock.now()} 60000`);
+    expect(await admin.pttl(k.key(key))).toBe(-1);
+    const live = Number(await admin.memory("USAGE", k.key(key)));
+    const { jobs, token } = await b.fetchJobs("q", 1);
+    clock.advance(1_000);
+    await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
+    expect(await admin.get(k.key(key))).toBe(`${j.id} ${clock.now() + 60_000}`);
+    expect(await admin.pttl(k.key(key))).toBeGreaterThan(59_000);
+    const ended = Number(await admin.memory("USAGE", k.key(key)));
+    // Measured on Redis 7.0 (jemalloc), namespace "chard", this 15-character key: see docs/queue-model.md.
+    expect(live).toBeLessThanOrEqual(160);
+    expect(ended).toBeLessThanOrEqual(160);
+    await b.flush();
+  });
+
+  test("a job whose key record is gone or names another job ends without touching the record", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    const j = job(clock, keyed("x"));
+    await b.enqueueJobs([j]);
+    const { jobs, token } = await b.fetchJobs("q", 1);
+    await admin.set(k.key("x"), `${randomUUID()} k 1 0`); // taken by another job since
+    await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
+    expect(await admin.get(k.key("x"))).toMatch(/ k 1 0$/);
+    await b.flush();
+  });
+
+  test("a key held by a job that is gone (ended by an older version that ignores keys) is free", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    const k = namespaceKeys(b.namespace);
+    const old = job(clock, keyed("x"));
+    await b.enqueueJobs([old]);
+    await admin.hdel(k.jobs, old.id);
+    const fresh = job(clock, keyed("x"));
+    expect(await b.enqueueJobs([fresh])).toBeUndefined();
+    expect(await admin.get(k.key("x"))).toMatch(new RegExp(`^${fresh.id} `));
+    await b.flush();
+  });
+
+  test("jobs without a key cost the commands they cost before keys existed; a keyed job costs a GET and a SET more each way", async () => {
+    const clock = new FakeClock();
+    const b = broker(`t-${randomUUID()}`, clock);
+    await b.start();
+    const through = async (extras?: JobExtras): Promise<{ enqueue: number; turn: number; finish: number }> => {
+      const enqueue = total(await cost(() => b.enqueueJobs([job(clock, extras)])));
+      let fetched: Awaited<ReturnType<RedisBroker["fetchJobs"]>> | undefined;
+      const turn = total(await cost(async () => (fetched = await b.fetchJobs("q", 1))));
+      const done = fetched!.jobs[0]!;
+      const finish = total(
+        await cost(() => b.finishJobs([{ job: done, token: fetched!.token, outcome: "succeeded" }])),
+      );
+      return { enqueue, turn, finish };
+    };
+    await through(); // scripts loaded, lease taken
+    // As measured on the version before keys (the same test run there): enqueue EVALSHA SET HSET
+    // RPUSH PUBLISH; a turn's fetch 10; finish EVALSHA HMGET HDEL HGETALL HDEL PUBLISH.
+    expect(await through()).toEqual({ enqueue: 5, turn: 10, finish: 6 });
+    const key = await through(keyed(`k-${randomUUID()}`));
+    expect(key).toEqual({ enqueue: 5 + 3, turn: 10, finish: 6 + 3 });
+    await b.flush();
+  });
+});
