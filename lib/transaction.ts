@@ -27,7 +27,7 @@ export class Transaction {
   /** The jobs of each call, in call order (a call still in its middlewares fills its part later). */
   readonly #parts: Job[][] = [];
   /** The calls that went through enqueue middlewares. */
-  readonly #calls: Promise<unknown>[] = [];
+  #calls: Promise<unknown>[] | undefined;
   #open = true;
 
   /** @internal Made by `engine.transaction`. */
@@ -72,7 +72,7 @@ export class Transaction {
    * first error of one (in call order). Undefined when there was none.
    */
   settled(): Promise<void> | undefined {
-    if (this.#calls.length === 0) return undefined;
+    if (this.#calls === undefined) return undefined;
     return Promise.allSettled(this.#calls).then((outcomes) => {
       for (const o of outcomes) if (o.status === "rejected") throw o.reason;
     });
@@ -85,7 +85,7 @@ export class Transaction {
   /** Counts `call` in (the commit waits for it) and marks it handled: a call not awaited still fails the commit. */
   #track<T>(call: Promise<T>): Promise<T> {
     call.catch(() => undefined);
-    this.#calls.push(call);
+    (this.#calls ??= []).push(call);
     return call;
   }
 

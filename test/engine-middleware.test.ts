@@ -9,7 +9,14 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { DateTime } from "luxon";
 import { describe, expect, test } from "vitest";
 import { currentJob } from "../lib/context.js";
-import { CancelExecution, InvalidOptionError, JobFailedError, JobTimeoutError, StateError } from "../lib/errors.js";
+import {
+  CancelExecution,
+  InvalidOptionError,
+  JobCancelledError,
+  JobFailedError,
+  JobTimeoutError,
+  StateError,
+} from "../lib/errors.js";
 import type { Job } from "../lib/jobs.js";
 import { signals } from "../lib/signals.js";
 import { Batch } from "../lib/tasks.js";
@@ -374,6 +381,52 @@ describe.each(brokerFactories())("middleware on $name", (factory) => {
     await engine.stopWorkers();
     await workers;
     expect(ran).toEqual(["after"]);
+  });
+
+  test("a synchronous task that overruns its timeout inside an execute middleware is timed out when it returns", async () => {
+    const clock = new FakeClock();
+    const { engine, rec } = setup(clock);
+    engine.use({ execute: (_ctx, next) => next() });
+    engine.task(
+      "busy",
+      (ms: number) => {
+        clock.t += ms; // holds the event loop that long
+        return "done";
+      },
+      { timeout: 1 },
+    );
+    const slow = await engine.schedule("busy", 1_500);
+    const quick = await engine.schedule("busy", 10);
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    expect(rec.forJob(slow.id)).toEqual(["jobEnqueued", "jobStarted", "jobTimedOut", "jobFailed", "jobFinished"]);
+    await expect(slow.result()).rejects.toThrow(JobTimeoutError);
+    expect(await quick.result()).toBe("done");
+  });
+
+  test("a cancel ends a job whose execute middleware has not called next() yet; the task never runs", async () => {
+    const { engine, rec } = setup();
+    const ran: string[] = [];
+    const release = deferred();
+    let entered = 0;
+    engine.task("work", () => void ran.push("work"), { maxRetries: 2 });
+    engine.use({
+      execute: async (_ctx, next) => {
+        entered++;
+        await release.promise;
+        return next();
+      },
+    });
+    const job = await engine.schedule("work");
+    const workers = engine.startWorkers({ number: 1 });
+    await until(() => entered === 1, 5_000, "the middleware");
+    await engine.cancel(job.id);
+    await until(() => rec.forJob(job.id).includes("jobFinished"), 5_000, "the cancel");
+    expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobStarted", "jobFailed", "jobFinished"]);
+    await expect(job.result()).rejects.toThrow(JobCancelledError);
+    release.resolve();
+    await engine.stopWorkers();
+    await workers;
+    expect(ran).toEqual([]);
   });
 
   test("engine.use refuses what is not a middleware, and its return value removes the middleware", async () => {
