@@ -41,5 +41,5 @@ const jobs = [
 ];
 await engine.schedule("invoice", "X0").catch((err: Error) => console.log(`  refused    ${err.message}`));
 await engine.startWorkers({ stopWhenQueueEmpty: true });
-for (const job of jobs) console.log(`  result     ${await job.result().catch((err: Error) => err.name)}`);
+for (const job of jobs) console.log(`  result     ${String(await job.result().catch((err: Error) => err.name))}`);
 await engine.close();
