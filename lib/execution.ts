@@ -95,6 +95,25 @@ export function endedAck(
   return { job, token, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
 }
 
+/** The context of the execute middlewares of one execution (its AbortSignal made only if asked for). */
+class MiddlewareContext implements ExecuteContext {
+  readonly namespace: string;
+  readonly job: Job;
+  readonly task: Task;
+  readonly #execution: JobContext;
+
+  constructor(execution: JobContext, namespace: string, task: Task) {
+    this.namespace = namespace;
+    this.job = execution.job;
+    this.task = task;
+    this.#execution = execution;
+  }
+
+  get signal(): AbortSignal {
+    return this.#execution.signal;
+  }
+}
+
 /** What the workers hold beside an acknowledgement until the broker applied it. */
 export interface Settler {
   /** Sends the outcome's signals and calls its hooks: the acknowledgement is durable. */
@@ -248,15 +267,7 @@ export class Execution implements JobContext, Settler {
    * what the task returned, a generator task iterated within the middlewares' contexts.
    */
   static readonly #intercepted = (execution: Execution): Promise<unknown> => {
-    const { job } = execution;
-    const context: ExecuteContext = {
-      namespace: execution.#namespace,
-      job,
-      task: execution.#task,
-      get signal() {
-        return execution.signal;
-      },
-    };
+    const context = new MiddlewareContext(execution, execution.#namespace, execution.#task);
     return runChain(execution.#middlewares!, context, () => execution.#runTask(), "execute");
   };
 

@@ -125,6 +125,9 @@ export class Middlewares {
   }
 }
 
+/** Marks a promise handled (its rejection is reported elsewhere). */
+const ignore = (): undefined => undefined;
+
 /**
  * Runs `core` inside `middlewares` (the first outermost) with `context`. Settles once every
  * middleware and the core have settled: resolves with the core's value when nothing failed;
@@ -157,7 +160,7 @@ export function runChain<C, R>(
       rest = dispatch(i + 1);
       // Handled here: a middleware that calls next() without awaiting it leaves no unhandled
       // rejection; its error is the chain's all the same (below).
-      rest.catch(() => undefined);
+      rest.catch(ignore);
       return rest;
     };
     let step: unknown;
@@ -167,6 +170,7 @@ export function runChain<C, R>(
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what was thrown, as is
       return Promise.reject(e);
     }
+    if (rest !== undefined && step === rest) return rest; // `return next()`: nothing to wait for or check
     return Promise.resolve(step).then(() => {
       if (rest) return rest; // the core's value, or the error of the rest, caught or not
       throw new StateError(
