@@ -6,6 +6,7 @@
  * and the job's timeout bounding a middleware.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { randomUUID } from "node:crypto";
 import { DateTime } from "luxon";
 import { describe, expect, test } from "vitest";
 import { currentJob } from "../lib/context.js";
@@ -18,7 +19,7 @@ import {
   StateError,
 } from "../lib/errors.js";
 import type { Job } from "../lib/jobs.js";
-import { signals } from "../lib/signals.js";
+import { SafeNamedSignal, signals } from "../lib/signals.js";
 import { Batch } from "../lib/tasks.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
@@ -427,6 +428,29 @@ describe.each(brokerFactories())("middleware on $name", (factory) => {
     await engine.stopWorkers();
     await workers;
     expect(ran).toEqual([]);
+  });
+
+  test("each job of sendReliable goes through the enqueue middleware, and its receiver runs inside the execute one", async () => {
+    const { engine } = setup();
+    const signal = new SafeNamedSignal<{ n: number }>(`sig-${randomUUID()}`);
+    const got: string[] = [];
+    const off = signal.connectReliable("r", (_ns, { n }) => void got.push(`${n} ${currentJob()!.job.headers.via}`));
+    const wrapped: string[] = [];
+    engine.use({
+      enqueue: (ctx, next) => {
+        ctx.headers.via = "middleware";
+        return next();
+      },
+      execute: (ctx, next) => {
+        wrapped.push(ctx.job.taskName);
+        return next();
+      },
+    });
+    const [job] = await engine.sendReliable(signal, { n: 1 });
+    await engine.startWorkers({ number: 1, stopWhenQueueEmpty: true });
+    off();
+    expect(got).toEqual(["1 middleware"]);
+    expect(wrapped).toEqual([job!.taskName]);
   });
 
   test("engine.use refuses what is not a middleware, and its return value removes the middleware", async () => {

@@ -5,6 +5,7 @@
 import { describe, expectTypeOf, test } from "vitest";
 import {
   CancelExecution,
+  signals,
   type ChardError,
   type EnqueueContext,
   type EnqueueMiddleware,
@@ -12,7 +13,9 @@ import {
   type ExecuteContext,
   type ExecuteMiddleware,
   type Job,
+  type JobErrorPayload,
   type Middleware,
+  type SafeNamedSignal,
   type Task,
 } from "../../lib/index.js";
 
@@ -57,5 +60,15 @@ describe("engine.use", () => {
     };
     expectTypeOf<{ execute: typeof _mw }>().toExtend<Middleware>();
     expectTypeOf(new CancelExecution()).toExtend<ChardError>();
+  });
+});
+
+describe("jobSkipped", () => {
+  test("receivers get the Job and the CancelExecution as an Error", () => {
+    expectTypeOf(signals.jobSkipped).toEqualTypeOf<SafeNamedSignal<JobErrorPayload>>();
+    signals.jobSkipped.connect((_ns, { job, err }) => {
+      expectTypeOf(job).toEqualTypeOf<Job>();
+      expectTypeOf(err).toEqualTypeOf<Error>();
+    });
   });
 });
