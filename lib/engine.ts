@@ -11,8 +11,9 @@ import {
   describe,
   toUtcDateTime,
 } from "./errors.js";
-import { Job, JobStatus, checkArgs, fromJSON, isJobId, type ResultOptions } from "./jobs.js";
-import { OPTION_LIMITS, resolveJobOptions } from "./options.js";
+import { Job, JobStatus, checkArgs, copyJob, fromJSON, isJobId, type ResultOptions } from "./jobs.js";
+import { Middlewares, runChain, type EnqueueContext, type Middleware } from "./middleware.js";
+import { OPTION_LIMITS, checkJobOptions, resolveJobOptions, type JobOptions } from "./options.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
 import { checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
@@ -146,6 +147,8 @@ export class Engine {
   readonly #getResult = (id: string, options: ResultOptions): Promise<unknown> => this.getResult(id, options);
   #running: Promise<void> | undefined;
   #closed = false;
+  /** The middlewares registered with `use`. */
+  readonly #middleware = new Middlewares();
 
   /**
    * @throws InvalidOptionError for an empty namespace; BrokerInUseError when the broker already has an engine.
@@ -230,6 +233,18 @@ export class Engine {
     return task;
   }
 
+  /**
+   * Registers a middleware, innermost of those registered so far (the first registered runs
+   * outermost): `enqueue` runs around each job a scheduling call of this engine enqueues, before
+   * anything is written; `execute` around each execution by this engine's workers (from their next
+   * job on). Both are awaited, and get a context and `next()`; see the README's Middleware section.
+   * Returns a function that removes the middleware.
+   * @throws InvalidOptionError unless `middleware` is `{ enqueue?, execute? }` with at least one function.
+   */
+  use(middleware: Middleware): () => void {
+    return this.#middleware.add(middleware);
+  }
+
   /** Runs the task function now, in this process, without the broker or signals. */
   async execute<A extends unknown[], R>(task: TaskRef<A, R>, ...args: A): Promise<Awaited<R>> {
     const t = this.getTask(task as TaskRef) as Task<A, R>;
@@ -257,6 +272,7 @@ export class Engine {
    * @throws the errors of `scheduleAt` for the first invalid entry.
    */
   async scheduleBatch(batch: Batch): Promise<Job[]> {
+    if (this.#middleware.enqueue.length !== 0) return this.commitJobs(await this.interceptJobs(batch, false));
     const before = this.broker.clock.now();
     const jobs = this.prepareJobs(batch, before); // checked before any broker call
     if (this.broker.syncClock) {
@@ -296,6 +312,8 @@ export class Engine {
     } finally {
       tx.close();
     }
+    const calls = tx.settled(); // scheduling calls still in their enqueue middlewares
+    if (calls) await calls;
     return this.commitJobs(tx.jobs);
   }
 
@@ -303,6 +321,25 @@ export class Engine {
   prepareJobs(batch: Batch, now: number = this.broker.clock.now()): Job[] {
     if (!(batch instanceof Batch)) throw new InvalidOptionError(`scheduleBatch needs a Batch, got ${describe(batch)}`);
     return batch.entries.map((e) => this.#buildJob(e.task, e.at, e.args, now));
+  }
+
+  /** @internal True when enqueue middlewares are registered (scheduling calls then go through `interceptJobs`). */
+  get interceptsEnqueue(): boolean {
+    return this.#middleware.enqueue.length !== 0;
+  }
+
+  /**
+   * @internal Runs the enqueue middlewares around each entry of `batch`, one entry after the other,
+   * and builds its jobs (copies of their arguments with `copy`), without touching the broker.
+   * @throws (rejects with) what a middleware throws, and what `scheduleAt` throws.
+   */
+  async interceptJobs(batch: Batch, copy: boolean): Promise<Job[]> {
+    if (!(batch instanceof Batch)) throw new InvalidOptionError(`scheduleBatch needs a Batch, got ${describe(batch)}`);
+    this.#checkOpen();
+    const entries = [...batch.entries];
+    const jobs: Job[] = [];
+    for (const e of entries) jobs.push(await this.#intercept(e.task, e.at, e.args, copy));
+    return jobs;
   }
 
   /**
@@ -369,6 +406,11 @@ export class Engine {
   }
 
   async #enqueueOne(task: TaskRef, at: DateTime | Date | undefined, args: unknown[]): Promise<Job> {
+    if (this.#middleware.enqueue.length !== 0) {
+      this.#checkOpen();
+      const [job] = await this.commitJobs([await this.#intercept(task, at, args, false)]);
+      return job!;
+    }
     const before = this.broker.clock.now();
     const built = this.#buildJob(task, at, args, before); // checked before any broker call
     if (at === undefined && this.broker.syncClock) built.atMs += (await this.#syncedNow()) - before;
@@ -385,9 +427,51 @@ export class Engine {
     return this.broker.clock.now();
   }
 
-  #buildJob(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], now: number): Job {
+  /**
+   * Runs the enqueue middlewares around building the job of one scheduling call; the core checks
+   * the options as they left the middlewares, and builds the job due by the namespace's clock.
+   */
+  async #intercept(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], copy: boolean): Promise<Job> {
     const { task: name, options } = splitTaskRef(ref);
     const task = this.getTask(name);
+    const when = at === undefined ? undefined : toUtcDateTime(at, `scheduleAt(${JSON.stringify(task.name)}) at`);
+    await this.broker.syncClock?.(); // the core reads the clock: the namespace's, once measured
+    const { headers, ...rest } = options ?? {};
+    const context: EnqueueContext = {
+      namespace: this.namespace,
+      task,
+      args,
+      at: when,
+      options: rest,
+      headers: { ...headers },
+    };
+    return runChain(
+      this.#middleware.enqueue,
+      context,
+      () => {
+        const hdrs = context.headers;
+        const given: JobOptions =
+          Object.keys(hdrs).length === 0 ? context.options : { ...context.options, headers: hdrs };
+        const checked = checkJobOptions(given, `task "${task.name}" (options after the enqueue middlewares)`);
+        const job = this.#build(task, when, args, checked, this.broker.clock.now());
+        return Promise.resolve(copy ? copyJob(job) : job);
+      },
+      "enqueue",
+    );
+  }
+
+  #buildJob(ref: TaskRef, at: DateTime | Date | undefined, args: unknown[], now: number): Job {
+    const { task: name, options } = splitTaskRef(ref);
+    return this.#build(this.getTask(name), at, args, options, now);
+  }
+
+  #build(
+    task: Task,
+    at: DateTime | Date | undefined,
+    args: unknown[],
+    options: Readonly<JobOptions> | undefined,
+    now: number,
+  ): Job {
     checkArgs(task.name, args);
     const { queue, maxRetries, extras, delayMs } = resolveJobOptions(task, options);
     if (at !== undefined && delayMs !== undefined)
@@ -436,6 +520,7 @@ export class Engine {
       this.#lookup,
       { number, queues, stopWhenQueueEmpty },
       this.#getResult,
+      this.#middleware,
     );
     let signalled = false;
     const onSignal = (received: NodeJS.Signals | undefined): void => {

@@ -76,6 +76,19 @@ export class WorkerDiedError extends ChardError {
  */
 export class WorkerStoppedError extends ChardError {}
 
+/**
+ * Throw from an execute middleware (`engine.use({ execute })`), before it calls `next()`, to end
+ * the job without running its task (Huey's CancelExecution): no retry, whatever `maxRetries` says;
+ * `jobSkipped` instead of `jobFailed`, no `onFailure` hook; its result rejects with this error.
+ * Thrown anywhere else (by the task, or by a middleware once the task has started), it is an
+ * error like any other.
+ */
+export class CancelExecution extends ChardError {
+  constructor(message = "the execution was cancelled by a middleware", options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
 /** `getResult` did not see the job end within its `timeout`. */
 export class ResultTimeoutError extends ChardError {}
 

@@ -9,7 +9,9 @@
  *
  * A task that returns a plain value (or throws) synchronously ends within `run()`, which then
  * returns the acknowledgement itself: no promise, no timer, nothing to cancel. Only a task that
- * returns a promise or an iterator makes the execution asynchronous. A synchronous task cannot be
+ * returns a promise or an iterator makes the execution asynchronous, or execute middlewares
+ * (middleware.ts): with any, the task runs inside their chain, a promise, and a CancelExecution
+ * thrown before the task started ends the job as skipped. A synchronous task cannot be
  * interrupted: one that ran past its timeout is timed out when it returns (so is an asynchronous
  * one that settles past its timeout before the timer could fire, its event loop blocked).
  *
@@ -22,6 +24,7 @@ import type { Broker, FinishedJob } from "./broker.js";
 import { runWithJob, type JobContext } from "./context.js";
 import {
   AbortJobError,
+  CancelExecution,
   JobCancelledError,
   JobTimeoutError,
   RetryError,
@@ -31,6 +34,7 @@ import {
 import { JobStatus, dueStatus, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { failureRecord, storable, successRecord } from "./results.js";
+import { runChain, type ExecuteContext, type ExecuteMiddleware } from "./middleware.js";
 import { signals } from "./signals.js";
 import type { Task } from "./tasks.js";
 
@@ -91,6 +95,25 @@ export function endedAck(
   return { job, token, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
 }
 
+/** The context of the execute middlewares of one execution (its AbortSignal made only if asked for). */
+class MiddlewareContext implements ExecuteContext {
+  readonly namespace: string;
+  readonly job: Job;
+  readonly task: Task;
+  readonly #execution: JobContext;
+
+  constructor(execution: JobContext, namespace: string, task: Task) {
+    this.namespace = namespace;
+    this.job = execution.job;
+    this.task = task;
+    this.#execution = execution;
+  }
+
+  get signal(): AbortSignal {
+    return this.#execution.signal;
+  }
+}
+
 /** What the workers hold beside an acknowledgement until the broker applied it. */
 export interface Settler {
   /** Sends the outcome's signals and calls its hooks: the acknowledgement is durable. */
@@ -115,6 +138,10 @@ export class Execution implements JobContext, Settler {
   readonly #task: Task;
   readonly #namespace: string;
   readonly #broker: Broker;
+  /** The execute middlewares to run around the task, or undefined: none (the plain path). */
+  readonly #middlewares: readonly ExecuteMiddleware[] | undefined;
+  /** The task function was called (false while the middlewares run before it). */
+  #taskStarted: boolean;
   /** The last progress a generator task yielded (JSON), and whether the broker holds it. */
   #progressJson: string | undefined;
   #progressStored = false;
@@ -127,18 +154,28 @@ export class Execution implements JobContext, Settler {
   /** The task function returned (or threw, or its iteration ended); false while it runs. */
   #returned = false;
   /** The outcome decided at the end, announced by `settle()`. */
-  #outcome: "succeeded" | "retry" | "failed" | undefined;
+  #outcome: "succeeded" | "retry" | "failed" | "skipped" | undefined;
   /** The job's due time before its retry moved it (for `cancelledRetry`). */
   #dueBeforeRetry = 0;
   #value: unknown;
   #err: Error | undefined;
 
-  constructor(job: Job, token: string, task: Task, namespace: string, broker: Broker) {
+  /** `middlewares`: the execute middlewares (outermost first), undefined or empty for none. */
+  constructor(
+    job: Job,
+    token: string,
+    task: Task,
+    namespace: string,
+    broker: Broker,
+    middlewares?: readonly ExecuteMiddleware[],
+  ) {
     this.job = job;
     this.token = token;
     this.#task = task;
     this.#namespace = namespace;
     this.#broker = broker;
+    this.#middlewares = middlewares?.length ? middlewares : undefined;
+    this.#taskStarted = this.#middlewares === undefined;
   }
 
   get signal(): AbortSignal {
@@ -194,7 +231,7 @@ export class Execution implements JobContext, Settler {
     try {
       job.status = JobStatus.Running;
       if (signals.jobStarted.hasReceivers) signals.jobStarted.send(this.#namespace, { job });
-      value = runWithJob(this, Execution.#call);
+      value = runWithJob(this, this.#middlewares === undefined ? Execution.#call : Execution.#intercepted);
     } catch (e) {
       ok = false;
       value = e;
@@ -233,6 +270,25 @@ export class Execution implements JobContext, Settler {
   static readonly #call = (execution: Execution): unknown => execution.#task.fn(...execution.job.taskArgs);
 
   /**
+   * Runs the task inside the execute middlewares (in the job's context: see `run`): a promise of
+   * what the task returned, a generator task iterated within the middlewares' contexts.
+   */
+  static readonly #intercepted = (execution: Execution): Promise<unknown> => {
+    const context = new MiddlewareContext(execution, execution.#namespace, execution.#task);
+    return runChain(execution.#middlewares!, context, () => execution.#runTask(), "execute");
+  };
+
+  /** The core of the middleware chain: the task, unless the execution has already ended (timeout, cancel). */
+  #runTask(): Promise<unknown> {
+    if (this.#reason) return Promise.reject(this.#reason);
+    this.#taskStarted = true;
+    const value = Execution.#call(this);
+    if (isIterator(value)) return this.#iterate(value);
+    if (!isThenable(value)) return Promise.resolve(value);
+    return Promise.resolve(value).then((v) => (isIterator(v) ? this.#iterate(v) : v));
+  }
+
+  /**
    * The acknowledgement of the execution's end. Nothing in building it is expected to throw
    * (receivers, hooks and the logger are guarded); if something still does, the job fails rather
    * than stay running forever.
@@ -267,6 +323,12 @@ export class Execution implements JobContext, Settler {
     const ns = this.#namespace;
     // A task that stops on its AbortSignal throws whatever it likes: the reason is what happened.
     const err = this.#reason ?? toError(e);
+    if (err instanceof CancelExecution && !this.#taskStarted) {
+      job.status = JobStatus.Failed;
+      this.#outcome = "skipped";
+      this.#err = err;
+      return endedAck(job, this.token, task, "failed", failureRecord(err, undefined), this.#progressStored);
+    }
     if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
     const final = err instanceof AbortJobError || err instanceof JobCancelledError;
     this.#err = err;
@@ -308,6 +370,10 @@ export class Execution implements JobContext, Settler {
         signals.jobScheduleRetry.send(ns, { job, err: err! });
         callHook(ns, task, "onRetry", job, err);
         if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
+        break;
+      case "skipped":
+        getLogger().info(`${ns}: ${job} was skipped by an execute middleware: ${err!.message}`);
+        signals.jobSkipped.send(ns, { job, err: err! });
         break;
       case "failed":
         getLogger().error(`${ns}: ${job} failed`, err);

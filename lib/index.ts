@@ -26,6 +26,7 @@ export { Job, JobStatus, type JobFields, type JobExtras, type ResultOptions } fr
 export { OPTION_LIMITS, DUPLICATE_POLICIES, type JobOptions, type DuplicatePolicy } from "./options.js";
 export { currentJob, type JobContext } from "./context.js";
 export { Transaction } from "./transaction.js";
+export type { Middleware, EnqueueMiddleware, ExecuteMiddleware, EnqueueContext, ExecuteContext } from "./middleware.js";
 export { RELIABLE_TASK_PREFIX, reliableTaskName, type ReliableOptions, type ReliableReceiver } from "./reliable.js";
 export {
   ChardError,
@@ -47,6 +48,7 @@ export {
   CorruptDataError,
   WorkerDiedError,
   WorkerStoppedError,
+  CancelExecution,
 } from "./errors.js";
 export {
   signals,

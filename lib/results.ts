@@ -7,6 +7,7 @@
  * same shape (see REVOKED_RECORD and the brokers' recovery).
  */
 import {
+  CancelExecution,
   JobExpiredError,
   JobFailedError,
   JobRevokedError,
@@ -109,6 +110,8 @@ export function readRecord(record: string, jobId: string): { ok: true; value: un
       return { ok: false, error: new JobTimeoutError(message) };
     case "JobCancelledError":
       return { ok: false, error: new JobCancelledError(message) };
+    case "CancelExecution":
+      return { ok: false, error: new CancelExecution(message) };
     default:
       return { ok: false, error: new JobFailedError(`${message} (${name})`, name) };
   }

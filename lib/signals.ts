@@ -224,6 +224,11 @@ export const signals = {
   jobFailed: new SafeNamedSignal<JobErrorPayload>("jobFailed"),
   /** A revoked job was dropped instead of run: a terminal signal. */
   jobRevoked: new SafeNamedSignal<JobPayload>("jobRevoked"),
+  /**
+   * An execute middleware ended the job without running its task (it threw `CancelExecution`), after
+   * `jobStarted` and before `jobFinished`: a terminal signal.
+   */
+  jobSkipped: new SafeNamedSignal<JobErrorPayload>("jobSkipped"),
   /** A job was not started within its task's `expiresIn` after it was due: a terminal signal. */
   jobExpired: new SafeNamedSignal<JobPayload>("jobExpired"),
   /** A job ran past its `timeout` (then `jobScheduleRetry` or `jobFailed` follows). */

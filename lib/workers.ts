@@ -50,6 +50,7 @@ import { Execution, callHook, endedAck, type Settler } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { Overruns } from "./overruns.js";
+import type { Middlewares } from "./middleware.js";
 import { logRegistration } from "./periodic.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
@@ -128,6 +129,7 @@ export class Workers {
   readonly #namespace: string;
   readonly #tasks: TaskLookup;
   readonly #settings: WorkersSettings;
+  readonly #middlewares: Middlewares | undefined;
   readonly #results: (id: string, options: ResultOptions) => Promise<unknown>;
   /** Each asynchronous execution under way (a job id may be there twice: see `#cancel`); sync ones end in `#launch`. */
   readonly #executions = new Set<Execution>();
@@ -169,14 +171,17 @@ export class Workers {
   /** Cancels of jobs not running here when they came: job id -> when (see `EARLY_CANCEL_MS`). */
   readonly #earlyCancels = new Map<string, number>();
 
+  /** `middlewares`: the engine's, read at each job's start (a `use()` applies to the next jobs). */
   constructor(
     broker: Broker,
     namespace: string,
     tasks: TaskLookup,
     settings: WorkersSettings,
     results: (id: string, options: ResultOptions) => Promise<unknown>,
+    middlewares?: Middlewares,
   ) {
     this.#results = results;
+    this.#middlewares = middlewares;
     this.#broker = broker;
     this.#namespace = namespace;
     this.#tasks = tasks;
@@ -560,7 +565,7 @@ export class Workers {
       });
       return;
     }
-    const execution = new Execution(job, token, task, ns, this.#broker);
+    const execution = new Execution(job, token, task, ns, this.#broker, this.#middlewares?.execute);
     const ack = execution.run(this.#asyncEnded, this.#returned);
     // A task that returned synchronously has ended already: its ack goes out with the next fetch.
     if (ack) {

@@ -69,6 +69,7 @@ export const ALL_JOB_SIGNALS = [
   "jobFailed",
   "jobRevoked",
   "jobExpired",
+  "jobSkipped",
   "jobTimedOut",
   "jobLost",
   "jobRecovered",
