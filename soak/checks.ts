@@ -26,6 +26,11 @@ export interface SubjectSnapshot {
   stored: Set<string>;
   /** Result records of the jobs asked for. */
   results: Map<string, string>;
+  /**
+   * Key records (`<p>:key:<key>`) still in Redis: none once every keyed job ended (keyTtl 0).
+   * Absent from a snapshot kept by a version before keys.
+   */
+  keys?: string[];
 }
 
 /** Reads the subject Redis; result records only for `ids`. */
@@ -43,18 +48,21 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
     return keys;
   };
   const running = new Map<string, string[]>();
-  // A broker's running HASH: job id -> fetch token; "~seq" is its fetch watermark and "x:<id>" a
-  // job taken over by another broker (a tombstone): neither is a job running there.
+  // A broker's running HASH: job id -> fetch token; "~seq" is its fetch watermark, "x:<token>:<id>"
+  // a job taken over by another broker and "k:<token>:<id>" a retry applied as a cancellation
+  // (tombstones): none is a job running there.
   for (const key of await scan(`${escapeGlob(k.prefix)}:running:*`)) {
     const entries = Object.entries(await client.hgetall(key));
     running.set(
       key,
-      entries.filter(([id]) => id !== "~seq" && !id.startsWith("x:")).map(([id]) => id),
+      entries.filter(([id]) => id !== "~seq" && !id.startsWith("x:") && !id.startsWith("k:")).map(([id]) => id),
     );
   }
   const queued = new Set<string>();
-  for (const key of await scan(`${escapeGlob(k.prefix)}:queue:*`))
-    for (const id of await client.lrange(key, 0, -1)) queued.add(id);
+  for (const pattern of [":queue:*", ":prio:*", ":lane:*"])
+    for (const key of await scan(`${escapeGlob(k.prefix)}${pattern}`))
+      for (const id of await client.lrange(key, 0, -1)) queued.add(id);
+  const keys = await scan(`${escapeGlob(k.prefix)}:key:*`);
   const future = new Set(await client.zrange(k.future, "0", "-1"));
   const stored = new Set(await client.hkeys(k.jobs));
   const results = new Map<string, string>();
@@ -63,7 +71,7 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
     const values = await client.hmget(k.results, ...chunk);
     values.forEach((v, j) => v !== null && results.set(chunk[j]!, v));
   }
-  return { running, queued, future, stored, results };
+  return { running, queued, future, stored, results, keys };
 }
 
 /** One row of the checks table; `pass` undefined for a row that only informs. */
@@ -225,6 +233,12 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
       expected: "counted",
       pass: undefined,
       jobs: ids([...apart]),
+    },
+    {
+      name: "key records left (every keyed job ended, keyTtl 0)",
+      value: String(subject.keys?.length ?? 0),
+      expected: "0",
+      pass: (subject.keys?.length ?? 0) === 0,
     },
     {
       name: "ids left in running sets",

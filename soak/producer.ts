@@ -12,7 +12,15 @@
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Batch, DEFAULT_QUEUE, type Engine, type Job, type RedisBroker } from "../lib/index.js";
+import {
+  Batch,
+  DEFAULT_QUEUE,
+  withOptions,
+  type Engine,
+  type Job,
+  type JobOptions,
+  type RedisBroker,
+} from "../lib/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { isTransient, runScript } from "../brokers/redis/scripts.js";
@@ -47,6 +55,19 @@ export interface ProducerStats {
   /** Time spent waiting for the queue to shrink below the backlog limit, ms. */
   heldBackMs: number;
   byKind: Partial<Record<Kind, number>>;
+}
+
+/**
+ * The per-job options of the `n`-th job, from one random draw `r`: a fifth of the jobs get a
+ * priority (-2 to 2, not 0), a tenth a key of their own (never a duplicate: every job must run,
+ * and its key must be gone once it ended), a tenth headers; the others none, so the run goes
+ * through the plain paths and through those of the options, under the same faults.
+ */
+function jobOptions(r: number, n: number): JobOptions {
+  if (r < 0.2) return { priority: [-2, -1, 1, 2][Math.floor(r * 20) % 4]! };
+  if (r < 0.3) return { key: `soak:${n}` };
+  if (r < 0.4) return { headers: { source: "soak" } };
+  return {};
 }
 
 /** Positions (1-based) of the busy and doomed jobs: each kind spread evenly over the run. */
@@ -109,11 +130,12 @@ export class Producer {
         if (kind === "busy" || kind === "doomed") this.stats[kind]++;
         const [lo, hi] = kind === "slow" ? [1_000, 2_000] : plan.taskMs;
         const ms = Math.round(lo + plan.random() * (hi - lo));
+        const task = withOptions(kind, jobOptions(plan.random(), made));
         if (plan.random() < 0.1) {
           this.stats.future++;
-          batch.scheduleAt(kind, new Date(Date.now() + 500 + plan.random() * 2_500), made, ms);
+          batch.scheduleAt(task, new Date(Date.now() + 500 + plan.random() * 2_500), made, ms);
         } else {
-          batch.schedule(kind, made, ms);
+          batch.schedule(task, made, ms);
         }
         kinds.push(kind);
       }

@@ -34,6 +34,14 @@ const facts = {
 const OK = '{"ok":true,"value":1}';
 
 describe("soak checks", () => {
+  test("a key record left after every job ended fails the run; tombstones in a running set are no running jobs", () => {
+    const h = history([`E ${A}:retry`, `x ${A} w1 0 retry`, `t ${A} ok w1`]);
+    const clean = runChecks(h, subject({ results: new Map([[A, OK]]) }), facts);
+    expect(check(clean, "key records left").pass).toBe(true);
+    const leaked = runChecks(h, subject({ results: new Map([[A, OK]]), keys: ["{chard:t}:key:k"] }), facts);
+    expect(check(leaked, "key records left")).toMatchObject({ value: "1", pass: false });
+  });
+
   test("a job whose acknowledgement was in flight when its process was killed is counted apart, not failed", () => {
     const h = history([
       `E ${A}:retry,${B}:retry,${C}:once`,
