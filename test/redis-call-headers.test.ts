@@ -216,26 +216,8 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
       ["the atMs", at],
       ["key prefix", k.prefix],
-      ["for a batch with keyed jobs only", []],
     ];
-    const keyedJob = new Job({
-      taskName: "t",
-      queue: "q",
-      atMs: NOW + 1,
-      maxRetries: 3,
-      taskArgs: [1],
-      extras: { key: "k 1", keyPolicy: "debounce", keyTtlMs: 5000 },
-    });
     return [
-      {
-        name: "a keyed job after a plain one: now, the prefix and one quadruple per keyed job",
-        call: calls.enqueueCall(k, { jobs: [a, keyedJob], nowMs: NOW, token }),
-        keys: keys(["q"]),
-        argv: [
-          ...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)).slice(0, -1),
-          ["for a batch with keyed jobs only", [NOW, "2 2 d 5000"]],
-        ],
-      },
       {
         name: "all due, one queue: one group",
         call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, token }),
@@ -257,6 +239,42 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     ];
   },
 
+  enqueue_keyed: () => {
+    const token = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
+    const a = job("q");
+    const keys = (queues: readonly string[]): Expected[] => [
+      ["token STRING", k.token(token)],
+      ["jobs HASH", k.jobs],
+      ["future ZSET", k.future],
+      ["max-concurrency HASH", k.maxConcurrency],
+      ["queue LISTs", queues.map((q) => k.queue(q))],
+    ];
+    const argv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
+      ["events channel", k.events],
+      ["token TTL", calls.TOKEN_TTL_MS],
+      ["id width", width],
+      ["groups", groups],
+      ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
+      ["the atMs", at],
+      ["key prefix", k.prefix],
+    ];
+    const keyedJob = new Job({
+      taskName: "t",
+      queue: "q",
+      atMs: NOW + 1,
+      maxRetries: 3,
+      taskArgs: [1],
+      extras: { key: "k 1", keyPolicy: "debounce", keyTtlMs: 5000 },
+    });
+    return [
+      {
+        name: "a keyed job after a plain one: now, the prefix and one quadruple per keyed job",
+        call: calls.enqueueCall(k, { jobs: [a, keyedJob], nowMs: NOW, token }),
+        keys: keys(["q"]),
+        argv: [...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)), ["now", NOW], ["the keyed jobs", "2 2 d 5000"]],
+      },
+    ];
+  },
   fetch_jobs: () => {
     const [a, b, c] = [ended(), ended(), ended(job(), "9")];
     const plain = ended();

@@ -397,6 +397,15 @@ describe("scripts", () => {
     expect(helpers("set_concurrency_keys")).toEqual([...reader, "chard_chunked", "chard_chunked_list", ...level]);
     expect(helpers("enqueue_jobs")).toEqual([
       ...reader,
+      "chard_split_ids",
+      "chard_chunked",
+      "chard_hset_pairs",
+      ...level,
+      "chard_job_id",
+      "chard_read_batch",
+    ]);
+    expect(helpers("enqueue_keyed")).toEqual([
+      ...reader,
       "chard_json_string",
       "chard_score",
       "chard_rewrite_head",
@@ -406,6 +415,7 @@ describe("scripts", () => {
       ...level,
       "chard_push_ready",
       "chard_job_id",
+      "chard_read_batch",
       "chard_live_state",
     ]);
     expect(helpers("revoke_job")).toEqual([

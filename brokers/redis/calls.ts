@@ -67,10 +67,11 @@ export interface EnqueueCallInput {
 }
 
 /**
- * enqueue_jobs.lua: one call per batch, `token` shared by every attempt of that call. Jobs due at
- * `nowMs` go to their queue, later ones to the future set; the JSONs travel in one argument,
- * grouped by destination (batch order within each), so the common batch (all due, one queue) is
- * one group. @throws SerializationError (from toJSON) before anything is sent.
+ * enqueue_jobs.lua (enqueue_keyed.lua for a batch with keyed jobs): one call per batch, `token`
+ * shared by every attempt of that call. Jobs due at `nowMs` go to their queue, later ones to the
+ * future set; the JSONs travel in one argument, grouped by destination (batch order within
+ * each), so the common batch (all due, one queue) is one group. @throws SerializationError (from
+ * toJSON) before anything is sent.
  */
 export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCallInput): ScriptCall {
   const keys = [k.token(token), k.jobs, k.future, k.maxConcurrency];
@@ -105,7 +106,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
           jobs.map((_, i) => i),
         ),
       );
-    return { name: "enqueue_jobs", keys, args };
+    return { name: keyed ? "enqueue_keyed" : "enqueue_jobs", keys, args };
   }
   // Target -> its JSONs, in batch order: the KEYS index of a queue, "<index>:<priority>" for a
   // level of it, "0" for the future set (last).
@@ -139,13 +140,13 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   const args: ScriptArg[] = [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" "), k.prefix];
   // The batch index of each JSON of `packed`, in its order (groups in insertion order, the future last).
   if (keyed) args.push(...keyedArgs(jobs, nowMs, [...[...order.values()].flat(), ...laterOrder]));
-  return { name: "enqueue_jobs", keys, args };
+  return { name: keyed ? "enqueue_keyed" : "enqueue_jobs", keys, args };
 }
 
 const POLICY_CODES = { keep: "k", replace: "r", debounce: "d", throttle: "t" } as const;
 
 /**
- * ARGV[8..9] of enqueue_jobs.lua for a batch with keyed jobs (ARGV[7] is the prefix): now, and
+ * ARGV[8..9] of enqueue_keyed.lua for a batch with keyed jobs (ARGV[7] is the prefix): now, and
  * the keyed jobs in batch order as "<pos> <batchPos> <policy> <ttlMs>" (`packedOrder[p]` is the
  * batch index of the p-th JSON of ARGV[5]).
  */
@@ -162,7 +163,7 @@ function keyedArgs(jobs: readonly Job[], nowMs: number, packedOrder: readonly nu
 }
 
 /**
- * Reads the reply of enqueue_jobs.lua: undefined when every job was created (0, or 1 for a
+ * Reads the reply of enqueue_jobs.lua or enqueue_keyed.lua: undefined when every job was created (0, or 1 for a
  * re-sent call of a batch without keys), else one entry per job of `jobs` (the batch) from the
  * outcome lines of a keyed batch (see the script's header): undefined for a job created, a
  * `Duplicate` for one that created nothing. @throws RedisReplyError for another reply.

@@ -29,6 +29,7 @@ export type ScriptArg = string | number;
 /** Every script: `scripts/<name>.lua` for each name. */
 export const SCRIPT_NAMES = [
   "enqueue_jobs",
+  "enqueue_keyed",
   "fetch_jobs",
   "finish_jobs",
   "register_periodic_tasks",

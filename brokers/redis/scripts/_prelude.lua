@@ -335,6 +335,69 @@ local function chard_job_id(json)
   return job and job.id
 end
 
+-- The batch of an enqueue script (enqueue_jobs.lua, enqueue_keyed.lua: see their headers, ARGV[3]
+-- to ARGV[6]), read and checked before anything is written (a script's writes are not rolled
+-- back): `groups`, the jobs' JSONs `packed`, the id `width`, the atMs of the future jobs
+-- `future`; `nkeys` is the number of the script's KEYS (queues are KEYS[5..]). Returns a table
+-- { targets, prios (false for a plain group), counts, ids, hash_args (id, JSON, id, JSON... for
+-- HSET), n (the number of jobs), future_at }, or nil and what is wrong.
+local function chard_read_batch(groups, packed, width, future, nkeys)
+  local targets, prios, counts, total = {}, {}, {}, 0
+  do
+    local fields = chard_split_ids(groups, 0)
+    for i = 1, #fields, 2 do
+      local target, count, prio = tonumber(fields[i]), tonumber(fields[i + 1]), nil
+      if not target then
+        local t, p = string.match(fields[i], '^(%d+):(%-?%d+)$')
+        target, prio = tonumber(t), tonumber(p)
+        if prio == 0 or target == 0 then target = nil end
+      end
+      if not target or not count or count < 1 or (target ~= 0 and (target < 5 or target > nkeys)) then
+        return nil, ('bad groups: ' .. string.sub(groups, 1, 100))
+      end
+      targets[#targets + 1], prios[#targets + 1], counts[#counts + 1] = target, prio or false, count
+      total = total + count
+    end
+  end
+  if not width then return nil, 'bad id width' end
+
+  -- hash_args: id, JSON, id, JSON... for HSET; ids in the same order for the queues and the future set.
+  local hash_args, ids, n, pos, len = {}, {}, 0, 1, #packed
+  local find, sub, byte = string.find, string.sub, string.byte
+  while pos <= len do
+    local eol = find(packed, '\n', pos, true) or (len + 1)
+    local json = sub(packed, pos, eol - 1)
+    local id
+    if width > 0 then
+      -- toJSON starts with {"id":"<id>". A '"' right after `width` bytes of id that no '\' escapes
+      -- closes the id's string; the id has `width` characters and escapes or multi-byte characters
+      -- only lengthen its text, so the id is exactly those bytes. Otherwise: the slow path.
+      local before, after = byte(packed, pos + 6 + width, pos + 7 + width)
+      if after == 34 and before ~= 92 and find(packed, '{"id":"', pos, true) == pos then
+        id = sub(packed, pos + 7, pos + 6 + width)
+      end
+    end
+    id = id or chard_job_id(json)
+    if not id then return nil, ('not a job entry: ' .. sub(json, 1, 100)) end
+    n = n + 1
+    ids[n] = id
+    hash_args[2 * n - 1] = id
+    hash_args[2 * n] = json
+    pos = eol + 1
+  end
+  if n ~= total then return nil, (n .. ' jobs for groups of ' .. total) end
+  local future_at = {}
+  if future ~= '' then future_at = chard_split_ids(future, 0) end
+  for g, target in ipairs(targets) do
+    if target == 0 and #future_at ~= counts[g] then return nil, ('one atMs per future job') end
+  end
+  for _, at in ipairs(future_at) do
+    if not tonumber(at) then return nil, ('bad atMs ' .. string.sub(at, 1, 30)) end
+  end
+  return { targets = targets, prios = prios, counts = counts, ids = ids, hash_args = hash_args, n = n,
+    future_at = future_at }
+end
+
 -- The state of job `id`, stored in the jobs HASH (not ended): "revoked" when in the revoked SET,
 -- "running" when the running HASH of a broker that holds a lease has it (the HASHes' keys are
 -- built from `prefix`, same hash tag), else "pending" (queued or
