@@ -67,6 +67,11 @@ export class Lane {
   readonly plain = new Deque<WireJob>();
   /** Its jobs of each other priority. */
   readonly levels = new Map<number, Deque<WireJob>>();
+  /** When it last gave a job, or got its first (epoch ms): its round-robin order, ties by task name. */
+  servedMs: number;
+  constructor(servedMs: number) {
+    this.servedMs = servedMs;
+  }
   /** How many jobs it holds. */
   get length(): number {
     let n = this.plain.length;
@@ -202,8 +207,8 @@ export class NamespaceState {
   readonly queues = new Map<string, Deque<WireJob>>();
   /**
    * The lanes of concurrency-limited tasks: queue -> task -> its queued jobs, by priority (see
-   * `Lane`). Only lanes that hold jobs are kept, in round-robin order (the ZSET `<p>:lanes:<q>`):
-   * a lane that gave a job goes to the back.
+   * `Lane`). Only lanes that hold jobs are kept; their `servedMs` is their round-robin order (the
+   * ZSET `<p>:lanes:<q>`): a lane that gave a job goes to the back.
    */
   readonly lanes = new Map<string, Map<string, Lane>>();
   /**
@@ -342,12 +347,12 @@ export class NamespaceState {
     else to.push(wire);
   }
 
-  /** The lane of limited task `task` in queue `queue` (made, at the back of the round-robin, if missing). */
-  lane(queue: string, task: string): Lane {
+  /** The lane of limited task `task` in queue `queue` (made if missing, at `nowMs` of the round-robin). */
+  lane(queue: string, task: string, nowMs: number): Lane {
     let lanes = this.lanes.get(queue);
     if (!lanes) this.lanes.set(queue, (lanes = new Map<string, Lane>()));
     let lane = lanes.get(task);
-    if (!lane) lanes.set(task, (lane = new Lane()));
+    if (!lane) lanes.set(task, (lane = new Lane(nowMs)));
     return lane;
   }
 

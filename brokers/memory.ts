@@ -296,7 +296,7 @@ export class MemoryBroker extends BaseBroker {
       let wake = false;
       for (const q of typeof queue === "string" ? [queue] : new Set(queue)) {
         if (jobs.length >= maxJobs) break;
-        if (this.#takeQueue(ns, q, maxJobs - jobs.length, next, take)) wake = true;
+        if (this.#takeQueue(ns, q, maxJobs - jobs.length, now, next, take)) wake = true;
       }
       if (wake) this.#store.notify(this.namespace);
     }
@@ -320,10 +320,11 @@ export class MemoryBroker extends BaseBroker {
     ns: NamespaceState,
     queue: string,
     count: number,
+    now: number,
     next: (from: Deque<WireJob>) => [WireJob, Job] | undefined,
     take: (wire: WireJob, job: Job) => void,
   ): boolean {
-    if (ns.maxConcurrency.size > 0 || ns.lanes.has(queue)) return this.#takeGated(ns, queue, count, next, take);
+    if (ns.maxConcurrency.size > 0 || ns.lanes.has(queue)) return this.#takeGated(ns, queue, count, now, next, take);
     let taken = 0;
     const levels = ns.levels.get(queue);
     const order = [...(levels?.keys() ?? []), 0].sort((a, b) => b - a);
@@ -353,6 +354,7 @@ export class MemoryBroker extends BaseBroker {
     ns: NamespaceState,
     queue: string,
     maxJobs: number,
+    now: number,
     next: (from: Deque<WireJob>) => [WireJob, Job] | undefined,
     take: (wire: WireJob, job: Job) => void,
   ): boolean {
@@ -370,20 +372,36 @@ export class MemoryBroker extends BaseBroker {
       const from = priority === 0 ? ns.queues.get(queue) : levels!.get(priority);
       const c: Candidates = { priority, from, items: [], used: 0 };
       candidates.push(c);
-      while (from && plain < maxJobs && moved < MOVE_MAX) {
-        const n = next(from);
-        if (!n) break;
-        if (ns.maxConcurrency.has(n[1].taskName)) {
-          ns.lane(queue, n[1].taskName).push(n[0]);
-          moved++;
-        } else {
-          c.items.push(n);
-          plain++;
+      // In chunks as on Redis: a chunk that held jobs to move doubles the next one (plain jobs
+      // popped past `maxJobs` go back below), so both brokers move the same jobs.
+      let chunk = maxJobs - plain;
+      for (let emptied = false; from && !emptied && plain < maxJobs && moved < MOVE_MAX;) {
+        const want = Math.min(chunk, maxJobs - plain + MOVE_MAX - moved);
+        let anyMoved = false;
+        for (let i = 0; i < want; i++) {
+          const n = next(from);
+          if (!n) {
+            emptied = true;
+            break;
+          }
+          if (ns.maxConcurrency.has(n[1].taskName)) {
+            ns.lane(queue, n[1].taskName, now).push(n[0]);
+            moved++;
+            anyMoved = true;
+          } else {
+            c.items.push(n);
+            plain++;
+          }
         }
+        if (anyMoved) chunk *= 2;
       }
     }
     const lanes = ns.lanes.get(queue);
-    const entries = lanes ? [...lanes] : [];
+    // In round-robin order: the lane that gave a job least recently first, ties by name (as the
+    // ZSET <p>:lanes:<q> sorts them).
+    const entries = lanes
+      ? [...lanes].sort(([a, x], [b, y]) => x.servedMs - y.servedMs || (a < b ? -1 : a > b ? 1 : 0))
+      : [];
     const free = new Map<string, number>();
     const priorities = new Set<number>();
     for (const c of candidates) if (c.items.length > 0) priorities.add(c.priority);
@@ -427,8 +445,8 @@ export class MemoryBroker extends BaseBroker {
     if (lanes) {
       for (const [task, lane] of entries) {
         lane.prune();
-        if (served.has(task) || lane.length === 0) lanes.delete(task);
-        if (served.has(task) && lane.length > 0) lanes.set(task, lane); // to the back
+        if (lane.length === 0) lanes.delete(task);
+        else if (served.has(task)) lane.servedMs = now; // to the back
       }
       if (lanes.size === 0) ns.lanes.delete(queue);
     }

@@ -247,7 +247,7 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
   for _, src in ipairs(sources) do
     src.key = src.key or (prefix .. ':prio:' .. src.n .. ':' .. queue_name)
     src.ids, src.jsons, src.used = {}, {}, 0
-    local chunk = count
+    local chunk = count - plain_n
     -- The queue LIST is popped until it gives nothing (as before levels); a level until it runs short.
     while plain_n < count and moved_n < MOVE_MAX and not src.emptied do
       local want = math.min(chunk, count - plain_n + MOVE_MAX - moved_n)
@@ -355,6 +355,10 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
         for _, src in ipairs(lane_srcs[i]) do
           if src.prio == p then at[i] = src end
         end
+        -- A lane listed for its levels may have an empty LIST: asked only when its turn comes,
+        -- so that it takes no turn from the others.
+        local src = at[i]
+        if p == 0 and src and lane_srcs[i].flagged and redis.call('LLEN', src.key) == 0 then src.emptied = true end
       end
     end
     local again = true
