@@ -92,7 +92,8 @@ export class Lane {
   }
   /** The priorities it holds jobs of, highest first. */
   priorities(): number[] {
-    const out = [...this.levels.keys()];
+    const out: number[] = [];
+    for (const [priority, level] of this.levels) if (level.length > 0) out.push(priority);
     if (this.plain.length > 0) out.push(0);
     return out.sort((a, b) => b - a);
   }

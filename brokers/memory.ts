@@ -619,7 +619,7 @@ export class MemoryBroker extends BaseBroker {
             const from = lane.at(priority)!;
             const list: WireJob[] = [];
             for (let wire = from.shift(); wire !== undefined; wire = from.shift()) list.push(wire);
-            (priority === 0 ? ns.queue(queue) : ns.level(queue, priority)).unshiftAll(list);
+            if (list.length > 0) (priority === 0 ? ns.queue(queue) : ns.level(queue, priority)).unshiftAll(list);
           }
           lanes.delete(task.name);
           if (lanes.size === 0) ns.lanes.delete(queue);
