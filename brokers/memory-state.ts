@@ -56,6 +56,57 @@ export class Deque<T> {
   }
 }
 
+/**
+ * The lane of a concurrency-limited task in a queue: its queued jobs of priority 0 (the Redis LIST
+ * `<p>:lane:<q>:t:<task>`) and its levels, priority (not 0) -> its jobs of that priority, FIFO (the
+ * LISTs `<p>:plane:<n>:<q>:t:<task>`, listed in `<p>:plevels:<q>:t:<task>`). Only levels that hold
+ * jobs are kept (see `prune`).
+ */
+export class Lane {
+  /** Its jobs of priority 0. */
+  readonly plain = new Deque<WireJob>();
+  /** Its jobs of each other priority. */
+  readonly levels = new Map<number, Deque<WireJob>>();
+  /** When it last gave a job, or got its first (epoch ms): its round-robin order, ties by task name. */
+  servedMs: number;
+  constructor(servedMs: number) {
+    this.servedMs = servedMs;
+  }
+  /** How many jobs it holds. */
+  get length(): number {
+    let n = this.plain.length;
+    for (const level of this.levels.values()) n += level.length;
+    return n;
+  }
+  /** Queues `wire` by its priority, at the tail (at the front with `front`). */
+  push(wire: WireJob, front = false): void {
+    const priority = wire.extras?.priority ?? 0;
+    let to = priority === 0 ? this.plain : this.levels.get(priority);
+    if (!to) this.levels.set(priority, (to = new Deque()));
+    if (front) to.unshiftAll([wire]);
+    else to.push(wire);
+  }
+  /** Its jobs of priority `priority`, if any are kept. */
+  at(priority: number): Deque<WireJob> | undefined {
+    return priority === 0 ? this.plain : this.levels.get(priority);
+  }
+  /** The priorities it holds jobs of, highest first. */
+  priorities(): number[] {
+    const out: number[] = [];
+    for (const [priority, level] of this.levels) if (level.length > 0) out.push(priority);
+    if (this.plain.length > 0) out.push(0);
+    return out.sort((a, b) => b - a);
+  }
+  /** Its jobs of priority 0, then those of each level. */
+  deques(): Deque<WireJob>[] {
+    return [this.plain, ...this.levels.values()];
+  }
+  /** Forgets the levels that hold no job. */
+  prune(): void {
+    for (const [priority, level] of this.levels) if (level.length === 0) this.levels.delete(priority);
+  }
+}
+
 /** A result record kept for an ended job, until `expiresAtMs` (epoch ms) has passed. */
 export interface ResultEntry {
   readonly id: string;
@@ -156,11 +207,11 @@ export interface KeyRecord {
 export class NamespaceState {
   readonly queues = new Map<string, Deque<WireJob>>();
   /**
-   * The lanes of concurrency-limited tasks: queue -> task -> its queued jobs (the Redis LISTs
-   * `<p>:lane:<q>:t:<task>`). Only lanes that hold jobs are kept, in round-robin order (the ZSET
-   * `<p>:lanes:<q>`): a lane that gave a job goes to the back.
+   * The lanes of concurrency-limited tasks: queue -> task -> its queued jobs, by priority (see
+   * `Lane`). Only lanes that hold jobs are kept; their `servedMs` is their round-robin order (the
+   * ZSET `<p>:lanes:<q>`): a lane that gave a job goes to the back.
    */
-  readonly lanes = new Map<string, Map<string, Deque<WireJob>>>();
+  readonly lanes = new Map<string, Map<string, Lane>>();
   /**
    * The levels of each queue: queue -> priority (not 0) -> its queued jobs of that priority, FIFO
    * (the Redis LISTs `<p>:prio:<n>:<q>`, listed in `<p>:prios:<q>`). Only levels that hold jobs
@@ -297,12 +348,12 @@ export class NamespaceState {
     else to.push(wire);
   }
 
-  /** The lane of limited task `task` in queue `queue` (made, at the back of the round-robin, if missing). */
-  lane(queue: string, task: string): Deque<WireJob> {
+  /** The lane of limited task `task` in queue `queue` (made if missing, at `nowMs` of the round-robin). */
+  lane(queue: string, task: string, nowMs: number): Lane {
     let lanes = this.lanes.get(queue);
-    if (!lanes) this.lanes.set(queue, (lanes = new Map<string, Deque<WireJob>>()));
+    if (!lanes) this.lanes.set(queue, (lanes = new Map<string, Lane>()));
     let lane = lanes.get(task);
-    if (!lane) lanes.set(task, (lane = new Deque()));
+    if (!lane) lanes.set(task, (lane = new Lane(nowMs)));
     return lane;
   }
 

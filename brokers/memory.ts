@@ -68,7 +68,8 @@ function locate(ns: NamespaceState, rec: KeyRecord): Located | undefined {
   }
   const lanes = ns.lanes.get(rec.queue);
   const levels = ns.levels.get(rec.queue);
-  for (const d of [ns.queues.get(rec.queue), lanes?.get(rec.task), ...(levels?.values() ?? [])]) {
+  const lane = lanes?.get(rec.task);
+  for (const d of [ns.queues.get(rec.queue), ...(lane?.deques() ?? []), ...(levels?.values() ?? [])]) {
     const i = d ? d.findIndex((w) => w.id === rec.id) : -1;
     if (i >= 0)
       return {
@@ -80,6 +81,7 @@ function locate(ns: NamespaceState, rec: KeyRecord): Located | undefined {
           // Only levels that hold jobs are kept.
           for (const [priority, level] of levels ?? []) if (level === d && d.length === 0) levels!.delete(priority);
           if (levels?.size === 0) ns.levels.delete(rec.queue);
+          lane?.prune();
         },
       };
   }
@@ -294,7 +296,7 @@ export class MemoryBroker extends BaseBroker {
       let wake = false;
       for (const q of typeof queue === "string" ? [queue] : new Set(queue)) {
         if (jobs.length >= maxJobs) break;
-        if (this.#takeQueue(ns, q, maxJobs - jobs.length, next, take)) wake = true;
+        if (this.#takeQueue(ns, q, maxJobs - jobs.length, now, next, take)) wake = true;
       }
       if (wake) this.#store.notify(this.namespace);
     }
@@ -309,115 +311,142 @@ export class MemoryBroker extends BaseBroker {
   }
 
   /**
-   * Takes up to `count` jobs of `queue`, as fetch_jobs.lua's take_queue: its levels of priority
-   * n > 0 (highest first), then priority 0 (the queue, and the lanes with concurrency limits),
-   * then its levels n < 0. A limited task's job met in a level moves to the tail of its task's
-   * lane (the lanes count as priority 0). Returns true when jobs were moved to lanes or are left
-   * to move (the other brokers are woken to fetch them).
+   * Takes up to `count` jobs of `queue`, as fetch_jobs.lua's take_queue: without concurrency
+   * limits (and lanes), its levels of priority n > 0 (highest first), then the queue, then its
+   * levels n < 0; with them, see `#takeGated`. Returns true when jobs of limited tasks are left to
+   * move to their lanes (the other brokers are woken to fetch them).
    */
   #takeQueue(
     ns: NamespaceState,
     queue: string,
     count: number,
+    now: number,
     next: (from: Deque<WireJob>) => [WireJob, Job] | undefined,
     take: (wire: WireJob, job: Job) => void,
   ): boolean {
+    if (ns.maxConcurrency.size > 0 || ns.lanes.has(queue)) return this.#takeGated(ns, queue, count, now, next, take);
     let taken = 0;
-    let wake = false;
-    const takeOne = (wire: WireJob, job: Job): void => {
-      take(wire, job);
-      taken++;
-    };
     const levels = ns.levels.get(queue);
-    const order = levels ? [...levels.keys()].sort((a, b) => b - a) : [];
-    const fromLevels = (positive: boolean): void => {
-      for (const n of order) {
-        if (taken >= count) return;
-        if (n > 0 !== positive) continue;
-        const level = levels!.get(n)!;
-        for (let moved = 0; taken < count && moved < MOVE_MAX;) {
-          const got = next(level);
-          if (!got) break;
-          if (ns.maxConcurrency.has(got[1].taskName)) {
-            ns.lane(queue, got[1].taskName).push(got[0]);
-            moved++;
-            wake = true;
-          } else takeOne(...got);
-        }
-        if (level.length === 0) levels!.delete(n);
+    const order = [...(levels?.keys() ?? []), 0].sort((a, b) => b - a);
+    for (const n of order) {
+      const from = n === 0 ? ns.queues.get(queue) : levels!.get(n)!;
+      for (let got = taken < count && from && next(from); got; got = taken < count && next(from!)) {
+        take(...got);
+        taken++;
       }
-    };
-    fromLevels(true);
-    const q = ns.queues.get(queue);
-    if (taken < count) {
-      if (ns.maxConcurrency.size === 0 && !ns.lanes.has(queue)) {
-        for (let n = q && next(q); n; n = taken < count ? next(q!) : undefined) takeOne(...n);
-      } else if ((q || ns.lanes.has(queue)) && this.#takeLimited(ns, queue, count - taken, next, takeOne)) wake = true;
+      if (n !== 0 && from!.length === 0) levels!.delete(n);
     }
-    fromLevels(false);
     if (levels?.size === 0) ns.levels.delete(queue);
-    return wake;
+    return false;
   }
 
   /**
-   * A fetch with concurrency limits, as fetch_jobs.lua's take_limited: jobs of limited tasks found
-   * in the queue move to the tail of their task's lane (at most MOVE_MAX per fetch, each job once),
-   * then each lane with a free slot and the queue give one job each in turn (lanes in round-robin
-   * order, the queue last) until `maxJobs` are taken. A saturated lane is never looked into, so a
-   * fetch costs O(jobs taken + lanes with jobs). Returns true when jobs are left to move.
+   * A fetch with concurrency limits, as fetch_jobs.lua's take_gated: the queue's sources (its
+   * levels n > 0, the queue, its levels n < 0) give up to `maxJobs` candidates, jobs of limited
+   * tasks met there moving to the tail of their task's lane, by priority (at most MOVE_MAX per
+   * fetch, each job once). Then the candidates and the lanes with a free slot are served by
+   * priority, highest first; the sources of one priority give one job each in turn (lanes in
+   * round-robin order, the queue's candidates last) until `maxJobs` are taken. A saturated lane
+   * is never looked into, so a fetch costs O(jobs taken + lanes with jobs). Candidates not taken
+   * go back to the front of their source. Returns true when jobs are left to move.
    */
-  #takeLimited(
+  #takeGated(
     ns: NamespaceState,
     queue: string,
     maxJobs: number,
+    now: number,
     next: (from: Deque<WireJob>) => [WireJob, Job] | undefined,
     take: (wire: WireJob, job: Job) => void,
   ): boolean {
-    const q = ns.queues.get(queue);
-    const plain: [WireJob, Job][] = [];
+    const levels = ns.levels.get(queue);
+    interface Candidates {
+      readonly priority: number;
+      readonly from: Deque<WireJob> | undefined;
+      readonly items: [WireJob, Job][];
+      used: number;
+    }
+    const candidates: Candidates[] = [];
+    let plain = 0;
     let moved = 0;
-    while (q && plain.length < maxJobs && moved < MOVE_MAX) {
-      const n = next(q);
-      if (!n) break;
-      if (ns.maxConcurrency.has(n[1].taskName)) {
-        ns.lane(queue, n[1].taskName).push(n[0]);
-        moved++;
-      } else plain.push(n);
+    for (const priority of [...(levels?.keys() ?? []), 0].sort((a, b) => b - a)) {
+      const from = priority === 0 ? ns.queues.get(queue) : levels!.get(priority);
+      const c: Candidates = { priority, from, items: [], used: 0 };
+      candidates.push(c);
+      // In chunks as on Redis: a chunk that held jobs to move doubles the next one (plain jobs
+      // popped past `maxJobs` go back below), so both brokers move the same jobs.
+      let chunk = maxJobs - plain;
+      for (let emptied = false; from && !emptied && plain < maxJobs && moved < MOVE_MAX;) {
+        const want = Math.min(chunk, maxJobs - plain + MOVE_MAX - moved);
+        let anyMoved = false;
+        for (let i = 0; i < want; i++) {
+          const n = next(from);
+          if (!n) {
+            emptied = true;
+            break;
+          }
+          if (ns.maxConcurrency.has(n[1].taskName)) {
+            ns.lane(queue, n[1].taskName, now).push(n[0]);
+            moved++;
+            anyMoved = true;
+          } else {
+            c.items.push(n);
+            plain++;
+          }
+        }
+        if (anyMoved) chunk *= 2;
+      }
     }
     const lanes = ns.lanes.get(queue);
-    const entries = lanes ? [...lanes] : [];
+    // In round-robin order: the lane that gave a job least recently first, ties by name (as the
+    // ZSET <p>:lanes:<q> sorts them).
+    const entries = lanes
+      ? [...lanes].sort(([a, x], [b, y]) => x.servedMs - y.servedMs || (a < b ? -1 : a > b ? 1 : 0))
+      : [];
     const free = new Map<string, number>();
-    for (const [task] of entries) {
+    const priorities = new Set<number>();
+    for (const c of candidates) if (c.items.length > 0) priorities.add(c.priority);
+    for (const [task, lane] of entries) {
       const max = ns.maxConcurrency.get(task);
-      free.set(task, max === undefined ? Infinity : max - (ns.concurrency.get(task) ?? 0));
+      const left = max === undefined ? Infinity : max - (ns.concurrency.get(task) ?? 0);
+      free.set(task, left);
+      if (left > 0) for (const p of lane.priorities()) priorities.add(p);
     }
     const served = new Set<string>();
     let used = 0;
-    for (let progress = true; progress && used < maxJobs;) {
-      progress = false;
-      for (const [task, lane] of entries) {
-        const left = free.get(task)!;
-        if (left <= 0 || lane.length === 0 || used >= maxJobs) continue;
-        const n = next(lane);
-        if (!n) continue;
-        take(...n);
-        used++;
-        free.set(task, left - 1);
-        if (ns.maxConcurrency.has(task)) ns.concurrency.set(task, (ns.concurrency.get(task) ?? 0) + 1);
-        served.add(task);
-        progress = true;
-      }
-      if (used < maxJobs && plain.length > 0) {
-        take(...plain.shift()!);
-        used++;
-        progress = true;
+    for (const p of [...priorities].sort((a, b) => b - a)) {
+      const c = candidates.find((x) => x.priority === p);
+      for (let progress = true; progress && used < maxJobs;) {
+        progress = false;
+        for (const [task, lane] of entries) {
+          const left = free.get(task)!;
+          const from = lane.at(p);
+          if (left <= 0 || !from || from.length === 0 || used >= maxJobs) continue;
+          const n = next(from);
+          if (!n) continue;
+          take(...n);
+          used++;
+          free.set(task, left - 1);
+          if (ns.maxConcurrency.has(task)) ns.concurrency.set(task, (ns.concurrency.get(task) ?? 0) + 1);
+          served.add(task);
+          progress = true;
+        }
+        if (used < maxJobs && c && c.used < c.items.length) {
+          take(...c.items[c.used++]!);
+          used++;
+          progress = true;
+        }
       }
     }
-    q?.unshiftAll(plain.map(([wire]) => wire));
+    for (const c of candidates) {
+      c.from?.unshiftAll(c.items.slice(c.used).map(([wire]) => wire));
+      if (c.priority !== 0 && c.from!.length === 0) levels!.delete(c.priority);
+    }
+    if (levels?.size === 0) ns.levels.delete(queue);
     if (lanes) {
       for (const [task, lane] of entries) {
-        if (served.has(task) || lane.length === 0) lanes.delete(task);
-        if (served.has(task) && lane.length > 0) lanes.set(task, lane); // to the back
+        lane.prune();
+        if (lane.length === 0) lanes.delete(task);
+        else if (served.has(task)) lane.servedMs = now; // to the back
       }
       if (lanes.size === 0) ns.lanes.delete(queue);
     }
@@ -585,18 +614,13 @@ export class MemoryBroker extends BaseBroker {
         for (const [queue, lanes] of ns.lanes) {
           const lane = lanes.get(task.name);
           if (!lane) continue;
-          const wires: WireJob[] = [];
-          for (let wire = lane.shift(); wire !== undefined; wire = lane.shift()) wires.push(wire);
           // To the front of their queue, or of their level (jobs with a priority), in their order.
-          const to = new Map<number, WireJob[]>();
-          for (const wire of wires) {
-            const priority = wire.extras?.priority ?? 0;
-            const list = to.get(priority);
-            if (list) list.push(wire);
-            else to.set(priority, [wire]);
+          for (const priority of lane.priorities()) {
+            const from = lane.at(priority)!;
+            const list: WireJob[] = [];
+            for (let wire = from.shift(); wire !== undefined; wire = from.shift()) list.push(wire);
+            if (list.length > 0) (priority === 0 ? ns.queue(queue) : ns.level(queue, priority)).unshiftAll(list);
           }
-          for (const [priority, list] of to)
-            (priority === 0 ? ns.queue(queue) : ns.level(queue, priority)).unshiftAll(list);
           lanes.delete(task.name);
           if (lanes.size === 0) ns.lanes.delete(queue);
         }

@@ -223,8 +223,9 @@ export interface Broker {
    * lease, and takes up to `maxJobs` jobs of `queue`: one round-trip for a worker's whole turn.
    * Given several queues (distinct, at least one), it takes from each in their order as much as it
    * can before the next (strict priority between queues). Within a queue, jobs with a higher
-   * `priority` come first, FIFO within one priority (a task's lane with `maxConcurrency` counts
-   * as priority 0).
+   * `priority` come first, FIFO within one priority, also in the lanes of tasks with
+   * `maxConcurrency` (a lane gives only while its task has a free slot; lanes and the queue of one
+   * priority take turns).
    * `releases` free held slots, after the acks and before the fetch. If it throws, the acks and
    * releases may or may not have been applied: send them again (both are fenced by their token,
    * so one applied twice is applied once), and the broker puts back what the lost fetch took at

@@ -394,7 +394,13 @@ describe("scripts", () => {
     expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     const level = ["chard_decode_flags", "chard_set_flag", "chard_push_level"];
     const reader = ["chard_string_end", "chard_job_options", "chard_read_job"];
-    expect(helpers("set_concurrency_keys")).toEqual([...reader, "chard_chunked", "chard_chunked_list", ...level]);
+    expect(helpers("set_concurrency_keys")).toEqual([
+      ...reader,
+      "chard_chunked",
+      "chard_chunked_list",
+      ...level,
+      "chard_lane_flag",
+    ]);
     expect(helpers("enqueue_jobs")).toEqual([
       ...reader,
       "chard_split_ids",
@@ -414,6 +420,7 @@ describe("scripts", () => {
       "chard_hset_pairs",
       ...level,
       "chard_push_ready",
+      "chard_lane_flag",
       "chard_job_id",
       "chard_read_batch",
       "chard_live_state",

@@ -16,7 +16,7 @@ import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { testBroker } from "./helpers/ioredis.js";
 import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
-import { FakeClock, until } from "./helpers/until.js";
+import { FakeClock } from "./helpers/until.js";
 
 const noop = (): undefined => undefined;
 let server: RedisServer;
@@ -162,29 +162,6 @@ describe("priorities on Redis", () => {
     expect((await b.fetchJobs("third", 1)).jobs).toEqual([]);
     expect((await commands()).smismember ?? 0).toBe(0);
     expect((await commands()).zrange).toBe(2); // the future and periodic ZSETs only: no lanes
-  });
-
-  test("a fetch that moves a limited task's jobs from a level to its lane publishes a wake-up", async () => {
-    const { clock, b, k } = await started();
-    await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, maxConcurrency: 1, queue: "q" })]);
-    const limitedJob = (): Job =>
-      new Job({ taskName: "L", queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [], extras: { priority: -1 } });
-    const batch = [limitedJob(), limitedJob()];
-    await b.enqueueJobs(batch);
-    const sub = new Redis(server.url);
-    const heard: string[] = [];
-    sub.on("message", (_channel: string, message: string) => void heard.push(message));
-    await sub.subscribe(k.events);
-    try {
-      // The negative level is looked at after the lanes: this fetch only moves its jobs.
-      expect((await b.fetchJobs("q", 1)).jobs).toEqual([]);
-      expect(await admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual(batch.map((j) => j.id));
-      await until(() => heard.length > 0, 5_000, "a wake-up");
-      expect(heard).toEqual([""]);
-      expect((await b.fetchJobs("q", 1)).jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
-    } finally {
-      sub.disconnect();
-    }
   });
 
   test("a reclaimed job with a priority goes back to the front of its level", async () => {

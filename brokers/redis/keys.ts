@@ -12,6 +12,8 @@
  * | `<p>:jobs`                 | HASH   | job id -> job JSON, every job not ended (pending or running) |
  * | `<p>:queue:<queue>`        | LIST   | ids of Queued jobs, FIFO (RPUSH, LPOP)             |
  * | `<p>:lane:<queue>:t:<task>` | LIST  | ids of Queued jobs of a limited task (its lane), FIFO |
+ * | `<p>:plane:<n>:<queue>:t:<task>` | LIST | ids of Queued jobs of priority n (not 0) of a limited task, FIFO |
+ * | `<p>:plevels:<queue>:t:<task>` | ZSET | the levels of the lane that hold jobs: member n, score -n (highest first) |
  * | `<p>:lanes:<queue>`        | ZSET   | tasks whose lane holds jobs, score = when it last gave one (ms) |
  * | `<p>:lane-queues`          | SET    | queues that have had lanes (a task set back to unlimited empties its lanes) |
  * | `<p>:prio:<n>:<queue>`     | LIST   | ids of Queued jobs of priority n (not 0): a level of the queue, FIFO |
@@ -99,6 +101,10 @@ export interface NamespaceKeys {
   queue(queue: string): string;
   /** The lane of a limited task in a queue: a LIST of job ids (see fetch_jobs.lua). */
   lane(queue: string, task: string): string;
+  /** The level of priority `priority` (not 0) of a limited task's lane: a LIST of job ids (see chard_push_lane). */
+  laneLevel(queue: string, task: string, priority: number): string;
+  /** The levels of a limited task's lane that hold jobs (ZSET, member n, score -n). */
+  laneLevels(queue: string, task: string): string;
   /** The tasks of a queue whose lane holds jobs (ZSET, score = when the lane last gave a job, ms). */
   lanes(queue: string): string;
   /**
@@ -139,6 +145,8 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     pattern: `${escapeGlob(p)}:*`,
     queue: (queue) => `${p}:queue:${queue}`,
     lane: (queue, task) => `${p}:lane:${queue}:t:${task}`,
+    laneLevel: (queue, task, priority) => `${p}:plane:${priority}:${queue}:t:${task}`,
+    laneLevels: (queue, task) => `${p}:plevels:${queue}:t:${task}`,
     lanes: (queue) => `${p}:lanes:${queue}`,
     level: (queue, priority) => `${p}:prio:${priority}:${queue}`,
     prios: (queue) => `${p}:prios:${queue}`,

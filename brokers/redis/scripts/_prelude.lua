@@ -267,13 +267,44 @@ end
 
 -- Queues the ready job `id` of queue `queue` by its priority `prio` (nil or 0: the queue LIST
 -- prefix..":queue:"..queue; else its level, see chard_push_level), at the tail, or at the front
--- with `front`. Jobs of limited tasks too: the fetch moves them to their task's lane.
+-- with `front`. Jobs of limited tasks too: the fetch moves them to their task's lane, by priority.
 local function chard_push_ready(prefix, max_key, flags, queue, prio, id, front)
   if prio and prio ~= 0 then
     chard_push_level(prefix, max_key, flags, queue, prio, { id }, front)
   else
     redis.call(front and 'LPUSH' or 'RPUSH', prefix .. ':queue:' .. queue, id)
   end
+end
+
+-- The flag (in the field "" of the max-concurrency HASH, see chard_set_flag) set while the lane
+-- of task `task` in queue `queue` has levels: "lvl:<length of queue>:<queue>:<task>" (the length
+-- makes it unambiguous whatever the names hold). The fetch reads a lane's levels only when it is set.
+local function chard_lane_flag(queue, task)
+  return 'lvl:' .. #queue .. ':' .. queue .. ':' .. task
+end
+
+-- Queues the ids `ids` of jobs of limited task `task` in its lane of queue `queue`, by their
+-- priority `prio`: 0 (or nil) to the lane's LIST prefix..":lane:"..queue..":t:"..task (the lane
+-- of before, which workers of the previous version serve), else to the lane's level, the LIST
+-- prefix..":plane:"..prio..":"..queue..":t:"..task (FIFO), listed in the ZSET
+-- prefix..":plevels:"..queue..":t:"..task (member the priority as text, score minus it) and
+-- flagged (chard_lane_flag) while that ZSET is not empty. At the tail, or at the front with
+-- `front` (LPUSH: the last of `ids` ends first). The caller lists the lane in
+-- prefix..":lanes:"..queue and the queue in prefix..":lane-queues". `flags`, when given, is the
+-- caller's copy of the flags, updated too.
+local function chard_push_lane(prefix, max_key, flags, queue, task, prio, ids, front)
+  local command = front and 'LPUSH' or 'RPUSH'
+  if not prio or prio == 0 then
+    chard_chunked(command, prefix .. ':lane:' .. queue .. ':t:' .. task, ids)
+    return
+  end
+  local n = string.format('%d', prio)
+  chard_chunked(command, prefix .. ':plane:' .. n .. ':' .. queue .. ':t:' .. task, ids)
+  local flag = chard_lane_flag(queue, task)
+  if redis.call('ZADD', prefix .. ':plevels:' .. queue .. ':t:' .. task, 'NX', string.format('%d', -prio), n) == 1 then
+    chard_set_flag(max_key, flag, true)
+  end
+  if flags then flags[flag] = true end
 end
 
 -- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job:

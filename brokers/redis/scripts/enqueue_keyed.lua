@@ -192,9 +192,20 @@ do
                   removed = redis.call('LREM', prefix .. ':prio:' .. string.format('%d', cur.prio) .. ':' .. cur.queue, 1,
                     holder)
                 end
-                if removed == 0 and redis.call('LREM', prefix .. ':queue:' .. cur.queue, 1, holder) == 0 then
-                  redis.call('LREM', prefix .. ':lane:' .. cur.queue .. ':t:' .. cur.task, 1, holder)
+                if removed == 0 then removed = redis.call('LREM', prefix .. ':queue:' .. cur.queue, 1, holder) end
+                if removed == 0 and cur.prio and cur.prio ~= 0 then -- its lane's level (see fetch_jobs.lua)
+                  local n = string.format('%d', cur.prio)
+                  local level = prefix .. ':plane:' .. n .. ':' .. cur.queue .. ':t:' .. cur.task
+                  removed = redis.call('LREM', level, 1, holder)
+                  if removed == 1 and redis.call('LLEN', level) == 0 then
+                    local listed = prefix .. ':plevels:' .. cur.queue .. ':t:' .. cur.task
+                    redis.call('ZREM', listed, n)
+                    if redis.call('ZCARD', listed) == 0 then
+                      chard_set_flag(KEYS[4], chard_lane_flag(cur.queue, cur.task), false)
+                    end
+                  end
                 end
+                if removed == 0 then redis.call('LREM', prefix .. ':lane:' .. cur.queue .. ':t:' .. cur.task, 1, holder) end
                 now_state = place(holder, job.queue, new_at, job.prio)
               end
             end

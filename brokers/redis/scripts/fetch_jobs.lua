@@ -49,13 +49,13 @@
 -- prefix..":prio:"..n..":"..q (FIFO), listed in the ZSET prefix..":prios:"..q while they hold
 -- jobs (member n, score -n), and flagged in the field "" of KEYS[7] ("prio:"..q, read with the
 -- limits, so a queue without priorities costs no command more): see chard_push_level. A fetch
--- takes the levels n > 0 (highest first), then priority 0 (the queue LIST and the lanes below),
--- then the levels n < 0. Jobs of a limited task found in a level are moved to its task's lane
--- (the lanes count as priority 0), and a wake-up is published so that a fetch serves them.
+-- takes the levels n > 0 (highest first), then priority 0 (the queue LIST), then the levels n < 0;
+-- with concurrency limits, the lanes below are served among them by priority (take_gated).
 -- Jobs of a task with a concurrency limit wait in the task's lane, a LIST
 -- prefix..":lane:"..queue..":t:"..task, and the lanes of a queue that hold jobs are listed in the
 -- ZSET prefix..":lanes:"..queue (task -> when the lane last gave a job), and the queues that have
--- had lanes in the SET prefix..":lane-queues": see take_limited. Their keys are built here from
+-- had lanes in the SET prefix..":lane-queues"; a lane's jobs of priority n other than 0 wait in its
+-- levels prefix..":plane:"..n..":"..queue..":t:"..task (see chard_push_lane): see take_gated. Their keys are built here from
 -- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue), as are the levels'.
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept, their key (if
 -- any, and still theirs) released or given its ttl, and they are returned apart, so the worker
@@ -112,15 +112,20 @@ redis.call('ZADD', leases_key, ARGV[5], broker_id)
 
 local dropped, unreadable, moved = {}, {}, 0
 local pushes, push_order = {}, {}
--- A lane key: see take_limited below.
+-- A lane key (its LIST, priority 0): see take_gated below.
 local function lane_of(queue, task) return prefix .. ':lane:' .. queue .. ':t:' .. task end
-local lanes_touched, level_of = {}, {}
+local lanes_touched, level_of, lane_level_of = {}, {}, {}
 -- Queues job `id` (of `task`, priority `prio`) at the tail of `queue`: of its task's lane when
--- the task is limited, else of its level when it has a priority (see chard_push_level).
+-- the task is limited (by its priority, see chard_push_lane), else of its level when it has a
+-- priority (see chard_push_level).
 local function push(queue, id, task, prio)
   local key = prefix .. ':queue:' .. queue
   if limits and limits[task] then
     key = lane_of(queue, task)
+    if prio and prio ~= 0 then
+      key = prefix .. ':plane:' .. string.format('%d', prio) .. ':' .. queue .. ':t:' .. task
+      if not pushes[key] then lane_level_of[key] = { queue, task, prio } end
+    end
     if not pushes[key] then lanes_touched[#lanes_touched + 1] = { queue, task } end
   elseif prio and prio ~= 0 then
     key = prefix .. ':prio:' .. string.format('%d', prio) .. ':' .. queue
@@ -190,7 +195,7 @@ local function take(key, count)
 end
 
 -- Reads popped ids: corrupt ones dropped, revoked ones set apart; returns the jobs left, as
--- { id, JSON, task } in their order.
+-- { id, JSON, task, priority or nil } in their order.
 local function read(popped)
   local stored, lost, out = chard_chunked_list('HMGET', jobs_key, popped), {}, {}
   local marks = revoked_any() and chard_chunked_list('SMISMEMBER', revoked_key, popped)
@@ -203,125 +208,274 @@ local function read(popped)
     elseif marks and marks[i] == 1 then
       revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
     else
-      out[#out + 1] = { id, json, job.task }
+      out[#out + 1] = { id, json, job.task, job.prio }
     end
   end
   drop(lost)
   return out
 end
 
--- With concurrency limits, jobs of a limited task wait in their task's lane, a LIST
--- <p>:lane:<q>:t:<task>, never in the queue LIST; the lanes of queue q that hold jobs are listed in
--- the ZSET <p>:lanes:<q> (task -> when it last gave a job: round-robin order). A lane's gate is
--- read here, from the limits and the concurrency HASH: a saturated task's backlog is never
--- touched, so a fetch costs O(jobs taken + lanes with jobs), whatever the backlog. Jobs of a
--- limited task found in the queue LIST (enqueued, retried or recovered into it, or stored by the
--- previous version) are moved to the tail of their lane first (at most 1000 per fetch; each job
--- is moved once). Then the lanes with a free slot and the queue LIST give one job each in turn
--- (lanes in <p>:lanes:<q> order, the queue LIST last), until `count` are taken. Returns the ids
--- and JSONs taken.
+-- With concurrency limits, jobs of a limited task wait in their task's lane, never in the queue
+-- LIST or its levels: a job of priority 0 in the lane's LIST <p>:lane:<q>:t:<task>, one of
+-- priority n in the lane's level <p>:plane:<n>:<q>:t:<task> (listed in <p>:plevels:<q>:t:<task>
+-- and flagged, see chard_push_lane); the lanes of queue q that hold jobs are listed in the ZSET
+-- <p>:lanes:<q> (task -> when it last gave a job: round-robin order). A lane's gate is read here,
+-- from the limits and the concurrency HASH, and its levels only when it has a free slot and its
+-- flag is set: a saturated task's backlog is never touched, so a fetch costs O(jobs taken + lanes
+-- with jobs + levels of the open lanes), whatever the backlog. First the queue's sources (its
+-- levels n > 0, its LIST, its levels n < 0: `levels`, nil without the queue's flag) give up to
+-- `count` candidates, jobs of limited tasks met there moving to the tail of their lane, by
+-- priority (at most MOVE_MAX per fetch; each job is moved once; a chunk that held jobs to move
+-- doubles the next). Then the sources that can give a job now (the candidates, each open lane's
+-- levels and LIST) are served by priority, highest first; those of one priority give one job each
+-- in turn (lanes in <p>:lanes:<q> order, the queue's candidates last) until `count` are taken.
+-- Candidates not taken go back to the front of their source. Returns the ids and JSONs taken.
 local MOVE_MAX = 1000
-local function take_limited(queue_name, queue_key, limit, count)
+local function take_gated(queue_name, queue_key, limit, count, levels)
   local lanes_key = prefix .. ':lanes:' .. queue_name
-  local function lane_key(task) return lane_of(queue_name, task) end
-  local plain_ids, plain_jsons, moves, move_order, moved_n = {}, {}, {}, {}, 0
-  local ids, jsons, taken, taken_order = {}, {}, {}, {}
-  -- 1. Plain candidates from the queue LIST, moving limited tasks' jobs to their lanes. A chunk
-  -- with jobs moved doubles the next one, so a long run of them costs few commands per job.
-  local chunk = count
-  while #plain_ids < count and moved_n < MOVE_MAX do
-    local popped = redis.call('LPOP', queue_key, math.min(chunk, count - #plain_ids + MOVE_MAX - moved_n))
-    if not popped then break end
-    local any_moved = false
-    for _, entry in ipairs(read(popped)) do
-      local task = entry[3]
-      if limit[task] then
-        if not moves[task] then
-          moves[task] = {}
-          move_order[#move_order + 1] = task
-        end
-        table.insert(moves[task], entry[1])
-        moved_n, any_moved = moved_n + 1, true
-      else -- more than `count` when a chunk grown by moves popped past them: back to the front below
-        plain_ids[#plain_ids + 1], plain_jsons[#plain_jsons + 1] = entry[1], entry[2]
+  local prios_key = prefix .. ':prios:' .. queue_name
+  local moves, move_order, moved_n, plain_n = {}, {}, 0, 0
+  -- 1. The queue's sources, in priority order, and their candidates.
+  local sources = {}
+  for _, n in ipairs(levels or {}) do
+    if tonumber(n) > 0 then sources[#sources + 1] = { prio = tonumber(n), n = n } end
+  end
+  sources[#sources + 1] = { prio = 0, key = queue_key }
+  for _, n in ipairs(levels or {}) do
+    if tonumber(n) < 0 then sources[#sources + 1] = { prio = tonumber(n), n = n } end
+  end
+  for _, src in ipairs(sources) do
+    src.key = src.key or (prefix .. ':prio:' .. src.n .. ':' .. queue_name)
+    src.ids, src.jsons, src.used = {}, {}, 0
+    local chunk = count - plain_n
+    -- The queue LIST is popped until it gives nothing (as before levels); a level until it runs short.
+    while plain_n < count and moved_n < MOVE_MAX and not src.emptied do
+      local want = math.min(chunk, count - plain_n + MOVE_MAX - moved_n)
+      local popped = redis.call('LPOP', src.key, want)
+      src.touched = true
+      if not popped then
+        src.emptied = true
+        break
       end
+      if src.n and #popped < want then src.emptied = true end
+      local any_moved = false
+      for _, entry in ipairs(read(popped)) do
+        local task = entry[3]
+        if limit[task] then
+          local m = moves[task]
+          if not m then
+            m = { order = {}, by = {} }
+            moves[task] = m
+            move_order[#move_order + 1] = task
+          end
+          local p = entry[4] or 0
+          if not m.by[p] then
+            m.by[p] = {}
+            m.order[#m.order + 1] = p
+          end
+          table.insert(m.by[p], entry[1])
+          moved_n, any_moved = moved_n + 1, true
+        else -- more than `count` when a chunk grown by moves popped past them: back to the front below
+          src.ids[#src.ids + 1], src.jsons[#src.jsons + 1] = entry[1], entry[2]
+          plain_n = plain_n + 1
+        end
+      end
+      if any_moved then chunk = chunk * 2 end
     end
-    if any_moved then chunk = chunk * 2 end
   end
   for _, task in ipairs(move_order) do
-    chard_chunked('RPUSH', lane_key(task), moves[task])
+    local m = moves[task]
+    for _, p in ipairs(m.order) do chard_push_lane(prefix, max_key, flags, queue_name, task, p, m.by[p], false) end
     redis.call('ZADD', lanes_key, 'NX', now_s, task)
   end
   if moved_n > 0 then redis.call('SADD', prefix .. ':lane-queues', queue_name) end
-  -- 2. The lanes with jobs, and their free slots (a task no longer limited: ungated).
+  -- 2. The lanes with jobs, their free slots (a task no longer limited: ungated), and the levels of
+  -- the open ones. A lane with levels that an older worker took out of <p>:lanes:<q> (it saw its
+  -- LIST empty) is listed again, from its flag.
   local lanes = redis.call('ZRANGE', lanes_key, '0', '-1')
-  local free, share = {}, {}
+  if next(flags) ~= nil then
+    local head = 'lvl:' .. #queue_name .. ':' .. queue_name .. ':'
+    local listed, missing = {}, {}
+    for _, task in ipairs(lanes) do listed[task] = true end
+    for f in pairs(flags) do
+      if string.sub(f, 1, #head) == head and not listed[string.sub(f, #head + 1)] then
+        missing[#missing + 1] = string.sub(f, #head + 1)
+      end
+    end
+    table.sort(missing)
+    for _, task in ipairs(missing) do
+      lanes[#lanes + 1] = task
+      redis.call('ZADD', lanes_key, 'NX', now_s, task)
+    end
+  end
+  local free, lane_srcs, prios_seen, prio_list = {}, {}, {}, {}
+  local function see(p)
+    if not prios_seen[p] then
+      prios_seen[p] = true
+      prio_list[#prio_list + 1] = p
+    end
+  end
+  for _, src in ipairs(sources) do
+    if #src.ids > 0 then see(src.prio) end
+  end
   if #lanes > 0 then
     local cur = redis.call('HMGET', cur_key, unpack(lanes))
     for i, task in ipairs(lanes) do
       free[i] = limit[task] and math.max(0, limit[task] - (tonumber(cur[i]) or 0)) or count
-      share[i] = 0
-    end
-  end
-  -- 3. Round-robin: each lane with a free slot, then the queue LIST, one job each per turn.
-  local left, plain_n, progress = count, 0, true
-  while left > 0 and progress do
-    progress = false
-    for i = 1, #lanes do
-      if left > 0 and share[i] < free[i] then
-        share[i], left, progress = share[i] + 1, left - 1, true
+      local srcs = { { prio = 0, key = lane_of(queue_name, task) } }
+      if free[i] > 0 and flags[chard_lane_flag(queue_name, task)] then
+        local lvls = redis.call('ZRANGE', prefix .. ':plevels:' .. queue_name .. ':t:' .. task, '0', '-1')
+        for _, n in ipairs(lvls) do
+          local key = prefix .. ':plane:' .. n .. ':' .. queue_name .. ':t:' .. task
+          srcs[#srcs + 1] = { prio = tonumber(n), n = n, key = key }
+        end
+        srcs.levels, srcs.flagged = #lvls, true
+      end
+      lane_srcs[i] = srcs
+      if free[i] > 0 then
+        for _, src in ipairs(srcs) do see(src.prio) end
       end
     end
-    if left > 0 and plain_n < math.min(#plain_ids, count) then
-      plain_n, left, progress = plain_n + 1, left - 1, true
-    end
   end
-  for i, task in ipairs(lanes) do
-    if share[i] > 0 then
-      local key = lane_key(task)
-      -- Revoked and corrupt entries take no slot: pop again for them (each is popped once).
-      local n, emptied = 0, false
-      while n < share[i] and not emptied do
-        local got = redis.call('LPOP', key, share[i] - n) or {}
-        emptied = #got < share[i] - n
-        for _, entry in ipairs(read(got)) do
-          ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2]
-          n = n + 1
+  table.sort(prio_list, function(a, b) return a > b end)
+  -- 3. By priority; round-robin within one: each open lane's source of that priority, then the
+  -- queue's candidates of it, one job each per turn. What a lane could not give (it ran out) the
+  -- other sources of the priority may, in another round.
+  local ids, jsons, taken, taken_order, gave = {}, {}, {}, {}, {}
+  local left = count
+  for _, p in ipairs(prio_list) do
+    if left <= 0 then break end
+    local cand
+    for _, src in ipairs(sources) do
+      if src.prio == p then cand = src end
+    end
+    local at = {}
+    for i = 1, #lanes do
+      if free[i] > 0 then
+        for _, src in ipairs(lane_srcs[i]) do
+          if src.prio == p then at[i] = src end
+        end
+        -- A lane listed for its levels may have an empty LIST: asked only when its turn comes,
+        -- so that it takes no turn from the others.
+        local src = at[i]
+        if p == 0 and src and lane_srcs[i].flagged and redis.call('LLEN', src.key) == 0 then src.emptied = true end
+      end
+    end
+    local again = true
+    while again and left > 0 do
+      again = false
+      local share, cand_n, progress, total = {}, 0, true, 0
+      while left - total > 0 and progress do
+        progress = false
+        for i = 1, #lanes do
+          local src = at[i]
+          if src and not src.emptied and left - total > 0 and (share[i] or 0) < free[i] then
+            share[i], total, progress = (share[i] or 0) + 1, total + 1, true
+          end
+        end
+        if cand and left - total > 0 and cand.used + cand_n < #cand.ids then
+          cand_n, total, progress = cand_n + 1, total + 1, true
         end
       end
-      if limit[task] and n > 0 then
-        taken_order[#taken_order + 1] = task
-        taken[task] = n
+      for i = 1, #lanes do
+        local want, src = share[i], at[i]
+        if want and want > 0 then
+          local task = lanes[i]
+          -- Revoked and corrupt entries take no slot: pop again for them (each is popped once).
+          local n = 0
+          while n < want and not src.emptied do
+            local got = redis.call('LPOP', src.key, want - n) or {}
+            if #got < want - n then src.emptied = true end
+            for _, entry in ipairs(read(got)) do
+              ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2]
+              n = n + 1
+            end
+          end
+          src.popped = true
+          if n > 0 then
+            if limit[task] then
+              if not taken[task] then taken_order[#taken_order + 1] = task end
+              taken[task] = (taken[task] or 0) + n
+            end
+            free[i] = free[i] - n
+          end
+          gave[i] = true
+          left = left - n
+          if n < want then again = true end
+        end
       end
-      -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET.
-      if emptied or redis.call('LLEN', key) == 0 then
+      if cand then
+        for k = cand.used + 1, cand.used + cand_n do ids[#ids + 1], jsons[#jsons + 1] = cand.ids[k], cand.jsons[k] end
+        cand.used = cand.used + cand_n
+        left = left - cand_n
+      end
+    end
+  end
+  -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET; an
+  -- emptied level leaves the lane's levels (and the flag goes with the last).
+  for i, task in ipairs(lanes) do
+    if gave[i] then
+      local srcs, empty = lane_srcs[i], true
+      if srcs.flagged then
+        local plevels_key, left_levels = prefix .. ':plevels:' .. queue_name .. ':t:' .. task, srcs.levels
+        for _, src in ipairs(srcs) do
+          if src.n then
+            if src.popped and (src.emptied or redis.call('LLEN', src.key) == 0) then
+              redis.call('ZREM', plevels_key, src.n)
+              left_levels = left_levels - 1
+            end
+          end
+        end
+        if left_levels > 0 then
+          empty = false
+        else
+          local flag = chard_lane_flag(queue_name, task)
+          chard_set_flag(max_key, flag, false)
+          flags[flag] = nil
+        end
+      end
+      if empty then
+        local list
+        for _, src in ipairs(srcs) do
+          if not src.n then list = src end
+        end
+        empty = list.emptied or redis.call('LLEN', list.key) == 0
+      end
+      if empty then
         redis.call('ZREM', lanes_key, task)
       else
         redis.call('ZADD', lanes_key, 'XX', now_s, task)
       end
-      -- What a lane could not give (it ran out) the queue LIST may.
-      plain_n = math.min(#plain_ids, plain_n + share[i] - n)
     end
   end
-  for i = 1, plain_n do ids[#ids + 1], jsons[#jsons + 1] = plain_ids[i], plain_jsons[i] end
-  -- Candidates not taken go back to the front of the queue LIST, in their order.
-  local back = {}
-  for i = #plain_ids, plain_n + 1, -1 do back[#back + 1] = plain_ids[i] end
-  chard_chunked('LPUSH', queue_key, back)
+  -- Candidates not taken go back to the front of their source, in their order; emptied levels
+  -- leave the queue's levels (and its flag goes with the last).
+  local removed = false
+  for _, src in ipairs(sources) do
+    local back = {}
+    for k = #src.ids, src.used + 1, -1 do back[#back + 1] = src.ids[k] end
+    chard_chunked('LPUSH', src.key, back)
+    if src.n and src.touched and #back == 0 and (src.emptied or redis.call('LLEN', src.key) == 0) then
+      redis.call('ZREM', prios_key, src.n)
+      removed = true
+    end
+  end
+  if removed and redis.call('ZCARD', prios_key) == 0 then
+    chard_set_flag(max_key, 'prio:' .. queue_name, false)
+    flags['prio:' .. queue_name] = nil
+  end
   for _, task in ipairs(taken_order) do redis.call('HINCRBY', cur_key, task, taken[task]) end
   if moved_n >= MOVE_MAX then redis.call('PUBLISH', channel, '') end -- more to move: fetch again
   return ids, jsons
 end
 
--- Takes up to `count` jobs of level `n` (its text) of `queue`, in order; jobs of limited tasks
--- (`limit`, false when none) met there move to the tail of their task's lane (at most MOVE_MAX
--- per level per fetch; `wake` is set so that a wake-up is published). Returns the ids and JSONs
--- taken, and true when the level is now empty (the caller removes it from <p>:prios:<q>).
-local wake = false
-local function take_level(queue, n, count, limit)
+-- Takes up to `count` jobs of level `n` (its text) of `queue`, in order (a namespace without
+-- concurrency limits: take_gated handles the others). Returns the ids and JSONs taken, and true
+-- when the level is now empty (the caller removes it from <p>:prios:<q>).
+local function take_level(queue, n, count)
   local key = prefix .. ':prio:' .. n .. ':' .. queue
-  local ids, jsons, moves, move_order, moved_n, emptied = {}, {}, {}, {}, 0, false
-  while #ids < count and not emptied and moved_n < MOVE_MAX do
+  local ids, jsons, emptied = {}, {}, false
+  while #ids < count and not emptied do
     local want = count - #ids
     local popped = redis.call('LPOP', key, want)
     if not popped then
@@ -329,45 +483,39 @@ local function take_level(queue, n, count, limit)
       break
     end
     if #popped < want then emptied = true end
-    for _, entry in ipairs(read(popped)) do
-      local task = entry[3]
-      if limit and limit[task] then
-        if not moves[task] then
-          moves[task] = {}
-          move_order[#move_order + 1] = task
-        end
-        table.insert(moves[task], entry[1])
-        moved_n = moved_n + 1
-      else
-        ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2]
-      end
-    end
-  end
-  for _, task in ipairs(move_order) do
-    chard_chunked('RPUSH', lane_of(queue, task), moves[task])
-    redis.call('ZADD', prefix .. ':lanes:' .. queue, 'NX', now_s, task)
-  end
-  if moved_n > 0 then
-    redis.call('SADD', prefix .. ':lane-queues', queue)
-    wake = true
+    for _, entry in ipairs(read(popped)) do ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2] end
   end
   if not emptied and redis.call('LLEN', key) == 0 then emptied = true end
   return ids, jsons, emptied
 end
 
--- Takes up to `count` jobs of the queue whose LIST is `key` (`count_text`: `count` as text):
--- its levels n > 0, highest first, then priority 0 (the queue LIST, and the lanes with limits),
--- then its levels n < 0. The levels are looked at only when the queue's flag is set. Returns
--- the ids and JSONs taken, in that order.
+-- Whether some lane of `queue` has levels (its flag is set): then its lanes are read even when no
+-- task is limited any more (a task set back to unlimited by a worker of the previous version,
+-- which leaves the lane's levels where they are).
+local function has_lane_levels(queue)
+  if next(flags) == nil then return false end
+  local head = 'lvl:' .. #queue .. ':' .. queue .. ':'
+  for f in pairs(flags) do
+    if string.sub(f, 1, #head) == head then return true end
+  end
+  return false
+end
+
+-- Takes up to `count` jobs of the queue whose LIST is `key` (`count_text`: `count` as text). With
+-- concurrency limits (or lanes with levels), see take_gated. Without: its levels n > 0, highest
+-- first, then the queue LIST, then its levels n < 0. The levels are looked at only when the
+-- queue's flag is set. Returns the ids and JSONs taken, in that order.
 local function take_queue(key, count, count_text)
   local queue = string.sub(key, #prefix + 8)
   local flag = 'prio:' .. queue
+  local prios_key = prefix .. ':prios:' .. queue
+  local gated = limits or (has_lane_levels(queue) and {})
   if not flags[flag] then
-    if limits then return take_limited(queue, key, limits, count) end
+    if gated then return take_gated(queue, key, gated, count, nil) end
     return take(key, count_text)
   end
-  local prios_key = prefix .. ':prios:' .. queue
   local levels = redis.call('ZRANGE', prios_key, '0', '-1')
+  if gated then return take_gated(queue, key, gated, count, levels) end
   local ids, jsons, removed = {}, {}, false
   local function add(more_ids, more_jsons)
     for k = 1, #more_ids do ids[#ids + 1], jsons[#jsons + 1] = more_ids[k], more_jsons[k] end
@@ -376,7 +524,7 @@ local function take_queue(key, count, count_text)
     for _, n in ipairs(levels) do
       if #ids >= count then return end
       if (tonumber(n) > 0) == positive then
-        local more_ids, more_jsons, emptied = take_level(queue, n, count - #ids, limits)
+        local more_ids, more_jsons, emptied = take_level(queue, n, count - #ids)
         add(more_ids, more_jsons)
         if emptied then
           redis.call('ZREM', prios_key, n)
@@ -386,9 +534,7 @@ local function take_queue(key, count, count_text)
     end
   end
   from_levels(true)
-  if #ids < count then
-    if limits then add(take_limited(queue, key, limits, count - #ids)) else add(take(key, tostring(count - #ids))) end
-  end
+  if #ids < count then add(take(key, tostring(count - #ids))) end
   from_levels(false)
   if removed and redis.call('ZCARD', prios_key) == 0 then
     chard_set_flag(max_key, flag, false)
@@ -458,9 +604,11 @@ if periodic_next and tonumber(periodic_next) <= now then
   periodic_next = first_score(periodic_key)
 end
 for _, key in ipairs(push_order) do
-  local level = level_of[key]
+  local level, lane_level = level_of[key], lane_level_of[key]
   if level then
     chard_push_level(prefix, max_key, flags, level[1], level[2], pushes[key], false)
+  elseif lane_level then
+    chard_push_lane(prefix, max_key, flags, lane_level[1], lane_level[2], lane_level[3], pushes[key], false)
   else
     chard_chunked('RPUSH', key, pushes[key])
   end
@@ -486,7 +634,6 @@ if max_jobs > 0 then
     end
     if #ids > 0 then mark_running(ids) end
   end
-  if wake then redis.call('PUBLISH', channel, '') end -- jobs moved from levels to lanes: fetch them
   if #revoked_ids > 0 then
     chard_chunked('SREM', revoked_key, revoked_ids)
     chard_keys_ended(prefix, revoked, now) -- released at revoke already, unless an older version revoked it

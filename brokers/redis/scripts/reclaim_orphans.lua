@@ -24,7 +24,8 @@
 -- KEYS[7]   result-expiry ZSET
 -- ARGV[1]   key prefix "{chard:<ns>}": an orphan goes back to the queue named in its JSON, whose
 --           key is built here as prefix..":queue:"..queue (a limited task's: its lane
---           prefix..":lane:"..queue..":t:"..task, listed in prefix..":lanes:"..queue and the queue in
+--           prefix..":lane:"..queue..":t:"..task or, with a priority, its level (chard_push_lane),
+--           listed in prefix..":lanes:"..queue and the queue in
 --           prefix..":lane-queues"; a job with a priority: its level prefix..":prio:"..priority..":"..queue,
 --           listed in prefix..":prios:"..queue and flagged in KEYS[2]; same hash tag, same Cluster slot)
 -- ARGV[2]   events channel (published to when a job was put back)
@@ -58,7 +59,7 @@ for k = 1, #flat, 2 do
     if job and job.id == id and not unreadable then
       if cancelled then redis.call('SADD', KEYS[5], id) end
       if redis.call('HEXISTS', max_key, job.task) == 1 then -- back to the front of its task's lane
-        redis.call('LPUSH', prefix .. ':lane:' .. job.queue .. ':t:' .. job.task, id)
+        chard_push_lane(prefix, max_key, nil, job.queue, job.task, job.prio, { id }, true) -- by its priority
         redis.call('ZADD', prefix .. ':lanes:' .. job.queue, 'NX', '0', job.task)
         redis.call('SADD', prefix .. ':lane-queues', job.queue)
       else -- to the front of its queue LIST, or of its level when it has a priority

@@ -9,9 +9,11 @@
 -- A limited task gets its limit (overwritten) and a counter initialised to 0 only if missing, so
 -- jobs running now stay counted. An unlimited task is removed from both hashes: only limited
 -- tasks are tracked; the jobs waiting in its lane of each queue (it was limited before) go back to
--- the front of the queue LIST, in their order, those with a priority to the front of their level
--- (chard_push_level; a rare call: O(jobs in that lane)). Tasks absent from this call are left
--- alone; so is the field "" of KEYS[1], the namespace's flags (no task has an empty name).
+-- the front of the queue LIST, in their order, those with a priority (in the lane's levels,
+-- prefix..":plane:"..n..":"..queue..":t:"..task, see fetch_jobs.lua) to the front of their level
+-- (chard_push_level; a rare call: O(jobs in that lane)), and the lane's flag is cleared. Tasks
+-- absent from this call are left alone; so is the field "" of KEYS[1], the namespace's flags (no
+-- task has an empty name), but for the flags of the lanes emptied here.
 -- Applied twice, the second call finds nothing more to change.
 -- Returns the number of limited tasks.
 local limited, prefix = 0, ARGV[1]
@@ -36,6 +38,18 @@ local function unlane(queue, name)
     end
   end
   chard_chunked('LPUSH', prefix .. ':queue:' .. queue, plain)
+  -- The lane's levels (see fetch_jobs.lua) to the front of the queue's levels, in their order; the
+  -- jobs of a priority found in the LIST (moved there by the previous version) were moved before
+  -- them, so they go in front of them.
+  local plevels = prefix .. ':plevels:' .. queue .. ':t:' .. name
+  for _, n in ipairs(redis.call('ZRANGE', plevels, '0', '-1')) do
+    local key = prefix .. ':plane:' .. n .. ':' .. queue .. ':t:' .. name
+    local level_ids, rev = redis.call('LRANGE', key, 0, -1), {}
+    for j = #level_ids, 1, -1 do rev[#rev + 1] = level_ids[j] end
+    if #rev > 0 then chard_push_level(prefix, KEYS[1], nil, queue, tonumber(n), rev, true) end
+    redis.call('DEL', key)
+  end
+  if redis.call('DEL', plevels) == 1 then chard_set_flag(KEYS[1], chard_lane_flag(queue, name), false) end
   for _, prio in ipairs(order) do chard_push_level(prefix, KEYS[1], nil, queue, prio, levels[prio], true) end
   redis.call('DEL', lane)
   redis.call('ZREM', prefix .. ':lanes:' .. queue, name)
