@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import { EventEmitter } from "tseep";
-import { Batch, Engine, MemoryBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
+import { Batch, Engine, MemoryBroker, RedisBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
 import { commandCalls } from "./redis-stats.js";
 import {
   LIBRARIES,
@@ -172,6 +172,7 @@ async function run(): Promise<Measurement> {
   if (scenario === "signals") return signalCosts();
   if (scenario === "job-receivers" || scenario === "job-no-receivers")
     return jobWithReceivers(scenario === "job-receivers");
+  if (scenario === "limited-backlog") return limitedBacklog();
   // "<kind>:<concurrency>+<variant>", e.g. "e2e:100+priority": the variant is what each job sets.
   const [base, variant = "plain"] = scenario.split("+") as [string, Variant | undefined];
   if (!VARIANTS.includes(variant)) throw new Error(`unknown variant ${variant}`);
@@ -352,6 +353,37 @@ async function jobWithReceivers(connected: boolean): Promise<Measurement> {
   const jobsPerSec = await once(N, "bench");
   offs.forEach((o) => o());
   return { jobsPerSec };
+}
+
+/**
+ * A task limited to one job at a time (`maxConcurrency: 1`) with 20,000 jobs queued behind its
+ * limit, 4 workers: jobs/s over the first `N / 10` jobs, each fetch taking the next job of the
+ * task's lane whatever the backlog (before the lanes, a fetch popped and pushed back the whole
+ * backlog: 4 jobs/s with 20,000 queued). Chard only (the peers have no per-task limit in their
+ * free tier). Redis commands per job around the timed section, as for every scenario.
+ */
+async function limitedBacklog(): Promise<Measurement> {
+  setLogger({ debug() {}, info() {}, warn() {}, error() {} });
+  const redis = library === "chard-redis";
+  const engine = new Engine(redis ? new RedisBroker(redisUrl) : new MemoryBroker(), name);
+  const jobs = Math.max(100, Math.floor(N / 10));
+  const { handler, done } = counter(jobs);
+  engine.task("one", (p: Payload) => handler(p), { maxRetries: 1, maxConcurrency: 1, keepResult: false });
+  for (let i = 0; i < 20_000; i += 1000) {
+    const batch = new Batch();
+    for (let j = i; j < i + 1000; j++) batch.schedule("one", { i: j });
+    await engine.scheduleBatch(batch);
+  }
+  const section = new Section(redis);
+  await section.start();
+  const workers = engine.startWorkers({ number: 4 });
+  await done;
+  const m = await section.stop(jobs);
+  await engine.broker.flush();
+  await engine.close();
+  await workers;
+  section.close();
+  return m;
 }
 
 if (library !== undefined && process.argv[1]?.endsWith("child.js")) {

@@ -65,6 +65,12 @@ const SCENARIOS: Scenario[] = [
     jobs: 2_000,
   },
   { id: "waiting-memory", label: "Redis used_memory per waiting job", libraries: NO_MEMORY, jobs: N },
+  {
+    id: "limited-backlog",
+    label: "maxConcurrency: 1, 20,000 queued, 4 workers: the first N/10 jobs (Chard only)",
+    libraries: ["chard-redis", "chard-memory"],
+    jobs: N,
+  },
   // Per-job options (bench/adapters.ts Variant): each job sets one, in each library's own form.
   ...(["priority", "key", "headers"] as const).flatMap((v): Scenario[] => {
     const libraries: Library[] =
@@ -281,6 +287,7 @@ function report(
     "e2e:100+priority",
     "e2e:100+key",
     "e2e:100+headers",
+    "limited-backlog",
   ]) {
     const s = SCENARIOS.find((x) => x.id === id)!;
     lines.push(
