@@ -192,31 +192,39 @@ const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue: string | s
   });
 
 /** Representative calls of every script's builder. */
+const ENQUEUE_TOKEN = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
+
+/** The KEYS of enqueue_jobs.lua and enqueue_keyed.lua, for a batch of `queues`. */
+const enqueueKeys = (token: string, queues: readonly string[]): Expected[] => [
+  ["token STRING", k.token(token)],
+  ["jobs HASH", k.jobs],
+  ["future ZSET", k.future],
+  ["max-concurrency HASH", k.maxConcurrency],
+  ["queue LISTs", queues.map((q) => k.queue(q))],
+];
+
+/** ARGV[1..7] of enqueue_jobs.lua and enqueue_keyed.lua. */
+const enqueueArgv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
+  ["events channel", k.events],
+  ["token TTL", calls.TOKEN_TTL_MS],
+  ["id width", width],
+  ["groups", groups],
+  ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
+  ["the atMs", at],
+  ["key prefix", k.prefix],
+];
+
 const CASES: Record<ScriptName, () => Variant[]> = {
   enqueue_jobs: () => {
-    const token = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
+    const token = ENQUEUE_TOKEN;
     const due = [job(), job()];
     const [a, b, later, c] = [job("q"), job("other"), job("q", NOW + 1), job("q")];
     const [high, low, high2] = [5, -3, 5].map(
       (priority) =>
         new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], extras: { priority } }),
     );
-    const keys = (queues: readonly string[]): Expected[] => [
-      ["token STRING", k.token(token)],
-      ["jobs HASH", k.jobs],
-      ["future ZSET", k.future],
-      ["max-concurrency HASH", k.maxConcurrency],
-      ["queue LISTs", queues.map((q) => k.queue(q))],
-    ];
-    const argv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
-      ["events channel", k.events],
-      ["token TTL", calls.TOKEN_TTL_MS],
-      ["id width", width],
-      ["groups", groups],
-      ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
-      ["the atMs", at],
-      ["key prefix", k.prefix],
-    ];
+    const keys = (queues: readonly string[]): Expected[] => enqueueKeys(token, queues);
+    const argv = enqueueArgv;
     return [
       {
         name: "all due, one queue: one group",
@@ -240,24 +248,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   },
 
   enqueue_keyed: () => {
-    const token = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
+    const token = ENQUEUE_TOKEN;
     const a = job("q");
-    const keys = (queues: readonly string[]): Expected[] => [
-      ["token STRING", k.token(token)],
-      ["jobs HASH", k.jobs],
-      ["future ZSET", k.future],
-      ["max-concurrency HASH", k.maxConcurrency],
-      ["queue LISTs", queues.map((q) => k.queue(q))],
-    ];
-    const argv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
-      ["events channel", k.events],
-      ["token TTL", calls.TOKEN_TTL_MS],
-      ["id width", width],
-      ["groups", groups],
-      ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
-      ["the atMs", at],
-      ["key prefix", k.prefix],
-    ];
+    const keys = (queues: readonly string[]): Expected[] => enqueueKeys(token, queues);
+    const argv = enqueueArgv;
     const keyedJob = new Job({
       taskName: "t",
       queue: "q",

@@ -5,39 +5,21 @@
  * command statistics without disturbing other test files.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { Engine } from "../lib/engine.js";
 import { Job, type JobExtras } from "../lib/jobs.js";
-import { testBroker } from "./helpers/ioredis.js";
-import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { FakeClock } from "./helpers/until.js";
+import { testBroker } from "./helpers/ioredis.js";
+import { privateRedis, total } from "./helpers/private-redis.js";
 
-let server: RedisServer;
-let admin: Redis;
-const closing: { close(): Promise<void> }[] = [];
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const c of closing.splice(0)) await c.close();
-});
+const redis = privateRedis();
 
 function broker(namespace: string, clock: FakeClock): RedisBroker {
-  const b = testBroker(server.url, { clock, lease: 60 });
-  b.namespace = namespace;
-  closing.push(b);
-  return b;
+  return redis.broker(namespace, clock);
 }
 const job = (clock: FakeClock, extras?: JobExtras): Job =>
   new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [1], extras });
@@ -47,18 +29,12 @@ const keyed = (key: string, policy: JobExtras["keyPolicy"] = "keep", ttl = 0): J
   keyTtlMs: ttl,
 });
 
-/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO. */
-async function commands(): Promise<Record<string, number>> {
-  const info = await admin.info("commandstats");
-  const calls: Record<string, number> = {};
-  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== "info") calls[m[1]!] = Number(m[2]);
-  return calls;
-}
-const total = (calls: Record<string, number>): number => Object.values(calls).reduce((a, b) => a + b, 0);
+/** Redis commands by name since the last CONFIG RESETSTAT (those inside scripts included), but INFO and CONFIG. */
+const commands = (): Promise<Record<string, number>> => redis.commandCalls();
 
 /** The commands of `run`, by name. */
 async function cost(run: () => Promise<unknown>): Promise<Record<string, number>> {
-  await admin.config("RESETSTAT");
+  await redis.resetStats();
   await run();
   return commands();
 }
@@ -67,9 +43,9 @@ describe("job keys on Redis", () => {
   test("two processes scheduling one key at the same instant make one job, every time, whatever the policy", async () => {
     const namespace = `t-${randomUUID()}`;
     const engines = [0, 1].map(() => {
-      const e = new Engine(testBroker(server.url, { lease: 60 }), namespace);
+      const e = new Engine(testBroker(redis.url, { lease: 60 }), namespace);
       e.task("t", (_n: number) => undefined, { queue: "q" });
-      closing.push(e);
+      redis.closeAfter(e);
       return e;
     });
     const k = namespaceKeys(namespace);
@@ -78,9 +54,9 @@ describe("job keys on Redis", () => {
       const onDuplicate = (["keep", "replace", "debounce"] as const)[round % 3]!;
       const [a, b] = await Promise.all(engines.map((e, i) => e.schedule(e.getTask("t").with({ key, onDuplicate }), i)));
       expect(a!.id, `round ${round}`).toBe(b!.id);
-      expect(await admin.llen(k.queue("q")), `round ${round}`).toBe(round + 1);
+      expect(await redis.admin.llen(k.queue("q")), `round ${round}`).toBe(round + 1);
     }
-    expect(await admin.hlen(k.jobs)).toBe(50);
+    expect(await redis.admin.hlen(k.jobs)).toBe(50);
     await engines[0]!.broker.flush();
   });
 
@@ -92,16 +68,16 @@ describe("job keys on Redis", () => {
     await b.enqueueJobs([held]);
     const jobs = [job(clock, keyed("a")), job(clock, keyed("b")), job(clock)];
     const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
-    const first = await runScript(admin, call.name, call.keys, call.args);
+    const first = await runScript(redis.admin, call.name, call.keys, call.args);
     expect(
       String(first)
         .split("\n")
         .map((line) => line.slice(0, 4)),
     ).toEqual(["k q ", "c", "c"]);
     // The key "a" is released meanwhile: the re-sent call must still say what the first one did.
-    await admin.del(k.key("a"));
-    expect(await runScript(admin, call.name, call.keys, call.args)).toBe(first);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([held.id, jobs[1]!.id, jobs[2]!.id]);
+    await redis.admin.del(k.key("a"));
+    expect(await runScript(redis.admin, call.name, call.keys, call.args)).toBe(first);
+    expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([held.id, jobs[1]!.id, jobs[2]!.id]);
     await b.flush();
   });
 
@@ -112,15 +88,15 @@ describe("job keys on Redis", () => {
     const key = "user:12345:sync";
     const j = job(clock, keyed(key, "keep", 60_000));
     await b.enqueueJobs([j]);
-    expect(await admin.get(k.key(key))).toBe(`${j.id} k ${clock.now()} 60000`);
-    expect(await admin.pttl(k.key(key))).toBe(-1);
-    const live = Number(await admin.memory("USAGE", k.key(key)));
+    expect(await redis.admin.get(k.key(key))).toBe(`${j.id} k ${clock.now()} 60000`);
+    expect(await redis.admin.pttl(k.key(key))).toBe(-1);
+    const live = Number(await redis.admin.memory("USAGE", k.key(key)));
     const { jobs, token } = await b.fetchJobs("q", 1);
     clock.advance(1_000);
     await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
-    expect(await admin.get(k.key(key))).toBe(`${j.id} ${clock.now() + 60_000}`);
-    expect(await admin.pttl(k.key(key))).toBeGreaterThan(59_000);
-    const ended = Number(await admin.memory("USAGE", k.key(key)));
+    expect(await redis.admin.get(k.key(key))).toBe(`${j.id} ${clock.now() + 60_000}`);
+    expect(await redis.admin.pttl(k.key(key))).toBeGreaterThan(59_000);
+    const ended = Number(await redis.admin.memory("USAGE", k.key(key)));
     // Measured on Redis 7.0 (jemalloc), namespace "chard", this 15-character key: see docs/queue-model.md.
     expect(live).toBeLessThanOrEqual(160);
     expect(ended).toBeLessThanOrEqual(160);
@@ -134,9 +110,9 @@ describe("job keys on Redis", () => {
     const j = job(clock, keyed("x"));
     await b.enqueueJobs([j]);
     const { jobs, token } = await b.fetchJobs("q", 1);
-    await admin.set(k.key("x"), `${randomUUID()} k 1 0`); // taken by another job since
+    await redis.admin.set(k.key("x"), `${randomUUID()} k 1 0`); // taken by another job since
     await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
-    expect(await admin.get(k.key("x"))).toMatch(/ k 1 0$/);
+    expect(await redis.admin.get(k.key("x"))).toMatch(/ k 1 0$/);
     await b.flush();
   });
 
@@ -146,10 +122,10 @@ describe("job keys on Redis", () => {
     const k = namespaceKeys(b.namespace);
     const old = job(clock, keyed("x"));
     await b.enqueueJobs([old]);
-    await admin.hdel(k.jobs, old.id);
+    await redis.admin.hdel(k.jobs, old.id);
     const fresh = job(clock, keyed("x"));
     expect(await b.enqueueJobs([fresh])).toBeUndefined();
-    expect(await admin.get(k.key("x"))).toMatch(new RegExp(`^${fresh.id} `));
+    expect(await redis.admin.get(k.key("x"))).toMatch(new RegExp(`^${fresh.id} `));
     await b.flush();
   });
 

@@ -4,43 +4,28 @@
  * reset command statistics and flush the script cache without disturbing other test files.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { RedisBroker, type RedisClient } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
 import { escapeGlob, namespaceKeys, namespacePrefix, periodicTaskJSON } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, ScriptCode, runScript, scriptSha, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
+import { Redis } from "ioredis";
 import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import { testBroker, testClient } from "./helpers/ioredis.js";
-import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
+import { testClient } from "./helpers/ioredis.js";
 import { FakeClock, until } from "./helpers/until.js";
+import { privateRedis } from "./helpers/private-redis.js";
 
 const noop = (): undefined => undefined;
-let server: RedisServer;
-let admin: Redis;
-const brokers: RedisBroker[] = [];
+const redis = privateRedis();
 
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const b of brokers.splice(0)) await b.close();
-});
-
-/** A broker on `redis`: this file's server by default (see testBroker), or a client. */
-function broker(namespace: string, clock = new FakeClock(), redis: RedisClient | string = server.url): RedisBroker {
-  const b =
-    typeof redis === "string" ? testBroker(redis, { clock, lease: 1 }) : new RedisBroker(redis, { clock, lease: 1 });
+/** A broker on `client`: this file's server by default (see privateRedis().broker), or a client. */
+function broker(namespace: string, clock = new FakeClock(), client?: RedisClient): RedisBroker {
+  if (client === undefined) return redis.broker(namespace, clock, { lease: 1 });
+  const b = new RedisBroker(client, { clock, lease: 1 });
   b.namespace = namespace;
-  brokers.push(b);
-  return b;
+  return redis.closeAfter(b);
 }
 const job = (clock: FakeClock, fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
   new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [], ...fields });
@@ -49,7 +34,7 @@ async function allKeys(pattern = "*"): Promise<string[]> {
   const keys: string[] = [];
   let cursor = "0";
   do {
-    const [next, batch] = await admin.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    const [next, batch] = await redis.admin.scan(cursor, "MATCH", pattern, "COUNT", 1000);
     keys.push(...batch);
     cursor = next;
   } while (cursor !== "0");
@@ -88,7 +73,7 @@ describe("key layout", () => {
     expect(namespaceKeys("a*").pattern).toBe("{chard:a\\*}:*");
     expect(escapeGlob("*?[]\\x")).toBe("\\*\\?\\[\\]\\\\x");
     expect(() => namespacePrefix("bad \ud800")).toThrow(InvalidOptionError);
-    expect(() => (new RedisBroker(server.url).namespace = "bad \ud800")).toThrow(InvalidOptionError);
+    expect(() => (new RedisBroker(redis.url).namespace = "bad \ud800")).toThrow(InvalidOptionError);
   });
 
   test("every key the broker creates starts with the namespace's hash tag", async () => {
@@ -117,7 +102,7 @@ describe("key layout", () => {
       "running",
       "token",
     ]);
-    const ttl = await admin.pttl(created.find((k) => k.includes(":token:"))!);
+    const ttl = await redis.admin.pttl(created.find((k) => k.includes(":token:"))!);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
     await a.flush();
@@ -145,8 +130,8 @@ describe("key layout", () => {
 
 /** The JSONs the jobs HASH holds for the ids of a queue (a LIST of ids), in queue order. */
 async function queued(k: ReturnType<typeof namespaceKeys>, queue: string): Promise<(string | null)[]> {
-  const ids = await admin.lrange(k.queue(queue), 0, -1);
-  return ids.length > 0 ? admin.hmget(k.jobs, ...ids) : [];
+  const ids = await redis.admin.lrange(k.queue(queue), 0, -1);
+  return ids.length > 0 ? redis.admin.hmget(k.jobs, ...ids) : [];
 }
 
 describe("periodic task definitions", () => {
@@ -156,21 +141,25 @@ describe("periodic task definitions", () => {
     const clock = new FakeClock();
     const a = broker(namespace, clock);
     await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 1, queue: "q", maxRetries: 2 })]);
-    expect(await admin.hget(k.periodicTasks, "tick")).toBe(periodicTaskJSON("q", 2, 1000, "periodicity"));
-    expect(await admin.hget(k.periodicTasks, "tick")).toBe(
+    expect(await redis.admin.hget(k.periodicTasks, "tick")).toBe(periodicTaskJSON("q", 2, 1000, "periodicity"));
+    expect(await redis.admin.hget(k.periodicTasks, "tick")).toBe(
       '{"maxRetries":2,"periodMs":1000,"queue":"q","source":"periodicity"}',
     );
     const at = String(clock.now() + 5_000);
-    await admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
-    await admin.hset(k.periodicTasks, "runtime", '{"maxRetries":0,"periodMs":5000,"queue":"q","source":"schedule"}');
-    await admin.zadd(k.periodic, at, "legacy", at, "runtime", at, "stale");
+    await redis.admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
+    await redis.admin.hset(
+      k.periodicTasks,
+      "runtime",
+      '{"maxRetries":0,"periodMs":5000,"queue":"q","source":"schedule"}',
+    );
+    await redis.admin.zadd(k.periodic, at, "legacy", at, "runtime", at, "stale");
     const plain = ["tick", "legacy", "runtime", "stale", "never"].map((name) => new Task(name, noop));
     expect(await a.registerPeriodicTasks(plain)).toEqual({ changed: [], unscheduled: ["tick", "legacy", "stale"] });
-    expect(await admin.zrange(k.periodic, 0, "-1")).toEqual(["runtime"]);
-    expect(await admin.hkeys(k.periodicTasks)).toEqual(["runtime"]);
+    expect(await redis.admin.zrange(k.periodic, 0, "-1")).toEqual(["runtime"]);
+    expect(await redis.admin.hkeys(k.periodicTasks)).toEqual(["runtime"]);
     // A definition of an older version (no source) follows the phase rule too.
-    await admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
-    await admin.zadd(k.periodic, at, "legacy");
+    await redis.admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
+    await redis.admin.zadd(k.periodic, at, "legacy");
     expect(await a.registerPeriodicTasks([new Task("legacy", noop, { periodicity: 10 })])).toEqual({
       changed: [{ name: "legacy", fromMs: 5_000, toMs: 10_000, nextRunAtMs: clock.now() + 10_000 }],
       unscheduled: [],
@@ -190,16 +179,16 @@ describe("stored bytes", () => {
       job(clock, { taskArgs, atMs: clock.now() + 1000 }),
     );
     await a.enqueueJobs(jobs);
-    expect((await admin.zrange(k.future, 0, "-1")).sort()).toEqual(jobs.map((j) => j.id).sort());
-    expect(await admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
+    expect((await redis.admin.zrange(k.future, 0, "-1")).sort()).toEqual(jobs.map((j) => j.id).sort());
+    expect(await redis.admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
     clock.t += 1000;
     await a.fetchJobs("none", 1); // moves the future jobs and fires the periodic task
     expect((await queued(k, "q")).sort()).toEqual(jobs.map(toJSON).sort());
-    const [id] = await admin.lrange(k.queue("pq"), 0, -1);
-    expect(await admin.hget(k.jobs, id!)).toBe(periodicJobJSON(id!, odd.name, "pq", clock.now(), 2));
+    const [id] = await redis.admin.lrange(k.queue("pq"), 0, -1);
+    expect(await redis.admin.hget(k.jobs, id!)).toBe(periodicJobJSON(id!, odd.name, "pq", clock.now(), 2));
 
     await a.fetchJobs("q", 10);
-    expect((await admin.hkeys(k.running(a.id))).filter((f) => f !== "~seq").sort()).toEqual(
+    expect((await redis.admin.hkeys(k.running(a.id))).filter((f) => f !== "~seq").sort()).toEqual(
       jobs.map((j) => j.id).sort(),
     );
     clock.t += 1001;
@@ -209,11 +198,11 @@ describe("stored bytes", () => {
     const retried = jobs.map((j) => toJSON(Object.assign(new Job({ ...j }), { retries: 1 })));
     expect((await queued(k, "q")).sort()).toEqual(retried.sort());
     // a's entries are tombstones now (its late acks are refused as taken over), gone within a day.
-    expect((await admin.hgetall(k.running(a.id)))["~seq"]).toBeDefined(); // the fetch watermark stays
-    const left = Object.keys(await admin.hgetall(k.running(a.id)));
+    expect((await redis.admin.hgetall(k.running(a.id)))["~seq"]).toBeDefined(); // the fetch watermark stays
+    const left = Object.keys(await redis.admin.hgetall(k.running(a.id)));
     expect(left.filter((f) => f !== "~seq" && !f.startsWith("x:"))).toEqual([]);
     expect(left.filter((f) => f.startsWith("x:"))).toHaveLength(3);
-    expect(await admin.ttl(k.running(a.id))).toBeGreaterThan(86_000);
+    expect(await redis.admin.ttl(k.running(a.id))).toBeGreaterThan(86_000);
     await a.flush();
   });
 });
@@ -236,14 +225,14 @@ describe("result records", () => {
       resultTtlMs: 1000,
     });
     await b.finishJobs(fetched.slice(0, 3).map(kept));
-    expect(await admin.hlen(k.results)).toBe(3);
+    expect(await redis.admin.hlen(k.results)).toBe(3);
     clock.t += 2000;
     await b.finishJobs([{ job: fetched[3]!, token, outcome: "succeeded" }]); // stores nothing: no clean-up due
-    expect(await admin.hlen(k.results)).toBe(3);
+    expect(await redis.admin.hlen(k.results)).toBe(3);
     expect(await b.readResult(fetched[0]!.id)).toEqual({ record: undefined, state: "unknown" });
     await b.finishJobs([kept(fetched[4]!)]);
-    expect(await admin.hkeys(k.results)).toEqual([fetched[4]!.id]);
-    expect(await admin.zrange(k.resultExpiry, 0, "-1")).toEqual([fetched[4]!.id]);
+    expect(await redis.admin.hkeys(k.results)).toEqual([fetched[4]!.id]);
+    expect(await redis.admin.zrange(k.resultExpiry, 0, "-1")).toEqual([fetched[4]!.id]);
     await b.flush();
   });
 });
@@ -261,18 +250,18 @@ describe("corrupt data", () => {
       [good.id]: toJSON(good),
       x: '{"id":"x","retries":0,"task":"t","queue":"q","at":1,"maxRetries":0,"args":[',
     };
-    await admin.hset(k.jobs, entries);
-    await admin.rpush(k.queue("q"), "not-json", "half", good.id, "x", "no-json-stored");
-    await admin.hset(k.jobs, "future-garbage", "future garbage");
-    await admin.zadd(k.future, clock.now(), "future-garbage", clock.now(), "future-missing");
+    await redis.admin.hset(k.jobs, entries);
+    await redis.admin.rpush(k.queue("q"), "not-json", "half", good.id, "x", "no-json-stored");
+    await redis.admin.hset(k.jobs, "future-garbage", "future garbage");
+    await redis.admin.zadd(k.future, clock.now(), "future-garbage", clock.now(), "future-missing");
     const { jobs } = await b.fetchJobs("q", 10);
     expect(jobs.map((j) => j.id)).toEqual([good.id]);
-    expect(await admin.exists(k.queue("q"), k.future)).toBe(0);
+    expect(await redis.admin.exists(k.queue("q"), k.future)).toBe(0);
     // Entries Redis took into running but the client could not read are taken back by keepAlive.
     const recovery = await b.keepAlive();
     expect(recovery.requeued).toEqual([]);
-    expect((await admin.hkeys(k.running(b.id))).filter((f) => f !== "~seq")).toEqual([good.id]);
-    expect(await admin.hkeys(k.jobs)).toEqual([good.id]);
+    expect((await redis.admin.hkeys(k.running(b.id))).filter((f) => f !== "~seq")).toEqual([good.id]);
+    expect(await redis.admin.hkeys(k.jobs)).toEqual([good.id]);
     await b.flush();
   });
 
@@ -283,19 +272,21 @@ describe("corrupt data", () => {
     const b = broker(namespace, clock);
     await b.setConcurrencyKeys([new Task("t", noop, { maxRetries: 1, maxConcurrency: 5 })]);
     const [good, next] = [job(clock), job(clock)];
-    await admin.hset(k.jobs, {
+    await redis.admin.hset(k.jobs, {
       "not-json": "not json",
       [good.id]: toJSON(good),
       [next.id]: toJSON(next),
       half: '{"id":"half a job"}',
     });
-    await admin.rpush(k.queue("q"), "not-json", good.id, "no-json-stored", "half", next.id);
+    await redis.admin.rpush(k.queue("q"), "not-json", good.id, "no-json-stored", "half", next.id);
     const { jobs } = await b.fetchJobs("q", 2);
     expect(jobs.map((j) => j.id)).toEqual([good.id, next.id]);
-    expect(await admin.exists(k.queue("q"))).toBe(0);
-    expect((await admin.hkeys(k.running(b.id))).filter((f) => f !== "~seq").sort()).toEqual([good.id, next.id].sort());
-    expect((await admin.hkeys(k.jobs)).sort()).toEqual([good.id, next.id].sort());
-    expect(await admin.hget(k.concurrency, "t")).toBe("2");
+    expect(await redis.admin.exists(k.queue("q"))).toBe(0);
+    expect((await redis.admin.hkeys(k.running(b.id))).filter((f) => f !== "~seq").sort()).toEqual(
+      [good.id, next.id].sort(),
+    );
+    expect((await redis.admin.hkeys(k.jobs)).sort()).toEqual([good.id, next.id].sort());
+    expect(await redis.admin.hget(k.concurrency, "t")).toBe("2");
     await b.flush();
   });
 });
@@ -310,14 +301,14 @@ describe("job ids", () => {
     const good = job(clock, { maxRetries: 1 });
     const odd = ["a", "bb", "é-ü"].map((id) => job(clock, { id, maxRetries: 1 }));
     await b.enqueueJobs([odd[0]!, good, ...odd.slice(1)]);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([odd[0]!.id, good.id, odd[1]!.id, odd[2]!.id]);
+    expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([odd[0]!.id, good.id, odd[1]!.id, odd[2]!.id]);
     const { jobs, token } = await b.fetchJobs("q", 10);
     expect(jobs.map((j) => j.id)).toEqual([good.id]);
     await b.keepAlive(); // takes the unreadable entries out of the running HASH
-    expect(await admin.hkeys(k.running(b.id))).toEqual(["~seq", good.id]);
+    expect(await redis.admin.hkeys(k.running(b.id))).toEqual(["~seq", good.id]);
     await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
-    expect(await admin.hkeys(k.running(b.id))).toEqual(["~seq"]);
-    expect(await admin.hkeys(k.jobs)).toEqual([]);
+    expect(await redis.admin.hkeys(k.running(b.id))).toEqual(["~seq"]);
+    expect(await redis.admin.hkeys(k.jobs)).toEqual([]);
     await b.flush();
   });
 });
@@ -325,21 +316,21 @@ describe("job ids", () => {
 describe("connections", () => {
   test("close() leaves a handed-in client open and closes the connections the broker opened", async () => {
     const clients = async (): Promise<number> =>
-      String(await admin.client("LIST"))
+      String(await redis.admin.client("LIST"))
         .trim()
         .split("\n").length;
     const baseline = 1; // admin
     await until(async () => (await clients()) === baseline, 2_000, "earlier tests' connections to close");
-    const mine = new Redis(server.url);
+    const mine = new Redis(redis.url);
     const handed = broker(`t-${randomUUID()}`, new FakeClock(), mine);
     await handed.start();
     await handed.close();
     expect(await mine.ping()).toBe("PONG");
     await mine.quit();
 
-    const owned = new RedisBroker(server.url, { clock: new FakeClock(), lease: 1 }); // opens its own, on ioredis 6
+    const owned = new RedisBroker(redis.url, { clock: new FakeClock(), lease: 1 }); // opens its own, on ioredis 6
     owned.namespace = `t-${randomUUID()}`;
-    brokers.push(owned);
+    redis.closeAfter(owned);
     await owned.start();
     await owned.enqueueJobs([job(new FakeClock())]);
     expect(await clients()).toBe(baseline + 2); // client + subscriber
@@ -352,15 +343,15 @@ describe("connections", () => {
 
   test("a broker never opens a connection it is not asked to use, and refuses clients with keyPrefix", async () => {
     const clients = async (): Promise<number> =>
-      String(await admin.client("LIST"))
+      String(await redis.admin.client("LIST"))
         .trim()
         .split("\n").length;
     const baseline = 1; // admin
     await until(async () => (await clients()) === baseline, 2_000, "earlier tests' connections to close");
-    const idle = new RedisBroker(server.url);
+    const idle = new RedisBroker(redis.url);
     expect(await clients()).toBe(baseline);
     await idle.close();
-    const prefixed = new Redis(server.url, { keyPrefix: "app:", lazyConnect: true });
+    const prefixed = new Redis(redis.url, { keyPrefix: "app:", lazyConnect: true });
     expect(() => new RedisBroker(prefixed)).toThrow(InvalidOptionError);
     expect(() => new RedisBroker({ keyPrefix: "app:" })).toThrow(/keyPrefix/);
     prefixed.disconnect();
@@ -374,18 +365,18 @@ describe("scripts", () => {
     const clock = new FakeClock();
     const jobs = [job(clock), job(clock, { atMs: clock.now() + 1 })];
     const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
-    expect(await runScript(admin, call.name, call.keys, call.args)).toBe(0);
-    expect(await runScript(admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
-    expect(await admin.zrange(k.future, 0, "-1")).toEqual([jobs[1]!.id]);
-    expect(await admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
+    expect(await runScript(redis.admin, call.name, call.keys, call.args)).toBe(0);
+    expect(await runScript(redis.admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
+    expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
+    expect(await redis.admin.zrange(k.future, 0, "-1")).toEqual([jobs[1]!.id]);
+    expect(await redis.admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
     const other = enqueueCall(k, { jobs: [jobs[0]!], nowMs: clock.now(), token: randomUUID() });
-    expect(await runScript(admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
-    expect(await admin.llen(k.queue("q"))).toBe(2);
-    const ttl = await admin.pttl(call.keys[0]!);
+    expect(await runScript(redis.admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
+    expect(await redis.admin.llen(k.queue("q"))).toBe(2);
+    const ttl = await redis.admin.pttl(call.keys[0]!);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
-    await admin.unlink(...(await allKeys(`${escapeGlob(k.prefix)}*`)));
+    await redis.admin.unlink(...(await allKeys(`${escapeGlob(k.prefix)}*`)));
   });
 
   test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
@@ -442,7 +433,7 @@ describe("scripts", () => {
 
   /** Command counts since the last CONFIG RESETSTAT. */
   const stats = async (): Promise<Record<string, number>> => {
-    const info = await admin.info("commandstats");
+    const info = await redis.admin.info("commandstats");
     const calls: Record<string, number> = {};
     for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
     return calls;
@@ -461,18 +452,18 @@ describe("scripts", () => {
     const b = broker(`t-${randomUUID()}`, clock);
     await b.start();
     await turn(b, clock);
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     await turn(b, clock);
     let calls = await stats();
     expect(calls.evalsha).toBeGreaterThanOrEqual(4);
     expect(calls.eval).toBeUndefined();
 
-    await admin.script("FLUSH");
-    await admin.config("RESETSTAT");
+    await redis.admin.script("FLUSH");
+    await redis.resetStats();
     await turn(b, clock);
     calls = await stats();
     expect(calls.eval).toBe(4); // enqueue, fetch, finish, keep_alive: once each (NOSCRIPT, then EVAL)
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     await turn(b, clock);
     expect((await stats()).eval).toBeUndefined();
     await b.flush();
@@ -483,17 +474,17 @@ describe("scripts", () => {
     const b = broker(`t-${randomUUID()}`, clock);
     await b.start();
     await turn(b, clock);
-    expect(await admin.script("EXISTS", ...everySha())).toEqual(everySha().map(() => 1));
+    expect(await redis.admin.script("EXISTS", ...everySha())).toEqual(everySha().map(() => 1));
 
-    await admin.script("FLUSH");
-    await admin.client("KILL", "TYPE", "NORMAL"); // b's connection drops (not the admin's) and reconnects
+    await redis.admin.script("FLUSH");
+    await redis.admin.client("KILL", "TYPE", "NORMAL"); // b's connection drops (not the admin's) and reconnects
     await until(() => b.redis.status === "ready", 5_000, "b to reconnect");
     await until(
-      async () => ((await admin.script("EXISTS", ...everySha())) as number[]).every((e) => e === 1),
+      async () => ((await redis.admin.script("EXISTS", ...everySha())) as number[]).every((e) => e === 1),
       2_000,
       "every script loaded again",
     );
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     await turn(b, clock);
     const calls = await stats();
     expect(calls.evalsha).toBeGreaterThanOrEqual(4);
@@ -502,25 +493,25 @@ describe("scripts", () => {
   });
 
   test("a client handed in gets the scripts on each ready too, and no more once the broker is closed", async () => {
-    const mine = testClient(server.url);
+    const mine = testClient(redis.url);
     const clock = new FakeClock();
     const b = broker(`t-${randomUUID()}`, clock, mine);
     await b.start();
-    await admin.script("FLUSH");
-    await admin.client("KILL", "TYPE", "NORMAL");
+    await redis.admin.script("FLUSH");
+    await redis.admin.client("KILL", "TYPE", "NORMAL");
     await until(() => mine.status === "ready", 5_000, "the client to reconnect");
     await until(
-      async () => ((await admin.script("EXISTS", ...everySha())) as number[]).every((e) => e === 1),
+      async () => ((await redis.admin.script("EXISTS", ...everySha())) as number[]).every((e) => e === 1),
       2_000,
       "every script loaded again",
     );
     await b.close();
-    await admin.script("FLUSH");
+    await redis.admin.script("FLUSH");
     // Listeners run in the order they were added: a load the broker still sent would come first.
     const readyAgain = new Promise<void>((resolve) => mine.on("ready", resolve));
-    await admin.client("KILL", "TYPE", "NORMAL");
+    await redis.admin.client("KILL", "TYPE", "NORMAL");
     await readyAgain;
     expect(await (mine as unknown as Redis).ping()).toBe("PONG"); // still open, left to its owner
-    expect(await admin.script("EXISTS", scriptSha("fetch_jobs"))).toEqual([0]);
+    expect(await redis.admin.script("EXISTS", scriptSha("fetch_jobs"))).toEqual([0]);
   });
 });

@@ -6,43 +6,28 @@
  * ZSET. Runs on a private redis-server so it can reset command statistics.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
 import { reclaimCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { Job, type JobExtras } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import { testBroker } from "./helpers/ioredis.js";
-import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { FakeClock } from "./helpers/until.js";
+import { testBroker } from "./helpers/ioredis.js";
+import { privateRedis, total } from "./helpers/private-redis.js";
 
 const noop = (): undefined => undefined;
-let server: RedisServer;
-let admin: Redis;
-const brokers: RedisBroker[] = [];
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const b of brokers.splice(0)) await b.close();
-});
+const redis = privateRedis();
 
 const limited = new Task("L", noop, { maxRetries: 1, maxConcurrency: 1, queue: "q" });
 
 /** A started broker of a new namespace on its own FakeClock, with `limited`'s limit recorded. */
 async function limitedBroker(): Promise<{ clock: FakeClock; b: RedisBroker; k: ReturnType<typeof namespaceKeys> }> {
   const clock = new FakeClock();
-  const b = testBroker(server.url, { clock, lease: 60 });
+  const b = testBroker(redis.url, { clock, lease: 60 });
   b.namespace = `t-${randomUUID()}`;
-  brokers.push(b);
+  redis.closeAfter(b);
   await b.start();
   await b.setConcurrencyKeys([limited]);
   return { clock, b, k: namespaceKeys(b.namespace) };
@@ -59,14 +44,11 @@ const job = (clock: FakeClock, priority = 0, taskName = "L", extras: JobExtras =
     }),
   });
 const flagsOf = async (k: ReturnType<typeof namespaceKeys>): Promise<Record<string, boolean>> =>
-  JSON.parse((await admin.hget(k.maxConcurrency, "")) ?? "{}") as Record<string, boolean>;
+  JSON.parse((await redis.admin.hget(k.maxConcurrency, "")) ?? "{}") as Record<string, boolean>;
 
-/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO. */
+/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO and CONFIG. */
 async function commands(): Promise<number> {
-  const info = await admin.info("commandstats");
-  let n = 0;
-  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== "info") n += Number(m[2]);
-  return n;
+  return total(await redis.commandCalls());
 }
 
 describe("priorities of limited tasks on Redis", () => {
@@ -79,13 +61,13 @@ describe("priorities of limited tasks on Redis", () => {
     await b.enqueueJobs(Array.from({ length: 500 }, () => job(clock, priority)));
     const first = await b.fetchJobs("q", 4);
     expect(first.jobs).toHaveLength(1);
-    while ((await admin.llen(priority === 0 ? k.queue("q") : k.level("q", priority))) > 0)
+    while ((await redis.admin.llen(priority === 0 ? k.queue("q") : k.level("q", priority))) > 0)
       expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     const next = await b.fetchJobs("q", 4, [{ job: first.jobs[0]!, token: first.token, outcome: "succeeded" }]);
     const turn = await commands();
     expect(next.jobs).toHaveLength(1);
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
     const saturated = await commands();
     await b.flush();
@@ -104,14 +86,14 @@ describe("priorities of limited tasks on Redis", () => {
     const [high, plain] = [job(clock, 5), job(clock)];
     await b.enqueueJobs([high, plain]);
     expect((await b.fetchJobs("q", 1)).jobs.map((j) => j.id)).toEqual([high.id]); // moved and taken in one fetch
-    expect(await admin.exists(k.laneLevel("q", "L", 5), k.laneLevels("q", "L"), k.level("q", 5))).toBe(0);
+    expect(await redis.admin.exists(k.laneLevel("q", "L", 5), k.laneLevels("q", "L"), k.level("q", 5))).toBe(0);
     expect(await flagsOf(k)).toEqual({});
     const [high2, high3] = [job(clock, 5), job(clock, 5)];
     await b.enqueueJobs([high2, high3]);
     expect((await b.fetchJobs("q", 1)).jobs).toEqual([]); // saturated: moved to the lane's level
-    expect(await admin.lrange(k.laneLevel("q", "L", 5), "0", "-1")).toEqual([high2.id, high3.id]);
-    expect(await admin.zrange(k.laneLevels("q", "L"), "0", "-1", "WITHSCORES")).toEqual(["5", "-5"]);
-    expect(await admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual([plain.id]);
+    expect(await redis.admin.lrange(k.laneLevel("q", "L", 5), "0", "-1")).toEqual([high2.id, high3.id]);
+    expect(await redis.admin.zrange(k.laneLevels("q", "L"), "0", "-1", "WITHSCORES")).toEqual(["5", "-5"]);
+    expect(await redis.admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual([plain.id]);
     expect(await flagsOf(k)).toEqual({ "lvl:1:q:L": true });
     expect(await b.isQueueEmpty("q")).toBe(false);
     await b.flush();
@@ -125,7 +107,7 @@ describe("priorities of limited tasks on Redis", () => {
     expect(lost.jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
     const call = reclaimCall(k, { brokerId: b.id, lostTokens: [lost.token], partial: new Map(), nowMs: clock.now() });
     await runScript(b.redis, call.name, call.keys, call.args);
-    expect(await admin.lrange(k.laneLevel("q", "L", 3), "0", "-1")).toEqual([batch[0]!.id, batch[1]!.id]);
+    expect(await redis.admin.lrange(k.laneLevel("q", "L", 3), "0", "-1")).toEqual([batch[0]!.id, batch[1]!.id]);
     expect((await b.fetchJobs("q", 4)).jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
     await b.flush();
   });
@@ -138,10 +120,10 @@ describe("priorities of limited tasks on Redis", () => {
     const high = job(clock, 4);
     await b.enqueueJobs([high]);
     expect((await b.fetchJobs("q", 1)).jobs).toEqual([]);
-    await admin.zrem(k.lanes("q"), "L"); // what the previous version does with a lane whose LIST is empty
+    await redis.admin.zrem(k.lanes("q"), "L"); // what the previous version does with a lane whose LIST is empty
     const next = await b.fetchJobs("q", 1, [{ job: running.jobs[0]!, token: running.token, outcome: "succeeded" }]);
     expect(next.jobs.map((j) => j.id)).toEqual([high.id]);
-    expect(await admin.exists(k.lanes("q"), k.laneLevels("q", "L"))).toBe(0);
+    expect(await redis.admin.exists(k.lanes("q"), k.laneLevels("q", "L"))).toBe(0);
     await b.flush();
   });
 
@@ -154,15 +136,15 @@ describe("priorities of limited tasks on Redis", () => {
     const other = job(clock, 5);
     await b.enqueueJobs([keyed, other]);
     expect((await b.fetchJobs("q", 1)).jobs).toEqual([]);
-    expect(await admin.lrange(k.laneLevel("q", "L", 2), "0", "-1")).toEqual([keyed.id]);
+    expect(await redis.admin.lrange(k.laneLevel("q", "L", 2), "0", "-1")).toEqual([keyed.id]);
     await b.enqueueJobs([job(clock, 9, "L", { key: "k", keyPolicy: "replace" })]);
-    expect(await admin.exists(k.laneLevel("q", "L", 2))).toBe(0);
-    expect(await admin.zrange(k.laneLevels("q", "L"), "0", "-1")).toEqual(["5"]); // its emptied level unlisted
-    expect(await admin.lrange(k.level("q", 9), "0", "-1")).toEqual([keyed.id]); // the next fetch moves it
-    await admin.hset(k.concurrency, "L", "0"); // a slot frees
+    expect(await redis.admin.exists(k.laneLevel("q", "L", 2))).toBe(0);
+    expect(await redis.admin.zrange(k.laneLevels("q", "L"), "0", "-1")).toEqual(["5"]); // its emptied level unlisted
+    expect(await redis.admin.lrange(k.level("q", 9), "0", "-1")).toEqual([keyed.id]); // the next fetch moves it
+    await redis.admin.hset(k.concurrency, "L", "0"); // a slot frees
     const next = await b.fetchJobs("q", 1);
     expect(next.jobs.map((j) => [j.id, j.priority])).toEqual([[keyed.id, 9]]);
-    expect(await admin.zrange(k.laneLevels("q", "L"), "0", "-1")).toEqual(["5"]);
+    expect(await redis.admin.zrange(k.laneLevels("q", "L"), "0", "-1")).toEqual(["5"]);
     await b.flush();
   });
   test("a task set back to unlimited puts its lane's levels at the front of the queue's levels and clears the flag", async () => {
@@ -176,8 +158,8 @@ describe("priorities of limited tasks on Redis", () => {
     const later = job(clock, 3, "U");
     await b.enqueueJobs([later]);
     await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, queue: "q" })]);
-    expect(await admin.exists(k.laneLevel("q", "L", 3), k.laneLevels("q", "L"), k.lanes("q"))).toBe(0);
-    expect(await admin.lrange(k.level("q", 3), "0", "-1")).toEqual([high1.id, high2.id, later.id]);
+    expect(await redis.admin.exists(k.laneLevel("q", "L", 3), k.laneLevels("q", "L"), k.lanes("q"))).toBe(0);
+    expect(await redis.admin.lrange(k.level("q", 3), "0", "-1")).toEqual([high1.id, high2.id, later.id]);
     expect(await flagsOf(k)).toEqual({ "prio:q": true });
     await b.flush();
   });
@@ -191,11 +173,11 @@ describe("priorities of limited tasks on Redis", () => {
     await b.enqueueJobs([high]);
     expect((await b.fetchJobs("q", 1)).jobs).toEqual([]);
     // What the previous version's set_concurrency_keys.lua does: the limit and the lane's LIST go.
-    await admin.hdel(k.maxConcurrency, "L");
-    await admin.hdel(k.concurrency, "L");
-    await admin.zrem(k.lanes("q"), "L");
+    await redis.admin.hdel(k.maxConcurrency, "L");
+    await redis.admin.hdel(k.concurrency, "L");
+    await redis.admin.zrem(k.lanes("q"), "L");
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.id)).toEqual([high.id]);
-    expect(await admin.exists(k.laneLevels("q", "L"), k.lanes("q"))).toBe(0);
+    expect(await redis.admin.exists(k.laneLevels("q", "L"), k.lanes("q"))).toBe(0);
     expect(await flagsOf(k)).toEqual({});
     await b.flush();
   });

@@ -5,40 +5,21 @@
  * command statistics without disturbing other test files.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
 import { reclaimCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import { testBroker } from "./helpers/ioredis.js";
-import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { FakeClock } from "./helpers/until.js";
+import { privateRedis, total } from "./helpers/private-redis.js";
 
 const noop = (): undefined => undefined;
-let server: RedisServer;
-let admin: Redis;
-const brokers: RedisBroker[] = [];
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const b of brokers.splice(0)) await b.close();
-});
+const redis = privateRedis();
 
 function broker(namespace: string, clock: FakeClock): RedisBroker {
-  const b = testBroker(server.url, { clock, lease: 60 });
-  b.namespace = namespace;
-  brokers.push(b);
-  return b;
+  return redis.broker(namespace, clock);
 }
 const limited = new Task("L", noop, { maxRetries: 1, maxConcurrency: 1, queue: "q" });
 
@@ -53,12 +34,9 @@ async function limitedBroker(): Promise<{ clock: FakeClock; b: RedisBroker; k: R
 const job = (clock: FakeClock, taskName = "L"): Job =>
   new Job({ taskName, queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [] });
 
-/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO. */
+/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO and CONFIG. */
 async function commands(): Promise<number> {
-  const info = await admin.info("commandstats");
-  let n = 0;
-  for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== "info") n += Number(m[2]);
-  return n;
+  return total(await redis.commandCalls());
 }
 
 describe("lanes of concurrency-limited tasks", () => {
@@ -75,14 +53,14 @@ describe("lanes of concurrency-limited tasks", () => {
     const first = await b.fetchJobs("q", 4);
     expect(first.jobs).toHaveLength(1);
     // Jobs that were in the queue LIST are moved to the lane by the first fetches (at most 1000 each).
-    while ((await admin.llen(k.queue("q"))) > 0) expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
-    expect(await admin.llen(k.lane("q", "L"))).toBe(backlog - 1);
+    while ((await redis.admin.llen(k.queue("q"))) > 0) expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
+    expect(await redis.admin.llen(k.lane("q", "L"))).toBe(backlog - 1);
 
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     const next = await b.fetchJobs("q", 4, [{ job: first.jobs[0]!, token: first.token, outcome: "succeeded" }]);
     const turn = await commands();
     expect(next.jobs).toHaveLength(1);
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
     const saturated = await commands();
     await b.flush();
@@ -101,11 +79,11 @@ describe("lanes of concurrency-limited tasks", () => {
     const { clock, b, k } = await limitedBroker();
     const batch = [job(clock), job(clock, "U"), job(clock), job(clock, "U")];
     await b.enqueueJobs(batch); // as the previous version did: all of them in the queue LIST
-    expect(await admin.llen(k.queue("q"))).toBe(4);
+    expect(await redis.admin.llen(k.queue("q"))).toBe(4);
     const { jobs } = await b.fetchJobs("q", 4);
     expect(jobs.map((j) => j.id)).toEqual([batch[0]!.id, batch[1]!.id, batch[3]!.id]);
-    expect(await admin.lrange(k.lane("q", "L"), 0, -1)).toEqual([batch[2]!.id]);
-    expect(await admin.zrange(k.lanes("q"), "0", "-1")).toEqual(["L"]);
+    expect(await redis.admin.lrange(k.lane("q", "L"), 0, -1)).toEqual([batch[2]!.id]);
+    expect(await redis.admin.zrange(k.lanes("q"), "0", "-1")).toEqual(["L"]);
     expect(await b.isQueueEmpty("q")).toBe(false);
     await b.flush();
   });
@@ -119,8 +97,8 @@ describe("lanes of concurrency-limited tasks", () => {
     expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
     const call = reclaimCall(k, { brokerId: b.id, lostTokens: [lost.token], partial: new Map(), nowMs: clock.now() });
     await runScript(b.redis, call.name, call.keys, call.args);
-    expect(await admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual(batch.map((j) => j.id));
-    expect(await admin.hget(k.concurrency, "L")).toBe("0");
+    expect(await redis.admin.lrange(k.lane("q", "L"), "0", "-1")).toEqual(batch.map((j) => j.id));
+    expect(await redis.admin.hget(k.concurrency, "L")).toBe("0");
     expect((await b.fetchJobs("q", 4)).jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
     await b.flush();
   });
@@ -133,8 +111,8 @@ describe("lanes of concurrency-limited tasks", () => {
     const later = job(clock, "U");
     await b.enqueueJobs([later]);
     await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, queue: "q" })]);
-    expect(await admin.exists(k.lane("q", "L"), k.lanes("q"))).toBe(0);
-    expect(await admin.lrange(k.queue("q"), 0, -1)).toEqual([batch[1]!.id, batch[2]!.id, later.id]);
+    expect(await redis.admin.exists(k.lane("q", "L"), k.lanes("q"))).toBe(0);
+    expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([batch[1]!.id, batch[2]!.id, later.id]);
     await b.flush();
   });
 
@@ -142,11 +120,11 @@ describe("lanes of concurrency-limited tasks", () => {
     const clock = new FakeClock();
     const b = broker(`t-${randomUUID()}`, clock);
     await b.start();
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     await b.enqueueJobs([job(clock, "U")]);
     const plain = await commands();
     await b.setConcurrencyKeys([limited]);
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     await b.enqueueJobs([job(clock)]);
     expect(await commands()).toBe(plain);
     await b.flush();

@@ -6,8 +6,7 @@
  * without disturbing other test files.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
 import { reclaimCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
@@ -15,35 +14,18 @@ import { runScript } from "../brokers/redis/scripts.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { testBroker } from "./helpers/ioredis.js";
-import { startRedisServer, type RedisServer } from "./helpers/redis-server.js";
 import { FakeClock } from "./helpers/until.js";
+import { privateRedis } from "./helpers/private-redis.js";
 
 const noop = (): undefined => undefined;
-let server: RedisServer;
-let admin: Redis;
-const brokers: RedisBroker[] = [];
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = new Redis(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
-afterEach(async () => {
-  for (const b of brokers.splice(0)) {
-    await b.flush();
-    await b.close();
-  }
-});
+const redis = privateRedis();
 
 /** A started broker of a new namespace on its own FakeClock, and the namespace's keys. */
 async function started(): Promise<{ clock: FakeClock; b: RedisBroker; k: ReturnType<typeof namespaceKeys> }> {
   const clock = new FakeClock();
-  const b = testBroker(server.url, { clock, lease: 60 });
+  const b = testBroker(redis.url, { clock, lease: 60 });
   b.namespace = `t-${randomUUID()}`;
-  brokers.push(b);
+  redis.closeAfter(b);
   await b.start();
   return { clock, b, k: namespaceKeys(b.namespace) };
 }
@@ -57,18 +39,12 @@ const job = (clock: FakeClock, priority = 0, queue = "q"): Job =>
     ...(priority !== 0 && { extras: { priority } }),
   });
 
-/** Redis commands (by name) run since the last CONFIG RESETSTAT, those inside scripts included, but INFO. */
-async function commands(): Promise<Record<string, number>> {
-  const info = await admin.info("commandstats");
-  const calls: Record<string, number> = {};
-  for (const m of info.matchAll(/^cmdstat_(\S+):calls=(\d+)/gm))
-    if (m[1] !== "info" && !m[1]!.startsWith("config")) calls[m[1]!] = Number(m[2]);
-  return calls;
-}
+/** Redis commands by name since the last CONFIG RESETSTAT (those inside scripts included), but INFO and CONFIG. */
+const commands = (): Promise<Record<string, number>> => redis.commandCalls();
 
 /** The commands of one job through `b`: its enqueue, the fetch that takes it, its ack. */
 async function oneJob(b: RedisBroker, j: Job, queues: string | string[] = "q"): Promise<Record<string, number>> {
-  await admin.config("RESETSTAT");
+  await redis.resetStats();
   await b.enqueueJobs([j]);
   const { jobs, token } = await b.fetchJobs(queues, 1);
   expect(jobs.map((x) => x.id)).toEqual([j.id]);
@@ -121,7 +97,7 @@ describe("priorities on Redis", () => {
     });
     // A second job of a level that holds jobs: no flag to set, none to clear.
     await b.enqueueJobs([job(clock, 3)]);
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     await b.enqueueJobs([job(clock, 3)]);
     expect(await commands()).toEqual({ evalsha: 1, set: 1, hset: 1, rpush: 1, zadd: 1, publish: 1 });
   });
@@ -139,14 +115,14 @@ describe("priorities on Redis", () => {
     const { clock, b, k } = await started();
     const [a, c] = [job(clock, 7), job(clock, 7)];
     await b.enqueueJobs([a, job(clock), c]);
-    expect(await admin.lrange(k.level("q", 7), "0", "-1")).toEqual([a.id, c.id]);
-    expect(await admin.zrange(k.prios("q"), "0", "-1", "WITHSCORES")).toEqual(["7", "-7"]);
-    expect(JSON.parse((await admin.hget(k.maxConcurrency, ""))!)).toEqual({ "prio:q": true });
-    expect(await admin.llen(k.queue("q"))).toBe(1);
+    expect(await redis.admin.lrange(k.level("q", 7), "0", "-1")).toEqual([a.id, c.id]);
+    expect(await redis.admin.zrange(k.prios("q"), "0", "-1", "WITHSCORES")).toEqual(["7", "-7"]);
+    expect(JSON.parse((await redis.admin.hget(k.maxConcurrency, ""))!)).toEqual({ "prio:q": true });
+    expect(await redis.admin.llen(k.queue("q"))).toBe(1);
     expect((await b.fetchJobs("q", 2)).jobs.map((j) => j.id)).toEqual([a.id, c.id]);
     // The last level emptied: the listing and the flag go.
-    expect(await admin.exists(k.level("q", 7), k.prios("q"))).toBe(0);
-    expect(await admin.hexists(k.maxConcurrency, "")).toBe(0);
+    expect(await redis.admin.exists(k.level("q", 7), k.prios("q"))).toBe(0);
+    expect(await redis.admin.hexists(k.maxConcurrency, "")).toBe(0);
   });
 
   test("the flags survive concurrency limits being set and cleared, and take no limited path", async () => {
@@ -155,10 +131,10 @@ describe("priorities on Redis", () => {
     const limited = new Task("L", noop, { maxRetries: 1, maxConcurrency: 2, queue: "q" });
     await b.setConcurrencyKeys([limited]);
     await b.setConcurrencyKeys([new Task("L", noop, { maxRetries: 1, queue: "q" })]);
-    expect(JSON.parse((await admin.hget(k.maxConcurrency, ""))!)).toEqual({ "prio:q": true, "prio:other": true });
-    expect(await admin.hkeys(k.maxConcurrency)).toEqual([""]);
+    expect(JSON.parse((await redis.admin.hget(k.maxConcurrency, ""))!)).toEqual({ "prio:q": true, "prio:other": true });
+    expect(await redis.admin.hkeys(k.maxConcurrency)).toEqual([""]);
     // A namespace with flags and no limit: a plain fetch of another queue takes the cheap path.
-    await admin.config("RESETSTAT");
+    await redis.resetStats();
     expect((await b.fetchJobs("third", 1)).jobs).toEqual([]);
     expect((await commands()).smismember ?? 0).toBe(0);
     expect((await commands()).zrange).toBe(2); // the future and periodic ZSETs only: no lanes
@@ -172,7 +148,7 @@ describe("priorities on Redis", () => {
     expect(lost.jobs.map((j) => j.id)).toEqual([batch[0]!.id]);
     const call = reclaimCall(k, { brokerId: b.id, lostTokens: [lost.token], partial: new Map(), nowMs: clock.now() });
     await runScript(b.redis, call.name, call.keys, call.args);
-    expect(await admin.lrange(k.level("q", 4), "0", "-1")).toEqual(batch.map((j) => j.id));
+    expect(await redis.admin.lrange(k.level("q", 4), "0", "-1")).toEqual(batch.map((j) => j.id));
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.id)).toEqual(batch.map((j) => j.id));
   });
 
@@ -181,11 +157,11 @@ describe("priorities on Redis", () => {
     const high = job(clock, -2);
     await b.enqueueJobs([high]);
     const lost = await b.fetchJobs("q", 1);
-    expect(await admin.exists(k.prios("q"))).toBe(0); // emptied: the flag went
+    expect(await redis.admin.exists(k.prios("q"))).toBe(0); // emptied: the flag went
     const call = reclaimCall(k, { brokerId: b.id, lostTokens: [lost.token], partial: new Map(), nowMs: clock.now() });
     await runScript(b.redis, call.name, call.keys, call.args);
-    expect(await admin.zrange(k.prios("q"), "0", "-1")).toEqual(["-2"]);
-    expect(JSON.parse((await admin.hget(k.maxConcurrency, ""))!)).toEqual({ "prio:q": true });
+    expect(await redis.admin.zrange(k.prios("q"), "0", "-1")).toEqual(["-2"]);
+    expect(JSON.parse((await redis.admin.hget(k.maxConcurrency, ""))!)).toEqual({ "prio:q": true });
     expect(await b.isQueueEmpty("q")).toBe(false);
     expect((await b.fetchJobs("q", 1)).jobs.map((j) => j.id)).toEqual([high.id]);
   });

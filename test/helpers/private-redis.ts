@@ -1,0 +1,105 @@
+/**
+ * A private redis-server for one test file (for the tests that read Redis's own counters, list
+ * its keys or kill it): started before the file's tests, stopped after them, with an admin
+ * connection, and the brokers made with `broker()` (or handed to `closeAfter`) closed after each
+ * test. Call `privateRedis()` once, at the top of the file.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import type { BrokerOptions } from "../../brokers/base.js";
+import type { RedisBroker } from "../../brokers/redis/index.js";
+import { testBroker } from "./ioredis.js";
+import { startRedisServer, type RedisServer } from "./redis-server.js";
+import { FakeClock } from "./until.js";
+
+/** What `privateRedis()` gives a test file. */
+export interface PrivateRedis {
+  /** The server's URL (once the file's tests run). */
+  readonly url: string;
+  /** A plain connection to it, for inspecting keys and counters. */
+  readonly admin: Redis;
+  /**
+   * A broker of `namespace` (a random one by default) on `clock` (a new FakeClock by default),
+   * lease 60 s unless `options` say otherwise; closed after the test.
+   */
+  broker(namespace?: string, clock?: FakeClock, options?: BrokerOptions): RedisBroker;
+  /** Closes `closable` after the test; returns it. */
+  closeAfter<T extends { close(): Promise<void> }>(closable: T): T;
+  /**
+   * Redis commands by name since the last `resetStats` (those inside scripts included), but
+   * housekeeping (INFO, CONFIG, HELLO, CLIENT, SCRIPT: see HOUSEKEEPING).
+   */
+  commandCalls(): Promise<Record<string, number>>;
+  /** CONFIG RESETSTAT: the command counters start again from 0. */
+  resetStats(): Promise<void>;
+  /** The commands `run` makes Redis run, by name. */
+  cost(run: () => Promise<unknown>): Promise<Record<string, number>>;
+}
+
+/**
+ * Commands that are no work of the code under test: this helper's own INFO and CONFIG, and what
+ * a client sends when it connects (HELLO, CLIENT SETINFO/SETNAME) or loads a script on its first
+ * use (SCRIPT LOAD), whose timing depends on the connection, not on the call measured.
+ */
+const HOUSEKEEPING = /^(info|config\|.*|client\|.*|hello|script\|.*)$/;
+
+/** The sum of command counts. */
+export function total(calls: Record<string, number>): number {
+  return Object.values(calls).reduce((a, b) => a + b, 0);
+}
+
+/** Starts a private redis-server for this file (see the module comment). */
+export function privateRedis(): PrivateRedis {
+  let server: RedisServer | undefined;
+  let admin: Redis | undefined;
+  const closing: { close(): Promise<void> }[] = [];
+  beforeAll(async () => {
+    server = await startRedisServer();
+    admin = new Redis(server.url);
+  });
+  afterAll(async () => {
+    await admin?.quit();
+    await server?.stop();
+  });
+  afterEach(async () => {
+    for (const c of closing.splice(0)) await c.close();
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error("privateRedis: the server starts in beforeAll; use it inside tests");
+    return value;
+  };
+  const redis: PrivateRedis = {
+    get url() {
+      return ready(server).url;
+    },
+    get admin() {
+      return ready(admin);
+    },
+    broker(namespace = `t-${randomUUID()}`, clock = new FakeClock(), options = {}) {
+      const b = testBroker(redis.url, { clock, lease: 60, ...options });
+      b.namespace = namespace;
+      return redis.closeAfter(b);
+    },
+    closeAfter(closable) {
+      closing.push(closable);
+      return closable;
+    },
+    async commandCalls() {
+      const info = await redis.admin.info("commandstats");
+      const calls: Record<string, number> = {};
+      for (const m of info.matchAll(/^cmdstat_(\S+):calls=(\d+)/gm))
+        if (!HOUSEKEEPING.test(m[1]!)) calls[m[1]!] = Number(m[2]);
+      return calls;
+    },
+    async resetStats() {
+      await redis.admin.config("RESETSTAT");
+    },
+    async cost(run) {
+      await redis.resetStats();
+      await run();
+      return redis.commandCalls();
+    },
+  };
+  return redis;
+}
