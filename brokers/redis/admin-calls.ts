@@ -1,0 +1,440 @@
+/**
+ * Typed call sites of the scripts off the path of every job: periodic tasks, concurrency limits,
+ * lease renewals and recoveries, result trimming, key lookups, revoke and cancel, result reads,
+ * reclaims and stop. As calls.ts: KEYS and ARGV in the order each script's header documents, and
+ * the reply checked; no I/O.
+ */
+import type {
+  KeyLookup,
+  JobState,
+  PeriodChange,
+  PeriodicRegistration,
+  PeriodicTaskEntry,
+  ResultLookup,
+} from "../../lib/broker.js";
+import { CANCELLED_RECORD, LOST_RECORD } from "../../lib/results.js";
+import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
+import { getLogger } from "../../lib/logger.js";
+import { byNextRun } from "../../lib/periodic.js";
+import type { NamespaceKeys } from "./keys.js";
+import { int, shapeError, str, strings, droppedPairs, tuple, type Dropped, type ScriptCall } from "./script-io.js";
+
+/** A periodic task to register. */
+export interface PeriodicEntry {
+  readonly name: string;
+  readonly periodMs: number;
+  /** Its definition, as keys.ts periodicTaskJSON writes it. */
+  readonly json: string;
+}
+
+/** Inputs of `registerPeriodicCall`. */
+export interface RegisterPeriodicCallInput {
+  /** The periodic tasks to record. */
+  readonly tasks: readonly PeriodicEntry[];
+  /** Names of the tasks the engine defines without periodicity: their schedule from `periodicity` goes. */
+  readonly withoutPeriodicity: readonly string[];
+  /** Now (epoch ms): a new task runs next at nowMs + periodMs. */
+  readonly nowMs: number;
+}
+
+/** register_periodic_tasks.lua: the periodic tasks as triples, then the names of the others. */
+export function registerPeriodicCall(
+  k: NamespaceKeys,
+  { tasks, withoutPeriodicity, nowMs }: RegisterPeriodicCallInput,
+): ScriptCall {
+  return {
+    name: "register_periodic_tasks",
+    keys: [k.periodic, k.periodicTasks],
+    args: [
+      k.events,
+      nowMs,
+      3 * tasks.length,
+      ...tasks.flatMap((t) => [t.name, t.periodMs, t.json]),
+      ...withoutPeriodicity,
+    ],
+  };
+}
+
+/** A finite number sent as exact text by a script (chard_score, ZSET scores). */
+function numberText(value: unknown, script: string): number {
+  const n = Number(str(value, script));
+  if (!Number.isFinite(n)) throw shapeError(script, value);
+  return n;
+}
+
+/**
+ * Checks the reply of register_periodic_tasks.lua; `tasks` are the periodic tasks the call sent
+ * (the new period of each changed one is theirs).
+ */
+export function parseRegisterPeriodicReply(reply: unknown, tasks: readonly PeriodicEntry[]): PeriodicRegistration {
+  const script = "register_periodic_tasks";
+  const [flat, unscheduled] = tuple(reply, 2, script);
+  const changes = strings(flat, script);
+  if (changes.length % 3 !== 0) throw shapeError(script, reply);
+  const periods = new Map(tasks.map((t) => [t.name, t.periodMs]));
+  const changed: PeriodChange[] = [];
+  for (let i = 0; i < changes.length; i += 3) {
+    const name = changes[i]!;
+    const toMs = periods.get(name);
+    if (toMs === undefined) throw shapeError(script, reply);
+    changed.push({
+      name,
+      fromMs: numberText(changes[i + 1], script),
+      toMs,
+      nextRunAtMs: numberText(changes[i + 2], script),
+    });
+  }
+  return { changed, unscheduled: strings(unscheduled, script) };
+}
+
+/** read_periodic_tasks.lua. */
+export function readPeriodicCall(k: NamespaceKeys): ScriptCall {
+  return { name: "read_periodic_tasks", keys: [k.periodic, k.periodicTasks], args: [] };
+}
+
+/**
+ * Checks the reply of read_periodic_tasks.lua. An entry without a readable definition (stale; the
+ * fetch that finds it due removes it) is logged and left out.
+ */
+export function parsePeriodicTasks(reply: unknown): PeriodicTaskEntry[] {
+  const script = "read_periodic_tasks";
+  if (!Array.isArray(reply) || reply.length % 3 !== 0) throw shapeError(script, reply);
+  const entries: PeriodicTaskEntry[] = [];
+  for (let i = 0; i < reply.length; i += 3) {
+    const name = str(reply[i], script);
+    const nextRunAtMs = numberText(reply[i + 1], script);
+    const json: unknown = reply[i + 2];
+    const def = typeof json === "string" ? readDefinition(json) : undefined;
+    if (def) entries.push({ name, ...def, nextRunAtMs });
+    else getLogger().warn(`periodic task ${JSON.stringify(name)} has no readable definition: left out of the list`);
+  }
+  return entries.sort(byNextRun);
+}
+
+/** The fields of a stored periodic task definition (keys.ts periodicTaskJSON), if readable. */
+function readDefinition(json: string): Pick<PeriodicTaskEntry, "periodMs" | "queue" | "maxRetries"> | undefined {
+  try {
+    const def = JSON.parse(json) as { periodMs?: unknown; queue?: unknown; maxRetries?: unknown };
+    const { periodMs, queue, maxRetries } = def;
+    if (typeof periodMs === "number" && periodMs > 0 && typeof queue === "string" && typeof maxRetries === "number")
+      return { periodMs, queue, maxRetries };
+  } catch {
+    // not JSON: unreadable
+  }
+  return undefined;
+}
+
+/** Inputs of `removePeriodicCall`. */
+export interface RemovePeriodicCallInput {
+  /** The task whose schedule goes. */
+  readonly name: string;
+}
+
+/** remove_periodic_task.lua. */
+export function removePeriodicCall(k: NamespaceKeys, { name }: RemovePeriodicCallInput): ScriptCall {
+  return { name: "remove_periodic_task", keys: [k.periodic, k.periodicTasks], args: [name] };
+}
+
+/** Checks the reply of remove_periodic_task.lua: whether the task was scheduled. */
+export function parseRemovePeriodicReply(reply: unknown): boolean {
+  const removed = int(reply, "remove_periodic_task");
+  if (removed !== 0 && removed !== 1) throw shapeError("remove_periodic_task", reply);
+  return removed === 1;
+}
+
+/** Inputs of `concurrencyCall`. */
+export interface ConcurrencyCallInput {
+  /** Tasks and their concurrency limit; `limit` undefined means unlimited. */
+  readonly tasks: readonly { readonly name: string; readonly limit: number | undefined }[];
+}
+
+/** set_concurrency_keys.lua. */
+export function concurrencyCall(k: NamespaceKeys, { tasks }: ConcurrencyCallInput): ScriptCall {
+  return {
+    name: "set_concurrency_keys",
+    keys: [k.maxConcurrency, k.concurrency, k.jobs],
+    args: [k.prefix, ...tasks.flatMap((t) => [t.name, t.limit === undefined ? "" : t.limit])],
+  };
+}
+
+/** Inputs of `keepAliveCall`. */
+export interface KeepAliveCallInput {
+  /** The broker renewing its lease. */
+  readonly brokerId: string;
+  /** Now (epoch ms): leases that ended before it are expired. */
+  readonly nowMs: number;
+  /** How long the renewed lease lasts from `nowMs` (ms). */
+  readonly leaseMs: number;
+  /** Ids of jobs whose recovery this broker announced since its last renewal (their entries go). */
+  readonly announced: readonly string[];
+}
+
+/**
+ * How many expired result records one call of keep_alive.lua or trim_results.lua removes at most:
+ * about a millisecond of Redis's time, so other clients' commands wait no longer than that.
+ */
+export const RESULT_TRIM_BATCH = 1000;
+
+/** keep_alive.lua (which also removes up to `RESULT_TRIM_BATCH` expired result records). */
+export function keepAliveCall(
+  k: NamespaceKeys,
+  { brokerId, nowMs, leaseMs, announced }: KeepAliveCallInput,
+): ScriptCall {
+  return {
+    name: "keep_alive",
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId), k.results, k.resultExpiry],
+    args: [brokerId, nowMs, nowMs + leaseMs, RESULT_TRIM_BATCH, ...announced],
+  };
+}
+
+/** Inputs of `trimResultsCall`. */
+export interface TrimResultsCallInput {
+  /** Now (epoch ms): the records whose expiry is before it go. */
+  readonly nowMs: number;
+}
+
+/** trim_results.lua: up to `RESULT_TRIM_BATCH` expired result records, after a renewal that removed a full batch. */
+export function trimResultsCall(k: NamespaceKeys, { nowMs }: TrimResultsCallInput): ScriptCall {
+  return { name: "trim_results", keys: [k.results, k.resultExpiry], args: [nowMs, RESULT_TRIM_BATCH] };
+}
+
+/** Checks the reply of trim_results.lua: how many records it removed. */
+export function parseTrimReply(reply: unknown): number {
+  return int(reply, "trim_results");
+}
+
+/** A job a recovery ended and the recovering broker has not announced: failed as lost, or cancelled. */
+export interface Unannounced {
+  readonly id: string;
+  readonly kind: "failed" | "cancelled";
+  readonly json: string;
+}
+
+/** What keep_alive.lua replies. */
+export interface KeepAliveReply {
+  /** This broker's lease had expired: others may have recovered its jobs. */
+  readonly leaseLost: boolean;
+  /** Other brokers whose lease expired. */
+  readonly expired: string[];
+  /** Recoveries of this broker whose announcement is not confirmed (see keep_alive.lua). */
+  readonly unannounced: Unannounced[];
+  /** How many expired result records it removed (`RESULT_TRIM_BATCH`: more may be left). */
+  readonly trimmed: number;
+}
+
+/** Checks the reply of keep_alive.lua. */
+export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
+  const script = "keep_alive";
+  const [lost, expired, flat, trimmed] = tuple(reply, 4, script);
+  const pairs = strings(flat, script);
+  const unannounced: Unannounced[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const entry = pairs[i + 1]!;
+    const kind = entry.startsWith("c") ? "cancelled" : entry.startsWith("f") ? "failed" : undefined;
+    if (kind === undefined) throw shapeError(script, reply);
+    unannounced.push({ id: pairs[i]!, kind, json: entry.slice(1) });
+  }
+  return {
+    leaseLost: int(lost, script) === 1,
+    expired: strings(expired, script),
+    unannounced,
+    trimmed: int(trimmed, script),
+  };
+}
+
+/** Inputs of `recoverCall`. */
+export interface RecoverCallInput {
+  /** The broker that recovers (the jobs it fails are recorded as unannounced until it confirms). */
+  readonly brokerId: string;
+  /** The brokers keep_alive.lua found expired (the script checks their leases again). */
+  readonly brokerIds: readonly string[];
+  /** Now (epoch ms). */
+  readonly nowMs: number;
+}
+
+/** recover_dead_brokers.lua for the brokers keep_alive.lua found expired. */
+export function recoverCall(k: NamespaceKeys, { brokerId, brokerIds, nowMs }: RecoverCallInput): ScriptCall {
+  return {
+    name: "recover_dead_brokers",
+    keys: [
+      k.leases,
+      k.maxConcurrency,
+      k.concurrency,
+      k.jobs,
+      k.results,
+      k.resultExpiry,
+      k.progress,
+      k.unannounced(brokerId),
+      ...brokerIds.map((id) => k.running(id)),
+    ],
+    args: [
+      k.prefix,
+      k.events,
+      nowMs,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
+      LOST_RECORD,
+      CANCELLED_RECORD,
+      ...brokerIds,
+    ],
+  };
+}
+
+/** Inputs of `readKeyCall`. */
+export interface ReadKeyCallInput {
+  /** The job key looked up. */
+  readonly key: string;
+  /** Now (epoch ms): the record of an ended job past its window counts as gone. */
+  readonly nowMs: number;
+}
+
+/** read_key.lua. */
+export function readKeyCall(k: NamespaceKeys, { key, nowMs }: ReadKeyCallInput): ScriptCall {
+  return { name: "read_key", keys: [k.jobs, k.future, k.revoked, k.leases], args: [k.prefix, key, nowMs] };
+}
+
+/** Checks the reply of read_key.lua. @throws RedisReplyError when it has another shape. */
+export function parseReadKey(reply: unknown): KeyLookup | undefined {
+  if (reply === null) return undefined;
+  const [id, state, json] = tuple(reply, 3, "read_key");
+  const s = str(state, "read_key");
+  if (s !== "waiting" && s !== "queued" && s !== "running" && s !== "ended") throw shapeError("read_key", reply);
+  return { id: str(id, "read_key"), state: s, json: json === null ? undefined : str(json, "read_key") };
+}
+
+/** Inputs of `revokeCall`. */
+export interface RevokeCallInput {
+  /** The job to revoke or cancel. */
+  readonly jobId: string;
+  /** "revoke": a pending job is dropped when fetched; "cancel" also aborts it while it runs. */
+  readonly mode: "revoke" | "cancel";
+  /** Now (epoch ms): a result record past its expiry counts as gone. */
+  readonly nowMs: number;
+}
+
+/** revoke_job.lua. */
+export function revokeCall(k: NamespaceKeys, { jobId, mode, nowMs }: RevokeCallInput): ScriptCall {
+  return {
+    name: "revoke_job",
+    keys: [k.jobs, k.results, k.revoked, k.leases, k.resultExpiry],
+    args: [jobId, mode, k.events, k.prefix, nowMs],
+  };
+}
+
+/** Inputs of `readResultCall`. */
+export interface ReadResultCallInput {
+  /** The job whose result record and state are read. */
+  readonly jobId: string;
+  /** Now (epoch ms): a record past its expiry counts as gone. */
+  readonly nowMs: number;
+}
+
+/** read_result.lua. */
+export function readResultCall(k: NamespaceKeys, { jobId, nowMs }: ReadResultCallInput): ScriptCall {
+  return {
+    name: "read_result",
+    keys: [k.results, k.resultExpiry, k.jobs, k.revoked, k.leases],
+    args: [jobId, nowMs, k.prefix],
+  };
+}
+
+const STATES: readonly JobState[] = ["pending", "running", "revoked", "finished", "unknown"];
+
+/** Checks a job state reply. */
+export function jobState(value: unknown, script: string): JobState {
+  const state = str(value, script) as JobState;
+  if (!STATES.includes(state)) throw shapeError(script, value);
+  return state;
+}
+
+/** Checks the reply of read_result.lua. */
+export function parseReadResult(reply: unknown): ResultLookup {
+  const [record, state] = tuple(reply, 2, "read_result");
+  return { record: record === null ? undefined : str(record, "read_result"), state: jobState(state, "read_result") };
+}
+
+/** Inputs of `reclaimCall`. */
+export interface ReclaimCallInput {
+  /** The broker whose running HASH is repaired. */
+  readonly brokerId: string;
+  /** Tokens of the fetches whose reply the broker never got: their jobs are put back. */
+  readonly lostTokens: readonly string[];
+  /**
+   * Fetches whose reply held entries the broker could not read as jobs: token -> the ids it did
+   * read. Their other entries are removed (put back, they would fail again).
+   */
+  readonly partial: ReadonlyMap<string, readonly string[]>;
+  /** Now (epoch ms): when the records of the unreadable entries it ends were written. */
+  readonly nowMs: number;
+}
+
+/** reclaim_orphans.lua: puts back the jobs of this broker's fetches whose reply it never got. */
+export function reclaimCall(k: NamespaceKeys, { brokerId, lostTokens, partial, nowMs }: ReclaimCallInput): ScriptCall {
+  return {
+    name: "reclaim_orphans",
+    keys: [k.running(brokerId), k.maxConcurrency, k.concurrency, k.jobs, k.revoked, k.results, k.resultExpiry],
+    args: [
+      k.prefix,
+      k.events,
+      lostTokens.join(" "),
+      [...partial.keys()].join(" "),
+      nowMs,
+      k.resultsChannel,
+      DEFAULT_RESULT_TTL_MS,
+      ...[...partial.values()].flat(),
+    ],
+  };
+}
+
+/** Checks the reply of reclaim_orphans.lua. */
+export function parseReclaimReply(reply: unknown): { putBack: string[]; removed: Dropped[] } {
+  const [putBack, removed] = tuple(reply, 2, "reclaim_orphans");
+  return { putBack: strings(putBack, "reclaim_orphans"), removed: droppedPairs(removed, "reclaim_orphans") };
+}
+
+/** Jobs taken back by recover_dead_brokers.lua. */
+export interface TakenBack {
+  requeued: string[];
+  failed: string[];
+  dropped: Dropped[];
+  /** Jobs cancelled while they ran on the dead broker: failed with their cancel. */
+  cancelled: string[];
+}
+
+/** Checks the reply of recover_dead_brokers.lua. */
+export function parseTakenBack(reply: unknown): TakenBack {
+  const script = "recover_dead_brokers";
+  const [requeued, failed, dropped, cancelled] = tuple(reply, 4, script);
+  return {
+    requeued: strings(requeued, script),
+    failed: strings(failed, script),
+    dropped: droppedPairs(dropped, script),
+    cancelled: strings(cancelled, script),
+  };
+}
+
+/** Inputs of `stopCall`. */
+export interface StopCallInput {
+  /** The broker giving up its lease. */
+  readonly brokerId: string;
+  /** Ids of jobs whose recovery this broker announced since its last renewal (their entries go). */
+  readonly announced: readonly string[];
+}
+
+/** stop.lua. */
+export function stopCall(k: NamespaceKeys, { brokerId, announced }: StopCallInput): ScriptCall {
+  return {
+    name: "stop",
+    keys: [k.leases, k.running(brokerId), k.unannounced(brokerId)],
+    args: [brokerId, ...announced],
+  };
+}
+
+/**
+ * Checks the reply of stop.lua: jobs still running there, ids of recoveries never announced,
+ * concurrency slots still held for task functions that run on.
+ */
+export function parseStopReply(reply: unknown): { running: number; unannounced: string[]; held: number } {
+  const [running, unannounced, held] = tuple(reply, 3, "stop");
+  return { running: int(running, "stop"), unannounced: strings(unannounced, "stop"), held: int(held, "stop") };
+}
