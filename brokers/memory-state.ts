@@ -4,7 +4,7 @@
  * progress), and the store's in-process pub/sub. Mirrors the Redis key layout of brokers/redis/keys.ts.
  */
 import type { JobState } from "../lib/broker.js";
-import type { WireJob } from "../lib/jobs.js";
+import { JobStatus, dueStatus, type Job, type WireJob } from "../lib/jobs.js";
 import type { MemoryBroker } from "./memory.js";
 
 /** A FIFO with O(1) push and shift. */
@@ -335,6 +335,14 @@ export class NamespaceState {
     let level = levels.get(priority);
     if (!level) levels.set(priority, (level = new Deque()));
     return level;
+  }
+
+  /** Stores a job (pending): ready in its queue when due at `now`, else in the future set; sets its status. */
+  put(job: Job, wire: WireJob, now: number): void {
+    this.jobs.set(job.id, "pending");
+    job.status = dueStatus(job.atMs, now);
+    if (job.status === JobStatus.Queued) this.ready(wire);
+    else this.addFuture({ atMs: job.atMs, wire });
   }
 
   /**

@@ -23,70 +23,17 @@ import type {
   SlotRelease,
 } from "../lib/broker.js";
 import { InvalidOptionError, StateError } from "../lib/errors.js";
-import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD, recordStatus } from "../lib/results.js";
+import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
 import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
-import {
-  Job,
-  JobStatus,
-  dueStatus,
-  endedKeyJob,
-  fromWire,
-  isDue,
-  toWire,
-  toWireAll,
-  type WireJob,
-} from "../lib/jobs.js";
+import { Job, JobStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
-import { type Deque, type KeyRecord, MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
+import { type Deque, MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
+
+import { lookupKey, putKeyed } from "./memory-keys.js";
 
 export { MemoryStore } from "./memory-state.js";
-
-/** A pending or running job found where it is stored, and how to rewrite or remove it there. */
-interface Located {
-  wire: WireJob;
-  status: JobStatus;
-  set(wire: WireJob): void;
-  remove(): void;
-}
-
-/** Where the pending job of key record `rec` is stored: the future set, its queue or its task's lane. */
-function locate(ns: NamespaceState, rec: KeyRecord): Located | undefined {
-  const f = ns.future.findIndex((e) => e.wire.id === rec.id);
-  if (f >= 0) {
-    const entry = ns.future[f]!;
-    return {
-      wire: entry.wire,
-      status: JobStatus.Waiting,
-      set: (wire) => {
-        ns.future.splice(f, 1);
-        ns.addFuture({ atMs: wire.atMs, wire });
-      },
-      remove: () => ns.future.splice(f, 1),
-    };
-  }
-  const lanes = ns.lanes.get(rec.queue);
-  const levels = ns.levels.get(rec.queue);
-  const lane = lanes?.get(rec.task);
-  for (const d of [ns.queues.get(rec.queue), ...(lane?.deques() ?? []), ...(levels?.values() ?? [])]) {
-    const i = d ? d.findIndex((w) => w.id === rec.id) : -1;
-    if (i >= 0)
-      return {
-        wire: d!.at(i)!,
-        status: JobStatus.Queued,
-        set: (wire) => d!.set(i, wire),
-        remove: () => {
-          d!.removeAt(i);
-          // Only levels that hold jobs are kept.
-          for (const [priority, level] of levels ?? []) if (level === d && d.length === 0) levels!.delete(priority);
-          if (levels?.size === 0) ns.levels.delete(rec.queue);
-          lane?.prune();
-        },
-      };
-  }
-  return undefined;
-}
 
 /** At most this many jobs of limited tasks move from a queue to their lanes per fetch (as on Redis). */
 const MOVE_MAX = 1000;
@@ -150,110 +97,16 @@ export class MemoryBroker extends BaseBroker {
     const wires = toWireAll(jobs);
     let outcomes: (Duplicate | undefined)[] | undefined;
     jobs.forEach((job, i) => {
-      const duplicate = job.key === undefined ? undefined : this.#putKeyed(ns, job, wires[i]!, now);
+      const duplicate = job.key === undefined ? undefined : putKeyed(ns, job, wires[i]!, now);
       if (duplicate) (outcomes ??= new Array<Duplicate | undefined>(jobs.length).fill(undefined))[i] = duplicate;
-      else if (job.key === undefined) this.#put(ns, job, wires[i]!, now);
+      else if (job.key === undefined) ns.put(job, wires[i]!, now);
     });
     this.#store.notify(this.namespace);
     return outcomes;
   }
 
-  /**
-   * Enqueues a job with a key, as enqueue_jobs.lua does: created (undefined) when the key is free
-   * (or its holder is gone, or a replace meets it running, or its throttle window is over), else
-   * the duplicate's outcome.
-   */
-  #putKeyed(ns: NamespaceState, job: Job, wire: WireJob, now: number): Duplicate | undefined {
-    const key = job.key!;
-    const policy = job.extras?.keyPolicy ?? "keep";
-    const ttlMs = job.extras?.keyTtlMs ?? 0;
-    const rec = ns.keyRecord(key, now);
-    const sameAction = policy === "throttle" ? "throttled" : "kept";
-    if (rec?.endedUntilMs !== undefined)
-      return { job: endedKeyJob(job, rec.id, recordStatus(ns.result(rec.id, now))), action: sameAction };
-    const state = rec && ns.jobs.get(rec.id);
-    if (rec && (state === "pending" || state === "running")) {
-      const found = state === "running" ? this.#runningWire(ns, rec.id) : locate(ns, rec);
-      if (found) {
-        const current = fromWire(found.wire, found.status);
-        if (policy === "keep" || (policy === "throttle" && now < rec.scheduledMs + ttlMs))
-          return { job: current, action: sameAction };
-        if (state === "pending" && (policy === "replace" || policy === "debounce")) {
-          const replaced = new Job({
-            id: current.id,
-            taskName: job.taskName,
-            queue: job.queue,
-            atMs: policy === "debounce" ? job.atMs : current.atMs,
-            maxRetries: job.maxRetries,
-            retries: current.retries,
-            taskArgs: job.taskArgs,
-            extras: job.extras,
-          });
-          const next = toWire(replaced);
-          replaced.status = dueStatus(replaced.atMs, now);
-          const inPlace =
-            replaced.status === found.status &&
-            next.queue === found.wire.queue &&
-            next.taskName === found.wire.taskName &&
-            replaced.priority === (found.wire.extras?.priority ?? 0) &&
-            (found.status === JobStatus.Queued || next.atMs === found.wire.atMs);
-          if (inPlace) found.set(next);
-          else {
-            found.remove();
-            if (replaced.status === JobStatus.Queued) ns.ready(next);
-            else ns.addFuture({ atMs: next.atMs, wire: next });
-          }
-          Object.assign(rec, { policy, ttlMs, queue: next.queue, task: next.taskName });
-          return { job: replaced, action: policy === "debounce" ? "debounced" : "replaced" };
-        }
-      }
-    }
-    // Free (or held by a job that is gone, or running under replace/debounce, or past its throttle window).
-    ns.keys.set(key, {
-      id: job.id,
-      policy,
-      scheduledMs: now,
-      ttlMs,
-      queue: job.queue,
-      task: job.taskName,
-      endedUntilMs: undefined,
-    });
-    ns.keyOf.set(job.id, key);
-    this.#put(ns, job, wire, now);
-    return undefined;
-  }
-
-  /** The stored form of running job `id`, on whichever broker runs it. */
-  #runningWire(ns: NamespaceState, id: string): Located | undefined {
-    for (const running of ns.running.values()) {
-      const entry = running.get(id);
-      if (entry) return { wire: entry.wire, status: JobStatus.Running, set: () => {}, remove: () => {} };
-    }
-    return undefined;
-  }
-
   async getJobByKey(key: string): Promise<KeyLookup | undefined> {
-    const ns = this.#ns;
-    const rec = ns.keyRecord(key, this.clock.now());
-    if (!rec) return undefined;
-    if (rec.endedUntilMs !== undefined) return { id: rec.id, state: "ended", json: undefined };
-    const state = ns.jobs.get(rec.id);
-    const found =
-      state === "running" ? this.#runningWire(ns, rec.id) : state === "pending" ? locate(ns, rec) : undefined;
-    if (!found) return undefined; // its job is gone (ended by a worker that ignores keys): the key is free
-    const where = { [JobStatus.Waiting]: "waiting", [JobStatus.Queued]: "queued" } as const;
-    return {
-      id: rec.id,
-      state: found.status === JobStatus.Running ? "running" : where[found.status as 1 | 2],
-      json: found.wire.json,
-    };
-  }
-
-  #put(ns: NamespaceState, job: Job, wire: WireJob, now: number): void {
-    ns.jobs.set(job.id, "pending");
-    job.status = dueStatus(job.atMs, now);
-    if (job.status === JobStatus.Queued) ns.ready(wire);
-    else ns.addFuture({ atMs: job.atMs, wire });
+    return lookupKey(this.#ns, key, this.clock.now());
   }
 
   async fetchJobs(
@@ -517,7 +370,7 @@ export class MemoryBroker extends BaseBroker {
         if (!tombstones) ns.takenOver.set(this.id, (tombstones = new Set()));
         tombstones.add(`c ${token} ${job.id}`);
       } else if (outcome === "retry") {
-        this.#put(ns, job, toWire(job), now);
+        ns.put(job, toWire(job), now);
         notify = true;
       } else {
         ns.end(job.id, result, resultTtlMs ?? DEFAULT_RESULT_TTL_MS, now);
