@@ -3,8 +3,10 @@ import { describe, expectTypeOf, test } from "vitest";
 import {
   SafeNamedSignal,
   signals,
+  type DuplicateAction,
   type Engine,
   type Job,
+  type KeyHolder,
   type JobErrorPayload,
   type JobPayload,
   type Receiver,
@@ -88,5 +90,19 @@ describe("SafeNamedSignal", () => {
   test("a payload is an object", () => {
     // @ts-expect-error a string payload: signals send one payload object
     new SafeNamedSignal<string>("bad");
+  });
+});
+
+describe("job keys", () => {
+  test("jobDeduplicated gives the existing job and what the duplicate did; getJobByKey its holder", () => {
+    signals.jobDeduplicated.connect((_ns, { job, action }) => {
+      expectTypeOf(job).toEqualTypeOf<Job>();
+      expectTypeOf(action).toEqualTypeOf<DuplicateAction>();
+    });
+    const engine = {} as Engine;
+    expectTypeOf(engine.getJobByKey("k")).toEqualTypeOf<Promise<KeyHolder | undefined>>();
+    expectTypeOf<KeyHolder["state"]>().toEqualTypeOf<"waiting" | "queued" | "running" | "ended">();
+    // @ts-expect-error a key is a string
+    void engine.getJobByKey(42);
   });
 });
