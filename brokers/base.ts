@@ -188,6 +188,8 @@ export abstract class BaseBroker implements Broker {
   abstract setConcurrencyKeys(tasks: readonly Task[]): Promise<void>;
   abstract keepAlive(): Promise<Recovery>;
   abstract isQueueEmpty(queue: string): Promise<boolean>;
+  abstract setQueuePaused(queue: string, paused: boolean): Promise<boolean>;
+  abstract pausedQueues(): Promise<string[]>;
   abstract flush(): Promise<void>;
   abstract close(): Promise<void>;
 

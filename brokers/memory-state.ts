@@ -218,6 +218,8 @@ export class NamespaceState {
    * are kept; jobs of priority 0 wait in `queues`.
    */
   readonly levels = new Map<string, Map<number, Deque<WireJob>>>();
+  /** The paused queues (the flags "paused:<q>" of the Redis max-concurrency HASH): fetches take none of their jobs. */
+  readonly paused = new Set<string>();
   /** Sorted by atMs, then insertion order. */
   readonly future: FutureEntry[] = [];
   /** Jobs running on each broker: broker id -> job id -> entry. */

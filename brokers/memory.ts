@@ -149,6 +149,7 @@ export class MemoryBroker extends BaseBroker {
       let wake = false;
       for (const q of typeof queue === "string" ? [queue] : new Set(queue)) {
         if (jobs.length >= maxJobs) break;
+        if (ns.paused.has(q)) continue; // a paused queue gives nothing; the others are served
         if (this.#takeQueue(ns, q, maxJobs - jobs.length, now, next, take)) wake = true;
       }
       if (wake) this.#store.notify(this.namespace);
@@ -540,6 +541,21 @@ export class MemoryBroker extends BaseBroker {
   async isQueueEmpty(queue: string): Promise<boolean> {
     const ns = this.#ns;
     return (ns.queues.get(queue)?.length ?? 0) === 0 && !ns.lanes.has(queue) && !ns.levels.has(queue);
+  }
+
+  async setQueuePaused(queue: string, paused: boolean): Promise<boolean> {
+    const ns = this.#ns;
+    const before = ns.paused.has(queue);
+    if (paused) ns.paused.add(queue);
+    else {
+      ns.paused.delete(queue);
+      this.#store.notify(this.namespace); // idle workers fetch at once
+    }
+    return before;
+  }
+
+  async pausedQueues(): Promise<string[]> {
+    return [...this.#ns.paused].sort();
   }
 
   async revokeJob(id: string): Promise<JobState> {

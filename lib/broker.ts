@@ -267,6 +267,16 @@ export interface Broker {
   keepAlive(): Promise<Recovery>;
   /** True when `queue` holds no Queued job. */
   isQueueEmpty(queue: string): Promise<boolean>;
+  /**
+   * Pauses (`paused` true) or resumes `queue` for every worker of the namespace; resolves with
+   * whether it was paused before. While it is paused, `fetchJobs` takes none of its jobs (and
+   * serves the other queues it is given) but does everything else of its turn (acks, due future
+   * jobs and periodic tasks moved into their queue, lease renewal); a resume wakes the workers
+   * waiting in `waitForEvent`. The state is stored with the namespace: it outlives the broker.
+   */
+  setQueuePaused(queue: string, paused: boolean): Promise<boolean>;
+  /** The queues of the namespace that are paused, sorted. */
+  pausedQueues(): Promise<string[]>;
   /** Resolves when something happened in the namespace (or `wake()` was called) or at `untilMs`. */
   waitForEvent(untilMs: number | undefined): Promise<void>;
   /** Wakes a pending (or the next) `waitForEvent` from this process. */

@@ -655,6 +655,60 @@ export class Engine {
   }
 
   /**
+   * Pauses `queue` for every worker of the namespace (their engines included), until
+   * `resumeQueue`: jobs running now finish, no job of the queue starts, nothing is lost. Jobs can
+   * still be scheduled to it; due future jobs, retries and periodic jobs still move into it and
+   * wait there, in their order. Workers of several queues serve the others. The paused state is
+   * stored with the namespace: it outlives the workers and the engine (a restart keeps it). Sends
+   * `queuePaused` when the queue was not paused. Resolves with true when this call paused it,
+   * false when it was paused already.
+   * @throws InvalidOptionError (not a queue name: checked before the broker is called), StateError
+   *   (engine closed), the broker's errors.
+   */
+  async pauseQueue(queue: string): Promise<boolean> {
+    checkQueue(queue, "pauseQueue queue");
+    this.#checkOpen();
+    const before = await this.broker.setQueuePaused(queue, true);
+    if (!before) signals.queuePaused.send(this.namespace, { queue });
+    return !before;
+  }
+
+  /**
+   * Resumes a queue paused by `pauseQueue` (by any engine of the namespace): its idle workers are
+   * woken at once and take its jobs in their order (priority, then FIFO). Sends `queueResumed`
+   * when the queue was paused. Resolves with true when this call resumed it, false when it was
+   * not paused.
+   * @throws InvalidOptionError (not a queue name: checked before the broker is called), StateError
+   *   (engine closed), the broker's errors.
+   */
+  async resumeQueue(queue: string): Promise<boolean> {
+    checkQueue(queue, "resumeQueue queue");
+    this.#checkOpen();
+    const before = await this.broker.setQueuePaused(queue, false);
+    if (before) signals.queueResumed.send(this.namespace, { queue });
+    return before;
+  }
+
+  /**
+   * Whether `queue` is paused (by any engine of the namespace).
+   * @throws InvalidOptionError (not a queue name), StateError (engine closed), the broker's errors.
+   */
+  async isQueuePaused(queue: string): Promise<boolean> {
+    checkQueue(queue, "isQueuePaused queue");
+    this.#checkOpen();
+    return (await this.broker.pausedQueues()).includes(queue);
+  }
+
+  /**
+   * The paused queues of the namespace, sorted.
+   * @throws StateError (engine closed), the broker's errors.
+   */
+  async pausedQueues(): Promise<string[]> {
+    this.#checkOpen();
+    return this.broker.pausedQueues();
+  }
+
+  /**
    * Stops the workers gracefully: no new jobs, running ones finish (with `timeout`, those still
    * running then are aborted: see `StopWorkersOptions`). Resolves when they have stopped. Called
    * again while they stop, it adds its deadline (the earliest holds).

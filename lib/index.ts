@@ -60,6 +60,7 @@ export {
   type JobResultPayload,
   type JobOutputPayload,
   type JobIterationPayload,
+  type QueuePayload,
   type SignalFailurePayload,
   type WorkerPayload,
 } from "./signals.js";

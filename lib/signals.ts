@@ -200,6 +200,11 @@ export interface SignalFailurePayload {
   err: Error;
 }
 
+/** Payload of `queuePaused` and `queueResumed`: the queue. */
+export interface QueuePayload {
+  queue: string;
+}
+
 /** The signals Chard sends. */
 export const signals = {
   /** A job was accepted by the broker (once per job of a batch), sent in the producer. */
@@ -249,6 +254,10 @@ export const signals = {
   workerStopping: new SafeNamedSignal<WorkerPayload>("workerStopping"),
   /** A worker shuts down. */
   workerTerminated: new SafeNamedSignal<WorkerPayload>("workerTerminated"),
+  /** `engine.pauseQueue` paused a queue that was not paused (sent by that engine only). */
+  queuePaused: new SafeNamedSignal<QueuePayload>("queuePaused"),
+  /** `engine.resumeQueue` resumed a paused queue (sent by that engine only). */
+  queueResumed: new SafeNamedSignal<QueuePayload>("queueResumed"),
   /** A receiver of some signal threw or rejected (it is also logged). */
   signalHandlerFailed: new SafeNamedSignal<SignalFailurePayload>("signalHandlerFailed"),
 } as const;

@@ -401,6 +401,18 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     },
   ],
 
+  pause_queue: () =>
+    [true, false].map((paused) => ({
+      name: paused ? "a pause" : "a resume",
+      call: calls.pauseCall(k, { queue: "q", paused }),
+      keys: [["max-concurrency HASH", k.maxConcurrency]],
+      argv: [
+        ["events channel", k.events],
+        ["queue name", "q"],
+        ['"1" to pause', paused ? "1" : "0"],
+      ],
+    })),
+
   set_concurrency_keys: () => [
     {
       name: "a limited task and an unlimited one",

@@ -142,6 +142,45 @@ export function parseRemovePeriodicReply(reply: unknown): boolean {
   return removed === 1;
 }
 
+/** Inputs of `pauseCall`. */
+export interface PauseCallInput {
+  /** The queue paused or resumed. */
+  readonly queue: string;
+  /** True to pause it, false to resume it. */
+  readonly paused: boolean;
+}
+
+/** pause_queue.lua. */
+export function pauseCall(k: NamespaceKeys, { queue, paused }: PauseCallInput): ScriptCall {
+  return { name: "pause_queue", keys: [k.maxConcurrency], args: [k.events, queue, paused ? "1" : "0"] };
+}
+
+/** Checks the reply of pause_queue.lua: whether the queue was paused before the call. */
+export function parsePauseReply(reply: unknown): boolean {
+  const before = int(reply, "pause_queue");
+  if (before !== 0 && before !== 1) throw shapeError("pause_queue", reply);
+  return before === 1;
+}
+
+/**
+ * The queues paused in the flags field "" of the max-concurrency HASH (`raw`, its value, or null
+ * when there is none), sorted; an unreadable value pauses nothing, as fetch_jobs.lua reads it.
+ */
+export function pausedFromFlags(raw: string | null): string[] {
+  if (raw === null) return [];
+  let flags: unknown;
+  try {
+    flags = JSON.parse(raw);
+  } catch {
+    return [];
+  }
+  if (typeof flags !== "object" || flags === null || Array.isArray(flags)) return [];
+  return Object.entries(flags)
+    .filter(([flag, on]) => on === true && flag.startsWith("paused:"))
+    .map(([flag]) => flag.slice("paused:".length))
+    .sort();
+}
+
 /** Inputs of `concurrencyCall`. */
 export interface ConcurrencyCallInput {
   /** Tasks and their concurrency limit; `limit` undefined means unlimited. */

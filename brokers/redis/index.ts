@@ -546,6 +546,17 @@ export class RedisBroker extends BaseBroker {
     );
   }
 
+  /** Pauses or resumes a queue (pause_queue.lua). @throws RedisConnectionError, RedisReplyError */
+  async setQueuePaused(queue: string, paused: boolean): Promise<boolean> {
+    return calls.parsePauseReply(await this.#retrying(calls.pauseCall(this.#k, { queue, paused })));
+  }
+
+  /** The paused queues, read from the namespace's flags (one HGET). @throws RedisConnectionError */
+  async pausedQueues(): Promise<string[]> {
+    const k = this.#k;
+    return calls.pausedFromFlags(await clientCall("pausedQueues", () => this.#client.hget(k.maxConcurrency, "")));
+  }
+
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */
   async revokeJob(id: string): Promise<JobState> {
     return calls.jobState(

@@ -38,7 +38,8 @@
  *
  * The flags in the field "" of `<p>:max-concurrency` (no task has an empty name) are a JSON object
  * such as `{"prio:<queue>":true}`: set while the queue has levels (see `<p>:prios:<queue>`), read
- * by each fetch with the limits, so a queue without priorities costs no command more.
+ * by each fetch with the limits, so a queue without priorities costs no command more; and
+ * `"paused:<queue>":true` while the queue is paused (pause_queue.lua).
  *
  * A job's JSON is stored once, in `<p>:jobs`; queues, the future set and running HASHes hold its id,
  * so the scripts move ids (short, fixed-width) and read or write the JSON once per state change.

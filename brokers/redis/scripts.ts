@@ -44,6 +44,7 @@ export const SCRIPT_NAMES = [
   "read_result",
   "trim_results",
   "read_key",
+  "pause_queue",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

@@ -141,6 +141,18 @@ describe("periodic tasks", () => {
   });
 });
 
+describe("paused queues", () => {
+  test("an engine pauses, resumes and lists queues by name", () => {
+    const engine = new Engine(new MemoryBroker(), "ns");
+    expectTypeOf(engine.pauseQueue("q")).toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf(engine.resumeQueue("q")).toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf(engine.isQueuePaused("q")).toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf(engine.pausedQueues()).toEqualTypeOf<Promise<string[]>>();
+    // @ts-expect-error a queue name is a string
+    void engine.pauseQueue(42);
+  });
+});
+
 describe("JobStatus", () => {
   test("is a const object whose values are the JobStatus union", () => {
     expectTypeOf<JobStatus>().toEqualTypeOf<0 | 1 | 2 | 3 | 4 | 5>();

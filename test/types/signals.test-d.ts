@@ -41,6 +41,8 @@ describe("signals", () => {
       expectTypeOf(iteration).toEqualTypeOf<number>();
     });
     signals.workerStarted.connect((_ns, { workerName }) => expectTypeOf(workerName).toEqualTypeOf<string>());
+    signals.queuePaused.connect((_ns, { queue }) => expectTypeOf(queue).toEqualTypeOf<string>());
+    signals.queueResumed.connect((_ns, { queue }) => expectTypeOf(queue).toEqualTypeOf<string>());
     signals.signalHandlerFailed.connect((_ns, { signal, err }) => {
       expectTypeOf(signal).toEqualTypeOf<string>();
       expectTypeOf(err).toEqualTypeOf<Error>();

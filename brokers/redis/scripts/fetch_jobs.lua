@@ -57,6 +57,8 @@
 -- had lanes in the SET prefix..":lane-queues"; a lane's jobs of priority n other than 0 wait in its
 -- levels prefix..":plane:"..n..":"..queue..":t:"..task (see chard_push_lane): see take_gated. Their keys are built here from
 -- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue), as are the levels'.
+-- A paused queue (flag "paused:"..q in the field "" of KEYS[7], see pause_queue.lua) gives
+-- nothing: the other queues are served, and everything else of the turn happens.
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept, their key (if
 -- any, and still theirs) released or given its ttl, and they are returned apart, so the worker
 -- sends jobRevoked. An id whose JSON is missing is dropped (never
@@ -501,12 +503,14 @@ local function has_lane_levels(queue)
   return false
 end
 
--- Takes up to `count` jobs of the queue whose LIST is `key` (`count_text`: `count` as text). With
+-- Takes up to `count` jobs of the queue whose LIST is `key` (`count_text`: `count` as text):
+-- none while the queue is paused (its flag "paused:<queue>", set by pause_queue.lua). With
 -- concurrency limits (or lanes with levels), see take_gated. Without: its levels n > 0, highest
 -- first, then the queue LIST, then its levels n < 0. The levels are looked at only when the
 -- queue's flag is set. Returns the ids and JSONs taken, in that order.
 local function take_queue(key, count, count_text)
   local queue = string.sub(key, #prefix + 8)
+  if flags['paused:' .. queue] then return {}, {} end
   local flag = 'prio:' .. queue
   local prios_key = prefix .. ':prios:' .. queue
   local gated = limits or (has_lane_levels(queue) and {})
