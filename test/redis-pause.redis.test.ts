@@ -4,55 +4,21 @@
  * flag lives, and what a paused fetch still does. Runs on a private redis-server so it can reset
  * command statistics without disturbing other test files.
  */
-import { randomUUID } from "node:crypto";
 import { describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
-import { namespaceKeys } from "../brokers/redis/keys.js";
 import { Job } from "../lib/jobs.js";
-import { testBroker } from "./helpers/ioredis.js";
-import { FakeClock } from "./helpers/until.js";
-import { privateRedis } from "./helpers/private-redis.js";
+import type { FakeClock } from "./helpers/until.js";
+import { PLAIN_JOB_COMMANDS, privateRedis } from "./helpers/private-redis.js";
 
 const redis = privateRedis();
 
-/** A started broker of a new namespace on its own FakeClock, and the namespace's keys. */
-async function started(): Promise<{ clock: FakeClock; b: RedisBroker; k: ReturnType<typeof namespaceKeys> }> {
-  const clock = new FakeClock();
-  const b = testBroker(redis.url, { clock, lease: 60 });
-  b.namespace = `t-${randomUUID()}`;
-  redis.closeAfter(b);
-  await b.start();
-  return { clock, b, k: namespaceKeys(b.namespace) };
-}
+const started = () => redis.started();
 const job = (clock: FakeClock, queue = "q", atMs = clock.now()): Job =>
   new Job({ taskName: "t", queue, atMs, maxRetries: 1, taskArgs: [] });
 
-/** The commands of one job through `b`: its enqueue, the fetch that takes it, its ack. */
-async function oneJob(b: RedisBroker, j: Job): Promise<Record<string, number>> {
-  await redis.resetStats();
-  await b.enqueueJobs([j]);
-  const { jobs, token } = await b.fetchJobs("q", 1);
-  expect(jobs.map((x) => x.id)).toEqual([j.id]);
-  await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
-  return redis.commandCalls();
-}
+const oneJob = (b: RedisBroker, j: Job, queues: string | string[] = "q") => redis.oneJob(b, j, queues);
 
-/** What a plain job costs (enqueue, fetch, ack): as in redis-priorities.redis.test.ts. */
-const PLAIN: Record<string, number> = {
-  evalsha: 3,
-  set: 1,
-  hset: 2,
-  rpush: 1,
-  publish: 2,
-  hgetall: 2,
-  hget: 1,
-  zadd: 1,
-  zrange: 2,
-  lpop: 1,
-  scard: 1,
-  hmget: 2,
-  hdel: 2,
-};
+const PLAIN = PLAIN_JOB_COMMANDS;
 
 describe("paused queues on Redis", () => {
   test("a plain job costs the commands it cost before, also while another queue of the namespace is paused", async () => {

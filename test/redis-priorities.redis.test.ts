@@ -5,30 +5,19 @@
  * HASH), and the flag's life. Runs on a private redis-server so it can reset command statistics
  * without disturbing other test files.
  */
-import { randomUUID } from "node:crypto";
 import { describe, expect, test } from "vitest";
 import type { RedisBroker } from "../brokers/redis/index.js";
 import { reclaimCall } from "../brokers/redis/calls.js";
-import { namespaceKeys } from "../brokers/redis/keys.js";
 import { runScript } from "../brokers/redis/scripts.js";
 import { Job } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
-import { testBroker } from "./helpers/ioredis.js";
-import { FakeClock } from "./helpers/until.js";
-import { privateRedis } from "./helpers/private-redis.js";
+import type { FakeClock } from "./helpers/until.js";
+import { PLAIN_JOB_COMMANDS, privateRedis } from "./helpers/private-redis.js";
 
 const noop = (): undefined => undefined;
 const redis = privateRedis();
 
-/** A started broker of a new namespace on its own FakeClock, and the namespace's keys. */
-async function started(): Promise<{ clock: FakeClock; b: RedisBroker; k: ReturnType<typeof namespaceKeys> }> {
-  const clock = new FakeClock();
-  const b = testBroker(redis.url, { clock, lease: 60 });
-  b.namespace = `t-${randomUUID()}`;
-  redis.closeAfter(b);
-  await b.start();
-  return { clock, b, k: namespaceKeys(b.namespace) };
-}
+const started = () => redis.started();
 const job = (clock: FakeClock, priority = 0, queue = "q"): Job =>
   new Job({
     taskName: "t",
@@ -42,32 +31,9 @@ const job = (clock: FakeClock, priority = 0, queue = "q"): Job =>
 /** Redis commands by name since the last CONFIG RESETSTAT (those inside scripts included), but INFO and CONFIG. */
 const commands = (): Promise<Record<string, number>> => redis.commandCalls();
 
-/** The commands of one job through `b`: its enqueue, the fetch that takes it, its ack. */
-async function oneJob(b: RedisBroker, j: Job, queues: string | string[] = "q"): Promise<Record<string, number>> {
-  await redis.resetStats();
-  await b.enqueueJobs([j]);
-  const { jobs, token } = await b.fetchJobs(queues, 1);
-  expect(jobs.map((x) => x.id)).toEqual([j.id]);
-  await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
-  return commands();
-}
+const oneJob = (b: RedisBroker, j: Job, queues: string | string[] = "q") => redis.oneJob(b, j, queues);
 
-/** What a plain job costs (enqueue, fetch, ack), the same as before priorities were built. */
-const PLAIN: Record<string, number> = {
-  evalsha: 3,
-  set: 1,
-  hset: 2,
-  rpush: 1,
-  publish: 2,
-  hgetall: 2,
-  hget: 1,
-  zadd: 1,
-  zrange: 2,
-  lpop: 1,
-  scard: 1,
-  hmget: 2,
-  hdel: 2,
-};
+const PLAIN = PLAIN_JOB_COMMANDS;
 
 describe("priorities on Redis", () => {
   test("a plain job costs the commands it cost before, also in a namespace whose other queue has priorities", async () => {

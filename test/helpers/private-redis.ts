@@ -9,6 +9,8 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll } from "vitest";
 import type { BrokerOptions } from "../../brokers/base.js";
 import type { RedisBroker } from "../../brokers/redis/index.js";
+import { namespaceKeys } from "../../brokers/redis/keys.js";
+import type { Job } from "../../lib/jobs.js";
 import { testBroker } from "./ioredis.js";
 import { startRedisServer, type RedisServer } from "./redis-server.js";
 import { FakeClock } from "./until.js";
@@ -35,7 +37,35 @@ export interface PrivateRedis {
   resetStats(): Promise<void>;
   /** The commands `run` makes Redis run, by name. */
   cost(run: () => Promise<unknown>): Promise<Record<string, number>>;
+  /** A started broker of a new namespace on its own FakeClock (lease 60 s), and the namespace's keys. */
+  started(): Promise<{ clock: FakeClock; b: RedisBroker; k: ReturnType<typeof namespaceKeys> }>;
+  /**
+   * The commands of one job `j` through `b`, by name: its enqueue, the fetch (of `queues`) that
+   * takes it, and its ack as succeeded.
+   */
+  oneJob(b: RedisBroker, j: Job, queues?: string | string[]): Promise<Record<string, number>>;
 }
+
+/**
+ * What one plain job costs through enqueue, fetch and ack (`oneJob`), command by command: the
+ * same as before per-job options, priorities and pause were built, whatever else the namespace
+ * holds (held by test/redis-priorities and test/redis-pause).
+ */
+export const PLAIN_JOB_COMMANDS: Readonly<Record<string, number>> = {
+  evalsha: 3,
+  set: 1,
+  hset: 2,
+  rpush: 1,
+  publish: 2,
+  hgetall: 2,
+  hget: 1,
+  zadd: 1,
+  zrange: 2,
+  lpop: 1,
+  scard: 1,
+  hmget: 2,
+  hdel: 2,
+};
 
 /**
  * Commands that are no work of the code under test: this helper's own INFO and CONFIG, and what
@@ -99,6 +129,21 @@ export function privateRedis(): PrivateRedis {
       await redis.resetStats();
       await run();
       return redis.commandCalls();
+    },
+    async started() {
+      const clock = new FakeClock();
+      const b = redis.broker(undefined, clock);
+      await b.start();
+      return { clock, b, k: namespaceKeys(b.namespace) };
+    },
+    async oneJob(b, j, queues = "q") {
+      return redis.cost(async () => {
+        await b.enqueueJobs([j]);
+        const { jobs, token } = await b.fetchJobs(queues, 1);
+        if (jobs.length !== 1 || jobs[0]!.id !== j.id)
+          throw new Error(`oneJob: the fetch took ${jobs.length} job(s), not ${j.id}`);
+        await b.finishJobs([{ job: jobs[0]!, token, outcome: "succeeded" }]);
+      });
     },
   };
   return redis;
