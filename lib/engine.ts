@@ -13,7 +13,7 @@ import {
 } from "./errors.js";
 import { Job, JobStatus, checkArgs, copyJob, fromJSON, isJobId, type ResultOptions } from "./jobs.js";
 import { Middlewares, runChain, type EnqueueContext, type Middleware } from "./middleware.js";
-import { OPTION_LIMITS, checkJobOptions, resolveJobOptions, type JobOptions } from "./options.js";
+import { checkJobOptions, checkKey, resolveJobOptions, type JobOptions } from "./options.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
 import { checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
@@ -379,11 +379,7 @@ export class Engine {
    * @throws InvalidOptionError (not a key: a string of 1 to 512 characters), StateError (engine closed).
    */
   async getJobByKey(key: string): Promise<KeyHolder | undefined> {
-    const max = OPTION_LIMITS.maxKeyLength;
-    if (typeof key !== "string" || key.length === 0 || key.length > max || !isWellFormed(key))
-      throw new InvalidOptionError(
-        `getJobByKey: a key is a well-formed string of 1 to ${max} characters, got ${describe(key)}`,
-      );
+    checkKey(key, "getJobByKey key");
     this.#checkOpen();
     const found = await this.broker.getJobByKey(key);
     if (!found) return undefined;

@@ -126,15 +126,7 @@ export function checkJobOptions(options: unknown, where: string): Readonly<JobOp
         `${opt("priority")} must be an integer in [-${max}, ${max}] (higher starts first), got ${describe(o.priority)}`,
       );
   }
-  if (o.key !== undefined) {
-    const max = OPTION_LIMITS.maxKeyLength;
-    if (typeof o.key !== "string" || o.key.length === 0 || o.key.length > max)
-      throw new InvalidOptionError(`${opt("key")} must be a string of 1 to ${max} characters, got ${describe(o.key)}`);
-    if (!isWellFormed(o.key))
-      throw new InvalidOptionError(
-        `${opt("key")} ${JSON.stringify(o.key)} is not well-formed Unicode (a lone surrogate)`,
-      );
-  }
+  if (o.key !== undefined) checkKey(o.key, opt("key"));
   if (o.onDuplicate !== undefined) {
     if (!DUPLICATE_POLICIES.includes(o.onDuplicate))
       throw new InvalidOptionError(
@@ -160,6 +152,20 @@ export function checkJobOptions(options: unknown, where: string): Readonly<JobOp
   if (o.expiresIn !== undefined) toMilliseconds(o.expiresIn, opt("expiresIn"));
   if (o.headers !== undefined) out.headers = Object.freeze({ ...o.headers });
   return Object.freeze(out);
+}
+
+/**
+ * Checks a job key (`JobOptions.key`, `engine.getJobByKey`): a well-formed string of 1 to
+ * `OPTION_LIMITS.maxKeyLength` characters.
+ * @throws InvalidOptionError naming `option`.
+ */
+export function checkKey(key: unknown, option: string): string {
+  const max = OPTION_LIMITS.maxKeyLength;
+  if (typeof key !== "string" || key.length === 0 || key.length > max)
+    throw new InvalidOptionError(`${option} must be a string of 1 to ${max} characters, got ${describe(key)}`);
+  if (!isWellFormed(key))
+    throw new InvalidOptionError(`${option} ${JSON.stringify(key)} is not well-formed Unicode (a lone surrogate)`);
+  return key;
 }
 
 function checkHeaders(headers: unknown, option: string): void {
