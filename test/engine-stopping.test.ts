@@ -22,22 +22,12 @@ import {
   trackEngine,
   twoEnginesOnClock,
   until,
+  workersStarted,
 } from "./helpers/engines.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each(brokerFactories())("starting and stopping workers on $name", (factory) => {
-  /** Resolves once `count` workers of `namespace` have started. */
-  const started = (namespace: string, count = 1) =>
-    new Promise((resolve) => {
-      let seen = 0;
-      const off = signals.workerStarted.connectVia(namespace, () => {
-        if (++seen < count) return;
-        off();
-        resolve(undefined);
-      });
-    });
-
   /** Records workerStopping / workerTerminated and the outcome signals of `namespace`, in order. */
   const recordOrder = (namespace: string) => {
     const order: string[] = [];
@@ -107,7 +97,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
     }
     const polite = await engine.schedule("polite");
     const stubborn = await engine.schedule("stubborn");
-    const up = started(engine.namespace, 2);
+    const up = workersStarted(engine.namespace, 2);
     const workers = engine.startWorkers({ number: 2 });
     await up;
     await until(() => rec.events.filter((e) => e.signal === "jobStarted").length === 2, 5_000, "both jobs running");
@@ -152,7 +142,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
       await new Promise((_, reject) => currentJob()!.signal.addEventListener("abort", reject));
     });
     const job = await engine.schedule("hang");
-    const up = started(engine.namespace);
+    const up = workersStarted(engine.namespace);
     const workers = engine.startWorkers({ number: 1 });
     await up;
     await until(() => rec.forJob(job.id).includes("jobStarted"), 5_000, "the job to start");
@@ -174,7 +164,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
     const never = deferred();
     engine.task("hang", () => never.promise);
     const job = await engine.schedule("hang");
-    const up = started(engine.namespace);
+    const up = workersStarted(engine.namespace);
     const workers = engine.startWorkers({ number: 1 });
     await up;
     await until(() => rec.forJob(job.id).includes("jobStarted"), 5_000, "the job to start");
@@ -208,7 +198,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
     );
     const job = await engine.schedule("hang");
     const before = process.listenerCount("SIGTERM");
-    const up = started(engine.namespace);
+    const up = workersStarted(engine.namespace);
     const workers = engine.startWorkers({ number: 1, handleSigterm: { timeout: 30 } });
     expect(process.listenerCount("SIGTERM")).toBe(before + 1);
     await up;
@@ -241,7 +231,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
       );
     const job = await engine.schedule("hang");
     const before = process.listenerCount("SIGTERM");
-    const up = started(engine.namespace);
+    const up = workersStarted(engine.namespace);
     const workers = engine.startWorkers({ number: 1, handleSigterm: true });
     await up;
     await until(() => runs.length === 1, 5_000, "the job to start");
@@ -252,7 +242,7 @@ describe.each(brokerFactories())("starting and stopping workers on $name", (fact
     expect(process.listenerCount("SIGTERM")).toBe(before);
     expect(rec.forJob(job.id)).toEqual(["jobEnqueued", "jobStarted"]); // no outcome: left to recovery
     expect(logLines.some((l) => l.message.includes(job.id) && l.message.includes("lease expires"))).toBe(true);
-    const otherUp = started(other.namespace);
+    const otherUp = workersStarted(other.namespace);
     const otherWorkers = other.startWorkers({ number: 1 });
     await otherUp;
     await clock.advanceUntil(() => rec.forJob(job.id).includes("jobSucceeded"), { stepMs: 1_000, what: "recovery" });

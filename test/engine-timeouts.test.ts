@@ -9,7 +9,6 @@ import { currentJob } from "../lib/context.js";
 import { JobTimeoutError } from "../lib/errors.js";
 import type { FinishedJob, SlotRelease } from "../lib/broker.js";
 import type { Job } from "../lib/jobs.js";
-import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
 import {
@@ -20,20 +19,10 @@ import {
   trackEngine,
   twoEnginesOnClock,
   until,
+  workersStarted,
 } from "./helpers/engines.js";
 
 describe.each(brokerFactories())("timeouts on $name", (factory) => {
-  /** Resolves once `count` workers of `namespace` have started. */
-  const started = (namespace: string, count = 1) =>
-    new Promise((resolve) => {
-      let seen = 0;
-      const off = signals.workerStarted.connectVia(namespace, () => {
-        if (++seen < count) return;
-        off();
-        resolve(undefined);
-      });
-    });
-
   test("a synchronous task that runs past its timeout is reported timed out when it returns", async () => {
     const clock = new FakeClock();
     const engine = trackEngine(factory.world().create({ clock }));
@@ -76,7 +65,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
     for (const e of [a, b]) e.task("limited", fn, { maxRetries: 1, maxConcurrency: 1, timeout: 1 });
     const jobs: Job[] = [];
     for (let i = 0; i < 4; i++) jobs.push(await a.schedule("limited"));
-    const up = started(a.namespace, 4);
+    const up = workersStarted(a.namespace, 4);
     const wa = a.startWorkers({ number: 2 });
     const wb = b.startWorkers({ number: 2 });
     await up;
@@ -147,7 +136,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
     );
     const polite = await engine.schedule("limited", true);
     const stubborn = await engine.schedule("limited", false);
-    const up = started(engine.namespace);
+    const up = workersStarted(engine.namespace);
     const workers = engine.startWorkers({ number: 2 });
     await up;
     await clock.advanceUntil(() => rec.forJob(stubborn.id).includes("jobFinished"), {
@@ -186,7 +175,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
     engine.task("next", () => void ran.push("next"));
     const stuck = await engine.schedule("stuck");
     const next = await engine.schedule("next");
-    const up = started(engine.namespace);
+    const up = workersStarted(engine.namespace);
     const workers = engine.startWorkers({ number: 1 });
     await up;
     await until(() => ran.length === 1, 5_000, "the first job to start");
@@ -218,7 +207,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
       );
     const first = await a.schedule("limited");
     const second = await a.schedule("limited");
-    const up = started(a.namespace);
+    const up = workersStarted(a.namespace);
     const wa = a.startWorkers({ number: 1 });
     await up;
     await until(() => ran.length === 1, 5_000, "the first job to start");
@@ -229,7 +218,7 @@ describe.each(brokerFactories())("timeouts on $name", (factory) => {
     expect(
       logLines.some((l) => l.level === "warn" && l.message.includes(first.id) && l.message.includes("still runs")),
     ).toBe(true);
-    const bUp = started(b.namespace);
+    const bUp = workersStarted(b.namespace);
     const wb = b.startWorkers({ number: 1 });
     await bUp;
     await clock.advanceUntil(() => rec.forJob(second.id).includes("jobSucceeded"), {

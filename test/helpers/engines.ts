@@ -115,3 +115,15 @@ export function twoEnginesOnClock(world: { create(options?: BrokerOptions): Brok
   const b = trackEngine(world.create({ clock }), a.namespace);
   return { clock, a, b, rec: recordSignals(a.namespace, ALL_JOB_SIGNALS) };
 }
+
+/** Resolves once `count` workers of `namespace` have started (their `workerStarted`). */
+export function workersStarted(namespace: string, count = 1): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const off = signals.workerStarted.connectVia(namespace, () => {
+      if (++seen < count) return;
+      off();
+      resolve();
+    });
+  });
+}
