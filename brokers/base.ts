@@ -190,6 +190,9 @@ export abstract class BaseBroker implements Broker {
   abstract isQueueEmpty(queue: string): Promise<boolean>;
   abstract setQueuePaused(queue: string, paused: boolean): Promise<boolean>;
   abstract pausedQueues(): Promise<string[]>;
+  abstract setTaskPaused(task: string, paused: boolean): Promise<boolean>;
+  abstract pausedTasks(): Promise<string[]>;
+  abstract blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number>;
   abstract flush(): Promise<void>;
   abstract close(): Promise<void>;
 

@@ -5,6 +5,7 @@
  */
 import type { JobState } from "../lib/broker.js";
 import { JobStatus, dueStatus, type Job, type WireJob } from "../lib/jobs.js";
+import { Gates } from "./memory-gates.js";
 import type { MemoryBroker } from "./memory.js";
 
 /** A FIFO with O(1) push and shift. */
@@ -236,8 +237,11 @@ export class NamespaceState {
   readonly held = new Map<string, Map<string, string>>();
   readonly leases = new Map<string, number>();
   readonly periodic = new Map<string, PeriodicEntry>();
+  /** Gated tasks -> their concurrency limit, 0 for none (gated by rate limits, a pause or a block). */
   readonly maxConcurrency = new Map<string, number>();
   readonly concurrency = new Map<string, number>();
+  /** The gates of tasks besides concurrency: rate limits, pauses, blocks. */
+  readonly gates = new Gates();
   /** Jobs not ended yet, by id: pending (queued or waiting), running, or revoked (dropped when fetched). */
   readonly jobs = new Map<string, "pending" | "running" | "revoked">();
   /** Result records of ended jobs, by job id. */
@@ -356,6 +360,23 @@ export class NamespaceState {
     const to = priority === 0 ? this.queue(wire.queue) : this.level(wire.queue, priority);
     if (front) to.unshiftAll([wire]);
     else to.push(wire);
+  }
+
+  /** Puts the jobs of task `task`'s lanes (it is gated no more) back to the front of their queues, in their order. */
+  unlane(task: string): void {
+    for (const [queue, lanes] of this.lanes) {
+      const lane = lanes.get(task);
+      if (!lane) continue;
+      // To the front of their queue, or of their level (jobs with a priority), in their order.
+      for (const priority of lane.priorities()) {
+        const from = lane.at(priority)!;
+        const list: WireJob[] = [];
+        for (let wire = from.shift(); wire !== undefined; wire = from.shift()) list.push(wire);
+        if (list.length > 0) (priority === 0 ? this.queue(queue) : this.level(queue, priority)).unshiftAll(list);
+      }
+      lanes.delete(task);
+      if (lanes.size === 0) this.lanes.delete(queue);
+    }
   }
 
   /** The lane of limited task `task` in queue `queue` (made if missing, at `nowMs` of the round-robin). */

@@ -30,6 +30,7 @@ import { Job, JobStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
 import { type Deque, MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
+import { room, type OpenWindow } from "./memory-gates.js";
 
 import { lookupKey, putKeyed } from "./memory-keys.js";
 
@@ -127,6 +128,7 @@ export class MemoryBroker extends BaseBroker {
 
     const jobs: Job[] = [];
     const revoked: Job[] = [];
+    let opens: number | undefined;
     if (maxJobs > 0) {
       let running = ns.running.get(this.id);
       const take = (wire: WireJob, job: Job): void => {
@@ -153,13 +155,16 @@ export class MemoryBroker extends BaseBroker {
         if (this.#takeQueue(ns, q, maxJobs - jobs.length, now, next, take)) wake = true;
       }
       if (wake) this.#store.notify(this.namespace);
+      opens = ns.gates.commit(now);
     }
     if (revoked.length > 0)
       this.#store.notifyResults(
         this.namespace,
         revoked.map((j) => j.id),
       );
-    const result: FetchResult = { jobs, nextDueAtMs: this.#nextDue(ns), revoked, token, takenOver };
+    const due = this.#nextDue(ns);
+    const nextDueAtMs = opens !== undefined && (due === undefined || opens < due) ? opens : due;
+    const result: FetchResult = { jobs, nextDueAtMs, revoked, token, takenOver };
     if (report && report.cancelled.length > 0) result.cancelled = report.cancelled;
     return result;
   }
@@ -259,9 +264,15 @@ export class MemoryBroker extends BaseBroker {
     const free = new Map<string, number>();
     const priorities = new Set<number>();
     for (const c of candidates) if (c.items.length > 0) priorities.add(c.priority);
+    const laneGates = new Map<string, OpenWindow[]>();
     for (const [task, lane] of entries) {
       const max = ns.maxConcurrency.get(task);
-      const left = max === undefined ? Infinity : max - (ns.concurrency.get(task) ?? 0);
+      let left = max === undefined || max === 0 ? Infinity : max - (ns.concurrency.get(task) ?? 0);
+      if (left > 0 && max !== undefined) {
+        const ws = ns.gates.windowsOf(task, now);
+        if (!ws || room(ws) <= 0) left = 0;
+        if (ws) laneGates.set(task, ws);
+      }
       free.set(task, left);
       if (left > 0) for (const p of lane.priorities()) priorities.add(p);
     }
@@ -275,8 +286,11 @@ export class MemoryBroker extends BaseBroker {
           const left = free.get(task)!;
           const from = lane.at(p);
           if (left <= 0 || !from || from.length === 0 || used >= maxJobs) continue;
+          const ws = laneGates.get(task);
+          if (ws && room(ws) <= 0) continue;
           const n = next(from);
           if (!n) continue;
+          if (ws) for (const x of ws) x.used++;
           take(...n);
           used++;
           free.set(task, left - 1);
@@ -458,27 +472,24 @@ export class MemoryBroker extends BaseBroker {
 
   async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {
     const ns = this.#ns;
+    const { gates } = ns;
+    const now = this.clock.now();
     for (const task of tasks) {
-      if (task.maxConcurrency !== undefined) {
-        ns.maxConcurrency.set(task.name, task.maxConcurrency);
+      for (const spec of task.rateLimits) gates.limiters.set(spec.id, spec);
+      if (task.rateLimits.length > 0)
+        gates.limitsOf.set(
+          task.name,
+          task.rateLimits.map((l) => l.id),
+        );
+      else gates.limitsOf.delete(task.name);
+      const block = gates.blocked.get(`t:${task.name}`);
+      if (block !== undefined && block <= now) gates.blocked.delete(`t:${task.name}`);
+      if (task.maxConcurrency !== undefined || task.rateLimits.length > 0 || gates.holds(task.name, now)) {
+        ns.maxConcurrency.set(task.name, task.maxConcurrency ?? 0);
         if (!ns.concurrency.has(task.name)) ns.concurrency.set(task.name, 0);
-      } else if (ns.maxConcurrency.delete(task.name)) {
-        ns.concurrency.delete(task.name);
-        // Its lanes (it was limited) go back to the front of their queues, in their order.
-        for (const [queue, lanes] of ns.lanes) {
-          const lane = lanes.get(task.name);
-          if (!lane) continue;
-          // To the front of their queue, or of their level (jobs with a priority), in their order.
-          for (const priority of lane.priorities()) {
-            const from = lane.at(priority)!;
-            const list: WireJob[] = [];
-            for (let wire = from.shift(); wire !== undefined; wire = from.shift()) list.push(wire);
-            if (list.length > 0) (priority === 0 ? ns.queue(queue) : ns.level(queue, priority)).unshiftAll(list);
-          }
-          lanes.delete(task.name);
-          if (lanes.size === 0) ns.lanes.delete(queue);
-        }
       } else {
+        // Its lanes (it was gated) go back to the front of their queues, in their order.
+        if (ns.maxConcurrency.delete(task.name)) ns.unlane(task.name);
         ns.concurrency.delete(task.name);
       }
     }
@@ -552,6 +563,44 @@ export class MemoryBroker extends BaseBroker {
       this.#store.notify(this.namespace); // idle workers fetch at once
     }
     return before;
+  }
+
+  async setTaskPaused(task: string, paused: boolean): Promise<boolean> {
+    const ns = this.#ns;
+    const { gates } = ns;
+    const before = gates.paused.has(task);
+    if (paused) {
+      gates.paused.add(task);
+      if (!ns.maxConcurrency.has(task)) ns.maxConcurrency.set(task, 0);
+      if (!ns.concurrency.has(task)) ns.concurrency.set(task, 0);
+      return before;
+    }
+    gates.paused.delete(task);
+    if (
+      ns.maxConcurrency.get(task) === 0 &&
+      (gates.limitsOf.get(task)?.length ?? 0) === 0 &&
+      !gates.holds(task, this.clock.now())
+    ) {
+      ns.maxConcurrency.delete(task);
+      ns.concurrency.delete(task);
+      ns.unlane(task);
+    }
+    this.#store.notify(this.namespace);
+    return before;
+  }
+
+  async pausedTasks(): Promise<string[]> {
+    return [...this.#ns.gates.paused].sort();
+  }
+
+  async blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number> {
+    const ns = this.#ns;
+    const until = ns.gates.block(limiterId, untilMs);
+    if (limiterId === `t:${task}`) {
+      if (!ns.maxConcurrency.has(task)) ns.maxConcurrency.set(task, 0);
+      if (!ns.concurrency.has(task)) ns.concurrency.set(task, 0);
+    }
+    return until;
   }
 
   async pausedQueues(): Promise<string[]> {

@@ -261,8 +261,28 @@ export interface Broker {
   periodicTasks(): Promise<PeriodicTaskEntry[]>;
   /** Unschedules the periodic task `name` (whatever registered it); resolves with whether it was scheduled. */
   removePeriodicTask(name: string): Promise<boolean>;
-  /** Records concurrency limits of these tasks (and clears the limit of those without one). */
+  /**
+   * Records the gates of these tasks: concurrency limits and rate limits (`Task.rateLimits`, the
+   * latest definition of a named limiter kept), and clears those of tasks without any. A task
+   * without a limit that is paused or blocked stays gated.
+   */
   setConcurrencyKeys(tasks: readonly Task[]): Promise<void>;
+  /**
+   * Pauses (`paused` true) or resumes the task named `task` for every worker of the namespace, in
+   * every queue; resolves with whether it was paused before. While it is paused, `fetchJobs` takes
+   * none of its jobs (they wait in its lanes, in order); running ones finish. Stored with the
+   * namespace: it outlives the broker.
+   */
+  setTaskPaused(task: string, paused: boolean): Promise<boolean>;
+  /** The tasks of the namespace that are paused, sorted. */
+  pausedTasks(): Promise<string[]>;
+  /**
+   * Blocks rate limiter `limiterId` (`t:<task>`: the task `task` itself, gated from now on if it
+   * was not; `n:<name>`: a named one) until `untilMs` for every worker of the namespace: `fetchJobs`
+   * starts none of the jobs it gates before then. A later block of the same limiter stands;
+   * resolves with the block's end (epoch ms).
+   */
+  blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number>;
   /** Renews this broker's lease and recovers the running jobs of brokers whose lease expired. */
   keepAlive(): Promise<Recovery>;
   /** True when `queue` holds no Queued job. */

@@ -33,6 +33,7 @@ import {
   type TaskRef,
   type Tasks,
 } from "./tasks.js";
+import { checkTaskName } from "./names.js";
 import { Transaction } from "./transaction.js";
 import { Workers, type TaskLookup } from "./workers.js";
 
@@ -702,6 +703,55 @@ export class Engine {
   async pausedQueues(): Promise<string[]> {
     this.#checkOpen();
     return this.broker.pausedQueues();
+  }
+
+  /**
+   * Pauses a task for every worker of the namespace, in every queue, until `resumeTask`: jobs
+   * running now finish; its other jobs wait in its lanes, in their order (priority, then FIFO),
+   * using no retry and no worker slot, and jobs that come due (retries, schedules) join them. The
+   * other tasks of its queues run on. Stored with the namespace: a restart keeps it. Sends
+   * `taskPaused` when it was not paused. Resolves with true when this call paused it.
+   * @throws InvalidOptionError (not a task name), StateError (engine closed), the broker's errors.
+   */
+  async pauseTask(task: string | Task): Promise<boolean> {
+    const name = checkTaskName(task, "pauseTask");
+    this.#checkOpen();
+    const before = await this.broker.setTaskPaused(name, true);
+    if (!before) signals.taskPaused.send(this.namespace, { task: name });
+    return !before;
+  }
+
+  /**
+   * Resumes a task paused by `pauseTask` (by any engine of the namespace): idle workers are woken
+   * and take its jobs in their order. Sends `taskResumed` when it was paused. Resolves with true
+   * when this call resumed it.
+   * @throws InvalidOptionError (not a task name), StateError (engine closed), the broker's errors.
+   */
+  async resumeTask(task: string | Task): Promise<boolean> {
+    const name = checkTaskName(task, "resumeTask");
+    this.#checkOpen();
+    const before = await this.broker.setTaskPaused(name, false);
+    if (before) signals.taskResumed.send(this.namespace, { task: name });
+    return before;
+  }
+
+  /**
+   * Whether a task is paused (by any engine of the namespace).
+   * @throws InvalidOptionError (not a task name), StateError (engine closed), the broker's errors.
+   */
+  async isTaskPaused(task: string | Task): Promise<boolean> {
+    const name = checkTaskName(task, "isTaskPaused");
+    this.#checkOpen();
+    return (await this.broker.pausedTasks()).includes(name);
+  }
+
+  /**
+   * The paused tasks of the namespace, sorted by name.
+   * @throws StateError (engine closed), the broker's errors.
+   */
+  async pausedTasks(): Promise<string[]> {
+    this.#checkOpen();
+    return this.broker.pausedTasks();
   }
 
   /**

@@ -1,4 +1,4 @@
-import { DateTime } from "luxon";
+import { DateTime, Duration } from "luxon";
 
 /** Base class of every error Chard throws. */
 export class ChardError extends Error {
@@ -36,6 +36,47 @@ export class RetryError extends ChardError {
   constructor(message: string, options?: { at?: DateTime | Date }) {
     super(message);
     this.at = options?.at === undefined ? undefined : toUtcDateTime(options.at, "RetryError at");
+  }
+}
+
+/** How long a `RateLimitError` without `retryAfter` blocks its task or limiter: 1 second. */
+export const DEFAULT_RATE_LIMIT_RETRY_AFTER_MS = 1000;
+
+/**
+ * Throw from a task when the service it calls pushes back (an HTTP 429): the task (or, with
+ * `limiter`, that `RateLimiter`, whatever task uses it) starts no job on any worker of the
+ * namespace for `retryAfter` (seconds or a luxon Duration; default 1 s). The job itself waits
+ * again, its retry unused, when it has `maxRetries` > 0; a `maxRetries: 0` job, which must never
+ * run twice, fails with this error.
+ */
+export class RateLimitError extends ChardError {
+  /** How long to block, in ms. */
+  readonly retryAfterMs: number;
+  /** The name of the `RateLimiter` to block, else undefined (the task). */
+  readonly limiter: string | undefined;
+  /** @throws InvalidOptionError for a `retryAfter` that is not a duration >= 0, or an empty limiter. */
+  constructor(message: string, options: { retryAfter?: number | Duration; limiter?: string | { name: string } } = {}) {
+    super(message);
+    const { retryAfter, limiter } = options;
+    let ms = DEFAULT_RATE_LIMIT_RETRY_AFTER_MS;
+    if (retryAfter !== undefined) {
+      ms = Duration.isDuration(retryAfter)
+        ? retryAfter.toMillis()
+        : typeof retryAfter === "number"
+          ? retryAfter * 1000
+          : NaN;
+      if (!Number.isFinite(ms) || ms < 0)
+        throw new InvalidOptionError(
+          `RateLimitError retryAfter must be seconds or a Duration >= 0, got ${describe(retryAfter)}`,
+        );
+    }
+    this.retryAfterMs = Math.round(ms);
+    const name = typeof limiter === "object" && limiter !== null ? limiter.name : limiter;
+    if (name !== undefined && (typeof name !== "string" || name.length === 0))
+      throw new InvalidOptionError(
+        `RateLimitError limiter must be a RateLimiter or its name, got ${describe(limiter)}`,
+      );
+    this.limiter = name;
   }
 }
 

@@ -27,10 +27,12 @@ import {
   CancelExecution,
   JobCancelledError,
   JobTimeoutError,
+  RateLimitError,
   RetryError,
   WorkerStoppedError,
   toError,
 } from "./errors.js";
+import { DateTime } from "luxon";
 import { JobStatus, dueStatus, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { failureRecord, storable, successRecord } from "./results.js";
@@ -153,8 +155,10 @@ export class Execution implements JobContext, Settler {
   #overrunFromMs: number | undefined;
   /** The task function returned (or threw, or its iteration ended); false while it runs. */
   #returned = false;
-  /** The outcome decided at the end, announced by `settle()`. */
-  #outcome: "succeeded" | "retry" | "failed" | "skipped" | undefined;
+  /** The outcome decided at the end, announced by `settle()` ("rateLimited": waiting again, its retry unused). */
+  #outcome: "succeeded" | "retry" | "rateLimited" | "failed" | "skipped" | undefined;
+  /** What a `RateLimitError` of the task blocked, and until when (epoch ms), for `jobRateLimited`. */
+  #block: { blocked: string; untilMs: number } | undefined;
   /** The job's due time before its retry moved it (for `cancelledRetry`). */
   #dueBeforeRetry = 0;
   #value: unknown;
@@ -330,6 +334,7 @@ export class Execution implements JobContext, Settler {
       return endedAck(job, this.token, task, "failed", failureRecord(err, undefined), this.#progressStored);
     }
     if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
+    if (err instanceof RateLimitError) return this.#rateLimited(err);
     const final = err instanceof AbortJobError || err instanceof JobCancelledError;
     this.#err = err;
     if (!final && job.retries < job.maxRetries) {
@@ -352,12 +357,53 @@ export class Execution implements JobContext, Settler {
     return endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
   }
 
+  /**
+   * The task threw a `RateLimitError`: its task (or the named limiter) is blocked for every worker
+   * until now + retryAfter (the broker call goes out at once; a block that fails is logged). A job
+   * with `maxRetries` > 0 waits again until then, its retries unchanged; one of 0 fails.
+   */
+  #rateLimited(err: RateLimitError): FinishedJob {
+    const { job } = this;
+    const task = this.#task;
+    const now = this.#broker.clock.now();
+    const untilMs = now + err.retryAfterMs;
+    const id = err.limiter === undefined ? `t:${task.name}` : `n:${err.limiter}`;
+    this.#block = { blocked: err.limiter ?? "task", untilMs };
+    this.#broker.blockRateLimit(task.name, id, untilMs).then(
+      (until) => {
+        if (this.#block) this.#block.untilMs = until;
+      },
+      (e: unknown) =>
+        getLogger().error(`${this.#namespace}: ${job} threw a RateLimitError; blocking ${id} failed`, toError(e)),
+    );
+    this.#err = err;
+    if (job.maxRetries > 0) {
+      this.#dueBeforeRetry = job.atMs;
+      job.atMs = untilMs;
+      job.status = dueStatus(job.atMs, now);
+      this.#outcome = "rateLimited";
+      return endedAck(job, this.token, task, "retry", undefined, this.#progressStored);
+    }
+    job.status = JobStatus.Failed;
+    this.#outcome = "failed";
+    return endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
+  }
+
   /** Announces the outcome (see `Settler`): its signals in their documented order, and its hooks. */
   settle(): void {
     const { job } = this;
     const task = this.#task;
     const ns = this.#namespace;
     const err = this.#err;
+    if (this.#block && this.#outcome !== undefined) {
+      const { blocked, untilMs } = this.#block;
+      signals.jobRateLimited.send(ns, {
+        job,
+        err: err!,
+        blocked,
+        until: DateTime.fromMillis(untilMs, { zone: "utc" }),
+      });
+    }
     switch (this.#outcome) {
       case "succeeded": {
         const result = this.#value;
@@ -369,6 +415,10 @@ export class Execution implements JobContext, Settler {
         getLogger().warn(`${ns}: ${job} failed, retry ${job.retries}/${job.maxRetries} at ${job.at.toISO()}`, err);
         signals.jobScheduleRetry.send(ns, { job, err: err! });
         callHook(ns, task, "onRetry", job, err);
+        if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
+        break;
+      case "rateLimited":
+        getLogger().info(`${ns}: ${job} was rate limited; it waits until ${job.at.toISO()}: ${err!.message}`);
         if (job.status === JobStatus.Waiting) signals.jobScheduled.send(ns, { job });
         break;
       case "skipped":
@@ -391,9 +441,9 @@ export class Execution implements JobContext, Settler {
    * it ran (see `Settler`): the job is Failed with a `JobCancelledError`, its retry undone.
    */
   cancelledRetry(): void {
-    if (this.#outcome !== "retry") return;
+    if (this.#outcome !== "retry" && this.#outcome !== "rateLimited") return;
     const { job } = this;
-    job.retries--;
+    if (this.#outcome === "retry") job.retries--;
     job.atMs = this.#dueBeforeRetry;
     job.status = JobStatus.Failed;
     this.#outcome = "failed";

@@ -49,7 +49,15 @@ export {
   WorkerDiedError,
   WorkerStoppedError,
   CancelExecution,
+  RateLimitError,
 } from "./errors.js";
+export {
+  RateLimiter,
+  RATE_LIMIT_MAX,
+  type RateLimitOptions,
+  type RateLimitInput,
+  type RateLimitSpec,
+} from "./rate-limits.js";
 export {
   signals,
   SafeNamedSignal,
@@ -61,6 +69,8 @@ export {
   type JobOutputPayload,
   type JobIterationPayload,
   type QueuePayload,
+  type TaskPayload,
+  type JobRateLimitedPayload,
   type SignalFailurePayload,
   type WorkerPayload,
 } from "./signals.js";

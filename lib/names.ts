@@ -21,3 +21,14 @@ export function checkQueue(queue: unknown, option: string): string {
 export function isWellFormed(text: string): boolean {
   return !/\p{Cs}/u.test(text);
 }
+
+/**
+ * The name of a task given as a `Task` (anything with a `name`) or as its name.
+ * @throws InvalidOptionError naming `method` when it is neither (an empty name included).
+ */
+export function checkTaskName(task: unknown, method: string): string {
+  const name = typeof task === "object" && task !== null && "name" in task ? task.name : task;
+  if (typeof name !== "string" || name.length === 0 || !isWellFormed(name))
+    throw new InvalidOptionError(`${method}: task must be a Task or a non-empty task name, got ${describe(task)}`);
+  return name;
+}

@@ -5,6 +5,7 @@
  * `connectVia`, so a send only touches the receivers that want it and costs a counter check when
  * nobody listens (it sits on the hot path of every job).
  */
+import type { DateTime } from "luxon";
 import { EventEmitter } from "tseep";
 import { InvalidOptionError, describe, toError } from "./errors.js";
 import type { DuplicateAction } from "./broker.js";
@@ -205,6 +206,24 @@ export interface QueuePayload {
   queue: string;
 }
 
+/** Payload of `taskPaused` and `taskResumed`: the task's name. */
+export interface TaskPayload {
+  task: string;
+}
+
+/**
+ * Payload of `jobRateLimited`: the job whose task threw a `RateLimitError`, the error, what it
+ * blocked (`"task"`, or the name of a `RateLimiter`) and until when (the latest block of it).
+ */
+export interface JobRateLimitedPayload {
+  job: Job;
+  err: Error;
+  /** `"task"` for the job's task, else the name of the `RateLimiter` blocked. */
+  blocked: string;
+  /** The end of the block (UTC). */
+  until: DateTime;
+}
+
 /** The signals Chard sends. */
 export const signals = {
   /** A job was accepted by the broker (once per job of a batch), sent in the producer. */
@@ -225,6 +244,12 @@ export const signals = {
   jobSucceeded: new SafeNamedSignal<JobResultPayload>("jobSucceeded"),
   /** A failed job is rescheduled for a retry (`job.retries` and `job.at` already updated). */
   jobScheduleRetry: new SafeNamedSignal<JobErrorPayload>("jobScheduleRetry"),
+  /**
+   * A job's task threw a `RateLimitError`: its task (or the named limiter) is blocked for every
+   * worker until `until`. Then `jobScheduled` (a job with `maxRetries` > 0 waits again, its retry
+   * unused) or `jobFailed` (a `maxRetries: 0` job).
+   */
+  jobRateLimited: new SafeNamedSignal<JobRateLimitedPayload>("jobRateLimited"),
   /** A job failed and will not be retried: a terminal signal. */
   jobFailed: new SafeNamedSignal<JobErrorPayload>("jobFailed"),
   /** A revoked job was dropped instead of run: a terminal signal. */
@@ -258,6 +283,10 @@ export const signals = {
   queuePaused: new SafeNamedSignal<QueuePayload>("queuePaused"),
   /** `engine.resumeQueue` resumed a paused queue (sent by that engine only). */
   queueResumed: new SafeNamedSignal<QueuePayload>("queueResumed"),
+  /** `engine.pauseTask` paused a task that was not paused (sent by that engine only). */
+  taskPaused: new SafeNamedSignal<TaskPayload>("taskPaused"),
+  /** `engine.resumeTask` resumed a paused task (sent by that engine only). */
+  taskResumed: new SafeNamedSignal<TaskPayload>("taskResumed"),
   /** A receiver of some signal threw or rejected (it is also logged). */
   signalHandlerFailed: new SafeNamedSignal<SignalFailurePayload>("signalHandlerFailed"),
 } as const;

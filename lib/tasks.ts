@@ -6,6 +6,7 @@ import { checkJSON, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { checkQueue, isWellFormed } from "./names.js";
 import { checkJobOptions, type JobOptions } from "./options.js";
+import { taskRateLimits, type RateLimitInput, type RateLimitSpec } from "./rate-limits.js";
 import type { SafeNamedSignal } from "./signals.js";
 
 /** Prefix of the task names of reliable signal receivers (lib/reliable.ts); user tasks may not use it. */
@@ -36,6 +37,12 @@ export interface TaskOptions {
   periodicity?: DurationInput;
   /** Most jobs of this task running at once across the namespace; needs `maxRetries > 0`. */
   maxConcurrency?: number;
+  /**
+   * Most job starts per window across the namespace: a limit of its own (`{ max, duration }`),
+   * a shared `RateLimiter`, or several of them (all must let a job start). A job over the limit
+   * waits in its queue, in order, using no retry and no worker slot.
+   */
+  rateLimit?: RateLimitInput;
   /**
    * Longest run of one execution (seconds or Duration): then its AbortSignal fires and it fails with
    * `JobTimeoutError`.
@@ -85,6 +92,8 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   readonly periodicityMs: number | undefined;
   /** Concurrency limit across the namespace, else undefined. */
   readonly maxConcurrency: number | undefined;
+  /** Its rate limits (its own first, then the shared ones), empty without any. */
+  readonly rateLimits: readonly RateLimitSpec[];
   /** Longest run of one execution in milliseconds, else undefined. */
   readonly timeoutMs: number | undefined;
   /** How long after its due time a job may still start, in milliseconds, else undefined. */
@@ -122,6 +131,7 @@ export class Task<A extends unknown[] = any[], R = unknown> {
       }
     }
     this.maxConcurrency = options.maxConcurrency;
+    this.rateLimits = Object.freeze(taskRateLimits(name, options.rateLimit));
     const duration = (value: DurationInput | undefined, option: string): number | undefined =>
       value === undefined ? undefined : toMilliseconds(value, `task "${name}": ${option}`);
     this.timeoutMs = duration(options.timeout, "timeout");

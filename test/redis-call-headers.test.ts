@@ -214,6 +214,13 @@ const enqueueArgv = (width: number, groups: string, jsons: readonly Job[], at: s
   ["key prefix", k.prefix],
 ];
 
+/** KEYS of gate_task.lua. */
+const gateKeys: Expected[] = [
+  ["max-concurrency HASH", k.maxConcurrency],
+  ["concurrency HASH", k.concurrency],
+  ["jobs HASH", k.jobs],
+];
+
 const CASES: Record<ScriptName, () => Variant[]> = {
   enqueue_jobs: () => {
     const token = ENQUEUE_TOKEN;
@@ -415,11 +422,20 @@ const CASES: Record<ScriptName, () => Variant[]> = {
 
   set_concurrency_keys: () => [
     {
-      name: "a limited task and an unlimited one",
+      name: "a limited task, an unlimited one and a rate-limited one",
       call: calls.concurrencyCall(k, {
+        nowMs: NOW,
         tasks: [
-          { name: "a", limit: 2 },
-          { name: "b", limit: undefined },
+          { name: "a", limit: 2, rateLimits: [] },
+          { name: "b", limit: undefined, rateLimits: [] },
+          {
+            name: "c",
+            limit: undefined,
+            rateLimits: [
+              { id: "t:c", max: 5, durationMs: 1000 },
+              { id: "n:api", max: 100, durationMs: 60_000 },
+            ],
+          },
         ],
       }),
       keys: [
@@ -429,7 +445,39 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ],
       argv: [
         ["key prefix", k.prefix],
-        ["one pair per task", ["a", 2, "b", ""]],
+        ["now", NOW],
+        ["one triple per task", ["a", 2, "", "b", "", "", "c", "", '[["t:c",5,1000],["n:api",100,60000]]']],
+      ],
+    },
+  ],
+
+  gate_task: () => [
+    ...(["pause", "resume"] as const).map((op) => ({
+      name: `a ${op}`,
+      call: calls.gateTaskCall(k, { op, task: "t", nowMs: NOW }),
+      keys: gateKeys,
+      argv: [
+        ["key prefix", k.prefix],
+        ["events channel", k.events],
+        ['"pause", "resume"', op],
+        ["task name", "t"],
+        ["block: the limiter", ""],
+        ["block: until when", ""],
+        ["now", NOW],
+      ] satisfies Expected[],
+    })),
+    {
+      name: "a block",
+      call: calls.gateTaskCall(k, { op: "block", task: "t", limiterId: "n:api", untilMs: NOW + 5, nowMs: NOW }),
+      keys: gateKeys,
+      argv: [
+        ["key prefix", k.prefix],
+        ["events channel", k.events],
+        ['"pause", "resume"', "block"],
+        ["task name", "t"],
+        ["block: the limiter", "n:api"],
+        ["block: until when", NOW + 5],
+        ["now", NOW],
       ],
     },
   ],

@@ -282,12 +282,13 @@ describe("the call builders", () => {
     ]);
     expect(
       calls.concurrencyCall(k, {
+        nowMs: NOW,
         tasks: [
-          { name: "a", limit: 0 },
-          { name: "b", limit: undefined },
+          { name: "a", limit: 0, rateLimits: [] },
+          { name: "b", limit: undefined, rateLimits: [{ id: "t:b", max: 3, durationMs: 250 }] },
         ],
       }).args,
-    ).toEqual([k.prefix, "a", 0, "b", ""]);
+    ).toEqual([k.prefix, NOW, "a", 0, "", "b", "", '[["t:b",3,250]]']);
   });
 
   test("recoverCall sends a running key per broker, in the order of their ids", () => {

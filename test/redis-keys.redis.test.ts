@@ -383,14 +383,18 @@ describe("scripts", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
     expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
-    const level = ["chard_decode_flags", "chard_set_flag", "chard_push_level"];
+    const level = ["chard_decode_flags", "chard_write_flags", "chard_set_flag", "chard_push_level"];
     const reader = ["chard_string_end", "chard_job_options", "chard_read_job"];
-    expect(helpers("set_concurrency_keys")).toEqual([
+    const unlane = [...reader, "chard_chunked", "chard_chunked_list", ...level, "chard_lane_flag", "chard_unlane"];
+    expect(helpers("set_concurrency_keys")).toEqual(unlane);
+    expect(helpers("gate_task")).toEqual([
       ...reader,
+      "chard_score",
       "chard_chunked",
       "chard_chunked_list",
       ...level,
       "chard_lane_flag",
+      "chard_unlane",
     ]);
     expect(helpers("enqueue_jobs")).toEqual([
       ...reader,

@@ -14,6 +14,7 @@ import type {
 } from "../../lib/broker.js";
 import { CANCELLED_RECORD, LOST_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
+import type { RateLimitSpec } from "../../lib/rate-limits.js";
 import { getLogger } from "../../lib/logger.js";
 import { byNextRun } from "../../lib/periodic.js";
 import type { NamespaceKeys } from "./keys.js";
@@ -163,10 +164,11 @@ export function parsePauseReply(reply: unknown): boolean {
 }
 
 /**
- * The queues paused in the flags field "" of the max-concurrency HASH (`raw`, its value, or null
- * when there is none), sorted; an unreadable value pauses nothing, as fetch_jobs.lua reads it.
+ * The names flagged `<prefix><name>: true` in the flags field "" of the max-concurrency HASH
+ * (`raw`, its value, or null when there is none), sorted: `"paused:"` for the paused queues,
+ * `"tpaused:"` for the paused tasks. An unreadable value flags nothing, as fetch_jobs.lua reads it.
  */
-export function pausedFromFlags(raw: string | null): string[] {
+export function flaggedNames(raw: string | null, prefix: string): string[] {
   if (raw === null) return [];
   let flags: unknown;
   try {
@@ -176,24 +178,78 @@ export function pausedFromFlags(raw: string | null): string[] {
   }
   if (typeof flags !== "object" || flags === null || Array.isArray(flags)) return [];
   return Object.entries(flags)
-    .filter(([flag, on]) => on === true && flag.startsWith("paused:"))
-    .map(([flag]) => flag.slice("paused:".length))
+    .filter(([flag, on]) => on === true && flag.startsWith(prefix))
+    .map(([flag]) => flag.slice(prefix.length))
     .sort();
+}
+
+/** The queues paused in the flags field "" of the max-concurrency HASH (see `flaggedNames`). */
+export function pausedFromFlags(raw: string | null): string[] {
+  return flaggedNames(raw, "paused:");
 }
 
 /** Inputs of `concurrencyCall`. */
 export interface ConcurrencyCallInput {
-  /** Tasks and their concurrency limit; `limit` undefined means unlimited. */
-  readonly tasks: readonly { readonly name: string; readonly limit: number | undefined }[];
+  /** Now (epoch ms): blocks that ended before it are forgotten. */
+  readonly nowMs: number;
+  /** Tasks, their concurrency limit (undefined: unlimited) and their rate limits. */
+  readonly tasks: readonly {
+    readonly name: string;
+    readonly limit: number | undefined;
+    readonly rateLimits: readonly RateLimitSpec[];
+  }[];
 }
 
 /** set_concurrency_keys.lua. */
-export function concurrencyCall(k: NamespaceKeys, { tasks }: ConcurrencyCallInput): ScriptCall {
+export function concurrencyCall(k: NamespaceKeys, { nowMs, tasks }: ConcurrencyCallInput): ScriptCall {
   return {
     name: "set_concurrency_keys",
     keys: [k.maxConcurrency, k.concurrency, k.jobs],
-    args: [k.prefix, ...tasks.flatMap((t) => [t.name, t.limit === undefined ? "" : t.limit])],
+    args: [
+      k.prefix,
+      nowMs,
+      ...tasks.flatMap((t) => [
+        t.name,
+        t.limit === undefined ? "" : t.limit,
+        t.rateLimits.length === 0 ? "" : JSON.stringify(t.rateLimits.map((l) => [l.id, l.max, l.durationMs])),
+      ]),
+    ],
   };
+}
+
+/** Inputs of `gateTaskCall`. */
+export type GateTaskCallInput =
+  | { readonly op: "pause" | "resume"; readonly task: string; readonly nowMs: number }
+  | {
+      readonly op: "block";
+      readonly task: string;
+      readonly limiterId: string;
+      readonly untilMs: number;
+      readonly nowMs: number;
+    };
+
+/** gate_task.lua. */
+export function gateTaskCall(k: NamespaceKeys, input: GateTaskCallInput): ScriptCall {
+  const block = input.op === "block" ? [input.limiterId, input.untilMs] : ["", ""];
+  return {
+    name: "gate_task",
+    keys: [k.maxConcurrency, k.concurrency, k.jobs],
+    args: [k.prefix, k.events, input.op, input.task, ...block, input.nowMs],
+  };
+}
+
+/** Checks the reply of gate_task.lua's pause and resume: whether the task was paused before. */
+export function parseTaskPauseReply(reply: unknown): boolean {
+  const before = int(reply, "gate_task");
+  if (before !== 0 && before !== 1) throw shapeError("gate_task", reply);
+  return before === 1;
+}
+
+/** Checks the reply of gate_task.lua's block: the block's end (epoch ms). */
+export function parseBlockReply(reply: unknown): number {
+  const until = typeof reply === "string" ? Number(reply) : NaN;
+  if (!Number.isFinite(until)) throw shapeError("gate_task", reply);
+  return until;
 }
 
 /** Inputs of `keepAliveCall`. */

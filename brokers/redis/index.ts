@@ -418,7 +418,10 @@ export class RedisBroker extends BaseBroker {
   async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {
     if (tasks.length === 0) return;
     await this.#retrying(
-      calls.concurrencyCall(this.#k, { tasks: tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency })) }),
+      calls.concurrencyCall(this.#k, {
+        nowMs: this.clock.now(),
+        tasks: tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency, rateLimits: t.rateLimits })),
+      }),
     );
   }
 
@@ -555,6 +558,27 @@ export class RedisBroker extends BaseBroker {
   async pausedQueues(): Promise<string[]> {
     const k = this.#k;
     return calls.pausedFromFlags(await clientCall("pausedQueues", () => this.#client.hget(k.maxConcurrency, "")));
+  }
+
+  /** Pauses or resumes a task (gate_task.lua). @throws RedisConnectionError, RedisReplyError */
+  async setTaskPaused(task: string, paused: boolean): Promise<boolean> {
+    const call = calls.gateTaskCall(this.#k, { op: paused ? "pause" : "resume", task, nowMs: this.clock.now() });
+    return calls.parseTaskPauseReply(await this.#retrying(call));
+  }
+
+  /** The paused tasks, read from the namespace's flags (one HGET). @throws RedisConnectionError */
+  async pausedTasks(): Promise<string[]> {
+    const k = this.#k;
+    return calls.flaggedNames(
+      await clientCall("pausedTasks", () => this.#client.hget(k.maxConcurrency, "")),
+      "tpaused:",
+    );
+  }
+
+  /** Blocks a rate limiter until a time (gate_task.lua). @throws RedisConnectionError, RedisReplyError */
+  async blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number> {
+    const call = calls.gateTaskCall(this.#k, { op: "block", task, limiterId, untilMs, nowMs: this.clock.now() });
+    return calls.parseBlockReply(await this.#retrying(call));
   }
 
   /** Marks a pending job revoked (revoke_job.lua). @throws RedisConnectionError, RedisReplyError */

@@ -45,6 +45,7 @@ export const SCRIPT_NAMES = [
   "trim_results",
   "read_key",
   "pause_queue",
+  "gate_task",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

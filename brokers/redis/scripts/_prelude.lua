@@ -234,6 +234,19 @@ local function chard_decode_flags(raw)
   return {}
 end
 
+-- Stores `flags` (a table as chard_decode_flags gives) as the flags field "" of the
+-- max-concurrency HASH `max_key`: HSET of its JSON, or HDEL of the field when it is empty. Besides
+-- the flags set to true, it holds the gates of tasks (see set_concurrency_keys.lua and
+-- gate_task.lua): "rl:<task>" (the ids of its rate limiters), "lim:<id>" ({max, window ms}),
+-- "tpaused:<task>" (true) and "until:<id>" (blocked until, epoch ms).
+local function chard_write_flags(max_key, flags)
+  if next(flags) == nil then
+    redis.call('HDEL', max_key, '')
+  else
+    redis.call('HSET', max_key, '', cjson.encode(flags))
+  end
+end
+
 -- Sets (`on` true) or clears flag `flag` in the flags field "" of the max-concurrency HASH
 -- `max_key` (decoded by chard_decode_flags): one HGET, then one HSET (or HDEL of the field when
 -- no flag is left) only when it changes.
@@ -241,11 +254,7 @@ local function chard_set_flag(max_key, flag, on)
   local flags = chard_decode_flags(redis.call('HGET', max_key, ''))
   if (flags[flag] == true) == on then return end
   if on then flags[flag] = true else flags[flag] = nil end
-  if next(flags) == nil then
-    redis.call('HDEL', max_key, '')
-  else
-    redis.call('HSET', max_key, '', cjson.encode(flags))
-  end
+  chard_write_flags(max_key, flags)
 end
 
 -- Queues the ready jobs `ids` of queue `queue` whose priority is `prio` (an integer other than 0)
@@ -305,6 +314,48 @@ local function chard_push_lane(prefix, max_key, flags, queue, task, prio, ids, f
     chard_set_flag(max_key, flag, true)
   end
   if flags then flags[flag] = true end
+end
+
+-- Puts the jobs of the lane of task `name` in queue `queue` (it is no longer gated) back to the
+-- front of the queue LIST, in their order, those with a priority (in the lane's levels) to the
+-- front of their level (chard_push_level), and clears the lane's flag:
+-- O(jobs in the lane), for rare calls (a task set back to unlimited, a task resumed). `max_key` is
+-- the max-concurrency HASH, `jobs_key` the jobs HASH (read for the priorities of the LIST's jobs);
+-- keys built from `prefix` (same hash tag).
+local function chard_unlane(prefix, max_key, jobs_key, queue, name)
+  local lane = prefix .. ':lane:' .. queue .. ':t:' .. name
+  local ids = redis.call('LRANGE', lane, 0, -1)
+  local jsons = chard_chunked_list('HMGET', jobs_key, ids)
+  -- LPUSH a b c leaves c first: each destination gets its ids from the last to the first.
+  local plain, levels, order = {}, {}, {}
+  for j = #ids, 1, -1 do
+    local job = jsons[j] and string.find(jsons[j], ',"prio":', 1, true) and chard_read_job(jsons[j])
+    if job and job.prio and job.prio ~= 0 then
+      if not levels[job.prio] then
+        levels[job.prio] = {}
+        order[#order + 1] = job.prio
+      end
+      table.insert(levels[job.prio], ids[j])
+    else
+      plain[#plain + 1] = ids[j]
+    end
+  end
+  chard_chunked('LPUSH', prefix .. ':queue:' .. queue, plain)
+  -- The lane's levels to the front of the queue's levels, in their order; the jobs of a priority
+  -- found in the LIST (moved there by the previous version) were moved before them, so they go in
+  -- front of them.
+  local plevels = prefix .. ':plevels:' .. queue .. ':t:' .. name
+  for _, n in ipairs(redis.call('ZRANGE', plevels, '0', '-1')) do
+    local key = prefix .. ':plane:' .. n .. ':' .. queue .. ':t:' .. name
+    local level_ids, rev = redis.call('LRANGE', key, 0, -1), {}
+    for j = #level_ids, 1, -1 do rev[#rev + 1] = level_ids[j] end
+    if #rev > 0 then chard_push_level(prefix, max_key, nil, queue, tonumber(n), rev, true) end
+    redis.call('DEL', key)
+  end
+  if redis.call('DEL', plevels) == 1 then chard_set_flag(max_key, chard_lane_flag(queue, name), false) end
+  for _, prio in ipairs(order) do chard_push_level(prefix, max_key, nil, queue, prio, levels[prio], true) end
+  redis.call('DEL', lane)
+  redis.call('ZREM', prefix .. ':lanes:' .. queue, name)
 end
 
 -- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job:

@@ -232,6 +232,94 @@ end
 -- levels and LIST) are served by priority, highest first; those of one priority give one job each
 -- in turn (lanes in <p>:lanes:<q> order, the queue's candidates last) until `count` are taken.
 -- Candidates not taken go back to the front of their source. Returns the ids and JSONs taken.
+-- The gates of a lane besides its concurrency limit (see set_concurrency_keys.lua, gate_task.lua),
+-- read from the flags: a paused task ("tpaused:<task>") gives nothing; a blocked one ("until:<id>"
+-- of the task, "t:<task>", or of one of its limiters) gives nothing until then; a rate-limited one
+-- ("rl:<task>": its limiters' ids, each defined by "lim:<id>" = {max, window ms}) gives at most
+-- what each of its limiters' windows has room for. A window is a sliding log: the ZSET
+-- prefix..":rate:"..id holds one member per fetch that took jobs under it,
+-- "<broker id>:<fetch token>:<n>" scored by the fetch's time, and the field id of the HASH
+-- prefix..":rates" their sum; at most `max` jobs start in any `window` ms (by the namespace's
+-- clock, which the fetch's `now` follows). A window is read at most once per fetch, and only for
+-- a lane with a free slot: its members older than now - window leave it (ZRANGEBYSCORE, then
+-- ZREMRANGEBYSCORE and HINCRBY when there are some, else one HGET). A fetch's starts are written
+-- once per limiter at the end (ZADD, HINCRBY). `gate_next` is when the first gate that stopped
+-- a lane opens: the end of a block, or when the oldest member of an exhausted window leaves it.
+local rates_key = prefix .. ':rates'
+local windows, gate_next = {}, nil
+local function gate_opens(at)
+  if at and (not gate_next or at < gate_next) then gate_next = at end
+end
+-- The window of limiter `id` (nil when it has no definition), trimmed to now.
+local function window(id)
+  local w = windows[id]
+  if w ~= nil then return w end
+  local def = flags['lim:' .. id]
+  w = false
+  if type(def) == 'table' and tonumber(def[1]) and tonumber(def[2]) then
+    local key, ms = prefix .. ':rate:' .. id, tonumber(def[2])
+    local cutoff = chard_score(now - ms)
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff)
+    local total
+    if #old > 0 then
+      local gone = 0
+      for _, m in ipairs(old) do gone = gone + (tonumber(string.match(m, ':(%d+)$')) or 0) end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+      total = redis.call('HINCRBY', rates_key, id, -gone)
+    else
+      total = tonumber(redis.call('HGET', rates_key, id)) or 0
+    end
+    w = { id = id, key = key, max = tonumber(def[1]), ms = ms, total = math.max(0, total), used = 0 }
+  end
+  windows[id] = w
+  return w
+end
+-- The windows of gated task `task`, or false while a pause or a block stops it (a block's end
+-- noted in gate_next).
+local function gates_of(task)
+  if flags['tpaused:' .. task] then return false end
+  local block = tonumber(flags['until:t:' .. task])
+  if block and block > now then
+    gate_opens(block)
+    return false
+  end
+  local ids, out = flags['rl:' .. task], {}
+  if type(ids) ~= 'table' then return out end
+  for _, id in ipairs(ids) do
+    block = tonumber(flags['until:' .. id])
+    if block and block > now then
+      gate_opens(block)
+      return false
+    end
+    local w = window(id)
+    if w then out[#out + 1] = w end
+  end
+  return out
+end
+-- How many more jobs the windows `ws` let start in this fetch.
+local function room(ws)
+  local left = math.huge
+  for _, w in ipairs(ws) do left = math.min(left, w.max - w.total - w.used) end
+  return left
+end
+-- `n` more (or fewer, when negative) jobs start under the windows `ws`.
+local function use(ws, n)
+  for _, w in ipairs(ws) do w.used = w.used + n end
+end
+-- Writes this fetch's starts into their windows and notes when the exhausted ones open.
+local function commit_windows()
+  for id, w in pairs(windows) do
+    if w and w.used > 0 then
+      redis.call('ZADD', w.key, now_s, broker_id .. ':' .. token .. ':' .. w.used)
+      redis.call('HINCRBY', rates_key, id, w.used)
+    end
+    if w and w.total + w.used >= w.max then
+      local head = redis.call('ZRANGE', w.key, '0', '0', 'WITHSCORES')[2]
+      if head then gate_opens(tonumber(head) + w.ms) end
+    end
+  end
+end
+
 local MOVE_MAX = 1000
 local function take_gated(queue_name, queue_key, limit, count, levels)
   local lanes_key = prefix .. ':lanes:' .. queue_name
@@ -320,10 +408,17 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
   for _, src in ipairs(sources) do
     if #src.ids > 0 then see(src.prio) end
   end
+  local lane_gates = {}
   if #lanes > 0 then
     local cur = redis.call('HMGET', cur_key, unpack(lanes))
     for i, task in ipairs(lanes) do
-      free[i] = limit[task] and math.max(0, limit[task] - (tonumber(cur[i]) or 0)) or count
+      local cap = limit[task]
+      free[i] = (cap and cap > 0) and math.max(0, cap - (tonumber(cur[i]) or 0)) or count
+      if free[i] > 0 and cap then
+        local ws = gates_of(task)
+        if not ws or room(ws) <= 0 then free[i] = 0 end
+        lane_gates[i] = ws or nil
+      end
       local srcs = { { prio = 0, key = lane_of(queue_name, task) } }
       if free[i] > 0 and flags[chard_lane_flag(queue_name, task)] then
         local lvls = redis.call('ZRANGE', prefix .. ':plevels:' .. queue_name .. ':t:' .. task, '0', '-1')
@@ -371,8 +466,10 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
         progress = false
         for i = 1, #lanes do
           local src = at[i]
-          if src and not src.emptied and left - total > 0 and (share[i] or 0) < free[i] then
+          local ws = lane_gates[i]
+          if src and not src.emptied and left - total > 0 and (share[i] or 0) < free[i] and (not ws or room(ws) > 0) then
             share[i], total, progress = (share[i] or 0) + 1, total + 1, true
+            if ws then use(ws, 1) end
           end
         end
         if cand and left - total > 0 and cand.used + cand_n < #cand.ids then
@@ -394,6 +491,7 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
             end
           end
           src.popped = true
+          if lane_gates[i] and n < want then use(lane_gates[i], n - want) end
           if n > 0 then
             if limit[task] then
               if not taken[task] then taken_order[#taken_order + 1] = task end
@@ -637,6 +735,7 @@ if max_jobs > 0 then
       for k = 1, #more_ids do ids[#ids + 1], accepted[#accepted + 1] = more_ids[k], more_jsons[k] end
     end
     if #ids > 0 then mark_running(ids) end
+    commit_windows()
   end
   if #revoked_ids > 0 then
     chard_chunked('SREM', revoked_key, revoked_ids)
@@ -650,6 +749,7 @@ chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[8], unreadable, now
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false
 if periodic_next and (not next_due or tonumber(periodic_next) < tonumber(next_due)) then next_due = periodic_next end
+if gate_next and (not next_due or gate_next < tonumber(next_due)) then next_due = chard_score(gate_next) end
 if repeated then return { accepted, next_due, dropped, revoked, taken_over, 1 } end
 if #dropped == 0 and #revoked == 0 and #taken_over == 0 then return { accepted, next_due } end
 return { accepted, next_due, dropped, revoked, taken_over }

@@ -1,73 +1,86 @@
--- set_concurrency_keys.lua: records the concurrency limits of the given tasks.
--- KEYS[1]   max-concurrency HASH (task name -> limit)
+-- set_concurrency_keys.lua: records the gates of the given tasks: concurrency limits and rate limits.
+-- KEYS[1]   max-concurrency HASH (task name -> limit; "0" for a task gated without a concurrency
+--           limit: by rate limits, a pause or a block; field "": the namespace's flags)
 -- KEYS[2]   concurrency HASH (task name -> jobs running now)
 -- KEYS[3]   jobs HASH (job id -> job JSON: read for the priorities of the jobs of a lane put back)
 -- ARGV[1]   key prefix "{chard:<ns>}": the lane of a task in a queue is built here as
 --           prefix..":lane:"..queue..":t:"..task, listed in prefix..":lanes:"..queue, and the
 --           queues that have had lanes are the SET prefix..":lane-queues" (same hash tag)
--- ARGV[2..] one pair per task: name, limit ("" = unlimited)
--- A limited task gets its limit (overwritten) and a counter initialised to 0 only if missing, so
--- jobs running now stay counted. An unlimited task is removed from both hashes: only limited
--- tasks are tracked; the jobs waiting in its lane of each queue (it was limited before) go back to
--- the front of the queue LIST, in their order, those with a priority (in the lane's levels,
--- prefix..":plane:"..n..":"..queue..":t:"..task, see fetch_jobs.lua) to the front of their level
--- (chard_push_level; a rare call: O(jobs in that lane)), and the lane's flag is cleared. Tasks
--- absent from this call are left alone; so is the field "" of KEYS[1], the namespace's flags (no
--- task has an empty name), but for the flags of the lanes emptied here.
--- Applied twice, the second call finds nothing more to change.
--- Returns the number of limited tasks.
-local limited, prefix = 0, ARGV[1]
--- Puts the jobs of the lane of task `name` in `queue` back to the front of the queue LIST (those
--- with a priority: of their level), in their order.
-local function unlane(queue, name)
-  local lane = prefix .. ':lane:' .. queue .. ':t:' .. name
-  local ids = redis.call('LRANGE', lane, 0, -1)
-  local jsons = chard_chunked_list('HMGET', KEYS[3], ids)
-  -- LPUSH a b c leaves c first: each destination gets its ids from the last to the first.
-  local plain, levels, order = {}, {}, {}
-  for j = #ids, 1, -1 do
-    local job = jsons[j] and string.find(jsons[j], ',"prio":', 1, true) and chard_read_job(jsons[j])
-    if job and job.prio and job.prio ~= 0 then
-      if not levels[job.prio] then
-        levels[job.prio] = {}
-        order[#order + 1] = job.prio
-      end
-      table.insert(levels[job.prio], ids[j])
-    else
-      plain[#plain + 1] = ids[j]
-    end
-  end
-  chard_chunked('LPUSH', prefix .. ':queue:' .. queue, plain)
-  -- The lane's levels (see fetch_jobs.lua) to the front of the queue's levels, in their order; the
-  -- jobs of a priority found in the LIST (moved there by the previous version) were moved before
-  -- them, so they go in front of them.
-  local plevels = prefix .. ':plevels:' .. queue .. ':t:' .. name
-  for _, n in ipairs(redis.call('ZRANGE', plevels, '0', '-1')) do
-    local key = prefix .. ':plane:' .. n .. ':' .. queue .. ':t:' .. name
-    local level_ids, rev = redis.call('LRANGE', key, 0, -1), {}
-    for j = #level_ids, 1, -1 do rev[#rev + 1] = level_ids[j] end
-    if #rev > 0 then chard_push_level(prefix, KEYS[1], nil, queue, tonumber(n), rev, true) end
-    redis.call('DEL', key)
-  end
-  if redis.call('DEL', plevels) == 1 then chard_set_flag(KEYS[1], chard_lane_flag(queue, name), false) end
-  for _, prio in ipairs(order) do chard_push_level(prefix, KEYS[1], nil, queue, prio, levels[prio], true) end
-  redis.call('DEL', lane)
-  redis.call('ZREM', prefix .. ':lanes:' .. queue, name)
-end
-for i = 2, #ARGV, 2 do -- checked first: a script's writes are not rolled back
+-- ARGV[2]   now (epoch ms): blocks that ended before it are forgotten
+-- ARGV[3..] one triple per task: name, limit ("" = unlimited), rate limits (JSON
+--           [[id, max, window ms], ...], "" for none; ids "t:<task>" and "n:<limiter>")
+-- A gated task (a limit, or rate limits) gets its limit ("0" without one, overwritten) and a
+-- counter initialised to 0 only if missing, so jobs running now stay counted; its rate limiters'
+-- ids go in the flag "rl:<task>" and their definitions in "lim:<id>" ({max, window ms}: the
+-- latest registered definition of a named limiter is kept; its window of starts, in
+-- prefix..":rate:"..id and the field id of prefix..":rates", is left as it is). A task that is
+-- neither is removed from both hashes, unless it is paused or blocked (it stays gated with "0"):
+-- the jobs waiting in its lane of each queue go back to the front of their queue (chard_unlane).
+-- Tasks absent from this call are left alone; so are the other flags of the field "" but those of
+-- the lanes emptied here. Applied twice, the second call finds nothing more to change.
+-- Returns the number of gated tasks.
+local gated, prefix, now = 0, ARGV[1], tonumber(ARGV[2])
+local specs = {}
+for i = 3, #ARGV, 3 do -- checked first: a script's writes are not rolled back
   if ARGV[i] == '' then return redis.error_reply('CHARD_ARGS set_concurrency_keys: a task name is not empty') end
-end
-for i = 2, #ARGV, 2 do
-  local name, limit = ARGV[i], ARGV[i + 1]
-  if limit == '' then
-    if redis.call('HDEL', KEYS[1], name) == 1 then
-      for _, queue in ipairs(redis.call('SMEMBERS', prefix .. ':lane-queues')) do unlane(queue, name) end
+  local spec = {}
+  if ARGV[i + 2] ~= '' then
+    local ok, decoded = pcall(cjson.decode, ARGV[i + 2])
+    if not ok or type(decoded) ~= 'table' then
+      return redis.error_reply('CHARD_ARGS set_concurrency_keys: rate limits are a JSON list')
     end
-    redis.call('HDEL', KEYS[2], name)
-  else
-    redis.call('HSET', KEYS[1], name, limit)
+    for _, l in ipairs(decoded) do
+      if type(l) ~= 'table' or type(l[1]) ~= 'string' or type(l[2]) ~= 'number' or type(l[3]) ~= 'number'
+          or l[2] < 1 or l[3] < 1 then
+        return redis.error_reply('CHARD_ARGS set_concurrency_keys: a rate limit is [id, max >= 1, window ms >= 1]')
+      end
+      spec[#spec + 1] = l
+    end
+  end
+  specs[i] = spec
+end
+local flags = chard_decode_flags(redis.call('HGET', KEYS[1], ''))
+local ungated, changed = {}, false
+-- Sets flags[f] to `v` (a list, or nil), noting a change.
+local function set(f, v)
+  local old = flags[f]
+  if v == nil and old == nil then return end
+  if v ~= nil and type(old) == 'table' and #old == #v then
+    local same = true
+    for k = 1, #v do
+      if old[k] ~= v[k] then same = false end
+    end
+    if same then return end
+  end
+  flags[f], changed = v, true
+end
+for i = 3, #ARGV, 3 do
+  local name, limit, spec = ARGV[i], ARGV[i + 1], specs[i]
+  local ids = {}
+  for k, l in ipairs(spec) do
+    ids[k] = l[1]
+    set('lim:' .. l[1], { l[2], l[3] })
+  end
+  set('rl:' .. name, #ids > 0 and ids or nil)
+  local until_ = tonumber(flags['until:t:' .. name])
+  if until_ and until_ <= now then
+    flags['until:t:' .. name], changed, until_ = nil, true, nil
+  end
+  if limit ~= '' or #ids > 0 or flags['tpaused:' .. name] or until_ then
+    redis.call('HSET', KEYS[1], name, limit ~= '' and limit or '0')
     redis.call('HSETNX', KEYS[2], name, 0)
-    limited = limited + 1
+    gated = gated + 1
+  else
+    ungated[#ungated + 1] = name
   end
 end
-return limited
+if changed then chard_write_flags(KEYS[1], flags) end
+for _, name in ipairs(ungated) do
+  if redis.call('HDEL', KEYS[1], name) == 1 then
+    for _, queue in ipairs(redis.call('SMEMBERS', prefix .. ':lane-queues')) do
+      chard_unlane(prefix, KEYS[1], KEYS[3], queue, name)
+    end
+  end
+  redis.call('HDEL', KEYS[2], name)
+end
+return gated
