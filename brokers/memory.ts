@@ -373,7 +373,8 @@ export class MemoryBroker extends BaseBroker {
         if (holdSlot) this.#hold(ns, token, job);
         else {
           ns.release(job.taskName);
-          notify = true;
+          // A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise).
+          if (ns.maxConcurrency.get(job.taskName)! > 0) notify = true;
         }
       }
       if (hadProgress) ns.progress.delete(job.id);

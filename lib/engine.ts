@@ -34,6 +34,7 @@ import {
   type Tasks,
 } from "./tasks.js";
 import { checkTaskName } from "./names.js";
+import { checkSharedLimits } from "./rate-limits.js";
 import { Transaction } from "./transaction.js";
 import { Workers, type TaskLookup } from "./workers.js";
 
@@ -213,6 +214,7 @@ export class Engine {
       throw new DuplicateNameError(
         `a task named "${task.name}" is already defined on the engine of namespace "${this.namespace}"`,
       );
+    checkSharedLimits(task, this.#tasks.values());
     if (this.#running)
       getLogger().warn(
         `task "${task.name}" was defined while workers run; restart them to register its schedule and limits`,

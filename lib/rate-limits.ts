@@ -4,7 +4,7 @@
  * the namespace (see docs/queue-model.md "Rate limits").
  */
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
-import { InvalidOptionError, describe } from "./errors.js";
+import { DuplicateNameError, InvalidOptionError, describe } from "./errors.js";
 import { isWellFormed } from "./names.js";
 
 /** A rate limit: at most `max` job starts in any window of `duration`. */
@@ -109,4 +109,24 @@ export function taskRateLimits(task: string, input: RateLimitInput | undefined):
     own = { id: `t:${task}`, ...checkLimit(item, at) };
   });
   return [...(own ? [own] : []), ...named.values()];
+}
+
+/**
+ * Checks that `task` names no `RateLimiter` that one of `others` names with another definition.
+ * @throws DuplicateNameError naming both tasks.
+ */
+export function checkSharedLimits(
+  task: { name: string; rateLimits: readonly RateLimitSpec[] },
+  others: Iterable<{ name: string; rateLimits: readonly RateLimitSpec[] }>,
+): void {
+  if (!task.rateLimits.some((l) => l.id.startsWith("n:"))) return;
+  for (const other of others) {
+    for (const mine of task.rateLimits) {
+      const theirs = other.rateLimits.find((l) => l.id === mine.id && l.id.startsWith("n:"));
+      if (theirs && (theirs.max !== mine.max || theirs.durationMs !== mine.durationMs))
+        throw new DuplicateNameError(
+          `task "${task.name}" names RateLimiter "${mine.id.slice(2)}" (${mine.max}/${mine.durationMs} ms), which task "${other.name}" defines otherwise (${theirs.max}/${theirs.durationMs} ms): share one RateLimiter object`,
+        );
+    }
+  }
 }

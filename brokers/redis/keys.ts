@@ -25,8 +25,11 @@
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
  * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
  * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..,"source":..}` |
- * | `<p>:max-concurrency`      | HASH   | task name -> limit (limited tasks only); field "" = the flags, JSON |
- * | `<p>:concurrency`          | HASH   | task name -> jobs running now (limited tasks only) |
+ * | `<p>:max-concurrency`      | HASH   | task name -> limit of gated tasks ("0": no limit); "" = the flags |
+ * | `<p>:concurrency`          | HASH   | task name -> jobs running now (gated tasks only) |
+ * | `<p>:rate:<id>`            | ZSET   | a rate limiter's window: "<broker>:<token>:<n>" per fetch that took |
+ * |                            |        | n jobs under it, score = the fetch's time (ms)                       |
+ * | `<p>:rates`                | HASH   | rate limiter id -> the starts in its window (the sum of its ZSET's n) |
  * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min), its outcome with keys |
  * | `<p>:key:<key>`            | STRING | "<id> <policy> <scheduledMs> <ttlMs>" while the key's job exists, then |
  * |                            |        | "<id> <untilMs>" (PX) while remembered (enqueue_jobs.lua)          |
@@ -39,7 +42,10 @@
  * The flags in the field "" of `<p>:max-concurrency` (no task has an empty name) are a JSON object
  * such as `{"prio:<queue>":true}`: set while the queue has levels (see `<p>:prios:<queue>`), read
  * by each fetch with the limits, so a queue without priorities costs no command more; and
- * `"paused:<queue>":true` while the queue is paused (pause_queue.lua).
+ * `"paused:<queue>":true` while the queue is paused (pause_queue.lua). The gates of tasks are
+ * there too (set_concurrency_keys.lua, gate_task.lua): `"rl:<task>":[ids]` (its rate limiters,
+ * `"t:<task>"` its own, `"n:<name>"` a `RateLimiter`), `"lim:<id>":[max, window ms]`,
+ * `"tpaused:<task>":true` while it is paused, `"until:<id>":ms` while a `RateLimitError` blocks it.
  *
  * A job's JSON is stored once, in `<p>:jobs`; queues, the future set and running HASHes hold its id,
  * so the scripts move ids (short, fixed-width) and read or write the JSON once per state change.

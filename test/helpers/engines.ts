@@ -66,6 +66,7 @@ export const ALL_JOB_SIGNALS = [
   "jobStarted",
   "jobSucceeded",
   "jobScheduleRetry",
+  "jobRateLimited",
   "jobFailed",
   "jobRevoked",
   "jobExpired",

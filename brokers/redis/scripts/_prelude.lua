@@ -734,7 +734,8 @@ end
 -- then one HGET and one HINCRBY per task, never below 0. A job whose ack holds its slot
 -- (`held[i]`, from chard_split_lines: its task function runs on) keeps it instead, recorded in the
 -- running HASH as "s:<token>:<id>" -> task (one HSET for all; `tokens` are the acks' tokens) until
--- chard_release_held or a recovery frees it. Returns true when a slot was freed.
+-- chard_release_held or a recovery frees it. Returns true when a slot of a task with a
+-- concurrency limit (not 0) was freed.
 local function chard_release_acked(keys, limits, ids, applied, held, tokens)
   local taken, kept = {}, {}
   for i = 1, #ids do
@@ -762,7 +763,8 @@ local function chard_release_acked(keys, limits, ids, applied, held, tokens)
     local cur = tonumber(redis.call('HGET', keys.concurrency, task))
     if cur and cur > 0 then
       redis.call('HINCRBY', keys.concurrency, task, -math.min(cur, freed[task]))
-      notify = true
+      -- A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise).
+      if limits[task] > 0 then notify = true end
     end
   end
   return notify
