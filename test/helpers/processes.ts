@@ -5,6 +5,9 @@ import { until } from "./engines.js";
 
 const SCRIPT = fileURLToPath(new URL("../fixtures/worker-process.mjs", import.meta.url));
 
+/** test/fixtures/flow-process.mjs: a worker process with the tasks its config names (flow-control tests). */
+export const FLOW_SCRIPT = fileURLToPath(new URL("../fixtures/flow-process.mjs", import.meta.url));
+
 /** A line a worker process printed. */
 export interface WorkerEvent {
   event: string;
@@ -13,6 +16,8 @@ export interface WorkerEvent {
   id?: string;
   retries?: number;
   at?: number;
+  /** flow-process.mjs "taken": the broker's clock read just before the fetch that took the job. */
+  before?: number;
   error?: string;
   args?: unknown[];
 }
@@ -26,7 +31,12 @@ export interface WorkerProcess {
 
 /** Starts `test/fixtures/worker-process.mjs` and waits until its workers are up. */
 export async function spawnWorker(redisUrl: string, namespace: string, leaseSeconds = 0.5): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [SCRIPT, redisUrl, namespace, String(leaseSeconds)], {
+  return spawnScript(SCRIPT, [redisUrl, namespace, String(leaseSeconds)]);
+}
+
+/** Starts the worker script `script` (a fixture printing JSON lines) with `args` and waits until it is ready. */
+export async function spawnScript(script: string, args: readonly string[]): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [script, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const events: WorkerEvent[] = [];
