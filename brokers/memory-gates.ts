@@ -9,6 +9,8 @@ import type { RateLimitSpec } from "../lib/rate-limits.js";
 interface Window {
   readonly entries: [number, number][];
   total: number;
+  /** The latest time a start was counted at: the window's time never goes back. */
+  mark: number;
 }
 
 /** A window read by the fetch under way: what the fetch took under it so far is `used`. */
@@ -16,6 +18,8 @@ export interface OpenWindow {
   readonly w: Window;
   readonly spec: RateLimitSpec;
   used: number;
+  /** The time this fetch counts at: its `now`, or the window's later mark. */
+  readonly at: number;
 }
 
 /** The task gates of one namespace. */
@@ -24,6 +28,10 @@ export class Gates {
   readonly limiters = new Map<string, RateLimitSpec>();
   /** Gated task -> the ids of the limiters it is under (empty for none). */
   readonly limitsOf = new Map<string, readonly string[]>();
+  /** Task -> the concurrency limit of each of its groups (`groupLimit.maxConcurrency`). */
+  readonly groupCap = new Map<string, number>();
+  /** Task -> the rate limit of each of its groups (`groupLimit.rateLimit`). */
+  readonly groupRate = new Map<string, { readonly max: number; readonly durationMs: number }>();
   /** The paused tasks. */
   readonly paused = new Set<string>();
   /** Limiter id (`t:<task>` for a task) -> blocked until (epoch ms), set by a `RateLimitError`. */
@@ -40,27 +48,29 @@ export class Gates {
   }
 
   /** The window of limiter `id`, read once per fetch, its starts older than `now - window` dropped. */
-  #window(id: string, now: number): OpenWindow | undefined {
+  #window(id: string, now: number, def?: RateLimitSpec): OpenWindow | undefined {
     const seen = this.#touched.get(id);
     if (seen) return seen;
-    const spec = this.limiters.get(id);
+    const spec = def ?? this.limiters.get(id);
     if (!spec) return undefined;
     let w = this.#windows.get(id);
-    if (!w) this.#windows.set(id, (w = { entries: [], total: 0 }));
-    for (let head = w.entries[0]; head && head[0] <= now - spec.durationMs; head = w.entries[0]) {
+    if (!w) this.#windows.set(id, (w = { entries: [], total: 0, mark: -Infinity }));
+    const at = Math.max(now, w.mark);
+    for (let head = w.entries[0]; head && head[0] <= at - spec.durationMs; head = w.entries[0]) {
       w.entries.shift();
       w.total -= head[1];
     }
-    const entry = { w, spec, used: 0 };
+    const entry = { w, spec, used: 0, at };
     this.#touched.set(id, entry);
     return entry;
   }
 
   /**
-   * The windows of gated task `task` (as fetch_jobs.lua's gates_of), or undefined while a pause
+   * The windows of gated task `task` (as fetch_jobs.lua's gates_of), with the group window of
+   * `lane` when it is a group lane of a task with a group rate limit, or undefined while a pause
    * or a block stops it (a block's end noted).
    */
-  windowsOf(task: string, now: number): OpenWindow[] | undefined {
+  windowsOf(task: string, now: number, lane?: string): OpenWindow[] | undefined {
     if (this.paused.has(task)) return undefined;
     const own = this.blocked.get(`t:${task}`);
     if (own !== undefined && own > now) {
@@ -77,15 +87,21 @@ export class Gates {
       const w = this.#window(id, now);
       if (w) out.push(w);
     }
+    const group = lane === undefined ? undefined : this.groupRate.get(task);
+    if (group) out.push(this.#window(`g:${lane}`, now, { id: `g:${lane}`, ...group })!);
     return out;
   }
 
-  /** Writes this fetch's starts into their windows at `now`; returns when the first gate that stopped a lane opens. */
-  commit(now: number): number | undefined {
-    for (const { w, spec, used } of this.#touched.values()) {
+  /**
+   * Writes this fetch's starts into their windows (at each one's time); returns when the first
+   * gate that stopped a lane opens.
+   */
+  commit(): number | undefined {
+    for (const { w, spec, used, at } of this.#touched.values()) {
       if (used > 0) {
-        w.entries.push([now, used]);
+        w.entries.push([at, used]);
         w.total += used;
+        w.mark = at;
       }
       const head = w.entries[0];
       if (head && w.total >= spec.max) this.#opensAt(head[0] + spec.durationMs);
@@ -108,6 +124,14 @@ export class Gates {
     const block = this.blocked.get(`t:${task}`);
     return this.paused.has(task) || (block !== undefined && block > now);
   }
+}
+
+/**
+ * A task's concurrency limit as a budget its lanes share in one fetch (a task has a lane per
+ * group), read like a window by `room`: `cap` slots, `running` of them taken.
+ */
+export function concurrencyBudget(cap: number, running: number): OpenWindow {
+  return { w: { entries: [], total: running, mark: 0 }, spec: { id: "", max: cap, durationMs: 0 }, used: 0, at: 0 };
 }
 
 /** How many more jobs the windows `ws` let start in this fetch. */

@@ -6,7 +6,7 @@
 import type { Duplicate, KeyLookup } from "../lib/broker.js";
 import { Job, JobStatus, dueStatus, endedKeyJob, fromWire, toWire, type WireJob } from "../lib/jobs.js";
 import { recordStatus } from "../lib/results.js";
-import type { KeyRecord, NamespaceState } from "./memory-state.js";
+import { groupLane, type KeyRecord, type NamespaceState } from "./memory-state.js";
 
 /** A pending or running job found where it is stored, and how to rewrite or remove it there. */
 interface Located {
@@ -33,7 +33,7 @@ function locate(ns: NamespaceState, rec: KeyRecord): Located | undefined {
   }
   const lanes = ns.lanes.get(rec.queue);
   const levels = ns.levels.get(rec.queue);
-  const lane = lanes?.get(rec.task);
+  const lane = lanes?.get(rec.group === undefined ? rec.task : groupLane(rec.task, rec.group));
   for (const d of [ns.queues.get(rec.queue), ...(lane?.deques() ?? []), ...(levels?.values() ?? [])]) {
     const i = d ? d.findIndex((w) => w.id === rec.id) : -1;
     if (i >= 0)
@@ -100,6 +100,7 @@ export function putKeyed(ns: NamespaceState, job: Job, wire: WireJob, now: numbe
           next.queue === found.wire.queue &&
           next.taskName === found.wire.taskName &&
           replaced.priority === (found.wire.extras?.priority ?? 0) &&
+          replaced.group === found.wire.extras?.group &&
           (found.status === JobStatus.Queued || next.atMs === found.wire.atMs);
         if (inPlace) found.set(next);
         else {
@@ -107,7 +108,7 @@ export function putKeyed(ns: NamespaceState, job: Job, wire: WireJob, now: numbe
           if (replaced.status === JobStatus.Queued) ns.ready(next);
           else ns.addFuture({ atMs: next.atMs, wire: next });
         }
-        Object.assign(rec, { policy, ttlMs, queue: next.queue, task: next.taskName });
+        Object.assign(rec, { policy, ttlMs, queue: next.queue, task: next.taskName, group: replaced.group });
         return { job: replaced, action: policy === "debounce" ? "debounced" : "replaced" };
       }
     }
@@ -120,6 +121,7 @@ export function putKeyed(ns: NamespaceState, job: Job, wire: WireJob, now: numbe
     ttlMs,
     queue: job.queue,
     task: job.taskName,
+    group: job.group,
     endedUntilMs: undefined,
   });
   ns.keyOf.set(job.id, key);

@@ -8,6 +8,32 @@ import { JobStatus, dueStatus, type Job, type WireJob } from "../lib/jobs.js";
 import { Gates } from "./memory-gates.js";
 import type { MemoryBroker } from "./memory.js";
 
+/**
+ * The lane of group `group` of task `task` in a queue (fetch_jobs.lua's chard_group_lane): its
+ * name where a task's lane has the task's name, in `NamespaceState.lanes` and `concurrency`.
+ */
+export function groupLane(task: string, group: string): string {
+  return `\u0001${task}\u0001${group}`;
+}
+
+/** The task and group of lane `lane` (see `groupLane`); the group is undefined for a task's lane. */
+export function laneParts(lane: string): [task: string, group: string | undefined] {
+  if (!lane.startsWith("\u0001")) return [lane, undefined];
+  const end = lane.indexOf("\u0001", 1);
+  return [lane.slice(1, end), lane.slice(end + 1)];
+}
+
+/** The lane whose counters a job takes: its group's (`groupLane`), else its task's name. */
+export function laneOf(job: { readonly taskName: string; readonly group: string | undefined }): string {
+  return job.group === undefined ? job.taskName : groupLane(job.taskName, job.group);
+}
+
+/** The lane a ready job of a group waits in, or undefined for a job without one. */
+export function laneOfGroup(wire: WireJob): string | undefined {
+  const group = wire.extras?.group;
+  return group === undefined ? undefined : groupLane(wire.taskName, group);
+}
+
 /** A FIFO with O(1) push and shift. */
 export class Deque<T> {
   #items: T[] = [];
@@ -197,9 +223,10 @@ export interface KeyRecord {
   scheduledMs: number;
   /** Its keyTtl, in ms. */
   ttlMs: number;
-  /** Its queue and task, where a replace finds it (kept in step with replaces). */
+  /** Its queue, task and group, where a replace finds it (kept in step with replaces). */
   queue: string;
   task: string;
+  group: string | undefined;
   /** Set once the job ended: the key is remembered until then (epoch ms). */
   endedUntilMs: number | undefined;
 }
@@ -353,9 +380,16 @@ export class NamespaceState {
 
   /**
    * Queues a ready job by its priority, at the tail (at the front with `front`): of its queue for
-   * priority 0, else of that level of its queue (the fetch moves a limited task's job to its lane).
+   * priority 0, else of that level of its queue (the fetch moves a limited task's job to its lane);
+   * a job of a group goes to its group's lane (`groupLane`).
    */
   ready(wire: WireJob, front = false): void {
+    const lane = laneOfGroup(wire);
+    if (lane !== undefined) {
+      // A job of a group waits in its group's lane; a lane new in the queue is served first (0).
+      this.lane(wire.queue, lane, 0).push(wire, front);
+      return;
+    }
     const priority = wire.extras?.priority ?? 0;
     const to = priority === 0 ? this.queue(wire.queue) : this.level(wire.queue, priority);
     if (front) to.unshiftAll([wire]);
@@ -400,9 +434,22 @@ export class NamespaceState {
     f.splice(lo, 0, entry);
   }
 
-  release(taskName: string): void {
-    const current = this.concurrency.get(taskName);
-    if (current !== undefined) this.concurrency.set(taskName, Math.max(0, current - 1));
+  /**
+   * Frees a concurrency slot of `lane` (a task's name, or a group lane: then of its task and of
+   * the group), when it is counted. Returns true when a slot of a task with a concurrency limit,
+   * or of a group, was freed.
+   */
+  release(lane: string): boolean {
+    const [task, group] = laneParts(lane);
+    if (!this.maxConcurrency.has(task)) return false;
+    let opened = false;
+    for (const field of group === undefined ? [task] : [task, lane]) {
+      const current = this.concurrency.get(field);
+      if (current === undefined || current === 0) continue;
+      this.concurrency.set(field, current - 1);
+      if (field !== task || this.maxConcurrency.get(task)! > 0) opened = true;
+    }
+    return opened;
   }
 }
 

@@ -29,8 +29,16 @@ import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/
 import { Job, JobStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
-import { type Deque, MemoryStore, type NamespaceState, type RunningEntry } from "./memory-state.js";
-import { room, type OpenWindow } from "./memory-gates.js";
+import {
+  type Deque,
+  type Lane,
+  MemoryStore,
+  laneOf,
+  laneParts,
+  type NamespaceState,
+  type RunningEntry,
+} from "./memory-state.js";
+import { concurrencyBudget, room, type OpenWindow } from "./memory-gates.js";
 
 import { lookupKey, putKeyed } from "./memory-keys.js";
 
@@ -155,7 +163,7 @@ export class MemoryBroker extends BaseBroker {
         if (this.#takeQueue(ns, q, maxJobs - jobs.length, now, next, take)) wake = true;
       }
       if (wake) this.#store.notify(this.namespace);
-      opens = ns.gates.commit(now);
+      opens = ns.gates.commit();
     }
     if (revoked.length > 0)
       this.#store.notifyResults(
@@ -243,7 +251,11 @@ export class MemoryBroker extends BaseBroker {
             emptied = true;
             break;
           }
-          if (ns.maxConcurrency.has(n[1].taskName)) {
+          if (n[1].group !== undefined) {
+            ns.ready(n[0]); // a job of a group (none is queued so here): to its group's lane
+            moved++;
+            anyMoved = true;
+          } else if (ns.maxConcurrency.has(n[1].taskName)) {
             ns.lane(queue, n[1].taskName, now).push(n[0]);
             moved++;
             anyMoved = true;
@@ -265,18 +277,39 @@ export class MemoryBroker extends BaseBroker {
     const priorities = new Set<number>();
     for (const c of candidates) if (c.items.length > 0) priorities.add(c.priority);
     const laneGates = new Map<string, OpenWindow[]>();
-    for (const [task, lane] of entries) {
+    const counted = new Map<string, string[]>();
+    // A task's concurrency limit is a budget its lanes share (a task has a lane per group).
+    const budgets = new Map<string, OpenWindow>();
+    for (const [name, lane] of entries) {
+      const [task, group] = laneParts(name);
       const max = ns.maxConcurrency.get(task);
-      let left = max === undefined || max === 0 ? Infinity : max - (ns.concurrency.get(task) ?? 0);
-      if (left > 0 && max !== undefined) {
-        const ws = ns.gates.windowsOf(task, now);
+      let left = Infinity;
+      let ws: OpenWindow[] | undefined;
+      if (max !== undefined) {
+        ws = [];
+        counted.set(name, [task]);
+        if (max > 0) {
+          let budget = budgets.get(task);
+          if (!budget) budgets.set(task, (budget = concurrencyBudget(max, ns.concurrency.get(task) ?? 0)));
+          ws.push(budget);
+        }
+        const groupCap = group === undefined ? undefined : ns.gates.groupCap.get(task);
+        if (groupCap !== undefined) {
+          left = Math.max(0, groupCap - (ns.concurrency.get(name) ?? 0));
+          counted.get(name)!.push(name);
+        }
+        if (left > 0 && room(ws) > 0) {
+          const gs = ns.gates.windowsOf(task, now, group === undefined ? undefined : name);
+          if (gs) ws.push(...gs);
+          else ws = undefined;
+        }
         if (!ws || room(ws) <= 0) left = 0;
-        if (ws) laneGates.set(task, ws);
-      }
-      free.set(task, left);
+        if (ws) laneGates.set(name, ws);
+      } else counted.set(name, []);
+      free.set(name, left);
       if (left > 0) for (const p of lane.priorities()) priorities.add(p);
     }
-    const served = new Set<string>();
+    const served = new Map<string, number>();
     let used = 0;
     for (const p of [...priorities].sort((a, b) => b - a)) {
       const c = candidates.find((x) => x.priority === p);
@@ -294,8 +327,8 @@ export class MemoryBroker extends BaseBroker {
           take(...n);
           used++;
           free.set(task, left - 1);
-          if (ns.maxConcurrency.has(task)) ns.concurrency.set(task, (ns.concurrency.get(task) ?? 0) + 1);
-          served.add(task);
+          for (const field of counted.get(task)!) ns.concurrency.set(field, (ns.concurrency.get(field) ?? 0) + 1);
+          served.set(task, (served.get(task) ?? 0) + 1);
           progress = true;
         }
         if (used < maxJobs && c && c.used < c.items.length) {
@@ -311,11 +344,18 @@ export class MemoryBroker extends BaseBroker {
     }
     if (levels?.size === 0) ns.levels.delete(queue);
     if (lanes) {
-      for (const [task, lane] of entries) {
+      // The lanes that gave go to the back, in the order of their last job of this fetch: by the
+      // jobs they gave, then in their order; their ranks follow the highest one (or now).
+      let top = now;
+      for (const [, lane] of entries) top = Math.max(top, lane.servedMs);
+      const back: [number, number, Lane][] = [];
+      entries.forEach(([task, lane], i) => {
         lane.prune();
         if (lane.length === 0) lanes.delete(task);
-        else if (served.has(task)) lane.servedMs = now; // to the back
-      }
+        else if (served.has(task)) back.push([served.get(task)!, i, lane]);
+      });
+      back.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+      back.forEach(([, , lane], k) => (lane.servedMs = Math.max(now, top + 1) + k));
       if (lanes.size === 0) ns.lanes.delete(queue);
     }
     return moved >= MOVE_MAX;
@@ -371,11 +411,8 @@ export class MemoryBroker extends BaseBroker {
       running!.delete(job.id);
       if (ns.maxConcurrency.has(job.taskName)) {
         if (holdSlot) this.#hold(ns, token, job);
-        else {
-          ns.release(job.taskName);
-          // A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise).
-          if (ns.maxConcurrency.get(job.taskName)! > 0) notify = true;
-        }
+        // A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise), or of a group.
+        else if (ns.release(laneOf(job))) notify = true;
       }
       if (hadProgress) ns.progress.delete(job.id);
       if (outcome === "retry" && entry.cancelled) {
@@ -404,7 +441,7 @@ export class MemoryBroker extends BaseBroker {
   #hold(ns: NamespaceState, token: string, job: Job): void {
     let held = ns.held.get(this.id);
     if (!held) ns.held.set(this.id, (held = new Map<string, string>()));
-    held.set(`${token} ${job.id}`, job.taskName);
+    held.set(`${token} ${job.id}`, laneOf(job));
   }
 
   /** Frees the slots `releases` name that are still held here; true when one was. */
@@ -477,6 +514,11 @@ export class MemoryBroker extends BaseBroker {
     const now = this.clock.now();
     for (const task of tasks) {
       for (const spec of task.rateLimits) gates.limiters.set(spec.id, spec);
+      const groupLimit = task.groupLimit;
+      if (groupLimit?.maxConcurrency !== undefined) gates.groupCap.set(task.name, groupLimit.maxConcurrency);
+      else gates.groupCap.delete(task.name);
+      if (groupLimit?.rateLimit !== undefined) gates.groupRate.set(task.name, groupLimit.rateLimit);
+      else gates.groupRate.delete(task.name);
       if (task.rateLimits.length > 0)
         gates.limitsOf.set(
           task.name,
@@ -485,7 +527,8 @@ export class MemoryBroker extends BaseBroker {
       else gates.limitsOf.delete(task.name);
       const block = gates.blocked.get(`t:${task.name}`);
       if (block !== undefined && block <= now) gates.blocked.delete(`t:${task.name}`);
-      if (task.maxConcurrency !== undefined || task.rateLimits.length > 0 || gates.holds(task.name, now)) {
+      const gated = task.maxConcurrency !== undefined || task.rateLimits.length > 0 || groupLimit !== undefined;
+      if (gated || gates.holds(task.name, now)) {
         ns.maxConcurrency.set(task.name, task.maxConcurrency ?? 0);
         if (!ns.concurrency.has(task.name)) ns.concurrency.set(task.name, 0);
       } else {
@@ -516,7 +559,7 @@ export class MemoryBroker extends BaseBroker {
         const job = fromWire(entry.wire, JobStatus.Running);
         tombstones!.add(`${entry.token} ${id}`);
         ns.progress.delete(id);
-        if (ns.maxConcurrency.has(job.taskName)) ns.release(job.taskName);
+        ns.release(laneOf(job));
         if (entry.cancelled) {
           job.status = JobStatus.Failed;
           ns.end(id, CANCELLED_RECORD, DEFAULT_RESULT_TTL_MS, now);

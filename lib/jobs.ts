@@ -62,6 +62,8 @@ export interface JobExtras {
   readonly priority?: number;
   /** The caller's key of the job, unique in the namespace while the job exists. */
   readonly key?: string;
+  /** The job's group (a tenant, a customer...): fair dequeue between groups, and per-group limits. */
+  readonly group?: string;
   /** Metadata carried to the worker (a trace context, a tenant id...). Frozen. */
   readonly headers?: Readonly<Record<string, string>>;
   /** This job's timeout in ms, instead of its task's. */
@@ -161,6 +163,8 @@ export class Job {
   readonly priority: number;
   /** The job's key (`JobOptions.key`), if it was given one. */
   readonly key: string | undefined;
+  /** The job's group (`JobOptions.group`), if it was given one. */
+  readonly group: string | undefined;
   /** The headers it was scheduled with (frozen; empty when none). */
   readonly headers: Readonly<Record<string, string>>;
   /** Its own timeout in ms (`JobOptions.timeout`), else undefined: its task's applies. */
@@ -183,6 +187,7 @@ export class Job {
     this.#extras = extras;
     this.priority = extras?.priority ?? 0;
     this.key = extras?.key;
+    this.group = extras?.group;
     this.headers = extras?.headers ?? NO_HEADERS;
     this.timeoutMs = extras?.timeoutMs;
     this.expiresInMs = extras?.expiresInMs;
@@ -252,7 +257,7 @@ function head(job: Job, taskAndQueue: string): string {
 /**
  * The optional fields of the wire format, each present only when set, in this fixed order (the
  * Lua reader relies on it: brokers/redis/scripts/_prelude.lua `chard_job_options`):
- * `"prio"` (integer, not 0), `"key"` (string), `"hdr"` (object of strings), `"timeout"` (ms),
+ * `"prio"` (integer, not 0), `"key"` (string), `"group"` (string), `"hdr"` (object of strings), `"timeout"` (ms),
  * `"expiresIn"` (ms). Later versions add fields in this list, before `"args"`
  * (docs/queue-model.md, "The wire format").
  */
@@ -260,6 +265,7 @@ function extrasPart(extras: JobExtras): string {
   let out = "";
   if (extras.priority !== undefined && extras.priority !== 0) out += `,"prio":${extras.priority}`;
   if (extras.key !== undefined) out += `,"key":${JSON.stringify(extras.key)}`;
+  if (extras.group !== undefined) out += `,"group":${JSON.stringify(extras.group)}`;
   if (extras.headers !== undefined && Object.keys(extras.headers).length > 0)
     out += `,"hdr":${JSON.stringify(extras.headers)}`;
   if (extras.timeoutMs !== undefined) out += `,"timeout":${extras.timeoutMs}`;
@@ -275,6 +281,7 @@ function readExtras(w: Wire): JobExtras | undefined {
   if (
     w.prio === undefined &&
     w.key === undefined &&
+    w.group === undefined &&
     w.hdr === undefined &&
     w.timeout === undefined &&
     w.expiresIn === undefined
@@ -291,6 +298,10 @@ function readExtras(w: Wire): JobExtras | undefined {
   if (w.key !== undefined) {
     if (typeof w.key !== "string") bad("key");
     extras.key = w.key as string;
+  }
+  if (w.group !== undefined) {
+    if (typeof w.group !== "string") bad("group");
+    extras.group = w.group as string;
   }
   if (w.hdr !== undefined) {
     const hdr = w.hdr as Record<string, unknown> | null;
@@ -417,6 +428,7 @@ interface Wire {
   maxRetries: unknown;
   prio?: unknown;
   key?: unknown;
+  group?: unknown;
   hdr?: unknown;
   timeout?: unknown;
   expiresIn?: unknown;

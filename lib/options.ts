@@ -59,6 +59,12 @@ export interface JobOptions {
    */
   keyTtl?: DurationInput;
   /**
+   * The job's group (a tenant, a customer...; 1 to 512 characters, no control character): jobs of
+   * different groups in one queue start in turn (fair dequeue), and the task's `groupLimit`
+   * applies to each group. Jobs without a group are one group.
+   */
+  group?: string;
+  /**
    * Metadata carried to the worker: `currentJob().job.headers` and every signal's `job.headers`.
    * At most 32 entries, names of 1 to 128 characters, string values, 4 KiB of JSON in all.
    */
@@ -79,6 +85,7 @@ const KNOWN = new Set<string>([
   "key",
   "onDuplicate",
   "keyTtl",
+  "group",
   "headers",
   "queue",
   "maxRetries",
@@ -127,6 +134,7 @@ export function checkJobOptions(options: unknown, where: string): Readonly<JobOp
       );
   }
   if (o.key !== undefined) checkKey(o.key, opt("key"));
+  if (o.group !== undefined) checkGroup(o.group, opt("group"));
   if (o.onDuplicate !== undefined) {
     if (!DUPLICATE_POLICIES.includes(o.onDuplicate))
       throw new InvalidOptionError(
@@ -152,6 +160,23 @@ export function checkJobOptions(options: unknown, where: string): Readonly<JobOp
   if (o.expiresIn !== undefined) toMilliseconds(o.expiresIn, opt("expiresIn"));
   if (o.headers !== undefined) out.headers = Object.freeze({ ...o.headers });
   return Object.freeze(out);
+}
+
+/**
+ * Checks a job group (`JobOptions.group`): a well-formed string of 1 to
+ * `OPTION_LIMITS.maxKeyLength` characters without control characters (U+0000 to U+001F).
+ * @throws InvalidOptionError naming `option`.
+ */
+export function checkGroup(group: unknown, option: string): string {
+  const max = OPTION_LIMITS.maxKeyLength;
+  if (typeof group !== "string" || group.length === 0 || group.length > max)
+    throw new InvalidOptionError(`${option} must be a string of 1 to ${max} characters, got ${describe(group)}`);
+  // eslint-disable-next-line no-control-regex -- control characters are what is refused
+  if (/[\u0000-\u001f]/.test(group) || !isWellFormed(group))
+    throw new InvalidOptionError(
+      `${option} ${JSON.stringify(group)} must hold no control character and be well-formed Unicode`,
+    );
+  return group;
 }
 
 /**
@@ -215,6 +240,10 @@ export function resolveJobOptions(task: Task, options: Readonly<JobOptions> | un
     throw new InvalidOptionError(
       `task "${task.name}": option maxRetries must be > 0 on a task with maxConcurrency (a job lost with a dead worker must be able to release its slot)`,
     );
+  if (options.group !== undefined && task.groupLimit?.maxConcurrency !== undefined && maxRetries < 1)
+    throw new InvalidOptionError(
+      `task "${task.name}": option maxRetries must be > 0 for a job of a group on a task with groupLimit.maxConcurrency (a job lost with a dead worker must be able to release its slot)`,
+    );
   const ms = (value: DurationInput | undefined): number | undefined =>
     value === undefined ? undefined : toMilliseconds(value, "", { allowZero: true });
   const extras: { -readonly [K in keyof JobExtras]: JobExtras[K] } = {};
@@ -224,6 +253,7 @@ export function resolveJobOptions(task: Task, options: Readonly<JobOptions> | un
     extras.keyPolicy = options.onDuplicate ?? "keep";
     extras.keyTtlMs = ms(options.keyTtl) ?? 0;
   }
+  if (options.group !== undefined) extras.group = options.group;
   if (options.headers !== undefined && Object.keys(options.headers).length > 0) extras.headers = options.headers;
   if (options.timeout !== undefined) extras.timeoutMs = ms(options.timeout);
   if (options.expiresIn !== undefined) extras.expiresInMs = ms(options.expiresIn);

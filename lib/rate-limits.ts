@@ -130,3 +130,37 @@ export function checkSharedLimits(
     }
   }
 }
+
+/**
+ * Checks the task option `groupLimit` of task `task` (whose `maxRetries` is `maxRetries`).
+ * @throws InvalidOptionError naming the bad field.
+ */
+export function checkGroupLimit(
+  task: string,
+  input: unknown,
+  maxRetries: number,
+):
+  | { readonly maxConcurrency: number | undefined; readonly rateLimit: { max: number; durationMs: number } | undefined }
+  | undefined {
+  if (input === undefined) return undefined;
+  const option = `task "${task}": groupLimit`;
+  if (typeof input !== "object" || input === null)
+    throw new InvalidOptionError(`${option} must be { maxConcurrency?, rateLimit? }, got ${describe(input)}`);
+  const { maxConcurrency, rateLimit, ...rest } = input as { maxConcurrency?: unknown; rateLimit?: unknown };
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0)
+    throw new InvalidOptionError(`${option} has an unknown field "${unknown[0]}" (known: maxConcurrency, rateLimit)`);
+  if (maxConcurrency === undefined && rateLimit === undefined)
+    throw new InvalidOptionError(`${option} must set maxConcurrency, rateLimit or both`);
+  if (maxConcurrency !== undefined) {
+    checkInteger(maxConcurrency, `${option}.maxConcurrency`, 1);
+    if (maxRetries < 1)
+      throw new InvalidOptionError(
+        `${option}.maxConcurrency needs maxRetries > 0 (a job lost with a dead worker must be able to release its slot); set maxRetries`,
+      );
+  }
+  return Object.freeze({
+    maxConcurrency: maxConcurrency as number | undefined,
+    rateLimit: rateLimit === undefined ? undefined : Object.freeze(checkLimit(rateLimit, `${option}.rateLimit`)),
+  });
+}

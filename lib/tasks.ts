@@ -6,7 +6,13 @@ import { checkJSON, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { checkQueue, isWellFormed } from "./names.js";
 import { checkJobOptions, type JobOptions } from "./options.js";
-import { taskRateLimits, type RateLimitInput, type RateLimitSpec } from "./rate-limits.js";
+import {
+  checkGroupLimit,
+  taskRateLimits,
+  type RateLimitInput,
+  type RateLimitOptions,
+  type RateLimitSpec,
+} from "./rate-limits.js";
 import type { SafeNamedSignal } from "./signals.js";
 
 /** Prefix of the task names of reliable signal receivers (lib/reliable.ts); user tasks may not use it. */
@@ -44,6 +50,13 @@ export interface TaskOptions {
    */
   rateLimit?: RateLimitInput;
   /**
+   * Limits of each group of this task's jobs (the job option `group`), on top of the task's own:
+   * `maxConcurrency` (most jobs of one group running at once; needs `maxRetries > 0`) and
+   * `rateLimit` (most starts of one group per window, `{ max, duration }`). Jobs without a group
+   * are not under them.
+   */
+  groupLimit?: GroupLimitOptions;
+  /**
    * Longest run of one execution (seconds or Duration): then its AbortSignal fires and it fails with
    * `JobTimeoutError`.
    */
@@ -70,6 +83,22 @@ export interface TaskOptions {
   onRetry?: (job: Job, err: Error) => unknown;
 }
 
+/** The task option `groupLimit`: the limits of each group of the task's jobs. */
+export interface GroupLimitOptions {
+  /** Most jobs of one group running at once across the namespace: an integer >= 1. */
+  maxConcurrency?: number;
+  /** Most starts of one group in any window. */
+  rateLimit?: RateLimitOptions;
+}
+
+/** A task's group limits as the brokers keep them (see `GroupLimitOptions`). */
+export interface GroupLimit {
+  /** Most jobs of one group running at once, else undefined. */
+  readonly maxConcurrency: number | undefined;
+  /** Most starts of one group per window (its max and window in ms), else undefined. */
+  readonly rateLimit: { readonly max: number; readonly durationMs: number } | undefined;
+}
+
 /** Default lifetime of a kept result: one hour. */
 export const DEFAULT_RESULT_TTL_MS = 3_600_000;
 
@@ -94,6 +123,8 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   readonly maxConcurrency: number | undefined;
   /** Its rate limits (its own first, then the shared ones), empty without any. */
   readonly rateLimits: readonly RateLimitSpec[];
+  /** The limits of each of its groups, else undefined. */
+  readonly groupLimit: GroupLimit | undefined;
   /** Longest run of one execution in milliseconds, else undefined. */
   readonly timeoutMs: number | undefined;
   /** How long after its due time a job may still start, in milliseconds, else undefined. */
@@ -111,6 +142,9 @@ export class Task<A extends unknown[] = any[], R = unknown> {
       throw new InvalidOptionError(`task name must be a non-empty string, got ${describe(name)}`);
     if (!isWellFormed(name))
       throw new InvalidOptionError(`task name ${JSON.stringify(name)} is not well-formed Unicode (a lone surrogate)`);
+    // eslint-disable-next-line no-control-regex -- control characters are what is refused
+    if (/[\u0000-\u001f]/.test(name))
+      throw new InvalidOptionError(`task name ${JSON.stringify(name)} must hold no control character`);
 
     if (typeof fn !== "function")
       throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
@@ -132,6 +166,7 @@ export class Task<A extends unknown[] = any[], R = unknown> {
     }
     this.maxConcurrency = options.maxConcurrency;
     this.rateLimits = Object.freeze(taskRateLimits(name, options.rateLimit));
+    this.groupLimit = checkGroupLimit(name, options.groupLimit, this.maxRetries);
     const duration = (value: DurationInput | undefined, option: string): number | undefined =>
       value === undefined ? undefined : toMilliseconds(value, `task "${name}": ${option}`);
     this.timeoutMs = duration(options.timeout, "timeout");

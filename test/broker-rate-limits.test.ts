@@ -9,6 +9,7 @@ import { Task, type TaskOptions } from "../lib/tasks.js";
 import { ack } from "./helpers/acks.js";
 import { brokerBed } from "./helpers/broker-bed.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
+import { FakeClock } from "./helpers/clock.js";
 
 const T0 = 1_700_000_000_000;
 const noop = (): undefined => undefined;
@@ -175,6 +176,21 @@ describe.each(brokerFactories())("rate limits and task gates on $name", ({ world
     expect(nextDueAtMs).toBe(T0 + 3000);
     bed.clock.advance(3000);
     expect((await a.fetchJobs("q", 10)).jobs.map((j) => j.taskName).sort()).toEqual(["A", "B"]);
+  });
+
+  test("a fetch whose clock is behind one already applied counts at that later time: no window ever overfills", async () => {
+    const ahead = new FakeClock(T0 + 1000);
+    const a = make();
+    const b = make({ clock: ahead });
+    await a.setConcurrencyKeys([task("R", { rateLimit: { max: 2, duration: 1 } })]);
+    await a.enqueueJobs(Array.from({ length: 6 }, () => job()));
+    expect((await a.fetchJobs("q", 10)).jobs).toHaveLength(2); // at T0
+    expect((await b.fetchJobs("q", 1)).jobs).toHaveLength(1); // at T0+1000: the two of T0 left
+    bed.clock.advance(999);
+    // At T0+999 by a's clock: the window is at T0+1000 already, and holds b's start and room for one.
+    const late = await a.fetchJobs("q", 10);
+    expect(late.jobs).toHaveLength(1);
+    expect(late.nextDueAtMs).toBe(T0 + 2000);
   });
 
   test("the latest definition of a named limiter holds", async () => {

@@ -220,6 +220,50 @@ describe.each(brokerFactories())("flow control on $name", (factory) => {
     await workers;
   });
 
+  test("fair groups through the engine: a tenant's one job runs before a second job of a tenant with a backlog", async () => {
+    const engine = trackEngine(factory.world().create());
+    const ran: string[] = [];
+    const gate = deferred();
+    const report = engine.task(
+      "report",
+      async (n: number) => {
+        ran.push(`${currentJob()!.job.group}${n}`);
+        if (n === 0) await gate.promise;
+      },
+      { groupLimit: { maxConcurrency: 1 }, maxRetries: 1 },
+    );
+    for (let n = 0; n < 20; n++) await engine.schedule(report.with({ group: "big" }), n);
+    const workers = engine.startWorkers({ number: 1 });
+    await until(() => ran.length === 1, 5_000, "the first job");
+    await engine.schedule(report.with({ group: "small" }), 0);
+    await engine.schedule(report.with({ group: "other" }), 0);
+    gate.resolve();
+    await until(() => ran.length === 22, 5_000, "every job");
+    // The two groups that became active while big0 ran start before big1 (among themselves, by name).
+    expect(ran.slice(0, 4)).toEqual(["big0", "other0", "small0", "big1"]);
+    await engine.stopWorkers();
+    await workers;
+  });
+
+  test("bad groups and group limits get an InvalidOptionError naming them", async () => {
+    const engine = trackEngine(factory.world().create());
+    const noop = (): void => undefined;
+    const t = engine.task("t", noop, { groupLimit: { maxConcurrency: 2 }, maxRetries: 1 });
+    for (const group of ["", "a\nb", 7, "x".repeat(513)])
+      expect(() => t.with({ group: group as never })).toThrow(/option group (must be a string|"a\\nb" must hold no)/);
+    await expect(engine.schedule(t.with({ group: "g", maxRetries: 0 }))).rejects.toThrow(
+      /maxRetries must be > 0 for a job of a group/,
+    );
+    expect(() => new Task("u", noop, { groupLimit: { maxConcurrency: 1 } })).toThrow(/needs maxRetries > 0/);
+    expect(() => new Task("u", noop, { groupLimit: {} })).toThrow(/must set maxConcurrency, rateLimit or both/);
+    expect(() => new Task("u", noop, { groupLimit: { rateLimit: { max: 0, duration: 1 } } })).toThrow(
+      /groupLimit\.rateLimit\.max must be an integer >= 1/,
+    );
+    expect(() => new Task("u", noop, { groupLimit: { cap: 1 } as never })).toThrow(/unknown field "cap"/);
+    expect(() => new Task("a\u0001b", noop)).toThrow(/must hold no control character/);
+    expect(await engine.broker.isQueueEmpty("chard")).toBe(true);
+  });
+
   test("bad limits and bad pause calls get an InvalidOptionError naming what to fix, before anything is written", async () => {
     const engine = trackEngine(factory.world().create());
     const noop = (): void => undefined;

@@ -83,14 +83,22 @@ describe("job wire format", () => {
   });
 
   test("per-job options are optional fields before args, in a fixed order, and round-trip", () => {
-    const extras = { priority: 3, key: "user:42", headers: { tenant: "acme" }, timeoutMs: 5000, expiresInMs: 60_000 };
+    const extras = {
+      priority: 3,
+      key: "user:42",
+      group: "acme",
+      headers: { tenant: "acme" },
+      timeoutMs: 5000,
+      expiresInMs: 60_000,
+    };
     const original = new Job({ taskName: "t", queue: "q", atMs: 5, maxRetries: 1, taskArgs: [1], extras });
     const text = toJSON(original);
     expect(text).toBe(
-      `{"id":"${original.id}","retries":0,"task":"t","queue":"q","at":5,"maxRetries":1,"prio":3,"key":"user:42","hdr":{"tenant":"acme"},"timeout":5000,"expiresIn":60000,"args":[1]}`,
+      `{"id":"${original.id}","retries":0,"task":"t","queue":"q","at":5,"maxRetries":1,"prio":3,"key":"user:42","group":"acme","hdr":{"tenant":"acme"},"timeout":5000,"expiresIn":60000,"args":[1]}`,
     );
     const back = fromJSON(text, JobStatus.Queued);
     expect(back).toEqual({ ...original, status: JobStatus.Queued });
+    expect(back.group).toBe("acme");
     expect([back.priority, back.key, back.headers, back.timeoutMs, back.expiresInMs]).toEqual([
       3,
       "user:42",
@@ -131,7 +139,15 @@ describe("job wire format", () => {
   test("fields a later version adds are ignored; mistyped options are refused", () => {
     const text = toJSON(new Job({ taskName: "t", queue: "q", atMs: 5, maxRetries: 1, taskArgs: [] }));
     expect(fromJSON(text.replace(',"args":', ',"group":"g","args":'), JobStatus.Queued).taskName).toBe("t");
-    for (const bad of ['"prio":1.5', '"key":1', '"hdr":{"a":1}', '"hdr":[]', '"timeout":-1', '"expiresIn":"1"']) {
+    for (const bad of [
+      '"prio":1.5',
+      '"key":1',
+      '"group":2',
+      '"hdr":{"a":1}',
+      '"hdr":[]',
+      '"timeout":-1',
+      '"expiresIn":"1"',
+    ]) {
       expect(() => fromJSON(text.replace(',"args":', `,${bad},"args":`), JobStatus.Queued)).toThrow(/mistyped/);
     }
   });

@@ -435,6 +435,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
               { id: "t:c", max: 5, durationMs: 1000 },
               { id: "n:api", max: 100, durationMs: 60_000 },
             ],
+            groupLimit: { maxConcurrency: 2, rateLimit: { max: 3, durationMs: 500 } },
           },
         ],
       }),
@@ -446,7 +447,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       argv: [
         ["key prefix", k.prefix],
         ["now", NOW],
-        ["one triple per task", ["a", 2, "", "b", "", "", "c", "", '[["t:c",5,1000],["n:api",100,60000]]']],
+        [
+          "four per task",
+          ["a", 2, "", "", "b", "", "", "", "c", "", '[["t:c",5,1000],["n:api",100,60000]]', "[2,3,500]"],
+        ],
       ],
     },
   ],

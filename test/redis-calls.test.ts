@@ -288,7 +288,7 @@ describe("the call builders", () => {
           { name: "b", limit: undefined, rateLimits: [{ id: "t:b", max: 3, durationMs: 250 }] },
         ],
       }).args,
-    ).toEqual([k.prefix, NOW, "a", 0, "", "b", "", '[["t:b",3,250]]']);
+    ).toEqual([k.prefix, NOW, "a", 0, "", "", "b", "", '[["t:b",3,250]]', ""]);
   });
 
   test("recoverCall sends a running key per broker, in the order of their ids", () => {

@@ -13,7 +13,7 @@ import type {
   ResultLookup,
 } from "../../lib/broker.js";
 import { CANCELLED_RECORD, LOST_RECORD } from "../../lib/results.js";
-import { DEFAULT_RESULT_TTL_MS } from "../../lib/tasks.js";
+import { DEFAULT_RESULT_TTL_MS, type GroupLimit } from "../../lib/tasks.js";
 import type { RateLimitSpec } from "../../lib/rate-limits.js";
 import { getLogger } from "../../lib/logger.js";
 import { byNextRun } from "../../lib/periodic.js";
@@ -197,6 +197,8 @@ export interface ConcurrencyCallInput {
     readonly name: string;
     readonly limit: number | undefined;
     readonly rateLimits: readonly RateLimitSpec[];
+    /** The limits of each of its groups, if any. */
+    readonly groupLimit?: GroupLimit | undefined;
   }[];
 }
 
@@ -212,6 +214,12 @@ export function concurrencyCall(k: NamespaceKeys, { nowMs, tasks }: ConcurrencyC
         t.name,
         t.limit === undefined ? "" : t.limit,
         t.rateLimits.length === 0 ? "" : JSON.stringify(t.rateLimits.map((l) => [l.id, l.max, l.durationMs])),
+        t.groupLimit === undefined
+          ? ""
+          : JSON.stringify([
+              t.groupLimit.maxConcurrency ?? 0,
+              ...(t.groupLimit.rateLimit ? [t.groupLimit.rateLimit.max, t.groupLimit.rateLimit.durationMs] : []),
+            ]),
       ]),
     ],
   };

@@ -53,7 +53,7 @@ export interface EnqueueCallInput {
 }
 
 /**
- * enqueue_jobs.lua (enqueue_keyed.lua for a batch with keyed jobs): one call per batch, `token`
+ * enqueue_jobs.lua (enqueue_keyed.lua for a batch with keyed jobs or jobs with a group): one call per batch, `token`
  * shared by every attempt of that call. Jobs due at `nowMs` go to their queue, later ones to the
  * future set; the JSONs travel in one argument, grouped by destination (batch order within
  * each), so the common batch (all due, one queue) is one group. @throws SerializationError (from
@@ -69,8 +69,10 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (width !== 0) width = idWidth(width, job.id);
-    if (!isDue(job.atMs, nowMs) || job.queue !== queue || job.priority !== 0) oneGroup = false;
-    if (job.key !== undefined) keyed = true;
+    if (!isDue(job.atMs, nowMs) || job.queue !== queue || job.priority !== 0 || job.group !== undefined)
+      oneGroup = false;
+    // Batches with keys or groups go to enqueue_keyed.lua: enqueue_jobs.lua carries none of their code.
+    if (job.key !== undefined || job.group !== undefined) keyed = true;
   }
   if (width < 0) width = 0;
   if (oneGroup && queue !== undefined) {
@@ -95,7 +97,8 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
     return { name: keyed ? "enqueue_keyed" : "enqueue_jobs", keys, args };
   }
   // Target -> its JSONs, in batch order: the KEYS index of a queue, "<index>:<priority>" for a
-  // level of it, "0" for the future set (last).
+  // level of it, "<index>:<priority>:g" for jobs with a group (their lanes), "0" for the future
+  // set (last).
   const groups = new Map<string, string[]>();
   const order = new Map<string, number[]>(); // target -> the batch indexes of its JSONs (keyed batches)
   const laterOrder: number[] = [];
@@ -110,7 +113,12 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
       return;
     }
     const queueIndex = queueKeys(k, keys, job.queue, index);
-    const target = job.priority === 0 ? String(queueIndex) : `${queueIndex}:${job.priority}`;
+    const target =
+      job.group !== undefined
+        ? `${queueIndex}:${job.priority}:g`
+        : job.priority === 0
+          ? String(queueIndex)
+          : `${queueIndex}:${job.priority}`;
     const group = groups.get(target);
     if (group) {
       group.push(jsons[i]!);

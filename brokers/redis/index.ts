@@ -420,7 +420,12 @@ export class RedisBroker extends BaseBroker {
     await this.#retrying(
       calls.concurrencyCall(this.#k, {
         nowMs: this.clock.now(),
-        tasks: tasks.map((t) => ({ name: t.name, limit: t.maxConcurrency, rateLimits: t.rateLimits })),
+        tasks: tasks.map((t) => ({
+          name: t.name,
+          limit: t.maxConcurrency,
+          rateLimits: t.rateLimits,
+          groupLimit: t.groupLimit,
+        })),
       }),
     );
   }

@@ -24,8 +24,8 @@ end
 -- The optional fields of a job's JSON that scripts read (lib/jobs.ts writes them after
 -- `maxRetries`, in this order, only when set; see docs/queue-model.md "The wire format"): reads
 -- them into `job` from `pos` (right after the maxRetries value) and returns true when the text
--- goes on to a JSON field list that holds `"args":`. `prio` (an integer) and `key` (a string) are
--- read; fields scripts do not need (headers, per-job timeouts, and those of later versions) are
+-- goes on to a JSON field list that holds `"args":`. `prio` (an integer), `key` and `group`
+-- (strings) are read; fields scripts do not need (headers, per-job timeouts, and those of later versions) are
 -- skipped by finding `,"args":`, which no JSON string can hold (its quotes are escaped).
 local function chard_job_options(json, pos, job)
   if string.sub(json, pos, pos + 7) == ',"args":' then return true end
@@ -42,11 +42,19 @@ local function chard_job_options(json, pos, job)
     job.key = key
     pos = close + 1
   end
+  if string.sub(json, pos, pos + 8) == ',"group":' then
+    local close = string.byte(json, pos + 9) == 34 and chard_string_end(json, pos + 9)
+    if not close then return false end
+    local ok, group = pcall(cjson.decode, string.sub(json, pos + 9, close))
+    if not ok or type(group) ~= 'string' then return false end
+    job.group = group
+    pos = close + 1
+  end
   return string.find(json, ',"args":', pos, true) ~= nil
 end
 
--- The header fields of a job (id, retries, task, queue, at, maxRetries, and the optional `prio`
--- and `key`: see chard_job_options), or nil when `json` is not a job. Reads toJSON's fixed layout
+-- The header fields of a job (id, retries, task, queue, at, maxRetries, and the optional `prio`,
+-- `key` and `group`: see chard_job_options), or nil when `json` is not a job. Reads toJSON's fixed layout
 -- without decoding the arguments: in one match when no string of the header holds an escape and
 -- the numbers are integers (about 1.5 us, a third of the field-by-field read below, which gives
 -- the same fields for such a header); anything else (another key order) gets a full decode and
@@ -91,7 +99,8 @@ local function chard_read_job(json)
   if ok and type(full) == 'table' and type(full.id) == 'string' and type(full.task) == 'string'
       and type(full.queue) == 'string' and type(full.at) == 'number' and type(full.retries) == 'number'
       and type(full.maxRetries) == 'number' and type(full.args) == 'table'
-      and (full.prio == nil or type(full.prio) == 'number') and (full.key == nil or type(full.key) == 'string') then
+      and (full.prio == nil or type(full.prio) == 'number') and (full.key == nil or type(full.key) == 'string')
+      and (full.group == nil or type(full.group) == 'string') then
     return full
   end
   return nil
@@ -133,19 +142,6 @@ local function chard_rewrite_head(json, id, retries, at)
   if not num then return nil end
   return '{"id":' .. chard_json_string(id) .. ',"retries":' .. string.format('%d', retries)
     .. string.sub(json, task_at, queue_end) .. ',"at":' .. chard_score(at) .. string.sub(json, queue_end + 7 + #num)
-end
-
--- Frees one concurrency slot of `task` if the task is limited; never goes below 0.
--- Returns true when a slot was released (other brokers may now fetch a job of `task`).
-local function chard_release(max_key, cur_key, task)
-  if redis.call('HEXISTS', max_key, task) == 1 then
-    local cur = tonumber(redis.call('HGET', cur_key, task))
-    if cur and cur > 0 then
-      redis.call('HINCRBY', cur_key, task, -1)
-      return true
-    end
-  end
-  return false
 end
 
 -- Splits `packed` into lines ("\n"-separated: JSON text never holds a raw newline) and each line
@@ -274,17 +270,6 @@ local function chard_push_level(prefix, max_key, flags, queue, prio, ids, front)
   if flags then flags['prio:' .. queue] = true end
 end
 
--- Queues the ready job `id` of queue `queue` by its priority `prio` (nil or 0: the queue LIST
--- prefix..":queue:"..queue; else its level, see chard_push_level), at the tail, or at the front
--- with `front`. Jobs of limited tasks too: the fetch moves them to their task's lane, by priority.
-local function chard_push_ready(prefix, max_key, flags, queue, prio, id, front)
-  if prio and prio ~= 0 then
-    chard_push_level(prefix, max_key, flags, queue, prio, { id }, front)
-  else
-    redis.call(front and 'LPUSH' or 'RPUSH', prefix .. ':queue:' .. queue, id)
-  end
-end
-
 -- The flag (in the field "" of the max-concurrency HASH, see chard_set_flag) set while the lane
 -- of task `task` in queue `queue` has levels: "lvl:<length of queue>:<queue>:<task>" (the length
 -- makes it unambiguous whatever the names hold). The fetch reads a lane's levels only when it is set.
@@ -314,6 +299,76 @@ local function chard_push_lane(prefix, max_key, flags, queue, task, prio, ids, f
     chard_set_flag(max_key, flag, true)
   end
   if flags then flags[flag] = true end
+end
+
+-- The lane of group `group` of task `task` in a queue (the jobs of a task with a `group` option):
+-- "\1"..task.."\1"..group, its member in the ZSET prefix..":lanes:"..queue, and the name its LISTs,
+-- levels, flag (chard_lane_flag) and concurrency counter are built with, where a task's lane has
+-- the task's name. No task name or group holds a control character, so it is no task's name and
+-- reads back unambiguously (chard_lane_parts).
+local function chard_group_lane(task, group)
+  return '\1' .. task .. '\1' .. group
+end
+
+-- The task and group of lane member `lane` (chard_group_lane), or `lane` and nil for a task's lane.
+local function chard_lane_parts(lane)
+  local task, group = string.match(lane, '^\1([^\1]*)\1(.*)$')
+  if task then return task, group end
+  return lane, nil
+end
+
+-- Frees one concurrency slot of `task` if the task is limited (gated); never goes below 0. Of a
+-- job of a group (`group`), the slot of its group lane's counter too (chard_group_lane: kept only
+-- for a task with a group limit). `task` may be given as a group lane (as the held slots record
+-- it). Returns true when a slot was released (other brokers may now fetch a job of `task`).
+local function chard_release(max_key, cur_key, task, group)
+  if not group then task, group = chard_lane_parts(task) end
+  local freed = false
+  if redis.call('HEXISTS', max_key, task) == 1 then
+    local fields = { task }
+    if group then fields[2] = chard_group_lane(task, group) end
+    for _, field in ipairs(fields) do
+      local cur = tonumber(redis.call('HGET', cur_key, field))
+      if cur and cur > 0 then
+        redis.call('HINCRBY', cur_key, field, -1)
+        freed = true
+      end
+    end
+  end
+  return freed
+end
+
+-- Queues the ready jobs `ids` of group lane `lane` (chard_group_lane) of queue `queue`, of priority
+-- `prio`, at the tail (at the front with `front`: see chard_push_lane), and lists the lane in
+-- prefix..":lanes:"..queue when it is not there, with score 0: a group that becomes active is
+-- served first by the next fetch (the round-robin then moves it to the back with the others);
+-- also lists the queue in prefix..":lane-queues" and sets the flag "grp:<queue>", which makes the
+-- fetch read the queue's lanes (cleared by the fetch once the queue has no lane left). Every path
+-- that makes a job of a group ready comes here, so no job of a group waits in the queue LIST
+-- behind another group's backlog. `flags`, when given, is the caller's copy of the flags.
+local function chard_push_group(prefix, max_key, flags, queue, lane, prio, ids, front)
+  chard_push_lane(prefix, max_key, flags, queue, lane, prio, ids, front)
+  if redis.call('ZADD', prefix .. ':lanes:' .. queue, 'NX', '0', lane) == 1 then
+    redis.call('SADD', prefix .. ':lane-queues', queue)
+    local flag = 'grp:' .. queue
+    if not (flags and flags[flag]) then chard_set_flag(max_key, flag, true) end
+    if flags then flags[flag] = true end
+  end
+end
+
+-- Queues the ready job `id` of queue `queue` by its priority `prio` (nil or 0: the queue LIST
+-- prefix..":queue:"..queue; else its level, see chard_push_level), at the tail, or at the front
+-- with `front`. Jobs of limited tasks too: the fetch moves them to their task's lane, by priority.
+-- A job of a group goes to its group's lane instead (`lane`, from chard_group_lane: see
+-- chard_push_group).
+local function chard_push_ready(prefix, max_key, flags, queue, prio, id, front, lane)
+  if lane then
+    chard_push_group(prefix, max_key, flags, queue, lane, prio, { id }, front)
+  elseif prio and prio ~= 0 then
+    chard_push_level(prefix, max_key, flags, queue, prio, { id }, front)
+  else
+    redis.call(front and 'LPUSH' or 'RPUSH', prefix .. ':queue:' .. queue, id)
+  end
 end
 
 -- Puts the jobs of the lane of task `name` in queue `queue` (it is no longer gated) back to the
@@ -394,14 +449,14 @@ local function chard_take_back(id, json, prefix, jobs_key, max_key, cur_key, out
     out.lost_ids[#out.lost_ids + 1] = id
     return
   end
-  chard_release(max_key, cur_key, job.task)
+  chard_release(max_key, cur_key, job.task, job.group)
   if cancelled then
     out.cancelled[#out.cancelled + 1] = json
     out.cancelled_ids[#out.cancelled_ids + 1] = id
   elseif job.retries < job.maxRetries then
     local new = string.gsub(json, '"retries":%-?%d+', '"retries":' .. string.format('%d', job.retries + 1), 1)
     redis.call('HSET', jobs_key, id, new)
-    chard_push_ready(prefix, max_key, nil, job.queue, job.prio, id, false)
+    chard_push_ready(prefix, max_key, nil, job.queue, job.prio, id, false, job.group and chard_group_lane(job.task, job.group))
     out.requeued[#out.requeued + 1] = new
   else
     out.failed[#out.failed + 1] = json
@@ -424,15 +479,20 @@ end
 -- { targets, prios (false for a plain group), counts, ids, hash_args (id, JSON, id, JSON... for
 -- HSET), n (the number of jobs), future_at }, or nil and what is wrong.
 local function chard_read_batch(groups, packed, width, future, nkeys)
-  local targets, prios, counts, total = {}, {}, {}, 0
+  local targets, prios, counts, grouped, total = {}, {}, {}, {}, 0
   do
     local fields = chard_split_ids(groups, 0)
     for i = 1, #fields, 2 do
       local target, count, prio = tonumber(fields[i]), tonumber(fields[i + 1]), nil
       if not target then
-        local t, p = string.match(fields[i], '^(%d+):(%-?%d+)$')
+        local t, p, g = string.match(fields[i], '^(%d+):(%-?%d+)(:?g?)$')
         target, prio = tonumber(t), tonumber(p)
-        if prio == 0 or target == 0 then target = nil end
+        if g == ':g' then
+          grouped[#targets + 1] = true
+        elseif g ~= '' or prio == 0 then
+          target = nil
+        end
+        if target == 0 then target = nil end
       end
       if not target or not count or count < 1 or (target ~= 0 and (target < 5 or target > nkeys)) then
         return nil, ('bad groups: ' .. string.sub(groups, 1, 100))
@@ -476,8 +536,16 @@ local function chard_read_batch(groups, packed, width, future, nkeys)
   for _, at in ipairs(future_at) do
     if not tonumber(at) then return nil, ('bad atMs ' .. string.sub(at, 1, 30)) end
   end
-  return { targets = targets, prios = prios, counts = counts, ids = ids, hash_args = hash_args, n = n,
-    future_at = future_at }
+  for g in pairs(grouped) do
+    local first = 1
+    for k = 1, g - 1 do first = first + counts[k] end
+    for i = first, first + counts[g] - 1 do
+      local job = chard_read_job(hash_args[2 * i])
+      if not job or not job.group then return nil, ('a job of a group without one: ' .. string.sub(hash_args[2 * i], 1, 100)) end
+    end
+  end
+  return { targets = targets, prios = prios, counts = counts, grouped = grouped, ids = ids, hash_args = hash_args,
+    n = n, future_at = future_at }
 end
 
 -- The state of job `id`, stored in the jobs HASH (not ended): "revoked" when in the revoked SET,
@@ -733,9 +801,11 @@ end
 -- one HMGET of their JSONs (a job's task is read there, before its JSON is rewritten or deleted),
 -- then one HGET and one HINCRBY per task, never below 0. A job whose ack holds its slot
 -- (`held[i]`, from chard_split_lines: its task function runs on) keeps it instead, recorded in the
--- running HASH as "s:<token>:<id>" -> task (one HSET for all; `tokens` are the acks' tokens) until
--- chard_release_held or a recovery frees it. Returns true when a slot of a task with a
--- concurrency limit (not 0) was freed.
+-- running HASH as "s:<token>:<id>" -> task (its group lane for a job of a group: see
+-- chard_group_lane; one HSET for all; `tokens` are the acks' tokens) until chard_release_held or a
+-- recovery frees it. A job of a group frees its group lane's counter too (kept only for tasks with
+-- a group limit). Returns true when a slot of a task with a concurrency limit (not 0), or of a
+-- group, was freed.
 local function chard_release_acked(keys, limits, ids, applied, held, tokens)
   local taken, kept = {}, {}
   for i = 1, #ids do
@@ -748,23 +818,27 @@ local function chard_release_acked(keys, limits, ids, applied, held, tokens)
   for k = 1, #taken do
     local job = jsons[k] and chard_read_job(jsons[k])
     if job and limits[job.task] then
+      local lane = job.group and chard_group_lane(job.task, job.group)
       if kept[k] then
         holds[#holds + 1] = 's:' .. kept[k] .. ':' .. taken[k]
-        holds[#holds + 1] = job.task
+        holds[#holds + 1] = lane or job.task
       else
-        if not freed[job.task] then order[#order + 1] = job.task end
-        freed[job.task] = (freed[job.task] or 0) + 1
+        for _, field in ipairs({ job.task, lane }) do
+          if not freed[field] then order[#order + 1] = field end
+          freed[field] = (freed[field] or 0) + 1
+        end
       end
     end
   end
   chard_hset_pairs(keys.running, holds)
   local notify = false
-  for _, task in ipairs(order) do
-    local cur = tonumber(redis.call('HGET', keys.concurrency, task))
+  for _, field in ipairs(order) do
+    local cur = tonumber(redis.call('HGET', keys.concurrency, field))
     if cur and cur > 0 then
-      redis.call('HINCRBY', keys.concurrency, task, -math.min(cur, freed[task]))
-      -- A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise).
-      if limits[task] > 0 then notify = true end
+      redis.call('HINCRBY', keys.concurrency, field, -math.min(cur, freed[field]))
+      -- A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise), or
+      -- of a group (only a task with a group limit counts its groups' jobs).
+      if not limits[field] or limits[field] > 0 then notify = true end
     end
   end
   return notify
@@ -802,9 +876,14 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records, marke
         if lower == 'f' then
           redis.call('ZADD', keys.future, line[5], id)
         else
-          -- A job with a priority goes to its level (the plain find keeps plain jobs cheap).
-          local job = string.find(line[6], ',"prio":', 1, true) and chard_read_job(line[6])
-          if job and job.prio and job.prio ~= 0 then
+          -- A job with a priority goes to its level, one of a group to its lane (the plain finds keep
+          -- plain jobs cheap).
+          local job = (string.find(line[6], ',"prio":', 1, true) or string.find(line[6], ',"group":', 1, true))
+            and chard_read_job(line[6])
+          if job and job.group then
+            chard_push_group(keys.prefix, keys.max_concurrency, keys.flags, job.queue,
+              chard_group_lane(job.task, job.group), job.prio, { id }, false)
+          elseif job and job.prio and job.prio ~= 0 then
             chard_push_level(keys.prefix, keys.max_concurrency, keys.flags, job.queue, job.prio, { id }, false)
           else
             redis.call('RPUSH', keys.by_index[tonumber(line[5])], id)

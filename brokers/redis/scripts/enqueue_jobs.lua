@@ -22,8 +22,8 @@
 -- ARGV[7]   key prefix "{chard:<ns>}": the levels are built here from it and the queue's name
 --           (KEYS[i] is prefix..":queue:"..queue; same hash tag, same Cluster slot)
 -- Returns 0 when stored, 1 (DUPLICATE) when the token existed: an earlier attempt of this very
--- call already stored the batch, so nothing is stored twice. A batch with keyed jobs goes to
--- enqueue_keyed.lua instead (the same arguments and two more), so this script carries none of
+-- call already stored the batch, so nothing is stored twice. A batch with keyed jobs, or jobs with
+-- a group, goes to enqueue_keyed.lua instead (the same arguments and two more), so this script carries none of
 -- that code: a script's helpers cost every call their definitions.
 -- A CHARD_ARGS error, before anything is written, when the arguments do not describe a batch.
 local DUPLICATE = 1
@@ -32,6 +32,7 @@ local function bad(what)
 end
 local batch, wrong = chard_read_batch(ARGV[4], ARGV[5], tonumber(ARGV[3]), ARGV[6], #KEYS)
 if not batch then return bad(wrong) end
+if next(batch.grouped) then return bad('jobs with a group go to enqueue_keyed.lua') end
 local targets, prios, counts, ids = batch.targets, batch.prios, batch.counts, batch.ids
 local hash_args, n, future_at = batch.hash_args, batch.n, batch.future_at
 

@@ -15,8 +15,10 @@
 --           go to <target>, the next ones to the next target... <target> is the KEYS index of a
 --           queue, or 0 for the future set, or "<KEYS index of a queue>:<priority>" for jobs due
 --           with a priority other than 0: they go to that level of the queue, the LIST
---           prefix..":prio:"..priority..":"..queue (chard_push_level). The common batch (all due, one
---           queue, no priority) is one group.
+--           prefix..":prio:"..priority..":"..queue (chard_push_level), or
+--           "<KEYS index of a queue>:<priority>:g" for due jobs with a group (of that priority, 0
+--           included): each goes to its group's lane. The common batch (all due, one queue, no
+--           priority) is one group.
 -- ARGV[5]   the jobs' JSONs, exactly as toJSON writes them, "\n"-separated, in group order and in
 --           batch order within a group (so within each queue)
 -- ARGV[6]   the atMs of the jobs of the future group, space-separated, in their order ("" if none)
@@ -89,7 +91,7 @@ do
 
   -- Where each job of ARGV[5] goes: a queue key (and its priority level, when not 0), or false
   -- for the future set (and its at).
-  local dest, at_of, prio_of, first = {}, {}, {}, 1
+  local dest, at_of, prio_of, lane_of, first = {}, {}, {}, {}, 1
   for g, target in ipairs(targets) do
     for i = first, first + counts[g] - 1 do
       if target == 0 then
@@ -98,6 +100,10 @@ do
       else
         dest[i] = KEYS[target]
         prio_of[i] = prios[g] or nil
+        if batch.grouped[g] then
+          local j = chard_read_job(hash_args[2 * i])
+          lane_of[i] = chard_group_lane(j.task, j.group)
+        end
       end
     end
     first = first + counts[g]
@@ -106,10 +112,10 @@ do
   local in_batch = {} -- id -> place in ARGV[5] of a job of this batch that took a key
   local extra_hset, extra_push, extra_zadd = {}, {}, {}
   local outcome = {}
-  local function place(id, queue, at, prio) -- a replaced job stored before this call, moved
+  local function place(id, queue, at, prio, lane) -- a replaced job stored before this call, moved
     if at <= now then
-      if prio and prio ~= 0 then
-        chard_push_ready(prefix, KEYS[4], nil, queue, prio, id, false)
+      if lane or (prio and prio ~= 0) then
+        chard_push_ready(prefix, KEYS[4], nil, queue, prio, id, false, lane)
         return 'q'
       end
       local key = prefix .. ':queue:' .. queue
@@ -163,6 +169,8 @@ do
             if not new_json then return bad('not a job entry: ' .. string.sub(hash_args[2 * e.pos], 1, 100)) end
             local due = new_at <= now
             local same = job.queue == cur.queue and job.task == cur.task and (job.prio or 0) == (cur.prio or 0)
+              and job.group == cur.group
+            local new_lane = job.group and chard_group_lane(job.task, job.group)
             local now_state
             if pos then -- a job of this batch, not written yet: its place is decided here
               hash_args[2 * pos] = new_json
@@ -170,6 +178,7 @@ do
                 dest[pos] = due and (prefix .. ':queue:' .. job.queue) or false
                 at_of[pos] = chard_score(new_at)
                 prio_of[pos] = job.prio
+                lane_of[pos] = new_lane or nil
               end
               now_state = dest[pos] and 'q' or 'w'
             else
@@ -181,13 +190,15 @@ do
                   now_state = 'w'
                 else
                   redis.call('ZREM', KEYS[3], holder)
-                  now_state = place(holder, job.queue, new_at, job.prio)
+                  now_state = place(holder, job.queue, new_at, job.prio, new_lane)
                 end
               elseif same and due then
                 now_state = 'q'
               else
-                -- Where it waits: its level, or its queue, or its task's lane (a limited task's).
+                -- Where it waits: its level, or its queue, or its task's lane (a limited task's), or
+                -- its group's lane (its LIST or level, as a task's lane).
                 local removed = 0
+                local lane = cur.group and chard_group_lane(cur.task, cur.group) or cur.task
                 if cur.prio and cur.prio ~= 0 then
                   removed = redis.call('LREM', prefix .. ':prio:' .. string.format('%d', cur.prio) .. ':' .. cur.queue, 1,
                     holder)
@@ -195,18 +206,18 @@ do
                 if removed == 0 then removed = redis.call('LREM', prefix .. ':queue:' .. cur.queue, 1, holder) end
                 if removed == 0 and cur.prio and cur.prio ~= 0 then -- its lane's level (see fetch_jobs.lua)
                   local n = string.format('%d', cur.prio)
-                  local level = prefix .. ':plane:' .. n .. ':' .. cur.queue .. ':t:' .. cur.task
+                  local level = prefix .. ':plane:' .. n .. ':' .. cur.queue .. ':t:' .. lane
                   removed = redis.call('LREM', level, 1, holder)
                   if removed == 1 and redis.call('LLEN', level) == 0 then
-                    local listed = prefix .. ':plevels:' .. cur.queue .. ':t:' .. cur.task
+                    local listed = prefix .. ':plevels:' .. cur.queue .. ':t:' .. lane
                     redis.call('ZREM', listed, n)
                     if redis.call('ZCARD', listed) == 0 then
-                      chard_set_flag(KEYS[4], chard_lane_flag(cur.queue, cur.task), false)
+                      chard_set_flag(KEYS[4], chard_lane_flag(cur.queue, lane), false)
                     end
                   end
                 end
-                if removed == 0 then redis.call('LREM', prefix .. ':lane:' .. cur.queue .. ':t:' .. cur.task, 1, holder) end
-                now_state = place(holder, job.queue, new_at, job.prio)
+                if removed == 0 then redis.call('LREM', prefix .. ':lane:' .. cur.queue .. ':t:' .. lane, 1, holder) end
+                now_state = place(holder, job.queue, new_at, job.prio, new_lane)
               end
             end
             redis.call('SET', rk, holder .. ' ' .. e.policy .. ' ' .. scheduled .. ' ' .. string.format('%d', e.ttl))
@@ -229,8 +240,8 @@ do
       hset[#hset + 1] = ids[i]
       hset[#hset + 1] = hash_args[2 * i]
       local key = dest[i]
-      if key and prio_of[i] and prio_of[i] ~= 0 then
-        levels[#levels + 1] = { string.sub(key, #prefix + 8), prio_of[i], ids[i] }
+      if key and (lane_of[i] or (prio_of[i] and prio_of[i] ~= 0)) then
+        levels[#levels + 1] = { string.sub(key, #prefix + 8), prio_of[i], ids[i], lane_of[i] }
       elseif key then
         if not pushes[key] then
           pushes[key] = {}
@@ -254,7 +265,7 @@ do
   end
   chard_hset_pairs(KEYS[2], hset)
   for _, key in ipairs(push_order) do chard_chunked('RPUSH', key, pushes[key]) end
-  for _, l in ipairs(levels) do chard_push_ready(prefix, KEYS[4], nil, l[1], l[2], l[3], false) end
+  for _, l in ipairs(levels) do chard_push_ready(prefix, KEYS[4], nil, l[1], l[2], l[3], false, l[4]) end
   for i = 1, #zadd, 2000 do redis.call('ZADD', KEYS[3], unpack(zadd, i, math.min(i + 1999, #zadd))) end
   local lines = {}
   for b = 1, n do lines[b] = outcome[b] or 'c' end

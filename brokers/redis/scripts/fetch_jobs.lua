@@ -120,8 +120,20 @@ local lanes_touched, level_of, lane_level_of = {}, {}, {}
 -- Queues job `id` (of `task`, priority `prio`) at the tail of `queue`: of its task's lane when
 -- the task is limited (by its priority, see chard_push_lane), else of its level when it has a
 -- priority (see chard_push_level).
-local function push(queue, id, task, prio)
+local group_pushes, group_order = {}, {}
+local function push(queue, id, task, prio, group)
   local key = prefix .. ':queue:' .. queue
+  if group then -- to its group's lane (chard_push_group), by its priority
+    local lane = chard_group_lane(task, group)
+    local g = queue .. '\1' .. lane .. '\1' .. string.format('%d', prio or 0)
+    if not group_pushes[g] then
+      group_pushes[g] = { queue, lane, prio or 0, {} }
+      group_order[#group_order + 1] = g
+    end
+    table.insert(group_pushes[g][4], id)
+    moved = moved + 1
+    return
+  end
   if limits and limits[task] then
     key = lane_of(queue, task)
     if prio and prio ~= 0 then
@@ -210,7 +222,7 @@ local function read(popped)
     elseif marks and marks[i] == 1 then
       revoked[#revoked + 1], revoked_ids[#revoked_ids + 1] = json, id
     else
-      out[#out + 1] = { id, json, job.task, job.prio }
+      out[#out + 1] = { id, json, job.task, job.prio, job.group }
     end
   end
   drop(lost)
@@ -238,38 +250,44 @@ end
 -- ("rl:<task>": its limiters' ids, each defined by "lim:<id>" = {max, window ms}) gives at most
 -- what each of its limiters' windows has room for. A window is a sliding log: the ZSET
 -- prefix..":rate:"..id holds one member per fetch that took jobs under it,
--- "<broker id>:<fetch token>:<n>" scored by the fetch's time, and the field id of the HASH
--- prefix..":rates" their sum; at most `max` jobs start in any `window` ms (by the namespace's
--- clock, which the fetch's `now` follows). A window is read at most once per fetch, and only for
--- a lane with a free slot: its members older than now - window leave it (ZRANGEBYSCORE, then
--- ZREMRANGEBYSCORE and HINCRBY when there are some, else one HGET). A fetch's starts are written
--- once per limiter at the end (ZADD, HINCRBY). `gate_next` is when the first gate that stopped
+-- "<broker id>:<fetch token>:<n>" scored by the fetch's time, the field id of the HASH
+-- prefix..":rates" their sum and the field id.."@" the latest time counted (a fetch never counts
+-- before it: the window's time does not go back when clocks differ by a millisecond); at most
+-- `max` jobs start in any `window` ms (by the namespace's clock, which the fetch's `now` follows).
+-- A window is read at most once per fetch, and only for a lane with a free slot (HMGET of its
+-- sum and time, ZRANGEBYSCORE of its members older than the window, and ZREMRANGEBYSCORE when
+-- there are some). A fetch's starts are written once per limiter at the end (ZADD, one HSET of
+-- the sum and time; a window only trimmed gets its sum written). `gate_next` is when the first gate that stopped
 -- a lane opens: the end of a block, or when the oldest member of an exhausted window leaves it.
 local rates_key = prefix .. ':rates'
 local windows, gate_next = {}, nil
 local function gate_opens(at)
   if at and (not gate_next or at < gate_next) then gate_next = at end
 end
--- The window of limiter `id` (nil when it has no definition), trimmed to now.
-local function window(id)
+-- The window of limiter `id` (false when it has no definition: `def`, else the flag "lim:<id>"),
+-- trimmed to now. A group's window (a task's group rate limit, the flag "grl:<task>") has the id
+-- "g:" followed by its group lane (chard_group_lane).
+local function window(id, def)
   local w = windows[id]
   if w ~= nil then return w end
-  local def = flags['lim:' .. id]
+  def = def or flags['lim:' .. id]
   w = false
   if type(def) == 'table' and tonumber(def[1]) and tonumber(def[2]) then
     local key, ms = prefix .. ':rate:' .. id, tonumber(def[2])
-    local cutoff = chard_score(now - ms)
+    -- The window's time never goes back: a fetch whose `now` is before the latest start counted
+    -- (another process's clock a millisecond ahead, its fetch applied first) counts at that time.
+    local got = redis.call('HMGET', rates_key, id, id .. '@')
+    local total, mark = tonumber(got[1]) or 0, tonumber(got[2])
+    local at = (mark and mark > now) and mark or now
+    local cutoff = chard_score(at - ms)
     local old = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff)
-    local total
+    local gone = 0
     if #old > 0 then
-      local gone = 0
       for _, m in ipairs(old) do gone = gone + (tonumber(string.match(m, ':(%d+)$')) or 0) end
       redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
-      total = redis.call('HINCRBY', rates_key, id, -gone)
-    else
-      total = tonumber(redis.call('HGET', rates_key, id)) or 0
     end
-    w = { id = id, key = key, max = tonumber(def[1]), ms = ms, total = math.max(0, total), used = 0 }
+    w = { id = id, key = key, max = tonumber(def[1]), ms = ms, total = math.max(0, total - gone), used = 0, at = at,
+      trimmed = #old > 0 }
   end
   windows[id] = w
   return w
@@ -310,8 +328,11 @@ end
 local function commit_windows()
   for id, w in pairs(windows) do
     if w and w.used > 0 then
-      redis.call('ZADD', w.key, now_s, broker_id .. ':' .. token .. ':' .. w.used)
-      redis.call('HINCRBY', rates_key, id, w.used)
+      local at = chard_score(w.at)
+      redis.call('ZADD', w.key, at, broker_id .. ':' .. token .. ':' .. w.used)
+      redis.call('HSET', rates_key, id, w.total + w.used, id .. '@', at)
+    elseif w and w.trimmed then
+      redis.call('HSET', rates_key, id, w.total)
     end
     if w and w.total + w.used >= w.max then
       local head = redis.call('ZRANGE', w.key, '0', '0', 'WITHSCORES')[2]
@@ -351,12 +372,13 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
       local any_moved = false
       for _, entry in ipairs(read(popped)) do
         local task = entry[3]
-        if limit[task] then
-          local m = moves[task]
+        if limit[task] or entry[5] then -- a job of a group (stored so by the previous version): to its lane
+          local lane = entry[5] and chard_group_lane(task, entry[5]) or task
+          local m = moves[lane]
           if not m then
-            m = { order = {}, by = {} }
-            moves[task] = m
-            move_order[#move_order + 1] = task
+            m = { order = {}, by = {}, group = entry[5] ~= nil }
+            moves[lane] = m
+            move_order[#move_order + 1] = lane
           end
           local p = entry[4] or 0
           if not m.by[p] then
@@ -373,16 +395,30 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
       if any_moved then chunk = chunk * 2 end
     end
   end
-  for _, task in ipairs(move_order) do
-    local m = moves[task]
-    for _, p in ipairs(m.order) do chard_push_lane(prefix, max_key, flags, queue_name, task, p, m.by[p], false) end
-    redis.call('ZADD', lanes_key, 'NX', now_s, task)
+  for _, lane in ipairs(move_order) do
+    local m = moves[lane]
+    for _, p in ipairs(m.order) do
+      if m.group then
+        chard_push_group(prefix, max_key, flags, queue_name, lane, p, m.by[p], false)
+      else
+        chard_push_lane(prefix, max_key, flags, queue_name, lane, p, m.by[p], false)
+      end
+    end
+    if not m.group then redis.call('ZADD', lanes_key, 'NX', now_s, lane) end
   end
   if moved_n > 0 then redis.call('SADD', prefix .. ':lane-queues', queue_name) end
   -- 2. The lanes with jobs, their free slots (a task no longer limited: ungated), and the levels of
   -- the open ones. A lane with levels that an older worker took out of <p>:lanes:<q> (it saw its
   -- LIST empty) is listed again, from its flag.
-  local lanes = redis.call('ZRANGE', lanes_key, '0', '-1')
+  local lanes, top = {}, now
+  do
+    local flat = redis.call('ZRANGE', lanes_key, '0', '-1', 'WITHSCORES')
+    for k = 1, #flat, 2 do
+      lanes[#lanes + 1] = flat[k]
+      local score = tonumber(flat[k + 1])
+      if score > top then top = score end
+    end
+  end
   if next(flags) ~= nil then
     local head = 'lvl:' .. #queue_name .. ':' .. queue_name .. ':'
     local listed, missing = {}, {}
@@ -408,22 +444,64 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
   for _, src in ipairs(sources) do
     if #src.ids > 0 then see(src.prio) end
   end
-  local lane_gates = {}
+  local lane_gates, counted = {}, {}
   if #lanes > 0 then
-    local cur = redis.call('HMGET', cur_key, unpack(lanes))
-    for i, task in ipairs(lanes) do
-      local cap = limit[task]
-      free[i] = (cap and cap > 0) and math.max(0, cap - (tonumber(cur[i]) or 0)) or count
-      if free[i] > 0 and cap then
-        local ws = gates_of(task)
-        if not ws or room(ws) <= 0 then free[i] = 0 end
-        lane_gates[i] = ws or nil
+    -- The counters read: each lane's (a task's, or a group lane's: see chard_group_lane), and the
+    -- task's of a group lane of a limited task.
+    local fields, at = {}, {}
+    local function field(f)
+      if not at[f] then
+        fields[#fields + 1] = f
+        at[f] = #fields
       end
-      local srcs = { { prio = 0, key = lane_of(queue_name, task) } }
-      if free[i] > 0 and flags[chard_lane_flag(queue_name, task)] then
-        local lvls = redis.call('ZRANGE', prefix .. ':plevels:' .. queue_name .. ':t:' .. task, '0', '-1')
+    end
+    for _, lane in ipairs(lanes) do
+      field(lane)
+      local task, group = chard_lane_parts(lane)
+      if group then field(task) end
+    end
+    local cur = redis.call('HMGET', cur_key, unpack(fields))
+    -- A task's concurrency limit is a budget its lanes share (a task has a lane per group), like a
+    -- rate window (see room): one per task, read from its counter.
+    local budgets = {}
+    for i, lane in ipairs(lanes) do
+      local task, group = chard_lane_parts(lane)
+      local cap = limit[task]
+      free[i] = count
+      local ws = nil
+      if cap then
+        ws = {}
+        counted[i] = { task }
+        if cap > 0 then
+          budgets[task] = budgets[task] or { max = cap, total = tonumber(cur[at[task]]) or 0, used = 0, conc = true }
+          ws[1] = budgets[task]
+        end
+        local gcap = group and type(flags['gcap:' .. task]) == 'table' and tonumber(flags['gcap:' .. task][1])
+        if gcap then
+          free[i] = math.max(0, gcap - (tonumber(cur[at[lane]]) or 0))
+          counted[i][2] = lane
+        end
+        if free[i] > 0 and room(ws) > 0 then
+          local gs = gates_of(task)
+          if not gs then
+            ws = false
+          else
+            for _, w in ipairs(gs) do ws[#ws + 1] = w end
+            local grl = group and flags['grl:' .. task]
+            local w = grl and window('g:' .. lane, grl)
+            if w then ws[#ws + 1] = w end
+          end
+        end
+        if not ws or room(ws) <= 0 then free[i] = 0 end
+      else
+        counted[i] = {}
+      end
+      lane_gates[i] = ws or nil
+      local srcs = { { prio = 0, key = lane_of(queue_name, lane) } }
+      if free[i] > 0 and flags[chard_lane_flag(queue_name, lane)] then
+        local lvls = redis.call('ZRANGE', prefix .. ':plevels:' .. queue_name .. ':t:' .. lane, '0', '-1')
         for _, n in ipairs(lvls) do
-          local key = prefix .. ':plane:' .. n .. ':' .. queue_name .. ':t:' .. task
+          local key = prefix .. ':plane:' .. n .. ':' .. queue_name .. ':t:' .. lane
           srcs[#srcs + 1] = { prio = tonumber(n), n = n, key = key }
         end
         srcs.levels, srcs.flagged = #lvls, true
@@ -448,7 +526,7 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
     end
     local at = {}
     for i = 1, #lanes do
-      if free[i] > 0 then
+      if free[i] > 0 and (not lane_gates[i] or room(lane_gates[i]) > 0) then
         for _, src in ipairs(lane_srcs[i]) do
           if src.prio == p then at[i] = src end
         end
@@ -476,36 +554,48 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
           cand_n, total, progress = cand_n + 1, total + 1, true
         end
       end
+      -- What each source gives in this pass, merged below one job per source per round (the order
+      -- the workers start them in).
+      local given, rounds = {}, cand_n
       for i = 1, #lanes do
         local want, src = share[i], at[i]
         if want and want > 0 then
-          local task = lanes[i]
           -- Revoked and corrupt entries take no slot: pop again for them (each is popped once).
-          local n = 0
+          local n, mine = 0, {}
           while n < want and not src.emptied do
             local got = redis.call('LPOP', src.key, want - n) or {}
             if #got < want - n then src.emptied = true end
             for _, entry in ipairs(read(got)) do
-              ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2]
+              mine[#mine + 1] = entry
               n = n + 1
             end
           end
+          given[i] = mine
+          if n > rounds then rounds = n end
           src.popped = true
           if lane_gates[i] and n < want then use(lane_gates[i], n - want) end
           if n > 0 then
-            if limit[task] then
-              if not taken[task] then taken_order[#taken_order + 1] = task end
-              taken[task] = (taken[task] or 0) + n
+            for _, f in ipairs(counted[i]) do
+              if not taken[f] then taken_order[#taken_order + 1] = f end
+              taken[f] = (taken[f] or 0) + n
             end
             free[i] = free[i] - n
           end
-          gave[i] = true
+          gave[i] = (gave[i] or 0) + n
           left = left - n
           if n < want then again = true end
         end
       end
+      for r = 1, rounds do
+        for i = 1, #lanes do
+          local entry = given[i] and given[i][r]
+          if entry then ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2] end
+        end
+        if cand and r <= cand_n then
+          ids[#ids + 1], jsons[#jsons + 1] = cand.ids[cand.used + r], cand.jsons[cand.used + r]
+        end
+      end
       if cand then
-        for k = cand.used + 1, cand.used + cand_n do ids[#ids + 1], jsons[#jsons + 1] = cand.ids[k], cand.jsons[k] end
         cand.used = cand.used + cand_n
         left = left - cand_n
       end
@@ -513,6 +603,7 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
   end
   -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET; an
   -- emptied level leaves the lane's levels (and the flag goes with the last).
+  local unlisted, requeued = false, {}
   for i, task in ipairs(lanes) do
     if gave[i] then
       local srcs, empty = lane_srcs[i], true
@@ -543,10 +634,31 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
       end
       if empty then
         redis.call('ZREM', lanes_key, task)
-      else
-        redis.call('ZADD', lanes_key, 'XX', now_s, task)
+        unlisted = true
+      elseif gave[i] > 0 then
+        requeued[#requeued + 1] = i
       end
     end
+  end
+  -- The lanes that gave go to the back, in the order of their last job of this fetch (the
+  -- round-robin goes on from there in the next one, whoever makes it): by the jobs they gave, then
+  -- in their order. Their scores follow the highest one (or now): a rank, not a time.
+  if #requeued > 0 then
+    table.sort(requeued, function(x, y)
+      if gave[x] ~= gave[y] then return gave[x] < gave[y] end
+      return x < y
+    end)
+    local base, pairs_ = math.max(now, top + 1), {}
+    for k, i in ipairs(requeued) do
+      pairs_[2 * k - 1], pairs_[2 * k] = chard_score(base + k - 1), lanes[i]
+    end
+    for k = 1, #pairs_, 2000 do redis.call('ZADD', lanes_key, 'XX', unpack(pairs_, k, math.min(k + 1999, #pairs_))) end
+  end
+  -- The flag of a queue with group lanes goes once it has no lane left.
+  local grp = 'grp:' .. queue_name
+  if unlisted and flags[grp] and redis.call('ZCARD', lanes_key) == 0 then
+    chard_set_flag(max_key, grp, false)
+    flags[grp] = nil
   end
   -- Candidates not taken go back to the front of their source, in their order; emptied levels
   -- leave the queue's levels (and its flag goes with the last).
@@ -564,7 +676,7 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
     chard_set_flag(max_key, 'prio:' .. queue_name, false)
     flags['prio:' .. queue_name] = nil
   end
-  for _, task in ipairs(taken_order) do redis.call('HINCRBY', cur_key, task, taken[task]) end
+  for _, f in ipairs(taken_order) do redis.call('HINCRBY', cur_key, f, taken[f]) end
   if moved_n >= MOVE_MAX then redis.call('PUBLISH', channel, '') end -- more to move: fetch again
   return ids, jsons
 end
@@ -611,7 +723,7 @@ local function take_queue(key, count, count_text)
   if flags['paused:' .. queue] then return {}, {} end
   local flag = 'prio:' .. queue
   local prios_key = prefix .. ':prios:' .. queue
-  local gated = limits or (has_lane_levels(queue) and {})
+  local gated = limits or ((flags['grp:' .. queue] or has_lane_levels(queue)) and {})
   if not flags[flag] then
     if gated then return take_gated(queue, key, gated, count, nil) end
     return take(key, count_text)
@@ -659,7 +771,7 @@ if future_next and tonumber(future_next) <= now then
   for i, id in ipairs(due) do
     local job = jsons[i] and chard_read_job(jsons[i])
     if job and job.id == id then
-      push(job.queue, id, job.task, job.prio)
+      push(job.queue, id, job.task, job.prio, job.group)
     else
       chard_corrupt(dropped, id, jsons[i], unreadable)
       lost[#lost + 1] = id
@@ -714,6 +826,10 @@ for _, key in ipairs(push_order) do
   else
     chard_chunked('RPUSH', key, pushes[key])
   end
+end
+for _, g in ipairs(group_order) do
+  local q, lane, prio, ids = unpack(group_pushes[g])
+  chard_push_group(prefix, max_key, flags, q, lane, prio, ids, false)
 end
 for _, lane in ipairs(lanes_touched) do
   redis.call('ZADD', prefix .. ':lanes:' .. lane[1], 'NX', now_s, lane[2])

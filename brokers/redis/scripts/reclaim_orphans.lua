@@ -55,10 +55,12 @@ for k = 1, #flat, 2 do
   if id ~= '~seq' and head ~= 'x:' and head ~= 'k:' and head ~= 's:' and (lost[token] or unreadable) then
     local json = redis.call('HGET', jobs_key, id)
     local job = json and chard_read_job(json)
-    if job then chard_release(max_key, cur_key, job.task) end
+    if job then chard_release(max_key, cur_key, job.task, job.group) end
     if job and job.id == id and not unreadable then
       if cancelled then redis.call('SADD', KEYS[5], id) end
-      if redis.call('HEXISTS', max_key, job.task) == 1 then -- back to the front of its task's lane
+      if job.group then -- back to the front of its group's lane
+        chard_push_group(prefix, max_key, nil, job.queue, chard_group_lane(job.task, job.group), job.prio, { id }, true)
+      elseif redis.call('HEXISTS', max_key, job.task) == 1 then -- back to the front of its task's lane
         chard_push_lane(prefix, max_key, nil, job.queue, job.task, job.prio, { id }, true) -- by its priority
         redis.call('ZADD', prefix .. ':lanes:' .. job.queue, 'NX', '0', job.task)
         redis.call('SADD', prefix .. ':lane-queues', job.queue)

@@ -7,9 +7,13 @@
 --           prefix..":lane:"..queue..":t:"..task, listed in prefix..":lanes:"..queue, and the
 --           queues that have had lanes are the SET prefix..":lane-queues" (same hash tag)
 -- ARGV[2]   now (epoch ms): blocks that ended before it are forgotten
--- ARGV[3..] one triple per task: name, limit ("" = unlimited), rate limits (JSON
---           [[id, max, window ms], ...], "" for none; ids "t:<task>" and "n:<limiter>")
--- A gated task (a limit, or rate limits) gets its limit ("0" without one, overwritten) and a
+-- ARGV[3..] four per task: name, limit ("" = unlimited), rate limits (JSON
+--           [[id, max, window ms], ...], "" for none; ids "t:<task>" and "n:<limiter>"), group
+--           limits (JSON [maxConcurrency or 0, and max, window ms of a rate limit], "" for none)
+-- A task with group limits keeps them in the flags "gcap:<task>" (each group's concurrency limit,
+-- counted in the field of its group lane, "\\1<task>\\1<group>") and "grl:<task>" ({max, window ms}
+-- of each group's window, "g:<group lane>"), and is gated. A gated task (a limit, rate limits or
+-- group limits) gets its limit ("0" without one, overwritten) and a
 -- counter initialised to 0 only if missing, so jobs running now stay counted; its rate limiters'
 -- ids go in the flag "rl:<task>" and their definitions in "lim:<id>" ({max, window ms}: the
 -- latest registered definition of a named limiter is kept; its window of starts, in
@@ -21,7 +25,16 @@
 -- Returns the number of gated tasks.
 local gated, prefix, now = 0, ARGV[1], tonumber(ARGV[2])
 local specs = {}
-for i = 3, #ARGV, 3 do -- checked first: a script's writes are not rolled back
+local group_specs = {}
+for i = 3, #ARGV, 4 do -- checked first: a script's writes are not rolled back
+  if ARGV[i + 3] ~= '' then
+    local ok, g = pcall(cjson.decode, ARGV[i + 3])
+    if not ok or type(g) ~= 'table' or type(g[1]) ~= 'number' or (g[2] ~= nil and (type(g[2]) ~= 'number'
+        or type(g[3]) ~= 'number' or g[2] < 1 or g[3] < 1)) then
+      return redis.error_reply('CHARD_ARGS set_concurrency_keys: group limits are [maxConcurrency, max, window ms]')
+    end
+    group_specs[i] = g
+  end
   if ARGV[i] == '' then return redis.error_reply('CHARD_ARGS set_concurrency_keys: a task name is not empty') end
   local spec = {}
   if ARGV[i + 2] ~= '' then
@@ -54,8 +67,8 @@ local function set(f, v)
   end
   flags[f], changed = v, true
 end
-for i = 3, #ARGV, 3 do
-  local name, limit, spec = ARGV[i], ARGV[i + 1], specs[i]
+for i = 3, #ARGV, 4 do
+  local name, limit, spec, gspec = ARGV[i], ARGV[i + 1], specs[i], group_specs[i]
   local ids = {}
   for k, l in ipairs(spec) do
     ids[k] = l[1]
@@ -66,7 +79,9 @@ for i = 3, #ARGV, 3 do
   if until_ and until_ <= now then
     flags['until:t:' .. name], changed, until_ = nil, true, nil
   end
-  if limit ~= '' or #ids > 0 or flags['tpaused:' .. name] or until_ then
+  if gspec and gspec[1] > 0 then set('gcap:' .. name, { gspec[1] }) else set('gcap:' .. name, nil) end
+  if gspec and gspec[2] then set('grl:' .. name, { gspec[2], gspec[3] }) else set('grl:' .. name, nil) end
+  if limit ~= '' or #ids > 0 or gspec or flags['tpaused:' .. name] or until_ then
     redis.call('HSET', KEYS[1], name, limit ~= '' and limit or '0')
     redis.call('HSETNX', KEYS[2], name, 0)
     gated = gated + 1
