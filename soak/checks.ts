@@ -59,7 +59,7 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
     );
   }
   const queued = new Set<string>();
-  for (const pattern of [":queue:*", ":prio:*", ":lane:*"])
+  for (const pattern of [":queue:*", ":prio:*", ":lane:*", ":plane:*"])
     for (const key of await scan(`${escapeGlob(k.prefix)}${pattern}`))
       for (const id of await client.lrange(key, 0, -1)) queued.add(id);
   const keys = await scan(`${escapeGlob(k.prefix)}:key:*`);

@@ -60,13 +60,15 @@ export interface ProducerStats {
 /**
  * The per-job options of the `n`-th job, from one random draw `r`: a fifth of the jobs get a
  * priority (-2 to 2, not 0), a tenth a key of their own (never a duplicate: every job must run,
- * and its key must be gone once it ended), a tenth headers; the others none, so the run goes
+ * and its key must be gone once it ended), a tenth headers, a tenth a group (one of 16 tenants:
+ * their own lanes, and the per-group limit of the rated kind); the others none, so the run goes
  * through the plain paths and through those of the options, under the same faults.
  */
 function jobOptions(r: number, n: number): JobOptions {
   if (r < 0.2) return { priority: [-2, -1, 1, 2][Math.floor(r * 20) % 4]! };
   if (r < 0.3) return { key: `soak:${n}` };
   if (r < 0.4) return { headers: { source: "soak" } };
+  if (r < 0.5) return { group: `tenant-${n % 16}` };
   return {};
 }
 

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { RetryError, currentJob, type Engine, type TaskOptions } from "../lib/index.js";
 
 /** The kinds of jobs, each one task. */
-export const KINDS = ["once", "retry", "flaky", "limited", "expiring", "slow", "busy", "doomed"] as const;
+export const KINDS = ["once", "retry", "flaky", "limited", "rated", "expiring", "slow", "busy", "doomed"] as const;
 /** One of `KINDS`. */
 export type Kind = (typeof KINDS)[number];
 
@@ -20,6 +20,11 @@ export const KIND_OPTIONS: Record<Kind, TaskOptions> = {
   flaky: { maxRetries: 3 },
   /** At-least-once under a namespace-wide concurrency limit. */
   limited: { maxRetries: 3, maxConcurrency: 4 },
+  /**
+   * At-least-once under a namespace-wide rate limit (bound by bursts only) and a concurrency
+   * limit per group (the producer gives some jobs a group).
+   */
+  rated: { maxRetries: 3, rateLimit: { max: 200, duration: 1 }, groupLimit: { maxConcurrency: 2 } },
   /** At-least-once, but not started 2 s (one lease) after due: expired (never run). */
   expiring: { maxRetries: 3, expiresIn: 2 },
   /** Runs 1-2 s and stops on its AbortSignal: the jobs the orchestrator cancels. */
@@ -32,8 +37,9 @@ export const KIND_OPTIONS: Record<Kind, TaskOptions> = {
 
 /** Share of the ordinary jobs of each kind (busy and doomed jobs are counted apart: `--busy`, `--kill-at-signal`). */
 export const MIX: ReadonlyArray<readonly [Kind, number]> = [
-  ["once", 0.4],
+  ["once", 0.36],
   ["retry", 0.3],
+  ["rated", 0.04],
   ["flaky", 0.1],
   ["limited", 0.08],
   ["expiring", 0.08],
