@@ -92,6 +92,8 @@ do
   -- Where each job of ARGV[5] goes: a queue key (and its priority level, when not 0), or false
   -- for the future set (and its at).
   local dest, at_of, prio_of, lane_of, first = {}, {}, {}, {}, 1
+  -- The flags this call set (chard_push_group sets the flag of a queue's groups once per call).
+  local set_flags = {}
   for g, target in ipairs(targets) do
     for i = first, first + counts[g] - 1 do
       if target == 0 then
@@ -115,7 +117,7 @@ do
   local function place(id, queue, at, prio, lane) -- a replaced job stored before this call, moved
     if at <= now then
       if lane or (prio and prio ~= 0) then
-        chard_push_ready(prefix, KEYS[4], nil, queue, prio, id, false, lane)
+        chard_push_ready(prefix, KEYS[4], set_flags, queue, prio, id, false, lane)
         return 'q'
       end
       local key = prefix .. ':queue:' .. queue
@@ -265,7 +267,7 @@ do
   end
   chard_hset_pairs(KEYS[2], hset)
   for _, key in ipairs(push_order) do chard_chunked('RPUSH', key, pushes[key]) end
-  for _, l in ipairs(levels) do chard_push_ready(prefix, KEYS[4], nil, l[1], l[2], l[3], false, l[4]) end
+  for _, l in ipairs(levels) do chard_push_ready(prefix, KEYS[4], set_flags, l[1], l[2], l[3], false, l[4]) end
   for i = 1, #zadd, 2000 do redis.call('ZADD', KEYS[3], unpack(zadd, i, math.min(i + 1999, #zadd))) end
   local lines = {}
   for b = 1, n do lines[b] = outcome[b] or 'c' end
