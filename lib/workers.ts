@@ -162,8 +162,9 @@ export class Workers {
   /** Broker calls failed in a row, and the timer that ends the back-off they set (no turn meanwhile). */
   #failures = 0;
   #backoff: ClockTimer | undefined;
-  /** Wakes the arbiter when the next future job or periodic task is due. */
+  /** Wakes the arbiter when the next future job, periodic task or gate is due (at `#dueAtMs`). */
   #dueTimer: ClockTimer | undefined;
+  #dueAtMs = 0;
   #keeper: ClockTimer | undefined;
   #keeping: Promise<void> | undefined;
   /** Wakes the arbiter a little after an execution ended while its function ran (`#wakeSoon`). */
@@ -337,7 +338,7 @@ export class Workers {
     this.#sendAll(signals.workerStopping);
     this.#broker.clock.clearTimeout(this.#backoff);
     this.#backoff = undefined;
-    this.#armDue(undefined);
+    this.#clearDue();
     this.#broker.wake();
   }
 
@@ -357,19 +358,32 @@ export class Workers {
   }
 
   /**
-   * Wakes the arbiter when the earliest future job or periodic task is due (as the last fetch
-   * reported it), so that a fetch moves it to its queue.
+   * Wakes the arbiter when the earliest future job or periodic task is due, or a rate window or
+   * block opens (as a fetch reported it), so that a fetch moves or takes it.
    */
   #armDue(dueAtMs: number | undefined): void {
     const { clock } = this.#broker;
-    clock.clearTimeout(this.#dueTimer);
-    this.#dueTimer = undefined;
+    // An earlier wake-up stands: the fetch that reported it (one stopped by a rate window, say)
+    // knew of a time that a later fetch (which went through) does not report. One wake too many
+    // costs a fetch; one too few would leave the pool asleep.
     if (dueAtMs === undefined || this.#state !== WorkersState.Running) return;
-    const delay = Math.min(MAX_DUE_WAIT_MS, Math.max(0, dueAtMs - clock.now()));
-    this.#dueTimer = clock.setTimeout(() => {
-      this.#dueTimer = undefined;
-      this.#broker.wake();
-    }, delay);
+    const at = Math.min(dueAtMs, clock.now() + MAX_DUE_WAIT_MS);
+    if (this.#dueTimer !== undefined && this.#dueAtMs <= at) return;
+    this.#clearDue();
+    this.#dueAtMs = at;
+    this.#dueTimer = clock.setTimeout(
+      () => {
+        this.#dueTimer = undefined;
+        this.#broker.wake();
+      },
+      Math.max(0, at - clock.now()),
+    );
+  }
+
+  /** Cancels the wake-up `#armDue` set, if any. */
+  #clearDue(): void {
+    this.#broker.clock.clearTimeout(this.#dueTimer);
+    this.#dueTimer = undefined;
   }
 
   /**
@@ -449,6 +463,9 @@ export class Workers {
       // may be queued behind them.
       const taken = result.jobs.length + result.revoked.length + (result.unreadable?.length ?? 0);
       if (taken < size && events === this.#events) this.#hungry = false;
+      // A full fetch may have left more: fetch again (it may have been sent after a short one
+      // came back, when a rate window opened: no event says so).
+      else if (size > 0 && taken >= size) this.#hungry = true;
     }
     this.#pump();
     if (!this.#hungry) this.#checkEmptied();

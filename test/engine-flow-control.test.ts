@@ -69,6 +69,38 @@ describe.each(brokerFactories())("flow control on $name", (factory) => {
     await Promise.all(workers);
   });
 
+  test("a pool whose short fetch (window full) lands before a full one (window open) still wakes when the window opens", async () => {
+    const clock = new FakeClock();
+    const engine = trackEngine(factory.world().create({ clock }));
+    const starts: number[] = [];
+    engine.task("limited", () => void starts.push(clock.now()), { rateLimit: { max: 6, duration: 1 } });
+    for (let i = 0; i < 18; i++) await engine.schedule("limited");
+    // The pool's two turns of 4: the first takes 4 (the window keeps room: no due time), the
+    // second 2 (the window is full: due when it opens). Their results are handed over in the
+    // other order, as two round-trips may land: the full one waits for the short one.
+    const broker = engine.broker;
+    const fetch = broker.fetchJobs.bind(broker);
+    let inFlight: Promise<unknown> | undefined;
+    broker.fetchJobs = async (...args) => {
+      const other = inFlight;
+      const mine = fetch(...args);
+      inFlight = mine;
+      const result = await mine;
+      if (other === undefined && result.jobs.length === args[1] && inFlight !== mine)
+        await inFlight.then(() => new Promise((r) => setTimeout(r, 5)));
+      return result;
+    };
+    const up = workersStarted(engine.namespace);
+    const workers = engine.startWorkers({ number: 8 });
+    await up;
+    await clock.advanceUntil(() => starts.length === 18, { stepMs: 250, maxMs: 10_000, what: "18 starts" });
+    // 6 per window, 3 windows, no stall on the way (a pool left asleep never gets there).
+    expect(starts.at(-1)! - starts[0]!).toBeGreaterThanOrEqual(1_000);
+    expect(starts.at(-1)! - starts[0]!).toBeLessThan(3_000);
+    await engine.stopWorkers();
+    await workers;
+  });
+
   test("a RateLimitError blocks its task on every worker for retryAfter; the job waits again with its retries unused", async () => {
     const { clock, a, b } = twoEnginesOnClock(factory.world());
     const runs: { arg: number; at: number; retries: number }[] = [];
