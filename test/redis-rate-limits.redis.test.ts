@@ -100,7 +100,7 @@ describe("rate limits on Redis", () => {
     const one = await b.fetchJobs("q", 3);
     clock.advance(400);
     await b.fetchJobs("q", 4);
-    const members = await redis.admin.zrange(`${k.prefix}:rate:t:R`, 0, -1, "WITHSCORES");
+    const members = await redis.admin.zrange(`${k.prefix}:rate:t:R`, "0", "-1", "WITHSCORES");
     expect(members).toEqual([
       `${b.id}:${one.token}:3`,
       String(clock.now() - 400),
