@@ -8,7 +8,8 @@ import { createInterface } from "node:readline";
 import { Redis } from "ioredis";
 import { EventEmitter } from "tseep";
 import { Batch, Engine, MemoryBroker, RedisBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
-import { commandCalls } from "./redis-stats.js";
+import { Section, counter, rate, type Measurement } from "./measure.js";
+import { FLOW_SCENARIOS } from "./flow-control.js";
 import {
   LIBRARIES,
   VARIANTS,
@@ -18,20 +19,6 @@ import {
   type Payload,
   type Variant,
 } from "./adapters.js";
-
-/** What a child reports. */
-export interface Measurement {
-  jobsPerSec?: number;
-  rssMb?: number;
-  p50Ms?: number;
-  p99Ms?: number;
-  maxMs?: number;
-  /** Redis commands (those inside Lua scripts included) and bytes per job in the timed section. */
-  commandsPerJob?: number;
-  bytesInPerJob?: number;
-  bytesOutPerJob?: number;
-  nsPerOp?: Record<string, number>;
-}
 
 const [library, scenario, redisUrl = "", jobsArg = "20000", name = "bench"] = process.argv.slice(2) as [
   Library,
@@ -50,14 +37,6 @@ async function enqueueAll(adapter: Adapter, n: number, perCall = 1000): Promise<
   for (let i = 0; i < n; i += perCall) await adapter.enqueueBulk(payloads(i, Math.min(perCall, n - i)));
 }
 
-/** Resolves when `handler` has been called `n` times. */
-function counter(n: number): { handler: (p: Payload) => void; done: Promise<void> } {
-  let seen = 0;
-  let resolve!: () => void;
-  const done = new Promise<void>((r) => (resolve = r));
-  return { handler: () => void (++seen === n && resolve()), done };
-}
-
 /** Samples the process RSS every 50 ms until stopped; returns the peak in MB. */
 function rssSampler(): () => number {
   let peak = process.memoryUsage().rss;
@@ -66,59 +45,6 @@ function rssSampler(): () => number {
     clearInterval(timer);
     return Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
   };
-}
-
-const rate = (n: number, ms: number): number => Math.round((n / ms) * 1000);
-
-/** Redis-side totals: calls of every command (INFO excluded) and bytes in and out. */
-interface ServerTotals {
-  calls: number;
-  inBytes: number;
-  outBytes: number;
-}
-
-async function serverTotals(admin: Redis): Promise<ServerTotals> {
-  const [commands, stats] = await Promise.all([commandCalls(admin), admin.info("stats")]);
-  let calls = 0;
-  for (const [name, n] of commands) if (name !== "info") calls += n;
-  const num = (key: string) => Number(new RegExp(`^${key}:(\\d+)`, "m").exec(stats)?.[1] ?? 0);
-  return { calls, inBytes: num("total_net_input_bytes"), outBytes: num("total_net_output_bytes") };
-}
-
-/**
- * The timed section of a scenario: `start()` where the clock starts, `stop()` where it ends; for a
- * Redis library, the server's command and byte counters are read at both ends, so set-up work
- * (the pre-enqueue of a processing scenario) is not counted.
- */
-class Section {
-  readonly #admin: Redis | undefined;
-  #t0 = 0;
-  #before: ServerTotals | undefined;
-
-  constructor(redis: boolean) {
-    this.#admin = redis ? new Redis(redisUrl) : undefined;
-  }
-
-  async start(): Promise<void> {
-    if (this.#admin) this.#before = await serverTotals(this.#admin);
-    this.#t0 = performance.now();
-  }
-
-  async stop(jobs: number): Promise<Measurement> {
-    const ms = performance.now() - this.#t0;
-    const m: Measurement = { jobsPerSec: rate(jobs, ms) };
-    if (this.#admin && this.#before) {
-      const after = await serverTotals(this.#admin);
-      m.commandsPerJob = (after.calls - this.#before.calls) / jobs;
-      m.bytesInPerJob = (after.inBytes - this.#before.inBytes) / jobs;
-      m.bytesOutPerJob = (after.outBytes - this.#before.outBytes) / jobs;
-    }
-    return m;
-  }
-
-  close(): void {
-    this.#admin?.disconnect();
-  }
 }
 
 /**
@@ -153,7 +79,7 @@ async function warmUp(kind: string, c: number, variant: Variant): Promise<void> 
     for (const k of kinds) {
       const adapter = await makeAdapter(library, redisUrl, `${name}-warm-up-${round}-${k}`, variant);
       try {
-        await measureScenario(k, c || 10, Math.min(WARM_UP_ROUND, N), adapter, new Section(false));
+        await measureScenario(k, c || 10, Math.min(WARM_UP_ROUND, N), adapter, new Section(undefined));
       } finally {
         await adapter.close();
       }
@@ -173,6 +99,11 @@ async function run(): Promise<Measurement> {
   if (scenario === "job-receivers" || scenario === "job-no-receivers")
     return jobWithReceivers(scenario === "job-receivers");
   if (scenario === "limited-backlog") return limitedBacklog();
+  const flow = FLOW_SCENARIOS[scenario];
+  if (flow) {
+    if (library !== "chard-redis" && library !== "chard-memory") throw new Error(`${scenario} is Chard only`);
+    return flow({ library, redisUrl, jobs: N, name });
+  }
   // "<kind>:<concurrency>+<variant>", e.g. "e2e:100+priority": the variant is what each job sets.
   const [base, variant = "plain"] = scenario.split("+") as [string, Variant | undefined];
   if (!VARIANTS.includes(variant)) throw new Error(`unknown variant ${variant}`);
@@ -180,7 +111,7 @@ async function run(): Promise<Measurement> {
   const c = Number(arg);
   await warmUp(kind, c, variant);
   const adapter = await makeAdapter(library, redisUrl, name, variant);
-  const section = new Section(library !== "chard-memory" && redisUrl !== "");
+  const section = new Section(library !== "chard-memory" ? redisUrl : undefined);
   try {
     return await measureScenario(kind, c, N, adapter, section);
   } finally {
@@ -223,7 +154,7 @@ async function measureScenario(
     }
     case "process": {
       await enqueueAll(adapter, n);
-      const { handler, done } = counter(n);
+      const { handler, done } = counter<Payload>(n);
       const rss = rssSampler();
       await section.start();
       await adapter.startWorkers(c, handler);
@@ -232,7 +163,7 @@ async function measureScenario(
     }
     case "e2e":
     case "e2e-async": {
-      const { handler, done } = counter(n);
+      const { handler, done } = counter<Payload>(n);
       await adapter.startWorkers(c, kind === "e2e" ? handler : async (p) => handler(p));
       const rss = rssSampler();
       await section.start();
@@ -256,7 +187,7 @@ async function measureScenario(
       return m;
     }
     case "worker": {
-      const { handler, done } = counter(n);
+      const { handler, done } = counter<Payload>(n);
       await adapter.startWorkers(c, handler);
       process.stdout.write("ready\n");
       await done;
@@ -333,7 +264,7 @@ async function jobWithReceivers(connected: boolean): Promise<Measurement> {
     : [];
   const once = async (n: number, namespace: string): Promise<number> => {
     const engine = new Engine(new MemoryBroker(), namespace);
-    const { handler, done } = counter(n);
+    const { handler, done } = counter<Payload>(n);
     engine.task("noop", handler, { keepResult: false });
     const workers = engine.startWorkers({ number: 100 });
     const t0 = performance.now();
@@ -374,7 +305,7 @@ async function limitedBacklog(): Promise<Measurement> {
     for (let j = i; j < i + 1000; j++) batch.schedule("one", { i: j });
     await engine.scheduleBatch(batch);
   }
-  const section = new Section(redis);
+  const section = new Section(redis ? redisUrl : undefined);
   await section.start();
   const workers = engine.startWorkers({ number: 4 });
   await done;

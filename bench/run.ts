@@ -8,6 +8,12 @@
  *
  * Prints Markdown tables and writes them to bench/results/latest.md, with the raw numbers in
  * bench/results/<date>.json. CHARD_BENCH_JOBS and CHARD_BENCH_RUNS override N and the run count.
+ *
+ * CHARD_BENCH_ONLY (comma-separated ids or groups of scenarios, e.g. "rate-limit", "flow",
+ * "e2e:100", "signals", "ceiling"; "all" for everything) runs only those, and prints only their
+ * tables. Without it every scenario runs but the opt-in ones (`Scenario.optIn`: the 30 s
+ * rate-limit run), which run only when named; a scenario with `maxRuns` runs only in that many of
+ * the runs (the 30 s one: CHARD_BENCH_LONG_RUNS, 1 by default).
  */
 import { execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -17,12 +23,22 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../test/helpers/redis-server.js";
 import type { Library } from "./adapters.js";
-import type { Measurement } from "./child.js";
+import { RATE, RATE_LIMIT_JOBS, STEADY_S } from "./flow-control.js";
+import type { Measurement } from "./measure.js";
 
 const N = Number(process.env.CHARD_BENCH_JOBS ?? 20_000);
 const RUNS = Number(process.env.CHARD_BENCH_RUNS ?? 3);
+const LONG_RUNS = Number(process.env.CHARD_BENCH_LONG_RUNS ?? 1);
+const ONLY = (process.env.CHARD_BENCH_ONLY ?? "")
+  .split(",")
+  .map((w) => w.trim())
+  .filter((w) => w !== "");
 const CHILD = new URL("./child.js", import.meta.url).pathname;
 const RESULTS = new URL("../../bench/results/", import.meta.url).pathname;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (x: number, digits = 0): string =>
+  x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 const PEERS: Library[] = ["chard-redis", "bullmq", "bee-queue"];
 const ALL: Library[] = ["chard-redis", "chard-memory", "bullmq", "bullmq-default", "bee-queue", "bee-queue-default"];
@@ -33,6 +49,30 @@ interface Scenario {
   label: string;
   libraries: Library[];
   jobs: number;
+  /** Names CHARD_BENCH_ONLY selects it by, besides its id. */
+  groups?: string[];
+  /** Runs only when CHARD_BENCH_ONLY names it (or one of its groups, or "all"). */
+  optIn?: boolean;
+  /** Runs only in the first `maxRuns` of the CHARD_BENCH_RUNS runs (the long row: CHARD_BENCH_LONG_RUNS, 1). */
+  maxRuns?: number;
+}
+
+/** One figure of a flow-control row: its label, where it is in a sample, and its decimals. */
+interface Metric {
+  label: string;
+  pick: (s: Sample) => number | undefined;
+  digits?: number;
+}
+
+/** A flow-control scenario (bench/flow-control.ts): Chard only, in a table of its own, one line per figure. */
+interface FlowScenario extends Scenario {
+  metrics: Metric[];
+}
+
+/** Whether CHARD_BENCH_ONLY (or its absence) selects the scenario or extra measurement `id`. */
+function selected(id: string, groups: readonly string[] = [], optIn = false): boolean {
+  if (ONLY.length === 0) return !optIn;
+  return ONLY.some((w) => w === "all" || w === id || groups.includes(w));
 }
 
 /** Slow configurations only get the scenarios where their defaults matter. */
@@ -85,6 +125,69 @@ const SCENARIOS: Scenario[] = [
       { id: `e2e:100+${v}`, label: `end to end, concurrency 100, each job with ${what}`, libraries, jobs: N },
     ];
   }),
+];
+
+const CHARD: Library[] = ["chard-redis", "chard-memory"];
+const flowFigure = (key: string) => (s: Sample) => s.metrics?.[key];
+
+/** The cost figures of a processing row, shared by the flow-control rows. */
+const COSTS: Metric[] = [
+  { label: "Redis commands/job", pick: (s) => s.commandsPerJob, digits: 2 },
+  { label: "Redis CPU µs/job", pick: (s) => s.redisCpuUsPerJob, digits: 2 },
+  { label: "Node CPU µs/job", pick: (s) => s.nodeCpuUsPerJob, digits: 2 },
+];
+
+/**
+ * Flow-control rows (bench/flow-control.ts `FLOW_SCENARIOS`), group "flow". The fair-dequeue row
+ * of groups goes here once groups exist (e.g. id "groups-fair", groups ["flow", "groups"], its
+ * metrics jobs/s and the longest wait of a one-job group behind a 100,000-job group).
+ */
+const FLOW: FlowScenario[] = [
+  {
+    id: "rate-limit-30s",
+    label: `rateLimit ${fmt(RATE)} starts/s, ${fmt(RATE_LIMIT_JOBS)} pre-enqueued, 100 workers, ${STEADY_S} s after the first window`,
+    libraries: CHARD,
+    jobs: RATE_LIMIT_JOBS,
+    groups: ["flow", "rate-limit"],
+    optIn: true,
+    maxRuns: LONG_RUNS,
+    metrics: [
+      { label: `starts/s over the ${STEADY_S} s (limiter's log)`, pick: flowFigure("startsPerSec") },
+      { label: "below the limit (%)", pick: flowFigure("belowLimitPct"), digits: 2 },
+      { label: "busiest 1 s window, starts (limiter's log)", pick: flowFigure("busiestWindow") },
+      { label: "starts/s (handler start times)", pick: flowFigure("handlerStartsPerSec") },
+      { label: "busiest 1 s window, starts (handler start times)", pick: flowFigure("handlerBusiestWindow") },
+      { label: "starts in the first window (excluded above)", pick: flowFigure("firstWindow") },
+      { label: "fetches that took jobs, per second", pick: flowFigure("fetchesPerSec") },
+      { label: "jobs per such fetch", pick: flowFigure("jobsPerFetch"), digits: 1 },
+      { label: "starts in the limiter's log / handler starts", pick: flowFigure("logCoverage"), digits: 4 },
+      ...COSTS,
+    ],
+  },
+  {
+    id: "rate-limit-unbound",
+    label: "process pre-enqueued, concurrency 100, rateLimit 1,000,000/s (never binds)",
+    libraries: CHARD,
+    jobs: N,
+    groups: ["flow", "rate-limit"],
+    metrics: [{ label: "jobs/s", pick: (s) => s.jobsPerSec }, ...COSTS],
+  },
+  {
+    id: "rate-limit-lane",
+    label: "the same with maxConcurrency: 1,000,000 (and maxRetries: 1) instead: a lane, no window",
+    libraries: CHARD,
+    jobs: N,
+    groups: ["flow", "rate-limit"],
+    metrics: [{ label: "jobs/s", pick: (s) => s.jobsPerSec }, ...COSTS],
+  },
+  {
+    id: "rate-limit-none",
+    label: "process pre-enqueued, concurrency 100, no limit (the same run otherwise)",
+    libraries: CHARD,
+    jobs: N,
+    groups: ["flow", "rate-limit"],
+    metrics: [{ label: "jobs/s", pick: (s) => s.jobsPerSec }, ...COSTS],
+  },
 ];
 
 /** One measurement, with Redis memory per job for the waiting-job scenario. */
@@ -152,10 +255,6 @@ async function redisBenchmark(port: number, pipeline: number): Promise<Record<st
   return out;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const fmt = (x: number, digits = 0): string =>
-  x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
 function cell(samples: Sample[] | undefined, pick: (s: Sample) => number | undefined, digits = 0): string {
   const xs = (samples ?? []).map(pick).filter((x): x is number => x !== undefined);
   if (xs.length === 0) return "-";
@@ -177,8 +276,10 @@ async function main(): Promise<void> {
   const signalRuns: Record<string, number>[] = [];
   const receiverRuns: { with: number[]; without: number[] } = { with: [], without: [] };
   try {
+    const scenarios = [...SCENARIOS, ...FLOW].filter((s) => selected(s.id, s.groups, s.optIn));
     for (let run = 0; run < RUNS; run++) {
-      for (const scenario of SCENARIOS) {
+      for (const scenario of scenarios) {
+        if (run >= (scenario.maxRuns ?? RUNS)) continue;
         // Rotate the order every run so no library always goes first.
         const libs = scenario.libraries.map((_, i, a) => a[(i + run) % a.length]!);
         for (const library of libs) {
@@ -187,13 +288,17 @@ async function main(): Promise<void> {
           process.stderr.write(`run ${run + 1}/${RUNS} ${scenario.id} ${library}: ${JSON.stringify(sample)}\n`);
         }
       }
-      signalRuns.push((await child("chard-memory", "signals", "", 0, "")).nsPerOp!);
-      receiverRuns.with.push((await child("chard-memory", "job-receivers", "", N, "")).jobsPerSec!);
-      receiverRuns.without.push((await child("chard-memory", "job-no-receivers", "", N, "")).jobsPerSec!);
+      if (selected("signals")) {
+        signalRuns.push((await child("chard-memory", "signals", "", 0, "")).nsPerOp!);
+        receiverRuns.with.push((await child("chard-memory", "job-receivers", "", N, "")).jobsPerSec!);
+        receiverRuns.without.push((await child("chard-memory", "job-no-receivers", "", N, "")).jobsPerSec!);
+      }
       await admin.flushall();
-      for (const pipeline of [1, 50]) {
-        for (const [cmd, rps] of Object.entries(await redisBenchmark(port, pipeline)))
-          (ceiling[`${cmd} -P ${pipeline}`] ??= []).push(rps);
+      if (selected("ceiling")) {
+        for (const pipeline of [1, 50]) {
+          for (const [cmd, rps] of Object.entries(await redisBenchmark(port, pipeline)))
+            (ceiling[`${cmd} -P ${pipeline}`] ??= []).push(rps);
+        }
       }
     }
   } finally {
@@ -219,7 +324,6 @@ function report(
   receiverRuns: { with: number[]; without: number[] },
   minutes: string,
 ): string {
-  const cols = ALL;
   const lines: string[] = [];
   const versions = peerVersions();
   lines.push(
@@ -233,6 +337,41 @@ function report(
     '"tuned" peers have Chard\'s semantics: finished jobs not kept (BullMQ removeOnComplete/removeOnFail, events stream capped; bee-queue removeOnSuccess, storeJobs/getEvents/sendEvents off). "default" is each library out of the box. Chard keeps no result in these runs (keepResult: false), like the tuned peers.',
   );
   lines.push("");
+  if (SCENARIOS.some((s) => results[s.id] !== undefined)) lines.push(...peerTables(results));
+  if (FLOW.some((s) => results[s.id] !== undefined)) lines.push(...flowTable(results));
+  const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
+  if (signalRuns.length > 0) {
+    lines.push("### Signals (Chard, MemoryBroker)");
+    lines.push("");
+    lines.push("| measurement | median (min-max) |");
+    lines.push("|---|---:|");
+    for (const key of Object.keys(signalRuns[0] ?? {})) {
+      const xs = signalRuns.map((r) => r[key]!);
+      lines.push(
+        `| send with ${key} (ns) | ${fmt(median(xs), 1)} (${fmt(Math.min(...xs), 1)}-${fmt(Math.max(...xs), 1)}) |`,
+      );
+    }
+    lines.push(`| end to end (100 workers), no receiver (jobs/s) | ${span(receiverRuns.without)} |`);
+    lines.push(
+      `| end to end (100 workers), jobStarted + jobFinished receivers (jobs/s) | ${span(receiverRuns.with)} |`,
+    );
+    lines.push("");
+  }
+  if (Object.keys(ceiling).length > 0) {
+    lines.push("### The ceiling: redis-benchmark on the same server (requests/s)");
+    lines.push("");
+    lines.push("| command | median (min-max) |");
+    lines.push("|---|---:|");
+    for (const [k, xs] of Object.entries(ceiling)) lines.push(`| ${k} | ${span(xs)} |`);
+    lines.push("");
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The throughput, latency and Redis cost tables of the scenarios that compare libraries. */
+function peerTables(results: Results): string[] {
+  const cols = ALL;
+  const lines: string[] = [];
   lines.push(`### Throughput (jobs/s)`);
   lines.push("");
   lines.push(`| scenario | ${cols.map(colName).join(" | ")} |`);
@@ -240,17 +379,18 @@ function report(
   for (const s of SCENARIOS.filter((s) => s.id !== "latency" && s.id !== "waiting-memory")) {
     lines.push(`| ${s.label} | ${cols.map((c) => cell(results[s.id]?.[c], (x) => x.jobsPerSec)).join(" | ")} |`);
   }
-  const chard = med(results["e2e:100"]?.["chard-redis"], (x) => x.jobsPerSec)!;
+  const chard = med(results["e2e:100"]?.["chard-redis"], (x) => x.jobsPerSec);
   const ratio = (lib: Library, id: string) => {
     const other = med(results[id]?.[lib], (x) => x.jobsPerSec);
     const mine = med(results[id]?.["chard-redis"], (x) => x.jobsPerSec);
     return other && mine ? `${(mine / other).toFixed(2)}x` : "-";
   };
   lines.push("");
-  lines.push(
-    `Chard (Redis) end to end at concurrency 100: ${fmt(chard)} jobs/s, ${ratio("bee-queue", "e2e:100")} bee-queue and ${ratio("bullmq", "e2e:100")} BullMQ (tuned); at concurrency 10: ${ratio("bee-queue", "e2e:10")} and ${ratio("bullmq", "e2e:10")}; workers in a child process at 100: ${ratio("bee-queue", "e2e-child:100")} and ${ratio("bullmq", "e2e-child:100")}.`,
-  );
-  lines.push("");
+  if (chard !== undefined)
+    lines.push(
+      `Chard (Redis) end to end at concurrency 100: ${fmt(chard)} jobs/s, ${ratio("bee-queue", "e2e:100")} bee-queue and ${ratio("bullmq", "e2e:100")} BullMQ (tuned); at concurrency 10: ${ratio("bee-queue", "e2e:10")} and ${ratio("bullmq", "e2e:10")}; workers in a child process at 100: ${ratio("bee-queue", "e2e-child:100")} and ${ratio("bullmq", "e2e-child:100")}.`,
+      "",
+    );
   lines.push("### Latency, enqueue -> handler start (ms), 2,000 jobs at 500/s to idle workers");
   lines.push("");
   lines.push(`| | ${PEERS.concat("chard-memory").map(colName).join(" | ")} |`);
@@ -312,27 +452,50 @@ function report(
     `| Node RSS peak while processing, concurrency 100 (MB) | ${redisCols.map((c) => cell(results["process:100"]?.[c], (x) => x.rssMb)).join(" | ")} |`,
   );
   lines.push("");
-  lines.push("### Signals (Chard, MemoryBroker)");
+  return lines;
+}
+
+/**
+ * The flow-control rows (Chard only), one line per figure; then, from the per-command counts, what
+ * a rate-limited job costs beside a plain one.
+ */
+function flowTable(results: Results): string[] {
+  const lines: string[] = [];
+  lines.push("### Flow control (Chard only)");
   lines.push("");
-  lines.push("| measurement | median (min-max) |");
-  lines.push("|---|---:|");
-  for (const key of Object.keys(signalRuns[0] ?? {})) {
-    const xs = signalRuns.map((r) => r[key]!);
-    lines.push(
-      `| send with ${key} (ns) | ${fmt(median(xs), 1)} (${fmt(Math.min(...xs), 1)}-${fmt(Math.max(...xs), 1)}) |`,
-    );
+  lines.push(`| row | figure | ${CHARD.map(colName).join(" | ")} |`);
+  lines.push(`|---|---|${CHARD.map(() => "---:").join("|")}|`);
+  for (const s of FLOW.filter((f) => results[f.id] !== undefined)) {
+    const runs = Math.max(...CHARD.map((c) => results[s.id]?.[c]?.length ?? 0));
+    for (const [i, m] of s.metrics.entries()) {
+      const row = i === 0 ? `${s.label} (${runs} run${runs === 1 ? "" : "s"})` : "";
+      lines.push(
+        `| ${row} | ${m.label} | ${CHARD.map((c) => cell(results[s.id]?.[c], m.pick, m.digits ?? 0)).join(" | ")} |`,
+      );
+    }
   }
-  const span = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})`;
-  lines.push(`| end to end (100 workers), no receiver (jobs/s) | ${span(receiverRuns.without)} |`);
-  lines.push(`| end to end (100 workers), jobStarted + jobFinished receivers (jobs/s) | ${span(receiverRuns.with)} |`);
+  // What one row's Redis commands per job cost beside another's, command by command (medians).
+  const beside = (id: string, other: string, what: string): void => {
+    const mine = results[id]?.["chard-redis"];
+    const theirs = results[other]?.["chard-redis"];
+    if (!mine || !theirs) return;
+    const per = (samples: Sample[], name: string) => med(samples, (s) => s.commandsByName?.[name] ?? 0) ?? 0;
+    const names = new Set([...mine, ...theirs].flatMap((s) => Object.keys(s.commandsByName ?? {})));
+    const diffs = [...names]
+      .map((name): [string, number] => [name, per(mine, name) - per(theirs, name)])
+      .filter(([, d]) => Math.abs(d) >= 0.0005)
+      .sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
+    const total = diffs.reduce((sum, [, d]) => sum + d, 0);
+    lines.push("");
+    lines.push(
+      `${what} (Redis, medians of per-command counts): ${total > 0 ? "+" : ""}${total.toFixed(3)} commands per job: ${diffs.map(([n, d]) => `${n} ${d > 0 ? "+" : ""}${d.toFixed(3)}`).join(", ") || "none"}.`,
+    );
+  };
+  beside("rate-limit-unbound", "rate-limit-none", "A rate-limited job beside a plain one");
+  beside("rate-limit-unbound", "rate-limit-lane", "The window alone (rate-limited beside lane-only)");
+  beside("rate-limit-lane", "rate-limit-none", "The lane alone (lane-only beside plain)");
   lines.push("");
-  lines.push("### The ceiling: redis-benchmark on the same server (requests/s)");
-  lines.push("");
-  lines.push("| command | median (min-max) |");
-  lines.push("|---|---:|");
-  for (const [k, xs] of Object.entries(ceiling)) lines.push(`| ${k} | ${span(xs)} |`);
-  lines.push("");
-  return `${lines.join("\n")}\n`;
+  return lines;
 }
 
 function colName(library: Library): string {
