@@ -3,8 +3,7 @@
  * by bench/child.ts in a fresh process, one per measurement, like every scenario. Each returns a
  * `Measurement` whose `metrics` carry its own named figures; bench/run.ts says which of them its
  * table shows (`FlowScenario.metrics`). A new flow-control row is an entry of `FLOW_SCENARIOS` here
- * and a `FlowScenario` of group "flow" in run.ts, e.g. fair dequeue across groups, once groups exist:
- * `"groups-fair"` returning `metrics: { jobsPerSec, longestSmallGroupWaitMs }`.
+ * and a `FlowScenario` of group "flow" in run.ts.
  *
  * - `rate-limit-30s`: one task with `rateLimit: { max: RATE, duration: 1 }`, `jobs` pre-enqueued (at
  *   least RATE x (STEADY_S + 1) plus a margin, so it is saturated all along), 100 workers, for
@@ -18,6 +17,11 @@
  *   at concurrency 100, by a task with a rate limit that never binds (1,000,000/s), with a
  *   concurrency limit that never binds instead (1,000,000: its jobs wait in a lane as a
  *   rate-limited task's do, with no window), or with neither: what the window and the lane cost.
+ * - `groups-1000`: `jobs` pre-enqueued in 1,000 groups (`jobs / 1000` each, round-robin order),
+ *   processed at concurrency 100: jobs/s and cost with 1,000 active groups in one queue.
+ * - `groups-wait`: BIG_GROUP jobs of one group pre-enqueued; once 100 workers run them, SMALL_GROUPS
+ *   groups of one job each are scheduled, one every SMALL_EVERY_MS: how long each waits from its
+ *   schedule() call to its handler's start (the longest and the median), behind the backlog.
  */
 import { Batch, Engine, MemoryBroker, RedisBroker, setLogger, type TaskOptions } from "../lib/index.js";
 import { Gates } from "../brokers/memory-gates.js";
@@ -45,8 +49,16 @@ const MARGIN = 20_000;
 /** The jobs the `rate-limit-30s` scenario needs. */
 export const RATE_LIMIT_JOBS = RATE * (STEADY_S + 1) + MARGIN;
 
+/** The jobs of the one big group of `groups-wait`. */
+export const BIG_GROUP = 100_000;
+/** The one-job groups of `groups-wait`, and how far apart they are scheduled (ms). */
+export const SMALL_GROUPS = 200;
+const SMALL_EVERY_MS = 5;
+
 /** The flow-control scenarios by id. */
 export const FLOW_SCENARIOS: Record<string, (ctx: FlowContext) => Promise<Measurement>> = {
+  "groups-1000": groupsThroughput,
+  "groups-wait": groupsWait,
   "rate-limit-30s": rateLimitSaturated,
   "rate-limit-unbound": (ctx) => processPreEnqueued(ctx, { rateLimit: { max: 1_000_000, duration: 1 } }),
   "rate-limit-lane": (ctx) => processPreEnqueued(ctx, { maxConcurrency: 1_000_000, maxRetries: 1 }),
@@ -255,4 +267,88 @@ async function processPreEnqueued(ctx: FlowContext, options: TaskOptions): Promi
   } finally {
     section.close();
   }
+}
+
+/** `n` jobs of `task` in `groups` groups, group i % groups for the i-th, in batches of 1,000. */
+async function enqueueGrouped(engine: Engine, task: string, n: number, groups: number): Promise<void> {
+  const t = engine.tasks.get(task)!;
+  const forGroup = Array.from({ length: groups }, (_, g) => t.with({ group: `g${g}` }));
+  for (let i = 0; i < n; i += 1000) {
+    const batch = new Batch();
+    for (let j = i; j < Math.min(n, i + 1000); j++) batch.schedule(forGroup[j % groups]!, { i: j });
+    await engine.scheduleBatch(batch);
+  }
+}
+
+/** The `groups-1000` scenario (see the module's comment). */
+async function groupsThroughput(ctx: FlowContext): Promise<Measurement> {
+  quiet();
+  const engine = engineOf(ctx);
+  const { handler, done } = counter<unknown>(ctx.jobs);
+  engine.task("grouped", handler, { keepResult: false });
+  await enqueueGrouped(engine, "grouped", ctx.jobs, 1000);
+  const section = new Section(ctx.library === "chard-redis" ? ctx.redisUrl : undefined, { byCommand: true });
+  await section.start();
+  const workers = engine.startWorkers({ number: WORKERS });
+  await done;
+  const m = await section.stop(ctx.jobs);
+  section.close();
+  if (ctx.library === "chard-redis") await engine.broker.flush();
+  await engine.close();
+  await workers;
+  return { ...m, metrics: { groups: 1000 } };
+}
+
+/** The `groups-wait` scenario (see the module's comment). */
+async function groupsWait(ctx: FlowContext): Promise<Measurement> {
+  quiet();
+  const engine = engineOf(ctx);
+  const scheduledAt = new Map<number, number>();
+  const waits: number[] = [];
+  let bigDone = 0;
+  let resolve!: () => void;
+  const smallDone = new Promise<void>((r) => (resolve = r));
+  const task = engine.task(
+    "tenant",
+    (p: { small?: number }) => {
+      if (p.small === undefined) {
+        bigDone++;
+        return;
+      }
+      waits.push(performance.now() - scheduledAt.get(p.small)!);
+      if (waits.length === SMALL_GROUPS) resolve();
+    },
+    { keepResult: false },
+  );
+  await enqueueGrouped(engine, "tenant", BIG_GROUP, 1);
+  const section = new Section(ctx.library === "chard-redis" ? ctx.redisUrl : undefined, { byCommand: true });
+  await section.start();
+  const workers = engine.startWorkers({ number: WORKERS });
+  while (bigDone < 1000) await new Promise((r) => setTimeout(r, 5));
+  const bigBefore = bigDone;
+  const t0 = performance.now();
+  for (let k = 0; k < SMALL_GROUPS; k++) {
+    scheduledAt.set(k, performance.now());
+    await engine.schedule(task.with({ group: `small-${k}` }), { small: k });
+    await new Promise((r) => setTimeout(r, SMALL_EVERY_MS));
+  }
+  await smallDone;
+  const elapsed = performance.now() - t0;
+  const m = await section.stop(bigDone);
+  section.close();
+  await engine.stopWorkers();
+  await workers;
+  if (ctx.library === "chard-redis") await engine.broker.flush();
+  await engine.close();
+  if (bigDone >= BIG_GROUP) throw new Error("groups-wait: the big group ran out before the small ones ended");
+  waits.sort((a, b) => a - b);
+  return {
+    ...m,
+    jobsPerSec: Math.round(((bigDone - bigBefore) / elapsed) * 1000),
+    metrics: {
+      longestWaitMs: waits.at(-1)!,
+      medianWaitMs: waits[Math.floor(waits.length / 2)]!,
+      bigGroupJobsPerSec: ((bigDone - bigBefore) / elapsed) * 1000,
+    },
+  };
 }

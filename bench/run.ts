@@ -23,7 +23,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../test/helpers/redis-server.js";
 import type { Library } from "./adapters.js";
-import { RATE, RATE_LIMIT_JOBS, STEADY_S } from "./flow-control.js";
+import { BIG_GROUP, RATE, RATE_LIMIT_JOBS, SMALL_GROUPS, STEADY_S } from "./flow-control.js";
 import type { Measurement } from "./measure.js";
 
 const N = Number(process.env.CHARD_BENCH_JOBS ?? 20_000);
@@ -137,12 +137,33 @@ const COSTS: Metric[] = [
   { label: "Node CPU µs/job", pick: (s) => s.nodeCpuUsPerJob, digits: 2 },
 ];
 
-/**
- * Flow-control rows (bench/flow-control.ts `FLOW_SCENARIOS`), group "flow". The fair-dequeue row
- * of groups goes here once groups exist (e.g. id "groups-fair", groups ["flow", "groups"], its
- * metrics jobs/s and the longest wait of a one-job group behind a 100,000-job group).
- */
+/** Flow-control rows (bench/flow-control.ts `FLOW_SCENARIOS`), group "flow". */
 const FLOW: FlowScenario[] = [
+  {
+    id: "groups-1000",
+    label: "process pre-enqueued in 1,000 groups, concurrency 100",
+    libraries: CHARD,
+    jobs: N,
+    groups: ["flow", "groups"],
+    metrics: [{ label: "jobs/s", pick: (s) => s.jobsPerSec }, ...COSTS],
+  },
+  {
+    id: "groups-wait",
+    label: `one group of ${fmt(BIG_GROUP)} jobs running (100 workers), then ${SMALL_GROUPS} one-job groups, one every 5 ms`,
+    libraries: ["chard-redis"], // MemoryBroker runs the 100,000 jobs before 200 groups are scheduled
+    jobs: BIG_GROUP,
+    groups: ["flow", "groups"],
+    metrics: [
+      {
+        label: "longest wait of a one-job group, schedule() to start (ms)",
+        pick: flowFigure("longestWaitMs"),
+        digits: 2,
+      },
+      { label: "median wait of a one-job group (ms)", pick: flowFigure("medianWaitMs"), digits: 2 },
+      { label: "the big group's jobs/s meanwhile", pick: flowFigure("bigGroupJobsPerSec") },
+      ...COSTS,
+    ],
+  },
   {
     id: "rate-limit-30s",
     label: `rateLimit ${fmt(RATE)} starts/s, ${fmt(RATE_LIMIT_JOBS)} pre-enqueued, 100 workers, ${STEADY_S} s after the first window`,

@@ -87,6 +87,11 @@ export class Gates {
       const w = this.#window(id, now);
       if (w) out.push(w);
     }
+    const groupBlock = lane === undefined ? undefined : this.blocked.get(`g:${lane}`);
+    if (groupBlock !== undefined && groupBlock > now) {
+      this.#opensAt(groupBlock);
+      return undefined;
+    }
     const group = lane === undefined ? undefined : this.groupRate.get(task);
     if (group) out.push(this.#window(`g:${lane}`, now, { id: `g:${lane}`, ...group })!);
     return out;

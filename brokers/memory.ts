@@ -640,7 +640,7 @@ export class MemoryBroker extends BaseBroker {
   async blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number> {
     const ns = this.#ns;
     const until = ns.gates.block(limiterId, untilMs);
-    if (limiterId === `t:${task}`) {
+    if (limiterId === `t:${task}` || limiterId.startsWith("g:")) {
       if (!ns.maxConcurrency.has(task)) ns.maxConcurrency.set(task, 0);
       if (!ns.concurrency.has(task)) ns.concurrency.set(task, 0);
     }

@@ -278,7 +278,8 @@ export interface Broker {
   pausedTasks(): Promise<string[]>;
   /**
    * Blocks rate limiter `limiterId` (`t:<task>`: the task `task` itself, gated from now on if it
-   * was not; `n:<name>`: a named one) until `untilMs` for every worker of the namespace: `fetchJobs`
+   * was not; `n:<name>`: a named one; `g:` and the group's lane, `"\u0001<task>\u0001<group>"`:
+   * one group of the task, gated too) until `untilMs` for every worker of the namespace: `fetchJobs`
    * starts none of the jobs it gates before then. A later block of the same limiter stands;
    * resolves with the block's end (epoch ms).
    */

@@ -44,20 +44,31 @@ export const DEFAULT_RATE_LIMIT_RETRY_AFTER_MS = 1000;
 
 /**
  * Throw from a task when the service it calls pushes back (an HTTP 429): the task (or, with
- * `limiter`, that `RateLimiter`, whatever task uses it) starts no job on any worker of the
- * namespace for `retryAfter` (seconds or a luxon Duration; default 1 s). The job itself waits
- * again, its retry unused, when it has `maxRetries` > 0; a `maxRetries: 0` job, which must never
- * run twice, fails with this error.
+ * `limiter`, that `RateLimiter`, whatever task uses it; with `group: true`, the job's group of the
+ * task) starts no job on any worker of the namespace for `retryAfter` (seconds or a luxon
+ * Duration; default 1 s). The job itself waits again, its retry unused, when it has
+ * `maxRetries` > 0; a `maxRetries: 0` job, which must never run twice, fails with this error.
  */
 export class RateLimitError extends ChardError {
   /** How long to block, in ms. */
   readonly retryAfterMs: number;
-  /** The name of the `RateLimiter` to block, else undefined (the task). */
+  /** The name of the `RateLimiter` to block, else undefined (the task, or with `group` the job's group). */
   readonly limiter: string | undefined;
-  /** @throws InvalidOptionError for a `retryAfter` that is not a duration >= 0, or an empty limiter. */
-  constructor(message: string, options: { retryAfter?: number | Duration; limiter?: string | { name: string } } = {}) {
+  /** Block the job's group only (a job without a group: its task). */
+  readonly group: boolean;
+  /**
+   * @throws InvalidOptionError for a `retryAfter` that is not a duration >= 0, an empty limiter,
+   *   or both a limiter and `group`.
+   */
+  constructor(
+    message: string,
+    options: { retryAfter?: number | Duration; limiter?: string | { name: string }; group?: boolean } = {},
+  ) {
     super(message);
     const { retryAfter, limiter } = options;
+    this.group = options.group === true;
+    if (this.group && limiter !== undefined)
+      throw new InvalidOptionError("RateLimitError takes a limiter or group: true, not both");
     let ms = DEFAULT_RATE_LIMIT_RETRY_AFTER_MS;
     if (retryAfter !== undefined) {
       ms = Duration.isDuration(retryAfter)

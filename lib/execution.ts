@@ -367,8 +367,14 @@ export class Execution implements JobContext, Settler {
     const task = this.#task;
     const now = this.#broker.clock.now();
     const untilMs = now + err.retryAfterMs;
-    const id = err.limiter === undefined ? `t:${task.name}` : `n:${err.limiter}`;
-    this.#block = { blocked: err.limiter ?? "task", untilMs };
+    const group = err.group ? job.group : undefined;
+    const id =
+      err.limiter !== undefined
+        ? `n:${err.limiter}`
+        : group !== undefined
+          ? `g:\u0001${task.name}\u0001${group}`
+          : `t:${task.name}`;
+    this.#block = { blocked: err.limiter ?? (group !== undefined ? "group" : "task"), untilMs };
     this.#broker.blockRateLimit(task.name, id, untilMs).then(
       (until) => {
         if (this.#block) this.#block.untilMs = until;

@@ -213,12 +213,12 @@ export interface TaskPayload {
 
 /**
  * Payload of `jobRateLimited`: the job whose task threw a `RateLimitError`, the error, what it
- * blocked (`"task"`, or the name of a `RateLimiter`) and until when (the latest block of it).
+ * blocked (`"task"`, `"group"`, or the name of a `RateLimiter`) and until when (the latest block of it).
  */
 export interface JobRateLimitedPayload {
   job: Job;
   err: Error;
-  /** `"task"` for the job's task, else the name of the `RateLimiter` blocked. */
+  /** `"task"` for the job's task, `"group"` for its group, else the name of the `RateLimiter` blocked. */
   blocked: string;
   /** The end of the block (UTC). */
   until: DateTime;

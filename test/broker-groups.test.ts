@@ -88,6 +88,19 @@ describe.each(brokerFactories())("groups on $name", ({ world }: BrokerFactory) =
     expect((await a.fetchJobs("q", 10)).jobs).toHaveLength(4);
   });
 
+  test("groups beyond the first lanes read take their turn when those ahead are at their limit", async () => {
+    const a = make();
+    await a.setConcurrencyKeys([task("G", { groupLimit: { maxConcurrency: 1 } })]);
+    await a.enqueueJobs(Array.from({ length: 160 }, (_, i) => job(`a${i % 80}`)));
+    expect((await a.fetchJobs("q", 100)).jobs).toHaveLength(80); // each of the 80 at its limit
+    await a.enqueueJobs(Array.from({ length: 30 }, (_, i) => job(`b${i % 10}`)));
+    const bs = (await a.fetchJobs("q", 10)).jobs; // the new groups first; now behind the 80 in the rotation
+    expect(groupsOf(bs).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `b${i}`).sort());
+    await a.finishJobs(bs.map((j) => ack(j, "succeeded")));
+    const next = await a.fetchJobs("q", 10);
+    expect(groupsOf(next.jobs).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `b${i}`).sort());
+  });
+
   test("a retry, a recovered job and a due future job of a group go back to their group's lane", async () => {
     const a = make({ lease: 1 });
     const b = make({ lease: 60 });

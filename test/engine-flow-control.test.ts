@@ -211,6 +211,45 @@ describe.each(brokerFactories())("flow control on $name", (factory) => {
     await workers;
   });
 
+  test("a RateLimitError with group: true blocks the job's group only; the other groups run", async () => {
+    const clock = new FakeClock();
+    const engine = trackEngine(factory.world().create({ clock }));
+    const ran: string[] = [];
+    let pushBack = true;
+    const sync = engine.task(
+      "sync",
+      (n: number) => {
+        const group = currentJob()!.job.group!;
+        ran.push(`${group}${n}`);
+        if (group === "a" && pushBack) {
+          pushBack = false;
+          throw new RateLimitError("tenant a is over its quota", { retryAfter: 10, group: true });
+        }
+      },
+      { maxRetries: 1 },
+    );
+    const blocked: string[] = [];
+    const off = signals.jobRateLimited.connectVia(engine.namespace, (_ns, p) => void blocked.push(p.blocked));
+    await engine.schedule(sync.with({ group: "a" }), 0);
+    const up = workersStarted(engine.namespace);
+    const workers = engine.startWorkers({ number: 1 });
+    await up;
+    await until(() => blocked.length === 1, 5_000, "the push-back");
+    await new Promise((r) => setTimeout(r, 50)); // the block lands
+    await engine.schedule(sync.with({ group: "a" }), 1);
+    await engine.schedule(sync.with({ group: "b" }), 0);
+    await until(() => ran.includes("b0"), 5_000, "group b's job");
+    await clock.advanceBy(5_000, 1_000);
+    expect(ran).toEqual(["a0", "b0"]);
+    await clock.advanceUntil(() => ran.length === 4, { stepMs: 1000, what: "group a's jobs after the block" });
+    expect(ran.slice(2).sort()).toEqual(["a0", "a1"]);
+    expect(blocked).toEqual(["group"]);
+    expect(() => new RateLimitError("x", { group: true, limiter: "p" })).toThrow(/a limiter or group: true/);
+    off();
+    await engine.stopWorkers();
+    await workers;
+  });
+
   test("pauseTask: the running job finishes, the task's others wait in order, other tasks run; resumeTask lets them go", async () => {
     const world = factory.world();
     const engine = trackEngine(world.create());

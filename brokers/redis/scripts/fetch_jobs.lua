@@ -410,13 +410,23 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
   -- 2. The lanes with jobs, their free slots (a task no longer limited: ungated), and the levels of
   -- the open ones. A lane with levels that an older worker took out of <p>:lanes:<q> (it saw its
   -- LIST empty) is listed again, from its flag.
-  local lanes, top = {}, now
+  -- The lanes are read in rotation order, the first PAGE of them (with every lane that has
+  -- levels, listed by its flag, so that priority holds whatever its place); only when fewer of
+  -- those can give than the fetch wants (saturated, paused or blocked lanes) are all of them read
+  -- (see serve). So a fetch costs O(count) lanes when the lanes ahead can give, not O(active groups).
+  local PAGE = math.max(2 * count, 64)
+  local lanes, top, more = {}, now, false
   do
-    local flat = redis.call('ZRANGE', lanes_key, '0', '-1', 'WITHSCORES')
+    local flat = redis.call('ZRANGE', lanes_key, '0', tostring(PAGE - 1), 'WITHSCORES')
     for k = 1, #flat, 2 do
       lanes[#lanes + 1] = flat[k]
       local score = tonumber(flat[k + 1])
       if score > top then top = score end
+    end
+    if #flat == 2 * PAGE then
+      more = true
+      local last = tonumber(redis.call('ZRANGE', lanes_key, '-1', '-1', 'WITHSCORES')[2])
+      if last and last > top then top = last end
     end
   end
   if next(flags) ~= nil then
@@ -434,232 +444,274 @@ local function take_gated(queue_name, queue_key, limit, count, levels)
       redis.call('ZADD', lanes_key, 'NX', now_s, task)
     end
   end
-  local free, lane_srcs, prios_seen, prio_list = {}, {}, {}, {}
-  local function see(p)
-    if not prios_seen[p] then
-      prios_seen[p] = true
-      prio_list[#prio_list + 1] = p
-    end
-  end
-  for _, src in ipairs(sources) do
-    if #src.ids > 0 then see(src.prio) end
-  end
-  local lane_gates, counted = {}, {}
-  if #lanes > 0 then
-    -- The counters read: each lane's (a task's, or a group lane's: see chard_group_lane), and the
-    -- task's of a group lane of a limited task.
-    local fields, at = {}, {}
-    local function field(f)
-      if not at[f] then
-        fields[#fields + 1] = f
-        at[f] = #fields
-      end
-    end
-    for _, lane in ipairs(lanes) do
-      field(lane)
-      local task, group = chard_lane_parts(lane)
-      if group then field(task) end
-    end
-    local cur = redis.call('HMGET', cur_key, unpack(fields))
-    -- A task's concurrency limit is a budget its lanes share (a task has a lane per group), like a
-    -- rate window (see room): one per task, read from its counter.
-    local budgets = {}
-    for i, lane in ipairs(lanes) do
-      local task, group = chard_lane_parts(lane)
-      local cap = limit[task]
-      free[i] = count
-      local ws = nil
-      if cap then
-        ws = {}
-        counted[i] = { task }
-        if cap > 0 then
-          budgets[task] = budgets[task] or { max = cap, total = tonumber(cur[at[task]]) or 0, used = 0, conc = true }
-          ws[1] = budgets[task]
-        end
-        local gcap = group and type(flags['gcap:' .. task]) == 'table' and tonumber(flags['gcap:' .. task][1])
-        if gcap then
-          free[i] = math.max(0, gcap - (tonumber(cur[at[lane]]) or 0))
-          counted[i][2] = lane
-        end
-        if free[i] > 0 and room(ws) > 0 then
-          local gs = gates_of(task)
-          if not gs then
-            ws = false
-          else
-            for _, w in ipairs(gs) do ws[#ws + 1] = w end
-            local grl = group and flags['grl:' .. task]
-            local w = grl and window('g:' .. lane, grl)
-            if w then ws[#ws + 1] = w end
-          end
-        end
-        if not ws or room(ws) <= 0 then free[i] = 0 end
-      else
-        counted[i] = {}
-      end
-      lane_gates[i] = ws or nil
-      local srcs = { { prio = 0, key = lane_of(queue_name, lane) } }
-      if free[i] > 0 and flags[chard_lane_flag(queue_name, lane)] then
-        local lvls = redis.call('ZRANGE', prefix .. ':plevels:' .. queue_name .. ':t:' .. lane, '0', '-1')
-        for _, n in ipairs(lvls) do
-          local key = prefix .. ':plane:' .. n .. ':' .. queue_name .. ':t:' .. lane
-          srcs[#srcs + 1] = { prio = tonumber(n), n = n, key = key }
-        end
-        srcs.levels, srcs.flagged = #lvls, true
-      end
-      lane_srcs[i] = srcs
-      if free[i] > 0 then
-        for _, src in ipairs(srcs) do see(src.prio) end
-      end
-    end
-  end
-  table.sort(prio_list, function(a, b) return a > b end)
-  -- 3. By priority; round-robin within one: each open lane's source of that priority, then the
-  -- queue's candidates of it, one job each per turn. What a lane could not give (it ran out) the
-  -- other sources of the priority may, in another round.
-  local ids, jsons, taken, taken_order, gave = {}, {}, {}, {}, {}
+  local ids, jsons, taken, taken_order = {}, {}, {}, {}
   local left = count
-  for _, p in ipairs(prio_list) do
-    if left <= 0 then break end
-    local cand
+  -- A task's concurrency limit is a budget its lanes share (a task has a lane per group), like a
+  -- rate window (see room): one per task, read from its counter, shared by both passes.
+  local budgets = {}
+  -- Serves `lanes` and the queue's candidates, by priority, round-robin. With `partial` (the
+  -- first page, more lanes beyond it), gives up before taking anything when fewer of its lanes
+  -- can give than the fetch wants: then every lane is served in one pass, so the lanes beyond the
+  -- page take their turn as if all had been read. Returns false when it gave up.
+  local function serve(lanes, partial)
+    local free, lane_srcs, prios_seen, prio_list = {}, {}, {}, {}
+    local function see(p)
+      if not prios_seen[p] then
+        prios_seen[p] = true
+        prio_list[#prio_list + 1] = p
+      end
+    end
     for _, src in ipairs(sources) do
-      if src.prio == p then cand = src end
+      if #src.ids > 0 then see(src.prio) end
     end
-    local at = {}
-    for i = 1, #lanes do
-      if free[i] > 0 and (not lane_gates[i] or room(lane_gates[i]) > 0) then
-        for _, src in ipairs(lane_srcs[i]) do
-          if src.prio == p then at[i] = src end
+    local lane_gates, counted = {}, {}
+    if #lanes > 0 then
+      -- The counters read: each lane's (a task's, or a group lane's: see chard_group_lane), and the
+      -- task's of a group lane of a limited task.
+      local fields, at = {}, {}
+      local function field(f)
+        if not at[f] then
+          fields[#fields + 1] = f
+          at[f] = #fields
         end
-        -- A lane listed for its levels may have an empty LIST: asked only when its turn comes,
-        -- so that it takes no turn from the others.
-        local src = at[i]
-        if p == 0 and src and lane_srcs[i].flagged and redis.call('LLEN', src.key) == 0 then src.emptied = true end
       end
-    end
-    local again = true
-    while again and left > 0 do
-      again = false
-      local share, cand_n, progress, total = {}, 0, true, 0
-      while left - total > 0 and progress do
-        progress = false
-        for i = 1, #lanes do
-          local src = at[i]
-          local ws = lane_gates[i]
-          if src and not src.emptied and left - total > 0 and (share[i] or 0) < free[i] and (not ws or room(ws) > 0) then
-            share[i], total, progress = (share[i] or 0) + 1, total + 1, true
-            if ws then use(ws, 1) end
+      for _, lane in ipairs(lanes) do
+        field(lane)
+        local task, group = chard_lane_parts(lane)
+        if group then field(task) end
+      end
+      local cur = redis.call('HMGET', cur_key, unpack(fields))
+      for i, lane in ipairs(lanes) do
+        local task, group = chard_lane_parts(lane)
+        local cap = limit[task]
+        free[i] = count
+        local ws = nil
+        if cap then
+          ws = {}
+          counted[i] = { task }
+          if cap > 0 then
+            budgets[task] = budgets[task] or { max = cap, total = tonumber(cur[at[task]]) or 0, used = 0, conc = true }
+            ws[1] = budgets[task]
           end
-        end
-        if cand and left - total > 0 and cand.used + cand_n < #cand.ids then
-          cand_n, total, progress = cand_n + 1, total + 1, true
-        end
-      end
-      -- What each source gives in this pass, merged below one job per source per round (the order
-      -- the workers start them in).
-      local given, rounds = {}, cand_n
-      for i = 1, #lanes do
-        local want, src = share[i], at[i]
-        if want and want > 0 then
-          -- Revoked and corrupt entries take no slot: pop again for them (each is popped once).
-          local n, mine = 0, {}
-          while n < want and not src.emptied do
-            local got = redis.call('LPOP', src.key, want - n) or {}
-            if #got < want - n then src.emptied = true end
-            for _, entry in ipairs(read(got)) do
-              mine[#mine + 1] = entry
-              n = n + 1
+          local gcap = group and type(flags['gcap:' .. task]) == 'table' and tonumber(flags['gcap:' .. task][1])
+          if gcap then
+            free[i] = math.max(0, gcap - (tonumber(cur[at[lane]]) or 0))
+            counted[i][2] = lane
+          end
+          -- A group blocked by a RateLimitError of one of its jobs ("until:g:<group lane>").
+          local gblock = group and tonumber(flags['until:g:' .. lane])
+          if gblock and gblock > now then
+            gate_opens(gblock)
+            ws = false
+          elseif free[i] > 0 and room(ws) > 0 then
+            local gs = gates_of(task)
+            if not gs then
+              ws = false
+            else
+              for _, w in ipairs(gs) do ws[#ws + 1] = w end
+              local grl = group and flags['grl:' .. task]
+              local w = grl and window('g:' .. lane, grl)
+              if w then ws[#ws + 1] = w end
             end
           end
-          given[i] = mine
-          if n > rounds then rounds = n end
-          src.popped = true
-          if lane_gates[i] and n < want then use(lane_gates[i], n - want) end
-          if n > 0 then
-            for _, f in ipairs(counted[i]) do
-              if not taken[f] then taken_order[#taken_order + 1] = f end
-              taken[f] = (taken[f] or 0) + n
-            end
-            free[i] = free[i] - n
-          end
-          gave[i] = (gave[i] or 0) + n
-          left = left - n
-          if n < want then again = true end
-        end
-      end
-      for r = 1, rounds do
-        for i = 1, #lanes do
-          local entry = given[i] and given[i][r]
-          if entry then ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2] end
-        end
-        if cand and r <= cand_n then
-          ids[#ids + 1], jsons[#jsons + 1] = cand.ids[cand.used + r], cand.jsons[cand.used + r]
-        end
-      end
-      if cand then
-        cand.used = cand.used + cand_n
-        left = left - cand_n
-      end
-    end
-  end
-  -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET; an
-  -- emptied level leaves the lane's levels (and the flag goes with the last).
-  local unlisted, requeued = false, {}
-  for i, task in ipairs(lanes) do
-    if gave[i] then
-      local srcs, empty = lane_srcs[i], true
-      if srcs.flagged then
-        local plevels_key, left_levels = prefix .. ':plevels:' .. queue_name .. ':t:' .. task, srcs.levels
-        for _, src in ipairs(srcs) do
-          if src.n then
-            if src.popped and (src.emptied or redis.call('LLEN', src.key) == 0) then
-              redis.call('ZREM', plevels_key, src.n)
-              left_levels = left_levels - 1
-            end
-          end
-        end
-        if left_levels > 0 then
-          empty = false
+          if not ws or room(ws) <= 0 then free[i] = 0 end
         else
-          local flag = chard_lane_flag(queue_name, task)
-          chard_set_flag(max_key, flag, false)
-          flags[flag] = nil
+          counted[i] = {}
+        end
+        lane_gates[i] = ws or nil
+        local srcs = { { prio = 0, key = lane_of(queue_name, lane) } }
+        if free[i] > 0 and flags[chard_lane_flag(queue_name, lane)] then
+          local lvls = redis.call('ZRANGE', prefix .. ':plevels:' .. queue_name .. ':t:' .. lane, '0', '-1')
+          for _, n in ipairs(lvls) do
+            local key = prefix .. ':plane:' .. n .. ':' .. queue_name .. ':t:' .. lane
+            srcs[#srcs + 1] = { prio = tonumber(n), n = n, key = key }
+          end
+          srcs.levels, srcs.flagged = #lvls, true
+        end
+        lane_srcs[i] = srcs
+        if free[i] > 0 then
+          for _, src in ipairs(srcs) do see(src.prio) end
         end
       end
-      if empty then
-        local list
-        for _, src in ipairs(srcs) do
-          if not src.n then list = src end
+    end
+    if partial then
+      local open = 0
+      for i = 1, #lanes do
+        if free[i] > 0 and (not lane_gates[i] or room(lane_gates[i]) > 0) then open = open + 1 end
+      end
+      if open < left then return false end
+    end
+    table.sort(prio_list, function(a, b) return a > b end)
+    -- 3. By priority; round-robin within one: each open lane's source of that priority, then the
+    -- queue's candidates of it, one job each per turn. What a lane could not give (it ran out) the
+    -- other sources of the priority may, in another round.
+    local gave = {}
+    for _, p in ipairs(prio_list) do
+      if left <= 0 then break end
+      local cand
+      for _, src in ipairs(sources) do
+        if src.prio == p then cand = src end
+      end
+      local at = {}
+      for i = 1, #lanes do
+        if free[i] > 0 and (not lane_gates[i] or room(lane_gates[i]) > 0) then
+          for _, src in ipairs(lane_srcs[i]) do
+            if src.prio == p then at[i] = src end
+          end
+          -- A lane listed for its levels may have an empty LIST: asked only when its turn comes,
+          -- so that it takes no turn from the others.
+          local src = at[i]
+          if p == 0 and src and lane_srcs[i].flagged and redis.call('LLEN', src.key) == 0 then src.emptied = true end
         end
-        empty = list.emptied or redis.call('LLEN', list.key) == 0
       end
-      if empty then
-        redis.call('ZREM', lanes_key, task)
-        unlisted = true
-      elseif gave[i] > 0 then
-        requeued[#requeued + 1] = i
+      local again = true
+      while again and left > 0 do
+        again = false
+        local share, cand_n, progress, total = {}, 0, true, 0
+        while left - total > 0 and progress do
+          progress = false
+          for i = 1, #lanes do
+            local src = at[i]
+            local ws = lane_gates[i]
+            if src and not src.emptied and left - total > 0 and (share[i] or 0) < free[i] and (not ws or room(ws) > 0) then
+              share[i], total, progress = (share[i] or 0) + 1, total + 1, true
+              if ws then use(ws, 1) end
+            end
+          end
+          if cand and left - total > 0 and cand.used + cand_n < #cand.ids then
+            cand_n, total, progress = cand_n + 1, total + 1, true
+          end
+        end
+        -- What each source gives in this pass, merged below one job per source per round (the order
+        -- the workers start them in).
+        local given, rounds = {}, cand_n
+        -- The lanes' LPOPs first, then one read (HMGET) of all the ids they gave; revoked and
+        -- corrupt entries take no slot: their lanes pop again for them (each is popped once).
+        local need = {}
+        for i = 1, #lanes do
+          if share[i] and share[i] > 0 then
+            need[#need + 1] = i
+            given[i] = {}
+          end
+        end
+        while #need > 0 do
+          local popped, owner = {}, {}
+          for _, i in ipairs(need) do
+            local src, want = at[i], share[i] - #given[i]
+            local got = redis.call('LPOP', src.key, want) or {}
+            if #got < want then src.emptied = true end
+            src.popped = true
+            for _, id in ipairs(got) do
+              popped[#popped + 1] = id
+              owner[id] = i
+            end
+          end
+          for _, entry in ipairs(#popped > 0 and read(popped) or {}) do
+            local mine = given[owner[entry[1]]]
+            mine[#mine + 1] = entry
+          end
+          local again_need = {}
+          for _, i in ipairs(need) do
+            if #given[i] < share[i] and not at[i].emptied then again_need[#again_need + 1] = i end
+          end
+          need = again_need
+        end
+        for i = 1, #lanes do
+          local want = share[i]
+          if want and want > 0 then
+            local n = #given[i]
+            if n > rounds then rounds = n end
+            if lane_gates[i] and n < want then use(lane_gates[i], n - want) end
+            if n > 0 then
+              for _, f in ipairs(counted[i]) do
+                if not taken[f] then taken_order[#taken_order + 1] = f end
+                taken[f] = (taken[f] or 0) + n
+              end
+              free[i] = free[i] - n
+            end
+            gave[i] = (gave[i] or 0) + n
+            left = left - n
+            if n < want then again = true end
+          end
+        end
+        for r = 1, rounds do
+          for i = 1, #lanes do
+            local entry = given[i] and given[i][r]
+            if entry then ids[#ids + 1], jsons[#jsons + 1] = entry[1], entry[2] end
+          end
+          if cand and r <= cand_n then
+            ids[#ids + 1], jsons[#jsons + 1] = cand.ids[cand.used + r], cand.jsons[cand.used + r]
+          end
+        end
+        if cand then
+          cand.used = cand.used + cand_n
+          left = left - cand_n
+        end
       end
     end
-  end
-  -- The lanes that gave go to the back, in the order of their last job of this fetch (the
-  -- round-robin goes on from there in the next one, whoever makes it): by the jobs they gave, then
-  -- in their order. Their scores follow the highest one (or now): a rank, not a time.
-  if #requeued > 0 then
-    table.sort(requeued, function(x, y)
-      if gave[x] ~= gave[y] then return gave[x] < gave[y] end
-      return x < y
-    end)
-    local base, pairs_ = math.max(now, top + 1), {}
-    for k, i in ipairs(requeued) do
-      pairs_[2 * k - 1], pairs_[2 * k] = chard_score(base + k - 1), lanes[i]
+    -- A lane that gave goes to the back of the round-robin; an emptied one leaves the ZSET; an
+    -- emptied level leaves the lane's levels (and the flag goes with the last).
+    local unlisted, requeued = false, {}
+    for i, task in ipairs(lanes) do
+      if gave[i] then
+        local srcs, empty = lane_srcs[i], true
+        if srcs.flagged then
+          local plevels_key, left_levels = prefix .. ':plevels:' .. queue_name .. ':t:' .. task, srcs.levels
+          for _, src in ipairs(srcs) do
+            if src.n then
+              if src.popped and (src.emptied or redis.call('LLEN', src.key) == 0) then
+                redis.call('ZREM', plevels_key, src.n)
+                left_levels = left_levels - 1
+              end
+            end
+          end
+          if left_levels > 0 then
+            empty = false
+          else
+            local flag = chard_lane_flag(queue_name, task)
+            chard_set_flag(max_key, flag, false)
+            flags[flag] = nil
+          end
+        end
+        if empty then
+          local list
+          for _, src in ipairs(srcs) do
+            if not src.n then list = src end
+          end
+          empty = list.emptied or redis.call('LLEN', list.key) == 0
+        end
+        if empty then
+          redis.call('ZREM', lanes_key, task)
+          unlisted = true
+        elseif gave[i] > 0 then
+          requeued[#requeued + 1] = i
+        end
+      end
     end
-    for k = 1, #pairs_, 2000 do redis.call('ZADD', lanes_key, 'XX', unpack(pairs_, k, math.min(k + 1999, #pairs_))) end
+    -- The lanes that gave go to the back, in the order of their last job of this fetch (the
+    -- round-robin goes on from there in the next one, whoever makes it): by the jobs they gave, then
+    -- in their order. Their scores follow the highest one (or now): a rank, not a time.
+    if #requeued > 0 then
+      table.sort(requeued, function(x, y)
+        if gave[x] ~= gave[y] then return gave[x] < gave[y] end
+        return x < y
+      end)
+      local base, pairs_ = math.max(now, top + 1), {}
+      for k, i in ipairs(requeued) do
+        pairs_[2 * k - 1], pairs_[2 * k] = chard_score(base + k - 1), lanes[i]
+      end
+      for k = 1, #pairs_, 2000 do redis.call('ZADD', lanes_key, 'XX', unpack(pairs_, k, math.min(k + 1999, #pairs_))) end
+      top = base + #requeued - 1
+    end
+    -- The flag of a queue with group lanes goes once it has no lane left.
+    local grp = 'grp:' .. queue_name
+    if unlisted and flags[grp] and redis.call('ZCARD', lanes_key) == 0 then
+      chard_set_flag(max_key, grp, false)
+      flags[grp] = nil
+    end
+    return true
   end
-  -- The flag of a queue with group lanes goes once it has no lane left.
-  local grp = 'grp:' .. queue_name
-  if unlisted and flags[grp] and redis.call('ZCARD', lanes_key) == 0 then
-    chard_set_flag(max_key, grp, false)
-    flags[grp] = nil
-  end
+  if not serve(lanes, more) then serve(redis.call('ZRANGE', lanes_key, '0', '-1'), false) end
   -- Candidates not taken go back to the front of their source, in their order; emptied levels
   -- leave the queue's levels (and its flag goes with the last).
   local removed = false

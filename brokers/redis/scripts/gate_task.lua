@@ -6,7 +6,8 @@
 -- ARGV[2]  events channel (published to when a gate opens, so that idle workers fetch at once)
 -- ARGV[3]  "pause", "resume" or "block"
 -- ARGV[4]  task name
--- ARGV[5]  block: the limiter blocked ("t:<task>" for the task itself, "n:<name>" for a named one)
+-- ARGV[5]  block: the limiter blocked ("t:<task>" for the task itself, "n:<name>" for a named
+--          one, "g:" and a group lane for one group of the task)
 -- ARGV[6]  block: until when (epoch ms); a later block of the same limiter stands
 -- ARGV[7]  now (epoch ms)
 -- A task's jobs can only wait behind a gate in its lanes, so a paused or blocked task is gated
@@ -36,7 +37,7 @@ if op == 'block' then
   else
     until_ = before
   end
-  if id == 't:' .. task then gate() end
+  if id == 't:' .. task or string.sub(id, 1, 2) == 'g:' then gate() end
   return chard_score(until_)
 end
 local flag = 'tpaused:' .. task
