@@ -1,7 +1,8 @@
 /**
  * Flow control on MemoryBroker: a task limited to 5 starts per second, two tasks sharing one
  * provider's quota (a RateLimiter), a 429 from the provider (RateLimitError) that blocks the quota
- * for every worker, and a paused task. The README's "Rate limits and pausing tasks" section runs
+ * for every worker, fair groups (a tenant with a backlog does not hold back a small one), and a
+ * paused task. The README's "Rate limits and pausing tasks" section runs
  * this. Run it with `npm run build && node dist/examples/flow-control.js`.
  */
 import { Engine, MemoryBroker, RateLimitError, RateLimiter, signals } from "../lib/index.js";
@@ -43,6 +44,15 @@ await engine.schedule(report, "daily");
 
 for (let n = 1; n <= 12; n++) await engine.schedule(thumbnail, n);
 await engine.schedule(charge, "A1");
+
+// Fair groups: tenant "big" has 6 exports queued, then "small" asks for one; at most one export
+// of a tenant runs at once. The small tenant's export starts right after big's first.
+const exportData = engine.task("export", (tenant: string, n: number) => console.log(`${at()} export ${tenant} ${n}`), {
+  groupLimit: { maxConcurrency: 1 },
+  maxRetries: 1,
+});
+for (let n = 1; n <= 6; n++) await engine.schedule(exportData.with({ group: "big" }), "big", n);
+await engine.schedule(exportData.with({ group: "small" }), "small", 1);
 
 const workers = engine.startWorkers({ number: 10 });
 await new Promise((resolve) => setTimeout(resolve, 200));
