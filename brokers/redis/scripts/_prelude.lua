@@ -25,8 +25,9 @@ end
 -- `maxRetries`, in this order, only when set; see docs/queue-model.md "The wire format"): reads
 -- them into `job` from `pos` (right after the maxRetries value) and returns true when the text
 -- goes on to a JSON field list that holds `"args":`. `prio` (an integer), `key` and `group`
--- (strings) are read; fields scripts do not need (headers, per-job timeouts, and those of later versions) are
--- skipped by finding `,"args":`, which no JSON string can hold (its quotes are escaped).
+-- (strings) are read; fields scripts do not need (headers, per-job timeouts, and those of later
+-- versions) are skipped by finding `,"args":`, which no JSON string can hold (its quotes are
+-- escaped).
 local function chard_job_options(json, pos, job)
   if string.sub(json, pos, pos + 7) == ',"args":' then return true end
   local prio = string.match(json, '^,"prio":(%-?%d+)', pos)
@@ -34,21 +35,18 @@ local function chard_job_options(json, pos, job)
     job.prio = tonumber(prio)
     pos = pos + 8 + #prio
   end
-  if string.sub(json, pos, pos + 6) == ',"key":' then
-    local close = string.byte(json, pos + 7) == 34 and chard_string_end(json, pos + 7)
-    if not close then return false end
-    local ok, key = pcall(cjson.decode, string.sub(json, pos + 7, close))
-    if not ok or type(key) ~= 'string' then return false end
-    job.key = key
-    pos = close + 1
-  end
-  if string.sub(json, pos, pos + 8) == ',"group":' then
-    local close = string.byte(json, pos + 9) == 34 and chard_string_end(json, pos + 9)
-    if not close then return false end
-    local ok, group = pcall(cjson.decode, string.sub(json, pos + 9, close))
-    if not ok or type(group) ~= 'string' then return false end
-    job.group = group
-    pos = close + 1
+  for f = 1, 2 do -- key, then group: each a string field, when present
+    local name, head = 'key', ',"key":'
+    if f == 2 then name, head = 'group', ',"group":' end
+    local at = pos + #head
+    if string.sub(json, pos, at - 1) == head then
+      local close = string.byte(json, at) == 34 and chard_string_end(json, at)
+      if not close then return false end
+      local ok, value = pcall(cjson.decode, string.sub(json, at, close))
+      if not ok or type(value) ~= 'string' then return false end
+      job[name] = value
+      pos = close + 1
+    end
   end
   return string.find(json, ',"args":', pos, true) ~= nil
 end
