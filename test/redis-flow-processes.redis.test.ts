@@ -11,6 +11,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, inject, test } from "vitest";
+import { Batch } from "../lib/tasks.js";
 import { RateLimiter } from "../lib/rate-limits.js";
 import { trackEngine, until } from "./helpers/engines.js";
 import { testBroker } from "./helpers/ioredis.js";
@@ -154,6 +155,39 @@ describe("flow control across worker processes sharing Redis", () => {
       ),
     ).toBeLessThanOrEqual(max);
     console.log(`shared RateLimiter across processes: ${JSON.stringify(delays)}`);
+  });
+
+  test("fair groups across two processes: groups that become active are taken before the big group's next jobs", async () => {
+    const url = inject("redisUrl");
+    const namespace = `t-${randomUUID()}`;
+    const tenant: TaskConfig = { name: "tenant", ms: 20 };
+    const [a, b] = await Promise.all([
+      spawnFlow(url, namespace, { tasks: [tenant], workers: 2 }),
+      spawnFlow(url, namespace, { tasks: [tenant], workers: 2 }),
+    ]);
+    const engine = trackEngine(testBroker(url), namespace);
+    const task = engine.task("tenant", (_i: number) => undefined);
+    const all = (): WorkerEvent[] => [...a.events, ...b.events];
+    const big = new Batch();
+    for (let i = 0; i < 200; i++) big.schedule(task.with({ group: "big" }), i);
+    await engine.scheduleBatch(big);
+    await until(() => of(all(), "end").length >= 8, 10_000, "the big group running");
+    // Five groups become active at once, behind the big group's backlog of about 190 jobs.
+    const small = new Batch();
+    for (let g = 0; g < 5; g++) small.schedule(task.with({ group: `small-${g}` }), 1000 + g);
+    await engine.scheduleBatch(small);
+    const after = engine.broker.clock.now();
+    await until(() => of(all(), "taken").filter((e) => argOf(e) >= 1000).length === 5, 10_000, "the small groups");
+    const taken = of(all(), "taken").sort((x, y) => x.at! - y.at!);
+    const lastSmall = Math.max(...taken.filter((e) => argOf(e) >= 1000).map((e) => e.at!));
+    // Jobs of the big group taken after the small groups were queued and before the last of them:
+    // the fetches under way when they were queued (4 workers, one job per fetch), not its backlog.
+    const bigBetween = taken.filter((e) => argOf(e) < 1000 && e.at! > after && e.at! < lastSmall);
+    expect(bigBetween.length).toBeLessThanOrEqual(4);
+    expect(of(all(), "taken").filter((e) => argOf(e) < 1000).length).toBeLessThan(200);
+    await Promise.all([killWorker(a, "SIGTERM"), killWorker(b, "SIGTERM")]);
+    expect(of(a.events, "taken").length).toBeGreaterThan(0);
+    expect(of(b.events, "taken").length).toBeGreaterThan(0);
   });
 
   test("a paused task stays paused through a SIGKILL and a new process; resumed, its jobs run in FIFO order", async () => {
