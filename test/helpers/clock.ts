@@ -1,138 +1,18 @@
 /**
- * A clock the test moves by hand, driving every timer of the library (through the `Clock` seam):
- * `clock.advance(ms)` or `clock.t += ms` moves time and runs, in time order, each timer that came
- * due, at its own time. A timer already due when it is set (a delay of 0 or less) runs on the next
- * turn of the event loop without time moving, as a real zero-delay timer does.
+ * The project's fake clock: `chard/testing`'s `TestClock` (lib/testing.ts), with `advance(ms)` in
+ * milliseconds as the project's tests have always used it, and `advanceUntil`, its `runUntil`.
  */
-import type { Clock, ClockTimer } from "../../lib/clock.js";
+import { TestClock } from "../../lib/testing.js";
 
-interface Timer {
-  atMs: number;
-  seq: number;
-  callback: () => void;
-}
-
-/** A fake `Clock`: time moves only when the test says so. */
-export class FakeClock implements Clock {
-  #t: number;
-  #seq = 0;
-  /** Pending timers, sorted by due time, then by creation order. */
-  #timers: Timer[] = [];
-  #flushQueued = false;
-
-  constructor(t = 1_700_000_000_000) {
-    this.#t = t;
+/** A `TestClock` whose `advance` takes milliseconds. */
+export class FakeClock extends TestClock {
+  /** Moves time forward by `ms` milliseconds, running each timer that comes due at its own time. */
+  override advance(ms: number): void {
+    this.advanceMs(ms);
   }
 
-  /** The current time (epoch ms). Setting it forward runs the timers that came due. */
-  get t(): number {
-    return this.#t;
-  }
-
-  set t(value: number) {
-    if (value < this.#t) {
-      this.#t = value; // going back in time (a clock step) fires nothing
-      return;
-    }
-    this.#runUntil(value);
-  }
-
-  now(): number {
-    return this.#t;
-  }
-
-  setTimeout(callback: () => void, delayMs: number): ClockTimer {
-    const timer: Timer = { atMs: this.#t + Math.max(0, delayMs), seq: this.#seq++, callback };
-    let i = this.#timers.length;
-    while (i > 0 && this.#timers[i - 1]!.atMs > timer.atMs) i--;
-    this.#timers.splice(i, 0, timer);
-    if (timer.atMs <= this.#t) this.#queueFlush();
-    return timer;
-  }
-
-  clearTimeout(timer: ClockTimer | undefined): void {
-    const i = this.#timers.indexOf(timer as Timer);
-    if (i >= 0) this.#timers.splice(i, 1);
-  }
-
-  /** Moves time forward by `ms`, running each timer that comes due at its own time. */
-  advance(ms: number): void {
-    this.t = this.#t + ms;
-  }
-
-  /**
-   * Moves time forward by `ms` in steps of at most `stepMs`, letting I/O and promises run for
-   * `settleMs` of real time after each step: for engines whose timers start broker calls (lease
-   * renewals, turns), which a single jump would run all at one instant.
-   */
-  async advanceBy(ms: number, stepMs: number, settleMs = 5): Promise<void> {
-    const end = this.#t + ms;
-    while (this.#t < end) {
-      this.t = Math.min(end, this.#t + stepMs);
-      await new Promise((resolve) => setTimeout(resolve, settleMs));
-    }
-  }
-
-  /**
-   * Moves time forward until `condition()` holds: each step goes to the next pending timer (or
-   * `stepMs` ahead, whichever is sooner) and then lets I/O and promises run (real time) until the
-   * pending timers stop changing, so a timer's broker call lands before the next one fires. Start
-   * it once the engines are up (`workerStarted`): time jumps while nothing is pending. Fails after `maxMs` of
-   * fake time or `maxSteps` steps, naming `what`.
-   */
-  async advanceUntil(
-    condition: () => boolean,
-    { stepMs = 60_000, maxMs = 3_600_000, maxSteps = 5_000, settleMs = 3, what = "condition" } = {},
-  ): Promise<void> {
-    const end = this.#t + maxMs;
-    for (let step = 0; !condition(); step++) {
-      if (this.#t >= end || step >= maxSteps) {
-        throw new Error(`FakeClock: ${what} did not hold within ${maxMs} ms of fake time (${step} steps)`);
-      }
-      const next = this.#timers[0]?.atMs ?? Infinity;
-      this.t = Math.min(end, this.#t + stepMs, Math.max(next, this.#t));
-      await this.#settle(settleMs);
-    }
-  }
-
-  /** Waits (real time) until the pending timers stay the same over two waits of `settleMs`. */
-  async #settle(settleMs: number): Promise<void> {
-    let before = "";
-    for (let i = 0; i < 20; i++) {
-      await new Promise((resolve) => setTimeout(resolve, settleMs));
-      const now = `${this.#timers.length} ${this.#timers[0]?.atMs}`;
-      if (now === before) return;
-      before = now;
-    }
-  }
-
-  /** Timers waiting to run. */
-  get pendingTimers(): number {
-    return this.#timers.length;
-  }
-
-  /** The due time of the earliest pending timer, or undefined. */
-  get nextTimerAtMs(): number | undefined {
-    return this.#timers[0]?.atMs;
-  }
-
-  #runUntil(target: number): void {
-    for (;;) {
-      const next = this.#timers[0];
-      if (!next || next.atMs > target) break;
-      this.#timers.shift();
-      if (next.atMs > this.#t) this.#t = next.atMs;
-      next.callback();
-    }
-    this.#t = target;
-  }
-
-  #queueFlush(): void {
-    if (this.#flushQueued) return;
-    this.#flushQueued = true;
-    setImmediate(() => {
-      this.#flushQueued = false;
-      this.#runUntil(this.#t);
-    });
+  /** `runUntil` under the name the project's tests use. */
+  advanceUntil(...args: Parameters<TestClock["runUntil"]>): Promise<void> {
+    return this.runUntil(...args);
   }
 }
