@@ -6,7 +6,8 @@
 import type { Duplicate, KeyLookup } from "../lib/broker.js";
 import { Job, JobStatus, dueStatus, endedKeyJob, fromWire, toWire, type WireJob } from "../lib/jobs.js";
 import { recordStatus } from "../lib/results.js";
-import { groupLane, type KeyRecord, type NamespaceState } from "./memory-state.js";
+import { groupLane } from "../lib/names.js";
+import type { KeyRecord, NamespaceState } from "./memory-state.js";
 
 /** A pending or running job found where it is stored, and how to rewrite or remove it there. */
 interface Located {

@@ -5,23 +5,9 @@
  */
 import type { JobState } from "../lib/broker.js";
 import { JobStatus, dueStatus, type Job, type WireJob } from "../lib/jobs.js";
+import { groupLane, laneParts } from "../lib/names.js";
 import { Gates } from "./memory-gates.js";
 import type { MemoryBroker } from "./memory.js";
-
-/**
- * The lane of group `group` of task `task` in a queue (fetch_jobs.lua's chard_group_lane): its
- * name where a task's lane has the task's name, in `NamespaceState.lanes` and `concurrency`.
- */
-export function groupLane(task: string, group: string): string {
-  return `\u0001${task}\u0001${group}`;
-}
-
-/** The task and group of lane `lane` (see `groupLane`); the group is undefined for a task's lane. */
-export function laneParts(lane: string): [task: string, group: string | undefined] {
-  if (!lane.startsWith("\u0001")) return [lane, undefined];
-  const end = lane.indexOf("\u0001", 1);
-  return [lane.slice(1, end), lane.slice(end + 1)];
-}
 
 /** The lane whose counters a job takes: its group's (`groupLane`), else its task's name. */
 export function laneOf(job: { readonly taskName: string; readonly group: string | undefined }): string {
@@ -394,6 +380,15 @@ export class NamespaceState {
     const to = priority === 0 ? this.queue(wire.queue) : this.level(wire.queue, priority);
     if (front) to.unshiftAll([wire]);
     else to.push(wire);
+  }
+
+  /**
+   * Gates `task` (a pause or a block needs its jobs in lanes): limit 0 (none) unless it has one,
+   * its counter set to 0 if missing (gate_task.lua's `gate`).
+   */
+  gate(task: string): void {
+    if (!this.maxConcurrency.has(task)) this.maxConcurrency.set(task, 0);
+    if (!this.concurrency.has(task)) this.concurrency.set(task, 0);
   }
 
   /** Puts the jobs of task `task`'s lanes (it is gated no more) back to the front of their queues, in their order. */

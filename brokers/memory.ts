@@ -28,16 +28,9 @@ import { getLogger } from "../lib/logger.js";
 import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
 import { Job, JobStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
+import { laneParts } from "../lib/names.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
-import {
-  type Deque,
-  type Lane,
-  MemoryStore,
-  laneOf,
-  laneParts,
-  type NamespaceState,
-  type RunningEntry,
-} from "./memory-state.js";
+import { type Deque, type Lane, MemoryStore, laneOf, type NamespaceState, type RunningEntry } from "./memory-state.js";
 import { concurrencyBudget, room, type OpenWindow } from "./memory-gates.js";
 
 import { lookupKey, putKeyed } from "./memory-keys.js";
@@ -615,8 +608,7 @@ export class MemoryBroker extends BaseBroker {
     const before = gates.paused.has(task);
     if (paused) {
       gates.paused.add(task);
-      if (!ns.maxConcurrency.has(task)) ns.maxConcurrency.set(task, 0);
-      if (!ns.concurrency.has(task)) ns.concurrency.set(task, 0);
+      ns.gate(task);
       return before;
     }
     gates.paused.delete(task);
@@ -640,10 +632,7 @@ export class MemoryBroker extends BaseBroker {
   async blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number> {
     const ns = this.#ns;
     const until = ns.gates.block(limiterId, untilMs);
-    if (limiterId === `t:${task}` || limiterId.startsWith("g:")) {
-      if (!ns.maxConcurrency.has(task)) ns.maxConcurrency.set(task, 0);
-      if (!ns.concurrency.has(task)) ns.concurrency.set(task, 0);
-    }
+    if (limiterId === `t:${task}` || limiterId.startsWith("g:")) ns.gate(task);
     return until;
   }
 

@@ -35,6 +35,7 @@ import {
 import { DateTime } from "luxon";
 import { JobStatus, dueStatus, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
+import { groupLane } from "./names.js";
 import { failureRecord, storable, successRecord } from "./results.js";
 import { runChain, type ExecuteContext, type ExecuteMiddleware } from "./middleware.js";
 import { signals } from "./signals.js";
@@ -372,7 +373,7 @@ export class Execution implements JobContext, Settler {
       err.limiter !== undefined
         ? `n:${err.limiter}`
         : group !== undefined
-          ? `g:\u0001${task.name}\u0001${group}`
+          ? `g:${groupLane(task.name, group)}`
           : `t:${task.name}`;
     this.#block = { blocked: err.limiter ?? (group !== undefined ? "group" : "task"), untilMs };
     this.#broker.blockRateLimit(task.name, id, untilMs).then(

@@ -32,3 +32,20 @@ export function checkTaskName(task: unknown, method: string): string {
     throw new InvalidOptionError(`${method}: task must be a Task or a non-empty task name, got ${describe(task)}`);
   return name;
 }
+
+/**
+ * The lane of group `group` of task `task` in a queue (the brokers' name for it, fetch_jobs.lua's
+ * chard_group_lane): `"\u0001<task>\u0001<group>"`. Neither a task name nor a group holds a control
+ * character, so it is no task's name and reads back unambiguously. A group's rate-limit block is
+ * the limiter `"g:"` followed by it (`Broker.blockRateLimit`).
+ */
+export function groupLane(task: string, group: string): string {
+  return `\u0001${task}\u0001${group}`;
+}
+
+/** The task and group of lane `lane` (see `groupLane`); the group is undefined for a task's lane. */
+export function laneParts(lane: string): [task: string, group: string | undefined] {
+  if (!lane.startsWith("\u0001")) return [lane, undefined];
+  const end = lane.indexOf("\u0001", 1);
+  return [lane.slice(1, end), lane.slice(end + 1)];
+}
