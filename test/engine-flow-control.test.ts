@@ -13,6 +13,7 @@ import { currentJob } from "../lib/context.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
 import { deferred, trackEngine, twoEnginesOnClock, until, workersStarted } from "./helpers/engines.js";
+import { busiestWindow } from "./helpers/windows.js";
 
 /**
  * Records the fetches of `broker` into `results`, and in `taken` the time of `clock` each job was
@@ -32,16 +33,6 @@ function recordFetches(
     for (let i = 0; i < result.jobs.length; i++) taken.push(at);
     return result;
   };
-}
-
-/** The most starts of `times` (sorted ms) in any window of `windowMs` (a start leaves it `windowMs` after it). */
-function busiestWindow(times: readonly number[], windowMs: number): number {
-  let most = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while (times[i]! - times[j]! >= windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
 }
 
 describe.each(brokerFactories())("flow control on $name", (factory) => {

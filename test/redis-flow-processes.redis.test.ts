@@ -16,6 +16,7 @@ import { RateLimiter } from "../lib/rate-limits.js";
 import { trackEngine, until } from "./helpers/engines.js";
 import { testBroker } from "./helpers/ioredis.js";
 import { FLOW_SCRIPT, killWorker, spawnScript, type WorkerEvent, type WorkerProcess } from "./helpers/processes.js";
+import { busiestWindow } from "./helpers/windows.js";
 
 /** One task of a flow-process.mjs config. */
 interface TaskConfig {
@@ -46,17 +47,6 @@ const of = (events: readonly WorkerEvent[], event: string, task?: string): Worke
   events.filter((e) => e.event === event && (task === undefined || e.task === task));
 const argOf = (e: WorkerEvent): number => (e.args as number[])[0]!;
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-
-/** The most starts of `times` in any window of `windowMs` (a start leaves it `windowMs` after it). */
-function busiestWindow(times: readonly number[], windowMs: number): number {
-  const sorted = [...times].sort((x, y) => x - y);
-  let most = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= windowMs) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 /**
  * Checks the starts of `n` jobs (args 0..n-1) over `events` against a limit of `max` per

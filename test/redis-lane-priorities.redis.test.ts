@@ -15,7 +15,7 @@ import { Job, type JobExtras } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { FakeClock } from "./helpers/until.js";
 import { testBroker } from "./helpers/ioredis.js";
-import { privateRedis, total } from "./helpers/private-redis.js";
+import { privateRedis } from "./helpers/private-redis.js";
 
 const noop = (): undefined => undefined;
 const redis = privateRedis();
@@ -46,11 +46,6 @@ const job = (clock: FakeClock, priority = 0, taskName = "L", extras: JobExtras =
 const flagsOf = async (k: ReturnType<typeof namespaceKeys>): Promise<Record<string, boolean>> =>
   JSON.parse((await redis.admin.hget(k.maxConcurrency, "")) ?? "{}") as Record<string, boolean>;
 
-/** Redis commands run since the last CONFIG RESETSTAT (those inside scripts included), but INFO and CONFIG. */
-async function commands(): Promise<number> {
-  return total(await redis.commandCalls());
-}
-
 describe("priorities of limited tasks on Redis", () => {
   /**
    * 500 jobs of a task limited to 1 (of priority `priority`), one running: the commands of a
@@ -63,13 +58,8 @@ describe("priorities of limited tasks on Redis", () => {
     expect(first.jobs).toHaveLength(1);
     while ((await redis.admin.llen(priority === 0 ? k.queue("q") : k.level("q", priority))) > 0)
       expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
-    await redis.resetStats();
-    const next = await b.fetchJobs("q", 4, [{ job: first.jobs[0]!, token: first.token, outcome: "succeeded" }]);
-    const turn = await commands();
-    expect(next.jobs).toHaveLength(1);
-    await redis.resetStats();
-    expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
-    const saturated = await commands();
+    const turn = await redis.turnCost(b, first, 4);
+    const saturated = await redis.emptyFetchCost(b, 4);
     await b.flush();
     return { turn, saturated };
   }

@@ -56,13 +56,8 @@ describe("lanes of concurrency-limited tasks", () => {
     while ((await redis.admin.llen(k.queue("q"))) > 0) expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
     expect(await redis.admin.llen(k.lane("q", "L"))).toBe(backlog - 1);
 
-    await redis.resetStats();
-    const next = await b.fetchJobs("q", 4, [{ job: first.jobs[0]!, token: first.token, outcome: "succeeded" }]);
-    const turn = await commands();
-    expect(next.jobs).toHaveLength(1);
-    await redis.resetStats();
-    expect((await b.fetchJobs("q", 4)).jobs).toEqual([]);
-    const saturated = await commands();
+    const turn = await redis.turnCost(b, first, 4);
+    const saturated = await redis.emptyFetchCost(b, 4);
     await b.flush();
     return { turn, saturated };
   }

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll } from "vitest";
 import type { BrokerOptions } from "../../brokers/base.js";
 import type { RedisBroker } from "../../brokers/redis/index.js";
 import { namespaceKeys } from "../../brokers/redis/keys.js";
+import type { FetchResult } from "../../lib/broker.js";
 import type { Job } from "../../lib/jobs.js";
 import { testBroker } from "./ioredis.js";
 import { startRedisServer, type RedisServer } from "./redis-server.js";
@@ -44,6 +45,13 @@ export interface PrivateRedis {
    * takes it, and its ack as succeeded.
    */
   oneJob(b: RedisBroker, j: Job, queues?: string | string[]): Promise<Record<string, number>>;
+  /**
+   * The commands (`total`) of a worker's turn of `b` on queue "q" that acks the job of the fetch
+   * `taken` as succeeded and takes up to `count` more: it must take exactly one.
+   */
+  turnCost(b: RedisBroker, taken: FetchResult, count: number): Promise<number>;
+  /** The commands (`total`) of a fetch of `count` jobs of queue "q" by `b`: it must take none. */
+  emptyFetchCost(b: RedisBroker, count: number): Promise<number>;
 }
 
 /**
@@ -135,6 +143,21 @@ export function privateRedis(): PrivateRedis {
       const b = redis.broker(undefined, clock);
       await b.start();
       return { clock, b, k: namespaceKeys(b.namespace) };
+    },
+    async turnCost(b, taken, count) {
+      await redis.resetStats();
+      const ack = { job: taken.jobs[0]!, token: taken.token, outcome: "succeeded" as const };
+      const next = await b.fetchJobs("q", count, [ack]);
+      const n = total(await redis.commandCalls());
+      if (next.jobs.length !== 1) throw new Error(`turnCost: the turn took ${next.jobs.length} job(s), not 1`);
+      return n;
+    },
+    async emptyFetchCost(b, count) {
+      await redis.resetStats();
+      const { jobs } = await b.fetchJobs("q", count);
+      const n = total(await redis.commandCalls());
+      if (jobs.length !== 0) throw new Error(`emptyFetchCost: the fetch took ${jobs.length} job(s)`);
+      return n;
     },
     async oneJob(b, j, queues = "q") {
       return redis.cost(async () => {
