@@ -196,3 +196,23 @@ export function describe(value: unknown): string {
   // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects and functions returned above
   return `${typeof value} ${String(value)}`;
 }
+
+/** A cron expression that Chard cannot accept; the message quotes it and says what to write instead. */
+export class InvalidCronError extends InvalidOptionError {
+  /** The expression, as given. */
+  readonly expression: string;
+  constructor(message: string, expression: string, options?: ErrorOptions) {
+    super(message, options);
+    this.expression = expression;
+  }
+}
+
+/** A time zone that is not an IANA zone name; the message quotes it and gives examples of valid names. */
+export class UnknownTimeZoneError extends InvalidOptionError {
+  /** The zone, as given (described, when it was not a string). */
+  readonly timezone: string;
+  constructor(message: string, timezone: string, options?: ErrorOptions) {
+    super(message, options);
+    this.timezone = timezone;
+  }
+}

@@ -50,6 +50,8 @@ export {
   WorkerStoppedError,
   CancelExecution,
   RateLimitError,
+  InvalidCronError,
+  UnknownTimeZoneError,
 } from "./errors.js";
 export {
   RateLimiter,
@@ -76,6 +78,7 @@ export {
 } from "./signals.js";
 export { setLogger, getLogger, type Logger } from "./logger.js";
 export { exponentialBackoff } from "./backoff.js";
+export { Cron } from "./cron.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
 export type { PeriodicTaskInfo } from "./periodic.js";
