@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { CronExpressionParser } from "cron-parser";
 import { IANAZone } from "luxon";
-import { Cron } from "../lib/index.js";
+import { ChardError, Cron, InvalidCronError, InvalidOptionError, UnknownTimeZoneError } from "../lib/index.js";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -411,5 +411,130 @@ describe("previous and next agree", () => {
         expect(firesBackwards(expression, zone, iso(from), iso(to)), label).toEqual(expected);
       }
     }
+  });
+});
+
+describe("refusals", () => {
+  test.each([
+    ["61 * * * *", "minute 61 is out of range 0-59"],
+    ["0 24 * * *", "hour 24 is out of range 0-23"],
+    ["0 0 * * 8", "day-of-week 8 is out of range 0-7"],
+    ["5-70 * * * *", "minute range 5-70 is out of range 0-59"],
+    ["* * *", "it has 3 fields"],
+    ["* * * * * * *", "it has 7 fields"],
+    ["   ", "it is empty"],
+    ["H * * * *", 'minute "H" uses H (hashed values)'],
+    ["0 H/4 * * *", 'hour "H/4" uses H (hashed values)'],
+    ["0 0 * * H(1-5)", 'day-of-week "H(1-5)" uses H (hashed values)'],
+    ["@reboot", '"@reboot" is not a supported alias'],
+    ["@minutely", '"@minutely" is not a supported alias'],
+    ["@weekdays", '"@weekdays" is not a supported alias'],
+    ["0 0 30 2 *", 'day-of-month "30" never occurs in month "2"'],
+    ["0 0 15W * *", 'day-of-month "15W": Invalid characters'],
+    ["0 0 * * L", 'day-of-week "L"'],
+    ["0 0 * * 1#6", 'day-of-week "1#6"'],
+    ["*/0 * * * *", 'minute "*/0"'],
+    ["0 0 * * MONDAY", 'day-of-week "MONDAY"'],
+  ])("%j is refused: %s", (expression, reason) => {
+    let error: unknown;
+    try {
+      Cron.parse(expression, "Europe/Paris");
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidCronError);
+    expect(error).toBeInstanceOf(InvalidOptionError);
+    expect(error).toBeInstanceOf(ChardError);
+    const { message, expression: quoted } = error as InvalidCronError;
+    expect(quoted).toBe(expression);
+    expect(message).toContain(`cron ${JSON.stringify(expression)} is not a cron expression: ${reason}`);
+    expect(message).toContain("use 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first");
+  });
+
+  test("the message starts with the option, and cron-parser's error is kept as the cause", () => {
+    const parse = () => Cron.parse("61 * * * *", "UTC", 'schedule "x": cron');
+    expect(parse).toThrow(
+      new InvalidCronError(
+        'schedule "x": cron "61 * * * *" is not a cron expression: minute 61 is out of range 0-59; use 5 fields ' +
+          "(minute hour day-of-month month day-of-week), 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly",
+        "61 * * * *",
+      ),
+    );
+    try {
+      parse();
+    } catch (e) {
+      expect((e as Error).cause).toBeInstanceOf(Error);
+      expect(((e as Error).cause as Error).message).toBe("Constraint error, got value 61 expected range 0-59");
+    }
+  });
+
+  test.each(["Europe/Pariss", "", "Mars/Olympus", "+01:00"])(
+    "time zone %j is refused with UnknownTimeZoneError",
+    (zone) => {
+      const parse = () => Cron.parse("0 2 * * *", zone, 'schedule "daily": cron');
+      expect(parse).toThrow(UnknownTimeZoneError);
+      expect(parse).toThrow(
+        `schedule "daily": cron "0 2 * * *": unknown time zone ${JSON.stringify(zone)}: ` +
+          'use an IANA zone name such as "Europe/Paris" or "UTC"',
+      );
+      try {
+        parse();
+      } catch (e) {
+        expect((e as UnknownTimeZoneError).timezone).toBe(zone);
+        expect(e).toBeInstanceOf(InvalidOptionError);
+      }
+    },
+  );
+
+  test("a value that is not a string is refused, naming the option; a bad expression is reported before a bad zone", () => {
+    expect(() => Cron.parse(5 as unknown as string)).toThrow(
+      new InvalidOptionError("cron must be a cron expression (a string), got number 5"),
+    );
+    expect(() => Cron.parse("0 2 * * *", null as unknown as string)).toThrow(UnknownTimeZoneError);
+    expect(() => Cron.parse("0 2 * * *", 7 as unknown as string)).toThrow(
+      'cron "0 2 * * *": time zone must be an IANA zone name (a string), got number 7',
+    );
+    expect(() => Cron.parse("0 2 * *", "Europe/Pariss")).toThrow(InvalidCronError);
+  });
+
+  test("instants and counts that are not numbers are refused", () => {
+    const cron = Cron.parse("0 * * * *");
+    expect(() => cron.next(NaN)).toThrow(InvalidOptionError);
+    expect(() => cron.previous(Infinity)).toThrow(InvalidOptionError);
+    expect(() => cron.next("1" as unknown as number)).toThrow(/Cron.next afterMs must be epoch milliseconds/);
+    expect(() => cron.upcoming(0, -1)).toThrow(/Cron.upcoming count must be an integer >= 0, got number -1/);
+    expect(() => cron.upcoming(0, 1.5)).toThrow(InvalidOptionError);
+  });
+});
+
+describe("parsing", () => {
+  test("keeps the expression whitespace-normalised and the zone as given; aliases ignore case", () => {
+    const cron = Cron.parse("  0   2 *\t* *  ", "Europe/Paris");
+    expect(cron.expression).toBe("0 2 * * *");
+    expect(cron.timezone).toBe("Europe/Paris");
+    expect(cron.intervalLike).toBe(false);
+    expect(Cron.parse("@HOURLY").expression).toBe("@HOURLY");
+    expect(Cron.parse("@midnight").upcoming(at("2026-01-01T12:00:00Z"), 1).map(iso)).toEqual([
+      "2026-01-02T00:00:00.000Z",
+    ]);
+  });
+
+  test.each([
+    ["0 2 * * *", false],
+    ["*/15 * * * *", true],
+    ["0 * * * *", true],
+    ["? 3 * * *", true],
+    ["0-59/15 * * * *", true],
+    ["0-59/15 2 * * *", false],
+    ["*/20 1-3 * * *", true],
+    ["*/5 9-17 * * MON-FRI", true],
+    ["0 0 * * * *", true],
+    ["* 30 2 * * *", true],
+    ["0 30 2 * * *", false],
+    ["@hourly", true],
+    ["@daily", false],
+    ["@weekly", false],
+  ])("%j is interval-like: %s", (expression, intervalLike) => {
+    expect(Cron.parse(expression).intervalLike).toBe(intervalLike);
   });
 });
