@@ -7,10 +7,13 @@ import type {
   FetchResult,
   FinishedJob,
   JobState,
-  PeriodicRegistration,
-  PeriodicTaskEntry,
+  FireReport,
   Recovery,
   ResultLookup,
+  ScheduleClaim,
+  ScheduleRead,
+  ScheduleUpsertReport,
+  ScheduleWrite,
 } from "../lib/broker.js";
 import { isClock, systemClock, type Clock, type ClockTimer } from "../lib/clock.js";
 import { toMilliseconds, type DurationInput } from "../lib/durations.js";
@@ -47,6 +50,7 @@ export abstract class BaseBroker implements Broker {
   #eventPending = false;
   #release: (() => void) | undefined;
   #cancelHandler: ((id: string) => void) | undefined;
+  #schedulesHandler: (() => void) | undefined;
   /** `waitForResult` calls waiting, by job id: each is called when the job ended, or with an error. */
   readonly #resultWaiters = new Map<string, Set<(error?: Error) => void>>();
 
@@ -119,6 +123,15 @@ export abstract class BaseBroker implements Broker {
     this.#cancelHandler?.(id);
   }
 
+  onSchedulesChanged(handler: (() => void) | undefined): void {
+    this.#schedulesHandler = handler;
+  }
+
+  /** Subclasses call this when the schedules of the namespace changed (any process). */
+  protected deliverSchedulesChanged(): void {
+    this.#schedulesHandler?.();
+  }
+
   /**
    * Waits for the end of a job: registers before it reads, so an end between the read and the
    * wait is not missed; woken by `resultsEnded`, never by polling.
@@ -182,9 +195,22 @@ export abstract class BaseBroker implements Broker {
     acks?: readonly FinishedJob[],
   ): Promise<FetchResult>;
   abstract finishJobs(finished: readonly FinishedJob[]): Promise<AckReport>;
-  abstract registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;
-  abstract periodicTasks(): Promise<PeriodicTaskEntry[]>;
-  abstract removePeriodicTask(name: string): Promise<boolean>;
+  abstract upsertSchedules(
+    writes: readonly ScheduleWrite[],
+    unschedule?: readonly string[],
+  ): Promise<ScheduleUpsertReport>;
+  abstract removeSchedule(name: string): Promise<boolean>;
+  abstract readSchedules(options?: {
+    names?: readonly string[];
+    dueBy?: number;
+    limit?: number;
+  }): Promise<ScheduleRead>;
+  abstract setSchedulePaused(
+    name: string,
+    paused: boolean,
+    resume?: { revision: number; nextAtMs: number | undefined },
+  ): Promise<"done" | "unchanged" | "unknown" | "stale">;
+  abstract fireSchedule(claim: ScheduleClaim, job: Job): Promise<FireReport>;
   abstract setConcurrencyKeys(tasks: readonly Task[]): Promise<void>;
   abstract keepAlive(): Promise<Recovery>;
   abstract isQueueEmpty(queue: string): Promise<boolean>;

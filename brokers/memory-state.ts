@@ -1,10 +1,11 @@
 /**
  * The state behind MemoryBroker: a `MemoryStore` per "server", one `NamespaceState` per namespace
- * (queues, future jobs, running sets, leases, periodic schedule, limits, job states, results,
+ * (queues, future jobs, running sets, leases, schedules, limits, job states, results,
  * progress), and the store's in-process pub/sub. Mirrors the Redis key layout of brokers/redis/keys.ts.
  */
 import type { JobState } from "../lib/broker.js";
 import { JobStatus, dueStatus, type Job, type WireJob } from "../lib/jobs.js";
+import { Schedules } from "./memory-schedules.js";
 import { groupLane, laneParts } from "../lib/names.js";
 import { Gates } from "./memory-gates.js";
 import type { MemoryBroker } from "./memory.js";
@@ -179,16 +180,6 @@ export interface FutureEntry {
   wire: WireJob;
 }
 
-/** A periodic task's schedule and definition (`<p>:periodic` + `<p>:periodic-tasks` on Redis). */
-export interface PeriodicEntry {
-  queue: string;
-  maxRetries: number;
-  periodMs: number;
-  nextMs: number;
-  /** What declared it: `"periodicity"` (lib/periodic.ts) for a task's option, the only source so far. */
-  source: string;
-}
-
 /** A job running on a broker: its stored form, the token of the fetch that took it, and whether it was cancelled. */
 export interface RunningEntry {
   readonly wire: WireJob;
@@ -249,7 +240,8 @@ export class NamespaceState {
    */
   readonly held = new Map<string, Map<string, string>>();
   readonly leases = new Map<string, number>();
-  readonly periodic = new Map<string, PeriodicEntry>();
+  /** The schedules (`<p>:schedules`, `<p>:schedule:<name>`, `<p>:schedule-names` on Redis). */
+  readonly schedules = new Schedules();
   /** Gated tasks -> their concurrency limit, 0 for none (gated by rate limits, a pause or a block). */
   readonly maxConcurrency = new Map<string, number>();
   readonly concurrency = new Map<string, number>();
@@ -480,6 +472,11 @@ export class MemoryStore {
   /** @internal Wakes every started broker of the namespace (the pub/sub of this store). */
   notify(namespace: string): void {
     for (const broker of this.#listeners.get(namespace) ?? []) broker.wake();
+  }
+
+  /** @internal Tells every started broker of the namespace that its schedules changed. */
+  notifySchedules(namespace: string): void {
+    for (const broker of this.#listeners.get(namespace) ?? []) broker.schedulesChanged();
   }
 
   /** @internal Tells every started broker of the namespace to cancel job `id` if it runs it. */

@@ -2,13 +2,12 @@
  * MemoryBroker: the whole broker contract in process memory.
  *
  * State lives in a `MemoryStore`, the in-process stand-in for a Redis server: brokers that share a
- * store and a namespace see the same queues, future jobs, periodic schedule, concurrency counters and
+ * store and a namespace see the same queues, future jobs, schedules, concurrency counters and
  * leases, exactly like processes sharing one Redis. Jobs are stored as their wire-format JSON (a
  * `WireJob`: the exact text RedisBroker stores, with the fields it encodes alongside), and every
  * fetch parses the arguments back from that text: a task gets a copy of its arguments, exactly as
  * on RedisBroker, so what runs here runs the same there.
  */
-import { randomUUID } from "node:crypto";
 import type {
   AckReport,
   Duplicate,
@@ -16,8 +15,11 @@ import type {
   FetchResult,
   FinishedJob,
   JobState,
-  PeriodicRegistration,
-  PeriodicTaskEntry,
+  FireReport,
+  ScheduleClaim,
+  ScheduleRead,
+  ScheduleUpsertReport,
+  ScheduleWrite,
   Recovery,
   ResultLookup,
   SlotRelease,
@@ -25,8 +27,7 @@ import type {
 import { InvalidOptionError, StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
-import { PERIODICITY_SOURCE, byNextRun, nextRunAfterPeriodChange } from "../lib/periodic.js";
-import { Job, JobStatus, fromWire, isDue, toWire, toWireAll, type WireJob } from "../lib/jobs.js";
+import { JobStatus, fromWire, isDue, toWire, toWireAll, type Job, type WireJob } from "../lib/jobs.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { laneParts } from "../lib/names.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
@@ -354,31 +355,18 @@ export class MemoryBroker extends BaseBroker {
     return moved >= MOVE_MAX;
   }
 
-  /** Moves due future jobs and fires due periodic tasks; returns how many jobs were queued. */
+  /** Moves due future jobs; returns how many jobs were queued. */
   #moveDue(ns: NamespaceState, now: number): number {
     let moved = 0;
     while (ns.future.length > 0 && isDue(ns.future[0]!.atMs, now)) {
       ns.ready(ns.future.shift()!.wire);
       moved++;
     }
-    for (const [name, p] of ns.periodic) {
-      if (p.nextMs > now) continue;
-      const id = randomUUID();
-      ns.jobs.set(id, "pending");
-      ns.queue(p.queue).push(
-        toWire(new Job({ id, taskName: name, queue: p.queue, atMs: now, maxRetries: p.maxRetries, taskArgs: [] })),
-      );
-      // Next run one period from now, not from the missed due date: no catch-up burst.
-      p.nextMs = now + p.periodMs;
-      moved++;
-    }
     return moved;
   }
 
   #nextDue(ns: NamespaceState): number | undefined {
-    let next = ns.future[0]?.atMs;
-    for (const p of ns.periodic.values()) if (next === undefined || p.nextMs < next) next = p.nextMs;
-    return next;
+    return ns.future[0]?.atMs;
   }
 
   async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<AckReport> {
@@ -452,53 +440,54 @@ export class MemoryBroker extends BaseBroker {
     return freed;
   }
 
-  async registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration> {
+  async upsertSchedules(
+    writes: readonly ScheduleWrite[],
+    unschedule: readonly string[] = [],
+  ): Promise<ScheduleUpsertReport> {
+    const report = this.#ns.schedules.upsert(writes, unschedule, this.clock.now());
+    this.#store.notifySchedules(this.namespace);
+    return report;
+  }
+
+  async removeSchedule(name: string): Promise<boolean> {
+    const removed = this.#ns.schedules.remove(name);
+    if (removed) this.#store.notifySchedules(this.namespace);
+    return removed;
+  }
+
+  async readSchedules(
+    options: { names?: readonly string[]; dueBy?: number; limit?: number } = {},
+  ): Promise<ScheduleRead> {
+    const ns = this.#ns;
+    return ns.schedules.read(options, ns, this.clock.now());
+  }
+
+  async setSchedulePaused(
+    name: string,
+    paused: boolean,
+    resume?: { revision: number; nextAtMs: number | undefined },
+  ): Promise<"done" | "unchanged" | "unknown" | "stale"> {
+    const done = this.#ns.schedules.setPaused(name, paused, resume, this.clock.now());
+    if (done === "done") this.#store.notifySchedules(this.namespace);
+    return done;
+  }
+
+  async fireSchedule(claim: ScheduleClaim, job: Job): Promise<FireReport> {
     const ns = this.#ns;
     const now = this.clock.now();
-    const registration: PeriodicRegistration = { changed: [], unscheduled: [] };
-    for (const task of tasks) {
-      const periodMs = task.periodicityMs;
-      const existing = ns.periodic.get(task.name);
-      if (periodMs === undefined) {
-        // Only a schedule a task's periodicity declared, as on Redis (see register_periodic_tasks.lua).
-        if (existing?.source === PERIODICITY_SOURCE) {
-          ns.periodic.delete(task.name);
-          registration.unscheduled.push(task.name);
-        }
-        continue;
-      }
-      let nextMs = now + periodMs;
-      if (existing && existing.periodMs === periodMs) nextMs = existing.nextMs;
-      else if (existing) {
-        nextMs = nextRunAfterPeriodChange(existing.nextMs, existing.periodMs, periodMs, now);
-        registration.changed.push({ name: task.name, fromMs: existing.periodMs, toMs: periodMs, nextRunAtMs: nextMs });
-      }
-      ns.periodic.set(task.name, {
-        queue: task.queue,
-        maxRetries: task.maxRetries,
-        periodMs,
-        nextMs,
-        source: PERIODICITY_SOURCE,
-      });
-    }
+    const wire = toWire(job); // serialised before the claim: nothing is claimed for a job that cannot be stored
+    const claimed = ns.schedules.claim(claim, job.id, ns, now);
+    if (claimed === "lost") return { outcome: "lost" };
+    if (claimed !== "fire") return { outcome: "skipped", reason: claimed };
+    const duplicate = job.key === undefined ? undefined : putKeyed(ns, job, wire, now);
+    if (job.key === undefined) ns.put(job, wire, now);
     this.#store.notify(this.namespace);
-    return registration;
+    return duplicate ? { outcome: "fired", duplicate } : { outcome: "fired" };
   }
 
-  async periodicTasks(): Promise<PeriodicTaskEntry[]> {
-    return [...this.#ns.periodic]
-      .map(([name, p]) => ({
-        name,
-        periodMs: p.periodMs,
-        queue: p.queue,
-        maxRetries: p.maxRetries,
-        nextRunAtMs: p.nextMs,
-      }))
-      .sort(byNextRun);
-  }
-
-  async removePeriodicTask(name: string): Promise<boolean> {
-    return this.#ns.periodic.delete(name);
+  /** @internal The schedules of the namespace changed. */
+  schedulesChanged(): void {
+    this.deliverSchedulesChanged();
   }
 
   async setConcurrencyKeys(tasks: readonly Task[]): Promise<void> {

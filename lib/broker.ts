@@ -96,7 +96,7 @@ export interface ResultLookup {
 export interface FetchResult {
   /** Jobs now Running on this broker, at most `maxJobs`, in queue order. */
   jobs: Job[];
-  /** When the earliest future job or periodic task of the namespace is due (epoch ms), if any. */
+  /** When the earliest future job of the namespace is due, or a gate opens (epoch ms), if any. */
   nextDueAtMs: number | undefined;
   /** Revoked jobs the fetch took out of the queue and dropped (their result says so): never run. */
   revoked: Job[];
@@ -147,45 +147,112 @@ export interface Recovery {
   leaseLost: boolean;
 }
 
-/** A periodic task as a broker keeps it (see `Broker.periodicTasks`); times and periods in ms. */
-export interface PeriodicTaskEntry {
-  /** The task's name (also the schedule's). */
+/** A schedule as a broker keeps it (`Broker.readSchedules`); times in epoch ms. */
+export interface ScheduleEntry {
+  /** Its name, unique in the namespace. */
   name: string;
-  /** Its period, in ms. */
-  periodMs: number;
-  /** The queue its jobs go to. */
-  queue: string;
-  /** The `maxRetries` of its jobs. */
-  maxRetries: number;
-  /** When it runs next (epoch ms); a time already past means at the next fetch of any worker. */
-  nextRunAtMs: number;
+  /** Its definition (lib/schedules.ts `ScheduleDefinition`, as JSON), stored as written. */
+  definition: string;
+  /** Counts the changes of its definition and its pausing: a claim or a resume names the one it read. */
+  revision: number;
+  /** Its next fire time; undefined while paused, or once ended. */
+  nextAtMs: number | undefined;
+  /** Paused by `setSchedulePaused`. */
+  paused: boolean;
+  /** Fire times that made a job. */
+  fires: number;
+  /** Fire times skipped (overlap, misfire). */
+  skipped: number;
+  /** The fire time of its last job, and that job's id. */
+  lastFireAtMs: number | undefined;
+  lastJobId: string | undefined;
+  /** Where that job is now (`finished`: it ended and its result is kept). */
+  lastJobState: JobState | undefined;
+  /** For a finished last job: whether its kept result is a success. */
+  lastJobOk: boolean | undefined;
+  /** When it was created, and last written by an upsert or a pause. */
+  createdAtMs: number;
+  updatedAtMs: number;
 }
 
-/** A periodic task registered with another period than the one stored (`Broker.registerPeriodicTasks`). */
-export interface PeriodChange {
-  /** The task's name. */
+/** One schedule to create or update (`Broker.upsertSchedules`). */
+export interface ScheduleWrite {
   name: string;
-  /** The period stored before, in ms. */
-  fromMs: number;
-  /** The period registered now (and used from now on), in ms. */
-  toMs: number;
-  /** Its next run (epoch ms), with the schedule's phase kept: max(now, last run + toMs). */
-  nextRunAtMs: number;
+  /** Its definition JSON; the same bytes as stored change nothing. */
+  definition: string;
+  /** Its source (the definition's `src`): a schedule of another source is never overwritten. */
+  source: string;
+  /** The first fire time if it is new (undefined: none, it is created ended). */
+  nextIfNewMs: number | undefined;
+  /** Its next fire time if it exists and its timing (cron, tz, every, start) changed. */
+  nextIfChangedMs: number | undefined;
 }
 
-/** What `Broker.registerPeriodicTasks` changed. */
-export interface PeriodicRegistration {
-  /** Periodic tasks whose period changed. */
-  changed: PeriodChange[];
-  /** Tasks given without periodicity whose periodic schedule was removed. */
+/**
+ * What `Broker.upsertSchedules` did with one write: `created`, `updated` (another definition was
+ * stored), `unchanged` (the same bytes), `conflict` (a schedule of another source holds the name:
+ * nothing written).
+ */
+export interface ScheduleWriteResult {
+  action: "created" | "updated" | "unchanged" | "conflict";
+  /** Its next fire time now (undefined: paused or ended; for a conflict: the other's). */
+  nextAtMs: number | undefined;
+  /** For `conflict`: the source of the schedule holding the name. */
+  source?: string;
+  /** For `updated`: the interval (ms) stored before, when an interval changed (its phase was kept). */
+  fromEveryMs?: number;
+}
+
+/** What `Broker.upsertSchedules` did. */
+export interface ScheduleUpsertReport {
+  /** One result per write, in order. */
+  results: ScheduleWriteResult[];
+  /** The names of `unschedule` whose schedule (from a task's `periodicity`) was removed. */
   unscheduled: string[];
+}
+
+/**
+ * The claim of a schedule's due fire time (`Broker.fireSchedule`), as `planFire` made it: applied
+ * only while the schedule's stored next fire time is `dueAtMs`, its revision `revision` and it is
+ * not paused; then its next fire time becomes `nextAtMs` (none: it ends).
+ */
+export interface ScheduleClaim {
+  name: string;
+  revision: number;
+  dueAtMs: number;
+  /** The fire time the job stands for. */
+  fireAtMs: number;
+  nextAtMs: number | undefined;
+  /** No job: the fire time was missed (`misfire: "skip"`); counted as skipped. */
+  misfired: boolean;
+  /** `overlap: "skip"`: no job either while the schedule's last job has not ended. */
+  skipOverlap: boolean;
+}
+
+/**
+ * What `Broker.fireSchedule` did: `fired` (the job was enqueued; `duplicate` when its key made it
+ * one), `skipped` (claimed without a job: `reason`), `lost` (another call claimed it first, or the
+ * schedule changed: nothing written).
+ */
+export interface FireReport {
+  outcome: "fired" | "skipped" | "lost";
+  reason?: "overlap" | "misfire";
+  duplicate?: Duplicate;
+}
+
+/** What `Broker.readSchedules` returns. */
+export interface ScheduleRead {
+  /** The schedules asked for, by next fire time (paused and ended ones last), then by name. */
+  entries: ScheduleEntry[];
+  /** The earliest next fire time of the namespace after `dueBy` (with `dueBy`), if any. */
+  nextAtMs: number | undefined;
 }
 
 /** Storage contract for Engine and workers; all datastore detail stays behind it. */
 export interface Broker {
   /** Unique id of this broker instance (a process may hold several). */
   readonly id: string;
-  /** Source of time for due dates, leases and periodic tasks. */
+  /** Source of time for due dates, leases and schedules. */
   readonly clock: Clock;
   /**
    * Resolves once `clock` gives the time the other processes of the namespace use (a RedisBroker's
@@ -219,7 +286,7 @@ export interface Broker {
   getJobByKey(key: string): Promise<KeyLookup | undefined>;
   /**
    * Acknowledges `acks` first, exactly as `finishJobs` does (so the concurrency slots they free
-   * serve this fetch), then moves due future jobs and periodic tasks into their queues, renews the
+   * serve this fetch), then moves due future jobs into their queues, renews the
    * lease, and takes up to `maxJobs` jobs of `queue`: one round-trip for a worker's whole turn.
    * Given several queues (distinct, at least one), it takes from each in their order as much as it
    * can before the next (strict priority between queues). Within a queue, jobs with a higher
@@ -246,21 +313,41 @@ export interface Broker {
    */
   finishJobs(finished: readonly FinishedJob[], releases?: readonly SlotRelease[]): Promise<AckReport>;
   /**
-   * When an engine's workers start, in one broker call: registers the periodic tasks among `tasks`
-   * and unschedules those without periodicity (pass every task the engine defines).
-   * - A periodic task already known with the same period keeps its next run; with another period
-   *   it keeps its phase (next run max(now, last run + new period), the last run being the stored
-   *   next run minus the stored period) and is reported in `changed`; a new one runs at now + period.
-   *   The latest registration's definition (period, queue, maxRetries) is kept.
-   * - A task without periodicity loses the periodic schedule of its name if that schedule came
-   *   from a task's `periodicity` (never one of another source), reported in `unscheduled`.
-   * - Schedules of tasks not in `tasks` are left alone.
+   * Creates or updates schedules, in one atomic call, and removes the schedules of `unschedule`
+   * that came from a task's `periodicity` (a worker start: tasks defined without it). A write
+   * whose definition is the stored one changes nothing; an update keeps the stored next fire time
+   * while the timing (cron, tz, every, start) is the same, keeps the phase of an interval that
+   * changed (next fire max(now, stored next - old interval + new)), else takes `nextIfChangedMs`;
+   * a next fire time past the definition's `end`, or with its `limit` reached, ends it. Paused
+   * schedules stay paused. Safe to send twice.
    */
-  registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration>;
-  /** Every scheduled periodic task of the namespace, by next run, then by name. */
-  periodicTasks(): Promise<PeriodicTaskEntry[]>;
-  /** Unschedules the periodic task `name` (whatever registered it); resolves with whether it was scheduled. */
-  removePeriodicTask(name: string): Promise<boolean>;
+  upsertSchedules(writes: readonly ScheduleWrite[], unschedule?: readonly string[]): Promise<ScheduleUpsertReport>;
+  /** Removes schedule `name` (whatever its source); resolves with whether it existed. Jobs it made are not touched. */
+  removeSchedule(name: string): Promise<boolean>;
+  /**
+   * The schedules `names` (every one when undefined), or with `dueBy` only those due by then (at
+   * most `limit`), with the earliest next fire time after `dueBy`.
+   */
+  readSchedules(options?: { names?: readonly string[]; dueBy?: number; limit?: number }): Promise<ScheduleRead>;
+  /**
+   * Pauses schedule `name` (its next fire time is dropped) or resumes it at `resume.nextAtMs`
+   * (applied only while its revision is `resume.revision`). Resolves with `done`, `unchanged`
+   * (already in that state), `unknown` (no such schedule) or `stale` (its revision moved on: read
+   * it again).
+   */
+  setSchedulePaused(
+    name: string,
+    paused: boolean,
+    resume?: { revision: number; nextAtMs: number | undefined },
+  ): Promise<"done" | "unchanged" | "unknown" | "stale">;
+  /**
+   * Claims a due fire time and, in the same atomic step, enqueues `job` (as `enqueueJobs` would:
+   * its key, priority, group, delay apply), unless the claim says it makes no job. Safe to send
+   * twice: a re-sent claim finds the fire time claimed.
+   */
+  fireSchedule(claim: ScheduleClaim, job: Job): Promise<FireReport>;
+  /** Sets what runs when the schedules of the namespace change (an upsert, removal, pause or resume by any process). */
+  onSchedulesChanged(handler: (() => void) | undefined): void;
   /**
    * Records the gates of these tasks: concurrency limits and rate limits (`Task.rateLimits`, the
    * latest definition of a named limiter kept), and clears those of tasks without any. A task
@@ -292,7 +379,7 @@ export interface Broker {
    * Pauses (`paused` true) or resumes `queue` for every worker of the namespace; resolves with
    * whether it was paused before. While it is paused, `fetchJobs` takes none of its jobs (and
    * serves the other queues it is given) but does everything else of its turn (acks, due future
-   * jobs and periodic tasks moved into their queue, lease renewal); a resume wakes the workers
+   * jobs moved into their queue, lease renewal); a resume wakes the workers
    * waiting in `waitForEvent`. The state is stored with the namespace: it outlives the broker.
    */
   setQueuePaused(queue: string, paused: boolean): Promise<boolean>;

@@ -18,6 +18,12 @@ export interface Clock {
   setTimeout(callback: () => void, delayMs: number): ClockTimer;
   /** Cancels a timer of this clock; `undefined` (or a timer that already fired) is a no-op. */
   clearTimeout(timer: ClockTimer | undefined): void;
+  /**
+   * Optional: told of each broker call on the wire until it settles (a RedisBroker's script calls),
+   * so a test clock (`TestClock.runUntil`) moves time only once the calls its timers started have
+   * landed. The real clock has none.
+   */
+  busy?(work: Promise<unknown>): void;
 }
 
 /** The real clock: `Date.now` and the global timers. */
@@ -63,5 +69,9 @@ export class OffsetClock implements Clock {
 
   clearTimeout(timer: ClockTimer | undefined): void {
     this.base.clearTimeout(timer);
+  }
+
+  busy(work: Promise<unknown>): void {
+    this.base.busy?.(work);
   }
 }

@@ -16,7 +16,18 @@ import { Middlewares, runChain, type EnqueueContext, type Middleware } from "./m
 import { checkJobOptions, checkKey, resolveJobOptions, type JobOptions } from "./options.js";
 import { readRecord, recordProgress } from "./results.js";
 import { getLogger } from "./logger.js";
-import { checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
+import { PERIODICITY_SOURCE, checkPeriodicTaskName, toPeriodicTaskInfo, type PeriodicTaskInfo } from "./periodic.js";
+import { Scheduler, type FiredHandler } from "./scheduler.js";
+import {
+  announceFire,
+  setSchedulePaused,
+  toScheduleInfo,
+  upcomingCount,
+  upsertSchedule,
+  type ScheduleListOptions,
+  type ScheduleUpsert,
+} from "./schedule-ops.js";
+import { checkScheduleName, readDefinition, type ScheduleInfo, type ScheduleOptions } from "./schedules.js";
 import { findReliable, receiverTask, type ReliableReceiver } from "./reliable.js";
 import { signals, type SafeNamedSignal } from "./signals.js";
 import {
@@ -85,6 +96,12 @@ export interface StartWorkersOptions {
    * jobs are not awaited). @defaultValue false
    */
   stopWhenQueueEmpty?: boolean;
+  /**
+   * Claim the due fire times of the namespace's schedules (periodic tasks included) while these
+   * workers run; any engine with running workers may, its workers need not define the tasks.
+   * @defaultValue true
+   */
+  schedules?: boolean;
   /**
    * Stop gracefully on SIGTERM and SIGINT, as `stopWorkers()` does; `{ timeout }` stops with that
    * deadline, as `stopWorkers({ timeout })` does (set it below the orchestrator's grace period,
@@ -497,7 +514,9 @@ export class Engine {
   async startWorkers(options: StartWorkersOptions = {}): Promise<void> {
     // Everything up to the pool's start runs before this returns, as in a synchronous function
     // (workersRunning is true at once), but what it throws rejects the promise.
-    const { number = 5, stopWhenQueueEmpty = false, handleSigterm = false } = options;
+    const { number = 5, stopWhenQueueEmpty = false, handleSigterm = false, schedules = true } = options;
+    if (typeof schedules !== "boolean")
+      throw new InvalidOptionError(`startWorkers schedules must be a boolean, got ${describe(schedules)}`);
     checkInteger(number, "startWorkers number", 1);
     const queues = workerQueues(options);
     if (typeof stopWhenQueueEmpty !== "boolean")
@@ -520,6 +539,7 @@ export class Engine {
       { number, queues, stopWhenQueueEmpty },
       this.#getResult,
       this.#middleware,
+      schedules ? [new Scheduler(this.broker, this.namespace, this.#announceFire)] : [],
     );
     let signalled = false;
     const onSignal = (received: NodeJS.Signals | undefined): void => {
@@ -628,29 +648,122 @@ export class Engine {
   }
 
   /**
-   * The periodic tasks scheduled in this namespace, by any engine, by next run (then name). A
-   * schedule is registered when the workers of an engine defining the task with `periodicity`
-   * start, and removed when the workers of an engine defining it without `periodicity` start, or
-   * by `removePeriodicTask`.
+   * Creates or updates the schedule `name` of this namespace: jobs of `task` (with its per-job
+   * options, `task.with({...})`) at the fire times of `options.cron` (in `options.timezone`) or
+   * every `options.every`, claimed once per fire time by the running workers of any engine of the
+   * namespace. Declaring the same schedule again (another process, a restart) changes nothing; a
+   * changed definition is stored, keeping the next fire time while the timing is the same. The
+   * task must be defined in this engine (its queue and retries are stored with the schedule); the
+   * workers that claim a fire time need not define it.
+   * @throws InvalidOptionError (bad options: `InvalidCronError`, `UnknownTimeZoneError`, an end
+   *   before the start...), UnknownTaskError, DuplicateNameError (the name is a periodic task's
+   *   schedule), all before anything is written; StateError (engine closed), the broker's errors.
+   */
+  async upsertSchedule(name: string, task: TaskRef, options: ScheduleOptions): Promise<ScheduleUpsert> {
+    checkScheduleName(name, "upsertSchedule");
+    const { task: ref, options: jobOptions } = splitTaskRef(task);
+    const t = this.getTask(ref);
+    this.#checkOpen();
+    return upsertSchedule(this.broker, name, t, jobOptions, options);
+  }
+
+  /**
+   * Removes the schedule `name` (an `upsertSchedule`'s, or a periodic task's: then it comes back
+   * when workers defining the task with `periodicity` start); jobs it made are not touched.
+   * Resolves with whether it existed.
+   * @throws InvalidOptionError (bad name), StateError (engine closed), the broker's errors.
+   */
+  async removeSchedule(name: string): Promise<boolean> {
+    checkScheduleName(name, "removeSchedule");
+    this.#checkOpen();
+    return this.broker.removeSchedule(name);
+  }
+
+  /**
+   * Every schedule of the namespace (periodic tasks included, `source: "periodicity"`), by next fire
+   * time (paused and ended ones last), then name, each with its next `upcoming` fire times and its
+   * last run's outcome.
+   * @throws InvalidOptionError (bad `upcoming`), StateError (engine closed), the broker's errors.
+   */
+  async schedules(options?: ScheduleListOptions): Promise<ScheduleInfo[]> {
+    const upcoming = upcomingCount(options, "schedules");
+    this.#checkOpen();
+    const { entries } = await this.broker.readSchedules();
+    const now = this.broker.clock.now();
+    return entries.flatMap((e) => toScheduleInfo(e, upcoming, now) ?? []);
+  }
+
+  /**
+   * The schedule `name`, as `schedules()` lists it, or undefined.
+   * @throws InvalidOptionError, StateError (engine closed), the broker's errors.
+   */
+  async getSchedule(name: string, options?: ScheduleListOptions): Promise<ScheduleInfo | undefined> {
+    checkScheduleName(name, "getSchedule");
+    const upcoming = upcomingCount(options, "getSchedule");
+    this.#checkOpen();
+    const [entry] = (await this.broker.readSchedules({ names: [name] })).entries;
+    return entry && toScheduleInfo(entry, upcoming, this.broker.clock.now());
+  }
+
+  /**
+   * Pauses the schedule `name` for the whole namespace until `resumeSchedule`: no fire time is
+   * claimed (jobs it made already run). Resolves with whether it was paused before; sends
+   * `schedulePaused` when it was not. Kept with the namespace; a redeclaration does not resume it.
+   * @throws UnknownScheduleError, InvalidOptionError, StateError (engine closed), the broker's errors.
+   */
+  async pauseSchedule(name: string): Promise<boolean> {
+    checkScheduleName(name, "pauseSchedule");
+    this.#checkOpen();
+    const was = await setSchedulePaused(this.broker, name, true);
+    if (!was) signals.schedulePaused.send(this.namespace, { schedule: name });
+    return was;
+  }
+
+  /**
+   * Resumes a paused schedule: its next fire time is the first after now (fire times passed while
+   * it was paused are skipped). Resolves with whether it was paused; sends `scheduleResumed` then.
+   * @throws UnknownScheduleError, InvalidOptionError, StateError (engine closed), the broker's errors.
+   */
+  async resumeSchedule(name: string): Promise<boolean> {
+    checkScheduleName(name, "resumeSchedule");
+    this.#checkOpen();
+    const was = await setSchedulePaused(this.broker, name, false);
+    if (was) signals.scheduleResumed.send(this.namespace, { schedule: name });
+    return was;
+  }
+
+  /** @internal The signals of a claim by this engine's scheduler. */
+  readonly #announceFire: FiredHandler = (name, fireAtMs, job, report) =>
+    announceFire(this.namespace, this.broker.clock.now(), name, fireAtMs, job, report, (j) =>
+      j.bindResults(this.#getResult),
+    );
+
+  /**
+   * The periodic tasks scheduled in this namespace, by any engine, by next run (then name): the
+   * schedules of source `"periodicity"`. A schedule is registered when the workers of an engine
+   * defining the task with `periodicity` start, and removed when the workers of an engine
+   * defining it without `periodicity` start, or by `removePeriodicTask`.
    * @throws StateError (engine closed), the broker's errors.
    */
   async periodicTasks(): Promise<PeriodicTaskInfo[]> {
     this.#checkOpen();
-    return (await this.broker.periodicTasks()).map(toPeriodicTaskInfo);
+    return (await this.broker.readSchedules()).entries.flatMap((e) => toPeriodicTaskInfo(e) ?? []);
   }
 
   /**
    * Unschedules the periodic task `name` of this namespace (jobs it already fired are not touched),
    * whether or not this engine defines it: for a task no deployment defines any more. Resolves with
    * whether it was scheduled. Workers that still define it with `periodicity` schedule it again
-   * when they next start.
+   * when they next start. A schedule of `upsertSchedule` of that name is left alone (`removeSchedule`).
    * @throws InvalidOptionError (not a task name: checked before the broker is called), StateError
    *   (engine closed), the broker's errors.
    */
   async removePeriodicTask(name: string): Promise<boolean> {
     checkPeriodicTaskName(name, "removePeriodicTask");
     this.#checkOpen();
-    return this.broker.removePeriodicTask(name);
+    const [entry] = (await this.broker.readSchedules({ names: [name] })).entries;
+    if (!entry || readDefinition(entry.definition)?.src !== PERIODICITY_SOURCE) return false;
+    return this.broker.removeSchedule(name);
   }
 
   /**

@@ -97,6 +97,9 @@ export class AbortJobError extends ChardError {}
 /** A job id that the broker of the engine does not know (never scheduled, or its result expired). */
 export class UnknownJobError extends ChardError {}
 
+/** A schedule name that no schedule of the namespace has (`pauseSchedule`, `resumeSchedule`). */
+export class UnknownScheduleError extends ChardError {}
+
 /** A job ran past its task's `timeout`; it is retried if it has retries left. */
 export class JobTimeoutError extends ChardError {}
 

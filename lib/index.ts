@@ -81,7 +81,7 @@ export { exponentialBackoff } from "./backoff.js";
 export { Cron } from "./cron.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
-export type { PeriodicTaskInfo } from "./periodic.js";
+export type { PeriodicTaskInfo, PeriodChange, PeriodicRegistration } from "./periodic.js";
 export type {
   AckReport,
   Broker,
@@ -93,11 +93,15 @@ export type {
   FinishedJob,
   JobState,
   Outcome,
-  PeriodChange,
-  PeriodicRegistration,
-  PeriodicTaskEntry,
   Recovery,
   ResultLookup,
+  ScheduleClaim,
+  ScheduleEntry,
+  ScheduleRead,
+  ScheduleUpsertReport,
+  ScheduleWrite,
+  ScheduleWriteResult,
+  FireReport,
   SlotRelease,
 } from "./broker.js";
 export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";

@@ -414,11 +414,6 @@ export function fromWire(wire: WireJob, status: JobStatus): Job {
   });
 }
 
-/** The wire form of a periodic job; `brokers/redis/scripts/fetch_jobs.lua` builds the same string. */
-export function periodicJobJSON(id: string, taskName: string, queue: string, atMs: number, maxRetries: number): string {
-  return `{"id":${JSON.stringify(id)},"retries":0,"task":${JSON.stringify(taskName)},"queue":${JSON.stringify(queue)},"at":${atMs},"maxRetries":${maxRetries},"args":[]}`;
-}
-
 interface Wire {
   id: unknown;
   retries: unknown;

@@ -224,6 +224,31 @@ export interface JobRateLimitedPayload {
   until: DateTime;
 }
 
+/** Payload of `schedulePaused` and `scheduleResumed`: the schedule's name. */
+export interface SchedulePayload {
+  schedule: string;
+}
+
+/** Payload of `scheduleFired`: the schedule, the fire time claimed and the job it made. */
+export interface ScheduleFiredPayload {
+  /** The schedule's name. */
+  schedule: string;
+  /** The fire time the job stands for (UTC; the latest one missed, after downtime). */
+  fireAt: DateTime;
+  /** The job (a duplicate of a held key: the job holding it, see `jobDeduplicated`). */
+  job: Job;
+}
+
+/** Payload of `scheduleSkipped`: the schedule, the fire time claimed without a job, and why. */
+export interface ScheduleSkippedPayload {
+  /** The schedule's name. */
+  schedule: string;
+  /** The fire time skipped (UTC). */
+  fireAt: DateTime;
+  /** `"overlap"` (its last job had not ended: `overlap: "skip"`) or `"misfire"` (claimed late: `misfire: "skip"`). */
+  reason: "overlap" | "misfire";
+}
+
 /** The signals Chard sends. */
 export const signals = {
   /** A job was accepted by the broker (once per job of a batch), sent in the producer. */
@@ -287,6 +312,17 @@ export const signals = {
   taskPaused: new SafeNamedSignal<TaskPayload>("taskPaused"),
   /** `engine.resumeTask` resumed a paused task (sent by that engine only). */
   taskResumed: new SafeNamedSignal<TaskPayload>("taskResumed"),
+  /**
+   * A schedule's fire time was claimed and its job enqueued (sent by the engine that claimed it,
+   * after `jobEnqueued`): once per fire time across the namespace.
+   */
+  scheduleFired: new SafeNamedSignal<ScheduleFiredPayload>("scheduleFired"),
+  /** A schedule's fire time was claimed without a job: `overlap` or `misfire` (sent by the engine that claimed it). */
+  scheduleSkipped: new SafeNamedSignal<ScheduleSkippedPayload>("scheduleSkipped"),
+  /** `engine.pauseSchedule` paused a schedule that was not paused (sent by that engine only). */
+  schedulePaused: new SafeNamedSignal<SchedulePayload>("schedulePaused"),
+  /** `engine.resumeSchedule` resumed a paused schedule (sent by that engine only). */
+  scheduleResumed: new SafeNamedSignal<SchedulePayload>("scheduleResumed"),
   /** A receiver of some signal threw or rejected (it is also logged). */
   signalHandlerFailed: new SafeNamedSignal<SignalFailurePayload>("signalHandlerFailed"),
 } as const;

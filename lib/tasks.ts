@@ -1,8 +1,8 @@
-import type { DateTime } from "luxon";
+import { Duration, type DateTime } from "luxon";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import { DuplicateNameError, InvalidOptionError, StateError, UnknownTaskError, describe } from "./errors.js";
 import { JOB_RETRY_BACKOFF, backoffMs } from "./backoff.js";
-import { checkJSON, type Job } from "./jobs.js";
+import { checkArgs, checkJSON, type Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { checkQueue, isWellFormed } from "./names.js";
 import { checkJobOptions, type JobOptions } from "./options.js";
@@ -39,8 +39,12 @@ export interface TaskOptions {
   queue?: string;
   /** Retries after a failed execution; 0 is at-most-once, more is at-least-once. @defaultValue 0 */
   maxRetries?: number;
-  /** Run the task every period (seconds or a luxon Duration), scheduled by the workers themselves. */
-  periodicity?: DurationInput;
+  /**
+   * Run the task every period (seconds or a luxon Duration), scheduled by the workers themselves
+   * (a schedule named after the task, registered when they start); `{ every, args }` gives its
+   * jobs arguments.
+   */
+  periodicity?: DurationInput | PeriodicityOptions;
   /** Most jobs of this task running at once across the namespace; needs `maxRetries > 0`. */
   maxConcurrency?: number;
   /**
@@ -83,6 +87,14 @@ export interface TaskOptions {
   onRetry?: (job: Job, err: Error) => unknown;
 }
 
+/** The task option `periodicity` with arguments: `{ every: 60, args: ["daily"] }`. */
+export interface PeriodicityOptions {
+  /** The period (seconds or a luxon Duration). */
+  every: DurationInput;
+  /** The arguments of every job (JSON data). @defaultValue [] */
+  args?: readonly unknown[];
+}
+
 /** The task option `groupLimit`: the limits of each group of the task's jobs. */
 export interface GroupLimitOptions {
   /** Most jobs of one group running at once across the namespace: an integer >= 1. */
@@ -119,6 +131,8 @@ export class Task<A extends unknown[] = any[], R = unknown> {
   readonly maxRetries: number;
   /** Period in milliseconds for a periodic task, else undefined. */
   readonly periodicityMs: number | undefined;
+  /** The arguments of a periodic task's jobs (`periodicity: { every, args }`), else []. */
+  readonly periodicArgs: readonly unknown[];
   /** Concurrency limit across the namespace, else undefined. */
   readonly maxConcurrency: number | undefined;
   /** Its rate limits (its own first, then the shared ones), empty without any. */
@@ -152,10 +166,23 @@ export class Task<A extends unknown[] = any[], R = unknown> {
     this.fn = fn;
     this.queue = checkQueue(options.queue ?? DEFAULT_QUEUE, `task "${name}": queue`);
     this.maxRetries = checkInteger(options.maxRetries ?? 0, `task "${name}": maxRetries`, 0);
+    const p = options.periodicity;
+    const periodic = typeof p === "object" && p !== null && !Duration.isDuration(p) ? p : undefined;
+    if (periodic) {
+      for (const k of Object.keys(periodic))
+        if (k !== "every" && k !== "args")
+          throw new InvalidOptionError(`task "${name}": periodicity has an unknown option "${k}" (known: every, args)`);
+      if (periodic.args !== undefined && !Array.isArray(periodic.args))
+        throw new InvalidOptionError(
+          `task "${name}": periodicity args must be an array, got ${describe(periodic.args)}`,
+        );
+    }
     this.periodicityMs =
-      options.periodicity === undefined
+      p === undefined
         ? undefined
-        : toMilliseconds(options.periodicity, `task "${name}": periodicity`);
+        : toMilliseconds(periodic ? periodic.every : (p as DurationInput), `task "${name}": periodicity`);
+    this.periodicArgs = Object.freeze([...(periodic?.args ?? [])]);
+    if (periodic) checkArgs(name, this.periodicArgs);
     if (options.maxConcurrency !== undefined) {
       checkInteger(options.maxConcurrency, `task "${name}": maxConcurrency`, 1);
       if (this.maxRetries < 1) {

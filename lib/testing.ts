@@ -27,6 +27,8 @@ export class TestClock implements Clock {
   /** Pending timers, sorted by due time, then by creation order. */
   #timers: Timer[] = [];
   #flushQueued = false;
+  /** Broker calls on the wire (`busy`): `runUntil` waits for them before it moves time. */
+  readonly #busy = new Set<Promise<unknown>>();
 
   constructor(t = 1_700_000_000_000) {
     this.#t = t;
@@ -63,6 +65,13 @@ export class TestClock implements Clock {
     if (i >= 0) this.#timers.splice(i, 1);
   }
 
+  /** Told by a broker of each call it sends (see `Clock.busy`): `runUntil` lets it land before time moves. */
+  busy(work: Promise<unknown>): void {
+    const done = (): void => void this.#busy.delete(tracked);
+    const tracked: Promise<unknown> = work.then(done, done);
+    this.#busy.add(tracked);
+  }
+
   /**
    * Moves time forward by `duration` (seconds or a luxon Duration), running each timer that comes
    * due at its own time, synchronously. For engines whose timers start broker calls, `runUntil`
@@ -94,19 +103,23 @@ export class TestClock implements Clock {
 
   /**
    * Moves time forward until `condition()` holds: each step goes to the next pending timer (or
-   * `stepMs` ahead, whichever is sooner) and then lets I/O and promises run (real time) until the
-   * pending timers stop changing, so a timer's broker call lands before the next one fires. Start
-   * it once the engines are up (`workerStarted`): time jumps while nothing is pending.
+   * `stepMs` ahead, whichever is sooner), then lets the work that timer started finish before the
+   * next step: the broker calls it sent (RedisBroker tells the clock of each), the promises and
+   * the timers it set, so the schedules, retries, leases and due jobs of an engine run at their
+   * own times. Start it once the engines are up (`workerStarted`): time jumps while nothing is
+   * pending. With `settleMs` > 0 each step also waits that long in real time until the timers stop
+   * changing (for I/O the clock is not told of).
    * @throws Error after `maxMs` of fake time or `maxSteps` steps, naming `what`.
    */
   async runUntil(
     condition: () => boolean,
-    { stepMs = 60_000, maxMs = 3_600_000, maxSteps = 5_000, settleMs = 3, what = "condition" } = {},
+    { stepMs = 60_000, maxMs = 3_600_000, maxSteps = 100_000, settleMs = 0, what = "condition" } = {},
   ): Promise<void> {
     const end = this.#t + maxMs;
+    await this.#settle(settleMs);
     for (let step = 0; !condition(); step++) {
       if (this.#t >= end || step >= maxSteps) {
-        throw new Error(`FakeClock: ${what} did not hold within ${maxMs} ms of fake time (${step} steps)`);
+        throw new Error(`TestClock: ${what} did not hold within ${maxMs} ms of fake time (${step} steps)`);
       }
       const next = this.#timers[0]?.atMs ?? Infinity;
       this.t = Math.min(end, this.#t + stepMs, Math.max(next, this.#t));
@@ -114,14 +127,46 @@ export class TestClock implements Clock {
     }
   }
 
-  /** Waits (real time) until the pending timers stay the same over two waits of `settleMs`. */
+  /**
+   * Moves time to `at` (epoch ms, a Date or a luxon DateTime) as `runUntil` does, timer by timer,
+   * letting the work of each land: every job due, retry, lease renewal and schedule fire time up
+   * to `at` happens at its own time. Nothing happens if `at` is not later than now.
+   */
+  async runTo(at: number | Date | { toMillis(): number }, { stepMs = 60_000, settleMs = 0 } = {}): Promise<void> {
+    const target = typeof at === "number" ? at : at instanceof Date ? at.getTime() : at.toMillis();
+    if (!(target > this.#t)) return;
+    await this.runUntil(() => this.#t >= target, {
+      stepMs,
+      settleMs,
+      maxMs: target - this.#t,
+      maxSteps: Number.MAX_SAFE_INTEGER,
+      what: "runTo",
+    });
+  }
+
+  /** `runTo(now + duration)`: runs `duration` (seconds or a luxon Duration) of fake time, timer by timer. */
+  async runFor(duration: DurationInput, options: { stepMs?: number; settleMs?: number } = {}): Promise<void> {
+    await this.runTo(this.#t + toMilliseconds(duration, "TestClock.runFor duration", { allowZero: true }), options);
+  }
+
+  /**
+   * Waits until the calls on the wire have landed and the pending timers stay the same over two
+   * turns of the event loop (or two real waits of `settleMs`).
+   */
   async #settle(settleMs: number): Promise<void> {
     let before = "";
-    for (let i = 0; i < 20; i++) {
-      // eslint-disable-next-line no-restricted-globals -- real time: the broker calls of the timers land
-      await new Promise((resolve) => setTimeout(resolve, settleMs));
-      const now = `${this.#timers.length} ${this.#timers[0]?.atMs}`;
-      if (now === before) return;
+    for (let i = 0; i < 1_000; i++) {
+      if (this.#busy.size > 0) {
+        await Promise.race(this.#busy);
+        before = "";
+        continue;
+      }
+      if (settleMs > 0)
+        // eslint-disable-next-line no-restricted-globals -- real time: the broker calls of the timers land
+        await new Promise((resolve) => setTimeout(resolve, settleMs));
+      else await new Promise((resolve) => setImmediate(resolve));
+      const now = `${this.#seq} ${this.#timers.length} ${this.#timers[0]?.atMs}`;
+      if (now === before && this.#busy.size === 0) return;
       before = now;
     }
   }

@@ -5,7 +5,8 @@
  * any move not in `NEXT`:
  * - created: constructed, `run()` not called yet;
  * - starting: the broker starts, periodic tasks and concurrency limits are registered (and the
- *   engine's tasks without periodicity unscheduled), then one `workerStarted` per worker;
+ *   engine's tasks without periodicity unscheduled), then one `workerStarted` per worker, and the
+ *   services (the engine's scheduler) start;
  * - running: turns (below); the only state in which turns start and the arbiter waits;
  * - draining: stop requested (`stop()`: stopWorkers, SIGTERM) or, with `stopWhenQueueEmpty`, the
  *   queue found empty with nothing running: one `workerStopping` per worker, no new fetch, turns
@@ -13,7 +14,7 @@
  *   (`stop(timeoutMs)`) aborts the jobs still running when it passes (`WorkerStoppedError`): their
  *   outcomes are acked like any other; `terminate()` (a second SIGTERM) ends the draining at
  *   once, leaving running jobs to lease expiry (their acks are never written);
- * - stopped: `workerTerminated` per worker, timers cleared, broker stopped (also the end of a
+ * - stopped: `workerTerminated` per worker, timers cleared, services stopped, broker stopped (also the end of a
  *   start or run that failed, from any state).
  * A stop requested while starting leads to draining once the workers have started, so every
  * worker gets `workerStarted`, `workerStopping`, `workerTerminated` in that order. Lease
@@ -51,7 +52,7 @@ import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { Overruns } from "./overruns.js";
 import type { Middlewares } from "./middleware.js";
-import { logRegistration } from "./periodic.js";
+import { logRegistration, registerPeriodicTasks } from "./periodic.js";
 import { signals } from "./signals.js";
 import { failureRecord } from "./results.js";
 import { DEFAULT_RESULT_TTL_MS, RELIABLE_TASK_PREFIX, type Task } from "./tasks.js";
@@ -62,6 +63,13 @@ export interface WorkersSettings {
   /** The queues served, in order: each fetch takes from the first as much as it can, then the next. */
   queues: readonly string[];
   stopWhenQueueEmpty: boolean;
+}
+
+/** What runs while the pool runs (the engine's scheduler): started once the workers are, stopped with them. */
+export interface WorkersService {
+  start(): void;
+  /** Resolves once what it had on the wire landed; called before the broker stops. */
+  stop(): Promise<void>;
 }
 
 /** Why a worker cannot run a job of `taskName`, and what to do about it. */
@@ -173,6 +181,8 @@ export class Workers {
   readonly #earlyCancels = new Map<string, number>();
 
   /** `middlewares`: the engine's, read at each job's start (a `use()` applies to the next jobs). */
+  readonly #services: readonly WorkersService[];
+
   constructor(
     broker: Broker,
     namespace: string,
@@ -180,7 +190,9 @@ export class Workers {
     settings: WorkersSettings,
     results: (id: string, options: ResultOptions) => Promise<unknown>,
     middlewares?: Middlewares,
+    services: readonly WorkersService[] = [],
   ) {
+    this.#services = services;
     this.#results = results;
     this.#middlewares = middlewares;
     this.#broker = broker;
@@ -230,10 +242,11 @@ export class Workers {
     try {
       const tasks = [...this.#tasks.values()];
       // Every task: the periodic ones are registered, the others' schedules from periodicity go.
-      logRegistration(this.#namespace, await broker.registerPeriodicTasks(tasks));
+      logRegistration(this.#namespace, await registerPeriodicTasks(broker, tasks));
       await broker.setConcurrencyKeys(tasks);
       this.#sendAll(signals.workerStarted);
       this.#scheduleKeepAlive();
+      for (const service of this.#services) service.start();
       if (this.#state === WorkersState.Starting) this.#transition(WorkersState.Running);
       else this.#sendAll(signals.workerStopping); // a stop came while starting
       await this.#arbiter();
@@ -254,6 +267,7 @@ export class Workers {
       clock.clearTimeout(this.#keeper);
       this.#keeper = undefined;
       await this.#keeping;
+      await Promise.all(this.#services.map((service) => service.stop()));
       broker.onCancel(undefined);
       try {
         await broker.stop();

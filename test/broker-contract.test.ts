@@ -6,7 +6,8 @@
 import { describe, expect, test } from "vitest";
 import type { Broker } from "../lib/broker.js";
 import { BrokerInUseError, StateError } from "../lib/errors.js";
-import { Job, JobStatus, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { Job, JobStatus, toJSON } from "../lib/jobs.js";
+import { registerPeriodicTasks } from "../lib/periodic.js";
 import { CANCELLED_RETRY_RECORD } from "../lib/results.js";
 import { Task } from "../lib/tasks.js";
 import { ack } from "./helpers/acks.js";
@@ -153,13 +154,13 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect((await b.fetchJobs("q", 10)).nextDueAtMs).toBe(T0 + 30);
     });
 
-    test("nextDueAtMs is the earliest of future jobs and periodic tasks, or undefined", async () => {
+    test("nextDueAtMs is the earliest future job, or undefined; schedules are not in it (their scheduler claims them)", async () => {
       const b = make();
       expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBeUndefined();
       await b.enqueueJobs([job({ atMs: T0 + 60_000, queue: "other" })]);
       expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBe(T0 + 60_000);
-      await b.registerPeriodicTasks([new Task("p", noop, { periodicity: 30 })]);
-      expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBe(T0 + 30_000);
+      await registerPeriodicTasks(b, [new Task("p", noop, { periodicity: 30 })]);
+      expect((await b.fetchJobs("q", 1)).nextDueAtMs).toBe(T0 + 60_000);
     });
   });
 
@@ -298,128 +299,6 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       expect(mine.status).toBe(JobStatus.Running);
       expect(await a.isQueueEmpty("q")).toBe(false);
       expect(ids((await b.fetchJobs("q", 5, [ack(theirs, "succeeded")])).jobs)).toEqual([second.id]);
-    });
-  });
-
-  describe("periodic tasks", () => {
-    const every10s = new Task("tick", noop, { periodicity: 10, queue: "pq", maxRetries: 2 });
-
-    test("fire once per period across two brokers, as a job with no arguments", async () => {
-      const [a, b] = [make(), make()];
-      await a.registerPeriodicTasks([every10s]);
-      await b.registerPeriodicTasks([every10s]);
-      expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
-      bed.clock.t += 10_000;
-      const { jobs, nextDueAtMs } = await a.fetchJobs("pq", 5);
-      expect((await b.fetchJobs("pq", 5)).jobs).toEqual([]);
-      expect(jobs.length).toBe(1);
-      const tick = jobs[0]!;
-      expect({
-        task: tick.taskName,
-        queue: tick.queue,
-        at: tick.atMs,
-        maxRetries: tick.maxRetries,
-        retries: tick.retries,
-        args: tick.taskArgs,
-      }).toEqual({ task: "tick", queue: "pq", at: bed.clock.t, maxRetries: 2, retries: 0, args: [] });
-      expect(toJSON(tick)).toBe(periodicJobJSON(tick.id, "tick", "pq", bed.clock.t, 2));
-      expect(nextDueAtMs).toBe(bed.clock.t + 10_000);
-      bed.clock.t += 10_000;
-      expect((await b.fetchJobs("pq", 5)).jobs.length).toBe(1);
-      expect((await a.fetchJobs("pq", 5)).jobs.length).toBe(0);
-    });
-
-    test("several due tasks fire in one fetch, each as its own job with a unique id", async () => {
-      const b = make();
-      const names = Array.from({ length: 40 }, (_, i) => `p${i}`);
-      await b.registerPeriodicTasks(names.map((name) => new Task(name, noop, { periodicity: 5, queue: "pq" })));
-      bed.clock.t += 5_000;
-      const { jobs } = await b.fetchJobs("pq", 100);
-      expect(jobs.map((j) => j.taskName).sort()).toEqual([...names].sort());
-      expect(new Set(jobs.map((j) => j.id)).size).toBe(40);
-      for (const j of jobs)
-        expect(j.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    });
-
-    test("after a long gap fire once, not in a catch-up burst, and next run one period later", async () => {
-      const b = make();
-      await b.registerPeriodicTasks([every10s]);
-      bed.clock.t += 1_000_000;
-      const { jobs, nextDueAtMs } = await b.fetchJobs("pq", 100);
-      expect(jobs.length).toBe(1);
-      expect(nextDueAtMs).toBe(bed.clock.t + 10_000);
-      expect((await b.fetchJobs("pq", 100)).jobs.length).toBe(0);
-    });
-
-    test("re-registering with the same period keeps the next run; others are never deleted", async () => {
-      const a = make();
-      const other = new Task("other", noop, { periodicity: 60 });
-      await a.registerPeriodicTasks([every10s, other]);
-      bed.clock.t += 5_000;
-      expect(await make().registerPeriodicTasks([every10s])).toEqual({ changed: [], unscheduled: [] });
-      expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 10_000);
-      await a.registerPeriodicTasks([]);
-      bed.clock.t = T0 + 60_000;
-      expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
-    });
-
-    test("a changed period keeps the phase: the next run is one new period after the last, never before now", async () => {
-      const a = make();
-      await a.registerPeriodicTasks([every10s]);
-      bed.clock.t = T0 + 5_000;
-      const every20s = new Task("tick", noop, { periodicity: 20, queue: "pq", maxRetries: 2 });
-      expect(await a.registerPeriodicTasks([every20s])).toEqual({
-        changed: [{ name: "tick", fromMs: 10_000, toMs: 20_000, nextRunAtMs: T0 + 20_000 }],
-        unscheduled: [],
-      });
-      expect((await a.fetchJobs("pq", 1)).nextDueAtMs).toBe(T0 + 20_000);
-      // Overdue with the new period: due now, once (no catch-up storm), then every new period.
-      bed.clock.t = T0 + 30_000;
-      const every5s = new Task("tick", noop, { periodicity: 5, queue: "pq" });
-      expect((await a.registerPeriodicTasks([every5s])).changed).toEqual([
-        { name: "tick", fromMs: 20_000, toMs: 5_000, nextRunAtMs: T0 + 30_000 },
-      ]);
-      const { jobs, nextDueAtMs } = await a.fetchJobs("pq", 10);
-      expect(jobs.length).toBe(1);
-      expect(jobs[0]!.maxRetries).toBe(0); // the latest definition
-      expect(nextDueAtMs).toBe(T0 + 35_000);
-    });
-
-    test("a task registered without periodicity is unscheduled; tasks not named are left alone", async () => {
-      const a = make();
-      const other = new Task("other", noop, { periodicity: 60 });
-      await a.registerPeriodicTasks([every10s, other]);
-      const plainTick = new Task("tick", noop, { queue: "pq" });
-      expect(await make().registerPeriodicTasks([plainTick])).toEqual({ changed: [], unscheduled: ["tick"] });
-      expect(await a.registerPeriodicTasks([plainTick, new Task("never", noop)])).toEqual({
-        changed: [],
-        unscheduled: [],
-      });
-      expect((await a.periodicTasks()).map((t) => t.name)).toEqual(["other"]);
-      bed.clock.t = T0 + 60_000;
-      expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
-      expect((await a.fetchJobs("chard", 5)).jobs.map((j) => j.taskName)).toEqual(["other"]);
-    });
-
-    test("periodicTasks lists each schedule by next run; removePeriodicTask says whether it existed", async () => {
-      const a = make();
-      expect(await a.periodicTasks()).toEqual([]);
-      await a.registerPeriodicTasks([
-        every10s,
-        new Task("b", noop, { periodicity: 5 }),
-        new Task("a", noop, { periodicity: 5 }),
-      ]);
-      expect(await make().periodicTasks()).toEqual([
-        { name: "a", periodMs: 5_000, queue: "chard", maxRetries: 0, nextRunAtMs: T0 + 5_000 },
-        { name: "b", periodMs: 5_000, queue: "chard", maxRetries: 0, nextRunAtMs: T0 + 5_000 },
-        { name: "tick", periodMs: 10_000, queue: "pq", maxRetries: 2, nextRunAtMs: T0 + 10_000 },
-      ]);
-      expect(await a.removePeriodicTask("tick")).toBe(true);
-      expect(await make().removePeriodicTask("tick")).toBe(false);
-      expect((await a.periodicTasks()).map((t) => t.name)).toEqual(["a", "b"]);
-      bed.clock.t = T0 + 10_000;
-      expect((await a.fetchJobs("pq", 5)).jobs).toEqual([]);
-      expect((await a.fetchJobs("chard", 5)).nextDueAtMs).toBe(T0 + 15_000);
     });
   });
 
@@ -617,7 +496,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
       const theirs = job();
       await a.enqueueJobs([mine]);
       await other.enqueueJobs([theirs, job({ atMs: T0 + 1000 })]);
-      await other.registerPeriodicTasks([new Task("p", noop, { periodicity: 5 })]);
+      await registerPeriodicTasks(other, [new Task("p", noop, { periodicity: 5 })]);
       const got = await a.fetchJobs("q", 10);
       expect(got).toMatchObject({
         jobs: [expect.objectContaining({ id: mine.id })],
@@ -670,15 +549,6 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
         expect(list.length).toBe(3);
         for (const j of list) expect(toJSON(j)).toBe(want.get(j.id)!.replace('"retries":0', '"retries":1'));
       }
-    });
-
-    test("periodic jobs of oddly named tasks and queues match periodicJobJSON", async () => {
-      const b = make();
-      const odd = new Task('a/b "é" \u007f', noop, { periodicity: 1, queue: "q/1 ✓", maxRetries: 3 });
-      await b.registerPeriodicTasks([odd]);
-      bed.clock.t += 1000;
-      const [tick] = (await b.fetchJobs("q/1 ✓", 1)).jobs;
-      expect(toJSON(tick!)).toBe(periodicJobJSON(tick!.id, odd.name, odd.queue, bed.clock.t, 3));
     });
   });
 });

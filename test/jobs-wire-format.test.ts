@@ -6,7 +6,6 @@ import {
   dueStatus,
   fromJSON,
   fromWire,
-  periodicJobJSON,
   toJSON,
   toJSONAll,
   toWire,
@@ -34,21 +33,6 @@ describe("job wire format", () => {
 
   test("retries is the second field, so the Lua scripts can rewrite it in place", () => {
     expect(toJSON(job())).toMatch(/^\{"id":"[0-9a-f-]{36}","retries":1,/);
-  });
-
-  test("periodic jobs use the same format with no arguments", () => {
-    const id = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    const text = periodicJobJSON(id, "tick", "q", 5, 2);
-    expect(fromJSON(text, JobStatus.Queued)).toMatchObject({
-      id,
-      taskName: "tick",
-      queue: "q",
-      atMs: 5,
-      maxRetries: 2,
-      retries: 0,
-      taskArgs: [],
-    });
-    expect(text).toBe(toJSON(new Job({ id, taskName: "tick", queue: "q", atMs: 5, maxRetries: 2, taskArgs: [] })));
   });
 
   test("toJSONAll writes what toJSON writes, job by job, across tasks and queues", () => {

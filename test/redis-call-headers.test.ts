@@ -10,6 +10,7 @@ import { Job, toJSON } from "../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import * as calls from "../brokers/redis/calls.js";
+import * as scheduleCalls from "../brokers/redis/schedule-calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, type ScriptArg, type ScriptName } from "../brokers/redis/scripts.js";
 
@@ -114,7 +115,6 @@ interface Variant {
 
 const NOW = 1_700_000_000_000;
 const LEASE_MS = 30_000;
-const UUID = "6f1c9a52-3b7e-4d2a-9c1f-0123456789ab";
 const BROKER = "broker-1";
 // Braces, a colon and spaces: none of them may end the hash tag early.
 const k = namespaceKeys("ns {with} braces: and colons");
@@ -149,8 +149,6 @@ const FINISH_ARGV = (width: number, ids: string, runs: string, lines: string): E
 const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
   ["queue LIST", k.queue(queue)],
   ["future ZSET", k.future],
-  ["periodic ZSET", k.periodic],
-  ["periodic-tasks HASH", k.periodicTasks],
   ["leases ZSET", k.leases],
   ["running HASH", k.running(BROKER)],
   ["max-concurrency HASH", k.maxConcurrency],
@@ -170,7 +168,6 @@ const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[], queues = 1): Ex
   ["now", NOW],
   ["lease expiry", NOW + LEASE_MS],
   ["maxJobs", maxJobs],
-  ["a fresh random UUID", UUID],
   ["results channel", k.resultsChannel],
   ["how long the record of a revoked job is kept", DEFAULT_RESULT_TTL_MS],
   ["the record of a revoked job", REVOKED_RECORD],
@@ -186,7 +183,6 @@ const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue: string | s
     maxJobs,
     nowMs: NOW,
     leaseMs: LEASE_MS,
-    uuid: UUID,
     ...(acks && { acks }),
     token: "42",
   });
@@ -272,7 +268,36 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         name: "a keyed job after a plain one: now, the prefix and one quadruple per keyed job",
         call: calls.enqueueCall(k, { jobs: [a, keyedJob], nowMs: NOW, token }),
         keys: keys(["q"]),
-        argv: [...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)), ["now", NOW], ["the keyed jobs", "2 2 d 5000"]],
+        argv: [
+          ...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)),
+          ["now", NOW],
+          ["the keyed jobs", "2 2 d 5000"],
+          ["optional: the claim", []],
+        ],
+      },
+      {
+        name: "the claim of a schedule's fire time, for its one job",
+        call: scheduleCalls.fireScheduleCall(k, {
+          claim: {
+            name: "daily",
+            revision: 3,
+            dueAtMs: NOW - 10,
+            fireAtMs: NOW - 10,
+            nextAtMs: NOW + 86_400_000,
+            misfired: false,
+            skipOverlap: true,
+          },
+          job: a,
+          nowMs: NOW,
+          token,
+        }),
+        keys: keys(["q"]),
+        argv: [
+          ...argv(36, "5 1", [a], ""),
+          ["now", NOW],
+          ["the keyed jobs", ""],
+          ["optional: the claim", [`3\n${NOW - 10}\n${NOW - 10}\n${NOW + 86_400_000}\no\ndaily`]],
+        ],
       },
     ];
   },
@@ -293,11 +318,11 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     const otherAgain = retry(job("other", NOW));
     const lines = [
       `q 2 ${sameQueue.job.id} 7 1 ${toJSON(sameQueue.job)}`,
-      `q 3 ${otherQueue.job.id} 7 14 ${toJSON(otherQueue.job)}`,
+      `q 3 ${otherQueue.job.id} 7 12 ${toJSON(otherQueue.job)}`,
       `f 4 ${later.job.id} 7 ${NOW + 60_000} ${toJSON(later.job)}`,
       `r 5 ${kept.job.id} 7 5000 {"value":1}`,
       `E 6 ${progress.job.id} 8`,
-      `q 7 ${otherAgain.job.id} 7 14 ${toJSON(otherAgain.job)}`,
+      `q 7 ${otherAgain.job.id} 7 12 ${toJSON(otherAgain.job)}`,
     ];
     return [
       { name: "no acks", call: fetch(10), keys: FETCH_KEYS("q", []), argv: FETCH_ARGV(10, [0, "", "", ""]) },
@@ -317,7 +342,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         name: "two queues, and a retry due now to the second",
         call: fetch(5, [otherAgain], ["q", "other"]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
-        argv: FETCH_ARGV(5, [0, "", "", `q 1 ${otherAgain.job.id} 7 14 ${toJSON(otherAgain.job)}`], 2),
+        argv: FETCH_ARGV(5, [0, "", "", `q 1 ${otherAgain.job.id} 7 12 ${toJSON(otherAgain.job)}`], 2),
       },
     ];
   },
@@ -347,66 +372,114 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     ];
   },
 
-  register_periodic_tasks: () => {
+  upsert_schedules: () => {
     const keys: Expected[] = [
-      ["periodic ZSET", k.periodic],
-      ["periodic-tasks HASH", k.periodicTasks],
+      ["schedules ZSET", k.schedules],
+      ["schedule-names SET", k.scheduleNames],
+      ["the periodic ZSET of version 0.1.0", k.periodic],
+      ["the periodic-tasks HASH of version 0.1.0", k.periodicTasks],
     ];
-    const tasks = [
-      { name: "hourly", periodMs: 3_600_000, json: "{}" },
-      { name: "daily", periodMs: 86_400_000, json: '{"a":1}' },
+    const writes = [
+      { name: "hourly", definition: "{}", source: "api", nextIfNewMs: NOW + 1, nextIfChangedMs: NOW + 2 },
+      {
+        name: "ended",
+        definition: '{"a":1}',
+        source: "periodicity",
+        nextIfNewMs: undefined,
+        nextIfChangedMs: undefined,
+      },
     ];
     return [
       {
-        name: "no task",
-        call: calls.registerPeriodicCall(k, { tasks: [], withoutPeriodicity: [], nowMs: NOW }),
+        name: "two writes and two names to unschedule",
+        call: scheduleCalls.upsertSchedulesCall(k, { writes, unschedule: ["plain", "other"], nowMs: NOW }),
         keys,
         argv: [
+          ["key prefix", k.prefix],
           ["events channel", k.events],
           ["now", NOW],
-          ["n, the number of arguments of the triples", 0],
-          ["one triple per periodic task", []],
-          ["names of the tasks the engine defines without periodicity", []],
-        ],
-      },
-      {
-        name: "two periodic tasks and two others",
-        call: calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["plain", "other"], nowMs: NOW }),
-        keys,
-        argv: [
-          ["events channel", k.events],
-          ["now", NOW],
-          ["n, the number of arguments of the triples", 6],
-          ["one triple per periodic task", ["hourly", 3_600_000, "{}", "daily", 86_400_000, '{"a":1}']],
-          ["names of the tasks the engine defines without periodicity", ["plain", "other"]],
+          ["n, the number of arguments of the writes", 10],
+          [
+            "the writes",
+            ["hourly", "{}", "api", String(NOW + 1), String(NOW + 2), "ended", '{"a":1}', "periodicity", "", ""],
+          ],
+          ["names whose schedule goes", ["plain", "other"]],
         ],
       },
     ];
   },
 
-  read_periodic_tasks: () => [
+  read_schedules: () => {
+    const keys: Expected[] = [
+      ["schedules ZSET", k.schedules],
+      ["schedule-names SET", k.scheduleNames],
+      ["jobs HASH", k.jobs],
+      ["results HASH", k.results],
+      ["revoked SET", k.revoked],
+      ["leases ZSET", k.leases],
+    ];
+    const argv = (mode: string, due: string, limit: number, names: readonly string[] = []): Expected[] => [
+      ["key prefix", k.prefix],
+      ['"all", "names"', mode],
+      ['"due": the time', due],
+      ['"due": most schedules', limit],
+      ['"names": the names', names],
+    ];
+    return [
+      { name: "every schedule", call: scheduleCalls.readSchedulesCall(k, {}), keys, argv: argv("all", "", 1000) },
+      {
+        name: "the schedules due",
+        call: scheduleCalls.readSchedulesCall(k, { dueBy: NOW, limit: 10 }),
+        keys,
+        argv: argv("due", String(NOW), 10),
+      },
+      {
+        name: "two schedules by name",
+        call: scheduleCalls.readSchedulesCall(k, { names: ["a", "b c"] }),
+        keys,
+        argv: argv("names", "", 1000, ["a", "b c"]),
+      },
+    ];
+  },
+
+  remove_schedule: () => [
     {
-      name: "a listing",
-      call: calls.readPeriodicCall(k),
+      name: "a removal",
+      call: scheduleCalls.removeScheduleCall(k, { name: "tick" }),
       keys: [
-        ["periodic ZSET", k.periodic],
-        ["periodic-tasks HASH", k.periodicTasks],
+        ["schedules ZSET", k.schedules],
+        ["schedule-names SET", k.scheduleNames],
+        ["the schedule's HASH", k.schedule("tick")],
       ],
-      argv: [],
+      argv: [
+        ["the name", "tick"],
+        ["events channel", k.events],
+      ],
     },
   ],
 
-  remove_periodic_task: () => [
-    {
-      name: "a removal",
-      call: calls.removePeriodicCall(k, { name: "tick" }),
+  pause_schedule: () =>
+    [true, false].map((paused) => ({
+      name: paused ? "a pause" : "a resume",
+      call: scheduleCalls.pauseScheduleCall(k, {
+        name: "tick",
+        paused,
+        resume: paused ? undefined : { revision: 4, nextAtMs: NOW + 5 },
+        nowMs: NOW,
+      }),
       keys: [
-        ["periodic ZSET", k.periodic],
-        ["periodic-tasks HASH", k.periodicTasks],
+        ["schedules ZSET", k.schedules],
+        ["the schedule's HASH", k.schedule("tick")],
       ],
-      argv: [["task name", "tick"]],
-    },
-  ],
+      argv: [
+        ["the name", "tick"],
+        ['"1" to pause', paused ? "1" : "0"],
+        ["for a resume: the revision", paused ? "" : "4"],
+        ["for a resume: its next fire ms", paused ? "" : String(NOW + 5)],
+        ["now", NOW],
+        ["events channel", k.events],
+      ],
+    })),
 
   pause_queue: () =>
     [true, false].map((paused) => ({

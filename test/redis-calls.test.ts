@@ -8,7 +8,8 @@ import { Job, JobStatus, toJSON } from "../lib/jobs.js";
 import { setLogger } from "../lib/logger.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
 import * as calls from "../brokers/redis/calls.js";
-import { namespaceKeys, periodicTaskJSON } from "../brokers/redis/keys.js";
+import * as scheduleCalls from "../brokers/redis/schedule-calls.js";
+import { namespaceKeys } from "../brokers/redis/keys.js";
 import { RedisReplyError, scriptSource } from "../brokers/redis/scripts.js";
 import { CANCELLED_RETRY_RECORD } from "../lib/results.js";
 
@@ -138,11 +139,10 @@ describe("the packing of acks", () => {
       maxJobs: 1,
       nowMs: NOW,
       leaseMs: 1_000,
-      uuid: "u",
       releases: [{ jobId: a.id, token: "2" }],
       token: "8",
     });
-    expect(turn.args.slice(10, 14)).toEqual([0, "", "", `s ${a.id} 2`]);
+    expect(turn.args.slice(9, 13)).toEqual([0, "", "", `s ${a.id} 2`]);
   });
 
   test("plain ids fill, in order, the positions the lines leave free", () => {
@@ -170,7 +170,7 @@ describe("the packing of acks", () => {
     ]);
   });
 
-  test("a turn's retry to the queue it fetches from goes to KEYS[1]; other queues come after the 13 fixed KEYS", () => {
+  test("a turn's retry to the queue it fetches from goes to KEYS[1]; other queues come after the 11 fixed KEYS", () => {
     const [same, other, again] = [job({ queue: "q" }), job({ queue: "other" }), job({ queue: "other" })];
     const call = calls.fetchCall(k, {
       brokerId: "b",
@@ -178,28 +178,27 @@ describe("the packing of acks", () => {
       maxJobs: 1,
       nowMs: NOW,
       leaseMs: 1,
-      uuid: "u",
       acks: [retry(same), retry(other), retry(again)],
       token: "1",
     });
-    expect(call.keys).toHaveLength(14);
-    expect(call.keys[13]).toBe(k.queue("other"));
+    expect(call.keys).toHaveLength(12);
+    expect(call.keys[11]).toBe(k.queue("other"));
     expect(
-      String(call.args[13])
+      String(call.args[12])
         .split("\n")
         .map((l) => l.split(" ")[4]),
-    ).toEqual(["1", "14", "14"]);
+    ).toEqual(["1", "12", "12"]);
   });
 });
 
 describe("the call builders", () => {
-  test("fetchCall lists the other queues it fetches from right after the 13 fixed KEYS, once each, and counts them", () => {
-    const input = { brokerId: "b", maxJobs: 7, nowMs: NOW, leaseMs: 1, uuid: "u", token: "12" };
+  test("fetchCall lists the other queues it fetches from right after the 11 fixed KEYS, once each, and counts them", () => {
+    const input = { brokerId: "b", maxJobs: 7, nowMs: NOW, leaseMs: 1, token: "12" };
     const call = calls.fetchCall(k, { ...input, queue: ["high", "low", "high"], acks: [retry(job({ queue: "low" }))] });
     expect(call.keys[0]).toBe(k.queue("high"));
-    expect(call.keys.slice(13)).toEqual([k.queue("low")]);
+    expect(call.keys.slice(11)).toEqual([k.queue("low")]);
     expect(call.args.at(-1)).toBe(2);
-    expect(String(call.args[13]).split(" ")[4]).toBe("14"); // the retry to "low" names its key
+    expect(String(call.args[12]).split(" ")[4]).toBe("12"); // the retry to "low" names its key
   });
 
   test("enqueueCall sends jobs with a priority as groups of their queue's levels, '<index>:<priority>'", () => {
@@ -246,10 +245,10 @@ describe("the call builders", () => {
   });
 
   test("fetchCall sends the lease expiry as nowMs + leaseMs, no acks as 0, '', '', '', then its token and 1 queue", () => {
-    const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, uuid: "u", token: "12" };
+    const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, token: "12" };
     const call = calls.fetchCall(k, input);
-    expect(call.args.slice(2, 7)).toEqual(["b", NOW, NOW + 30_000, 7, "u"]);
-    expect(call.args.slice(10)).toEqual([0, "", "", "", "12", 1]);
+    expect(call.args.slice(2, 6)).toEqual(["b", NOW, NOW + 30_000, 7]);
+    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1]);
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
@@ -269,17 +268,13 @@ describe("the call builders", () => {
     });
   });
 
-  test("registerPeriodicCall sends one triple per task; concurrencyCall the prefix, then one pair per task, '' for unlimited", () => {
-    const tasks = [{ name: "p", periodMs: 60_000, json: "{}" }];
-    expect(calls.registerPeriodicCall(k, { tasks, withoutPeriodicity: ["q"], nowMs: NOW }).args).toEqual([
-      k.events,
-      NOW,
-      3,
-      "p",
-      60_000,
-      "{}",
-      "q",
-    ]);
+  test("upsertSchedulesCall sends five per write, '' for no time, then the names to unschedule; concurrencyCall the prefix, then one pair per task, '' for unlimited", () => {
+    const writes = [{ name: "p", definition: "{}", source: "api", nextIfNewMs: NOW + 1, nextIfChangedMs: undefined }];
+    expect(scheduleCalls.upsertSchedulesCall(k, { writes, unschedule: ["q"], nowMs: NOW })).toEqual({
+      name: "upsert_schedules",
+      keys: [k.schedules, k.scheduleNames, k.periodic, k.periodicTasks],
+      args: [k.prefix, k.events, NOW, 5, "p", "{}", "api", String(NOW + 1), "", "q"],
+    });
     expect(
       calls.concurrencyCall(k, {
         nowMs: NOW,
@@ -456,21 +451,90 @@ describe("the reply parsers", () => {
     for (const value of ["3", 1.5, null, Number.NaN]) rejects(() => calls.int(value, "stop"), "stop");
   });
 
-  test("parseRegisterPeriodicReply reads each changed period with the call's new one, and the tasks unscheduled", () => {
-    const tasks = [{ name: "p", periodMs: 4_000, json: "{}" }];
-    expect(calls.parseRegisterPeriodicReply([["p", "1000", "1700000004000"], ["q"]], tasks)).toEqual({
-      changed: [{ name: "p", fromMs: 1_000, toMs: 4_000, nextRunAtMs: 1_700_000_004_000 }],
+  test("parseUpsertSchedulesReply reads one line per write, '' as no time, and the names unscheduled", () => {
+    expect(
+      scheduleCalls.parseUpsertSchedulesReply([["c 5", "w ", "p 9 1000", "u 7", "x periodicity "], ["q"]], 5),
+    ).toEqual({
+      results: [
+        { action: "created", nextAtMs: 5 },
+        { action: "updated", nextAtMs: undefined },
+        { action: "updated", nextAtMs: 9, fromEveryMs: 1000 },
+        { action: "unchanged", nextAtMs: 7 },
+        { action: "conflict", source: "periodicity", nextAtMs: undefined },
+      ],
       unscheduled: ["q"],
     });
-    expect(calls.parseRegisterPeriodicReply([[], []], [])).toEqual({ changed: [], unscheduled: [] });
-    for (const reply of [[[]], [["p", "1000"], []], [["x", "1", "2"], []], [["p", "a", "2"], []], 1])
-      rejects(() => calls.parseRegisterPeriodicReply(reply, tasks), "register_periodic_tasks");
+    for (const reply of [[["c 5"], []], [["z 1", "c 1"], []], [["c x", "c 1"], []], 1])
+      rejects(() => scheduleCalls.parseUpsertSchedulesReply(reply, 2), "upsert_schedules");
   });
 
-  test("parseRemovePeriodicReply reads 1 as removed and 0 as absent, nothing else", () => {
-    expect(calls.parseRemovePeriodicReply(1)).toBe(true);
-    expect(calls.parseRemovePeriodicReply(0)).toBe(false);
-    for (const reply of [2, "1", null]) rejects(() => calls.parseRemovePeriodicReply(reply), "remove_periodic_task");
+  test("parseRemoveScheduleReply reads 1 as removed and 0 as absent, parsePauseScheduleReply its four words, nothing else", () => {
+    expect(scheduleCalls.parseRemoveScheduleReply(1)).toBe(true);
+    expect(scheduleCalls.parseRemoveScheduleReply(0)).toBe(false);
+    for (const reply of [2, "1", null]) rejects(() => scheduleCalls.parseRemoveScheduleReply(reply), "remove_schedule");
+    for (const word of ["done", "unchanged", "unknown", "stale"])
+      expect(scheduleCalls.parsePauseScheduleReply(word)).toBe(word);
+    for (const reply of ["ok", 1, null]) rejects(() => scheduleCalls.parsePauseScheduleReply(reply), "pause_schedule");
+  });
+
+  test("parseReadSchedulesReply reads twelve fields per schedule, by next fire time (none last) then name", () => {
+    const fields = (name: string, next: string, job = "", state = "", ok = "") => [
+      name,
+      "{}",
+      "3",
+      next,
+      next === "" ? "1" : "",
+      "4",
+      "1",
+      job ? "7" : "",
+      job,
+      state,
+      ok,
+      "10 20",
+    ];
+    const reply = [[...fields("b", "9"), ...fields("p", ""), ...fields("a", "9", "j", "finished", "1")], "42"];
+    const read = scheduleCalls.parseReadSchedulesReply(reply);
+    expect(read.nextAtMs).toBe(42);
+    expect(read.entries.map((e) => e.name)).toEqual(["a", "b", "p"]);
+    expect(read.entries[0]).toEqual({
+      name: "a",
+      definition: "{}",
+      revision: 3,
+      nextAtMs: 9,
+      paused: false,
+      fires: 4,
+      skipped: 1,
+      lastFireAtMs: 7,
+      lastJobId: "j",
+      lastJobState: "finished",
+      lastJobOk: true,
+      createdAtMs: 10,
+      updatedAtMs: 20,
+    });
+    expect(read.entries[2]).toMatchObject({ paused: true, nextAtMs: undefined, lastJobId: undefined });
+    expect(scheduleCalls.parseReadSchedulesReply([[], null]).nextAtMs).toBeUndefined();
+    for (const bad of [[["a"], null], [fields("a", "x"), null], [fields("a", "1", "j", "lost"), null], 1])
+      rejects(() => scheduleCalls.parseReadSchedulesReply(bad), "read_schedules");
+  });
+
+  test("a claim travels as ARGV[10] of enqueue_keyed.lua: revision, due, fire, next, flags, then the name", () => {
+    const j = job();
+    const claim = {
+      name: "n\ne",
+      revision: 2,
+      dueAtMs: NOW,
+      fireAtMs: NOW - 5,
+      nextAtMs: undefined,
+      misfired: false,
+      skipOverlap: true,
+    };
+    const call = scheduleCalls.fireScheduleCall(k, { claim, job: j, nowMs: NOW, token: "tok" });
+    expect(call.name).toBe("enqueue_keyed");
+    expect(call.args.slice(7)).toEqual([NOW, "", `2\n${NOW}\n${NOW - 5}\n\no\nn\ne`]);
+    expect(scheduleCalls.parseFireReply("x", j)).toEqual({ outcome: "lost" });
+    expect(scheduleCalls.parseFireReply("s o", j)).toEqual({ outcome: "skipped", reason: "overlap" });
+    expect(scheduleCalls.parseFireReply("s m", j)).toEqual({ outcome: "skipped", reason: "misfire" });
+    expect(scheduleCalls.parseFireReply("c", j)).toEqual({ outcome: "fired" });
   });
 
   test("a rejected reply is quoted, cut to 200 characters", () => {
@@ -498,25 +562,6 @@ describe("stored entries", () => {
     const jobs = calls.parseJobs([toJSON(a), "not json", '{"id":"x"}'], JobStatus.Queued);
     expect(jobs).toEqual([{ ...a, status: JobStatus.Queued }]);
     expect(errors).toEqual(["dropping a corrupt running entry", "dropping a corrupt running entry"]);
-  });
-});
-
-describe("stored periodic task definitions", () => {
-  afterEach(() => setLogger(undefined));
-
-  test("parsePeriodicTasks reads each task by next run then name, and logs and leaves out unreadable definitions", () => {
-    const warnings: string[] = [];
-    setLogger({ debug() {}, info() {}, warn: (m) => void warnings.push(m), error() {} });
-    const def = periodicTaskJSON("q", 2, 5_000, "periodicity");
-    const reply = ["b", "20", def, "a", "20", def, "old", "10", '{"maxRetries":0,"periodMs":1,"queue":"o"}'];
-    expect(calls.parsePeriodicTasks([...reply, "gone", "5", null, "bad", "5", "{"])).toEqual([
-      { name: "old", periodMs: 1, queue: "o", maxRetries: 0, nextRunAtMs: 10 },
-      { name: "a", periodMs: 5_000, queue: "q", maxRetries: 2, nextRunAtMs: 20 },
-      { name: "b", periodMs: 5_000, queue: "q", maxRetries: 2, nextRunAtMs: 20 },
-    ]);
-    expect(warnings.length).toBe(2);
-    for (const bad of [["a", "1"], [1, "1", def], ["a", "x", def], null])
-      rejects(() => calls.parsePeriodicTasks(bad), "read_periodic_tasks");
   });
 });
 

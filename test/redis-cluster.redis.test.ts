@@ -12,6 +12,8 @@ import { Job, JobStatus } from "../lib/jobs.js";
 import { Task } from "../lib/tasks.js";
 import { testCluster } from "./helpers/ioredis.js";
 import { startRedisCluster, type RedisCluster } from "./helpers/redis-cluster.js";
+import { registerPeriodicTasks } from "../lib/periodic.js";
+import { claimDue } from "./helpers/schedules.js";
 import { FakeClock, until } from "./helpers/until.js";
 
 const noop = (): undefined => undefined;
@@ -97,17 +99,18 @@ describe("RedisBroker on Redis Cluster", () => {
     });
   });
 
-  test("periodic tasks fire once per period across brokers, with no catch-up", async () => {
+  test("a schedule's fire time is claimed once across brokers, with no catch-up, its job enqueued by the claim", async () => {
     clock = new FakeClock();
     ns = `t-${randomUUID()}`;
     const [a, b] = [broker(ns), broker(ns)];
     const tick = new Task("tick", noop, { periodicity: 10, queue: "pq" });
-    await a.registerPeriodicTasks([tick]);
-    await b.registerPeriodicTasks([tick]);
+    await registerPeriodicTasks(a, [tick]);
+    await registerPeriodicTasks(b, [tick]);
     clock.t += 100_000;
-    const got = [await a.fetchJobs("pq", 10), await b.fetchJobs("pq", 10)];
-    expect(got.map((r) => r.jobs.length)).toEqual([1, 0]);
-    expect(got[1]!.nextDueAtMs).toBe(clock.now() + 10_000);
+    const claims = (await Promise.all([claimDue(a), claimDue(b)])).flat();
+    expect(claims.map((c) => c.report.outcome).sort()).toEqual(["fired", "lost"]);
+    expect((await a.fetchJobs("pq", 10)).jobs.map((j) => j.taskName)).toEqual(["tick"]);
+    expect((await b.readSchedules()).entries[0]!.nextAtMs).toBe(clock.now() + 10_000);
   });
 
   test("maxConcurrency holds across brokers and set-aside jobs keep their order", async () => {

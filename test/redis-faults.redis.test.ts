@@ -186,7 +186,6 @@ describe("server restarts", () => {
       maxJobs: 10,
       nowMs: Date.now(),
       leaseMs: b.leaseMs,
-      uuid: randomUUID(),
       token: String(Number(first.token) + 1),
     });
     await runScript(admin, lost.name, lost.keys, lost.args);

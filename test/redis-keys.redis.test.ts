@@ -7,11 +7,14 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, test } from "vitest";
 import { RedisBroker, type RedisClient } from "../brokers/redis/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
-import { escapeGlob, namespaceKeys, namespacePrefix, periodicTaskJSON } from "../brokers/redis/keys.js";
+import { escapeGlob, namespaceKeys, namespacePrefix } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, ScriptCode, runScript, scriptSha, scriptSource } from "../brokers/redis/scripts.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { Redis } from "ioredis";
-import { Job, periodicJobJSON, toJSON } from "../lib/jobs.js";
+import { Job, toJSON } from "../lib/jobs.js";
+import { registerPeriodicTasks } from "../lib/periodic.js";
+import { readDefinition } from "../lib/schedules.js";
+import { claimDue } from "./helpers/schedules.js";
 import { Task } from "../lib/tasks.js";
 import { testClient } from "./helpers/ioredis.js";
 import { FakeClock, until } from "./helpers/until.js";
@@ -46,12 +49,13 @@ async function workload(namespace: string): Promise<{ a: RedisBroker; b: RedisBr
   const clock = new FakeClock();
   const [a, b] = [broker(namespace, clock), broker(namespace, clock)];
   await a.start();
-  await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 1, queue: "q" })]);
+  await registerPeriodicTasks(a, [new Task("tick", noop, { periodicity: 1, queue: "q" })]);
   await a.setConcurrencyKeys([new Task("t", noop, { maxRetries: 1, maxConcurrency: 5 })]);
   const later = job(clock, { atMs: clock.now() + 60_000 });
   await a.enqueueJobs([job(clock), job(clock), later]);
   expect(await a.revokeJob(later.id)).toBe("pending");
   clock.t += 1000;
+  expect((await claimDue(a)).map((c) => c.report.outcome)).toEqual(["fired"]);
   const { jobs, token } = await a.fetchJobs("q", 10);
   expect(jobs.map((j) => j.taskName).sort()).toEqual(["t", "t", "tick"]);
   jobs[0]!.retries = 1;
@@ -63,6 +67,7 @@ async function workload(namespace: string): Promise<{ a: RedisBroker; b: RedisBr
   expect((await b.keepAlive()).requeued.length + (await b.keepAlive()).failed.length).toBeGreaterThan(0);
   const { jobs: again } = await b.fetchJobs("q", 1);
   await b.setProgress(again[0]!.id, "2"); // recovery forgot the progress of the jobs it took back
+  await a.enqueueJobs([job(clock)]); // a queue that holds a job
   return { a, b, clock };
 }
 
@@ -92,14 +97,15 @@ describe("key layout", () => {
       "lane-queues",
       "leases",
       "max-concurrency",
-      "periodic",
-      "periodic-tasks",
       "progress",
       "queue",
       "result-expiry",
       "results",
       "revoked",
       "running",
+      "schedule",
+      "schedule-names",
+      "schedules",
       "token",
     ]);
     const ttl = await redis.admin.pttl(created.find((k) => k.includes(":token:"))!);
@@ -134,47 +140,46 @@ async function queued(k: ReturnType<typeof namespaceKeys>, queue: string): Promi
   return ids.length > 0 ? redis.admin.hmget(k.jobs, ...ids) : [];
 }
 
-describe("periodic task definitions", () => {
-  test("a worker start unschedules only schedules from periodicity (or from before the source was stored)", async () => {
+describe("periodic tasks stored by version 0.1.0", () => {
+  test("move to the schedules, their next run kept, at the first worker start that defines them", async () => {
     const namespace = `t-${randomUUID()}`;
     const k = namespaceKeys(namespace);
     const clock = new FakeClock();
     const a = broker(namespace, clock);
-    await a.registerPeriodicTasks([new Task("tick", noop, { periodicity: 1, queue: "q", maxRetries: 2 })]);
-    expect(await redis.admin.hget(k.periodicTasks, "tick")).toBe(periodicTaskJSON("q", 2, 1000, "periodicity"));
-    expect(await redis.admin.hget(k.periodicTasks, "tick")).toBe(
-      '{"maxRetries":2,"periodMs":1000,"queue":"q","source":"periodicity"}',
-    );
-    const at = String(clock.now() + 5_000);
-    await redis.admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
+    const at = clock.now() + 5_000;
     await redis.admin.hset(
       k.periodicTasks,
+      "tick",
+      '{"maxRetries":2,"periodMs":1000,"queue":"q","source":"periodicity"}',
+      "legacy",
+      '{"maxRetries":0,"periodMs":5000,"queue":"q"}',
       "runtime",
       '{"maxRetries":0,"periodMs":5000,"queue":"q","source":"schedule"}',
     );
-    await redis.admin.zadd(k.periodic, at, "legacy", at, "runtime", at, "stale");
-    const plain = ["tick", "legacy", "runtime", "stale", "never"].map((name) => new Task(name, noop));
-    expect(await a.registerPeriodicTasks(plain)).toEqual({ changed: [], unscheduled: ["tick", "legacy", "stale"] });
+    await redis.admin.zadd(k.periodic, at, "tick", at, "legacy", at, "runtime");
+    const tick = new Task("tick", noop, { periodicity: 1, queue: "q", maxRetries: 2 });
+    expect(await registerPeriodicTasks(a, [tick, new Task("legacy", noop), new Task("runtime", noop)])).toEqual({
+      changed: [],
+      unscheduled: ["legacy"],
+      conflicts: [],
+    });
+    // Workers of 0.1.0 find nothing of them left to fire; one of another source is left alone.
     expect(await redis.admin.zrange(k.periodic, 0, "-1")).toEqual(["runtime"]);
     expect(await redis.admin.hkeys(k.periodicTasks)).toEqual(["runtime"]);
-    // A definition of an older version (no source) follows the phase rule too.
-    await redis.admin.hset(k.periodicTasks, "legacy", '{"maxRetries":0,"periodMs":5000,"queue":"q"}');
-    await redis.admin.zadd(k.periodic, at, "legacy");
-    expect(await a.registerPeriodicTasks([new Task("legacy", noop, { periodicity: 10 })])).toEqual({
-      changed: [{ name: "legacy", fromMs: 5_000, toMs: 10_000, nextRunAtMs: clock.now() + 10_000 }],
-      unscheduled: [],
-    });
+    expect(await redis.admin.zscore(k.schedules, "tick")).toBe(String(at));
+    const [entry] = (await a.readSchedules({ names: ["tick"] })).entries;
+    expect(readDefinition(entry!.definition)).toMatchObject({ task: "tick", every: 1000, queue: "q", maxRetries: 2 });
   });
 });
 
 describe("stored bytes", () => {
-  test("future, periodic and recovered jobs are stored exactly as toJSON and periodicJobJSON write them", async () => {
+  test("future, scheduled and recovered jobs are stored exactly as toJSON writes them", async () => {
     const namespace = `t-${randomUUID()}`;
     const k = namespaceKeys(namespace);
     const clock = new FakeClock();
     const a = broker(namespace, clock);
     const odd = new Task('p/"x" \u007f', noop, { periodicity: 1, queue: "pq", maxRetries: 2 });
-    await a.registerPeriodicTasks([odd]);
+    await registerPeriodicTasks(a, [odd]);
     const jobs = [[], ["a/b", { "/": [] }], ["\u007f\u0001 é"]].map((taskArgs) =>
       job(clock, { taskArgs, atMs: clock.now() + 1000 }),
     );
@@ -182,10 +187,12 @@ describe("stored bytes", () => {
     expect((await redis.admin.zrange(k.future, 0, "-1")).sort()).toEqual(jobs.map((j) => j.id).sort());
     expect(await redis.admin.hmget(k.jobs, ...jobs.map((j) => j.id))).toEqual(jobs.map(toJSON));
     clock.t += 1000;
-    await a.fetchJobs("none", 1); // moves the future jobs and fires the periodic task
+    const [fired] = await claimDue(a);
+    await a.fetchJobs("none", 1); // moves the future jobs
     expect((await queued(k, "q")).sort()).toEqual(jobs.map(toJSON).sort());
     const [id] = await redis.admin.lrange(k.queue("pq"), 0, -1);
-    expect(await redis.admin.hget(k.jobs, id!)).toBe(periodicJobJSON(id!, odd.name, "pq", clock.now(), 2));
+    expect(id).toBe(fired!.job.id);
+    expect(await redis.admin.hget(k.jobs, id!)).toBe(toJSON(fired!.job));
 
     await a.fetchJobs("q", 10);
     expect((await redis.admin.hkeys(k.running(a.id))).filter((f) => f !== "~seq").sort()).toEqual(
@@ -432,9 +439,10 @@ describe("scripts", () => {
       "chard_key_ended",
       "chard_keys_ended",
     ]);
-    expect(helpers("register_periodic_tasks")).toEqual(["chard_score", "chard_chunked", "chard_chunked_list"]);
-    expect(helpers("read_periodic_tasks")).toEqual(["chard_chunked", "chard_chunked_list"]);
-    expect(helpers("remove_periodic_task")).toEqual([]);
+    expect(helpers("upsert_schedules")).toEqual(["chard_score"]);
+    expect(helpers("read_schedules")).toEqual(["chard_live_state"]);
+    expect(helpers("remove_schedule")).toEqual([]);
+    expect(helpers("pause_schedule")).toEqual([]);
     expect(helpers("trim_results")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     expect(scriptSource("enqueue_jobs")).toMatch(/^local function chard_job_id\(json\)\n[\s\S]*?\nend\n/m);
   });

@@ -103,7 +103,7 @@ describe("priorities on Redis", () => {
     await redis.resetStats();
     expect((await b.fetchJobs("third", 1)).jobs).toEqual([]);
     expect((await commands()).smismember ?? 0).toBe(0);
-    expect((await commands()).zrange).toBe(2); // the future and periodic ZSETs only: no lanes
+    expect((await commands()).zrange).toBe(1); // the future ZSET only: no lanes
   });
 
   test("a reclaimed job with a priority goes back to the front of its level", async () => {

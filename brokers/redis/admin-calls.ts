@@ -1,147 +1,15 @@
 /**
- * Typed call sites of the scripts off the path of every job: periodic tasks, concurrency limits,
+ * Typed call sites of the scripts off the path of every job: concurrency limits,
  * lease renewals and recoveries, result trimming, key lookups, revoke and cancel, result reads,
  * reclaims and stop. As calls.ts: KEYS and ARGV in the order each script's header documents, and
  * the reply checked; no I/O.
  */
-import type {
-  KeyLookup,
-  JobState,
-  PeriodChange,
-  PeriodicRegistration,
-  PeriodicTaskEntry,
-  ResultLookup,
-} from "../../lib/broker.js";
+import type { KeyLookup, JobState, ResultLookup } from "../../lib/broker.js";
 import { CANCELLED_RECORD, LOST_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS, type GroupLimit } from "../../lib/tasks.js";
 import type { RateLimitSpec } from "../../lib/rate-limits.js";
-import { getLogger } from "../../lib/logger.js";
-import { byNextRun } from "../../lib/periodic.js";
 import type { NamespaceKeys } from "./keys.js";
 import { int, shapeError, str, strings, droppedPairs, tuple, type Dropped, type ScriptCall } from "./script-io.js";
-
-/** A periodic task to register. */
-export interface PeriodicEntry {
-  readonly name: string;
-  readonly periodMs: number;
-  /** Its definition, as keys.ts periodicTaskJSON writes it. */
-  readonly json: string;
-}
-
-/** Inputs of `registerPeriodicCall`. */
-export interface RegisterPeriodicCallInput {
-  /** The periodic tasks to record. */
-  readonly tasks: readonly PeriodicEntry[];
-  /** Names of the tasks the engine defines without periodicity: their schedule from `periodicity` goes. */
-  readonly withoutPeriodicity: readonly string[];
-  /** Now (epoch ms): a new task runs next at nowMs + periodMs. */
-  readonly nowMs: number;
-}
-
-/** register_periodic_tasks.lua: the periodic tasks as triples, then the names of the others. */
-export function registerPeriodicCall(
-  k: NamespaceKeys,
-  { tasks, withoutPeriodicity, nowMs }: RegisterPeriodicCallInput,
-): ScriptCall {
-  return {
-    name: "register_periodic_tasks",
-    keys: [k.periodic, k.periodicTasks],
-    args: [
-      k.events,
-      nowMs,
-      3 * tasks.length,
-      ...tasks.flatMap((t) => [t.name, t.periodMs, t.json]),
-      ...withoutPeriodicity,
-    ],
-  };
-}
-
-/** A finite number sent as exact text by a script (chard_score, ZSET scores). */
-function numberText(value: unknown, script: string): number {
-  const n = Number(str(value, script));
-  if (!Number.isFinite(n)) throw shapeError(script, value);
-  return n;
-}
-
-/**
- * Checks the reply of register_periodic_tasks.lua; `tasks` are the periodic tasks the call sent
- * (the new period of each changed one is theirs).
- */
-export function parseRegisterPeriodicReply(reply: unknown, tasks: readonly PeriodicEntry[]): PeriodicRegistration {
-  const script = "register_periodic_tasks";
-  const [flat, unscheduled] = tuple(reply, 2, script);
-  const changes = strings(flat, script);
-  if (changes.length % 3 !== 0) throw shapeError(script, reply);
-  const periods = new Map(tasks.map((t) => [t.name, t.periodMs]));
-  const changed: PeriodChange[] = [];
-  for (let i = 0; i < changes.length; i += 3) {
-    const name = changes[i]!;
-    const toMs = periods.get(name);
-    if (toMs === undefined) throw shapeError(script, reply);
-    changed.push({
-      name,
-      fromMs: numberText(changes[i + 1], script),
-      toMs,
-      nextRunAtMs: numberText(changes[i + 2], script),
-    });
-  }
-  return { changed, unscheduled: strings(unscheduled, script) };
-}
-
-/** read_periodic_tasks.lua. */
-export function readPeriodicCall(k: NamespaceKeys): ScriptCall {
-  return { name: "read_periodic_tasks", keys: [k.periodic, k.periodicTasks], args: [] };
-}
-
-/**
- * Checks the reply of read_periodic_tasks.lua. An entry without a readable definition (stale; the
- * fetch that finds it due removes it) is logged and left out.
- */
-export function parsePeriodicTasks(reply: unknown): PeriodicTaskEntry[] {
-  const script = "read_periodic_tasks";
-  if (!Array.isArray(reply) || reply.length % 3 !== 0) throw shapeError(script, reply);
-  const entries: PeriodicTaskEntry[] = [];
-  for (let i = 0; i < reply.length; i += 3) {
-    const name = str(reply[i], script);
-    const nextRunAtMs = numberText(reply[i + 1], script);
-    const json: unknown = reply[i + 2];
-    const def = typeof json === "string" ? readDefinition(json) : undefined;
-    if (def) entries.push({ name, ...def, nextRunAtMs });
-    else getLogger().warn(`periodic task ${JSON.stringify(name)} has no readable definition: left out of the list`);
-  }
-  return entries.sort(byNextRun);
-}
-
-/** The fields of a stored periodic task definition (keys.ts periodicTaskJSON), if readable. */
-function readDefinition(json: string): Pick<PeriodicTaskEntry, "periodMs" | "queue" | "maxRetries"> | undefined {
-  try {
-    const def = JSON.parse(json) as { periodMs?: unknown; queue?: unknown; maxRetries?: unknown };
-    const { periodMs, queue, maxRetries } = def;
-    if (typeof periodMs === "number" && periodMs > 0 && typeof queue === "string" && typeof maxRetries === "number")
-      return { periodMs, queue, maxRetries };
-  } catch {
-    // not JSON: unreadable
-  }
-  return undefined;
-}
-
-/** Inputs of `removePeriodicCall`. */
-export interface RemovePeriodicCallInput {
-  /** The task whose schedule goes. */
-  readonly name: string;
-}
-
-/** remove_periodic_task.lua. */
-export function removePeriodicCall(k: NamespaceKeys, { name }: RemovePeriodicCallInput): ScriptCall {
-  return { name: "remove_periodic_task", keys: [k.periodic, k.periodicTasks], args: [name] };
-}
-
-/** Checks the reply of remove_periodic_task.lua: whether the task was scheduled. */
-export function parseRemovePeriodicReply(reply: unknown): boolean {
-  const removed = int(reply, "remove_periodic_task");
-  if (removed !== 0 && removed !== 1) throw shapeError("remove_periodic_task", reply);
-  return removed === 1;
-}
 
 /** Inputs of `pauseCall`. */
 export interface PauseCallInput {

@@ -205,8 +205,6 @@ export interface FetchCallInput {
   readonly nowMs: number;
   /** How long the renewed lease lasts from `nowMs` (ms). */
   readonly leaseMs: number;
-  /** A fresh random UUID (v4): the ids of the periodic jobs fired by this call derive from it. */
-  readonly uuid: string;
   /** Ended executions to acknowledge first. @defaultValue none */
   readonly acks?: readonly FinishedJob[];
   /** Held concurrency slots to free, after the acks. @defaultValue none */
@@ -217,21 +215,18 @@ export interface FetchCallInput {
 
 /**
  * fetch_jobs.lua: a worker's turn. `acks` are acknowledged first (packed as `finishCall` packs
- * them, their retry queues after the fixed KEYS); `uuid` is a fresh random UUID the ids of
- * periodic jobs are derived from. @throws SerializationError (from toJSON of a retry), or
+ * them, their retry queues after the fixed KEYS). @throws SerializationError (from toJSON of a retry), or
  * InvalidOptionError (no queue), before anything is sent.
  */
 export function fetchCall(
   k: NamespaceKeys,
-  { brokerId, queue, maxJobs, nowMs, leaseMs, uuid, acks = [], releases = [], token }: FetchCallInput,
+  { brokerId, queue, maxJobs, nowMs, leaseMs, acks = [], releases = [], token }: FetchCallInput,
 ): ScriptCall {
   const queues = typeof queue === "string" ? [queue] : [...new Set(queue)];
   if (queues.length === 0) throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
   const keys = [
     k.queue(queues[0]!),
     k.future,
-    k.periodic,
-    k.periodicTasks,
     k.leases,
     k.running(brokerId),
     k.maxConcurrency,
@@ -249,12 +244,11 @@ export function fetchCall(
     nowMs,
     nowMs + leaseMs,
     maxJobs,
-    uuid,
     k.resultsChannel,
     DEFAULT_RESULT_TTL_MS,
     REVOKED_RECORD,
   ];
-  // The other queues fetched from, KEYS[14..12+n]; a retry to any of them names its key.
+  // The other queues fetched from, KEYS[12..10+n]; a retry to any of them names its key.
   const index = new Map([[queues[0]!, 1]]);
   for (const q of queues.slice(1)) queueKeys(k, keys, q, index);
   if (acks.length === 0 && releases.length === 0) args.push(0, "", "", "");

@@ -17,10 +17,13 @@ import type {
   FetchResult,
   FinishedJob,
   JobState,
-  PeriodicRegistration,
-  PeriodicTaskEntry,
+  FireReport,
   Recovery,
   ResultLookup,
+  ScheduleClaim,
+  ScheduleRead,
+  ScheduleUpsertReport,
+  ScheduleWrite,
   SlotRelease,
 } from "../../lib/broker.js";
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
@@ -28,10 +31,10 @@ import { sleep } from "../../lib/clock.js";
 import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
-import { PERIODICITY_SOURCE } from "../../lib/periodic.js";
 import type { Task } from "../../lib/tasks.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
+import * as scheduleCalls from "./schedule-calls.js";
 import {
   OWNED_CONNECTION_OPTIONS,
   deleteMatching,
@@ -41,7 +44,7 @@ import {
   quit,
   subscribe,
 } from "./connection.js";
-import { namespaceKeys, periodicTaskJSON, type NamespaceKeys } from "./keys.js";
+import { namespaceKeys, type NamespaceKeys } from "./keys.js";
 import { RedisTime, readRedisTime } from "./time.js";
 import {
   ScriptCode,
@@ -165,7 +168,9 @@ export class RedisBroker extends BaseBroker {
   }
 
   async #run(call: calls.ScriptCall): Promise<unknown> {
-    return runScript(this.#client, call.name, call.keys, call.args);
+    const reply = runScript(this.#client, call.name, call.keys, call.args);
+    this.clock.busy?.(reply); // a test clock waits for it to land before moving time
+    return reply;
   }
 
   /** Runs an idempotent call, retrying connection failures with jittered exponential backoff. */
@@ -191,7 +196,12 @@ export class RedisBroker extends BaseBroker {
     try {
       this.#subscriber ??= await subscribe(this.#client, k.events, (message) => {
         if (message?.startsWith("c ")) this.deliverCancel(message.slice(2));
-        else this.wake();
+        else if (message === "s") this.deliverSchedulesChanged();
+        else {
+          this.wake();
+          // After a reconnection (undefined): a change of the schedules may have been missed too.
+          if (message === undefined) this.deliverSchedulesChanged();
+        }
       });
       await this.#client.zadd(k.leases, this.clock.now() + this.leaseMs, this.id);
     } catch (e) {
@@ -340,7 +350,6 @@ export class RedisBroker extends BaseBroker {
         maxJobs: count,
         nowMs: now,
         leaseMs: this.leaseMs,
-        uuid: randomUUID(),
         acks: withAcks,
         releases,
         token,
@@ -380,35 +389,47 @@ export class RedisBroker extends BaseBroker {
     }
   }
 
+  /** Creates or updates schedules (upsert_schedules.lua). @throws RedisConnectionError, RedisReplyError */
+  async upsertSchedules(
+    writes: readonly ScheduleWrite[],
+    unschedule: readonly string[] = [],
+  ): Promise<ScheduleUpsertReport> {
+    const call = scheduleCalls.upsertSchedulesCall(this.#k, { writes, unschedule, nowMs: this.clock.now() });
+    return scheduleCalls.parseUpsertSchedulesReply(await this.#retrying(call), writes.length);
+  }
+
+  /** Removes a schedule (remove_schedule.lua). @throws RedisConnectionError, RedisReplyError */
+  async removeSchedule(name: string): Promise<boolean> {
+    const call = scheduleCalls.removeScheduleCall(this.#k, { name });
+    return scheduleCalls.parseRemoveScheduleReply(await this.#retrying(call));
+  }
+
+  /** Reads schedules (read_schedules.lua). @throws RedisConnectionError, RedisReplyError */
+  async readSchedules(
+    options: { names?: readonly string[]; dueBy?: number; limit?: number } = {},
+  ): Promise<ScheduleRead> {
+    if (options.names?.length === 0) return { entries: [], nextAtMs: undefined };
+    const call = scheduleCalls.readSchedulesCall(this.#k, options);
+    return scheduleCalls.parseReadSchedulesReply(await this.#retrying(call));
+  }
+
+  /** Pauses or resumes a schedule (pause_schedule.lua). @throws RedisConnectionError, RedisReplyError */
+  async setSchedulePaused(
+    name: string,
+    paused: boolean,
+    resume?: { revision: number; nextAtMs: number | undefined },
+  ): Promise<"done" | "unchanged" | "unknown" | "stale"> {
+    const call = scheduleCalls.pauseScheduleCall(this.#k, { name, paused, resume, nowMs: this.clock.now() });
+    return scheduleCalls.parsePauseScheduleReply(await this.#retrying(call));
+  }
+
   /**
-   * Registers the periodic tasks among `tasks` and unschedules the others' schedules from
-   * `periodicity`, in one call (see register_periodic_tasks.lua). @throws RedisConnectionError,
-   * RedisReplyError
+   * Claims a fire time and enqueues its job (enqueue_keyed.lua with a claim; one token for every
+   * attempt, so a re-sent claim replies as the first). @throws RedisConnectionError, RedisReplyError
    */
-  async registerPeriodicTasks(tasks: readonly Task[]): Promise<PeriodicRegistration> {
-    const entries: calls.PeriodicEntry[] = [];
-    const withoutPeriodicity: string[] = [];
-    for (const t of tasks) {
-      if (t.periodicityMs === undefined) withoutPeriodicity.push(t.name);
-      else
-        entries.push({
-          name: t.name,
-          periodMs: t.periodicityMs,
-          json: periodicTaskJSON(t.queue, t.maxRetries, t.periodicityMs, PERIODICITY_SOURCE),
-        });
-    }
-    const call = calls.registerPeriodicCall(this.#k, { tasks: entries, withoutPeriodicity, nowMs: this.clock.now() });
-    return calls.parseRegisterPeriodicReply(await this.#retrying(call), entries);
-  }
-
-  /** Every scheduled periodic task (read_periodic_tasks.lua). @throws RedisConnectionError, RedisReplyError */
-  async periodicTasks(): Promise<PeriodicTaskEntry[]> {
-    return calls.parsePeriodicTasks(await this.#run(calls.readPeriodicCall(this.#k)));
-  }
-
-  /** Unschedules one periodic task (remove_periodic_task.lua). @throws RedisConnectionError, RedisReplyError */
-  async removePeriodicTask(name: string): Promise<boolean> {
-    return calls.parseRemovePeriodicReply(await this.#run(calls.removePeriodicCall(this.#k, { name })));
+  async fireSchedule(claim: ScheduleClaim, job: Job): Promise<FireReport> {
+    const call = scheduleCalls.fireScheduleCall(this.#k, { claim, job, nowMs: this.clock.now(), token: randomUUID() });
+    return scheduleCalls.parseFireReply(await this.#retrying(call), job);
   }
 
   /**

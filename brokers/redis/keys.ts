@@ -23,8 +23,12 @@
  * | `<p>:unannounced:<broker>` | HASH | job id -> "f"/"c" + JSON: ended by its recovery, not announced |
  * | `<p>:revoked`              | SET    | ids of pending jobs revoked (dropped when fetched)  |
  * | `<p>:leases`               | ZSET   | broker id, score = lease expiry (ms)               |
- * | `<p>:periodic`             | ZSET   | task name, score = next run (ms)                   |
- * | `<p>:periodic-tasks`       | HASH   | task name -> `{"maxRetries":..,"periodMs":..,"queue":..,"source":..}` |
+ * | `<p>:schedules`            | ZSET   | schedule name, score = next fire time (ms); active schedules only |
+ * | `<p>:schedule-names`       | SET    | every schedule's name                               |
+ * | `<p>:schedule:<name>`      | HASH   | def (definition JSON), src, rev, fires, skipped, last, job, paused, |
+ * |                            |        | created, updated (upsert_schedules.lua)            |
+ * | `<p>:periodic`, `<p>:periodic-tasks` | | the periodic tasks of version 0.1.0: moved to the schedules by |
+ * |                            |        | the first worker start of this version that defines the task |
  * | `<p>:max-concurrency`      | HASH   | task name -> limit of gated tasks ("0": no limit); "" = the flags |
  * | `<p>:concurrency`          | HASH   | task name -> jobs running now (gated tasks only) |
  * | `<p>:rate:<id>`            | ZSET   | a rate limiter's window: "<broker>:<token>:<n>" per fetch that took |
@@ -36,7 +40,7 @@
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
  * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
- * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel)    |
+ * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel, "s" schedules) |
  * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
  *
  * The flags in the field "" of `<p>:max-concurrency` (no task has an empty name) are a JSON object
@@ -80,9 +84,13 @@ export interface NamespaceKeys {
   readonly future: string;
   /** Broker leases (ZSET, score expiry ms). */
   readonly leases: string;
-  /** Next run of each periodic task (ZSET). */
+  /** Next fire time of each active schedule (ZSET). */
+  readonly schedules: string;
+  /** Every schedule's name (SET). */
+  readonly scheduleNames: string;
+  /** The periodic tasks of version 0.1.0 (ZSET, next run), migrated by upsert_schedules.lua. */
   readonly periodic: string;
-  /** Definition of each periodic task (HASH). */
+  /** Their definitions (HASH). */
   readonly periodicTasks: string;
   /** Concurrency limits (HASH). */
   readonly maxConcurrency: string;
@@ -129,6 +137,8 @@ export interface NamespaceKeys {
   key(key: string): string;
   /** The jobs a broker's recoveries ended and it has not announced yet (see keep_alive.lua). */
   unannounced(brokerId: string): string;
+  /** One schedule's HASH (see upsert_schedules.lua). */
+  schedule(name: string): string;
 }
 
 /** Builds the keys of `namespace`. @throws InvalidOptionError as `namespacePrefix` does. */
@@ -138,6 +148,8 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     prefix: p,
     future: `${p}:future`,
     leases: `${p}:leases`,
+    schedules: `${p}:schedules`,
+    scheduleNames: `${p}:schedule-names`,
     periodic: `${p}:periodic`,
     periodicTasks: `${p}:periodic-tasks`,
     maxConcurrency: `${p}:max-concurrency`,
@@ -161,20 +173,11 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     token: (uuid) => `${p}:token:${uuid}`,
     key: (key) => `${p}:key:${key}`,
     unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,
+    schedule: (name) => `${p}:schedule:${name}`,
   };
 }
 
 /** Escapes the glob characters of Redis MATCH patterns (`* ? [ ] \`) so `text` matches only itself. */
 export function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
-/**
- * The value stored in `<p>:periodic-tasks`; `maxRetries` comes first because fetch_jobs.lua copies
- * its raw text. `source` says what declared the schedule (`"periodicity"`: a task's option, the only
- * source a worker start may unschedule; a definition without it was written before the field).
- */
-export function periodicTaskJSON(queue: string, maxRetries: number, periodMs: number, source: string): string {
-  const tail = `"queue":${JSON.stringify(queue)},"source":${JSON.stringify(source)}`;
-  return `{"maxRetries":${maxRetries},"periodMs":${periodMs},${tail}}`;
 }

@@ -68,7 +68,7 @@ export const PLAIN_JOB_COMMANDS: Readonly<Record<string, number>> = {
   hgetall: 2,
   hget: 1,
   zadd: 1,
-  zrange: 2,
+  zrange: 1,
   lpop: 1,
   scard: 1,
   hmget: 2,

@@ -133,6 +133,7 @@ describe("periodic tasks", () => {
       readonly period: Duration;
       readonly queue: string;
       readonly maxRetries: number;
+      readonly args: readonly unknown[];
       readonly nextRunAt: DateTime;
     }>();
     expectTypeOf(engine.removePeriodicTask("tick")).toEqualTypeOf<Promise<boolean>>();

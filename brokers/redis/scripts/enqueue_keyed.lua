@@ -32,6 +32,17 @@
 --           "<pos> <batchPos> <policy> <ttlMs>": <pos> is the 1-based place of the job in
 --           ARGV[5], <batchPos> its 1-based place in the batch, <policy> k(eep), r(eplace),
 --           d(ebounce) or t(hrottle), <ttlMs> its keyTtl. Each job's key is read from its JSON.
+-- ARGV[10..] optional: the claim of a schedule's fire time (engine scheduler), for a batch of one
+--           job: "<rev>\n<due ms>\n<fire ms>\n<next ms or empty>\n<flags>\n<name>". Applied after
+--           the token, before any other write: only while the schedule's HASH
+--           (prefix..":schedule:"..name) has revision <rev>, is not paused, and its next fire time
+--           in the ZSET prefix..":schedules" is <due ms>; then the next fire time becomes <next ms>
+--           (none: removed, the schedule ended). Flags: "m" (misfired: no job, counted skipped),
+--           "o" (no job either while the schedule's last job is in KEYS[2]). A fire counts fires,
+--           and records its fire time (last) and the job's id (job), whatever the key decides.
+--           Replies "x" (lost: another call claimed it, or the schedule changed; nothing written),
+--           "s m" / "s o" (claimed without a job), else the batch's outcome; stored with the token
+--           as any outcome, so a re-sent claim replies the same.
 -- A key record is a STRING: "<id> <policy> <scheduledMs> <ttlMs>" while its job (the holder)
 -- exists, no expiry; "<id> <untilMs>" once it ended (the end paths write it: _prelude.lua), with
 -- a PX to untilMs. A keyed job whose key is free (no record, an ended record past untilMs, or a
@@ -53,6 +64,26 @@
 --                         n (no result kept)
 -- A CHARD_ARGS error, before anything is written, when the arguments do not describe a batch.
 local DUPLICATE = 1
+-- The claim of ARGV[10] (see the header): nil when the fire time was claimed for a job, else the reply.
+local function claim_schedule(prefix, c, jobs_key, job_id)
+  local rev, due, fire, next_at, flags, name = c[1], c[2], c[3], c[4], c[5], c[6]
+  local key, sched_key = prefix .. ':schedule:' .. name, prefix .. ':schedules'
+  local s = redis.call('HMGET', key, 'rev', 'paused', 'job')
+  local score = redis.call('ZSCORE', sched_key, name)
+  if s[1] ~= rev or s[2] == '1' or not score or tonumber(score) ~= tonumber(due) then return 'x' end
+  if next_at == '' then redis.call('ZREM', sched_key, name) else redis.call('ZADD', sched_key, next_at, name) end
+  local skip = string.find(flags, 'm', 1, true) and 's m'
+  if not skip and string.find(flags, 'o', 1, true) and s[3] and redis.call('HEXISTS', jobs_key, s[3]) == 1 then
+    skip = 's o'
+  end
+  if skip then
+    redis.call('HINCRBY', key, 'skipped', 1)
+    return skip
+  end
+  redis.call('HINCRBY', key, 'fires', 1)
+  redis.call('HSET', key, 'last', fire, 'job', job_id)
+  return nil
+end
 local function bad(what)
   return redis.error_reply('CHARD_ARGS enqueue_keyed: ' .. what)
 end
@@ -67,6 +98,11 @@ local hash_args, n, future_at = batch.hash_args, batch.n, batch.future_at
 do
   local now, prefix = tonumber(ARGV[8]), ARGV[7]
   if not now or not prefix then return bad('a keyed batch needs now and the prefix') end
+  local claim = nil
+  if ARGV[10] and ARGV[10] ~= '' then
+    claim = { string.match(ARGV[10], '^(%d+)\n(%-?%d+)\n(%-?%d+)\n(%-?%d*)\n(%a*)\n(.+)$') }
+    if #claim ~= 6 or n ~= 1 then return bad('bad claim ' .. string.sub(ARGV[10], 1, 100)) end
+  end
   local quads = chard_split_ids(ARGV[9], 0)
   if #quads % 4 ~= 0 then return bad('bad keyed jobs: ' .. string.sub(ARGV[9], 1, 100)) end
   local entries = {}
@@ -87,6 +123,13 @@ do
     local stored = redis.call('GET', KEYS[1])
     if stored and stored ~= '1' then return stored end
     return DUPLICATE
+  end
+  if claim then
+    local claimed = claim_schedule(prefix, claim, KEYS[2], ids[1])
+    if claimed then
+      redis.call('SET', KEYS[1], claimed, 'PX', ARGV[2])
+      return claimed
+    end
   end
 
   -- Where each job of ARGV[5] goes: a queue key (and its priority level, when not 0), or false

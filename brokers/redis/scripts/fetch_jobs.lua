@@ -1,23 +1,22 @@
 -- fetch_jobs.lua: a worker's turn in one call. Acknowledges the ended executions it is given,
 -- exactly as finish_jobs.lua does (so the concurrency slots they free serve this fetch), then
 -- renews the lease, moves what is due into queues, and takes jobs from one or several queues.
+-- Schedules are not fired here: the engines' schedulers claim their fire times (enqueue_keyed.lua).
 -- KEYS[1]  queue LIST (job ids) to fetch from (the first, with several)
 -- KEYS[2]  future ZSET (job ids, score = atMs)
--- KEYS[3]  periodic ZSET (task name -> next run ms)
--- KEYS[4]  periodic-tasks HASH
--- KEYS[5]  leases ZSET
--- KEYS[6]  running HASH (job id -> fetch token) of this broker
--- KEYS[7]  max-concurrency HASH
--- KEYS[8]  concurrency HASH
--- KEYS[9]  jobs HASH (job id -> job JSON)
--- KEYS[10] results HASH
--- KEYS[11] result-expiry ZSET
--- KEYS[12] revoked SET (ids of pending jobs that were revoked)
--- KEYS[13] progress HASH (acks only)
--- KEYS[14..] queue LISTs: first the other queues to fetch from, in their order (ARGV[16] - 1 of
+-- KEYS[3]  leases ZSET
+-- KEYS[4]  running HASH (job id -> fetch token) of this broker
+-- KEYS[5]  max-concurrency HASH
+-- KEYS[6]  concurrency HASH
+-- KEYS[7]  jobs HASH (job id -> job JSON)
+-- KEYS[8]  results HASH
+-- KEYS[9]  result-expiry ZSET
+-- KEYS[10] revoked SET (ids of pending jobs that were revoked)
+-- KEYS[11] progress HASH (acks only)
+-- KEYS[12..] queue LISTs: first the other queues to fetch from, in their order (ARGV[15] - 1 of
 --          them), then those that retried jobs go back to (acks only; a retry to a queue fetched
 --          from names its key: KEYS[1] or one of the first)
--- ARGV[1]  key prefix "{chard:<ns>}". The queues that due future jobs and periodic tasks go to
+-- ARGV[1]  key prefix "{chard:<ns>}". The queues that due future jobs go to
 --          depend on the stored data, so their keys are built here as prefix..":queue:"..queue:
 --          they carry the prefix's hash tag, hence live in the same Cluster slot as KEYS.
 -- ARGV[2]  events channel (published to, once, when a job was moved, or the acks re-enqueued a
@@ -26,24 +25,19 @@
 -- ARGV[4]  now (epoch ms, the client's clock)
 -- ARGV[5]  lease expiry (now + leaseMs)
 -- ARGV[6]  maxJobs
--- ARGV[7]  a fresh random UUID (v4) for periodic jobs: Lua cannot make random ids, so the i-th
---          job fired by this call (i from 0) gets this UUID with i added to its last 48 bits
---          (version and variant untouched): unique within the call, and across calls by the
---          other 74 random bits. At most 1000 periodic tasks fire per call (the rest stay due).
---          Checked only when a periodic task is due.
--- ARGV[8]  results channel (the ids of the jobs the acks ended, and of revoked jobs dropped here,
+-- ARGV[7]  results channel (the ids of the jobs the acks ended, and of revoked jobs dropped here,
 --          are published to it)
--- ARGV[9]  how long the record of a revoked job is kept (ms)
--- ARGV[10] the record of a revoked job (lib/results.ts REVOKED_RECORD)
--- ARGV[11..14] the acks and slot releases, packed as ARGV[4..7] of finish_jobs.lua (see its
+-- ARGV[8]  how long the record of a revoked job is kept (ms)
+-- ARGV[9]  the record of a revoked job (lib/results.ts REVOKED_RECORD)
+-- ARGV[10..13] the acks and slot releases, packed as ARGV[4..7] of finish_jobs.lua (see its
 --          header), run first by chard_finish_jobs; "0", "", "", "" for none
--- ARGV[15] this fetch's token: a number this broker never used before (it counts its fetches).
+-- ARGV[14] this fetch's token: a number this broker never used before (it counts its fetches).
 --          The jobs taken are stored in the running HASH under it, and so is the highest token
 --          that took jobs (field "~seq"): a fetch run twice (the client re-sent it on reconnect)
 --          or late, after a later one, takes nothing and says so, and the broker then puts back
 --          (reclaim_orphans.lua) what the first run took under that token. Acks are fenced by
 --          their own tokens (see finish_jobs.lua), so the call as a whole is safe to apply twice.
--- ARGV[16] the number of queues to fetch from (KEYS[1], then the first of KEYS[14..]): strict
+-- ARGV[15] the number of queues to fetch from (KEYS[1], then the first of KEYS[12..]): strict
 --          priority between them, in their order: each gives what it can before the next is looked at.
 -- Within a queue q, jobs with a priority n other than 0 wait in its levels, the LISTs
 -- prefix..":prio:"..n..":"..q (FIFO), listed in the ZSET prefix..":prios:"..q while they hold
@@ -73,13 +67,13 @@
 --           1 when this fetch was refused as a repeat (only then: a sixth entry) },
 -- cut to its first two entries when the last ones are empty (the common reply: each table in a
 -- reply costs Redis about 0.4 us to convert).
-local queue_key, future_key, periodic_key, tasks_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local leases_key, running_key, max_key, cur_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local jobs_key, results_key, expiry_key, revoked_key = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local queue_key, future_key, leases_key, running_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local max_key, cur_key, jobs_key, results_key = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local expiry_key, revoked_key = KEYS[9], KEYS[10]
 local prefix, channel, broker_id, now_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, max_jobs = tonumber(now_s), tonumber(ARGV[6])
 local queue_keys = { queue_key }
-for i = 2, tonumber(ARGV[16]) do queue_keys[i] = KEYS[12 + i] end
+for i = 2, tonumber(ARGV[15]) do queue_keys[i] = KEYS[10 + i] end
 
 -- 0. The acks, first. One HGETALL of the limits and flags serves them and the fetch (without a
 -- fetch, the acks read it only if they need it).
@@ -87,13 +81,13 @@ local limits, flags = nil, nil
 if max_jobs > 0 then limits, flags = chard_limits(max_key) end
 flags = flags or {}
 local notify, taken_over = false, {}
-if ARGV[12] ~= '' or ARGV[14] ~= '' then
+if ARGV[11] ~= '' or ARGV[13] ~= '' then
   local keys = { running = running_key, max_concurrency = max_key, concurrency = cur_key, future = future_key,
-    jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[13], by_index = KEYS,
+    jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[11], by_index = KEYS,
     prefix = prefix, flags = flags }
-  notify, taken_over = chard_finish_jobs(keys, ARGV[8], limits, now, tonumber(ARGV[11]), ARGV[12], ARGV[13], ARGV[14])
+  notify, taken_over = chard_finish_jobs(keys, ARGV[7], limits, now, tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13])
 end
-local token, repeated = ARGV[15], false
+local token, repeated = ARGV[14], false
 -- True (and nothing may be taken) when a fetch with this token or a later one already took jobs.
 local function is_repeat()
   local seq = redis.call('HGET', running_key, '~seq')
@@ -834,41 +828,6 @@ if future_next and tonumber(future_next) <= now then
   future_next = first_score(future_key)
 end
 
--- 2. Due periodic tasks: one job each, next run one period from now (no catch-up burst).
-local periodic_next = first_score(periodic_key)
-if periodic_next and tonumber(periodic_next) <= now then
-  local base_uuid = ARGV[7]
-  if not string.match(base_uuid, '^%x+%-%x+%-%x+%-%x+%-%x%x%x%x%x%x%x%x%x%x%x%x$') then
-    return redis.error_reply('CHARD_ARGS fetch_jobs: ARGV[7] must be a UUID')
-  end
-  local base_node = tonumber(string.sub(base_uuid, 25), 16)
-  local function periodic_id(i)
-    return string.sub(base_uuid, 1, 24) .. string.format('%012x', (base_node + i) % 281474976710656)
-  end
-  local names = redis.call('ZRANGEBYSCORE', periodic_key, '-inf', now_s, 'LIMIT', 0, 1000)
-  local fired = {}
-  for _, name in ipairs(names) do
-    local raw = redis.call('HGET', tasks_key, name)
-    local ok, task = false, nil
-    if raw then ok, task = pcall(cjson.decode, raw) end
-    local max_retries = raw and string.match(raw, '^{"maxRetries":([^,]+),')
-    if ok and type(task) == 'table' and type(task.queue) == 'string' and type(task.periodMs) == 'number'
-        and task.periodMs > 0 and max_retries then
-      -- Same bytes as lib/jobs.ts periodicJobJSON(id, name, queue, now, maxRetries).
-      local id = periodic_id(#fired / 2)
-      fired[#fired + 1] = id
-      fired[#fired + 1] = '{"id":"' .. id .. '","retries":0,"task":' .. chard_json_string(name)
-        .. ',"queue":' .. chard_json_string(task.queue) .. ',"at":' .. now_s .. ',"maxRetries":' .. max_retries
-        .. ',"args":[]}'
-      push(task.queue, id, name)
-      redis.call('ZADD', periodic_key, chard_score(now + task.periodMs), name)
-    else
-      redis.call('ZREM', periodic_key, name) -- no (valid) definition: a stale schedule entry
-    end
-  end
-  chard_hset_pairs(jobs_key, fired)
-  periodic_next = first_score(periodic_key)
-end
 for _, key in ipairs(push_order) do
   local level, lane_level = level_of[key], lane_level_of[key]
   if level then
@@ -908,15 +867,14 @@ if max_jobs > 0 then
   if #revoked_ids > 0 then
     chard_chunked('SREM', revoked_key, revoked_ids)
     chard_keys_ended(prefix, revoked, now) -- released at revoke already, unless an older version revoked it
-    chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[8], revoked_ids, nil, now, ARGV[10], ARGV[9])
+    chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[7], revoked_ids, nil, now, ARGV[9], ARGV[8])
   end
 end
 
-chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[8], unreadable, now, ARGV[9])
+chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[7], unreadable, now, ARGV[8])
 
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false
-if periodic_next and (not next_due or tonumber(periodic_next) < tonumber(next_due)) then next_due = periodic_next end
 if gate_next and (not next_due or gate_next < tonumber(next_due)) then next_due = chard_score(gate_next) end
 if repeated then return { accepted, next_due, dropped, revoked, taken_over, 1 } end
 if #dropped == 0 and #revoked == 0 and #taken_over == 0 then return { accepted, next_due } end
