@@ -20,6 +20,9 @@ export interface WorkerEvent {
   before?: number;
   error?: string;
   args?: unknown[];
+  /** schedule-process.mjs: the schedule of a "declared" or "run" event, and what the declaration did. */
+  schedule?: string;
+  action?: string;
 }
 
 /** A running worker process and what it printed so far. */
