@@ -31,7 +31,9 @@ async function spawnProcess(namespace: string): Promise<WorkerProcess> {
 }
 
 const declared = (w: WorkerProcess): Record<string, string | undefined> =>
-  Object.fromEntries(w.events.filter((e) => e.event === "declared").map((e) => [e.schedule, e.action]));
+  Object.fromEntries(
+    w.events.filter((e) => e.event === "declared").map((e): [string, string | undefined] => [e.schedule!, e.action]),
+  );
 
 describe("schedules across processes on Redis", () => {
   test("two processes declare the same schedules, race for every fire time, and each fire time makes one job, through a SIGKILL", async () => {
