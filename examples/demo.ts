@@ -1,7 +1,8 @@
 /**
- * Chard demo on MemoryBroker: a task that succeeds, one that retries, one that fails, a periodic one
- * and a generator task reporting progress, with signal handlers printing what happens and results
- * awaited from the producer side. Run it with `npm run example`; it exits by itself.
+ * Chard demo on MemoryBroker: a task that succeeds, one that retries, one that fails, a periodic one,
+ * a cron schedule (every second) and a generator task reporting progress, with signal handlers
+ * printing what happens and results awaited from the producer side. Run it with `npm run example`;
+ * it exits by itself.
  */
 import { DateTime } from "luxon";
 import { Batch, Engine, MemoryBroker, RetryError, Tasks, setLogger, signals } from "../lib/index.js";
@@ -43,6 +44,12 @@ const buildReport = tasks.task("buildReport", async function* (pages: number) {
 let ticks = 0;
 tasks.task("heartbeat", () => void ticks++, { periodicity: 0.25 });
 
+let chimes = 0;
+const chime = tasks.task("chime", (zone: string) => {
+  chimes++;
+  return `${DateTime.now().setZone(zone).toFormat("HH:mm:ss")} in ${zone}`;
+});
+
 const engine = new Engine(new MemoryBroker(), "demo");
 engine.attachTasks(tasks);
 
@@ -61,6 +68,9 @@ signals.jobFinished.connectVia("demo", (_ns, { job }) => console.log(`${stamp()}
 signals.jobProgress.connectVia("demo", (_ns, { job, output }) =>
   console.log(`${stamp()}  progress  ${job.taskName}: ${String(output)}`),
 );
+signals.scheduleFired.connectVia("demo", (_ns, { schedule, fireAt }) =>
+  console.log(`${stamp()}  fired     ${schedule} for ${fireAt.toISO()}`),
+);
 signals.workerStarted.connectVia("demo", (_ns, { workerName }) => console.log(`${stamp()}  worker up ${workerName}`));
 signals.workerTerminated.connectVia("demo", (_ns, { workerName }) =>
   console.log(`${stamp()}  worker down ${workerName}`),
@@ -74,6 +84,12 @@ const flaky = await engine.schedule(flakyApi);
 const report = await engine.schedule(buildReport, 3);
 await engine.schedule(brokenReport);
 await engine.scheduleAt(sendEmail, DateTime.utc().plus({ milliseconds: 400 }), "later@example.com");
+// A cron schedule with seconds (6 fields), read in a time zone: claimed once per fire time by the workers.
+await engine.upsertSchedule("tokyo-chime", chime, {
+  cron: "* * * * * *",
+  timezone: "Asia/Tokyo",
+  args: ["Asia/Tokyo"],
+});
 
 const workers = engine.startWorkers({ number: 3, queue: "demo", handleSigterm: true });
 
@@ -83,8 +99,10 @@ console.log(`${stamp()}  result    flakyApi: ${String(flakyResult)}`);
 const reportResult = await report.result({ timeout: 10 });
 console.log(`${stamp()}  result    buildReport: ${String(reportResult)}`);
 
-// Wait for: 3 emails, 3 flaky attempts, 1 broken report, 1 report and at least 2 heartbeats.
-while (!(finished >= 10 && ticks >= 2)) await new Promise((r) => setTimeout(r, 10));
+// Wait for: 3 emails, 3 flaky attempts, 1 broken report, 1 report, at least 2 heartbeats and a chime.
+while (!(finished >= 11 && ticks >= 2 && chimes >= 1)) await new Promise((r) => setTimeout(r, 10));
 await engine.close();
 await workers;
-console.log(`\ndone: ${finished} executions, flakyApi took ${attempts} attempts, heartbeat ran ${ticks} times`);
+console.log(
+  `\ndone: ${finished} executions, flakyApi took ${attempts} attempts, heartbeat ran ${ticks} times, chime ${chimes}`,
+);

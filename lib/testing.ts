@@ -14,7 +14,7 @@ interface Timer {
 /**
  * A clock your tests move by hand, for an engine's broker (`new MemoryBroker({ clock })`, or a
  * `RedisBroker`'s `clock` option): it drives every timer of the library (due jobs, retries and
- * their backoff, timeouts, expiry, leases and recovery, periodic tasks), so a test of "the job
+ * their backoff, timeouts, expiry, leases and recovery, periodic tasks and schedules), so a test of "the job
  * fails after 3 retries" or "a job scheduled for tomorrow runs tomorrow" runs in milliseconds.
  * Time moves only when the test says so: `advance` (a duration), `advanceMs`, `t = ...`, or
  * `runUntil` (for engines, whose timers start broker calls: it lets each land before the next
