@@ -10,6 +10,7 @@ import { EventEmitter } from "tseep";
 import { Batch, Engine, MemoryBroker, RedisBroker, SafeNamedSignal, signals, setLogger } from "../lib/index.js";
 import { Section, counter, rate, type Measurement } from "./measure.js";
 import { FLOW_SCENARIOS } from "./flow-control.js";
+import { SCHEDULE_SCENARIOS } from "./schedules.js";
 import {
   LIBRARIES,
   VARIANTS,
@@ -99,7 +100,7 @@ async function run(): Promise<Measurement> {
   if (scenario === "job-receivers" || scenario === "job-no-receivers")
     return jobWithReceivers(scenario === "job-receivers");
   if (scenario === "limited-backlog") return limitedBacklog();
-  const flow = FLOW_SCENARIOS[scenario];
+  const flow = FLOW_SCENARIOS[scenario] ?? SCHEDULE_SCENARIOS[scenario];
   if (flow) {
     if (library !== "chard-redis" && library !== "chard-memory") throw new Error(`${scenario} is Chard only`);
     return flow({ library, redisUrl, jobs: N, name });

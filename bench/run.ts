@@ -25,6 +25,7 @@ import { startRedisServer } from "../test/helpers/redis-server.js";
 import type { Library } from "./adapters.js";
 import { BIG_GROUP, RATE, RATE_LIMIT_JOBS, SMALL_GROUPS, STEADY_S } from "./flow-control.js";
 import type { Measurement } from "./measure.js";
+import { BURST_SCHEDULES } from "./schedules.js";
 
 const N = Number(process.env.CHARD_BENCH_JOBS ?? 20_000);
 const RUNS = Number(process.env.CHARD_BENCH_RUNS ?? 3);
@@ -208,6 +209,31 @@ const FLOW: FlowScenario[] = [
     jobs: N,
     groups: ["flow", "rate-limit"],
     metrics: [{ label: "jobs/s", pick: (s) => s.jobsPerSec }, ...COSTS],
+  },
+  // Schedules (bench/schedules.ts), group "schedules": a fire's cost is per job made.
+  ...[1, 4].map((engines): FlowScenario => ({
+    id: `schedules-burst:${engines}`,
+    label: `${fmt(BURST_SCHEDULES)} schedules due at once every second, ${engines} engine${engines === 1 ? "" : "s"} racing for each fire time`,
+    libraries: CHARD,
+    jobs: BURST_SCHEDULES,
+    groups: ["schedules"],
+    metrics: [
+      { label: "fire time to its last job's start (ms)", pick: flowFigure("spanMs") },
+      { label: "fires claimed and started per second", pick: flowFigure("firesPerSec") },
+      ...COSTS,
+    ],
+  })),
+  {
+    id: "schedules-latency",
+    label: "one seconds-level cron schedule, idle pool: fire time to handler start",
+    libraries: CHARD,
+    jobs: 10,
+    groups: ["schedules"],
+    metrics: [
+      { label: "p50 (ms)", pick: (s) => s.p50Ms, digits: 1 },
+      { label: "p99 (ms)", pick: (s) => s.p99Ms, digits: 1 },
+      { label: "max (ms)", pick: (s) => s.maxMs, digits: 1 },
+    ],
   },
 ];
 
@@ -482,7 +508,7 @@ function peerTables(results: Results): string[] {
  */
 function flowTable(results: Results): string[] {
   const lines: string[] = [];
-  lines.push("### Flow control (Chard only)");
+  lines.push("### Flow control and schedules (Chard only)");
   lines.push("");
   lines.push(`| row | figure | ${CHARD.map(colName).join(" | ")} |`);
   lines.push(`|---|---|${CHARD.map(() => "---:").join("|")}|`);

@@ -128,6 +128,12 @@ export class Schedules {
     return report;
   }
 
+  /** The last job of schedule `name` is `jobId` (a fire's job turned out a duplicate of that key holder). */
+  setLastJob(name: string, jobId: string): void {
+    const s = this.#all.get(name);
+    if (s) s.lastJobId = jobId;
+  }
+
   /** `Broker.removeSchedule`. */
   remove(name: string): boolean {
     return this.#all.delete(name);
@@ -188,13 +194,14 @@ export class Schedules {
   claim(c: ScheduleClaim, jobId: string, jobs: JobStates, now: number): "lost" | "overlap" | "misfire" | "fire" {
     const s = this.#all.get(c.name);
     if (!s || s.paused || s.revision !== c.revision || s.nextAtMs !== c.dueAtMs) return "lost";
-    s.nextAtMs = c.nextAtMs;
     const last = s.lastJobId;
     const running = last !== undefined && jobs.stateOf(last, now);
     if (c.misfired || (c.skipOverlap && (running === "pending" || running === "running"))) {
+      s.nextAtMs = c.nextIfSkippedMs;
       s.skipped++;
       return c.misfired ? "misfire" : "overlap";
     }
+    s.nextAtMs = c.nextAtMs;
     s.fires++;
     s.lastFireAtMs = c.fireAtMs;
     s.lastJobId = jobId;

@@ -444,8 +444,10 @@ export class MemoryBroker extends BaseBroker {
     writes: readonly ScheduleWrite[],
     unschedule: readonly string[] = [],
   ): Promise<ScheduleUpsertReport> {
-    const report = this.#ns.schedules.upsert(writes, unschedule, this.clock.now());
-    this.#store.notifySchedules(this.namespace);
+    const report = this.#ns.schedules.upsert(writes, unschedule, Math.round(this.clock.now()));
+    const changed =
+      report.unscheduled.length > 0 || report.results.some((r) => r.action === "created" || r.action === "updated");
+    if (changed) this.#store.notifySchedules(this.namespace);
     return report;
   }
 
@@ -482,7 +484,9 @@ export class MemoryBroker extends BaseBroker {
     const duplicate = job.key === undefined ? undefined : putKeyed(ns, job, wire, now);
     if (job.key === undefined) ns.put(job, wire, now);
     this.#store.notify(this.namespace);
-    return duplicate ? { outcome: "fired", duplicate } : { outcome: "fired" };
+    if (!duplicate) return { outcome: "fired" };
+    ns.schedules.setLastJob(claim.name, duplicate.job.id);
+    return { outcome: "fired", duplicate };
   }
 
   /** @internal The schedules of the namespace changed. */

@@ -223,6 +223,8 @@ export interface ScheduleClaim {
   /** The fire time the job stands for. */
   fireAtMs: number;
   nextAtMs: number | undefined;
+  /** The next fire time instead when the claim makes no job (a skip does not count towards `limit`). */
+  nextIfSkippedMs: number | undefined;
   /** No job: the fire time was missed (`misfire: "skip"`); counted as skipped. */
   misfired: boolean;
   /** `overlap: "skip"`: no job either while the schedule's last job has not ended. */

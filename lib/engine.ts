@@ -707,21 +707,23 @@ export class Engine {
 
   /**
    * Pauses the schedule `name` for the whole namespace until `resumeSchedule`: no fire time is
-   * claimed (jobs it made already run). Resolves with whether it was paused before; sends
-   * `schedulePaused` when it was not. Kept with the namespace; a redeclaration does not resume it.
+   * claimed (jobs it made already run). Resolves with true when this call paused it (and sends
+   * `schedulePaused`), false when it was paused already. Kept with the namespace; a redeclaration
+   * does not resume it.
    * @throws UnknownScheduleError, InvalidOptionError, StateError (engine closed), the broker's errors.
    */
   async pauseSchedule(name: string): Promise<boolean> {
     checkScheduleName(name, "pauseSchedule");
     this.#checkOpen();
-    const was = await setSchedulePaused(this.broker, name, true);
-    if (!was) signals.schedulePaused.send(this.namespace, { schedule: name });
-    return was;
+    const paused = !(await setSchedulePaused(this.broker, name, true));
+    if (paused) signals.schedulePaused.send(this.namespace, { schedule: name });
+    return paused;
   }
 
   /**
    * Resumes a paused schedule: its next fire time is the first after now (fire times passed while
-   * it was paused are skipped). Resolves with whether it was paused; sends `scheduleResumed` then.
+   * it was paused are skipped). Resolves with true when this call resumed it (and sends
+   * `scheduleResumed`), false when it was not paused.
    * @throws UnknownScheduleError, InvalidOptionError, StateError (engine closed), the broker's errors.
    */
   async resumeSchedule(name: string): Promise<boolean> {
@@ -769,7 +771,7 @@ export class Engine {
   /**
    * Pauses `queue` for every worker of the namespace (their engines included), until
    * `resumeQueue`: jobs running now finish, no job of the queue starts, nothing is lost. Jobs can
-   * still be scheduled to it; due future jobs, retries and periodic jobs still move into it and
+   * still be scheduled to it; due future jobs, retries and scheduled jobs still move into it and
    * wait there, in their order. Workers of several queues serve the others. The paused state is
    * stored with the namespace: it outlives the workers and the engine (a restart keeps it). Sends
    * `queuePaused` when the queue was not paused. Resolves with true when this call paused it,

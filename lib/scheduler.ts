@@ -156,6 +156,7 @@ export class Scheduler {
         dueAtMs: entry.nextAtMs!,
         fireAtMs: plan.fireAtMs,
         nextAtMs: plan.nextAtMs,
+        nextIfSkippedMs: plan.nextIfSkippedMs,
         misfired: plan.misfired,
         skipOverlap: times.definition.overlap === "skip",
       },

@@ -291,6 +291,8 @@ export interface FirePlan {
   readonly misfired: boolean;
   /** The schedule's next fire time after this claim; undefined when it ends with it. */
   readonly nextAtMs: number | undefined;
+  /** The next fire time if the claim makes no job after all (an overlap skip: not a fire of `limit`). */
+  readonly nextIfSkippedMs: number | undefined;
 }
 
 /**
@@ -307,9 +309,15 @@ export function planFire(times: ScheduleTimes, dueMs: number, nowMs: number, fir
     if (latest !== undefined && latest > dueMs && (d.end === undefined || latest <= d.end)) fireAtMs = latest;
   }
   const misfired = d.misfire === "skip" && nowMs - fireAtMs > d.grace;
-  const counted = fires + (misfired ? 0 : 1);
-  const nextAtMs = d.limit !== undefined && counted >= d.limit ? undefined : times.nextAfter(Math.max(nowMs, fireAtMs));
-  return { fireAtMs, misfired, nextAtMs };
+  const next = times.nextAfter(nowMs);
+  const ends = (count: number): boolean => d.limit !== undefined && count >= d.limit;
+  const nextIfSkippedMs = ends(fires) ? undefined : next;
+  return {
+    fireAtMs,
+    misfired,
+    nextAtMs: misfired ? nextIfSkippedMs : ends(fires + 1) ? undefined : next,
+    nextIfSkippedMs,
+  };
 }
 
 /** The job of one fire of a schedule: due at the fire time (plus the per-job `delay`), with its arguments. */

@@ -26,7 +26,7 @@
  * flight, so the jobs of one run while the other is on the wire; the pool never holds more jobs
  * than its size. A turn that ends starts the next one while the queue gives full batches. After a
  * short fetch (the queue is empty), the arbiter sleeps in `broker.waitForEvent` until the broker
- * reports something, a job ends or the next future job / periodic task is due, then starts a turn.
+ * reports something, a job ends or the next future job is due (or a rate window opens), then starts a turn.
  *
  * Overruns (overruns.ts): an execution that ended before its task function returned (a timeout,
  * cancel or stop deadline its function ignores) has its outcome acked at once, but the function
@@ -170,7 +170,7 @@ export class Workers {
   /** Broker calls failed in a row, and the timer that ends the back-off they set (no turn meanwhile). */
   #failures = 0;
   #backoff: ClockTimer | undefined;
-  /** Wakes the arbiter when the next future job, periodic task or gate is due (at `#dueAtMs`). */
+  /** Wakes the arbiter when the next future job or gate is due (at `#dueAtMs`). */
   #dueTimer: ClockTimer | undefined;
   #dueAtMs = 0;
   #keeper: ClockTimer | undefined;
@@ -180,9 +180,10 @@ export class Workers {
   /** Cancels of jobs not running here when they came: job id -> when (see `EARLY_CANCEL_MS`). */
   readonly #earlyCancels = new Map<string, number>();
 
-  /** `middlewares`: the engine's, read at each job's start (a `use()` applies to the next jobs). */
+  /** What runs while the pool runs (the engine's scheduler). */
   readonly #services: readonly WorkersService[];
 
+  /** `middlewares`: the engine's, read at each job's start (a `use()` applies to the next jobs). */
   constructor(
     broker: Broker,
     namespace: string,
@@ -372,7 +373,7 @@ export class Workers {
   }
 
   /**
-   * Wakes the arbiter when the earliest future job or periodic task is due, or a rate window or
+   * Wakes the arbiter when the earliest future job is due, or a rate window or
    * block opens (as a fetch reported it), so that a fetch moves or takes it.
    */
   #armDue(dueAtMs: number | undefined): void {

@@ -33,6 +33,7 @@ describe.each(brokerFactories())("schedules on $name", ({ world }: BrokerFactory
       dueAtMs: e.nextAtMs!,
       fireAtMs: e.nextAtMs!,
       nextAtMs: bed.clock.now() + 10_000,
+      nextIfSkippedMs: bed.clock.now() + 10_000,
       misfired: false,
       skipOverlap: false,
       ...fields,
@@ -127,11 +128,29 @@ describe.each(brokerFactories())("schedules on $name", ({ world }: BrokerFactory
     expect(await entry(a)).toMatchObject({ fires: 2, skipped: 2, lastJobState: "pending" });
   });
 
+  test("an overlap skip takes the claim's next fire time if skipped: the last allowed fire of a limit is not used up", async () => {
+    const a = make();
+    await a.upsertSchedules([every10s()]);
+    bed.clock.advance(10_000);
+    expect((await a.fireSchedule(await claimOf(a), await jobOf(a))).outcome).toBe("fired");
+    bed.clock.advance(10_000);
+    // As planned with a limit of 2: a fire now would be the last (no next), a skip leaves one more.
+    const last = { skipOverlap: true, nextAtMs: undefined, nextIfSkippedMs: bed.clock.now() + 10_000 };
+    expect((await a.fireSchedule(await claimOf(a, "tick", last), await jobOf(a))).outcome).toBe("skipped");
+    expect(await entry(a)).toMatchObject({ fires: 1, skipped: 1, nextAtMs: bed.clock.now() + 10_000 });
+    // A revoked last job will never run: it has ended, for the overlap policy.
+    expect(await a.revokeJob((await entry(a))!.lastJobId!)).toBe("pending");
+    bed.clock.advance(10_000);
+    expect((await a.fireSchedule(await claimOf(a, "tick", last), await jobOf(a))).outcome).toBe("fired");
+    expect(await entry(a)).toMatchObject({ fires: 2, nextAtMs: undefined });
+  });
+
   test("a misfired claim makes no job, counts a skip and moves the next fire time; no next fire time ends it", async () => {
     const a = make();
     await a.upsertSchedules([every10s()]);
     bed.clock.advance(1_000_000);
-    expect(await a.fireSchedule(await claimOf(a, "tick", { misfired: true }), await jobOf(a))).toEqual({
+    // A claim without a job takes its next fire time if skipped (not its nextAtMs).
+    expect(await a.fireSchedule(await claimOf(a, "tick", { misfired: true, nextAtMs: 1 }), await jobOf(a))).toEqual({
       outcome: "skipped",
       reason: "misfire",
     });
@@ -162,7 +181,8 @@ describe.each(brokerFactories())("schedules on $name", ({ world }: BrokerFactory
     const report = await a.fireSchedule(await claimOf(a), keyed);
     expect(report.outcome).toBe("fired");
     expect(report.duplicate).toMatchObject({ action: "kept", job: { id: holder.id } });
-    expect(await entry(a)).toMatchObject({ fires: 1 });
+    // The holder is the schedule's last job: the listing and the overlap policy follow it.
+    expect(await entry(a)).toMatchObject({ fires: 1, lastJobId: holder.id, lastJobState: "pending" });
     bed.clock.advance(10_000);
     const later = new Job({ ...(await jobOf(a)), id: undefined, atMs: bed.clock.now() + 5_000 });
     expect((await a.fireSchedule(await claimOf(a), later)).outcome).toBe("fired");

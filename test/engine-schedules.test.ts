@@ -132,8 +132,8 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
     await engine.upsertSchedule("minutely", "t", { every: 60 });
     const workers = (await start(engine)).done;
     await clock.runUntil(() => runs.length >= 1, { what: "a run" });
-    expect(await engine.pauseSchedule("minutely")).toBe(false);
     expect(await engine.pauseSchedule("minutely")).toBe(true);
+    expect(await engine.pauseSchedule("minutely")).toBe(false);
     expect((await engine.getSchedule("minutely"))!).toMatchObject({
       state: "paused",
       nextFireAt: undefined,

@@ -272,7 +272,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
           ...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)),
           ["now", NOW],
           ["the keyed jobs", "2 2 d 5000"],
-          ["optional: the claim", []],
+          ["optional, at most one: the claim", []],
         ],
       },
       {
@@ -284,6 +284,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
             dueAtMs: NOW - 10,
             fireAtMs: NOW - 10,
             nextAtMs: NOW + 86_400_000,
+            nextIfSkippedMs: NOW + 86_400_000,
             misfired: false,
             skipOverlap: true,
           },
@@ -296,7 +297,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
           ...argv(36, "5 1", [a], ""),
           ["now", NOW],
           ["the keyed jobs", ""],
-          ["optional: the claim", [`3\n${NOW - 10}\n${NOW - 10}\n${NOW + 86_400_000}\no\ndaily`]],
+          ["optional, at most one: the claim", [`3\n${NOW - 10}\n${NOW - 10}\n${NOW + 86_400_000}\n${NOW + 86_400_000}\no\ndaily`]],
         ],
       },
     ];

@@ -525,12 +525,13 @@ describe("the reply parsers", () => {
       dueAtMs: NOW,
       fireAtMs: NOW - 5,
       nextAtMs: undefined,
+      nextIfSkippedMs: NOW + 7,
       misfired: false,
       skipOverlap: true,
     };
     const call = scheduleCalls.fireScheduleCall(k, { claim, job: j, nowMs: NOW, token: "tok" });
     expect(call.name).toBe("enqueue_keyed");
-    expect(call.args.slice(7)).toEqual([NOW, "", `2\n${NOW}\n${NOW - 5}\n\no\nn\ne`]);
+    expect(call.args.slice(7)).toEqual([NOW, "", `2\n${NOW}\n${NOW - 5}\n\n${NOW + 7}\no\nn\ne`]);
     expect(scheduleCalls.parseFireReply("x", j)).toEqual({ outcome: "lost" });
     expect(scheduleCalls.parseFireReply("s o", j)).toEqual({ outcome: "skipped", reason: "overlap" });
     expect(scheduleCalls.parseFireReply("s m", j)).toEqual({ outcome: "skipped", reason: "misfire" });

@@ -2,8 +2,8 @@
  * RedisBroker: the broker contract on Redis (standalone or Cluster), with MemoryBroker's semantics.
  *
  * Every multi-step operation is one Lua script (brokers/redis/scripts/*.lua), so each is atomic
- * and costs one round-trip: enqueue a batch, a worker's turn (acks + lease + due future jobs +
- * periodic tasks + pop, fetch_jobs.lua), finish a batch alone, keep alive. All keys of a
+ * and costs one round-trip: enqueue a batch, a worker's turn (acks + lease + due future jobs + pop,
+ * fetch_jobs.lua), finish a batch alone, keep alive, claim a schedule's fire time with its job. All keys of a
  * namespace share one hash tag (keys.ts), which makes the scripts Redis-Cluster safe. Workers
  * learn about new jobs through pub/sub on the namespace's events channel (a dedicated subscriber
  * connection, opened by `start()`), never by polling.
@@ -277,7 +277,7 @@ export class RedisBroker extends BaseBroker {
 
   /**
    * A worker's turn in one script call: acknowledges `acks` as `finishJobs` does, then renews the
-   * lease, moves due future jobs and periodic tasks, and takes up to `maxJobs` jobs of `queue`
+   * lease, moves due future jobs, and takes up to `maxJobs` jobs of `queue`
    * (of each queue in turn when given several).
    * Not retried: when the reply is lost (it throws) or the call turns out to be a repeat of one
    * already applied, its token is remembered and `keepAlive` puts back what it took. The caller

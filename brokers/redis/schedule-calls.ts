@@ -48,7 +48,7 @@ export function upsertSchedulesCall(
     args: [
       k.prefix,
       k.events,
-      nowMs,
+      Math.round(nowMs),
       5 * writes.length,
       ...writes.flatMap((w) => [w.name, w.definition, w.source, msText(w.nextIfNewMs), msText(w.nextIfChangedMs)]),
       ...unschedule,
@@ -184,7 +184,8 @@ export function fireScheduleCall(k: NamespaceKeys, { claim, job, nowMs, token }:
   args.push(call.args[7] ?? nowMs, call.args[8] ?? "");
   const flags = `${claim.misfired ? "m" : ""}${claim.skipOverlap ? "o" : ""}`;
   const c = claim;
-  args.push(`${c.revision}\n${msText(c.dueAtMs)}\n${msText(c.fireAtMs)}\n${msText(c.nextAtMs)}\n${flags}\n${c.name}`);
+  const times = [c.dueAtMs, c.fireAtMs, c.nextAtMs, c.nextIfSkippedMs].map(msText).join("\n");
+  args.push(`${c.revision}\n${times}\n${flags}\n${c.name}`);
   return { name: "enqueue_keyed", keys: call.keys, args };
 }
 

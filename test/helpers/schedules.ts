@@ -68,6 +68,7 @@ export async function claimDue(broker: Broker): Promise<Claimed[]> {
           dueAtMs: e.nextAtMs!,
           fireAtMs: plan.fireAtMs,
           nextAtMs: plan.nextAtMs,
+          nextIfSkippedMs: plan.nextIfSkippedMs,
           misfired: plan.misfired,
           skipOverlap: d.overlap === "skip",
         },

@@ -32,14 +32,17 @@
 --           "<pos> <batchPos> <policy> <ttlMs>": <pos> is the 1-based place of the job in
 --           ARGV[5], <batchPos> its 1-based place in the batch, <policy> k(eep), r(eplace),
 --           d(ebounce) or t(hrottle), <ttlMs> its keyTtl. Each job's key is read from its JSON.
--- ARGV[10..] optional: the claim of a schedule's fire time (engine scheduler), for a batch of one
---           job: "<rev>\n<due ms>\n<fire ms>\n<next ms or empty>\n<flags>\n<name>". Applied after
+-- ARGV[10..] optional, at most one: the claim of a schedule's fire time (engine scheduler), for a
+--           batch of one job: "<rev>\n<due ms>\n<fire ms>\n<next ms>\n<next ms if skipped>\n<flags>\n<name>"
+--           (an empty next ms: none). Applied after
 --           the token, before any other write: only while the schedule's HASH
 --           (prefix..":schedule:"..name) has revision <rev>, is not paused, and its next fire time
 --           in the ZSET prefix..":schedules" is <due ms>; then the next fire time becomes <next ms>
---           (none: removed, the schedule ended). Flags: "m" (misfired: no job, counted skipped),
---           "o" (no job either while the schedule's last job is in KEYS[2]). A fire counts fires,
---           and records its fire time (last) and the job's id (job), whatever the key decides.
+--           (none: removed, the schedule ended), or <next ms if skipped> for a claim without a job
+--           (a skip does not count towards a limit of fires). Flags: "m" (misfired: no job,
+--           counted skipped), "o" (no job either while the schedule's last job is in KEYS[2] and
+--           not revoked). A fire counts fires, and records its fire time (last) and its job's id
+--           (job): the job's, or for a duplicate of a key, the holder's.
 --           Replies "x" (lost: another call claimed it, or the schedule changed; nothing written),
 --           "s m" / "s o" (claimed without a job), else the batch's outcome; stored with the token
 --           as any outcome, so a re-sent claim replies the same.
@@ -66,16 +69,19 @@
 local DUPLICATE = 1
 -- The claim of ARGV[10] (see the header): nil when the fire time was claimed for a job, else the reply.
 local function claim_schedule(prefix, c, jobs_key, job_id)
-  local rev, due, fire, next_at, flags, name = c[1], c[2], c[3], c[4], c[5], c[6]
+  local rev, due, fire, next_at, skip_next, flags, name = c[1], c[2], c[3], c[4], c[5], c[6], c[7]
   local key, sched_key = prefix .. ':schedule:' .. name, prefix .. ':schedules'
   local s = redis.call('HMGET', key, 'rev', 'paused', 'job')
   local score = redis.call('ZSCORE', sched_key, name)
   if s[1] ~= rev or s[2] == '1' or not score or tonumber(score) ~= tonumber(due) then return 'x' end
-  if next_at == '' then redis.call('ZREM', sched_key, name) else redis.call('ZADD', sched_key, next_at, name) end
   local skip = string.find(flags, 'm', 1, true) and 's m'
-  if not skip and string.find(flags, 'o', 1, true) and s[3] and redis.call('HEXISTS', jobs_key, s[3]) == 1 then
+  -- The last job has not ended while it is stored and not revoked (a revoked one never runs).
+  if not skip and string.find(flags, 'o', 1, true) and s[3] and redis.call('HEXISTS', jobs_key, s[3]) == 1
+      and redis.call('SISMEMBER', prefix .. ':revoked', s[3]) == 0 then
     skip = 's o'
   end
+  if skip then next_at = skip_next end
+  if next_at == '' then redis.call('ZREM', sched_key, name) else redis.call('ZADD', sched_key, next_at, name) end
   if skip then
     redis.call('HINCRBY', key, 'skipped', 1)
     return skip
@@ -100,8 +106,8 @@ do
   if not now or not prefix then return bad('a keyed batch needs now and the prefix') end
   local claim = nil
   if ARGV[10] and ARGV[10] ~= '' then
-    claim = { string.match(ARGV[10], '^(%d+)\n(%-?%d+)\n(%-?%d+)\n(%-?%d*)\n(%a*)\n(.+)$') }
-    if #claim ~= 6 or n ~= 1 then return bad('bad claim ' .. string.sub(ARGV[10], 1, 100)) end
+    claim = { string.match(ARGV[10], '^(%d+)\n(%-?%d+)\n(%-?%d+)\n(%-?%d*)\n(%-?%d*)\n(%a*)\n(.+)$') }
+    if #claim ~= 7 or n ~= 1 then return bad('bad claim ' .. string.sub(ARGV[10], 1, 100)) end
   end
   local quads = chard_split_ids(ARGV[9], 0)
   if #quads % 4 ~= 0 then return bad('bad keyed jobs: ' .. string.sub(ARGV[9], 1, 100)) end
@@ -315,6 +321,12 @@ do
   local lines = {}
   for b = 1, n do lines[b] = outcome[b] or 'c' end
   local reply = table.concat(lines, '\n')
+  -- A fire whose job is a duplicate of a held (or remembered) key: the schedule's last job is the
+  -- holder, whose end the overlap policy and the listing follow.
+  if claim and lines[1] ~= 'c' then
+    local holder = string.match(lines[1], '^e (%S+)') or chard_job_id(string.sub(lines[1], 5))
+    if holder then redis.call('HSET', prefix .. ':schedule:' .. claim[7], 'job', holder) end
+  end
   redis.call('SET', KEYS[1], reply, 'PX', ARGV[2])
   redis.call('PUBLISH', ARGV[1], '')
   return reply
