@@ -69,13 +69,14 @@ async function burst(ctx: FlowContext, count: number): Promise<Measurement> {
   const runs = await startAll(all, 4);
   // Past a fire time or two (warm-up), then timed from the next one.
   await sleep(2_100 - (Date.now() % 1000));
-  const section = new Section(ctx.library === "chard-redis" ? ctx.redisUrl : undefined);
+  const section = new Section(ctx.library === "chard-redis" ? ctx.redisUrl : undefined, { byCommand: true });
   const first = Math.ceil(Date.now() / 1000) * 1000;
   await sleep(first - Date.now() - 20);
   await section.start();
   const last = first + (BURST_FIRES - 1) * 1000;
   while (!done.has(last) && Date.now() < last + 10_000) await sleep(5);
   const m = await section.stop(BURST_FIRES * BURST_SCHEDULES);
+  section.close();
   const spans = Array.from({ length: BURST_FIRES }, (_, i) => (done.get(first + i * 1000) ?? NaN) - (first + i * 1000));
   if (ctx.library === "chard-redis") await all[0]!.broker.flush();
   await Promise.all(all.map((e) => e.close()));

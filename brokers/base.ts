@@ -8,6 +8,7 @@ import type {
   FinishedJob,
   JobState,
   FireReport,
+  ReadSchedulesOptions,
   Recovery,
   ResultLookup,
   ScheduleClaim,
@@ -200,11 +201,7 @@ export abstract class BaseBroker implements Broker {
     unschedule?: readonly string[],
   ): Promise<ScheduleUpsertReport>;
   abstract removeSchedule(name: string): Promise<boolean>;
-  abstract readSchedules(options?: {
-    names?: readonly string[];
-    dueBy?: number;
-    limit?: number;
-  }): Promise<ScheduleRead>;
+  abstract readSchedules(options?: ReadSchedulesOptions): Promise<ScheduleRead>;
   abstract setSchedulePaused(
     name: string,
     paused: boolean,

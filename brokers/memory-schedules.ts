@@ -5,6 +5,7 @@
  */
 import type {
   JobState,
+  ReadSchedulesOptions,
   ScheduleClaim,
   ScheduleEntry,
   ScheduleRead,
@@ -140,12 +141,8 @@ export class Schedules {
   }
 
   /** `Broker.readSchedules`. */
-  read(
-    options: { names?: readonly string[]; dueBy?: number; limit?: number },
-    jobs: JobStates,
-    now: number,
-  ): ScheduleRead {
-    const { names, dueBy, limit = Infinity } = options;
+  read(options: ReadSchedulesOptions, jobs: JobStates, now: number): ScheduleRead {
+    const { names, dueBy, limit = Infinity, window = 0 } = options;
     let picked: [string, ScheduleState][];
     if (names !== undefined) {
       picked = [];
@@ -160,13 +157,19 @@ export class Schedules {
       const y = b.nextAtMs ?? Infinity;
       return x !== y ? x - y : an < bn ? -1 : an > bn ? 1 : 0;
     });
-    if (picked.length > limit) picked.length = limit;
+    if (picked.length > limit) {
+      const extra = picked.length - limit;
+      const offset = dueBy === undefined ? 0 : Math.floor(window * (extra + 1));
+      picked = picked.slice(offset, offset + limit);
+    }
     let nextAtMs: number | undefined;
     if (dueBy !== undefined)
       for (const s of this.#all.values())
         if (s.nextAtMs !== undefined && s.nextAtMs > dueBy && (nextAtMs === undefined || s.nextAtMs < nextAtMs))
           nextAtMs = s.nextAtMs;
-    return { entries: picked.map(([name, s]) => entryOf(name, s, jobs, now)), nextAtMs };
+    // As read_schedules.lua: the due ones without their last job's state (their claimer needs none).
+    const states = dueBy === undefined ? jobs : undefined;
+    return { entries: picked.map(([name, s]) => entryOf(name, s, states, now)), nextAtMs };
   }
 
   /** `Broker.setSchedulePaused`. */
@@ -209,10 +212,10 @@ export class Schedules {
   }
 }
 
-function entryOf(name: string, s: ScheduleState, jobs: JobStates, now: number): ScheduleEntry {
+function entryOf(name: string, s: ScheduleState, jobs: JobStates | undefined, now: number): ScheduleEntry {
   let lastJobState: JobState | undefined;
   let lastJobOk: boolean | undefined;
-  if (s.lastJobId !== undefined) {
+  if (s.lastJobId !== undefined && jobs) {
     lastJobState = jobs.stateOf(s.lastJobId, now);
     if (lastJobState === "finished") lastJobOk = jobs.result(s.lastJobId, now)?.startsWith('{"ok":true') ?? false;
   }

@@ -16,6 +16,7 @@ import type {
   FinishedJob,
   JobState,
   FireReport,
+  ReadSchedulesOptions,
   ScheduleClaim,
   ScheduleRead,
   ScheduleUpsertReport,
@@ -457,9 +458,7 @@ export class MemoryBroker extends BaseBroker {
     return removed;
   }
 
-  async readSchedules(
-    options: { names?: readonly string[]; dueBy?: number; limit?: number } = {},
-  ): Promise<ScheduleRead> {
+  async readSchedules(options: ReadSchedulesOptions = {}): Promise<ScheduleRead> {
     const ns = this.#ns;
     return ns.schedules.read(options, ns, this.clock.now());
   }

@@ -242,6 +242,14 @@ export interface FireReport {
   duplicate?: Duplicate;
 }
 
+/** What `Broker.readSchedules` reads (see there). */
+export interface ReadSchedulesOptions {
+  names?: readonly string[];
+  dueBy?: number;
+  limit?: number;
+  window?: number;
+}
+
 /** What `Broker.readSchedules` returns. */
 export interface ScheduleRead {
   /** The schedules asked for, by next fire time (paused and ended ones last), then by name. */
@@ -328,9 +336,10 @@ export interface Broker {
   removeSchedule(name: string): Promise<boolean>;
   /**
    * The schedules `names` (every one when undefined), or with `dueBy` only those due by then (at
-   * most `limit`), with the earliest next fire time after `dueBy`.
+   * most `limit`, without their last job's state; with more due, the ones from `window`, in
+   * [0, 1), of the way along the rest), with the earliest next fire time after `dueBy`.
    */
-  readSchedules(options?: { names?: readonly string[]; dueBy?: number; limit?: number }): Promise<ScheduleRead>;
+  readSchedules(options?: ReadSchedulesOptions): Promise<ScheduleRead>;
   /**
    * Pauses schedule `name` (its next fire time is dropped) or resumes it at `resume.nextAtMs`
    * (applied only while its revision is `resume.revision`). Resolves with `done`, `unchanged`

@@ -21,6 +21,9 @@ export const MAX_SLEEP_MS = 60_000;
 /** Most due schedules claimed per read. */
 const BATCH = 100;
 
+/** Most claims of one scheduler on the wire at once. */
+const CLAIMS_IN_FLIGHT = 16;
+
 /** Most reads of due schedules in one round (then a pause of a second). */
 const MAX_PASSES = 20;
 
@@ -112,7 +115,8 @@ export class Scheduler {
           return;
         }
         const now = this.#broker.clock.now();
-        const read = await this.#broker.readSchedules({ dueBy: now, limit: BATCH });
+        // A window of its own among the due ones: engines racing for a burst claim different ones.
+        const read = await this.#broker.readSchedules({ dueBy: now, limit: BATCH, window: Math.random() });
         const due = read.entries.filter((e) => (this.#unreadable.get(e.name) ?? 0) <= now);
         if (due.length === 0 || this.#stopped) {
           let wake = read.nextAtMs;
@@ -121,7 +125,7 @@ export class Scheduler {
           this.#sleep(wake);
           return;
         }
-        await Promise.all(due.map((entry) => this.#claim(entry, now)));
+        await this.#claimAll(due, now);
       }
     } catch (e) {
       const delay = backoffMs(BROKER_CALL_BACKOFF, ++this.#failures);
@@ -130,6 +134,24 @@ export class Scheduler {
       );
       this.#sleep(this.#broker.clock.now() + delay);
     }
+  }
+
+  /**
+   * Claims `due` with at most `CLAIMS_IN_FLIGHT` on the wire, in an order of this scheduler's own:
+   * the engines racing for the same fire times mostly claim different schedules first, instead of
+   * all losing to each other down one list.
+   */
+  async #claimAll(due: readonly ScheduleEntry[], now: number): Promise<void> {
+    const order = [...due];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < order.length && !this.#stopped) await this.#claim(order[next++]!, now);
+    };
+    await Promise.all(Array.from({ length: Math.min(CLAIMS_IN_FLIGHT, order.length) }, lane));
   }
 
   async #claim(entry: ScheduleEntry, now: number): Promise<void> {

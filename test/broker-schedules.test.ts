@@ -208,6 +208,10 @@ describe.each(brokerFactories())("schedules on $name", ({ world }: BrokerFactory
     const due = await make().readSchedules({ dueBy: bed.clock.now() });
     expect([due.entries.map((e) => e.name), due.nextAtMs]).toEqual([["a", "b"], T0 + 60_000]);
     expect((await a.readSchedules({ dueBy: bed.clock.now(), limit: 1 })).entries.map((e) => e.name)).toEqual(["a"]);
+    // A window among the due ones: schedulers racing for a burst read different ones.
+    const window = async (w: number) =>
+      (await a.readSchedules({ dueBy: bed.clock.now(), limit: 1, window: w })).entries.map((e) => e.name);
+    expect([await window(0.2), await window(0.7)]).toEqual([["a"], ["b"]]);
     expect((await a.readSchedules({ names: ["later", "missing", "a"] })).entries.map((e) => e.name)).toEqual([
       "a",
       "later",

@@ -297,7 +297,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
           ...argv(36, "5 1", [a], ""),
           ["now", NOW],
           ["the keyed jobs", ""],
-          ["optional, at most one: the claim", [`3\n${NOW - 10}\n${NOW - 10}\n${NOW + 86_400_000}\n${NOW + 86_400_000}\no\ndaily`]],
+          [
+            "optional, at most one: the claim",
+            [`3\n${NOW - 10}\n${NOW - 10}\n${NOW + 86_400_000}\n${NOW + 86_400_000}\no\ndaily`],
+          ],
         ],
       },
     ];
@@ -419,11 +422,12 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["revoked SET", k.revoked],
       ["leases ZSET", k.leases],
     ];
-    const argv = (mode: string, due: string, limit: number, names: readonly string[] = []): Expected[] => [
+    const argv = (mode: string, due: string, limit: number, names: readonly string[] = [], window = 0): Expected[] => [
       ["key prefix", k.prefix],
       ['"all", "names"', mode],
       ['"due": the time', due],
       ['"due": most schedules', limit],
+      ['"due": where among the due ones', window],
       ['"names": the names', names],
     ];
     return [

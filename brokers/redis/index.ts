@@ -18,6 +18,7 @@ import type {
   FinishedJob,
   JobState,
   FireReport,
+  ReadSchedulesOptions,
   Recovery,
   ResultLookup,
   ScheduleClaim,
@@ -405,9 +406,7 @@ export class RedisBroker extends BaseBroker {
   }
 
   /** Reads schedules (read_schedules.lua). @throws RedisConnectionError, RedisReplyError */
-  async readSchedules(
-    options: { names?: readonly string[]; dueBy?: number; limit?: number } = {},
-  ): Promise<ScheduleRead> {
+  async readSchedules(options: ReadSchedulesOptions = {}): Promise<ScheduleRead> {
     if (options.names?.length === 0) return { entries: [], nextAtMs: undefined };
     const call = scheduleCalls.readSchedulesCall(this.#k, options);
     return scheduleCalls.parseReadSchedulesReply(await this.#retrying(call));

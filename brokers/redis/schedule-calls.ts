@@ -118,12 +118,16 @@ export interface ReadSchedulesCallInput {
   readonly names?: readonly string[];
   readonly dueBy?: number;
   readonly limit?: number;
+  readonly window?: number;
 }
 
 /** read_schedules.lua: every schedule, the named ones, or those due by `dueBy`. */
-export function readSchedulesCall(k: NamespaceKeys, { names, dueBy, limit }: ReadSchedulesCallInput): ScriptCall {
+export function readSchedulesCall(
+  k: NamespaceKeys,
+  { names, dueBy, limit, window }: ReadSchedulesCallInput,
+): ScriptCall {
   const mode = dueBy !== undefined ? "due" : names !== undefined ? "names" : "all";
-  const args: ScriptArg[] = [k.prefix, mode, msText(dueBy), limit ?? 1000];
+  const args: ScriptArg[] = [k.prefix, mode, msText(dueBy), limit ?? 1000, window ?? 0];
   if (mode === "names") args.push(...names!);
   return { name: "read_schedules", keys: [k.schedules, k.scheduleNames, k.jobs, k.results, k.revoked, k.leases], args };
 }
