@@ -28,7 +28,8 @@ import { Fleet, SubjectServer, cleanup, faketimeEnv } from "./processes.js";
 import { Producer } from "./producer.js";
 import { Recorder } from "./record.js";
 import { checksTable, examples, lastLine, totalsTable } from "./report.js";
-import { defineTasks } from "./tasks.js";
+import { SCHEDULE_NAMES, defineTasks } from "./tasks.js";
+import { isTransient } from "../brokers/redis/scripts.js";
 
 let root: string | undefined;
 let keepRoot = false;
@@ -154,6 +155,8 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
       lease: options.lease,
       workers: options.workers,
       busyMs: 1.5 * options.lease * 1000,
+      // The run starts once the processes are ready (a second or two): none in its last 6 s or more.
+      longTicksBefore: Date.now() + (options.duration - 6) * 1000,
       logDir: join(dir, "logs"),
       skewEnv,
       skewedSlots: options.skewed,
@@ -228,9 +231,33 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
   return { faults, producer, ms: performance.now() - start };
 }
 
-/** Every slot gets a live process, then waits until no job is left; resolves with whether it drained. */
+/**
+ * Pauses every schedule (the drain ends when no job is left: they would make more), each call
+ * retried over connection failures; `Pq` and `P` in the record bound the fire times checked.
+ */
+async function pauseSchedules(engine: Engine, recorder: Recorder): Promise<void> {
+  await recorder.write("Pq");
+  for (const name of SCHEDULE_NAMES) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await engine.pauseSchedule(name);
+        break;
+      } catch (e) {
+        if (attempt >= 40 || !isTransient(e)) throw e;
+        await sleep(250);
+      }
+    }
+  }
+  await recorder.write("P");
+}
+
+/**
+ * The schedules are paused, every slot gets a live process, then it waits until no job is left;
+ * resolves with whether it drained.
+ */
 async function drainPhase(rig: Rig, admin: Redis): Promise<{ drained: boolean; ms: number }> {
   const { fleet, options } = rig;
+  await pauseSchedules(rig.engine, rig.recorder);
   for (let slot = 0; slot < options.processes; slot++)
     if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
   await Promise.race([Promise.all(fleet.alive().map((w) => w.ready)), sleep(30_000)]);
