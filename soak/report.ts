@@ -53,7 +53,10 @@ export function timeline(history: RunHistory, id: string): string {
     if (p?.skewed) events.push([p.spawnedAt, -1, `(${tag} runs with the skewed clock)`]);
   }
   events.sort((a, b) => a[1] - b[1]); // record order: arrival at the record server
-  return [`job ${id} (${job.kind ?? "?"}):`, ...events.map(([at, , text]) => `  ${s(at)} ${text}`)].join("\n");
+  return [
+    `job ${id} (${job.kind ?? (job.schedule ? `schedule ${job.schedule}` : "?")}):`,
+    ...events.map(([at, , text]) => `  ${s(at)} ${text}`),
+  ].join("\n");
 }
 
 /** Timelines of the first `count` jobs of each failing check. */
