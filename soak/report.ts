@@ -101,6 +101,7 @@ export function totalsTable(t: Totals): string {
     ["fault / total", "count"],
     [
       ["SIGKILL of a worker process", String(c.kills)],
+      ["SIGKILL of every worker process at once", `${c.killAlls} (none up for ${s(c.allDownMs)} in all)`],
       [
         "SIGKILL of a worker process by itself, in jobSucceeded (doomed jobs)",
         `${t.selfKills} (${t.producer.doomed} doomed jobs)`,

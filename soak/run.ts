@@ -55,6 +55,7 @@ const seconds = (ms: number): string => (ms / 1000).toFixed(1);
 function describeRun(o: SoakOptions, skewNote: string): string {
   const faults = [
     o.killEvery > 0 && o.kills > 0 ? `SIGKILL every ${o.killEvery} s (at most ${o.kills})` : "no SIGKILL",
+    o.killAll > 0 ? `${o.killAll} SIGKILL(s) of every process (down ${o.down[0]}-${o.down[1]} s)` : "no SIGKILL of all",
     o.restarts > 0 ? `${o.restarts} redis-server restarts (down ${o.down[0]}-${o.down[1]} s)` : "no restart",
     o.clientKillEvery > 0 ? `CLIENT KILL every ${o.clientKillEvery} s` : "no CLIENT KILL",
     o.scriptFlushEvery > 0 ? `SCRIPT FLUSH every ${o.scriptFlushEvery} s` : "no SCRIPT FLUSH",
@@ -204,7 +205,7 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
       () =>
         say(
           `  ${seconds(performance.now() - start)} s: ${live.enqueued} enqueued, ${live.executions} executions, ` +
-            `${live.ended.size} ended, ${faults.counts.kills} kills, ${restarts} restarts`,
+            `${live.ended.size} ended, ${live.fires} schedule fires, ${faults.counts.kills} kills, ${restarts} restarts`,
         ),
       () => undefined,
     );
