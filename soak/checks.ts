@@ -14,7 +14,7 @@
 import type { Redis } from "ioredis";
 import { escapeGlob, namespaceKeys } from "../brokers/redis/keys.js";
 import { retryable, type JobHistory, type RunHistory } from "./history.js";
-import type { SoakOptions } from "./options.js";
+import { busyMs, type SoakOptions } from "./options.js";
 import { scheduleChecks, type ScheduleCounts } from "./schedule-checks.js";
 import { SCHEDULE_NAMES } from "./tasks.js";
 
@@ -284,7 +284,7 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
       pass: facts.notStopped.length === 0,
     },
     ...outcomes(jobs),
-    ...scheduleChecks(history, subject.schedules),
+    ...scheduleChecks(history, subject.schedules, busyMs(facts.options)),
   ];
 }
 

@@ -59,6 +59,11 @@ export interface SoakOptions {
   verbose: boolean;
 }
 
+/** How long a busy job blocks its process's event loop, ms: 1.5 leases. */
+export function busyMs(options: Pick<SoakOptions, "lease">): number {
+  return 1.5 * options.lease * 1000;
+}
+
 /** The names of the profiles. */
 export const PROFILES = ["ci", "default", "long"] as const;
 /** One of `PROFILES`. */

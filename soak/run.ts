@@ -23,7 +23,7 @@ import { runChecks, snapshot, type KeptRun, type RunFacts } from "./checks.js";
 import { Faults } from "./faults.js";
 import { HistoryBuilder } from "./history.js";
 import { LiveView } from "./live.js";
-import { USAGE, UsageError, parseOptions, seededRandom, type SoakOptions } from "./options.js";
+import { USAGE, UsageError, busyMs, parseOptions, seededRandom, type SoakOptions } from "./options.js";
 import { Fleet, SubjectServer, cleanup, faketimeEnv } from "./processes.js";
 import { Producer } from "./producer.js";
 import { Recorder } from "./record.js";
@@ -155,7 +155,7 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
       namespace,
       lease: options.lease,
       workers: options.workers,
-      busyMs: 1.5 * options.lease * 1000,
+      busyMs: busyMs(options),
       // The run starts once the processes are ready (a second or two): none in its last 6 s or more.
       longTicksBefore: Date.now() + (options.duration - 6) * 1000,
       logDir: join(dir, "logs"),

@@ -9,7 +9,8 @@
  *   intervals at least `every` apart), never run early, none after the pause;
  * - no fire time lost while a scheduler could claim it: a fire time may be missed only in a
  *   "blackout", a window in which no worker process was up (from its `W` line to its kill or
- *   exit) or the subject redis-server was down (`R` to `Ru`); `misfire: "runLatest"` then makes
+ *   exit) with its event loop free (a busy job blocks it), or the subject redis-server was down
+ *   (`R` to `Ru`); `misfire: "runLatest"` then makes
  *   one job for the latest fire time missed. A claim may come `GAP_SLACK.beforeMs` late before a
  *   blackout begins, and after it ends `GAP_SLACK.afterUpMs` (a new process's scheduler claims
  *   in its first round) or `GAP_SLACK.afterOutageMs` (reconnection: at most 2.2 s between
@@ -62,17 +63,42 @@ function downAt(p: ProcessHistory): number {
 }
 
 /**
- * The blackouts from `from` to `to`: windows with no worker process up, and the subject
- * redis-server's outages, merged when the next begins before a claim is due after the first
- * (they are one window to a fire time).
+ * When each process could claim: from its `W` line to its kill or exit, less the time its event
+ * loop was blocked by a busy job's first execution (`busyMs` from its `x` line: its scheduler
+ * stood still too).
  */
-export function blackouts(history: RunHistory, from: number, to: number): Blackout[] {
+export function schedulerTimes(history: RunHistory, busyMs: number): [number, number][] {
+  const blocked = new Map<string, [number, number][]>();
+  for (const job of history.jobs.values()) {
+    if (job.kind !== "busy") continue;
+    for (const e of job.execs)
+      if (e.retries === 0) blocked.set(e.tag, [...(blocked.get(e.tag) ?? []), [e.at, e.at + busyMs]]);
+  }
+  const out: [number, number][] = [];
+  for (const p of history.processes.values()) {
+    // A kill recorded before the process's own `W` line (in flight when it died): never up.
+    if (p.upAt === undefined || downAt(p) <= p.upAt) continue;
+    let from = p.upAt;
+    for (const [a, b] of (blocked.get(p.tag) ?? []).sort((x, y) => x[0] - y[0])) {
+      if (a > from) out.push([from, Math.min(a, downAt(p))]);
+      from = Math.max(from, b);
+    }
+    if (from < downAt(p)) out.push([from, downAt(p)]);
+  }
+  return out;
+}
+
+/**
+ * The blackouts from `from` to `to`: windows in which no process could claim (`schedulerTimes`),
+ * and the subject redis-server's outages, merged when the next begins before a claim is due after
+ * the first (they are one window to a fire time).
+ */
+export function blackouts(history: RunHistory, from: number, to: number, busyMs: number): Blackout[] {
   const windows: Blackout[] = [];
-  // A kill recorded before the process's own `W` line (in flight when it died): never up.
-  const ups = [...history.processes.values()].filter((p) => p.upAt !== undefined && downAt(p) > p.upAt);
+  const times = schedulerTimes(history, busyMs);
   const edges = [
-    ...ups.map((p) => ({ at: p.upAt!, delta: 1 })),
-    ...ups.filter((p) => downAt(p) < Number.POSITIVE_INFINITY).map((p) => ({ at: downAt(p), delta: -1 })),
+    ...times.map(([a]) => ({ at: a, delta: 1 })),
+    ...times.filter(([, b]) => b < Number.POSITIVE_INFINITY).map(([, b]) => ({ at: b, delta: -1 })),
   ].sort((a, b) => a.at - b.at || b.delta - a.delta);
   let alive = 0;
   let since: number | undefined = from;
@@ -145,6 +171,7 @@ const seconds = (ms: number): string => (ms / 1000).toFixed(1);
 export function scheduleChecks(
   history: RunHistory,
   counts: ReadonlyMap<string, ScheduleCounts> | undefined,
+  busyMs: number,
 ): ScheduleCheckRow[] {
   const s = history.schedules;
   if (s.declared.length === 0) return [];
@@ -236,7 +263,7 @@ export function scheduleChecks(
       : [...new Set([...s.execs, ...s.fired].filter((e) => e.fireAt > pausedAt + EARLY_SLACK_MS).map((e) => e.id))];
   rows.push(zero("scheduled jobs for a fire time after every schedule was paused", late));
 
-  rows.push(...gapRows(history, counts, claimed));
+  rows.push(...gapRows(history, counts, claimed, busyMs));
   rows.push(...tickOutcomes(history));
   return rows;
 }
@@ -246,6 +273,7 @@ function gapRows(
   history: RunHistory,
   counts: ReadonlyMap<string, ScheduleCounts> | undefined,
   claimed: (name: string) => number[],
+  busyMs: number,
 ): ScheduleCheckRow[] {
   const s = history.schedules;
   const createdAt = (name: string): number | undefined =>
@@ -255,7 +283,7 @@ function gapRows(
   if (ups.length === 0 || firsts.length === 0) return [];
   const end = s.pauseAskedAt ?? history.end;
   // Before the first scheduler came up no one could claim: a blackout from the creation on.
-  const windows = blackouts(history, Math.min(...firsts, ...ups), end);
+  const windows = blackouts(history, Math.min(...firsts, ...ups), end, busyMs);
   const longestWindow = Math.max(0, ...windows.map((w) => w.to - w.from));
   const lost: string[] = [];
   let missedOutside = 0;

@@ -298,6 +298,9 @@ describe("soak checks of the schedules", () => {
       ],
     });
     expect(failing(runChecks(outage, counts(7), facts))).toEqual([]);
+    // Its event loop blocked by a busy job from T+3.1s (for 1.5 leases: 3 s): no scheduler either.
+    const blocked = scheduleRun({ drop: [4, 5, 6], extra: [[T + 3_100, `x ${A} w1 0 busy`]] });
+    expect(check(runChecks(blocked, counts(7), facts), "schedule fire times missed or claimed late").pass).toBe(true);
     // Down for 0.1 s only, 3 s before: T+4s...T+6s were lost while it was up (reconnected by then).
     const short = scheduleRun({
       drop: [4, 5, 6],
