@@ -227,16 +227,25 @@ export function scheduleChecks(
       .map((k) => Number(k.slice(name.length + 1)))
       .sort((a, b) => a - b);
 
-  // Every job made runs.
+  // Every job made runs, or dies of crashes with its retries used up (at-least-once ends there).
+  const died = new Set(
+    [...history.jobs.values()]
+      .filter((j) => j.terms.some((t) => t.signal === "fail" && t.error === "WorkerDiedError"))
+      .map((j) => j.id),
+  );
   const ran = new Set(s.execs.map((e) => e.id));
-  const neverRan = [...new Set(s.fired.filter((f) => !ran.has(f.id)).map((f) => f.id))];
+  const neverRan = [...new Set(s.fired.filter((f) => !ran.has(f.id) && !died.has(f.id)).map((f) => f.id))];
   rows.push(zero("scheduled jobs announced (scheduleFired) that never ran", neverRan));
   const runTimes = (name: string): number[] =>
-    [...new Set(s.execs.filter((e) => e.schedule === name).map((e) => e.fireAt))].sort((a, b) => a - b);
+    [
+      ...new Set(
+        [...s.execs, ...s.fired.filter((f) => died.has(f.id))].filter((e) => e.schedule === name).map((e) => e.fireAt),
+      ),
+    ].sort((a, b) => a - b);
   if (counts) {
     const pairs = SCHEDULE_NAMES.map((n) => [counts.get(n)?.fires ?? 0, runTimes(n).length] as const);
     rows.push({
-      name: "fires counted by Redis / fire times whose job ran, per schedule",
+      name: "fires counted by Redis / fire times whose job ran (or died of crashes), per schedule",
       value: pairs.map(([f, r]) => `${f}/${r}`).join(", "),
       expected: "equal",
       pass: pairs.every(([f, r]) => f === r),
@@ -352,16 +361,24 @@ function tickOutcomes(history: RunHistory): ScheduleCheckRow[] {
   const info = (name: string, value: string): ScheduleCheckRow => ({ name, value, expected: "", pass: undefined });
   const jobs = [...history.jobs.values()].filter((j): j is JobHistory & { schedule: string } => !!j.schedule);
   const times = SCHEDULE_NAMES.map((n) => new Set(s.execs.filter((e) => e.schedule === n).map((e) => e.fireAt)).size);
+  const failed = (j: JobHistory): boolean => j.terms.some((t) => t.signal === "fail");
+  const died = (j: JobHistory): boolean => j.terms.some((t) => t.signal === "fail" && t.error === "WorkerDiedError");
+  // The task never throws, and no one cancels these jobs: only crashes may fail them.
+  const otherwise = jobs.filter((j) => failed(j) && !died(j)).map((j) => j.id);
   return [
+    {
+      name: "scheduled jobs failed, not by crashes (WorkerDiedError)",
+      value: String(otherwise.length),
+      expected: "0",
+      pass: otherwise.length === 0,
+      jobs: otherwise,
+    },
     info(`schedule fire times run (${SCHEDULE_NAMES.join(", ")})`, times.join(", ")),
     info("schedule fire times skipped (overlap: scheduleSkipped)", String(s.skipped.length)),
     info(
       "executions beyond the first of scheduled jobs (at-least-once)",
       String(jobs.reduce((n, j) => n + Math.max(0, j.execs.length - 1), 0)),
     ),
-    info(
-      "scheduled jobs failed (their retries used up by crashes)",
-      String(jobs.filter((j) => j.terms.some((t) => t.signal === "fail")).length),
-    ),
+    info("scheduled jobs failed by crashes (their retries used up: WorkerDiedError)", String(jobs.filter(died).length)),
   ];
 }

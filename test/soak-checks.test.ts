@@ -245,6 +245,20 @@ describe("soak checks of the schedules", () => {
     expect(row.jobs).toEqual([tickId(3), tickId(99)]);
   });
 
+  test("a scheduled job failed by crashes is accounted for, one failed otherwise is not", () => {
+    const died = scheduleRun({ extra: [[T + 3_500, `t ${tickId(3)} fail w1 WorkerDiedError`]] });
+    expect(check(runChecks(died, counts(), facts), "scheduled jobs failed, not by crashes").pass).toBe(true);
+    expect(check(runChecks(died, counts(), facts), "scheduled jobs failed by crashes").value).toBe("1");
+    const threw = scheduleRun({ extra: [[T + 3_500, `t ${tickId(3)} fail w1 Error`]] });
+    expect(check(runChecks(threw, counts(), facts), "scheduled jobs failed, not by crashes").jobs).toEqual([tickId(3)]);
+    // A job that died before any execution started: its fire time is accounted for, not lost.
+    const never = scheduleRun({ extra: [[T + 3_500, `t ${tickId(3)} fail w1 WorkerDiedError`]] });
+    never.schedules.execs = never.schedules.execs.filter((e) => e.id !== tickId(3));
+    const rows = runChecks(never, counts(), facts);
+    expect(check(rows, "scheduled jobs announced (scheduleFired) that never ran").pass).toBe(true);
+    expect(check(rows, "fires counted by Redis").pass).toBe(true);
+  });
+
   test("a job announced by scheduleFired that never ran, and more fires in Redis than fire times run, fail", () => {
     const withoutRun = scheduleRun();
     const { schedules } = withoutRun;
