@@ -14,7 +14,9 @@
 import type { Redis } from "ioredis";
 import { escapeGlob, namespaceKeys } from "../brokers/redis/keys.js";
 import { retryable, type JobHistory, type RunHistory } from "./history.js";
-import type { SoakOptions } from "./options.js";
+import { busyMs, type SoakOptions } from "./options.js";
+import { scheduleChecks, type ScheduleCounts } from "./schedule-checks.js";
+import { SCHEDULE_NAMES } from "./tasks.js";
 
 /** Where the jobs are in the subject Redis after the run. */
 export interface SubjectSnapshot {
@@ -31,6 +33,8 @@ export interface SubjectSnapshot {
    * Absent from a snapshot kept by a version before keys.
    */
   keys?: string[];
+  /** The counts of each schedule (`fires`, `skipped`). Absent from a snapshot kept before schedules. */
+  schedules?: Map<string, ScheduleCounts>;
 }
 
 /** Reads the subject Redis; result records only for `ids`. */
@@ -71,7 +75,13 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
     const values = await client.hmget(k.results, ...chunk);
     values.forEach((v, j) => v !== null && results.set(chunk[j]!, v));
   }
-  return { running, queued, future, stored, results, keys };
+  const schedules = new Map<string, ScheduleCounts>();
+  for (const name of SCHEDULE_NAMES) {
+    const [fires, skipped] = await client.hmget(k.schedule(name), "fires", "skipped");
+    if (fires !== null || skipped !== null)
+      schedules.set(name, { fires: Number(fires ?? 0), skipped: Number(skipped ?? 0) });
+  }
+  return { running, queued, future, stored, results, keys, schedules };
 }
 
 /** One row of the checks table; `pass` undefined for a row that only informs. */
@@ -274,6 +284,7 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
       pass: facts.notStopped.length === 0,
     },
     ...outcomes(jobs),
+    ...scheduleChecks(history, subject.schedules, busyMs(facts.options)),
   ];
 }
 

@@ -1,6 +1,7 @@
 /**
  * The faults of a run, each on its own schedule until the run's signal aborts: SIGKILL of a worker
- * process (respawned at once, then up to `cancelOnKill` of its jobs cancelled), restarts of the
+ * process (respawned at once, then up to `cancelOnKill` of its jobs cancelled), SIGKILL of every
+ * worker process at once (respawned after a random time: no scheduler is up meanwhile), restarts of the
  * subject redis-server (alternately SHUTDOWN and SIGKILL, down for a random time, back on the same
  * port), CLIENT KILL of one process's connections, SCRIPT FLUSH, and cancels of running slow jobs.
  * Every fault is recorded out of band. Each loop is bounded by its count and by the run's signal.
@@ -18,6 +19,9 @@ import type { SubjectServer } from "./processes.js";
 /** How often each fault happened. */
 export interface FaultCounts {
   kills: number;
+  /** SIGKILLs of every worker process at once, and how long none was there (ms, in all). */
+  killAlls: number;
+  allDownMs: number;
   restartsGraceful: number;
   restartsKill: number;
   downMs: number;
@@ -56,6 +60,8 @@ async function wait(ms: number, signal: AbortSignal): Promise<boolean> {
 export class Faults {
   readonly counts: FaultCounts = {
     kills: 0,
+    killAlls: 0,
+    allDownMs: 0,
     restartsGraceful: 0,
     restartsKill: 0,
     downMs: 0,
@@ -78,6 +84,8 @@ export class Faults {
     const durationMs = o.duration * 1000;
     await Promise.all([
       this.#every(o.killEvery * 1000, o.kills, signal, () => this.#kill()),
+      // Halfway between two of their slots: apart from the restarts, at the default counts.
+      this.#every(durationMs / o.killAll, o.killAll, signal, () => this.#killAll(), -durationMs / o.killAll / 2),
       this.#every(durationMs / (o.restarts + 1), o.restarts, signal, (i) => this.#restart(i)),
       this.#every(o.clientKillEvery * 1000, Number.POSITIVE_INFINITY, signal, () => this.#clientKill()),
       this.#every(o.scriptFlushEvery * 1000, Number.POSITIVE_INFINITY, signal, () => this.#scriptFlush()),
@@ -92,9 +100,10 @@ export class Faults {
     count: number,
     signal: AbortSignal,
     fault: (i: number) => Promise<void>,
+    offsetMs = 0,
   ): Promise<void> {
     if (!(periodMs > 0) || count <= 0) return;
-    const start = performance.now();
+    const start = performance.now() + offsetMs;
     for (let i = 0; i < count; i++) {
       if (!(await wait(start + (i + 1) * periodMs - performance.now(), signal))) return;
       await fault(i);
@@ -116,6 +125,22 @@ export class Faults {
     for (const e of jobs.slice(0, options.cancelOnKill)) {
       if (await this.#cancel(e.id)) this.counts.cancelsOfKilled++;
     }
+  }
+
+  /** SIGKILLs every worker process, waits `--down` s, then gives each slot a process again. */
+  async #killAll(): Promise<void> {
+    const { fleet, recorder, random, options } = this.#t;
+    const alive = fleet.alive();
+    if (alive.length === 0) return;
+    const [lo, hi] = options.down;
+    const downMs = Math.round((lo + random() * (hi - lo)) * 1000);
+    await recorder.write("KA");
+    await Promise.all(alive.map((w) => fleet.kill(w.slot, (k) => recorder.note(`K ${k.tag}`))));
+    this.counts.killAlls++;
+    await sleep(downMs);
+    this.counts.allDownMs += downMs;
+    for (let slot = 0; slot < options.processes; slot++)
+      if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
   }
 
   async #restart(i: number): Promise<void> {

@@ -24,6 +24,34 @@ export interface JobHistory {
   recoveries: { at: number; line: number; tag: string; lost: boolean }[];
   /** Cancels answered by the broker, with the state it reported; `askedAt`: when it was sent. */
   cancels: { at: number; line: number; askedAt: number; state: string }[];
+  /** The schedule whose job it is (its executions are `s` lines), if any. */
+  schedule?: string;
+}
+
+/** An execution of a schedule's job starting (`s`): its fire time is the job's due time. */
+export interface TickExec {
+  at: number;
+  line: number;
+  id: string;
+  tag: string;
+  retries: number;
+  schedule: string;
+  fireAt: number;
+}
+
+/** What the record says about the schedules. */
+export interface ScheduleHistory {
+  /** Executions of their jobs. */
+  execs: TickExec[];
+  /** `scheduleFired` signals (`F`), from the engine that claimed the fire time. */
+  fired: { at: number; line: number; schedule: string; fireAt: number; id: string; tag: string }[];
+  /** `scheduleSkipped` signals (`Z`). */
+  skipped: { at: number; line: number; schedule: string; fireAt: number; reason: string; tag: string }[];
+  /** Each declaration's outcome (`D`): created, updated or unchanged. */
+  declared: { at: number; line: number; tag: string; schedule: string; action: string }[];
+  /** When the orchestrator sent the pause of every schedule (`Pq`), and when all were paused (`P`). */
+  pauseAskedAt: number | undefined;
+  pausedAt: number | undefined;
 }
 
 /** A broker call a worker process had begun and not ended. */
@@ -54,17 +82,25 @@ export interface ProcessHistory {
   killedSettling: string[];
   /** Killed within `SETTLING_MS` of a keepAlive that ended (whose recoveries it was announcing). */
   killedRecovering: boolean;
+  /** When its workers (and its scheduler) started (`W`). */
+  upAt: number | undefined;
+  /** When it exited by itself (`X`). */
+  exitedAt: number | undefined;
 }
 
 /** The whole record, read back. */
 export interface RunHistory {
   jobs: Map<string, JobHistory>;
   processes: Map<string, ProcessHistory>;
-  /** Record-server ms of the first line. */
+  /** Record-server ms of the first line and of the last. */
   start: number;
+  end: number;
   lines: number;
   /** Orchestrator lines (restarts, CLIENT KILL, SCRIPT FLUSH), for the timelines of examples. */
   faults: { at: number; line: number; text: string }[];
+  /** When the subject redis-server was down: from `R` to `Ru` (`to` undefined: never back). */
+  outages: { from: number; to: number | undefined }[];
+  schedules: ScheduleHistory;
 }
 
 /** True when jobs of `kind` are retried (at-least-once). */
@@ -81,7 +117,17 @@ export class HistoryBuilder implements RunHistory {
   readonly jobs = new Map<string, JobHistory>();
   readonly processes = new Map<string, ProcessHistory>();
   readonly faults: { at: number; line: number; text: string }[] = [];
+  readonly outages: { from: number; to: number | undefined }[] = [];
+  readonly schedules: ScheduleHistory = {
+    execs: [],
+    fired: [],
+    skipped: [],
+    declared: [],
+    pauseAskedAt: undefined,
+    pausedAt: undefined,
+  };
   start = 0;
+  end = 0;
   lines = 0;
   /** When the last cancel of each job was sent (`Cq`). */
   readonly #asked = new Map<string, number>();
@@ -123,6 +169,8 @@ export class HistoryBuilder implements RunHistory {
           settling: [],
           killedSettling: [],
           killedRecovering: false,
+          upAt: undefined,
+          exitedAt: undefined,
         }),
       );
     return p;
@@ -133,6 +181,7 @@ export class HistoryBuilder implements RunHistory {
     const { at, kind, fields: f } = parseLine(text);
     const line = this.lines++;
     if (line === 0) this.start = at;
+    this.end = at;
     switch (kind) {
       case "E":
       case "U":
@@ -192,12 +241,59 @@ export class HistoryBuilder implements RunHistory {
         this.faults.push({ at, line, text });
         break;
       }
-      case "X":
-        this.#process(f[0]!).crashed = f[1] ?? "?";
+      case "X": {
+        const p = this.#process(f[0]!);
+        p.crashed = f[1] ?? "?";
+        p.exitedAt = at;
         this.faults.push({ at, line, text });
         break;
+      }
+      case "W":
+        this.#process(f[0]!).upAt = at;
+        break;
+      case "s":
+      case "F":
+      case "Z":
+      case "D":
+      case "P":
+      case "Pq":
+        this.#schedule(kind, at, line, f);
+        break;
+      case "R":
+        this.outages.push({ from: at, to: undefined });
+        this.faults.push({ at, line, text });
+        break;
+      case "Ru": {
+        const open = this.outages.at(-1);
+        if (open && open.to === undefined) open.to = at;
+        this.faults.push({ at, line, text });
+        break;
+      }
       default:
         this.faults.push({ at, line, text });
+    }
+  }
+
+  #schedule(kind: string, at: number, line: number, f: string[]): void {
+    const s = this.schedules;
+    if (kind === "s") {
+      const exec = { at, line, id: f[0]!, tag: f[1]!, retries: Number(f[2]), schedule: f[3]!, fireAt: Number(f[4]) };
+      s.execs.push(exec);
+      // Also in the job's history, for the timelines of examples.
+      const job = this.job(exec.id);
+      job.schedule = exec.schedule;
+      job.execs.push({ at, line, tag: exec.tag, retries: exec.retries });
+    } else if (kind === "F") {
+      s.fired.push({ at, line, schedule: f[0]!, fireAt: Number(f[1]), id: f[2]!, tag: f[3]! });
+      this.job(f[2]!).schedule ??= f[0]!;
+    } else if (kind === "Z") {
+      s.skipped.push({ at, line, schedule: f[0]!, fireAt: Number(f[1]), reason: f[2]!, tag: f[3]! });
+    } else if (kind === "D") {
+      s.declared.push({ at, line, tag: f[0]!, schedule: f[1]!, action: f[2]! });
+    } else if (kind === "Pq") {
+      s.pauseAskedAt = at;
+    } else {
+      s.pausedAt = at;
     }
   }
 

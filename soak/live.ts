@@ -20,8 +20,12 @@ export class LiveView {
   #cursor = 0;
   /** Last execution of each job with no terminal signal yet. */
   readonly running = new Map<string, LiveExecution>();
-  /** Jobs with a terminal signal. */
+  /** Jobs with a terminal signal (not the schedules' jobs). */
   readonly ended = new Set<string>();
+  /** Jobs of the schedules (their executions are `s` lines): never picked, not counted in `ended`. */
+  readonly #ticks = new Set<string>();
+  /** scheduleFired signals so far. */
+  fires = 0;
   /** Jobs enqueued and executions started, so far. */
   enqueued = 0;
   executions = 0;
@@ -58,7 +62,11 @@ export class LiveView {
       const [id, tag, , taskKind] = fields as [string, string, string, string];
       this.executions++;
       if (!this.ended.has(id)) this.running.set(id, { id, tag, kind: taskKind, at });
-    } else if (kind === "t") {
+    } else if (kind === "s") {
+      this.#ticks.add(fields[0]!);
+    } else if (kind === "F") {
+      this.fires++;
+    } else if (kind === "t" && !this.#ticks.has(fields[0]!)) {
       this.ended.add(fields[0]!);
       this.running.delete(fields[0]!);
     }

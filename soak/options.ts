@@ -22,6 +22,11 @@ export interface SoakOptions {
   killEvery: number;
   /** Most SIGKILLs of worker processes. */
   kills: number;
+  /**
+   * SIGKILLs of every worker process at once, spread over the run between the restarts; they are
+   * respawned after `down` seconds (no scheduler is up meanwhile).
+   */
+  killAll: number;
   /** redis-server restarts, spread evenly over the run, alternately graceful (SHUTDOWN) and SIGKILL. */
   restarts: number;
   /** How long redis-server stays down at a restart: [min, max] seconds. */
@@ -54,6 +59,11 @@ export interface SoakOptions {
   verbose: boolean;
 }
 
+/** How long a busy job blocks its process's event loop, ms: 1.5 leases. */
+export function busyMs(options: Pick<SoakOptions, "lease">): number {
+  return 1.5 * options.lease * 1000;
+}
+
 /** The names of the profiles. */
 export const PROFILES = ["ci", "default", "long"] as const;
 /** One of `PROFILES`. */
@@ -67,6 +77,7 @@ const BASE: Omit<SoakOptions, "profile"> = {
   lease: 2,
   killEvery: 3,
   kills: Number.POSITIVE_INFINITY,
+  killAll: 1,
   restarts: 4,
   down: [1, 4],
   clientKillEvery: 2,
@@ -104,6 +115,7 @@ const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
     workers: 50,
     duration: 1_800,
     killEvery: 10,
+    killAll: 5,
     restarts: 15,
     clientKillEvery: 10,
     scriptFlushEvery: 30,
@@ -124,6 +136,7 @@ export const USAGE = `usage: npm run soak -- [--profile ci|default|long] [flags]
   --lease S               lease of every broker, seconds        (2)
   --kill-every S          SIGKILL a worker process every S s    (3; 0 = off)
   --kills N               at most N SIGKILLs                    (duration / kill-every)
+  --kill-all N            SIGKILL every worker process at once, back after --down (1; 0 = off)
   --restarts N            redis-server restarts, evenly spread  (4; 0 = off)
   --down MIN-MAX          seconds redis-server stays down       (1-4)
   --client-kill-every S   CLIENT KILL one process's connections (2; 0 = off)
@@ -166,6 +179,7 @@ const NUMERIC: Record<string, [keyof SoakOptions, number]> = {
   "--lease": ["lease", 0.5],
   "--kill-every": ["killEvery", 0],
   "--kills": ["kills", 0],
+  "--kill-all": ["killAll", 0],
   "--restarts": ["restarts", 0],
   "--client-kill-every": ["clientKillEvery", 0],
   "--script-flush-every": ["scriptFlushEvery", 0],
@@ -210,6 +224,7 @@ export function parseOptions(argv: readonly string[]): SoakOptions {
     "processes",
     "workers",
     "kills",
+    "killAll",
     "restarts",
     "busy",
     "killAtSignal",

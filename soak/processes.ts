@@ -73,6 +73,7 @@ export class Fleet {
       lease: s.lease,
       workers: s.workers,
       busyMs: s.busyMs,
+      longTicksBefore: s.longTicksBefore,
       tag,
       logFile: join(s.logDir, `${tag}.log`),
     };

@@ -10,13 +10,19 @@
  * | `E <id>,<id>...` | producer | the enqueue call of these jobs succeeded |
  * | `U <id>,<id>...` | producer | the enqueue of these jobs gave up: they may or may not exist |
  * | `x <id> <tag> <retries> <kind>` | task | an execution starts (awaited before any work) |
+ * | `s <id> <tag> <retries> <schedule> <fireAtMs>` | task | an execution of a schedule's job starts |
  * | `t <id> <ok/fail/rev/exp> <tag> [<error name>]` | signal receiver | a terminal signal |
+ * | `F <schedule> <fireAtMs> <id> <tag>` | signal receiver | scheduleFired |
+ * | `Z <schedule> <fireAtMs> <reason> <tag>` | signal receiver | scheduleSkipped |
+ * | `D <tag> <schedule> <created/updated/unchanged>` | worker | a declaration (`upsertSchedule`) at start-up |
+ * | `W <tag>` | worker | its workers and its scheduler started |
  * | `r <id> <tag>` / `l <id> <tag>` | signal receiver | jobRecovered / jobLost |
  * | `b <tag> <seq> <f/a/k> <ackIds or ->` | broker wrapper | a fetch, finish or keepAlive call begins |
  * | `e <tag> <seq>` | broker wrapper | that call returned or threw |
  * | `S <tag> <slot> <pid> <skew>` | orchestrator | spawned (`skewed` or `plain` clock) |
  * | `K <tag>` / `X <tag> <code>` | orchestrator (or the worker: `K <tag> self`) | SIGKILLed / exited by itself |
  * | `R <graceful/kill>` / `Ru` | orchestrator | subject redis-server going down / up again |
+ * | `Pq` / `P` | orchestrator | pausing every schedule (the drain) / all paused |
  * | `CK <tag>` / `SF` | orchestrator | CLIENT KILL of a process's connections / SCRIPT FLUSH |
  * | `C <id> <state>` / `Cq <id>` | orchestrator | cancel answered with the job's state / cancel about to be sent |
  */

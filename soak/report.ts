@@ -53,7 +53,10 @@ export function timeline(history: RunHistory, id: string): string {
     if (p?.skewed) events.push([p.spawnedAt, -1, `(${tag} runs with the skewed clock)`]);
   }
   events.sort((a, b) => a[1] - b[1]); // record order: arrival at the record server
-  return [`job ${id} (${job.kind ?? "?"}):`, ...events.map(([at, , text]) => `  ${s(at)} ${text}`)].join("\n");
+  return [
+    `job ${id} (${job.kind ?? (job.schedule ? `schedule ${job.schedule}` : "?")}):`,
+    ...events.map(([at, , text]) => `  ${s(at)} ${text}`),
+  ].join("\n");
 }
 
 /** Timelines of the first `count` jobs of each failing check. */
@@ -98,6 +101,7 @@ export function totalsTable(t: Totals): string {
     ["fault / total", "count"],
     [
       ["SIGKILL of a worker process", String(c.kills)],
+      ["SIGKILL of every worker process at once", `${c.killAlls} (none up for ${s(c.allDownMs)} in all)`],
       [
         "SIGKILL of a worker process by itself, in jobSucceeded (doomed jobs)",
         `${t.selfKills} (${t.producer.doomed} doomed jobs)`,

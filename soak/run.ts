@@ -23,12 +23,13 @@ import { runChecks, snapshot, type KeptRun, type RunFacts } from "./checks.js";
 import { Faults } from "./faults.js";
 import { HistoryBuilder } from "./history.js";
 import { LiveView } from "./live.js";
-import { USAGE, UsageError, parseOptions, seededRandom, type SoakOptions } from "./options.js";
+import { USAGE, UsageError, busyMs, parseOptions, seededRandom, type SoakOptions } from "./options.js";
 import { Fleet, SubjectServer, cleanup, faketimeEnv } from "./processes.js";
 import { Producer } from "./producer.js";
 import { Recorder } from "./record.js";
 import { checksTable, examples, lastLine, totalsTable } from "./report.js";
-import { defineTasks } from "./tasks.js";
+import { SCHEDULE_NAMES, defineTasks } from "./tasks.js";
+import { isTransient } from "../brokers/redis/scripts.js";
 
 let root: string | undefined;
 let keepRoot = false;
@@ -54,6 +55,7 @@ const seconds = (ms: number): string => (ms / 1000).toFixed(1);
 function describeRun(o: SoakOptions, skewNote: string): string {
   const faults = [
     o.killEvery > 0 && o.kills > 0 ? `SIGKILL every ${o.killEvery} s (at most ${o.kills})` : "no SIGKILL",
+    o.killAll > 0 ? `${o.killAll} SIGKILL(s) of every process (down ${o.down[0]}-${o.down[1]} s)` : "no SIGKILL of all",
     o.restarts > 0 ? `${o.restarts} redis-server restarts (down ${o.down[0]}-${o.down[1]} s)` : "no restart",
     o.clientKillEvery > 0 ? `CLIENT KILL every ${o.clientKillEvery} s` : "no CLIENT KILL",
     o.scriptFlushEvery > 0 ? `SCRIPT FLUSH every ${o.scriptFlushEvery} s` : "no SCRIPT FLUSH",
@@ -153,7 +155,9 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
       namespace,
       lease: options.lease,
       workers: options.workers,
-      busyMs: 1.5 * options.lease * 1000,
+      busyMs: busyMs(options),
+      // The run starts once the processes are ready (a second or two): none in its last 6 s or more.
+      longTicksBefore: Date.now() + (options.duration - 6) * 1000,
       logDir: join(dir, "logs"),
       skewEnv,
       skewedSlots: options.skewed,
@@ -201,7 +205,7 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
       () =>
         say(
           `  ${seconds(performance.now() - start)} s: ${live.enqueued} enqueued, ${live.executions} executions, ` +
-            `${live.ended.size} ended, ${faults.counts.kills} kills, ${restarts} restarts`,
+            `${live.ended.size} ended, ${live.fires} schedule fires, ${faults.counts.kills} kills, ${restarts} restarts`,
         ),
       () => undefined,
     );
@@ -228,9 +232,33 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
   return { faults, producer, ms: performance.now() - start };
 }
 
-/** Every slot gets a live process, then waits until no job is left; resolves with whether it drained. */
+/**
+ * Pauses every schedule (the drain ends when no job is left: they would make more), each call
+ * retried over connection failures; `Pq` and `P` in the record bound the fire times checked.
+ */
+async function pauseSchedules(engine: Engine, recorder: Recorder): Promise<void> {
+  await recorder.write("Pq");
+  for (const name of SCHEDULE_NAMES) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await engine.pauseSchedule(name);
+        break;
+      } catch (e) {
+        if (attempt >= 40 || !isTransient(e)) throw e;
+        await sleep(250);
+      }
+    }
+  }
+  await recorder.write("P");
+}
+
+/**
+ * The schedules are paused, every slot gets a live process, then it waits until no job is left;
+ * resolves with whether it drained.
+ */
 async function drainPhase(rig: Rig, admin: Redis): Promise<{ drained: boolean; ms: number }> {
   const { fleet, options } = rig;
+  await pauseSchedules(rig.engine, rig.recorder);
   for (let slot = 0; slot < options.processes; slot++)
     if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
   await Promise.race([Promise.all(fleet.alive().map((w) => w.ready)), sleep(30_000)]);

@@ -4,6 +4,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { RetryError, currentJob, type Engine, type TaskOptions } from "../lib/index.js";
+// Not exported by the package entry (yet): the soak imports it from its module.
+import type { ScheduleOptions } from "../lib/schedules.js";
 
 /** The kinds of jobs, each one task. */
 export const KINDS = ["once", "retry", "flaky", "limited", "rated", "expiring", "slow", "busy", "doomed"] as const;
@@ -56,10 +58,46 @@ export function pickKind(r: number): Kind {
   return "retry";
 }
 
+/** The task of every schedule's jobs: it takes the schedule's name. */
+export const TICK = "tick";
+
+/** The `maxRetries` of the schedules' jobs: a job of a killed worker is recovered and runs again. */
+export const TICK_RETRIES = 5;
+
+/**
+ * The schedules every worker process declares at start-up, as an application does (the first
+ * declaration creates each, the others change nothing): a cron every second (UTC), an interval of
+ * 2 s, and a cron every 5 s in Europe/Paris that skips a fire time while its previous job runs
+ * (one of its jobs in four runs 6 s, `tickMs`: it overlaps the next fire time).
+ */
+export const SCHEDULES = {
+  "every-second": { cron: "* * * * * *", args: ["every-second"] },
+  "every-2s": { every: 2, args: ["every-2s"] },
+  "paris-5s": { cron: "*/5 * * * * *", timezone: "Europe/Paris", overlap: "skip", args: ["paris-5s"] },
+} as const satisfies Record<string, ScheduleOptions>;
+
+/** One of the names of `SCHEDULES`. */
+export type ScheduleName = keyof typeof SCHEDULES;
+
+/** The names of `SCHEDULES`. */
+export const SCHEDULE_NAMES = Object.keys(SCHEDULES) as ScheduleName[];
+
+/**
+ * How long a job of schedule `name` for fire time `fireAtMs` runs, ms: 6 s for one paris-5s fire
+ * time in four before `longBefore` (the drain, once the schedules are paused, need not wait for one).
+ */
+export function tickMs(name: string, fireAtMs: number, longBefore: number): number {
+  return name === "paris-5s" && fireAtMs < longBefore && Math.floor(fireAtMs / 5_000) % 4 === 0 ? 6_000 : 20;
+}
+
 /** What a task does in a worker process. */
 export interface TaskRuntime {
   /** Records the start of an execution; resolves once the record server has it. */
   started(id: string, retries: number, kind: Kind): Promise<void>;
+  /** Records the start of an execution of a schedule's job (its fire time: `job.atMs`). */
+  ticked(id: string, retries: number, schedule: string, fireAtMs: number): Promise<void>;
+  /** No long schedule job for a fire time from this epoch ms on (`tickMs`). */
+  longTicksBefore: number;
   /** How long a busy job blocks its event loop, ms. */
   busyMs: number;
 }
@@ -91,5 +129,27 @@ export function defineTasks(engine: Engine, runtime?: TaskRuntime): void {
       },
       KIND_OPTIONS[kind],
     );
+  }
+  engine.task(
+    TICK,
+    async (schedule: string) => {
+      if (!runtime) throw new Error(`the producer does not run ${TICK} jobs`);
+      const { job } = currentJob()!;
+      await runtime.ticked(job.id, job.retries, schedule, job.atMs);
+      await sleep(tickMs(schedule, job.atMs, runtime.longTicksBefore));
+      return schedule;
+    },
+    { maxRetries: TICK_RETRIES },
+  );
+}
+
+/** Declares every schedule of `SCHEDULES` on `engine`, in order; `declared` gets each outcome. */
+export async function declareSchedules(
+  engine: Engine,
+  declared: (name: ScheduleName, action: string) => Promise<void>,
+): Promise<void> {
+  for (const name of SCHEDULE_NAMES) {
+    const { action } = await engine.upsertSchedule(name, TICK, SCHEDULES[name]);
+    await declared(name, action);
   }
 }

@@ -12,6 +12,7 @@
 import { createWriteStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  ChardError,
   Engine,
   RedisBroker,
   setLogger,
@@ -22,8 +23,9 @@ import {
   type Recovery,
   type SlotRelease,
 } from "../lib/index.js";
+import { isTransient } from "../brokers/redis/scripts.js";
 import { Recorder } from "./record.js";
-import { defineTasks } from "./tasks.js";
+import { declareSchedules, defineTasks } from "./tasks.js";
 
 /** What the orchestrator passes to a worker process. */
 export interface WorkerSettings {
@@ -36,6 +38,8 @@ export interface WorkerSettings {
   /** Names this spawn in the record (`w<n>`). */
   tag: string;
   busyMs: number;
+  /** No long schedule job (tasks.ts `tickMs`) for a fire time from this epoch ms on (Redis's clock). */
+  longTicksBefore: number;
   logFile: string;
 }
 
@@ -110,8 +114,17 @@ function connectSignals(): void {
   });
   signals.jobRecovered.connect((_ns, { job }) => recorder.note(`r ${job.id} ${tag}`));
   signals.jobLost.connect((_ns, { job }) => recorder.note(`l ${job.id} ${tag}`));
+  // Sent by the engine that claimed the fire time (none when it was killed right after the claim).
+  signals.scheduleFired.connect((_ns, { schedule, fireAt, job }) =>
+    recorder.note(`F ${schedule} ${fireAt.toMillis()} ${job.id} ${tag}`),
+  );
+  signals.scheduleSkipped.connect((_ns, { schedule, fireAt, reason }) =>
+    recorder.note(`Z ${schedule} ${fireAt.toMillis()} ${reason} ${tag}`),
+  );
   let ready = false;
   signals.workerStarted.connect(() => {
+    // From here on this process's scheduler claims the namespace's fire times.
+    if (!ready) recorder.note(`W ${tag}`);
     if (!ready) say("ready");
     ready = true;
   });
@@ -127,13 +140,27 @@ async function main(): Promise<void> {
   const engine = new Engine(broker, settings.namespace);
   defineTasks(engine, {
     busyMs: settings.busyMs,
+    longTicksBefore: settings.longTicksBefore,
     started: (id, retries, kind) => recorder.write(`x ${id} ${tag} ${retries} ${kind}`),
+    ticked: (id, retries, schedule, fireAtMs) => recorder.write(`s ${id} ${tag} ${retries} ${schedule} ${fireAtMs}`),
   });
   let stopping = false;
   process.on("SIGTERM", () => {
     stopping = true;
     void engine.stopWorkers();
   });
+  // The schedules, declared at start-up as an application does (redis-server may be down: again).
+  for (let attempt = 1; attempt <= 30 && !stopping; attempt++) {
+    try {
+      await declareSchedules(engine, (name, action) => recorder.write(`D ${tag} ${name} ${action}`));
+      break;
+    } catch (e) {
+      line("error")(`declaring the schedules failed (attempt ${attempt}/30)`, e);
+      // A refusal of the declaration is a bug of the soak: no use trying again.
+      if (attempt === 30 || (e instanceof ChardError && !isTransient(e))) throw e;
+      await sleep(1_000);
+    }
+  }
   // Workers that cannot start (redis-server down for longer than the client waits) try again.
   for (let attempt = 1; attempt <= 10 && !stopping; attempt++) {
     try {
