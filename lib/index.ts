@@ -16,6 +16,7 @@ export {
   DEFAULT_QUEUE,
   DEFAULT_RESULT_TTL_MS,
   type TaskOptions,
+  type PeriodicityOptions,
   type TaskFunction,
   type TaskRef,
   type BatchEntry,
@@ -52,7 +53,19 @@ export {
   RateLimitError,
   InvalidCronError,
   UnknownTimeZoneError,
+  UnknownScheduleError,
 } from "./errors.js";
+export {
+  DEFAULT_MISFIRE_GRACE_MS,
+  MAX_SCHEDULE_NAME,
+  type ScheduleOptions,
+  type ScheduleInfo,
+  type ScheduleSource,
+  type OverlapPolicy,
+  type MisfirePolicy,
+  type LastRunStatus,
+} from "./schedules.js";
+export type { ScheduleUpsert, ScheduleListOptions } from "./schedule-ops.js";
 export {
   RateLimiter,
   RATE_LIMIT_MAX,
@@ -72,6 +85,9 @@ export {
   type JobIterationPayload,
   type QueuePayload,
   type TaskPayload,
+  type SchedulePayload,
+  type ScheduleFiredPayload,
+  type ScheduleSkippedPayload,
   type JobRateLimitedPayload,
   type SignalFailurePayload,
   type WorkerPayload,

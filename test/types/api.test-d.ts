@@ -4,6 +4,11 @@ import { Cluster as Cluster5, Redis as Redis5 } from "ioredis5";
 import { Duration, type DateTime } from "luxon";
 import { describe, expectTypeOf, test } from "vitest";
 import {
+  InvalidCronError,
+  UnknownScheduleError,
+  type ScheduleInfo,
+  type ScheduleOptions,
+  type ScheduleUpsert,
   AbortJobError,
   BrokerInUseError,
   ChardError,
@@ -139,6 +144,26 @@ describe("periodic tasks", () => {
     expectTypeOf(engine.removePeriodicTask("tick")).toEqualTypeOf<Promise<boolean>>();
     // @ts-expect-error a task name is a string
     void engine.removePeriodicTask(42);
+  });
+});
+
+describe("schedules", () => {
+  test("an engine upserts, lists, pauses and removes them, with the package's types", () => {
+    const engine = new Engine(new MemoryBroker(), "ns");
+    const options: ScheduleOptions = { cron: "0 9 * * 1-5", timezone: "Europe/Paris", args: ["fr"] };
+    expectTypeOf(engine.upsertSchedule("digest", "t", options)).toEqualTypeOf<Promise<ScheduleUpsert>>();
+    expectTypeOf<ScheduleUpsert["action"]>().toEqualTypeOf<"created" | "updated" | "unchanged">();
+    expectTypeOf(engine.schedules({ upcoming: 5 })).toEqualTypeOf<Promise<ScheduleInfo[]>>();
+    expectTypeOf(engine.getSchedule("digest")).toEqualTypeOf<Promise<ScheduleInfo | undefined>>();
+    expectTypeOf<ScheduleInfo["nextFireAt"]>().toEqualTypeOf<DateTime | undefined>();
+    expectTypeOf<ScheduleInfo["state"]>().toEqualTypeOf<"active" | "paused" | "ended">();
+    expectTypeOf(engine.pauseSchedule("digest")).toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf(engine.resumeSchedule("digest")).toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf(engine.removeSchedule("digest")).toEqualTypeOf<Promise<boolean>>();
+    expectTypeOf(new UnknownScheduleError("x")).toExtend<ChardError>();
+    expectTypeOf(new InvalidCronError("x", "* *")).toExtend<InvalidOptionError>();
+    // @ts-expect-error an unknown misfire policy
+    void engine.upsertSchedule("digest", "t", { every: 60, misfire: "later" });
   });
 });
 
