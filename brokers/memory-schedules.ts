@@ -14,20 +14,8 @@ import type {
 } from "../lib/broker.js";
 import { PERIODICITY_SOURCE } from "../lib/periodic.js";
 
-/** One schedule as the namespace keeps it. */
-export interface ScheduleState {
-  definition: string;
-  source: string;
-  revision: number;
-  nextAtMs: number | undefined;
-  paused: boolean;
-  fires: number;
-  skipped: number;
-  lastFireAtMs: number | undefined;
-  lastJobId: string | undefined;
-  createdAtMs: number;
-  updatedAtMs: number;
-}
+/** One schedule as the namespace keeps it: the entry `readSchedules` lists, with its source, less what it derives. */
+export type ScheduleState = Omit<ScheduleEntry, "name" | "lastJobState" | "lastJobOk"> & { source: string };
 
 /** The fields of a stored definition that the broker reads (as the scripts do with cjson). */
 interface Timing {

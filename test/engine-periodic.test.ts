@@ -3,19 +3,10 @@ import { describe, expect, test } from "vitest";
 import { Duration } from "luxon";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { logLines, recordSignals, trackEngine } from "./helpers/engines.js";
-import { signals } from "../lib/signals.js";
+import { logLines, recordSignals, trackEngine, startUp } from "./helpers/engines.js";
 import { currentJob } from "../lib/context.js";
 import type { Engine } from "../lib/engine.js";
 import { InvalidOptionError, UnknownTaskError } from "../lib/errors.js";
-
-/** Starts the workers of `engine` and waits until they are up (periodic tasks registered). */
-async function start(engine: Engine, number: number): Promise<{ done: Promise<void> }> {
-  const up = new Promise((resolve) => signals.workerStarted.connectVia(engine.namespace, resolve));
-  const done = engine.startWorkers({ number });
-  await up;
-  return { done }; // wrapped: an async function returning the promise itself would wait for it
-}
 
 /**
  * When the broker fired the running periodic job (its due time): the fetch's time, not when the
@@ -47,7 +38,7 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const engine = trackEngine(factory.world().create({ clock }));
     const runs: number[] = [];
     engine.task("tick", () => void runs.push(firedAt()), { periodicity: PERIOD_MS / 1000 });
-    const workers = (await start(engine, 2)).done;
+    const workers = (await startUp(engine, { number: 2 })).done;
     const started = clock.now(); // the task was registered at this time
     await clock.advanceUntil(() => runs.length >= 4, { what: "4 ticks" });
     await engine.stopWorkers();
@@ -65,8 +56,8 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const period = Duration.fromMillis(PERIOD_MS);
     a.task("tick", () => void runs.push({ by: "a", at: firedAt() }), { periodicity: period });
     b.task("tick", () => void runs.push({ by: "b", at: firedAt() }), { periodicity: period });
-    const wa = (await start(a, 2)).done;
-    const wb = (await start(b, 2)).done;
+    const wa = (await startUp(a, { number: 2 })).done;
+    const wb = (await startUp(b, { number: 2 })).done;
     await clock.advanceUntil(() => runs.length >= 6, { what: "6 ticks" });
     await Promise.all([a.stopWorkers(), b.stopWorkers()]);
     await Promise.all([wa, wb]);
@@ -80,13 +71,13 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const engine = trackEngine(world.create({ clock }));
     const runs: number[] = [];
     engine.task("tick", () => void runs.push(firedAt()), { periodicity: PERIOD_MS / 1000 });
-    let workers = (await start(engine, 4)).done;
+    let workers = (await startUp(engine, { number: 4 })).done;
     await clock.advanceUntil(() => runs.length >= 1, { what: "a first tick" });
     await engine.stopWorkers();
     await workers;
     const before = runs.length;
     clock.advance(10 * PERIOD_MS); // ten periods with nobody running
-    workers = (await start(engine, 4)).done;
+    workers = (await startUp(engine, { number: 4 })).done;
     await clock.advanceUntil(() => runs.length > before, { maxMs: 1_000, what: "the late tick at restart" });
     await clock.advanceBy(PERIOD_MS / 2, 5_000, 3);
     await engine.stopWorkers();
@@ -101,13 +92,13 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const before = trackEngine(world.create({ clock }));
     const runs: number[] = [];
     before.task("tick", () => void runs.push(firedAt()), { periodicity: PERIOD_MS / 1000 });
-    const w1 = (await start(before, 2)).done;
+    const w1 = (await startUp(before, { number: 2 })).done;
     await clock.advanceUntil(() => runs.length >= 1, { what: "a first tick" });
     await before.stopWorkers();
     await w1;
     const after = trackEngine(world.create({ clock }), before.namespace);
     after.task("tick", () => void runs.push(firedAt())); // the same task, no longer periodic
-    const w2 = (await start(after, 2)).done;
+    const w2 = (await startUp(after, { number: 2 })).done;
     await advanceTo(clock, clock.t + 5 * PERIOD_MS);
     await after.stopWorkers();
     await w2;
@@ -122,13 +113,13 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     const before = trackEngine(world.create({ clock }));
     before.task("tick", () => undefined, { periodicity: PERIOD_MS / 1000, queue: "chard", maxRetries: 2 });
     const registeredAt = clock.t;
-    const w1 = (await start(before, 1)).done;
+    const w1 = (await startUp(before, { number: 1 })).done;
     await before.stopWorkers();
     await w1;
     const after = trackEngine(world.create({ clock }), before.namespace);
     after.task("other", () => undefined);
     const failed = recordSignals(after.namespace, ["jobFailed"]);
-    const w2 = (await start(after, 2)).done;
+    const w2 = (await startUp(after, { number: 2 })).done;
     expect(await schedules(after)).toEqual([
       { name: "tick", periodMs: PERIOD_MS, nextMs: registeredAt + PERIOD_MS, utc: true },
     ]);
@@ -171,7 +162,7 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
         await deployments[i]!.stopWorkers();
         await done[i];
       }
-      done[i] = (await start(deployments[i]!, 2)).done;
+      done[i] = (await startUp(deployments[i]!, { number: 2 })).done;
       await advanceTo(clock, t0 + (step + 1) * 1.5 * PERIOD_MS);
     }
     await Promise.all(deployments.map((e) => e.stopWorkers()));
@@ -189,9 +180,9 @@ describe.each(brokerFactories())("periodic tasks on $name", (factory) => {
     a.task("tick", () => void runs.push(firedAt()), { periodicity: PERIOD_MS / 1000 });
     b.task("tick", () => void runs.push(firedAt()), { periodicity: Duration.fromMillis(4 * PERIOD_MS) });
     const t0 = clock.t;
-    const wa = (await start(a, 2)).done;
+    const wa = (await startUp(a, { number: 2 })).done;
     await advanceTo(clock, t0 + PERIOD_MS / 2);
-    const wb = (await start(b, 2)).done;
+    const wb = (await startUp(b, { number: 2 })).done;
     // The last registration's period, from the last run (here the first registration): not from now.
     expect(await schedules(b)).toEqual([
       { name: "tick", periodMs: 4 * PERIOD_MS, nextMs: t0 + 4 * PERIOD_MS, utc: true },

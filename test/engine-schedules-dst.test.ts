@@ -8,11 +8,9 @@
  */
 import { describe, expect, test } from "vitest";
 import { currentJob } from "../lib/context.js";
-import type { Engine } from "../lib/engine.js";
-import { signals } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { trackEngine } from "./helpers/engines.js";
+import { trackEngine, startUp } from "./helpers/engines.js";
 
 interface Case {
   /** When the test clock starts, and until when it runs (ISO, UTC). */
@@ -80,14 +78,6 @@ const CASES: Record<string, Case> = {
   },
 };
 
-/** Starts the workers of `engine` and waits until they are up. */
-async function start(engine: Engine): Promise<{ done: Promise<void> }> {
-  const up = new Promise((resolve) => signals.workerStarted.connectVia(engine.namespace, resolve));
-  const done = engine.startWorkers({ number: 4 });
-  await up;
-  return { done }; // wrapped: an async function returning the promise itself would wait for it
-}
-
 describe.each(brokerFactories())("schedules across DST changes on $name", (factory) => {
   test.each(Object.entries(CASES))("%s", async (_, c) => {
     const clock = new FakeClock(Date.parse(c.from));
@@ -97,7 +87,7 @@ describe.each(brokerFactories())("schedules across DST changes on $name", (facto
     engine.task("run", (name: string) => void runs.get(name)!.push(currentJob()!.job.atMs));
     for (const [name, spec] of Object.entries(c.schedules))
       await engine.upsertSchedule(name, "run", { ...spec, args: [name] });
-    const { done } = await start(engine);
+    const { done } = await startUp(engine, { number: 4 });
     await clock.runTo(Date.parse(c.to));
     await clock.runFor(60); // the jobs of the last fire times run
     await engine.stopWorkers();

@@ -5,7 +5,6 @@
  */
 import { describe, expect, test } from "vitest";
 import { DateTime } from "luxon";
-import type { Engine } from "../lib/engine.js";
 import {
   DuplicateNameError,
   InvalidCronError,
@@ -18,22 +17,11 @@ import { currentJob } from "../lib/context.js";
 import { signals, type ScheduleFiredPayload, type ScheduleSkippedPayload } from "../lib/signals.js";
 import { brokerFactories } from "./helpers/brokers.js";
 import { FakeClock } from "./helpers/clock.js";
-import { deferred, trackEngine } from "./helpers/engines.js";
+import { deferred, trackEngine, startUp } from "./helpers/engines.js";
 
 /** 2026-06-01T00:00:00Z, a Monday. */
 const T0 = Date.UTC(2026, 5, 1);
 const iso = (ms: number): string => new Date(ms).toISOString();
-
-/** Starts the workers of `engine` and waits until they are up. */
-async function start(
-  engine: Engine,
-  options: Parameters<Engine["startWorkers"]>[0] = {},
-): Promise<{ done: Promise<void> }> {
-  const up = new Promise((resolve) => signals.workerStarted.connectVia(engine.namespace, resolve));
-  const done = engine.startWorkers({ number: 2, ...options });
-  await up;
-  return { done }; // wrapped: an async function returning the promise itself would wait for it
-}
 
 /** The fires and skips of a namespace, as its engines signal them. */
 function recordFires(namespace: string): { fired: ScheduleFiredPayload[]; skipped: ScheduleSkippedPayload[] } {
@@ -65,7 +53,7 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
       action: "created",
       nextFireAt: DateTime.fromMillis(T0 + 15 * 60_000, { zone: "utc" }),
     });
-    const workers = [(await start(a)).done, (await start(b)).done];
+    const workers = [(await startUp(a)).done, (await startUp(b)).done];
     await clock.runUntil(() => runs.length >= 4, { what: "4 runs" });
     await Promise.all([a.stopWorkers(), b.stopWorkers()]);
     await Promise.all(workers);
@@ -130,7 +118,7 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
     signals.schedulePaused.connectVia(engine.namespace, (_, p) => void events.push(`paused ${p.schedule}`));
     signals.scheduleResumed.connectVia(engine.namespace, (_, p) => void events.push(`resumed ${p.schedule}`));
     await engine.upsertSchedule("minutely", "t", { every: 60 });
-    const workers = (await start(engine)).done;
+    const workers = (await startUp(engine)).done;
     await clock.runUntil(() => runs.length >= 1, { what: "a run" });
     expect(await engine.pauseSchedule("minutely")).toBe(true);
     expect(await engine.pauseSchedule("minutely")).toBe(false);
@@ -167,7 +155,7 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
     await engine.upsertSchedule("latest", "latest", { cron: "0 * * * *" });
     await engine.upsertSchedule("skip", "skip", { cron: "0 * * * *", misfire: "skip", misfireGrace: 30 });
     clock.advance(5.5 * 3_600_000); // no worker ran for five and a half hours
-    const workers = (await start(engine)).done;
+    const workers = (await startUp(engine)).done;
     await clock.runUntil(() => runs.length >= 1 && skipped.length >= 1, { stepMs: 1_000, maxMs: 10_000 });
     expect(runs).toEqual([{ task: "latest", at: T0 + 5 * 3_600_000 }]);
     expect(skipped.map((s) => [s.schedule, s.reason, s.fireAt.toISO()])).toEqual([
@@ -199,7 +187,7 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
     });
     const { fired, skipped } = recordFires(engine.namespace);
     await engine.upsertSchedule("slow", "slow", { every: 60, overlap: "skip" });
-    const workers = (await start(engine)).done;
+    const workers = (await startUp(engine)).done;
     await clock.runUntil(() => started === 1, { what: "the first run" });
     await clock.runUntil(() => skipped.length >= 2, { what: "two skips" });
     expect(started).toBe(1);
@@ -225,7 +213,7 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
       args: ["window"],
     });
     await engine.upsertSchedule("now", "t", { cron: "0 0 1 1 *", runOnCreate: true, args: ["now"] });
-    const workers = (await start(engine)).done;
+    const workers = (await startUp(engine)).done;
     await clock.runUntil(() => runs.length >= 5, { what: "five runs", maxMs: 4 * 3_600_000 });
     await clock.runFor(2 * 3_600);
     await engine.stopWorkers();
@@ -247,7 +235,7 @@ describe.each(brokerFactories())("schedules on $name", (factory) => {
     const runs: unknown[][] = [];
     engine.task("tick", (...args: unknown[]) => void runs.push(args), { periodicity: { every: 60, args: ["p"] } });
     await engine.upsertSchedule("api", "tick", { every: 60 });
-    const workers = (await start(engine, { schedules: false })).done;
+    const workers = (await startUp(engine, { schedules: false })).done;
     await clock.advanceBy(5 * 60_000, 60_000);
     expect(runs).toEqual([]);
     const listed = await engine.schedules();

@@ -37,6 +37,21 @@ setLogger(captureLogger);
 
 export { until } from "./until.js";
 
+/**
+ * Starts the workers of `engine` (`options`, 2 workers unless they say) and waits until they are
+ * up (periodic tasks registered, the scheduler started); `done` settles when they stop. Wrapped:
+ * an async function returning the promise itself would wait for it.
+ */
+export async function startUp(
+  engine: Engine,
+  options: Parameters<Engine["startWorkers"]>[0] = {},
+): Promise<{ done: Promise<void> }> {
+  const up = new Promise((resolve) => signals.workerStarted.connectVia(engine.namespace, resolve));
+  const done = engine.startWorkers({ number: 2, ...options });
+  await up;
+  return { done };
+}
+
 /** A promise with its resolve function exposed, for tasks that wait on the test. */
 export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
   let resolve!: (value: T) => void;
