@@ -8,7 +8,7 @@ import { DateTime, Duration } from "luxon";
 import type { Broker, ScheduleEntry, ScheduleWrite } from "./broker.js";
 import { InvalidOptionError, describe } from "./errors.js";
 import { getLogger } from "./logger.js";
-import { checkSchedule, readDefinition } from "./schedules.js";
+import { checkSchedule, readDefinition, writeOf } from "./schedules.js";
 import type { Task } from "./tasks.js";
 import { isWellFormed } from "./names.js";
 
@@ -97,19 +97,13 @@ export async function registerPeriodicTasks(broker: Broker, tasks: readonly Task
       extras: undefined,
       delayMs: undefined,
     };
-    const { json } = checkSchedule(
+    const checked = checkSchedule(
       task.name,
       { every: Duration.fromMillis(periodMs), args: task.periodicArgs },
       template,
       PERIODICITY_SOURCE,
     );
-    writes.push({
-      name: task.name,
-      definition: json,
-      source: PERIODICITY_SOURCE,
-      nextIfNewMs: now + periodMs,
-      nextIfChangedMs: now + periodMs,
-    });
+    writes.push(writeOf(task.name, checked, now)); // first run one period from now
     periods.push(periodMs);
   }
   const report = await broker.upsertSchedules(writes, without);

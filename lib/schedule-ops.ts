@@ -15,6 +15,7 @@ import {
   durationOf,
   readDefinition,
   utcOf,
+  writeOf,
   type LastRunStatus,
   type ScheduleInfo,
 } from "./schedules.js";
@@ -47,16 +48,7 @@ export async function upsertSchedule(
   const { queue, maxRetries, extras, delayMs } = resolveJobOptions(task, jobOptions);
   const checked = checkSchedule(name, options, { task: task.name, queue, maxRetries, extras, delayMs });
   await broker.syncClock?.();
-  const now = broker.clock.now();
-  const times = new ScheduleTimes(checked.definition, checked.cron);
-  const write = {
-    name,
-    definition: checked.json,
-    source: "api",
-    nextIfNewMs: times.first(now, checked.runOnCreate),
-    nextIfChangedMs: times.nextAfter(now),
-  };
-  const [result] = (await broker.upsertSchedules([write])).results;
+  const [result] = (await broker.upsertSchedules([writeOf(name, checked, broker.clock.now())])).results;
   if (!result) throw new Error("upsertSchedules replied without a result");
   if (result.action === "conflict")
     throw new DuplicateNameError(

@@ -13,7 +13,7 @@ import type { ClockTimer } from "./clock.js";
 import { toError } from "./errors.js";
 import type { Job } from "./jobs.js";
 import { getLogger } from "./logger.js";
-import { ScheduleTimes, fireJob, planFire, readDefinition } from "./schedules.js";
+import { ScheduleTimes, claimOf, readDefinition } from "./schedules.js";
 
 /** Longest sleep: a change whose notification was lost (a reconnection) is seen within it. */
 export const MAX_SLEEP_MS = 60_000;
@@ -156,13 +156,9 @@ export class Scheduler {
 
   async #claim(entry: ScheduleEntry, now: number): Promise<void> {
     const { name } = entry;
-    let times: ScheduleTimes;
-    let job: Job;
-    let plan: ReturnType<typeof planFire>;
+    let planned: ReturnType<typeof claimOf>;
     try {
-      times = this.#timesOf(entry);
-      plan = planFire(times, entry.nextAtMs!, now, entry.fires);
-      job = fireJob(times.definition, plan.fireAtMs);
+      planned = claimOf(entry, this.#timesOf(entry), now);
     } catch (e) {
       this.#unreadable.set(name, now + UNREADABLE_RETRY_MS);
       getLogger().error(
@@ -171,20 +167,9 @@ export class Scheduler {
       return;
     }
     this.#unreadable.delete(name);
-    const report = await this.#broker.fireSchedule(
-      {
-        name,
-        revision: entry.revision,
-        dueAtMs: entry.nextAtMs!,
-        fireAtMs: plan.fireAtMs,
-        nextAtMs: plan.nextAtMs,
-        nextIfSkippedMs: plan.nextIfSkippedMs,
-        misfired: plan.misfired,
-        skipOverlap: times.definition.overlap === "skip",
-      },
-      job,
-    );
-    this.#onFired(name, plan.fireAtMs, job, report);
+    const { claim, job } = planned;
+    const report = await this.#broker.fireSchedule(claim, job);
+    this.#onFired(name, claim.fireAtMs, job, report);
   }
 
   #timesOf(entry: ScheduleEntry): ScheduleTimes {

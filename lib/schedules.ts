@@ -12,6 +12,7 @@ import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js
 import { InvalidOptionError, describe, toUtcDateTime } from "./errors.js";
 import { Job, checkArgs, type JobExtras } from "./jobs.js";
 import { isWellFormed } from "./names.js";
+import type { ScheduleClaim, ScheduleEntry, ScheduleWrite } from "./broker.js";
 
 /** Where a schedule came from: the API (`upsertSchedule`), or a task's `periodicity` option. */
 export type ScheduleSource = "api" | "periodicity";
@@ -317,6 +318,40 @@ export function planFire(times: ScheduleTimes, dueMs: number, nowMs: number, fir
     misfired,
     nextAtMs: misfired ? nextIfSkippedMs : ends(fires + 1) ? undefined : next,
     nextIfSkippedMs,
+  };
+}
+
+/**
+ * The claim of a due schedule `entry` at `nowMs` (`planFire` of its stored next fire time), with
+ * the job it makes: what a scheduler sends to `Broker.fireSchedule`.
+ */
+export function claimOf(entry: ScheduleEntry, times: ScheduleTimes, nowMs: number): { claim: ScheduleClaim; job: Job } {
+  const plan = planFire(times, entry.nextAtMs!, nowMs, entry.fires);
+  const claim: ScheduleClaim = {
+    name: entry.name,
+    revision: entry.revision,
+    dueAtMs: entry.nextAtMs!,
+    fireAtMs: plan.fireAtMs,
+    nextAtMs: plan.nextAtMs,
+    nextIfSkippedMs: plan.nextIfSkippedMs,
+    misfired: plan.misfired,
+    skipOverlap: times.definition.overlap === "skip",
+  };
+  return { claim, job: fireJob(times.definition, plan.fireAtMs) };
+}
+
+/**
+ * The write of checked schedule `name` at `nowMs` (`Broker.upsertSchedules`): its first fire time
+ * if it is new, its next one if its timing changed.
+ */
+export function writeOf(name: string, checked: CheckedSchedule, nowMs: number): ScheduleWrite {
+  const times = new ScheduleTimes(checked.definition, checked.cron);
+  return {
+    name,
+    definition: checked.json,
+    source: checked.definition.src,
+    nextIfNewMs: times.first(nowMs, checked.runOnCreate),
+    nextIfChangedMs: times.nextAfter(nowMs),
   };
 }
 

@@ -6,9 +6,9 @@ import type { Broker, FireReport, ScheduleWrite } from "../../lib/broker.js";
 import {
   ScheduleTimes,
   checkSchedule,
-  fireJob,
-  planFire,
+  claimOf,
   readDefinition,
+  writeOf,
   type ScheduleOptions,
 } from "../../lib/schedules.js";
 import type { Job } from "../../lib/jobs.js";
@@ -28,20 +28,11 @@ export function scheduleWrite(
   { task = name, queue = "pq", maxRetries = 0 }: WriteJob = {},
   source: "api" | "periodicity" = "api",
 ): ScheduleWrite {
-  const checked = checkSchedule(
+  return writeOf(
     name,
-    options,
-    { task, queue, maxRetries, extras: undefined, delayMs: undefined },
-    source,
+    checkSchedule(name, options, { task, queue, maxRetries, extras: undefined, delayMs: undefined }, source),
+    nowMs,
   );
-  const times = new ScheduleTimes(checked.definition, checked.cron);
-  return {
-    name,
-    definition: checked.json,
-    source,
-    nextIfNewMs: times.first(nowMs, checked.runOnCreate),
-    nextIfChangedMs: times.nextAfter(nowMs),
-  };
 }
 
 /** One claim of a due schedule and what came of it. */
@@ -58,23 +49,8 @@ export async function claimDue(broker: Broker): Promise<Claimed[]> {
   const { entries } = await broker.readSchedules({ dueBy: now, limit: 1000 });
   return Promise.all(
     entries.map(async (e) => {
-      const d = readDefinition(e.definition)!;
-      const plan = planFire(new ScheduleTimes(d), e.nextAtMs!, now, e.fires);
-      const job = fireJob(d, plan.fireAtMs);
-      const report = await broker.fireSchedule(
-        {
-          name: e.name,
-          revision: e.revision,
-          dueAtMs: e.nextAtMs!,
-          fireAtMs: plan.fireAtMs,
-          nextAtMs: plan.nextAtMs,
-          nextIfSkippedMs: plan.nextIfSkippedMs,
-          misfired: plan.misfired,
-          skipOverlap: d.overlap === "skip",
-        },
-        job,
-      );
-      return { name: e.name, fireAtMs: plan.fireAtMs, job, report };
+      const { claim, job } = claimOf(e, new ScheduleTimes(readDefinition(e.definition)!), now);
+      return { name: e.name, fireAtMs: claim.fireAtMs, job, report: await broker.fireSchedule(claim, job) };
     }),
   );
 }
