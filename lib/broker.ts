@@ -9,6 +9,18 @@
 import type { Clock } from "./clock.js";
 import type { Job } from "./jobs.js";
 import type { Task } from "./tasks.js";
+import type {
+  ActionOutcome,
+  CountRow,
+  DeleteOutcome,
+  ListPage,
+  ListQuery,
+  LiveWorker,
+  PurgeReport,
+  Retention,
+  StoredJob,
+  WorkerInfo,
+} from "./operations.js";
 
 /**
  * What became of a duplicate (a job scheduled with the key of a job that exists, or that ended
@@ -61,6 +73,13 @@ export interface FinishedJob {
   resultTtlMs?: number;
   /** The job stored progress (`setProgress`) that can be forgotten now. */
   hadProgress?: boolean;
+  /**
+   * The job's ended record (lib/operations.ts `writeEndedRecord`) for the store of its outcome:
+   * given for a job that failed for good while `retention.failed.count` > 0, and for one that
+   * succeeded while `retention.succeeded.count` > 0 (never for `retry`). The broker stores it
+   * (the failed or succeeded store, by its outcome) and trims that store to its bounds.
+   */
+  ended?: string;
   /**
    * The execution ended before its task function returned (a timeout, cancel or stop it ignored):
    * the outcome is applied, but the job's concurrency slot (of a task with `maxConcurrency`) stays
@@ -274,10 +293,19 @@ export interface Broker {
   readonly leaseMs: number;
   /** Set once by the Engine; a second set throws `BrokerInUseError`. */
   namespace: string;
-  /** Starts listening for namespace events (workers call it before fetching). */
-  start(): Promise<void>;
   /**
-   * Stops listening and gives up the lease; the caller has finished all its running jobs. A lease
+   * The bounds of the failed and succeeded stores (lib/operations.ts `checkRetention`; the
+   * defaults until the Engine sets its `retention`): every call that adds a record trims that
+   * store to them (at most `TRIM_BATCH` records more than it adds), and so does `keepAlive`.
+   */
+  retention: Retention;
+  /**
+   * Starts listening for namespace events (workers call it before fetching); with `info`, records
+   * it for `listWorkers` until `stop` (or until a recovery of this broker, once its lease expired).
+   */
+  start(info?: WorkerInfo): Promise<void>;
+  /**
+   * Stops listening, forgets its `WorkerInfo` and gives up the lease; the caller has finished all its running jobs. A lease
    * with jobs still marked running here, or slots still held, is left to expire instead, so that
    * a recovery takes them back.
    */
@@ -420,6 +448,51 @@ export interface Broker {
   setProgress(id: string, json: string): Promise<void>;
   /** The latest progress (JSON) of a running job, if any (after it ended, its result record holds it). */
   getProgress(id: string): Promise<string | undefined>;
+  /**
+   * The counters of the namespace (lib/operations.ts): one row per task and queue with a count not
+   * 0, sorted by queue then task. O(rows): read from counters the operations maintain, never by
+   * scanning jobs.
+   */
+  readCounts(): Promise<CountRow[]>;
+  /** One job by id, whatever its state (undefined when the broker knows nothing of it). */
+  readJob(id: string): Promise<StoredJob | undefined>;
+  /**
+   * One page of the jobs in `query.state` (optionally of one queue and one task), in a stable
+   * order, from `query.cursor`: queued jobs list by list (queues by name; in each, its levels from
+   * the highest priority to the lowest with the plain queue at 0, then its lanes by name, each by
+   * level), FIFO within a list (`newest`: all of it reversed); waiting and retrying jobs by due
+   * time, running jobs by start, failed and succeeded ones by end (then by id). Each call looks at
+   * a bounded number of entries (`limit` plus at most `MAX_PAGE`), so a filtered page may hold
+   * fewer than `limit` jobs, even none, with a `cursor` to go on. No job is listed twice in one
+   * pass while jobs move, unless it left the state and came back to a place after the cursor; a
+   * job that moved may be missed.
+   * @throws InvalidOptionError for a cursor this broker did not make for this state.
+   */
+  listJobs(query: ListQuery): Promise<ListPage>;
+  /** The brokers of the namespace holding a lease now, with their `WorkerInfo` and running jobs, by start. */
+  listWorkers(): Promise<LiveWorker[]>;
+  /**
+   * Moves failed jobs from the failed store back to their queue, atomically per job: `retries` 0
+   * (a full budget again), due now, its attempt history kept, its result record forgotten (so
+   * `getResult` waits for the new run); a job with a key takes it again (policy keep, remembered 0
+   * ms after it ends) unless another job holds it (`conflict`: left in the store). At most
+   * `MAX_ACTION_BATCH` ids. One outcome per id, in order.
+   */
+  retryFailed(ids: readonly string[]): Promise<ActionOutcome[]>;
+  /**
+   * Deletes jobs, atomically per job: a waiting, retrying, queued or revoked one is forgotten and
+   * ends as revoked (its result record says so, its key is released or given its ttl); a failed or
+   * succeeded one leaves its store (and its result record goes). A running job is left alone
+   * (`from: "running"`: cancel it instead). At most `MAX_ACTION_BATCH` ids.
+   */
+  deleteJobs(ids: readonly string[]): Promise<DeleteOutcome[]>;
+  /** Moves waiting or retrying jobs to their queue now (their due time becomes now), atomically per job. */
+  promoteJobs(ids: readonly string[]): Promise<ActionOutcome[]>;
+  /**
+   * Removes up to `limit` (at most `MAX_ACTION_BATCH`) queued jobs of `queue`, in listing order,
+   * each ending as revoked as `deleteJobs` does; running and waiting jobs are not touched.
+   */
+  purgeQueue(queue: string, limit: number): Promise<PurgeReport>;
   /** Deletes everything of this broker's namespace. */
   flush(): Promise<void>;
   /** Releases what the broker opened (not a client it was handed); idempotent. */

@@ -10,6 +10,7 @@ import { randomUUID } from "node:crypto";
 import { DateTime } from "luxon";
 import type { DurationInput } from "./durations.js";
 import { SerializationError, StateError, describe } from "./errors.js";
+import type { AttemptRecord } from "./operations.js";
 
 /** The states of a job. */
 export const JobStatus = {
@@ -77,10 +78,18 @@ export interface JobExtras {
   readonly keyPolicy?: "keep" | "replace" | "debounce" | "throttle";
   /** How long the key is remembered after the job ended (ms; `JobOptions.keyTtl`). Not in the JSON either. */
   readonly keyTtlMs?: number;
+  /**
+   * The attempts of this job that failed and were retried, oldest first (the latest
+   * `MAX_ATTEMPTS_KEPT`), for the operations API (`JobInfo.attempts`): added by the worker that
+   * retries it. Not an option: absent on a job that never failed.
+   */
+  readonly attempts?: readonly AttemptRecord[];
 }
 
 /** The headers of a job without any: one frozen empty object. */
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+/** The attempts of a job that never failed. */
+const NO_ATTEMPTS: readonly AttemptRecord[] = Object.freeze([]);
 
 /**
  * A Failed job standing for stored data that is not a job (damaged, or written by another
@@ -171,6 +180,8 @@ export class Job {
   readonly timeoutMs: number | undefined;
   /** Its own expiry in ms (`JobOptions.expiresIn`), else undefined: its task's applies. */
   readonly expiresInMs: number | undefined;
+  /** Its earlier attempts that failed and were retried, oldest first (empty for a job that never failed). */
+  readonly attempts: readonly AttemptRecord[];
   /** The per-job options as stored, shared by every copy of this job (undefined: none). */
   readonly #extras: JobExtras | undefined;
 
@@ -191,6 +202,7 @@ export class Job {
     this.headers = extras?.headers ?? NO_HEADERS;
     this.timeoutMs = extras?.timeoutMs;
     this.expiresInMs = extras?.expiresInMs;
+    this.attempts = extras?.attempts ?? NO_ATTEMPTS;
   }
 
   /** @internal The per-job options as stored (undefined for a plain job): for copies of this job. */
@@ -258,8 +270,9 @@ function head(job: Job, taskAndQueue: string): string {
  * The optional fields of the wire format, each present only when set, in this fixed order (the
  * Lua reader relies on it: brokers/redis/scripts/_prelude.lua `chard_job_options`):
  * `"prio"` (integer, not 0), `"key"` (string), `"group"` (string), `"hdr"` (object of strings), `"timeout"` (ms),
- * `"expiresIn"` (ms). Later versions add fields in this list, before `"args"`
- * (docs/queue-model.md, "The wire format").
+ * `"expiresIn"` (ms), `"errors"` (the attempts that failed: an array of
+ * `{"n","startedAt","endedAt","worker","error":{"name","message","stack"?}}`). Later versions add
+ * fields in this list, before `"args"` (docs/queue-model.md, "The wire format").
  */
 function extrasPart(extras: JobExtras): string {
   let out = "";
@@ -270,7 +283,51 @@ function extrasPart(extras: JobExtras): string {
     out += `,"hdr":${JSON.stringify(extras.headers)}`;
   if (extras.timeoutMs !== undefined) out += `,"timeout":${extras.timeoutMs}`;
   if (extras.expiresInMs !== undefined) out += `,"expiresIn":${extras.expiresInMs}`;
+  if (extras.attempts !== undefined && extras.attempts.length > 0) out += `,"errors":${attemptsJSON(extras.attempts)}`;
   return out;
+}
+
+/** The wire text of an attempt history (`"errors"`). */
+function attemptsJSON(attempts: readonly AttemptRecord[]): string {
+  return JSON.stringify(
+    attempts.map((a) => ({ n: a.n, startedAt: a.startedAtMs, endedAt: a.endedAtMs, worker: a.worker, error: a.error })),
+  );
+}
+
+/** The attempt history of a wire job's `"errors"`; undefined when absent. @throws SerializationError when mistyped. */
+function readAttempts(value: unknown, bad: (field: string) => never): readonly AttemptRecord[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) bad("errors");
+  const out: AttemptRecord[] = [];
+  for (const item of value as unknown[]) {
+    const a = item as Record<string, unknown> | null;
+    const e = a?.error as Record<string, unknown> | null | undefined;
+    if (
+      a === null ||
+      typeof a !== "object" ||
+      typeof a.n !== "number" ||
+      typeof a.startedAt !== "number" ||
+      typeof a.endedAt !== "number" ||
+      typeof a.worker !== "string" ||
+      e === null ||
+      typeof e !== "object" ||
+      typeof e.name !== "string" ||
+      typeof e.message !== "string" ||
+      (e.stack !== undefined && typeof e.stack !== "string")
+    )
+      bad("errors");
+    const error = { name: e!.name as string, message: e!.message as string };
+    out.push(
+      Object.freeze({
+        n: a!.n as number,
+        startedAtMs: a!.startedAt as number,
+        endedAtMs: a!.endedAt as number,
+        worker: a!.worker as string,
+        error: Object.freeze(e!.stack === undefined ? error : { ...error, stack: e!.stack as string }),
+      }),
+    );
+  }
+  return Object.freeze(out);
 }
 
 /**
@@ -284,7 +341,8 @@ function readExtras(w: Wire): JobExtras | undefined {
     w.group === undefined &&
     w.hdr === undefined &&
     w.timeout === undefined &&
-    w.expiresIn === undefined
+    w.expiresIn === undefined &&
+    w.errors === undefined
   )
     return undefined;
   const bad = (field: string): never => {
@@ -318,6 +376,8 @@ function readExtras(w: Wire): JobExtras | undefined {
     if (typeof value !== "number" || !(value > 0) || !Number.isFinite(value)) bad(field);
     extras[name] = value as number;
   }
+  const attempts = readAttempts(w.errors, bad);
+  if (attempts !== undefined) extras.attempts = attempts;
   return Object.freeze(extras);
 }
 
@@ -427,6 +487,7 @@ interface Wire {
   hdr?: unknown;
   timeout?: unknown;
   expiresIn?: unknown;
+  errors?: unknown;
   args: unknown;
 }
 
