@@ -48,6 +48,22 @@ import { checkTaskName } from "./names.js";
 import { checkSharedLimits } from "./rate-limits.js";
 import { Transaction } from "./transaction.js";
 import { Workers, type TaskLookup } from "./workers.js";
+import { checkRetention, type JobStateName, type RetentionOptions } from "./operations.js";
+import {
+  brokerQuery,
+  checkIds,
+  sumCounts,
+  toJobInfo,
+  toWorkerSummary,
+  wrapCursor,
+  type BulkReport,
+  type JobCounts,
+  type JobInfo,
+  type JobPage,
+  type JobQuery,
+  type WorkerSummary,
+} from "./job-info.js";
+import { checkOneId, deleteIds, forEachPage, promoteIds, purge, retryIds, runningError, type JobFilter } from "./actions.js";
 
 /** @throws InvalidOptionError unless `id` is a job id (a UUID, as `job.id`). */
 function checkJobId(id: unknown, method: string): asserts id is string {
@@ -146,6 +162,15 @@ export interface KeyHolder {
   job: Job | undefined;
 }
 
+/** Options of `new Engine(broker, namespace, options)`. */
+export interface EngineOptions {
+  /**
+   * How many ended jobs the failed and succeeded stores keep, and for how long (see the README,
+   * "Operations"): failed jobs 10,000 for 7 days by default, succeeded ones none.
+   */
+  retention?: RetentionOptions;
+}
+
 /** Owns a namespace on a broker: defines tasks, schedules jobs and runs workers. */
 export class Engine {
   /** The namespace that isolates this engine's jobs, schedules, limits and signals. */
@@ -170,9 +195,10 @@ export class Engine {
   readonly #middleware = new Middlewares();
 
   /**
-   * @throws InvalidOptionError for an empty namespace; BrokerInUseError when the broker already has an engine.
+   * @throws InvalidOptionError for an empty namespace or bad options; BrokerInUseError when the
+   *   broker already has an engine.
    */
-  constructor(broker: Broker, namespace: string = DEFAULT_NAMESPACE) {
+  constructor(broker: Broker, namespace: string = DEFAULT_NAMESPACE, options: EngineOptions = {}) {
     if (typeof namespace !== "string" || namespace.length === 0 || namespace.length > 200) {
       throw new InvalidOptionError(`namespace must be a string of 1 to 200 characters, got ${describe(namespace)}`);
     }
@@ -183,7 +209,11 @@ export class Engine {
     if (broker === null || typeof broker !== "object" || typeof broker.enqueueJobs !== "function") {
       throw new InvalidOptionError(`broker must be a Broker (MemoryBroker, RedisBroker), got ${describe(broker)}`);
     }
+    if (options === null || typeof options !== "object")
+      throw new InvalidOptionError(`Engine options must be an object { retention? }, got ${describe(options)}`);
+    const retention = checkRetention(options.retention);
     broker.namespace = namespace;
+    broker.retention = retention;
     this.namespace = namespace;
     this.broker = broker;
   }
@@ -645,6 +675,134 @@ export class Engine {
     if (state === "finished") throw new StateError(`job ${jobId} has already ended`);
     if (state === "unknown")
       throw new UnknownJobError(`no job ${jobId} waiting or running in namespace "${this.namespace}"`);
+  }
+
+  /**
+   * How many jobs of the namespace are in each state, per queue and per task, with the totals of
+   * executions that succeeded and jobs that failed: read from counters (no scan), so cheap enough
+   * to call every second.
+   */
+  async counts(): Promise<JobCounts> {
+    this.#checkOpen();
+    return sumCounts(await this.broker.readCounts());
+  }
+
+  /**
+   * One page of the jobs in a state (optionally of one queue and one task), oldest or newest first:
+   * pass the page's `cursor` back for the next. No job is listed twice in one pass while jobs move
+   * (one that left the state and came back may be); a job that moved may be missed.
+   * @throws InvalidOptionError (an unknown state, a limit out of 1..1000, a cursor of another query).
+   */
+  async jobs(query: JobQuery): Promise<JobPage> {
+    const q = brokerQuery(query, "jobs");
+    this.#checkOpen();
+    const page = await this.broker.listJobs(q);
+    const jobs: JobInfo[] = [];
+    for (const stored of page.jobs) {
+      const info = toJobInfo(stored);
+      if (info) jobs.push(this.#bind(info));
+    }
+    return { jobs, cursor: wrapCursor(page.cursor, q) };
+  }
+
+  /**
+   * One job by id, whatever its state: arguments, options, state, attempts with their errors,
+   * times, worker, result or progress; undefined when the namespace knows nothing of it (never
+   * scheduled, or ended and no longer kept).
+   * @throws InvalidOptionError for an id that is not a job id.
+   */
+  async getJob(jobId: string): Promise<JobInfo | undefined> {
+    checkJobId(jobId, "getJob");
+    this.#checkOpen();
+    const stored = await this.broker.readJob(jobId);
+    const info = stored && toJobInfo(stored);
+    return info && this.#bind(info);
+  }
+
+  #bind(info: JobInfo): JobInfo {
+    info.job?.bindResults(this.#getResult);
+    return info;
+  }
+
+  /** The live worker processes (brokers holding a lease) of the namespace, by start. */
+  async workers(): Promise<WorkerSummary[]> {
+    this.#checkOpen();
+    return (await this.broker.listWorkers()).map(toWorkerSummary);
+  }
+
+  /**
+   * Moves a failed job from the failed store back to its queue, to run again with its full
+   * `maxRetries` (`jobRequeued`); resolves with false when the store does not hold it.
+   * @throws InvalidOptionError (bad id), StateError (its key is held by another job now).
+   */
+  async retryJob(jobId: string): Promise<boolean> {
+    const id = checkOneId(jobId, "retryJob");
+    this.#checkOpen();
+    const report = await retryIds(this.broker, this.namespace, [id]);
+    if (report.done === 1) return true;
+    if ((await this.broker.readJob(id))?.state === "failed")
+      throw new StateError(`job ${id} was not retried: another job holds its key now; it stays in the failed store`);
+    return false;
+  }
+
+  /**
+   * Retries the failed jobs `filter` selects (all of them by default), in batches of up to 1,000
+   * per broker call; resolves with how many were retried and the ids left in the store.
+   * @throws InvalidOptionError for a bad filter.
+   */
+  async retryJobs(filter: JobFilter = {}): Promise<BulkReport> {
+    this.#checkOpen();
+    return forEachPage(this.broker, "failed", filter, "retryJobs", (ids) => retryIds(this.broker, this.namespace, ids));
+  }
+
+  /**
+   * Deletes a job: one not started ends as revoked (`jobRevoked`, its result rejects with
+   * `JobRevokedError`); a failed or succeeded one leaves its store (`jobDeleted`). Resolves with
+   * false when there is no such job.
+   * @throws InvalidOptionError (bad id), StateError (running: cancel it instead).
+   */
+  async deleteJob(jobId: string): Promise<boolean> {
+    const id = checkOneId(jobId, "deleteJob");
+    this.#checkOpen();
+    const stored = await this.broker.readJob(id);
+    if (stored?.state === "running") throw runningError(id);
+    const report = await deleteIds(this.broker, this.namespace, [id]);
+    if (report.done === 0 && (await this.broker.readJob(id))?.state === "running") throw runningError(id);
+    return report.done === 1;
+  }
+
+  /**
+   * Deletes the jobs of a state that `filter` selects (not `running`), in batches of up to 1,000.
+   * @throws InvalidOptionError for a bad state or filter.
+   */
+  async deleteJobs(state: Exclude<JobStateName, "running">, filter: JobFilter = {}): Promise<BulkReport> {
+    if ((state as string) === "running")
+      throw new InvalidOptionError("deleteJobs: running jobs cannot be deleted; cancel them (engine.cancel)");
+    this.#checkOpen();
+    return forEachPage(this.broker, state, filter, "deleteJobs", (ids) => deleteIds(this.broker, this.namespace, ids));
+  }
+
+  /**
+   * Moves a waiting (or retrying) job to its queue to run now (`jobPromoted`); resolves with false
+   * when it is not waiting.
+   * @throws InvalidOptionError for a bad id.
+   */
+  async promoteJob(jobId: string): Promise<boolean> {
+    const id = checkOneId(jobId, "promoteJob");
+    this.#checkOpen();
+    return (await promoteIds(this.broker, this.namespace, [id])).done === 1;
+  }
+
+  /**
+   * Removes every queued job of `queue`, in batches of up to 1,000 per broker call (so a huge queue
+   * never blocks Redis): each ends as revoked (`jobRevoked`). Running and waiting jobs are left
+   * alone. Resolves with how many were removed.
+   * @throws InvalidOptionError for a bad queue name.
+   */
+  async purgeQueue(queue: string): Promise<number> {
+    checkQueue(queue, "purgeQueue queue");
+    this.#checkOpen();
+    return purge(this.broker, this.namespace, queue);
   }
 
   /**

@@ -6,6 +6,7 @@ export {
   Engine,
   DEFAULT_NAMESPACE,
   type KeyHolder,
+  type EngineOptions,
   type StartWorkersOptions,
   type StopWorkersOptions,
 } from "./engine.js";
@@ -95,6 +96,39 @@ export {
 export { setLogger, getLogger, type Logger } from "./logger.js";
 export { exponentialBackoff } from "./backoff.js";
 export { Cron } from "./cron.js";
+export {
+  JOB_STATES,
+  DEFAULT_FAILED_RETENTION,
+  DEFAULT_SUCCEEDED_RETENTION,
+  MAX_PAGE,
+  MAX_ACTION_BATCH,
+  type JobStateName,
+  type StateCounts,
+  type CountRow,
+  type RetentionOptions,
+  type Retention,
+  type StoreBounds,
+  type ErrorRecord,
+  type AttemptRecord,
+  type StoredJob,
+  type ListQuery,
+  type ListPage,
+  type ActionOutcome,
+  type DeleteOutcome,
+  type PurgeReport,
+  type WorkerInfo,
+  type LiveWorker,
+} from "./operations.js";
+export type {
+  JobCounts,
+  JobInfo,
+  AttemptInfo,
+  JobQuery,
+  JobPage,
+  WorkerSummary,
+  BulkReport,
+} from "./job-info.js";
+export type { JobFilter } from "./actions.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";
 export type { PeriodicTaskInfo, PeriodChange, PeriodicRegistration } from "./periodic.js";

@@ -277,8 +277,18 @@ export const signals = {
   jobRateLimited: new SafeNamedSignal<JobRateLimitedPayload>("jobRateLimited"),
   /** A job failed and will not be retried: a terminal signal. */
   jobFailed: new SafeNamedSignal<JobErrorPayload>("jobFailed"),
-  /** A revoked job was dropped instead of run: a terminal signal. */
+  /**
+   * A revoked job was dropped instead of run (in the worker that reached it), or a job that had not
+   * started was deleted or purged (in the process that did it: `engine.deleteJob`, `purgeQueue`):
+   * a terminal signal.
+   */
   jobRevoked: new SafeNamedSignal<JobPayload>("jobRevoked"),
+  /** A failed job was moved from the failed store back to its queue (`engine.retryJob`), in the process that did it. */
+  jobRequeued: new SafeNamedSignal<JobPayload>("jobRequeued"),
+  /** A waiting job was moved to its queue to run now (`engine.promoteJob`), in the process that did it. */
+  jobPromoted: new SafeNamedSignal<JobPayload>("jobPromoted"),
+  /** An ended job was removed from the failed or succeeded store (`engine.deleteJob`), in the process that did it. */
+  jobDeleted: new SafeNamedSignal<JobPayload>("jobDeleted"),
   /**
    * An execute middleware ended the job without running its task (it threw `CancelExecution`), after
    * `jobStarted` and before `jobFinished`: a terminal signal.
