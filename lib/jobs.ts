@@ -184,7 +184,7 @@ export class Job {
   #extras: JobExtras | undefined;
 
   constructor(fields: JobFields) {
-    this.id = fields.id ?? randomUUID();
+    this.id = fields.id ?? newJobId(Date.now());
     this.taskName = fields.taskName;
     this.queue = fields.queue;
     this.atMs = fields.atMs;
@@ -254,6 +254,19 @@ export class Job {
   toString(): string {
     return `Job <${this.taskName} ${STATUS_NAMES[this.status]} ${this.id}>`;
   }
+}
+
+/**
+ * A new job id: a version-7 UUID (RFC 9562), its first 48 bits the time `nowMs` (so the
+ * operations API reads when a job was scheduled from its id: lib/job-info.ts `idTime`), the rest
+ * random. Ids made in one millisecond sort in no particular order.
+ */
+export function newJobId(nowMs: number): string {
+  const random = randomUUID(); // xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx, its variant bits set
+  const hex = Math.max(0, Math.min(Math.trunc(nowMs), 2 ** 48 - 1))
+    .toString(16)
+    .padStart(12, "0");
+  return `${hex.slice(0, 8)}-${hex.slice(8)}-7${random.slice(15)}`;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
