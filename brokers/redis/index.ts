@@ -709,6 +709,7 @@ export class RedisBroker extends BaseBroker {
 
   /** The namespace's counters (one HGETALL). @throws RedisConnectionError, RedisReplyError */
   async readCounts(): Promise<CountRow[]> {
+    await this.#counted(); // a namespace never counted is counted first
     try {
       return calls.parseCounts(await this.#client.hgetall(this.#k.counts).then((h) => Object.entries(h).flat()));
     } catch (e) {
