@@ -90,7 +90,12 @@ export function readJobCall(k: NamespaceKeys, { jobId, nowMs }: { jobId: string;
   };
 }
 
-const opt = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+/** A reply entry that is a string or absent (false, null). @throws RedisReplyError for anything else. */
+function opt(v: unknown, script = "ops"): string | undefined {
+  if (typeof v === "string") return v;
+  if (v === null || v === false || v === undefined) return undefined;
+  throw shapeError(script, v);
+}
 
 /** One job of the replies of read_job.lua and list_jobs.lua (8 entries from `at`, or 7 for read_job). */
 function storedJob(id: string, e: readonly unknown[], script: string): StoredJob {
@@ -172,6 +177,7 @@ export function parseListWorkers(reply: unknown, leaseMs: number): LiveWorker[] 
   for (let i = 0; i < reply.length; i += 4) {
     const id = str(reply[i], "list_workers");
     const expiry = Number(str(reply[i + 1], "list_workers"));
+    if (!Number.isFinite(expiry)) throw shapeError("list_workers", reply);
     const running = str(reply[i + 3], "list_workers");
     let info: Record<string, unknown> = {};
     const json = opt(reply[i + 2]);
@@ -271,5 +277,6 @@ export function purgeQueueCall(
 /** The reply of purge_queue.lua. */
 export function parsePurge(reply: unknown): PurgeReport {
   const [removed, more] = tuple(reply, 2, "purge_queue");
+  if (more !== 0 && more !== 1) throw shapeError("purge_queue", reply);
   return { removed: strings(removed, "purge_queue"), more: more === 1 };
 }
