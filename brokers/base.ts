@@ -20,7 +20,22 @@ import { isClock, systemClock, type Clock, type ClockTimer } from "../lib/clock.
 import { toMilliseconds, type DurationInput } from "../lib/durations.js";
 import { BrokerInUseError, InvalidOptionError, StateError } from "../lib/errors.js";
 import type { Job } from "../lib/jobs.js";
+import {
+  DEFAULT_FAILED_RETENTION,
+  DEFAULT_SUCCEEDED_RETENTION,
+  type ActionOutcome,
+  type CountRow,
+  type DeleteOutcome,
+  type ListPage,
+  type ListQuery,
+  type LiveWorker,
+  type PurgeReport,
+  type Retention,
+  type StoredJob,
+  type WorkerInfo,
+} from "../lib/operations.js";
 import type { Task } from "../lib/tasks.js";
+import { checkedRetention } from "./operation-checks.js";
 
 /** Longest sleep of `waitForEvent`: a lost notification costs at most this much. */
 export const MAX_WAIT_MS = 30_000;
@@ -48,6 +63,7 @@ export abstract class BaseBroker implements Broker {
   /** Lease lifetime in milliseconds. */
   readonly leaseMs: number;
   #namespace: string | undefined;
+  #retention: Retention = { failed: DEFAULT_FAILED_RETENTION, succeeded: DEFAULT_SUCCEEDED_RETENTION };
   #eventPending = false;
   #release: (() => void) | undefined;
   #cancelHandler: ((id: string) => void) | undefined;
@@ -82,6 +98,16 @@ export abstract class BaseBroker implements Broker {
     }
     this.onNamespace(value);
     this.#namespace = value;
+  }
+
+  /** The bounds of the failed and succeeded stores (the defaults until the engine sets its own). */
+  get retention(): Retention {
+    return this.#retention;
+  }
+
+  /** @throws InvalidOptionError unless `value` is a `Retention` (lib/operations.ts `checkRetention` makes them). */
+  set retention(value: Retention) {
+    this.#retention = checkedRetention(value);
   }
 
   /** True once an engine owns the broker. */
@@ -186,7 +212,7 @@ export abstract class BaseBroker implements Broker {
   abstract readResult(id: string): Promise<ResultLookup>;
   abstract setProgress(id: string, json: string): Promise<void>;
   abstract getProgress(id: string): Promise<string | undefined>;
-  abstract start(): Promise<void>;
+  abstract start(info?: WorkerInfo): Promise<void>;
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
   abstract getJobByKey(key: string): Promise<KeyLookup | undefined>;
@@ -216,6 +242,14 @@ export abstract class BaseBroker implements Broker {
   abstract setTaskPaused(task: string, paused: boolean): Promise<boolean>;
   abstract pausedTasks(): Promise<string[]>;
   abstract blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number>;
+  abstract readCounts(): Promise<CountRow[]>;
+  abstract readJob(id: string): Promise<StoredJob | undefined>;
+  abstract listJobs(query: ListQuery): Promise<ListPage>;
+  abstract listWorkers(): Promise<LiveWorker[]>;
+  abstract retryFailed(ids: readonly string[]): Promise<ActionOutcome[]>;
+  abstract deleteJobs(ids: readonly string[]): Promise<DeleteOutcome[]>;
+  abstract promoteJobs(ids: readonly string[]): Promise<ActionOutcome[]>;
+  abstract purgeQueue(queue: string, limit: number): Promise<PurgeReport>;
   abstract flush(): Promise<void>;
   abstract close(): Promise<void>;
 
