@@ -14,7 +14,7 @@ const TIMER_SEAM = "library code takes its timers from the Clock (lib/clock.ts),
 const TIMER_FUNCTIONS = ["setTimeout", "setInterval", "clearTimeout", "clearInterval"];
 
 export default defineConfig(
-  { ignores: ["dist/", "coverage/", "bench/results/"] },
+  { ignores: ["dist/", "coverage/", "bench/results/", "scratch/"] },
   { linterOptions: { reportUnusedDisableDirectives: "error" } },
 
   eslint.configs.recommended,

@@ -40,7 +40,7 @@ export async function retryIds(broker: Broker, namespace: string, ids: readonly 
     outcomes.forEach((outcome, k) => {
       if (outcome !== "done") return void report.skipped.push(batch[k]!);
       report.done++;
-      const ended = before[k]?.ended === undefined ? undefined : readEndedRecord(before[k]!.ended!);
+      const ended = before[k]?.ended === undefined ? undefined : readEndedRecord(before[k].ended);
       const job = jobOf(ended?.json, JobStatus.Queued);
       if (job) {
         job.retries = 0;
@@ -63,7 +63,7 @@ export async function deleteIds(broker: Broker, namespace: string, ids: readonly
       if (outcome.from === "missing" || outcome.from === "running") return void report.skipped.push(outcome.id);
       report.done++;
       if (outcome.from === "failed" || outcome.from === "succeeded") {
-        const ended = before[k]?.ended === undefined ? undefined : readEndedRecord(before[k]!.ended!);
+        const ended = before[k]?.ended === undefined ? undefined : readEndedRecord(before[k].ended);
         const status = outcome.from === "failed" ? JobStatus.Failed : JobStatus.Succeeded;
         const job = jobOf(ended?.json, status);
         if (job) signals.jobDeleted.send(namespace, { job });

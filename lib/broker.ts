@@ -305,7 +305,8 @@ export interface Broker {
    */
   start(info?: WorkerInfo): Promise<void>;
   /**
-   * Stops listening, forgets its `WorkerInfo` and gives up the lease; the caller has finished all its running jobs. A lease
+   * Stops listening, forgets its `WorkerInfo` and gives up the lease; the caller has finished all
+   * its running jobs. A lease
    * with jobs still marked running here, or slots still held, is left to expire instead, so that
    * a recovery takes them back.
    */
@@ -469,7 +470,7 @@ export interface Broker {
    * @throws InvalidOptionError for a cursor this broker did not make for this state.
    */
   listJobs(query: ListQuery): Promise<ListPage>;
-  /** The brokers of the namespace holding a lease now, with their `WorkerInfo` and running jobs (ids sorted), by start. */
+  /** The brokers of the namespace holding a lease now, with their info and running jobs (ids sorted), by start. */
   listWorkers(): Promise<LiveWorker[]>;
   /**
    * Moves failed jobs from the failed store back to their queue, atomically per job: `retries` 0

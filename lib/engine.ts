@@ -51,7 +51,6 @@ import { Workers, type TaskLookup } from "./workers.js";
 import { checkRetention, type JobStateName, type RetentionOptions } from "./operations.js";
 import {
   brokerQuery,
-  checkIds,
   sumCounts,
   toJobInfo,
   toWorkerSummary,
@@ -63,7 +62,16 @@ import {
   type JobQuery,
   type WorkerSummary,
 } from "./job-info.js";
-import { checkOneId, deleteIds, forEachPage, promoteIds, purge, retryIds, runningError, type JobFilter } from "./actions.js";
+import {
+  checkOneId,
+  deleteIds,
+  forEachPage,
+  promoteIds,
+  purge,
+  retryIds,
+  runningError,
+  type JobFilter,
+} from "./actions.js";
 
 /** @throws InvalidOptionError unless `id` is a job id (a UUID, as `job.id`). */
 function checkJobId(id: unknown, method: string): asserts id is string {

@@ -333,7 +333,14 @@ export class Execution implements JobContext, Settler {
       getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
       this.#outcome = "failed";
       this.#err = err;
-      const ack = endedAck(this.job, this.token, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
+      const ack = endedAck(
+        this.job,
+        this.token,
+        this.#task,
+        "failed",
+        failureRecord(err, undefined),
+        this.#progressStored,
+      );
       return withEnded(ack, this.#broker, err);
     }
   }

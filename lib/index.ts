@@ -119,15 +119,7 @@ export {
   type WorkerInfo,
   type LiveWorker,
 } from "./operations.js";
-export type {
-  JobCounts,
-  JobInfo,
-  AttemptInfo,
-  JobQuery,
-  JobPage,
-  WorkerSummary,
-  BulkReport,
-} from "./job-info.js";
+export type { JobCounts, JobInfo, AttemptInfo, JobQuery, JobPage, WorkerSummary, BulkReport } from "./job-info.js";
 export type { JobFilter } from "./actions.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { DurationInput } from "./durations.js";

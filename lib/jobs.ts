@@ -340,14 +340,14 @@ function readAttempts(value: unknown, bad: (field: string) => never): readonly A
       (e.stack !== undefined && typeof e.stack !== "string")
     )
       bad("errors");
-    const error = { name: e!.name as string, message: e!.message as string };
+    const error = { name: e.name, message: e.message };
     out.push(
       Object.freeze({
-        n: a!.n as number,
-        startedAtMs: a!.startedAt as number,
-        endedAtMs: a!.endedAt as number,
-        worker: a!.worker as string,
-        error: Object.freeze(e!.stack === undefined ? error : { ...error, stack: e!.stack as string }),
+        n: a.n,
+        startedAtMs: a.startedAt,
+        endedAtMs: a.endedAt,
+        worker: a.worker,
+        error: Object.freeze(e.stack === undefined ? error : { ...error, stack: e.stack }),
       }),
     );
   }

@@ -311,4 +311,3 @@ export function isStoreBounds(value: unknown): value is StoreBounds {
   const b = value as Partial<StoreBounds> | null | undefined;
   return Number.isSafeInteger(b?.count) && (b!.count as number) >= 0 && typeof b?.ageMs === "number" && b.ageMs > 0;
 }
-

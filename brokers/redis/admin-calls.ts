@@ -219,7 +219,10 @@ export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
   };
 }
 
-/** The stores' bounds as the scripts take them: "<failed count> <failed age ms> <succeeded count> <succeeded age ms>". */
+/**
+ * The stores' bounds as the scripts take them:
+ * "<failed count> <failed age ms> <succeeded count> <succeeded age ms>".
+ */
 export function boundsArg(retention: Retention = DEFAULT_RETENTION): string {
   const { failed, succeeded } = retention;
   return `${failed.count} ${Math.round(failed.ageMs)} ${succeeded.count} ${Math.round(succeeded.ageMs)}`;
@@ -238,10 +241,7 @@ export interface RecoverCallInput {
 }
 
 /** recover_dead_brokers.lua for the brokers keep_alive.lua found expired. */
-export function recoverCall(
-  k: NamespaceKeys,
-  { brokerId, brokerIds, nowMs, retention }: RecoverCallInput,
-): ScriptCall {
+export function recoverCall(k: NamespaceKeys, { brokerId, brokerIds, nowMs, retention }: RecoverCallInput): ScriptCall {
   return {
     name: "recover_dead_brokers",
     keys: [

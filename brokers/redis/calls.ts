@@ -168,7 +168,6 @@ export function countsArg(jobs: readonly Job[], nowMs: number): string {
   return out;
 }
 
-
 /**
  * The acks that failed for good and the ended records to keep (finish_jobs.lua ARGV[9]): "<id> f"
  * or "<id> f <record>" per failure, "<id> s <record>" per success with a record.

@@ -509,13 +509,15 @@ export class RedisBroker extends BaseBroker {
     const now = this.clock.now();
     const announced = [...this.#announced];
     const reply = calls.parseKeepAliveReply(
-      await this.#run(calls.keepAliveCall(k, {
+      await this.#run(
+        calls.keepAliveCall(k, {
           brokerId: this.id,
           nowMs: now,
           leaseMs: this.leaseMs,
           announced,
           retention: this.retention,
-        })),
+        }),
+      ),
     );
     for (const id of announced) this.#announced.delete(id);
     const failed: string[] = [];
@@ -534,7 +536,9 @@ export class RedisBroker extends BaseBroker {
     const unreadable: Job[] = [];
     if (reply.expired.length > 0) {
       const taken = calls.parseTakenBack(
-        await this.#run(calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now, retention: this.retention })),
+        await this.#run(
+          calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now, retention: this.retention }),
+        ),
       );
       unreadable.push(...this.#unreadable(taken.dropped, "", "a dead broker's running jobs"));
       requeued.push(...taken.requeued);
@@ -718,7 +722,10 @@ export class RedisBroker extends BaseBroker {
   /** One job by id (read_job.lua). @throws RedisConnectionError, RedisReplyError */
   async readJob(id: string): Promise<StoredJob | undefined> {
     checkJobId(id, "readJob");
-    return calls.parseReadJob(await this.#retrying(calls.readJobCall(this.#k, { jobId: id, nowMs: this.clock.now() })), id);
+    return calls.parseReadJob(
+      await this.#retrying(calls.readJobCall(this.#k, { jobId: id, nowMs: this.clock.now() })),
+      id,
+    );
   }
 
   /** One page of jobs (list_jobs.lua). @throws InvalidOptionError, RedisConnectionError, RedisReplyError */
@@ -760,7 +767,10 @@ export class RedisBroker extends BaseBroker {
     return calls.parseOutcomes(await this.#retrying(call), ids.length, "promote_jobs");
   }
 
-  /** Up to `limit` queued jobs of `queue` removed (purge_queue.lua). @throws InvalidOptionError, RedisConnectionError */
+  /**
+   * Up to `limit` queued jobs of `queue` removed (purge_queue.lua).
+   * @throws InvalidOptionError, RedisConnectionError
+   */
   async purgeQueue(queue: string, limit: number): Promise<PurgeReport> {
     checkPurge(queue, limit);
     await this.#counted();

@@ -40,7 +40,8 @@
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
  * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
- * | `<p>:counts`               | HASH   | "<letter><task>\u0001<queue>" -> jobs in that state (lib/operations.ts COUNT_LETTERS); |
+ * | `<p>:counts`               | HASH   | "<letter><task>\u0001<queue>" -> jobs in that state           |
+ * |                            |        | (lib/operations.ts COUNT_LETTERS);                                |
  * |                            |        | "~v" once the namespace was counted (count_backfill.lua)                  |
  * | `<p>:failed`               | ZSET   | ids of the failed store, score = when the job ended (ms)                  |
  * | `<p>:succeeded`            | ZSET   | ids of the succeeded store, score = when the job ended (ms)               |

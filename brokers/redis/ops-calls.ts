@@ -132,7 +132,7 @@ function unwrap(cursor: string | undefined, state: string, order: string): strin
   if (cursor === undefined) return "";
   const head = `${state}:${order}:`;
   const inner = cursor.startsWith(head) ? cursor.slice(head.length) : undefined;
-  let ok = false;
+  let ok: boolean;
   try {
     ok = inner !== undefined && Array.isArray(JSON.parse(inner));
   } catch {
@@ -214,7 +214,10 @@ export function parseListWorkers(reply: unknown, leaseMs: number): LiveWorker[] 
 }
 
 /** retry_failed.lua for `ids`. */
-export function retryFailedCall(k: NamespaceKeys, { ids, nowMs }: { ids: readonly string[]; nowMs: number }): ScriptCall {
+export function retryFailedCall(
+  k: NamespaceKeys,
+  { ids, nowMs }: { ids: readonly string[]; nowMs: number },
+): ScriptCall {
   return {
     name: "retry_failed",
     keys: [k.jobs, k.ended, k.failed, k.results, k.resultExpiry, k.maxConcurrency, k.revoked],
@@ -231,7 +234,10 @@ export function parseOutcomes(reply: unknown, count: number, script: string): Ac
 }
 
 /** delete_jobs.lua for `ids`. */
-export function deleteJobsCall(k: NamespaceKeys, { ids, nowMs }: { ids: readonly string[]; nowMs: number }): ScriptCall {
+export function deleteJobsCall(
+  k: NamespaceKeys,
+  { ids, nowMs }: { ids: readonly string[]; nowMs: number },
+): ScriptCall {
   return {
     name: "delete_jobs",
     keys: [
@@ -264,7 +270,10 @@ export function parseDeleteJobs(reply: unknown, ids: readonly string[]): DeleteO
 }
 
 /** promote_jobs.lua for `ids`. */
-export function promoteJobsCall(k: NamespaceKeys, { ids, nowMs }: { ids: readonly string[]; nowMs: number }): ScriptCall {
+export function promoteJobsCall(
+  k: NamespaceKeys,
+  { ids, nowMs }: { ids: readonly string[]; nowMs: number },
+): ScriptCall {
   return {
     name: "promote_jobs",
     keys: [k.jobs, k.future, k.revoked, k.maxConcurrency],
