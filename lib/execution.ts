@@ -34,7 +34,7 @@ import {
 } from "./errors.js";
 import { DateTime } from "luxon";
 import { JobStatus, dueStatus, toJSON, type Job } from "./jobs.js";
-import { errorRecord, writeEndedRecord } from "./operations.js";
+import { errorRecord, writeEndedRecord, type AttemptRecord } from "./operations.js";
 import { getLogger } from "./logger.js";
 import { groupLane } from "./names.js";
 import { failureRecord, storable, successRecord } from "./results.js";
@@ -102,18 +102,22 @@ export function endedAck(
 /**
  * `ack` with its ended record (lib/operations.ts) for the store of its outcome, when the broker's
  * retention keeps jobs of that outcome: failed with `err`, or succeeded. Its last attempt started
- * at the fetch (the token is the fetch's time) on this broker.
+ * at the fetch (the token is the fetch's time) on this broker; a failed execution (`ran`) is added
+ * to the job's attempts first, so a job retried from the store keeps every failure it had.
  */
-export function withEnded(ack: FinishedJob, broker: Broker, err: Error | undefined): FinishedJob {
+export function withEnded(ack: FinishedJob, broker: Broker, err: Error | undefined, ran = true): FinishedJob {
   const { failed, succeeded } = broker.retention;
-  const { outcome } = ack;
+  const { outcome, job } = ack;
   if (outcome === "retry" || (outcome === "failed" ? failed.count : succeeded.count) === 0) return ack;
-  const started = Number(ack.token);
+  const token = Number(ack.token);
+  const started = Number.isSafeInteger(token) ? token : undefined;
+  const endedAtMs = broker.clock.now();
+  if (ran && err !== undefined) job.recordAttempt(attemptOf(job, started ?? endedAtMs, endedAtMs, broker.id, err));
   try {
     ack.ended = writeEndedRecord({
       state: outcome,
-      endedAtMs: broker.clock.now(),
-      startedAtMs: Number.isSafeInteger(started) ? started : undefined,
+      endedAtMs,
+      startedAtMs: started,
       worker: broker.id,
       error: err === undefined ? undefined : errorRecord(err),
       json: toJSON(ack.job),
@@ -122,6 +126,17 @@ export function withEnded(ack: FinishedJob, broker: Broker, err: Error | undefin
     getLogger().warn(`${ack.job} is not kept in the ${outcome} store: its record could not be written`, toError(e));
   }
   return ack;
+}
+
+/** The record of a failed attempt of `job` (its number follows the job's retries and history). */
+function attemptOf(job: Job, startedAtMs: number, endedAtMs: number, worker: string, err: Error): AttemptRecord {
+  return {
+    n: Math.max(job.retries, job.attempts.at(-1)?.n ?? 0) + 1,
+    startedAtMs,
+    endedAtMs,
+    worker,
+    error: errorRecord(err),
+  };
 }
 
 /** The context of the execute middlewares of one execution (its AbortSignal made only if asked for). */
@@ -378,13 +393,7 @@ export class Execution implements JobContext, Settler {
       const now = this.#broker.clock.now();
       this.#dueBeforeRetry = job.atMs;
       const started = Number(this.token);
-      job.recordAttempt({
-        n: Math.max(job.retries, job.attempts.at(-1)?.n ?? 0) + 1,
-        startedAtMs: Number.isSafeInteger(started) ? started : now,
-        endedAtMs: now,
-        worker: this.#broker.id,
-        error: errorRecord(err),
-      });
+      job.recordAttempt(attemptOf(job, Number.isSafeInteger(started) ? started : now, now, this.#broker.id, err));
       job.retries++;
       // Stopped workers are no failure of the job's: it is retried at once, as a recovered job is.
       job.atMs =

@@ -171,7 +171,10 @@ export function toJobInfo(stored: StoredJob): JobInfo | undefined {
     error: a.error,
   }));
   const error = ended?.error ?? (stored.state === "failed" ? resultError : undefined);
-  if (ended?.state === "failed" && ended.error)
+  // The worker that failed a job records its last attempt in its history too; an ended record
+  // written otherwise (a recovery, a job that never started) adds its error as the last attempt.
+  const last = attempts.at(-1);
+  if (ended?.state === "failed" && ended.error && last?.finishedAt?.toMillis() !== ended.endedAtMs)
     attempts.push({
       attempt: (attempts.at(-1)?.attempt ?? job?.retries ?? 0) + 1,
       startedAt: time(ended.startedAtMs),

@@ -622,7 +622,7 @@ export class Workers {
    */
   #endUnstarted(ack: FinishedJob, err: Error, announce: () => void): void {
     ack.job.status = JobStatus.Failed;
-    this.#acks.push(withEnded(ack, this.#broker, err));
+    this.#acks.push(withEnded(ack, this.#broker, err, false));
     this.#settlers.push({ settle: announce });
   }
 

@@ -10,6 +10,7 @@ import { RedisBroker, RedisConnectionError, type RedisClient } from "../brokers/
 import { fetchCall, keepAliveCall, reclaimCall, recoverCall } from "../brokers/redis/calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, runScript, scriptSha } from "../brokers/redis/scripts.js";
+import { systemClock, type Clock } from "../lib/clock.js";
 import { ChardError } from "../lib/errors.js";
 import { setLogger } from "../lib/logger.js";
 import { Job } from "../lib/jobs.js";
@@ -33,8 +34,9 @@ async function server(port?: number): Promise<RedisServer> {
   return s;
 }
 /** A broker on `redis`: a URL (see testBroker) or a client made by testClient. */
-function broker(redis: string | RedisClient, namespace: string): RedisBroker {
-  const b = typeof redis === "string" ? testBroker(redis, { lease: 1 }) : new RedisBroker(redis, { lease: 1 });
+function broker(redis: string | RedisClient, namespace: string, clock?: Clock): RedisBroker {
+  const options = { lease: 1, ...(clock ? { clock } : {}) };
+  const b = typeof redis === "string" ? testBroker(redis, options) : new RedisBroker(redis, options);
   b.namespace = namespace;
   brokers.push(b);
   return b;
@@ -171,7 +173,10 @@ describe("server restarts", () => {
     clients.push(admin);
     const ns = `t-${randomUUID()}`;
     const k = namespaceKeys(ns);
-    const b = broker(s.url, ns);
+    // A clock that stands still: a fetch's token is its time or the last token + 1, so the broker's
+    // next fetch has the token first.token + 1, which the lost fetch below takes.
+    const at = Date.now() + 60_000; // later than every job's due time
+    const b = broker(s.url, ns, { ...systemClock, now: () => at });
     await b.start();
     await b.setConcurrencyKeys([new Task("L", () => undefined, { maxRetries: 1, maxConcurrency: 1 })]);
     await b.enqueueJobs([job(0)]);
@@ -184,7 +189,7 @@ describe("server restarts", () => {
       brokerId: b.id,
       queue: "q",
       maxJobs: 10,
-      nowMs: Date.now(),
+      nowMs: at,
       leaseMs: b.leaseMs,
       token: String(Number(first.token) + 1),
     });

@@ -92,6 +92,9 @@ describe("key layout", () => {
     const kinds = new Set(created.map((k) => k.slice(p.length + 1).split(":")[0]));
     expect([...kinds].sort()).toEqual([
       "concurrency",
+      "counts",
+      "ended",
+      "failed",
       "future",
       "jobs",
       "lane-queues",
@@ -389,9 +392,19 @@ describe("scripts", () => {
   test("each script carries the prelude helpers it uses, with those they use, and no others", () => {
     const helpers = (name: Parameters<typeof scriptSource>[0]): string[] =>
       [...scriptSource(name).matchAll(/^local function (chard_\w+)\(/gm)].map((m) => m[1]!);
-    expect(helpers("keep_alive")).toEqual(["chard_score", "chard_chunked", "chard_trim_results"]);
     const level = ["chard_decode_flags", "chard_write_flags", "chard_set_flag", "chard_push_level"];
     const reader = ["chard_string_end", "chard_job_options", "chard_read_job"];
+    const stores = ["chard_read_bounds", "chard_ended_job", "chard_store_key", "chard_trim_store"];
+    expect(helpers("keep_alive")).toEqual([
+      ...reader,
+      "chard_score",
+      "chard_chunked",
+      "chard_chunked_list",
+      "chard_trim_results",
+      "chard_tally",
+      "chard_write_tally",
+      ...stores,
+    ]);
     const unlane = [...reader, "chard_chunked", "chard_chunked_list", ...level, "chard_lane_flag", "chard_unlane"];
     expect(helpers("set_concurrency_keys")).toEqual(unlane);
     expect(helpers("gate_task")).toEqual([
@@ -411,6 +424,7 @@ describe("scripts", () => {
       ...level,
       "chard_job_id",
       "chard_read_batch",
+      "chard_write_tally",
     ]);
     expect(helpers("enqueue_keyed")).toEqual([
       ...reader,
@@ -427,9 +441,13 @@ describe("scripts", () => {
       "chard_lane_parts",
       "chard_push_group",
       "chard_push_ready",
+      "chard_unqueue",
       "chard_job_id",
       "chard_read_batch",
       "chard_live_state",
+      "chard_tally",
+      "chard_wait_letter",
+      "chard_write_tally",
     ]);
     expect(helpers("revoke_job")).toEqual([
       "chard_string_end",

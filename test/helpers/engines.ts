@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { Broker } from "../../lib/broker.js";
 import type { BrokerOptions } from "../../brokers/base.js";
-import { Engine } from "../../lib/engine.js";
+import { Engine, type EngineOptions } from "../../lib/engine.js";
 import { FakeClock } from "./clock.js";
 import { setLogger, type Logger } from "../../lib/logger.js";
 
@@ -10,8 +10,8 @@ import { setLogger, type Logger } from "../../lib/logger.js";
 export const openEngines = new Set<Engine>();
 
 /** Makes an engine on `broker` (random namespace unless given) that the test setup will close. */
-export function trackEngine(broker: Broker, namespace = `t-${randomUUID()}`): Engine {
-  const engine = new Engine(broker, namespace);
+export function trackEngine(broker: Broker, namespace = `t-${randomUUID()}`, options?: EngineOptions): Engine {
+  const engine = new Engine(broker, namespace, options);
   openEngines.add(engine);
   return engine;
 }

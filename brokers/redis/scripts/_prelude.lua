@@ -716,7 +716,7 @@ local function chard_wait_letter(job)
   return 'w'
 end
 
--- Writes a tally (chard_tally) to the counters HASH of `prefix`.
+-- Writes a tally (a table field -> delta, see above) to the counters HASH of `prefix`.
 local function chard_write_tally(prefix, tally)
   local key = prefix .. ':counts'
   for field, n in pairs(tally) do

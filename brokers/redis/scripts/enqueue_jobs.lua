@@ -21,7 +21,7 @@
 -- ARGV[6]   the atMs of the jobs of the future group, space-separated, in their order ("" if none)
 -- ARGV[7]   key prefix "{chard:<ns>}": the levels are built here from it and the queue's name
 --           (KEYS[i] is prefix..":queue:"..queue; same hash tag, same Cluster slot)
--- ARGV[8]   the counts the batch adds (<p>:counts, built from ARGV[7]; see chard_tally), as the
+-- ARGV[8]   the counts the batch adds (<p>:counts, built from ARGV[7]; see the counters in _prelude.lua), as the
 --           client sorted its jobs: "<n> <bytes> <field>" entries, concatenated, each field
 --           <bytes> bytes long (a field may hold any byte): "q" (queued), "w" or "r" (waiting,
 --           retrying) followed by the task, "\1" and the queue
