@@ -261,7 +261,9 @@ export function intOption(
   if (v === undefined) return undefined;
   const n = /^\d+$/.test(v) ? Number(v) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max)
-    throw usage(`--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    throw usage(
+      `--${name} must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(v)}`,
+    );
   return n;
 }
 
