@@ -21,6 +21,19 @@ import { toMilliseconds, type DurationInput } from "../lib/durations.js";
 import { BrokerInUseError, InvalidOptionError, StateError } from "../lib/errors.js";
 import type { Job } from "../lib/jobs.js";
 import type { Task } from "../lib/tasks.js";
+import {
+  checkRetention,
+  type ActionOutcome,
+  type CountRow,
+  type DeleteOutcome,
+  type ListPage,
+  type ListQuery,
+  type LiveWorker,
+  type PurgeReport,
+  type Retention,
+  type StoredJob,
+  type WorkerInfo,
+} from "../lib/operations.js";
 
 /** Longest sleep of `waitForEvent`: a lost notification costs at most this much. */
 export const MAX_WAIT_MS = 30_000;
@@ -47,6 +60,8 @@ export abstract class BaseBroker implements Broker {
   readonly clock: Clock;
   /** Lease lifetime in milliseconds. */
   readonly leaseMs: number;
+  /** The bounds of the failed and succeeded stores (the Engine sets its own). */
+  retention: Retention = checkRetention(undefined);
   #namespace: string | undefined;
   #eventPending = false;
   #release: (() => void) | undefined;
@@ -186,7 +201,7 @@ export abstract class BaseBroker implements Broker {
   abstract readResult(id: string): Promise<ResultLookup>;
   abstract setProgress(id: string, json: string): Promise<void>;
   abstract getProgress(id: string): Promise<string | undefined>;
-  abstract start(): Promise<void>;
+  abstract start(info?: WorkerInfo): Promise<void>;
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
   abstract getJobByKey(key: string): Promise<KeyLookup | undefined>;
@@ -216,6 +231,14 @@ export abstract class BaseBroker implements Broker {
   abstract setTaskPaused(task: string, paused: boolean): Promise<boolean>;
   abstract pausedTasks(): Promise<string[]>;
   abstract blockRateLimit(task: string, limiterId: string, untilMs: number): Promise<number>;
+  abstract readCounts(): Promise<CountRow[]>;
+  abstract readJob(id: string): Promise<StoredJob | undefined>;
+  abstract listJobs(query: ListQuery): Promise<ListPage>;
+  abstract listWorkers(): Promise<LiveWorker[]>;
+  abstract retryFailed(ids: readonly string[]): Promise<ActionOutcome[]>;
+  abstract deleteJobs(ids: readonly string[]): Promise<DeleteOutcome[]>;
+  abstract promoteJobs(ids: readonly string[]): Promise<ActionOutcome[]>;
+  abstract purgeQueue(queue: string, limit: number): Promise<PurgeReport>;
   abstract flush(): Promise<void>;
   abstract close(): Promise<void>;
 

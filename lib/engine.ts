@@ -11,7 +11,7 @@ import {
   describe,
   toUtcDateTime,
 } from "./errors.js";
-import { Job, JobStatus, checkArgs, copyJob, fromJSON, isJobId, type ResultOptions } from "./jobs.js";
+import { Job, JobStatus, checkArgs, copyJob, fromJSON, isJobId, newJobId, type ResultOptions } from "./jobs.js";
 import { Middlewares, runChain, type EnqueueContext, type Middleware } from "./middleware.js";
 import { checkJobOptions, checkKey, resolveJobOptions, type JobOptions } from "./options.js";
 import { readRecord, recordProgress } from "./results.js";
@@ -528,7 +528,7 @@ export class Engine {
       at === undefined
         ? now + (delayMs ?? 0)
         : toUtcDateTime(at, `scheduleAt(${JSON.stringify(task.name)}) at`).toMillis();
-    return new Job({ taskName: task.name, queue, atMs, maxRetries, taskArgs: args, extras });
+    return new Job({ id: newJobId(now), taskName: task.name, queue, atMs, maxRetries, taskArgs: args, extras });
   }
 
   #checkOpen(): void {

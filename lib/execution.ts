@@ -33,7 +33,8 @@ import {
   toError,
 } from "./errors.js";
 import { DateTime } from "luxon";
-import { JobStatus, dueStatus, type Job } from "./jobs.js";
+import { JobStatus, dueStatus, toJSON, type Job } from "./jobs.js";
+import { errorRecord, writeEndedRecord } from "./operations.js";
 import { getLogger } from "./logger.js";
 import { groupLane } from "./names.js";
 import { failureRecord, storable, successRecord } from "./results.js";
@@ -96,6 +97,31 @@ export function endedAck(
 ): FinishedJob {
   const keep = outcome !== "retry" && task.resultTtlMs > 0;
   return { job, token, outcome, result: keep ? record : undefined, resultTtlMs: task.resultTtlMs, hadProgress };
+}
+
+/**
+ * `ack` with its ended record (lib/operations.ts) for the store of its outcome, when the broker's
+ * retention keeps jobs of that outcome: failed with `err`, or succeeded. Its last attempt started
+ * at the fetch (the token is the fetch's time) on this broker.
+ */
+export function withEnded(ack: FinishedJob, broker: Broker, err: Error | undefined): FinishedJob {
+  const { failed, succeeded } = broker.retention;
+  const { outcome } = ack;
+  if (outcome === "retry" || (outcome === "failed" ? failed.count : succeeded.count) === 0) return ack;
+  const started = Number(ack.token);
+  try {
+    ack.ended = writeEndedRecord({
+      state: outcome,
+      endedAtMs: broker.clock.now(),
+      startedAtMs: Number.isSafeInteger(started) ? started : undefined,
+      worker: broker.id,
+      error: err === undefined ? undefined : errorRecord(err),
+      json: toJSON(ack.job),
+    });
+  } catch (e) {
+    getLogger().warn(`${ack.job} is not kept in the ${outcome} store: its record could not be written`, toError(e));
+  }
+  return ack;
 }
 
 /** The context of the execute middlewares of one execution (its AbortSignal made only if asked for). */
@@ -307,7 +333,8 @@ export class Execution implements JobContext, Settler {
       getLogger().error(`${this.#namespace}: ${this.job} could not be run to its end`, err);
       this.#outcome = "failed";
       this.#err = err;
-      return endedAck(this.job, this.token, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
+      const ack = endedAck(this.job, this.token, this.#task, "failed", failureRecord(err, undefined), this.#progressStored);
+      return withEnded(ack, this.#broker, err);
     }
   }
 
@@ -319,7 +346,8 @@ export class Execution implements JobContext, Settler {
     this.#value = result;
     // The record (a JSON.stringify and a job description) is only built when it is kept.
     const record = task.resultTtlMs > 0 ? successRecord(result, this.#progressJson, `the result of ${job}`) : undefined;
-    return endedAck(job, this.token, task, "succeeded", record, this.#progressStored);
+    const ack = endedAck(job, this.token, task, "succeeded", record, this.#progressStored);
+    return this.#broker.retention.succeeded.count === 0 ? ack : withEnded(ack, this.#broker, undefined);
   }
 
   #failed(e: unknown): FinishedJob {
@@ -332,7 +360,8 @@ export class Execution implements JobContext, Settler {
       job.status = JobStatus.Failed;
       this.#outcome = "skipped";
       this.#err = err;
-      return endedAck(job, this.token, task, "failed", failureRecord(err, undefined), this.#progressStored);
+      const ack = endedAck(job, this.token, task, "failed", failureRecord(err, undefined), this.#progressStored);
+      return withEnded(ack, this.#broker, err);
     }
     if (err instanceof JobTimeoutError) signals.jobTimedOut.send(ns, { job, err });
     if (err instanceof RateLimitError) return this.#rateLimited(err);
@@ -341,6 +370,14 @@ export class Execution implements JobContext, Settler {
     if (!final && job.retries < job.maxRetries) {
       const now = this.#broker.clock.now();
       this.#dueBeforeRetry = job.atMs;
+      const started = Number(this.token);
+      job.recordAttempt({
+        n: Math.max(job.retries, job.attempts.at(-1)?.n ?? 0) + 1,
+        startedAtMs: Number.isSafeInteger(started) ? started : now,
+        endedAtMs: now,
+        worker: this.#broker.id,
+        error: errorRecord(err),
+      });
       job.retries++;
       // Stopped workers are no failure of the job's: it is retried at once, as a recovered job is.
       job.atMs =
@@ -355,7 +392,8 @@ export class Execution implements JobContext, Settler {
     }
     job.status = JobStatus.Failed;
     this.#outcome = "failed";
-    return endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
+    const ack = endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
+    return withEnded(ack, this.#broker, err);
   }
 
   /**
@@ -393,7 +431,8 @@ export class Execution implements JobContext, Settler {
     }
     job.status = JobStatus.Failed;
     this.#outcome = "failed";
-    return endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
+    const ack = endedAck(job, this.token, task, "failed", failureRecord(err, this.#progressJson), this.#progressStored);
+    return withEnded(ack, this.#broker, err);
   }
 
   /** Announces the outcome (see `Settler`): its signals in their documented order, and its hooks. */

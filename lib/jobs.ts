@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { DateTime } from "luxon";
 import type { DurationInput } from "./durations.js";
 import { SerializationError, StateError, describe } from "./errors.js";
-import type { AttemptRecord } from "./operations.js";
+import { MAX_ATTEMPTS_KEPT, type AttemptRecord } from "./operations.js";
 
 /** The states of a job. */
 export const JobStatus = {
@@ -180,13 +180,11 @@ export class Job {
   readonly timeoutMs: number | undefined;
   /** Its own expiry in ms (`JobOptions.expiresIn`), else undefined: its task's applies. */
   readonly expiresInMs: number | undefined;
-  /** Its earlier attempts that failed and were retried, oldest first (empty for a job that never failed). */
-  readonly attempts: readonly AttemptRecord[];
   /** The per-job options as stored, shared by every copy of this job (undefined: none). */
-  readonly #extras: JobExtras | undefined;
+  #extras: JobExtras | undefined;
 
   constructor(fields: JobFields) {
-    this.id = fields.id ?? randomUUID();
+    this.id = fields.id ?? newJobId(Date.now());
     this.taskName = fields.taskName;
     this.queue = fields.queue;
     this.atMs = fields.atMs;
@@ -202,7 +200,20 @@ export class Job {
     this.headers = extras?.headers ?? NO_HEADERS;
     this.timeoutMs = extras?.timeoutMs;
     this.expiresInMs = extras?.expiresInMs;
-    this.attempts = extras?.attempts ?? NO_ATTEMPTS;
+  }
+
+  /** Its earlier attempts that failed and were retried, oldest first (empty for a job that never failed). */
+  get attempts(): readonly AttemptRecord[] {
+    return this.#extras?.attempts ?? NO_ATTEMPTS;
+  }
+
+  /**
+   * @internal Adds a failed attempt to the job's history (the worker that retries it), keeping the
+   * latest `MAX_ATTEMPTS_KEPT`: stored with the job's JSON from its retry on.
+   */
+  recordAttempt(attempt: AttemptRecord): void {
+    const attempts = [...this.attempts, Object.freeze(attempt)].slice(-MAX_ATTEMPTS_KEPT);
+    this.#extras = Object.freeze({ ...this.#extras, attempts: Object.freeze(attempts) });
   }
 
   /** @internal The per-job options as stored (undefined for a plain job): for copies of this job. */
@@ -243,6 +254,19 @@ export class Job {
   toString(): string {
     return `Job <${this.taskName} ${STATUS_NAMES[this.status]} ${this.id}>`;
   }
+}
+
+/**
+ * A new job id: a version-7 UUID (RFC 9562), its first 48 bits the time `nowMs` (so the
+ * operations API reads when a job was scheduled from its id: lib/job-info.ts `idTime`), the rest
+ * random. Ids made in one millisecond sort in no particular order.
+ */
+export function newJobId(nowMs: number): string {
+  const random = randomUUID(); // xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx, its variant bits set
+  const hex = Math.max(0, Math.min(Math.trunc(nowMs), 2 ** 48 - 1))
+    .toString(16)
+    .padStart(12, "0");
+  return `${hex.slice(0, 8)}-${hex.slice(8)}-7${random.slice(15)}`;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -34,6 +34,7 @@
  * slots go with the turns. Each lease renewal logs the overruns; stopping does not wait for them
  * (their concurrency slots are then left to the lease's expiry).
  */
+import { hostname } from "node:os";
 import { FINAL_ACK_BACKOFF, TURN_BACKOFF, backoffMs } from "./backoff.js";
 import type { AckReport, Broker, FetchResult, FinishedJob, Recovery, SlotRelease } from "./broker.js";
 import { sleep, type ClockTimer } from "./clock.js";
@@ -47,7 +48,7 @@ import {
   WorkerStoppedError,
   toError,
 } from "./errors.js";
-import { Execution, callHook, endedAck, type Settler } from "./execution.js";
+import { Execution, callHook, endedAck, withEnded, type Settler } from "./execution.js";
 import { JobStatus, type Job, type ResultOptions } from "./jobs.js";
 import { getLogger } from "./logger.js";
 import { Overruns } from "./overruns.js";
@@ -234,7 +235,13 @@ export class Workers {
     const broker = this.#broker;
     this.#transition(WorkersState.Starting);
     try {
-      await broker.start();
+      await broker.start({
+        host: hostname(),
+        pid: process.pid,
+        queues: this.#settings.queues,
+        concurrency: this.#settings.number,
+        startedAtMs: broker.clock.now(),
+      });
     } catch (e) {
       this.#transition(WorkersState.Stopped);
       throw e;
@@ -570,7 +577,7 @@ export class Workers {
         result: failureRecord(err, undefined),
         resultTtlMs: DEFAULT_RESULT_TTL_MS,
       };
-      this.#endUnstarted(ack, () => {
+      this.#endUnstarted(ack, err, () => {
         getLogger().error(`${ns}: ${job} failed`, err);
         signals.jobFailed.send(ns, { job, err });
       });
@@ -579,7 +586,7 @@ export class Workers {
     // A cancel that came before the fetch's reply: the job never starts.
     if (this.#earlyCancels.delete(job.id)) {
       const err = new JobCancelledError(`${job} was cancelled before it started`);
-      this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), () => {
+      this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), err, () => {
         getLogger().warn(`${ns}: ${job} failed`, err);
         signals.jobFailed.send(ns, { job, err });
         callHook(ns, task, "onFailure", job, err);
@@ -591,7 +598,7 @@ export class Workers {
     const expiresInMs = job.expiresInMs ?? task.expiresInMs;
     if (expiresInMs !== undefined && job.retries === 0 && this.#broker.clock.now() > job.atMs + expiresInMs) {
       const err = new JobExpiredError(`${job} was not started within ${expiresInMs / 1000} s of its due time`);
-      this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), () => {
+      this.#endUnstarted(endedAck(job, token, task, "failed", failureRecord(err, undefined), false), err, () => {
         getLogger().warn(`${ns}: ${err.message}; dropped`);
         signals.jobExpired.send(ns, { job });
       });
@@ -613,9 +620,9 @@ export class Workers {
    * A fetched job that fails without starting (unknown task, cancelled, expired): its failed ack
    * is queued, and `announce` sends its signals once the broker has applied it.
    */
-  #endUnstarted(ack: FinishedJob, announce: () => void): void {
+  #endUnstarted(ack: FinishedJob, err: Error, announce: () => void): void {
     ack.job.status = JobStatus.Failed;
-    this.#acks.push(ack);
+    this.#acks.push(withEnded(ack, this.#broker, err));
     this.#settlers.push({ settle: announce });
   }
 

@@ -8,6 +8,10 @@ import type { KeyLookup, JobState, ResultLookup } from "../../lib/broker.js";
 import { CANCELLED_RECORD, LOST_RECORD } from "../../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS, type GroupLimit } from "../../lib/tasks.js";
 import type { RateLimitSpec } from "../../lib/rate-limits.js";
+import { DEFAULT_FAILED_RETENTION, DEFAULT_SUCCEEDED_RETENTION, type Retention } from "../../lib/operations.js";
+
+/** The stores' bounds when a call is given none: the defaults. */
+const DEFAULT_RETENTION: Retention = { failed: DEFAULT_FAILED_RETENTION, succeeded: DEFAULT_SUCCEEDED_RETENTION };
 import type { NamespaceKeys } from "./keys.js";
 import { int, shapeError, str, strings, droppedPairs, tuple, type Dropped, type ScriptCall } from "./script-io.js";
 
@@ -138,6 +142,8 @@ export interface KeepAliveCallInput {
   readonly leaseMs: number;
   /** Ids of jobs whose recovery this broker announced since its last renewal (their entries go). */
   readonly announced: readonly string[];
+  /** The stores' bounds (Broker.retention): the renewal trims both stores. @defaultValue the defaults */
+  readonly retention?: Retention;
 }
 
 /**
@@ -149,12 +155,12 @@ export const RESULT_TRIM_BATCH = 1000;
 /** keep_alive.lua (which also removes up to `RESULT_TRIM_BATCH` expired result records). */
 export function keepAliveCall(
   k: NamespaceKeys,
-  { brokerId, nowMs, leaseMs, announced }: KeepAliveCallInput,
+  { brokerId, nowMs, leaseMs, announced, retention }: KeepAliveCallInput,
 ): ScriptCall {
   return {
     name: "keep_alive",
     keys: [k.leases, k.running(brokerId), k.unannounced(brokerId), k.results, k.resultExpiry],
-    args: [brokerId, nowMs, nowMs + leaseMs, RESULT_TRIM_BATCH, ...announced],
+    args: [brokerId, nowMs, nowMs + leaseMs, RESULT_TRIM_BATCH, boundsArg(retention), ...announced],
   };
 }
 
@@ -213,6 +219,12 @@ export function parseKeepAliveReply(reply: unknown): KeepAliveReply {
   };
 }
 
+/** The stores' bounds as the scripts take them: "<failed count> <failed age ms> <succeeded count> <succeeded age ms>". */
+export function boundsArg(retention: Retention = DEFAULT_RETENTION): string {
+  const { failed, succeeded } = retention;
+  return `${failed.count} ${Math.round(failed.ageMs)} ${succeeded.count} ${Math.round(succeeded.ageMs)}`;
+}
+
 /** Inputs of `recoverCall`. */
 export interface RecoverCallInput {
   /** The broker that recovers (the jobs it fails are recorded as unannounced until it confirms). */
@@ -221,10 +233,15 @@ export interface RecoverCallInput {
   readonly brokerIds: readonly string[];
   /** Now (epoch ms). */
   readonly nowMs: number;
+  /** The stores' bounds (Broker.retention). @defaultValue the defaults */
+  readonly retention?: Retention;
 }
 
 /** recover_dead_brokers.lua for the brokers keep_alive.lua found expired. */
-export function recoverCall(k: NamespaceKeys, { brokerId, brokerIds, nowMs }: RecoverCallInput): ScriptCall {
+export function recoverCall(
+  k: NamespaceKeys,
+  { brokerId, brokerIds, nowMs, retention }: RecoverCallInput,
+): ScriptCall {
   return {
     name: "recover_dead_brokers",
     keys: [
@@ -246,6 +263,7 @@ export function recoverCall(k: NamespaceKeys, { brokerId, brokerIds, nowMs }: Re
       DEFAULT_RESULT_TTL_MS,
       LOST_RECORD,
       CANCELLED_RECORD,
+      boundsArg(retention),
       ...brokerIds,
     ],
   };

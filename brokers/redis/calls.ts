@@ -6,6 +6,8 @@
  * are in admin-calls.ts and the shared reply checks in script-io.ts, both re-exported here.
  */
 import type { AckReport, Duplicate, FinishedJob, SlotRelease } from "../../lib/broker.js";
+import type { Retention } from "../../lib/operations.js";
+import { boundsArg } from "./admin-calls.js";
 import { InvalidOptionError } from "../../lib/errors.js";
 import { JobStatus, endedKeyJob, fromJSON, isDue, toJSON, toJSONAll, type Job } from "../../lib/jobs.js";
 import { REVOKED_RECORD } from "../../lib/results.js";
@@ -16,6 +18,7 @@ import { int, shapeError, str, strings, droppedPairs, tuple, type Dropped, type 
 
 export * from "./script-io.js";
 export * from "./admin-calls.js";
+export * from "./ops-calls.js";
 
 /**
  * Every builder takes the namespace's keys and one object of named inputs (raw numbers carry
@@ -94,6 +97,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
           jobs.map((_, i) => i),
         ),
       );
+    else args.push(countsArg(jobs, nowMs));
     return { name: keyed ? "enqueue_keyed" : "enqueue_jobs", keys, args };
   }
   // Target -> its JSONs, in batch order: the KEYS index of a queue, "<index>:<priority>" for a
@@ -134,7 +138,48 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   const args: ScriptArg[] = [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" "), k.prefix];
   // The batch index of each JSON of `packed`, in its order (groups in insertion order, the future last).
   if (keyed) args.push(...keyedArgs(jobs, nowMs, [...[...order.values()].flat(), ...laterOrder]));
+  else args.push(countsArg(jobs, nowMs));
   return { name: keyed ? "enqueue_keyed" : "enqueue_jobs", keys, args };
+}
+
+/**
+ * ARGV[8] of enqueue_jobs.lua: the counts a batch adds, "<n> <bytes> <field>" per counter field
+ * (lib/operations.ts COUNT_LETTERS: "q" for a due job, "w" or "r" for a later one, then the task,
+ * "\u0001" and the queue), in the order the jobs meet them.
+ */
+export function countsArg(jobs: readonly Job[], nowMs: number): string {
+  let out = "";
+  let field = "";
+  let n = 0;
+  const totals = new Map<string, number>();
+  for (const job of jobs) {
+    const letter = isDue(job.atMs, nowMs) ? "q" : job.retries > 0 ? "r" : "w";
+    const f = `${letter}${job.taskName}\u0001${job.queue}`;
+    if (f === field) {
+      n++;
+      continue;
+    }
+    if (n > 0) totals.set(field, (totals.get(field) ?? 0) + n);
+    field = f;
+    n = 1;
+  }
+  if (n > 0) totals.set(field, (totals.get(field) ?? 0) + n);
+  for (const [f, count] of totals) out += `${count} ${Buffer.byteLength(f)} ${f}`;
+  return out;
+}
+
+
+/**
+ * The acks that failed for good and the ended records to keep (finish_jobs.lua ARGV[9]): "<id> f"
+ * or "<id> f <record>" per failure, "<id> s <record>" per success with a record.
+ */
+export function endedArg(acks: readonly FinishedJob[]): string {
+  let out = "";
+  for (const { job, outcome, ended } of acks) {
+    if (outcome === "failed") out += `${out === "" ? "" : "\n"}${job.id} f${ended === undefined ? "" : ` ${ended}`}`;
+    else if (outcome === "succeeded" && ended !== undefined) out += `${out === "" ? "" : "\n"}${job.id} s ${ended}`;
+  }
+  return out;
 }
 
 const POLICY_CODES = { keep: "k", replace: "r", debounce: "d", throttle: "t" } as const;
@@ -211,6 +256,8 @@ export interface FetchCallInput {
   readonly releases?: readonly SlotRelease[];
   /** This fetch's token: a number the broker never sent before (it counts its fetches). */
   readonly token: string;
+  /** The stores' bounds (Broker.retention). @defaultValue the defaults */
+  readonly retention?: Retention;
 }
 
 /**
@@ -220,7 +267,7 @@ export interface FetchCallInput {
  */
 export function fetchCall(
   k: NamespaceKeys,
-  { brokerId, queue, maxJobs, nowMs, leaseMs, acks = [], releases = [], token }: FetchCallInput,
+  { brokerId, queue, maxJobs, nowMs, leaseMs, acks = [], releases = [], token, retention }: FetchCallInput,
 ): ScriptCall {
   const queues = typeof queue === "string" ? [queue] : [...new Set(queue)];
   if (queues.length === 0) throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
@@ -253,7 +300,7 @@ export function fetchCall(
   for (const q of queues.slice(1)) queueKeys(k, keys, q, index);
   if (acks.length === 0 && releases.length === 0) args.push(0, "", "", "");
   else args.push(...packAcks(k, keys, index, acks, releases, nowMs));
-  args.push(token, queues.length);
+  args.push(token, queues.length, endedArg(acks), boundsArg(retention));
   return { name: "fetch_jobs", keys, args };
 }
 
@@ -305,13 +352,18 @@ export interface FinishCallInput {
   readonly releases?: readonly SlotRelease[];
   /** Now (epoch ms): a retry due by then goes to its queue, a later one to the future set. */
   readonly nowMs: number;
+  /** The stores' bounds (Broker.retention). @defaultValue the defaults */
+  readonly retention?: Retention;
 }
 
 /**
  * finish_jobs.lua: acknowledgements alone (a worker with no free slot, or stopping; re-sent acks).
  * @throws SerializationError (from toJSON of a retry) before anything is sent.
  */
-export function finishCall(k: NamespaceKeys, { brokerId, acks, releases = [], nowMs }: FinishCallInput): ScriptCall {
+export function finishCall(
+  k: NamespaceKeys,
+  { brokerId, acks, releases = [], nowMs, retention }: FinishCallInput,
+): ScriptCall {
   const keys = [
     k.running(brokerId),
     k.maxConcurrency,
@@ -323,7 +375,11 @@ export function finishCall(k: NamespaceKeys, { brokerId, acks, releases = [], no
     k.progress,
   ];
   const packed = packAcks(k, keys, new Map(), acks, releases, nowMs);
-  return { name: "finish_jobs", keys, args: [k.events, k.resultsChannel, nowMs, ...packed, k.prefix] };
+  return {
+    name: "finish_jobs",
+    keys,
+    args: [k.events, k.resultsChannel, nowMs, ...packed, k.prefix, endedArg(acks), boundsArg(retention)],
+  };
 }
 
 /**

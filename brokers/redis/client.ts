@@ -27,6 +27,7 @@ export interface RedisClient {
   exists(...keys: string[]): Promise<number>;
   hset(key: string, field: string, value: string): Promise<unknown>;
   hget(key: string, field: string): Promise<string | null>;
+  hgetall(key: string): Promise<Record<string, string>>;
   scan(cursor: string, match: "MATCH", pattern: string, count: "COUNT", n: number): Promise<[string, string[]]>;
   unlink(...keys: string[]): Promise<number>;
   subscribe(...channels: string[]): Promise<unknown>;

@@ -33,6 +33,20 @@ import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
+import {
+  MAX_ACTION_BATCH,
+  checkActionIds,
+  checkListQuery,
+  type ActionOutcome,
+  type CountRow,
+  type DeleteOutcome,
+  type ListPage,
+  type ListQuery,
+  type LiveWorker,
+  type PurgeReport,
+  type StoredJob,
+  type WorkerInfo,
+} from "../../lib/operations.js";
 import { BaseBroker, type BrokerOptions } from "../base.js";
 import * as calls from "./calls.js";
 import * as scheduleCalls from "./schedule-calls.js";
@@ -94,8 +108,12 @@ export class RedisBroker extends BaseBroker {
   #resultsSubscriber: Promise<RedisClient> | undefined;
   #started = false;
   #closed = false;
-  /** Fetches counted: each one's token is the next number (see fetch_jobs.lua ARGV[15]). */
-  #fetches = 0;
+  /**
+   * The last fetch token: each fetch's token is the time it is sent (ms) or, when that is not
+   * later, the last token + 1 (see fetch_jobs.lua ARGV[14]): a running job's token says when it
+   * was fetched (`readJob`'s `startedAtMs`).
+   */
+  #lastToken = 0;
   /** Tokens of fetches whose reply never came (or that were refused as repeats): reclaimed by `keepAlive`. */
   readonly #lostFetches = new Set<string>();
   /**
@@ -155,6 +173,22 @@ export class RedisBroker extends BaseBroker {
     });
   }
 
+  /** The counting of the namespace (count_backfill.lua), run once before this broker's first write. */
+  #backfill: Promise<void> | undefined;
+
+  /** Counts the namespace if it never was (once per broker; a failure is tried again by the next call). */
+  async #counted(): Promise<void> {
+    this.#backfill ??= (async () => {
+      try {
+        await this.#retrying(calls.backfillCall(this.#k));
+      } catch (e) {
+        this.#backfill = undefined;
+        throw e;
+      }
+    })();
+    await this.#backfill;
+  }
+
   /** The client commands go through (the one given, or the one the broker opened). */
   get redis(): RedisClient {
     return this.#client;
@@ -191,9 +225,10 @@ export class RedisBroker extends BaseBroker {
    * Subscribes to the namespace's events, measures Redis's time (default clock) and takes a lease.
    * @throws RedisConnectionError
    */
-  async start(): Promise<void> {
+  async start(info?: WorkerInfo): Promise<void> {
     const k = this.#k;
     await this.#time?.measure(this.#readTime);
+    await this.#counted();
     try {
       this.#subscriber ??= await subscribe(this.#client, k.events, (message) => {
         if (message?.startsWith("c ")) this.deliverCancel(message.slice(2));
@@ -204,7 +239,9 @@ export class RedisBroker extends BaseBroker {
           if (message === undefined) this.deliverSchedulesChanged();
         }
       });
-      await this.#client.zadd(k.leases, this.clock.now() + this.leaseMs, this.id);
+      await this.#run(
+        calls.startBrokerCall(k, { brokerId: this.id, nowMs: this.clock.now(), leaseMs: this.leaseMs, info }),
+      );
     } catch (e) {
       throw toChardError(e, "start");
     }
@@ -260,6 +297,7 @@ export class RedisBroker extends BaseBroker {
     if (jobs.length === 0) return undefined;
     const first = this.#time?.ready(this.#readTime); // a producer's first call: Redis's time first
     if (first) await first;
+    if (this.#backfill === undefined) await this.#counted();
     const now = this.clock.now();
     const reply = await this.#retrying(calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() }));
     if (reply === ScriptCode.Duplicate)
@@ -292,7 +330,8 @@ export class RedisBroker extends BaseBroker {
   ): Promise<FetchResult> {
     const count = Number.isFinite(maxJobs) ? Math.max(0, Math.ceil(maxJobs)) : 2 ** 31 - 1;
     const now = this.clock.now();
-    const token = String(++this.#fetches);
+    this.#lastToken = Math.max(now, this.#lastToken + 1);
+    const token = String(this.#lastToken);
     const call = this.#turnCall(queue, count, now, acks, releases, token);
     let reply: calls.FetchReply;
     try {
@@ -354,6 +393,7 @@ export class RedisBroker extends BaseBroker {
         acks: withAcks,
         releases,
         token,
+        retention: this.retention,
       });
     try {
       return fetch(acks);
@@ -373,7 +413,13 @@ export class RedisBroker extends BaseBroker {
   async finishJobs(finished: readonly FinishedJob[], releases: readonly SlotRelease[] = []): Promise<AckReport> {
     if (finished.length === 0 && releases.length === 0) return { takenOver: [], cancelled: [] };
     const now = this.clock.now();
-    const call = calls.finishCall(this.#k, { brokerId: this.id, acks: finished, releases, nowMs: now });
+    const call = calls.finishCall(this.#k, {
+      brokerId: this.id,
+      acks: finished,
+      releases,
+      nowMs: now,
+      retention: this.retention,
+    });
     const report = calls.parseFinishReply(await this.#retrying(call), finished.length);
     this.#acked(finished, report, now);
     return report;
@@ -462,7 +508,13 @@ export class RedisBroker extends BaseBroker {
     const now = this.clock.now();
     const announced = [...this.#announced];
     const reply = calls.parseKeepAliveReply(
-      await this.#run(calls.keepAliveCall(k, { brokerId: this.id, nowMs: now, leaseMs: this.leaseMs, announced })),
+      await this.#run(calls.keepAliveCall(k, {
+          brokerId: this.id,
+          nowMs: now,
+          leaseMs: this.leaseMs,
+          announced,
+          retention: this.retention,
+        })),
     );
     for (const id of announced) this.#announced.delete(id);
     const failed: string[] = [];
@@ -481,7 +533,7 @@ export class RedisBroker extends BaseBroker {
     const unreadable: Job[] = [];
     if (reply.expired.length > 0) {
       const taken = calls.parseTakenBack(
-        await this.#run(calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now })),
+        await this.#run(calls.recoverCall(k, { brokerId: this.id, brokerIds: reply.expired, nowMs: now, retention: this.retention })),
       );
       unreadable.push(...this.#unreadable(taken.dropped, "", "a dead broker's running jobs"));
       requeued.push(...taken.requeued);
@@ -650,6 +702,71 @@ export class RedisBroker extends BaseBroker {
       throw toChardError(e, "subscribe to results");
     });
     await this.#resultsSubscriber;
+  }
+
+  /** The namespace's counters (one HGETALL). @throws RedisConnectionError, RedisReplyError */
+  async readCounts(): Promise<CountRow[]> {
+    try {
+      return calls.parseCounts(await this.#client.hgetall(this.#k.counts).then((h) => Object.entries(h).flat()));
+    } catch (e) {
+      throw toChardError(e, "readCounts");
+    }
+  }
+
+  /** One job by id (read_job.lua). @throws RedisConnectionError, RedisReplyError */
+  async readJob(id: string): Promise<StoredJob | undefined> {
+    checkActionIds([id], "readJob");
+    return calls.parseReadJob(await this.#retrying(calls.readJobCall(this.#k, { jobId: id, nowMs: this.clock.now() })), id);
+  }
+
+  /** One page of jobs (list_jobs.lua). @throws InvalidOptionError, RedisConnectionError, RedisReplyError */
+  async listJobs(query: ListQuery): Promise<ListPage> {
+    checkListQuery(query);
+    return calls.parseListJobs(await this.#retrying(calls.listJobsCall(this.#k, query)), query.state);
+  }
+
+  /** The brokers holding a lease (list_workers.lua). @throws RedisConnectionError, RedisReplyError */
+  async listWorkers(): Promise<LiveWorker[]> {
+    const reply = await this.#retrying(calls.listWorkersCall(this.#k, { nowMs: this.clock.now() }));
+    return calls.parseListWorkers(reply, this.leaseMs);
+  }
+
+  /** Failed jobs back to their queue (retry_failed.lua). @throws InvalidOptionError, RedisConnectionError */
+  async retryFailed(ids: readonly string[]): Promise<ActionOutcome[]> {
+    checkActionIds(ids, "retryFailed");
+    if (ids.length === 0) return [];
+    await this.#counted();
+    const call = calls.retryFailedCall(this.#k, { ids, nowMs: this.clock.now() });
+    return calls.parseOutcomes(await this.#retrying(call), ids.length, "retry_failed");
+  }
+
+  /** Deletes jobs (delete_jobs.lua). @throws InvalidOptionError, RedisConnectionError */
+  async deleteJobs(ids: readonly string[]): Promise<DeleteOutcome[]> {
+    checkActionIds(ids, "deleteJobs");
+    if (ids.length === 0) return [];
+    await this.#counted();
+    const reply = await this.#retrying(calls.deleteJobsCall(this.#k, { ids, nowMs: this.clock.now() }));
+    return calls.parseDeleteJobs(reply, ids);
+  }
+
+  /** Waiting jobs to their queue now (promote_jobs.lua). @throws InvalidOptionError, RedisConnectionError */
+  async promoteJobs(ids: readonly string[]): Promise<ActionOutcome[]> {
+    checkActionIds(ids, "promoteJobs");
+    if (ids.length === 0) return [];
+    await this.#counted();
+    const call = calls.promoteJobsCall(this.#k, { ids, nowMs: this.clock.now() });
+    return calls.parseOutcomes(await this.#retrying(call), ids.length, "promote_jobs");
+  }
+
+  /** Up to `limit` queued jobs of `queue` removed (purge_queue.lua). @throws InvalidOptionError, RedisConnectionError */
+  async purgeQueue(queue: string, limit: number): Promise<PurgeReport> {
+    if (typeof queue !== "string" || queue.length === 0)
+      throw new InvalidOptionError("purgeQueue: queue must be a non-empty string");
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_ACTION_BATCH)
+      throw new InvalidOptionError(`purgeQueue: limit must be an integer from 1 to ${MAX_ACTION_BATCH}`);
+    await this.#counted();
+    const call = calls.purgeQueueCall(this.#k, { queue, limit, nowMs: this.clock.now() });
+    return calls.parsePurge(await this.#retrying(call));
   }
 
   /** Deletes every key of this namespace (SCAN on every master, never KEYS or FLUSHDB). */

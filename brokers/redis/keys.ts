@@ -40,6 +40,12 @@
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
  * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
+ * | `<p>:counts`               | HASH   | "<letter><task>\u0001<queue>" -> jobs in that state (lib/operations.ts COUNT_LETTERS); |
+ * |                            |        | "~v" once the namespace was counted (count_backfill.lua)                  |
+ * | `<p>:failed`               | ZSET   | ids of the failed store, score = when the job ended (ms)                  |
+ * | `<p>:succeeded`            | ZSET   | ids of the succeeded store, score = when the job ended (ms)               |
+ * | `<p>:ended`                | HASH   | job id -> ended record of both stores (lib/operations.ts EndedRecord)     |
+ * | `<p>:brokers`              | HASH   | broker id -> worker info JSON while it holds a lease (start_broker.lua)  |
  * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel, "s" schedules) |
  * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
  *
@@ -110,6 +116,16 @@ export interface NamespaceKeys {
   readonly progress: string;
   /** Pub/sub channel announcing the ids of jobs that ended. */
   readonly resultsChannel: string;
+  /** Counters per state, task and queue (HASH). */
+  readonly counts: string;
+  /** The failed store (ZSET, score = end ms). */
+  readonly failed: string;
+  /** The succeeded store (ZSET, score = end ms). */
+  readonly succeeded: string;
+  /** The ended records of both stores (HASH). */
+  readonly ended: string;
+  /** Worker info of the brokers holding a lease (HASH). */
+  readonly brokers: string;
   /** SCAN pattern matching every key of the namespace, and only those. */
   readonly pattern: string;
   /** The LIST of a queue (job ids). */
@@ -161,6 +177,11 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     resultExpiry: `${p}:result-expiry`,
     progress: `${p}:progress`,
     resultsChannel: `${p}:results`,
+    counts: `${p}:counts`,
+    failed: `${p}:failed`,
+    succeeded: `${p}:succeeded`,
+    ended: `${p}:ended`,
+    brokers: `${p}:brokers`,
     pattern: `${escapeGlob(p)}:*`,
     queue: (queue) => `${p}:queue:${queue}`,
     lane: (queue, task) => `${p}:lane:${queue}:t:${task}`,

@@ -185,7 +185,9 @@ export interface FireScheduleCallInput {
 export function fireScheduleCall(k: NamespaceKeys, { claim, job, nowMs, token }: FireScheduleCallInput): ScriptCall {
   const call = enqueueCall(k, { jobs: [job], nowMs, token });
   const args = call.args.slice(0, 7);
-  args.push(call.args[7] ?? nowMs, call.args[8] ?? "");
+  // A keyed job's call has enqueue_keyed.lua's now and keyed jobs; a plain one's, its counts instead.
+  if (call.name === "enqueue_keyed") args.push(call.args[7]!, call.args[8]!);
+  else args.push(nowMs, "");
   const flags = `${claim.misfired ? "m" : ""}${claim.skipOverlap ? "o" : ""}`;
   const c = claim;
   const times = [c.dueAtMs, c.fireAtMs, c.nextAtMs, c.nextIfSkippedMs].map(msText).join("\n");

@@ -47,6 +47,15 @@ export const SCRIPT_NAMES = [
   "read_key",
   "pause_queue",
   "gate_task",
+  "start_broker",
+  "count_backfill",
+  "read_job",
+  "list_workers",
+  "list_jobs",
+  "retry_failed",
+  "delete_jobs",
+  "promote_jobs",
+  "purge_queue",
 ] as const;
 
 /** Name of a Lua script (its file name without `.lua`). */

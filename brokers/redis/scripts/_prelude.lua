@@ -411,6 +411,32 @@ local function chard_unlane(prefix, max_key, jobs_key, queue, name)
   redis.call('ZREM', prefix .. ':lanes:' .. queue, name)
 end
 
+-- Takes queued job `id` (its header `job`, from chard_read_job) out of the list it waits in: its
+-- level, its queue LIST, its lane's level or its lane (a limited task's, or its group's), found in
+-- that order by LREM (O(list) each: for rare operations, never on the path of every job); an
+-- emptied lane level leaves its lane's levels (and the lane's flag goes with the last). Keys built
+-- from `prefix`; `max_key` is the max-concurrency HASH (the flags). Returns 1 when it was found.
+local function chard_unqueue(prefix, max_key, id, job)
+  local removed = 0
+  local lane = job.group and chard_group_lane(job.task, job.group) or job.task
+  if job.prio and job.prio ~= 0 then
+    removed = redis.call('LREM', prefix .. ':prio:' .. string.format('%d', job.prio) .. ':' .. job.queue, 1, id)
+  end
+  if removed == 0 then removed = redis.call('LREM', prefix .. ':queue:' .. job.queue, 1, id) end
+  if removed == 0 and job.prio and job.prio ~= 0 then -- its lane's level (see fetch_jobs.lua)
+    local n = string.format('%d', job.prio)
+    local level = prefix .. ':plane:' .. n .. ':' .. job.queue .. ':t:' .. lane
+    removed = redis.call('LREM', level, 1, id)
+    if removed == 1 and redis.call('LLEN', level) == 0 then
+      local listed = prefix .. ':plevels:' .. job.queue .. ':t:' .. lane
+      redis.call('ZREM', listed, n)
+      if redis.call('ZCARD', listed) == 0 then chard_set_flag(max_key, chard_lane_flag(job.queue, lane), false) end
+    end
+  end
+  if removed == 0 then removed = redis.call('LREM', prefix .. ':lane:' .. job.queue .. ':t:' .. lane, 1, id) end
+  return removed
+end
+
 -- What a fetch, a recovery or a reclaim reports for a job id whose JSON is missing or not a job:
 -- appends the pair (id, JSON or false) to `list`; with a JSON, also appends `id` to `unreadable`
 -- (when given), the jobs to end with chard_end_unreadable.
@@ -672,6 +698,119 @@ local function chard_keys_ended(prefix, jsons, now)
   end
 end
 
+-- Counters of jobs per state, task and queue (lib/operations.ts): the HASH prefix..":counts"
+-- (same hash tag), field <letter><task>"\1"<queue> (no task name holds a control character, so
+-- the first "\1" ends the task), letters as COUNT_LETTERS: w waiting, r retrying, q queued,
+-- a running, f failed kept, s succeeded kept, S succeeded total, F failed total. A script adds its
+-- moves to a tally (field -> delta) with chard_tally, then writes it once, at its end, with one
+-- HINCRBY per field that changed (chard_write_tally): a batch of one task and queue costs one
+-- command per state it touches. `job` is a header read by chard_read_job (task and queue).
+local function chard_tally(tally, letter, job, n)
+  local field = letter .. job.task .. '\1' .. job.queue
+  tally[field] = (tally[field] or 0) + (n or 1)
+end
+
+-- The letter a job in the future set is counted under: "r" (retrying) after a failed attempt, else "w".
+local function chard_wait_letter(job)
+  if job.retries > 0 then return 'r' end
+  return 'w'
+end
+
+-- Writes a tally (chard_tally) to the counters HASH of `prefix`.
+local function chard_write_tally(prefix, tally)
+  local key = prefix .. ':counts'
+  for field, n in pairs(tally) do
+    if n ~= 0 then redis.call('HINCRBY', key, field, n) end
+  end
+end
+
+-- The stores of ended jobs (lib/operations.ts): the ZSETs prefix..":failed" and
+-- prefix..":succeeded" (job id, score = when it ended, ms), the records of both in the HASH
+-- prefix..":ended" (id -> EndedRecord text, the job's JSON last, after ',"job":'). Bounds come
+-- as text "<failed count> <failed age ms> <succeeded count> <succeeded age ms>"; returns
+-- { f = { count, age }, s = { count, age } }, or nil when the text is not that.
+local function chard_read_bounds(text)
+  local fc, fa, sc, sa = string.match(text or '', '^(%d+) (%d+) (%d+) (%d+)$')
+  if not fc then return nil end
+  return { f = { tonumber(fc), tonumber(fa) }, s = { tonumber(sc), tonumber(sa) } }
+end
+
+-- The job JSON of an ended record (its last field), or nil.
+local function chard_ended_job(record)
+  local at = string.find(record, ',"job":', 1, true)
+  if not at then return nil end
+  return string.sub(record, at + 7, -2)
+end
+
+-- The ZSET key of store `letter` ("f" or "s").
+local function chard_store_key(prefix, letter)
+  if letter == 'f' then return prefix .. ':failed' end
+  return prefix .. ':succeeded'
+end
+
+-- Trims store `letter` to `bound` ({ count, age ms }): removes its oldest records beyond `count`
+-- and those ended before now - age, at most `most` of them (both are the lowest ranks: one ZCARD,
+-- one ZCOUNT, and when some go one ZRANGE, one HMGET, one ZREMRANGEBYRANK, one HDEL), each
+-- counted out of the tally. Returns how many went.
+local function chard_trim_store(prefix, letter, bound, now, most, tally)
+  local zkey = chard_store_key(prefix, letter)
+  local n = redis.call('ZCARD', zkey)
+  if n == 0 then return 0 end
+  local k = math.max(n - bound[1], redis.call('ZCOUNT', zkey, '-inf', '(' .. chard_score(now - bound[2])))
+  k = math.min(k, most)
+  if k <= 0 then return 0 end
+  local gone = redis.call('ZRANGE', zkey, '0', tostring(k - 1))
+  local hkey = prefix .. ':ended'
+  local records = chard_chunked_list('HMGET', hkey, gone)
+  for i = 1, #gone do
+    local json = records[i] and chard_ended_job(records[i])
+    local job = json and chard_read_job(json)
+    if job then chard_tally(tally, letter, job, -1) end
+  end
+  redis.call('ZREMRANGEBYRANK', zkey, '0', tostring(k - 1))
+  chard_chunked('HDEL', hkey, gone)
+  return #gone
+end
+
+-- Stores ended records `added` ({ id, record } pairs) in store `letter` at `now` (a record whose
+-- bound count is 0 is not stored), counted in the tally (an id the store holds already is
+-- rewritten, not counted twice), then trims the store (chard_trim_store, at most #added + 100).
+local function chard_store_ended(prefix, letter, added, now, bounds, tally)
+  local bound = bounds[letter]
+  if bound[1] == 0 then
+    if #added > 0 then chard_trim_store(prefix, letter, bound, now, #added + 100, tally) end
+    return
+  end
+  if #added == 0 then return end
+  local zkey, ids, fields, scores = chard_store_key(prefix, letter), {}, {}, {}
+  local at = chard_score(now)
+  for i, r in ipairs(added) do
+    ids[i] = r[1]
+    fields[2 * i - 1], fields[2 * i] = r[1], r[2]
+    scores[2 * i - 1], scores[2 * i] = at, r[1]
+  end
+  local held = chard_chunked_list('ZMSCORE', zkey, ids)
+  for i, r in ipairs(added) do
+    local json = not held[i] and chard_ended_job(r[2])
+    local job = json and chard_read_job(json)
+    if job then chard_tally(tally, letter, job, 1) end
+  end
+  chard_hset_pairs(prefix .. ':ended', fields)
+  for i = 1, #scores, 2000 do redis.call('ZADD', zkey, unpack(scores, i, math.min(i + 1999, #scores))) end
+  chard_trim_store(prefix, letter, bound, now, #added + 100, tally)
+end
+
+-- The ended record a script writes itself (a recovery, a retry applied as a cancellation), byte
+-- for byte as lib/operations.ts writeEndedRecord: failed at `now`, its last attempt started at
+-- `started` (a fetch token: the fetch's time, ms) on broker `worker`, with the error of result
+-- record `record` (its "error" object), and the job's JSON.
+local function chard_failed_record(now, started, worker, record, json)
+  local err = string.match(record, '"error":(%b{})') or '{"name":"Error","message":"failed"}'
+  local head = '{"state":"failed","endedAt":' .. string.format('%d', now)
+  if tonumber(started) then head = head .. ',"startedAt":' .. string.format('%d', tonumber(started)) end
+  return head .. ',"worker":' .. chard_json_string(worker) .. ',"error":' .. err .. ',"job":' .. json .. '}'
+end
+
 -- The helpers below are the parts of chard_finish_jobs, the acknowledgement of a batch (see
 -- finish_jobs.lua's header for how a batch is packed). `ids` lists every job of the batch: the
 -- `np` plain ids first, then the id of each line; `applied[i] == 1` when the job ids[i] is acted
@@ -796,23 +935,21 @@ local function chard_first_occurrences(ids, flags, pos)
 end
 
 -- Frees the concurrency slots of the applied jobs of limited tasks (`limits`, from chard_limits):
--- one HMGET of their JSONs (a job's task is read there, before its JSON is rewritten or deleted),
--- then one HGET and one HINCRBY per task, never below 0. A job whose ack holds its slot
+-- `taken` are the ids applied, `jsons` their stored JSONs (read once by chard_finish_jobs, before
+-- they are rewritten or deleted), `positions` their indexes in the batch's ids; then one HGET and
+-- one HINCRBY per task, never below 0. A job whose ack holds its slot
 -- (`held[i]`, from chard_split_lines: its task function runs on) keeps it instead, recorded in the
 -- running HASH as "s:<token>:<id>" -> task (its group lane for a job of a group: see
 -- chard_group_lane; one HSET for all; `tokens` are the acks' tokens) until chard_release_held or a
 -- recovery frees it. A job of a group frees its group lane's counter too (kept only for tasks with
 -- a group limit). Returns true when a slot of a task with a concurrency limit (not 0), or of a
 -- group, was freed.
-local function chard_release_acked(keys, limits, ids, applied, held, tokens)
-  local taken, kept = {}, {}
-  for i = 1, #ids do
-    if applied[i] == 1 then
-      taken[#taken + 1] = ids[i]
-      kept[#taken] = held and held[i] and tokens[i]
-    end
+local function chard_release_acked(keys, limits, taken, jsons, positions, held, tokens)
+  local kept = {}
+  if held then
+    for k = 1, #taken do kept[k] = held[positions[k]] and tokens[positions[k]] end
   end
-  local jsons, freed, order, holds = chard_chunked_list('HMGET', keys.jobs, taken), {}, {}, {}
+  local freed, order, holds = {}, {}, {}
   for k = 1, #taken do
     local job = jsons[k] and chard_read_job(jsons[k])
     if job and limits[job.task] then
@@ -851,9 +988,11 @@ end
 -- A retry of a job cancelled while it ran (`marked`, from chard_take_ours) is not retried: it
 -- ends with the cancelled-retry record (kept 1 hour, as recovery keeps CANCELLED_RECORD), its
 -- applied flag becomes 4 (reported to the client, which announces a cancellation instead of a
--- retry), and a tombstone "k:<token>:<id>" in the running HASH lets a re-sent ack report it again.
+-- retry), and a tombstone "k:<token>:<id>" in the running HASH lets a re-sent ack report it again;
+-- its ended record (chard_failed_record) goes to `cancelled` (id -> record). A retry's new place
+-- (queued or waiting) is counted in `tally`.
 -- Returns true when a retry was queued or scheduled, and the number of retries cancelled.
-local function chard_apply_lines(keys, lines, np, applied, ended, records, marked, now)
+local function chard_apply_lines(keys, lines, np, applied, ended, records, marked, now, tally, cancelled)
   local progress, stored, retried, cancels, tombs = {}, {}, false, 0, {}
   for j, line in ipairs(lines) do
     if applied[np + j] == 1 then
@@ -868,9 +1007,12 @@ local function chard_apply_lines(keys, lines, np, applied, ended, records, marke
         tombs[#tombs + 1] = 'k:' .. line[4] .. ':' .. id
         tombs[#tombs + 1] = '1'
         chard_keys_ended(keys.prefix, { line[6] }, now) -- the job ended: so does its hold on its key
+        cancelled[id] = chard_failed_record(now, line[4], keys.broker, chard_cancelled_retry_record(), line[6])
       elseif lower == 'f' or lower == 'q' then
         stored[#stored + 1] = id
         stored[#stored + 1] = line[6]
+        local again = chard_read_job(line[6])
+        if again then chard_tally(tally, lower == 'q' and 'q' or chard_wait_letter(again), again, 1) end
         if lower == 'f' then
           redis.call('ZADD', keys.future, line[5], id)
         else
@@ -972,10 +1114,14 @@ end
 --     by_index = the script's KEYS (a retry due now goes to the queue at its line's keyIndex),
 --     prefix = the key prefix (a retry with a priority goes to its level: chard_push_level; the
 --       key records of keyed acks are built from it),
---     flags = the caller's copy of the flags (as read with the limits), or nil }
--- `width`, `packed`, `runs` and `packed_lines` are finish_jobs.lua's ARGV[4] to ARGV[7] (see its
--- header). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
--- here when needed.
+--     flags = the caller's copy of the flags (as read with the limits), or nil,
+--     broker = this broker's id (the worker of the ended records written here) }
+-- `width`, `packed`, `runs`, `packed_lines` and `ended_packed` are finish_jobs.lua's ARGV[4] to
+-- ARGV[7] and ARGV[9] (see its header); `bounds` the stores' bounds (chard_read_bounds of its
+-- ARGV[10]). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
+-- here when needed. Every job applied is counted (chard_tally: out of "a", into its new state,
+-- and into "S" or "F" when it ended), its ended record stored (chard_store_ended); the counts go
+-- into `caller_tally` when given (the caller writes it), else are written here.
 -- Fenced: a job is applied only while this broker's running HASH holds it under the fetch token
 -- the ack carries (see chard_take_ours): an ack re-sent after a lost reply, or one of an execution
 -- that ran again here since, is skipped; one of a job another broker took over after this
@@ -986,7 +1132,8 @@ end
 -- chard_jobs_ended (their ids published on `results_channel`).
 -- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
 -- events channel) and the positions (1-based, in the batch) of the acks taken over, {} when none.
-local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, runs, packed_lines)
+local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, runs, packed_lines, ended_packed,
+    bounds, caller_tally)
   local plain = chard_split_ids(packed, width)
   local np = #plain
   local lines, releases, held, keyed = {}, nil, nil, nil
@@ -1003,10 +1150,27 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
     all = false
   end
 
-  local notify = false
+  -- The stored JSON of each job applied (one HMGET, before it is rewritten or deleted): its
+  -- header is counted out of "running", and its task's slot freed.
+  local notify, tally, job_of = false, caller_tally or {}, {}
   if removed > 0 then
+    local mine, positions = {}, {}
+    for i = 1, #ids do
+      if applied[i] == 1 then
+        mine[#mine + 1] = ids[i]
+        positions[#mine] = i
+      end
+    end
+    local jsons = chard_chunked_list('HMGET', keys.jobs, mine)
+    for k = 1, #mine do
+      local job = jsons[k] and chard_read_job(jsons[k])
+      if job then
+        job_of[mine[k]] = job
+        chard_tally(tally, 'a', job, -1)
+      end
+    end
     if limits == nil then limits = chard_limits(keys.max_concurrency) end
-    if limits then notify = chard_release_acked(keys, limits, ids, applied, held, tokens) end -- none limited: skip
+    if limits then notify = chard_release_acked(keys, limits, mine, jsons, positions, held, tokens) end -- none limited: skip
   end
 
   local ended, message, records = plain, packed, {}
@@ -1023,14 +1187,39 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
     end
     if #ids_keyed > 0 then chard_keys_ended(keys.prefix, chard_chunked_list('HMGET', keys.jobs, ids_keyed), now) end
   end
+  local cancelled = {}
   if #lines > 0 then
-    local retried, cancels = chard_apply_lines(keys, lines, np, applied, ended, records, marked, now)
+    local retried, cancels = chard_apply_lines(keys, lines, np, applied, ended, records, marked, now, tally, cancelled)
     if retried then notify = true end
     if cancels > 0 then taken = true end
   end
   if #ended > 0 then
+    -- Each job that ended is counted (a failure listed in `ended_packed`, or cancelled here; else a
+    -- success), and its ended record, if any, goes to its store.
+    local outcomes = nil
+    if ended_packed ~= '' then
+      outcomes = {}
+      for _, o in ipairs(chard_lines(ended_packed, 3)) do outcomes[o[1]] = o end
+    end
+    local failed, succeeded = {}, {}
+    for _, id in ipairs(ended) do
+      local job, o, c = job_of[id], outcomes and outcomes[id], cancelled[id]
+      if job then
+        if c or (o and o[2] == 'f') then
+          chard_tally(tally, 'F', job, 1)
+          if c or o[3] then failed[#failed + 1] = { id, c or o[3] } end
+        else
+          chard_tally(tally, 'S', job, 1)
+          if o and o[3] then succeeded[#succeeded + 1] = { id, o[3] } end
+        end
+      end
+    end
     chard_jobs_ended(keys.jobs, keys.results, keys.result_expiry, results_channel, ended, records, now, nil, nil, message)
+    bounds = bounds or chard_read_bounds('10000 604800000 0 86400000')
+    chard_store_ended(keys.prefix, 'f', failed, now, bounds, tally)
+    chard_store_ended(keys.prefix, 's', succeeded, now, bounds, tally)
   end
+  if not caller_tally then chard_write_tally(keys.prefix, tally) end
   if releases and chard_release_held(keys, releases) then notify = true end
 
   if not taken then return notify, {} end

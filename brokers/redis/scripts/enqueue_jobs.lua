@@ -21,6 +21,10 @@
 -- ARGV[6]   the atMs of the jobs of the future group, space-separated, in their order ("" if none)
 -- ARGV[7]   key prefix "{chard:<ns>}": the levels are built here from it and the queue's name
 --           (KEYS[i] is prefix..":queue:"..queue; same hash tag, same Cluster slot)
+-- ARGV[8]   the counts the batch adds (<p>:counts, built from ARGV[7]; see chard_tally), as the
+--           client sorted its jobs: "<n> <bytes> <field>" entries, concatenated, each field
+--           <bytes> bytes long (a field may hold any byte): "q" (queued), "w" or "r" (waiting,
+--           retrying) followed by the task, "\1" and the queue
 -- Returns 0 when stored, 1 (DUPLICATE) when the token existed: an earlier attempt of this very
 -- call already stored the batch, so nothing is stored twice. A batch with keyed jobs, or jobs with
 -- a group, goes to enqueue_keyed.lua instead (the same arguments and two more), so this script carries none of
@@ -33,6 +37,13 @@ end
 local batch, wrong = chard_read_batch(ARGV[4], ARGV[5], tonumber(ARGV[3]), ARGV[6], #KEYS)
 if not batch then return bad(wrong) end
 if next(batch.grouped) then return bad('jobs with a group go to enqueue_keyed.lua') end
+local tally, pos, len = {}, 1, #(ARGV[8] or '')
+while pos <= len do
+  local n, size, start = string.match(ARGV[8], '^(%d+) (%d+) ()', pos)
+  if not n then return bad('bad counts: ' .. string.sub(ARGV[8], pos, pos + 60)) end
+  tally[string.sub(ARGV[8], start, start + tonumber(size) - 1)] = tonumber(n)
+  pos = start + tonumber(size)
+end
 local targets, prios, counts, ids = batch.targets, batch.prios, batch.counts, batch.ids
 local hash_args, n, future_at = batch.hash_args, batch.n, batch.future_at
 
@@ -59,5 +70,6 @@ for g, target in ipairs(targets) do
   end
   first = last + 1
 end
+chard_write_tally(ARGV[7], tally)
 redis.call('PUBLISH', ARGV[1], '')
 return 0

@@ -46,6 +46,8 @@
 --           Replies "x" (lost: another call claimed it, or the schedule changed; nothing written),
 --           "s m" / "s o" (claimed without a job), else the batch's outcome; stored with the token
 --           as any outcome, so a re-sent claim replies the same.
+-- The jobs stored are counted (<p>:counts: queued, or waiting/retrying; see chard_tally), and a
+-- replaced holder moves between those counts (and to its new task and queue).
 -- A key record is a STRING: "<id> <policy> <scheduledMs> <ttlMs>" while its job (the holder)
 -- exists, no expiry; "<id> <untilMs>" once it ended (the end paths write it: _prelude.lua), with
 -- a PX to untilMs. A keyed job whose key is free (no record, an ended record past untilMs, or a
@@ -162,7 +164,7 @@ do
   local store = {} -- store[i] == false: the job of ARGV[5] at i is not stored (a duplicate)
   local in_batch = {} -- id -> place in ARGV[5] of a job of this batch that took a key
   local extra_hset, extra_push, extra_zadd = {}, {}, {}
-  local outcome = {}
+  local outcome, tally = {}, {}
   local function place(id, queue, at, prio, lane) -- a replaced job stored before this call, moved
     if at <= now then
       if lane or (prio and prio ~= 0) then
@@ -246,30 +248,14 @@ do
               elseif same and due then
                 now_state = 'q'
               else
-                -- Where it waits: its level, or its queue, or its task's lane (a limited task's), or
-                -- its group's lane (its LIST or level, as a task's lane).
-                local removed = 0
-                local lane = cur.group and chard_group_lane(cur.task, cur.group) or cur.task
-                if cur.prio and cur.prio ~= 0 then
-                  removed = redis.call('LREM', prefix .. ':prio:' .. string.format('%d', cur.prio) .. ':' .. cur.queue, 1,
-                    holder)
-                end
-                if removed == 0 then removed = redis.call('LREM', prefix .. ':queue:' .. cur.queue, 1, holder) end
-                if removed == 0 and cur.prio and cur.prio ~= 0 then -- its lane's level (see fetch_jobs.lua)
-                  local n = string.format('%d', cur.prio)
-                  local level = prefix .. ':plane:' .. n .. ':' .. cur.queue .. ':t:' .. lane
-                  removed = redis.call('LREM', level, 1, holder)
-                  if removed == 1 and redis.call('LLEN', level) == 0 then
-                    local listed = prefix .. ':plevels:' .. cur.queue .. ':t:' .. lane
-                    redis.call('ZREM', listed, n)
-                    if redis.call('ZCARD', listed) == 0 then
-                      chard_set_flag(KEYS[4], chard_lane_flag(cur.queue, lane), false)
-                    end
-                  end
-                end
-                if removed == 0 then redis.call('LREM', prefix .. ':lane:' .. cur.queue .. ':t:' .. lane, 1, holder) end
+                chard_unqueue(prefix, KEYS[4], holder, cur) -- where it waits
                 now_state = place(holder, job.queue, new_at, job.prio, new_lane)
               end
+            end
+            if not pos then -- counted out of its old place, into its new one
+              local after = chard_read_job(new_json)
+              chard_tally(tally, state == 'w' and chard_wait_letter(cur) or 'q', cur, -1)
+              if after then chard_tally(tally, now_state == 'w' and chard_wait_letter(after) or 'q', after, 1) end
             end
             redis.call('SET', rk, holder .. ' ' .. e.policy .. ' ' .. scheduled .. ' ' .. string.format('%d', e.ttl))
             outcome[e.batch] = 'r ' .. now_state .. ' ' .. new_json
@@ -291,6 +277,8 @@ do
       hset[#hset + 1] = ids[i]
       hset[#hset + 1] = hash_args[2 * i]
       local key = dest[i]
+      local counted = chard_read_job(hash_args[2 * i])
+      if counted then chard_tally(tally, key and 'q' or chard_wait_letter(counted), counted, 1) end
       if key and (lane_of[i] or (prio_of[i] and prio_of[i] ~= 0)) then
         levels[#levels + 1] = { string.sub(key, #prefix + 8), prio_of[i], ids[i], lane_of[i] }
       elseif key then
@@ -327,6 +315,7 @@ do
     local holder = string.match(lines[1], '^e (%S+)') or chard_job_id(string.sub(lines[1], 5))
     if holder then redis.call('HSET', prefix .. ':schedule:' .. claim[7], 'job', holder) end
   end
+  chard_write_tally(prefix, tally)
   redis.call('SET', KEYS[1], reply, 'PX', ARGV[2])
   redis.call('PUBLISH', ARGV[1], '')
   return reply

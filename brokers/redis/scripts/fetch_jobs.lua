@@ -39,6 +39,11 @@
 --          their own tokens (see finish_jobs.lua), so the call as a whole is safe to apply twice.
 -- ARGV[15] the number of queues to fetch from (KEYS[1], then the first of KEYS[12..]): strict
 --          priority between them, in their order: each gives what it can before the next is looked at.
+-- ARGV[16] the acks' failures and ended records, as ARGV[9] of finish_jobs.lua ("" for none)
+-- ARGV[17] the stores' bounds, as ARGV[10] of finish_jobs.lua
+-- Every move is counted per state, task and queue (<p>:counts, built from the prefix: chard_tally):
+-- due jobs from waiting or retrying to queued, jobs taken from queued to running, revoked jobs
+-- dropped out of queued, and the acks' moves; one HINCRBY per field changed, at the end.
 -- Within a queue q, jobs with a priority n other than 0 wait in its levels, the LISTs
 -- prefix..":prio:"..n..":"..q (FIFO), listed in the ZSET prefix..":prios:"..q while they hold
 -- jobs (member n, score -n), and flagged in the field "" of KEYS[7] ("prio:"..q, read with the
@@ -80,12 +85,13 @@ for i = 2, tonumber(ARGV[15]) do queue_keys[i] = KEYS[10 + i] end
 local limits, flags = nil, nil
 if max_jobs > 0 then limits, flags = chard_limits(max_key) end
 flags = flags or {}
-local notify, taken_over = false, {}
+local notify, taken_over, tally = false, {}, {}
 if ARGV[11] ~= '' or ARGV[13] ~= '' then
   local keys = { running = running_key, max_concurrency = max_key, concurrency = cur_key, future = future_key,
     jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[11], by_index = KEYS,
-    prefix = prefix, flags = flags }
-  notify, taken_over = chard_finish_jobs(keys, ARGV[7], limits, now, tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13])
+    prefix = prefix, flags = flags, broker = broker_id }
+  notify, taken_over = chard_finish_jobs(keys, ARGV[7], limits, now, tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13],
+    ARGV[16], chard_read_bounds(ARGV[17]), tally)
 end
 local token, repeated = ARGV[14], false
 -- True (and nothing may be taken) when a fetch with this token or a later one already took jobs.
@@ -818,6 +824,8 @@ if future_next and tonumber(future_next) <= now then
     local job = jsons[i] and chard_read_job(jsons[i])
     if job and job.id == id then
       push(job.queue, id, job.task, job.prio, job.group)
+      chard_tally(tally, chard_wait_letter(job), job, -1)
+      chard_tally(tally, 'q', job, 1)
     else
       chard_corrupt(dropped, id, jsons[i], unreadable)
       lost[#lost + 1] = id
@@ -861,10 +869,23 @@ if max_jobs > 0 then
       local more_ids, more_jsons = take_queue(queue_keys[i], left, tostring(left))
       for k = 1, #more_ids do ids[#ids + 1], accepted[#accepted + 1] = more_ids[k], more_jsons[k] end
     end
-    if #ids > 0 then mark_running(ids) end
+    if #ids > 0 then
+      mark_running(ids)
+      for _, json in ipairs(accepted) do
+        local job = chard_read_job(json)
+        if job then
+          chard_tally(tally, 'q', job, -1)
+          chard_tally(tally, 'a', job, 1)
+        end
+      end
+    end
     commit_windows()
   end
   if #revoked_ids > 0 then
+    for _, json in ipairs(revoked) do
+      local job = chard_read_job(json)
+      if job then chard_tally(tally, 'q', job, -1) end
+    end
     chard_chunked('SREM', revoked_key, revoked_ids)
     chard_keys_ended(prefix, revoked, now) -- released at revoke already, unless an older version revoked it
     chard_jobs_ended(jobs_key, results_key, expiry_key, ARGV[7], revoked_ids, nil, now, ARGV[9], ARGV[8])
@@ -872,6 +893,7 @@ if max_jobs > 0 then
 end
 
 chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[7], unreadable, now, ARGV[8])
+chard_write_tally(prefix, tally)
 
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false

@@ -40,6 +40,14 @@
 --           prefix..":prio:"..priority..":"..queue, listed in prefix..":prios:"..queue (same hash
 --           tag, same Cluster slot), and flagged in KEYS[2] (see chard_push_level); the key
 --           records of keyed acks are built from it too
+-- ARGV[9]   the acks that failed for good, and the ended records to keep, one line each
+--           ("\n"-separated): "<id> f" (failed, no record kept), "<id> f <record>" (failed, its
+--           lib/operations.ts EndedRecord for the failed store), "<id> s <record>" (succeeded, its
+--           record for the succeeded store); an ended ack not listed succeeded with nothing kept
+-- ARGV[10]  the stores' bounds: "<failed count> <failed age ms> <succeeded count> <succeeded age ms>"
+--           (Broker.retention): each store that gets records is trimmed to them (chard_store_ended)
+-- The jobs applied are counted per state, task and queue (<p>:counts, built from ARGV[8]; see
+-- chard_tally), and so are the records stored and trimmed.
 -- The work is chard_finish_jobs (_prelude.lua), which fetch_jobs.lua also runs for the acks of a
 -- worker's turn. Fenced, so safe to apply late or twice: a job is applied only while this
 -- broker's running HASH holds it under the ack's fetch token; an ack applied before (re-sent
@@ -50,8 +58,9 @@
 -- their job over (this broker's lease had expired), and, negated, those of the retries applied as
 -- cancellations (the job was cancelled while it ran: chard_apply_lines); {} when none was.
 local keys = { running = KEYS[1], max_concurrency = KEYS[2], concurrency = KEYS[3], future = KEYS[4], jobs = KEYS[5],
-  results = KEYS[6], result_expiry = KEYS[7], progress = KEYS[8], by_index = KEYS, prefix = ARGV[8] }
+  results = KEYS[6], result_expiry = KEYS[7], progress = KEYS[8], by_index = KEYS, prefix = ARGV[8],
+  broker = string.sub(KEYS[1], #ARGV[8] + 10) }
 local notify, taken_over = chard_finish_jobs(keys, ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6],
-  ARGV[7])
+  ARGV[7], ARGV[9], chard_read_bounds(ARGV[10]))
 if notify then redis.call('PUBLISH', ARGV[1], '') end
 return taken_over

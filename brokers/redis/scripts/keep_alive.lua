@@ -11,7 +11,9 @@
 -- ARGV[2]  now (epoch ms)
 -- ARGV[3]  new lease expiry (now + leaseMs)
 -- ARGV[4]  at most this many expired result records are removed
--- ARGV[5..] ids this broker announced since (their entries are removed first)
+-- ARGV[5]  the stores' bounds (see finish_jobs.lua ARGV[10]): each store is trimmed to them, at
+--          most 100 records per store per renewal (chard_trim_store), counted (<p>:counts)
+-- ARGV[6..] ids this broker announced since (their entries are removed first)
 -- Returns { leaseLost (1 when this broker's lease was missing or already expired, so others may
 --           have recovered its jobs), up to 10 ids of other brokers whose lease expired,
 --           the entries still unannounced, flat: id, entry, id, entry...,
@@ -37,7 +39,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2],
   if id ~= ARGV[1] and #expired < 10 then expired[#expired + 1] = id end
 end
 local announced = {}
-for i = 5, #ARGV do announced[#announced + 1] = ARGV[i] end
+for i = 6, #ARGV do announced[#announced + 1] = ARGV[i] end
 chard_chunked('HDEL', KEYS[3], announced)
 local trimmed = chard_trim_results(KEYS[4], KEYS[5], tonumber(ARGV[2]), ARGV[4])
+local bounds, prefix, tally = chard_read_bounds(ARGV[5]), string.sub(KEYS[1], 1, -8), {}
+if bounds then
+  chard_trim_store(prefix, 'f', bounds.f, tonumber(ARGV[2]), 100, tally)
+  chard_trim_store(prefix, 's', bounds.s, tonumber(ARGV[2]), 100, tally)
+  chard_write_tally(prefix, tally)
+end
 return { lost, expired, redis.call('HGETALL', KEYS[3]), trimmed }

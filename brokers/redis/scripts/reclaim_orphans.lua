@@ -14,7 +14,8 @@
 -- whose JSON is missing or not a job are removed too (their slot released when the task can be
 -- read); those with a JSON are ended with the record of an unreadable job (chard_end_unreadable),
 -- so getResult rejects and the broker sends jobFailed. Tombstones and held slots ("x:", "k:", "s:"
--- fields) are left alone.
+-- fields) are left alone. A job put back is counted from running to queued, an unreadable one
+-- out of running (<p>:counts: chard_tally).
 -- KEYS[1]   running HASH (job id -> fetch token) of this broker
 -- KEYS[2]   max-concurrency HASH
 -- KEYS[3]   concurrency HASH
@@ -44,7 +45,7 @@ local lost, partial, known = {}, {}, {}
 for token in string.gmatch(ARGV[3], '%S+') do lost[token] = true end
 for token in string.gmatch(ARGV[4], '%S+') do partial[token] = true end
 for i = 8, #ARGV do known[ARGV[i]] = true end
-local put_back, removed, unreadable_ids = {}, {}, {}
+local put_back, removed, unreadable_ids, tally = {}, {}, {}, {}
 local flat = redis.call('HGETALL', running_key)
 for k = 1, #flat, 2 do
   local id, entry = flat[k], flat[k + 1]
@@ -55,7 +56,10 @@ for k = 1, #flat, 2 do
   if id ~= '~seq' and head ~= 'x:' and head ~= 'k:' and head ~= 's:' and (lost[token] or unreadable) then
     local json = redis.call('HGET', jobs_key, id)
     local job = json and chard_read_job(json)
-    if job then chard_release(max_key, cur_key, job.task, job.group) end
+    if job then
+      chard_release(max_key, cur_key, job.task, job.group)
+      chard_tally(tally, 'a', job, -1)
+    end
     if job and job.id == id and not unreadable then
       if cancelled then redis.call('SADD', KEYS[5], id) end
       if job.group then -- back to the front of its group's lane
@@ -68,6 +72,7 @@ for k = 1, #flat, 2 do
         chard_push_ready(prefix, max_key, nil, job.queue, job.prio, id, true)
       end
       put_back[#put_back + 1] = json
+      chard_tally(tally, 'q', job, 1)
     else
       chard_corrupt(removed, id, json, unreadable_ids)
       redis.call('HDEL', jobs_key, id)
@@ -76,5 +81,6 @@ for k = 1, #flat, 2 do
   end
 end
 if #put_back > 0 then redis.call('PUBLISH', ARGV[2], '') end
+chard_write_tally(prefix, tally)
 chard_end_unreadable(jobs_key, KEYS[6], KEYS[7], ARGV[6], unreadable_ids, tonumber(ARGV[5]), ARGV[7])
 return { put_back, removed }

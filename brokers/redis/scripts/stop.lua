@@ -9,7 +9,8 @@
 -- jobs its recoveries ended that it never announced (a lost reply just before stopping: the
 -- caller logs them; the HASH goes), the number of concurrency slots still held for task
 -- functions that run on past their job's end ("s:<token>:<id>") }. No job running and no slot
--- held: the lease and the running HASH are dropped too. Else both are left, the lease to expire so
+-- held: the lease, the running HASH and the broker's worker info (the field ARGV[1] of the HASH
+-- <p>:brokers, built from KEYS[1]'s prefix) are dropped too. Else both are left, the lease to expire so
 -- another broker recovers those jobs and frees those slots (as MemoryBroker.stop does). Safe to
 -- repeat.
 local running, held = 0, 0
@@ -30,5 +31,6 @@ redis.call('DEL', KEYS[3])
 if running == 0 and held == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('DEL', KEYS[2])
+  redis.call('HDEL', string.sub(KEYS[1], 1, -8) .. ':brokers', ARGV[1])
 end
 return { running, unannounced, held }
