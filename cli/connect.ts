@@ -7,6 +7,8 @@
  */
 import { Redis } from "ioredis";
 import { RedisBroker } from "../brokers/redis/index.js";
+
+export { DEFAULT_REDIS_URL } from "../brokers/redis/index.js";
 import { Engine } from "../lib/engine.js";
 import { CliError, EXIT } from "./errors.js";
 

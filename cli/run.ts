@@ -2,16 +2,13 @@
  * The command line's core: `run(argv, io, connect?)` parses, checks, connects, runs one command
  * and resolves with its exit code. It never exits the process and writes only to `io`, so tests
  * drive it in-process (on a MemoryBroker engine through `connect`); the bin (main.ts) hands it
- * the process's streams.
+ * the process's streams. The commands (the library) and the Redis client are imported once the
+ * command line is known to need them: help and usage errors answer without loading either.
  */
-import { DEFAULT_REDIS_URL } from "../brokers/redis/index.js";
-import { DEFAULT_NAMESPACE, type Engine } from "../lib/engine.js";
+import type { Engine } from "../lib/engine.js";
 import { COMMANDS, flag, parseCommandLine, stringOption, usage, type CommandName, type Invocation } from "./args.js";
-import { cancel, del, pause, promote, purge, resume, retry } from "./commands/act.js";
-import { job, jobs, schedules, status, workers } from "./commands/inspect.js";
-import { watch } from "./commands/watch.js";
-import { connectRedis, type Session } from "./connect.js";
-import type { CliIo, Command, Context } from "./context.js";
+import type { Session } from "./connect.js";
+import type { CliIo, Context } from "./context.js";
 import { EXIT, exitCodeOf, messageOf, type ExitCode } from "./errors.js";
 import { commandHelp, mainHelp } from "./help.js";
 
@@ -23,22 +20,6 @@ export type Connect = (url: string, namespace: string) => Engine | Promise<Engin
 
 /** The exit code of a command stopped by `io.signal` before it ended (128 + SIGINT). */
 export const INTERRUPTED = 130;
-
-const IMPLEMENTATIONS: Record<Exclude<CommandName, "help">, Command> = {
-  status,
-  jobs,
-  job,
-  retry,
-  cancel,
-  delete: del,
-  promote,
-  purge,
-  pause,
-  resume,
-  workers,
-  schedules,
-  watch,
-};
 
 /**
  * Runs the command line `argv` (without node and the script) and resolves with its exit code
@@ -77,16 +58,14 @@ export async function run(
     io.stdout.write(commandHelp(name));
     return EXIT.ok;
   }
+  const { IMPLEMENTATIONS, DEFAULT_NAMESPACE } = await import("./commands/index.js");
   const command = IMPLEMENTATIONS[name];
-  try {
-    command.check?.(inv);
-  } catch (e) {
-    return fail(e);
-  }
-  const url = stringOption(inv, "redis") ?? (io.env.CHARD_REDIS_URL || DEFAULT_REDIS_URL);
-  const namespace = stringOption(inv, "namespace") ?? (io.env.CHARD_NAMESPACE || DEFAULT_NAMESPACE);
   let session: Session;
   try {
+    command.check?.(inv);
+    const { connectRedis, DEFAULT_REDIS_URL } = await import("./connect.js");
+    const url = stringOption(inv, "redis") ?? (io.env.CHARD_REDIS_URL || DEFAULT_REDIS_URL);
+    const namespace = stringOption(inv, "namespace") ?? (io.env.CHARD_NAMESPACE || DEFAULT_NAMESPACE);
     session = connect ? sessionOf(await connect(url, namespace)) : await connectRedis(url, namespace);
   } catch (e) {
     return fail(e);
