@@ -48,20 +48,30 @@ export async function connectRedis(url: string, namespace: string): Promise<Sess
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       maxRetriesPerRequest: 1,
+      // A socket that does not close after disconnect() is destroyed after this (ioredis: 2 s, holding the exit).
+      disconnectTimeout: 200,
       retryStrategy: (times) => (ready && times <= RECONNECTS ? Math.min(200 * times, 2000) : null),
     });
   } catch (e) {
     throw new CliError(`cannot connect to ${redactUrl(url)}: ${(e as Error).message}`, EXIT.connect);
   }
   client.on("error", (e: Error) => (lastError = e));
+  // ioredis's connectTimeout ends at the TCP connection: a server that accepts and never answers
+  // (its ready check) would hold connect() for ever, so the whole of it gets the deadline.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+  });
   try {
-    await client.connect();
+    await Promise.race([client.connect(), deadline]);
     ready = true;
   } catch (e) {
     // Ended already: a disconnect() now would arm a 2 s timer for a socket that is gone (ioredis).
     if (client.status !== "end") client.disconnect();
     const why = lastError?.message ?? (e as Error).message;
     throw new CliError(`cannot connect to ${redactUrl(url)}: ${why}`, EXIT.connect);
+  } finally {
+    clearTimeout(timer);
   }
   let engine: Engine;
   try {

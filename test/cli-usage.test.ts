@@ -3,10 +3,12 @@
  * before any connection), connection failures (exit 4), where the URL and namespace come from.
  */
 import { randomUUID } from "node:crypto";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { describe, expect, test } from "vitest";
 import { MemoryBroker } from "../brokers/memory.js";
 import { Engine } from "../lib/engine.js";
 import { COMMANDS } from "../cli/args.js";
+import { CONNECT_TIMEOUT_MS } from "../cli/connect.js";
 import { mustNotConnect, runCli } from "./helpers/cli.js";
 import { freePort } from "./helpers/redis-server.js";
 
@@ -101,6 +103,24 @@ describe("chard connection", () => {
     expect(stderr).toContain("ECONNREFUSED");
     expect(stderr).not.toContain("secret");
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  test("a server that accepts the connection and never answers exits 4 after the connect timeout", async () => {
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const started = Date.now();
+      const { code, stderr } = await runCli(["--redis", `redis://127.0.0.1:${port}`, "status"]);
+      expect(code).toBe(4);
+      expect(stderr).toContain(`cannot connect to redis://127.0.0.1:${port}: no answer within 3 s`);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50);
+      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS + 2000);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   test("the URL and namespace come from --redis and --namespace, else CHARD_REDIS_URL and CHARD_NAMESPACE, else the defaults", async () => {
