@@ -14,6 +14,8 @@ export const EXIT = {
   notFound: 3,
   /** Redis could not be reached. */
   connect: 4,
+  /** Stopped by Ctrl-C or SIGTERM before the command ended (128 + SIGINT). */
+  interrupted: 130,
 } as const;
 
 /** One of `EXIT`. */

@@ -2,11 +2,12 @@
 import { COMMANDS, GLOBAL_OPTIONS, type CommandName, type OptionSpec } from "./args.js";
 
 const EXIT_CODES = `Exit codes:
-  0  done
-  1  failed: the action could not be done (a retry of a job not in the failed store, a key conflict...)
-  2  usage: bad arguments (an unknown command, option or state, a bad id or cursor)
-  3  not found: no such job (or schedule) in the namespace
-  4  cannot connect to Redis
+    0  done
+    1  failed: the action could not be done (a retry of a job not in the failed store, a key conflict...)
+    2  usage: bad arguments (an unknown command, option or state, a bad id or cursor)
+    3  not found: no such job (or schedule) in the namespace
+    4  cannot connect to Redis
+  130  interrupted (Ctrl-C, SIGTERM) before the command ended; watch exits 0 when stopped so
 `;
 
 function optionLines(options: Readonly<Record<string, OptionSpec>>): string {

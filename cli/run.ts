@@ -18,18 +18,11 @@ export { EXIT, type ExitCode } from "./errors.js";
 /** Makes the engine a command runs on (the default connects a RedisBroker to `url`). `run` closes it. */
 export type Connect = (url: string, namespace: string) => Engine | Promise<Engine>;
 
-/** The exit code of a command stopped by `io.signal` before it ended (128 + SIGINT). */
-export const INTERRUPTED = 130;
-
 /**
  * Runs the command line `argv` (without node and the script) and resolves with its exit code
- * (`EXIT`, or `INTERRUPTED`); never rejects.
+ * (one of `EXIT`); never rejects.
  */
-export async function run(
-  argv: readonly string[],
-  io: CliIo,
-  connect?: Connect,
-): Promise<ExitCode | typeof INTERRUPTED> {
+export async function run(argv: readonly string[], io: CliIo, connect?: Connect): Promise<ExitCode> {
   const fail = (e: unknown): ExitCode => {
     io.stderr.write(`chard: ${messageOf(e)}\n`);
     return exitCodeOf(e);
@@ -66,7 +59,7 @@ export async function run(
     const { connectRedis, DEFAULT_REDIS_URL } = await import("./connect.js");
     const url = stringOption(inv, "redis") ?? (io.env.CHARD_REDIS_URL || DEFAULT_REDIS_URL);
     const namespace = stringOption(inv, "namespace") ?? (io.env.CHARD_NAMESPACE || DEFAULT_NAMESPACE);
-    session = connect ? sessionOf(await connect(url, namespace)) : await connectRedis(url, namespace);
+    session = connect ? sessionOf(await connect(url, namespace)) : await connectRedis(url, namespace, io.signal);
   } catch (e) {
     return fail(e);
   }
@@ -93,26 +86,19 @@ function sessionOf(engine: Engine): Session {
   return { engine, close: () => engine.close() };
 }
 
-/** `done`, or `INTERRUPTED` as soon as `signal` aborts (what `done` does after that is ignored). */
-async function untilAborted(
-  done: Promise<ExitCode>,
-  signal: AbortSignal | undefined,
-): Promise<ExitCode | typeof INTERRUPTED> {
+/** `done`, or `EXIT.interrupted` as soon as `signal` aborts (what `done` does after that is ignored). */
+async function untilAborted(done: Promise<ExitCode>, signal: AbortSignal | undefined): Promise<ExitCode> {
   if (!signal) return done;
-  if (signal.aborted) {
-    done.catch(() => undefined);
-    return INTERRUPTED;
-  }
   let onAbort: (() => void) | undefined;
-  const aborted = new Promise<typeof INTERRUPTED>((resolve) => {
-    onAbort = () => resolve(INTERRUPTED);
-    signal.addEventListener("abort", onAbort, { once: true });
+  const aborted = new Promise<ExitCode>((resolve) => {
+    onAbort = () => resolve(EXIT.interrupted);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    const first = await Promise.race([done, aborted]);
-    if (first === INTERRUPTED) done.catch(() => undefined);
-    return first;
+    return await Promise.race([done, aborted]);
   } finally {
+    done.catch(() => undefined); // settled after the interruption: nobody waits for it any more
     signal.removeEventListener("abort", onAbort!);
   }
 }

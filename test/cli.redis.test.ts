@@ -3,6 +3,7 @@
  * namespace whose workers run in this process: what an operator sees and the exit codes.
  */
 import { randomUUID } from "node:crypto";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { describe, expect, inject, test } from "vitest";
 import { Engine } from "../lib/engine.js";
 import { signals } from "../lib/signals.js";
@@ -10,6 +11,7 @@ import { openEngines, startUp, until } from "./helpers/engines.js";
 import { testBroker } from "./helpers/ioredis.js";
 import { spawnCli, startCli } from "./helpers/cli.js";
 import { freePort } from "./helpers/redis-server.js";
+import { CONNECT_TIMEOUT_MS } from "../cli/connect.js";
 
 const UNKNOWN = "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
 
@@ -112,5 +114,27 @@ describe("the chard binary on Redis", () => {
     const stopped = await live.done;
     expect(stopped.code).toBe(0);
     expect(stopped.stderr).toBe("");
+  });
+});
+
+describe("the chard binary's signals", () => {
+  test("SIGINT while it connects to a server that never answers exits 130 at once", async () => {
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const cli = startCli(["--redis", `redis://127.0.0.1:${port}`, "status"]);
+      await until(() => sockets.length === 1, 10_000, "the connection");
+      const started = Date.now();
+      cli.child.kill("SIGINT");
+      const { code, stderr } = await cli.done;
+      expect(code).toBe(130);
+      expect(stderr).toBe("chard: interrupted\n");
+      expect(Date.now() - started).toBeLessThan(CONNECT_TIMEOUT_MS);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

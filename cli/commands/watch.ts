@@ -1,8 +1,9 @@
 /**
  * `chard watch`: reads the counts every interval and redraws them per queue, with the throughput
  * since the previous read (succeeded and failed per second, from the counters' totals). On a
- * terminal each frame replaces the last (ANSI clear); elsewhere frames follow one another. Stops
- * after `--iterations` frames, or when the signal of `run` is aborted (Ctrl-C, SIGTERM in the bin).
+ * terminal each frame replaces the last (ANSI clear); elsewhere frames follow one another. A read
+ * that fails for want of Redis is reported on stderr and tried again at the next refresh. Stops
+ * after `--iterations` refreshes, or when the signal of `run` is aborted (Ctrl-C, SIGTERM in the bin).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { DateTime } from "luxon";
@@ -10,7 +11,7 @@ import type { JobCounts } from "../../lib/job-info.js";
 import { zeroCounts, type StateCounts } from "../../lib/operations.js";
 import { flag, intOption, secondsOption, usage } from "../args.js";
 import type { Command } from "../context.js";
-import { EXIT } from "../errors.js";
+import { EXIT, exitCodeOf, messageOf } from "../errors.js";
 import { duration, isoSeconds, rate, table, type Column } from "../format.js";
 import { queueNames } from "../views.js";
 
@@ -99,12 +100,20 @@ export const watch: Command = {
           break; // aborted
         }
       }
-      const [counts, pausedQueues, live] = await Promise.all([
-        ctx.engine.counts(),
-        ctx.engine.pausedQueues(),
-        ctx.engine.workers(),
-      ]);
-      const sample: Sample = { atMs: ctx.nowMs(), counts, pausedQueues, workers: live.length };
+      let sample: Sample;
+      try {
+        const [counts, pausedQueues, live] = await Promise.all([
+          ctx.engine.counts(),
+          ctx.engine.pausedQueues(),
+          ctx.engine.workers(),
+        ]);
+        sample = { atMs: ctx.nowMs(), counts, pausedQueues, workers: live.length };
+      } catch (e) {
+        if (exitCodeOf(e) !== EXIT.connect) throw e;
+        // An outage: the client reconnects meanwhile; the next frame's rates span it.
+        ctx.err(`chard: ${messageOf(e)}; trying again in ${duration(intervalMs)}\n`);
+        continue;
+      }
       const frame = watchFrame(ctx.engine.namespace, intervalMs, sample, previous);
       ctx.out(tty ? `${CLEAR}${frame}` : `${i > 0 ? "\n" : ""}${frame}`);
       previous = sample;
