@@ -20,9 +20,9 @@ import { isClock, systemClock, type Clock, type ClockTimer } from "../lib/clock.
 import { toMilliseconds, type DurationInput } from "../lib/durations.js";
 import { BrokerInUseError, InvalidOptionError, StateError } from "../lib/errors.js";
 import type { Job } from "../lib/jobs.js";
-import type { Task } from "../lib/tasks.js";
 import {
-  checkRetention,
+  DEFAULT_FAILED_RETENTION,
+  DEFAULT_SUCCEEDED_RETENTION,
   type ActionOutcome,
   type CountRow,
   type DeleteOutcome,
@@ -34,6 +34,8 @@ import {
   type StoredJob,
   type WorkerInfo,
 } from "../lib/operations.js";
+import type { Task } from "../lib/tasks.js";
+import { checkedRetention } from "./operation-checks.js";
 
 /** Longest sleep of `waitForEvent`: a lost notification costs at most this much. */
 export const MAX_WAIT_MS = 30_000;
@@ -60,9 +62,8 @@ export abstract class BaseBroker implements Broker {
   readonly clock: Clock;
   /** Lease lifetime in milliseconds. */
   readonly leaseMs: number;
-  /** The bounds of the failed and succeeded stores (the Engine sets its own). */
-  retention: Retention = checkRetention(undefined);
   #namespace: string | undefined;
+  #retention: Retention = { failed: DEFAULT_FAILED_RETENTION, succeeded: DEFAULT_SUCCEEDED_RETENTION };
   #eventPending = false;
   #release: (() => void) | undefined;
   #cancelHandler: ((id: string) => void) | undefined;
@@ -97,6 +98,16 @@ export abstract class BaseBroker implements Broker {
     }
     this.onNamespace(value);
     this.#namespace = value;
+  }
+
+  /** The bounds of the failed and succeeded stores (the defaults until the engine sets its own). */
+  get retention(): Retention {
+    return this.#retention;
+  }
+
+  /** @throws InvalidOptionError unless `value` is a `Retention` (lib/operations.ts `checkRetention` makes them). */
+  set retention(value: Retention) {
+    this.#retention = checkedRetention(value);
   }
 
   /** True once an engine owns the broker. */

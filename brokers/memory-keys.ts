@@ -8,6 +8,7 @@ import { Job, JobStatus, dueStatus, endedKeyJob, fromWire, toWire, type WireJob 
 import { recordStatus } from "../lib/results.js";
 import { groupLane } from "../lib/names.js";
 import type { KeyRecord, NamespaceState } from "./memory-state.js";
+import { pendingField } from "./memory-counts.js";
 
 /** A pending or running job found where it is stored, and how to rewrite or remove it there. */
 interface Located {
@@ -103,6 +104,9 @@ export function putKeyed(ns: NamespaceState, job: Job, wire: WireJob, now: numbe
           replaced.priority === (found.wire.extras?.priority ?? 0) &&
           replaced.group === found.wire.extras?.group &&
           (found.status === JobStatus.Queued || next.atMs === found.wire.atMs);
+        // Counted where it was, then where it is: its state, task or queue may have changed.
+        ns.counts.add(found.wire, pendingField(found.wire.retries, found.status === JobStatus.Queued), -1);
+        ns.counts.add(next, pendingField(next.retries, replaced.status === JobStatus.Queued), 1);
         if (inPlace) found.set(next);
         else {
           found.remove();

@@ -1,14 +1,17 @@
 /**
  * The state behind MemoryBroker: a `MemoryStore` per "server", one `NamespaceState` per namespace
  * (queues, future jobs, running sets, leases, schedules, limits, job states, results,
- * progress), and the store's in-process pub/sub. Mirrors the Redis key layout of brokers/redis/keys.ts.
+ * progress, counters and the stores of ended jobs), and the store's in-process pub/sub. Mirrors the
+ * Redis key layout of brokers/redis/keys.ts.
  */
 import type { JobState } from "../lib/broker.js";
 import { JobStatus, dueStatus, type Job, type WireJob } from "../lib/jobs.js";
 import { Schedules } from "./memory-schedules.js";
 import { groupLane, laneParts } from "../lib/names.js";
 import { Gates } from "./memory-gates.js";
+import { Counts, EndedStore, pendingField, type StoreEntry } from "./memory-counts.js";
 import type { MemoryBroker } from "./memory.js";
+import type { StoreBounds, WorkerInfo } from "../lib/operations.js";
 
 /** The lane whose counters a job takes: its group's (`groupLane`), else its task's name. */
 export function laneOf(job: { readonly taskName: string; readonly group: string | undefined }): string {
@@ -239,7 +242,17 @@ export class NamespaceState {
    * id -> "<token> <job id>" -> task name): the fields "s:<token>:<id>" of the Redis running HASH.
    */
   readonly held = new Map<string, Map<string, string>>();
+  /** Broker id -> when its lease expires (epoch ms). */
   readonly leases = new Map<string, number>();
+  /** Broker id -> when it took the lease it holds, and when it last renewed it (epoch ms). */
+  readonly leaseStarts = new Map<string, number>();
+  readonly lastSeen = new Map<string, number>();
+  /** What brokers told of their workers (`start(info)`), by broker id, while they hold their lease. */
+  readonly workers = new Map<string, WorkerInfo>();
+  /** The counters per task and queue (lib/operations.ts), kept by every move of a job. */
+  readonly counts = new Counts();
+  /** The records of jobs that ended, kept within `Broker.retention`. */
+  readonly stores = { failed: new EndedStore(), succeeded: new EndedStore() } as const;
   /** The schedules (`<p>:schedules`, `<p>:schedule:<name>`, `<p>:schedule-names` on Redis). */
   readonly schedules = new Schedules();
   /** Gated tasks -> their concurrency limit, 0 for none (gated by rate limits, a pause or a block). */
@@ -348,10 +361,11 @@ export class NamespaceState {
     return level;
   }
 
-  /** Stores a job (pending): ready in its queue when due at `now`, else in the future set; sets its status. */
+  /** Stores a job (pending, counted): ready in its queue when due at `now`, else in the future set; sets its status. */
   put(job: Job, wire: WireJob, now: number): void {
     this.jobs.set(job.id, "pending");
     job.status = dueStatus(job.atMs, now);
+    this.counts.add(wire, pendingField(wire.retries, job.status === JobStatus.Queued), 1);
     if (job.status === JobStatus.Queued) this.ready(wire);
     else this.addFuture({ atMs: job.atMs, wire });
   }
@@ -407,6 +421,40 @@ export class NamespaceState {
     let lane = lanes.get(task);
     if (!lane) lanes.set(task, (lane = new Lane(nowMs)));
     return lane;
+  }
+
+  /** Takes or renews the lease of broker `id` until `now + leaseMs`. */
+  renewLease(id: string, now: number, leaseMs: number): void {
+    if (!this.leases.has(id)) this.leaseStarts.set(id, now);
+    this.leases.set(id, now + leaseMs);
+    this.lastSeen.set(id, now);
+  }
+
+  /** Forgets the lease of broker `id` and what it told of its workers. */
+  dropLease(id: string): void {
+    this.leases.delete(id);
+    this.leaseStarts.delete(id);
+    this.lastSeen.delete(id);
+    this.workers.delete(id);
+  }
+
+  /** Keeps an ended record in the store of `kind` (counted; one of the same job is replaced). */
+  keepEnded(kind: "failed" | "succeeded", entry: StoreEntry): void {
+    const replaced = this.stores[kind].add(entry);
+    if (replaced) this.counts.add(replaced, kind, -1);
+    this.counts.add(entry, kind, 1);
+  }
+
+  /** Forgets the record of job `id` in the store of `kind` (counted); returns it, if it was kept. */
+  dropEnded(kind: "failed" | "succeeded", id: string): StoreEntry | undefined {
+    const entry = this.stores[kind].remove(id);
+    if (entry) this.counts.add(entry, kind, -1);
+    return entry;
+  }
+
+  /** Trims the store of `kind` to `bounds`, at most `max` records (counted). */
+  trimEnded(kind: "failed" | "succeeded", bounds: StoreBounds, now: number, max: number): void {
+    for (const entry of this.stores[kind].trim(bounds, now, max)) this.counts.add(entry, kind, -1);
   }
 
   addFuture(entry: FutureEntry): void {

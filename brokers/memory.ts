@@ -7,6 +7,9 @@
  * `WireJob`: the exact text RedisBroker stores, with the fields it encodes alongside), and every
  * fetch parses the arguments back from that text: a task gets a copy of its arguments, exactly as
  * on RedisBroker, so what runs here runs the same there.
+ *
+ * Every move of a job also moves its counters (brokers/memory-counts.ts); the operations methods
+ * (listing, reading, actions) live in brokers/memory-jobs.ts, memory-listing.ts and memory-actions.ts.
  */
 import type {
   AckReport,
@@ -28,7 +31,20 @@ import type {
 import { InvalidOptionError, StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { getLogger } from "../lib/logger.js";
-import { JobStatus, fromWire, isDue, toWire, toWireAll, type Job, type WireJob } from "../lib/jobs.js";
+import { JobStatus, fromWire, isDue, toJSON, toWire, toWireAll, type Job, type WireJob } from "../lib/jobs.js";
+import {
+  readEndedRecord,
+  type ActionOutcome,
+  type CountRow,
+  type DeleteOutcome,
+  type ErrorRecord,
+  type ListPage,
+  type ListQuery,
+  type LiveWorker,
+  type PurgeReport,
+  type StoredJob,
+  type WorkerInfo,
+} from "../lib/operations.js";
 import { DEFAULT_RESULT_TTL_MS, type Task } from "../lib/tasks.js";
 import { laneParts } from "../lib/names.js";
 import { BaseBroker, type BrokerOptions } from "./base.js";
@@ -36,11 +52,22 @@ import { type Deque, type Lane, MemoryStore, laneOf, type NamespaceState, type R
 import { concurrencyBudget, room, type OpenWindow } from "./memory-gates.js";
 
 import { lookupKey, putKeyed } from "./memory-keys.js";
+import { StoreWrites, pendingField } from "./memory-counts.js";
+import { liveWorkers, readStored } from "./memory-jobs.js";
+import { listJobs } from "./memory-listing.js";
+import { deleteJobs, promoteJobs, purgeQueue, retryFailed, type ActionEffects } from "./memory-actions.js";
+import { checkJobId, checkJobIds, checkListQuery, checkPurge } from "./operation-checks.js";
 
 export { MemoryStore } from "./memory-state.js";
 
 /** At most this many jobs of limited tasks move from a queue to their lanes per fetch (as on Redis). */
 const MOVE_MAX = 1000;
+
+/** The error a result record holds (the failed stores' records of the broker's own ends take it). */
+const errorOf = (record: string): ErrorRecord => (JSON.parse(record) as { error: ErrorRecord }).error;
+const CANCELLED_RETRY_ERROR = errorOf(CANCELLED_RETRY_RECORD);
+const CANCELLED_ERROR = errorOf(CANCELLED_RECORD);
+const LOST_ERROR = errorOf(LOST_RECORD);
 
 /** Options of `MemoryBroker`. */
 export interface MemoryBrokerOptions extends BrokerOptions {
@@ -48,12 +75,18 @@ export interface MemoryBrokerOptions extends BrokerOptions {
   store?: MemoryStore;
 }
 
-/** A broker that keeps everything in process memory: for tests, small apps and embedding. */
+/**
+ * A broker that keeps everything in process memory: for tests, small apps and embedding.
+ *
+ * Over 400 lines: a worker's turn (the fetch with its lanes, `#takeQueue` and `#takeGated`, the
+ * acks and the recovery) is the bulk, kept together as fetch_jobs.lua keeps it; the operations
+ * methods only check their arguments and call the modules named above.
+ */
 export class MemoryBroker extends BaseBroker {
   readonly #store: MemoryStore;
   #started = false;
-  /** Fetches counted: each one's token is the next number. */
-  #fetches = 0;
+  /** The last fetch's token: each is the fetch's time (ms), or one more than the last when that is later. */
+  #lastToken = 0;
 
   constructor(options: MemoryBrokerOptions = {}) {
     super(options);
@@ -64,8 +97,13 @@ export class MemoryBroker extends BaseBroker {
     return this.#store.state(this.namespace);
   }
 
-  async start(): Promise<void> {
-    this.#ns.leases.set(this.id, this.clock.now() + this.leaseMs);
+  async start(info?: WorkerInfo): Promise<void> {
+    const ns = this.#ns;
+    ns.renewLease(this.id, this.clock.now(), this.leaseMs);
+    if (info) {
+      const { host, pid, queues, concurrency, startedAtMs } = info;
+      ns.workers.set(this.id, { host, pid, queues: [...queues], concurrency, startedAtMs });
+    }
     this.#store.listen(this.namespace, this, true);
     this.#started = true;
   }
@@ -75,6 +113,7 @@ export class MemoryBroker extends BaseBroker {
     this.#started = false;
     this.#store.listen(this.namespace, this, false);
     const ns = this.#ns;
+    ns.workers.delete(this.id);
     const running = ns.running.get(this.id)?.size ?? 0;
     const held = ns.held.get(this.id)?.size ?? 0;
     // Jobs still marked running and slots still held must stay recoverable: keep the lease to let it expire.
@@ -90,7 +129,7 @@ export class MemoryBroker extends BaseBroker {
     ns.running.delete(this.id);
     ns.takenOver.delete(this.id);
     ns.held.delete(this.id);
-    ns.leases.delete(this.id);
+    ns.dropLease(this.id);
   }
 
   async enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
@@ -123,10 +162,12 @@ export class MemoryBroker extends BaseBroker {
       throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
     const report = acks.length > 0 || releases.length > 0 ? await this.finishJobs(acks, releases) : undefined;
     const takenOver = report?.takenOver ?? [];
-    const token = String(++this.#fetches);
     const ns = this.#ns;
     const now = this.clock.now();
-    ns.leases.set(this.id, now + this.leaseMs);
+    // The fetch's time, as its jobs' start (`StoredJob.startedAtMs`), unique and increasing per broker.
+    this.#lastToken = Math.max(Math.floor(now), this.#lastToken + 1);
+    const token = String(this.#lastToken);
+    ns.renewLease(this.id, now, this.leaseMs);
     if (this.#moveDue(ns, now) > 0) this.#store.notify(this.namespace);
 
     const jobs: Job[] = [];
@@ -138,6 +179,7 @@ export class MemoryBroker extends BaseBroker {
         if (!running) ns.running.set(this.id, (running = new Map<string, RunningEntry>()));
         running.set(job.id, { wire, token, cancelled: false });
         ns.jobs.set(job.id, "running");
+        ns.counts.move(wire, "queued", "running");
         jobs.push(job);
       };
       // The next job of `from` that may run; revoked ones met on the way end here.
@@ -145,6 +187,7 @@ export class MemoryBroker extends BaseBroker {
         for (let wire = from.shift(); wire !== undefined; wire = from.shift()) {
           const job = fromWire(wire, JobStatus.Running);
           if (ns.jobs.get(job.id) !== "revoked") return [wire, job];
+          ns.counts.add(wire, "queued", -1);
           ns.end(job.id, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, now);
           revoked.push(job);
         }
@@ -360,7 +403,9 @@ export class MemoryBroker extends BaseBroker {
   #moveDue(ns: NamespaceState, now: number): number {
     let moved = 0;
     while (ns.future.length > 0 && isDue(ns.future[0]!.atMs, now)) {
-      ns.ready(ns.future.shift()!.wire);
+      const { wire } = ns.future.shift()!;
+      ns.counts.move(wire, pendingField(wire.retries, false), "queued");
+      ns.ready(wire);
       moved++;
     }
     return moved;
@@ -378,9 +423,10 @@ export class MemoryBroker extends BaseBroker {
     // Others must hear of re-enqueued jobs and of freed concurrency slots (their set-aside jobs).
     let notify = false;
     const ended: string[] = [];
+    const writes = new StoreWrites(ns, this.retention, now);
     const report: AckReport = { takenOver: [], cancelled: [] };
     for (let i = 0; i < finished.length; i++) {
-      const { job, token, outcome, result, resultTtlMs, hadProgress, holdSlot } = finished[i]!;
+      const { job, token, outcome, result, resultTtlMs, hadProgress, holdSlot, ended: record } = finished[i]!;
       // Fenced as on Redis: applied only while the job is ours under the ack's fetch token; one
       // taken over by another broker (our lease expired) is refused; anything else was applied
       // before (a retry applied as a cancellation, "c"-marked, is reported again).
@@ -391,6 +437,7 @@ export class MemoryBroker extends BaseBroker {
         continue;
       }
       running!.delete(job.id);
+      ns.counts.add(entry.wire, "running", -1);
       if (ns.maxConcurrency.has(job.taskName)) {
         if (holdSlot) this.#hold(ns, token, job);
         // A freed slot opens a lane only of a task with a concurrency limit (0: gated otherwise), or of a group.
@@ -400,6 +447,8 @@ export class MemoryBroker extends BaseBroker {
       if (outcome === "retry" && entry.cancelled) {
         // Cancelled while it ran (the cancel was answered "running"): never retried.
         ns.end(job.id, CANCELLED_RETRY_RECORD, DEFAULT_RESULT_TTL_MS, now);
+        ns.counts.add(entry.wire, "failedTotal", 1);
+        writes.keepFailure(entry.wire, entry.token, this.id, CANCELLED_RETRY_ERROR, toJSON(job));
         ended.push(job.id);
         report.cancelled.push(i);
         if (!tombstones) ns.takenOver.set(this.id, (tombstones = new Set()));
@@ -409,9 +458,12 @@ export class MemoryBroker extends BaseBroker {
         notify = true;
       } else {
         ns.end(job.id, result, resultTtlMs ?? DEFAULT_RESULT_TTL_MS, now);
+        ns.counts.add(entry.wire, outcome === "succeeded" ? "succeededTotal" : "failedTotal", 1);
+        if (record !== undefined) writes.keep(outcome, entry.wire, () => record, readEndedRecord(record)?.endedAtMs);
         ended.push(job.id);
       }
     }
+    writes.trim(false);
     // After the acks, as on Redis: a release of an execution acked in this same batch finds its slot held.
     if (releases.length > 0 && this.#releaseHeld(ns, releases)) notify = true;
     if (notify) this.#store.notify(this.namespace);
@@ -529,11 +581,12 @@ export class MemoryBroker extends BaseBroker {
     const now = this.clock.now();
     const lease = ns.leases.get(this.id);
     const leaseLost = lease === undefined || lease < now;
-    ns.leases.set(this.id, now + this.leaseMs);
+    ns.renewLease(this.id, now, this.leaseMs);
     ns.trimResults(now); // also when no call stores records any more (keep_alive.lua does the same)
     const requeued: Job[] = [];
     const failed: Job[] = [];
     const cancelled: Job[] = [];
+    const writes = new StoreWrites(ns, this.retention, now);
     let freed = false;
     for (const [brokerId, expiry] of ns.leases) {
       if (brokerId === this.id || expiry >= now) continue;
@@ -545,19 +598,28 @@ export class MemoryBroker extends BaseBroker {
         tombstones!.add(`${entry.token} ${id}`);
         ns.progress.delete(id);
         ns.release(laneOf(job));
+        ns.counts.add(entry.wire, "running", -1);
+        const lost = (error: ErrorRecord): void => {
+          ns.counts.add(entry.wire, "failedTotal", 1);
+          writes.keepFailure(entry.wire, entry.token, brokerId, error, entry.wire.json);
+        };
         if (entry.cancelled) {
           job.status = JobStatus.Failed;
           ns.end(id, CANCELLED_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          lost(CANCELLED_ERROR);
           cancelled.push(job);
         } else if (job.retries < job.maxRetries) {
           job.retries++;
-          ns.ready(toWire(job));
+          const wire = toWire(job);
+          ns.ready(wire);
+          ns.counts.add(wire, "queued", 1);
           ns.jobs.set(job.id, "pending");
           job.status = JobStatus.Queued;
           requeued.push(job);
         } else {
           job.status = JobStatus.Failed;
           ns.end(job.id, LOST_RECORD, DEFAULT_RESULT_TTL_MS, now);
+          lost(LOST_ERROR);
           failed.push(job);
         }
       }
@@ -568,8 +630,9 @@ export class MemoryBroker extends BaseBroker {
       }
       ns.held.delete(brokerId);
       ns.running.delete(brokerId);
-      ns.leases.delete(brokerId);
+      ns.dropLease(brokerId);
     }
+    writes.trim(true);
     if (requeued.length > 0 || freed) this.#store.notify(this.namespace);
     this.#store.notifyResults(
       this.namespace,
@@ -683,6 +746,53 @@ export class MemoryBroker extends BaseBroker {
   /** @internal Jobs of the namespace ended. */
   ended(ids: readonly string[]): void {
     this.resultsEnded(ids);
+  }
+
+  async readCounts(): Promise<CountRow[]> {
+    return this.#ns.counts.rows();
+  }
+
+  async readJob(id: string): Promise<StoredJob | undefined> {
+    checkJobId(id, "readJob");
+    return readStored(this.#ns, id, this.clock.now());
+  }
+
+  async listJobs(query: ListQuery): Promise<ListPage> {
+    checkListQuery(query);
+    return listJobs(this.#ns, query, this.clock.now());
+  }
+
+  async listWorkers(): Promise<LiveWorker[]> {
+    return liveWorkers(this.#ns, this.clock.now());
+  }
+
+  async retryFailed(ids: readonly string[]): Promise<ActionOutcome[]> {
+    checkJobIds(ids, "retryFailed");
+    return this.#act((ns, now, effects) => retryFailed(ns, ids, now, effects));
+  }
+
+  async deleteJobs(ids: readonly string[]): Promise<DeleteOutcome[]> {
+    checkJobIds(ids, "deleteJobs");
+    return this.#act((ns, now, effects) => deleteJobs(ns, ids, now, effects));
+  }
+
+  async promoteJobs(ids: readonly string[]): Promise<ActionOutcome[]> {
+    checkJobIds(ids, "promoteJobs");
+    return this.#act((ns, now, effects) => promoteJobs(ns, ids, now, effects));
+  }
+
+  async purgeQueue(queue: string, limit: number): Promise<PurgeReport> {
+    checkPurge(queue, limit);
+    return this.#act((ns, now, effects) => purgeQueue(ns, queue, limit, now, effects));
+  }
+
+  /** Runs an action, then wakes the workers if it queued jobs, and the waiters of the jobs it ended. */
+  #act<T>(action: (ns: NamespaceState, now: number, effects: ActionEffects) => T): T {
+    const effects: ActionEffects = { ended: [], queued: false };
+    const out = action(this.#ns, this.clock.now(), effects);
+    if (effects.queued) this.#store.notify(this.namespace);
+    this.#store.notifyResults(this.namespace, effects.ended);
+    return out;
   }
 
   async flush(): Promise<void> {
