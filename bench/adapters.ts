@@ -6,7 +6,7 @@
 import type { Worker as BullWorker } from "bullmq";
 import type BeeQueue from "bee-queue";
 import { Batch, Engine, MemoryBroker, RedisBroker, setLogger, signals, withOptions } from "../lib/index.js";
-import type { JobOptions } from "../lib/index.js";
+import type { EngineOptions, JobOptions } from "../lib/index.js";
 
 /** A job payload: its index, and when it was enqueued (performance.now() of the producer) for latency. */
 export interface Payload {
@@ -48,12 +48,17 @@ export type Library = (typeof LIBRARIES)[number];
 /**
  * What each job of a scenario sets besides its payload, in each library's own form: nothing; a
  * priority of 0 to 9 (job i gets i % 10); a key of its own (job i: "k<i>", so none is a duplicate:
- * what a key costs, not what deduplication saves); two headers (Chard only: the peers have none).
+ * what a key costs, not what deduplication saves); two headers (Chard only: the peers have none);
+ * "kept": each job is plain, and the last 10,000 succeeded jobs are kept for inspection (Chard's
+ * `retention.succeeded`, BullMQ's `removeOnComplete: { count }`; bee-queue keeps all or none).
  */
-export type Variant = "plain" | "priority" | "key" | "headers";
+export type Variant = "plain" | "priority" | "key" | "headers" | "kept";
 
 /** The variants, for command-line checks. */
-export const VARIANTS: readonly Variant[] = ["plain", "priority", "key", "headers"];
+export const VARIANTS: readonly Variant[] = ["plain", "priority", "key", "headers", "kept"];
+
+/** How many succeeded jobs the "kept" variant keeps. */
+const KEPT = 10_000;
 
 /** Makes the adapter of `library` on the queue (or namespace) `name`; peers are loaded only when used. */
 export async function makeAdapter(
@@ -64,9 +69,9 @@ export async function makeAdapter(
 ): Promise<Adapter> {
   switch (library) {
     case "chard-redis":
-      return chard(new Engine(new RedisBroker(redisUrl), name), variant);
+      return chard(new Engine(new RedisBroker(redisUrl), name, chardOptions(variant)), variant);
     case "chard-memory":
-      return chard(new Engine(new MemoryBroker(), name), variant);
+      return chard(new Engine(new MemoryBroker(), name, chardOptions(variant)), variant);
     case "bullmq":
       return bullmq(await import("bullmq"), redisUrl, name, true, variant);
     case "bullmq-default":
@@ -81,6 +86,11 @@ export async function makeAdapter(
 /** The headers of the "headers" variant: a tenant and a W3C trace context, as middleware would add. */
 const HEADERS = { tenant: "acme", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" };
 
+/** The engine options of a variant: the "kept" one keeps succeeded jobs. */
+function chardOptions(variant: Variant): EngineOptions {
+  return variant === "kept" ? { retention: { succeeded: { count: KEPT } } } : {};
+}
+
 function chard(engine: Engine, variant: Variant): Adapter {
   setLogger({ debug() {}, info() {}, warn() {}, error() {} });
   let handle: Handler = () => undefined;
@@ -88,7 +98,7 @@ function chard(engine: Engine, variant: Variant): Adapter {
   let workers: Promise<void> | undefined;
   const options = (p: Payload): JobOptions =>
     variant === "priority" ? { priority: p.i % 10 } : variant === "key" ? { key: `k${p.i}` } : { headers: HEADERS };
-  const ref = (p: Payload) => (variant === "plain" ? "noop" : withOptions("noop", options(p)));
+  const ref = (p: Payload) => (variant === "plain" || variant === "kept" ? "noop" : withOptions("noop", options(p)));
   return {
     enqueue: async (payload) => void (await engine.schedule(ref(payload), payload)),
     enqueueBulk: async (payloads) => {
@@ -151,7 +161,11 @@ function bullmq(
       worker = new lib.Worker(name, processor, {
         connection: conn,
         concurrency,
-        ...(tuned ? { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } } : {}),
+        ...(variant === "kept"
+          ? { removeOnComplete: { count: KEPT }, removeOnFail: { count: 0 } }
+          : tuned
+            ? { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } }
+            : {}),
       });
       await worker.waitUntilReady();
     },
@@ -163,7 +177,8 @@ function bullmq(
 }
 
 function bee(Queue: typeof BeeQueue, redisUrl: string, name: string, tuned: boolean, variant: Variant): Adapter {
-  if (variant === "priority" || variant === "headers") throw new Error(`bee-queue has no job ${variant}`);
+  if (variant === "priority" || variant === "headers" || variant === "kept")
+    throw new Error(`bee-queue has no job ${variant === "kept" ? "retention by count" : variant}`);
   // A custom job id is bee-queue's key (setId): a job with the id of one that exists is not saved again.
   const job = (p: Payload) => (variant === "key" ? producer.createJob(p).setId(`k${p.i}`) : producer.createJob(p));
   const redis = connection(redisUrl);

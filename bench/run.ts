@@ -112,6 +112,12 @@ const SCENARIOS: Scenario[] = [
     libraries: ["chard-redis", "chard-memory"],
     jobs: N,
   },
+  {
+    id: "e2e:100+kept",
+    label: "end to end, concurrency 100, the last 10,000 succeeded jobs kept",
+    libraries: ["chard-redis", "chard-memory", "bullmq"],
+    jobs: N,
+  },
   // Per-job options (bench/adapters.ts Variant): each job sets one, in each library's own form.
   ...(["priority", "key", "headers"] as const).flatMap((v): Scenario[] => {
     const libraries: Library[] =

@@ -35,6 +35,13 @@ export interface SubjectSnapshot {
   keys?: string[];
   /** The counts of each schedule (`fires`, `skipped`). Absent from a snapshot kept before schedules. */
   schedules?: Map<string, ScheduleCounts>;
+  /**
+   * The operations counters (`<p>:counts`) summed over tasks and queues, by letter (lib/operations.ts
+   * COUNT_LETTERS), and the sizes of the failed and succeeded stores. Absent from a snapshot kept
+   * before counters.
+   */
+  counters?: Record<string, number>;
+  stores?: { failed: number; succeeded: number };
 }
 
 /** Reads the subject Redis; result records only for `ids`. */
@@ -81,7 +88,41 @@ export async function snapshot(client: Redis, namespace: string, ids: readonly s
     if (fires !== null || skipped !== null)
       schedules.set(name, { fires: Number(fires ?? 0), skipped: Number(skipped ?? 0) });
   }
-  return { running, queued, future, stored, results, keys, schedules };
+  const counters: Record<string, number> = {};
+  for (const [field, value] of Object.entries(await client.hgetall(k.counts))) {
+    if (field.startsWith("~")) continue;
+    counters[field[0]!] = (counters[field[0]!] ?? 0) + Number(value);
+  }
+  const stores = { failed: await client.zcard(k.failed), succeeded: await client.zcard(k.succeeded) };
+  return { running, queued, future, stored, results, keys, schedules, counters, stores };
+}
+
+/**
+ * The counters against where the jobs are: queued (ids in the lists with a stored JSON), waiting
+ * and retrying (the future set), running, and the two stores; exact after any number of kills and
+ * restarts, since every move counts in the script that makes it.
+ */
+function counterChecks(subject: SubjectSnapshot): CheckRow[] {
+  const c = subject.counters;
+  if (c === undefined || subject.stores === undefined) return [];
+  const n = (letter: string): number => c[letter] ?? 0;
+  const queued = [...subject.queued].filter((id) => subject.stored.has(id)).length;
+  const future = [...subject.future].filter((id) => subject.stored.has(id)).length;
+  const running = [...subject.running.values()].flat().length;
+  const row = (name: string, counted: number, actual: number): CheckRow => ({
+    name: `counters: ${name} counted / in place`,
+    value: `${counted} / ${actual}`,
+    expected: "equal",
+    pass: counted === actual,
+  });
+  return [
+    row("queued", n("q"), queued),
+    row("waiting and retrying", n("w") + n("r"), future),
+    row("running", n("a"), running),
+    row("failed store", n("f"), subject.stores.failed),
+    row("succeeded store", n("s"), subject.stores.succeeded),
+    { name: "counters: succeeded total, failed total", value: `${n("S")}, ${n("F")}`, expected: "", pass: undefined },
+  ];
 }
 
 /** One row of the checks table; `pass` undefined for a row that only informs. */
@@ -284,6 +325,7 @@ export function runChecks(history: RunHistory, subject: SubjectSnapshot, facts: 
       pass: facts.notStopped.length === 0,
     },
     ...outcomes(jobs),
+    ...counterChecks(subject),
     ...scheduleChecks(history, subject.schedules, busyMs(facts.options)),
   ];
 }

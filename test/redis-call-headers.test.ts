@@ -1,7 +1,8 @@
 /**
- * The TypeScript-to-Lua seam, with no Redis: each call builder of brokers/redis/calls.ts against
- * the header of its script (the KEYS and ARGV the header documents, in its order), and each
- * header against the body of its script. The header grammar is described in brokers/redis/scripts.ts.
+ * The TypeScript-to-Lua seam, with no Redis: each call builder of brokers/redis/ (calls.ts, the
+ * admin-calls.ts and ops-calls.ts it re-exports, schedule-calls.ts) against the header of its
+ * script (the KEYS and ARGV the header documents, in its order), and each header against the
+ * body of its script. The header grammar is described in brokers/redis/scripts.ts.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
@@ -9,6 +10,7 @@ import type { FinishedJob } from "../lib/broker.js";
 import { Job, toJSON } from "../lib/jobs.js";
 import { CANCELLED_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
 import { DEFAULT_RESULT_TTL_MS } from "../lib/tasks.js";
+import { writeEndedRecord, type Retention } from "../lib/operations.js";
 import * as calls from "../brokers/redis/calls.js";
 import * as scheduleCalls from "../brokers/redis/schedule-calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
@@ -135,7 +137,34 @@ const FINISH_KEYS = (tail: readonly string[]): Expected[] => [
   ["queue LISTs that retried jobs go back to", tail],
 ];
 
-const FINISH_ARGV = (width: number, ids: string, runs: string, lines: string): Expected[] => [
+/** The stores' bounds as every script takes them when the broker was given none (the defaults). */
+const DEFAULT_BOUNDS = "10000 604800000 0 86400000";
+/** Bounds that keep succeeded jobs too: 500 failed for 2 days, 50 succeeded for an hour. */
+const RETENTION: Retention = {
+  failed: { count: 500, ageMs: 2 * 86_400_000 },
+  succeeded: { count: 50, ageMs: 3_600_000 },
+};
+const RETENTION_BOUNDS = "500 172800000 50 3600000";
+
+/** The ended record of `j` for a store, as a worker writes it. */
+const record = (j: Job, state: "failed" | "succeeded"): string =>
+  writeEndedRecord({
+    state,
+    endedAtMs: NOW,
+    startedAtMs: NOW - 250,
+    worker: BROKER,
+    error: state === "failed" ? { name: "Error", message: "boom" } : undefined,
+    json: toJSON(j),
+  });
+
+const FINISH_ARGV = (
+  width: number,
+  ids: string,
+  runs: string,
+  lines: string,
+  endings = "",
+  bounds = DEFAULT_BOUNDS,
+): Expected[] => [
   ["events channel", k.events],
   ["results channel", k.resultsChannel],
   ["now", NOW],
@@ -144,6 +173,8 @@ const FINISH_ARGV = (width: number, ids: string, runs: string, lines: string): E
   ["the fetch tokens of the ids", runs],
   ["the other jobs, one line each", lines],
   ["key prefix", k.prefix],
+  ["the acks that failed for good, and the ended records to keep", endings],
+  ["the stores' bounds", bounds],
 ];
 
 const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
@@ -161,7 +192,13 @@ const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
   ["queue LISTs: first the other queues to fetch from", tail],
 ];
 
-const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[], queues = 1): Expected[] => [
+const FETCH_ARGV = (
+  maxJobs: number,
+  acks: readonly ScriptArg[],
+  queues = 1,
+  endings = "",
+  bounds = DEFAULT_BOUNDS,
+): Expected[] => [
   ["key prefix", k.prefix],
   ["events channel", k.events],
   ["broker id", BROKER],
@@ -174,9 +211,16 @@ const FETCH_ARGV = (maxJobs: number, acks: readonly ScriptArg[], queues = 1): Ex
   ["the acks", acks],
   ["this fetch's token", "42"],
   ["the number of queues to fetch from", queues],
+  ["the acks' failures and ended records", endings],
+  ["the stores' bounds", bounds],
 ];
 
-const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue: string | string[] = "q"): calls.ScriptCall =>
+const fetch = (
+  maxJobs: number,
+  acks?: readonly FinishedJob[],
+  queue: string | string[] = "q",
+  retention?: Retention,
+): calls.ScriptCall =>
   calls.fetchCall(k, {
     brokerId: BROKER,
     queue,
@@ -185,6 +229,7 @@ const fetch = (maxJobs: number, acks?: readonly FinishedJob[], queue: string | s
     leaseMs: LEASE_MS,
     ...(acks && { acks }),
     token: "42",
+    ...(retention && { retention }),
   });
 
 /** Representative calls of every script's builder. */
@@ -226,26 +271,45 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       (priority) =>
         new Job({ taskName: "t", queue: "q", atMs: NOW, maxRetries: 3, taskArgs: [1], extras: { priority } }),
     );
+    // Multi-byte names: a counts field is measured in bytes ("envoyer-é" is 10).
+    const named = (retries: number): Job =>
+      new Job({ taskName: "envoyer-é", queue: "q", atMs: NOW + 5, maxRetries: 3, retries, taskArgs: [1] });
+    const [retried, fresh, dueNow] = [named(2), named(0), job("q")];
     const keys = (queues: readonly string[]): Expected[] => enqueueKeys(token, queues);
-    const argv = enqueueArgv;
+    const argv = (width: number, groups: string, jsons: readonly Job[], at: string, counts: string): Expected[] => [
+      ...enqueueArgv(width, groups, jsons, at),
+      ["the counts the batch adds", counts],
+    ];
     return [
       {
-        name: "all due, one queue: one group",
+        name: "all due, one queue: one group, one count",
         call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, token }),
         keys: keys(["q"]),
-        argv: argv(36, "5 2", due, ""),
+        argv: argv(36, "5 2", due, "", "2 4 qt\u0001q"),
       },
       {
-        name: "two queues and a job due later: a group per queue, the future group last",
+        name: "two queues and a job due later: a group per queue, the future group last, a count per field met",
         call: calls.enqueueCall(k, { jobs: [a, b, later, c], nowMs: NOW, token }),
         keys: keys(["q", "other"]),
-        argv: argv(36, "5 2 6 1 0 1", [a, c, b, later], String(NOW + 1)),
+        argv: argv(36, "5 2 6 1 0 1", [a, c, b, later], String(NOW + 1), "2 4 qt\u0001q1 8 qt\u0001other1 4 wt\u0001q"),
       },
       {
-        name: "jobs with priorities: a group per level of their queue",
+        name: "jobs with priorities: a group per level of their queue, counted queued",
         call: calls.enqueueCall(k, { jobs: [high!, a, low!, high2!], nowMs: NOW, token }),
         keys: keys(["q"]),
-        argv: argv(36, "5:5 2 5 1 5:-3 1", [high!, high2!, a, low!], ""),
+        argv: argv(36, "5:5 2 5 1 5:-3 1", [high!, high2!, a, low!], "", "4 4 qt\u0001q"),
+      },
+      {
+        name: "a retry and a new job due later: counted retrying and waiting, their fields' length in bytes",
+        call: calls.enqueueCall(k, { jobs: [retried, fresh, dueNow], nowMs: NOW, token }),
+        keys: keys(["q"]),
+        argv: argv(
+          36,
+          "5 1 0 2",
+          [dueNow, retried, fresh],
+          `${NOW + 5} ${NOW + 5}`,
+          "1 13 renvoyer-é\u0001q1 13 wenvoyer-é\u0001q1 4 qt\u0001q",
+        ),
       },
     ];
   },
@@ -320,6 +384,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     };
     const progress: FinishedJob = { job: job(), token: "8", outcome: "failed", hadProgress: true };
     const otherAgain = retry(job("other", NOW));
+    const [failedJob, succeededJob, lostJob] = [job(), job(), job()];
+    const failedKept: FinishedJob = { ...ended(failedJob), outcome: "failed", ended: record(failedJob, "failed") };
+    const succeededKept: FinishedJob = { ...ended(succeededJob), ended: record(succeededJob, "succeeded") };
+    const failedGone: FinishedJob = { ...ended(lostJob), outcome: "failed" };
     const lines = [
       `q 2 ${sameQueue.job.id} 7 1 ${toJSON(sameQueue.job)}`,
       `q 3 ${otherQueue.job.id} 7 12 ${toJSON(otherQueue.job)}`,
@@ -340,13 +408,29 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         name: "acks of every kind: retries due now to the queue fetched from and to another, one due later",
         call: fetch(5, [plain, sameQueue, otherQueue, later, kept, progress, otherAgain]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
-        argv: FETCH_ARGV(5, [36, plain.job.id, "7 1", lines.join("\n")]),
+        argv: FETCH_ARGV(5, [36, plain.job.id, "7 1", lines.join("\n")], 1, `${progress.job.id} f`),
       },
       {
         name: "two queues, and a retry due now to the second",
         call: fetch(5, [otherAgain], ["q", "other"]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
         argv: FETCH_ARGV(5, [0, "", "", `q 1 ${otherAgain.job.id} 7 12 ${toJSON(otherAgain.job)}`], 2),
+      },
+      {
+        name: "a failure and a success with their ended records, a failure without, and the broker's bounds",
+        call: fetch(5, [failedKept, succeededKept, failedGone], "q", RETENTION),
+        keys: FETCH_KEYS("q", []),
+        argv: FETCH_ARGV(
+          5,
+          [36, [failedJob, succeededJob, lostJob].map((j) => j.id).join(" "), "7 3", ""],
+          1,
+          [
+            `${failedJob.id} f ${record(failedJob, "failed")}`,
+            `${succeededJob.id} s ${record(succeededJob, "succeeded")}`,
+            `${lostJob.id} f`,
+          ].join("\n"),
+          RETENTION_BOUNDS,
+        ),
       },
     ];
   },
@@ -355,6 +439,12 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     const short = new Job({ id: "a1", taskName: "t", queue: "q", atMs: NOW, maxRetries: 0, taskArgs: [] });
     const long = new Job({ id: "b22", taskName: "t", queue: "q", atMs: NOW, maxRetries: 0, taskArgs: [] });
     const [r1, e, r2, r3] = [retry(job("q1")), ended(), retry(job("q2")), retry(job("q1"))];
+    const [failedJob, succeededJob, progressJob] = [job(), job(), job()];
+    const kept: FinishedJob[] = [
+      { ...ended(succeededJob), ended: record(succeededJob, "succeeded") },
+      { ...ended(progressJob), outcome: "failed", hadProgress: true },
+      { ...ended(failedJob), outcome: "failed", ended: record(failedJob, "failed") },
+    ];
     const lines = [
       `q 1 ${r1.job.id} 7 9 ${toJSON(r1.job)}`,
       `q 3 ${r2.job.id} 7 10 ${toJSON(r2.job)}`,
@@ -372,6 +462,23 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         call: calls.finishCall(k, { brokerId: BROKER, acks: [r1, e, r2, r3], nowMs: NOW }),
         keys: FINISH_KEYS([k.queue("q1"), k.queue("q2")]),
         argv: FINISH_ARGV(36, e.job.id, "7 1", lines.join("\n")),
+      },
+      {
+        name: "a success and a failure with their ended records, a failure without, and the broker's bounds",
+        call: calls.finishCall(k, { brokerId: BROKER, acks: kept, nowMs: NOW, retention: RETENTION }),
+        keys: FINISH_KEYS([]),
+        argv: FINISH_ARGV(
+          36,
+          `${succeededJob.id} ${failedJob.id}`,
+          "7 2",
+          `E 2 ${progressJob.id} 7`,
+          [
+            `${succeededJob.id} s ${record(succeededJob, "succeeded")}`,
+            `${progressJob.id} f`,
+            `${failedJob.id} f ${record(failedJob, "failed")}`,
+          ].join("\n"),
+          RETENTION_BOUNDS,
+        ),
       },
     ];
   },
@@ -564,52 +671,53 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     },
   ],
 
-  keep_alive: () => [
-    {
-      name: "a renewal",
-      call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS, announced: [] }),
-      keys: [
-        ["leases ZSET", k.leases],
-        ["running HASH of this broker", k.running(BROKER)],
-        ["unannounced HASH of this broker", k.unannounced(BROKER)],
-        ["results HASH", k.results],
-        ["result-expiry ZSET", k.resultExpiry],
-      ],
-      argv: [
-        ["broker id", BROKER],
-        ["now", NOW],
-        ["new lease expiry", NOW + LEASE_MS],
-        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
-        ["ids this broker announced since", []],
-      ],
-    },
-    {
-      name: "a renewal confirming two announcements",
-      call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS, announced: ["j1", "j2"] }),
-      keys: [
-        ["leases ZSET", k.leases],
-        ["running HASH of this broker", k.running(BROKER)],
-        ["unannounced HASH of this broker", k.unannounced(BROKER)],
-        ["results HASH", k.results],
-        ["result-expiry ZSET", k.resultExpiry],
-      ],
-      argv: [
-        ["broker id", BROKER],
-        ["now", NOW],
-        ["new lease expiry", NOW + LEASE_MS],
-        ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
-        ["ids this broker announced since", ["j1", "j2"]],
-      ],
-    },
-  ],
+  keep_alive: () => {
+    const keys: Expected[] = [
+      ["leases ZSET", k.leases],
+      ["running HASH of this broker", k.running(BROKER)],
+      ["unannounced HASH of this broker", k.unannounced(BROKER)],
+      ["results HASH", k.results],
+      ["result-expiry ZSET", k.resultExpiry],
+    ];
+    const argv = (bounds: string, announced: readonly string[]): Expected[] => [
+      ["broker id", BROKER],
+      ["now", NOW],
+      ["new lease expiry", NOW + LEASE_MS],
+      ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
+      ["the stores' bounds", bounds],
+      ["ids this broker announced since", announced],
+    ];
+    return [
+      {
+        name: "a renewal, with the default bounds",
+        call: calls.keepAliveCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS, announced: [] }),
+        keys,
+        argv: argv(DEFAULT_BOUNDS, []),
+      },
+      {
+        name: "a renewal confirming two announcements, with the broker's bounds",
+        call: calls.keepAliveCall(k, {
+          brokerId: BROKER,
+          nowMs: NOW,
+          leaseMs: LEASE_MS,
+          announced: ["j1", "j2"],
+          retention: RETENTION,
+        }),
+        keys,
+        argv: argv(RETENTION_BOUNDS, ["j1", "j2"]),
+      },
+    ];
+  },
 
   recover_dead_brokers: () =>
-    [
-      ["one dead broker", ["dead-1"]],
-      ["two dead brokers", ["dead-1", "dead-2"]],
-    ].map(([name, ids]) => ({
-      name: name as string,
-      call: calls.recoverCall(k, { brokerId: BROKER, brokerIds: ids as string[], nowMs: NOW }),
+    (
+      [
+        ["one dead broker, the default bounds", ["dead-1"], undefined, DEFAULT_BOUNDS],
+        ["two dead brokers, the broker's bounds", ["dead-1", "dead-2"], RETENTION, RETENTION_BOUNDS],
+      ] as const
+    ).map(([name, ids, retention, bounds]) => ({
+      name,
+      call: calls.recoverCall(k, { brokerId: BROKER, brokerIds: ids, nowMs: NOW, ...(retention && { retention }) }),
       keys: [
         ["leases ZSET", k.leases],
         ["max-concurrency HASH", k.maxConcurrency],
@@ -619,7 +727,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["result-expiry ZSET", k.resultExpiry],
         ["progress HASH", k.progress],
         ["unannounced HASH of the recovering broker", k.unannounced(BROKER)],
-        ["running HASH (job id -> fetch token) of each candidate broker", (ids as string[]).map((id) => k.running(id))],
+        ["running HASH (job id -> fetch token) of each candidate broker", ids.map((id) => k.running(id))],
       ],
       argv: [
         ["key prefix", k.prefix],
@@ -629,7 +737,8 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["how long the record of a lost job is kept", DEFAULT_RESULT_TTL_MS],
         ["the record of a lost job", LOST_RECORD],
         ["the record of a job cancelled while it ran", CANCELLED_RECORD],
-        ["candidate broker ids", ids!],
+        ["the stores' bounds", bounds],
+        ["candidate broker ids", ids],
       ],
     })),
 
@@ -761,6 +870,263 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ],
     },
   ],
+
+  start_broker: () => {
+    const keys: Expected[] = [
+      ["leases ZSET", k.leases],
+      ["brokers HASH", k.brokers],
+    ];
+    const info = { host: "web-1", pid: 4242, queues: ["q", "other"], concurrency: 8, startedAtMs: NOW - 5 };
+    return [
+      {
+        name: "a broker whose workers start: its info, with its lease's length",
+        call: calls.startBrokerCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS, info }),
+        keys,
+        argv: [
+          ["broker id", BROKER],
+          ["lease expiry", NOW + LEASE_MS],
+          [
+            "its worker info JSON",
+            `{"host":"web-1","pid":4242,"queues":["q","other"],"concurrency":8,"startedAt":${NOW - 5},"leaseMs":30000}`,
+          ],
+        ],
+      },
+      {
+        name: "a broker started without workers' info",
+        call: calls.startBrokerCall(k, { brokerId: BROKER, nowMs: NOW, leaseMs: LEASE_MS }),
+        keys,
+        argv: [
+          ["broker id", BROKER],
+          ["lease expiry", NOW + LEASE_MS],
+          ["its worker info JSON", ""],
+        ],
+      },
+    ];
+  },
+
+  count_backfill: () => [
+    {
+      name: "a backfill",
+      call: calls.backfillCall(k),
+      keys: [
+        ["counts HASH", k.counts],
+        ["jobs HASH", k.jobs],
+        ["future ZSET", k.future],
+        ["leases ZSET", k.leases],
+      ],
+      argv: [["key prefix", k.prefix]],
+    },
+  ],
+
+  read_job: () => {
+    const id = job().id;
+    return [
+      {
+        name: "a lookup",
+        call: calls.readJobCall(k, { jobId: id, nowMs: NOW }),
+        keys: [
+          ["jobs HASH", k.jobs],
+          ["revoked SET", k.revoked],
+          ["leases ZSET", k.leases],
+          ["future ZSET", k.future],
+          ["ended HASH", k.ended],
+          ["failed ZSET", k.failed],
+          ["results HASH", k.results],
+          ["result-expiry ZSET", k.resultExpiry],
+          ["progress HASH", k.progress],
+        ],
+        argv: [
+          ["job id", id],
+          ["key prefix", k.prefix],
+          ["now", NOW],
+        ],
+      },
+    ];
+  },
+
+  list_workers: () => [
+    {
+      name: "a listing",
+      call: calls.listWorkersCall(k, { nowMs: NOW }),
+      keys: [
+        ["leases ZSET", k.leases],
+        ["brokers HASH", k.brokers],
+      ],
+      argv: [
+        ["key prefix", k.prefix],
+        ["now", NOW],
+      ],
+    },
+  ],
+
+  list_jobs: () => {
+    const keys: Expected[] = [
+      ["jobs HASH", k.jobs],
+      ["future ZSET", k.future],
+      ["leases ZSET", k.leases],
+      ["ended HASH", k.ended],
+      ["failed ZSET", k.failed],
+      ["succeeded ZSET", k.succeeded],
+      ["counts HASH", k.counts],
+      ["progress HASH", k.progress],
+      ["results HASH", k.results],
+      ["revoked SET", k.revoked],
+    ];
+    const argv = (
+      state: string,
+      order: string,
+      limit: number,
+      queue: string,
+      task: string,
+      cursor: string,
+    ): Expected[] => [
+      ["key prefix", k.prefix],
+      ["state", state],
+      ["order", order],
+      ["the most jobs in the page", limit],
+      ["the most entries looked at", limit + 1000],
+      ["only the jobs of this queue", queue],
+      ["only the jobs of this task", task],
+      ["the cursor of the previous page", cursor],
+    ];
+    const id = job().id;
+    const queuedCursor = `["emails",0,"",0,49,"${id}"]`;
+    return [
+      {
+        name: "the first page of failed jobs, newest first, of every queue and task",
+        call: calls.listJobsCall(k, { state: "failed", order: "newest", limit: 50 }),
+        keys,
+        argv: argv("failed", "newest", 50, "", "", ""),
+      },
+      {
+        name: "the next page of queued jobs of one queue and task: the cursor without its state",
+        call: calls.listJobsCall(k, {
+          state: "queued",
+          order: "oldest",
+          limit: 100,
+          queue: "emails",
+          task: "send welcome",
+          cursor: `queued:${queuedCursor}`,
+        }),
+        keys,
+        argv: argv("queued", "oldest", 100, "emails", "send welcome", queuedCursor),
+      },
+      {
+        name: "the next page of waiting jobs",
+        call: calls.listJobsCall(k, {
+          state: "waiting",
+          order: "oldest",
+          limit: 1,
+          cursor: `waiting:[${NOW},"${id}"]`,
+        }),
+        keys,
+        argv: argv("waiting", "oldest", 1, "", "", `[${NOW},"${id}"]`),
+      },
+    ];
+  },
+
+  retry_failed: () => {
+    const ids = [job().id, job().id];
+    return [1, 2].map((n) => ({
+      name: n === 1 ? "one failed job" : "two failed jobs",
+      call: calls.retryFailedCall(k, { ids: ids.slice(0, n), nowMs: NOW }),
+      keys: [
+        ["jobs HASH", k.jobs],
+        ["ended HASH", k.ended],
+        ["failed ZSET", k.failed],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+        ["max-concurrency HASH", k.maxConcurrency],
+        ["revoked SET", k.revoked],
+      ],
+      argv: [
+        ["key prefix", k.prefix],
+        ["events channel", k.events],
+        ["now", NOW],
+        ["the job ids", ids.slice(0, n)],
+      ],
+    }));
+  },
+
+  delete_jobs: () => {
+    const ids = [job().id, job().id, job().id];
+    return [
+      {
+        name: "three jobs, whatever their states",
+        call: calls.deleteJobsCall(k, { ids, nowMs: NOW }),
+        keys: [
+          ["jobs HASH", k.jobs],
+          ["future ZSET", k.future],
+          ["revoked SET", k.revoked],
+          ["leases ZSET", k.leases],
+          ["ended HASH", k.ended],
+          ["failed ZSET", k.failed],
+          ["succeeded ZSET", k.succeeded],
+          ["results HASH", k.results],
+          ["result-expiry ZSET", k.resultExpiry],
+          ["progress HASH", k.progress],
+          ["max-concurrency HASH", k.maxConcurrency],
+        ],
+        argv: [
+          ["key prefix", k.prefix],
+          ["results channel", k.resultsChannel],
+          ["now", NOW],
+          ["the record of a revoked job", REVOKED_RECORD],
+          ["how long that record is kept", DEFAULT_RESULT_TTL_MS],
+          ["the job ids", ids],
+        ],
+      },
+    ];
+  },
+
+  promote_jobs: () => {
+    const ids = [job().id, job().id];
+    return [
+      {
+        name: "two waiting jobs",
+        call: calls.promoteJobsCall(k, { ids, nowMs: NOW }),
+        keys: [
+          ["jobs HASH", k.jobs],
+          ["future ZSET", k.future],
+          ["revoked SET", k.revoked],
+          ["max-concurrency HASH", k.maxConcurrency],
+        ],
+        argv: [
+          ["key prefix", k.prefix],
+          ["events channel", k.events],
+          ["now", NOW],
+          ["the job ids", ids],
+        ],
+      },
+    ];
+  },
+
+  purge_queue: () =>
+    (
+      [
+        ["a purge of a whole batch", "emails", 1000],
+        ["a purge of a few jobs of a queue whose name has spaces and braces", "bulk {eu} mail", 10],
+      ] as const
+    ).map(([name, queue, limit]) => ({
+      name,
+      call: calls.purgeQueueCall(k, { queue, limit, nowMs: NOW }),
+      keys: [
+        ["jobs HASH", k.jobs],
+        ["revoked SET", k.revoked],
+        ["results HASH", k.results],
+        ["result-expiry ZSET", k.resultExpiry],
+        ["progress HASH", k.progress],
+      ],
+      argv: [
+        ["key prefix", k.prefix],
+        ["results channel", k.resultsChannel],
+        ["now", NOW],
+        ["the record of a revoked job", REVOKED_RECORD],
+        ["how long that record is kept", DEFAULT_RESULT_TTL_MS],
+        ["the most jobs removed by this call", limit],
+        ["the queue", queue],
+      ],
+    })),
 };
 
 // ---- Checks ---------------------------------------------------------------------------------

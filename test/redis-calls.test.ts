@@ -1,6 +1,7 @@
 /**
- * Unit tests of brokers/redis/calls.ts, with no Redis: what each call builder sends (the packing of
- * acks and of enqueued batches above all) and what each reply parser returns or rejects.
+ * Unit tests of brokers/redis/calls.ts (and the modules it re-exports), with no Redis: what each
+ * call builder sends (the packing of acks, of enqueued batches and of their counts above all) and
+ * what each reply parser returns or rejects.
  */
 import { afterEach, describe, expect, test } from "vitest";
 import type { FinishedJob } from "../lib/broker.js";
@@ -11,10 +12,19 @@ import * as calls from "../brokers/redis/calls.js";
 import * as scheduleCalls from "../brokers/redis/schedule-calls.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { RedisReplyError, scriptSource } from "../brokers/redis/scripts.js";
-import { CANCELLED_RETRY_RECORD } from "../lib/results.js";
+import { CANCELLED_RETRY_RECORD, REVOKED_RECORD } from "../lib/results.js";
+import { InvalidOptionError } from "../lib/errors.js";
+import { DEFAULT_FAILED_RETENTION, DEFAULT_SUCCEEDED_RETENTION, type Retention } from "../lib/operations.js";
 
 const NOW = 1_700_000_000_000;
 const k = namespaceKeys("calls");
+/** The stores' bounds the scripts get when a call is given none. */
+const DEFAULT_BOUNDS = "10000 604800000 0 86400000";
+/** 500 failed jobs for 2 days, 50 succeeded ones for an hour. */
+const RETENTION: Retention = {
+  failed: { count: 500, ageMs: 2 * 86_400_000 },
+  succeeded: { count: 50, ageMs: 3_600_000 },
+};
 
 const job = (
   fields: { id?: string; queue?: string; atMs?: number; retries?: number; extras?: { priority: number } } = {},
@@ -197,7 +207,7 @@ describe("the call builders", () => {
     const call = calls.fetchCall(k, { ...input, queue: ["high", "low", "high"], acks: [retry(job({ queue: "low" }))] });
     expect(call.keys[0]).toBe(k.queue("high"));
     expect(call.keys.slice(11)).toEqual([k.queue("low")]);
-    expect(call.args.at(-1)).toBe(2);
+    expect(call.args.slice(13)).toEqual(["12", 2, "", DEFAULT_BOUNDS]);
     expect(String(call.args[12]).split(" ")[4]).toBe("12"); // the retry to "low" names its key
   });
 
@@ -215,7 +225,7 @@ describe("the call builders", () => {
     expect(call).toEqual({
       name: "enqueue_jobs",
       keys: [k.token("tok"), k.jobs, k.future, k.maxConcurrency, k.queue("q")],
-      args: [k.events, calls.TOKEN_TTL_MS, 36, "5 2", jobs.map(toJSON).join("\n"), "", k.prefix],
+      args: [k.events, calls.TOKEN_TTL_MS, 36, "5 2", jobs.map(toJSON).join("\n"), "", k.prefix, "2 4 qt\u0001q"],
     });
   });
 
@@ -234,6 +244,7 @@ describe("the call builders", () => {
       [a, d, c, b, e].map(toJSON).join("\n"),
       `${NOW + 2} ${NOW + 1}`,
       k.prefix,
+      "2 4 qt\u0001x2 4 wt\u0001q1 4 qt\u0001y",
     ]);
   });
 
@@ -241,23 +252,52 @@ describe("the call builders", () => {
     const jobs = [job({ id: "a", atMs: NOW + 1 }), job({ id: "bb", atMs: NOW + 1 })];
     const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
     expect(call.keys).toEqual([k.token("tok"), k.jobs, k.future, k.maxConcurrency]);
-    expect(call.args.slice(2)).toEqual([0, "0 2", jobs.map(toJSON).join("\n"), `${NOW + 1} ${NOW + 1}`, k.prefix]);
+    expect(call.args.slice(2)).toEqual([
+      0,
+      "0 2",
+      jobs.map(toJSON).join("\n"),
+      `${NOW + 1} ${NOW + 1}`,
+      k.prefix,
+      "2 4 wt\u0001q",
+    ]);
   });
 
-  test("fetchCall sends the lease expiry as nowMs + leaseMs, no acks as 0, '', '', '', then its token and 1 queue", () => {
+  test("fetchCall sends the lease expiry as nowMs + leaseMs, no acks as 0, '', '', '', then its token, 1 queue, no endings and the default bounds", () => {
     const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, token: "12" };
     const call = calls.fetchCall(k, input);
     expect(call.args.slice(2, 6)).toEqual(["b", NOW, NOW + 30_000, 7]);
-    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1]);
+    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1, "", DEFAULT_BOUNDS]);
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
-  test("keepAliveCall sends the broker, now, the new lease expiry and the ids announced since, and the result keys", () => {
+  test("fetchCall and finishCall send their acks' endings and the broker's bounds last", () => {
+    const [a, b] = [job(), job()];
+    const acks = [ended(a, { outcome: "failed", ended: "{a}" }), ended(b, { ended: "{b}" })];
+    const endings = `${a.id} f {a}\n${b.id} s {b}`;
+    const fetched = calls.fetchCall(k, {
+      brokerId: "b",
+      queue: "q",
+      maxJobs: 1,
+      nowMs: NOW,
+      leaseMs: 1,
+      acks,
+      token: "3",
+      retention: RETENTION,
+    });
+    expect(fetched.args.slice(13)).toEqual(["3", 1, endings, "500 172800000 50 3600000"]);
+    const finished = calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW, retention: RETENTION });
+    expect(finished.args.slice(7)).toEqual([k.prefix, endings, "500 172800000 50 3600000"]);
+    expect(calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW }).args.slice(8)).toEqual([endings, DEFAULT_BOUNDS]);
+  });
+
+  test("keepAliveCall sends the broker, now, the new lease expiry, the bounds and the ids announced since, and the result keys", () => {
     expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: ["j1", "j2"] })).toEqual({
       name: "keep_alive",
       keys: [k.leases, k.running("b"), k.unannounced("b"), k.results, k.resultExpiry],
-      args: ["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, "j1", "j2"],
+      args: ["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, DEFAULT_BOUNDS, "j1", "j2"],
     });
+    const call = calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: [], retention: RETENTION });
+    expect(call.args).toEqual(["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, "500 172800000 50 3600000"]);
   });
 
   test("trimResultsCall sends now and the batch size, with the result keys", () => {
@@ -286,10 +326,12 @@ describe("the call builders", () => {
     ).toEqual([k.prefix, NOW, "a", 0, "", "", "b", "", '[["t:b",3,250]]', ""]);
   });
 
-  test("recoverCall sends a running key per broker, in the order of their ids", () => {
+  test("recoverCall sends the bounds, then a running key per broker, in the order of their ids", () => {
     const call = calls.recoverCall(k, { brokerId: "b", brokerIds: ["d2", "d1"], nowMs: NOW });
     expect(call.keys.slice(7)).toEqual([k.unannounced("b"), k.running("d2"), k.running("d1")]);
-    expect(call.args.slice(7)).toEqual(["d2", "d1"]);
+    expect(call.args.slice(7)).toEqual([DEFAULT_BOUNDS, "d2", "d1"]);
+    const kept = calls.recoverCall(k, { brokerId: "b", brokerIds: ["d1"], nowMs: NOW, retention: RETENTION });
+    expect(kept.args.slice(7)).toEqual(["500 172800000 50 3600000", "d1"]);
   });
 
   test("reclaimCall sends the lost fetch tokens, then the partial ones, then the ids read from those", () => {
@@ -324,6 +366,104 @@ describe("the call builders", () => {
       name: "stop",
       keys: [k.leases, k.running("b"), k.unannounced("b")],
       args: ["b", "j"],
+    });
+  });
+});
+
+describe("the arguments of the operations model", () => {
+  test("countsArg adds one '<n> <bytes> <field>' per field in the order the batch meets them: q due, r a later retry, w a later new job", () => {
+    const [a, b, c, d] = [job(), job({ atMs: NOW + 1 }), job({ queue: "x", atMs: NOW - 5, retries: 2 }), job()];
+    const [retryLater, e] = [job({ atMs: NOW + 1, retries: 1 }), job({ atMs: NOW + 2 })];
+    expect(calls.countsArg([a, b, c, d, retryLater, e], NOW)).toBe(
+      "2 4 qt\u0001q2 4 wt\u0001q1 4 qt\u0001x1 4 rt\u0001q",
+    );
+    expect(calls.countsArg([], NOW)).toBe("");
+  });
+
+  test("countsArg measures a field in bytes: the script cuts it from the argument by its length", () => {
+    const named = new Job({ taskName: "envoyer-é", queue: "files d'été", atMs: NOW, maxRetries: 0, taskArgs: [] });
+    const field = "qenvoyer-é\u0001files d'été";
+    expect(Buffer.byteLength(field)).toBe(25);
+    expect(calls.countsArg([named, named], NOW)).toBe(`2 25 ${field}`);
+  });
+
+  test("endedArg lists each failure, with its record when it has one, and each success with a record, one a line", () => {
+    const [a, b, c, d, e] = [job(), job(), job(), job(), job()];
+    expect(
+      calls.endedArg([
+        ended(a, { outcome: "failed" }),
+        ended(b, { ended: '{"state":"succeeded"}' }),
+        ended(c),
+        ended(d, { outcome: "failed", ended: '{"state":"failed","x":"a b"}' }),
+        retry(e, { ended: "{}" }),
+      ]),
+    ).toBe([`${a.id} f`, `${b.id} s {"state":"succeeded"}`, `${d.id} f {"state":"failed","x":"a b"}`].join("\n"));
+    expect(calls.endedArg([ended(c), retry(e)])).toBe("");
+    expect(calls.endedArg([])).toBe("");
+  });
+
+  test("boundsArg writes count and age of the failed store, then of the succeeded one; the defaults when none is given", () => {
+    expect(calls.boundsArg()).toBe(DEFAULT_BOUNDS);
+    expect(calls.boundsArg({ failed: DEFAULT_FAILED_RETENTION, succeeded: DEFAULT_SUCCEEDED_RETENTION })).toBe(
+      DEFAULT_BOUNDS,
+    );
+    expect(calls.boundsArg(RETENTION)).toBe("500 172800000 50 3600000");
+    expect(calls.boundsArg({ failed: { count: 0, ageMs: 1000.4 }, succeeded: { count: 7, ageMs: 2500.5 } })).toBe(
+      "0 1000 7 2501",
+    );
+  });
+});
+
+describe("the calls of the operations", () => {
+  test("listJobsCall looks at up to 1000 entries beyond the page, '' for no filter, and sends the cursor without its state", () => {
+    const query = { state: "running", order: "oldest", limit: 20 } as const;
+    expect(calls.listJobsCall(k, query).args).toEqual([k.prefix, "running", "oldest", 20, 1020, "", "", ""]);
+    expect(
+      calls.listJobsCall(k, { ...query, queue: "q", task: "t", cursor: 'running:[1700000000000,"j"]' }).args.slice(5),
+    ).toEqual(["q", "t", '[1700000000000,"j"]']);
+  });
+
+  test("listJobsCall refuses a cursor of another state, or one with nothing after its state", () => {
+    for (const cursor of ['failed:[1,"j"]', "running:", '[1,"j"]', ""])
+      expect(() => calls.listJobsCall(k, { state: "running", order: "oldest", limit: 1, cursor })).toThrow(
+        InvalidOptionError,
+      );
+  });
+
+  test("startBrokerCall sends the lease expiry and the worker info JSON with the lease's length, '' without info", () => {
+    const info = { host: "h", pid: 7, queues: ["a"], concurrency: 2, startedAtMs: NOW - 1 };
+    expect(calls.startBrokerCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, info })).toEqual({
+      name: "start_broker",
+      keys: [k.leases, k.brokers],
+      args: ["b", NOW + 5, `{"host":"h","pid":7,"queues":["a"],"concurrency":2,"startedAt":${NOW - 1},"leaseMs":5}`],
+    });
+    expect(calls.startBrokerCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5 }).args).toEqual(["b", NOW + 5, ""]);
+  });
+
+  test("the actions send their ids last; delete and purge the revoked record and its ttl, purge its limit and queue", () => {
+    expect(calls.retryFailedCall(k, { ids: ["a", "b"], nowMs: NOW }).args).toEqual([k.prefix, k.events, NOW, "a", "b"]);
+    expect(calls.promoteJobsCall(k, { ids: ["a"], nowMs: NOW }).args).toEqual([k.prefix, k.events, NOW, "a"]);
+    expect(calls.deleteJobsCall(k, { ids: ["a"], nowMs: NOW }).args).toEqual([
+      k.prefix,
+      k.resultsChannel,
+      NOW,
+      REVOKED_RECORD,
+      DEFAULT_RESULT_TTL_MS,
+      "a",
+    ]);
+    expect(calls.purgeQueueCall(k, { queue: "q", limit: 10, nowMs: NOW }).args).toEqual([
+      k.prefix,
+      k.resultsChannel,
+      NOW,
+      REVOKED_RECORD,
+      DEFAULT_RESULT_TTL_MS,
+      10,
+      "q",
+    ]);
+    expect(calls.backfillCall(k)).toEqual({
+      name: "count_backfill",
+      keys: [k.counts, k.jobs, k.future, k.leases],
+      args: [k.prefix],
     });
   });
 });
@@ -536,6 +676,197 @@ describe("the reply parsers", () => {
     expect(scheduleCalls.parseFireReply("s o", j)).toEqual({ outcome: "skipped", reason: "overlap" });
     expect(scheduleCalls.parseFireReply("s m", j)).toEqual({ outcome: "skipped", reason: "misfire" });
     expect(scheduleCalls.parseFireReply("c", j)).toEqual({ outcome: "fired" });
+  });
+
+  test("parseCounts reads a row per task and queue, by queue then task, positive counts only, the mark ~v left out", () => {
+    const flat = [
+      ["~v", "1"],
+      ["qsend\u0001emails", "3"],
+      ["asend\u0001emails", "1"],
+      ["Ssend\u0001emails", "120"],
+      ["Fsend\u0001emails", "2"],
+      ["wbuild\u0001emails", "0"],
+      ["rbuild\u0001emails", "-1"],
+      ["fbuild\u0001reports", "4"],
+      ["sbuild\u0001emails", "5"],
+      ["qalpha\u0001reports", "-2"],
+      ["wreport\u0001alerts", "7"],
+      ["xother\u0001emails", "9"],
+      ["qno separator", "9"],
+    ].flat();
+    const zero = {
+      waiting: 0,
+      retrying: 0,
+      queued: 0,
+      running: 0,
+      failed: 0,
+      succeeded: 0,
+      succeededTotal: 0,
+      failedTotal: 0,
+    };
+    expect(calls.parseCounts(flat)).toEqual([
+      { ...zero, task: "report", queue: "alerts", waiting: 7 },
+      { ...zero, task: "build", queue: "emails", succeeded: 5 },
+      { ...zero, task: "send", queue: "emails", queued: 3, running: 1, succeededTotal: 120, failedTotal: 2 },
+      { ...zero, task: "build", queue: "reports", failed: 4 },
+    ]);
+    expect(calls.parseCounts(["~v", "1", "qt\u0001q", "0"])).toEqual([]);
+    expect(calls.parseCounts([])).toEqual([]);
+  });
+
+  test("parseCounts splits a field at its first \\u0001: a queue may hold one, a task may not", () => {
+    expect(calls.parseCounts(["qt\u0001a\u0001b", "1", "q\u0001x", "2"])).toMatchObject([
+      { task: "t", queue: "a\u0001b", queued: 1 },
+      { task: "", queue: "x", queued: 2 },
+    ]);
+  });
+
+  test("parseReadJob reads the state and six optional parts, the fetch token as the start; 'unknown' as no job", () => {
+    expect(calls.parseReadJob(["running", "{j}", null, null, '{"p":1}', "broker-1", "1700000000500"], "id")).toEqual({
+      id: "id",
+      state: "running",
+      json: "{j}",
+      ended: undefined,
+      result: undefined,
+      progress: '{"p":1}',
+      worker: "broker-1",
+      startedAtMs: 1_700_000_000_500,
+    });
+    expect(calls.parseReadJob(["failed", null, "{e}", "{r}", null, null, null], "id")).toEqual({
+      id: "id",
+      state: "failed",
+      json: undefined,
+      ended: "{e}",
+      result: "{r}",
+      progress: undefined,
+      worker: undefined,
+      startedAtMs: undefined,
+    });
+    expect(calls.parseReadJob(["revoked", "{j}", null, null, null, null, null], "id")?.state).toBe("revoked");
+    expect(calls.parseReadJob(["unknown", null, null, null, null, null, null], "id")).toBeUndefined();
+    for (const reply of [
+      ["queued", "{j}", null, null, null, null],
+      ["lost", null, null, null, null, null, null],
+      [1],
+      "queued",
+    ])
+      rejects(() => calls.parseReadJob(reply, "id"), "read_job");
+  });
+
+  test("parseListJobs reads 8 entries per job, and prefixes the next cursor with the state (none at the end)", () => {
+    const entry = (id: string, state: string) => [id, state, `{${id}}`, null, null, null, null, null];
+    const page = calls.parseListJobs(
+      ['["q",0,"",0,1,"b"]', ...entry("a", "queued"), ...entry("b", "revoked")],
+      "queued",
+    );
+    expect(page.cursor).toBe('queued:["q",0,"",0,1,"b"]');
+    expect(page.jobs.map((j) => [j.id, j.state, j.json])).toEqual([
+      ["a", "queued", "{a}"],
+      ["b", "revoked", "{b}"],
+    ]);
+    expect(
+      calls.parseListJobs([null, "c", "running", "{c}", null, null, null, "broker-2", "1700000000007"], "running"),
+    ).toEqual({
+      jobs: [
+        {
+          id: "c",
+          state: "running",
+          json: "{c}",
+          ended: undefined,
+          result: undefined,
+          progress: undefined,
+          worker: "broker-2",
+          startedAtMs: 1_700_000_000_007,
+        },
+      ],
+      cursor: undefined,
+    });
+    expect(calls.parseListJobs([null], "failed")).toEqual({ jobs: [], cursor: undefined });
+    for (const reply of [
+      [],
+      [null, ...entry("a", "queued").slice(1)],
+      [null, ...entry("a", "gone")],
+      [null, 5, ...entry("a", "queued").slice(1)],
+      null,
+    ])
+      rejects(() => calls.parseListJobs(reply, "queued"), "list_jobs");
+  });
+
+  test("parseListWorkers reads four entries per broker, by start then id; a broker without info gets empty fields and its lease's start", () => {
+    const info = JSON.stringify({
+      host: "web-1",
+      pid: 42,
+      queues: ["q", 3],
+      concurrency: 4,
+      startedAt: NOW - 100,
+      leaseMs: 10_000,
+    });
+    const workers = calls.parseListWorkers(
+      [
+        "b2",
+        String(NOW + 30_000),
+        null,
+        "",
+        "b1",
+        String(NOW + 30_000),
+        "not json",
+        "j3",
+        "a",
+        String(NOW + 5_000),
+        info,
+        "j1 j2",
+      ],
+      30_000,
+    );
+    expect(workers).toEqual([
+      {
+        id: "a",
+        host: "web-1",
+        pid: 42,
+        queues: ["q"],
+        concurrency: 4,
+        startedAtMs: NOW - 100,
+        lastSeenMs: NOW - 5_000,
+        running: ["j1", "j2"],
+      },
+      { id: "b1", host: "", pid: 0, queues: [], concurrency: 0, startedAtMs: NOW, lastSeenMs: NOW, running: ["j3"] },
+      { id: "b2", host: "", pid: 0, queues: [], concurrency: 0, startedAtMs: NOW, lastSeenMs: NOW, running: [] },
+    ]);
+    expect(calls.parseListWorkers([], 30_000)).toEqual([]);
+    for (const reply of [["b", "1", null], [1, "1", null, ""], ["b", 1, null, ""], ["b", "1", null, null], "b"])
+      rejects(() => calls.parseListWorkers(reply, 1), "list_workers");
+  });
+
+  test("parseOutcomes reads one outcome per id, and names the script whose reply it rejects", () => {
+    expect(calls.parseOutcomes(["done", "missing", "conflict"], 3, "retry_failed")).toEqual([
+      "done",
+      "missing",
+      "conflict",
+    ]);
+    expect(calls.parseOutcomes([], 0, "promote_jobs")).toEqual([]);
+    for (const reply of [["done"], ["done", "skipped"], ["done", 1], "done", null])
+      rejects(() => calls.parseOutcomes(reply, 2, "promote_jobs"), "promote_jobs");
+    rejects(() => calls.parseOutcomes(["done"], 2, "retry_failed"), "retry_failed");
+  });
+
+  test("parseDeleteJobs reads a state and a JSON or null per id, in the order of the ids", () => {
+    expect(
+      calls.parseDeleteJobs(["waiting", "{a}", "failed", null, "running", null, "missing", null], ["a", "b", "c", "d"]),
+    ).toEqual([
+      { id: "a", from: "waiting", json: "{a}" },
+      { id: "b", from: "failed", json: undefined },
+      { id: "c", from: "running", json: undefined },
+      { id: "d", from: "missing", json: undefined },
+    ]);
+    for (const reply of [["waiting", "{a}"], ["waiting", "{a}", "gone", null], ["waiting", "{a}", 1, null], {}, null])
+      rejects(() => calls.parseDeleteJobs(reply, ["a", "b"]), "delete_jobs");
+  });
+
+  test("parsePurge reads the JSONs removed and 1 as 'more may follow'", () => {
+    expect(calls.parsePurge([["{a}", "{b}"], 1])).toEqual({ removed: ["{a}", "{b}"], more: true });
+    expect(calls.parsePurge([[], 0])).toEqual({ removed: [], more: false });
+    for (const reply of [[[]], [["{a}"], 0, 1], [[1], 0], ["{a}", 0], null])
+      rejects(() => calls.parsePurge(reply), "purge_queue");
   });
 
   test("a rejected reply is quoted, cut to 200 characters", () => {

@@ -176,11 +176,14 @@ export class RedisBroker extends BaseBroker {
   /** The counting of the namespace (count_backfill.lua), run once before this broker's first write. */
   #backfill: Promise<void> | undefined;
 
-  /** Counts the namespace if it never was (once per broker; a failure is tried again by the next call). */
+  /**
+   * Counts the namespace if it never was (count_backfill.lua, step by step until it replies 0), once
+   * per broker, before its first write; a failure is tried again by the next call.
+   */
   async #counted(): Promise<void> {
     this.#backfill ??= (async () => {
       try {
-        await this.#retrying(calls.backfillCall(this.#k));
+        while ((await this.#retrying(calls.backfillCall(this.#k))) !== 0);
       } catch (e) {
         this.#backfill = undefined;
         throw e;
@@ -706,6 +709,7 @@ export class RedisBroker extends BaseBroker {
 
   /** The namespace's counters (one HGETALL). @throws RedisConnectionError, RedisReplyError */
   async readCounts(): Promise<CountRow[]> {
+    await this.#counted(); // a namespace never counted is counted first
     try {
       return calls.parseCounts(await this.#client.hgetall(this.#k.counts).then((h) => Object.entries(h).flat()));
     } catch (e) {

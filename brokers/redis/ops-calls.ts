@@ -54,9 +54,12 @@ export function parseCounts(flat: readonly string[]): CountRow[] {
   );
 }
 
-/** count_backfill.lua: counts the namespace once, if it never was. */
+/** The most jobs one count_backfill.lua step counts: about 70 ms of Redis's time. */
+export const BACKFILL_STEP = 10_000;
+
+/** One step of count_backfill.lua (counts a namespace that never was, a bounded part per call). */
 export function backfillCall(k: NamespaceKeys): ScriptCall {
-  return { name: "count_backfill", keys: [k.counts, k.jobs, k.future, k.leases], args: [k.prefix] };
+  return { name: "count_backfill", keys: [k.counts, k.jobs, k.future, k.leases], args: [k.prefix, BACKFILL_STEP] };
 }
 
 /** start_broker.lua: the lease of a starting broker, with its worker info. */

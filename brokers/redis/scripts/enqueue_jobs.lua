@@ -27,7 +27,7 @@
 --           retrying) followed by the task, "\1" and the queue
 -- Returns 0 when stored, 1 (DUPLICATE) when the token existed: an earlier attempt of this very
 -- call already stored the batch, so nothing is stored twice. A batch with keyed jobs, or jobs with
--- a group, goes to enqueue_keyed.lua instead (the same arguments and two more), so this script carries none of
+-- a group, goes to enqueue_keyed.lua instead (the same ARGV[1..7], then its own), so this script carries none of
 -- that code: a script's helpers cost every call their definitions.
 -- A CHARD_ARGS error, before anything is written, when the arguments do not describe a batch.
 local DUPLICATE = 1

@@ -31,7 +31,7 @@
 -- ARGV[9]  the record of a revoked job (lib/results.ts REVOKED_RECORD)
 -- ARGV[10..13] the acks and slot releases, packed as ARGV[4..7] of finish_jobs.lua (see its
 --          header), run first by chard_finish_jobs; "0", "", "", "" for none
--- ARGV[14] this fetch's token: a number this broker never used before (it counts its fetches).
+-- ARGV[14] this fetch's token: its send time (ms), or this broker's last token + 1 if not later.
 --          The jobs taken are stored in the running HASH under it, and so is the highest token
 --          that took jobs (field "~seq"): a fetch run twice (the client re-sent it on reconnect)
 --          or late, after a later one, takes nothing and says so, and the broker then puts back
@@ -46,7 +46,7 @@
 -- dropped out of queued, and the acks' moves; one HINCRBY per field changed, at the end.
 -- Within a queue q, jobs with a priority n other than 0 wait in its levels, the LISTs
 -- prefix..":prio:"..n..":"..q (FIFO), listed in the ZSET prefix..":prios:"..q while they hold
--- jobs (member n, score -n), and flagged in the field "" of KEYS[7] ("prio:"..q, read with the
+-- jobs (member n, score -n), and flagged in the field "" of KEYS[5] ("prio:"..q, read with the
 -- limits, so a queue without priorities costs no command more): see chard_push_level. A fetch
 -- takes the levels n > 0 (highest first), then priority 0 (the queue LIST), then the levels n < 0;
 -- with concurrency limits, the lanes below are served among them by priority (take_gated).
@@ -56,7 +56,7 @@
 -- had lanes in the SET prefix..":lane-queues"; a lane's jobs of priority n other than 0 wait in its
 -- levels prefix..":plane:"..n..":"..queue..":t:"..task (see chard_push_lane): see take_gated. Their keys are built here from
 -- the prefix and the queue's name (KEYS[1] is prefix..":queue:"..queue), as are the levels'.
--- A paused queue (flag "paused:"..q in the field "" of KEYS[7], see pause_queue.lua) gives
+-- A paused queue (flag "paused:"..q in the field "" of KEYS[5], see pause_queue.lua) gives
 -- nothing: the other queues are served, and everything else of the turn happens.
 -- Revoked jobs popped from the queue are dropped, never run: their record is kept, their key (if
 -- any, and still theirs) released or given its ttl, and they are returned apart, so the worker
