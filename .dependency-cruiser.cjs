@@ -31,7 +31,7 @@ module.exports = {
     {
       name: "library-not-to-cli",
       severity: "error",
-      comment: "The command line (cli/) is the package's bin: `import { Engine } from \"chard\"` must never load it.",
+      comment: 'The command line (cli/) is the package\'s bin: `import { Engine } from "chard"` must never load it.',
       from: { path: "^(lib|brokers)/" },
       to: { path: "^cli/" },
     },
