@@ -68,6 +68,12 @@ function timeOf(info: JobInfo): [string, JobInfo["dueAt"]] {
 /** The widest error shown in a row of `chard jobs`. */
 const ERROR_WIDTH = 60;
 
+/** The error a row shows: a failed job's, else the last failed attempt's (why a job is retrying). */
+function errorCell(j: JobInfo): string {
+  const e = j.error ?? j.attempts.at(-1)?.error;
+  return e ? clip(`${e.name}: ${e.message}`, ERROR_WIDTH) : "";
+}
+
 /** `chard jobs`: one row per job. */
 export function jobsView(jobs: readonly JobInfo[], nowMs: number): string {
   const header =
@@ -79,7 +85,7 @@ export function jobsView(jobs: readonly JobInfo[], nowMs: number): string {
     j.state,
     when(timeOf(j)[1], nowMs),
     `${j.retries}/${j.maxRetries}`,
-    j.error ? clip(`${j.error.name}: ${j.error.message}`, ERROR_WIDTH) : "",
+    errorCell(j),
   ]);
   return table(
     [

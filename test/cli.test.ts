@@ -96,6 +96,20 @@ describe("chard on a MemoryBroker", () => {
     expect(again.stderr).toBe(`job ${job.id} is succeeded, not failed\n`);
   });
 
+  test("a retrying job is listed with the error of its last attempt", async () => {
+    const { app, chard } = world();
+    const t = app.task("t", () => Promise.reject(new RangeError("later")), { maxRetries: 3, backoff: 3600 });
+    await work(app);
+    const retried = new Promise<void>((resolve) => signals.jobScheduleRetry.connectVia(app.namespace, () => resolve()));
+    const job = await app.schedule(t);
+    await retried;
+    const { code, stdout } = await chard("jobs", "retrying");
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      new RegExp(`^${job.id}\\s+t\\s+chard\\s+retrying\\s+\\S+Z \\(in \\S+\\)\\s+1/3\\s+RangeError: later$`, "m"),
+    );
+  });
+
   test("status counts per queue and in total, paused queues marked; --json gives the same counts", async () => {
     const { app, chard } = world();
     const t = app.task("t", () => undefined, { queue: "a" });
