@@ -74,7 +74,9 @@ export async function run(argv: readonly string[], io: CliIo, connect?: Connect)
   try {
     const done = command.run(ctx);
     // watch stops on the signal by itself; any other command is cut short (its engine closed).
-    return name === "watch" ? await done : await untilAborted(done, io.signal);
+    const code = name === "watch" ? await done : await untilAborted(done, io.signal);
+    if (code === EXIT.interrupted) io.stderr.write("chard: interrupted\n");
+    return code;
   } catch (e) {
     return fail(e);
   } finally {
