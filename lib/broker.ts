@@ -469,7 +469,7 @@ export interface Broker {
    * @throws InvalidOptionError for a cursor this broker did not make for this state.
    */
   listJobs(query: ListQuery): Promise<ListPage>;
-  /** The brokers of the namespace holding a lease now, with their `WorkerInfo` and running jobs, by start. */
+  /** The brokers of the namespace holding a lease now, with their `WorkerInfo` and running jobs (ids sorted), by start. */
   listWorkers(): Promise<LiveWorker[]>;
   /**
    * Moves failed jobs from the failed store back to their queue, atomically per job: `retries` 0

@@ -312,28 +312,3 @@ export function isStoreBounds(value: unknown): value is StoreBounds {
   return Number.isSafeInteger(b?.count) && (b!.count as number) >= 0 && typeof b?.ageMs === "number" && b.ageMs > 0;
 }
 
-/**
- * Checks a broker-level listing query (the engine checks its own first, with its names).
- * @throws InvalidOptionError naming what to fix.
- */
-export function checkListQuery(query: ListQuery): void {
-  if (!(JOB_STATES as readonly unknown[]).includes(query.state))
-    throw new InvalidOptionError(`listJobs: state must be one of ${JOB_STATES.join(", ")}, got ${describe(query.state)}`);
-  if (query.order !== "oldest" && query.order !== "newest")
-    throw new InvalidOptionError(`listJobs: order must be "oldest" or "newest", got ${describe(query.order)}`);
-  if (!Number.isSafeInteger(query.limit) || query.limit < 1 || query.limit > MAX_PAGE)
-    throw new InvalidOptionError(`listJobs: limit must be an integer from 1 to ${MAX_PAGE}, got ${describe(query.limit)}`);
-}
-
-/**
- * Checks the ids of a broker-level action: job ids (UUIDs), at most `MAX_ACTION_BATCH`.
- * @throws InvalidOptionError naming `method`.
- */
-export function checkActionIds(ids: readonly unknown[], method: string): readonly string[] {
-  if (!Array.isArray(ids) || ids.length > MAX_ACTION_BATCH)
-    throw new InvalidOptionError(`${method} takes an array of at most ${MAX_ACTION_BATCH} job ids`);
-  for (const id of ids)
-    if (typeof id !== "string" || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id))
-      throw new InvalidOptionError(`${method}: a job id must be a UUID string, got ${describe(id)}`);
-  return ids as readonly string[];
-}

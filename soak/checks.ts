@@ -211,6 +211,12 @@ function ranAfterCancel(job: JobHistory): boolean {
   const before = job.execs.filter((e) => e.at <= cancel.at);
   const after = job.execs.filter((e) => e.at > cancel.at);
   if (after.length === 0) return false;
+  // The execution the cancel stopped may be one that started just before it on another process
+  // (a recovery requeued the job and it was fetched at once) whose start reached the record after
+  // the answer: the only one after it, ended by that cancel on its own process.
+  const last = after[0]!;
+  const stoppedIt = job.terms.some((t) => t.error === "JobCancelledError" && t.tag === last.tag && t.at >= last.at);
+  if (after.length === 1 && stoppedIt) return false;
   const interrupted =
     before.length > 0 ? Math.max(...before.map((e) => e.retries)) : Math.min(...after.map((e) => e.retries));
   return after.some((e) => e.retries > interrupted);

@@ -914,7 +914,10 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["future ZSET", k.future],
         ["leases ZSET", k.leases],
       ],
-      argv: [["key prefix", k.prefix]],
+      argv: [
+        ["key prefix", k.prefix],
+        ["the most jobs one call counts", calls.BACKFILL_STEP],
+      ],
     },
   ],
 
@@ -999,14 +1002,14 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         argv: argv("failed", "newest", 50, "", "", ""),
       },
       {
-        name: "the next page of queued jobs of one queue and task: the cursor without its state",
+        name: "the next page of queued jobs of one queue and task: the cursor without its state and order",
         call: calls.listJobsCall(k, {
           state: "queued",
           order: "oldest",
           limit: 100,
           queue: "emails",
           task: "send welcome",
-          cursor: `queued:${queuedCursor}`,
+          cursor: `queued:oldest:${queuedCursor}`,
         }),
         keys,
         argv: argv("queued", "oldest", 100, "emails", "send welcome", queuedCursor),
@@ -1017,7 +1020,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
           state: "waiting",
           order: "oldest",
           limit: 1,
-          cursor: `waiting:[${NOW},"${id}"]`,
+          cursor: `waiting:oldest:[${NOW},"${id}"]`,
         }),
         keys,
         argv: argv("waiting", "oldest", 1, "", "", `[${NOW},"${id}"]`),
@@ -1116,6 +1119,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         ["results HASH", k.results],
         ["result-expiry ZSET", k.resultExpiry],
         ["progress HASH", k.progress],
+        ["max-concurrency HASH", k.maxConcurrency],
       ],
       argv: [
         ["key prefix", k.prefix],

@@ -415,16 +415,25 @@ describe("the arguments of the operations model", () => {
 });
 
 describe("the calls of the operations", () => {
-  test("listJobsCall looks at up to 1000 entries beyond the page, '' for no filter, and sends the cursor without its state", () => {
+  test("listJobsCall looks at up to 1000 entries beyond the page, '' for no filter, and sends the cursor without its state and order", () => {
     const query = { state: "running", order: "oldest", limit: 20 } as const;
     expect(calls.listJobsCall(k, query).args).toEqual([k.prefix, "running", "oldest", 20, 1020, "", "", ""]);
     expect(
-      calls.listJobsCall(k, { ...query, queue: "q", task: "t", cursor: 'running:[1700000000000,"j"]' }).args.slice(5),
+      calls
+        .listJobsCall(k, { ...query, queue: "q", task: "t", cursor: 'running:oldest:[1700000000000,"j"]' })
+        .args.slice(5),
     ).toEqual(["q", "t", '[1700000000000,"j"]']);
   });
 
-  test("listJobsCall refuses a cursor of another state, or one with nothing after its state", () => {
-    for (const cursor of ['failed:[1,"j"]', "running:", '[1,"j"]', ""])
+  test("listJobsCall refuses a cursor of another state or order, or one without a script cursor (JSON array) after them", () => {
+    for (const cursor of [
+      'failed:oldest:[1,"j"]',
+      'running:newest:[1,"j"]',
+      "running:oldest:",
+      "running:oldest:{}",
+      '[1,"j"]',
+      "",
+    ])
       expect(() => calls.listJobsCall(k, { state: "running", order: "oldest", limit: 1, cursor })).toThrow(
         InvalidOptionError,
       );
@@ -451,6 +460,7 @@ describe("the calls of the operations", () => {
       DEFAULT_RESULT_TTL_MS,
       "a",
     ]);
+    expect(calls.purgeQueueCall(k, { queue: "q", limit: 10, nowMs: NOW }).keys.at(-1)).toBe(k.maxConcurrency);
     expect(calls.purgeQueueCall(k, { queue: "q", limit: 10, nowMs: NOW }).args).toEqual([
       k.prefix,
       k.resultsChannel,
@@ -463,7 +473,7 @@ describe("the calls of the operations", () => {
     expect(calls.backfillCall(k)).toEqual({
       name: "count_backfill",
       keys: [k.counts, k.jobs, k.future, k.leases],
-      args: [k.prefix],
+      args: [k.prefix, calls.BACKFILL_STEP],
     });
   });
 });
@@ -753,19 +763,24 @@ describe("the reply parsers", () => {
       rejects(() => calls.parseReadJob(reply, "id"), "read_job");
   });
 
-  test("parseListJobs reads 8 entries per job, and prefixes the next cursor with the state (none at the end)", () => {
+  test("parseListJobs reads 8 entries per job, and prefixes the next cursor with the state and order (none at the end)", () => {
     const entry = (id: string, state: string) => [id, state, `{${id}}`, null, null, null, null, null];
     const page = calls.parseListJobs(
       ['["q",0,"",0,1,"b"]', ...entry("a", "queued"), ...entry("b", "revoked")],
       "queued",
+      "oldest",
     );
-    expect(page.cursor).toBe('queued:["q",0,"",0,1,"b"]');
+    expect(page.cursor).toBe('queued:oldest:["q",0,"",0,1,"b"]');
     expect(page.jobs.map((j) => [j.id, j.state, j.json])).toEqual([
       ["a", "queued", "{a}"],
       ["b", "revoked", "{b}"],
     ]);
     expect(
-      calls.parseListJobs([null, "c", "running", "{c}", null, null, null, "broker-2", "1700000000007"], "running"),
+      calls.parseListJobs(
+        [null, "c", "running", "{c}", null, null, null, "broker-2", "1700000000007"],
+        "running",
+        "newest",
+      ),
     ).toEqual({
       jobs: [
         {
@@ -781,7 +796,7 @@ describe("the reply parsers", () => {
       ],
       cursor: undefined,
     });
-    expect(calls.parseListJobs([null], "failed")).toEqual({ jobs: [], cursor: undefined });
+    expect(calls.parseListJobs([null], "failed", "oldest")).toEqual({ jobs: [], cursor: undefined });
     for (const reply of [
       [],
       [null, ...entry("a", "queued").slice(1)],
@@ -789,7 +804,7 @@ describe("the reply parsers", () => {
       [null, 5, ...entry("a", "queued").slice(1)],
       null,
     ])
-      rejects(() => calls.parseListJobs(reply, "queued"), "list_jobs");
+      rejects(() => calls.parseListJobs(reply, "queued", "oldest"), "list_jobs");
   });
 
   test("parseListWorkers reads four entries per broker, by start then id; a broker without info gets empty fields and its lease's start", () => {

@@ -172,6 +172,14 @@ describe("soak checks", () => {
     expect(check(runChecks(h, subject(), { ...facts, enqueued: 1 }), "cancelled jobs run again").value).toBe("0");
   });
 
+  test("the recovered execution a cancel stopped, its start recorded after the answer, is not a rerun; one that ran on is", () => {
+    const lines = [`E ${C}:slow`, `x ${C} w1 0 slow`, "K w1", `C ${C} running`, `r ${C} w2`, `x ${C} w2 1 slow`];
+    const stopped = history([...lines, `t ${C} fail w2 JobCancelledError`]);
+    expect(check(runChecks(stopped, subject(), { ...facts, enqueued: 1 }), "cancelled jobs run again").value).toBe("0");
+    const ranOn = history([...lines, `t ${C} ok w2`]);
+    expect(check(runChecks(ranOn, subject(), { ...facts, enqueued: 1 }), "cancelled jobs run again").value).toBe("1");
+  });
+
   test("kill to recovery: from the SIGKILL to the first recovery of one of the killed process's jobs", () => {
     const h = history([`x ${A} w1 0 retry`, `x ${B} w1 0 once`, "K w1", "Ru", `r ${A} w2`, `l ${B} w2`]);
     expect(recoveryTimes(h)).toEqual([20]);

@@ -254,7 +254,7 @@ export interface FetchCallInput {
   readonly acks?: readonly FinishedJob[];
   /** Held concurrency slots to free, after the acks. @defaultValue none */
   readonly releases?: readonly SlotRelease[];
-  /** This fetch's token: a number the broker never sent before (it counts its fetches). */
+  /** This fetch's token: a number the broker never sent before (the fetch's time in ms, or the last token + 1). */
   readonly token: string;
   /** The stores' bounds (Broker.retention). @defaultValue the defaults */
   readonly retention?: Retention;
@@ -384,7 +384,7 @@ export function finishCall(
 
 /**
  * The four arguments that carry a batch of acks (finish_jobs.lua's ARGV[4..7], fetch_jobs.lua's
- * ARGV[11..14]): id width, packed ids, their fetch tokens (run-length), lines. Jobs that ended with
+ * ARGV[10..13]): id width, packed ids, their fetch tokens (run-length), lines. Jobs that ended with
  * nothing kept (the common case) travel as one argument of space-separated ids, their tokens as
  * "<token> <count>" pairs (the acks of a turn come from one or two fetches); the others (result
  * records, retries, progress to forget) as one line each, with their position in the batch and

@@ -33,10 +33,8 @@ import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
+import { checkJobId, checkJobIds, checkListQuery, checkPurge } from "../operation-checks.js";
 import {
-  MAX_ACTION_BATCH,
-  checkActionIds,
-  checkListQuery,
   type ActionOutcome,
   type CountRow,
   type DeleteOutcome,
@@ -719,14 +717,14 @@ export class RedisBroker extends BaseBroker {
 
   /** One job by id (read_job.lua). @throws RedisConnectionError, RedisReplyError */
   async readJob(id: string): Promise<StoredJob | undefined> {
-    checkActionIds([id], "readJob");
+    checkJobId(id, "readJob");
     return calls.parseReadJob(await this.#retrying(calls.readJobCall(this.#k, { jobId: id, nowMs: this.clock.now() })), id);
   }
 
   /** One page of jobs (list_jobs.lua). @throws InvalidOptionError, RedisConnectionError, RedisReplyError */
   async listJobs(query: ListQuery): Promise<ListPage> {
     checkListQuery(query);
-    return calls.parseListJobs(await this.#retrying(calls.listJobsCall(this.#k, query)), query.state);
+    return calls.parseListJobs(await this.#retrying(calls.listJobsCall(this.#k, query)), query.state, query.order);
   }
 
   /** The brokers holding a lease (list_workers.lua). @throws RedisConnectionError, RedisReplyError */
@@ -737,7 +735,7 @@ export class RedisBroker extends BaseBroker {
 
   /** Failed jobs back to their queue (retry_failed.lua). @throws InvalidOptionError, RedisConnectionError */
   async retryFailed(ids: readonly string[]): Promise<ActionOutcome[]> {
-    checkActionIds(ids, "retryFailed");
+    checkJobIds(ids, "retryFailed");
     if (ids.length === 0) return [];
     await this.#counted();
     const call = calls.retryFailedCall(this.#k, { ids, nowMs: this.clock.now() });
@@ -746,7 +744,7 @@ export class RedisBroker extends BaseBroker {
 
   /** Deletes jobs (delete_jobs.lua). @throws InvalidOptionError, RedisConnectionError */
   async deleteJobs(ids: readonly string[]): Promise<DeleteOutcome[]> {
-    checkActionIds(ids, "deleteJobs");
+    checkJobIds(ids, "deleteJobs");
     if (ids.length === 0) return [];
     await this.#counted();
     const reply = await this.#retrying(calls.deleteJobsCall(this.#k, { ids, nowMs: this.clock.now() }));
@@ -755,7 +753,7 @@ export class RedisBroker extends BaseBroker {
 
   /** Waiting jobs to their queue now (promote_jobs.lua). @throws InvalidOptionError, RedisConnectionError */
   async promoteJobs(ids: readonly string[]): Promise<ActionOutcome[]> {
-    checkActionIds(ids, "promoteJobs");
+    checkJobIds(ids, "promoteJobs");
     if (ids.length === 0) return [];
     await this.#counted();
     const call = calls.promoteJobsCall(this.#k, { ids, nowMs: this.clock.now() });
@@ -764,10 +762,7 @@ export class RedisBroker extends BaseBroker {
 
   /** Up to `limit` queued jobs of `queue` removed (purge_queue.lua). @throws InvalidOptionError, RedisConnectionError */
   async purgeQueue(queue: string, limit: number): Promise<PurgeReport> {
-    if (typeof queue !== "string" || queue.length === 0)
-      throw new InvalidOptionError("purgeQueue: queue must be a non-empty string");
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_ACTION_BATCH)
-      throw new InvalidOptionError(`purgeQueue: limit must be an integer from 1 to ${MAX_ACTION_BATCH}`);
+    checkPurge(queue, limit);
     await this.#counted();
     const call = calls.purgeQueueCall(this.#k, { queue, limit, nowMs: this.clock.now() });
     return calls.parsePurge(await this.#retrying(call));

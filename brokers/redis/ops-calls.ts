@@ -90,7 +90,12 @@ export function readJobCall(k: NamespaceKeys, { jobId, nowMs }: { jobId: string;
   };
 }
 
-const opt = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+/** A reply entry that is a string or absent (false, null). @throws RedisReplyError for anything else. */
+function opt(v: unknown, script = "ops"): string | undefined {
+  if (typeof v === "string") return v;
+  if (v === null || v === false || v === undefined) return undefined;
+  throw shapeError(script, v);
+}
 
 /** One job of the replies of read_job.lua and list_jobs.lua (8 entries from `at`, or 7 for read_job). */
 function storedJob(id: string, e: readonly unknown[], script: string): StoredJob {
@@ -119,15 +124,25 @@ export function parseReadJob(reply: unknown, jobId: string): StoredJob | undefin
 /** The most entries one list_jobs.lua call looks at beyond the page's size. */
 const LIST_BUDGET = 1000;
 
-/** The state a cursor of this broker belongs to is its first word ("<state>:<script cursor>"). */
-function unwrap(cursor: string | undefined, state: string): string {
+/**
+ * The script's cursor inside one of this broker's cursors, "<state>:<order>:<script cursor>" (the
+ * script's is JSON, an array). @throws InvalidOptionError for a cursor of another listing, or none.
+ */
+function unwrap(cursor: string | undefined, state: string, order: string): string {
   if (cursor === undefined) return "";
-  const head = `${state}:`;
-  if (!cursor.startsWith(head) || cursor.length === head.length)
+  const head = `${state}:${order}:`;
+  const inner = cursor.startsWith(head) ? cursor.slice(head.length) : undefined;
+  let ok = false;
+  try {
+    ok = inner !== undefined && Array.isArray(JSON.parse(inner));
+  } catch {
+    ok = false;
+  }
+  if (!ok)
     throw new InvalidOptionError(
-      `listJobs: this cursor was not made by a listing of ${state} jobs; pass the cursor of the previous page`,
+      `listJobs: this cursor was not made by a listing of ${state} jobs, ${order} first; pass the cursor of the previous page`,
     );
-  return cursor.slice(head.length);
+  return inner!;
 }
 
 /** list_jobs.lua for `query`. @throws InvalidOptionError for a cursor of another state. */
@@ -143,13 +158,13 @@ export function listJobsCall(k: NamespaceKeys, query: ListQuery): ScriptCall {
       query.limit + LIST_BUDGET,
       query.queue ?? "",
       query.task ?? "",
-      unwrap(query.cursor, query.state),
+      unwrap(query.cursor, query.state, query.order),
     ],
   };
 }
 
 /** The reply of list_jobs.lua. */
-export function parseListJobs(reply: unknown, state: string): ListPage {
+export function parseListJobs(reply: unknown, state: string, order: string): ListPage {
   if (!Array.isArray(reply) || reply.length % 8 !== 1) throw shapeError("list_jobs", reply);
   const jobs: StoredJob[] = [];
   for (let i = 1; i < reply.length; i += 8) {
@@ -157,7 +172,7 @@ export function parseListJobs(reply: unknown, state: string): ListPage {
     jobs.push(storedJob(id, reply.slice(i + 1, i + 8), "list_jobs"));
   }
   const next = opt(reply[0]);
-  return { jobs, cursor: next === undefined ? undefined : `${state}:${next}` };
+  return { jobs, cursor: next === undefined ? undefined : `${state}:${order}:${next}` };
 }
 
 /** list_workers.lua. */
@@ -172,6 +187,7 @@ export function parseListWorkers(reply: unknown, leaseMs: number): LiveWorker[] 
   for (let i = 0; i < reply.length; i += 4) {
     const id = str(reply[i], "list_workers");
     const expiry = Number(str(reply[i + 1], "list_workers"));
+    if (!Number.isFinite(expiry)) throw shapeError("list_workers", reply);
     const running = str(reply[i + 3], "list_workers");
     let info: Record<string, unknown> = {};
     const json = opt(reply[i + 2]);
@@ -191,7 +207,7 @@ export function parseListWorkers(reply: unknown, leaseMs: number): LiveWorker[] 
       concurrency: typeof info.concurrency === "number" ? info.concurrency : 0,
       startedAtMs: typeof info.startedAt === "number" ? info.startedAt : expiry - lease,
       lastSeenMs: expiry - lease,
-      running: running === "" ? [] : running.split(" "),
+      running: running === "" ? [] : running.split(" ").sort(),
     });
   }
   return out.sort((a, b) => a.startedAtMs - b.startedAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -263,7 +279,7 @@ export function purgeQueueCall(
 ): ScriptCall {
   return {
     name: "purge_queue",
-    keys: [k.jobs, k.revoked, k.results, k.resultExpiry, k.progress],
+    keys: [k.jobs, k.revoked, k.results, k.resultExpiry, k.progress, k.maxConcurrency],
     args: [k.prefix, k.resultsChannel, nowMs, REVOKED_RECORD, DEFAULT_RESULT_TTL_MS, limit, queue],
   };
 }
@@ -271,5 +287,6 @@ export function purgeQueueCall(
 /** The reply of purge_queue.lua. */
 export function parsePurge(reply: unknown): PurgeReport {
   const [removed, more] = tuple(reply, 2, "purge_queue");
+  if (more !== 0 && more !== 1) throw shapeError("purge_queue", reply);
   return { removed: strings(removed, "purge_queue"), more: more === 1 };
 }

@@ -772,8 +772,8 @@ local function chard_trim_store(prefix, letter, bound, now, most, tally)
   return #gone
 end
 
--- Stores ended records `added` ({ id, record } pairs) in store `letter` at `now` (a record whose
--- bound count is 0 is not stored), counted in the tally (an id the store holds already is
+-- Stores ended records `added` ({ id, record } pairs) in store `letter`, each scored by its end
+-- (the record's "endedAt", else `now`; a store whose bound count is 0 stores none), counted in the tally (an id the store holds already is
 -- rewritten, not counted twice), then trims the store (chard_trim_store, at most #added + 100).
 local function chard_store_ended(prefix, letter, added, now, bounds, tally)
   local bound = bounds[letter]
@@ -783,11 +783,10 @@ local function chard_store_ended(prefix, letter, added, now, bounds, tally)
   end
   if #added == 0 then return end
   local zkey, ids, fields, scores = chard_store_key(prefix, letter), {}, {}, {}
-  local at = chard_score(now)
   for i, r in ipairs(added) do
     ids[i] = r[1]
     fields[2 * i - 1], fields[2 * i] = r[1], r[2]
-    scores[2 * i - 1], scores[2 * i] = at, r[1]
+    scores[2 * i - 1], scores[2 * i] = string.match(r[2], '^{"state":"%a+","endedAt":(%d+)') or chard_score(now), r[1]
   end
   local held = chard_chunked_list('ZMSCORE', zkey, ids)
   for i, r in ipairs(added) do

@@ -24,7 +24,7 @@
 -- finds nothing.
 -- Returns a flat list, per id: the state it was deleted from ("waiting", "retrying", "queued",
 -- "revoked", "failed", "succeeded"), "running" (left alone) or "missing"; and its JSON (a job not
--- started) or false.
+-- ended) or false.
 local prefix, now, tally, out, ended = ARGV[1], tonumber(ARGV[3]), {}, {}, {}
 for i = 6, #ARGV do
   local id = ARGV[i]
@@ -34,7 +34,7 @@ for i = 6, #ARGV do
     local live = chard_live_state(KEYS[3], KEYS[4], prefix, id)
     local job = chard_read_job(json)
     if live == 'running' then
-      from = 'running'
+      from, kept = 'running', json
     else
       local letter = 'q'
       if redis.call('ZREM', KEYS[2], id) == 1 then
