@@ -1,7 +1,8 @@
 // Import rules, checked by `npm run deps` (dependency-cruiser). The library is lib/ (the engine and
 // the Broker contract) plus brokers/ (the storage behind it): brokers may import lib/, lib/ imports
 // brokers/ only in the package entry (which exports both brokers), and neither ships an import of
-// a dev tool. test/, bench/ and examples/ may import anything.
+// a dev tool. cli/ (the `chard` binary) stands on both and ships too; the library never imports it.
+// test/, bench/ and examples/ may import anything.
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -28,19 +29,26 @@ module.exports = {
       to: { path: "^brokers/" },
     },
     {
+      name: "library-not-to-cli",
+      severity: "error",
+      comment: 'The command line (cli/) is the package\'s bin: `import { Engine } from "chard"` must never load it.',
+      from: { path: "^(lib|brokers)/" },
+      to: { path: "^cli/" },
+    },
+    {
       name: "library-not-to-dev-dependencies",
       severity: "error",
       comment:
-        "lib/ and brokers/ ship to users, who do not install devDependencies (bullmq, bee-queue, vitest...): " +
+        "lib/, brokers/ and cli/ ship to users, who do not install devDependencies (bullmq, bee-queue, vitest...): " +
         "move the package to dependencies, or the import out of the library.",
-      from: { path: "^(lib|brokers)/" },
+      from: { path: "^(lib|brokers|cli)/" },
       to: { dependencyTypes: ["npm-dev"] },
     },
     {
       name: "library-not-to-tests-or-tools",
       severity: "error",
-      comment: "lib/ and brokers/ are published alone: they cannot import test/, bench/, examples/ or scripts/.",
-      from: { path: "^(lib|brokers)/" },
+      comment: "lib/, brokers/ and cli/ are published alone: they cannot import test/, bench/, examples/ or scripts/.",
+      from: { path: "^(lib|brokers|cli)/" },
       to: { path: "^(test|bench|examples|scripts)/" },
     },
     {
