@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { DateTime } from "luxon";
 import { InvalidOptionError, JobRevokedError, StateError } from "../lib/errors.js";
-import { Job } from "../lib/jobs.js";
+import type { Job } from "../lib/jobs.js";
 import { signals, type JobPayload } from "../lib/signals.js";
 import type { Engine } from "../lib/engine.js";
 import { brokerFactories } from "./helpers/brokers.js";
