@@ -137,7 +137,11 @@ async function main(): Promise<void> {
     { host: settings.subjectHost, port: settings.subjectPort, connectionName: `soak-${tag}` },
     { lease: settings.lease },
   );
-  const engine = new Engine(broker, settings.namespace);
+  // Small stores, so that trimming runs all the time under the faults and the counter checks
+  // (checks.ts) hold the stores' counts to what they hold.
+  const engine = new Engine(broker, settings.namespace, {
+    retention: { failed: { count: 30 }, succeeded: { count: 300 } },
+  });
   defineTasks(engine, {
     busyMs: settings.busyMs,
     longTicksBefore: settings.longTicksBefore,
