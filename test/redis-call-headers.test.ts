@@ -164,6 +164,7 @@ const FINISH_ARGV = (
   lines: string,
   endings = "",
   bounds = DEFAULT_BOUNDS,
+  groups = "",
 ): Expected[] => [
   ["events channel", k.events],
   ["results channel", k.resultsChannel],
@@ -175,6 +176,7 @@ const FINISH_ARGV = (
   ["key prefix", k.prefix],
   ["the acks that failed for good, and the ended records to keep", endings],
   ["the stores' bounds", bounds],
+  ["the task and queue of each ack", groups],
 ];
 
 const FETCH_KEYS = (queue: string, tail: readonly string[]): Expected[] => [
@@ -198,6 +200,7 @@ const FETCH_ARGV = (
   queues = 1,
   endings = "",
   bounds = DEFAULT_BOUNDS,
+  groups = "",
 ): Expected[] => [
   ["key prefix", k.prefix],
   ["events channel", k.events],
@@ -213,6 +216,7 @@ const FETCH_ARGV = (
   ["the number of queues to fetch from", queues],
   ["the acks' failures and ended records", endings],
   ["the stores' bounds", bounds],
+  ["the task and queue of each ack", groups],
 ];
 
 const fetch = (
@@ -402,19 +406,40 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         name: "plain acks of two fetches, nothing to take",
         call: fetch(0, [a, b, c], "other queue"),
         keys: FETCH_KEYS("other queue", []),
-        argv: FETCH_ARGV(0, [36, `${a.job.id} ${b.job.id} ${c.job.id}`, "7 2 9 1", ""]),
+        argv: FETCH_ARGV(
+          0,
+          [36, `${a.job.id} ${b.job.id} ${c.job.id}`, "7 2 9 1", ""],
+          1,
+          "",
+          DEFAULT_BOUNDS,
+          "3 3 t\u0001q",
+        ),
       },
       {
         name: "acks of every kind: retries due now to the queue fetched from and to another, one due later",
         call: fetch(5, [plain, sameQueue, otherQueue, later, kept, progress, otherAgain]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
-        argv: FETCH_ARGV(5, [36, plain.job.id, "7 1", lines.join("\n")], 1, `${progress.job.id} f`),
+        argv: FETCH_ARGV(
+          5,
+          [36, plain.job.id, "7 1", lines.join("\n")],
+          1,
+          `${progress.job.id} f`,
+          DEFAULT_BOUNDS,
+          "2 3 t\u0001q1 7 t\u0001other3 3 t\u0001q1 7 t\u0001other", // runs of the acks' task and queue
+        ),
       },
       {
         name: "two queues, and a retry due now to the second",
         call: fetch(5, [otherAgain], ["q", "other"]),
         keys: FETCH_KEYS("q", [k.queue("other")]),
-        argv: FETCH_ARGV(5, [0, "", "", `q 1 ${otherAgain.job.id} 7 12 ${toJSON(otherAgain.job)}`], 2),
+        argv: FETCH_ARGV(
+          5,
+          [0, "", "", `q 1 ${otherAgain.job.id} 7 12 ${toJSON(otherAgain.job)}`],
+          2,
+          "",
+          DEFAULT_BOUNDS,
+          "1 7 t\u0001other",
+        ),
       },
       {
         name: "a failure and a success with their ended records, a failure without, and the broker's bounds",
@@ -430,6 +455,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
             `${lostJob.id} f`,
           ].join("\n"),
           RETENTION_BOUNDS,
+          "3 3 t\u0001q",
         ),
       },
     ];
@@ -455,13 +481,21 @@ const CASES: Record<ScriptName, () => Variant[]> = {
         name: "plain acks of ids of different widths",
         call: calls.finishCall(k, { brokerId: BROKER, acks: [ended(short), ended(long)], nowMs: NOW }),
         keys: FINISH_KEYS([]),
-        argv: FINISH_ARGV(0, "a1 b22", "7 2", ""),
+        argv: FINISH_ARGV(0, "a1 b22", "7 2", "", "", DEFAULT_BOUNDS, "2 3 t\u0001q"),
       },
       {
         name: "retries due now to two queues, one of them twice",
         call: calls.finishCall(k, { brokerId: BROKER, acks: [r1, e, r2, r3], nowMs: NOW }),
         keys: FINISH_KEYS([k.queue("q1"), k.queue("q2")]),
-        argv: FINISH_ARGV(36, e.job.id, "7 1", lines.join("\n")),
+        argv: FINISH_ARGV(
+          36,
+          e.job.id,
+          "7 1",
+          lines.join("\n"),
+          "",
+          DEFAULT_BOUNDS,
+          "1 4 t\u0001q11 3 t\u0001q1 4 t\u0001q21 4 t\u0001q1",
+        ),
       },
       {
         name: "a success and a failure with their ended records, a failure without, and the broker's bounds",
@@ -478,6 +512,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
             `${failedJob.id} f ${record(failedJob, "failed")}`,
           ].join("\n"),
           RETENTION_BOUNDS,
+          "3 3 t\u0001q",
         ),
       },
     ];

@@ -207,7 +207,7 @@ describe("the call builders", () => {
     const call = calls.fetchCall(k, { ...input, queue: ["high", "low", "high"], acks: [retry(job({ queue: "low" }))] });
     expect(call.keys[0]).toBe(k.queue("high"));
     expect(call.keys.slice(11)).toEqual([k.queue("low")]);
-    expect(call.args.slice(13)).toEqual(["12", 2, "", DEFAULT_BOUNDS]);
+    expect(call.args.slice(13)).toEqual(["12", 2, "", DEFAULT_BOUNDS, "1 5 t\u0001low"]);
     expect(String(call.args[12]).split(" ")[4]).toBe("12"); // the retry to "low" names its key
   });
 
@@ -266,11 +266,11 @@ describe("the call builders", () => {
     const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, token: "12" };
     const call = calls.fetchCall(k, input);
     expect(call.args.slice(2, 6)).toEqual(["b", NOW, NOW + 30_000, 7]);
-    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1, "", DEFAULT_BOUNDS]);
+    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1, "", DEFAULT_BOUNDS, ""]);
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
-  test("fetchCall and finishCall send their acks' endings and the broker's bounds last", () => {
+  test("fetchCall and finishCall send their acks' endings, the broker's bounds and the acks' task and queue last", () => {
     const [a, b] = [job(), job()];
     const acks = [ended(a, { outcome: "failed", ended: "{a}" }), ended(b, { ended: "{b}" })];
     const endings = `${a.id} f {a}\n${b.id} s {b}`;
@@ -284,10 +284,14 @@ describe("the call builders", () => {
       token: "3",
       retention: RETENTION,
     });
-    expect(fetched.args.slice(13)).toEqual(["3", 1, endings, "500 172800000 50 3600000"]);
+    expect(fetched.args.slice(13)).toEqual(["3", 1, endings, "500 172800000 50 3600000", "2 3 t\u0001q"]);
     const finished = calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW, retention: RETENTION });
-    expect(finished.args.slice(7)).toEqual([k.prefix, endings, "500 172800000 50 3600000"]);
-    expect(calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW }).args.slice(8)).toEqual([endings, DEFAULT_BOUNDS]);
+    expect(finished.args.slice(7)).toEqual([k.prefix, endings, "500 172800000 50 3600000", "2 3 t\u0001q"]);
+    expect(calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW }).args.slice(8)).toEqual([
+      endings,
+      DEFAULT_BOUNDS,
+      "2 3 t\u0001q",
+    ]);
   });
 
   test("keepAliveCall sends the broker, now, the new lease expiry, the bounds and the ids announced since, and the result keys", () => {
@@ -378,6 +382,13 @@ describe("the arguments of the operations model", () => {
       "2 4 qt\u0001q2 4 wt\u0001q1 4 qt\u0001x1 4 rt\u0001q",
     );
     expect(calls.countsArg([], NOW)).toBe("");
+  });
+
+  test("ackGroupsArg sends each ack's task and queue as runs in batch order, a name measured in bytes", () => {
+    const named = new Job({ taskName: "envoyer-é", queue: "q", atMs: NOW, maxRetries: 0, taskArgs: [] });
+    const acks = [job(), job(), job({ queue: "x" }), named, job()].map((j) => ended(j));
+    expect(calls.ackGroupsArg(acks)).toBe("2 3 t\u0001q1 3 t\u0001x1 12 envoyer-é\u0001q1 3 t\u0001q");
+    expect(calls.ackGroupsArg([])).toBe("");
   });
 
   test("countsArg measures a field in bytes: the script cuts it from the argument by its length", () => {

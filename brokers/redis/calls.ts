@@ -169,6 +169,28 @@ export function countsArg(jobs: readonly Job[], nowMs: number): string {
 }
 
 /**
+ * The task and queue of each ack, in batch order (finish_jobs.lua ARGV[11]): "<n> <bytes>
+ * <task>\u0001<queue>" runs, so the script counts the acks without reading their jobs.
+ */
+export function ackGroupsArg(acks: readonly FinishedJob[]): string {
+  let out = "";
+  let name: string | undefined;
+  let n = 0;
+  for (const { job } of acks) {
+    const next = `${job.taskName}\u0001${job.queue}`;
+    if (next === name) {
+      n++;
+      continue;
+    }
+    if (name !== undefined) out += `${n} ${Buffer.byteLength(name)} ${name}`;
+    name = next;
+    n = 1;
+  }
+  if (name !== undefined) out += `${n} ${Buffer.byteLength(name)} ${name}`;
+  return out;
+}
+
+/**
  * The acks that failed for good and the ended records to keep (finish_jobs.lua ARGV[9]): "<id> f"
  * or "<id> f <record>" per failure, "<id> s <record>" per success with a record.
  */
@@ -299,7 +321,7 @@ export function fetchCall(
   for (const q of queues.slice(1)) queueKeys(k, keys, q, index);
   if (acks.length === 0 && releases.length === 0) args.push(0, "", "", "");
   else args.push(...packAcks(k, keys, index, acks, releases, nowMs));
-  args.push(token, queues.length, endedArg(acks), boundsArg(retention));
+  args.push(token, queues.length, endedArg(acks), boundsArg(retention), ackGroupsArg(acks));
   return { name: "fetch_jobs", keys, args };
 }
 
@@ -377,7 +399,16 @@ export function finishCall(
   return {
     name: "finish_jobs",
     keys,
-    args: [k.events, k.resultsChannel, nowMs, ...packed, k.prefix, endedArg(acks), boundsArg(retention)],
+    args: [
+      k.events,
+      k.resultsChannel,
+      nowMs,
+      ...packed,
+      k.prefix,
+      endedArg(acks),
+      boundsArg(retention),
+      ackGroupsArg(acks),
+    ],
   };
 }
 

@@ -58,9 +58,9 @@ export interface PrivateRedis {
  * What one plain job costs through enqueue, fetch and ack (`oneJob`), command by command: the
  * same as before per-job options, priorities and pause were built, whatever else the namespace
  * holds (held by test/redis-priorities and test/redis-pause). Since the operations counters
- * (issue #16): 6 more, a `HINCRBY` per counter a call changes (the enqueue's queued, the fetch's
- * queued and running, the ack's running and succeeded total) and the ack's `HMGET` of the acked
- * jobs (their task and queue): 26 commands.
+ * (issue #16): 5 more, a `HINCRBY` per counter a call changes (the enqueue's queued, the fetch's
+ * queued and running, the ack's running and succeeded total): 25 commands (the ack sends each
+ * job's task and queue, so it reads no job for the counts).
  */
 export const PLAIN_JOB_COMMANDS: Readonly<Record<string, number>> = {
   hincrby: 5,
@@ -75,7 +75,7 @@ export const PLAIN_JOB_COMMANDS: Readonly<Record<string, number>> = {
   zrange: 1,
   lpop: 1,
   scard: 1,
-  hmget: 3,
+  hmget: 2,
   hdel: 2,
 };
 

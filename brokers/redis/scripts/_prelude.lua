@@ -702,12 +702,32 @@ end
 -- (same hash tag), field <letter><task>"\1"<queue> (no task name holds a control character, so
 -- the first "\1" ends the task), letters as COUNT_LETTERS: w waiting, r retrying, q queued,
 -- a running, f failed kept, s succeeded kept, S succeeded total, F failed total. A script adds its
--- moves to a tally (field -> delta) with chard_tally, then writes it once, at its end, with one
--- HINCRBY per field that changed (chard_write_tally): a batch of one task and queue costs one
--- command per state it touches. `job` is a header read by chard_read_job (task and queue).
+-- moves to a tally (task -> queue -> letter -> delta: no string is built per job) with
+-- chard_tally, then writes it once, at its end, with one HINCRBY per field that changed
+-- (chard_write_tally): a batch of one task and queue costs one command per state it touches.
+-- `job` is a header read by chard_read_job or chard_job_names (task and queue).
 local function chard_tally(tally, letter, job, n)
-  local field = letter .. job.task .. '\1' .. job.queue
-  tally[field] = (tally[field] or 0) + (n or 1)
+  local queues = tally[job.task]
+  if not queues then
+    queues = {}
+    tally[job.task] = queues
+  end
+  local counts = queues[job.queue]
+  if not counts then
+    counts = {}
+    queues[job.queue] = counts
+  end
+  counts[letter] = (counts[letter] or 0) + (n or 1)
+end
+
+-- The task, queue and retries of a job's JSON, for counting it: one short match of toJSON's fixed
+-- start (cheaper than chard_read_job, which also reads the due time and the options); anything
+-- else goes through chard_read_job. Nil when `json` is not a job.
+local function chard_job_names(json)
+  local retries, task, queue = string.match(json,
+    '^{"id":"[^"\\]*","retries":(%-?%d+),"task":"([^"\\]*)","queue":"([^"\\]*)"')
+  if task then return { task = task, queue = queue, retries = tonumber(retries) } end
+  return chard_read_job(json)
 end
 
 -- The letter a job in the future set is counted under: "r" (retrying) after a failed attempt, else "w".
@@ -719,8 +739,13 @@ end
 -- Writes a tally (a table field -> delta, see above) to the counters HASH of `prefix`.
 local function chard_write_tally(prefix, tally)
   local key = prefix .. ':counts'
-  for field, n in pairs(tally) do
-    if n ~= 0 then redis.call('HINCRBY', key, field, n) end
+  for task, queues in pairs(tally) do
+    for queue, counts in pairs(queues) do
+      local suffix = task .. '\1' .. queue
+      for letter, n in pairs(counts) do
+        if n ~= 0 then redis.call('HINCRBY', key, letter .. suffix, n) end
+      end
+    end
   end
 end
 
@@ -808,6 +833,27 @@ local function chard_failed_record(now, started, worker, record, json)
   local head = '{"state":"failed","endedAt":' .. string.format('%d', now)
   if tonumber(started) then head = head .. ',"startedAt":' .. string.format('%d', tonumber(started)) end
   return head .. ',"worker":' .. chard_json_string(worker) .. ',"error":' .. err .. ',"job":' .. json .. '}'
+end
+
+-- The task and queue of each ack of a batch, as its client sent them (finish_jobs.lua ARGV[11]):
+-- "<n> <bytes> <task>\1<queue>" runs in batch order, so the acks are counted without reading their
+-- jobs. Returns a list, by batch position, of { task, queue } tables (one per run, shared), or nil
+-- when `packed` is "" or does not cover `count` positions (then the jobs are read instead).
+local function chard_ack_groups(packed, count)
+  if packed == nil or packed == '' then return nil end
+  local out, pos, len = {}, 1, #packed
+  while pos <= len do
+    local n, size, start = string.match(packed, '^(%d+) (%d+) ()', pos)
+    if not n then return nil end
+    local name = string.sub(packed, start, start + tonumber(size) - 1)
+    local sep = string.find(name, '\1', 1, true)
+    if not sep then return nil end
+    local group = { task = string.sub(name, 1, sep - 1), queue = string.sub(name, sep + 1) }
+    for _ = 1, tonumber(n) do out[#out + 1] = group end
+    pos = start + tonumber(size)
+  end
+  if #out ~= count then return nil end
+  return out
 end
 
 -- The helpers below are the parts of chard_finish_jobs, the acknowledgement of a batch (see
@@ -1115,9 +1161,9 @@ end
 --       key records of keyed acks are built from it),
 --     flags = the caller's copy of the flags (as read with the limits), or nil,
 --     broker = this broker's id (the worker of the ended records written here) }
--- `width`, `packed`, `runs`, `packed_lines` and `ended_packed` are finish_jobs.lua's ARGV[4] to
--- ARGV[7] and ARGV[9] (see its header); `bounds` the stores' bounds (chard_read_bounds of its
--- ARGV[10]). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
+-- `width`, `packed`, `runs`, `packed_lines`, `ended_packed` and `ack_groups` are finish_jobs.lua's
+-- ARGV[4] to ARGV[7], ARGV[9] and ARGV[11] (see its header); `bounds` the stores' bounds
+-- (chard_read_bounds of its ARGV[10]). `limits` is what chard_limits(keys.max_concurrency) returns, or nil to have it read
 -- here when needed. Every job applied is counted (chard_tally: out of "a", into its new state,
 -- and into "S" or "F" when it ended), its ended record stored (chard_store_ended); the counts go
 -- into `caller_tally` when given (the caller writes it), else are written here.
@@ -1132,7 +1178,7 @@ end
 -- Returns notify (true when a retry was queued or a slot freed: the caller publishes on the
 -- events channel) and the positions (1-based, in the batch) of the acks taken over, {} when none.
 local function chard_finish_jobs(keys, results_channel, limits, now, width, packed, runs, packed_lines, ended_packed,
-    bounds, caller_tally)
+    bounds, caller_tally, ack_groups)
   local plain = chard_split_ids(packed, width)
   local np = #plain
   local lines, releases, held, keyed = {}, nil, nil, nil
@@ -1149,27 +1195,35 @@ local function chard_finish_jobs(keys, results_channel, limits, now, width, pack
     all = false
   end
 
-  -- The stored JSON of each job applied (one HMGET, before it is rewritten or deleted): its
-  -- header is counted out of "running", and its task's slot freed.
+  -- Each job applied is counted out of "running", by the task and queue its client sent
+  -- (`ack_groups`), else by its stored JSON (one HMGET, before it is rewritten or deleted); its
+  -- task's slot is freed (the JSONs are read for that when some task is limited).
   local notify, tally, job_of = false, caller_tally or {}, {}
   if removed > 0 then
-    local mine, positions = {}, {}
+    local groups = chard_ack_groups(ack_groups, #ids)
+    if groups and #lines > 0 and not pos then pos = chard_ack_positions(lines, np) end
+    local mine, positions, jsons = {}, {}, nil
     for i = 1, #ids do
       if applied[i] == 1 then
         mine[#mine + 1] = ids[i]
         positions[#mine] = i
       end
     end
-    local jsons = chard_chunked_list('HMGET', keys.jobs, mine)
+    if not groups then jsons = chard_chunked_list('HMGET', keys.jobs, mine) end
     for k = 1, #mine do
-      local job = jsons[k] and chard_read_job(jsons[k])
+      local job
+      if groups then job = groups[pos and pos[positions[k]] or positions[k]]
+      else job = jsons[k] and chard_job_names(jsons[k]) end
       if job then
         job_of[mine[k]] = job
         chard_tally(tally, 'a', job, -1)
       end
     end
     if limits == nil then limits = chard_limits(keys.max_concurrency) end
-    if limits then notify = chard_release_acked(keys, limits, mine, jsons, positions, held, tokens) end -- none limited: skip
+    if limits then -- none limited: skip
+      jsons = jsons or chard_chunked_list('HMGET', keys.jobs, mine)
+      notify = chard_release_acked(keys, limits, mine, jsons, positions, held, tokens)
+    end
   end
 
   local ended, message, records = plain, packed, {}

@@ -37,11 +37,12 @@ end
 local batch, wrong = chard_read_batch(ARGV[4], ARGV[5], tonumber(ARGV[3]), ARGV[6], #KEYS)
 if not batch then return bad(wrong) end
 if next(batch.grouped) then return bad('jobs with a group go to enqueue_keyed.lua') end
-local tally, pos, len = {}, 1, #(ARGV[8] or '')
+local counted, pos, len = {}, 1, #(ARGV[8] or '')
 while pos <= len do
   local n, size, start = string.match(ARGV[8], '^(%d+) (%d+) ()', pos)
   if not n then return bad('bad counts: ' .. string.sub(ARGV[8], pos, pos + 60)) end
-  tally[string.sub(ARGV[8], start, start + tonumber(size) - 1)] = tonumber(n)
+  counted[#counted + 1] = string.sub(ARGV[8], start, start + tonumber(size) - 1)
+  counted[#counted + 1] = n
   pos = start + tonumber(size)
 end
 local targets, prios, counts, ids = batch.targets, batch.prios, batch.counts, batch.ids
@@ -70,6 +71,6 @@ for g, target in ipairs(targets) do
   end
   first = last + 1
 end
-chard_write_tally(ARGV[7], tally)
+for i = 1, #counted, 2 do redis.call('HINCRBY', ARGV[7] .. ':counts', counted[i], counted[i + 1]) end
 redis.call('PUBLISH', ARGV[1], '')
 return 0

@@ -41,6 +41,7 @@
 --          priority between them, in their order: each gives what it can before the next is looked at.
 -- ARGV[16] the acks' failures and ended records, as ARGV[9] of finish_jobs.lua ("" for none)
 -- ARGV[17] the stores' bounds, as ARGV[10] of finish_jobs.lua
+-- ARGV[18] the task and queue of each ack, as ARGV[11] of finish_jobs.lua
 -- Every move is counted per state, task and queue (<p>:counts, built from the prefix: chard_tally):
 -- due jobs from waiting or retrying to queued, jobs taken from queued to running, revoked jobs
 -- dropped out of queued, and the acks' moves; one HINCRBY per field changed, at the end.
@@ -91,7 +92,7 @@ if ARGV[11] ~= '' or ARGV[13] ~= '' then
     jobs = jobs_key, results = results_key, result_expiry = expiry_key, progress = KEYS[11], by_index = KEYS,
     prefix = prefix, flags = flags, broker = broker_id }
   notify, taken_over = chard_finish_jobs(keys, ARGV[7], limits, now, tonumber(ARGV[10]), ARGV[11], ARGV[12], ARGV[13],
-    ARGV[16], chard_read_bounds(ARGV[17]), tally)
+    ARGV[16], chard_read_bounds(ARGV[17]), tally, ARGV[18])
 end
 local token, repeated = ARGV[14], false
 -- True (and nothing may be taken) when a fetch with this token or a later one already took jobs.
@@ -871,12 +872,26 @@ if max_jobs > 0 then
     end
     if #ids > 0 then
       mark_running(ids)
+      -- Counted from queued to running, by task and queue: the jobs of a fetch are mostly of one
+      -- task, so a job whose task and queue are the previous job's (its JSON has the same text
+      -- at its ',"task":') is counted with it, unread.
+      local run, needle, n = nil, nil, 0
       for _, json in ipairs(accepted) do
-        local job = chard_read_job(json)
-        if job then
-          chard_tally(tally, 'q', job, -1)
-          chard_tally(tally, 'a', job, 1)
+        local at = needle and string.find(json, ',"task":', 1, true)
+        if at and string.find(json, needle, at, true) == at then
+          n = n + 1
+        else
+          if run then
+            chard_tally(tally, 'q', run, -n)
+            chard_tally(tally, 'a', run, n)
+          end
+          run, n = chard_job_names(json), 1
+          needle = run and (',"task":' .. chard_json_string(run.task) .. ',"queue":' .. chard_json_string(run.queue) .. ',')
         end
+      end
+      if run then
+        chard_tally(tally, 'q', run, -n)
+        chard_tally(tally, 'a', run, n)
       end
     end
     commit_windows()

@@ -46,6 +46,8 @@
 --           record for the succeeded store); an ended ack not listed succeeded with nothing kept
 -- ARGV[10]  the stores' bounds: "<failed count> <failed age ms> <succeeded count> <succeeded age ms>"
 --           (Broker.retention): each store that gets records is trimmed to them (chard_store_ended)
+-- ARGV[11]  the task and queue of each ack, in batch order: "<n> <bytes> <task>\1<queue>" runs
+--           (chard_ack_groups): the acks are counted by them, without reading their jobs ("": read)
 -- The jobs applied are counted per state, task and queue (<p>:counts, built from ARGV[8]; see
 -- chard_tally), and so are the records stored and trimmed.
 -- The work is chard_finish_jobs (_prelude.lua), which fetch_jobs.lua also runs for the acks of a
@@ -61,6 +63,6 @@ local keys = { running = KEYS[1], max_concurrency = KEYS[2], concurrency = KEYS[
   results = KEYS[6], result_expiry = KEYS[7], progress = KEYS[8], by_index = KEYS, prefix = ARGV[8],
   broker = string.sub(KEYS[1], #ARGV[8] + 10) }
 local notify, taken_over = chard_finish_jobs(keys, ARGV[2], nil, tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6],
-  ARGV[7], ARGV[9], chard_read_bounds(ARGV[10]))
+  ARGV[7], ARGV[9], chard_read_bounds(ARGV[10]), nil, ARGV[11])
 if notify then redis.call('PUBLISH', ARGV[1], '') end
 return taken_over
