@@ -480,6 +480,7 @@ function peerTables(results: Results): string[] {
     "e2e:100+priority",
     "e2e:100+key",
     "e2e:100+headers",
+    "e2e:100+kept",
     "limited-backlog",
   ]) {
     const s = SCENARIOS.find((x) => x.id === id)!;
