@@ -7,7 +7,7 @@ import type { Broker } from "./broker.js";
 import { InvalidOptionError, StateError, describe } from "./errors.js";
 import { JobStatus, fromJSON, type Job } from "./jobs.js";
 import { brokerQuery, checkIds, type BulkReport } from "./job-info.js";
-import { MAX_ACTION_BATCH, readEndedRecord, type JobStateName } from "./operations.js";
+import { MAX_ACTION_BATCH, readEndedRecord, type JobStateName, type StoredJob } from "./operations.js";
 import { signals } from "./signals.js";
 
 /** Which jobs a bulk action takes (`engine.retryJobs`, `engine.deleteJobs`). */
@@ -30,70 +30,88 @@ function jobOf(json: string | undefined, status: JobStatus): Job | undefined {
   }
 }
 
-/** Retries failed jobs by id (see `Broker.retryFailed`); `jobRequeued` for each one moved. */
-export async function retryIds(broker: Broker, namespace: string, ids: readonly string[]): Promise<BulkReport> {
+/**
+ * Runs a broker action over `ids` in batches of `MAX_ACTION_BATCH`, each job read first (for the
+ * signal of its new state); `settle` says whether the action was done on each, and sends its signal.
+ */
+async function inBatches<T>(
+  broker: Broker,
+  ids: readonly string[],
+  act: (batch: readonly string[]) => Promise<T[]>,
+  settle: (outcome: T, before: StoredJob | undefined) => boolean,
+): Promise<BulkReport> {
   const report: BulkReport = { done: 0, skipped: [] };
   for (let i = 0; i < ids.length; i += MAX_ACTION_BATCH) {
     const batch = ids.slice(i, i + MAX_ACTION_BATCH);
     const before = await Promise.all(batch.map((id) => broker.readJob(id)));
-    const outcomes = await broker.retryFailed(batch);
+    const outcomes = await act(batch);
     outcomes.forEach((outcome, k) => {
-      if (outcome !== "done") return void report.skipped.push(batch[k]!);
-      report.done++;
-      const ended = before[k]?.ended === undefined ? undefined : readEndedRecord(before[k].ended);
-      const job = jobOf(ended?.json, JobStatus.Queued);
+      if (settle(outcome, before[k])) report.done++;
+      else report.skipped.push(batch[k]!);
+    });
+  }
+  return report;
+}
+
+/** The job of a stored job's ended record, if any. */
+const endedJob = (stored: StoredJob | undefined, status: JobStatus): Job | undefined =>
+  jobOf(stored?.ended === undefined ? undefined : readEndedRecord(stored.ended)?.json, status);
+
+/** Retries failed jobs by id (see `Broker.retryFailed`); `jobRequeued` for each one moved. */
+export function retryIds(broker: Broker, namespace: string, ids: readonly string[]): Promise<BulkReport> {
+  return inBatches(
+    broker,
+    ids,
+    (batch) => broker.retryFailed(batch),
+    (outcome, before) => {
+      if (outcome !== "done") return false;
+      const job = endedJob(before, JobStatus.Queued);
       if (job) {
         job.retries = 0;
         job.atMs = broker.clock.now();
         signals.jobRequeued.send(namespace, { job });
       }
-    });
-  }
-  return report;
+      return true;
+    },
+  );
 }
 
 /** Deletes jobs by id (see `Broker.deleteJobs`): `jobRevoked` for a pending one, `jobDeleted` for an ended one. */
-export async function deleteIds(broker: Broker, namespace: string, ids: readonly string[]): Promise<BulkReport> {
-  const report: BulkReport = { done: 0, skipped: [] };
-  for (let i = 0; i < ids.length; i += MAX_ACTION_BATCH) {
-    const batch = ids.slice(i, i + MAX_ACTION_BATCH);
-    const before = await Promise.all(batch.map((id) => broker.readJob(id)));
-    const outcomes = await broker.deleteJobs(batch);
-    outcomes.forEach((outcome, k) => {
-      if (outcome.from === "missing" || outcome.from === "running") return void report.skipped.push(outcome.id);
-      report.done++;
+export function deleteIds(broker: Broker, namespace: string, ids: readonly string[]): Promise<BulkReport> {
+  return inBatches(
+    broker,
+    ids,
+    (batch) => broker.deleteJobs(batch),
+    (outcome, before) => {
+      if (outcome.from === "missing" || outcome.from === "running") return false;
       if (outcome.from === "failed" || outcome.from === "succeeded") {
-        const ended = before[k]?.ended === undefined ? undefined : readEndedRecord(before[k].ended);
-        const status = outcome.from === "failed" ? JobStatus.Failed : JobStatus.Succeeded;
-        const job = jobOf(ended?.json, status);
+        const job = endedJob(before, outcome.from === "failed" ? JobStatus.Failed : JobStatus.Succeeded);
         if (job) signals.jobDeleted.send(namespace, { job });
       } else {
         const job = jobOf(outcome.json, JobStatus.Failed);
         if (job) signals.jobRevoked.send(namespace, { job });
       }
-    });
-  }
-  return report;
+      return true;
+    },
+  );
 }
 
 /** Promotes waiting jobs by id (see `Broker.promoteJobs`); `jobPromoted` for each one moved. */
-export async function promoteIds(broker: Broker, namespace: string, ids: readonly string[]): Promise<BulkReport> {
-  const report: BulkReport = { done: 0, skipped: [] };
-  for (let i = 0; i < ids.length; i += MAX_ACTION_BATCH) {
-    const batch = ids.slice(i, i + MAX_ACTION_BATCH);
-    const before = await Promise.all(batch.map((id) => broker.readJob(id)));
-    const outcomes = await broker.promoteJobs(batch);
-    outcomes.forEach((outcome, k) => {
-      if (outcome !== "done") return void report.skipped.push(batch[k]!);
-      report.done++;
-      const job = jobOf(before[k]?.json, JobStatus.Queued);
+export function promoteIds(broker: Broker, namespace: string, ids: readonly string[]): Promise<BulkReport> {
+  return inBatches(
+    broker,
+    ids,
+    (batch) => broker.promoteJobs(batch),
+    (outcome, before) => {
+      if (outcome !== "done") return false;
+      const job = jobOf(before?.json, JobStatus.Queued);
       if (job) {
         job.atMs = broker.clock.now();
         signals.jobPromoted.send(namespace, { job });
       }
-    });
-  }
-  return report;
+      return true;
+    },
+  );
 }
 
 /**
