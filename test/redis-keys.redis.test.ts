@@ -424,7 +424,6 @@ describe("scripts", () => {
       ...level,
       "chard_job_id",
       "chard_read_batch",
-      "chard_write_tally",
     ]);
     expect(helpers("enqueue_keyed")).toEqual([
       ...reader,

@@ -705,7 +705,7 @@ end
 -- moves to a tally (task -> queue -> letter -> delta: no string is built per job) with
 -- chard_tally, then writes it once, at its end, with one HINCRBY per field that changed
 -- (chard_write_tally): a batch of one task and queue costs one command per state it touches.
--- `job` is a header read by chard_read_job or chard_job_names (task and queue).
+-- `job` is a header read by chard_read_job (or any table with its task and queue).
 local function chard_tally(tally, letter, job, n)
   local queues = tally[job.task]
   if not queues then
