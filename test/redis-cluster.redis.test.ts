@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { RedisBroker } from "../brokers/redis/index.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { SCRIPT_NAMES, scriptSha } from "../brokers/redis/scripts.js";
-import { Job, JobStatus } from "../lib/jobs.js";
+import { Job, JobStatus, toJSON } from "../lib/jobs.js";
+import { writeEndedRecord } from "../lib/operations.js";
 import { Task } from "../lib/tasks.js";
 import { testCluster } from "./helpers/ioredis.js";
 import { startRedisCluster, type RedisCluster } from "./helpers/redis-cluster.js";
@@ -45,6 +46,17 @@ function broker(namespace: string): RedisBroker {
 }
 const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}): Job =>
   new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 1, taskArgs: [], ...fields });
+
+/** The ended record of `j`, failed at `atMs` (as a worker writes it). */
+const failedRecord = (j: Job, atMs: number): string =>
+  writeEndedRecord({
+    state: "failed",
+    endedAtMs: atMs,
+    startedAtMs: atMs,
+    worker: "w",
+    error: { name: "Error", message: "x" },
+    json: toJSON(j),
+  });
 
 /** Every key of the namespace, found by scanning every master. */
 async function keysOf(namespace: string): Promise<string[]> {
@@ -161,6 +173,30 @@ describe("RedisBroker on Redis Cluster", () => {
     expect(jobs).toEqual([]);
     expect(revoked.map((j) => j.id)).toEqual([pending.id]);
     expect((await b.readResult(pending.id)).state).toBe("finished");
+  });
+
+  test("the operations run on the cluster: counts, listing, one job, workers, retry, delete, promote, purge", async () => {
+    clock = new FakeClock();
+    ns = `ops-${randomUUID()}`;
+    const b = broker(ns);
+    await b.start({ host: "h", pid: 1, queues: ["q"], concurrency: 2, startedAtMs: clock.now() });
+    const [failing, later, queued] = [job({ maxRetries: 0 }), job({ atMs: clock.now() + 60_000 }), job()];
+    await b.enqueueJobs([failing]);
+    const { jobs, token } = await b.fetchJobs("q", 1);
+    await b.finishJobs([{ job: jobs[0]!, token, outcome: "failed", ended: failedRecord(jobs[0]!, clock.now()) }]);
+    await b.enqueueJobs([later, queued]);
+    const total = (await b.readCounts()).find((r) => r.task === "t")!;
+    expect(total).toMatchObject({ waiting: 1, queued: 1, failed: 1, failedTotal: 1 });
+    expect((await b.listJobs({ state: "failed", order: "oldest", limit: 10 })).jobs.map((j) => j.id)).toEqual([
+      failing.id,
+    ]);
+    expect((await b.readJob(failing.id))?.state).toBe("failed");
+    expect((await b.listWorkers()).map((w) => [w.id, w.host])).toEqual([[b.id, "h"]]);
+    expect(await b.retryFailed([failing.id])).toEqual(["done"]);
+    expect(await b.promoteJobs([later.id])).toEqual(["done"]);
+    expect((await b.deleteJobs([queued.id]))[0]!.from).toBe("queued");
+    expect(await b.purgeQueue("q", 10)).toMatchObject({ more: false });
+    expect((await b.readCounts()).find((r) => r.task === "t")).toMatchObject({ waiting: 0, queued: 0, failed: 0 });
   });
 
   test("waitForEvent wakes on another broker's enqueue (pub/sub through the cluster)", async () => {
