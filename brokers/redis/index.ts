@@ -75,6 +75,19 @@ export type { RedisClient } from "./scripts.js";
 /** Where a RedisBroker connects when given no client, options or URL. */
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
+/**
+ * The most jobs one enqueue script call carries when calls made while another is on the wire
+ * travel together (`enqueueJobs`); a single call of more goes alone, as it is.
+ */
+export const MAX_COALESCED_JOBS = 1000;
+
+/** An `enqueueJobs` call waiting for its round-trip. */
+interface EnqueueCaller {
+  readonly jobs: readonly Job[];
+  resolve(outcomes: (Duplicate | undefined)[] | undefined): void;
+  reject(error: unknown): void;
+}
+
 /** Attempts of an idempotent call (enqueue, finish) when the connection fails. */
 const ATTEMPTS = 4;
 
@@ -299,16 +312,72 @@ export class RedisBroker extends BaseBroker {
     const first = this.#time?.ready(this.#readTime); // a producer's first call: Redis's time first
     if (first) await first;
     if (this.#backfill === undefined) await this.#counted();
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ jobs, resolve, reject });
+      if (!this.#sending) void this.#sendWaiting();
+    });
+  }
+
+  /**
+   * Enqueue calls made while another is on the wire: they go together in the next script call
+   * (at most `MAX_COALESCED_JOBS` jobs each), each settling with its own jobs' outcome.
+   */
+  readonly #waiting: EnqueueCaller[] = [];
+  #sending = false;
+
+  /** Sends the waiting enqueue calls, a round-trip at a time, until none is left. */
+  async #sendWaiting(): Promise<void> {
+    this.#sending = true;
+    try {
+      while (this.#waiting.length > 0) {
+        let count = 0;
+        let n = 0;
+        while (n < this.#waiting.length && (n === 0 || count + this.#waiting[n]!.jobs.length <= MAX_COALESCED_JOBS))
+          count += this.#waiting[n++]!.jobs.length;
+        await this.#sendRound(this.#waiting.splice(0, n));
+      }
+    } finally {
+      this.#sending = false;
+    }
+  }
+
+  /**
+   * One enqueue script call for the jobs of `callers`, with one idempotency token (a retried
+   * round-trip stores each job once). A batch that cannot be encoded is sent caller by caller, so
+   * the bad call rejects alone; a broker error rejects every caller of the round-trip.
+   */
+  async #sendRound(callers: readonly EnqueueCaller[]): Promise<void> {
+    const jobs = callers.length === 1 ? callers[0]!.jobs : callers.flatMap((c) => c.jobs);
     const now = this.clock.now();
-    const reply = await this.#retrying(calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() }));
-    if (reply === ScriptCode.Duplicate)
-      getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
-    const outcomes = calls.parseEnqueueReply(reply, jobs);
+    let call: calls.ScriptCall;
+    try {
+      call = calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() });
+    } catch (e) {
+      if (callers.length === 1) return void callers[0]!.reject(e);
+      for (const caller of callers) await this.#sendRound([caller]);
+      return;
+    }
+    let outcomes: (Duplicate | undefined)[] | undefined;
+    try {
+      const reply = await this.#retrying(call);
+      if (reply === ScriptCode.Duplicate)
+        getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
+      outcomes = calls.parseEnqueueReply(reply, jobs);
+    } catch (e) {
+      for (const caller of callers) caller.reject(e);
+      return;
+    }
     jobs.forEach((job, i) => {
       if (outcomes?.[i] === undefined) job.status = dueStatus(job.atMs, now);
     });
-    return outcomes;
+    let at = 0;
+    for (const caller of callers) {
+      const mine = outcomes?.slice(at, at + caller.jobs.length);
+      at += caller.jobs.length;
+      caller.resolve(mine?.some((o) => o !== undefined) ? mine : undefined);
+    }
   }
+
 
   /** The job holding `key` (read_key.lua). @throws RedisConnectionError, RedisReplyError */
   async getJobByKey(key: string): Promise<KeyLookup | undefined> {

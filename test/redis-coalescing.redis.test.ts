@@ -1,0 +1,85 @@
+/**
+ * RedisBroker coalesces enqueue calls: calls made while another is on the wire travel together in
+ * the next script call, each settling with its own jobs; an awaited call alone is one call as
+ * before; a call that cannot be encoded rejects alone; keys across coalesced calls behave as in
+ * one batch. On a private redis-server, to count script calls.
+ */
+import { randomUUID } from "node:crypto";
+import { describe, expect, test } from "vitest";
+import { MAX_COALESCED_JOBS } from "../brokers/redis/index.js";
+import { Job, JobStatus, withOptions } from "../lib/index.js";
+import { Engine } from "../lib/engine.js";
+import { testBroker } from "./helpers/ioredis.js";
+import { privateRedis } from "./helpers/private-redis.js";
+import type { FakeClock } from "./helpers/until.js";
+
+const redis = privateRedis();
+const job = (clock: FakeClock, extras?: ConstructorParameters<typeof Job>[0]["extras"]): Job =>
+  new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [], extras });
+
+describe("coalesced enqueue calls on Redis", () => {
+  test("an awaited call alone is one script call; 64 calls in flight take a few, each with its own jobs", async () => {
+    const { clock, b, k } = await redis.started();
+    await b.enqueueJobs([job(clock)]); // scripts loaded
+    expect((await redis.cost(() => b.enqueueJobs([job(clock)]))).evalsha).toBe(1);
+    const jobs = Array.from({ length: 64 }, () => job(clock));
+    await redis.resetStats();
+    const outcomes = await Promise.all(jobs.map((j) => b.enqueueJobs([j])));
+    const calls = (await redis.commandCalls()).evalsha!;
+    expect(calls).toBeGreaterThanOrEqual(2); // the first goes alone, the others wait for it
+    expect(calls).toBeLessThanOrEqual(3);
+    expect(outcomes).toEqual(Array(64).fill(undefined));
+    expect(jobs.every((j) => j.status === JobStatus.Queued)).toBe(true);
+    expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([
+      expect.any(String),
+      expect.any(String),
+      ...jobs.map((j) => j.id),
+    ]);
+  });
+
+  test("keys across calls that travel together behave as in one batch: the second is a duplicate of the first", async () => {
+    const { clock, b } = await redis.started();
+    const key = { key: "k", keyPolicy: "keep" as const };
+    const [a, c, d] = [job(clock), job(clock, key), job(clock, key)];
+    const [ra, rc, rd] = await Promise.all([b.enqueueJobs([a]), b.enqueueJobs([c]), b.enqueueJobs([d])]);
+    expect([ra, rc]).toEqual([undefined, undefined]);
+    expect(rd).toEqual([{ job: expect.objectContaining({ id: c.id }), action: "kept" }]);
+    expect(d.status).toBe(JobStatus.NotSet);
+  });
+
+  test("a call whose jobs cannot be stored rejects alone; the calls it travelled with are stored", async () => {
+    const { clock, b, k } = await redis.started();
+    await b.enqueueJobs([job(clock)]);
+    const bad = new Job({ taskName: "t", queue: "q", atMs: clock.now(), maxRetries: 0, taskArgs: [10n] });
+    const good = [job(clock), job(clock)];
+    const results = await Promise.allSettled([
+      b.enqueueJobs([job(clock)]),
+      b.enqueueJobs([good[0]!]),
+      b.enqueueJobs([bad]),
+      b.enqueueJobs([good[1]!]),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled"]);
+    expect(await redis.admin.hexists(k.jobs, bad.id)).toBe(0);
+    expect(await redis.admin.hmget(k.jobs, ...good.map((j) => j.id))).not.toContain(null);
+  });
+
+  test("a burst larger than a call's bound goes in calls of at most that many jobs, in order", async () => {
+    const { clock, b, k } = await redis.started();
+    await b.enqueueJobs([job(clock)]);
+    const jobs = Array.from({ length: MAX_COALESCED_JOBS + 500 }, () => job(clock));
+    await redis.resetStats();
+    await Promise.all(jobs.map((j) => b.enqueueJobs([j])));
+    expect((await redis.commandCalls()).evalsha).toBeGreaterThanOrEqual(3); // 1 + 1,000 + 499
+    expect((await redis.admin.lrange(k.queue("q"), 1, -1)).length).toBe(jobs.length);
+    expect(await redis.admin.lrange(k.queue("q"), 1, -1)).toEqual(jobs.map((j) => j.id));
+  });
+
+  test("through the engine: schedule() calls of many requests at once, each resolving with its own job", async () => {
+    const engine = redis.closeAfter(new Engine(testBroker(redis.url), `t-${randomUUID()}`));
+    engine.task("t", (n: number) => n);
+    const jobs = await Promise.all(Array.from({ length: 100 }, (_, i) => engine.schedule(withOptions("t", {}), i)));
+    expect(new Set(jobs.map((j) => j.id)).size).toBe(100);
+    expect(jobs.map((j) => j.taskArgs[0])).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect((await engine.counts()).total.queued).toBe(100);
+  });
+});
