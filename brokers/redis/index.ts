@@ -378,7 +378,6 @@ export class RedisBroker extends BaseBroker {
     }
   }
 
-
   /** The job holding `key` (read_key.lua). @throws RedisConnectionError, RedisReplyError */
   async getJobByKey(key: string): Promise<KeyLookup | undefined> {
     return calls.parseReadKey(await this.#run(calls.readKeyCall(this.#k, { key, nowMs: this.clock.now() })));
