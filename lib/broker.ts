@@ -476,7 +476,8 @@ export interface Broker {
    * Moves failed jobs from the failed store back to their queue, atomically per job: `retries` 0
    * (a full budget again), due now, its attempt history kept, its result record forgotten (so
    * `getResult` waits for the new run); a job with a key takes it again (policy keep, remembered 0
-   * ms after it ends) unless another job holds it (`conflict`: left in the store). At most
+   * ms after it ends) unless another job holds it, and a job not ended may not have its id: either
+   * is a `conflict` (left in the store). At most
    * `MAX_ACTION_BATCH` ids. One outcome per id, in order.
    */
   retryFailed(ids: readonly string[]): Promise<ActionOutcome[]>;

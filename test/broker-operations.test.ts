@@ -407,6 +407,15 @@ describe.each(brokerFactories())("$name broker operations", ({ world }: BrokerFa
       expect(await b.retryFailed([failed.id])).toEqual(["missing"]); // not in the failed store any more
     });
 
+    test("retryFailed of a failed job whose id a job not ended has again is a conflict: it stays in the store", async () => {
+      const b = make();
+      const failed = job();
+      await runToEnd(b, [failed], "failed");
+      await b.enqueueJobs([job({ id: failed.id })]);
+      expect(await b.retryFailed([failed.id])).toEqual(["conflict"]);
+      expect(await countsOf(b)).toEqual({ queued: 1, failed: 1, failedTotal: 1 });
+    });
+
     test("promoteJobs queues waiting and retrying jobs now, at the tail; others are missing", async () => {
       const b = make();
       const [waiting, retrying, queued] = [job({ atMs: T0 + 60_000 }), job({ atMs: T0 + 5_000, retries: 1 }), job()];

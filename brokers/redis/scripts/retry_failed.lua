@@ -14,7 +14,8 @@
 -- attempt history kept), stored and queued by its priority and group (chard_push_ready), out of
 -- the store, its result record forgotten (getResult waits for the new run), counted from failed to
 -- queued. A job with a key takes it again (policy keep, remembered 0 ms after it ends) unless a
--- live job holds it: "conflict", left in the store. Applied twice, the second finds it gone.
+-- live job holds it, and a job not ended may not have its id: either is a "conflict", left in the
+-- store. Applied twice, the second finds it gone.
 -- Returns one outcome per id: "done", "missing" (not in the failed store) or "conflict".
 local prefix, now, tally, out, moved = ARGV[1], tonumber(ARGV[3]), {}, {}, false
 for i = 4, #ARGV do
@@ -23,7 +24,9 @@ for i = 4, #ARGV do
   local json = record and chard_ended_job(record)
   local job = json and chard_read_job(json)
   local outcome = 'missing'
-  if job and job.id == id and redis.call('HEXISTS', KEYS[1], id) == 0 then
+  if job and job.id == id and redis.call('HEXISTS', KEYS[1], id) == 1 then
+    outcome = 'conflict' -- a job not ended has its id again: left in the store
+  elseif job and job.id == id then
     outcome = 'done'
     if job.key then
       local rk = prefix .. ':key:' .. job.key
