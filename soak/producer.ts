@@ -1,9 +1,12 @@
 /**
  * The producer: enqueues the run's jobs at an even pace over the run, in small batches, from the
- * orchestrator's process. Each batch is one enqueue_jobs call sent with one idempotency token
+ * orchestrator's process. Every other batch is one enqueue_jobs call sent with one producer turn
  * until it succeeds (redis-server may be down for seconds), so a batch is stored once however
  * often it is re-sent; only then is it recorded (`E`). A batch that still fails when its deadline
- * passes is recorded as uncertain (`U`) and the analysis looks for its jobs in Redis.
+ * passes is recorded as uncertain (`U`) and the analysis looks for its jobs in Redis. The other
+ * batches go job by job through the broker's `enqueueJobs`, all at once, as concurrent requests of
+ * a web server would: the broker coalesces them into shared calls and re-sends those itself; a
+ * call it gives up on is uncertain.
  *
  * Back-pressure: no batch is made while the queue holds more than `backlog` jobs, so a machine that
  * cannot keep up with the pace gets fewer jobs rather than an ever longer queue (the long profile's
@@ -22,6 +25,7 @@ import {
   type RedisBroker,
 } from "../lib/index.js";
 import { enqueueCall } from "../brokers/redis/calls.js";
+import { ProducerLanes } from "../brokers/redis/lanes.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { isTransient, runScript } from "../brokers/redis/scripts.js";
 import type { Recorder } from "./record.js";
@@ -52,6 +56,8 @@ export interface ProducerStats {
   doomed: number;
   future: number;
   resends: number;
+  /** Jobs stored through the broker's coalesced `enqueueJobs` (the others: one call per batch). */
+  coalesced: number;
   /** Time spent waiting for the queue to shrink below the backlog limit, ms. */
   heldBackMs: number;
   byKind: Partial<Record<Kind, number>>;
@@ -97,12 +103,16 @@ export class Producer {
     doomed: 0,
     future: 0,
     resends: 0,
+    coalesced: 0,
     heldBackMs: 0,
     byKind: {},
   };
   readonly #engine: Engine;
   readonly #broker: RedisBroker;
   readonly #recorder: Recorder;
+  /** The producer lane of the batches sent as one call each (the broker's own lanes carry the others). */
+  readonly #lanes = new ProducerLanes(randomUUID());
+  #batches = 0;
 
   constructor(engine: Engine, recorder: Recorder) {
     this.#engine = engine;
@@ -154,28 +164,60 @@ export class Producer {
     return (await Promise.race([length, sleep(1_000, 0)])) > limit;
   }
 
-  /** Sends one batch with one token until it is stored; then records it. */
+  /**
+   * Sends one batch until it is stored, then records it: every other batch as one enqueue_jobs
+   * call re-sent with one producer turn (its own lane), the others job by job through the broker's
+   * `enqueueJobs`, all at once, so they coalesce into shared calls that the broker re-sends itself.
+   */
   async #enqueue(jobs: Job[], kinds: Kind[]): Promise<void> {
-    const call = enqueueCall(namespaceKeys(this.#engine.namespace), { jobs, nowMs: Date.now(), token: randomUUID() });
+    if (this.#batches++ % 2 === 1) return this.#enqueueCoalesced(jobs, kinds);
+    const turn = this.#lanes.take();
+    const call = enqueueCall(namespaceKeys(this.#engine.namespace), { jobs, nowMs: Date.now(), turn });
     const deadline = Date.now() + BATCH_DEADLINE_MS;
     const ids = jobs.map((j, i) => `${j.id}:${kinds[i]}`).join(",");
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await runScript(this.#broker.redis, call.name, call.keys, call.args);
-        break;
-      } catch (e) {
-        if (!isTransient(e)) throw e;
-        if (Date.now() > deadline) {
-          this.stats.uncertain += jobs.length;
-          await this.#recorder.write(`U ${ids}`);
-          return;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await runScript(this.#broker.redis, call.name, call.keys, call.args);
+          break;
+        } catch (e) {
+          if (!isTransient(e)) throw e;
+          if (Date.now() > deadline) {
+            this.stats.uncertain += jobs.length;
+            await this.#recorder.write(`U ${ids}`);
+            return;
+          }
+          this.stats.resends++;
+          await sleep(Math.min(1_000, 50 * attempt));
         }
-        this.stats.resends++;
-        await sleep(Math.min(1_000, 50 * attempt));
       }
+    } finally {
+      this.#lanes.give(turn);
     }
-    this.stats.enqueued += jobs.length;
-    for (const kind of kinds) this.stats.byKind[kind] = (this.stats.byKind[kind] ?? 0) + 1;
+    this.#stored(kinds);
     await this.#recorder.write(`E ${ids}`);
+  }
+
+  /**
+   * One `enqueueJobs` call per job, all in flight at once: the broker sends them together. A call
+   * that rejects (its retries exhausted) is uncertain: sending it again would be a new call.
+   */
+  async #enqueueCoalesced(jobs: Job[], kinds: Kind[]): Promise<void> {
+    const settled = await Promise.allSettled(jobs.map((job) => this.#broker.enqueueJobs([job])));
+    const stored: string[] = [];
+    const uncertain: string[] = [];
+    settled.forEach((r, i) => (r.status === "fulfilled" ? stored : uncertain).push(`${jobs[i]!.id}:${kinds[i]}`));
+    this.#stored(kinds.filter((_, i) => settled[i]!.status === "fulfilled"));
+    this.stats.coalesced += stored.length;
+    if (stored.length > 0) await this.#recorder.write(`E ${stored.join(",")}`);
+    if (uncertain.length > 0) {
+      this.stats.uncertain += uncertain.length;
+      await this.#recorder.write(`U ${uncertain.join(",")}`);
+    }
+  }
+
+  #stored(kinds: readonly Kind[]): void {
+    this.stats.enqueued += kinds.length;
+    for (const kind of kinds) this.stats.byKind[kind] = (this.stats.byKind[kind] ?? 0) + 1;
   }
 }

@@ -119,8 +119,8 @@ export function totalsTable(t: Totals): string {
         `${c.cancels} / ${c.cancelsOfKilled} / ${c.cancelErrors}`,
       ],
       [
-        "jobs enqueued (of which due later) / enqueue calls re-sent / producer held back by the backlog",
-        `${t.producer.enqueued} (${t.producer.future}) / ${t.producer.resends} / ${s(t.producer.heldBackMs)}`,
+        "jobs enqueued (of which due later; through coalesced calls) / batch calls re-sent / producer held back by the backlog",
+        `${t.producer.enqueued} (${t.producer.future}; ${t.producer.coalesced}) / ${t.producer.resends} / ${s(t.producer.heldBackMs)}`,
       ],
       ["executions", String(executions)],
       ["worker processes spawned", String(t.spawned)],

@@ -237,11 +237,11 @@ const fetch = (
   });
 
 /** Representative calls of every script's builder. */
-const ENQUEUE_TOKEN = "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b";
+const ENQUEUE_TURN = { lane: "3d0f7a4e-9b1c-4e8f-a2d6-5c7b9e0f1a2b:0", seq: 3 };
 
 /** The KEYS of enqueue_jobs.lua and enqueue_keyed.lua, for a batch of `queues`. */
-const enqueueKeys = (token: string, queues: readonly string[]): Expected[] => [
-  ["token STRING", k.token(token)],
+const enqueueKeys = (turn: calls.ProducerTurn, queues: readonly string[]): Expected[] => [
+  ["producer lane STRING", k.producer(turn.lane)],
   ["jobs HASH", k.jobs],
   ["future ZSET", k.future],
   ["max-concurrency HASH", k.maxConcurrency],
@@ -251,7 +251,7 @@ const enqueueKeys = (token: string, queues: readonly string[]): Expected[] => [
 /** ARGV[1..7] of enqueue_jobs.lua and enqueue_keyed.lua. */
 const enqueueArgv = (width: number, groups: string, jsons: readonly Job[], at: string): Expected[] => [
   ["events channel", k.events],
-  ["token TTL", calls.TOKEN_TTL_MS],
+  ["the call's turn", "3 600000"],
   ["id width", width],
   ["groups", groups],
   ["the jobs' JSONs", jsons.map(toJSON).join("\n")],
@@ -268,7 +268,7 @@ const gateKeys: Expected[] = [
 
 const CASES: Record<ScriptName, () => Variant[]> = {
   enqueue_jobs: () => {
-    const token = ENQUEUE_TOKEN;
+    const turn = ENQUEUE_TURN;
     const due = [job(), job()];
     const [a, b, later, c] = [job("q"), job("other"), job("q", NOW + 1), job("q")];
     const [high, low, high2] = [5, -3, 5].map(
@@ -279,7 +279,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     const named = (retries: number): Job =>
       new Job({ taskName: "envoyer-é", queue: "q", atMs: NOW + 5, maxRetries: 3, retries, taskArgs: [1] });
     const [retried, fresh, dueNow] = [named(2), named(0), job("q")];
-    const keys = (queues: readonly string[]): Expected[] => enqueueKeys(token, queues);
+    const keys = (queues: readonly string[]): Expected[] => enqueueKeys(turn, queues);
     const argv = (width: number, groups: string, jsons: readonly Job[], at: string, counts: string): Expected[] => [
       ...enqueueArgv(width, groups, jsons, at),
       ["the counts the batch adds", counts],
@@ -287,25 +287,25 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     return [
       {
         name: "all due, one queue: one group, one count",
-        call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, token }),
+        call: calls.enqueueCall(k, { jobs: due, nowMs: NOW, turn }),
         keys: keys(["q"]),
         argv: argv(36, "5 2", due, "", "2 4 qt\u0001q"),
       },
       {
         name: "two queues and a job due later: a group per queue, the future group last, a count per field met",
-        call: calls.enqueueCall(k, { jobs: [a, b, later, c], nowMs: NOW, token }),
+        call: calls.enqueueCall(k, { jobs: [a, b, later, c], nowMs: NOW, turn }),
         keys: keys(["q", "other"]),
         argv: argv(36, "5 2 6 1 0 1", [a, c, b, later], String(NOW + 1), "2 4 qt\u0001q1 8 qt\u0001other1 4 wt\u0001q"),
       },
       {
         name: "jobs with priorities: a group per level of their queue, counted queued",
-        call: calls.enqueueCall(k, { jobs: [high!, a, low!, high2!], nowMs: NOW, token }),
+        call: calls.enqueueCall(k, { jobs: [high!, a, low!, high2!], nowMs: NOW, turn }),
         keys: keys(["q"]),
         argv: argv(36, "5:5 2 5 1 5:-3 1", [high!, high2!, a, low!], "", "4 4 qt\u0001q"),
       },
       {
         name: "a retry and a new job due later: counted retrying and waiting, their fields' length in bytes",
-        call: calls.enqueueCall(k, { jobs: [retried, fresh, dueNow], nowMs: NOW, token }),
+        call: calls.enqueueCall(k, { jobs: [retried, fresh, dueNow], nowMs: NOW, turn }),
         keys: keys(["q"]),
         argv: argv(
           36,
@@ -319,9 +319,9 @@ const CASES: Record<ScriptName, () => Variant[]> = {
   },
 
   enqueue_keyed: () => {
-    const token = ENQUEUE_TOKEN;
+    const turn = ENQUEUE_TURN;
     const a = job("q");
-    const keys = (queues: readonly string[]): Expected[] => enqueueKeys(token, queues);
+    const keys = (queues: readonly string[]): Expected[] => enqueueKeys(turn, queues);
     const argv = enqueueArgv;
     const keyedJob = new Job({
       taskName: "t",
@@ -334,7 +334,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
     return [
       {
         name: "a keyed job after a plain one: now, the prefix and one quadruple per keyed job",
-        call: calls.enqueueCall(k, { jobs: [a, keyedJob], nowMs: NOW, token }),
+        call: calls.enqueueCall(k, { jobs: [a, keyedJob], nowMs: NOW, turn }),
         keys: keys(["q"]),
         argv: [
           ...argv(36, "5 1 0 1", [a, keyedJob], String(NOW + 1)),
@@ -358,7 +358,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
           },
           job: a,
           nowMs: NOW,
-          token,
+          turn,
         }),
         keys: keys(["q"]),
         argv: [

@@ -214,18 +214,18 @@ describe("the call builders", () => {
   test("enqueueCall sends jobs with a priority as groups of their queue's levels, '<index>:<priority>'", () => {
     const prio = (priority: number, queue = "q"): Job => job({ queue, extras: { priority } });
     const [a, b, c, d] = [prio(3), job(), prio(-2, "x"), prio(3)];
-    const call = calls.enqueueCall(k, { jobs: [a, b, c, d], nowMs: NOW, token: "tok" });
+    const call = calls.enqueueCall(k, { jobs: [a, b, c, d], nowMs: NOW, turn: { lane: "b:0", seq: 7 } });
     expect(call.keys.slice(4)).toEqual([k.queue("q"), k.queue("x")]);
     expect(call.args.slice(3, 5)).toEqual(["5:3 2 5 1 6:-2 1", [a, d, b, c].map(toJSON).join("\n")]);
   });
 
   test("enqueueCall sends the common batch (all due, one queue) as one group", () => {
     const jobs = [job(), job()];
-    const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
+    const call = calls.enqueueCall(k, { jobs, nowMs: NOW, turn: { lane: "b:0", seq: 7 } });
     expect(call).toEqual({
       name: "enqueue_jobs",
-      keys: [k.token("tok"), k.jobs, k.future, k.maxConcurrency, k.queue("q")],
-      args: [k.events, calls.TOKEN_TTL_MS, 36, "5 2", jobs.map(toJSON).join("\n"), "", k.prefix, "2 4 qt\u0001q"],
+      keys: [k.producer("b:0"), k.jobs, k.future, k.maxConcurrency, k.queue("q")],
+      args: [k.events, "7 600000", 36, "5 2", jobs.map(toJSON).join("\n"), "", k.prefix, "2 4 qt\u0001q"],
     });
   });
 
@@ -237,7 +237,7 @@ describe("the call builders", () => {
       job({ queue: "x" }),
       job({ atMs: NOW + 1 }),
     ];
-    const call = calls.enqueueCall(k, { jobs: [a, b, c, d, e], nowMs: NOW, token: "tok" });
+    const call = calls.enqueueCall(k, { jobs: [a, b, c, d, e], nowMs: NOW, turn: { lane: "b:0", seq: 7 } });
     expect(call.keys.slice(4)).toEqual([k.queue("x"), k.queue("y")]);
     expect(call.args.slice(3)).toEqual([
       "5 2 6 1 0 2",
@@ -250,8 +250,8 @@ describe("the call builders", () => {
 
   test("enqueueCall sends width 0 for ids of different lengths, and only the future group for jobs all due later", () => {
     const jobs = [job({ id: "a", atMs: NOW + 1 }), job({ id: "bb", atMs: NOW + 1 })];
-    const call = calls.enqueueCall(k, { jobs, nowMs: NOW, token: "tok" });
-    expect(call.keys).toEqual([k.token("tok"), k.jobs, k.future, k.maxConcurrency]);
+    const call = calls.enqueueCall(k, { jobs, nowMs: NOW, turn: { lane: "b:0", seq: 7 } });
+    expect(call.keys).toEqual([k.producer("b:0"), k.jobs, k.future, k.maxConcurrency]);
     expect(call.args.slice(2)).toEqual([
       0,
       "0 2",
@@ -690,7 +690,7 @@ describe("the reply parsers", () => {
       misfired: false,
       skipOverlap: true,
     };
-    const call = scheduleCalls.fireScheduleCall(k, { claim, job: j, nowMs: NOW, token: "tok" });
+    const call = scheduleCalls.fireScheduleCall(k, { claim, job: j, nowMs: NOW, turn: { lane: "b:0", seq: 7 } });
     expect(call.name).toBe("enqueue_keyed");
     expect(call.args.slice(7)).toEqual([NOW, "", `2\n${NOW}\n${NOW - 5}\n\n${NOW + 7}\no\nn\ne`]);
     expect(scheduleCalls.parseFireReply("x", j)).toEqual({ outcome: "lost" });

@@ -10,6 +10,7 @@ import { MAX_COALESCED_JOBS } from "../brokers/redis/index.js";
 import { Job, JobStatus, withOptions } from "../lib/index.js";
 import { Engine } from "../lib/engine.js";
 import { testBroker } from "./helpers/ioredis.js";
+import { startLossyProxy } from "./helpers/lossy-proxy.js";
 import { privateRedis } from "./helpers/private-redis.js";
 import type { FakeClock } from "./helpers/until.js";
 
@@ -81,5 +82,41 @@ describe("coalesced enqueue calls on Redis", () => {
     expect(new Set(jobs.map((j) => j.id)).size).toBe(100);
     expect(jobs.map((j) => j.taskArgs[0])).toEqual(Array.from({ length: 100 }, (_, i) => i));
     expect((await engine.counts()).total.queued).toBe(100);
+  });
+
+  test("no key per call: many calls, awaited or in flight, leave one producer key, kept 10 minutes", async () => {
+    const { clock, b, k } = await redis.started();
+    for (let i = 0; i < 20; i++) await b.enqueueJobs([job(clock)]);
+    await Promise.all(Array.from({ length: 100 }, () => b.enqueueJobs([job(clock)])));
+    const keys = await redis.admin.keys(`${k.prefix.replace(/[{}]/g, "\\$&")}:producer:*`);
+    expect(keys).toEqual([k.producer(`${b.id}:0`)]);
+    const ttl = await redis.admin.pttl(keys[0]!);
+    expect(ttl).toBeGreaterThan(590_000);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+    expect(Number(await redis.admin.get(keys[0]!))).toBeGreaterThanOrEqual(21);
+  });
+
+  test("a call whose reply was lost is re-sent and stores its job once, though it ran and ended before the re-send", async () => {
+    const proxy = redis.closeAfter(await startLossyProxy(redis.url));
+    const { clock, b: worker, k } = await redis.started();
+    const producer = redis.closeAfter(testBroker(proxy.url, { lease: 60 }));
+    producer.namespace = worker.namespace;
+    await producer.enqueueJobs([job(clock)]); // warm: Redis's time read, scripts loaded
+    const first = await worker.fetchJobs("q", 10);
+    await worker.finishJobs(first.jobs.map((j) => ({ job: j, token: first.token, outcome: "succeeded" as const })));
+    const lost = proxy.loseNextReply();
+    proxy.hold(); // the producer's reconnection waits
+    const once = job(clock); // maxRetries: 0, so a second copy would run it twice
+    const stored = producer.enqueueJobs([once]);
+    await lost;
+    const taken = await worker.fetchJobs("q", 10);
+    expect(taken.jobs.map((j) => j.id)).toEqual([once.id]);
+    await worker.finishJobs([{ job: taken.jobs[0]!, token: taken.token, outcome: "succeeded" }]);
+    expect(await redis.admin.hexists(k.jobs, once.id)).toBe(0);
+    proxy.release();
+    await expect(stored).resolves.toBeUndefined();
+    expect((await worker.fetchJobs("q", 10)).jobs).toEqual([]);
+    expect(await redis.admin.hexists(k.jobs, once.id)).toBe(0);
+    expect(await redis.admin.llen(k.queue("q"))).toBe(0);
   });
 });

@@ -67,7 +67,7 @@ describe("job keys on Redis", () => {
     const held = job(clock, keyed("a"));
     await b.enqueueJobs([held]);
     const jobs = [job(clock, keyed("a")), job(clock, keyed("b")), job(clock)];
-    const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
+    const call = enqueueCall(k, { jobs, nowMs: clock.now(), turn: { lane: `${b.id}:9`, seq: 1 } });
     const first = await runScript(redis.admin, call.name, call.keys, call.args);
     expect(
       String(first)

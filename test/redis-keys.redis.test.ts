@@ -100,6 +100,7 @@ describe("key layout", () => {
       "lane-queues",
       "leases",
       "max-concurrency",
+      "producer",
       "progress",
       "queue",
       "result-expiry",
@@ -109,9 +110,8 @@ describe("key layout", () => {
       "schedule",
       "schedule-names",
       "schedules",
-      "token",
     ]);
-    const ttl = await redis.admin.pttl(created.find((k) => k.includes(":token:"))!);
+    const ttl = await redis.admin.pttl(created.find((k) => k.includes(":producer:"))!);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
     await a.flush();
@@ -369,23 +369,42 @@ describe("connections", () => {
 });
 
 describe("scripts", () => {
-  test("an enqueue retried with the same token stores the batch once", async () => {
+  test("an enqueue re-sent with the same turn stores the batch once; a later turn stores, a late earlier one writes nothing", async () => {
     const namespace = `t-${randomUUID()}`;
     const k = namespaceKeys(namespace);
     const clock = new FakeClock();
+    const lane = `${randomUUID()}:0`;
     const jobs = [job(clock), job(clock, { atMs: clock.now() + 1 })];
-    const call = enqueueCall(k, { jobs, nowMs: clock.now(), token: randomUUID() });
+    const call = enqueueCall(k, { jobs, nowMs: clock.now(), turn: { lane, seq: 5 } });
     expect(await runScript(redis.admin, call.name, call.keys, call.args)).toBe(0);
     expect(await runScript(redis.admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
     expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([jobs[0]!.id]);
     expect(await redis.admin.zrange(k.future, 0, "-1")).toEqual([jobs[1]!.id]);
     expect(await redis.admin.hmget(k.jobs, jobs[0]!.id, jobs[1]!.id)).toEqual(jobs.map(toJSON));
-    const other = enqueueCall(k, { jobs: [jobs[0]!], nowMs: clock.now(), token: randomUUID() });
-    expect(await runScript(redis.admin, other.name, other.keys, other.args)).toBe(0); // a new call, a new token
+    // The job ran and ended before a re-send arrived: the mark, not the job, makes it a repeat.
+    await redis.admin.hdel(k.jobs, jobs[0]!.id);
+    await redis.admin.del(k.queue("q"));
+    expect(await runScript(redis.admin, call.name, call.keys, call.args)).toBe(ScriptCode.Duplicate);
+    expect(await redis.admin.hexists(k.jobs, jobs[0]!.id)).toBe(0);
+    const next = [job(clock)];
+    const later = enqueueCall(k, { jobs: next, nowMs: clock.now(), turn: { lane, seq: 6 } });
+    expect(await runScript(redis.admin, later.name, later.keys, later.args)).toBe(0);
+    // A late attempt of an earlier call of the lane (its number below the mark): nothing written,
+    // and the mark stays.
+    const late = enqueueCall(k, { jobs: [job(clock)], nowMs: clock.now(), turn: { lane, seq: 4 } });
+    expect(await runScript(redis.admin, late.name, late.keys, late.args)).toBe(ScriptCode.Duplicate);
+    expect(await redis.admin.lrange(k.queue("q"), 0, -1)).toEqual([next[0]!.id]);
+    expect(await redis.admin.get(k.producer(lane))).toBe("6");
+    // Another lane has a mark of its own.
+    const other = enqueueCall(k, { jobs: [job(clock)], nowMs: clock.now(), turn: { lane: `${lane}x`, seq: 1 } });
+    expect(await runScript(redis.admin, other.name, other.keys, other.args)).toBe(0);
     expect(await redis.admin.llen(k.queue("q"))).toBe(2);
-    const ttl = await redis.admin.pttl(call.keys[0]!);
+    const ttl = await redis.admin.pttl(k.producer(lane));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
+    // A turn that is not "<seq> <ttl>" is refused before anything is written.
+    const bad = { ...other, args: other.args.map((a, i) => (i === 1 ? "x 600000" : a)) };
+    await expect(runScript(redis.admin, bad.name, bad.keys, bad.args)).rejects.toThrow(/bad producer turn/);
     await redis.admin.unlink(...(await allKeys(`${escapeGlob(k.prefix)}*`)));
   });
 
@@ -421,6 +440,7 @@ describe("scripts", () => {
       "chard_split_ids",
       "chard_chunked",
       "chard_hset_pairs",
+      "chard_producer_turn",
       ...level,
       "chard_job_id",
       "chard_read_batch",
@@ -433,6 +453,7 @@ describe("scripts", () => {
       "chard_split_ids",
       "chard_chunked",
       "chard_hset_pairs",
+      "chard_producer_turn",
       ...level,
       "chard_lane_flag",
       "chard_push_lane",

@@ -26,8 +26,23 @@ export * from "./ops-calls.js";
  * documents them; test/redis-call-headers.test.ts checks each builder against that header.
  */
 
-/** How long an enqueue token lives: retries of one call must land within it. */
-export const TOKEN_TTL_MS = 10 * 60_000;
+/**
+ * How long a producer lane's high-water mark is kept after its last call: every attempt of a call
+ * must land within it (see chard_producer_turn).
+ */
+export const PRODUCER_TTL_MS = 10 * 60_000;
+
+/**
+ * An enqueue call's turn in its producer lane (brokers/redis/lanes.ts): the lane ("<broker id>:<n>")
+ * and the call's sequence number in it, the same for every attempt of one call.
+ */
+export interface ProducerTurn {
+  readonly lane: string;
+  readonly seq: number;
+}
+
+/** ARGV[2] of the enqueue scripts: "<seq> <ttl ms>". */
+const turnArg = (turn: ProducerTurn): string => `${turn.seq} ${PRODUCER_TTL_MS}`;
 
 /** The length every id has, or 0 when they differ (`width` is -1 before the first id). */
 function idWidth(width: number, id: string): number {
@@ -51,19 +66,19 @@ export interface EnqueueCallInput {
   readonly jobs: readonly Job[];
   /** Now (epoch ms): jobs due by then go to their queue, later ones to the future set. */
   readonly nowMs: number;
-  /** The idempotency token, the same for every attempt of one logical call. */
-  readonly token: string;
+  /** The call's producer turn, the same for every attempt of one logical call. */
+  readonly turn: ProducerTurn;
 }
 
 /**
- * enqueue_jobs.lua (enqueue_keyed.lua for a batch with keyed jobs or jobs with a group): one call per batch, `token`
+ * enqueue_jobs.lua (enqueue_keyed.lua for a batch with keyed jobs or jobs with a group): one call per batch, `turn`
  * shared by every attempt of that call. Jobs due at `nowMs` go to their queue, later ones to the
  * future set; the JSONs travel in one argument, grouped by destination (batch order within
  * each), so the common batch (all due, one queue) is one group. @throws SerializationError (from
  * toJSON) before anything is sent.
  */
-export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCallInput): ScriptCall {
-  const keys = [k.token(token), k.jobs, k.future, k.maxConcurrency];
+export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, turn }: EnqueueCallInput): ScriptCall {
+  const keys = [k.producer(turn.lane), k.jobs, k.future, k.maxConcurrency];
   const jsons = toJSONAll(jobs);
   const queue = jobs[0]?.queue;
   let width = -1;
@@ -82,7 +97,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
     keys.push(k.queue(queue));
     const args: ScriptArg[] = [
       k.events,
-      TOKEN_TTL_MS,
+      turnArg(turn),
       width,
       `${keys.length} ${jobs.length}`,
       jsons.join("\n"),
@@ -135,7 +150,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, token }: EnqueueCal
   if (later.length > 0) groups.set("0", later);
   const heads = [...groups].map(([target, g]) => `${target} ${g.length}`).join(" ");
   const packed = [...groups.values()].map((g) => g.join("\n")).join("\n");
-  const args: ScriptArg[] = [k.events, TOKEN_TTL_MS, width, heads, packed, at.join(" "), k.prefix];
+  const args: ScriptArg[] = [k.events, turnArg(turn), width, heads, packed, at.join(" "), k.prefix];
   // The batch index of each JSON of `packed`, in its order (groups in insertion order, the future last).
   if (keyed) args.push(...keyedArgs(jobs, nowMs, [...[...order.values()].flat(), ...laterOrder]));
   else args.push(countsArg(jobs, nowMs));

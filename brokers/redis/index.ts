@@ -8,7 +8,6 @@
  * learn about new jobs through pub/sub on the namespace's events channel (a dedicated subscriber
  * connection, opened by `start()`), never by polling.
  */
-import { randomUUID } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import type {
   AckReport,
@@ -58,6 +57,7 @@ import {
   subscribe,
 } from "./connection.js";
 import { namespaceKeys, type NamespaceKeys } from "./keys.js";
+import { ProducerLanes } from "./lanes.js";
 import { RedisTime, readRedisTime } from "./time.js";
 import {
   ScriptCode,
@@ -304,8 +304,8 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * Stores jobs in one script call; retried on connection failures with the same idempotency
-   * token, so a batch is never stored twice. @throws RedisConnectionError, RedisReplyError
+   * Stores jobs in one script call; retried on connection failures with the same producer turn
+   * (lanes.ts), so a batch is never stored twice. @throws RedisConnectionError, RedisReplyError
    */
   async enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
     if (jobs.length === 0) return undefined;
@@ -324,6 +324,8 @@ export class RedisBroker extends BaseBroker {
    */
   readonly #waiting: EnqueueCaller[] = [];
   #sending = false;
+  /** The producer lanes of the calls that store jobs (lanes.ts): the coalesced enqueues use one. */
+  readonly #lanes = new ProducerLanes(this.id);
 
   /** Sends the waiting enqueue calls, a round-trip at a time, until none is left. */
   async #sendWaiting(): Promise<void> {
@@ -342,17 +344,19 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * One enqueue script call for the jobs of `callers`, with one idempotency token (a retried
+   * One enqueue script call for the jobs of `callers`, with one producer turn (a retried
    * round-trip stores each job once). A batch that cannot be encoded is sent caller by caller, so
    * the bad call rejects alone; a broker error rejects every caller of the round-trip.
    */
   async #sendRound(callers: readonly EnqueueCaller[]): Promise<void> {
     const jobs = callers.length === 1 ? callers[0]!.jobs : callers.flatMap((c) => c.jobs);
     const now = this.clock.now();
+    const turn = this.#lanes.take();
     let call: calls.ScriptCall;
     try {
-      call = calls.enqueueCall(this.#k, { jobs, nowMs: now, token: randomUUID() });
+      call = calls.enqueueCall(this.#k, { jobs, nowMs: now, turn });
     } catch (e) {
+      this.#lanes.give(turn);
       if (callers.length === 1) return void callers[0]!.reject(e);
       for (const caller of callers) await this.#sendRound([caller]);
       return;
@@ -366,6 +370,8 @@ export class RedisBroker extends BaseBroker {
     } catch (e) {
       for (const caller of callers) caller.reject(e);
       return;
+    } finally {
+      this.#lanes.give(turn);
     }
     jobs.forEach((job, i) => {
       if (outcomes?.[i] === undefined) job.status = dueStatus(job.atMs, now);
@@ -538,12 +544,17 @@ export class RedisBroker extends BaseBroker {
   }
 
   /**
-   * Claims a fire time and enqueues its job (enqueue_keyed.lua with a claim; one token for every
-   * attempt, so a re-sent claim replies as the first). @throws RedisConnectionError, RedisReplyError
+   * Claims a fire time and enqueues its job (enqueue_keyed.lua with a claim; one producer turn for
+   * every attempt, so a re-sent claim replies as the first). @throws RedisConnectionError, RedisReplyError
    */
   async fireSchedule(claim: ScheduleClaim, job: Job): Promise<FireReport> {
-    const call = scheduleCalls.fireScheduleCall(this.#k, { claim, job, nowMs: this.clock.now(), token: randomUUID() });
-    return scheduleCalls.parseFireReply(await this.#retrying(call), job);
+    const turn = this.#lanes.take();
+    try {
+      const call = scheduleCalls.fireScheduleCall(this.#k, { claim, job, nowMs: this.clock.now(), turn });
+      return scheduleCalls.parseFireReply(await this.#retrying(call), job);
+    } finally {
+      this.#lanes.give(turn);
+    }
   }
 
   /**

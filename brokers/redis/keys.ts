@@ -34,7 +34,8 @@
  * | `<p>:rate:<id>`            | ZSET   | a rate limiter's window: "<broker>:<token>:<n>" per fetch that took |
  * |                            |        | n jobs under it, score = the fetch's time (ms)                       |
  * | `<p>:rates`                | HASH   | rate limiter id -> the starts in its window (the sum of its ZSET's n) |
- * | `<p>:token:<uuid>`         | STRING | idempotency marker of one enqueue call (PX 10 min), its outcome with keys |
+ * | `<p>:producer:<broker>:<n>` | STRING | a producer lane's high-water mark: the sequence number of its last |
+ * |                            |        | enqueue call, with that call's outcome for keyed jobs (PX 10 min)   |
  * | `<p>:key:<key>`            | STRING | "<id> <policy> <scheduledMs> <ttlMs>" while the key's job exists, then |
  * |                            |        | "<id> <untilMs>" (PX) while remembered (enqueue_jobs.lua)          |
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
@@ -148,8 +149,8 @@ export interface NamespaceKeys {
   prios(queue: string): string;
   /** The HASH of the jobs running on a broker (job id -> fetch token; see fetch_jobs.lua). */
   running(brokerId: string): string;
-  /** The idempotency marker of one enqueue call. */
-  token(uuid: string): string;
+  /** A producer lane's high-water mark (STRING; see chard_producer_turn): `lane` is "<broker id>:<n>". */
+  producer(lane: string): string;
   /** The record of a job key (STRING; see enqueue_jobs.lua). */
   key(key: string): string;
   /** The jobs a broker's recoveries ended and it has not announced yet (see keep_alive.lua). */
@@ -192,7 +193,7 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     level: (queue, priority) => `${p}:prio:${priority}:${queue}`,
     prios: (queue) => `${p}:prios:${queue}`,
     running: (brokerId) => `${p}:running:${brokerId}`,
-    token: (uuid) => `${p}:token:${uuid}`,
+    producer: (lane) => `${p}:producer:${lane}`,
     key: (key) => `${p}:key:${key}`,
     unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,
     schedule: (name) => `${p}:schedule:${name}`,

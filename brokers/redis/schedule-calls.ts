@@ -14,7 +14,7 @@ import type {
   ScheduleWriteResult,
 } from "../../lib/broker.js";
 import type { Job } from "../../lib/jobs.js";
-import { enqueueCall, parseEnqueueReply } from "./calls.js";
+import { enqueueCall, parseEnqueueReply, type ProducerTurn } from "./calls.js";
 import type { NamespaceKeys } from "./keys.js";
 import type { ScriptArg } from "./scripts.js";
 import { shapeError, str, strings, tuple, type ScriptCall } from "./script-io.js";
@@ -178,12 +178,12 @@ export interface FireScheduleCallInput {
   readonly claim: ScheduleClaim;
   readonly job: Job;
   readonly nowMs: number;
-  readonly token: string;
+  readonly turn: ProducerTurn;
 }
 
 /** enqueue_keyed.lua with the claim of ARGV[10..]: the job enqueued as any, once the fire time is claimed. */
-export function fireScheduleCall(k: NamespaceKeys, { claim, job, nowMs, token }: FireScheduleCallInput): ScriptCall {
-  const call = enqueueCall(k, { jobs: [job], nowMs, token });
+export function fireScheduleCall(k: NamespaceKeys, { claim, job, nowMs, turn }: FireScheduleCallInput): ScriptCall {
+  const call = enqueueCall(k, { jobs: [job], nowMs, turn });
   const args = call.args.slice(0, 7);
   // A keyed job's call has enqueue_keyed.lua's now and keyed jobs; a plain one's, its counts instead.
   if (call.name === "enqueue_keyed") args.push(call.args[7]!, call.args[8]!);

@@ -217,6 +217,29 @@ local function chard_hset_pairs(key, args)
   end
 end
 
+-- The turn of an enqueue call in its producer lane (enqueue_jobs.lua, enqueue_keyed.lua): `key` is
+-- the lane's STRING <p>:producer:<broker id>:<n>, `arg` "<seq> <ttl ms>". A lane carries one call
+-- at a time, every attempt of a call with the same sequence number and each new call with a higher
+-- one, so the STRING holds the lane's high-water mark: "<seq>", or "<seq> <reply>" once a keyed
+-- call stored its reply. Returns nil (the mark is now `seq`, kept `ttl` ms) when `seq` is above the
+-- mark: the call is new. Else the mark stays as it was and the stored value is returned: the call
+-- is a repeat of one already applied (the same seq) or a late attempt of an earlier one, and
+-- writes nothing. One command for a new call (SET ... GET), two for a repeat. Returns false and a
+-- message when `arg` is not "<seq> <ttl>".
+local function chard_producer_turn(key, arg)
+  local seq, ttl = string.match(arg or '', '^(%d+) (%d+)$')
+  if not seq then return false, 'bad producer turn: ' .. tostring(arg) end
+  local old = redis.call('SET', key, seq, 'PX', ttl, 'GET')
+  if old then
+    local mark = tonumber(string.match(old, '^%d+'))
+    if mark and mark >= tonumber(seq) then
+      redis.call('SET', key, old, 'PX', ttl)
+      return old
+    end
+  end
+  return nil
+end
+
 -- The flags of a namespace, kept in the field "" of the max-concurrency HASH (no task has an empty
 -- name, so no limit can be there): a JSON object flag -> true, such as {"prio:default":true} while
 -- queue "default" has jobs waiting at a priority other than 0 (in its levels). Decodes

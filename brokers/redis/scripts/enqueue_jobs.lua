@@ -1,12 +1,14 @@
--- enqueue_jobs.lua: stores a batch of jobs atomically, at most once per call (idempotency token).
--- KEYS[1]   token STRING <p>:token:<uuid>, one per logical enqueue call (kept across retries)
+-- enqueue_jobs.lua: stores a batch of jobs atomically, at most once per call (its producer turn).
+-- KEYS[1]   producer lane STRING <p>:producer:<broker id>:<n>: the lane's high-water mark
+--           (chard_producer_turn)
 -- KEYS[2]   jobs HASH (job id -> job JSON)
 -- KEYS[3]   future ZSET (job ids, score = atMs)
 -- KEYS[4]   max-concurrency HASH: its field "" holds the flags, "prio:<queue>" set here when a job
 --           enters a new level of a queue (see chard_push_level)
 -- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
 -- ARGV[1]   events channel (published to once)
--- ARGV[2]   token TTL in ms
+-- ARGV[2]   the call's turn, "<seq> <ttl ms>": its sequence number in the lane (the same for
+--           every attempt of one call, higher for each new call), and how long the mark is kept
 -- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
 --           JSON shows its id as w plain bytes has it read there (the cheap path); any other's
 --           id is read from its JSON as chard_job_id does
@@ -25,8 +27,9 @@
 --           client sorted its jobs: "<n> <bytes> <field>" entries, concatenated, each field
 --           <bytes> bytes long (a field may hold any byte): "q" (queued), "w" or "r" (waiting,
 --           retrying) followed by the task, "\1" and the queue
--- Returns 0 when stored, 1 (DUPLICATE) when the token existed: an earlier attempt of this very
--- call already stored the batch, so nothing is stored twice. A batch with keyed jobs, or jobs with
+-- Returns 0 when stored, 1 (DUPLICATE) when the lane's mark is at or above the call's sequence
+-- number: an earlier attempt of this very call already stored the batch (or this is a late attempt
+-- of an earlier call), so nothing is stored twice, even when the jobs already ran and ended. A batch with keyed jobs, or jobs with
 -- a group, goes to enqueue_keyed.lua instead (the same ARGV[1..7], then its own), so this script carries none of
 -- that code: a script's helpers cost every call their definitions.
 -- A CHARD_ARGS error, before anything is written, when the arguments do not describe a batch.
@@ -48,7 +51,9 @@ end
 local targets, prios, counts, ids = batch.targets, batch.prios, batch.counts, batch.ids
 local hash_args, n, future_at = batch.hash_args, batch.n, batch.future_at
 
-if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'NX') then return DUPLICATE end
+local seen, wrong_turn = chard_producer_turn(KEYS[1], ARGV[2])
+if seen == false then return bad(wrong_turn) end
+if seen then return DUPLICATE end
 
 chard_hset_pairs(KEYS[2], hash_args)
 local first = 1

@@ -1,13 +1,14 @@
 -- enqueue_keyed.lua: stores a batch of jobs of which some have a key, atomically, at most once per
--- call (idempotency token): enqueue_jobs.lua with the decision of each keyed job (see below).
--- KEYS[1]   token STRING <p>:token:<uuid>, one per logical enqueue call (kept across retries)
+-- call (its producer turn): enqueue_jobs.lua with the decision of each keyed job (see below).
+-- KEYS[1]   producer lane STRING <p>:producer:<broker id>:<n>: the lane's high-water mark
+--           (chard_producer_turn), with the reply of its last call
 -- KEYS[2]   jobs HASH (job id -> job JSON)
 -- KEYS[3]   future ZSET (job ids, score = atMs)
 -- KEYS[4]   max-concurrency HASH: its field "" holds the flags, "prio:<queue>" set here when a job
 --           enters a new level of a queue (see chard_push_level)
 -- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
 -- ARGV[1]   events channel (published to once)
--- ARGV[2]   token TTL in ms
+-- ARGV[2]   the call's turn, "<seq> <ttl ms>" (as enqueue_jobs.lua)
 -- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
 --           JSON shows its id as w plain bytes has it read there (the cheap path); any other's
 --           id is read from its JSON as chard_job_id does
@@ -35,7 +36,7 @@
 -- ARGV[10..] optional, at most one: the claim of a schedule's fire time (engine scheduler), for a
 --           batch of one job: "<rev>\n<due ms>\n<fire ms>\n<next ms>\n<next ms if skipped>\n<flags>\n<name>"
 --           (an empty next ms: none). Applied after
---           the token, before any other write: only while the schedule's HASH
+--           the producer turn, before any other write: only while the schedule's HASH
 --           (prefix..":schedule:"..name) has revision <rev>, is not paused, and its next fire time
 --           in the ZSET prefix..":schedules" is <due ms>; then the next fire time becomes <next ms>
 --           (none: removed, the schedule ended), or <next ms if skipped> for a claim without a job
@@ -44,8 +45,8 @@
 --           not revoked). A fire counts fires, and records its fire time (last) and its job's id
 --           (job): the job's, or for a duplicate of a key, the holder's.
 --           Replies "x" (lost: another call claimed it, or the schedule changed; nothing written),
---           "s m" / "s o" (claimed without a job), else the batch's outcome; stored with the token
---           as any outcome, so a re-sent claim replies the same.
+--           "s m" / "s o" (claimed without a job), else the batch's outcome; stored with the
+--           lane's mark as any outcome, so a re-sent claim replies the same.
 -- The jobs stored are counted (<p>:counts: queued, or waiting/retrying; see chard_tally), and a
 -- replaced holder moves between those counts (and to its new task and queue).
 -- A key record is a STRING: "<id> <policy> <scheduledMs> <ttlMs>" while its job (the holder)
@@ -61,7 +62,8 @@
 --   this job is stored and takes the key. An ended record (within its window): nothing changes.
 --   A replaced job goes to the level of its new priority (chard_push_ready) when it moves.
 -- Returns the outcome of the batch, one line per job in batch order ("\n"-separated), stored with
--- the token so that a re-sent call returns the same:
+-- the lane's mark ("<seq> <reply>") so that a re-sent call returns the same (a late attempt of an
+-- earlier call of the lane returns 1, DUPLICATE, and writes nothing):
 --   c                     created
 --   k <state> <json>      kept or throttled: the holder, state w(aiting), q(ueued) or r(unning)
 --   r <state> <json>      replaced or debounced: the holder as now stored
@@ -127,15 +129,18 @@ do
     end
     entries[#entries + 1] = { pos = pos, batch = batch_pos, policy = policy, ttl = ttl, job = job }
   end
-  if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'NX') then
-    local stored = redis.call('GET', KEYS[1])
-    if stored and stored ~= '1' then return stored end
+  local seen, wrong_turn = chard_producer_turn(KEYS[1], ARGV[2])
+  if seen == false then return bad(wrong_turn) end
+  local seq, ttl = string.match(ARGV[2], '^(%d+) (%d+)$')
+  if seen then
+    local mark, stored = string.match(seen, '^(%d+) (.*)$')
+    if mark == seq then return stored end
     return DUPLICATE
   end
   if claim then
     local claimed = claim_schedule(prefix, claim, KEYS[2], ids[1])
     if claimed then
-      redis.call('SET', KEYS[1], claimed, 'PX', ARGV[2])
+      redis.call('SET', KEYS[1], seq .. ' ' .. claimed, 'PX', ttl)
       return claimed
     end
   end
@@ -316,7 +321,7 @@ do
     if holder then redis.call('HSET', prefix .. ':schedule:' .. claim[7], 'job', holder) end
   end
   chard_write_tally(prefix, tally)
-  redis.call('SET', KEYS[1], reply, 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], seq .. ' ' .. reply, 'PX', ttl)
   redis.call('PUBLISH', ARGV[1], '')
   return reply
 end
