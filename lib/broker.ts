@@ -425,7 +425,12 @@ export interface Broker {
   setQueuePaused(queue: string, paused: boolean): Promise<boolean>;
   /** The queues of the namespace that are paused, sorted. */
   pausedQueues(): Promise<string[]>;
-  /** Resolves when something happened in the namespace (or `wake()` was called) or at `untilMs`. */
+  /**
+   * Resolves when something happened in the namespace (or `wake()` was called) or at `untilMs`.
+   * An enqueue wakes it once this broker's last fetch took fewer jobs than it asked for (a pool
+   * that found its queues empty and sleeps); a broker may skip telling others of enqueues while
+   * every pool of the namespace is busy (RedisBroker publishes only while one sleeps).
+   */
   waitForEvent(untilMs: number | undefined): Promise<void>;
   /** Wakes a pending (or the next) `waitForEvent` from this process. */
   wake(): void;

@@ -468,10 +468,11 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
   });
 
   describe("events", () => {
-    test("waitForEvent resolves when another broker enqueues, and at the deadline of the broker's bed.clock otherwise", async () => {
+    test("waitForEvent resolves when another broker enqueues (after a fetch that found too few jobs), and at the deadline of the broker's bed.clock otherwise", async () => {
       const a = make();
       const b = make();
       await a.start();
+      await a.fetchJobs("q", 1); // nothing there: the pool sleeps, so an enqueue wakes it
       await a.waitForEvent(bed.clock.now()); // consume anything pending
       const deadline = a.waitForEvent(bed.clock.now() + 20_000);
       expect(await settlesWithin(deadline, 30)).toBe(false); // time stands still: no real-time timer

@@ -217,6 +217,7 @@ const FETCH_ARGV = (
   ["the acks' failures and ended records", endings],
   ["the stores' bounds", bounds],
   ["the task and queue of each ack", groups],
+  ["the sleep mark as the broker believes it is", "?"],
 ];
 
 const fetch = (
@@ -720,6 +721,7 @@ const CASES: Record<ScriptName, () => Variant[]> = {
       ["new lease expiry", NOW + LEASE_MS],
       ["at most this many expired result records", calls.RESULT_TRIM_BATCH],
       ["the stores' bounds", bounds],
+      ['"1" when the broker believes its pool sleeps', ""],
       ["ids this broker announced since", announced],
     ];
     return [

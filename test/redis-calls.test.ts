@@ -207,7 +207,7 @@ describe("the call builders", () => {
     const call = calls.fetchCall(k, { ...input, queue: ["high", "low", "high"], acks: [retry(job({ queue: "low" }))] });
     expect(call.keys[0]).toBe(k.queue("high"));
     expect(call.keys.slice(11)).toEqual([k.queue("low")]);
-    expect(call.args.slice(13)).toEqual(["12", 2, "", DEFAULT_BOUNDS, "1 5 t\u0001low"]);
+    expect(call.args.slice(13)).toEqual(["12", 2, "", DEFAULT_BOUNDS, "1 5 t\u0001low", "?"]);
     expect(String(call.args[12]).split(" ")[4]).toBe("12"); // the retry to "low" names its key
   });
 
@@ -266,7 +266,7 @@ describe("the call builders", () => {
     const input = { brokerId: "b", queue: "q", maxJobs: 7, nowMs: NOW, leaseMs: 30_000, token: "12" };
     const call = calls.fetchCall(k, input);
     expect(call.args.slice(2, 6)).toEqual(["b", NOW, NOW + 30_000, 7]);
-    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1, "", DEFAULT_BOUNDS, ""]);
+    expect(call.args.slice(9)).toEqual([0, "", "", "", "12", 1, "", DEFAULT_BOUNDS, "", "?"]);
     expect(calls.fetchCall(k, { ...input, acks: [] })).toEqual(call);
   });
 
@@ -284,7 +284,7 @@ describe("the call builders", () => {
       token: "3",
       retention: RETENTION,
     });
-    expect(fetched.args.slice(13)).toEqual(["3", 1, endings, "500 172800000 50 3600000", "2 3 t\u0001q"]);
+    expect(fetched.args.slice(13)).toEqual(["3", 1, endings, "500 172800000 50 3600000", "2 3 t\u0001q", "?"]);
     const finished = calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW, retention: RETENTION });
     expect(finished.args.slice(7)).toEqual([k.prefix, endings, "500 172800000 50 3600000", "2 3 t\u0001q"]);
     expect(calls.finishCall(k, { brokerId: "b", acks, nowMs: NOW }).args.slice(8)).toEqual([
@@ -298,10 +298,13 @@ describe("the call builders", () => {
     expect(calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: ["j1", "j2"] })).toEqual({
       name: "keep_alive",
       keys: [k.leases, k.running("b"), k.unannounced("b"), k.results, k.resultExpiry],
-      args: ["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, DEFAULT_BOUNDS, "j1", "j2"],
+      args: ["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, DEFAULT_BOUNDS, "", "j1", "j2"],
     });
     const call = calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: [], retention: RETENTION });
-    expect(call.args).toEqual(["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, "500 172800000 50 3600000"]);
+    expect(call.args).toEqual(["b", NOW, NOW + 5, calls.RESULT_TRIM_BATCH, "500 172800000 50 3600000", ""]);
+    expect(
+      calls.keepAliveCall(k, { brokerId: "b", nowMs: NOW, leaseMs: 5, announced: [], sleeping: true }).args[5],
+    ).toBe("1");
   });
 
   test("trimResultsCall sends now and the batch size, with the result keys", () => {

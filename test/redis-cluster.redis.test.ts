@@ -205,6 +205,7 @@ describe("RedisBroker on Redis Cluster", () => {
     const [a, b] = [broker(ns), broker(ns)];
     await a.start();
     await a.waitForEvent(clock.now());
+    await a.fetchJobs("q", 1); // it found nothing: asleep, so an enqueue wakes it
     let woke = false;
     const waiting = a.waitForEvent(undefined).then(() => (woke = true));
     await b.enqueueJobs([job()]);

@@ -69,6 +69,8 @@ describe("server restarts", () => {
     // The data died with the server (no persistence); the broker must simply be usable again.
     let woke = false;
     await worker.waitForEvent(Date.now()); // drain the wake-up the resubscription gives
+    // The new server has no sleep mark: the fetch a woken pool makes finds the queue short and marks it.
+    await until(async () => (await worker.fetchJobs("q", 10).catch(() => undefined)) !== undefined, 5_000, "a fetch");
     const waiting = worker.waitForEvent(undefined).then(() => (woke = true));
     await until(
       async () => {
@@ -104,6 +106,7 @@ describe("server restarts", () => {
       "every script loaded on the restarted server",
     );
     await b.waitForEvent(Date.now()); // drain the wake-ups the reconnections gave
+    expect((await b.fetchJobs("q", 5)).jobs).toEqual([]); // asleep: an enqueue wakes it
     const woken = b.waitForEvent(undefined);
     await b.enqueueJobs([job(2)]);
     expect((await b.fetchJobs("q", 5)).jobs.map((j) => j.taskArgs)).toEqual([[2]]);

@@ -76,6 +76,8 @@ describe.each(CASES)("$name", ({ major, protocol }) => {
     await worker.start();
     const cancels: string[] = [];
     worker.onCancel((id) => cancels.push(id));
+    // A fetch that finds the queue empty: the worker sleeps, so enqueues wake it.
+    expect((await worker.fetchJobs("q", 10)).jobs).toEqual([]);
     const woken = worker.waitForEvent(undefined);
     const [a, b, revoked, later] = [
       job({ taskArgs: [1, [2, { x: null }]] }),

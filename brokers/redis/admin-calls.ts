@@ -144,6 +144,8 @@ export interface KeepAliveCallInput {
   readonly announced: readonly string[];
   /** The stores' bounds (Broker.retention): the renewal trims both stores. @defaultValue the defaults */
   readonly retention?: Retention;
+  /** Whether the broker believes its pool sleeps: its sleep mark is written again. @defaultValue false */
+  readonly sleeping?: boolean;
 }
 
 /**
@@ -155,12 +157,20 @@ export const RESULT_TRIM_BATCH = 1000;
 /** keep_alive.lua (which also removes up to `RESULT_TRIM_BATCH` expired result records). */
 export function keepAliveCall(
   k: NamespaceKeys,
-  { brokerId, nowMs, leaseMs, announced, retention }: KeepAliveCallInput,
+  { brokerId, nowMs, leaseMs, announced, retention, sleeping = false }: KeepAliveCallInput,
 ): ScriptCall {
   return {
     name: "keep_alive",
     keys: [k.leases, k.running(brokerId), k.unannounced(brokerId), k.results, k.resultExpiry],
-    args: [brokerId, nowMs, nowMs + leaseMs, RESULT_TRIM_BATCH, boundsArg(retention), ...announced],
+    args: [
+      brokerId,
+      nowMs,
+      nowMs + leaseMs,
+      RESULT_TRIM_BATCH,
+      boundsArg(retention),
+      sleeping ? "1" : "",
+      ...announced,
+    ],
   };
 }
 

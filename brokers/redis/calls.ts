@@ -294,7 +294,15 @@ export interface FetchCallInput {
   readonly token: string;
   /** The stores' bounds (Broker.retention). @defaultValue the defaults */
   readonly retention?: Retention;
+  /**
+   * The broker's sleep mark as it believes it is (fetch_jobs.lua ARGV[19]): "m" marked, "u" not,
+   * "?" unknown. @defaultValue "?"
+   */
+  readonly sleep?: SleepMark;
 }
+
+/** A broker's sleep mark as it believes it is (see fetch_jobs.lua ARGV[19]). */
+export type SleepMark = "m" | "u" | "?";
 
 /**
  * fetch_jobs.lua: a worker's turn. `acks` are acknowledged first (packed as `finishCall` packs
@@ -303,7 +311,7 @@ export interface FetchCallInput {
  */
 export function fetchCall(
   k: NamespaceKeys,
-  { brokerId, queue, maxJobs, nowMs, leaseMs, acks = [], releases = [], token, retention }: FetchCallInput,
+  { brokerId, queue, maxJobs, nowMs, leaseMs, acks = [], releases = [], token, retention, sleep = "?" }: FetchCallInput,
 ): ScriptCall {
   const queues = typeof queue === "string" ? [queue] : [...new Set(queue)];
   if (queues.length === 0) throw new InvalidOptionError("fetchJobs: give a queue, or a non-empty array of queues");
@@ -336,7 +344,7 @@ export function fetchCall(
   for (const q of queues.slice(1)) queueKeys(k, keys, q, index);
   if (acks.length === 0 && releases.length === 0) args.push(0, "", "", "");
   else args.push(...packAcks(k, keys, index, acks, releases, nowMs));
-  args.push(token, queues.length, endedArg(acks), boundsArg(retention), ackGroupsArg(acks));
+  args.push(token, queues.length, endedArg(acks), boundsArg(retention), ackGroupsArg(acks), sleep);
   return { name: "fetch_jobs", keys, args };
 }
 

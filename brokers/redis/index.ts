@@ -179,6 +179,7 @@ export class RedisBroker extends BaseBroker {
     // as soon as each connection is ready; calls sent before that completes fall back to EVAL.
     // It may also have moved to another host, with another clock: measure Redis's time again.
     this.#offReady = onEachReady(this.#client, (connection) => {
+      this.#connections++;
       void loadScripts(connection);
       if (this.#time && this.hasNamespace) void this.#time.measure(this.#readTime);
     });
@@ -249,8 +250,12 @@ export class RedisBroker extends BaseBroker {
         else if (message === "s") this.deliverSchedulesChanged();
         else {
           this.wake();
-          // After a reconnection (undefined): a change of the schedules may have been missed too.
-          if (message === undefined) this.deliverSchedulesChanged();
+          // After a reconnection (undefined): a change of the schedules may have been missed too,
+          // and the server may be a new one, without the sleep mark.
+          if (message === undefined) {
+            this.#sleep = "?";
+            this.deliverSchedulesChanged();
+          }
         }
       });
       await this.#run(
@@ -275,6 +280,7 @@ export class RedisBroker extends BaseBroker {
       const announced = [...this.#announced];
       reply = calls.parseStopReply(await this.#run(calls.stopCall(this.#k, { brokerId: this.id, announced })));
       for (const id of announced) this.#announced.delete(id);
+      this.#sleep = "u"; // stop.lua dropped the mark
     } catch (e) {
       getLogger().warn(`broker ${this.id} could not give up its lease; it will expire by itself`, e);
       return;
@@ -324,6 +330,14 @@ export class RedisBroker extends BaseBroker {
    */
   readonly #waiting: EnqueueCaller[] = [];
   #sending = false;
+  /**
+   * This broker's sleep mark as it believes it is (fetch_jobs.lua ARGV[19]), and the fetches on
+   * the wire that were sent with a belief that lets them unmark.
+   */
+  #sleep: calls.SleepMark = "u";
+  #mayUnmark = 0;
+  /** Connections (re)made ready: a fetch whose reply comes after another one cannot tell the mark. */
+  #connections = 0;
   /** The producer lanes of the calls that store jobs (lanes.ts): the coalesced enqueues use one. */
   readonly #lanes = new ProducerLanes(this.id);
 
@@ -407,17 +421,37 @@ export class RedisBroker extends BaseBroker {
     const now = this.clock.now();
     this.#lastToken = Math.max(now, this.#lastToken + 1);
     const token = String(this.#lastToken);
-    const call = this.#turnCall(queue, count, now, acks, releases, token);
+    // The sleep mark (fetch_jobs.lua ARGV[19]): "m" only while no other fetch that may unmark is out.
+    const sleep: calls.SleepMark = count === 0 ? "u" : this.#sleep === "m" && this.#mayUnmark > 0 ? "?" : this.#sleep;
+    const unmarking = count > 0 && sleep !== "u";
+    if (unmarking) this.#mayUnmark++;
+    const call = this.#turnCall(queue, count, now, acks, releases, token, sleep);
+    const connections = this.#connections;
     let reply: calls.FetchReply;
     try {
       reply = calls.parseFetchReply(await this.#run(call), acks.length);
     } catch (e) {
-      if (count > 0) this.#lostFetches.add(token);
+      if (count > 0) {
+        this.#lostFetches.add(token);
+        this.#sleep = "?";
+      }
       throw e;
+    } finally {
+      if (unmarking) this.#mayUnmark--;
     }
     if (reply.repeated) {
       getLogger().warn(`a fetch of broker ${this.id} ran twice (re-sent after a reconnect); putting its jobs back`);
       this.#lostFetches.add(token);
+      this.#sleep = "?";
+    } else if (count > 0 && connections !== this.#connections) {
+      // Sent before a reconnection, run after it: maybe on a new server, without the mark, that
+      // this fetch (sent "m") did not write. Not known: the next fetch writes it, and comes now.
+      this.#sleep = "?";
+      this.wake();
+    } else if (count > 0) {
+      const got = reply.jsons.length + reply.revoked.length + reply.dropped.length;
+      if (got < count) this.#sleep = "m";
+      else if (sleep !== "u") this.#sleep = "u";
     }
     if (acks.length > 0) this.#acked(acks, reply, now);
     const first = typeof queue === "string" ? queue : (queue[0] ?? "");
@@ -435,11 +469,14 @@ export class RedisBroker extends BaseBroker {
         partial = true;
       }
     }
-    if (partial)
+    if (partial) {
       this.#partialFetches.set(
         token,
         jobs.map((j) => j.id),
       );
+      // The script counted those entries as taken: the pool must not sleep on a count it did not get.
+      this.wake();
+    }
     const result: FetchResult = { jobs, nextDueAtMs: reply.nextDueAtMs, revoked, token, takenOver: reply.takenOver };
     if (unreadable.length > 0) result.unreadable = unreadable;
     if (reply.cancelled.length > 0) result.cancelled = reply.cancelled;
@@ -457,6 +494,7 @@ export class RedisBroker extends BaseBroker {
     acks: readonly FinishedJob[],
     releases: readonly SlotRelease[],
     token: string,
+    sleep: calls.SleepMark,
   ): calls.ScriptCall {
     const fetch = (withAcks: readonly FinishedJob[]): calls.ScriptCall =>
       calls.fetchCall(this.#k, {
@@ -469,6 +507,7 @@ export class RedisBroker extends BaseBroker {
         releases,
         token,
         retention: this.retention,
+        sleep,
       });
     try {
       return fetch(acks);
@@ -595,6 +634,7 @@ export class RedisBroker extends BaseBroker {
           leaseMs: this.leaseMs,
           announced,
           retention: this.retention,
+          sleeping: this.#sleep === "m",
         }),
       ),
     );
@@ -630,6 +670,12 @@ export class RedisBroker extends BaseBroker {
       cancelled: calls.parseJobs(cancelled, JobStatus.Failed),
       leaseLost: reply.leaseLost,
     };
+    // A lost lease was recovered by another broker, which may have dropped the sleep mark (after
+    // this renewal wrote it again): woken, the pool fetches with the mark unknown, so it writes it.
+    if (reply.leaseLost) {
+      this.#sleep = "?";
+      this.wake();
+    }
     // Handed to the caller, which announces them at once: confirmed by the next renewal.
     for (const job of [...recovery.failed, ...recovery.cancelled]) this.#announced.add(job.id);
     unreadable.push(...(await this.#reclaim()));

@@ -48,6 +48,8 @@
  * | `<p>:succeeded`            | ZSET   | ids of the succeeded store, score = when the job ended (ms)               |
  * | `<p>:ended`                | HASH   | job id -> ended record of both stores (lib/operations.ts EndedRecord)     |
  * | `<p>:brokers`              | HASH   | broker id -> worker info JSON while it holds a lease (start_broker.lua)  |
+ * | `<p>:sleepers`             | HASH   | broker id -> when its pool went to sleep (ms): its last fetch was short  |
+ * |                            |        | (fetch_jobs.lua ARGV[19]); enqueues publish only while it has a field    |
  * | `<p>:events`               | channel| "something happened" ("" wake, "c <id>" cancel, "s" schedules) |
  * | `<p>:results`              | channel| ids of jobs that ended, space-separated            |
  *

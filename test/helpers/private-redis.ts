@@ -60,7 +60,9 @@ export interface PrivateRedis {
  * holds (held by test/redis-priorities and test/redis-pause). Since the operations counters
  * (issue #16): 5 more, a `HINCRBY` per counter a call changes (the enqueue's queued, the fetch's
  * queued and running, the ack's running and succeeded total): 25 commands (the ack sends each
- * job's task and queue, so it reads no job for the counts).
+ * job's task and queue, so it reads no job for the counts). Since the sleep marks (issue #17): the
+ * enqueue's `PUBLISH` only while a pool sleeps, an `EXISTS` of the marks instead (none here: the
+ * fetch takes all it asks for), so 25 still, one `PUBLISH` (the ack's, of the results channel).
  */
 export const PLAIN_JOB_COMMANDS: Readonly<Record<string, number>> = {
   hincrby: 5,
@@ -68,7 +70,8 @@ export const PLAIN_JOB_COMMANDS: Readonly<Record<string, number>> = {
   set: 1,
   hset: 2,
   rpush: 1,
-  publish: 2,
+  exists: 1,
+  publish: 1,
   hgetall: 2,
   hget: 1,
   zadd: 1,

@@ -6,7 +6,8 @@
 -- KEYS[4]   max-concurrency HASH: its field "" holds the flags, "prio:<queue>" set here when a job
 --           enters a new level of a queue (see chard_push_level)
 -- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
--- ARGV[1]   events channel (published to once)
+-- ARGV[1]   events channel (published to once, only while a worker pool sleeps: the HASH
+--           <p>:sleepers, built from ARGV[7], has a field; see fetch_jobs.lua ARGV[19])
 -- ARGV[2]   the call's turn, "<seq> <ttl ms>": its sequence number in the lane (the same for
 --           every attempt of one call, higher for each new call), and how long the mark is kept
 -- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
@@ -77,5 +78,5 @@ for g, target in ipairs(targets) do
   first = last + 1
 end
 for i = 1, #counted, 2 do redis.call('HINCRBY', ARGV[7] .. ':counts', counted[i], counted[i + 1]) end
-redis.call('PUBLISH', ARGV[1], '')
+if redis.call('EXISTS', ARGV[7] .. ':sleepers') == 1 then redis.call('PUBLISH', ARGV[1], '') end
 return 0

@@ -42,6 +42,16 @@
 -- ARGV[16] the acks' failures and ended records, as ARGV[9] of finish_jobs.lua ("" for none)
 -- ARGV[17] the stores' bounds, as ARGV[10] of finish_jobs.lua
 -- ARGV[18] the task and queue of each ack, as ARGV[11] of finish_jobs.lua
+-- ARGV[19] the sleep mark as the broker believes it is: "m" (marked), "u" (not marked) or "?"
+--          (it cannot tell: a reply was lost, or another fetch of its is on the wire). A fetch
+--          (maxJobs > 0, not a repeat) that takes fewer entries than maxJobs (jobs, revoked and
+--          corrupt ones) leaves the pool asleep until something wakes it: it marks the broker in
+--          the HASH prefix..":sleepers" (broker id -> now), unless it was marked ("m"); a full one
+--          unmarks it, unless it was not ("u"). The enqueue scripts publish their wake-up only
+--          while that HASH has a field. Marking in the script that found the queue empty is what
+--          makes this safe: an enqueue after it sees the mark, one before it is seen by the fetch.
+--          A wrong "u" costs publishes nobody needs; "m" is sent only when no other fetch of the
+--          broker that may unmark is on the wire.
 -- Every move is counted per state, task and queue (<p>:counts, built from the prefix: chard_tally):
 -- due jobs from waiting or retrying to queued, jobs taken from queued to running, revoked jobs
 -- dropped out of queued, and the acks' moves; one HINCRBY per field changed, at the end.
@@ -909,6 +919,16 @@ end
 
 chard_end_unreadable(jobs_key, results_key, expiry_key, ARGV[7], unreadable, now, ARGV[8])
 chard_write_tally(prefix, tally)
+
+-- 4. The sleep mark (ARGV[19]).
+if max_jobs > 0 and not repeated then
+  local belief = ARGV[19] or '?'
+  if #accepted + #revoked + #dropped / 2 < max_jobs then
+    if belief ~= 'm' then redis.call('HSET', prefix .. ':sleepers', broker_id, now_s) end
+  elseif belief ~= 'u' then
+    redis.call('HDEL', prefix .. ':sleepers', broker_id)
+  end
+end
 
 -- Taking jobs changes neither ZSET: their first scores from above are still the next due times.
 local next_due = future_next or false

@@ -13,7 +13,11 @@
 -- ARGV[4]  at most this many expired result records are removed
 -- ARGV[5]  the stores' bounds (see finish_jobs.lua ARGV[10]): each store is trimmed to them, at
 --          most 100 records per store per renewal (chard_trim_store), counted (<p>:counts)
--- ARGV[6..] ids this broker announced since (their entries are removed first)
+-- ARGV[6]  "1" when the broker believes its pool sleeps (its sleep mark, see fetch_jobs.lua
+--          ARGV[19]): the mark is written again (the field ARGV[1] of <p>:sleepers, built from
+--          KEYS[1]'s prefix), so a mark dropped by anything else (a flushed server) is back within
+--          a renewal period; "" otherwise
+-- ARGV[7..] ids this broker announced since (their entries are removed first)
 -- Returns { leaseLost (1 when this broker's lease was missing or already expired, so others may
 --           have recovered its jobs), up to 10 ids of other brokers whose lease expired,
 --           the entries still unannounced, flat: id, entry, id, entry...,
@@ -39,7 +43,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2],
   if id ~= ARGV[1] and #expired < 10 then expired[#expired + 1] = id end
 end
 local announced = {}
-for i = 6, #ARGV do announced[#announced + 1] = ARGV[i] end
+for i = 7, #ARGV do announced[#announced + 1] = ARGV[i] end
+if ARGV[6] == '1' then redis.call('HSET', string.sub(KEYS[1], 1, -8) .. ':sleepers', ARGV[1], ARGV[2]) end
 chard_chunked('HDEL', KEYS[3], announced)
 local trimmed = chard_trim_results(KEYS[4], KEYS[5], tonumber(ARGV[2]), ARGV[4])
 local bounds, prefix, tally = chard_read_bounds(ARGV[5]), string.sub(KEYS[1], 1, -8), {}

@@ -36,7 +36,8 @@
 -- then expires in a day (tombstones of a broker that never comes back), unless
 -- the broker renews its lease again (keep_alive.lua keeps it); its lease goes.
 -- Each job taken back is counted out of running (<p>:counts, see chard_tally), into queued or
--- into the failed total (and the failed store); a dead broker's worker info (<p>:brokers) goes.
+-- into the failed total (and the failed store); a dead broker's worker info (<p>:brokers) and
+-- sleep mark (<p>:sleepers, see fetch_jobs.lua ARGV[19]) go.
 -- A job failed or cancelled here releases its key, or gives it its ttl (chard_key_ended), if the
 -- key record still names it; a requeued one keeps it.
 -- An entry whose JSON is not a job is forgotten with the record of an unreadable job (one whose
@@ -92,6 +93,7 @@ for i = 9, #ARGV do
     redis.call('EXPIRE', running_key, 86400)
     redis.call('ZREM', leases_key, id)
     redis.call('HDEL', prefix .. ':brokers', id)
+    redis.call('HDEL', prefix .. ':sleepers', id)
   end
 end
 local bounds = chard_read_bounds(ARGV[8]) or chard_read_bounds('10000 604800000 0 86400000')

@@ -10,7 +10,8 @@
 -- caller logs them; the HASH goes), the number of concurrency slots still held for task
 -- functions that run on past their job's end ("s:<token>:<id>") }. No job running and no slot
 -- held: the lease, the running HASH and the broker's worker info (the field ARGV[1] of the HASH
--- <p>:brokers, built from KEYS[1]'s prefix) are dropped too. Else both are left, the lease to expire so
+-- <p>:brokers, built from KEYS[1]'s prefix) are dropped too. Its sleep mark (the field ARGV[1] of
+-- <p>:sleepers, see fetch_jobs.lua ARGV[19]) goes in any case: it fetches no more. Else both are left, the lease to expire so
 -- another broker recovers those jobs and frees those slots (as MemoryBroker.stop does). Safe to
 -- repeat.
 local running, held = 0, 0
@@ -28,6 +29,7 @@ for i = 2, #ARGV do announced[#announced + 1] = ARGV[i] end
 chard_chunked('HDEL', KEYS[3], announced)
 local unannounced = redis.call('HKEYS', KEYS[3])
 redis.call('DEL', KEYS[3])
+redis.call('HDEL', string.sub(KEYS[1], 1, -8) .. ':sleepers', ARGV[1])
 if running == 0 and held == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('DEL', KEYS[2])
