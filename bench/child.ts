@@ -38,6 +38,36 @@ async function enqueueAll(adapter: Adapter, n: number, perCall = 1000): Promise<
   for (let i = 0; i < n; i += perCall) await adapter.enqueueBulk(payloads(i, Math.min(perCall, n - i)));
 }
 
+/**
+ * How an end-to-end scenario's producer enqueues: in batches of 100 (`batch`), or as a web server
+ * does, one job per call, each awaited before the next (`one`) or 64 calls in flight (`64`).
+ */
+type Producer = "batch" | "one" | "64";
+
+async function produce(adapter: Adapter, n: number, producer: Producer): Promise<void> {
+  switch (producer) {
+    case "batch":
+      return enqueueAll(adapter, n, 100);
+    case "one":
+      for (let i = 0; i < n; i++) await adapter.enqueue({ i });
+      return;
+    case "64": {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (next < n) await adapter.enqueue({ i: next++ });
+        }),
+      );
+    }
+  }
+}
+
+/** The producer of an end-to-end kind: "e2e" and "e2e-child" batch, "e2e-one", "e2e-child-64"... the rest. */
+function producerOf(kind: string): Producer {
+  const last = kind.split("-").at(-1)!;
+  return last === "one" || last === "64" ? last : "batch";
+}
+
 /** Samples the process RSS every 50 ms until stopped; returns the peak in MB. */
 function rssSampler(): () => number {
   let peak = process.memoryUsage().rss;
@@ -57,16 +87,17 @@ function rssSampler(): () => number {
 const WARM_UP_MS = 1_000;
 const WARM_UP_ROUND = 2_000;
 
-/** What warms up a scenario: itself, or the end-to-end paths for those that cannot repeat. */
+/**
+ * What warms up a scenario: itself, or the end-to-end paths for those that cannot repeat (a
+ * worker child: the end-to-end paths of its producer, in process).
+ */
 function warmUpKinds(kind: string): string[] {
+  if (kind.startsWith("e2e-child") || kind === "worker") return [kind.replace("-child", "").replace("worker", "e2e")];
   switch (kind) {
     case "waiting-memory":
       return [];
     case "latency":
       return ["enqueue-64", "e2e"]; // one-at-a-time enqueues, fetch and execution
-    case "e2e-child":
-    case "worker":
-      return ["e2e"];
     default:
       return [kind];
   }
@@ -105,16 +136,19 @@ async function run(): Promise<Measurement> {
     if (library !== "chard-redis" && library !== "chard-memory") throw new Error(`${scenario} is Chard only`);
     return flow({ library, redisUrl, jobs: N, name });
   }
-  // "<kind>:<concurrency>+<variant>", e.g. "e2e:100+priority": the variant is what each job sets.
-  const [base, variant = "plain"] = scenario.split("+") as [string, Variant | undefined];
+  // "<kind>:<concurrency>+<variant>@cold", e.g. "e2e:100+priority": the variant is what each job
+  // sets; "@cold" measures a fresh process, without the warm-up (and so does its worker child).
+  const [spec, warmth] = scenario.split("@") as [string, string | undefined];
+  const cold = warmth === "cold";
+  const [base, variant = "plain"] = spec.split("+") as [string, Variant | undefined];
   if (!VARIANTS.includes(variant)) throw new Error(`unknown variant ${variant}`);
   const [kind, arg] = base.split(":") as [string, string | undefined];
   const c = Number(arg);
-  await warmUp(kind, c, variant);
+  if (!cold) await warmUp(kind, c, variant);
   const adapter = await makeAdapter(library, redisUrl, name, variant);
   const section = new Section(library !== "chard-memory" ? redisUrl : undefined);
   try {
-    return await measureScenario(kind, c, N, adapter, section);
+    return await measureScenario(kind, c, N, adapter, section, cold);
   } finally {
     section.close();
     await adapter.close();
@@ -127,7 +161,9 @@ async function measureScenario(
   n: number,
   adapter: Adapter,
   section: Section,
+  cold = false,
 ): Promise<Measurement> {
+  if (kind.startsWith("e2e-child")) return endToEndChild(c, n, adapter, section, producerOf(kind), cold);
   switch (kind) {
     case "enqueue-one": {
       await section.start();
@@ -163,29 +199,16 @@ async function measureScenario(
       return { ...(await section.stop(n)), rssMb: rss() };
     }
     case "e2e":
+    case "e2e-one":
+    case "e2e-64":
     case "e2e-async": {
       const { handler, done } = counter<Payload>(n);
-      await adapter.startWorkers(c, kind === "e2e" ? handler : async (p) => handler(p));
+      await adapter.startWorkers(c, kind === "e2e-async" ? async (p) => handler(p) : handler);
       const rss = rssSampler();
       await section.start();
-      await enqueueAll(adapter, n, 100);
+      await produce(adapter, n, producerOf(kind));
       await done;
       return { ...(await section.stop(n)), rssMb: rss() };
-    }
-    case "e2e-child": {
-      const worker = spawn(process.execPath, [process.argv[1]!, library, `worker:${c}`, redisUrl, String(n), name], {
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      const lines = createInterface({ input: worker.stdout });
-      const next = (): Promise<string> => new Promise((resolve) => lines.once("line", resolve));
-      if ((await next()) !== "ready") throw new Error("worker child did not start");
-      await section.start();
-      const finished = next();
-      await enqueueAll(adapter, n, 100);
-      if ((await finished) !== "done") throw new Error("worker child failed");
-      const m = await section.stop(n);
-      await new Promise((resolve) => worker.once("exit", resolve));
-      return m;
     }
     case "worker": {
       const { handler, done } = counter<Payload>(n);
@@ -203,6 +226,7 @@ async function measureScenario(
         all.handler(p);
       });
       await new Promise((r) => setTimeout(r, 200)); // idle workers
+      await section.start(); // Redis commands per job, over the whole run (idle workers' own included)
       const t0 = performance.now();
       const sends: Promise<void>[] = [];
       for (let i = 0; i < n; i++) {
@@ -213,14 +237,48 @@ async function measureScenario(
       }
       await Promise.all(sends);
       await all.done;
+      await new Promise((r) => setTimeout(r, 20)); // the last acks
+      const { commandsPerJob, redisCpuUsPerJob } = await section.stop(n);
       latencies.sort((a, b) => a - b);
       const at = (q: number) =>
         Number(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!.toFixed(3));
-      return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(latencies.at(-1)!.toFixed(3)) };
+      return {
+        p50Ms: at(0.5),
+        p99Ms: at(0.99),
+        maxMs: Number(latencies.at(-1)!.toFixed(3)),
+        commandsPerJob,
+        redisCpuUsPerJob,
+      };
     }
     default:
       throw new Error(`unknown scenario ${kind}`);
   }
+}
+
+/**
+ * End to end with the workers in a child process (`worker:<c>`, cold too when this one is): the
+ * producer here, counted from the child's "ready" to its "done".
+ */
+async function endToEndChild(
+  c: number,
+  n: number,
+  adapter: Adapter,
+  section: Section,
+  producer: Producer,
+  cold: boolean,
+): Promise<Measurement> {
+  const args = [process.argv[1]!, library, `worker:${c}${cold ? "@cold" : ""}`, redisUrl, String(n), name];
+  const worker = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const lines = createInterface({ input: worker.stdout });
+  const next = (): Promise<string> => new Promise((resolve) => lines.once("line", resolve));
+  if ((await next()) !== "ready") throw new Error("worker child did not start");
+  await section.start();
+  const finished = next();
+  await produce(adapter, n, producer);
+  if ((await finished) !== "done") throw new Error("worker child failed");
+  const m = await section.stop(n);
+  await new Promise((resolve) => worker.once("exit", resolve));
+  return m;
 }
 
 /** ns per send of a SafeNamedSignal with 0, 1 and 10 receivers, and of a bare tseep emit for scale. */

@@ -28,6 +28,25 @@ import type { Measurement } from "./measure.js";
 import { BURST_SCHEDULES } from "./schedules.js";
 
 const N = Number(process.env.CHARD_BENCH_JOBS ?? 20_000);
+/** The jobs of a cold row: the first 5,000 of a fresh process (issue #17's cold-start figure). */
+const COLD_JOBS = Math.min(N, 5_000);
+/**
+ * `CHARD_BENCH_PROFILE=quick` (`npm run bench:quick`): only the rows that gate changes (`QUICK`), a
+ * few minutes; the default, `full`, runs everything.
+ */
+const PROFILE = process.env.CHARD_BENCH_PROFILE ?? "full";
+const QUICK = [
+  "enqueue-one",
+  "enqueue-64",
+  "e2e:100",
+  "e2e-64:10",
+  "e2e-64:100",
+  "e2e-child-64:10",
+  "e2e-child-64:100",
+  "e2e-64:100@cold",
+  "latency",
+  "waiting-memory",
+];
 const RUNS = Number(process.env.CHARD_BENCH_RUNS ?? 3);
 const LONG_RUNS = Number(process.env.CHARD_BENCH_LONG_RUNS ?? 1);
 const ONLY = (process.env.CHARD_BENCH_ONLY ?? "")
@@ -72,7 +91,7 @@ interface FlowScenario extends Scenario {
 
 /** Whether CHARD_BENCH_ONLY (or its absence) selects the scenario or extra measurement `id`. */
 function selected(id: string, groups: readonly string[] = [], optIn = false): boolean {
-  if (ONLY.length === 0) return !optIn;
+  if (ONLY.length === 0) return PROFILE === "quick" ? QUICK.includes(id) : !optIn;
   return ONLY.some((w) => w === "all" || w === id || groups.includes(w));
 }
 
@@ -99,6 +118,34 @@ const SCENARIOS: Scenario[] = [
     libraries: NO_MEMORY,
     jobs: N,
   },
+  // The single-call producer (issue #17): one schedule() per job, as the requests of a web server
+  // make them, awaited one at a time or 64 in flight; warmed, and cold (a fresh process: its first
+  // 5,000 jobs, no warm-up).
+  ...(["64", "one"] as const).flatMap((producer) =>
+    [10, 100].flatMap((c) =>
+      ["", "@cold"].flatMap((warmth): Scenario[] => {
+        const calls = producer === "one" ? "single calls awaited" : "single calls, 64 in flight";
+        const cold = warmth === "" ? "" : ", cold (first 5,000 jobs of a fresh process)";
+        const jobs = warmth === "" ? N : COLD_JOBS;
+        return [
+          {
+            id: `e2e-${producer}:${c}${warmth}`,
+            label: `end to end, one process, concurrency ${c}, ${calls}${cold}`,
+            libraries: [...PEERS, "chard-memory"],
+            jobs,
+            groups: ["single"],
+          },
+          {
+            id: `e2e-child-${producer}:${c}${warmth}`,
+            label: `end to end, workers in a child process, concurrency ${c}, ${calls}${cold}`,
+            libraries: PEERS,
+            jobs,
+            groups: ["single"],
+          },
+        ];
+      }),
+    ),
+  ),
   {
     id: "latency",
     label: "latency enqueue -> handler start, 2,000 jobs at 500/s",
@@ -438,7 +485,16 @@ function peerTables(results: Results): string[] {
     const mine = med(results[id]?.["chard-redis"], (x) => x.jobsPerSec);
     return other && mine ? `${(mine / other).toFixed(2)}x` : "-";
   };
+  const jobsPerSec = (id: string) => {
+    const x = med(results[id]?.["chard-redis"], (s) => s.jobsPerSec);
+    return x === undefined ? "-" : fmt(x);
+  };
   lines.push("");
+  if (results["e2e-64:100"] !== undefined)
+    lines.push(
+      `Chard (Redis), single schedule() calls, 64 in flight, end to end at concurrency 100: ${jobsPerSec("e2e-64:100")} jobs/s, ${ratio("bee-queue", "e2e-64:100")} bee-queue and ${ratio("bullmq", "e2e-64:100")} BullMQ; workers in a child process: ${ratio("bee-queue", "e2e-child-64:100")} and ${ratio("bullmq", "e2e-child-64:100")}; at concurrency 10: ${ratio("bee-queue", "e2e-64:10")} and ${ratio("bullmq", "e2e-64:10")} (child: ${ratio("bee-queue", "e2e-child-64:10")} and ${ratio("bullmq", "e2e-child-64:10")}). Enqueue alone, 64 in flight: ${ratio("bee-queue", "enqueue-64")} bee-queue. Cold (the first 5,000 jobs of a fresh process), concurrency 100: ${jobsPerSec("e2e-64:100@cold")} jobs/s, ${ratio("bee-queue", "e2e-64:100@cold")} bee-queue.`,
+      "",
+    );
   if (chard !== undefined)
     lines.push(
       `Chard (Redis) end to end at concurrency 100: ${fmt(chard)} jobs/s, ${ratio("bee-queue", "e2e:100")} bee-queue and ${ratio("bullmq", "e2e:100")} BullMQ (tuned); at concurrency 10: ${ratio("bee-queue", "e2e:10")} and ${ratio("bullmq", "e2e:10")}; workers in a child process at 100: ${ratio("bee-queue", "e2e-child:100")} and ${ratio("bullmq", "e2e-child:100")}.`,
@@ -456,6 +512,7 @@ function peerTables(results: Results): string[] {
     ["p50Ms", "p50"],
     ["p99Ms", "p99"],
     ["maxMs", "max"],
+    ["commandsPerJob", "Redis commands/job (the idle workers' own included)"],
   ] as const) {
     lines.push(
       `| ${label} | ${PEERS.concat("chard-memory")
@@ -477,6 +534,9 @@ function peerTables(results: Results): string[] {
     "process:100",
     "e2e:10",
     "e2e:100",
+    "e2e-64:10",
+    "e2e-64:100",
+    "e2e-one:10",
     "e2e:100+priority",
     "e2e:100+key",
     "e2e:100+headers",

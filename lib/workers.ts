@@ -26,7 +26,9 @@
  * flight, so the jobs of one run while the other is on the wire; the pool never holds more jobs
  * than its size. A turn that ends starts the next one while the queue gives full batches. After a
  * short fetch (the queue is empty), the arbiter sleeps in `broker.waitForEvent` until the broker
- * reports something, a job ends or the next future job is due (or a rate window opens), then starts a turn.
+ * reports something or the next future job is due (or a rate window opens), then starts one fetch
+ * (two again once one comes back full); a job that ends meanwhile sends its ack in a turn of its
+ * own, with no fetch: its free slot does not say the queue holds jobs.
  *
  * Overruns (overruns.ts): an execution that ended before its task function returned (a timeout,
  * cancel or stop deadline its function ignores) has its outcome acked at once, but the function
@@ -158,8 +160,17 @@ export class Workers {
   #abandoned = false;
   /** Turns (acks + fetch) on their way; at most `TURNS`. */
   readonly #turns = new Set<Promise<void>>();
-  /** Slots the fetches of those turns asked for. */
+  /** Slots the fetches of those turns asked for, and how many of them fetch. */
   #reserved = 0;
+  #fetches = 0;
+  /**
+   * The last fetch took all it asked for: the queue gives full batches, so two fetches may be on
+   * the wire. After a short one (the pool slept), a single fetch goes first: an idle pool woken
+   * for one job makes one fetch for it, not two.
+   */
+  #flowing = true;
+  /** A pump is queued for the end of this microtask run (`#pumpSoon`). */
+  #pumpQueued = false;
   /** The queue may hold jobs: false after a short fetch, true again at the next event. */
   #hungry = true;
   /**
@@ -419,7 +430,8 @@ export class Workers {
     while (this.#turns.size < TURNS && this.#state === WorkersState.Running && this.#backoff === undefined) {
       // Task functions running past their execution's end still take their worker slot.
       const free = number - this.#executions.size - this.#overruns.size - this.#reserved;
-      const size = this.#hungry ? Math.min(free, most) : 0;
+      const fetching = this.#hungry && this.#fetches < (this.#flowing ? TURNS : 1);
+      const size = fetching ? Math.min(free, most) : 0;
       if (size <= 0 && ((this.#acks.length === 0 && !this.#overruns.pending) || this.#turns.size > 0)) return;
       this.#startTurn(size);
     }
@@ -433,6 +445,7 @@ export class Workers {
     this.#acks = [];
     this.#settlers = [];
     this.#reserved += size;
+    if (size > 0) this.#fetches++;
     const { queues } = this.#settings;
     const queue = queues.length === 1 ? queues[0]! : queues;
     const events = this.#events;
@@ -460,6 +473,7 @@ export class Workers {
   ): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
+    if (size > 0) this.#fetches--;
     this.#failures = 0;
     // Before the jobs of this fetch start: a retry due now may be among them, its next execution.
     this.#settle(acks, settlers, report);
@@ -484,6 +498,7 @@ export class Workers {
       // something did since the turn started). Revoked and unreadable jobs took places too: more
       // may be queued behind them.
       const taken = result.jobs.length + result.revoked.length + (result.unreadable?.length ?? 0);
+      if (size > 0) this.#flowing = taken >= size;
       if (taken < size && events === this.#events) this.#hungry = false;
       // A full fetch may have left more: fetch again (it may have been sent after a short one
       // came back, when a rate window opened: no event says so).
@@ -529,6 +544,7 @@ export class Workers {
   ): void {
     this.#turns.delete(turn);
     this.#reserved -= size;
+    if (size > 0) this.#fetches--;
     // Sent again from here only: acks are fenced by their fetch token, so one the lost call did
     // apply is skipped the second time (and still announced once it is known to be durable).
     // Releases are fenced by their token too.
@@ -639,8 +655,25 @@ export class Workers {
     // it a little (its return wakes the arbiter at once), so that the ack then goes without a
     // hold and no release is needed. The outcome is recorded that much later.
     if (ack.holdSlot) this.#wakeSoon();
-    else this.#broker.wake();
+    else this.#pumpSoon();
   };
+
+  /**
+   * Starts the turns the pool's state allows once the current microtasks ran (so the jobs that end
+   * together share a turn), without waking the arbiter: a job's end frees a slot, but does not say
+   * the queue holds jobs. A pool that found its queue empty fetches when the broker reports an
+   * enqueue (or a freed concurrency slot, a due job...); one that did not, fetches now.
+   */
+  #pumpSoon(): void {
+    if (this.#pumpQueued) return;
+    this.#pumpQueued = true;
+    queueMicrotask(() => {
+      this.#pumpQueued = false;
+      if (this.#state !== WorkersState.Running) return;
+      this.#pump();
+      if (!this.#hungry) this.#checkEmptied();
+    });
+  }
 
   /** Wakes the arbiter `HOLD_GRACE_MS` from now (one such timer at most). */
   #wakeSoon(): void {
@@ -654,7 +687,7 @@ export class Workers {
   /** The task function of an execution that ended before it returned has returned at last. */
   readonly #returned = (execution: Execution): void => {
     this.#overruns.returned(execution);
-    this.#broker.wake(); // a worker slot and maybe a concurrency slot are free
+    this.#pumpSoon(); // a worker slot is free, and maybe a concurrency slot: its release goes in a turn
   };
 
   /** Stored entries that were not jobs, which the broker ended as failed: `jobFailed` for each. */

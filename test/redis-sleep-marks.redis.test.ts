@@ -4,9 +4,11 @@
  * for. On a private redis-server, to count PUBLISH.
  */
 import { describe, expect, test } from "vitest";
-import { Job } from "../lib/index.js";
+import { randomUUID } from "node:crypto";
+import { Engine, Job, signals } from "../lib/index.js";
+import { testBroker } from "./helpers/ioredis.js";
 import { privateRedis } from "./helpers/private-redis.js";
-import type { FakeClock } from "./helpers/until.js";
+import { until, type FakeClock } from "./helpers/until.js";
 
 const redis = privateRedis();
 const job = (clock: FakeClock): Job =>
@@ -72,5 +74,27 @@ describe("sleep marks on Redis", () => {
     await b.fetchJobs("q", 1); // full: awake
     await b.keepAlive();
     expect(await redis.admin.exists(`${k.prefix}:sleepers`)).toBe(0);
+  });
+
+  test("a job reaching an idle pool costs three script calls: its enqueue, one fetch, its ack", async () => {
+    const engine = redis.closeAfter(new Engine(testBroker(redis.url), `t-${randomUUID()}`));
+    let ran = 0;
+    engine.task("t", () => void ran++, { keepResult: false });
+    const up = new Promise<void>((resolve) => {
+      const off = signals.workerStarted.connectVia(engine.namespace, () => {
+        off();
+        resolve();
+      });
+    });
+    void engine.startWorkers({ number: 10 });
+    await up;
+    for (let i = 1; i <= 3; i++) {
+      await new Promise((r) => setTimeout(r, 100)); // idle: the pool sleeps
+      await redis.resetStats();
+      await engine.schedule("t");
+      await until(() => ran === i, 5_000, `job ${i}`);
+      await new Promise((r) => setTimeout(r, 50)); // its ack
+      expect((await redis.commandCalls()).evalsha, `job ${i}`).toBe(3);
+    }
   });
 });

@@ -248,7 +248,9 @@ export class RedisBroker extends BaseBroker {
       this.#subscriber ??= await subscribe(this.#client, k.events, (message) => {
         if (message?.startsWith("c ")) this.deliverCancel(message.slice(2));
         else if (message === "s") this.deliverSchedulesChanged();
-        else {
+        else if (message === this.#ownWake) {
+          // This broker's own enqueue: its pool, if asleep, was woken as the call was sent.
+        } else {
           this.wake();
           // After a reconnection (undefined): a change of the schedules may have been missed too,
           // and the server may be a new one, without the sleep mark.
@@ -338,6 +340,8 @@ export class RedisBroker extends BaseBroker {
   #mayUnmark = 0;
   /** Connections (re)made ready: a fetch whose reply comes after another one cannot tell the mark. */
   #connections = 0;
+  /** The wake-up this broker's own enqueues publish (enqueue_jobs.lua ARGV[1]). */
+  readonly #ownWake = `w ${this.id}`;
   /** The producer lanes of the calls that store jobs (lanes.ts): the coalesced enqueues use one. */
   readonly #lanes = new ProducerLanes(this.id);
 
@@ -377,7 +381,13 @@ export class RedisBroker extends BaseBroker {
     }
     let outcomes: (Duplicate | undefined)[] | undefined;
     try {
-      const reply = await this.#retrying(call);
+      const sent = this.#retrying(call);
+      // This broker's own pool, if it sleeps (or is about to: a short fetch on the wire), fetches
+      // now: its fetch goes on the same connection right behind this call, so it finds these jobs
+      // a pub/sub round-trip sooner (the enqueue's wake-up, "w <this broker's id>", is then
+      // ignored here). A pool with work just counts one event more.
+      this.wake();
+      const reply = await sent;
       if (reply === ScriptCode.Duplicate)
         getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
       outcomes = calls.parseEnqueueReply(reply, jobs);
@@ -590,7 +600,9 @@ export class RedisBroker extends BaseBroker {
     const turn = this.#lanes.take();
     try {
       const call = scheduleCalls.fireScheduleCall(this.#k, { claim, job, nowMs: this.clock.now(), turn });
-      return scheduleCalls.parseFireReply(await this.#retrying(call), job);
+      const sent = this.#retrying(call);
+      this.wake(); // as #sendRound does: its wake-up is ignored here
+      return scheduleCalls.parseFireReply(await sent, job);
     } finally {
       this.#lanes.give(turn);
     }

@@ -7,7 +7,8 @@
 --           enters a new level of a queue (see chard_push_level)
 -- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
 -- ARGV[1]   events channel (published to once, only while a worker pool sleeps: the HASH
---           <p>:sleepers, built from ARGV[7], has a field; see fetch_jobs.lua ARGV[19])
+--           <p>:sleepers, built from ARGV[7], has a field; see fetch_jobs.lua ARGV[19]): "w <broker
+--           id>", the producer's broker (from KEYS[1]), which woke its own pool already
 -- ARGV[2]   the call's turn, "<seq> <ttl ms>": its sequence number in the lane (the same for
 --           every attempt of one call, higher for each new call), and how long the mark is kept
 -- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
@@ -78,5 +79,7 @@ for g, target in ipairs(targets) do
   first = last + 1
 end
 for i = 1, #counted, 2 do redis.call('HINCRBY', ARGV[7] .. ':counts', counted[i], counted[i + 1]) end
-if redis.call('EXISTS', ARGV[7] .. ':sleepers') == 1 then redis.call('PUBLISH', ARGV[1], '') end
+if redis.call('EXISTS', ARGV[7] .. ':sleepers') == 1 then
+  redis.call('PUBLISH', ARGV[1], 'w ' .. (string.match(KEYS[1], ':producer:(.*):%d+$') or ''))
+end
 return 0

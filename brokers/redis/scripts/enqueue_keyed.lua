@@ -7,8 +7,8 @@
 -- KEYS[4]   max-concurrency HASH: its field "" holds the flags, "prio:<queue>" set here when a job
 --           enters a new level of a queue (see chard_push_level)
 -- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
--- ARGV[1]   events channel (published to once, only while a worker pool sleeps: the HASH
---           <p>:sleepers, built from ARGV[7], has a field; see fetch_jobs.lua ARGV[19])
+-- ARGV[1]   events channel (published to once, only while a worker pool sleeps, as enqueue_jobs.lua
+--           does, with the same message)
 -- ARGV[2]   the call's turn, "<seq> <ttl ms>" (as enqueue_jobs.lua)
 -- ARGV[3]   id width w: the length every job id of the batch has (0 if they differ). A job whose
 --           JSON shows its id as w plain bytes has it read there (the cheap path); any other's
@@ -323,7 +323,9 @@ do
   end
   chard_write_tally(prefix, tally)
   redis.call('SET', KEYS[1], seq .. ' ' .. reply, 'PX', ttl)
-  if redis.call('EXISTS', prefix .. ':sleepers') == 1 then redis.call('PUBLISH', ARGV[1], '') end
+  if redis.call('EXISTS', prefix .. ':sleepers') == 1 then
+    redis.call('PUBLISH', ARGV[1], 'w ' .. (string.match(KEYS[1], ':producer:(.*):%d+$') or ''))
+  end
   return reply
 end
 
