@@ -76,10 +76,18 @@ export type { RedisClient } from "./scripts.js";
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
 
 /**
- * The most jobs one enqueue script call carries when calls made while another is on the wire
- * travel together (`enqueueJobs`); a single call of more goes alone, as it is.
+ * The most jobs one enqueue script call carries when calls made together (in one microtask run,
+ * or while `MAX_ENQUEUES_IN_FLIGHT` calls are on the wire) travel together (`enqueueJobs`); a
+ * single call of more goes alone, as it is.
  */
 export const MAX_COALESCED_JOBS = 1000;
+
+/**
+ * Enqueue script calls one broker keeps on the wire at once (each in its own producer lane): while
+ * Redis runs one, the calls made meanwhile are encoded and sent in the next, so the client's work
+ * and Redis's overlap.
+ */
+export const MAX_ENQUEUES_IN_FLIGHT = 2;
 
 /** An `enqueueJobs` call waiting for its round-trip. */
 interface EnqueueCaller {
@@ -322,16 +330,23 @@ export class RedisBroker extends BaseBroker {
     if (this.#backfill === undefined) await this.#counted();
     return new Promise((resolve, reject) => {
       this.#waiting.push({ jobs, resolve, reject });
-      if (!this.#sending) void this.#sendWaiting();
+      if (!this.#kickQueued) {
+        this.#kickQueued = true;
+        queueMicrotask(this.#kick);
+      }
     });
   }
 
   /**
-   * Enqueue calls made while another is on the wire: they go together in the next script call
-   * (at most `MAX_COALESCED_JOBS` jobs each), each settling with its own jobs' outcome.
+   * Enqueue calls not sent yet: those made in the same microtask run, or while
+   * `MAX_ENQUEUES_IN_FLIGHT` calls are on the wire, go together in the next script call (at most
+   * `MAX_COALESCED_JOBS` jobs each), each settling with its own jobs' outcome.
    */
   readonly #waiting: EnqueueCaller[] = [];
-  #sending = false;
+  #kickQueued = false;
+  #enqueuesInFlight = 0;
+  /** The producer lanes of the calls that store jobs (lanes.ts): one per enqueue call in flight. */
+  readonly #lanes = new ProducerLanes(this.id);
   /**
    * This broker's sleep mark as it believes it is (fetch_jobs.lua ARGV[19]), and the fetches on
    * the wire that were sent with a belief that lets them unmark.
@@ -342,24 +357,22 @@ export class RedisBroker extends BaseBroker {
   #connections = 0;
   /** The wake-up this broker's own enqueues publish (enqueue_jobs.lua ARGV[1]). */
   readonly #ownWake = `w ${this.id}`;
-  /** The producer lanes of the calls that store jobs (lanes.ts): the coalesced enqueues use one. */
-  readonly #lanes = new ProducerLanes(this.id);
 
-  /** Sends the waiting enqueue calls, a round-trip at a time, until none is left. */
-  async #sendWaiting(): Promise<void> {
-    this.#sending = true;
-    try {
-      while (this.#waiting.length > 0) {
-        let count = 0;
-        let n = 0;
-        while (n < this.#waiting.length && (n === 0 || count + this.#waiting[n]!.jobs.length <= MAX_COALESCED_JOBS))
-          count += this.#waiting[n++]!.jobs.length;
-        await this.#sendRound(this.#waiting.splice(0, n));
-      }
-    } finally {
-      this.#sending = false;
+  /** Sends the waiting enqueue calls in as many script calls as may be on the wire. */
+  readonly #kick = (): void => {
+    this.#kickQueued = false;
+    while (this.#enqueuesInFlight < MAX_ENQUEUES_IN_FLIGHT && this.#waiting.length > 0) {
+      let count = 0;
+      let n = 0;
+      while (n < this.#waiting.length && (n === 0 || count + this.#waiting[n]!.jobs.length <= MAX_COALESCED_JOBS))
+        count += this.#waiting[n++]!.jobs.length;
+      this.#enqueuesInFlight++;
+      void this.#sendRound(this.#waiting.splice(0, n)).finally(() => {
+        this.#enqueuesInFlight--;
+        this.#kick();
+      });
     }
-  }
+  };
 
   /**
    * One enqueue script call for the jobs of `callers`, with one producer turn (a retried
