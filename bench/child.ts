@@ -95,6 +95,7 @@ function warmUpKinds(kind: string): string[] {
   if (kind.startsWith("e2e-child") || kind === "worker") return [kind.replace("-child", "").replace("worker", "e2e")];
   switch (kind) {
     case "waiting-memory":
+    case "waiting-memory-one":
       return [];
     case "latency":
       return ["enqueue-64", "e2e"]; // one-at-a-time enqueues, fetch and execution
@@ -187,6 +188,10 @@ async function measureScenario(
     }
     case "waiting-memory": {
       await enqueueAll(adapter, n);
+      return {};
+    }
+    case "waiting-memory-one": {
+      for (let i = 0; i < n; i++) await adapter.enqueue({ i });
       return {};
     }
     case "process": {

@@ -46,6 +46,7 @@ const QUICK = [
   "e2e-64:100@cold",
   "latency",
   "waiting-memory",
+  "waiting-memory-one",
 ];
 const RUNS = Number(process.env.CHARD_BENCH_RUNS ?? 3);
 const LONG_RUNS = Number(process.env.CHARD_BENCH_LONG_RUNS ?? 1);
@@ -153,6 +154,12 @@ const SCENARIOS: Scenario[] = [
     jobs: 2_000,
   },
   { id: "waiting-memory", label: "Redis used_memory per waiting job", libraries: NO_MEMORY, jobs: N },
+  {
+    id: "waiting-memory-one",
+    label: "Redis used_memory per waiting job, enqueued one call each (awaited)",
+    libraries: PEERS,
+    jobs: N,
+  },
   {
     id: "limited-backlog",
     label: "maxConcurrency: 1, 20,000 queued, 4 workers: the first N/10 jobs (Chard only)",
@@ -327,7 +334,7 @@ async function measure(admin: Redis, url: string, library: Library, scenario: Sc
     scenario.jobs,
     `bench-${run}-${scenario.id.replace(":", "-").replace("+", "-")}`,
   );
-  if (scenario.id === "waiting-memory")
+  if (scenario.id.startsWith("waiting-memory"))
     m.redisBytesPerJob = ((await serverStats(admin)).memory - before.memory) / scenario.jobs;
   return m;
 }
@@ -476,7 +483,7 @@ function peerTables(results: Results): string[] {
   lines.push("");
   lines.push(`| scenario | ${cols.map(colName).join(" | ")} |`);
   lines.push(`|---|${cols.map(() => "---:").join("|")}|`);
-  for (const s of SCENARIOS.filter((s) => s.id !== "latency" && s.id !== "waiting-memory")) {
+  for (const s of SCENARIOS.filter((s) => s.id !== "latency" && !s.id.startsWith("waiting-memory"))) {
     lines.push(`| ${s.label} | ${cols.map((c) => cell(results[s.id]?.[c], (x) => x.jobsPerSec)).join(" | ")} |`);
   }
   const chard = med(results["e2e:100"]?.["chard-redis"], (x) => x.jobsPerSec);
@@ -561,6 +568,9 @@ function peerTables(results: Results): string[] {
   }
   lines.push(
     `| Redis used_memory per waiting job (bytes) | ${redisCols.map((c) => cell(results["waiting-memory"]?.[c], (x) => x.redisBytesPerJob)).join(" | ")} |`,
+  );
+  lines.push(
+    `| the same, each job enqueued by a call of its own (awaited) | ${redisCols.map((c) => cell(results["waiting-memory-one"]?.[c], (x) => x.redisBytesPerJob)).join(" | ")} |`,
   );
   lines.push(
     `| Node RSS peak while processing, concurrency 100 (MB) | ${redisCols.map((c) => cell(results["process:100"]?.[c], (x) => x.rssMb)).join(" | ")} |`,
