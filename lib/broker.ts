@@ -286,9 +286,11 @@ export interface Broker {
   /**
    * Resolves once `clock` gives the time the other processes of the namespace use (a RedisBroker's
    * default clock: its first measurement of Redis's time); `Engine` awaits it before it reads the
-   * clock for a due time. Optional: a broker whose clock needs no set-up has none. Never rejects.
+   * clock for a due time; undefined when there is nothing to wait for (the clock is set up), so
+   * the common call costs no promise. Optional: a broker whose clock needs no set-up has none.
+   * Never rejects.
    */
-  syncClock?(): Promise<void>;
+  syncClock?(): Promise<void> | undefined;
   /** How long a lease lives without renewal before this broker's running jobs are recovered, in ms. */
   readonly leaseMs: number;
   /** Set once by the Engine; a second set throws `BrokerInUseError`. */

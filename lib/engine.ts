@@ -1,5 +1,5 @@
 import type { DateTime } from "luxon";
-import type { Broker, JobState, KeyState } from "./broker.js";
+import type { Broker, Duplicate, JobState, KeyState } from "./broker.js";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import {
   DuplicateNameError,
@@ -333,9 +333,11 @@ export class Engine {
     if (this.#middleware.enqueue.length !== 0) return this.commitJobs(await this.interceptJobs(batch, false));
     const before = this.broker.clock.now();
     const jobs = this.prepareJobs(batch, before); // checked before any broker call
-    if (this.broker.syncClock) {
+    const pending = this.broker.syncClock?.();
+    if (pending) {
       // Due "now" (plus its delay) by the namespace's clock, once the broker has measured it.
-      const shift = (await this.#syncedNow()) - before;
+      await pending;
+      const shift = this.broker.clock.now() - before;
       batch.entries.forEach((entry, i) => {
         if (entry.at === undefined) jobs[i]!.atMs += shift;
       });
@@ -408,7 +410,11 @@ export class Engine {
   async commitJobs(jobs: Job[]): Promise<Job[]> {
     this.#checkOpen();
     if (jobs.length === 0) return jobs;
-    const outcomes = await this.broker.enqueueJobs(jobs);
+    return this.#committed(jobs, await this.broker.enqueueJobs(jobs));
+  }
+
+  /** What `commitJobs` returns once the broker stored `jobs` with these `outcomes`; signals sent. */
+  #committed(jobs: Job[], outcomes: readonly (Duplicate | undefined)[] | undefined): Job[] {
     if (outcomes === undefined) {
       this.#enqueued(jobs);
       return jobs;
@@ -467,18 +473,15 @@ export class Engine {
     }
     const before = this.broker.clock.now();
     const built = this.#buildJob(task, at, args, before); // checked before any broker call
-    if (at === undefined && this.broker.syncClock) built.atMs += (await this.#syncedNow()) - before;
-    const [job] = await this.commitJobs([built]);
-    return job!;
-  }
-
-  /**
-   * "Now" once the broker's clock gives the namespace's time (a RedisBroker's first measurement of
-   * Redis's time; at once after it): the due time of a job scheduled without `at`.
-   */
-  async #syncedNow(): Promise<number> {
-    await this.broker.syncClock?.();
-    return this.broker.clock.now();
+    const pending = at === undefined ? this.broker.syncClock?.() : undefined;
+    if (pending) {
+      await pending; // due "now" by the namespace's clock, once the broker has measured it
+      built.atMs += this.broker.clock.now() - before;
+    }
+    // commitJobs, one promise fewer: the common call is one job, and each promise counts.
+    this.#checkOpen();
+    const jobs = [built];
+    return this.#committed(jobs, await this.broker.enqueueJobs(jobs))[0]!;
   }
 
   /**

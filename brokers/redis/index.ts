@@ -323,11 +323,25 @@ export class RedisBroker extends BaseBroker {
    * Stores jobs in one script call; retried on connection failures with the same producer turn
    * (lanes.ts), so a batch is never stored twice. @throws RedisConnectionError, RedisReplyError
    */
-  async enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
-    if (jobs.length === 0) return undefined;
+  enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
+    if (jobs.length === 0) return Promise.resolve(undefined);
     const first = this.#time?.ready(this.#readTime); // a producer's first call: Redis's time first
+    if (first || this.#backfill === undefined) return this.#enqueueAfter(first, jobs);
+    return this.#enqueueNow(jobs);
+  }
+
+  /** `enqueueJobs` once Redis's time is known and the namespace counted (a producer's first calls). */
+  async #enqueueAfter(
+    first: Promise<void> | undefined,
+    jobs: readonly Job[],
+  ): Promise<(Duplicate | undefined)[] | undefined> {
     if (first) await first;
     if (this.#backfill === undefined) await this.#counted();
+    return this.#enqueueNow(jobs);
+  }
+
+  /** Queues `jobs` for the next enqueue call (see `#kick`). */
+  #enqueueNow(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ jobs, resolve, reject });
       if (!this.#kickQueued) {
@@ -730,8 +744,8 @@ export class RedisBroker extends BaseBroker {
    * Resolves once the default clock has measured Redis's time (at once when it has, or when a
    * clock was given): the Engine awaits it before it reads the clock for a due time. Never rejects.
    */
-  async syncClock(): Promise<void> {
-    await this.#time?.ready(this.#readTime);
+  syncClock(): Promise<void> | undefined {
+    return this.#time?.ready(this.#readTime);
   }
 
   /**
