@@ -58,6 +58,7 @@ import {
 } from "./connection.js";
 import { namespaceKeys, type NamespaceKeys } from "./keys.js";
 import { ProducerLanes } from "./lanes.js";
+import { SleepBelief } from "./sleep-marks.js";
 import { RedisTime, readRedisTime } from "./time.js";
 import {
   ScriptCode,
@@ -263,7 +264,7 @@ export class RedisBroker extends BaseBroker {
           // After a reconnection (undefined): a change of the schedules may have been missed too,
           // and the server may be a new one, without the sleep mark.
           if (message === undefined) {
-            this.#sleep = "?";
+            this.#sleep.forget();
             this.deliverSchedulesChanged();
           }
         }
@@ -290,7 +291,7 @@ export class RedisBroker extends BaseBroker {
       const announced = [...this.#announced];
       reply = calls.parseStopReply(await this.#run(calls.stopCall(this.#k, { brokerId: this.id, announced })));
       for (const id of announced) this.#announced.delete(id);
-      this.#sleep = "u"; // stop.lua dropped the mark
+      this.#sleep.stopped();
     } catch (e) {
       getLogger().warn(`broker ${this.id} could not give up its lease; it will expire by itself`, e);
       return;
@@ -361,12 +362,8 @@ export class RedisBroker extends BaseBroker {
   #enqueuesInFlight = 0;
   /** The producer lanes of the calls that store jobs (lanes.ts): one per enqueue call in flight. */
   readonly #lanes = new ProducerLanes(this.id);
-  /**
-   * This broker's sleep mark as it believes it is (fetch_jobs.lua ARGV[19]), and the fetches on
-   * the wire that were sent with a belief that lets them unmark.
-   */
-  #sleep: calls.SleepMark = "u";
-  #mayUnmark = 0;
+  /** This broker's sleep mark as it believes it is (sleep-marks.ts, fetch_jobs.lua ARGV[19]). */
+  readonly #sleep = new SleepBelief();
   /** Connections (re)made ready: a fetch whose reply comes after another one cannot tell the mark. */
   #connections = 0;
   /** The wake-up this broker's own enqueues publish (enqueue_jobs.lua ARGV[1]). */
@@ -408,13 +405,7 @@ export class RedisBroker extends BaseBroker {
     }
     let outcomes: (Duplicate | undefined)[] | undefined;
     try {
-      const sent = this.#retrying(call);
-      // This broker's own pool, if it sleeps (or is about to: a short fetch on the wire), fetches
-      // now: its fetch goes on the same connection right behind this call, so it finds these jobs
-      // a pub/sub round-trip sooner (the enqueue's wake-up, "w <this broker's id>", is then
-      // ignored here). A pool with work just counts one event more.
-      this.wake();
-      const reply = await sent;
+      const reply = await this.#store(call);
       if (reply === ScriptCode.Duplicate)
         getLogger().debug("enqueue retried after a lost reply; the batch was stored once");
       outcomes = calls.parseEnqueueReply(reply, jobs);
@@ -433,6 +424,19 @@ export class RedisBroker extends BaseBroker {
       at += caller.jobs.length;
       caller.resolve(mine?.some((o) => o !== undefined) ? mine : undefined);
     }
+  }
+
+  /**
+   * Sends a call that stores jobs (an enqueue, a schedule's claim), retried as `#retrying` does,
+   * and wakes this broker's own pool as it goes: if it sleeps (or is about to: a short fetch on
+   * the wire), its fetch goes on the same connection right behind this call, so it finds these
+   * jobs a pub/sub round-trip sooner (the call's wake-up, "w <this broker's id>", is then ignored
+   * here). A pool with work just counts one event more.
+   */
+  #store(call: calls.ScriptCall): Promise<unknown> {
+    const sent = this.#retrying(call);
+    this.wake();
+    return sent;
   }
 
   /** The job holding `key` (read_key.lua). @throws RedisConnectionError, RedisReplyError */
@@ -458,38 +462,26 @@ export class RedisBroker extends BaseBroker {
     const now = this.clock.now();
     this.#lastToken = Math.max(now, this.#lastToken + 1);
     const token = String(this.#lastToken);
-    // The sleep mark (fetch_jobs.lua ARGV[19]): "m" only while no other fetch that may unmark is out.
-    const sleep: calls.SleepMark = count === 0 ? "u" : this.#sleep === "m" && this.#mayUnmark > 0 ? "?" : this.#sleep;
-    const unmarking = count > 0 && sleep !== "u";
-    if (unmarking) this.#mayUnmark++;
+    const sleep = this.#sleep.sending(count);
     const call = this.#turnCall(queue, count, now, acks, releases, token, sleep);
     const connections = this.#connections;
     let reply: calls.FetchReply;
     try {
       reply = calls.parseFetchReply(await this.#run(call), acks.length);
     } catch (e) {
-      if (count > 0) {
-        this.#lostFetches.add(token);
-        this.#sleep = "?";
-      }
+      if (count > 0) this.#lostFetches.add(token);
+      this.#sleep.returned(count, sleep, undefined);
       throw e;
-    } finally {
-      if (unmarking) this.#mayUnmark--;
     }
+    // Answered after a reconnection: maybe by a new server, without the mark that this fetch (sent
+    // "m") did not write. Not known: the next fetch writes it, and comes now.
+    const reconnected = connections !== this.#connections;
+    const got = reply.jsons.length + reply.revoked.length + reply.dropped.length;
+    this.#sleep.returned(count, sleep, reply.repeated || reconnected ? undefined : got);
     if (reply.repeated) {
       getLogger().warn(`a fetch of broker ${this.id} ran twice (re-sent after a reconnect); putting its jobs back`);
       this.#lostFetches.add(token);
-      this.#sleep = "?";
-    } else if (count > 0 && connections !== this.#connections) {
-      // Sent before a reconnection, run after it: maybe on a new server, without the mark, that
-      // this fetch (sent "m") did not write. Not known: the next fetch writes it, and comes now.
-      this.#sleep = "?";
-      this.wake();
-    } else if (count > 0) {
-      const got = reply.jsons.length + reply.revoked.length + reply.dropped.length;
-      if (got < count) this.#sleep = "m";
-      else if (sleep !== "u") this.#sleep = "u";
-    }
+    } else if (count > 0 && reconnected) this.wake();
     if (acks.length > 0) this.#acked(acks, reply, now);
     const first = typeof queue === "string" ? queue : (queue[0] ?? "");
     const unreadable = this.#unreadable(reply.dropped, first, `namespace "${this.namespace}"`);
@@ -627,9 +619,7 @@ export class RedisBroker extends BaseBroker {
     const turn = this.#lanes.take();
     try {
       const call = scheduleCalls.fireScheduleCall(this.#k, { claim, job, nowMs: this.clock.now(), turn });
-      const sent = this.#retrying(call);
-      this.wake(); // as #sendRound does: its wake-up is ignored here
-      return scheduleCalls.parseFireReply(await sent, job);
+      return scheduleCalls.parseFireReply(await this.#store(call), job);
     } finally {
       this.#lanes.give(turn);
     }
@@ -673,7 +663,7 @@ export class RedisBroker extends BaseBroker {
           leaseMs: this.leaseMs,
           announced,
           retention: this.retention,
-          sleeping: this.#sleep === "m",
+          sleeping: this.#sleep.asleep,
         }),
       ),
     );
@@ -712,7 +702,7 @@ export class RedisBroker extends BaseBroker {
     // A lost lease was recovered by another broker, which may have dropped the sleep mark (after
     // this renewal wrote it again): woken, the pool fetches with the mark unknown, so it writes it.
     if (reply.leaseLost) {
-      this.#sleep = "?";
+      this.#sleep.forget();
       this.wake();
     }
     // Handed to the caller, which announces them at once: confirmed by the next renewal.

@@ -4,9 +4,10 @@
  * number, and every attempt of that call sends the same one, so the lane's STRING in Redis
  * (`<p>:producer:<broker id>:<n>`, chard_producer_turn) needs to hold only the highest number
  * applied: a call at or below it is a repeat, or a late attempt of an earlier call, and writes
- * nothing. The coalesced enqueues keep one call on the wire, so they use one lane; calls that run
- * side by side (the scheduler's claims) each take a free lane, so a broker has as many lanes as it
- * ever had calls at once, each a key of a few bytes that expires 10 minutes after its last call.
+ * nothing. Every call that may be on the wire beside another takes a free lane (the coalesced
+ * enqueues, at most `MAX_ENQUEUES_IN_FLIGHT` at once; the scheduler's claims), so a broker has as
+ * many lanes as it ever had calls at once, each a key of a few bytes that expires 10 minutes after
+ * its last call.
  */
 import type { ProducerTurn } from "./calls.js";
 

@@ -224,8 +224,9 @@ end
 -- call stored its reply. Returns nil (the mark is now `seq`, kept `ttl` ms) when `seq` is above the
 -- mark: the call is new. Else the mark stays as it was and the stored value is returned: the call
 -- is a repeat of one already applied (the same seq) or a late attempt of an earlier one, and
--- writes nothing. One command for a new call (SET ... GET), two for a repeat. Returns false and a
--- message when `arg` is not "<seq> <ttl>".
+-- writes nothing. Either way `seq` and `ttl` (strings) come second and third, for a call that
+-- stores its reply with the mark. One command for a new call (SET ... GET), two for a repeat.
+-- Returns false and a message when `arg` is not "<seq> <ttl>".
 local function chard_producer_turn(key, arg)
   local seq, ttl = string.match(arg or '', '^(%d+) (%d+)$')
   if not seq then return false, 'bad producer turn: ' .. tostring(arg) end
@@ -234,10 +235,20 @@ local function chard_producer_turn(key, arg)
     local mark = tonumber(string.match(old, '^%d+'))
     if mark and mark >= tonumber(seq) then
       redis.call('SET', key, old, 'PX', ttl)
-      return old
+      return old, seq, ttl
     end
   end
-  return nil
+  return nil, seq, ttl
+end
+
+-- The wake-up of an enqueue (enqueue_jobs.lua, enqueue_keyed.lua): published on `channel` only
+-- while some worker pool of the namespace sleeps (the HASH prefix..":sleepers" has a field, see
+-- fetch_jobs.lua ARGV[19]), as "w <broker id>", the producer's broker, read from its lane's key
+-- `lane_key` (<p>:producer:<broker id>:<n>): that broker woke its own pool already.
+local function chard_wake_sleepers(prefix, channel, lane_key)
+  if redis.call('EXISTS', prefix .. ':sleepers') == 1 then
+    redis.call('PUBLISH', channel, 'w ' .. (string.match(lane_key, ':producer:(.*):%d+$') or ''))
+  end
 end
 
 -- The flags of a namespace, kept in the field "" of the max-concurrency HASH (no task has an empty

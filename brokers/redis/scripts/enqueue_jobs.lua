@@ -7,7 +7,7 @@
 --           enters a new level of a queue (see chard_push_level)
 -- KEYS[5..] queue LISTs (job ids) of the due jobs of the batch
 -- ARGV[1]   events channel (published to once, only while a worker pool sleeps: the HASH
---           <p>:sleepers, built from ARGV[7], has a field; see fetch_jobs.lua ARGV[19]): "w <broker
+--           <p>:sleepers, built from ARGV[7], has a field; see chard_wake_sleepers): "w <broker
 --           id>", the producer's broker (from KEYS[1]), which woke its own pool already
 -- ARGV[2]   the call's turn, "<seq> <ttl ms>": its sequence number in the lane (the same for
 --           every attempt of one call, higher for each new call), and how long the mark is kept
@@ -79,7 +79,5 @@ for g, target in ipairs(targets) do
   first = last + 1
 end
 for i = 1, #counted, 2 do redis.call('HINCRBY', ARGV[7] .. ':counts', counted[i], counted[i + 1]) end
-if redis.call('EXISTS', ARGV[7] .. ':sleepers') == 1 then
-  redis.call('PUBLISH', ARGV[1], 'w ' .. (string.match(KEYS[1], ':producer:(.*):%d+$') or ''))
-end
+chard_wake_sleepers(ARGV[7], ARGV[1], KEYS[1])
 return 0

@@ -130,9 +130,8 @@ do
     end
     entries[#entries + 1] = { pos = pos, batch = batch_pos, policy = policy, ttl = ttl, job = job }
   end
-  local seen, wrong_turn = chard_producer_turn(KEYS[1], ARGV[2])
-  if seen == false then return bad(wrong_turn) end
-  local seq, ttl = string.match(ARGV[2], '^(%d+) (%d+)$')
+  local seen, seq, ttl = chard_producer_turn(KEYS[1], ARGV[2])
+  if seen == false then return bad(seq) end
   if seen then
     local mark, stored = string.match(seen, '^(%d+) (.*)$')
     if mark == seq then return stored end
@@ -323,9 +322,7 @@ do
   end
   chard_write_tally(prefix, tally)
   redis.call('SET', KEYS[1], seq .. ' ' .. reply, 'PX', ttl)
-  if redis.call('EXISTS', prefix .. ':sleepers') == 1 then
-    redis.call('PUBLISH', ARGV[1], 'w ' .. (string.match(KEYS[1], ':producer:(.*):%d+$') or ''))
-  end
+  chard_wake_sleepers(prefix, ARGV[1], KEYS[1])
   return reply
 end
 
