@@ -18,6 +18,8 @@ export interface WorkerEvent {
   at?: number;
   /** flow-process.mjs "taken": the broker's clock read just before the fetch that took the job. */
   before?: number;
+  /** flow-process.mjs "taken": the broker's clock read when that fetch's reply came back. */
+  replied?: number;
   error?: string;
   args?: unknown[];
   /** schedule-process.mjs: the schedule of a "declared" or "run" event, and what the declaration did. */
