@@ -3,6 +3,7 @@ import type {
   AckReport,
   Broker,
   Duplicate,
+  EnqueueOutcome,
   KeyLookup,
   FetchResult,
   FinishedJob,
@@ -215,6 +216,8 @@ export abstract class BaseBroker implements Broker {
   abstract start(info?: WorkerInfo): Promise<void>;
   abstract stop(): Promise<void>;
   abstract enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
+  abstract enqueueOnce(jobs: readonly Job[], ttlMs: number): Promise<EnqueueOutcome[] | undefined>;
+  abstract forgetOnce(ids: readonly string[]): Promise<void>;
   abstract getJobByKey(key: string): Promise<KeyLookup | undefined>;
   abstract fetchJobs(
     queue: string | readonly string[],

@@ -275,6 +275,29 @@ export class NamespaceState {
   readonly keys = new Map<string, KeyRecord>();
   /** The key of each keyed job not ended: job id -> key. */
   readonly keyOf = new Map<string, string>();
+  /** The ids that `enqueueJobs` with `onceTtlMs` stored: job id -> until when (ms) it is marked. */
+  readonly #once = new Map<string, number>();
+
+  /**
+   * Marks job `id` as stored once until `now + ttlMs`; false (nothing changed) when it is marked
+   * already. Marks past their time are dropped first, oldest first, as far as they are past.
+   */
+  markOnce(id: string, now: number, ttlMs: number): boolean {
+    for (const [old, until] of this.#once) {
+      if (until > now) break;
+      this.#once.delete(old);
+    }
+    const until = this.#once.get(id);
+    if (until !== undefined && until > now) return false;
+    this.#once.delete(id); // re-inserted last: the map stays in marking order
+    this.#once.set(id, now + ttlMs);
+    return true;
+  }
+
+  /** Forgets the once-marks of `ids` (`Broker.forgetOnce`). */
+  forgetOnce(ids: readonly string[]): void {
+    for (const id of ids) this.#once.delete(id);
+  }
 
   /** The record of `key`, unless its job ended and its remembered window is over (then forgotten). */
   keyRecord(key: string, now: number): KeyRecord | undefined {

@@ -11,22 +11,24 @@
  * Every move of a job also moves its counters (brokers/memory-counts.ts); the operations methods
  * (listing, reading, actions) live in brokers/memory-jobs.ts, memory-listing.ts and memory-actions.ts.
  */
-import type {
-  AckReport,
-  Duplicate,
-  KeyLookup,
-  FetchResult,
-  FinishedJob,
-  JobState,
-  FireReport,
-  ReadSchedulesOptions,
-  ScheduleClaim,
-  ScheduleRead,
-  ScheduleUpsertReport,
-  ScheduleWrite,
-  Recovery,
-  ResultLookup,
-  SlotRelease,
+import {
+  STORED_BEFORE,
+  type AckReport,
+  type Duplicate,
+  type EnqueueOutcome,
+  type KeyLookup,
+  type FetchResult,
+  type FinishedJob,
+  type JobState,
+  type FireReport,
+  type ReadSchedulesOptions,
+  type ScheduleClaim,
+  type ScheduleRead,
+  type ScheduleUpsertReport,
+  type ScheduleWrite,
+  type Recovery,
+  type ResultLookup,
+  type SlotRelease,
 } from "../lib/broker.js";
 import { InvalidOptionError, StateError } from "../lib/errors.js";
 import { CANCELLED_RECORD, CANCELLED_RETRY_RECORD, LOST_RECORD, REVOKED_RECORD } from "../lib/results.js";
@@ -56,7 +58,7 @@ import { StoreWrites, pendingField } from "./memory-counts.js";
 import { liveWorkers, readStored } from "./memory-jobs.js";
 import { listJobs } from "./memory-listing.js";
 import { deleteJobs, promoteJobs, purgeQueue, retryFailed, type ActionEffects } from "./memory-actions.js";
-import { checkJobId, checkJobIds, checkListQuery, checkPurge } from "./operation-checks.js";
+import { checkJobId, checkJobIds, checkListQuery, checkOnceTtl, checkPurge } from "./operation-checks.js";
 
 export { MemoryStore } from "./memory-state.js";
 
@@ -133,19 +135,38 @@ export class MemoryBroker extends BaseBroker {
   }
 
   async enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
+    return this.#enqueue(jobs, undefined) as (Duplicate | undefined)[] | undefined;
+  }
+
+  async enqueueOnce(jobs: readonly Job[], ttlMs: number): Promise<EnqueueOutcome[] | undefined> {
+    return this.#enqueue(jobs, checkOnceTtl(ttlMs));
+  }
+
+  /** Stores `jobs` (each id at most once while marked, with `onceTtlMs`): see `Broker.enqueueOnce`. */
+  #enqueue(jobs: readonly Job[], onceTtlMs: number | undefined): EnqueueOutcome[] | undefined {
     if (jobs.length === 0) return undefined;
     const ns = this.#ns;
     const now = this.clock.now();
     // Serialise the whole batch before storing any of it: all or nothing, as on Redis.
     const wires = toWireAll(jobs);
-    let outcomes: (Duplicate | undefined)[] | undefined;
+    let outcomes: EnqueueOutcome[] | undefined;
     jobs.forEach((job, i) => {
-      const duplicate = job.key === undefined ? undefined : putKeyed(ns, job, wires[i]!, now);
-      if (duplicate) (outcomes ??= new Array<Duplicate | undefined>(jobs.length).fill(undefined))[i] = duplicate;
+      const outcome =
+        onceTtlMs !== undefined && !ns.markOnce(job.id, now, onceTtlMs)
+          ? STORED_BEFORE
+          : job.key === undefined
+            ? undefined
+            : putKeyed(ns, job, wires[i]!, now);
+      if (outcome) (outcomes ??= new Array<EnqueueOutcome>(jobs.length).fill(undefined))[i] = outcome;
       else if (job.key === undefined) ns.put(job, wires[i]!, now);
     });
     this.#store.notify(this.namespace);
     return outcomes;
+  }
+
+  async forgetOnce(ids: readonly string[]): Promise<void> {
+    checkJobIds(ids, "forgetOnce");
+    this.#ns.forgetOnce(ids);
   }
 
   async getJobByKey(key: string): Promise<KeyLookup | undefined> {

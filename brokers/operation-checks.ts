@@ -19,6 +19,18 @@ export function checkJobId(id: unknown, what: string): asserts id is string {
   if (!isJobId(id)) throw new InvalidOptionError(`${what}: a job id is a UUID string, got ${describe(id)}`);
 }
 
+/** The longest ttl of `Broker.enqueueOnce`: a year. */
+export const MAX_ONCE_TTL_MS = 365 * 86_400_000;
+
+/** The ttl of `Broker.enqueueOnce` checked. @throws InvalidOptionError unless 1 ms to a year, whole. */
+export function checkOnceTtl(ms: unknown): number {
+  if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 1 || ms > MAX_ONCE_TTL_MS)
+    throw new InvalidOptionError(
+      `enqueueOnce: ttlMs must be a whole number of ms from 1 to ${MAX_ONCE_TTL_MS} (a year), got ${describe(ms)}`,
+    );
+  return ms;
+}
+
 /** @throws InvalidOptionError unless `ids` is an array of at most `MAX_ACTION_BATCH` job ids. */
 export function checkJobIds(ids: unknown, what: string): asserts ids is readonly string[] {
   if (!Array.isArray(ids)) throw new InvalidOptionError(`${what} takes an array of job ids, got ${describe(ids)}`);

@@ -42,6 +42,15 @@ export interface Duplicate {
   action: DuplicateAction;
 }
 
+/**
+ * `Broker.enqueueOnce`'s outcome for a job whose id an earlier `enqueueOnce` call stored (and
+ * that `forgetOnce` has not forgotten since): not stored again.
+ */
+export const STORED_BEFORE = "stored-before";
+
+/** One job's outcome of `Broker.enqueueOnce`: `undefined` when it was created. */
+export type EnqueueOutcome = Duplicate | typeof STORED_BEFORE | undefined;
+
 /** Where the job holding a key is (`Broker.getJobByKey`). */
 export type KeyState = "waiting" | "queued" | "running" | "ended";
 
@@ -323,6 +332,19 @@ export interface Broker {
    * nothing. Safe to send twice (a re-sent call gives the first call's answer).
    */
   enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined>;
+  /**
+   * `enqueueJobs`, storing each job at most once by its id: the call marks each id it stores for
+   * `ttlMs` (or until `forgetOnce`), and a job whose id is marked is not stored again (its outcome
+   * `STORED_BEFORE`), in the same atomic step. What makes the PostgreSQL outbox's relay
+   * exactly-once (chard/postgres): a relay that dies after its enqueue and before it deleted its
+   * rows leaves rows that the next relay enqueues again. Never travels with other calls.
+   */
+  enqueueOnce(jobs: readonly Job[], ttlMs: number): Promise<EnqueueOutcome[] | undefined>;
+  /**
+   * Forgets the marks that `enqueueOnce` left for these job ids (the outbox's relay, once the
+   * rows they came from are deleted): an id not marked is ignored.
+   */
+  forgetOnce(ids: readonly string[]): Promise<void>;
   /** The job holding `key` (or remembered for it after it ended), or undefined when the key is free. */
   getJobByKey(key: string): Promise<KeyLookup | undefined>;
   /**

@@ -1,5 +1,5 @@
 import type { DateTime } from "luxon";
-import type { Broker, Duplicate, JobState, KeyState } from "./broker.js";
+import { STORED_BEFORE, type Broker, type Duplicate, type JobState, type KeyState } from "./broker.js";
 import { checkInteger, toMilliseconds, type DurationInput } from "./durations.js";
 import {
   DuplicateNameError,
@@ -411,6 +411,21 @@ export class Engine {
     this.#checkOpen();
     if (jobs.length === 0) return jobs;
     return this.#committed(jobs, await this.broker.enqueueJobs(jobs));
+  }
+
+  /**
+   * @internal `commitJobs` through `Broker.enqueueOnce` (the outbox relay, chard/postgres): a job
+   * whose id was stored before is not stored again, and no signal is sent for it. Resolves with
+   * the jobs stored or deduplicated, as `commitJobs` does, and the ids of those stored before.
+   */
+  async commitOnce(jobs: Job[], ttlMs: number): Promise<{ jobs: Job[]; storedBefore: string[] }> {
+    this.#checkOpen();
+    if (jobs.length === 0) return { jobs, storedBefore: [] };
+    const outcomes = await this.broker.enqueueOnce(jobs, ttlMs);
+    const storedBefore = jobs.filter((_, i) => outcomes?.[i] === STORED_BEFORE).map((j) => j.id);
+    const fresh = storedBefore.length === 0 ? jobs : jobs.filter((_, i) => outcomes![i] !== STORED_BEFORE);
+    const rest = storedBefore.length === 0 ? outcomes : outcomes!.filter((o) => o !== STORED_BEFORE);
+    return { jobs: this.#committed(fresh, rest as (Duplicate | undefined)[] | undefined), storedBefore };
   }
 
   /** What `commitJobs` returns once the broker stored `jobs` with these `outcomes`; signals sent. */

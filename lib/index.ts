@@ -145,7 +145,9 @@ export type {
   ScheduleWriteResult,
   FireReport,
   SlotRelease,
+  EnqueueOutcome,
 } from "./broker.js";
+export { STORED_BEFORE } from "./broker.js";
 export { MemoryBroker, MemoryStore, type MemoryBrokerOptions } from "../brokers/memory.js";
 export {
   RedisBroker,

@@ -5,7 +5,7 @@
  * file holds the calls on the path of every job (enqueue, fetch, acknowledgements); the others
  * are in admin-calls.ts and the shared reply checks in script-io.ts, both re-exported here.
  */
-import type { AckReport, Duplicate, FinishedJob, SlotRelease } from "../../lib/broker.js";
+import { STORED_BEFORE, type AckReport, type Duplicate, type EnqueueOutcome, type FinishedJob, type SlotRelease } from "../../lib/broker.js";
 import type { Retention } from "../../lib/operations.js";
 import { boundsArg } from "./admin-calls.js";
 import { InvalidOptionError } from "../../lib/errors.js";
@@ -68,6 +68,8 @@ export interface EnqueueCallInput {
   readonly nowMs: number;
   /** The call's producer turn, the same for every attempt of one logical call. */
   readonly turn: ProducerTurn;
+  /** `Broker.enqueueOnce`'s ttl: each job stored at most once by its id (enqueue_keyed.lua's policy "o"). */
+  readonly onceTtlMs?: number;
 }
 
 /**
@@ -77,13 +79,13 @@ export interface EnqueueCallInput {
  * each), so the common batch (all due, one queue) is one group. @throws SerializationError (from
  * toJSON) before anything is sent.
  */
-export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, turn }: EnqueueCallInput): ScriptCall {
+export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, turn, onceTtlMs }: EnqueueCallInput): ScriptCall {
   const keys = [k.producer(turn.lane), k.jobs, k.future, k.maxConcurrency];
   const jsons = toJSONAll(jobs);
   const queue = jobs[0]?.queue;
   let width = -1;
   let oneGroup = true;
-  let keyed = false;
+  let keyed = onceTtlMs !== undefined; // once-marks are enqueue_keyed.lua's
   for (let i = 0; i < jobs.length; i++) {
     const job = jobs[i]!;
     if (width !== 0) width = idWidth(width, job.id);
@@ -110,6 +112,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, turn }: EnqueueCall
           jobs,
           nowMs,
           jobs.map((_, i) => i),
+          onceTtlMs,
         ),
       );
     else args.push(countsArg(jobs, nowMs));
@@ -152,7 +155,7 @@ export function enqueueCall(k: NamespaceKeys, { jobs, nowMs, turn }: EnqueueCall
   const packed = [...groups.values()].map((g) => g.join("\n")).join("\n");
   const args: ScriptArg[] = [k.events, turnArg(turn), width, heads, packed, at.join(" "), k.prefix];
   // The batch index of each JSON of `packed`, in its order (groups in insertion order, the future last).
-  if (keyed) args.push(...keyedArgs(jobs, nowMs, [...[...order.values()].flat(), ...laterOrder]));
+  if (keyed) args.push(...keyedArgs(jobs, nowMs, [...[...order.values()].flat(), ...laterOrder], onceTtlMs));
   else args.push(countsArg(jobs, nowMs));
   return { name: keyed ? "enqueue_keyed" : "enqueue_jobs", keys, args };
 }
@@ -223,12 +226,19 @@ const POLICY_CODES = { keep: "k", replace: "r", debounce: "d", throttle: "t" } a
 /**
  * ARGV[8..9] of enqueue_keyed.lua for a batch with keyed jobs (ARGV[7] is the prefix): now, and
  * the keyed jobs in batch order as "<pos> <batchPos> <policy> <ttlMs>" (`packedOrder[p]` is the
- * batch index of the p-th JSON of ARGV[5]).
+ * batch index of the p-th JSON of ARGV[5]), after the once-mark of every job ("<pos> <batchPos> o
+ * <onceTtlMs>") when the call has one.
  */
-function keyedArgs(jobs: readonly Job[], nowMs: number, packedOrder: readonly number[]): ScriptArg[] {
+function keyedArgs(
+  jobs: readonly Job[],
+  nowMs: number,
+  packedOrder: readonly number[],
+  onceTtlMs: number | undefined,
+): ScriptArg[] {
   const posOf = new Array<number>(jobs.length);
   packedOrder.forEach((batchIndex, p) => (posOf[batchIndex] = p + 1));
   const quads: string[] = [];
+  if (onceTtlMs !== undefined) jobs.forEach((_, i) => quads.push(`${posOf[i]} ${i + 1} o ${onceTtlMs}`));
   jobs.forEach((job, i) => {
     if (job.key === undefined) return;
     const policy = POLICY_CODES[job.extras?.keyPolicy ?? "keep"];
@@ -241,16 +251,21 @@ function keyedArgs(jobs: readonly Job[], nowMs: number, packedOrder: readonly nu
  * Reads the reply of enqueue_jobs.lua or enqueue_keyed.lua: undefined when every job was created (0, or 1 for a
  * re-sent call of a batch without keys), else one entry per job of `jobs` (the batch) from the
  * outcome lines of a keyed batch (see the script's header): undefined for a job created, a
- * `Duplicate` for one that created nothing. @throws RedisReplyError for another reply.
+ * `Duplicate` for one that created nothing, `STORED_BEFORE` for one whose once-mark was set.
+ * @throws RedisReplyError for another reply.
  */
-export function parseEnqueueReply(reply: unknown, jobs: readonly Job[]): (Duplicate | undefined)[] | undefined {
+export function parseEnqueueReply(reply: unknown, jobs: readonly Job[]): EnqueueOutcome[] | undefined {
   if (reply === 0 || reply === 1) return undefined;
   const text = str(reply, "enqueue_jobs");
   const lines = text.split("\n");
   if (lines.length !== jobs.length) throw shapeError("enqueue_jobs", reply);
   let any = false;
-  const out = lines.map((line, i): Duplicate | undefined => {
+  const out = lines.map((line, i): EnqueueOutcome => {
     if (line === "c") return undefined;
+    if (line === "o") {
+      any = true;
+      return STORED_BEFORE;
+    }
     const call = jobs[i]!;
     const policy = call.extras?.keyPolicy ?? "keep";
     const same = policy === "throttle" ? "throttled" : "kept";

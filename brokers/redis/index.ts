@@ -25,6 +25,7 @@ import type {
   ScheduleUpsertReport,
   ScheduleWrite,
   SlotRelease,
+  EnqueueOutcome,
 } from "../../lib/broker.js";
 import { BROKER_CALL_BACKOFF, backoffMs } from "../../lib/backoff.js";
 import { sleep } from "../../lib/clock.js";
@@ -32,7 +33,7 @@ import { InvalidOptionError, StateError } from "../../lib/errors.js";
 import { type Job, JobStatus, dueStatus, fromJSON, unreadableJob } from "../../lib/jobs.js";
 import { getLogger } from "../../lib/logger.js";
 import type { Task } from "../../lib/tasks.js";
-import { checkJobId, checkJobIds, checkListQuery, checkPurge } from "../operation-checks.js";
+import { checkJobId, checkJobIds, checkListQuery, checkOnceTtl, checkPurge } from "../operation-checks.js";
 import {
   type ActionOutcome,
   type CountRow,
@@ -93,7 +94,9 @@ export const MAX_ENQUEUES_IN_FLIGHT = 2;
 /** An `enqueueJobs` call waiting for its round-trip. */
 interface EnqueueCaller {
   readonly jobs: readonly Job[];
-  resolve(outcomes: (Duplicate | undefined)[] | undefined): void;
+  /** `enqueueOnce`'s ttl: such a call travels alone. */
+  readonly onceTtlMs: number | undefined;
+  resolve(outcomes: EnqueueOutcome[] | undefined): void;
   reject(error: unknown): void;
 }
 
@@ -325,31 +328,49 @@ export class RedisBroker extends BaseBroker {
    * (lanes.ts), so a batch is never stored twice. @throws RedisConnectionError, RedisReplyError
    */
   enqueueJobs(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
+    return this.#enqueue(jobs, undefined) as Promise<(Duplicate | undefined)[] | undefined>;
+  }
+
+  /** `enqueueJobs` with once-marks (enqueue_keyed.lua's policy "o"), in a script call of its own. */
+  async enqueueOnce(jobs: readonly Job[], ttlMs: number): Promise<EnqueueOutcome[] | undefined> {
+    return this.#enqueue(jobs, checkOnceTtl(ttlMs));
+  }
+
+  #enqueue(jobs: readonly Job[], once: number | undefined): Promise<EnqueueOutcome[] | undefined> {
     if (jobs.length === 0) return Promise.resolve(undefined);
     const first = this.#time?.ready(this.#readTime); // a producer's first call: Redis's time first
-    if (first || this.#backfill === undefined) return this.#enqueueAfter(first, jobs);
-    return this.#enqueueNow(jobs);
+    if (first || this.#backfill === undefined) return this.#enqueueAfter(first, jobs, once);
+    return this.#enqueueNow(jobs, once);
   }
 
   /** `enqueueJobs` once Redis's time is known and the namespace counted (a producer's first calls). */
   async #enqueueAfter(
     first: Promise<void> | undefined,
     jobs: readonly Job[],
-  ): Promise<(Duplicate | undefined)[] | undefined> {
+    onceTtlMs: number | undefined,
+  ): Promise<EnqueueOutcome[] | undefined> {
     if (first) await first;
     if (this.#backfill === undefined) await this.#counted();
-    return this.#enqueueNow(jobs);
+    return this.#enqueueNow(jobs, onceTtlMs);
   }
 
   /** Queues `jobs` for the next enqueue call (see `#kick`). */
-  #enqueueNow(jobs: readonly Job[]): Promise<(Duplicate | undefined)[] | undefined> {
+  #enqueueNow(jobs: readonly Job[], onceTtlMs: number | undefined): Promise<EnqueueOutcome[] | undefined> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ jobs, resolve, reject });
+      this.#waiting.push({ jobs, onceTtlMs, resolve, reject });
       if (!this.#kickQueued) {
         this.#kickQueued = true;
         queueMicrotask(this.#kick);
       }
     });
+  }
+
+  /** Forgets once-marks (`<p>:once:<id>`): one UNLINK (same hash tag, one slot). @throws RedisConnectionError */
+  async forgetOnce(ids: readonly string[]): Promise<void> {
+    checkJobIds(ids, "forgetOnce");
+    if (ids.length === 0) return;
+    const keys = ids.map((id) => this.#k.once(id));
+    await clientCall("forgetOnce", () => this.#client.unlink(...keys));
   }
 
   /**
@@ -375,7 +396,14 @@ export class RedisBroker extends BaseBroker {
     while (this.#enqueuesInFlight < MAX_ENQUEUES_IN_FLIGHT && this.#waiting.length > 0) {
       let count = 0;
       let n = 0;
-      while (n < this.#waiting.length && (n === 0 || count + this.#waiting[n]!.jobs.length <= MAX_COALESCED_JOBS))
+      const alone = (c: EnqueueCaller): boolean => c.onceTtlMs !== undefined;
+      while (
+        n < this.#waiting.length &&
+        (n === 0 ||
+          (count + this.#waiting[n]!.jobs.length <= MAX_COALESCED_JOBS &&
+            !alone(this.#waiting[0]!) &&
+            !alone(this.#waiting[n]!)))
+      )
         count += this.#waiting[n++]!.jobs.length;
       this.#enqueuesInFlight++;
       void this.#sendRound(this.#waiting.splice(0, n)).finally(() => {
@@ -396,14 +424,14 @@ export class RedisBroker extends BaseBroker {
     const turn = this.#lanes.take();
     let call: calls.ScriptCall;
     try {
-      call = calls.enqueueCall(this.#k, { jobs, nowMs: now, turn });
+      call = calls.enqueueCall(this.#k, { jobs, nowMs: now, turn, onceTtlMs: callers[0]!.onceTtlMs });
     } catch (e) {
       this.#lanes.give(turn);
       if (callers.length === 1) return void callers[0]!.reject(e);
       for (const caller of callers) await this.#sendRound([caller]);
       return;
     }
-    let outcomes: (Duplicate | undefined)[] | undefined;
+    let outcomes: EnqueueOutcome[] | undefined;
     try {
       const reply = await this.#store(call);
       if (reply === ScriptCode.Duplicate)

@@ -38,6 +38,8 @@
  * |                            |        | enqueue call, with that call's outcome for keyed jobs (PX 10 min)   |
  * | `<p>:key:<key>`            | STRING | "<id> <policy> <scheduledMs> <ttlMs>" while the key's job exists, then |
  * |                            |        | "<id> <untilMs>" (PX) while remembered (enqueue_jobs.lua)          |
+ * | `<p>:once:<id>`            | STRING | "1" while job `<id>` counts as stored by a once call (PX; the |
+ * |                            |        | outbox relay's idempotency: enqueue_keyed.lua policy "o")          |
  * | `<p>:results`              | HASH   | job id -> result record of an ended job             |
  * | `<p>:result-expiry`        | ZSET   | job id, score = when its record goes (ms)           |
  * | `<p>:progress`             | HASH   | job id -> last value a running generator task yielded |
@@ -155,6 +157,8 @@ export interface NamespaceKeys {
   producer(lane: string): string;
   /** The record of a job key (STRING; see enqueue_jobs.lua). */
   key(key: string): string;
+  /** The once-mark of job `id` (STRING; see enqueue_keyed.lua's policy "o"). */
+  once(id: string): string;
   /** The jobs a broker's recoveries ended and it has not announced yet (see keep_alive.lua). */
   unannounced(brokerId: string): string;
   /** One schedule's HASH (see upsert_schedules.lua). */
@@ -197,6 +201,7 @@ export function namespaceKeys(namespace: string): NamespaceKeys {
     running: (brokerId) => `${p}:running:${brokerId}`,
     producer: (lane) => `${p}:producer:${lane}`,
     key: (key) => `${p}:key:${key}`,
+    once: (id) => `${p}:once:${id}`,
     unannounced: (brokerId) => `${p}:unannounced:${brokerId}`,
     schedule: (name) => `${p}:schedule:${name}`,
   };

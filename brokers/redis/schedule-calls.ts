@@ -3,15 +3,16 @@
  * pause_schedule.lua, remove_schedule.lua, and the claim of enqueue_keyed.lua). As calls.ts: KEYS
  * and ARGV in the order each script's header documents, and the reply checked; no I/O.
  */
-import type {
-  FireReport,
-  JobState,
-  ScheduleClaim,
-  ScheduleEntry,
-  ScheduleRead,
-  ScheduleUpsertReport,
-  ScheduleWrite,
-  ScheduleWriteResult,
+import {
+  STORED_BEFORE,
+  type FireReport,
+  type JobState,
+  type ScheduleClaim,
+  type ScheduleEntry,
+  type ScheduleRead,
+  type ScheduleUpsertReport,
+  type ScheduleWrite,
+  type ScheduleWriteResult,
 } from "../../lib/broker.js";
 import type { Job } from "../../lib/jobs.js";
 import { enqueueCall, parseEnqueueReply, type ProducerTurn } from "./calls.js";
@@ -201,5 +202,6 @@ export function parseFireReply(reply: unknown, job: Job): FireReport {
   if (reply === "s m") return { outcome: "skipped", reason: "misfire" };
   if (reply === "s o") return { outcome: "skipped", reason: "overlap" };
   const duplicate = parseEnqueueReply(reply, [job])?.[0];
+  if (duplicate === STORED_BEFORE) throw shapeError("enqueue_keyed", reply); // a claim has no once-marks
   return duplicate ? { outcome: "fired", duplicate } : { outcome: "fired" };
 }

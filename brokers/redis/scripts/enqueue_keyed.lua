@@ -34,6 +34,10 @@
 --           "<pos> <batchPos> <policy> <ttlMs>": <pos> is the 1-based place of the job in
 --           ARGV[5], <batchPos> its 1-based place in the batch, <policy> k(eep), r(eplace),
 --           d(ebounce) or t(hrottle), <ttlMs> its keyTtl. Each job's key is read from its JSON.
+--           Policy o(nce) (a call of Broker.enqueueOnce: one for each job, key or not) is
+--           the job's once-mark instead, the STRING prefix..":once:"..id, set (NX, PX <ttlMs>)
+--           before anything else is decided: a job whose id is marked already is not stored (a
+--           relay's re-sent rows, chard/postgres), and its key is left as it is.
 -- ARGV[10..] optional, at most one: the claim of a schedule's fire time (engine scheduler), for a
 --           batch of one job: "<rev>\n<due ms>\n<fire ms>\n<next ms>\n<next ms if skipped>\n<flags>\n<name>"
 --           (an empty next ms: none). Applied after
@@ -70,6 +74,7 @@
 --   r <state> <json>      replaced or debounced: the holder as now stored
 --   e <id> <status>       the key's job ended within its window: status s(ucceeded), f(ailed) or
 --                         n (no result kept)
+--   o                     its once-mark was set: an earlier call stored a job with its id
 -- A CHARD_ARGS error, before anything is written, when the arguments do not describe a batch.
 local DUPLICATE = 1
 -- The claim of ARGV[10] (see the header): nil when the fire time was claimed for a job, else the reply.
@@ -120,8 +125,8 @@ do
   for q = 1, #quads, 4 do
     local pos, batch_pos, policy, ttl = tonumber(quads[q]), tonumber(quads[q + 1]), quads[q + 2], tonumber(quads[q + 3])
     local job = pos and ids[pos] and chard_read_job(hash_args[2 * pos])
-    if not job or not job.key or not batch_pos or batch_pos < 1 or batch_pos > n or not ttl
-        or not string.find('krdt', policy, 1, true) or #policy ~= 1 then
+    if not job or not (job.key or policy == 'o') or not batch_pos or batch_pos < 1 or batch_pos > n or not ttl
+        or not string.find('krdto', policy, 1, true) or #policy ~= 1 then
       return bad('bad keyed job ' .. string.sub(ARGV[9], q, q + 60))
     end
     -- Checked now, as everything else: a replace rewrites the JSON's head after writes began.
@@ -185,7 +190,17 @@ do
     extra_zadd[#extra_zadd + 1] = id
     return 'w'
   end
+  -- Once-marks first: a job whose id an earlier once call stored is left out, key and all.
+  local keyed = {}
   for _, e in ipairs(entries) do
+    if e.policy == 'o' and not redis.call('SET', prefix .. ':once:' .. ids[e.pos], '1', 'NX', 'PX', e.ttl) then
+      outcome[e.batch], store[e.pos] = 'o', false
+    end
+  end
+  for _, e in ipairs(entries) do
+    if e.policy ~= 'o' and store[e.pos] ~= false then keyed[#keyed + 1] = e end
+  end
+  for _, e in ipairs(keyed) do
     local job, rk = e.job, prefix .. ':key:' .. e.job.key
     local record = redis.call('GET', rk)
     local take = true
