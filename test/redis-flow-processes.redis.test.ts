@@ -63,8 +63,8 @@ const spans = (taken: readonly WorkerEvent[]): StartSpan[] =>
  * Checks the starts of `n` jobs (args 0..n-1) over `events` against a limit of `max` per
  * `windowMs`: each job taken once and run once, no window surely holding more than `max` starts
  * (and one of the fetches' times at `max` or over: the limit was reached), the spread the limit
- * forces. Returns the largest delay from a job's fetch to its task function's start, from the clock read before the fetch to the `now`
- * sent, and from that `now` to the fetch's reply.
+ * forces. Returns the largest delay from a job's fetch to its task function's start, from the
+ * clock read before the fetch to the `now` sent, and from that `now` to the fetch's reply.
  */
 function checkWindows(
   events: readonly WorkerEvent[],
