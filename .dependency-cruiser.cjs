@@ -64,7 +64,8 @@ module.exports = {
       severity: "error",
       comment: "A package that is not in package.json: it works here only because something else installed it.",
       from: {},
-      to: { dependencyTypes: ["npm-no-pkg", "npm-unknown"] },
+      // An optional peer (chard/postgres's kysely, drizzle-orm) may also read as npm-no-pkg.
+      to: { dependencyTypes: ["npm-no-pkg", "npm-unknown"], dependencyTypesNot: ["npm-peer"] },
     },
   ],
   options: {

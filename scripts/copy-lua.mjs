@@ -1,3 +1,5 @@
-// Copies the Redis broker's Lua scripts next to the compiled JavaScript (tsc does not copy them).
+// Copies what tsc does not next to the compiled JavaScript: the Redis broker's Lua scripts, and the
+// outbox's SQL migration (chard/postgres/outbox.sql).
 import { cpSync } from "node:fs";
 cpSync("brokers/redis/scripts", "dist/brokers/redis/scripts", { recursive: true });
+cpSync("postgres/outbox.sql", "dist/postgres/outbox.sql");

@@ -5,7 +5,13 @@
  * file holds the calls on the path of every job (enqueue, fetch, acknowledgements); the others
  * are in admin-calls.ts and the shared reply checks in script-io.ts, both re-exported here.
  */
-import { STORED_BEFORE, type AckReport, type Duplicate, type EnqueueOutcome, type FinishedJob, type SlotRelease } from "../../lib/broker.js";
+import {
+  STORED_BEFORE,
+  type AckReport,
+  type EnqueueOutcome,
+  type FinishedJob,
+  type SlotRelease,
+} from "../../lib/broker.js";
 import type { Retention } from "../../lib/operations.js";
 import { boundsArg } from "./admin-calls.js";
 import { InvalidOptionError } from "../../lib/errors.js";
