@@ -88,6 +88,8 @@ export class OutboxRelay {
   #wakeUp: (() => void) | undefined;
   #listener: OutboxPoolClient | undefined;
   #listening: Promise<void> | undefined;
+  /** The pool's clients this relay listens to for errors. */
+  readonly #guarded = new WeakSet<OutboxPoolClient>();
 
   /** Made by `outbox.relay(pool, options)`. @throws InvalidOptionError for bad options */
   constructor(outbox: Outbox, pool: OutboxPool, options: RelayOptions = {}) {
@@ -146,6 +148,12 @@ export class OutboxRelay {
     this.#notified = false;
     const engine = this.outbox.engine;
     const client = await this.#pool.connect();
+    // A connection lost while checked out is reported on the client (and rejects its query): a
+    // listener keeps that from being an unhandled 'error' event, once per pooled client.
+    if (!this.#guarded.has(client)) {
+      this.#guarded.add(client);
+      client.on("error", (e) => getLogger().debug("outbox relay: connection lost", e));
+    }
     let done = false;
     let failure: Error | undefined;
     try {
