@@ -62,7 +62,7 @@ test("relays SIGKILLed, PostgreSQL and Redis restarted: each committed job runs 
   const write = async (): Promise<void> => {
     for (let i = 0; writing; i++) {
       let client: pg.PoolClient | undefined;
-      let ids: string[] = [];
+      const ids: string[] = [];
       let committing = false;
       try {
         client = await pool.connect();
@@ -75,7 +75,6 @@ test("relays SIGKILLed, PostgreSQL and Redis restarted: each committed job runs 
       } catch {
         if (committing) for (const id of ids) uncertain.add(id);
         await client?.query("ROLLBACK").catch(() => undefined);
-        ids = [];
         await sleep(20);
       } finally {
         client?.release(true);
