@@ -46,7 +46,7 @@ export function drizzleClient(tx: DrizzleLike): OutboxClient {
       const query = sql.empty();
       chunks.forEach((chunk, i) => {
         if (i % 2 === 0) query.append(sql.raw(chunk));
-        else query.append(sql`${values[Number(chunk) - 1]}`);
+        else query.append(sql`${sql.param(values[Number(chunk) - 1])}`); // one parameter, arrays too
       });
       const result = (await tx.execute(query)) as { rows?: unknown[]; rowCount?: number | null } | unknown[];
       if (Array.isArray(result)) return { rows: result, rowCount: result.length };

@@ -8,6 +8,7 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { drizzle } from "drizzle-orm/node-postgres";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, inject, test } from "vitest";
@@ -18,6 +19,7 @@ import { SafeNamedSignal } from "../lib/signals.js";
 import {
   NotInTransactionError,
   Outbox,
+  drizzleClient,
   kyselyClient,
   migrationSql,
   outboxNames,
@@ -271,5 +273,22 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     await outbox.relay(pool).relayBatch();
     await runAll();
     expect(ran).toEqual(["via kysely"]);
+  });
+
+  test("a Drizzle transaction (node-postgres driver) writes through drizzleClient", async () => {
+    const db = drizzle(pool);
+    await db.transaction(async (tx) => {
+      await outbox.schedule(drizzleClient(tx), "t", "via drizzle", { n: 1 });
+    });
+    await expect(
+      db.transaction(async (tx) => {
+        await outbox.schedule(drizzleClient(tx), "t", "rolled back", { n: 2 });
+        throw new Error("abort");
+      }),
+    ).rejects.toThrow("abort");
+    expect(await rows()).toBe(1);
+    await outbox.relay(pool).relayBatch();
+    await runAll();
+    expect(ran).toEqual(["via drizzle"]);
   });
 });
