@@ -11,6 +11,7 @@ import { Batch, Engine, MemoryBroker, RedisBroker, SafeNamedSignal, signals, set
 import { Section, counter, rate, type Measurement } from "./measure.js";
 import { FLOW_SCENARIOS } from "./flow-control.js";
 import { SCHEDULE_SCENARIOS } from "./schedules.js";
+import { OUTBOX_SCENARIOS } from "./outbox.js";
 import {
   LIBRARIES,
   VARIANTS,
@@ -132,7 +133,7 @@ async function run(): Promise<Measurement> {
   if (scenario === "job-receivers" || scenario === "job-no-receivers")
     return jobWithReceivers(scenario === "job-receivers");
   if (scenario === "limited-backlog") return limitedBacklog();
-  const flow = FLOW_SCENARIOS[scenario] ?? SCHEDULE_SCENARIOS[scenario];
+  const flow = FLOW_SCENARIOS[scenario] ?? SCHEDULE_SCENARIOS[scenario] ?? OUTBOX_SCENARIOS[scenario];
   if (flow) {
     if (library !== "chard-redis" && library !== "chard-memory") throw new Error(`${scenario} is Chard only`);
     return flow({ library, redisUrl, jobs: N, name });

@@ -13,7 +13,8 @@
  * "e2e:100", "signals", "ceiling"; "all" for everything) runs only those, and prints only their
  * tables. Without it every scenario runs but the opt-in ones (`Scenario.optIn`: the 30 s
  * rate-limit run), which run only when named; a scenario with `maxRuns` runs only in that many of
- * the runs (the 30 s one: CHARD_BENCH_LONG_RUNS, 1 by default).
+ * the runs (the 30 s one: CHARD_BENCH_LONG_RUNS, 1 by default). The "outbox" rows run on a
+ * private PostgreSQL server started for the run (examples/private-postgres.ts).
  */
 import { execFile, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -22,6 +23,7 @@ import { cpus, totalmem } from "node:os";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../test/helpers/redis-server.js";
+import { startPostgres } from "../examples/private-postgres.js";
 import type { Library } from "./adapters.js";
 import { BIG_GROUP, RATE, RATE_LIMIT_JOBS, SMALL_GROUPS, STEADY_S } from "./flow-control.js";
 import type { Measurement } from "./measure.js";
@@ -295,6 +297,29 @@ const FLOW: FlowScenario[] = [
       { label: "max (ms)", pick: (s) => s.maxMs, digits: 1 },
     ],
   },
+  // The PostgreSQL outbox (bench/outbox.ts), group "outbox": on the private PostgreSQL server
+  // that `main` starts when one of them is selected.
+  {
+    id: "outbox-relay",
+    label: "outbox: rows committed beforehand, drained by one relay (batches of 100)",
+    libraries: CHARD,
+    jobs: N,
+    groups: ["outbox"],
+    metrics: [{ label: "rows relayed/s", pick: flowFigure("rowsPerSec") }, ...COSTS],
+  },
+  {
+    id: "outbox-latency",
+    label: "outbox: COMMIT to handler start, 1,000 transactions at 250/s, 10 idle workers",
+    libraries: CHARD,
+    jobs: 1_000,
+    groups: ["outbox"],
+    metrics: [
+      { label: "through the outbox, p50 (ms)", pick: flowFigure("outboxP50Ms"), digits: 2 },
+      { label: "through the outbox, p99 (ms)", pick: flowFigure("outboxP99Ms"), digits: 2 },
+      { label: "schedule() after the COMMIT, p50 (ms)", pick: flowFigure("plainP50Ms"), digits: 2 },
+      { label: "schedule() after the COMMIT, p99 (ms)", pick: flowFigure("plainP99Ms"), digits: 2 },
+    ],
+  },
 ];
 
 /** One measurement, with Redis memory per job for the waiting-job scenario. */
@@ -377,13 +402,16 @@ async function main(): Promise<void> {
   const started = Date.now();
   const server = await startRedisServer();
   const admin = new Redis(server.url);
+  const scenarios = [...SCENARIOS, ...FLOW].filter((s) => selected(s.id, s.groups, s.optIn));
+  // The outbox rows need PostgreSQL: a private server, its URL handed to the children.
+  const postgres = scenarios.some((s) => s.groups?.includes("outbox")) ? await startPostgres() : undefined;
+  if (postgres) process.env.CHARD_BENCH_DATABASE_URL = postgres.url;
   const port = Number(new URL(server.url).port);
   const results: Results = {};
   const ceiling: Record<string, number[]> = {};
   const signalRuns: Record<string, number>[] = [];
   const receiverRuns: { with: number[]; without: number[] } = { with: [], without: [] };
   try {
-    const scenarios = [...SCENARIOS, ...FLOW].filter((s) => selected(s.id, s.groups, s.optIn));
     for (let run = 0; run < RUNS; run++) {
       for (const scenario of scenarios) {
         if (run >= (scenario.maxRuns ?? RUNS)) continue;
@@ -411,6 +439,7 @@ async function main(): Promise<void> {
   } finally {
     admin.disconnect();
     await server.stop();
+    await postgres?.close();
   }
   const minutes = ((Date.now() - started) / 60_000).toFixed(1);
   const md = report(results, ceiling, signalRuns, receiverRuns, minutes);
@@ -585,7 +614,7 @@ function peerTables(results: Results): string[] {
  */
 function flowTable(results: Results): string[] {
   const lines: string[] = [];
-  lines.push("### Flow control and schedules (Chard only)");
+  lines.push("### Flow control, schedules and the PostgreSQL outbox (Chard only)");
   lines.push("");
   lines.push(`| row | figure | ${CHARD.map(colName).join(" | ")} |`);
   lines.push(`|---|---|${CHARD.map(() => "---:").join("|")}|`);
