@@ -8,7 +8,7 @@
  * (Debian's package creates it) through `runuser`, in a directory that user owns. The server keeps
  * its data without fsync (a test server: only the machine crashing could lose what it wrote).
  */
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { accessSync, chownSync, constants, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -33,6 +33,8 @@ export interface PostgresServer {
   start(): Promise<void>;
   /** Stops it for good and removes its directory. */
   close(): Promise<void>;
+  /** `close()` at once, synchronously (an exit handler's last resort); never throws. */
+  kill(): void;
 }
 
 /** Where `initdb` and `pg_ctl` are. @throws Error saying how to install them when they are not found. */
@@ -104,8 +106,9 @@ export async function startPostgres(options: { port?: number } = {}): Promise<Po
     const { uid, gid } = await ids("postgres");
     chownSync(dir, uid, gid);
   }
-  const pg = (tool: string, args: string[]): Promise<unknown> =>
-    asRoot ? run("runuser", ["-u", "postgres", "--", join(bin, tool), ...args]) : run(join(bin, tool), args);
+  const command = (tool: string, args: string[]): [string, string[]] =>
+    asRoot ? ["runuser", ["-u", "postgres", "--", join(bin, tool), ...args]] : [join(bin, tool), args];
+  const pg = (tool: string, args: string[]): Promise<unknown> => run(...command(tool, args));
   const serverOptions = [
     `-p ${port}`,
     `-k ${dir}`,
@@ -146,6 +149,16 @@ export async function startPostgres(options: { port?: number } = {}): Promise<Po
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    },
+    kill: () => {
+      try {
+        if (running)
+          execFileSync(...command("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]), { stdio: "ignore" });
+      } catch {
+        // already stopped
+      }
+      running = false;
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -3,7 +3,8 @@
  * process (respawned at once, then up to `cancelOnKill` of its jobs cancelled), SIGKILL of every
  * worker process at once (respawned after a random time: no scheduler is up meanwhile), restarts of the
  * subject redis-server (alternately SHUTDOWN and SIGKILL, down for a random time, back on the same
- * port), CLIENT KILL of one process's connections, SCRIPT FLUSH, and cancels of running slow jobs.
+ * port), CLIENT KILL of one process's connections, SCRIPT FLUSH, cancels of running slow jobs,
+ * and (the outbox profile) crashes of the PostgreSQL server (`pg_ctl stop -m immediate`).
  * Every fault is recorded out of band. Each loop is bounded by its count and by the run's signal.
  */
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,6 +16,7 @@ import type { SoakOptions } from "./options.js";
 import type { Fleet } from "./processes.js";
 import type { Recorder } from "./record.js";
 import type { SubjectServer } from "./processes.js";
+import type { PostgresServer } from "../examples/private-postgres.js";
 
 /** How often each fault happened. */
 export interface FaultCounts {
@@ -31,6 +33,9 @@ export interface FaultCounts {
   cancels: number;
   cancelsOfKilled: number;
   cancelErrors: number;
+  /** PostgreSQL crashes (outbox profile), and how long it was down (ms, in all). */
+  pgRestarts: number;
+  pgDownMs: number;
 }
 
 /** What the faults act on. */
@@ -43,6 +48,8 @@ export interface FaultTargets {
   /** The producer's broker: cancels go through it. */
   broker: RedisBroker;
   random: () => number;
+  /** The outbox profile's PostgreSQL server. */
+  postgres?: PostgresServer;
 }
 
 /** Sleeps `ms`; false when `signal` aborted first. */
@@ -71,6 +78,8 @@ export class Faults {
     cancels: 0,
     cancelsOfKilled: 0,
     cancelErrors: 0,
+    pgRestarts: 0,
+    pgDownMs: 0,
   };
   readonly #t: FaultTargets;
 
@@ -90,6 +99,14 @@ export class Faults {
       this.#every(o.clientKillEvery * 1000, Number.POSITIVE_INFINITY, signal, () => this.#clientKill()),
       this.#every(o.scriptFlushEvery * 1000, Number.POSITIVE_INFINITY, signal, () => this.#scriptFlush()),
       this.#every(durationMs / (o.cancels + 1), o.cancels, signal, () => this.#randomCancel()),
+      // A third of a period off the redis-server restarts' slots.
+      this.#every(
+        durationMs / (o.pgRestarts + 1),
+        this.#t.postgres ? o.pgRestarts : 0,
+        signal,
+        () => this.#pgRestart(),
+        durationMs / (o.pgRestarts + 1) / 3,
+      ),
     ]);
     // Schedules that ran out (or are all off) still leave the run its full duration.
     await wait(durationMs, signal);
@@ -155,6 +172,21 @@ export class Faults {
     await recorder.write("Ru");
     this.counts[mode === "graceful" ? "restartsGraceful" : "restartsKill"]++;
     this.counts.downMs += downMs;
+  }
+
+  /** Crashes the PostgreSQL server (immediate stop), waits `--down` s, starts it again. */
+  async #pgRestart(): Promise<void> {
+    const { postgres, recorder, random, options } = this.#t;
+    if (!postgres) return;
+    const [lo, hi] = options.down;
+    const downMs = Math.round((lo + random() * (hi - lo)) * 1000);
+    await recorder.write("Q crash");
+    await postgres.stop("immediate");
+    await sleep(downMs);
+    await postgres.start();
+    await recorder.write("Qu");
+    this.counts.pgRestarts++;
+    this.counts.pgDownMs += downMs;
   }
 
   /** A short-lived admin connection to the subject server, or undefined when it is down. */

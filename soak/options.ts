@@ -57,6 +57,14 @@ export interface SoakOptions {
   keep: boolean;
   /** Forward worker processes' stderr. */
   verbose: boolean;
+  /**
+   * The outbox profile: the producer writes its jobs through the PostgreSQL outbox
+   * (chard/postgres), in transactions on a private PostgreSQL server, and every worker process
+   * runs a relay, so the SIGKILLs of worker processes kill relays mid-batch too.
+   */
+  outbox: boolean;
+  /** PostgreSQL crashes (`pg_ctl stop -m immediate`, back after `down` s), spread over the run (outbox only). */
+  pgRestarts: number;
 }
 
 /** How long a busy job blocks its process's event loop, ms: 1.5 leases. */
@@ -65,7 +73,7 @@ export function busyMs(options: Pick<SoakOptions, "lease">): number {
 }
 
 /** The names of the profiles. */
-export const PROFILES = ["ci", "default", "long"] as const;
+export const PROFILES = ["ci", "default", "long", "outbox"] as const;
 /** One of `PROFILES`. */
 export type ProfileName = (typeof PROFILES)[number];
 
@@ -93,6 +101,8 @@ const BASE: Omit<SoakOptions, "profile"> = {
   seed: 0,
   keep: false,
   verbose: false,
+  outbox: false,
+  pgRestarts: 0,
 };
 
 const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
@@ -110,6 +120,8 @@ const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
     drainTimeout: 45,
   },
   default: {},
+  // The default run, its jobs written through the outbox, PostgreSQL crashed twice besides.
+  outbox: { outbox: true, pgRestarts: 2 },
   long: {
     jobs: 1_000_000,
     workers: 50,
@@ -128,7 +140,7 @@ const PROFILE_VALUES: Record<ProfileName, Partial<SoakOptions>> = {
 };
 
 /** What `--help` prints. */
-export const USAGE = `usage: npm run soak -- [--profile ci|default|long] [flags]
+export const USAGE = `usage: npm run soak -- [--profile ci|default|long|outbox] [flags]
   --jobs N                jobs enqueued over the run            (default profile: 2000)
   --processes N           worker processes                      (3)
   --workers N             workers per process                   (20)
@@ -150,6 +162,8 @@ export const USAGE = `usage: npm run soak -- [--profile ci|default|long] [flags]
   --task-ms MIN-MAX       task durations in ms                  (5-200)
   --drain-timeout S       longest wait for jobs to end after the run (60)
   --seed N                seed of the random choices            (0: from the time)
+  --outbox                write the jobs through the PostgreSQL outbox, a relay in every worker process
+  --pg-restarts N         PostgreSQL crashes, with --outbox     (outbox profile: 2)
   --keep                  keep the subject AOF and the record log when a check fails
   --verbose               forward worker processes' stderr`;
 
@@ -191,6 +205,7 @@ const NUMERIC: Record<string, [keyof SoakOptions, number]> = {
   "--cancel-on-kill": ["cancelOnKill", 0],
   "--drain-timeout": ["drainTimeout", 1],
   "--seed": ["seed", 0],
+  "--pg-restarts": ["pgRestarts", 0],
 };
 
 /** Parses the command line (without `node run.js`). @throws UsageError */
@@ -209,6 +224,8 @@ export function parseOptions(argv: readonly string[]): SoakOptions {
       options.keep = true;
     } else if (flag === "--verbose") {
       options.verbose = true;
+    } else if (flag === "--outbox") {
+      options.outbox = true;
     } else if (flag === "--down" || flag === "--task-ms") {
       options[flag === "--down" ? "down" : "taskMs"] = range(flag, argv[++i]);
     } else if (NUMERIC[flag]) {
@@ -232,6 +249,7 @@ export function parseOptions(argv: readonly string[]): SoakOptions {
     "cancels",
     "cancelOnKill",
     "seed",
+    "pgRestarts",
   ] as const) {
     if (!Number.isInteger(options[key]) && !(key === "kills" && options[key] === Number.POSITIVE_INFINITY)) {
       throw new UsageError(
@@ -243,6 +261,8 @@ export function parseOptions(argv: readonly string[]): SoakOptions {
   if (!killsGiven)
     options.kills = options.killEvery > 0 ? Math.max(0, Math.ceil(options.duration / options.killEvery) - 1) : 0;
   if (options.skewed > options.processes) options.skewed = options.processes;
+  if (options.pgRestarts > 0 && !options.outbox)
+    throw new UsageError("--pg-restarts needs --outbox (or --profile outbox)");
   if (options.seed === 0) options.seed = Date.now() % 2 ** 31;
   return options;
 }

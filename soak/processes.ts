@@ -74,6 +74,7 @@ export class Fleet {
       workers: s.workers,
       busyMs: s.busyMs,
       longTicksBefore: s.longTicksBefore,
+      ...(s.databaseUrl === undefined ? {} : { databaseUrl: s.databaseUrl }),
       tag,
       logFile: join(s.logDir, `${tag}.log`),
     };

@@ -28,6 +28,7 @@ import { enqueueCall } from "../brokers/redis/calls.js";
 import { ProducerLanes } from "../brokers/redis/lanes.js";
 import { namespaceKeys } from "../brokers/redis/keys.js";
 import { isTransient, runScript } from "../brokers/redis/scripts.js";
+import type { SoakOutbox } from "./outbox.js";
 import type { Recorder } from "./record.js";
 import { pickKind, type Kind } from "./tasks.js";
 
@@ -113,11 +114,14 @@ export class Producer {
   /** The producer lane of the batches sent as one call each (the broker's own lanes carry the others). */
   readonly #lanes = new ProducerLanes(randomUUID());
   #batches = 0;
+  /** The outbox profile: every batch is written through the outbox instead, in a transaction. */
+  readonly #outbox: SoakOutbox | undefined;
 
-  constructor(engine: Engine, recorder: Recorder) {
+  constructor(engine: Engine, recorder: Recorder, outbox?: SoakOutbox) {
     this.#engine = engine;
     this.#broker = engine.broker as RedisBroker;
     this.#recorder = recorder;
+    this.#outbox = outbox;
   }
 
   /** Enqueues every job of `plan`, at an even pace; stops early when `signal` aborts. */
@@ -151,7 +155,8 @@ export class Producer {
         }
         kinds.push(kind);
       }
-      if (kinds.length > 0) await this.#enqueue(this.#engine.prepareJobs(batch), kinds);
+      if (kinds.length > 0 && this.#outbox) await this.#write(this.#outbox, batch, kinds);
+      else if (kinds.length > 0) await this.#enqueue(this.#engine.prepareJobs(batch), kinds);
       if (made < due) continue;
       await sleep(100, undefined, { signal }).catch(() => undefined);
     }
@@ -196,6 +201,32 @@ export class Producer {
     }
     this.#stored(kinds);
     await this.#recorder.write(`E ${ids}`);
+  }
+
+  /**
+   * Writes one batch through the outbox in a transaction, again until it commits (PostgreSQL may be
+   * down for seconds: a transaction that failed before its COMMIT wrote nothing), then records it
+   * (`E`) as the relays will enqueue it; a batch whose COMMIT failed is uncertain (`U`). A batch
+   * still failing at its deadline was never written: nothing is recorded.
+   */
+  async #write(outbox: SoakOutbox, batch: Batch, kinds: Kind[]): Promise<void> {
+    const deadline = Date.now() + BATCH_DEADLINE_MS;
+    for (let attempt = 1; Date.now() < deadline; attempt++) {
+      const { jobs, outcome } = await outbox.write(batch);
+      const ids = jobs.map((j, i) => `${j.id}:${kinds[i]}`).join(",");
+      if (outcome === "committed") {
+        this.#stored(kinds);
+        await this.#recorder.write(`E ${ids}`);
+        return;
+      }
+      if (outcome === "uncertain") {
+        this.stats.uncertain += jobs.length;
+        await this.#recorder.write(`U ${ids}`);
+        return;
+      }
+      this.stats.resends++;
+      await sleep(Math.min(1_000, 50 * attempt));
+    }
   }
 
   /**

@@ -22,6 +22,7 @@
  * | `S <tag> <slot> <pid> <skew>` | orchestrator | spawned (`skewed` or `plain` clock) |
  * | `K <tag>` / `X <tag> <code>` | orchestrator (or the worker: `K <tag> self`) | SIGKILLed / exited by itself |
  * | `R <graceful/kill>` / `Ru` | orchestrator | subject redis-server going down / up again |
+ * | `Q crash` / `Qu` | orchestrator | the outbox profile's PostgreSQL crashed / up again |
  * | `Pq` / `P` | orchestrator | pausing every schedule (the drain) / all paused |
  * | `CK <tag>` / `SF` | orchestrator | CLIENT KILL of a process's connections / SCRIPT FLUSH |
  * | `C <id> <state>` / `Cq <id>` | orchestrator | cancel answered with the job's state / cancel about to be sent |

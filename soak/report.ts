@@ -110,6 +110,9 @@ export function totalsTable(t: Totals): string {
         "redis-server restarts: SHUTDOWN / SIGKILL",
         `${c.restartsGraceful} / ${c.restartsKill} (down ${s(c.downMs)} in all)`,
       ],
+      ...(c.pgRestarts > 0
+        ? [["PostgreSQL crashes (outbox profile)", `${c.pgRestarts} (down ${s(c.pgDownMs)} in all)`]]
+        : []),
       ["CLIENT KILL of a worker process / of the producer", `${c.clientKills} / ${c.clientKillsProducer}`],
       ["SCRIPT FLUSH", String(c.scriptFlushes)],
       ["blocked event loops (busy jobs)", String(t.producer.busy)],

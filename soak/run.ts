@@ -25,6 +25,7 @@ import { HistoryBuilder } from "./history.js";
 import { LiveView } from "./live.js";
 import { USAGE, UsageError, busyMs, parseOptions, seededRandom, type SoakOptions } from "./options.js";
 import { Fleet, SubjectServer, cleanup, faketimeEnv } from "./processes.js";
+import { SoakOutbox } from "./outbox.js";
 import { Producer } from "./producer.js";
 import { Recorder } from "./record.js";
 import { checksTable, examples, lastLine, totalsTable } from "./report.js";
@@ -110,6 +111,8 @@ interface Rig {
   skew: number;
   /** `ending` is set once the run stops: no respawns after it. */
   status: { selfKills: number; ending: boolean };
+  /** The outbox profile's PostgreSQL side. */
+  outbox: SoakOutbox | undefined;
 }
 
 /** Starts both servers and the worker processes; resolves once every worker process is ready. */
@@ -145,6 +148,11 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
     namespace,
   );
   defineTasks(engine);
+  const outbox = options.outbox ? await SoakOutbox.start(engine) : undefined;
+  if (outbox) {
+    const kill = (): void => outbox.server.kill();
+    cleanup.add(kill);
+  }
   let crashRespawns = 0;
   const status = { selfKills: 0, ending: false };
   const fleet: Fleet = new Fleet(
@@ -158,6 +166,7 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
       busyMs: busyMs(options),
       // The run starts once the processes are ready (a second or two): none in its last 6 s or more.
       longTicksBefore: Date.now() + (options.duration - 6) * 1000,
+      ...(outbox ? { databaseUrl: outbox.server.url } : {}),
       logDir: join(dir, "logs"),
       skewEnv,
       skewedSlots: options.skewed,
@@ -179,7 +188,19 @@ async function setUp(options: SoakOptions, dir: string): Promise<Rig> {
   const first = Array.from({ length: options.processes }, (_, slot) => fleet.spawn(slot));
   const ready = await Promise.race([Promise.all(first.map((w) => w.ready)), sleep(30_000, [false])]);
   if (!ready.every(Boolean)) throw new Error("the worker processes did not start within 30 s");
-  return { options, root: dir, record, subject, recorder, engine, live: new LiveView(recorder), fleet, skew, status };
+  return {
+    options,
+    root: dir,
+    record,
+    subject,
+    recorder,
+    engine,
+    live: new LiveView(recorder),
+    fleet,
+    skew,
+    status,
+    outbox,
+  };
 }
 
 /** The run: production and faults for `--duration` seconds (production may need up to 60 s more). */
@@ -198,6 +219,7 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
     live,
     broker: engine.broker as RedisBroker,
     random,
+    ...(rig.outbox ? { postgres: rig.outbox.server } : {}),
   });
   const progress = setInterval(() => {
     const restarts = faults.counts.restartsGraceful + faults.counts.restartsKill;
@@ -210,7 +232,7 @@ async function runPhase(rig: Rig, random: () => number): Promise<{ faults: Fault
       () => undefined,
     );
   }, 10_000);
-  const producer = new Producer(engine, rig.recorder);
+  const producer = new Producer(engine, rig.recorder, rig.outbox);
   const plan = {
     jobs: options.jobs,
     busy: options.busy,
@@ -263,7 +285,10 @@ async function drainPhase(rig: Rig, admin: Redis): Promise<{ drained: boolean; m
     if (!fleet.alive().some((w) => w.slot === slot)) fleet.spawn(slot);
   await Promise.race([Promise.all(fleet.alive().map((w) => w.ready)), sleep(30_000)]);
   const start = performance.now();
-  const drained = await drain(admin, rig.engine.namespace, () => fleet.alive().length, options.drainTimeout * 1000);
+  const deadline = start + options.drainTimeout * 1000;
+  // The outbox first: its rows become jobs as the relays take them.
+  while (rig.outbox && performance.now() < deadline && (await rig.outbox.rows())?.waiting !== 0) await sleep(500);
+  const drained = await drain(admin, rig.engine.namespace, () => fleet.alive().length, deadline - performance.now());
   await sleep(2_000); // signals sent after the last acknowledgements reach the record server
   return { drained, ms: performance.now() - start };
 }
@@ -321,6 +346,7 @@ async function main(): Promise<number> {
     uncertain: producer.stats.uncertain,
     notStopped,
     skew: rig.skew,
+    outbox: await rig.outbox?.rows(),
   };
   const rows = runChecks(history, state, facts);
   const failed = rows.some((r) => r.pass === false);
@@ -352,6 +378,7 @@ async function main(): Promise<number> {
     );
   }
   await rig.recorder.close();
+  await rig.outbox?.close();
   await rig.subject.stop();
   await rig.record.stop("SIGTERM", { keepDir: true });
   say(`\n${lastLine(rows)}`);

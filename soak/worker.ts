@@ -24,6 +24,8 @@ import {
   type SlotRelease,
 } from "../lib/index.js";
 import { isTransient } from "../brokers/redis/scripts.js";
+import { Outbox, type OutboxRelay } from "../postgres/index.js";
+import { OUTBOX_SCHEMA } from "./outbox.js";
 import { Recorder } from "./record.js";
 import { declareSchedules, defineTasks } from "./tasks.js";
 
@@ -41,6 +43,8 @@ export interface WorkerSettings {
   /** No long schedule job (tasks.ts `tickMs`) for a fire time from this epoch ms on (Redis's clock). */
   longTicksBefore: number;
   logFile: string;
+  /** The outbox profile: the private PostgreSQL server this process relays the outbox of (OUTBOX_SCHEMA). */
+  databaseUrl?: string;
 }
 
 const settings = JSON.parse(process.argv[2] ?? "{}") as WorkerSettings;
@@ -148,9 +152,21 @@ async function main(): Promise<void> {
     started: (id, retries, kind) => recorder.write(`x ${id} ${tag} ${retries} ${kind}`),
     ticked: (id, retries, schedule, fireAtMs) => recorder.write(`s ${id} ${tag} ${retries} ${schedule} ${fireAtMs}`),
   });
+  // The outbox profile: this process also relays the outbox (a SIGKILL stops it anywhere).
+  let relay: OutboxRelay | undefined;
+  let pool: { end(): Promise<void> } | undefined;
+  if (settings.databaseUrl !== undefined) {
+    const { default: pg } = await import("pg");
+    const p = new pg.Pool({ connectionString: settings.databaseUrl, max: 3, connectionTimeoutMillis: 2_000 });
+    p.on("error", (e) => line("debug")("outbox pool", e)); // a PostgreSQL crash drops idle connections
+    pool = p;
+    relay = new Outbox(engine, { schema: OUTBOX_SCHEMA }).relay(p, { batchSize: 20, pollInterval: 0.5 });
+    relay.start();
+  }
   let stopping = false;
   process.on("SIGTERM", () => {
     stopping = true;
+    void relay?.stop();
     void engine.stopWorkers();
   });
   // The schedules, declared at start-up as an application does (redis-server may be down: again).
@@ -178,6 +194,8 @@ async function main(): Promise<void> {
       await sleep(1_000);
     }
   }
+  await relay?.stop();
+  await pool?.end();
   await engine.close();
   await recorder.close();
   log.end();
