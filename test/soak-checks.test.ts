@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { recoveryTimes, runChecks, type CheckRow, type SubjectSnapshot } from "../soak/checks.js";
 import { HistoryBuilder } from "../soak/history.js";
-import { parseOptions } from "../soak/options.js";
+import { UsageError, parseOptions } from "../soak/options.js";
 
 const A = "00000000-0000-4000-8000-00000000000a";
 const B = "00000000-0000-4000-8000-00000000000b";
@@ -34,6 +34,31 @@ const facts = {
 const OK = '{"ok":true,"value":1}';
 
 describe("soak checks", () => {
+  test("the outbox profile: rows left or set aside fail the run, a failed COMMIT is counted; --pg-restarts needs --outbox", () => {
+    const outbox = {
+      ...facts,
+      options: { ...parseOptions(["--profile", "outbox", "--seed", "1"]), jobs: 3 },
+      uncertain: 2,
+    };
+    expect(outbox.options).toMatchObject({ outbox: true, pgRestarts: 2 });
+    const h = history([`E ${A}:retry`, `x ${A} w1 0 retry`, `t ${A} ok w1`]);
+    const results = subject({ results: new Map([[A, OK]]) });
+    const clean = runChecks(h, results, { ...outbox, outbox: { waiting: 0, setAside: 0 } });
+    expect(check(clean, "outbox rows left").pass).toBe(true);
+    expect(check(clean, "outbox rows set aside").pass).toBe(true);
+    expect(check(clean, "jobs whose COMMIT failed")).toMatchObject({ value: "2", pass: undefined });
+    const left = runChecks(h, results, { ...outbox, outbox: { waiting: 4, setAside: 1 } });
+    expect(check(left, "outbox rows left")).toMatchObject({ value: "4", pass: false });
+    expect(check(left, "outbox rows set aside")).toMatchObject({ value: "1", pass: false });
+    expect(check(runChecks(h, results, { ...outbox, outbox: undefined }), "outbox rows left").pass).toBe(false);
+    // Without the outbox: no outbox rows, and an enqueue that gave up fails.
+    const plain = runChecks(h, results, { ...facts, uncertain: 1 });
+    expect(plain.some((r) => r.name.startsWith("outbox"))).toBe(false);
+    expect(check(plain, "jobs whose enqueue gave up").pass).toBe(false);
+    expect(() => parseOptions(["--pg-restarts", "1"])).toThrow(UsageError);
+    expect(parseOptions(["--outbox", "--pg-restarts", "3"])).toMatchObject({ outbox: true, pgRestarts: 3 });
+  });
+
   test("a key record left after every job ended fails the run; tombstones in a running set are no running jobs", () => {
     const h = history([`E ${A}:retry`, `x ${A} w1 0 retry`, `t ${A} ok w1`]);
     const clean = runChecks(h, subject({ results: new Map([[A, OK]]) }), facts);
