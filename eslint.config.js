@@ -104,6 +104,11 @@ export default defineConfig(
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { globals: globals.node },
   },
+  // The dashboard's page script runs in the browser.
+  {
+    files: ["dashboard/assets/**/*.js"],
+    languageOptions: { globals: globals.browser, sourceType: "module" },
+  },
 
   prettier,
 
