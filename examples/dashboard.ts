@@ -34,7 +34,7 @@ const report = shop.task("report", async (day: string) => {
   await sleep(1_500);
   return `report of ${day}`;
 });
-const send = mail.task("send", async (to: string) => sleep(10 + Math.random() * 30), { queue: "emails" });
+const send = mail.task("send", async (_to: string) => sleep(10 + Math.random() * 30), { queue: "emails" });
 await shop.upsertSchedule("report-every-10s", report, { cron: "*/10 * * * * *", args: ["today"] });
 
 const workers = [shop.startWorkers({ number: 8 }), mail.startWorkers({ number: 4, queue: "emails" })];

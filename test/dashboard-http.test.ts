@@ -189,7 +189,7 @@ describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
     expect([passed.status, await passed.text()]).toEqual([404, "passed on"]);
     const res = await fetch(`${base}events`);
     expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
-    const reader = res.body!.getReader();
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     let text = "";
     await until(
       async () => {
