@@ -10,10 +10,10 @@
  */
 import { execFile, execFileSync } from "node:child_process";
 import { accessSync, chownSync, constants, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { promisify } from "node:util";
+import { freePort } from "../test/helpers/redis-server.js";
 
 const run = promisify(execFile);
 
@@ -67,20 +67,6 @@ export function postgresBinDir(): string {
   throw new Error(
     "PostgreSQL's server binaries (initdb, pg_ctl) were not found on PATH, in CHARD_PG_BIN or in /usr/lib/postgresql/*/bin: install them (Debian: apt-get install postgresql)",
   );
-}
-
-/** A free TCP port on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no free port")),
-      );
-    });
-  });
 }
 
 /** The uid and gid of `user`. */

@@ -6,13 +6,12 @@
  * authorisation gets 403. Screenshots go to test-results/dashboard/ (git-ignored).
  */
 import { mkdirSync } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { createDashboard, type DashboardHandler, type DashboardOptions } from "../dashboard/index.js";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { DashboardOptions } from "../dashboard/index.js";
 import type { Engine } from "../lib/engine.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
-import { trackEngine } from "./helpers/engines.js";
+import { dashboardEngine, dashboardServers, runAll as runEngine } from "./helpers/dashboard.js";
 
 const SHOTS = new URL("../test-results/dashboard/", import.meta.url).pathname;
 const HOSTILE = "<img src=x onerror=alert(1)>";
@@ -37,23 +36,9 @@ afterAll(async () => {
   await browser?.close();
 });
 
-const open: { server: Server; dashboard: DashboardHandler }[] = [];
-afterEach(async () => {
-  for (const { server, dashboard } of open.splice(0)) {
-    await dashboard.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
-});
-
-async function serve(options: DashboardOptions): Promise<string> {
-  const dashboard = createDashboard({ sampleIntervalMs: 200, ...options });
-  const server = createServer(dashboard);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  open.push({ server, dashboard });
-  const address = server.address();
-  return `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/`;
-}
+const serveDashboard = dashboardServers();
+const serve = async (options: DashboardOptions): Promise<string> =>
+  (await serveDashboard({ sampleIntervalMs: 200, ...options })).base;
 
 /** A new page that fails the test on a script error or a dialog (an alert would be a script run from job data). */
 async function newPage(): Promise<{ page: Page; problems: string[] }> {
@@ -69,24 +54,8 @@ async function newPage(): Promise<{ page: Page; problems: string[] }> {
 
 describe.each(brokerFactories())("$name broker", ({ name, world }: BrokerFactory) => {
   let engine: Engine;
-  let attempts = 0;
-  const setup = (): Engine => {
-    engine = trackEngine(world().create(), undefined, {
-      retention: { failed: { count: 100 }, succeeded: { count: 100 } },
-    });
-    attempts = 0;
-    engine.task(
-      "flaky",
-      (x: string) => {
-        if (attempts++ === 0) throw new Error(`first run of ${x} fails`);
-        return `done ${x}`;
-      },
-      { maxRetries: 0 },
-    );
-    engine.task("plain", () => undefined);
-    return engine;
-  };
-  const runAll = (): Promise<void> => engine.startWorkers({ number: 2, stopWhenQueueEmpty: true });
+  const setup = (): Engine => (engine = dashboardEngine(world));
+  const runAll = (): Promise<void> => runEngine(engine);
 
   test("the page loads and its counts change as jobs run", async () => {
     setup();

@@ -4,38 +4,16 @@
  * task, the live stream, the actions and their guards (CSRF token, cross-site requests,
  * read-only, the authorisation hook), mounting under a prefix with `next`, and `close()`.
  */
-import { createServer, type IncomingMessage, type Server } from "node:http";
-import { afterEach, describe, expect, test } from "vitest";
-import { createDashboard, type DashboardHandler, type DashboardOptions } from "../dashboard/index.js";
+import type { IncomingMessage } from "node:http";
+import { describe, expect, test } from "vitest";
+import { createDashboard, type DashboardOptions } from "../dashboard/index.js";
 import type { Engine } from "../lib/engine.js";
 import { InvalidOptionError } from "../lib/errors.js";
 import { brokerFactories, type BrokerFactory } from "./helpers/brokers.js";
-import { trackEngine, until } from "./helpers/engines.js";
+import { dashboardEngine, dashboardServers, runAll as runEngine } from "./helpers/dashboard.js";
+import { until } from "./helpers/engines.js";
 
-const servers: { server: Server; dashboard: DashboardHandler }[] = [];
-afterEach(async () => {
-  for (const { server, dashboard } of servers.splice(0)) {
-    await dashboard.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
-});
-
-/** Serves `options` (under `prefix` when given, as Express's app.use(prefix, dashboard) does). */
-async function serve(options: DashboardOptions, prefix = ""): Promise<{ base: string; dashboard: DashboardHandler }> {
-  const dashboard = createDashboard({ sampleIntervalMs: 100, ...options });
-  const server = createServer((req, res) => {
-    if (prefix === "") return dashboard(req, res);
-    if (!req.url?.startsWith(`${prefix}/`)) return void res.writeHead(418).end("not mine");
-    req.url = req.url.slice(prefix.length);
-    dashboard(req, res, () => void res.writeHead(404).end("passed on"));
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  servers.push({ server, dashboard });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  return { base: `http://127.0.0.1:${port}${prefix}/`, dashboard };
-}
+const serve = dashboardServers();
 
 const token = async (base: string): Promise<string> =>
   /name="chard-csrf" content="([0-9a-f]+)"/.exec(await (await fetch(base)).text())![1]!;
@@ -55,24 +33,8 @@ function post(base: string, body: unknown, headers: Record<string, string>): Pro
 
 describe.each(brokerFactories())("$name broker", ({ world }: BrokerFactory) => {
   let engine: Engine;
-  let attempts: number;
-  const setup = (): Engine => {
-    engine = trackEngine(world().create(), undefined, {
-      retention: { failed: { count: 100 }, succeeded: { count: 100 } },
-    });
-    attempts = 0;
-    engine.task(
-      "flaky",
-      (x: string) => {
-        if (attempts++ === 0) throw new Error(`first run of ${x} fails`);
-        return `done ${x}`;
-      },
-      { maxRetries: 0 },
-    );
-    engine.task("plain", () => undefined);
-    return engine;
-  };
-  const runAll = (): Promise<void> => engine.startWorkers({ number: 2, stopWhenQueueEmpty: true });
+  const setup = (): Engine => (engine = dashboardEngine(world));
+  const runAll = (): Promise<void> => runEngine(engine);
 
   test("the page, its assets and the overview, jobs, job, workers and schedules of the API", async () => {
     setup();
