@@ -275,7 +275,7 @@ export class NamespaceState {
   readonly keys = new Map<string, KeyRecord>();
   /** The key of each keyed job not ended: job id -> key. */
   readonly keyOf = new Map<string, string>();
-  /** The ids that `enqueueJobs` with `onceTtlMs` stored: job id -> until when (ms) it is marked. */
+  /** The ids that `enqueueOnce` stored: job id -> until when (ms) it is marked. */
   readonly #once = new Map<string, number>();
 
   /**

@@ -8,6 +8,7 @@
  * so an attempt that ended in a retry is not counted (the counters do not tell it apart).
  */
 import type { Engine } from "../lib/engine.js";
+import type { JobCounts } from "../lib/job-info.js";
 import type { StateCounts } from "../lib/operations.js";
 
 /** One sample of one engine: jobs per second over the interval that ended at `at` (epoch ms). */
@@ -25,8 +26,8 @@ export class Sampler {
   readonly #keep: number;
   readonly #samples = new Map<string, ThroughputSample[]>();
   readonly #last = new Map<string, { at: number; counts: StateCounts }>();
-  /** The latest counts of each engine, read by the last tick. */
-  readonly latest = new Map<string, StateCounts>();
+  /** The latest counts of each engine, read by the last tick (the live view pushes them). */
+  readonly latest = new Map<string, JobCounts>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticking: Promise<void> | undefined;
   #listeners = new Set<() => void>();
@@ -75,14 +76,15 @@ export class Sampler {
     await Promise.all(
       this.#engines.map(async (engine) => {
         const ns = engine.namespace;
-        let counts: StateCounts;
+        let all: JobCounts;
         try {
-          counts = (await engine.counts()).total;
+          all = await engine.counts();
         } catch {
           return; // the broker is unreachable for a moment: no sample
         }
         const at = Date.now();
-        this.latest.set(ns, counts);
+        this.latest.set(ns, all);
+        const counts = all.total;
         const last = this.#last.get(ns);
         this.#last.set(ns, { at, counts });
         if (!last) return;

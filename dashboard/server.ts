@@ -90,10 +90,10 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
   const token = randomBytes(24).toString("hex");
   const sampler = new Sampler(engines, interval, SAMPLES_KEPT);
   const streams = new Set<ServerResponse>();
-  // After each sample, one overview for every open stream.
+  // After each sample, one overview of its counts for every open stream.
   sampler.onTick(() => {
     if (streams.size === 0) return;
-    overview().then(
+    overview(true).then(
       (data) => {
         const message = `event: overview\ndata: ${JSON.stringify(data)}\n\n`;
         for (const res of streams) res.write(message);
@@ -110,15 +110,15 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
     return engine;
   };
 
-  const overview = async (): Promise<unknown> => {
-    if (sampler.latest.size === 0) await sampler.tick();
+  /** Every engine's counts and throughput: read now, or (`sampled`) those the last sample read. */
+  const overview = async (sampled = false): Promise<unknown> => {
     return {
       title,
       readOnly,
       engines: await Promise.all(
         engines.map(async (engine) => {
           const [counts, pausedQueues, pausedTasks] = await Promise.all([
-            engine.counts(),
+            (sampled && sampler.latest.get(engine.namespace)) || engine.counts(),
             engine.pausedQueues(),
             engine.pausedTasks(),
           ]);
