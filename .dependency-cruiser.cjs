@@ -36,6 +36,24 @@ module.exports = {
       to: { path: "^cli/" },
     },
     {
+      name: "library-not-to-integrations",
+      severity: "error",
+      comment:
+        "The integrations (postgres/, dashboard/, metrics/, otel/) are subpath exports with optional peers: " +
+        '`import { Engine } from "chard"` must never load them, so lib/, brokers/ and cli/ never import them.',
+      from: { path: "^(lib|brokers|cli)/" },
+      to: { path: "^(postgres|dashboard|metrics|otel)/" },
+    },
+    {
+      name: "integrations-on-the-library-only",
+      severity: "error",
+      comment:
+        "An integration stands on lib/ (the engine, its operations API, middleware and signals), never on another " +
+        "integration, nor on a broker's internals: each can be imported alone.",
+      from: { path: "^(postgres|dashboard|metrics|otel)/" },
+      to: { path: "^(postgres|dashboard|metrics|otel|brokers|cli)/", pathNot: "^$1/" },
+    },
+    {
       name: "library-not-to-dev-dependencies",
       severity: "error",
       comment:
