@@ -52,10 +52,10 @@ export type Library = (typeof LIBRARIES)[number];
  * "kept": each job is plain, and the last 10,000 succeeded jobs are kept for inspection (Chard's
  * `retention.succeeded`, BullMQ's `removeOnComplete: { count }`; bee-queue keeps all or none).
  */
-export type Variant = "plain" | "priority" | "key" | "headers" | "kept";
+export type Variant = "plain" | "priority" | "key" | "headers" | "kept" | "metrics" | "observed";
 
 /** The variants, for command-line checks. */
-export const VARIANTS: readonly Variant[] = ["plain", "priority", "key", "headers", "kept"];
+export const VARIANTS: readonly Variant[] = ["plain", "priority", "key", "headers", "kept", "metrics", "observed"];
 
 /** How many succeeded jobs the "kept" variant keeps. */
 const KEPT = 10_000;
@@ -69,9 +69,9 @@ export async function makeAdapter(
 ): Promise<Adapter> {
   switch (library) {
     case "chard-redis":
-      return chard(new Engine(new RedisBroker(redisUrl), name, chardOptions(variant)), variant);
+      return observe(chard(new Engine(new RedisBroker(redisUrl), name, chardOptions(variant)), variant), variant);
     case "chard-memory":
-      return chard(new Engine(new MemoryBroker(), name, chardOptions(variant)), variant);
+      return observe(chard(new Engine(new MemoryBroker(), name, chardOptions(variant)), variant), variant);
     case "bullmq":
       return bullmq(await import("bullmq"), redisUrl, name, true, variant);
     case "bullmq-default":
@@ -91,15 +91,56 @@ function chardOptions(variant: Variant): EngineOptions {
   return variant === "kept" ? { retention: { succeeded: { count: KEPT } } } : {};
 }
 
-function chard(engine: Engine, variant: Variant): Adapter {
+/**
+ * The "metrics" and "observed" variants: chard/metrics on the engine (its own registry, never
+ * scraped), and for "observed" chard/otel's tracing too, through the OpenTelemetry SDK recording
+ * every span (AsyncLocalStorage context, a batch processor, an exporter that drops what it gets):
+ * what they cost per job. Loaded only for these variants.
+ */
+async function observe(made: { adapter: Adapter; engine: Engine }, variant: Variant): Promise<Adapter> {
+  const { adapter, engine } = made;
+  if (variant !== "metrics" && variant !== "observed") return adapter;
+  const [{ Registry }, { createMetrics }] = await Promise.all([import("prom-client"), import("../metrics/index.js")]);
+  const closers: (() => unknown)[] = [];
+  if (variant === "observed") {
+    const [{ context }, { AsyncLocalStorageContextManager }, sdk, { tracing }] = await Promise.all([
+      import("@opentelemetry/api"),
+      import("@opentelemetry/context-async-hooks"),
+      import("@opentelemetry/sdk-trace-base"),
+      import("../otel/index.js"),
+    ]);
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    const dropped: InstanceType<typeof sdk.InMemorySpanExporter> = Object.assign(new sdk.InMemorySpanExporter(), {
+      export: (_spans: unknown, done: (result: { code: number }) => void) => done({ code: 0 }),
+    });
+    const provider = new sdk.BasicTracerProvider({ spanProcessors: [new sdk.BatchSpanProcessor(dropped)] });
+    engine.use(tracing({ tracerProvider: provider }));
+    closers.push(
+      () => provider.shutdown(),
+      () => context.disable(),
+    );
+  }
+  const metrics = createMetrics({ engines: [engine], registry: new Registry() });
+  closers.unshift(() => metrics.close());
+  return {
+    ...adapter,
+    close: async () => {
+      await adapter.close();
+      for (const c of closers) await c();
+    },
+  };
+}
+
+function chard(engine: Engine, variant: Variant): { adapter: Adapter; engine: Engine } {
   setLogger({ debug() {}, info() {}, warn() {}, error() {} });
   let handle: Handler = () => undefined;
   engine.task("noop", (payload: Payload) => handle(payload), { keepResult: false });
   let workers: Promise<void> | undefined;
   const options = (p: Payload): JobOptions =>
     variant === "priority" ? { priority: p.i % 10 } : variant === "key" ? { key: `k${p.i}` } : { headers: HEADERS };
-  const ref = (p: Payload) => (variant === "plain" || variant === "kept" ? "noop" : withOptions("noop", options(p)));
-  return {
+  const plain = variant === "plain" || variant === "kept" || variant === "metrics" || variant === "observed";
+  const ref = (p: Payload) => (plain ? "noop" : withOptions("noop", options(p)));
+  const adapter: Adapter = {
     enqueue: async (payload) => void (await engine.schedule(ref(payload), payload)),
     enqueueBulk: async (payloads) => {
       const batch = new Batch();
@@ -122,6 +163,7 @@ function chard(engine: Engine, variant: Variant): Adapter {
       await workers;
     },
   };
+  return { adapter, engine };
 }
 
 function connection(redisUrl: string): { host: string; port: number } {

@@ -188,6 +188,28 @@ const SCENARIOS: Scenario[] = [
       { id: `e2e:100+${v}`, label: `end to end, concurrency 100, each job with ${what}`, libraries, jobs: N },
     ];
   }),
+  // Observability (chard/metrics, chard/otel): what they cost per job against the plain rows.
+  {
+    id: "e2e:100+metrics",
+    label: "end to end, concurrency 100, with chard/metrics",
+    libraries: ["chard-redis", "chard-memory"],
+    jobs: N,
+    groups: ["observability"],
+  },
+  {
+    id: "e2e:100+observed",
+    label: "end to end, concurrency 100, with chard/metrics and chard/otel (the SDK recording every span)",
+    libraries: ["chard-redis", "chard-memory"],
+    jobs: N,
+    groups: ["observability"],
+  },
+  {
+    id: "e2e-64:100+observed",
+    label: "end to end, concurrency 100, single calls 64 in flight, with chard/metrics and chard/otel",
+    libraries: ["chard-redis", "chard-memory"],
+    jobs: N,
+    groups: ["observability"],
+  },
 ];
 
 const CHARD: Library[] = ["chard-redis", "chard-memory"];
