@@ -33,6 +33,24 @@ export function checkUserTaskName(name: string): void {
 /** Default queue of tasks and workers. */
 export const DEFAULT_QUEUE = "chard";
 
+/** The options a task takes (`TaskOptions`): any other is refused, so a misspelt one is not ignored. */
+const TASK_OPTION_NAMES: ReadonlySet<string> = new Set([
+  "queue",
+  "maxRetries",
+  "periodicity",
+  "maxConcurrency",
+  "rateLimit",
+  "groupLimit",
+  "timeout",
+  "expiresIn",
+  "backoff",
+  "keepResult",
+  "resultTtl",
+  "onSuccess",
+  "onFailure",
+  "onRetry",
+]);
+
 /** Options of a task (or registry-wide defaults given to `new Tasks`). */
 export interface TaskOptions {
   /** Queue the task's jobs go to. @defaultValue the registry's queue, else `"chard"` */
@@ -162,6 +180,13 @@ export class Task<A extends unknown[] = any[], R = unknown> {
 
     if (typeof fn !== "function")
       throw new InvalidOptionError(`task "${name}": fn must be a function, got ${describe(fn)}`);
+    if (options === null || typeof options !== "object")
+      throw new InvalidOptionError(`task "${name}": options must be an object, got ${describe(options)}`);
+    for (const k of Object.keys(options))
+      if (!TASK_OPTION_NAMES.has(k))
+        throw new InvalidOptionError(
+          `task "${name}": unknown option "${k}" (known: ${[...TASK_OPTION_NAMES].join(", ")})`,
+        );
     this.name = name;
     this.fn = fn;
     this.queue = checkQueue(options.queue ?? DEFAULT_QUEUE, `task "${name}": queue`);
