@@ -261,7 +261,8 @@ export function createMetrics(options: MetricsOptions): ChardMetrics {
       (m as unknown as { collect: () => Promise<void> }).collect = collect;
   }
 
-  // Children by label values: a job's metrics cost a map look-up, not prom-client's label hashing.
+  // Children by label values, made once per series (prom-client still checks and hashes the labels
+  // of every inc/observe on a child: the bulk of these metrics' cost per job, see docs/benchmarks.md).
   const ids = new Map<object, number>();
   const metricId = (metric: object): number => {
     let id = ids.get(metric);
